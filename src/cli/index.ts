@@ -1,0 +1,27 @@
+#!/usr/bin/env node
+// The `queuelens` command. Each subcommand lives in cli/commands/ and registers itself here.
+import { Command, CommanderError } from 'commander';
+import { ConfigError } from '../config/options.js';
+import { commands } from './commands/index.js';
+
+const program = new Command('queuelens')
+  .description('Observability-first companion for BullMQ: metrics sidecar, traced workers, dead-letter tools')
+  .showHelpAfterError('(run with --help for every option)')
+  .exitOverride();
+
+for (const register of commands) register(program);
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`queuelens: ${err.message}\n`);
+    process.exit(2);
+  }
+  if (err instanceof CommanderError) {
+    // --help and --version end here with code 0; usage errors (unknown option, missing argument) exit 2.
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  process.stderr.write(`queuelens: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+}

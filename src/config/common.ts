@@ -1,0 +1,36 @@
+// Options shared by every subcommand that talks to Redis or logs.
+import { option, parse } from './options.js';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export const redisUrlOption = option({
+  name: 'redis-url',
+  env: 'REDIS_URL',
+  arg: '<url>',
+  description: 'Redis to read, redis:// or rediss:// (TLS); may carry a user and password',
+  default: 'redis://127.0.0.1:6379',
+  parse: parse.url(['redis:', 'rediss:']),
+});
+
+export const logLevelOption = option({
+  name: 'log-level',
+  env: 'LOG_LEVEL',
+  arg: '<level>',
+  description: `log level: ${LOG_LEVELS.join(', ')}`,
+  default: 'info',
+  parse: parse.oneOf(LOG_LEVELS),
+});
+
+export const prefixesOption = option({
+  name: 'prefixes',
+  env: 'QUEUELENS_PREFIXES',
+  arg: '<list>',
+  description: 'comma-separated BullMQ key prefixes to watch',
+  default: 'bull',
+  parse: (raw: string) => {
+    const list = parse.list(raw);
+    for (const p of list) if (/[\s*?[\]]/.test(p)) throw new Error(`prefix ${JSON.stringify(p)} may not contain spaces or glob characters (* ? [ ])`);
+    return list;
+  },
+});

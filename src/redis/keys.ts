@@ -1,0 +1,82 @@
+// The only module that spells a Redis key name: BullMQ's (read-only for us) and queuelens's own.
+
+export interface QueueRef {
+  prefix: string;
+  name: string;
+}
+
+export const BULLMQ_QUEUE_SUFFIXES = [
+  'wait',
+  'paused',
+  'active',
+  'prioritized',
+  'delayed',
+  'waiting-children',
+  'completed',
+  'failed',
+  'stalled',
+  'stalled-check',
+  'limiter',
+  'meta',
+  'events',
+  'id',
+  'marker',
+  'pc',
+] as const;
+export type QueueSuffix = (typeof BULLMQ_QUEUE_SUFFIXES)[number];
+
+/** `<prefix>:<queue>:<suffix>` (BullMQ's queue-keys.js). */
+export function queueKey(q: QueueRef, suffix: QueueSuffix): string {
+  return `${q.prefix}:${q.name}:${suffix}`;
+}
+
+/** `<prefix>:<queue>:` — the base a job id is appended to. */
+export function queueBase(q: QueueRef): string {
+  return `${q.prefix}:${q.name}:`;
+}
+
+export function jobKey(q: QueueRef, jobId: string): string {
+  return `${q.prefix}:${q.name}:${jobId}`;
+}
+
+export function jobLockKey(q: QueueRef, jobId: string): string {
+  return `${q.prefix}:${q.name}:${jobId}:lock`;
+}
+
+/** SCAN pattern that finds queue meta hashes under a prefix. Glob characters in the prefix are escaped. */
+export function metaScanPattern(prefix: string): string {
+  return `${escapeGlob(prefix)}:*:meta`;
+}
+
+/** Parses `<prefix>:<queue>:meta` back into a queue, or null if the key cannot be a queue's meta hash. */
+export function parseMetaKey(prefix: string, key: string): QueueRef | null {
+  const head = `${prefix}:`;
+  if (!key.startsWith(head) || !key.endsWith(':meta')) return null;
+  const name = key.slice(head.length, -':meta'.length);
+  // Queue names cannot contain ':' (BullMQ throws); `<prefix>::relay:…` is BullMQ's Relay, not a queue.
+  if (name === '' || name.includes(':')) return null;
+  return { prefix, name };
+}
+
+/** Name BullMQ gives a Worker's blocking connection: `<prefix>:<base64(queue)>` optionally `:w:<worker name>`. */
+export function workerClientName(q: QueueRef): string {
+  return `${q.prefix}:${Buffer.from(q.name).toString('base64')}`;
+}
+
+export function queueId(q: QueueRef): string {
+  return `${q.prefix}\u0000${q.name}`;
+}
+
+function escapeGlob(s: string): string {
+  return s.replace(/[*?[\]\\]/g, (c) => `\\${c}`);
+}
+
+// ---- queuelens's own keys: never under a BullMQ prefix ----
+
+export const OWN_PREFIX_DEFAULT = 'queuelens';
+
+export const ownKeys = {
+  leader: (own: string, shard = 'all') => `${own}:leader:${shard}`,
+  cursors: (own: string) => `${own}:cursors`,
+  accounting: (own: string) => `${own}:acct`,
+};

@@ -1,0 +1,106 @@
+// Starts a private redis-server on a free loopback port, so a test can stop, kill and restart it.
+// It never touches a Redis it did not start.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+
+export interface TestRedis {
+  port: number;
+  url: string;
+  /** A fresh client; closed by stop(). */
+  client(): Redis;
+  /** SIGKILL the server (data is lost unless persistence was on). */
+  kill(): Promise<void>;
+  /** Start the server again on the same port and directory. */
+  restart(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TestRedisOptions {
+  /** Extra redis-server arguments, e.g. ['--appendonly', 'yes']. */
+  args?: string[];
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = createServer();
+    srv.unref();
+    srv.on('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const addr = srv.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+function assertRedisServerInstalled(): void {
+  const probe = spawnSync('redis-server', ['--version'], { encoding: 'utf8' });
+  if (probe.error) {
+    throw new Error(
+      'redis-server is not on PATH. The tests start their own Redis: install it with `apt-get install -y redis-server` (Debian/Ubuntu) and run the tests again.',
+    );
+  }
+}
+
+export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestRedis> {
+  assertRedisServerInstalled();
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'queuelens-redis-'));
+  const clients: Redis[] = [];
+  let proc: ChildProcess | undefined;
+
+  const launch = async (): Promise<void> => {
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(opts.args ?? [])];
+    const child = spawn('redis-server', args, { stdio: 'ignore' });
+    proc = child;
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        await probe.ping();
+        probe.disconnect();
+        return;
+      } catch {
+        probe.disconnect();
+        if (child.exitCode !== null) throw new Error(`redis-server exited with code ${child.exitCode} on port ${port}`);
+        if (Date.now() > deadline) throw new Error(`redis-server did not answer on port ${port} within 10 s`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+
+  const terminate = async (signal: NodeJS.Signals): Promise<void> => {
+    const child = proc;
+    proc = undefined;
+    if (!child || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      child.kill(signal);
+    });
+  };
+
+  await launch();
+  return {
+    port,
+    url: `redis://127.0.0.1:${port}`,
+    client() {
+      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
+      c.on('error', () => undefined);
+      clients.push(c);
+      return c;
+    },
+    kill: () => terminate('SIGKILL'),
+    restart: launch,
+    async stop() {
+      for (const c of clients.splice(0)) c.disconnect();
+      await terminate('SIGTERM');
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
