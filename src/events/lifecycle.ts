@@ -39,6 +39,8 @@ export const LIFECYCLE_DEFAULTS: LifecycleOptions = {
   maxInFlightAgeMs: 24 * 3600_000,
 };
 
+const MUTED: AccountingSink = { count: () => undefined, observe: () => undefined, reader: () => undefined };
+
 /** What the reader knows about one job between events. */
 interface JobTrack {
   jobName: string;
@@ -63,7 +65,7 @@ export class QueueLifecycle {
   private appliedCount = 0;
 
   constructor(
-    private readonly sink: AccountingSink,
+    private sink: AccountingSink,
     private readonly opts: LifecycleOptions = LIFECYCLE_DEFAULTS,
     knownNames: Iterable<string> = [],
   ) {
@@ -96,6 +98,22 @@ export class QueueLifecycle {
       this.applied(e);
     }
     if (atEnd) this.flush();
+  }
+
+  /**
+   * Replays entries an earlier leader already counted, only to learn which jobs are in flight
+   * (after a leader change). Nothing is counted or observed.
+   */
+  replay(entries: readonly StreamEntry[]): void {
+    const sink = this.sink;
+    this.sink = MUTED;
+    try {
+      this.apply(entries, true);
+    } finally {
+      this.sink = sink;
+      this.appliedId = undefined;
+      this.appliedCount = 0;
+    }
   }
 
   /** Decides a held `waiting prev=active` as a retry (the stream ended after it). */

@@ -1,17 +1,18 @@
 // Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection as custom commands.
+// `<name>-n.lua` takes a variable number of keys: the caller passes the key count first.
 // The files are read from src/ both when running from src (tests) and from dist (they sit at the same depth).
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
 const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
-const cache = new Map<string, { lua: string; numberOfKeys: number }>();
+const cache = new Map<string, { lua: string; numberOfKeys: number | undefined }>();
 
-export function readScript(file: string): { lua: string; numberOfKeys: number } {
+export function readScript(file: string): { lua: string; numberOfKeys: number | undefined } {
   const hit = cache.get(file);
   if (hit) return hit;
-  const m = /^(.+)-(\d+)\.lua$/.exec(file);
-  if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua`);
-  const script = { lua: readFileSync(new URL(file, LUA_DIR), 'utf8'), numberOfKeys: Number(m[2]) };
+  const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
+  if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua or <name>-n.lua`);
+  const script = { lua: readFileSync(new URL(file, LUA_DIR), 'utf8'), numberOfKeys: m[2] === 'n' ? undefined : Number(m[2]) };
   cache.set(file, script);
   return script;
 }
