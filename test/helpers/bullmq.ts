@@ -10,7 +10,7 @@ export class BullFixtures {
   constructor(private readonly redis: TestRedis) {}
 
   get connection() {
-    return { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null };
+    return { host: '127.0.0.1', port: this.redis.port, password: this.redis.password, maxRetriesPerRequest: null };
   }
 
   queue(name: string, opts: Partial<QueueOptions> = {}): Queue {
