@@ -1,4 +1,6 @@
 // Every subcommand of `queuelens`, in the order --help lists them.
 import type { Command } from 'commander';
+import { registerDemo } from './demo.js';
+import { registerSidecar } from './sidecar.js';
 
-export const commands: Array<(program: Command) => void> = [];
+export const commands: Array<(program: Command) => void> = [registerSidecar, registerDemo];

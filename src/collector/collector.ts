@@ -1,0 +1,192 @@
+// Owns one collection: every watched queue's state read from Redis in read-only Lua calls (a group of queues per
+// call, so no call runs long; in a Cluster a group shares a slot), plus CLIENT LIST on every master for worker
+// counts. Calls are auto-pipelined, so a collection costs about one round trip per node.
+import type { Logger } from '../log/logger.js';
+import { isCluster, masters, type RedisClient } from '../redis/connection.js';
+import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '../redis/keys.js';
+import { defineScript } from '../redis/scripts.js';
+import { groupBySlot } from '../redis/slots.js';
+import type { QueueDiscovery } from './discovery.js';
+import { dlqSource, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
+
+export interface CollectorOptions {
+  redis: RedisClient;
+  discovery: QueueDiscovery;
+  log: Logger;
+  /** Queues per Lua call: 16 queues cost Redis a few hundred microseconds. */
+  groupSize?: number;
+  /** Active jobs per queue lock-checked inside the group call; more are checked in pages of `orphanPageSize`. */
+  activeCheckLimit?: number;
+  orphanPageSize?: number;
+}
+
+interface Scripts {
+  getQueueStates(numKeys: number, ...args: Array<string | number>): Promise<unknown[]>;
+  countOrphanedActive(activeKey: string, base: string, start: number, stop: number): Promise<number>;
+}
+
+/** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
+const MANUAL_RATE_LIMIT = 2 ** 52;
+const FIELDS = 17;
+
+export class Collector {
+  private seq = 0;
+  private lastSuccessAt = 0;
+  private clientListRefused = false;
+  private readonly scripts: Scripts;
+
+  constructor(private readonly opts: CollectorOptions) {
+    defineScript(opts.redis, 'getQueueStates', 'get-queue-states-n.lua');
+    defineScript(opts.redis, 'countOrphanedActive', 'count-orphaned-active-1.lua');
+    this.scripts = opts.redis as unknown as Scripts;
+  }
+
+  async collect(): Promise<CollectionSnapshot> {
+    const started = performance.now();
+    const refs = this.opts.discovery.queues();
+    this.seq += 1;
+    try {
+      const queues = await this.readQueues(refs);
+      const workers = await this.readWorkers(refs);
+      for (const q of queues) q.workers = workers?.get(queueId(q.ref)) ?? (workers ? 0 : undefined);
+      this.lastSuccessAt = Date.now();
+      return this.snapshot(true, started, queues);
+    } catch (err) {
+      return this.snapshot(false, started, [], describeRedisError(err));
+    }
+  }
+
+  private snapshot(ok: boolean, started: number, queues: QueueState[], error?: string): CollectionSnapshot {
+    const queuesByPrefix: Record<string, number> = {};
+    for (const ref of this.opts.discovery.queues()) queuesByPrefix[ref.prefix] = (queuesByPrefix[ref.prefix] ?? 0) + 1;
+    return {
+      seq: this.seq,
+      ok,
+      error,
+      finishedAt: Date.now(),
+      durationSeconds: (performance.now() - started) / 1000,
+      lastSuccessAt: this.lastSuccessAt,
+      redisUp: this.opts.redis.status === 'ready',
+      queues,
+      queuesByPrefix,
+      queuesDropped: this.opts.discovery.dropped(),
+    };
+  }
+
+  private async readQueues(refs: readonly QueueRef[]): Promise<QueueState[]> {
+    const activeLimit = this.opts.activeCheckLimit ?? 32;
+    const groups = groupBySlot(refs, queueBase, this.opts.groupSize ?? 16, isCluster(this.opts.redis));
+    const replies = await Promise.all(groups.map((g) => this.scripts.getQueueStates(g.length, ...g.map(queueBase), activeLimit)));
+
+    const states: QueueState[] = [];
+    const needPages: Array<{ state: QueueState; from: number; total: number }> = [];
+    for (const [g, group] of groups.entries()) {
+      const arr = replies[g]!;
+      const nowMs = Number(arr[0]);
+      for (const [i, ref] of group.entries()) {
+        const f = (arr[i + 1] as number[]).map(Number);
+        if (f.length !== FIELDS) throw new Error(`unexpected reply shape for queue ${ref.name}`);
+        if (f[0] === 0 && !this.opts.discovery.isFixed) {
+          this.opts.discovery.forget(ref);
+          continue;
+        }
+        const state = toQueueState(ref, f, nowMs);
+        states.push(state);
+        const active = f[3]!;
+        const checked = f[13]!;
+        if (active > checked) needPages.push({ state, from: checked, total: active });
+      }
+    }
+    if (needPages.length > 0) await this.countRemainingOrphans(needPages);
+    return states;
+  }
+
+  private async countRemainingOrphans(items: Array<{ state: QueueState; from: number; total: number }>): Promise<void> {
+    const page = this.opts.orphanPageSize ?? 256;
+    const calls: Array<Promise<void>> = [];
+    for (const { state, from, total } of items) {
+      for (let start = from; start < total; start += page) {
+        const stop = Math.min(start + page, total) - 1;
+        calls.push(
+          this.scripts.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), start, stop).then((n) => {
+            state.orphanedActive += Number(n);
+          }),
+        );
+      }
+    }
+    await Promise.all(calls);
+  }
+
+  /**
+   * Worker connections per queue from CLIENT LIST, or undefined where the command is not allowed. In a Cluster a
+   * worker's named connection shows on every node it talks to, so the busiest node's count is taken, not the sum.
+   */
+  private async readWorkers(refs: readonly QueueRef[]): Promise<Map<string, number> | undefined> {
+    if (this.clientListRefused) return undefined;
+    let lists: string[];
+    try {
+      lists = (await Promise.all(masters(this.opts.redis).map((n) => n.client('LIST')))) as string[];
+    } catch (err) {
+      const msg = (err as Error).message;
+      if (/NOPERM|unknown command|ERR.*CLIENT|disabled/i.test(msg)) {
+        this.clientListRefused = true;
+        this.opts.log.warn({ err: msg }, 'CLIENT LIST is not allowed on this Redis: bullmq_queue_workers will be absent');
+        return undefined;
+      }
+      throw err;
+    }
+    const byName = new Map<string, string>();
+    for (const ref of refs) byName.set(workerClientName(ref), queueId(ref));
+    const best = new Map<string, number>();
+    for (const list of lists) {
+      const counts = new Map<string, number>();
+      for (const line of list.split('\n')) {
+        const m = / name=(\S+)/.exec(line);
+        if (!m) continue;
+        const name = m[1]!;
+        const w = name.indexOf(':w:');
+        const id = byName.get(w === -1 ? name : name.slice(0, w));
+        if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+      for (const [id, n] of counts) best.set(id, Math.max(best.get(id) ?? 0, n));
+    }
+    return best;
+  }
+}
+
+function toQueueState(ref: QueueRef, f: number[], nowMs: number): QueueState {
+  const [, paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed, overdue, headEligible, oldestActive, orphans, , limiterPttl, limiterCount, globalMax] =
+    f as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+  const backlog = waiting + prioritized;
+  let rateLimited = false;
+  if (limiterPttl > 0) {
+    if (limiterCount >= MANUAL_RATE_LIMIT) rateLimited = true;
+    else if (globalMax >= 0) rateLimited = limiterCount >= globalMax;
+    // A worker-side limiter's max is not stored in Redis: a live window with a backlog and nothing running
+    // is what a rate-limited queue looks like from outside.
+    else rateLimited = backlog > 0 && active === 0;
+  }
+  return {
+    ref,
+    dlqOf: dlqSource(ref.name),
+    jobs: { waiting, prioritized, delayed, active, waiting_children: waitingChildren, completed, failed },
+    paused: paused === 1,
+    oldestWaitingAgeSeconds: backlog > 0 && headEligible >= 0 ? Math.max(0, nowMs - headEligible) / 1000 : 0,
+    delayedOverdue: overdue,
+    oldestActiveAgeSeconds: active > 0 && oldestActive >= 0 ? Math.max(0, nowMs - oldestActive) / 1000 : 0,
+    orphanedActive: orphans,
+    rateLimited,
+  };
+}
+
+/** Turns a Redis client error into a sentence saying what is wrong and that the sidecar keeps retrying. */
+export function describeRedisError(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|Cluster isn't ready|Failed to refresh slots/i.test(msg)) {
+    return `Redis is unreachable (${msg}); retrying`;
+  }
+  if (/NOAUTH|WRONGPASS|invalid password/i.test(msg)) return `Redis refused the credentials (${msg}); check REDIS_URL`;
+  if (/Command timed out/i.test(msg)) return `Redis did not answer in time (${msg}); retrying`;
+  if (/CROSSSLOT/i.test(msg)) return `Redis Cluster refused a multi-key call (${msg}); queue keys must share a hash tag, e.g. prefix {bull}`;
+  return msg;
+}
