@@ -1,7 +1,6 @@
 // The event reader against a real Redis with real BullMQ producers and workers (module API). Ground truth
 // comes from the workload itself: what was enqueued, and the times each attempt started and ended.
-import { spawn } from 'node:child_process';
-import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { UnrecoverableError, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueEventStats } from '../src/events/accounting.js';
@@ -10,6 +9,7 @@ import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
 import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
 import { defineScript } from '../src/redis/scripts.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 let OWN = 'qltest';
@@ -18,19 +18,20 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 let redis: TestRedis;
 let raw: Redis;
+let bull: BullFixtures;
 const closers: Array<() => Promise<unknown>> = [];
 
 beforeAll(async () => {
   // Small radix nodes so that `MAXLEN ~ 50` really trims near 50 entries.
   redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
   raw = redis.client();
+  bull = new BullFixtures(redis);
 });
 afterAll(async () => {
   for (const close of closers.reverse()) await close().catch(() => undefined);
+  await bull?.close();
   await redis?.stop();
 });
-
-const connection = () => ({ url: redis.url, maxRetriesPerRequest: null });
 
 function reader(opts: Partial<EventReaderOptions> = {}): EventReader {
   const r = new EventReader({ redisUrl: redis.url, ownPrefix: OWN, log, leaseMs: 2000, blockMs: 100, ...opts });
@@ -38,21 +39,6 @@ function reader(opts: Partial<EventReaderOptions> = {}): EventReader {
   return r;
 }
 
-function queue(name: string, maxLen?: number): Queue {
-  const q = new Queue(name, { connection: connection(), ...(maxLen ? { streams: { events: { maxLen } } } : {}) });
-  closers.push(() => q.close());
-  return q;
-}
-
-async function until<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(50);
-  }
-}
 
 async function statsOf(q: QueueRef): Promise<QueueEventStats | undefined> {
   return (await readEventAccounting(raw, OWN)).find((x) => x.queue.prefix === q.prefix && x.queue.name === q.name)?.stats;
@@ -92,9 +78,9 @@ describe('scripted workload with known ground truth', () => {
     const r = reader({ lifecycle: { jobNameLabel: true } });
     r.setQueues([q]);
     r.start();
-    await until('the reader to take the lease and register the queue', () => statsOf(q));
+    await waitFor('the reader to take the lease and register the queue', () => statsOf(q));
 
-    const producer = queue(q.name);
+    const producer = bull.queue(q.name);
     const truth = new Map<string, Truth>();
     const add = async (name: string, opts: Parameters<Queue['add']>[2] = {}) => {
       const job = await producer.add(name, {}, opts);
@@ -108,12 +94,9 @@ describe('scripted workload with known ground truth', () => {
 
     // 1. A job taken by a worker process that is SIGKILLed mid-job: BullMQ reclaims it as stalled.
     const stallId = await add('stall');
-    const victim = spawn(process.execPath, [new URL('./helpers/stall-victim.mjs', import.meta.url).pathname, redis.url, 'bull', q.name, '1000'], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    closers.push(async () => victim.kill('SIGKILL'));
-    const victimStart = await new Promise<number>((resolve) => victim.stdout.on('data', (b: Buffer) => String(b).includes('ACTIVE') && resolve(Date.now())));
-    victim.kill('SIGKILL');
+    const victim = await bull.stuckWorker(q.name, 1000, { skipStalledCheck: true });
+    const victimStart = Date.now();
+    victim.proc.kill('SIGKILL');
     const stallTruth = truth.get(stallId) as Truth;
     stallTruth.attempts.push({ eligibleAt: stallTruth.nextEligibleAt, start: victimStart, outcome: 'stalled' });
 
@@ -128,7 +111,7 @@ describe('scripted workload with known ground truth', () => {
     const dedupB = await add('dedup', { deduplication: { id: 'D1' } });
     expect(dedupB).toBe(dedupA);
 
-    const worker = new Worker(
+    const worker = bull.worker(
       q.name,
       async (job) => {
         const t = truth.get(job.id as string) as Truth;
@@ -148,28 +131,27 @@ describe('scripted workload with known ground truth', () => {
         a.outcome = 'completed';
         return 'ok';
       },
-      { connection: connection(), concurrency: 4, stalledInterval: 500, lockDuration: 1000, maxStalledCount: 1 },
+      { concurrency: 4, stalledInterval: 500, lockDuration: 1000, maxStalledCount: 1 },
     );
-    closers.push(() => worker.close());
     worker.on('stalled', (jobId) => {
       const t = truth.get(jobId) as Truth;
       t.nextEligibleAt = Date.now();
     });
     const final = (t: Truth) => ['completed', 'failed'].includes(t.attempts.at(-1)?.outcome ?? '');
-    await until('every job to reach its final state', async () => [...truth.values()].every(final), 30_000).catch((err) => {
+    await waitFor('every job to reach its final state', async () => [...truth.values()].every(final), 30_000).catch((err) => {
       console.log(JSON.stringify([...truth.entries()].filter(([, t]) => !final(t))));
       throw err;
     });
 
     // Ground truth, by design of the workload: 1 stall + 6 plain + 4 clean + 3 delayed + 2 flaky + 2 doomed + 1 unrecoverable + 1 dedup.
     const expected = { added: 20, completed: 17, failed: 3, retried: 2 * 2 + 2 * 1, stalled: 1, deduplicated: 1 };
-    const s = await until('the reader to account for every outcome', async () => {
+    const s = await waitFor('the reader to account for every outcome', async () => {
       const st = await statsOf(q);
       return st && total(st, 'completed') + total(st, 'failed') === expected.completed + expected.failed && st;
     });
     for (const [counter, value] of Object.entries(expected)) expect(total(s, counter), counter).toBe(value);
     expect(s.reader).toMatchObject({ lost: 0, unmatched: 0, evicted: 0 });
-    await until('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+    await waitFor('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
 
     // Histograms per job name against the recorded attempts.
     const truthSeries = new Map<string, number[]>();
@@ -226,20 +208,19 @@ describe('fencing and leadership', () => {
       r.setQueues([q]);
       r.start();
     }
-    await until('a leader', async () => a.isLeader || b.isLeader);
+    await waitFor('a leader', async () => a.isLeader || b.isLeader);
     expect(a.isLeader && b.isLeader).toBe(false);
-    await until('the queue to be registered', () => statsOf(q));
+    await waitFor('the queue to be registered', () => statsOf(q));
     const [first, second] = a.isLeader ? [a, b] : [b, a];
 
-    const producer = queue(q.name);
+    const producer = bull.queue(q.name);
     let done = 0;
-    const worker = new Worker(q.name, async () => sleep(2), { connection: connection(), concurrency: 5 });
-    closers.push(() => worker.close());
+    const worker = bull.worker(q.name, async () => sleep(2), { concurrency: 5 });
     worker.on('completed', () => (done += 1));
     const batch = async (n: number) => {
       const target = done + n;
       await producer.addBulk(Array.from({ length: n }, () => ({ name: 'j', data: {} })));
-      await until('the batch to complete', async () => done >= target);
+      await waitFor('the batch to complete', async () => done >= target);
     };
 
     await batch(50);
@@ -247,25 +228,25 @@ describe('fencing and leadership', () => {
     // leader must notice, stop, and never write with its old token.
     const lease = ownKeys.leader(OWN);
     await raw.set(lease, 'intruder', 'PX', 1500);
-    await until('the old leader to step down', async () => !first.isLeader);
+    await waitFor('the old leader to step down', async () => !first.isLeader);
     const frozen = await raw.hgetall(ownKeys.eventsQueue(OWN, q));
     await batch(50);
     expect(await raw.hgetall(ownKeys.eventsQueue(OWN, q))).toEqual(frozen);
-    await until('a new leader after the intruder lease expired', async () => first.isLeader || second.isLeader);
+    await waitFor('a new leader after the intruder lease expired', async () => first.isLeader || second.isLeader);
     await batch(50);
     // The leader shuts down cleanly: it releases the lease, the other takes over at once.
     const leader = first.isLeader ? first : second;
     const other = leader === first ? second : first;
     await leader.close();
-    await until('the standby to take over after release', async () => other.isLeader, 1500);
+    await waitFor('the standby to take over after release', async () => other.isLeader, 1500);
     await batch(50);
 
-    const s = await until('all 200 completions accounted', async () => {
+    const s = await waitFor('all 200 completions accounted', async () => {
       const st = await statsOf(q);
       return st && total(st, 'completed') === 200 && st;
     });
     expect(total(s, 'added')).toBe(200);
-    await until('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+    await waitFor('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
     expect((await statsOf(q))?.reader.lost).toBe(0);
     await other.close();
   });
@@ -275,23 +256,22 @@ describe('loss accounting', () => {
   it('counts exactly the entries trimmed while no reader ran', async () => {
     OWN = 'ql-loss';
     const q: QueueRef = { prefix: 'bull', name: 'lossy' };
-    const producer = queue(q.name, 50);
+    const producer = bull.queue(q.name, { streams: { events: { maxLen: 50 } } });
     let done = 0;
-    const worker = new Worker(q.name, async () => undefined, { connection: connection(), concurrency: 5 });
-    closers.push(() => worker.close());
+    const worker = bull.worker(q.name, async () => undefined, { concurrency: 5 });
     worker.on('completed', () => (done += 1));
     const run = async (n: number) => {
       const target = done + n;
       for (let i = 0; i < n; i++) await producer.add('j', {});
-      await until('jobs to complete', async () => done >= target);
+      await waitFor('jobs to complete', async () => done >= target);
     };
 
     const first = reader();
     first.setQueues([q]);
     first.start();
-    await until('the queue to be registered', () => statsOf(q));
+    await waitFor('the queue to be registered', () => statsOf(q));
     await run(10);
-    await until('the first reader to catch up', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+    await waitFor('the first reader to catch up', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
     const cursorAtStop = await raw.hget(ownKeys.eventsQueue(OWN, q), 'r|cursor');
     const addedAtStop = await entriesAdded(q);
     await first.close();
@@ -311,14 +291,14 @@ describe('loss accounting', () => {
     const second = reader();
     second.setQueues([q]);
     second.start();
-    const s = await until('the restarted reader to catch up', async () => {
+    const s = await waitFor('the restarted reader to catch up', async () => {
       const st = await statsOf(q);
       return st && st.reader.read === addedAtStop + retained && st;
     });
     expect(s.reader.lost).toBe(trimmedUnread);
     // And no more loss once it keeps up.
     await run(20);
-    await until('caught up again', async () => {
+    await waitFor('caught up again', async () => {
       const st = await statsOf(q);
       return st && st.reader.read + st.reader.lost === (await entriesAdded(q));
     });
@@ -335,9 +315,9 @@ describe('retention', () => {
     const r = reader({ retentionMs: 300, maintenanceMs: 100 });
     r.setQueues([keep, gone]);
     r.start();
-    await until('both registered', async () => (await statsOf(keep)) && (await statsOf(gone)));
+    await waitFor('both registered', async () => (await statsOf(keep)) && (await statsOf(gone)));
     r.setQueues([keep]);
-    await until('the vanished queue forgotten', async () => (await raw.exists(ownKeys.eventsQueue(OWN, gone))) === 0);
+    await waitFor('the vanished queue forgotten', async () => (await raw.exists(ownKeys.eventsQueue(OWN, gone))) === 0);
     expect(await raw.zscore(ownKeys.eventsIndex(OWN), 'bull:vanished')).toBeNull();
     await sleep(400);
     expect(await statsOf(keep)).toBeDefined();

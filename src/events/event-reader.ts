@@ -96,9 +96,10 @@ export class EventReader {
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.keys = { lease: ownKeys.leader(o.ownPrefix), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
+    // Standalone Redis only: the commit script spans many queues' keys, which Cluster would refuse (CROSSSLOT).
     this.cmd = createRedis({ url: o.redisUrl, name: 'queuelens:events', log: o.log }) as ReaderClient;
     // XREAD BLOCK holds its connection; it gets one of its own that waits through Redis outages.
-    this.blocking = createRedis({ url: o.redisUrl, name: 'queuelens:events:read', log: o.log, maxRetriesPerRequest: null });
+    this.blocking = createRedis({ url: o.redisUrl, name: 'queuelens:events:read', log: o.log, maxRetriesPerRequest: null }) as Redis;
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
     defineScript(this.cmd, 'eventsTouch', 'events-touch-2.lua');
