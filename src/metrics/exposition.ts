@@ -2,6 +2,7 @@
 // collection, so their text is rendered once per collection and cached; process metrics are rendered per scrape.
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
+import { SnapshotMetric } from './snapshot-metric.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 
@@ -43,6 +44,13 @@ export class Exposition {
 
   histogram(def: MetricDef): client.Histogram<string> {
     return this.add(new Histogram({ name: def.name, help: def.help, labelNames: [...def.labels], buckets: [...(def.buckets ?? [])], registers: [] }));
+  }
+
+  /** A counter or histogram set wholesale from persisted accounting (see snapshot-metric.ts). */
+  snapshot(def: MetricDef & { type: 'counter' | 'histogram' }): SnapshotMetric {
+    const m = new SnapshotMetric(def);
+    for (const r of this.cached) r.registerMetric(m.view() as unknown as client.Metric);
+    return m;
   }
 
   /** Marks the cached text stale; call after changing metric values for a new collection. */
