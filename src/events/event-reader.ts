@@ -199,28 +199,54 @@ export class EventReader {
     this.checkTerm(token);
 
     const pipe = this.cmd.pipeline();
-    for (let i = 0; i < queues.length; i++) {
-      pipe.hgetall(hashes[i] as string);
-      pipe.xrevrange(streams[i] as string, cursors[i] as string, '-', 'COUNT', this.opts.rebuildEntries);
-    }
+    for (const h of hashes) pipe.hgetall(h);
     const replies = (await pipe.exec()) ?? [];
+    const histories = await this.history(streams, cursors);
     this.checkTerm(token);
     for (let i = 0; i < queues.length; i++) {
-      const [hErr, hash] = replies[2 * i] ?? [];
-      const [, history] = replies[2 * i + 1] ?? [];
+      const [hErr, hash] = replies[i] ?? [];
       if (hErr) throw hErr;
       const acc = QueueAccounting.fromHash(hash as Record<string, string>);
       const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames());
+      // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
+      machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
-      if (cursor !== '0-0' && Array.isArray(history)) {
-        // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
-        machine.replay((history as Array<[string, string[]]>).reverse().map(([id, f]) => toEntry(id, f)));
-      }
       const q = queues[i] as QueueRef;
       const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
+  }
+
+  /**
+   * Up to rebuildEntries entries of each stream up to and including its cursor, oldest first. Read
+   * backwards in slices of 200, so that no single XREVRANGE holds Redis for long.
+   */
+  private async history(streams: string[], cursors: string[]): Promise<StreamEntry[][]> {
+    const out: StreamEntry[][] = streams.map(() => []);
+    let ends: Array<string | undefined> = cursors.map((c) => (c === '0-0' ? undefined : c));
+    while (ends.some((e) => e !== undefined)) {
+      const pipe = this.cmd.pipeline();
+      const asked: number[] = [];
+      ends.forEach((end, i) => {
+        if (end === undefined) return;
+        const n = Math.min(200, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
+        pipe.xrevrange(streams[i] as string, end, '-', 'COUNT', n);
+        asked.push(i);
+      });
+      const replies = (await pipe.exec()) ?? [];
+      const next: Array<string | undefined> = ends.map(() => undefined);
+      asked.forEach((i, k) => {
+        const [err, slice] = replies[k] ?? [];
+        const entries = err ? [] : (slice as Array<[string, string[]]>);
+        const acc = out[i] as StreamEntry[];
+        for (const [id, f] of entries) acc.push(toEntry(id, f));
+        const last = entries.at(-1)?.[0];
+        if (entries.length === 200 && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
+      });
+      ends = next;
+    }
+    return out.map((h) => h.reverse());
   }
 
   /** One XREAD over one group of streams, then one commit script call for what it read. */

@@ -48,23 +48,25 @@ export class LeaderLease {
 
   /**
    * Tries at once, then on a timer: a holder renews every third of the lease, a standby retries every
-   * fifth, so a dead leader is replaced within lease + lease/5.
+   * fifth, so a dead leader is replaced within lease + lease/5. After an error (Redis not reachable yet,
+   * or gone) it retries within 250 ms.
    */
   start(): void {
     if (this.timer || this.closed) return;
     const tick = (): void => {
-      void this.tick().finally(() => {
+      void this.tick().then((ok) => {
         if (this.closed) return;
-        this.timer = setTimeout(tick, this.held ? this.opts.leaseMs / 3 : this.opts.leaseMs / 5);
+        const every = this.held ? this.opts.leaseMs / 3 : this.opts.leaseMs / 5;
+        this.timer = setTimeout(tick, ok ? every : Math.min(250, every));
         this.timer.unref();
       });
     };
     tick();
   }
 
-  /** One acquire-or-renew step (exposed for tests). */
-  async tick(): Promise<void> {
-    if (this.ticking || this.closed) return;
+  /** One acquire-or-renew step; false when Redis could not be asked. */
+  private async tick(): Promise<boolean> {
+    if (this.ticking || this.closed) return true;
     this.ticking = true;
     try {
       if (this.held) {
@@ -83,10 +85,12 @@ export class LeaderLease {
           this.opts.onChange(true);
         }
       }
+      return true;
     } catch (err) {
       // Cannot reach Redis: the lease may expire under us; stop reading once it surely has.
       if (this.held && Date.now() - this.lastRenewedAt >= this.opts.leaseMs) this.lose('lease renewal failed');
       this.opts.log.debug({ err: (err as Error).message }, 'lease step failed');
+      return false;
     } finally {
       this.ticking = false;
     }
