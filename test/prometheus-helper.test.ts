@@ -1,0 +1,95 @@
+// Proves test/helpers/prometheus.ts: a real Prometheus scrapes a loopback exporter, evaluates rules generated
+// from the repo's settings with test-sized durations, and a real Alertmanager (routed by the example config)
+// delivers the alert to a webhook receiver, then its resolution.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, expect, test } from 'vitest';
+import { buildRuleGroups, renderRulesYaml } from '../src/monitoring/alert-rules.js';
+import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
+import { startAlertmanager, startPrometheus, startWebhookReceiver, waitUntil, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
+import { requireBinary } from './helpers/prometheus-binaries.js';
+import { freePort } from './helpers/redis-server.js';
+
+// What the fake sidecar serves; the test changes it to make the alert fire and resolve.
+let oldestAge = 900;
+let exporter: Server;
+let exporterPort: number;
+let receiver: WebhookReceiver;
+let alertmanager: RunningAlertmanager;
+let prometheus: RunningPrometheus;
+let dir: string;
+
+const testSettings: MonitoringSettings = {
+  ...settings,
+  defaults: { ...settings.defaults, oldestJob: { maxAgeSeconds: 300, for: '0s' } },
+};
+
+beforeAll(async () => {
+  exporter = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4' });
+    res.end(
+      [
+        '# TYPE bullmq_queue_oldest_waiting_age_seconds gauge',
+        `bullmq_queue_oldest_waiting_age_seconds{prefix="bull",queue="email"} ${oldestAge}`,
+        '# TYPE bullmq_exporter_up gauge',
+        'bullmq_exporter_up 1',
+        '',
+      ].join('\n'),
+    );
+  });
+  exporterPort = await freePort();
+  await new Promise<void>((resolve) => exporter.listen(exporterPort, '127.0.0.1', resolve));
+
+  dir = mkdtempSync(join(tmpdir(), 'queuelens-rules-'));
+  const rules = join(dir, 'queuelens.rules.yml');
+  writeFileSync(rules, renderRulesYaml(buildRuleGroups(testSettings)));
+
+  receiver = await startWebhookReceiver();
+  alertmanager = await startAlertmanager({ receiverUrl: receiver.url });
+  prometheus = await startPrometheus({
+    jobs: { [settings.exporterJob]: [`127.0.0.1:${exporterPort}`] },
+    ruleFiles: [rules],
+    alertmanagerUrl: alertmanager.url,
+  });
+});
+
+afterAll(async () => {
+  await prometheus?.stop();
+  await alertmanager?.stop();
+  await receiver?.close();
+  await new Promise<void>((resolve) => (exporter ? exporter.close(() => resolve()) : resolve()));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+test('a missing alertmanager fails with the command that installs it', () => {
+  const path = process.env.PATH;
+  process.env.PATH = '/nonexistent';
+  try {
+    expect(() => requireBinary('prometheus-alertmanager', 'alertmanager')).toThrow(/apt-get install -y prometheus-alertmanager/);
+  } finally {
+    process.env.PATH = path;
+  }
+});
+
+test('Prometheus scrapes the loopback target under the job the alerts select', async () => {
+  const up = await waitUntil('a successful scrape', 20_000, async () => {
+    const r = await prometheus.query(`up{job="${settings.exporterJob}"} == 1`);
+    return r.length > 0 ? r : undefined;
+  });
+  expect(up[0]?.metric.instance).toBe(`127.0.0.1:${exporterPort}`);
+  const age = await prometheus.query('bullmq_queue_oldest_waiting_age_seconds');
+  expect(age.map((s) => [s.metric.queue, s.value])).toEqual([['email', 900]]);
+});
+
+test('an alert fires through Alertmanager to the on-call webhook, then resolves', async () => {
+  const firing = await receiver.waitForAlert((a) => a.labels.alertname === 'BullMQOldestJobTooOld' && a.status === 'firing');
+  expect(firing.labels).toMatchObject({ queue: 'email', prefix: 'bull', severity: 'critical' });
+  expect(firing.annotations.description).toBe('The next job of queue bull:email has been ready to run for 15m 0s (threshold 5m).');
+  expect(receiver.notifications.find((n) => n.alerts.includes(firing))?.path).toBe('/on-call');
+
+  oldestAge = 10;
+  const resolved = await receiver.waitForAlert((a) => a.labels.alertname === 'BullMQOldestJobTooOld' && a.status === 'resolved');
+  expect(resolved.labels.queue).toBe('email');
+});
