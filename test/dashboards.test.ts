@@ -2,50 +2,20 @@
 // recorded series (so a typo fails), never takes rate() of a gauge, and computes quantiles only with
 // histogram_quantile over bucket rates summed by le. Running the queries against a live Prometheus is the
 // end-to-end suite's job.
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { contractSeries } from '../src/monitoring/metric-contract.js';
-import { analysePromQL, substituteGrafanaMacros } from './helpers/promql.js';
+import { allPanels, loadDashboards, panelQueries as queries, substituteVariables } from './helpers/dashboards.js';
+import { analysePromQL } from './helpers/promql.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const files = readdirSync(join(root, 'dashboards')).filter((f) => f.endsWith('.json'));
-
-interface Panel {
-  id?: number;
-  type: string;
-  title: string;
-  datasource?: { type?: string; uid?: string };
-  targets?: Array<{ expr?: string; datasource?: { uid?: string } }>;
-  panels?: Panel[];
-}
-interface Variable {
-  name: string;
-  type: string;
-  query?: unknown;
-  multi?: boolean;
-  includeAll?: boolean;
-}
-interface Dashboard {
-  uid: string;
-  title: string;
-  panels: Panel[];
-  templating: { list: Variable[] };
-}
-
-const dashboards = files.map((f) => ({ file: f, d: JSON.parse(readFileSync(join(root, 'dashboards', f), 'utf8')) as Dashboard }));
+const dashboards = loadDashboards().map(({ file, dashboard }) => ({ file, d: dashboard }));
 const rules = (parse(readFileSync(join(root, 'alerts/queuelens.rules.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ record?: string }> }> }).groups;
 const recorded = new Set(rules.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
 const contract = contractSeries();
-
-function allPanels(d: Dashboard): Panel[] {
-  return d.panels.flatMap((p) => [p, ...(p.panels ?? [])]);
-}
-function queries(d: Dashboard): Array<{ panel: string; expr: string }> {
-  return allPanels(d).flatMap((p) => (p.targets ?? []).flatMap((t) => (t.expr ? [{ panel: p.title, expr: t.expr }] : [])));
-}
 
 test('the overview and the per-queue drill-down exist', () => {
   expect(dashboards.map((x) => x.d.uid).sort()).toEqual(['queuelens-overview', 'queuelens-queue']);
@@ -78,7 +48,7 @@ describe.each(dashboards)('$file', ({ d }) => {
 
   test('every query parses and selects only contract metrics or recorded series, with their labels', () => {
     for (const { panel, expr } of queries(d)) {
-      const a = analysePromQL(substituteGrafanaMacros(expr));
+      const a = analysePromQL(substituteVariables(expr));
       expect(a.errors, `${panel}: ${expr}`).toEqual([]);
       expect(a.selectors.length, `${panel}: ${expr}`).toBeGreaterThan(0);
       for (const s of a.selectors) {
@@ -99,7 +69,7 @@ describe.each(dashboards)('$file', ({ d }) => {
   test('quantiles come only from histogram_quantile over bucket rates summed by le', () => {
     for (const { panel, expr } of queries(d)) {
       expect(expr, `${panel}: quantile_over_time is not a histogram quantile`).not.toMatch(/(?<!histogram_)quantile(_over_time)?\s*\(/);
-      const a = analysePromQL(substituteGrafanaMacros(expr));
+      const a = analysePromQL(substituteVariables(expr));
       for (const q of a.quantiles) {
         expect(q.aggregation?.op, `${panel}: ${expr}`).toBe('sum');
         expect(q.aggregation?.by, `${panel}: ${expr}`).toContain('le');
@@ -114,6 +84,12 @@ describe.each(dashboards)('$file', ({ d }) => {
       if (perQueue) expect(expr, panel).toContain('queue=~"$queue"');
     }
   });
+});
+
+test('variables are substituted the way Grafana does', () => {
+  expect(substituteVariables('rate(x{queue=~"$queue", prefix=~"${prefix}"}[$__rate_interval])', { queue: ['email', 'webhook'] }, '1m')).toBe(
+    'rate(x{queue=~"email|webhook", prefix=~".*"}[1m])',
+  );
 });
 
 test('the static checks catch a typo and a rate over a gauge', () => {

@@ -2,7 +2,19 @@
 // generator writes them to dashboards/*.json. Queries read the recording rules of alert-rules.ts where one
 // exists, deduplicate replicas with max (never sum), and compute quantiles only with histogram_quantile over
 // bucket rates summed by le.
-import { GraphThresholdsStyleConfigBuilder, GraphThresholdsStyleMode, StackingConfigBuilder, StackingMode, VisibilityMode } from '@grafana/grafana-foundation-sdk/common';
+import {
+  GraphThresholdsStyleConfigBuilder,
+  GraphThresholdsStyleMode,
+  LegendDisplayMode,
+  LegendPlacement,
+  SortOrder,
+  StackingConfigBuilder,
+  StackingMode,
+  TooltipDisplayMode,
+  VisibilityMode,
+  VizLegendOptionsBuilder,
+  VizTooltipOptionsBuilder,
+} from '@grafana/grafana-foundation-sdk/common';
 import {
   DashboardBuilder,
   DashboardLinkBuilder,
@@ -56,7 +68,10 @@ function timeseries(title: string, description: string, unit: string, list: Targ
     .span(opts.width ?? 12)
     .fillOpacity(opts.stack ? 40 : 10)
     .lineWidth(1)
-    .showPoints(VisibilityMode.Never);
+    .showPoints(VisibilityMode.Never)
+    .legend(new VizLegendOptionsBuilder().showLegend(true).displayMode(LegendDisplayMode.List).placement(LegendPlacement.Bottom))
+    // One tooltip for every queue at that instant, worst first: what on-call compares.
+    .tooltip(new VizTooltipOptionsBuilder().mode(TooltipDisplayMode.Multi).sort(SortOrder.Descending));
   if (opts.stack) p.stacking(new StackingConfigBuilder().mode(StackingMode.Normal).group('A'));
   if (opts.threshold !== undefined) {
     p.thresholds(redAbove(opts.threshold));

@@ -26,11 +26,6 @@ export interface Analysis {
   quantiles: HistogramQuantileCall[];
 }
 
-/** Grafana's interval macros are not PromQL; substitute a plain duration before parsing. */
-export function substituteGrafanaMacros(expr: string): string {
-  return expr.replace(/\$__(rate_interval|interval|range)\b/g, '5m');
-}
-
 function unquote(s: string): string {
   return JSON.parse(s.startsWith("'") ? `"${s.slice(1, -1).replace(/"/g, '\\"')}"` : s) as string;
 }
