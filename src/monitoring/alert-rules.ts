@@ -147,12 +147,20 @@ export function buildRuleGroups(s: MonitoringSettings): RuleGroup[] {
 
   const job = `job="${s.exporterJob}"`;
   const queueAlerts: AlertRule[] = [];
+  /** Adds one alert per threshold variant; build returns expr, summary and description for a queue matcher. */
+  const perQueue = <K extends Exclude<keyof QueueThresholds, 'waitSlo'>>(
+    name: string,
+    key: K,
+    build: (m: string, t: QueueThresholds[K]) => [expr: string, summary: string, description: string],
+  ): void => {
+    for (const { matcher, t, labels } of variants(s, key)) {
+      const [expr, summary, description] = build(matcher, t);
+      queueAlerts.push(alert(name, expr, t.for, summary, description, { labels }));
+    }
+  };
 
-  for (const { matcher: m, t, labels } of variants(s, 'noWorkers')) {
-    queueAlerts.push(
-      alert(
-        'BullMQNoWorkers',
-        `(
+  perQueue('BullMQNoWorkers', 'noWorkers', (m, t) => [
+    `(
   ${runnableJobs(m)}
   + ${queueGauge('bullmq_queue_delayed_overdue_jobs', m)}
 ) > 0
@@ -168,141 +176,78 @@ and on (prefix, queue)
 )
 unless on (prefix, queue)
 ${queueGauge('bullmq_queue_paused', m)} == 1`,
-        t.for,
-        `No worker consumes queue ${Q}`,
-        `{{ $value }} jobs of queue ${Q} are ready to run (waiting, prioritized or overdue delayed), and no worker is connected or none finished a job in the last ${t.window}.`,
-        { labels },
-      ),
-    );
-  }
+    `No worker consumes queue ${Q}`,
+    `{{ $value }} jobs of queue ${Q} are ready to run (waiting, prioritized or overdue delayed), and no worker is connected or none finished a job in the last ${t.window}.`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'oldestJob')) {
-    queueAlerts.push(
-      alert(
-        'BullMQOldestJobTooOld',
-        `${queueGauge('bullmq_queue_oldest_waiting_age_seconds', m)} > ${t.maxAgeSeconds}`,
-        t.for,
-        `Jobs of queue ${Q} wait too long`,
-        `The next job of queue ${Q} has been ready to run for {{ $value | humanizeDuration }} (threshold ${humanSeconds(t.maxAgeSeconds)}).`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQOldestJobTooOld', 'oldestJob', (m, t) => [
+    `${queueGauge('bullmq_queue_oldest_waiting_age_seconds', m)} > ${t.maxAgeSeconds}`,
+    `Jobs of queue ${Q} wait too long`,
+    `The next job of queue ${Q} has been ready to run for {{ $value | humanizeDuration }} (threshold ${humanSeconds(t.maxAgeSeconds)}).`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'backlog')) {
+  perQueue('BullMQBacklogGrowing', 'backlog', (m, t) => {
     const added = sel(need('bullmq_jobs_added', t.window), m);
     const finished = sel(need('bullmq_jobs_finished', t.window), m);
-    queueAlerts.push(
-      alert(
-        'BullMQBacklogGrowing',
-        `(
+    return [
+      `(
   ${added}
   - (${finished} or ${added} * 0)
 ) * 60 > 0
 and on (prefix, queue)
 ${runnableJobs(m)} > ${t.minJobs}`,
-        t.for,
-        `Backlog of queue ${Q} keeps growing`,
-        `Queue ${Q} takes in {{ $value | humanize }} more jobs per minute than it finishes (over ${t.window}), with more than ${t.minJobs} jobs waiting.`,
-        { labels },
-      ),
-    );
-  }
+      `Backlog of queue ${Q} keeps growing`,
+      `Queue ${Q} takes in {{ $value | humanize }} more jobs per minute than it finishes (over ${t.window}), with more than ${t.minJobs} jobs waiting.`,
+    ];
+  });
 
-  for (const { matcher: m, t, labels } of variants(s, 'failureRate')) {
+  perQueue('BullMQHighFailureRate', 'failureRate', (m, t) => {
     const failed = sel(need('bullmq_jobs_failed', t.window), m);
     const finished = sel(need('bullmq_jobs_finished', t.window), m);
-    queueAlerts.push(
-      alert(
-        'BullMQHighFailureRate',
-        `${failed} / ${finished} > ${t.maxRatio}
+    return [
+      `${failed} / ${finished} > ${t.maxRatio}
 and on (prefix, queue)
 ${finished} * ${durationSeconds(t.window)} >= ${t.minFinished}`,
-        t.for,
-        `Many jobs of queue ${Q} fail`,
-        `{{ $value | humanizePercentage }} of the jobs of queue ${Q} that finished in the last ${t.window} failed for good (threshold ${percent(t.maxRatio)}, counted once at least ${t.minFinished} jobs finished).`,
-        { labels },
-      ),
-    );
-  }
+      `Many jobs of queue ${Q} fail`,
+      `{{ $value | humanizePercentage }} of the jobs of queue ${Q} that finished in the last ${t.window} failed for good (threshold ${percent(t.maxRatio)}, counted once at least ${t.minFinished} jobs finished).`,
+    ];
+  });
 
-  for (const { matcher: m, t, labels } of variants(s, 'stalls')) {
-    queueAlerts.push(
-      alert(
-        'BullMQJobsStalling',
-        `${sel(need('bullmq_jobs_stalled', t.window), m)} * ${durationSeconds(t.window)} > ${t.maxStalls}`,
-        t.for,
-        `Jobs of queue ${Q} stall`,
-        `{{ $value | printf "%.0f" }} jobs of queue ${Q} stalled in the last ${t.window} (threshold ${t.maxStalls}): their worker died or blocked its event loop mid-job.`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQJobsStalling', 'stalls', (m, t) => [
+    `${sel(need('bullmq_jobs_stalled', t.window), m)} * ${durationSeconds(t.window)} > ${t.maxStalls}`,
+    `Jobs of queue ${Q} stall`,
+    `{{ $value | printf "%.0f" }} jobs of queue ${Q} stalled in the last ${t.window} (threshold ${t.maxStalls}): their worker died or blocked its event loop mid-job.`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'orphanedActive')) {
-    queueAlerts.push(
-      alert(
-        'BullMQOrphanedActiveJobs',
-        `${queueGauge('bullmq_queue_orphaned_active_jobs', m)} > 0`,
-        t.for,
-        `Active jobs of queue ${Q} lost their worker`,
-        `{{ $value }} active jobs of queue ${Q} have an expired lock and nobody reclaims them: no live worker runs the stall check.`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQOrphanedActiveJobs', 'orphanedActive', (m, t) => [
+    `${queueGauge('bullmq_queue_orphaned_active_jobs', m)} > 0`,
+    `Active jobs of queue ${Q} lost their worker`,
+    `{{ $value }} active jobs of queue ${Q} have an expired lock and nobody reclaims them: no live worker runs the stall check.`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'dlqGrowing')) {
-    queueAlerts.push(
-      alert(
-        'BullMQDeadLetterQueueGrowing',
-        `${sel(need('bullmq_dlq_added', t.window), m)} * ${durationSeconds(t.window)} > ${t.maxAdded}`,
-        t.for,
-        `Jobs of queue ${Q} are being dead-lettered`,
-        `{{ $value | printf "%.0f" }} jobs of queue ${Q} were moved to its dead-letter queue in the last ${t.window} (threshold ${t.maxAdded}).`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQDeadLetterQueueGrowing', 'dlqGrowing', (m, t) => [
+    `${sel(need('bullmq_dlq_added', t.window), m)} * ${durationSeconds(t.window)} > ${t.maxAdded}`,
+    `Jobs of queue ${Q} are being dead-lettered`,
+    `{{ $value | printf "%.0f" }} jobs of queue ${Q} were moved to its dead-letter queue in the last ${t.window} (threshold ${t.maxAdded}).`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'dlqNotEmpty')) {
-    queueAlerts.push(
-      alert(
-        'BullMQDeadLetterQueueNotEmpty',
-        `${queueGauge('bullmq_dlq_jobs', m)} > 0`,
-        t.for,
-        `Dead-letter queue of ${Q} holds jobs`,
-        `{{ $value }} jobs sit in the dead-letter queue of ${Q}: inspect them, then redrive or purge.`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQDeadLetterQueueNotEmpty', 'dlqNotEmpty', (m, t) => [
+    `${queueGauge('bullmq_dlq_jobs', m)} > 0`,
+    `Dead-letter queue of ${Q} holds jobs`,
+    `{{ $value }} jobs sit in the dead-letter queue of ${Q}: inspect them, then redrive or purge.`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'eventsLost')) {
-    queueAlerts.push(
-      alert(
-        'BullMQEventsLost',
-        `${sel(need('bullmq_exporter_events_lost', t.window), m)} * ${durationSeconds(t.window)} > 0`,
-        t.for,
-        `Counters of queue ${Q} miss events`,
-        `{{ $value | printf "%.0f" }} events of queue ${Q} were trimmed from its stream before queuelens read them in the last ${t.window}: its counters and latency histograms undercount.`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQEventsLost', 'eventsLost', (m, t) => [
+    `${sel(need('bullmq_exporter_events_lost', t.window), m)} * ${durationSeconds(t.window)} > 0`,
+    `Counters of queue ${Q} miss events`,
+    `{{ $value | printf "%.0f" }} events of queue ${Q} were trimmed from its stream before queuelens read them in the last ${t.window}: its counters and latency histograms undercount.`,
+  ]);
 
-  for (const { matcher: m, t, labels } of variants(s, 'eventsLag')) {
-    queueAlerts.push(
-      alert(
-        'BullMQEventsLagging',
-        `${queueGauge('bullmq_exporter_events_lag_seconds', m)} > ${t.maxLagSeconds}`,
-        t.for,
-        `Event reader lags on queue ${Q}`,
-        `The newest unread event of queue ${Q} is {{ $value | humanizeDuration }} old (threshold ${humanSeconds(t.maxLagSeconds)}): its counters and latencies are late, and events may be trimmed before they are read.`,
-        { labels },
-      ),
-    );
-  }
+  perQueue('BullMQEventsLagging', 'eventsLag', (m, t) => [
+    `${queueGauge('bullmq_exporter_events_lag_seconds', m)} > ${t.maxLagSeconds}`,
+    `Event reader lags on queue ${Q}`,
+    `The newest unread event of queue ${Q} is {{ $value | humanizeDuration }} old (threshold ${humanSeconds(t.maxLagSeconds)}): its counters and latencies are late, and events may be trimmed before they are read.`,
+  ]);
 
   // ---- wait-time SLO, from the wait histogram ----
   const sloRecords: RecordingRule[] = [];

@@ -120,6 +120,32 @@ async function terminate(d: Daemon): Promise<void> {
   });
 }
 
+/** Launches a daemon on a free loopback port and waits for /-/ready; stop() ends it and removes `dir`. */
+async function startDaemon(name: string, bin: string, dir: string, args: (port: number) => string[]): Promise<{ url: string; stop: () => Promise<void> }> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const d = launch(bin, args(port));
+  const cleanup = async (): Promise<void> => {
+    await terminate(d);
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await waitReady(name, url, d);
+  } catch (err) {
+    await cleanup();
+    throw err;
+  }
+  let stopped = false;
+  return {
+    url,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await cleanup();
+    },
+  };
+}
+
 export interface AlertmanagerOptions {
   /** Where every receiver of the example config sends (its path is kept). */
   receiverUrl: string;
@@ -158,32 +184,13 @@ export async function startAlertmanager(opts: AlertmanagerOptions): Promise<Runn
   shorten(config.route);
   for (const r of config.receivers) for (const w of r.webhook_configs ?? []) w.url = `${opts.receiverUrl}${new URL(w.url).pathname}`;
   writeFileSync(join(dir, 'alertmanager.yml'), stringify(config));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const d = launch(bin, [
+  return startDaemon('alertmanager', bin, dir, (port) => [
     `--config.file=${join(dir, 'alertmanager.yml')}`,
     `--storage.path=${join(dir, 'data')}`,
     `--web.listen-address=127.0.0.1:${port}`,
     // No gossip: a lone test instance must not open (or collide on) the cluster port.
     '--cluster.listen-address=',
   ]);
-  try {
-    await waitReady('alertmanager', url, d);
-  } catch (err) {
-    await terminate(d);
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
-  let stopped = false;
-  return {
-    url,
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await terminate(d);
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
 }
 
 export interface PrometheusOptions {
@@ -237,43 +244,28 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<RunningP
   if (opts.alertmanagerUrl) base.alerting = { alertmanagers: [{ static_configs: [{ targets: [new URL(opts.alertmanagerUrl).host] }] }] };
   else delete base.alerting;
   writeFileSync(join(dir, 'prometheus.yml'), stringify(base));
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const d = launch(bin, [
+  const { url, stop } = await startDaemon('prometheus', bin, dir, (port) => [
     `--config.file=${join(dir, 'prometheus.yml')}`,
     `--storage.tsdb.path=${join(dir, 'data')}`,
     `--web.listen-address=127.0.0.1:${port}`,
     // Send firing alerts again every second instead of every minute, so resolutions and retries show quickly.
     '--rules.alert.resend-delay=1s',
   ]);
-  try {
-    await waitReady('prometheus', url, d);
-  } catch (err) {
-    await terminate(d);
-    rmSync(dir, { recursive: true, force: true });
-    throw err;
-  }
   const api = async <T>(path: string): Promise<T> => {
     const r = await fetch(`${url}${path}`);
     const body = (await r.json()) as { status: string; data: T; error?: string };
     if (body.status !== 'success') throw new Error(`prometheus ${path}: ${body.error ?? r.status}`);
     return body.data;
   };
-  let stopped = false;
   return {
     url,
+    stop,
     async query(expr) {
       const data = await api<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(`/api/v1/query?query=${encodeURIComponent(expr)}`);
       return data.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
     },
     async alerts() {
       return (await api<{ alerts: Array<{ labels: Record<string, string>; state: string; value: string }> }>('/api/v1/alerts')).alerts;
-    },
-    async stop() {
-      if (stopped) return;
-      stopped = true;
-      await terminate(d);
-      rmSync(dir, { recursive: true, force: true });
     },
   };
 }
