@@ -1,10 +1,12 @@
 // The committed alerts/ and dashboards/ files are exactly what src/monitoring renders from settings.ts, and
-// per-queue overrides split rules the way docs/monitoring.md says.
+// per-queue overrides split rules the way docs/monitoring.md says, and the metric contract matches the sidecar.
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
+import { METRICS } from '../src/metrics/definitions.js';
 import { buildRuleGroups, type AlertRule } from '../src/monitoring/alert-rules.js';
+import { METRIC_CONTRACT } from '../src/monitoring/metric-contract.js';
 import { renderMonitoringFiles } from '../src/monitoring/generate.js';
 import { settings, thresholdsFor, type MonitoringSettings } from '../src/monitoring/settings.js';
 
@@ -53,5 +55,16 @@ describe('per-queue overrides', () => {
     expect(stalls).toHaveLength(1);
     expect(stalls[0]!.labels.thresholds).toBeUndefined();
     expect(stalls[0]!.expr).not.toContain('queue!~');
+  });
+});
+
+describe('metric contract', () => {
+  test('agrees with src/metrics/definitions.ts on every metric the sidecar defines', () => {
+    const contract = METRIC_CONTRACT as Record<string, { type: string; labels: readonly string[] }>;
+    for (const def of Object.values(METRICS)) {
+      expect(contract[def.name], `${def.name} is missing from src/monitoring/metric-contract.ts`).toBeDefined();
+      expect(contract[def.name]!.type, def.name).toBe(def.type);
+      expect([...contract[def.name]!.labels].sort(), def.name).toEqual([...def.labels].sort());
+    }
   });
 });

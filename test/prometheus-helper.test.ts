@@ -9,6 +9,7 @@ import { afterAll, beforeAll, expect, test } from 'vitest';
 import { buildRuleGroups, renderRulesYaml } from '../src/monitoring/alert-rules.js';
 import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
 import { startAlertmanager, startPrometheus, startWebhookReceiver, waitUntil, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
+import { loadDashboards, panelQueries, substituteVariables } from './helpers/dashboards.js';
 import { requireBinary } from './helpers/prometheus-binaries.js';
 import { freePort } from './helpers/redis-server.js';
 
@@ -92,4 +93,13 @@ test('an alert fires through Alertmanager to the on-call webhook, then resolves'
   oldestAge = 10;
   const resolved = await receiver.waitForAlert((a) => a.labels.alertname === 'BullMQOldestJobTooOld' && a.status === 'resolved');
   expect(resolved.labels.queue).toBe('email');
+});
+
+test('Prometheus accepts every dashboard query (variables substituted as Grafana would)', async () => {
+  // Type errors (a range vector where an instant one belongs, a bad grouping) only show in the query engine.
+  for (const { dashboard } of loadDashboards()) {
+    for (const { panel, expr } of panelQueries(dashboard)) {
+      await expect(prometheus.query(substituteVariables(expr, { prefix: ['bull'], queue: ['email'] })), `${dashboard.uid} / ${panel}`).resolves.toBeDefined();
+    }
+  }
 });
