@@ -8,7 +8,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { buildRuleGroups, renderRulesYaml } from '../src/monitoring/alert-rules.js';
 import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
-import { startAlertmanager, startPrometheus, startWebhookReceiver, waitUntil, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
+import { waitFor } from './helpers/bullmq.js';
+import { startAlertmanager, startPrometheus, startWebhookReceiver, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
 import { loadDashboards, panelQueries, substituteVariables } from './helpers/dashboards.js';
 import { requireBinary } from './helpers/prometheus-binaries.js';
 import { freePort } from './helpers/redis-server.js';
@@ -75,10 +76,14 @@ test('a missing alertmanager fails with the command that installs it', () => {
 });
 
 test('Prometheus scrapes the loopback target under the job the alerts select', async () => {
-  const up = await waitUntil('a successful scrape', 20_000, async () => {
-    const r = await prometheus.query(`up{job="${settings.exporterJob}"} == 1`);
-    return r.length > 0 ? r : undefined;
-  });
+  const up = await waitFor(
+    'a successful scrape',
+    async () => {
+      const r = await prometheus.query(`up{job="${settings.exporterJob}"} == 1`);
+      return r.length > 0 ? r : undefined;
+    },
+    20_000,
+  );
   expect(up[0]?.metric.instance).toBe(`127.0.0.1:${exporterPort}`);
   const age = await prometheus.query('bullmq_queue_oldest_waiting_age_seconds');
   expect(age.map((s) => [s.metric.queue, s.value])).toEqual([['email', 900]]);

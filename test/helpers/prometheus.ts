@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
+import { waitFor } from './bullmq.js';
 import { requireBinary } from './prometheus-binaries.js';
 import { freePort } from './redis-server.js';
 
@@ -58,28 +59,17 @@ export async function startWebhookReceiver(): Promise<WebhookReceiver> {
     url: `http://127.0.0.1:${port}`,
     notifications,
     waitForAlert: (match, timeoutMs = 30_000) =>
-      waitUntil(`a matching alert notification (received ${notifications.length})`, timeoutMs, () => {
-        for (const n of notifications) for (const a of n.alerts) if (match(a, n)) return a;
-        return undefined;
-      }),
+      waitFor(
+        'a matching alert notification',
+        () => {
+          for (const n of notifications) for (const a of n.alerts) if (match(a, n)) return a;
+          return undefined;
+        },
+        timeoutMs,
+        100,
+      ),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
-}
-
-/** Polls `probe` every 100 ms until it returns a value; rejects naming `what` after `timeoutMs`. */
-export async function waitUntil<T>(what: string, timeoutMs: number, probe: () => T | undefined | Promise<T | undefined>): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  let lastError: unknown;
-  for (;;) {
-    try {
-      const v = await probe();
-      if (v !== undefined) return v;
-    } catch (err) {
-      lastError = err;
-    }
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
 }
 
 interface Daemon {
@@ -99,11 +89,16 @@ function launch(bin: string, args: string[]): Daemon {
 }
 
 async function waitReady(name: string, url: string, d: Daemon): Promise<void> {
-  await waitUntil(`${name} at ${url}`, 20_000, async () => {
-    if (d.proc.exitCode !== null) throw new Error(`${name} exited with code ${d.proc.exitCode}:\n${d.output()}`);
-    const r = await fetch(`${url}/-/ready`).catch(() => undefined);
-    return r?.ok ? true : undefined;
-  });
+  await waitFor(
+    `${name} at ${url}`,
+    async () => {
+      if (d.proc.exitCode !== null) throw new Error(`${name} exited with code ${d.proc.exitCode}:\n${d.output()}`);
+      const r = await fetch(`${url}/-/ready`).catch(() => undefined);
+      return r?.ok;
+    },
+    20_000,
+    100,
+  );
 }
 
 async function terminate(d: Daemon): Promise<void> {
