@@ -44,6 +44,7 @@ describe('per-queue overrides', () => {
     expect(oldest[0]!.expr).toContain('queue!~"billing\\\\.v2|invoices|reports"');
     expect(oldest[0]!.expr).toMatch(/> 300$/);
     expect(oldest[1]!.expr).toContain('queue=~"billing\\\\.v2|invoices"');
+    expect(oldest[0]!.expr).toContain('queue!~".+-dlq"');
     expect(oldest[1]!.expr).toMatch(/> 60$/);
     expect(oldest[2]!.for).toBe('10m');
   });
@@ -54,7 +55,7 @@ describe('per-queue overrides', () => {
     const stalls = named('BullMQJobsStalling');
     expect(stalls).toHaveLength(1);
     expect(stalls[0]!.labels.thresholds).toBeUndefined();
-    expect(stalls[0]!.expr).not.toContain('queue!~');
+    expect(stalls[0]!.expr.match(/queue[!=]~"[^"]*"/g)).toEqual(['queue!~".+-dlq"']);
   });
 });
 

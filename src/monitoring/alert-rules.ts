@@ -57,7 +57,7 @@ export const histogramRecord = (histogram: keyof typeof HISTOGRAMS, part: 'bucke
 export const sloErrorRecord = (window: Duration): string => `prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate${window}`;
 
 interface Variant<T> {
-  /** Queue matcher of this variant ('' = every queue). */
+  /** Queue matchers of this variant, comma-separated ('' = every queue). */
   matcher: string;
   t: T;
   /**
@@ -83,9 +83,10 @@ function variants<K extends keyof QueueThresholds>(s: MonitoringSettings, key: K
     groups.set(k, g);
   }
   const special = [...groups.values()].flatMap((g) => g.queues);
-  if (special.length === 0) return [{ matcher: '', t: s.defaults[key], labels: {} }];
+  const ignored = s.ignoredQueues ? `queue!~"${s.ignoredQueues}", ` : '';
+  if (special.length === 0) return [{ matcher: ignored.slice(0, -2), t: s.defaults[key], labels: {} }];
   return [
-    { matcher: `queue!~"${anyOf(special)}"`, t: s.defaults[key], labels: { thresholds: 'default' } },
+    { matcher: `${ignored}queue!~"${anyOf(special)}"`, t: s.defaults[key], labels: { thresholds: 'default' } },
     ...[...groups.values()].map((g) => ({ matcher: `queue=~"${anyOf(g.queues)}"`, t: g.t, labels: { thresholds: g.queues.join(',') } })),
   ];
 }

@@ -96,7 +96,7 @@ function quantiles(h: keyof typeof HISTOGRAMS, window: MonitoringSettings['dashb
   ]);
 }
 
-function variables(b: DashboardBuilder): DashboardBuilder {
+function variables(b: DashboardBuilder, s: MonitoringSettings): DashboardBuilder {
   return b
     .withVariable(new DatasourceVariableBuilder('datasource').label('Data source').type('prometheus'))
     .withVariable(
@@ -115,6 +115,7 @@ function variables(b: DashboardBuilder): DashboardBuilder {
         .label('Queue')
         .datasource(DS)
         .query('label_values(bullmq_queue_jobs{prefix=~"$prefix"}, queue)')
+        .regex(`/^(?!${s.ignoredQueues}$).*$/`)
         .refresh(VariableRefresh.OnTimeRangeChanged)
         .sort(VariableSort.AlphabeticalAsc)
         .multi(true)
@@ -123,7 +124,7 @@ function variables(b: DashboardBuilder): DashboardBuilder {
     );
 }
 
-function base(title: string, uid: string, description: string): DashboardBuilder {
+function base(s: MonitoringSettings, title: string, uid: string, description: string): DashboardBuilder {
   return variables(
     new DashboardBuilder(title)
       .uid(uid)
@@ -134,6 +135,7 @@ function base(title: string, uid: string, description: string): DashboardBuilder
       .time({ from: 'now-3h', to: 'now' })
       .timezone('browser')
       .link(new DashboardLinkBuilder('queuelens').type(DashboardLinkType.Dashboards).tags(['queuelens']).asDropdown(true).includeVars(true).keepTime(true)),
+    s,
   );
 }
 
@@ -147,7 +149,7 @@ function withIds(d: Dashboard): Dashboard {
 export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
   const w = s.dashboardWindow;
   const job = `job="${s.exporterJob}"`;
-  const b = base('queuelens / Overview', OVERVIEW_DASHBOARD.uid, 'Every BullMQ queue at a glance: depth, flow, failures, latency, stalls, dead letters and the health of queuelens itself.');
+  const b = base(s, 'queuelens / Overview', OVERVIEW_DASHBOARD.uid, 'Every BullMQ queue at a glance: depth, flow, failures, latency, stalls, dead letters and the health of queuelens itself.');
 
   b.withRow(new RowBuilder('At a glance'))
     .withPanel(stat('Jobs ready to run', 'Waiting + prioritized jobs over the selected queues.', 'short', `sum(${runnableJobs(Q)})`))
@@ -209,7 +211,7 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
 
 export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
   const w = s.dashboardWindow;
-  const b = base('queuelens / Queue', QUEUE_DASHBOARD.uid, 'One row per selected queue: state, flow, latency by outcome, stalls, dead letters, the wait-time SLO and the event reader.');
+  const b = base(s, 'queuelens / Queue', QUEUE_DASHBOARD.uid, 'One row per selected queue: state, flow, latency by outcome, stalls, dead letters, the wait-time SLO and the event reader.');
   const outcomeQuantile = (h: 'bullmq_job_processing_seconds' | 'bullmq_job_e2e_seconds', q: number): Target => [
     `histogram_quantile(${q}, sum by (${BY}, outcome, le) (max by (${BY}, job_name, outcome, le) (rate(${h}_bucket{${Q}}[$__rate_interval]))))`,
     `{{outcome}} p${Math.round(q * 100)}`,

@@ -46,6 +46,11 @@ export interface BurnWindow {
 export interface MonitoringSettings {
   /** The Prometheus scrape job of the sidecar replicas (prometheus.yml). */
   exporterJob: string;
+  /**
+   * Regex of queue names the per-queue alerts and the dashboards' queue list leave out. Dead-letter queues
+   * (`<queue>-dlq`) park failed jobs with no worker on purpose; they have their own alerts (bullmq_dlq_*).
+   */
+  ignoredQueues: string;
   links: {
     /** runbook_url = `<runbookBaseUrl>/<AlertName>.md`. */
     runbookBaseUrl: string;
@@ -67,6 +72,7 @@ export type PartialThresholds = { [K in keyof QueueThresholds]?: Partial<QueueTh
 
 export const settings: MonitoringSettings = {
   exporterJob: 'queuelens',
+  ignoredQueues: '.+-dlq',
   links: {
     runbookBaseUrl: 'https://github.com/queuelens/queuelens/blob/main/docs/runbooks',
     grafanaUrl: 'http://localhost:3000',
