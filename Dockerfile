@@ -27,5 +27,7 @@ EXPOSE 9487
 # Liveness only: /livez answers while the process runs, whether or not Redis does. No curl in the slim image.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.QUEUELENS_PORT || 9487) + '/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
-ENTRYPOINT ["node", "dist/cli/index.js"]
+# The OpenTelemetry SDK must load before anything it instruments; it exports nothing unless
+# OTEL_EXPORTER_OTLP_ENDPOINT is set.
+ENTRYPOINT ["node", "--import", "./dist/tracing/register.js", "dist/cli/index.js"]
 CMD ["sidecar"]

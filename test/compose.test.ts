@@ -47,7 +47,21 @@ const EXPECTED = {
   'webhook-receiver': 'webhook target and on-call hook',
 };
 // The environment the app reads (issues 2-4); anything else in an app service is a typo.
-const APP_ENV = ['REDIS_URL', 'QUEUELENS_PORT', 'SMTP_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT', 'OTEL_SERVICE_NAME', 'QUEUELENS_ADMIN_TOKEN', 'EXPORT_DIR', 'LOG_LEVEL'];
+const APP_ENV = [
+  'REDIS_URL',
+  'QUEUELENS_PORT',
+  'SMTP_URL',
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_SERVICE_NAME',
+  'QUEUELENS_ADMIN_TOKEN',
+  'EXPORT_DIR',
+  'LOG_LEVEL',
+  'WEBHOOK_ALLOW',
+  'WEBHOOK_SECRET',
+  'LOADGEN_RATE',
+  'LOADGEN_DURATION',
+  'LOADGEN_WEBHOOK_TARGET',
+];
 
 function hostPorts(s: Service): string[] {
   return (s.ports ?? []).map((p) => {
@@ -103,6 +117,7 @@ describe('docker-compose.yml', () => {
     for (const [name, s] of Object.entries(services)) {
       if (s.build === undefined) continue;
       expect(['sidecar', 'worker', 'loadgen'], name).toContain(s.command?.[0]);
+      if (s.command?.[0] === 'worker') expect(['email', 'webhook', 'export', 'all'], name).toContain(s.command[1]);
       for (const key of Object.keys(s.environment ?? {})) expect(APP_ENV, `${name}: ${key}`).toContain(key);
       expect(s.environment?.REDIS_URL, name).toBe('redis://redis:6379');
       // The image's healthcheck probes /livez, which only the sidecar serves.
@@ -113,7 +128,7 @@ describe('docker-compose.yml', () => {
   test('URLs in the app environment point at compose services', () => {
     for (const [name, s] of Object.entries(services)) {
       for (const [key, value] of Object.entries(s.environment ?? {})) {
-        if (!/_URL$|_ENDPOINT$/.test(key)) continue;
+        if (!/_URL$|_ENDPOINT$|_TARGET$/.test(key)) continue;
         expect(services, `${name}: ${key}=${value}`).toHaveProperty(new URL(value).hostname);
       }
     }
