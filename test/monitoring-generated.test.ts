@@ -14,7 +14,7 @@ const root = fileURLToPath(new URL('..', import.meta.url));
 
 describe('generated files', () => {
   const files = renderMonitoringFiles();
-  test.each(Object.keys(files))('%s matches its source (run `npm run generate:monitoring` after editing src/monitoring)', (path) => {
+  test.each(Object.keys(files))('%s matches its source (run `npm run gen:monitoring` after editing src/monitoring)', (path) => {
     expect(readFileSync(join(root, path), 'utf8')).toBe(files[path]);
   });
 });

@@ -1,4 +1,4 @@
-// `npm run generate:monitoring`: writes the rule file, the dashboards and the alert table of
+// `npm run gen:monitoring`: writes the rule file, the dashboards and the alert table of
 // docs/monitoring.md, all rendered from settings.ts. The files are committed;
 // test/monitoring-generated.test.ts fails when they differ from what this would write.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';

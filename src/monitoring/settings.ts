@@ -1,4 +1,4 @@
-// Owns every alert threshold, window and link, in one place. `npm run generate:monitoring` renders
+// Owns every alert threshold, window and link, in one place. `npm run gen:monitoring` renders
 // alerts/queuelens.rules.yml and dashboards/*.json from these values; test/monitoring-generated.test.ts fails
 // when the committed files drift from them. docs/monitoring.md explains each knob.
 
