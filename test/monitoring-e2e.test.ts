@@ -3,17 +3,13 @@
 // Alertmanager (the example config) to a webhook receiver. Workers stopped while jobs wait must page
 // BullMQNoWorkers and BullMQOldestJobTooOld, with values counted once although two replicas export them; a
 // worker draining the queue must resolve both. Every dashboard query over the sidecar's gauges returns data.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { METRICS } from '../src/metrics/definitions.js';
-import { buildRuleGroups, renderRulesYaml } from '../src/monitoring/alert-rules.js';
 import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { loadDashboards, panelQueries, substituteVariables } from './helpers/dashboards.js';
-import { startAlertmanager, startPrometheus, startWebhookReceiver, type NotifiedAlert, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
+import { startMonitoringStack, type MonitoringStack, type NotifiedAlert, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
 import { analysePromQL } from './helpers/promql.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -32,10 +28,9 @@ let redis: TestRedis;
 let bull: BullFixtures;
 const sidecars: CliProcess[] = [];
 const ports: number[] = [];
+let stack: MonitoringStack;
 let receiver: WebhookReceiver;
-let alertmanager: RunningAlertmanager;
 let prometheus: RunningPrometheus;
-let dir: string;
 
 function startSidecar(port: number): CliProcess {
   return spawnCli(['sidecar', '--redis-url', redis.url, '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.5', '--discovery-interval', '1', '--log-level', 'warn']);
@@ -62,29 +57,18 @@ beforeAll(async () => {
     }, 20_000);
   }
 
-  dir = mkdtempSync(join(tmpdir(), 'queuelens-e2e-rules-'));
-  const rules = join(dir, 'queuelens.rules.yml');
-  writeFileSync(rules, renderRulesYaml(buildRuleGroups(testSettings)));
-  receiver = await startWebhookReceiver();
-  alertmanager = await startAlertmanager({ receiverUrl: receiver.url });
-  prometheus = await startPrometheus({
-    jobs: { [settings.exporterJob]: ports.map((p) => `127.0.0.1:${p}`) },
-    ruleFiles: [rules],
-    alertmanagerUrl: alertmanager.url,
-  });
+  stack = await startMonitoringStack(testSettings, ports.map((p) => `127.0.0.1:${p}`));
+  ({ receiver, prometheus } = stack);
 });
 
 afterAll(async () => {
-  await prometheus?.stop();
-  await alertmanager?.stop();
-  await receiver?.close();
+  await stack?.stop();
   for (const s of sidecars) {
     s.proc.kill('SIGTERM');
     await s.exited;
   }
   await bull?.close();
   await redis?.stop();
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('both replicas are scraped and export the same queue depth', async () => {

@@ -1,16 +1,12 @@
 // Proves test/helpers/prometheus.ts: a real Prometheus scrapes a loopback exporter, evaluates rules generated
 // from the repo's settings with test-sized durations, and a real Alertmanager (routed by the example config)
 // delivers the alert to a webhook receiver, then its resolution.
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { buildRuleGroups, renderRulesYaml } from '../src/monitoring/alert-rules.js';
 import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
 import { waitFor } from './helpers/bullmq.js';
-import { startAlertmanager, startPrometheus, startWebhookReceiver, type RunningAlertmanager, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
 import { loadDashboards, panelQueries, substituteVariables } from './helpers/dashboards.js';
+import { startMonitoringStack, type MonitoringStack, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';
 import { requireBinary } from './helpers/prometheus-binaries.js';
 import { freePort } from './helpers/redis-server.js';
 
@@ -18,10 +14,9 @@ import { freePort } from './helpers/redis-server.js';
 let oldestAge = 900;
 let exporter: Server;
 let exporterPort: number;
+let stack: MonitoringStack;
 let receiver: WebhookReceiver;
-let alertmanager: RunningAlertmanager;
 let prometheus: RunningPrometheus;
-let dir: string;
 
 const testSettings: MonitoringSettings = {
   ...settings,
@@ -44,25 +39,13 @@ beforeAll(async () => {
   exporterPort = await freePort();
   await new Promise<void>((resolve) => exporter.listen(exporterPort, '127.0.0.1', resolve));
 
-  dir = mkdtempSync(join(tmpdir(), 'queuelens-rules-'));
-  const rules = join(dir, 'queuelens.rules.yml');
-  writeFileSync(rules, renderRulesYaml(buildRuleGroups(testSettings)));
-
-  receiver = await startWebhookReceiver();
-  alertmanager = await startAlertmanager({ receiverUrl: receiver.url });
-  prometheus = await startPrometheus({
-    jobs: { [settings.exporterJob]: [`127.0.0.1:${exporterPort}`] },
-    ruleFiles: [rules],
-    alertmanagerUrl: alertmanager.url,
-  });
+  stack = await startMonitoringStack(testSettings, [`127.0.0.1:${exporterPort}`]);
+  ({ receiver, prometheus } = stack);
 });
 
 afterAll(async () => {
-  await prometheus?.stop();
-  await alertmanager?.stop();
-  await receiver?.close();
+  await stack?.stop();
   await new Promise<void>((resolve) => (exporter ? exporter.close(() => resolve()) : resolve()));
-  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 test('a missing alertmanager fails with the command that installs it', () => {

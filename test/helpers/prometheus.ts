@@ -10,6 +10,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse, stringify } from 'yaml';
+import { buildRuleGroups, renderRulesYaml } from '../../src/monitoring/alert-rules.js';
+import type { MonitoringSettings } from '../../src/monitoring/settings.js';
 import { waitFor } from './bullmq.js';
 import { requireBinary } from './prometheus-binaries.js';
 import { freePort } from './redis-server.js';
@@ -263,4 +265,39 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<RunningP
       return (await api<{ alerts: Array<{ labels: Record<string, string>; state: string; value: string }> }>('/api/v1/alerts')).alerts;
     },
   };
+}
+
+export interface MonitoringStack {
+  receiver: WebhookReceiver;
+  alertmanager: RunningAlertmanager;
+  prometheus: RunningPrometheus;
+  stop(): Promise<void>;
+}
+
+/**
+ * The whole alerting path for a test: rules generated from `settings` (give them test-sized durations),
+ * Prometheus scraping `targets` under the exporter job, Alertmanager with the example routing, and a webhook
+ * receiver standing in for on-call.
+ */
+export async function startMonitoringStack(settings: MonitoringSettings, targets: string[]): Promise<MonitoringStack> {
+  const dir = mkdtempSync(join(tmpdir(), 'queuelens-rules-'));
+  const rules = join(dir, 'queuelens.rules.yml');
+  writeFileSync(rules, renderRulesYaml(buildRuleGroups(settings)));
+  const started: Array<{ stop(): Promise<void> }> = [];
+  const stop = async (): Promise<void> => {
+    for (const s of started.splice(0).reverse()) await s.stop();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    const receiver = await startWebhookReceiver();
+    started.push({ stop: () => receiver.close() });
+    const alertmanager = await startAlertmanager({ receiverUrl: receiver.url });
+    started.push(alertmanager);
+    const prometheus = await startPrometheus({ jobs: { [settings.exporterJob]: targets }, ruleFiles: [rules], alertmanagerUrl: alertmanager.url });
+    started.push(prometheus);
+    return { receiver, alertmanager, prometheus, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
 }
