@@ -142,6 +142,16 @@ describe('rule hygiene', () => {
     }
   });
 
+  test('the runbook index lists every alert with its severity', () => {
+    const index = readFileSync(join(root, 'docs/runbooks/README.md'), 'utf8');
+    for (const name of alertNames) {
+      const row = index.split('\n').find((l) => l.startsWith(`| ${name} |`));
+      expect(row, `docs/runbooks/README.md has no row for ${name}`).toBeDefined();
+      expect(row).toContain(`[${name}.md](${name}.md)`);
+      for (const r of alerts.filter((a) => a.alert === name)) expect(row).toContain(r.labels!.severity);
+    }
+  });
+
   test('recording rules are named level:metric:operation', () => {
     for (const name of recorded) expect(name).toMatch(/^[a-z_]+:[a-z0-9_]+:[a-z0-9_]+$/);
   });
