@@ -10,7 +10,7 @@ import { createLogger } from '../src/log/logger.js';
 import { createRedis } from '../src/redis/connection.js';
 import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
 import { describe, RedisStats, slowest, SLOWLOG_THRESHOLD_US, type LoggedCommand, type RunCost } from './lib/redis-stats.js';
-import { machineInfo, median, table, writeSection } from './lib/report.js';
+import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { seedQueues, type SeededQueue } from './lib/seed.js';
 import { measureSidecar, type LoadResult, type SidecarResult } from './lib/sidecar-process.js';
 
@@ -22,6 +22,7 @@ const ADMIN_NAME = 'bench-admin';
 const REPLAY_NAME = 'bench-replay';
 const REPLAYS = 5;
 const SECTION = '## Sidecar collector (issue 2)';
+const LOAD_AT_START = loadAverage();
 
 const TARGETS = {
   wallMs1000: 50,
@@ -261,7 +262,7 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
   return [
     'Run with `npm run bench:collector` (bench/collector.ts). One run on this machine:',
     '',
-    machineInfo(),
+    machineInfo(LOAD_AT_START),
     '',
     seedNote,
     '',
@@ -284,6 +285,8 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     `**The sidecar process** (\`node dist/cli/index.js sidecar\`, collect interval ${s.collectInterval} s) against ${n(s.queues)} seeded queues; load from autocannon in the bench process on the same 2 CPUs:`,
     '',
     proc,
+    '',
+    `In the paced runs all 50 scrapers fire in the same instant, so the last answer of a burst waits for the 49 before it: at ${s.gzip.serverCpuMsPerRequest.toFixed(2)} ms of sidecar CPU per gzip scrape that is ~${(50 * s.gzip.serverCpuMsPerRequest).toFixed(0)} ms of server work per burst; the rest of the latency is autocannon parsing the answers and the other processes on the same 2 CPUs (load average at the end of this run: ${loadAverage()}).`,
     '',
     '**Targets**:',
     '',

@@ -1,9 +1,8 @@
 // Owns the private registries and the /metrics body. Queue and exporter metrics change only once per
 // collection, so their text is rendered once per collection (the queue gauges arrive already rendered, see
-// queue-metrics.ts); process metrics are re-read at most every
-// `liveMaxAgeMs`. The whole body is kept as bytes (and gzipped once, on demand), and concurrent scrapes share
-// one render: with 1,000 queues the body is ~1 MB, and rendering or compressing it per scrape would make
-// 50 concurrent scrapers queue behind each other.
+// queue-metrics.ts); process metrics are re-read when older than `liveMaxAgeMs`. The whole body is kept as
+// bytes (and gzipped once, on demand), and concurrent scrapes share one render: with 1,000 queues the body
+// is ~1 MB, and rendering or compressing it per scrape would make 50 concurrent scrapers queue behind each other.
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
@@ -75,7 +74,7 @@ export class Exposition {
    * metric values, so the next render sees them all.
    */
   setCollectionText(text: string): void {
-    // Encoded once here, not at every render: process metrics re-render the body every second.
+    // Encoded once here, not at every render: stale process metrics re-render the body between collections.
     this.collectionBytes = Buffer.from(text);
     this.version += 1;
   }
