@@ -1,0 +1,43 @@
+// Owns the OpenTelemetry SDK set-up shared by the register module, tests and benchmarks: which
+// instrumentations run and how they are made safe (no payloads in db statements, no orphan Redis spans).
+import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { enableTracing } from './state.js';
+
+export interface TracingOptions {
+  serviceName?: string;
+  /** Default: the SDK builds the exporter from OTEL_* variables. */
+  spanProcessors?: SpanProcessor[];
+  traceExporter?: SpanExporter;
+  /** Default: from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else parent-based always-on. */
+  sampler?: Sampler;
+}
+
+export function ioredisInstrumentation(): IORedisInstrumentation {
+  return new IORedisInstrumentation({
+    // Only Redis calls made while a job or request is traced: the worker's idle BZPOPMIN loop would
+    // otherwise emit a root span every few seconds.
+    requireParentSpan: true,
+    // Arguments carry job data (addresses, webhook secrets); the command name is enough.
+    dbStatementSerializer: (cmd) => cmd,
+  });
+}
+
+/** Starts the SDK and turns BullMQ telemetry on; returns the flush-and-stop function. */
+export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
+  const sdk = new NodeSDK({
+    serviceName: opts.serviceName,
+    traceExporter: opts.traceExporter,
+    spanProcessors: opts.spanProcessors,
+    sampler: opts.sampler,
+    instrumentations: [ioredisInstrumentation()],
+    // Metrics and logs go through Prometheus and pino; only traces leave through OTLP.
+    metricReaders: [],
+    logRecordProcessors: [],
+  });
+  sdk.start();
+  const stop = () => sdk.shutdown();
+  enableTracing(stop);
+  return stop;
+}
