@@ -18,7 +18,7 @@ export interface OptionSpec<T = unknown> {
   parse: (raw: string) => T;
 }
 
-type Parsed<S> = S extends OptionSpec<infer T> ? T : never;
+type Parsed<S> = S extends { parse: (raw: string) => infer T } ? T : never;
 type CamelCase<S extends string> = S extends `${infer H}-${infer T}` ? `${H}${Capitalize<CamelCase<T>>}` : S;
 export type ConfigOf<Specs extends readonly OptionSpec[]> = {
   [S in Specs[number] as CamelCase<S['name']>]: S extends { default: string } ? Parsed<S> : Parsed<S> | undefined;
@@ -28,7 +28,9 @@ export function camel(name: string): string {
   return name.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase());
 }
 
-export function option<T>(spec: OptionSpec<T>): OptionSpec<T> {
+/** Declares an option; keeps its literal name and default so ConfigOf can type the parsed config. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export function option<const S extends OptionSpec<any>>(spec: S): S {
   return spec;
 }
 

@@ -12,6 +12,8 @@ export interface ConnectionOptions {
   /** BullMQ workers and blocking readers need null (retry forever); the collector wants fast failure. */
   maxRetriesPerRequest?: number | null;
   lazyConnect?: boolean;
+  /** Reject a command that has no reply after this long (a hung Redis must not hang a collection). */
+  commandTimeoutMs?: number;
 }
 
 /** Back-off that keeps recovery within ~1 s of Redis coming back. */
@@ -27,6 +29,7 @@ export function createRedis(opts: ConnectionOptions): Redis {
     retryStrategy: reconnectDelay,
     lazyConnect: opts.lazyConnect ?? false,
     connectTimeout: 5000,
+    commandTimeout: opts.commandTimeoutMs,
   };
   const client = new Redis(opts.url, extra);
   let lastError = '';

@@ -4,14 +4,16 @@ import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 
 const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
-const cache = new Map<string, { lua: string; numberOfKeys: number }>();
+const cache = new Map<string, { lua: string; numberOfKeys: number | null }>();
 
-export function readScript(file: string): { lua: string; numberOfKeys: number } {
+export function readScript(file: string): { lua: string; numberOfKeys: number | null } {
   const hit = cache.get(file);
   if (hit) return hit;
-  const m = /^(.+)-(\d+)\.lua$/.exec(file);
-  if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua`);
-  const script = { lua: readFileSync(new URL(file, LUA_DIR), 'utf8'), numberOfKeys: Number(m[2]) };
+  // `-n` marks a script that takes a variable number of keys (the caller passes the count first).
+  const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
+  if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua or <name>-n.lua`);
+  const numberOfKeys = m[2] === 'n' ? null : Number(m[2]);
+  const script = { lua: readFileSync(new URL(file, LUA_DIR), 'utf8'), numberOfKeys };
   cache.set(file, script);
   return script;
 }
@@ -20,5 +22,5 @@ export function readScript(file: string): { lua: string; numberOfKeys: number } 
 export function defineScript(client: Redis, command: string, file: string): void {
   if (typeof (client as unknown as Record<string, unknown>)[command] === 'function') return;
   const { lua, numberOfKeys } = readScript(file);
-  client.defineCommand(command, { lua, numberOfKeys });
+  client.defineCommand(command, numberOfKeys === null ? { lua } : { lua, numberOfKeys });
 }

@@ -9,6 +9,7 @@ import { Redis } from 'ioredis';
 
 export interface TestRedis {
   port: number;
+  password?: string;
   url: string;
   /** A fresh client; closed by stop(). */
   client(): Redis;
@@ -22,6 +23,8 @@ export interface TestRedis {
 export interface TestRedisOptions {
   /** Extra redis-server arguments, e.g. ['--appendonly', 'yes']. */
   args?: string[];
+  /** Require this password (url and client() carry it). */
+  password?: string;
 }
 
 export async function freePort(): Promise<number> {
@@ -54,12 +57,13 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
   let proc: ChildProcess | undefined;
 
   const launch = async (): Promise<void> => {
-    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...(opts.args ?? [])];
+    const auth = opts.password ? ['--requirepass', opts.password] : [];
+    const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth, ...(opts.args ?? [])];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
     proc = child;
     const deadline = Date.now() + 10_000;
     for (;;) {
-      const probe = new Redis({ port, host: '127.0.0.1', lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
+      const probe = new Redis({ port, host: '127.0.0.1', password: opts.password, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null });
       probe.on('error', () => undefined);
       try {
         await probe.connect();
@@ -88,9 +92,10 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
   await launch();
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    password: opts.password,
+    url: opts.password ? `redis://:${encodeURIComponent(opts.password)}@127.0.0.1:${port}` : `redis://127.0.0.1:${port}`,
     client() {
-      const c = new Redis({ port, host: '127.0.0.1', maxRetriesPerRequest: null });
+      const c = new Redis({ port, host: '127.0.0.1', password: opts.password, maxRetriesPerRequest: null });
       c.on('error', () => undefined);
       clients.push(c);
       return c;

@@ -1,0 +1,128 @@
+// Owns the set of queues the sidecar watches: SCAN for `<prefix>:*:meta` hashes on a slow timer, in small
+// slices with the cursor carried between them, or a fixed list from the configuration. Never on the scrape path.
+import type { Redis } from 'ioredis';
+import type { Logger } from '../log/logger.js';
+import { metaScanPattern, parseMetaKey, queueId, type QueueRef } from '../redis/keys.js';
+
+export interface DiscoveryOptions {
+  redis: Redis;
+  prefixes: readonly string[];
+  /** Fixed queue names: no SCAN, these queues under every prefix. */
+  fixedQueues?: readonly string[];
+  maxQueues: number;
+  log: Logger;
+  /** Keys SCAN visits per call; small enough that one call stays well under 1 ms of Redis time. */
+  scanCount?: number;
+  /** SCAN calls before yielding to the event loop. */
+  callsPerSlice?: number;
+}
+
+export class QueueDiscovery {
+  private known = new Map<string, QueueRef>();
+  private capped: QueueRef[] = [];
+  private droppedCount = 0;
+  private passes = 0;
+
+  constructor(private readonly opts: DiscoveryOptions) {
+    if (opts.fixedQueues) {
+      for (const prefix of opts.prefixes) for (const name of opts.fixedQueues) this.known.set(queueId({ prefix, name }), { prefix, name });
+      this.recap();
+    }
+  }
+
+  get isFixed(): boolean {
+    return this.opts.fixedQueues !== undefined;
+  }
+
+  /** The watched queues, sorted by prefix then name, at most maxQueues of them. */
+  queues(): readonly QueueRef[] {
+    return this.capped;
+  }
+
+  /** Queues found beyond --max-queues. */
+  dropped(): number {
+    return this.droppedCount;
+  }
+
+  completedPasses(): number {
+    return this.passes;
+  }
+
+  /** Called by the collector when a queue's meta hash is gone (obliterated): drop it now, not at the next pass. */
+  forget(ref: QueueRef): void {
+    if (this.isFixed) return;
+    if (this.known.delete(queueId(ref))) {
+      this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
+      this.recap();
+    }
+  }
+
+  /** One full SCAN pass over every prefix. New queues appear as soon as they are found; vanished ones go at the end. */
+  async runPass(): Promise<void> {
+    if (this.isFixed) {
+      this.passes += 1;
+      return;
+    }
+    const seen = new Map<string, QueueRef>();
+    for (const prefix of this.opts.prefixes) await this.scanPrefix(prefix, seen);
+    for (const [id, ref] of this.known) {
+      if (!seen.has(id)) {
+        this.known.delete(id);
+        this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
+      }
+    }
+    this.recap();
+    this.passes += 1;
+  }
+
+  private async scanPrefix(prefix: string, seen: Map<string, QueueRef>): Promise<void> {
+    const { redis } = this.opts;
+    const count = this.opts.scanCount ?? 250;
+    const perSlice = this.opts.callsPerSlice ?? 20;
+    let cursor = '0';
+    let calls = 0;
+    do {
+      const [next, keys] = await redis.scan(cursor, 'MATCH', metaScanPattern(prefix), 'COUNT', count);
+      cursor = next;
+      const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null);
+      if (candidates.length > 0) {
+        for (const ref of await this.confirm(candidates)) {
+          const id = queueId(ref);
+          seen.set(id, ref);
+          if (!this.known.has(id)) {
+            this.known.set(id, ref);
+            this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue discovered');
+            this.recap();
+          }
+        }
+      }
+      calls += 1;
+      if (calls % perSlice === 0) await new Promise((r) => setImmediate(r));
+    } while (cursor !== '0');
+  }
+
+  /** Keeps candidates whose key really is a BullMQ meta hash (BullMQ always writes one of these fields). */
+  private async confirm(candidates: QueueRef[]): Promise<QueueRef[]> {
+    const pipe = this.opts.redis.pipeline();
+    for (const ref of candidates) pipe.hmget(`${ref.prefix}:${ref.name}:meta`, 'opts.maxLenEvents', 'version');
+    const replies = (await pipe.exec()) ?? [];
+    return candidates.filter((_, i) => {
+      const [err, fields] = replies[i] ?? [new Error('no reply'), null];
+      return !err && Array.isArray(fields) && fields.some((f) => f !== null);
+    });
+  }
+
+  private recap(): void {
+    const all = [...this.known.values()].sort((a, b) => (a.prefix === b.prefix ? cmp(a.name, b.name) : cmp(a.prefix, b.prefix)));
+    this.capped = all.slice(0, this.opts.maxQueues);
+    const dropped = all.length - this.capped.length;
+    if (dropped > 0 && dropped !== this.droppedCount) {
+      this.opts.log.warn({ dropped, maxQueues: this.opts.maxQueues }, 'more queues than --max-queues; the rest are not exported');
+    }
+    this.droppedCount = dropped;
+  }
+}
+
+function cmp(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}

@@ -1,0 +1,45 @@
+// Plain data produced by one collection: what every queue held at that moment. No prom-client here.
+import type { QueueRef } from '../redis/keys.js';
+
+export const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'waiting_children', 'completed', 'failed'] as const;
+export type JobState = (typeof JOB_STATES)[number];
+
+export const DLQ_SUFFIX = '-dlq';
+
+export interface QueueState {
+  ref: QueueRef;
+  /** For a dead-letter queue `<q>-dlq`, the source queue `<q>`. */
+  dlqOf?: string;
+  jobs: Record<JobState, number>;
+  paused: boolean;
+  /** Seconds the next job to run has been eligible; 0 when nothing waits. */
+  oldestWaitingAgeSeconds: number;
+  delayedOverdue: number;
+  /** Seconds the longest-running active job has been running; 0 when none. */
+  oldestActiveAgeSeconds: number;
+  orphanedActive: number;
+  /** Undefined when CLIENT LIST is not allowed on this Redis. */
+  workers?: number;
+  rateLimited: boolean;
+}
+
+export interface CollectionSnapshot {
+  /** Increments with every collection, successful or not (render caches key on it). */
+  seq: number;
+  ok: boolean;
+  /** Why the collection failed, in words a user can act on. */
+  error?: string;
+  /** Wall-clock ms when the collection finished. */
+  finishedAt: number;
+  durationSeconds: number;
+  /** Wall-clock ms of the last successful collection (0 = never). */
+  lastSuccessAt: number;
+  redisUp: boolean;
+  queues: QueueState[];
+  queuesByPrefix: Record<string, number>;
+  queuesDropped: number;
+}
+
+export function dlqSource(queueName: string): string | undefined {
+  return queueName.endsWith(DLQ_SUFFIX) && queueName.length > DLQ_SUFFIX.length ? queueName.slice(0, -DLQ_SUFFIX.length) : undefined;
+}

@@ -1,0 +1,41 @@
+// buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import type { Logger } from '../log/logger.js';
+import type { HealthReport } from './health.js';
+
+export interface AppDeps {
+  log: Logger;
+  /** Renders the exposition body; openMetrics when the scraper asked for it. */
+  renderMetrics: (openMetrics: boolean) => Promise<{ contentType: string; body: string }>;
+  /** Health including the optional per-queue thresholds (/health). */
+  health: () => HealthReport;
+  /** Readiness: Redis and collection freshness only (/readyz). */
+  readiness: () => HealthReport;
+}
+
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.log.child({ component: 'http' }) as FastifyBaseLogger,
+    logController: new LogController({ disableRequestLogging: true }),
+    // Answer 503 to requests that arrive while closing; in-flight ones finish.
+    return503OnClosing: true,
+    bodyLimit: 64 * 1024,
+  });
+
+  app.get('/metrics', async (req, reply) => {
+    const accept = req.headers.accept ?? '';
+    const { contentType, body } = await deps.renderMetrics(accept.includes('application/openmetrics-text'));
+    return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
+  });
+
+  app.get('/livez', async () => ({ status: 'ok' }));
+
+  const healthRoute = (report: () => HealthReport) => async (_req: unknown, reply: FastifyReply) => {
+    const r = report();
+    return reply.code(r.status === 'ok' ? 200 : 503).header('cache-control', 'no-store').send(r);
+  };
+  app.get('/health', healthRoute(deps.health));
+  app.get('/readyz', healthRoute(deps.readiness));
+
+  return app;
+}

@@ -1,0 +1,55 @@
+// Decides /health and /readyz from the last collection: ready when Redis answers and the last collection is
+// fresh; /health may also turn "degraded" on per-queue thresholds, which are off unless configured.
+import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+
+export interface HealthThresholds {
+  maxWaiting?: number;
+  maxOldestAgeSeconds?: number;
+  minWorkers?: number;
+}
+
+export interface HealthReport {
+  status: 'ok' | 'unavailable' | 'degraded';
+  reasons: string[];
+  lastCollectAgeSeconds: number | null;
+  queues: number;
+  /** Queues that break a threshold, with what they broke. */
+  degradedQueues?: Array<{ prefix: string; queue: string; problems: string[] }>;
+}
+
+export function assessHealth(
+  s: CollectionSnapshot | undefined,
+  now: number,
+  collectIntervalSeconds: number,
+  thresholds: HealthThresholds = {},
+): HealthReport {
+  const reasons: string[] = [];
+  const age = s && s.lastSuccessAt > 0 ? (now - s.lastSuccessAt) / 1000 : null;
+  if (!s) reasons.push('no collection has run yet');
+  else {
+    if (!s.redisUp) reasons.push('redis connection is down');
+    if (!s.ok && s.error) reasons.push(`last collection failed: ${s.error}`);
+    if (age === null) reasons.push('no collection has succeeded yet');
+    else if (age > 3 * collectIntervalSeconds) reasons.push(`last successful collection is ${age.toFixed(1)} s old (limit ${3 * collectIntervalSeconds} s)`);
+  }
+  const queues = s?.queues.length ?? 0;
+  if (reasons.length > 0) return { status: 'unavailable', reasons, lastCollectAgeSeconds: age, queues };
+
+  const degradedQueues: NonNullable<HealthReport['degradedQueues']> = [];
+  for (const q of s!.queues) {
+    const problems: string[] = [];
+    const waiting = q.jobs.waiting + q.jobs.prioritized;
+    if (thresholds.maxWaiting !== undefined && waiting > thresholds.maxWaiting) problems.push(`${waiting} jobs waiting > ${thresholds.maxWaiting}`);
+    if (thresholds.maxOldestAgeSeconds !== undefined && q.oldestWaitingAgeSeconds > thresholds.maxOldestAgeSeconds) {
+      problems.push(`oldest waiting job ${q.oldestWaitingAgeSeconds.toFixed(1)} s > ${thresholds.maxOldestAgeSeconds} s`);
+    }
+    if (thresholds.minWorkers !== undefined && q.workers !== undefined && q.workers < thresholds.minWorkers && q.dlqOf === undefined) {
+      problems.push(`${q.workers} workers < ${thresholds.minWorkers}`);
+    }
+    if (problems.length > 0) degradedQueues.push({ prefix: q.ref.prefix, queue: q.ref.name, problems });
+  }
+  if (degradedQueues.length > 0) {
+    return { status: 'degraded', reasons: [`${degradedQueues.length} queue(s) over threshold`], lastCollectAgeSeconds: age, queues, degradedQueues };
+  }
+  return { status: 'ok', reasons: [], lastCollectAgeSeconds: age, queues };
+}

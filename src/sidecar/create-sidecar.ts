@@ -1,0 +1,111 @@
+// Assembles the sidecar: Redis connection, discovery and collection loops, metrics, HTTP app. Used by the
+// `queuelens sidecar` command and by tests in-process. start() begins the loops; close() undoes everything.
+import type { FastifyInstance } from 'fastify';
+import type { Redis } from 'ioredis';
+import { Collector } from '../collector/collector.js';
+import { QueueDiscovery } from '../collector/discovery.js';
+import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+import type { SidecarConfig } from '../config/sidecar-config.js';
+import { buildApp } from '../http/app.js';
+import { assessHealth } from '../http/health.js';
+import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop.js';
+import type { Logger } from '../log/logger.js';
+import { safeUrl } from '../log/redact.js';
+import { Exposition } from '../metrics/exposition.js';
+import { QueueMetrics } from '../metrics/queue-metrics.js';
+import { createRedis } from '../redis/connection.js';
+
+export interface Sidecar {
+  app: FastifyInstance;
+  redis: Redis;
+  discovery: QueueDiscovery;
+  /** The last collection, if any. */
+  snapshot(): CollectionSnapshot | undefined;
+  start(): Promise<void>;
+  /** Runs a discovery pass and a collection now (tests, admin). */
+  refresh(): Promise<void>;
+  close(): Promise<void>;
+}
+
+export async function createSidecar(config: SidecarConfig, log: Logger): Promise<Sidecar> {
+  const redis = createRedis({
+    url: config.redisUrl,
+    name: 'queuelens:sidecar',
+    log,
+    lazyConnect: true,
+    commandTimeoutMs: Math.max(2000, config.collectInterval * 1000),
+  });
+  const discovery = new QueueDiscovery({ redis, prefixes: config.prefixes, fixedQueues: config.queues, maxQueues: config.maxQueues, log });
+  const collector = new Collector({ redis, discovery, log });
+  const exposition = new Exposition();
+  const metrics = new QueueMetrics(exposition);
+  let last: CollectionSnapshot | undefined;
+
+  const collectOnce = async (): Promise<void> => {
+    const s = await collector.collect();
+    if (!s.ok && (last === undefined || last.ok || last.error !== s.error)) log.warn({ err: s.error }, 'collection failed');
+    if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
+    last = s;
+    metrics.update(s);
+  };
+  let discoveryFailed = false;
+  const discoverOnce = async (): Promise<void> => {
+    try {
+      await discovery.runPass();
+      if (discoveryFailed) log.info({ queues: discovery.queues().length }, 'discovery recovered');
+      discoveryFailed = false;
+    } catch (err) {
+      if (!discoveryFailed) log.warn({ err: (err as Error).message }, 'queue discovery failed; retrying on the next pass');
+      discoveryFailed = true;
+    }
+  };
+
+  const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers };
+  const app = await buildApp({
+    log,
+    renderMetrics: (om) => exposition.render(om),
+    health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
+    readiness: () => assessHealth(last, Date.now(), config.collectInterval),
+  });
+
+  // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.
+  const connect = async (): Promise<void> => {
+    if (redis.status !== 'wait') return;
+    await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis not reachable yet; retrying in the background'));
+  };
+  const loops: IntervalLoop[] = [];
+  let closed: Promise<void> | undefined;
+
+  return {
+    app,
+    redis,
+    discovery,
+    snapshot: () => last,
+    async start() {
+      log.info({ redis: safeUrl(config.redisUrl), prefixes: config.prefixes, queues: config.queues ?? 'discover' }, 'sidecar starting');
+      await connect();
+      // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
+      await discoverOnce();
+      loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
+      const discoveryMs = config.discoveryInterval * 1000;
+      loops.push(
+        startIntervalLoop(async () => {
+          await discoverOnce();
+        }, discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs, { runImmediately: false }),
+      );
+    },
+    async refresh() {
+      await connect();
+      await discoverOnce();
+      await collectOnce();
+    },
+    close() {
+      closed ??= (async () => {
+        await app.close();
+        await Promise.all(loops.map((l) => l.stop()));
+        redis.disconnect();
+      })();
+      return closed;
+    },
+  };
+}

@@ -1,0 +1,70 @@
+// Configuration: every option's bad value, by flag and by environment variable, exits 2 naming the option.
+import { describe, expect, it } from 'vitest';
+import { parse, resolveOptions } from '../src/config/options.js';
+import { sidecarOptions } from '../src/config/sidecar-config.js';
+import { runCli } from './helpers/cli.js';
+
+const BAD: Record<string, string> = {
+  'redis-url': 'http://127.0.0.1:6379',
+  port: '70000',
+  host: ' ',
+  prefixes: 'bu*ll',
+  queues: 'a:b',
+  'collect-interval': '0',
+  'discovery-interval': 'soon',
+  'max-queues': '0',
+  'health-max-waiting': '-1',
+  'health-max-oldest-age': 'old',
+  'health-min-workers': '1.5',
+  'log-level': 'loud',
+};
+
+describe('sidecar configuration', () => {
+  it('has a bad-value case for every option', () => {
+    expect(Object.keys(BAD).sort()).toEqual(sidecarOptions.map((o) => o.name).sort());
+  });
+
+  it('parses valid values and applies defaults', () => {
+    const cfg = resolveOptions(sidecarOptions, { redisUrl: 'rediss://u:p@h:6380/2', port: '9000', host: '::', prefixes: 'bull, {app}', queues: 'email,webhook', collectInterval: '0.5', discoveryInterval: '60', maxQueues: '10', logLevel: 'debug' });
+    expect(cfg.port).toBe(9000);
+    expect(cfg.prefixes).toEqual(['bull', '{app}']);
+    expect(cfg.queues).toEqual(['email', 'webhook']);
+    expect(cfg.collectInterval).toBe(0.5);
+    expect(cfg.healthMaxWaiting).toBeUndefined();
+  });
+
+  it('reports every problem at once and hides URL values', () => {
+    expect(() => resolveOptions(sidecarOptions, { redisUrl: 'redis://:hunter2@x', port: 'x', collectInterval: '-1' })).toThrow(/--port \(QUEUELENS_PORT\)[\s\S]*--collect-interval/);
+    try {
+      resolveOptions(sidecarOptions, { redisUrl: 'ftp://:hunter2@x' });
+    } catch (err) {
+      expect((err as Error).message).toContain('--redis-url (REDIS_URL)');
+      expect((err as Error).message).not.toContain('hunter2');
+    }
+  });
+
+  it('parsers say what is allowed', () => {
+    expect(() => parse.port('0')).toThrow('expected a TCP port from 1 to 65535');
+    expect(() => parse.seconds()('abc')).toThrow(/seconds/);
+    expect(() => parse.list(' , ')).toThrow(/at least one/);
+    expect(parse.boolean('yes')).toBe(true);
+  });
+
+  for (const opt of sidecarOptions) {
+    it(`exits 2 naming --${opt.name} for a bad flag and a bad ${opt.env}`, async () => {
+      const viaFlag = await runCli(['sidecar', `--${opt.name}`, BAD[opt.name]!]);
+      expect(viaFlag.code).toBe(2);
+      expect(viaFlag.output).toContain(`--${opt.name} (${opt.env})`);
+      const viaEnv = await runCli(['sidecar'], { [opt.env]: BAD[opt.name] });
+      expect(viaEnv.code).toBe(2);
+      expect(viaEnv.output).toContain(`--${opt.name} (${opt.env})`);
+    });
+  }
+
+  it('exits 2 on an unknown option and 0 on --help listing every variable', async () => {
+    expect((await runCli(['sidecar', '--no-such-flag'])).code).toBe(2);
+    const help = await runCli(['sidecar', '--help']);
+    expect(help.code).toBe(0);
+    for (const opt of sidecarOptions) expect(help.output).toContain(opt.env);
+  });
+});

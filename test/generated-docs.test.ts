@@ -1,0 +1,21 @@
+// Generated files must match their source: regenerate with `npm run gen:docs`.
+import { readFileSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { METRICS } from '../src/metrics/definitions.js';
+import { renderMetricsDoc } from '../src/metrics/metrics-doc.js';
+
+describe('generated docs', () => {
+  it('docs/metrics.md matches src/metrics/definitions.ts (run `npm run gen:docs`)', () => {
+    expect(readFileSync(new URL('../docs/metrics.md', import.meta.url), 'utf8')).toBe(renderMetricsDoc());
+  });
+
+  it('every metric follows the naming rules', () => {
+    for (const d of Object.values(METRICS)) {
+      expect(d.name).toMatch(/^bullmq_[a-z_]+$/);
+      expect(d.help.length).toBeGreaterThan(10);
+      if (d.type === 'counter') expect(d.name).toMatch(/_total$/);
+      else expect(d.name).not.toMatch(/_total$/);
+      for (const l of d.labels) expect(['prefix', 'queue', 'state', 'attempt', 'outcome', 'job_name']).toContain(l);
+    }
+  });
+});
