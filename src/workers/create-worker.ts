@@ -69,8 +69,9 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       name: `${hostname()}-${process.pid}`,
       concurrency: opts.concurrency ?? 1,
       limiter: opts.rateLimit ? { max: opts.rateLimit.max, duration: opts.rateLimit.durationMs } : undefined,
-      lockDuration: opts.lockDurationMs,
-      stalledInterval: opts.stalledIntervalMs,
+      // BullMQ treats an explicit undefined as a value: pass only what is set.
+      ...(opts.lockDurationMs !== undefined ? { lockDuration: opts.lockDurationMs } : {}),
+      ...(opts.stalledIntervalMs !== undefined ? { stalledInterval: opts.stalledIntervalMs } : {}),
       telemetry: activeTelemetry(),
       autorun: false,
       settings: {
