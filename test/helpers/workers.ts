@@ -60,4 +60,4 @@ export class WorkerHarness {
 }
 
 /** Fast retries for tests: the defaults' seconds-to-hours backoff would outlast any test. */
-export const fastRetry = (attempts: number) => ({ attempts, backoff: { type: 'exponential', delay: 20 } });
+export const fastRetry = (attempts: number, type = 'exponential') => ({ attempts, backoff: { type, delay: 20 } });
