@@ -1,5 +1,6 @@
 // Owns the OpenTelemetry SDK set-up shared by the register module, tests and benchmarks: which
 // instrumentations run and how they are made safe (no payloads in db statements, no orphan Redis spans).
+import { createRequire } from 'node:module';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK } from '@opentelemetry/sdk-node';
@@ -37,6 +38,9 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
     logRecordProcessors: [],
   });
   sdk.start();
+  // The instrumentation patches ioredis from a require() hook, but an ESM `import 'ioredis'` bypasses it.
+  // Loading it through require() here patches the one shared CommonJS module before anything else uses it.
+  createRequire(import.meta.url)('ioredis');
   const stop = () => sdk.shutdown();
   enableTracing(stop);
   return stop;
