@@ -189,6 +189,25 @@ describe('queue state gauges', () => {
     expect(g('bullmq_dlq_jobs', 'waits')).toBeUndefined();
   });
 
+  it('leaves bullmq_queue_workers out, with one warning, where CLIENT LIST is refused', async () => {
+    const admin = redis.client();
+    await admin.call('ACL', 'SETUSER', 'noclient', 'on', '>pw-noclient', '~*', '&*', '+@all', '-client');
+    const lines: string[] = [];
+    const { Writable } = await import('node:stream');
+    const { createLogger } = await import('../src/log/logger.js');
+    const { createSidecar } = await import('../src/sidecar/create-sidecar.js');
+    const log = createLogger({ level: 'warn', destination: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) });
+    const limited = await createSidecar({ ...sidecar.config, redisUrl: `redis://noclient:pw-noclient@127.0.0.1:${redis.port}` }, log);
+    await limited.refresh();
+    await limited.refresh();
+    const text = (await limited.app.inject({ url: '/metrics' })).body;
+    expect(text).not.toMatch(/^bullmq_queue_workers\{/m);
+    expect(text).toContain('bullmq_queue_jobs{prefix="bull",queue="busy",state="active"} 1');
+    expect(text).toContain('bullmq_exporter_up 1');
+    expect(lines.filter((l) => l.includes('CLIENT LIST is not allowed'))).toHaveLength(1);
+    await limited.close();
+  });
+
   it('counts orphans in active lists longer than the inline check', async () => {
     // 7 fake active ids, 3 with live locks; check 2 inline and the rest in pages of 2.
     const c = redis.client();

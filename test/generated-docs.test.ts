@@ -1,12 +1,17 @@
 // Generated files must match their source: regenerate with `npm run gen:docs`.
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
+import { renderConfigurationDoc } from '../src/config/configuration-doc.js';
 import { METRICS } from '../src/metrics/definitions.js';
 import { renderMetricsDoc } from '../src/metrics/metrics-doc.js';
 
 describe('generated docs', () => {
   it('docs/metrics.md matches src/metrics/definitions.ts (run `npm run gen:docs`)', () => {
     expect(readFileSync(new URL('../docs/metrics.md', import.meta.url), 'utf8')).toBe(renderMetricsDoc());
+  });
+
+  it('docs/configuration.md matches the option tables (run `npm run gen:docs`)', () => {
+    expect(readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')).toBe(renderConfigurationDoc());
   });
 
   it('every metric follows the naming rules', () => {

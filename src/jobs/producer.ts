@@ -2,8 +2,7 @@
 // per-queue defaults, turns an idempotency key into a deterministic job id, and traces the add.
 import { createHash } from 'node:crypto';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 import { activeTelemetry } from '../tracing/state.js';
 import { jobDefaults, queueOptions } from './queue-defaults.js';
 import { validateJob, type JobData, type JobInput, type QueueName } from './schemas.js';
@@ -26,7 +25,7 @@ export function idempotentJobId(key: string): string {
 }
 
 export class Producer {
-  private readonly connection: Redis;
+  private readonly connection: RedisClient;
   private readonly queues = new Map<string, Queue>();
   private closed?: Promise<void>;
 

@@ -1,7 +1,6 @@
 // Assembles the sidecar: Redis connection, discovery and collection loops, metrics, HTTP app. Used by the
 // `queuelens sidecar` command and by tests in-process. start() begins the loops; close() undoes everything.
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
@@ -13,11 +12,11 @@ import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 
 export interface Sidecar {
   app: FastifyInstance;
-  redis: Redis;
+  redis: RedisClient;
   discovery: QueueDiscovery;
   /** The last collection, if any. */
   snapshot(): CollectionSnapshot | undefined;
@@ -30,6 +29,7 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, log: Logger): Promise<Sidecar> {
   const redis = createRedis({
     url: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
     name: 'queuelens:sidecar',
     log,
     lazyConnect: true,

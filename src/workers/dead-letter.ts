@@ -3,7 +3,7 @@
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
 import { context, propagation, SpanKind, trace, type Link } from '@opentelemetry/api';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
@@ -27,7 +27,7 @@ export interface DeadLetterRecord {
 }
 
 export interface DeadLetterOptions {
-  connection: Redis;
+  connection: RedisClient;
   prefix: string;
   queue: string;
   log?: Logger;

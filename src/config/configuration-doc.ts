@@ -1,0 +1,19 @@
+// Renders docs/configuration.md: every subcommand's options with their environment variables and defaults.
+import { renderOptionsTable } from './options-doc.js';
+import type { OptionSpec } from './options.js';
+import { sidecarOptions } from './sidecar-config.js';
+
+export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options: readonly OptionSpec[] }> = [
+  { command: 'sidecar', what: 'the Prometheus exporter', options: sidecarOptions },
+];
+
+export function renderConfigurationDoc(): string {
+  const sections = DOCUMENTED_COMMANDS.map((c) => `## \`queuelens ${c.command}\`: ${c.what}\n\n${renderOptionsTable(c.options)}\n`);
+  return `# Configuration
+
+Generated from the option tables in \`src/config/\` by \`npm run gen:docs\`. Every flag has exactly one environment
+variable; a flag wins over its variable. A bad value stops the process with exit code 2 and a message naming the flag,
+its variable and what is allowed. \`queuelens <command> --help\` prints the same list.
+
+${sections.join('\n')}`;
+}
