@@ -59,8 +59,7 @@ describe('worker process', () => {
   it('finishes in-flight jobs on SIGTERM, then exits 0 and takes nothing new', async () => {
     const p = worker(['--webhook-concurrency', '3', '--shutdown-timeout', '20']);
     await started(p);
-    rx.script({ status: 200, delayMs: 1500 }, { status: 200, delayMs: 1500 }, { status: 200, delayMs: 1500 });
-    const jobs = await Promise.all([1, 2, 3].map((i) => producer.enqueueWebhook({ url: `${rx.url}/term`, event: 'e', payload: i })));
+    const jobs = await Promise.all([1, 2, 3].map((i) => producer.enqueueWebhook({ url: `${rx.url}/term?delay=1500`, event: 'e', payload: i })));
     await waitFor('three in flight', () => rx.deliveries.filter((d) => d.path === '/term').length === 3);
     p.proc.kill('SIGTERM');
     const late = await producer.enqueueWebhook({ url: `${rx.url}/late`, event: 'e', payload: 0 });
@@ -72,11 +71,9 @@ describe('worker process', () => {
   });
 
   it('loses no job when the worker is SIGKILLed mid-job: another worker completes it after stall recovery', async () => {
-    // The `late` job from the previous test is processed too; it is not the one under test.
     const first = worker();
     await started(first);
-    rx.script({ status: 200, delayMs: 60_000 });
-    const job = await producer.enqueueWebhook({ url: `${rx.url}/kill`, event: 'e', payload: 1 });
+    const job = await producer.enqueueWebhook({ url: `${rx.url}/kill?hold-first=60000`, event: 'e', payload: 1 });
     await waitFor('delivery in flight', () => rx.deliveries.some((d) => d.path === '/kill'));
     expect(await state(job.id!)).toBe('active');
     first.proc.kill('SIGKILL');

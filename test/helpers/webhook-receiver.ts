@@ -1,5 +1,5 @@
 // A real HTTP receiver on loopback for webhook tests: records every delivery, checks its signature with
-// the shared secret, and answers with scripted statuses (default 200; `?status=NNN` forces one).
+// the shared secret, and answers with scripted statuses (default 200; `?status=NNN` forces one, `?delay=ms` holds the reply, `?hold-first=ms` holds only the path's first one).
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { verifyWebhook } from '../../src/workers/webhook-signature.js';
 
@@ -38,6 +38,8 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       const url = new URL(req.url ?? '/', 'http://x');
       const forced = url.searchParams.get('status');
       const reply: Reply = forced ? { status: Number(forced) } : (scripted.shift() ?? { status: 200 });
+      if (url.searchParams.has('delay')) reply.delayMs = Number(url.searchParams.get('delay'));
+      if (url.searchParams.has('hold-first') && !deliveries.some((d) => d.path === url.pathname)) reply.delayMs = Number(url.searchParams.get('hold-first'));
       const signatureValid = verifyWebhook(
         secret,
         String(req.headers['x-queuelens-timestamp'] ?? ''),
