@@ -1,6 +1,7 @@
 // buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log/logger.js';
+import { adminRoutes, type AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
 
 export interface AppDeps {
@@ -11,6 +12,8 @@ export interface AppDeps {
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
   readiness: () => HealthReport;
+  /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
+  admin?: AdminOptions;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -36,6 +39,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));
+
+  // Encapsulated: its bearer-token hook guards its own routes only.
+  if (deps.admin) await app.register(adminRoutes, deps.admin);
 
   return app;
 }

@@ -7,7 +7,7 @@ import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
-import { jobKey, OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
+import { OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
@@ -32,6 +32,8 @@ export interface DeadLetterOptions {
   queue: string;
   log?: Logger;
   ownPrefix?: string;
+  /** For readers such as the sidecar: never rewrite the DLQ's meta (stream retention). */
+  skipMetasUpdate?: boolean;
 }
 
 export interface Selection {
@@ -63,7 +65,10 @@ export class DeadLetters {
 
   constructor(private readonly opts: DeadLetterOptions) {
     this.source = { prefix: opts.prefix, name: opts.queue };
-    this.dlq = new Queue(dlqName(opts.queue), queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }));
+    this.dlq = new Queue(dlqName(opts.queue), {
+      ...queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }),
+      skipMetasUpdate: opts.skipMetasUpdate,
+    });
     this.doneKey = ownKeys.deadLettered(opts.ownPrefix ?? OWN_PREFIX_DEFAULT, this.source);
   }
 
@@ -196,11 +201,6 @@ export class DeadLetters {
       n += 1;
     }
     return n;
-  }
-
-  /** Where a DLQ job's hash lives, for callers that check existence in a pipeline. */
-  dlqJobKey(id: string): string {
-    return jobKey({ prefix: this.opts.prefix, name: dlqName(this.opts.queue) }, id);
   }
 
   async close(): Promise<void> {
