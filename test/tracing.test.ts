@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SpanKind, trace } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { DeadLetters } from '../src/workers/dead-letter.js';
 import { emailProcessor } from '../src/workers/email-processor.js';
 import { exportProcessor } from '../src/workers/export-processor.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
@@ -139,7 +140,7 @@ describe('traces', () => {
     expect(lines[0]!.span_id).toBe(procExport.spanContext().spanId);
   });
 
-  it('the dead-letter copy is part of the failed job\'s trace', async () => {
+  it('the dead-letter copy is part of the failed job\'s trace, and a redrive links back to it', async () => {
     const traceId = await traced(() => h.producer.enqueueEmail({ template: 'welcome', to: 'reject-9@example.com' }));
     await waitFor('dlq add', () => inTrace(traceId).some((s) => s.name === 'add email-dlq.welcome'));
     const all = inTrace(traceId);
@@ -147,6 +148,17 @@ describe('traces', () => {
     const dlqAdd = one(all, 'add email-dlq.welcome');
     expect(parentId(dlqAdd)).toBe(proc.spanContext().spanId);
     expect(one(childrenOf(proc, all), 'smtp send').status.code).toBe(2);
+
+    // A redrive starts a new trace whose redrive span links back to the dead-lettered original.
+    const w = (h as unknown as { workers: Array<{ deadLetters: DeadLetters }> }).workers[0]!;
+    const [dl] = (await w.deadLetters.list()).filter((j) => j.data.traceMetadata?.includes(traceId));
+    expect(dl).toBeDefined();
+    await w.deadLetters.redrive(h.producer.queue('email'), dl!);
+    const redrive = spans().find((s) => s.name === 'redrive email')!;
+    expect(redrive.kind).toBe(SpanKind.PRODUCER);
+    expect(redrive.spanContext().traceId).not.toBe(traceId);
+    expect(redrive.links.map((l) => l.context.traceId)).toEqual([traceId]);
+    expect(childrenOf(redrive).map((s) => s.name)).toContain('add email.welcome');
   });
 
   it('no span carries an email address or a webhook secret', () => {

@@ -32,27 +32,21 @@ export const prefixOption = option({
 function perQueue<Q extends string>(queue: Q, concurrency: string) {
   const upper = queue.toUpperCase();
   return [
-    {
-      ...option({
-        name: `${queue}-concurrency`,
-        env: `${upper}_CONCURRENCY`,
-        arg: '<n>',
-        description: `jobs of the ${queue} queue processed at once by this process`,
-        parse: parse.number({ min: 1, max: 10_000, integer: true }),
-      }),
+    option({
       name: `${queue}-concurrency` as `${Q}-concurrency`,
+      env: `${upper}_CONCURRENCY`,
+      arg: '<n>',
+      description: `jobs of the ${queue} queue processed at once by this process`,
       default: concurrency,
-    },
-    {
-      ...option({
-        name: `${queue}-rate-limit`,
-        env: `${upper}_RATE_LIMIT`,
-        arg: '<jobs/seconds>',
-        description: `most ${queue} jobs started per period across all workers, e.g. 50/1 (unset = unlimited)`,
-        parse: rateLimit,
-      }),
+      parse: parse.number({ min: 1, max: 10_000, integer: true }),
+    }),
+    option({
       name: `${queue}-rate-limit` as `${Q}-rate-limit`,
-    },
+      env: `${upper}_RATE_LIMIT`,
+      arg: '<jobs/seconds>',
+      description: `most ${queue} jobs started per period across all workers, e.g. 50/1 (unset = unlimited)`,
+      parse: rateLimit,
+    }),
   ] as const;
 }
 

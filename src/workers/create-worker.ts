@@ -8,7 +8,7 @@ import { dlqName } from '../jobs/queue-defaults.js';
 import { validateJob, type JobData, type QueueName } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 import { activeTelemetry } from '../tracing/state.js';
 import { DeadLetters } from './dead-letter.js';
 
@@ -42,10 +42,12 @@ export class RetryLaterError extends Error {
   }
 }
 
-/** Backoff type that honours RetryLaterError.retryAfterMs and is exponential otherwise. */
-export const RETRY_AFTER_BACKOFF = 'retry-after';
 const MAX_RETRY_AFTER_MS = 3_600_000;
 
+/**
+ * BullMQ calls this for every backoff type it does not know (the webhook queue's `retry-after`): the peer's
+ * Retry-After when it sent one, exponential with jitter otherwise.
+ */
 export function backoffDelay(attemptsMade: number, baseMs: number, err?: Error): number {
   if (err instanceof RetryLaterError && err.retryAfterMs !== undefined) return Math.min(Math.max(err.retryAfterMs, 0), MAX_RETRY_AFTER_MS);
   const max = 2 ** Math.max(attemptsMade - 1, 0) * baseMs;
@@ -56,6 +58,7 @@ export function backoffDelay(attemptsMade: number, baseMs: number, err?: Error):
 export class ManagedWorker<Q extends QueueName = QueueName> {
   readonly worker: Worker;
   readonly deadLetters: DeadLetters;
+  private readonly connection: RedisClient;
   private readonly pending = new Set<Promise<unknown>>();
   private closing?: Promise<void>;
 
@@ -75,7 +78,10 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       telemetry: activeTelemetry(),
       autorun: false,
       settings: {
-        backoffStrategy: (attemptsMade, _type, err, job) => backoffDelay(attemptsMade, Number(job?.opts.backoff && typeof job.opts.backoff === 'object' ? job.opts.backoff.delay : 1000) || 1000, err),
+        backoffStrategy: (attemptsMade, _type, err, job) => {
+          const backoff = job?.opts.backoff;
+          return backoffDelay(attemptsMade, (typeof backoff === 'object' ? backoff.delay : backoff) ?? 1000, err);
+        },
       },
     });
     this.worker.on('failed', (job, err) => {
@@ -84,8 +90,6 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     });
     this.worker.on('error', (err) => opts.log.error({ queue: opts.queue, err }, 'worker error'));
   }
-
-  private readonly connection: ReturnType<typeof createRedis>;
 
   /** Copies dead letters a crashed predecessor left behind, then starts taking jobs. */
   async start(): Promise<void> {

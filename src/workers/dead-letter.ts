@@ -62,6 +62,7 @@ export class DeadLetters {
   readonly source: QueueRef;
   readonly dlq: Queue;
   private readonly doneKey: string;
+  private sourceQueue?: Queue;
 
   constructor(private readonly opts: DeadLetterOptions) {
     this.source = { prefix: opts.prefix, name: opts.queue };
@@ -107,12 +108,6 @@ export class DeadLetters {
     return fallback;
   }
 
-  private sourceQueue?: Queue;
-  private queueOfSource(): Queue {
-    this.sourceQueue ??= new Queue(this.opts.queue, { connection: this.opts.connection, prefix: this.opts.prefix, skipMetasUpdate: true });
-    return this.sourceQueue;
-  }
-
   /**
    * Copies failed jobs that never reached the DLQ because a worker died between failing them and copying
    * them. Bounded: looks at the newest `max` failed jobs.
@@ -135,6 +130,12 @@ export class DeadLetters {
     await this.opts.connection.zremrangebyscore(this.doneKey, '-inf', Date.now() - 30 * 86_400_000);
     if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied jobs a crashed worker left behind');
     return copied;
+  }
+
+  /** Reads the source queue's failed jobs and logs; never rewrites its meta. */
+  private queueOfSource(): Queue {
+    this.sourceQueue ??= new Queue(this.opts.queue, { connection: this.opts.connection, prefix: this.opts.prefix, skipMetasUpdate: true });
+    return this.sourceQueue;
   }
 
   /** Dead-lettered jobs, newest first. */
