@@ -138,8 +138,10 @@ ${row('email')}
 
 Against the targets: ${verdict('noop')}; ${verdict('email')}.
 Put as time per job (worker wall time at concurrency 10, so CPU spent across the pipeline): tracing adds about
-${addedMicros('noop', 'full')} µs per noop job at 100% sampling and ${addedMicros('noop', 'ratio10')} µs at 10%; a job doing real work pays the same
-microseconds, which is why the email jobs barely notice. Noop jobs are the worst case: the spans are most of their work.
+${addedMicros('noop', 'full')} µs per noop job at 100% sampling and ${addedMicros('noop', 'ratio10')} µs at 10%; a job doing real work pays about the
+same microseconds, so the share shrinks as the work grows. Noop jobs are the worst case: the spans are most of their work.
+The spread between runs of one mode (in brackets) comes from other work on the shared box; it is larger than some of the
+differences between modes, so read the medians as rough.
 
 Export of ${EXPORT_ROWS.toLocaleString('en-US')} rows to CSV (synthetic source, chunks of 1,000 rows, one write and one span each; tracing off):
 **${exp.rowsPerSecond.toLocaleString('en-US')} rows/s** (${exp.seconds.toFixed(1)} s, ${(exp.bytes / 2 ** 20).toFixed(0)} MiB), process RSS ${exp.rssBeforeMB.toFixed(0)} MB before and

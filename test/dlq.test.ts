@@ -78,11 +78,22 @@ describe('dead-letter queue', () => {
     await crashing.close();
     expect((await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === orphan.id)).toBe(false);
     const before = await h.queue('webhook-dlq').getWaitingCount();
-    const w = await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1 });
+    const w = await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1, sweepIntervalMs: 200 });
     expect((await h.dlqJobs('webhook')).filter((j) => j.data.source.jobId === orphan.id)).toHaveLength(1);
     expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before + 1);
     expect(await w.deadLetters.sweep()).toBe(0);
     expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before + 1);
+
+    // While it runs, the periodic sweep repairs a failure another (crashed) worker left behind.
+    await w.worker.pause();
+    const late = await raw.add('webhook', { url: `${rx.url}/orphan2`, event: 'e', payload: 2 }, { attempts: 1 });
+    const manual = new Worker('webhook', null, { connection: conn });
+    const taken = await manual.getNextJob('manual-token');
+    expect(taken?.id).toBe(late.id);
+    await taken!.moveToFailed(new Error('crashed before copying'), 'manual-token');
+    await manual.close();
+    await waitFor('periodic sweep copy', async () => (await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === late.id), 5000);
+    w.worker.resume();
     await raw.close();
   });
 
@@ -129,7 +140,8 @@ describe('dead-letter queue', () => {
     const { dl } = await deadLetter('/interrupted');
     const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
     const target = h.producer.queue('webhook');
-    const count = async () => (await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed'));
+    // Jobs move between states while the worker runs them; the total only grows if a second job is added.
+    const count = async () => Object.values(await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0);
     // Same DLQ job object twice: the second add hits the same deterministic id.
     const first = await worker.deadLetters.redrive(target, dl);
     const after = await count();

@@ -29,6 +29,8 @@ export interface CreateWorkerOptions<Q extends QueueName> {
   rateLimit?: RateLimit;
   lockDurationMs?: number;
   stalledIntervalMs?: number;
+  /** How often the dead-letter sweep runs after start-up (default 5 min). */
+  sweepIntervalMs?: number;
 }
 
 /** An error that tells the backoff strategy how long the peer asked us to wait (HTTP Retry-After). */
@@ -43,6 +45,8 @@ export class RetryLaterError extends Error {
 }
 
 const MAX_RETRY_AFTER_MS = 3_600_000;
+/** Failed jobs the periodic sweep looks at; the start-up sweep looks further back. */
+const SWEEP_NEWEST = 500;
 
 /**
  * BullMQ calls this for every backoff type it does not know (the webhook queue's `retry-after`): the peer's
@@ -61,6 +65,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   private readonly connection: RedisClient;
   private readonly pending = new Set<Promise<unknown>>();
   private closing?: Promise<void>;
+  private sweepTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: CreateWorkerOptions<Q>) {
     const connection = createRedis({ url: opts.redisUrl, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
@@ -91,9 +96,16 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     this.worker.on('error', (err) => opts.log.error({ queue: opts.queue, err }, 'worker error'));
   }
 
-  /** Copies dead letters a crashed predecessor left behind, then starts taking jobs. */
+  /**
+   * Copies dead letters a crashed predecessor left behind, then starts taking jobs. The sweep repeats (on the
+   * newest failed jobs) so a crash of one worker in a fleet that never restarts is still repaired.
+   */
   async start(): Promise<void> {
     await this.deadLetters.sweep();
+    this.sweepTimer = setInterval(() => {
+      this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => this.opts.log.warn({ queue: this.opts.queue, err }, 'dead-letter sweep failed')));
+    }, this.opts.sweepIntervalMs ?? 300_000);
+    this.sweepTimer.unref();
     void this.worker.run().catch((err: unknown) => this.opts.log.error({ queue: this.opts.queue, err }, 'worker stopped with an error'));
     await this.worker.waitUntilReady();
   }
@@ -141,6 +153,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   /** Stops taking jobs, waits for in-flight jobs and dead-letter copies, closes connections. Idempotent. */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      clearInterval(this.sweepTimer);
       await this.worker.close();
       await Promise.allSettled([...this.pending]);
       await this.deadLetters.close();
