@@ -63,7 +63,10 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers };
   const app = await buildApp({
     log,
-    renderMetrics: (om) => exposition.render(om),
+    renderMetrics: (om) => {
+      if (last && Date.now() - last.finishedAt > 3 * config.collectInterval * 1000) metrics.markStale();
+      return exposition.render(om);
+    },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
     admin: config.adminToken ? { token: config.adminToken, connection: redis, prefixes: config.prefixes, queues: () => discovery.queues(), log } : undefined,
