@@ -2,6 +2,7 @@
 // starts with `reject` get 550 (permanent), `busy` gets 451 (transient); everything else is accepted.
 import { simpleParser, type ParsedMail } from 'mailparser';
 import { SMTPServer } from 'smtp-server';
+import { waitFor } from './bullmq.js';
 
 export interface ReceivedMail {
   envelopeTo: string[];
@@ -55,14 +56,7 @@ export async function startSmtpSink(): Promise<SmtpSink> {
     port,
     mails,
     attempts,
-    async waitFor(count, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (mails.length < count) {
-        if (Date.now() > deadline) throw new Error(`expected ${count} mails, got ${mails.length}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      return mails;
-    },
+    waitFor: (count, timeoutMs = 20_000) => waitFor(`${count} mails`, () => mails.length >= count && mails, timeoutMs),
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -2,6 +2,7 @@
 // the shared secret, and answers with scripted statuses (default 200; `?status=NNN` forces one, `?delay=ms` holds the reply, `?hold-first=ms` holds only the path's first one).
 import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { verifyWebhook } from '../../src/workers/webhook-signature.js';
+import { waitFor } from './bullmq.js';
 
 export interface Delivery {
   path: string;
@@ -58,14 +59,7 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
     url: `http://127.0.0.1:${port}`,
     deliveries,
     script: (...replies) => void scripted.push(...replies),
-    async waitFor(count, timeoutMs = 20_000) {
-      const deadline = Date.now() + timeoutMs;
-      while (deliveries.length < count) {
-        if (Date.now() > deadline) throw new Error(`expected ${count} deliveries, got ${deliveries.length}`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-      return deliveries;
-    },
+    waitFor: (count, timeoutMs = 20_000) => waitFor(`${count} deliveries`, () => deliveries.length >= count && deliveries, timeoutMs),
     close: () =>
       new Promise<void>((resolve) => {
         server.closeAllConnections();
