@@ -2,6 +2,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log/logger.js';
 import type { RenderedMetrics } from '../metrics/exposition.js';
+import { adminRoutes, type AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
 
 export interface AppDeps {
@@ -12,6 +13,8 @@ export interface AppDeps {
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
   readiness: () => HealthReport;
+  /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
+  admin?: AdminOptions;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -41,6 +44,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));
+
+  // Encapsulated: its bearer-token hook guards its own routes only.
+  if (deps.admin) await app.register(adminRoutes, deps.admin);
 
   return app;
 }
