@@ -24,6 +24,7 @@ const BAD: Record<string, string> = {
   'events-lease': '0.5',
   'events-retention': 'forever',
   'log-level': 'loud',
+  'admin-token': 'short',
 };
 
 describe('sidecar configuration', () => {

@@ -116,6 +116,16 @@ export const sidecarOptions = [
     default: '604800',
     parse: parse.seconds(1, 365 * 86_400),
   }),
+  option({
+    name: 'admin-token',
+    env: 'QUEUELENS_ADMIN_TOKEN',
+    arg: '<token>',
+    description: 'bearer token for /admin (dead-letter routes, Bull Board at /admin/queues); unset = admin surface off',
+    parse: (raw: string) => {
+      if (raw.length < 16) throw new Error('expected a token of at least 16 characters');
+      return raw;
+    },
+  }),
   logLevelOption,
 ] as const;
 

@@ -83,6 +83,8 @@ export const ownKeys = {
   eventsIndex: (own: string) => `${own}:events:queues`,
   /** Hash per queue: cumulative event accounting, the stream cursor and loss bookkeeping (events/accounting.ts). */
   eventsQueue: (own: string, q: QueueRef) => `${own}:events:q:${q.prefix}:${q.name}`,
+  /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
+  deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
 };
 
 /** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */
