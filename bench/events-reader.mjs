@@ -3,7 +3,7 @@
 //  B. the rate the reader processes a backlog, persistence included, and its commands per XREAD batch;
 //  C. lost events and lag while BullMQ runs flat out under default stream retention (10,000 entries);
 //  D. the sidecar process's RSS with 100,000 jobs in flight (tracked by the reader).
-// Run: npm run build && node bench/events-reader.mjs   (writes the `## Event reader` section of docs/benchmarks.md)
+// Run: npm run bench:events   (writes the `## Event reader` section of docs/benchmarks.md)
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createServer } from 'node:net';

@@ -1,5 +1,5 @@
 // Rendering of persisted event accounting: counters and histograms set wholesale, job_name only when the
-// accounting has names, DLQ adds under the source queue, and `_total` kept in both exposition formats.
+// accounting has names (escaped), DLQ adds under the source queue, counter families named per format.
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting } from '../src/events/accounting.js';
 import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
@@ -24,6 +24,7 @@ describe('event metrics rendering', () => {
     const m = new EventMetrics(e);
     const named = new QueueAccounting();
     named.count('completed', 'send');
+    named.count('completed', 'say "hi"\\');
     m.update({
       leader: true,
       queues: [
@@ -32,15 +33,16 @@ describe('event metrics rendering', () => {
         { queue: { prefix: 'bull', name: 'named' }, stats: named.toStats() },
       ],
     });
-    // OpenMetrics first: prom-client renames counters in place while rendering it.
-    const om = (await e.render(true)).body;
+    const om = (await e.render(true)).body.toString();
     expect(om).toContain('bullmq_jobs_added_total{prefix="bull",queue="email"} 2');
     expect(om).toContain('# TYPE bullmq_jobs_added counter');
-    const s = parsePromText((await e.render(false)).body);
+    const s = parsePromText((await e.render(false)).body.toString());
     const q = { prefix: 'bull', queue: 'email' };
     expect(s.get(seriesKey('bullmq_jobs_added_total', q))).toBe(2);
     expect(s.get(seriesKey('bullmq_jobs_completed_total', q))).toBe(1);
     expect(s.get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'named', job_name: 'send' }))).toBe(1);
+    expect(s.get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'named', job_name: 'say "hi"\\' }))).toBe(1);
+    expect((await e.render(false)).body.toString()).toContain('# TYPE bullmq_jobs_added_total counter');
     const w = { ...q, attempt: 'first' };
     expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '0.005' }))).toBe(1);
     expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '1' }))).toBe(1);
@@ -59,7 +61,7 @@ describe('event metrics rendering', () => {
     const m = new EventMetrics(e);
     m.update({ leader: true, queues: [{ queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() }] });
     m.update({ leader: false, queues: undefined });
-    const body = (await e.render(false)).body;
+    const body = (await e.render(false)).body.toString();
     expect(body).not.toMatch(/^bullmq_(jobs|job|exporter_events)_/m);
     expect(parsePromText(body).get('bullmq_exporter_leader')).toBe(0);
   });
