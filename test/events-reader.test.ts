@@ -307,6 +307,30 @@ describe('loss accounting', () => {
   });
 });
 
+describe('many queues', () => {
+  it('reads every queue exactly when the streams are split over several XREAD groups', async () => {
+    OWN = 'ql-groups';
+    const queues: QueueRef[] = Array.from({ length: 5 }, (_, i) => ({ prefix: 'bull', name: `grouped-${i}` }));
+    const r = reader({ streamsPerRead: 2, count: 7 });
+    r.setQueues(queues);
+    r.start();
+    await waitFor('all registered', async () => (await readEventAccounting(raw, OWN)).length === queues.length);
+    for (const [i, q] of queues.entries()) {
+      bull.worker(q.name, async () => undefined, { concurrency: 3 });
+      await bull.queue(q.name).addBulk(Array.from({ length: 10 * (i + 1) }, () => ({ name: 'j', data: {} })));
+    }
+    for (const [i, q] of queues.entries()) {
+      const s = await waitFor(`queue ${q.name} complete`, async () => {
+        const st = await statsOf(q);
+        return st && total(st, 'completed') === 10 * (i + 1) && st;
+      });
+      expect(total(s, 'added')).toBe(10 * (i + 1));
+      expect(s.reader).toMatchObject({ lost: 0, unmatched: 0 });
+    }
+    await r.close();
+  });
+});
+
 describe('retention', () => {
   it('forgets the state of a queue gone longer than the retention, keeps the others', async () => {
     OWN = 'ql-retention';

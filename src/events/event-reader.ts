@@ -79,6 +79,8 @@ export class EventReader {
   private synced = false;
   private nextMaintenance = 0;
   private rotation = 0;
+  /** Consecutive XREADs that returned nothing; a whole idle round over the groups lets the next one block. */
+  private idleReads = 0;
   private loop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -259,18 +261,17 @@ export class EventReader {
     const groups = Math.ceil(all.length / this.opts.streamsPerRead);
     const g = this.rotation++ % groups;
     const group = all.slice(g * this.opts.streamsPerRead, (g + 1) * this.opts.streamsPerRead);
-    // With one group, block the full time; with several, block briefly so the other groups are not starved.
-    const block = groups === 1 ? this.opts.blockMs : Math.max(20, Math.floor(this.opts.blockMs / groups));
-    const reply = (await this.blocking.xread(
-      'COUNT',
-      this.opts.count,
-      'BLOCK',
-      block,
-      'STREAMS',
-      ...group.map((s) => s.stream),
-      ...group.map((s) => s.readId),
-    )) as XReadReply;
+    // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
+    // starved by idle ones; only after a whole round found nothing does one read block, briefly.
+    const block = groups === 1 ? this.opts.blockMs : this.idleReads >= groups ? Math.min(this.opts.blockMs, 20) : undefined;
+    const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
+    const reply = (
+      block === undefined
+        ? await this.blocking.xread('COUNT', this.opts.count, 'STREAMS', ...streams)
+        : await this.blocking.xread('COUNT', this.opts.count, 'BLOCK', block, 'STREAMS', ...streams)
+    ) as XReadReply;
     this.checkTerm(token);
+    this.idleReads = reply ? 0 : this.idleReads + 1;
 
     const got = new Set<QueueState>();
     for (const [stream, raw] of reply ?? []) {
