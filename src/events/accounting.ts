@@ -71,6 +71,8 @@ export interface AccountingSink {
 export class QueueAccounting implements AccountingSink {
   private readonly values = new Map<string, number>();
   private readonly dirty = new Set<string>();
+  /** Field names per histogram series (buckets…, sum, count), built once: observe() runs for every attempt. */
+  private readonly seriesFields = new Map<string, string[]>();
 
   /** Starts from a persisted hash (HGETALL), e.g. when a replica becomes leader. */
   static fromHash(hash: Record<string, string>): QueueAccounting {
@@ -88,9 +90,17 @@ export class QueueAccounting implements AccountingSink {
   observe<H extends EventHistogram>(histogram: H, label: HistogramLabel<H>, jobName: string, ms: number): void {
     // Integer milliseconds keep the persisted sum exact; stream ids and due times have 1 ms resolution.
     const v = Math.max(0, Math.round(ms));
-    this.add(histField(histogram, label, bucketIndex(v), jobName), 1);
-    this.add(histField(histogram, label, 'sum', jobName), v);
-    this.add(histField(histogram, label, 'count', jobName), 1);
+    const key = `${histogram}|${label}|${jobName}`;
+    let f = this.seriesFields.get(key);
+    if (!f) {
+      f = [...EVENT_BUCKETS_SECONDS.map((_, i) => histField(histogram, label, i, jobName)), histField(histogram, label, EVENT_BUCKETS_SECONDS.length, jobName)];
+      f.push(histField(histogram, label, 'sum', jobName), histField(histogram, label, 'count', jobName));
+      this.seriesFields.set(key, f);
+    }
+    const n = EVENT_BUCKETS_SECONDS.length + 1;
+    this.add(f[bucketIndex(v)] as string, 1);
+    this.add(f[n] as string, v);
+    this.add(f[n + 1] as string, 1);
   }
 
   reader(counter: ReaderCounter, n = 1): void {

@@ -3,9 +3,18 @@
 // Pure: no I/O, no clock. Time is the Redis clock of the entry ids, plus the producer's due time in `delayed`.
 import { OTHER_JOB_NAME, type AccountingSink } from './accounting.js';
 
+/** The fields the machine uses; the others (returnvalue, failedReason, data, …) are not kept. */
+export interface EntryFields {
+  event?: string;
+  jobId?: string;
+  prev?: string;
+  delay?: string;
+  name?: string;
+}
+
 export interface StreamEntry {
   id: string;
-  fields: Record<string, string>;
+  fields: EntryFields;
 }
 
 /** `ms` part of a stream id (`<ms>-<seq>`). */
@@ -14,10 +23,13 @@ export function entryMs(id: string): number {
   return Number(dash < 0 ? id : id.slice(0, dash));
 }
 
-/** ioredis returns fields as a flat [k, v, k, v] list. */
+/** ioredis returns fields as a flat [k, v, k, v] list. One fixed object shape keeps the hot path monomorphic. */
 export function toEntry(id: string, flat: string[]): StreamEntry {
-  const fields: Record<string, string> = {};
-  for (let i = 0; i + 1 < flat.length; i += 2) fields[flat[i] as string] = flat[i + 1] as string;
+  const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined };
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const k = flat[i];
+    if (k === 'event' || k === 'jobId' || k === 'prev' || k === 'delay' || k === 'name') fields[k] = flat[i + 1];
+  }
   return { id, fields };
 }
 
@@ -63,6 +75,7 @@ export class QueueLifecycle {
   /** Last entry whose effects are applied, and how many were applied since the last takeApplied(). */
   private appliedId: string | undefined;
   private appliedCount = 0;
+  private puts = 0;
 
   constructor(
     private sink: AccountingSink,
@@ -271,7 +284,8 @@ export class QueueLifecycle {
   private put(jobId: string, t: JobTrack): void {
     this.jobs.delete(jobId);
     this.jobs.set(jobId, t);
-    this.evict(t.lastMs);
+    // The cap is enforced at once; the age limit (hours) only needs a look now and then.
+    if (this.jobs.size > this.opts.maxInFlight || (++this.puts & 1023) === 0) this.evict(t.lastMs);
   }
 
   /** Map order is last-touch order, and stream time only grows, so the oldest are at the front. */
