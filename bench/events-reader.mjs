@@ -121,7 +121,6 @@ const procMs = await processAll('emit', JOBS);
 const procEvents = (await entriesAdded('emit')) - e0;
 const emitAdd = (addEvents / addMs) * 1000;
 const emitProc = (procEvents / procMs) * 1000;
-const emitMax = Math.max(emitAdd, emitProc);
 console.log(`A: addBulk ${r0(emitAdd)} events/s, processing (c=100) ${r0(emitProc)} events/s`);
 
 // ---- B. reader capacity on a backlog, persistence included -----------------------------------------------
@@ -232,22 +231,22 @@ redisProc.kill('SIGTERM');
 const redisVersion = 'redis-server 7.0.15';
 const section = `## Event reader
 
-\`node bench/events-reader.mjs\` (after \`npm run build\`), ${new Date().toISOString().slice(0, 10)}, one run on this machine (2 vCPUs shared by
+\`npm run bench:events\`, ${new Date().toISOString().slice(0, 10)}, one run on this machine (2 vCPUs shared by
 Node, Redis and the sidecar; ${redisVersion}, BullMQ 6.7.0). ${r0(JOBS)} noop jobs per phase.
 
 | measure | result | target |
 | --- | --- | --- |
 | A. BullMQ's own event rate, \`addBulk\` (baseline) | ${r0(emitAdd)} entries/s | |
 | A. BullMQ's own event rate, noop Worker at concurrency 100 (baseline) | ${r0(emitProc)} entries/s | |
-| B. reader on a ${r0(backlog)}-entry backlog, persistence included, from its first commit | **${r0(steadyRate)} entries/s = ${(steadyRate / emitMax).toFixed(1)}× the faster baseline** | ≥ 5× |
-| B. the same, including start-up (lease, state load, history replay: first commit after ${r0(startupMs)} ms) | ${r0(readerRate)} entries/s = ${(readerRate / emitMax).toFixed(1)}× | |
+| B. reader on a ${r0(backlog)}-entry backlog, persistence included, from its first commit | **${r0(steadyRate)} entries/s = ${(steadyRate / emitProc).toFixed(1)}× the Worker baseline, ${(steadyRate / emitAdd).toFixed(1)}× the addBulk one** | ≥ 5× |
+| B. the same, including start-up (lease, state load, history replay: first commit after ${r0(startupMs)} ms) | ${r0(readerRate)} entries/s | |
 | B. Redis commands per XREAD batch for persistence (commit script calls / XREAD calls) | **${(evalCalls / Math.max(1, xread.calls)).toFixed(2)}** (${evalCalls} / ${xread.calls}) | ≤ 1 |
 | B. Redis time per commit script call (mean) | ${(evalsha.usec / Math.max(1, evalsha.calls)).toFixed(0)} µs | no command > ~1 ms |
 | B. commands ≥ 1 ms in SLOWLOG during B | ${slow.length === 0 ? 'none' : slow.join(', ')} | none |
 | C. lost events while BullMQ ran flat out (default retention 10,000), sidecar as its own process | **${sc.reader.lost}** of ${r0(flatTotal)} | 0 |
 | C. lag (age of the oldest unprocessed entry), sampled every 20 ms | p50 ${pct(lags, 50)} ms, **p99 ${pct(lags, 99)} ms**, max ${Math.max(...lags)} ms | p99 < 500 ms |
 | D. sidecar RSS, idle (baseline) | ${idle.rss.toFixed(0)} MB | |
-| D. sidecar RSS with ${r0(IN_FLIGHT)} jobs in flight | **${full.rss.toFixed(0)} MB** (peak ${full.hwm.toFixed(0)} MB), evicted ${evicted} | ≤ 200 MB |
+| D. sidecar RSS with ${r0(IN_FLIGHT)} jobs in flight | **${full.rss.toFixed(0)} MB** (peak ${full.hwm.toFixed(0)} MB), evicted ${evicted} (the warm-up job: one over the 100,000 cap) | ≤ 200 MB |
 
 How: A times \`addBulk\` in chunks of 1000, then a Worker (concurrency 100, noop); rates are \`XINFO STREAM entries-added\`
 deltas over wall time. B stops the reader after it registered the queue, lets BullMQ write the backlog (maxLen raised so
@@ -255,6 +254,13 @@ nothing is trimmed), then times a new reader from start until the read-back show
 deltas give the XREAD and script calls (one fenced commit script per XREAD batch that returned entries). C runs
 \`queuelens sidecar\` as its own process while phase A's workload runs again on a queue with the default retention; a probe samples the persisted cursor
 against the stream's last id. D runs \`queuelens sidecar\` as its own process and reads VmRSS/VmHWM from /proc.
+
+What bounds the reader: it is client-CPU bound. A CPU profile of phase B puts about half of the reader's time in
+ioredis turning XREAD replies into strings (RESP decoding, UTF-8 conversion) and the garbage it leaves, and about a
+tenth in the lifecycle machine and accounting; Redis spends ~0.2 ms per 1,000-entry XREAD and ~0.1 ms per commit. So the
+≥ 5× target is not met on this box (BullMQ and the reader share its two CPUs); the ways past it are sharding the queues
+over several replicas (one lease per shard; \`ownKeys.leader\` already takes a shard) or a cheaper RESP parser. The
+single XREAD over 1 ms in SLOWLOG is a 1,000-entry reply while the machine was saturated; its usual cost is ~0.2 ms.
 `;
 const file = new URL('../docs/benchmarks.md', import.meta.url);
 const old = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n';
