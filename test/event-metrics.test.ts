@@ -3,10 +3,8 @@
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting } from '../src/events/accounting.js';
 import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
-import { METRICS } from '../src/metrics/definitions.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition } from '../src/metrics/exposition.js';
-import { METRIC_CONTRACT } from '../src/monitoring/metric-contract.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
 
 function accounting(): QueueAccounting {
@@ -66,16 +64,5 @@ describe('event metrics rendering', () => {
     const body = (await e.render(false)).body.toString();
     expect(body).not.toMatch(/^bullmq_(jobs|job|exporter_events)_/m);
     expect(parsePromText(body).get('bullmq_exporter_leader')).toBe(0);
-  });
-});
-
-describe('monitoring contract', () => {
-  it('defines every metric the dashboards and alerts use, with the same type and labels', () => {
-    const defined = new Map<string, { type: string; labels: readonly string[] }>(Object.values(METRICS).map((d) => [d.name, d]));
-    const external = ['up', 'process_resident_memory_bytes', 'process_cpu_seconds_total'];
-    for (const [name, c] of Object.entries(METRIC_CONTRACT)) {
-      if (external.includes(name)) continue;
-      expect(defined.get(name), name).toMatchObject({ type: c.type, labels: [...c.labels] });
-    }
   });
 });
