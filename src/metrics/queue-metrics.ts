@@ -2,7 +2,7 @@
 // wholesale each collection, so a vanished queue's series vanish with it and a failed collection shows no
 // stale queue values.
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
-import { JOB_STATES } from '../collector/queue-snapshot.js';
+import { JOB_STATES, parkedJobs } from '../collector/queue-snapshot.js';
 import { METRICS } from './definitions.js';
 import type { Exposition } from './exposition.js';
 
@@ -76,8 +76,7 @@ export class QueueMetrics {
       this.rateLimited.set(l, q.rateLimited ? 1 : 0);
       if (q.dlqOf !== undefined) {
         const d = { prefix: q.ref.prefix, queue: q.dlqOf };
-        const parked = JOB_STATES.reduce((sum, st) => (st === 'completed' ? sum : sum + q.jobs[st]), 0);
-        this.dlqJobs.set(d, parked);
+        this.dlqJobs.set(d, parkedJobs(q));
         this.dlqOldest.set(d, q.oldestWaitingAgeSeconds);
       }
     }

@@ -1,0 +1,209 @@
+// Pure logic behind /api/queues: Prometheus-style quantiles, the thinned accounting ring and its windows,
+// the per-queue health verdict and the board that joins them. Every expected number is worked out by hand.
+import { describe, expect, it } from 'vitest';
+import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/collector/queue-snapshot.js';
+import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
+import { histogramQuantile } from '../src/status/histogram-quantile.js';
+import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
+import { assessQueue, formatAge } from '../src/status/queue-health.js';
+
+const BOUNDS = [1, 2, 5];
+
+describe('histogramQuantile', () => {
+  // Buckets: 2 obs <= 1 s, 4 in (1, 2], 2 in (2, 5], 2 above 5 (count 10).
+  const cum = [2, 6, 8];
+  it('interpolates linearly inside the bucket that holds the rank', () => {
+    expect(histogramQuantile(0.1, BOUNDS, cum, 10)).toBeCloseTo(0.5, 12); // rank 1 of 2 in (0, 1]
+    expect(histogramQuantile(0.2, BOUNDS, cum, 10)).toBeCloseTo(1, 12); // rank 2: top of the first bucket
+    expect(histogramQuantile(0.5, BOUNDS, cum, 10)).toBeCloseTo(1.75, 12); // rank 5: 3 of 4 into (1, 2]
+    expect(histogramQuantile(0.7, BOUNDS, cum, 10)).toBeCloseTo(3.5, 12); // rank 7: 1 of 2 into (2, 5]
+  });
+  it('answers the highest finite bound when the rank falls in +Inf, and null without observations', () => {
+    expect(histogramQuantile(0.95, BOUNDS, cum, 10)).toBe(5);
+    expect(histogramQuantile(0.5, BOUNDS, [0, 0, 0], 0)).toBeNull();
+    expect(histogramQuantile(Number.NaN, BOUNDS, cum, 10)).toBeNull();
+  });
+});
+
+function sample(at: number, c: number | undefined, h?: { buckets: number[]; count: number; sum: number }, g = 0): AccountingSample {
+  return { at, gauges: { g }, counters: c === undefined ? undefined : { c }, histograms: h ? { h } : undefined };
+}
+
+describe('AccountingRing', () => {
+  const layout = { gauges: ['g'], counters: ['c'], histograms: ['h'], bounds: BOUNDS };
+
+  it('keeps one point per spacing plus the live one, and drops the oldest past maxPoints', () => {
+    const ring = new AccountingRing(layout, { spacingMs: 10_000, maxPoints: 5 });
+    for (let t = 0; t <= 36; t += 4) ring.push(sample(t * 1000, t, undefined, t));
+    // 0,4 -> 0,8 -> 0,8,12 -> 0,8,16 -> 0,8,16,20 -> 0,8,16,24 -> 0,8,16,24,28 -> ...,32 -> 8,16,24,32,36
+    expect(ring.history().t).toEqual([8, 16, 24, 32, 36]);
+    expect(ring.history().gauges.g).toEqual([8, 16, 24, 32, 36]);
+  });
+
+  it('computes rates over the newest point at or before the window start', () => {
+    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    ring.push(sample(0, 0));
+    ring.push(sample(10_000, 10));
+    ring.push(sample(20_000, 30));
+    const w15 = ring.window(15)!; // base t=0: 30 over 20 s
+    expect(w15.seconds).toBe(20);
+    expect(w15.increase('c')).toBe(30);
+    expect(w15.rate('c')).toBeCloseTo(1.5, 12);
+    const w10 = ring.window(10)!; // base t=10: 20 over 10 s
+    expect(w10.seconds).toBe(10);
+    expect(w10.rate('c')).toBeCloseTo(2, 12);
+    // Asking for more than the history holds covers what there is.
+    expect(ring.window(900)!.seconds).toBe(20);
+    expect(ring.history().rates.c).toEqual([null, 1, 2]);
+  });
+
+  it('treats a counter that went down as reset, like Prometheus', () => {
+    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    ring.push(sample(0, 100));
+    ring.push(sample(5000, 5));
+    expect(ring.window(60)!.increase('c')).toBe(5);
+  });
+
+  it('takes quantiles of the observations made inside the window only', () => {
+    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    ring.push(sample(0, 0, { buckets: [1, 1, 1], count: 1, sum: 0.5 }));
+    ring.push(sample(60_000, 9, { buckets: [2, 6, 8], count: 10, sum: 30 }));
+    const w = ring.window(60)!;
+    // Delta buckets [1, 5, 7], count 9: rank 4.5 lies 3.5 of 4 into (1, 2].
+    expect(w.observations('h')).toBe(9);
+    expect(w.quantile('h', 0.5)).toBeCloseTo(1.875, 12);
+    expect(w.quantile('h', 0.99)).toBe(5);
+  });
+
+  it('has no window until two points carry accounting, and ignores points without it', () => {
+    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    ring.push(sample(0, undefined));
+    ring.push(sample(10_000, undefined));
+    expect(ring.window(60)).toBeNull();
+    ring.push(sample(20_000, 4));
+    expect(ring.window(60)).toBeNull();
+    ring.push(sample(30_000, 10));
+    const w = ring.window(60)!;
+    expect(w.seconds).toBe(10);
+    expect(w.increase('c')).toBe(6);
+    expect(w.quantile('h', 0.5)).toBeNull();
+  });
+});
+
+function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<QueueState['jobs']> = {}): QueueState {
+  const all = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as QueueState['jobs'];
+  const dlqOf = name.endsWith('-dlq') ? name.slice(0, -4) : undefined;
+  return {
+    ref: { prefix: 'bull', name },
+    dlqOf,
+    jobs: { ...all, ...jobs },
+    paused: false,
+    oldestWaitingAgeSeconds: 0,
+    delayedOverdue: 0,
+    oldestActiveAgeSeconds: 0,
+    orphanedActive: 0,
+    workers: 1,
+    rateLimited: false,
+    ...over,
+  };
+}
+
+describe('assessQueue', () => {
+  it('is critical with no workers and a backlog, naming the alert and its runbook', () => {
+    const h = assessQueue({ state: state('email', { workers: 0 }, { waiting: 3 }), deadLetterJobs: 0, last15m: null });
+    expect(h.status).toBe('critical');
+    expect(h.rank).toBe(2);
+    expect(h.reasons[0]).toMatchObject({ code: 'no_workers', alert: 'BullMQNoWorkers', runbook: '/runbooks/BullMQNoWorkers.md' });
+    expect(h.reasons[0]!.message).toBe('3 job(s) waiting and no worker connected');
+  });
+  it('does not flag a paused queue, a dead-letter queue, or unknown worker counts for missing workers', () => {
+    expect(assessQueue({ state: state('a', { workers: 0, paused: true }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+    expect(assessQueue({ state: state('a-dlq', { workers: 0 }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+    expect(assessQueue({ state: state('a', { workers: undefined }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+  });
+  it('uses the per-queue oldest-age limit (exports get 30 min)', () => {
+    expect(assessQueue({ state: state('email', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 }), deadLetterJobs: 0, last15m: null }).reasons.map((r) => r.code)).toEqual(['oldest_job_too_old']);
+    expect(assessQueue({ state: state('export', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+  });
+  it('warns on orphans and dead letters, and only informs about pause', () => {
+    const h = assessQueue({ state: state('email', { orphanedActive: 2, paused: true }), deadLetterJobs: 4, last15m: null });
+    expect(h.status).toBe('warning');
+    expect(h.reasons.map((r) => [r.code, r.severity])).toEqual([
+      ['orphaned_active', 'warning'],
+      ['dead_letters', 'warning'],
+      ['paused', 'info'],
+    ]);
+  });
+  it('judges the failure ratio only once enough jobs finished in the window', () => {
+    const w = (completed: number, failed: number) => ({
+      seconds: 100,
+      rates: { added: 0, completed: completed / 100, failed: failed / 100, retried: 0, stalled: 0 },
+      failureRatio: failed / (completed + failed),
+      wait: { count: 0, p50: null, p95: null, p99: null },
+      processing: { count: 0, p50: null, p95: null, p99: null },
+    });
+    expect(assessQueue({ state: state('email'), deadLetterJobs: 0, last15m: w(5, 5) }).status).toBe('ok'); // 10 finished < 20
+    const bad = assessQueue({ state: state('email'), deadLetterJobs: 0, last15m: w(15, 5) }); // 25% of 20
+    expect(bad.reasons[0]).toMatchObject({ code: 'high_failure_rate', message: '25.0% of finished jobs failed in the last 1m 40s (limit 10%)' });
+  });
+  it('formats ages for people', () => {
+    expect([formatAge(4.25), formatAge(42.4), formatAge(200), formatAge(7500)]).toEqual(['4.3 s', '42 s', '3m 20s', '2h 05m']);
+  });
+});
+
+describe('QueueBoard', () => {
+  const snap = (at: number, queues: QueueState[], ok = true): CollectionSnapshot => ({
+    seq: at,
+    ok,
+    error: ok ? undefined : 'Redis is unreachable',
+    finishedAt: at,
+    durationSeconds: 0.001,
+    lastSuccessAt: ok ? at : 0,
+    redisUp: ok,
+    queues: ok ? queues : [],
+    queuesByPrefix: { bull: queues.length },
+    queuesDropped: 0,
+  });
+  const acc = (added: number, completed: number, failed: number, waitCum: number[], waitCount: number): QueueAccounting => ({
+    counters: { added, completed, failed, retried: 0, stalled: 0 },
+    wait: { buckets: waitCum, count: waitCount, sum: 0 },
+    processing: { buckets: [0, 0, 0], count: 0, sum: 0 },
+  });
+
+  it('joins dead-letter depth, windows and health, and sorts the worst queue first', () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS, spacingSeconds: 1 });
+    const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
+    const id = 'bull\u0000email';
+    board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)]]));
+    board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)]]));
+    const res = board.response({ now: 1_061_000, history: true });
+    expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
+    expect(res.accountingAvailable).toBe(true);
+    expect(res.queues.map((q) => q.name)).toEqual(['stuck', 'email', 'email-dlq']);
+    const email = res.queues[1]!;
+    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0 });
+    expect(email.health.reasons.map((r) => r.code)).toEqual(['dead_letters']);
+    const w = email.windows['1m']!;
+    expect(w.seconds).toBe(60);
+    expect(w.rates.added).toBeCloseTo(2, 12);
+    expect(w.failureRatio).toBeCloseTo(0.1, 12);
+    // wait: 100 obs, 50 <= 1 s, 30 in (1, 2]: p50 = rank 50 = 1 s; p95 = rank 95 in +Inf -> 5.
+    expect(w.wait).toEqual({ count: 100, p50: 1, p95: 5, p99: 5 });
+    expect(email.history!.addedPerSecond).toEqual([null, 2]);
+    expect(email.history!.deadLetterJobs).toEqual([3, 3]);
+    const stuck = res.queues[0]!;
+    expect(stuck.windows).toEqual({ '1m': null, '15m': null });
+    expect(stuck.history!.addedPerSecond).toEqual([null, null]);
+  });
+
+  it('shows no queues while collection fails, then resumes with the history it had', () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS, spacingSeconds: 1 });
+    board.update(snap(1000, [state('a')]));
+    board.update(snap(2000, [], false));
+    const down = board.response({ now: 2000 });
+    expect(down.queues).toEqual([]);
+    expect(down.collection).toMatchObject({ ok: false, error: 'Redis is unreachable', collectedAt: null });
+    board.update(snap(3000, [state('a')]));
+    expect(board.response({ now: 3000, history: true }).queues[0]!.history!.t).toEqual([1, 3]);
+  });
+});
