@@ -1,7 +1,10 @@
 // buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log/logger.js';
+import type { QueuesResponse } from '../status/queue-view.js';
 import type { HealthReport } from './health.js';
+import { queuesApi } from './queues-api.js';
+import { statusPage } from './status-page.js';
 
 export interface AppDeps {
   log: Logger;
@@ -11,6 +14,8 @@ export interface AppDeps {
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
   readiness: () => HealthReport;
+  /** The queue board (/api/queues, the status page at /). */
+  queues: (opts: { history: boolean }) => QueuesResponse;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -36,6 +41,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   };
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));
+
+  await app.register(queuesApi, { queues: deps.queues });
+  await app.register(statusPage);
 
   return app;
 }

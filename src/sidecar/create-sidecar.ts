@@ -14,6 +14,7 @@ import { safeUrl } from '../log/redact.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis } from '../redis/connection.js';
+import { QueueBoard } from '../status/queue-board.js';
 
 export interface Sidecar {
   app: FastifyInstance;
@@ -39,6 +40,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const collector = new Collector({ redis, discovery, log });
   const exposition = new Exposition();
   const metrics = new QueueMetrics(exposition);
+  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: [] });
   let last: CollectionSnapshot | undefined;
 
   const collectOnce = async (): Promise<void> => {
@@ -47,6 +49,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
     metrics.update(s);
+    board.update(s);
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
@@ -66,6 +69,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     renderMetrics: (om) => exposition.render(om),
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
+    queues: ({ history }) => board.response({ now: Date.now(), history }),
   });
 
   // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.
