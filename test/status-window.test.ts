@@ -32,16 +32,24 @@ function sample(at: number, c: number | undefined, h?: { buckets: number[]; coun
 describe('AccountingRing', () => {
   const layout = { gauges: ['g'], counters: ['c'], histograms: ['h'], bounds: BOUNDS };
 
-  it('keeps one point per spacing plus the live one, and drops the oldest past maxPoints', () => {
-    const ring = new AccountingRing(layout, { spacingMs: 10_000, maxPoints: 5 });
-    for (let t = 0; t <= 36; t += 4) ring.push(sample(t * 1000, t, undefined, t));
-    // 0,4 -> 0,8 -> 0,8,12 -> 0,8,16 -> 0,8,16,20 -> 0,8,16,24 -> 0,8,16,24,28 -> ...,32 -> 8,16,24,32,36
-    expect(ring.history().t).toEqual([8, 16, 24, 32, 36]);
-    expect(ring.history().gauges.g).toEqual([8, 16, 24, 32, 36]);
+  it('thins evenly once full: the interior point with the closest neighbours goes (older on ties)', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 5, horizonMs: 1_000_000 });
+    for (let t = 0; t <= 7; t += 1) ring.push(sample(t * 1000, t, undefined, t));
+    // 0..4 | +5: spans all 2, drop 1 -> 0,2,3,4,5 | +6: spans 3,2,2,2 -> drop 3 -> 0,2,4,5,6 | +7: spans 4,3,2,2 -> drop 5
+    expect(ring.history().t).toEqual([0, 2, 4, 6, 7]);
+    expect(ring.history().gauges.g).toEqual([0, 2, 4, 6, 7]);
+  });
+
+  it('keeps only the newest point older than the horizon', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 10_000 });
+    for (const t of [0, 3, 6, 9, 12, 15]) ring.push(sample(t * 1000, t));
+    // Horizon starts at 5: 3 is the base of a full window, 0 is gone.
+    expect(ring.history().t).toEqual([3, 6, 9, 12, 15]);
+    expect(ring.window(10)!.seconds).toBe(12);
   });
 
   it('computes rates over the newest point at or before the window start', () => {
-    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
     ring.push(sample(0, 0));
     ring.push(sample(10_000, 10));
     ring.push(sample(20_000, 30));
@@ -58,14 +66,14 @@ describe('AccountingRing', () => {
   });
 
   it('treats a counter that went down as reset, like Prometheus', () => {
-    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
     ring.push(sample(0, 100));
     ring.push(sample(5000, 5));
     expect(ring.window(60)!.increase('c')).toBe(5);
   });
 
   it('takes quantiles of the observations made inside the window only', () => {
-    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
     ring.push(sample(0, 0, { buckets: [1, 1, 1], count: 1, sum: 0.5 }));
     ring.push(sample(60_000, 9, { buckets: [2, 6, 8], count: 10, sum: 30 }));
     const w = ring.window(60)!;
@@ -76,7 +84,7 @@ describe('AccountingRing', () => {
   });
 
   it('has no window until two points carry accounting, and ignores points without it', () => {
-    const ring = new AccountingRing(layout, { spacingMs: 1000, maxPoints: 10 });
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
     ring.push(sample(0, undefined));
     ring.push(sample(10_000, undefined));
     expect(ring.window(60)).toBeNull();
@@ -171,7 +179,7 @@ describe('QueueBoard', () => {
   });
 
   it('joins dead-letter depth, windows and health, and sorts the worst queue first', () => {
-    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS, spacingSeconds: 1 });
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
     const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
     const id = 'bull\u0000email';
     board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)]]));
@@ -197,7 +205,7 @@ describe('QueueBoard', () => {
   });
 
   it('shows no queues while collection fails, then resumes with the history it had', () => {
-    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS, spacingSeconds: 1 });
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
     board.update(snap(1000, [state('a')]));
     board.update(snap(2000, [], false));
     const down = board.response({ now: 2000 });

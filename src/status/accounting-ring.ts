@@ -1,6 +1,8 @@
 // Owns a bounded history of one queue's cumulative accounting (counters and histogram buckets) and gauges,
-// one sample per collection, thinned to a fixed spacing, and what can be derived from it: rates and
-// histogram quantiles over a trailing window, and per-point series for charts. Pure: no Redis, no clock.
+// one sample per collection, and what can be derived from it: rates and histogram quantiles over a trailing
+// window, and per-point series for charts. At most maxPoints are kept: when full, the point in the densest
+// spot goes, so a young history stays fine-grained and an old one thins out evenly over the horizon.
+// Pure: no Redis, no clock.
 import { histogramQuantile } from './histogram-quantile.js';
 
 export interface CumulativeHistogram {
@@ -29,10 +31,10 @@ export interface RingLayout {
 }
 
 export interface RingOptions {
-  /** Kept points are at least this far apart; the newest point is always the latest sample. */
-  spacingMs: number;
-  /** Hard cap on kept points (memory bound per queue). */
+  /** Hard cap on kept points (the memory bound per queue). */
   maxPoints: number;
+  /** How far back windows and charts reach; one older point is kept as the base of the longest window. */
+  horizonMs: number;
 }
 
 export interface WindowStats {
@@ -69,7 +71,7 @@ export class AccountingRing {
     private readonly layout: RingLayout,
     private readonly opts: RingOptions,
   ) {
-    if (opts.maxPoints < 2) throw new Error('an accounting ring needs room for at least 2 points');
+    if (opts.maxPoints < 3) throw new Error('an accounting ring needs room for at least 3 points');
   }
 
   get size(): number {
@@ -77,15 +79,18 @@ export class AccountingRing {
   }
 
   push(sample: AccountingSample): void {
-    const prev = this.points[this.points.length - 1];
+    const pts = this.points;
+    const prev = pts[pts.length - 1];
     if (prev && sample.at < prev.at) return; // a clock step backwards: keep history monotonic
-    const point = this.toPoint(sample, prev);
-    const n = this.points.length;
-    // Replace the newest point while it is closer than `spacing` to the one before it: the ring keeps one
-    // point per spacing plus the live one, whatever the collection interval.
-    if (n >= 2 && sample.at - this.points[n - 2]!.at < this.opts.spacingMs) this.points[n - 1] = point;
-    else this.points.push(point);
-    if (this.points.length > this.opts.maxPoints) this.points.splice(0, this.points.length - this.opts.maxPoints);
+    pts.push(this.toPoint(sample, prev));
+    // Past the horizon only the newest older point matters: it is the base of the longest window.
+    while (pts.length > 2 && pts[1]!.at <= sample.at - this.opts.horizonMs) pts.shift();
+    if (pts.length > this.opts.maxPoints) {
+      // Drop the interior point whose neighbours are closest together (ties: the older one).
+      let drop = 1;
+      for (let i = 2; i < pts.length - 1; i += 1) if (pts[i + 1]!.at - pts[i - 1]!.at < pts[drop + 1]!.at - pts[drop - 1]!.at) drop = i;
+      pts.splice(drop, 1);
+    }
   }
 
   /** Stats over the trailing `seconds`, or null without two points that both carry accounting. */

@@ -18,8 +18,8 @@ export interface QueueBoardOptions {
   collectIntervalSeconds: number;
   /** Upper bounds of the accounting histograms' buckets. */
   histogramBounds: readonly number[];
-  /** Spacing of kept history points (default 15 s) and how far back they go (default 15 min). */
-  spacingSeconds?: number;
+  /** History points kept per queue (default 64) over how many seconds (default 15 min). */
+  maxPoints?: number;
   horizonSeconds?: number;
   bullBoardPath?: string;
 }
@@ -125,12 +125,10 @@ export class QueueBoard {
   }
 
   private newRing(): AccountingRing {
-    const spacing = this.opts.spacingSeconds ?? 15;
-    const horizon = this.opts.horizonSeconds ?? 900;
     return new AccountingRing(
       { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
-      // One point more than the horizon needs, so a full 15-minute window always has a base point.
-      { spacingMs: spacing * 1000, maxPoints: Math.ceil(horizon / spacing) + 2 },
+      // 64 points over 15 minutes: about one per 15 s once full, ~30 KB per busy queue.
+      { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
     );
   }
 }

@@ -47,7 +47,7 @@ export interface WindowView {
 }
 
 export interface QueueHistory {
-  /** Epoch seconds, oldest first; at most one point per ~15 s over the last 15 minutes, plus the latest. */
+  /** Epoch seconds, oldest first: at most 64 points over the last 15 minutes (about one per 15 s once full), the last one live. */
   t: number[];
   backlog: number[];
   active: number[];
