@@ -1,0 +1,124 @@
+// `queuelens top` as a user runs it: the real CLI in a tmux terminal (table, sorting keys, q and Ctrl-C exit 0),
+// and --once as plain text for scripts, from a sidecar and straight from Redis, against queues whose contents
+// the test enqueued.
+import { existsSync, readFileSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { CLI, runCli } from './helpers/cli.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { testSidecar } from './helpers/sidecar.js';
+import { startTmux, type TmuxSession } from './helpers/tmux.js';
+
+let redis: TestRedis;
+let bull: BullFixtures;
+let sidecar: Awaited<ReturnType<typeof testSidecar>>;
+let base: string;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  bull = new BullFixtures(redis);
+  // zeta: 3 jobs and nobody consuming (critical); mid: paused with 5 waiting; alpha: 2 delayed for an hour.
+  const zeta = bull.queue('zeta');
+  for (let i = 0; i < 3; i += 1) await zeta.add('x', {});
+  const mid = bull.queue('mid');
+  await mid.pause();
+  for (let i = 0; i < 5; i += 1) await mid.add('x', {});
+  const alpha = bull.queue('alpha');
+  for (let i = 0; i < 2; i += 1) await alpha.add('x', {}, { delay: 3_600_000 });
+  sidecar = await testSidecar(redis.url, { collectInterval: '0.5' });
+  await sidecar.app.listen({ port: 0, host: '127.0.0.1' });
+  base = `http://127.0.0.1:${(sidecar.app.server.address() as AddressInfo).port}`;
+  await sidecar.start();
+});
+
+afterAll(async () => {
+  await sidecar?.close();
+  await bull?.close();
+  await redis?.stop();
+});
+
+/** Queue names in screen order, from the table rows (HEALTH then QUEUE columns). */
+function rowsOf(screen: string): string[][] {
+  return screen
+    .split('\n')
+    .filter((l) => /^(ok|WARN|CRIT)\s/.test(l))
+    .map((l) => l.trim().split(/\s+/));
+}
+
+describe('queuelens top --once (plain text)', () => {
+  for (const mode of ['sidecar', 'redis'] as const) {
+    it(`prints one table worst first with the enqueued numbers, from ${mode}`, async () => {
+      const args = mode === 'sidecar' ? ['top', '--once', '--url', base] : ['top', '--once', '--redis-url', redis.url];
+      const { code, output } = await runCli(args);
+      expect(code).toBe(0);
+      expect(output).not.toContain('\x1b[');
+      const rows = rowsOf(output);
+      // HEALTH QUEUE BACKLOG ACTIVE DELAYED OLDEST... ; mid's name carries "(paused)".
+      expect(rows.map((r) => r.slice(0, 2))).toEqual([
+        ['CRIT', 'zeta'],
+        ['ok', 'mid'],
+        ['ok', 'alpha'],
+      ]);
+      expect(rows[0]!.slice(2, 5)).toEqual(['3', '0', '0']);
+      expect(rows[1]!.slice(2, 6)).toEqual(['(paused)', '5', '0', '0']);
+      expect(rows[2]!.slice(2, 5)).toEqual(['0', '0', '2']);
+      expect(output).toContain('3 job(s) waiting and no worker connected');
+    });
+  }
+
+  it('exits 1 with a message when the sidecar does not answer, and 2 on a bad option', async () => {
+    const down = await runCli(['top', '--once', '--url', 'http://127.0.0.1:9']);
+    expect(down.code).toBe(1);
+    expect(down.output).toMatch(/cannot reach the sidecar at http:\/\/127\.0\.0\.1:9/);
+    const bad = await runCli(['top', '--once', '--sort', 'loudness']);
+    expect(bad.code).toBe(2);
+    expect(bad.output).toMatch(/--sort \(QUEUELENS_TOP_SORT\).*expected one of badness, name/);
+  });
+});
+
+describe('queuelens top in a terminal', () => {
+  let term: TmuxSession | undefined;
+  const exitFile = join(tmpdir(), `queuelens-top-exit-${process.pid}`);
+
+  const start = (args: string) => {
+    rmSync(exitFile, { force: true });
+    term = startTmux(`${process.execPath} ${CLI} top ${args}; echo $? > ${exitFile}; sleep 60`);
+    return term;
+  };
+  const exitCode = () => waitFor('top to exit', () => existsSync(exitFile) && readFileSync(exitFile, 'utf8').trim(), 10_000);
+  afterAll(() => term?.kill());
+
+  it('draws the table, re-sorts on keys, and exits 0 on q, leaving the terminal as it was', async () => {
+    const t = start(`--url ${base} --interval 0.5`);
+    const order = () => rowsOf(t.screen()).map((r) => r[1]);
+    await waitFor('the table', () => order().length === 3 && t.screen().includes('QUEUE'));
+    expect(order()).toEqual(['zeta', 'mid', 'alpha']);
+    expect(t.screen()).toMatch(/keys: b badness {2}n name/);
+    t.send('n');
+    await waitFor('name order', () => order().join() === 'alpha,mid,zeta');
+    expect(t.screen()).toContain('sort: name');
+    t.send('n');
+    await waitFor('reversed name order', () => order().join() === 'zeta,mid,alpha' && t.screen().includes('sort: name (reversed)'));
+    t.send('d');
+    await waitFor('backlog order', () => order().join() === 'mid,zeta,alpha');
+    // A new job shows up by itself on the next refresh.
+    await bull.queue('zeta').add('x', {});
+    await waitFor('the live update', () => rowsOf(t.screen()).find((r) => r[1] === 'zeta')?.[2] === '4');
+    t.send('q');
+    expect(await exitCode()).toBe('0');
+    // The alternate screen is gone: the table no longer shows.
+    expect(t.screen()).not.toContain('WORKERS');
+    t.kill();
+  });
+
+  it('exits 0 on Ctrl-C, reading Redis directly', async () => {
+    const t = start(`--redis-url ${redis.url} --interval 0.5`);
+    await waitFor('the table', () => rowsOf(t.screen()).length === 3);
+    t.send('C-c');
+    expect(await exitCode()).toBe('0');
+    t.kill();
+  });
+});
