@@ -6,6 +6,7 @@ import { runCli } from './helpers/cli.js';
 
 const BAD: Record<string, string> = {
   'redis-url': 'http://127.0.0.1:6379',
+  'redis-cluster-nodes': '127.0.0.1',
   port: '70000',
   host: ' ',
   prefixes: 'bu*ll',

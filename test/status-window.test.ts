@@ -213,5 +213,9 @@ describe('QueueBoard', () => {
     expect(down.collection).toMatchObject({ ok: false, error: 'Redis is unreachable', collectedAt: null });
     board.update(snap(3000, [state('a')]));
     expect(board.response({ now: 3000, history: true }).queues[0]!.history!.t).toEqual([1, 3]);
+    // Nothing finished for more than 3 intervals (a hanging collection): the last values are not shown as current.
+    const hung = board.response({ now: 3000 + 15_001 });
+    expect(hung.queues).toEqual([]);
+    expect(hung.collection).toMatchObject({ ok: false, error: 'no collection finished in the last 15 s; Redis may be stalled' });
   });
 });

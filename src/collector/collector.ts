@@ -1,14 +1,16 @@
-// Owns one collection: every watched queue's state read from Redis in a few pipelined, read-only Lua calls
-// (a group of queues per call, so no call runs long), plus CLIENT LIST for worker counts.
-import type { Redis } from 'ioredis';
+// Owns one collection: every watched queue's state read from Redis in read-only Lua calls (a group of queues per
+// call, so no call runs long; in a Cluster a group shares a slot), plus CLIENT LIST on every master for worker
+// counts. Calls are auto-pipelined, so a collection costs about one round trip per node.
 import type { Logger } from '../log/logger.js';
+import { isCluster, masters, type RedisClient } from '../redis/connection.js';
 import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '../redis/keys.js';
 import { defineScript } from '../redis/scripts.js';
+import { groupBySlot } from '../redis/slots.js';
 import type { QueueDiscovery } from './discovery.js';
 import { dlqSource, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
 
 export interface CollectorOptions {
-  redis: Redis;
+  redis: RedisClient;
   discovery: QueueDiscovery;
   log: Logger;
   /** Queues per Lua call: 16 queues cost Redis a few hundred microseconds. */
@@ -18,10 +20,10 @@ export interface CollectorOptions {
   orphanPageSize?: number;
 }
 
-type ScriptClient = Redis & {
+interface Scripts {
   getQueueStates(numKeys: number, ...args: Array<string | number>): Promise<unknown[]>;
   countOrphanedActive(activeKey: string, base: string, start: number, stop: number): Promise<number>;
-};
+}
 
 /** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
 const MANUAL_RATE_LIMIT = 2 ** 52;
@@ -31,12 +33,12 @@ export class Collector {
   private seq = 0;
   private lastSuccessAt = 0;
   private clientListRefused = false;
-  private readonly redis: ScriptClient;
+  private readonly scripts: Scripts;
 
   constructor(private readonly opts: CollectorOptions) {
     defineScript(opts.redis, 'getQueueStates', 'get-queue-states-n.lua');
     defineScript(opts.redis, 'countOrphanedActive', 'count-orphaned-active-1.lua');
-    this.redis = opts.redis as ScriptClient;
+    this.scripts = opts.redis as unknown as Scripts;
   }
 
   async collect(): Promise<CollectionSnapshot> {
@@ -72,33 +74,23 @@ export class Collector {
   }
 
   private async readQueues(refs: readonly QueueRef[]): Promise<QueueState[]> {
-    const groupSize = this.opts.groupSize ?? 16;
-    // Inline lock checks are capped so one group call stays small; longer active lists are paged below.
     const activeLimit = this.opts.activeCheckLimit ?? 32;
-    const pipe = this.redis.pipeline() as unknown as ScriptClient;
-    const groups: QueueRef[][] = [];
-    for (let i = 0; i < refs.length; i += groupSize) {
-      const group = refs.slice(i, i + groupSize);
-      groups.push(group);
-      void pipe.getQueueStates(group.length, ...group.map(queueBase), activeLimit);
-    }
-    const replies = groups.length > 0 ? ((await (pipe as unknown as ReturnType<Redis['pipeline']>).exec()) ?? []) : [];
+    const groups = groupBySlot(refs, queueBase, this.opts.groupSize ?? 16, isCluster(this.opts.redis));
+    const replies = await Promise.all(groups.map((g) => this.scripts.getQueueStates(g.length, ...g.map(queueBase), activeLimit)));
 
     const states: QueueState[] = [];
     const needPages: Array<{ state: QueueState; from: number; total: number }> = [];
     for (const [g, group] of groups.entries()) {
-      const [err, reply] = replies[g] ?? [new Error('no reply from Redis')];
-      if (err) throw err;
-      const arr = reply as unknown[];
+      const arr = replies[g]!;
       const nowMs = Number(arr[0]);
       for (const [i, ref] of group.entries()) {
         const f = (arr[i + 1] as number[]).map(Number);
         if (f.length !== FIELDS) throw new Error(`unexpected reply shape for queue ${ref.name}`);
-        const state = toQueueState(ref, f, nowMs);
         if (f[0] === 0 && !this.opts.discovery.isFixed) {
           this.opts.discovery.forget(ref);
           continue;
         }
+        const state = toQueueState(ref, f, nowMs);
         states.push(state);
         const active = f[3]!;
         const checked = f[13]!;
@@ -111,27 +103,29 @@ export class Collector {
 
   private async countRemainingOrphans(items: Array<{ state: QueueState; from: number; total: number }>): Promise<void> {
     const page = this.opts.orphanPageSize ?? 256;
-    const pipe = this.redis.pipeline() as unknown as ScriptClient;
-    const owners: QueueState[] = [];
+    const calls: Array<Promise<void>> = [];
     for (const { state, from, total } of items) {
       for (let start = from; start < total; start += page) {
-        void pipe.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), start, Math.min(start + page, total) - 1);
-        owners.push(state);
+        const stop = Math.min(start + page, total) - 1;
+        calls.push(
+          this.scripts.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), start, stop).then((n) => {
+            state.orphanedActive += Number(n);
+          }),
+        );
       }
     }
-    const replies = (await (pipe as unknown as ReturnType<Redis['pipeline']>).exec()) ?? [];
-    replies.forEach(([err, n], i) => {
-      if (err) throw err;
-      owners[i]!.orphanedActive += Number(n);
-    });
+    await Promise.all(calls);
   }
 
-  /** Worker connections per queue from CLIENT LIST, or undefined where the command is not allowed. */
+  /**
+   * Worker connections per queue from CLIENT LIST, or undefined where the command is not allowed. In a Cluster a
+   * worker's named connection shows on every node it talks to, so the busiest node's count is taken, not the sum.
+   */
   private async readWorkers(refs: readonly QueueRef[]): Promise<Map<string, number> | undefined> {
     if (this.clientListRefused) return undefined;
-    let list: string;
+    let lists: string[];
     try {
-      list = (await this.opts.redis.client('LIST')) as string;
+      lists = (await Promise.all(masters(this.opts.redis).map((n) => n.client('LIST')))) as string[];
     } catch (err) {
       const msg = (err as Error).message;
       if (/NOPERM|unknown command|ERR.*CLIENT|disabled/i.test(msg)) {
@@ -143,16 +137,20 @@ export class Collector {
     }
     const byName = new Map<string, string>();
     for (const ref of refs) byName.set(workerClientName(ref), queueId(ref));
-    const counts = new Map<string, number>();
-    for (const line of list.split('\n')) {
-      const m = / name=(\S+)/.exec(line);
-      if (!m) continue;
-      const name = m[1]!;
-      const w = name.indexOf(':w:');
-      const id = byName.get(w === -1 ? name : name.slice(0, w));
-      if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+    const best = new Map<string, number>();
+    for (const list of lists) {
+      const counts = new Map<string, number>();
+      for (const line of list.split('\n')) {
+        const m = / name=(\S+)/.exec(line);
+        if (!m) continue;
+        const name = m[1]!;
+        const w = name.indexOf(':w:');
+        const id = byName.get(w === -1 ? name : name.slice(0, w));
+        if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+      }
+      for (const [id, n] of counts) best.set(id, Math.max(best.get(id) ?? 0, n));
     }
-    return counts;
+    return best;
   }
 }
 
@@ -184,10 +182,11 @@ function toQueueState(ref: QueueRef, f: number[], nowMs: number): QueueState {
 /** Turns a Redis client error into a sentence saying what is wrong and that the sidecar keeps retrying. */
 export function describeRedisError(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries/i.test(msg)) {
+  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|Cluster isn't ready|Failed to refresh slots/i.test(msg)) {
     return `Redis is unreachable (${msg}); retrying`;
   }
   if (/NOAUTH|WRONGPASS|invalid password/i.test(msg)) return `Redis refused the credentials (${msg}); check REDIS_URL`;
   if (/Command timed out/i.test(msg)) return `Redis did not answer in time (${msg}); retrying`;
+  if (/CROSSSLOT/i.test(msg)) return `Redis Cluster refused a multi-key call (${msg}); queue keys must share a hash tag, e.g. prefix {bull}`;
   return msg;
 }

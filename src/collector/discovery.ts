@@ -1,11 +1,12 @@
 // Owns the set of queues the sidecar watches: SCAN for `<prefix>:*:meta` hashes on a slow timer, in small
 // slices with the cursor carried between them, or a fixed list from the configuration. Never on the scrape path.
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log/logger.js';
-import { metaScanPattern, parseMetaKey, queueId, type QueueRef } from '../redis/keys.js';
+import { isCluster, masters, type RedisClient } from '../redis/connection.js';
+import { metaScanPattern, parseMetaKey, queueId, queueKey, type QueueRef } from '../redis/keys.js';
+import { keySlot } from '../redis/slots.js';
 
 export interface DiscoveryOptions {
-  redis: Redis;
+  redis: RedisClient;
   prefixes: readonly string[];
   /** Fixed queue names: no SCAN, these queues under every prefix. */
   fixedQueues?: readonly string[];
@@ -22,6 +23,7 @@ export class QueueDiscovery {
   private capped: QueueRef[] = [];
   private droppedCount = 0;
   private passes = 0;
+  private readonly crossSlotWarned = new Set<string>();
 
   constructor(private readonly opts: DiscoveryOptions) {
     if (opts.fixedQueues) {
@@ -76,7 +78,11 @@ export class QueueDiscovery {
   }
 
   private async scanPrefix(prefix: string, seen: Map<string, QueueRef>): Promise<void> {
-    const { redis } = this.opts;
+    // SCAN walks only the node it is sent to: in a Cluster, every master.
+    for (const node of masters(this.opts.redis)) await this.scanNode(node, prefix, seen);
+  }
+
+  private async scanNode(redis: RedisClient, prefix: string, seen: Map<string, QueueRef>): Promise<void> {
     const count = this.opts.scanCount ?? 250;
     const perSlice = this.opts.callsPerSlice ?? 20;
     let cursor = '0';
@@ -84,7 +90,7 @@ export class QueueDiscovery {
     do {
       const [next, keys] = await redis.scan(cursor, 'MATCH', metaScanPattern(prefix), 'COUNT', count);
       cursor = next;
-      const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null);
+      const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null && this.slotSafe(r));
       if (candidates.length > 0) {
         for (const ref of await this.confirm(candidates)) {
           const id = queueId(ref);
@@ -101,15 +107,30 @@ export class QueueDiscovery {
     } while (cursor !== '0');
   }
 
+  /**
+   * In a Cluster every key of a queue must hash to one slot (a hash tag in the prefix or the name), or BullMQ's
+   * scripts fail with CROSSSLOT. Such a queue cannot be read as a whole, so it is skipped with a warning.
+   */
+  private slotSafe(ref: QueueRef): boolean {
+    if (!isCluster(this.opts.redis) || keySlot(queueKey(ref, 'wait')) === keySlot(queueKey(ref, 'meta'))) return true;
+    const id = queueId(ref);
+    if (!this.crossSlotWarned.has(id)) {
+      this.crossSlotWarned.add(id);
+      this.opts.log.warn(
+        { prefix: ref.prefix, queue: ref.name },
+        'queue keys span several cluster slots, so BullMQ cannot run it and it is skipped; use a hash-tag prefix such as {bull} or a queue name such as {email}',
+      );
+    }
+    return false;
+  }
+
   /** Keeps candidates whose key really is a BullMQ meta hash (BullMQ always writes one of these fields). */
   private async confirm(candidates: QueueRef[]): Promise<QueueRef[]> {
-    const pipe = this.opts.redis.pipeline();
-    for (const ref of candidates) pipe.hmget(`${ref.prefix}:${ref.name}:meta`, 'opts.maxLenEvents', 'version');
-    const replies = (await pipe.exec()) ?? [];
-    return candidates.filter((_, i) => {
-      const [err, fields] = replies[i] ?? [new Error('no reply'), null];
-      return !err && Array.isArray(fields) && fields.some((f) => f !== null);
-    });
+    // Auto-pipelined: one round trip per node, whatever the number of candidates.
+    const replies = await Promise.all(
+      candidates.map((ref) => this.opts.redis.hmget(queueKey(ref, 'meta'), 'opts.maxLenEvents', 'version').catch(() => null)),
+    );
+    return candidates.filter((_, i) => replies[i]?.some((f) => f !== null) ?? false);
   }
 
   private recap(): void {

@@ -1,4 +1,5 @@
 // Options shared by every subcommand that talks to Redis or logs.
+import { parseClusterNode } from '../redis/connection.js';
 import { option, parse } from './options.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -11,6 +12,14 @@ export const redisUrlOption = option({
   description: 'Redis to read, redis:// or rediss:// (TLS); may carry a user and password',
   default: 'redis://127.0.0.1:6379',
   parse: parse.url(['redis:', 'rediss:']),
+});
+
+export const redisClusterNodesOption = option({
+  name: 'redis-cluster-nodes',
+  env: 'REDIS_CLUSTER_NODES',
+  arg: '<list>',
+  description: 'Redis Cluster seed nodes host:port,...; credentials and TLS come from --redis-url (unset = standalone)',
+  parse: (raw: string) => parse.list(raw).map((n) => (parseClusterNode(n), n.trim())),
 });
 
 export const logLevelOption = option({

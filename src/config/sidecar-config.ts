@@ -1,9 +1,10 @@
 // The sidecar's validated configuration.
-import { logLevelOption, prefixesOption, redisUrlOption } from './common.js';
+import { logLevelOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const sidecarOptions = [
   redisUrlOption,
+  redisClusterNodesOption,
   option({ name: 'port', env: 'QUEUELENS_PORT', arg: '<port>', description: 'HTTP port for /metrics and /health', default: '9487', parse: parse.port }),
   option({ name: 'host', env: 'QUEUELENS_HOST', arg: '<host>', description: 'address to listen on', default: '0.0.0.0', parse: parse.string }),
   prefixesOption,

@@ -25,6 +25,7 @@ export class QueueMetrics {
   private readonly queues;
   private readonly dropped;
   private lastSeq = 0;
+  private staleSeq = -1;
 
   constructor(private readonly exposition: Exposition) {
     const e = exposition;
@@ -50,12 +51,28 @@ export class QueueMetrics {
     this.errors.inc(0);
   }
 
-  update(s: CollectionSnapshot): void {
-    if (s.seq === this.lastSeq) return;
-    this.lastSeq = s.seq;
+  /**
+   * A collection is hanging (Redis stalled without closing the connection): stop exporting the last values as if
+   * they were current. The next finished collection replaces this.
+   */
+  markStale(): void {
+    if (this.staleSeq === this.lastSeq) return;
+    this.staleSeq = this.lastSeq;
+    this.resetQueueGauges();
+    this.up.set(0);
+    this.exposition.invalidate();
+  }
+
+  private resetQueueGauges(): void {
     for (const g of [this.jobs, this.paused, this.oldestWaiting, this.overdue, this.oldestActive, this.orphaned, this.workers, this.rateLimited, this.dlqJobs, this.dlqOldest, this.queues]) {
       g.reset();
     }
+  }
+
+  update(s: CollectionSnapshot): void {
+    if (s.seq === this.lastSeq) return;
+    this.lastSeq = s.seq;
+    this.resetQueueGauges();
     this.up.set(s.ok ? 1 : 0);
     this.redisUp.set(s.redisUp ? 1 : 0);
     this.duration.set(s.durationSeconds);

@@ -1,11 +1,16 @@
-// Creates ioredis connections with the behaviour the sidecar needs: fail fast while Redis is down
-// (a scrape must never hang), reconnect forever with a short back-off, never log the password.
-import { Redis, type RedisOptions } from 'ioredis';
+// Creates ioredis connections with the behaviour the sidecar needs: fail fast while Redis is down (a scrape
+// must never hang), reconnect forever with a short back-off, never log the password. Standalone or Cluster.
+import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 
+/** Either kind of client; code that must reach every node uses masters(). */
+export type RedisClient = Redis | Cluster;
+
 export interface ConnectionOptions {
   url: string;
+  /** Redis Cluster seed nodes (`host:port`); credentials and TLS still come from `url`. */
+  clusterNodes?: readonly string[];
   /** Connection name shown in CLIENT LIST. */
   name?: string;
   log?: Logger;
@@ -21,27 +26,62 @@ export function reconnectDelay(attempt: number): number {
   return Math.min(100 * 2 ** Math.min(attempt, 4), 1000);
 }
 
-export function createRedis(opts: ConnectionOptions): Redis {
-  const extra: RedisOptions = {
+export function isCluster(client: RedisClient): client is Cluster {
+  return client instanceof Cluster;
+}
+
+/** The nodes that own data: the client itself, or every Cluster master. */
+export function masters(client: RedisClient): Redis[] {
+  return isCluster(client) ? client.nodes('master') : [client];
+}
+
+/** ioredis options from a redis:// or rediss:// URL (auth, TLS, db) for use on Cluster nodes. */
+function optionsFromUrl(url: string): RedisOptions {
+  const u = new URL(url);
+  return {
+    username: u.username ? decodeURIComponent(u.username) : undefined,
+    password: u.password ? decodeURIComponent(u.password) : undefined,
+    tls: u.protocol === 'rediss:' ? {} : undefined,
+  };
+}
+
+export function parseClusterNode(node: string): { host: string; port: number } {
+  const m = /^\[?([^\]]+?)\]?:(\d{1,5})$/.exec(node.trim());
+  if (!m || Number(m[2]) < 1 || Number(m[2]) > 65_535) throw new Error(`expected host:port, got ${JSON.stringify(node)}`);
+  return { host: m[1]!, port: Number(m[2]) };
+}
+
+export function createRedis(opts: ConnectionOptions): RedisClient {
+  const common: RedisOptions = {
     connectionName: opts.name,
     maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 1 : opts.maxRetriesPerRequest,
     enableOfflineQueue: opts.maxRetriesPerRequest === null,
     retryStrategy: reconnectDelay,
-    lazyConnect: opts.lazyConnect ?? false,
     connectTimeout: 5000,
     commandTimeout: opts.commandTimeoutMs,
   };
-  const client = new Redis(opts.url, extra);
+  const client: RedisClient = opts.clusterNodes?.length
+    ? new Cluster(opts.clusterNodes.map(parseClusterNode), {
+        redisOptions: { ...common, ...optionsFromUrl(opts.url) },
+        lazyConnect: opts.lazyConnect ?? false,
+        enableOfflineQueue: common.enableOfflineQueue,
+        clusterRetryStrategy: reconnectDelay,
+        // ioredis's cluster auto-pipelines reject our grouped script calls ("same slots allocation group");
+        // commands are still written without waiting for replies, so a collection stays one round trip per node.
+        enableAutoPipelining: false,
+      })
+    : new Redis(opts.url, { ...common, lazyConnect: opts.lazyConnect ?? false, enableAutoPipelining: true });
+  const where = opts.clusterNodes?.length ? `cluster ${opts.clusterNodes.join(',')}` : safeUrl(opts.url);
   let lastError = '';
   client.on('error', (err: Error) => {
     // ioredis repeats the same error on every reconnect attempt; log each distinct one once.
     const msg = err.message;
     if (msg === lastError) return;
     lastError = msg;
-    opts.log?.warn({ redis: safeUrl(opts.url), err: msg }, 'redis connection error');
+    opts.log?.warn({ redis: where, err: msg }, 'redis connection error');
   });
   client.on('ready', () => {
-    if (lastError) opts.log?.info({ redis: safeUrl(opts.url) }, 'redis connection restored');
+    if (lastError) opts.log?.info({ redis: where }, 'redis connection restored');
     lastError = '';
   });
   return client;

@@ -1,7 +1,7 @@
 // Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection as custom commands.
 // The files are read from src/ both when running from src (tests) and from dist (they sit at the same depth).
 import { readFileSync } from 'node:fs';
-import type { Redis } from 'ioredis';
+import type { RedisClient } from './connection.js';
 
 const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
 const cache = new Map<string, { lua: string; numberOfKeys: number | null }>();
@@ -19,7 +19,7 @@ export function readScript(file: string): { lua: string; numberOfKeys: number | 
 }
 
 /** Defines `command` on the client from `file` once (ioredis sends EVALSHA, falling back to EVAL on NOSCRIPT). */
-export function defineScript(client: Redis, command: string, file: string): void {
+export function defineScript(client: RedisClient, command: string, file: string): void {
   if (typeof (client as unknown as Record<string, unknown>)[command] === 'function') return;
   const { lua, numberOfKeys } = readScript(file);
   client.defineCommand(command, numberOfKeys === null ? { lua } : { lua, numberOfKeys });

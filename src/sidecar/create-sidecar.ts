@@ -1,7 +1,6 @@
 // Assembles the sidecar: Redis connection, discovery and collection loops, metrics, HTTP app. Used by the
 // `queuelens sidecar` command and by tests in-process. start() begins the loops; close() undoes everything.
 import type { FastifyInstance } from 'fastify';
-import type { Redis } from 'ioredis';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
@@ -13,12 +12,12 @@ import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 import { QueueBoard } from '../status/queue-board.js';
 
 export interface Sidecar {
   app: FastifyInstance;
-  redis: Redis;
+  redis: RedisClient;
   discovery: QueueDiscovery;
   /** The last collection, if any. */
   snapshot(): CollectionSnapshot | undefined;
@@ -31,6 +30,7 @@ export interface Sidecar {
 export async function createSidecar(config: SidecarConfig, log: Logger): Promise<Sidecar> {
   const redis = createRedis({
     url: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
     name: 'queuelens:sidecar',
     log,
     lazyConnect: true,
@@ -66,7 +66,10 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers };
   const app = await buildApp({
     log,
-    renderMetrics: (om) => exposition.render(om),
+    renderMetrics: (om) => {
+      if (last && Date.now() - last.finishedAt > 3 * config.collectInterval * 1000) metrics.markStale();
+      return exposition.render(om);
+    },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
     queues: ({ history }) => board.response({ now: Date.now(), history }),

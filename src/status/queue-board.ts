@@ -71,13 +71,20 @@ export class QueueBoard {
 
   response(opts: { now: number; history?: boolean }): QueuesResponse {
     const s = this.last;
-    const queues = s?.ok ? this.views(s, opts.history ?? false) : [];
+    // A collection hanging on a stalled Redis: like /metrics, stop showing the last values as if current.
+    const limit = 3 * this.opts.collectIntervalSeconds;
+    const stale = s !== undefined && opts.now - s.finishedAt > limit * 1000;
+    const ok = s?.ok === true && !stale;
+    const queues = ok ? this.views(s, opts.history ?? false) : [];
+    let error: string | null = s?.error ?? null;
+    if (s === undefined) error = 'no collection has run yet';
+    else if (stale) error = `no collection finished in the last ${limit} s; Redis may be stalled`;
     return {
       version: API_VERSION,
       generatedAt: new Date(opts.now).toISOString(),
       collection: {
-        ok: s?.ok ?? false,
-        error: s === undefined ? 'no collection has run yet' : (s.error ?? null),
+        ok,
+        error,
         redisUp: s?.redisUp ?? false,
         collectedAt: s && s.lastSuccessAt > 0 ? new Date(s.lastSuccessAt).toISOString() : null,
         ageSeconds: s && s.lastSuccessAt > 0 ? Math.max(0, (opts.now - s.lastSuccessAt) / 1000) : null,

@@ -19,11 +19,16 @@ export function parsePromText(text: string): Series {
     if (m[3]) {
       const re = /([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"/g;
       let lm: RegExpExecArray | null;
-      while ((lm = re.exec(m[3])) !== null) labels[lm[1]!] = JSON.parse(`"${lm[2]!}"`) as string;
+      while ((lm = re.exec(m[3])) !== null) labels[lm[1]!] = unescapeLabel(lm[2]!);
     }
     out.set(seriesKey(m[1]!, labels), Number(m[4]));
   }
   return out;
+}
+
+/** Prometheus text escapes exactly three things in label values: backslash, double quote, newline. */
+function unescapeLabel(v: string): string {
+  return v.replace(/\\(\\|"|n)/g, (_m, c: string) => (c === 'n' ? '\n' : c));
 }
 
 /** All series of one metric, as label-sets with values. */
