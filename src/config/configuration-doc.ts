@@ -2,9 +2,11 @@
 import { renderOptionsTable } from './options-doc.js';
 import type { OptionSpec } from './options.js';
 import { sidecarOptions } from './sidecar-config.js';
+import { topOptions } from './top-config.js';
 
 export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options: readonly OptionSpec[] }> = [
   { command: 'sidecar', what: 'the Prometheus exporter', options: sidecarOptions },
+  { command: 'top', what: 'the queues in a terminal', options: topOptions },
 ];
 
 export function renderConfigurationDoc(): string {

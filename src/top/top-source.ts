@@ -35,6 +35,7 @@ export function sidecarSource(baseUrl: string): TopSource {
 
 export interface RedisSourceOptions {
   redisUrl: string;
+  clusterNodes?: readonly string[];
   prefixes: readonly string[];
   intervalSeconds: number;
   log: Logger;
@@ -44,13 +45,13 @@ export interface RedisSourceOptions {
 const DISCOVER_EVERY = 15;
 
 export function redisSource(o: RedisSourceOptions): TopSource {
-  const redis = createRedis({ url: o.redisUrl, name: 'queuelens:top', log: o.log, lazyConnect: true, commandTimeoutMs: 5000 });
+  const redis = createRedis({ url: o.redisUrl, clusterNodes: o.clusterNodes, name: 'queuelens:top', log: o.log, lazyConnect: true, commandTimeoutMs: 5000 });
   const discovery = new QueueDiscovery({ redis, prefixes: o.prefixes, maxQueues: 5000, log: o.log });
   const collector = new Collector({ redis, discovery, log: o.log });
   const board = new QueueBoard({ collectIntervalSeconds: o.intervalSeconds, histogramBounds: [] });
   let reads = 0;
   return {
-    label: safeUrl(o.redisUrl),
+    label: o.clusterNodes?.length ? `cluster ${o.clusterNodes.join(',')}` : safeUrl(o.redisUrl),
     async read() {
       if (redis.status === 'wait') await redis.connect().catch(() => undefined);
       if (reads % DISCOVER_EVERY === 0 || discovery.completedPasses() === 0) await discovery.runPass().catch(() => undefined);
