@@ -70,7 +70,7 @@ describe('GET /api/queues', () => {
     expect(email.workers).toBe(0);
     expect(email.oldestWaitingAgeSeconds).toBeGreaterThanOrEqual(600);
     expect(email.oldestWaitingAgeSeconds).toBeLessThan(660);
-    expect(email.deadLetter).toMatchObject({ queue: 'email-dlq', jobs: 4 });
+    expect(email.deadLetter).toMatchObject({ queue: 'email-dlq', jobs: 4, addedLast15m: null });
     expect(email.windows).toEqual({ '1m': null, '15m': null });
     expect(email.health.status).toBe('critical');
     expect(email.health.reasons.map((r) => r.code)).toEqual(['no_workers', 'oldest_job_too_old', 'dead_letters']);

@@ -5,7 +5,7 @@ import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/col
 import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
 import { histogramQuantile } from '../src/status/histogram-quantile.js';
 import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
-import { assessQueue, formatAge } from '../src/status/queue-health.js';
+import { assessQueue, formatAge, type QueueHealthInput } from '../src/status/queue-health.js';
 
 const BOUNDS = [1, 2, 5];
 
@@ -117,30 +117,35 @@ function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<Queue
 }
 
 describe('assessQueue', () => {
+  const judge = (s: QueueState, extra: Partial<QueueHealthInput> = {}) => assessQueue({ state: s, deadLetterJobs: 0, deadLetteredLast15m: null, last15m: null, ...extra });
   it('is critical with no workers and a backlog, naming the alert and its runbook', () => {
-    const h = assessQueue({ state: state('email', { workers: 0 }, { waiting: 3 }), deadLetterJobs: 0, last15m: null });
+    const h = judge(state('email', { workers: 0 }, { waiting: 3 }));
     expect(h.status).toBe('critical');
     expect(h.rank).toBe(2);
     expect(h.reasons[0]).toMatchObject({ code: 'no_workers', alert: 'BullMQNoWorkers', runbook: '/runbooks/BullMQNoWorkers.md' });
     expect(h.reasons[0]!.message).toBe('3 job(s) waiting and no worker connected');
   });
   it('does not flag a paused queue, a dead-letter queue, or unknown worker counts for missing workers', () => {
-    expect(assessQueue({ state: state('a', { workers: 0, paused: true }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
-    expect(assessQueue({ state: state('a-dlq', { workers: 0 }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
-    expect(assessQueue({ state: state('a', { workers: undefined }, { waiting: 3 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+    expect(judge(state('a', { workers: 0, paused: true }, { waiting: 3 })).status).toBe('ok');
+    expect(judge(state('a-dlq', { workers: 0 }, { waiting: 3 })).status).toBe('ok');
+    expect(judge(state('a', { workers: undefined }, { waiting: 3 })).status).toBe('ok');
   });
   it('uses the per-queue oldest-age limit (exports get 30 min)', () => {
-    expect(assessQueue({ state: state('email', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 }), deadLetterJobs: 0, last15m: null }).reasons.map((r) => r.code)).toEqual(['oldest_job_too_old']);
-    expect(assessQueue({ state: state('export', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 }), deadLetterJobs: 0, last15m: null }).status).toBe('ok');
+    expect(judge(state('email', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 })).reasons.map((r) => r.code)).toEqual(['oldest_job_too_old']);
+    expect(judge(state('export', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 })).status).toBe('ok');
   });
   it('warns on orphans and dead letters, and only informs about pause', () => {
-    const h = assessQueue({ state: state('email', { orphanedActive: 2, paused: true }), deadLetterJobs: 4, last15m: null });
+    const h = judge(state('email', { orphanedActive: 2, paused: true }), { deadLetterJobs: 4 });
     expect(h.status).toBe('warning');
     expect(h.reasons.map((r) => [r.code, r.severity])).toEqual([
       ['orphaned_active', 'warning'],
       ['dead_letters', 'warning'],
       ['paused', 'info'],
     ]);
+  });
+  it('says a dead-letter queue is growing, rather than merely not empty, when jobs arrived in the window', () => {
+    const h = judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 2 });
+    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '2 job(s) dead-lettered in the last 15 min; 7 in email-dlq']]);
   });
   it('judges the failure ratio only once enough jobs finished in the window', () => {
     const w = (completed: number, failed: number) => ({
@@ -150,12 +155,12 @@ describe('assessQueue', () => {
       wait: { count: 0, p50: null, p95: null, p99: null },
       processing: { count: 0, p50: null, p95: null, p99: null },
     });
-    expect(assessQueue({ state: state('email'), deadLetterJobs: 0, last15m: w(5, 5) }).status).toBe('ok'); // 10 finished < 20
-    const bad = assessQueue({ state: state('email'), deadLetterJobs: 0, last15m: w(15, 5) }); // 25% of 20
+    expect(judge(state('email'), { last15m: w(5, 5) }).status).toBe('ok'); // 10 finished < 20
+    const bad = judge(state('email'), { last15m: w(15, 5) }); // 25% of 20
     expect(bad.reasons[0]).toMatchObject({ code: 'high_failure_rate', message: '25.0% of finished jobs failed in the last 1m 40s (limit 10%)' });
   });
   it('formats ages for people', () => {
-    expect([formatAge(4.25), formatAge(42.4), formatAge(200), formatAge(7500)]).toEqual(['4.3 s', '42 s', '3m 20s', '2h 05m']);
+    expect([formatAge(0.25), formatAge(4.25), formatAge(42.4), formatAge(200), formatAge(7500)]).toEqual(['250 ms', '4.3 s', '42 s', '3m 20s', '2h 05m']);
   });
 });
 
@@ -182,15 +187,17 @@ describe('QueueBoard', () => {
     const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
     const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
     const id = 'bull\u0000email';
-    board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)]]));
-    board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)]]));
+    const dlqId = 'bull\u0000email-dlq';
+    board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
+    board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(5, 0, 0, [0, 0, 0], 0)]]));
     const res = board.response({ now: 1_061_000, history: true });
     expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
     expect(res.accountingAvailable).toBe(true);
     expect(res.queues.map((q) => q.name)).toEqual(['stuck', 'email', 'email-dlq']);
     const email = res.queues[1]!;
-    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0 });
-    expect(email.health.reasons.map((r) => r.code)).toEqual(['dead_letters']);
+    // 5 - 1 = 4 jobs reached email-dlq in the window.
+    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0, addedLast15m: 4 });
+    expect(email.health.reasons.map((r) => r.code)).toEqual(['dead_letters_growing']);
     const w = email.windows['1m']!;
     expect(w.seconds).toBe(60);
     expect(w.rates.added).toBeCloseTo(2, 12);

@@ -56,75 +56,77 @@ export interface RingHistory {
   rates: Record<string, Array<number | null>>;
 }
 
-interface Point {
-  at: number;
-  gauges: Float64Array;
-  counters: Float64Array | null;
-  /** Per histogram: cumulative buckets, then count, then sum. */
-  hists: Array<Float64Array | null> | null;
-}
-
 export class AccountingRing {
-  private readonly points: Point[] = [];
+  /** Points back to back: at, flags, gauges, counters, then per histogram its buckets, count and sum. */
+  private buf: Float64Array;
+  private n = 0;
+  private readonly stride: number;
+  private readonly oCounters: number;
+  private readonly oHists: number;
+  private readonly hStride: number;
 
   constructor(
     private readonly layout: RingLayout,
     private readonly opts: RingOptions,
   ) {
     if (opts.maxPoints < 3) throw new Error('an accounting ring needs room for at least 3 points');
+    this.oCounters = 2 + layout.gauges.length;
+    this.oHists = this.oCounters + layout.counters.length;
+    this.hStride = layout.bounds.length + 2;
+    this.stride = this.oHists + layout.histograms.length * this.hStride;
+    // One flat buffer, grown by doubling: a few hundred bytes per point and no object per point.
+    this.buf = new Float64Array(Math.min(8, opts.maxPoints + 1) * this.stride);
   }
 
   get size(): number {
-    return this.points.length;
+    return this.n;
   }
 
   push(sample: AccountingSample): void {
-    const pts = this.points;
-    const prev = pts[pts.length - 1];
-    if (prev && sample.at < prev.at) return; // a clock step backwards: keep history monotonic
-    pts.push(this.toPoint(sample, prev));
+    if (this.n > 0 && sample.at < this.at(this.n - 1)) return; // a clock step backwards: keep history monotonic
+    this.write(this.n, sample);
+    this.n += 1;
     // Past the horizon only the newest older point matters: it is the base of the longest window.
-    while (pts.length > 2 && pts[1]!.at <= sample.at - this.opts.horizonMs) pts.shift();
-    if (pts.length > this.opts.maxPoints) {
+    while (this.n > 2 && this.at(1) <= sample.at - this.opts.horizonMs) this.remove(0);
+    if (this.n > this.opts.maxPoints) {
       // Drop the interior point whose neighbours are closest together (ties: the older one).
       let drop = 1;
-      for (let i = 2; i < pts.length - 1; i += 1) if (pts[i + 1]!.at - pts[i - 1]!.at < pts[drop + 1]!.at - pts[drop - 1]!.at) drop = i;
-      pts.splice(drop, 1);
+      for (let i = 2; i < this.n - 1; i += 1) if (this.at(i + 1) - this.at(i - 1) < this.at(drop + 1) - this.at(drop - 1)) drop = i;
+      this.remove(drop);
     }
   }
 
   /** Stats over the trailing `seconds`, or null without two points that both carry accounting. */
   window(seconds: number): WindowStats | null {
-    const last = this.points[this.points.length - 1];
-    if (!last?.counters) return null;
-    const from = last.at - seconds * 1000;
-    let base: Point | undefined;
-    for (let i = this.points.length - 2; i >= 0; i -= 1) {
-      const p = this.points[i]!;
-      if (!p.counters) break;
-      base = p;
-      if (p.at <= from) break;
+    const last = this.n - 1;
+    if (last < 1 || !this.hasCounters(last)) return null;
+    const from = this.at(last) - seconds * 1000;
+    let base = -1;
+    for (let i = last - 1; i >= 0; i -= 1) {
+      if (!this.hasCounters(i)) break;
+      base = i;
+      if (this.at(i) <= from) break;
     }
-    if (!base || base.at >= last.at) return null;
-    const covered = (last.at - base.at) / 1000;
+    if (base < 0 || this.at(base) >= this.at(last)) return null;
+    const covered = (this.at(last) - this.at(base)) / 1000;
     const { counters, histograms, bounds } = this.layout;
     const increase = (name: string): number => {
-      const i = counters.indexOf(name);
-      if (i < 0) throw new Error(`unknown counter ${name}`);
-      return resetAware(last.counters![i]!, base.counters![i]!);
+      const c = counters.indexOf(name);
+      if (c < 0) throw new Error(`unknown counter ${name}`);
+      return resetAware(this.counter(last, c), this.counter(base, c));
     };
     const histDelta = (name: string): { buckets: number[]; count: number } => {
       const h = histograms.indexOf(name);
       if (h < 0) throw new Error(`unknown histogram ${name}`);
-      const cur = last.hists?.[h];
-      if (!cur) return { buckets: [], count: 0 };
-      const old = base.hists?.[h];
+      if (!this.hasHist(last, h)) return { buckets: [], count: 0 };
+      const cur = this.histOffset(last, h);
+      const old = this.histOffset(base, h);
       const nb = bounds.length;
       // A histogram whose count went down was reset: everything it holds happened inside the window.
-      const reset = !old || cur[nb]! < old[nb]!;
+      const reset = !this.hasHist(base, h) || this.buf[cur + nb]! < this.buf[old + nb]!;
       const buckets: number[] = [];
-      for (let b = 0; b < nb; b += 1) buckets.push(reset ? cur[b]! : cur[b]! - old[b]!);
-      return { buckets, count: reset ? cur[nb]! : cur[nb]! - old[nb]! };
+      for (let b = 0; b < nb; b += 1) buckets.push(this.buf[cur + b]! - (reset ? 0 : this.buf[old + b]!));
+      return { buckets, count: this.buf[cur + nb]! - (reset ? 0 : this.buf[old + nb]!) };
     };
     return {
       seconds: covered,
@@ -143,50 +145,70 @@ export class AccountingRing {
     const out: RingHistory = { t: [], gauges: {}, rates: {} };
     for (const g of gauges) out.gauges[g] = [];
     for (const c of counters) out.rates[c] = [];
-    this.points.forEach((p, idx) => {
-      out.t.push(p.at / 1000);
-      gauges.forEach((g, i) => out.gauges[g]!.push(p.gauges[i]!));
-      const prev = this.points[idx - 1];
-      const dt = prev ? (p.at - prev.at) / 1000 : 0;
-      counters.forEach((c, i) => {
-        out.rates[c]!.push(prev?.counters && p.counters && dt > 0 ? resetAware(p.counters[i]!, prev.counters[i]!) / dt : null);
-      });
-    });
+    for (let i = 0; i < this.n; i += 1) {
+      out.t.push(this.at(i) / 1000);
+      gauges.forEach((g, k) => out.gauges[g]!.push(this.buf[i * this.stride + 2 + k]!));
+      const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
+      const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
+      counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(this.counter(i, k), this.counter(i - 1, k)) / dt : null));
+    }
     return out;
   }
 
-  private toPoint(s: AccountingSample, prev: Point | undefined): Point {
+  private at(i: number): number {
+    return this.buf[i * this.stride]!;
+  }
+
+  private hasCounters(i: number): boolean {
+    return (this.buf[i * this.stride + 1]! & 1) !== 0;
+  }
+
+  private hasHist(i: number, h: number): boolean {
+    return (this.buf[i * this.stride + 1]! & (2 << h)) !== 0;
+  }
+
+  private counter(i: number, c: number): number {
+    return this.buf[i * this.stride + this.oCounters + c]!;
+  }
+
+  private histOffset(i: number, h: number): number {
+    return i * this.stride + this.oHists + h * this.hStride;
+  }
+
+  private write(i: number, s: AccountingSample): void {
+    if ((i + 1) * this.stride > this.buf.length) {
+      const grown = new Float64Array(Math.min(this.opts.maxPoints + 1, Math.max(8, (this.buf.length / this.stride) * 2)) * this.stride);
+      grown.set(this.buf);
+      this.buf = grown;
+    }
     const { gauges, counters, histograms, bounds } = this.layout;
-    const g = Float64Array.from(gauges, (name) => s.gauges[name] ?? 0);
-    let c: Float64Array | null = null;
+    const o = i * this.stride;
+    this.buf.fill(0, o, o + this.stride);
+    this.buf[o] = s.at;
+    let flags = 0;
+    gauges.forEach((g, k) => (this.buf[o + 2 + k] = s.gauges[g] ?? 0));
     if (s.counters) {
-      c = Float64Array.from(counters, (name) => s.counters![name] ?? 0);
-      // Idle queues repeat the same totals: share the previous array instead of storing a copy.
-      if (prev?.counters && sameValues(prev.counters, c)) c = prev.counters;
+      flags |= 1;
+      counters.forEach((c, k) => (this.buf[o + this.oCounters + k] = s.counters![c] ?? 0));
     }
-    let hists: Point['hists'] = null;
-    if (s.histograms) {
-      hists = histograms.map((name, h) => {
-        const src = s.histograms![name];
-        if (!src) return null;
-        const arr = new Float64Array(bounds.length + 2);
-        for (let b = 0; b < bounds.length; b += 1) arr[b] = src.buckets[b] ?? 0;
-        arr[bounds.length] = src.count;
-        arr[bounds.length + 1] = src.sum;
-        const old = prev?.hists?.[h];
-        return old && sameValues(old, arr) ? old : arr;
-      });
-    }
-    return { at: s.at, gauges: g, counters: c, hists };
+    histograms.forEach((name, h) => {
+      const src = s.histograms?.[name];
+      if (!src) return;
+      flags |= 2 << h;
+      const ho = this.histOffset(i, h);
+      for (let b = 0; b < bounds.length; b += 1) this.buf[ho + b] = src.buckets[b] ?? 0;
+      this.buf[ho + bounds.length] = src.count;
+      this.buf[ho + bounds.length + 1] = src.sum;
+    });
+    this.buf[o + 1] = flags;
+  }
+
+  private remove(i: number): void {
+    this.buf.copyWithin(i * this.stride, (i + 1) * this.stride, this.n * this.stride);
+    this.n -= 1;
   }
 }
 
 function resetAware(cur: number, old: number): number {
   return cur >= old ? cur - old : cur;
-}
-
-function sameValues(a: Float64Array, b: Float64Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i += 1) if (a[i] !== b[i]) return false;
-  return true;
 }

@@ -32,6 +32,8 @@ export class QueueBoard {
   private readonly rings = new Map<string, AccountingRing>();
   private readonly withAccounting = new Set<string>();
   private last: CollectionSnapshot | undefined;
+  /** Views of the last collection: several pages and `top`s polling cost one build per collection. */
+  private cached: { seq: number; history: boolean; views: QueueView[] } | undefined;
 
   constructor(private readonly opts: QueueBoardOptions) {}
 
@@ -75,7 +77,7 @@ export class QueueBoard {
     const limit = 3 * this.opts.collectIntervalSeconds;
     const stale = s !== undefined && opts.now - s.finishedAt > limit * 1000;
     const ok = s?.ok === true && !stale;
-    const queues = ok ? this.views(s, opts.history ?? false) : [];
+    const queues = ok ? this.cachedViews(s, opts.history ?? false) : [];
     let error: string | null = s?.error ?? null;
     if (s === undefined) error = 'no collection has run yet';
     else if (stale) error = `no collection finished in the last ${limit} s; Redis may be stalled`;
@@ -96,6 +98,11 @@ export class QueueBoard {
     };
   }
 
+  private cachedViews(s: CollectionSnapshot, history: boolean): QueueView[] {
+    if (this.cached?.seq !== s.seq || this.cached.history !== history) this.cached = { seq: s.seq, history, views: this.views(s, history) };
+    return this.cached.views;
+  }
+
   private views(s: CollectionSnapshot, withHistory: boolean): QueueView[] {
     const dlq = deadLetterIndex(s.queues);
     const rows = s.queues.map((q) => {
@@ -107,7 +114,7 @@ export class QueueBoard {
         '15m': hasAccounting ? windowView(ring?.window(WINDOWS['15m'])) : null,
       };
       const d = dlq.get(id);
-      const deadLetter = d ? { queue: d.ref.name, jobs: parkedJobs(d), oldestAgeSeconds: d.oldestWaitingAgeSeconds } : null;
+      const deadLetter = d ? { queue: d.ref.name, jobs: parkedJobs(d), oldestAgeSeconds: d.oldestWaitingAgeSeconds, addedLast15m: this.deadLettered(d) } : null;
       const view: QueueView = {
         prefix: q.ref.prefix,
         name: q.ref.name,
@@ -123,7 +130,7 @@ export class QueueBoard {
         workers: q.workers ?? null,
         deadLetter,
         windows,
-        health: assessQueue({ state: q, deadLetterJobs: deadLetter?.jobs ?? 0, last15m: windows['15m'] }),
+        health: assessQueue({ state: q, deadLetterJobs: deadLetter?.jobs ?? 0, deadLetteredLast15m: deadLetter?.addedLast15m ?? null, last15m: windows['15m'] }),
       };
       if (withHistory && ring) view.history = historyView(ring, hasAccounting);
       return view;
@@ -131,10 +138,17 @@ export class QueueBoard {
     return rows.sort(byBadness);
   }
 
+  /** Jobs added to a dead-letter queue over the last 15 minutes, from its own accounting. */
+  private deadLettered(d: QueueState): number | null {
+    const id = queueId(d.ref);
+    if (!this.withAccounting.has(id)) return null;
+    return this.rings.get(id)?.window(WINDOWS['15m'])?.increase('added') ?? null;
+  }
+
   private newRing(): AccountingRing {
     return new AccountingRing(
       { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
-      // 64 points over 15 minutes: about one per 15 s once full, ~30 KB per busy queue.
+      // 64 points over 15 minutes: about one per 15 s once full, ~30 KB per queue (bench/status-board.ts).
       { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
     );
   }

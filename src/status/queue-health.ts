@@ -26,13 +26,15 @@ export function thresholdsForQueue(queue: string): QueueHealthThresholds {
 export interface QueueHealthInput {
   state: QueueState;
   deadLetterJobs: number;
+  /** Jobs dead-lettered in the last 15 minutes; null without event accounting for the dead-letter queue. */
+  deadLetteredLast15m: number | null;
   last15m: WindowView | null;
 }
 
 const RANK: Record<HealthStatus, number> = { ok: 0, warning: 1, critical: 2 };
 
 export function assessQueue(input: QueueHealthInput, t: QueueHealthThresholds = thresholdsForQueue(input.state.ref.name)): QueueHealthView {
-  const { state: q, deadLetterJobs, last15m: w } = input;
+  const { state: q, deadLetterJobs, deadLetteredLast15m, last15m: w } = input;
   const reasons: HealthReason[] = [];
   const add = (code: string, severity: ReasonSeverity, alert: string | null, message: string) =>
     reasons.push({ code, severity, alert, runbook: alert ? `/runbooks/${alert}.md` : null, message });
@@ -62,7 +64,9 @@ export function assessQueue(input: QueueHealthInput, t: QueueHealthThresholds = 
   if (q.orphanedActive > 0) {
     add('orphaned_active', 'warning', 'BullMQOrphanedActiveJobs', `${q.orphanedActive} active job(s) whose worker lock expired and that nobody reclaims`);
   }
-  if (deadLetterJobs > 0) {
+  if (deadLetteredLast15m !== null && deadLetteredLast15m > 0) {
+    add('dead_letters_growing', 'warning', 'BullMQDeadLetterQueueGrowing', `${deadLetteredLast15m} job(s) dead-lettered in the last 15 min; ${deadLetterJobs} in ${q.ref.name}-dlq`);
+  } else if (deadLetterJobs > 0) {
     add('dead_letters', 'warning', 'BullMQDeadLetterQueueNotEmpty', `${deadLetterJobs} job(s) in ${q.ref.name}-dlq`);
   }
   if (q.paused) add('paused', 'info', null, backlog > 0 ? `paused with ${backlog} job(s) waiting` : 'paused');
@@ -72,8 +76,9 @@ export function assessQueue(input: QueueHealthInput, t: QueueHealthThresholds = 
   return { status, rank: RANK[status], reasons };
 }
 
-/** 42 s, 3m 20s, 2h 05m. */
+/** 250 ms, 4.3 s, 42 s, 3m 20s, 2h 05m. */
 export function formatAge(seconds: number): string {
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
   if (seconds < 60) return `${seconds < 10 ? seconds.toFixed(1) : Math.round(seconds)} s`;
   const s = Math.round(seconds);
   if (s < 3600) return `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s`;

@@ -77,8 +77,11 @@ export interface QueueView {
   orphanedActive: number;
   /** Connected workers; null where CLIENT LIST is not allowed. */
   workers: number | null;
-  /** This queue's dead-letter queue `<queue>-dlq`, or null when there is none. */
-  deadLetter: { queue: string; jobs: number; oldestAgeSeconds: number } | null;
+  /**
+   * This queue's dead-letter queue `<queue>-dlq`, or null when there is none. `addedLast15m`: jobs dead-lettered
+   * in the last 15 minutes, null when the event reader has no data for the dead-letter queue.
+   */
+  deadLetter: { queue: string; jobs: number; oldestAgeSeconds: number; addedLast15m: number | null } | null;
   /** Over the last 1 and 15 minutes; null when the event reader has no data for this queue. */
   windows: { '1m': WindowView | null; '15m': WindowView | null };
   health: QueueHealthView;
