@@ -2,7 +2,10 @@
 // real Redis holding real BullMQ queues; every number is what the test enqueued. Responses are validated
 // against docs/api/*.schema.json.
 import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { REASONS } from '../src/status/queue-health.js';
 import type { QueuesResponse, QueueView } from '../src/status/queue-view.js';
 import { assertMatchesSchema } from './helpers/api-schema.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
@@ -149,6 +152,23 @@ describe('GET /api/queues', () => {
     expect(res.body).not.toMatch(/(src|href)="(https?:)?\/\//);
     expect((await s.app.inject({ url: '/runbooks/..%2Fpackage.json' })).statusCode).toBe(404);
     expect((await s.app.inject({ url: '/runbooks/BullMQNoSuchAlert.md' })).statusCode).toBe(404);
+    await s.close();
+  });
+
+  it('names only alerts that exist, and serves each one\'s runbook from docs/runbooks', async () => {
+    const rules = parseYaml(readFileSync(new URL('../alerts/queuelens.rules.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string }> }> };
+    const alerts = new Set(rules.groups.flatMap((g) => g.rules.map((r) => r.alert)).filter(Boolean));
+    const schema = JSON.parse(readFileSync(new URL('../docs/api/queues.schema.json', import.meta.url), 'utf8'));
+    expect(schema.$defs.reason.properties.code.enum).toEqual(Object.keys(REASONS));
+    const s = await testSidecar(redis.url);
+    for (const { alert } of Object.values(REASONS)) {
+      if (alert === null) continue;
+      expect(alerts.has(alert), alert).toBe(true);
+      const res = await s.app.inject({ url: `/runbooks/${alert}.md` });
+      expect(res.statusCode, alert).toBe(200);
+      expect(res.headers['content-type']).toBe('text/markdown; charset=utf-8');
+      expect(res.body).toBe(readFileSync(new URL(`../docs/runbooks/${alert}.md`, import.meta.url), 'utf8'));
+    }
     await s.close();
   });
 
