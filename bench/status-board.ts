@@ -8,7 +8,7 @@ import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { queueId } from '../src/redis/keys.js';
 import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
-import { machineInfo, median, table, writeSection } from './lib/report.js';
+import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 
 const SIZES = [10, 100, 1_000, 5_000];
 const BOUNDS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600];
@@ -114,12 +114,13 @@ function historyMemory(busy: boolean): number {
 }
 
 if (!(globalThis as { gc?: () => void }).gc) throw new Error('run with node --expose-gc so the memory numbers mean something');
+const loadAtStart = loadAverage();
 // Memory first, on a fresh heap; then the timings.
 const idleKb = historyMemory(false);
 const busyKb = historyMemory(true);
 const rows = SIZES.map(measure);
 const fmt = (ms: number) => ms.toFixed(ms < 1 ? 3 : 1);
-const body = `${machineInfo()}
+const body = `${machineInfo(loadAtStart)}
 - run: \`npm run bench:status\`; synthetic snapshots (no Redis: the board never talks to it), ${COLLECTIONS} collections per size so every history ring is full and thinning; medians over the last ${MEASURED}
 
 Cost per collection of recording accounting into the board, against the baseline of rendering the same snapshot into the Prometheus gauges (what every collection already does), and of building /api/queues (every queue's 1- and 15-minute windows, quantiles and health):

@@ -18,6 +18,7 @@ const BAD: Record<string, string> = {
   'health-max-oldest-age': 'old',
   'health-min-workers': '1.5',
   'log-level': 'loud',
+  'admin-token': 'short',
 };
 
 describe('sidecar configuration', () => {

@@ -1,4 +1,5 @@
 // The HTTP surface through inject(): exposition formats, liveness, readiness, health thresholds.
+import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BullFixtures } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -36,6 +37,13 @@ describe('HTTP', () => {
     expect(om.body.trimEnd().endsWith('# EOF')).toBe(true);
     expect(om.body.match(/# EOF/g)).toHaveLength(1);
     expect(om.body).toContain('bullmq_exporter_collect_errors_total 0');
+
+    // Prometheus asks for gzip.
+    const gz = await s.app.inject({ url: '/metrics', headers: { 'accept-encoding': 'gzip' } });
+    expect(gz.headers['content-encoding']).toBe('gzip');
+    expect(gz.headers['vary']).toBe('accept-encoding');
+    expect(gunzipSync(gz.rawPayload).toString()).toContain('bullmq_queue_jobs{prefix="bull",queue="backlog",state="waiting"} 5');
+    expect(text.headers['content-encoding']).toBeUndefined();
     await s.close();
   });
 

@@ -11,12 +11,16 @@ written by one benchmark from a real run on the machine it names, together with 
 against in the same run; re-running a benchmark replaces only its own section.
 `;
 
-export function machineInfo(): string {
+export function loadAverage(): string {
+  return readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
+}
+
+/** @param loadAtStart the load average when the benchmark started (loadAverage()). */
+export function machineInfo(loadAtStart: string): string {
   const redis = execFileSync('redis-server', ['--version'], { encoding: 'utf8' }).match(/v=(\S+)/)?.[1] ?? 'unknown';
-  const load = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   return [
     `- date: ${new Date().toISOString().replace(/\.\d+Z$/, 'Z')}`,
-    `- machine: ${cpus().length} CPUs (nproc), ${cpus()[0]?.model.trim() ?? 'unknown CPU'}; load average at start ${load}`,
+    `- machine: ${cpus().length} CPUs (nproc), ${cpus()[0]?.model.trim() ?? 'unknown CPU'}; load average at start ${loadAtStart}`,
     `- node ${process.version}, redis-server ${redis} (private instance on loopback, no persistence), bullmq ${packageVersion('bullmq')}, ioredis ${packageVersion('ioredis')}`,
   ].join('\n');
 }

@@ -22,13 +22,15 @@ export class QueueDiscovery {
   private known = new Map<string, QueueRef>();
   private capped: QueueRef[] = [];
   private droppedCount = 0;
+  /** `known` changed since `capped` was computed; sorting waits until someone asks (once per collection). */
+  private stale = false;
   private passes = 0;
   private readonly crossSlotWarned = new Set<string>();
 
   constructor(private readonly opts: DiscoveryOptions) {
     if (opts.fixedQueues) {
       for (const prefix of opts.prefixes) for (const name of opts.fixedQueues) this.known.set(queueId({ prefix, name }), { prefix, name });
-      this.recap();
+      this.stale = true;
     }
   }
 
@@ -38,11 +40,13 @@ export class QueueDiscovery {
 
   /** The watched queues, sorted by prefix then name, at most maxQueues of them. */
   queues(): readonly QueueRef[] {
+    this.recap();
     return this.capped;
   }
 
   /** Queues found beyond --max-queues. */
   dropped(): number {
+    this.recap();
     return this.droppedCount;
   }
 
@@ -55,7 +59,7 @@ export class QueueDiscovery {
     if (this.isFixed) return;
     if (this.known.delete(queueId(ref))) {
       this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
-      this.recap();
+      this.stale = true;
     }
   }
 
@@ -71,9 +75,9 @@ export class QueueDiscovery {
       if (!seen.has(id)) {
         this.known.delete(id);
         this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
+        this.stale = true;
       }
     }
-    this.recap();
     this.passes += 1;
   }
 
@@ -98,7 +102,7 @@ export class QueueDiscovery {
           if (!this.known.has(id)) {
             this.known.set(id, ref);
             this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue discovered');
-            this.recap();
+            this.stale = true;
           }
         }
       }
@@ -134,6 +138,8 @@ export class QueueDiscovery {
   }
 
   private recap(): void {
+    if (!this.stale) return;
+    this.stale = false;
     const all = [...this.known.values()].sort((a, b) => (a.prefix === b.prefix ? cmp(a.name, b.name) : cmp(a.prefix, b.prefix)));
     this.capped = all.slice(0, this.opts.maxQueues);
     const dropped = all.length - this.capped.length;

@@ -3,9 +3,14 @@ import { renderOptionsTable } from './options-doc.js';
 import type { OptionSpec } from './options.js';
 import { sidecarOptions } from './sidecar-config.js';
 import { topOptions } from './top-config.js';
+import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from './worker-config.js';
 
 export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options: readonly OptionSpec[] }> = [
   { command: 'sidecar', what: 'the Prometheus exporter', options: sidecarOptions },
+  { command: 'worker <email|webhook|export|all>', what: 'the traced workers', options: workerOptions },
+  { command: 'enqueue <queue>', what: 'add one validated job', options: enqueueOptions },
+  { command: 'loadgen', what: 'steady mixed traffic', options: loadgenOptions },
+  { command: 'dlq list|show|redrive|purge <queue>', what: 'dead-letter queues', options: dlqOptions },
   { command: 'top', what: 'the queues in a terminal', options: topOptions },
 ];
 

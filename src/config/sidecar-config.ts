@@ -64,6 +64,16 @@ export const sidecarOptions = [
     description: '/health turns 503 degraded when a queue has fewer workers (off when unset)',
     parse: parse.number({ min: 0, integer: true }),
   }),
+  option({
+    name: 'admin-token',
+    env: 'QUEUELENS_ADMIN_TOKEN',
+    arg: '<token>',
+    description: 'bearer token for /admin (dead-letter routes, Bull Board at /admin/queues); unset = admin surface off',
+    parse: (raw: string) => {
+      if (raw.length < 16) throw new Error('expected a token of at least 16 characters');
+      return raw;
+    },
+  }),
   logLevelOption,
 ] as const;
 

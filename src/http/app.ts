@@ -2,20 +2,24 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log/logger.js';
 import type { QueuesResponse } from '../status/queue-view.js';
+import type { RenderedMetrics } from '../metrics/exposition.js';
+import { adminRoutes, type AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
 import { queuesApi } from './queues-api.js';
 import { statusPage } from './status-page.js';
 
 export interface AppDeps {
   log: Logger;
-  /** Renders the exposition body; openMetrics when the scraper asked for it. */
-  renderMetrics: (openMetrics: boolean) => Promise<{ contentType: string; body: string }>;
+  /** Renders the exposition body; openMetrics and gzip when the scraper asked for them. */
+  renderMetrics: (openMetrics: boolean, acceptGzip: boolean) => Promise<RenderedMetrics>;
   /** Health including the optional per-queue thresholds (/health). */
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
   readiness: () => HealthReport;
   /** The queue board (/api/queues, the status page at /). */
   queues: (opts: { history: boolean }) => QueuesResponse;
+  /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
+  admin?: AdminOptions;
 }
 
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
@@ -29,8 +33,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.get('/metrics', async (req, reply) => {
     const accept = req.headers.accept ?? '';
-    const { contentType, body } = await deps.renderMetrics(accept.includes('application/openmetrics-text'));
-    return reply.header('content-type', contentType).header('cache-control', 'no-store').send(body);
+    // Prometheus asks for gzip; the body is compressed once per render, not per scrape.
+    const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
+    const m = await deps.renderMetrics(accept.includes('application/openmetrics-text'), gzip);
+    reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept-encoding');
+    if (m.contentEncoding) reply.header('content-encoding', m.contentEncoding);
+    return reply.send(m.body);
   });
 
   app.get('/livez', async () => ({ status: 'ok' }));
@@ -44,6 +52,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(queuesApi, { queues: deps.queues });
   await app.register(statusPage);
+  // Encapsulated: its bearer-token hook guards its own routes only.
+  if (deps.admin) await app.register(adminRoutes, deps.admin);
 
   return app;
 }

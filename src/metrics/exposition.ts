@@ -1,9 +1,15 @@
 // Owns the private registries and the /metrics body. Queue and exporter metrics change only once per
-// collection, so their text is rendered once per collection and cached; process metrics are rendered per scrape.
+// collection, so their text is rendered once per collection (the queue gauges arrive already rendered, see
+// queue-metrics.ts); process metrics are re-read when older than `liveMaxAgeMs`. The whole body is kept as
+// bytes (and gzipped once, on demand), and concurrent scrapes share one render: with 1,000 queues the body
+// is ~1 MB, and rendering or compressing it per scrape would make 50 concurrent scrapers queue behind each other.
+import { promisify } from 'node:util';
+import { gzip as gzipCb, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
+const gzip = promisify(gzipCb);
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -18,14 +24,31 @@ function openMetricsRegistry(): client.Registry {
 
 type AnyMetric = client.Gauge<string> | client.Counter<string> | client.Histogram<string>;
 
+export interface RenderedMetrics {
+  contentType: string;
+  body: Buffer;
+  /** Set when the body is gzip-compressed. */
+  contentEncoding?: 'gzip';
+}
+
+interface Rendered {
+  /** Collection version the text was rendered for. */
+  version: number;
+  at: number;
+  body: Promise<Buffer>;
+  gzipped?: Promise<Buffer>;
+}
+
 export class Exposition {
   // The same metric objects are registered in a Prometheus-text and an OpenMetrics registry.
   private readonly cached = [new Registry(), openMetricsRegistry()] as const;
   private readonly live = [new Registry(), openMetricsRegistry()] as const;
   private version = 0;
-  private cache: { version: number; text: [string?, string?] } = { version: -1, text: [] };
+  private collectionBytes = Buffer.alloc(0);
+  private readonly rendered: [Rendered?, Rendered?] = [];
 
-  constructor() {
+  /** @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render. */
+  constructor(private readonly liveMaxAgeMs = 1000) {
     for (const r of this.live) {
       collectDefaultMetrics({ register: r });
       // Gauges named *_total: `promtool check metrics` flags them, and they add little to a sidecar.
@@ -55,22 +78,41 @@ export class Exposition {
     return this.add(new Histogram({ name: def.name, help: def.help, labelNames: [...def.labels], buckets: [...(def.buckets ?? [])], registers: [] }));
   }
 
-  /** Marks the cached text stale; call after changing metric values for a new collection. */
-  invalidate(): void {
+  /**
+   * Sets the pre-rendered text of the collection's gauges (valid in both formats: gauges only, every line
+   * ending in a newline, no blank lines) and marks the body stale. Call it last when a collection changes
+   * metric values, so the next render sees them all.
+   */
+  setCollectionText(text: string): void {
+    // Encoded once here, not at every render: stale process metrics re-render the body between collections.
+    this.collectionBytes = Buffer.from(text);
     this.version += 1;
   }
 
-  async render(openMetrics: boolean): Promise<{ contentType: string; body: string }> {
+  async render(openMetrics: boolean, acceptGzip = false): Promise<RenderedMetrics> {
     const i = openMetrics ? 1 : 0;
-    if (this.cache.version !== this.version) this.cache = { version: this.version, text: [] };
-    let head = this.cache.text[i];
-    if (head === undefined) {
-      head = await this.cached[i].metrics();
-      if (openMetrics) head = head.replace(/# EOF\n?$/, '');
-      this.cache.text[i] = head;
+    let r = this.rendered[i];
+    const now = Date.now();
+    if (r === undefined || r.version !== this.version || now - r.at >= this.liveMaxAgeMs) {
+      r = { version: this.version, at: now, body: this.renderText(i) };
+      this.rendered[i] = r;
+      // A failed render must not be served forever.
+      r.body.catch(() => {
+        if (this.rendered[i] === r) this.rendered[i] = undefined;
+      });
     }
+    const contentType = openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE;
+    if (!acceptGzip) return { contentType, body: await r.body };
+    r.gzipped ??= r.body.then((b) => gzip(b, { level: zlib.Z_BEST_SPEED }));
+    return { contentType, body: await r.gzipped, contentEncoding: 'gzip' };
+  }
+
+  private async renderText(i: 0 | 1): Promise<Buffer> {
+    const collection = this.collectionBytes;
+    let head = await this.cached[i].metrics();
+    if (i === 1) head = head.replace(/# EOF\n?$/, '');
     const tail = await this.live[i].metrics();
-    return { contentType: openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE, body: head + tail };
+    return Buffer.concat([Buffer.from(head), collection, Buffer.from(tail)]);
   }
 
   private add<M extends AnyMetric>(metric: M): M {

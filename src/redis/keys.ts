@@ -79,4 +79,6 @@ export const ownKeys = {
   leader: (own: string, shard = 'all') => `${own}:leader:${shard}`,
   cursors: (own: string) => `${own}:cursors`,
   accounting: (own: string) => `${own}:acct`,
+  /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
+  deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
 };

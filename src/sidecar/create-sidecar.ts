@@ -38,7 +38,9 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   });
   const discovery = new QueueDiscovery({ redis, prefixes: config.prefixes, fixedQueues: config.queues, maxQueues: config.maxQueues, log });
   const collector = new Collector({ redis, discovery, log });
-  const exposition = new Exposition();
+  // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
+  // collection, not once a second while scraped.
+  const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
   const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: [] });
   let last: CollectionSnapshot | undefined;
@@ -66,13 +68,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers };
   const app = await buildApp({
     log,
-    renderMetrics: (om) => {
+    renderMetrics: (om, gz) => {
       if (last && Date.now() - last.finishedAt > 3 * config.collectInterval * 1000) metrics.markStale();
-      return exposition.render(om);
+      return exposition.render(om, gz);
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
     queues: ({ history }) => board.response({ now: Date.now(), history }),
+    admin: config.adminToken ? { token: config.adminToken, connection: redis, prefixes: config.prefixes, queues: () => discovery.queues(), log } : undefined,
   });
 
   // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.

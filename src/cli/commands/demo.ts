@@ -4,7 +4,6 @@ import type { Command } from 'commander';
 import { logLevelOption, redisUrlOption } from '../../config/common.js';
 import { addOptions, option, parse, resolveOptions } from '../../config/options.js';
 import { resolveSidecarConfig } from '../../config/sidecar-config.js';
-import { startDemoTraffic } from '../../demo/demo-traffic.js';
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { safeUrl } from '../../log/redact.js';
@@ -35,6 +34,9 @@ export function registerDemo(program: Command): void {
       }
       throw err;
     }
+    // Loaded here, not at the top: every subcommand imports this file, and BullMQ would add ~5 MB to the
+    // sidecar's RSS (bench/collector.ts) for code it never runs.
+    const { startDemoTraffic } = await import('../../demo/demo-traffic.js');
     const traffic = startDemoTraffic(redis.url, log, { jobsPerSecond: cfg.jobsPerSecond });
     const sidecarConfig = resolveSidecarConfig({
       redisUrl: redis.url,

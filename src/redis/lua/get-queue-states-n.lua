@@ -1,22 +1,26 @@
 --[[
-  Reads the state of a group of BullMQ queues in one read-only call. Used by the collector; the group size is
-  chosen by the caller so that one call stays well under a millisecond of Redis time.
+  Reads the state of a group of BullMQ queues in one read-only call. Used by the collector; the group size and
+  the lock-check budget are chosen by the caller so that one call stays well under a millisecond of Redis time.
+  Every redis.call costs about a microsecond here, so commands whose answer is already known (a count of
+  zero, a limiter without TTL, a queue that is not paused) are skipped.
 
   Input:
     KEYS[i]   '<prefix>:<queue>:'   key base of queue i (every key of a BullMQ queue starts with it)
-    ARGV[1]   maximum number of active job ids per queue whose lock is checked in this call
+    ARGV[1]   how many active job locks this call may check, over all its queues; the caller pages the rest
 
-  Output: { nowMs, q1, q2, ... } where each qi is the flat array
-    { metaExists, paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed,
-      delayedOverdue, headEligibleMs, oldestActiveStartMs, orphanedActive, activeLocksChecked,
-      limiterPttl, limiterCount, globalRateMax }
-    Times are Redis-clock milliseconds (TIME) except job hash fields, which are producer/worker clocks.
-    -1 stands for "none".
+  Output: one string 'nowMs;q1;q2;...' where each qi is the comma-separated list
+      metaExists,paused,waiting,active,prioritized,delayed,waitingChildren,completed,failed,
+      delayedOverdue,headEligibleMs,oldestActiveStartMs,orphanedActive,activeLocksChecked,
+      limiterPttl,limiterCount,globalRateMax
+    One string rather than nested arrays: the client parses one value per group instead of 17 per queue,
+    which was a third of the collector's client CPU. Numbers are written with Lua's %.14g, exact for
+    millisecond timestamps and counts. Times are Redis-clock milliseconds (TIME) except job hash fields,
+    which are producer/worker clocks. -1 stands for "none".
 ]]
 local rcall = redis.call
 local t = rcall('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local activeLimit = tonumber(ARGV[1])
+local lockBudget = tonumber(ARGV[1])
 -- Delayed scores are dueMs * 4096 + seq (BullMQ getDelayedScore.lua): due before now <=> score < now * 4096.
 local overdueMax = '(' .. string.format('%.0f', nowMs * 4096)
 
@@ -27,7 +31,8 @@ local function eligibleMs(base, jobId)
   local ts = tonumber(h[1])
   if not ts then return -1 end
   local eligible = ts
-  if h[3] then
+  -- Decoding JSON costs more than the search that rules it out for jobs that were never delayed.
+  if h[3] and string.find(h[3], '"delay"', 1, true) then
     local ok, opts = pcall(cjson.decode, h[3])
     if ok and type(opts) == 'table' and tonumber(opts['delay']) then eligible = ts + tonumber(opts['delay']) end
   end
@@ -39,54 +44,70 @@ end
 local out = { nowMs }
 for i = 1, #KEYS do
   local b = KEYS[i]
-  local metaExists = rcall('EXISTS', b .. 'meta')
-  local meta = rcall('HMGET', b .. 'meta', 'paused', 'max')
-  -- v6 keeps a paused queue's jobs in 'wait'; 'paused' is only non-empty for queues last written by v5.
-  local waiting = rcall('LLEN', b .. 'wait') + rcall('LLEN', b .. 'paused')
-  local active = rcall('LLEN', b .. 'active')
+  -- BullMQ writes opts.maxLenEvents or version into every queue's meta (discovery checks the same fields);
+  -- neither left means the queue was obliterated.
+  local meta = rcall('HMGET', b .. 'meta', 'paused', 'max', 'opts.maxLenEvents', 'version')
+  local metaExists = (meta[3] or meta[4]) and 1 or 0
+  local paused = meta[1] and 1 or 0
+  -- The next job to run is the right end of 'wait'; an empty list answers nil there and needs no LLEN.
+  local headId = rcall('LINDEX', b .. 'wait', -1)
+  local waiting = headId and rcall('LLEN', b .. 'wait') or 0
+  -- v6 keeps a paused queue's jobs in 'wait'; v5 renamed 'wait' to 'paused' on pause (and set meta paused),
+  -- so only a paused queue last written by v5 can have jobs there.
+  if paused == 1 then waiting = waiting + rcall('LLEN', b .. 'paused') end
   local prioritized = rcall('ZCARD', b .. 'prioritized')
+  local delayed = rcall('ZCARD', b .. 'delayed')
 
   local headEligible = -1
-  local headId = rcall('LINDEX', b .. 'wait', -1)
-  if not headId then
-    local p = rcall('ZRANGE', b .. 'prioritized', 0, 0)
-    headId = p[1]
-  end
+  if not headId and prioritized > 0 then headId = rcall('ZRANGE', b .. 'prioritized', 0, 0)[1] end
   if headId then headEligible = eligibleMs(b, headId) end
 
-  -- Workers LPUSH into 'active' when they take a job, so the right end is the longest-running one.
-  local oldestActive = -1
-  local tailId = rcall('LINDEX', b .. 'active', -1)
-  if tailId then oldestActive = tonumber(rcall('HGET', b .. tailId, 'processedOn')) or -1 end
-
-  local orphans = 0
-  local checked = 0
-  if active > 0 and activeLimit > 0 then
-    local ids = rcall('LRANGE', b .. 'active', 0, activeLimit - 1)
-    checked = #ids
-    for j = 1, #ids do
-      if rcall('PTTL', b .. ids[j] .. ':lock') == -2 then orphans = orphans + 1 end
-    end
+  -- The ids whose locks are checked come with the count: LLEN only when that page is full or the budget spent.
+  local active
+  local ids = {}
+  if lockBudget > 0 then
+    ids = rcall('LRANGE', b .. 'active', 0, lockBudget - 1)
+    active = #ids
+    if active == lockBudget then active = rcall('LLEN', b .. 'active') end
+  else
+    active = rcall('LLEN', b .. 'active')
   end
 
-  out[#out + 1] = {
+  local oldestActive = -1
+  local orphans = 0
+  local checked = #ids
+  if active > 0 then
+    lockBudget = lockBudget - checked
+    for j = 1, checked do
+      if rcall('PTTL', b .. ids[j] .. ':lock') == -2 then orphans = orphans + 1 end
+    end
+    -- Workers LPUSH into 'active' when they take a job, so the right end is the longest-running one.
+    local tailId = checked >= active and checked > 0 and ids[checked] or rcall('LINDEX', b .. 'active', -1)
+    if tailId then oldestActive = tonumber(rcall('HGET', b .. tailId, 'processedOn')) or -1 end
+  end
+
+  local limiterPttl = rcall('PTTL', b .. 'limiter')
+  local limiterCount = 0
+  if limiterPttl > 0 then limiterCount = tonumber(rcall('GET', b .. 'limiter')) or 0 end
+
+  out[#out + 1] = table.concat({
     metaExists,
-    meta[1] and 1 or 0,
+    paused,
     waiting,
     active,
     prioritized,
-    rcall('ZCARD', b .. 'delayed'),
+    delayed,
     rcall('ZCARD', b .. 'waiting-children'),
     rcall('ZCARD', b .. 'completed'),
     rcall('ZCARD', b .. 'failed'),
-    rcall('ZCOUNT', b .. 'delayed', '-inf', overdueMax),
+    delayed > 0 and rcall('ZCOUNT', b .. 'delayed', '-inf', overdueMax) or 0,
     headEligible,
     oldestActive,
     orphans,
     checked,
-    rcall('PTTL', b .. 'limiter'),
-    tonumber(rcall('GET', b .. 'limiter')) or 0,
+    limiterPttl,
+    limiterCount,
     tonumber(meta[2]) or -1,
-  }
+  }, ',')
 end
-return out
+return table.concat(out, ';')

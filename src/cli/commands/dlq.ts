@@ -1,0 +1,92 @@
+// `queuelens dlq list|show|redrive|purge <queue>`: inspect and act on dead-lettered jobs.
+import { SingleBar } from 'cli-progress';
+import type { Command } from 'commander';
+import { addOptions, ConfigError } from '../../config/options.js';
+import { dlqOptions, resolveDlqConfig, type DlqConfig } from '../../config/worker-config.js';
+import { Producer } from '../../jobs/producer.js';
+import { redactString, redactValue } from '../../log/redact.js';
+import { createRedis } from '../../redis/connection.js';
+import { shutdownTracing } from '../../tracing/state.js';
+import { DeadLetters, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
+
+type Action = 'list' | 'show' | 'redrive' | 'purge';
+
+const DESCRIPTIONS: Record<Action, string> = {
+  list: 'list dead-lettered jobs of <queue>, newest first',
+  show: 'print dead-lettered jobs in full (personal data and secrets masked); needs --id',
+  redrive: 're-enqueue dead-lettered jobs to <queue> with fresh attempts; idempotent',
+  purge: 'delete dead-lettered jobs for good',
+};
+
+/** A progress bar pays off only when a human watches a long run. */
+const BAR_THRESHOLD = 100;
+
+export function registerDlq(program: Command): void {
+  const dlq = program.command('dlq').description('inspect, redrive and purge dead-letter queues (<queue>-dlq)');
+  for (const action of Object.keys(DESCRIPTIONS) as Action[]) {
+    const cmd = dlq.command(action).description(DESCRIPTIONS[action]).argument('<queue>', 'source queue, e.g. email (its DLQ is email-dlq)');
+    addOptions(cmd, dlqOptions);
+    cmd.action(async (queue: string, raw: Record<string, unknown>) => {
+      const cfg = resolveDlqConfig(raw);
+      if (queue.includes(':') || queue.endsWith('-dlq')) throw new ConfigError(`invalid <queue> ${JSON.stringify(queue)}: name the source queue (email, not email-dlq)`);
+      await runDlq(action, queue, cfg);
+    });
+  }
+}
+
+function selection(action: Action, cfg: DlqConfig): Selection {
+  const sel: Selection = { ids: cfg.id, since: cfg.since };
+  if (action === 'list') return { ...sel, limit: cfg.limit };
+  if (action === 'show' && !cfg.id) throw new ConfigError('missing --id (QUEUELENS_DLQ_ID): which dead-lettered jobs to show');
+  if ((action === 'redrive' || action === 'purge') && !cfg.id && cfg.since === undefined && !cfg.all) {
+    throw new ConfigError(`${action} needs a selection: --id (QUEUELENS_DLQ_ID), --since (QUEUELENS_DLQ_SINCE) or --all (QUEUELENS_DLQ_ALL)`);
+  }
+  return sel;
+}
+
+async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<void> {
+  const sel = selection(action, cfg);
+  const connection = createRedis({ url: cfg.redisUrl, name: 'queuelens:dlq', maxRetriesPerRequest: null });
+  const dead = new DeadLetters({ connection, prefix: cfg.prefix, queue });
+  const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  try {
+    const jobs = await dead.list(sel);
+    if (action === 'list') {
+      out(`${await dead.count()} dead-lettered in ${queue}-dlq; showing ${jobs.length}`);
+      for (const j of jobs) {
+        const r = j.data;
+        out([j.id, j.name, `attempts=${r.attemptsMade}`, new Date(r.deadLetteredAt).toISOString(), redactString(r.failedReason).slice(0, 120)].join('\t'));
+      }
+    } else if (action === 'show') {
+      for (const j of jobs) out(JSON.stringify({ id: j.id, name: j.name, ...(redactValue(j.data) as object) }, null, 2));
+      const missing = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id));
+      if (missing.length > 0) out(`not found: ${missing.join(', ')}`);
+    } else if (action === 'purge') {
+      const n = await dead.purge(jobs, cfg.dryRun);
+      out(`${cfg.dryRun ? 'would purge' : 'purged'} ${n} from ${queue}-dlq`);
+    } else {
+      const target = producer.queue(queue);
+      const bar = jobs.length >= BAR_THRESHOLD ? new SingleBar({ stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, format: 'redrive [{bar}] {value}/{total} {eta}s left' }) : undefined;
+      bar?.start(jobs.length, 0);
+      const tally: Record<RedriveOutcome['status'], number> = { redriven: 0, 'would-redrive': 0, 'not-found': 0, invalid: 0 };
+      for (const j of jobs) {
+        const r = await dead.redrive(target, j, cfg.dryRun);
+        tally[r.status] += 1;
+        if (r.status !== 'redriven') out(`${r.dlqJobId}\t${r.status}${r.newJobId ? `\t-> ${r.newJobId}` : ''}${r.reason ? `\t${r.reason}` : ''}`);
+        bar?.increment();
+      }
+      for (const id of (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id))) {
+        tally['not-found'] += 1;
+        out(`${id}\tnot-found (already redriven or purged?)`);
+      }
+      bar?.stop();
+      out(JSON.stringify(tally));
+    }
+  } finally {
+    await dead.close();
+    await producer.close();
+    connection.disconnect();
+    await shutdownTracing();
+  }
+}

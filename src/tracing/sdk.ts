@@ -1,0 +1,68 @@
+// Owns the OpenTelemetry SDK set-up shared by the register module, tests and benchmarks: which
+// instrumentations run and how they are made safe (no payloads in db statements, no orphan Redis spans).
+import { createRequire } from 'node:module';
+import { trace } from '@opentelemetry/api';
+import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
+import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
+import { NodeSDK } from '@opentelemetry/sdk-node';
+import { enableTracing } from './state.js';
+
+export interface TracingOptions {
+  serviceName?: string;
+  /** Default: the SDK builds the exporter from OTEL_* variables. */
+  spanProcessors?: SpanProcessor[];
+  traceExporter?: SpanExporter;
+  /** Default: from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else parent-based always-on. */
+  sampler?: Sampler;
+}
+
+/**
+ * Redis spans only under a span that is recorded: under an unsampled job the instrumentation would still
+ * build attributes and a span per command for nothing (measured: most of tracing's cost at 10% sampling).
+ */
+class SampledIORedisInstrumentation extends IORedisInstrumentation {
+  static {
+    const proto = IORedisInstrumentation.prototype as unknown as Record<string, (original: Fn, version: string) => Fn>;
+    const traceSendCommand = proto._traceSendCommand;
+    if (typeof traceSendCommand === 'function') {
+      (SampledIORedisInstrumentation.prototype as unknown as typeof proto)._traceSendCommand = function (this: unknown, original: Fn, version: string): Fn {
+        const traced = traceSendCommand.call(this, original, version);
+        return function (this: unknown, ...args: unknown[]) {
+          return trace.getActiveSpan()?.isRecording() ? traced.apply(this, args) : original.apply(this, args);
+        };
+      };
+    }
+  }
+}
+type Fn = (...args: unknown[]) => unknown;
+
+export function ioredisInstrumentation(): IORedisInstrumentation {
+  return new SampledIORedisInstrumentation({
+    // Only Redis calls made while a job or request is traced: the worker's idle BZPOPMIN loop would
+    // otherwise emit a root span every few seconds.
+    requireParentSpan: true,
+    // Arguments carry job data (addresses, webhook secrets); the command name is enough.
+    dbStatementSerializer: (cmd) => cmd,
+  });
+}
+
+/** Starts the SDK and turns BullMQ telemetry on; returns the flush-and-stop function. */
+export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
+  const sdk = new NodeSDK({
+    serviceName: opts.serviceName,
+    traceExporter: opts.traceExporter,
+    spanProcessors: opts.spanProcessors,
+    sampler: opts.sampler,
+    instrumentations: [ioredisInstrumentation()],
+    // Metrics and logs go through Prometheus and pino; only traces leave through OTLP.
+    metricReaders: [],
+    logRecordProcessors: [],
+  });
+  sdk.start();
+  // The instrumentation patches ioredis from a require() hook, but an ESM `import 'ioredis'` bypasses it.
+  // Loading it through require() here patches the one shared CommonJS module before anything else uses it.
+  createRequire(import.meta.url)('ioredis');
+  const stop = () => sdk.shutdown();
+  enableTracing(stop);
+  return stop;
+}

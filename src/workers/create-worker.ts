@@ -1,0 +1,168 @@
+// Owns what every queuelens worker does around its processor: re-validating job data, keeping personal
+// data out of stored errors, retry timing (including a receiver's Retry-After), dead-lettering on the final
+// failure, and a close() that lets in-flight jobs and dead-letter copies finish.
+import { hostname } from 'node:os';
+import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import type { RateLimit } from '../config/worker-config.js';
+import { dlqName } from '../jobs/queue-defaults.js';
+import { validateJob, type JobData, type QueueName } from '../jobs/schemas.js';
+import type { Logger } from '../log/logger.js';
+import { redactString } from '../log/redact.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
+import { activeTelemetry } from '../tracing/state.js';
+import { DeadLetters } from './dead-letter.js';
+
+export interface ProcessContext {
+  log: Logger;
+  signal?: AbortSignal;
+}
+
+export type Processor<Q extends QueueName> = (job: Job<JobData<Q>>, data: JobData<Q>, ctx: ProcessContext) => Promise<unknown>;
+
+export interface CreateWorkerOptions<Q extends QueueName> {
+  queue: Q;
+  process: Processor<Q>;
+  redisUrl: string;
+  prefix: string;
+  log: Logger;
+  concurrency?: number;
+  rateLimit?: RateLimit;
+  lockDurationMs?: number;
+  stalledIntervalMs?: number;
+  /** How often the dead-letter sweep runs after start-up (default 5 min). */
+  sweepIntervalMs?: number;
+}
+
+/** An error that tells the backoff strategy how long the peer asked us to wait (HTTP Retry-After). */
+export class RetryLaterError extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs?: number,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
+  }
+}
+
+const MAX_RETRY_AFTER_MS = 3_600_000;
+/** Failed jobs the periodic sweep looks at; the start-up sweep looks further back. */
+const SWEEP_NEWEST = 500;
+
+/**
+ * BullMQ calls this for every backoff type it does not know (the webhook queue's `retry-after`): the peer's
+ * Retry-After when it sent one, exponential with jitter otherwise.
+ */
+export function backoffDelay(attemptsMade: number, baseMs: number, err?: Error): number {
+  if (err instanceof RetryLaterError && err.retryAfterMs !== undefined) return Math.min(Math.max(err.retryAfterMs, 0), MAX_RETRY_AFTER_MS);
+  const max = 2 ** Math.max(attemptsMade - 1, 0) * baseMs;
+  // Jitter keeps a burst of failures from retrying in lockstep against a recovering peer.
+  return Math.round(max * (0.8 + Math.random() * 0.2));
+}
+
+export class ManagedWorker<Q extends QueueName = QueueName> {
+  readonly worker: Worker;
+  readonly deadLetters: DeadLetters;
+  private readonly connection: RedisClient;
+  private readonly pending = new Set<Promise<unknown>>();
+  private closing?: Promise<void>;
+  private sweepTimer?: NodeJS.Timeout;
+
+  constructor(private readonly opts: CreateWorkerOptions<Q>) {
+    const connection = createRedis({ url: opts.redisUrl, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
+    this.connection = connection;
+    this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, queue: opts.queue, log: opts.log });
+    this.worker = new Worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {
+      connection,
+      prefix: opts.prefix,
+      name: `${hostname()}-${process.pid}`,
+      concurrency: opts.concurrency ?? 1,
+      limiter: opts.rateLimit ? { max: opts.rateLimit.max, duration: opts.rateLimit.durationMs } : undefined,
+      // BullMQ treats an explicit undefined as a value: pass only what is set.
+      ...(opts.lockDurationMs !== undefined ? { lockDuration: opts.lockDurationMs } : {}),
+      ...(opts.stalledIntervalMs !== undefined ? { stalledInterval: opts.stalledIntervalMs } : {}),
+      telemetry: activeTelemetry(),
+      autorun: false,
+      settings: {
+        backoffStrategy: (attemptsMade, _type, err, job) => {
+          const backoff = job?.opts.backoff;
+          return backoffDelay(attemptsMade, (typeof backoff === 'object' ? backoff.delay : backoff) ?? 1000, err);
+        },
+      },
+    });
+    this.worker.on('failed', (job, err) => {
+      if (!job) return;
+      this.track(this.afterFailure(job, err));
+    });
+    this.worker.on('error', (err) => opts.log.error({ queue: opts.queue, err }, 'worker error'));
+  }
+
+  /**
+   * Copies dead letters a crashed predecessor left behind, then starts taking jobs. The sweep repeats (on the
+   * newest failed jobs) so a crash of one worker in a fleet that never restarts is still repaired.
+   */
+  async start(): Promise<void> {
+    await this.deadLetters.sweep();
+    this.sweepTimer = setInterval(() => {
+      this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => this.opts.log.warn({ queue: this.opts.queue, err }, 'dead-letter sweep failed')));
+    }, this.opts.sweepIntervalMs ?? 300_000);
+    this.sweepTimer.unref();
+    void this.worker.run().catch((err: unknown) => this.opts.log.error({ queue: this.opts.queue, err }, 'worker stopped with an error'));
+    await this.worker.waitUntilReady();
+  }
+
+  private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {
+    let data: JobData<Q>;
+    try {
+      data = validateJob(this.opts.queue, job.data);
+    } catch (err) {
+      // Retrying cannot fix malformed data: straight to the dead-letter queue.
+      throw new UnrecoverableError((err as Error).message);
+    }
+    const log = this.opts.log.child({ queue: this.opts.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
+    try {
+      return await this.opts.process(job, data, { log, signal });
+    } catch (err) {
+      // BullMQ stores the message in Redis and in a span event; recipients and credentials must not go with it.
+      if (err instanceof Error) {
+        err.message = redactString(err.message);
+        if (err.stack) err.stack = redactString(err.stack);
+      }
+      throw err;
+    }
+  }
+
+  private async afterFailure(job: Job, err: Error): Promise<void> {
+    try {
+      // finishedOn is set only when BullMQ moved the job to `failed` for good (no retry left, or unrecoverable).
+      if (job.finishedOn) await this.deadLetters.copy(job);
+      else {
+        this.opts.log.info({ queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'attempt failed; will retry');
+        await DeadLetters.noteFailedAttempt(job);
+      }
+    } catch (copyErr) {
+      // The start-up sweep copies it later; the job is still safe in `failed`.
+      this.opts.log.error({ queue: this.opts.queue, jobId: job.id, dlq: dlqName(this.opts.queue), err: copyErr }, 'dead-letter copy failed');
+    }
+  }
+
+  private track(p: Promise<unknown>): void {
+    this.pending.add(p);
+    void p.finally(() => this.pending.delete(p));
+  }
+
+  /** Stops taking jobs, waits for in-flight jobs and dead-letter copies, closes connections. Idempotent. */
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      clearInterval(this.sweepTimer);
+      await this.worker.close();
+      await Promise.allSettled([...this.pending]);
+      await this.deadLetters.close();
+      this.connection.disconnect();
+    })();
+    return this.closing;
+  }
+}
+
+export function createWorker<Q extends QueueName>(opts: CreateWorkerOptions<Q>): ManagedWorker<Q> {
+  return new ManagedWorker(opts);
+}

@@ -1,0 +1,223 @@
+// Owns dead-letter queues: copying a job that failed for good to `<queue>-dlq` (idempotently, with
+// everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
+// redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
+import { context, propagation, SpanKind, trace, type Link } from '@opentelemetry/api';
+import { Queue, type Job, type JobsOptions } from 'bullmq';
+import type { RedisClient } from '../redis/connection.js';
+import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
+import { isQueueName, validateJob } from '../jobs/schemas.js';
+import type { Logger } from '../log/logger.js';
+import { OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
+import { withSpan } from '../tracing/spans.js';
+import { activeTelemetry } from '../tracing/state.js';
+
+export interface DeadLetterRecord {
+  source: { prefix: string; queue: string; jobId: string; name: string };
+  data: unknown;
+  /** The options the job was added with (telemetry context kept separately below). */
+  opts: JobsOptions;
+  failedReason: string;
+  stacktrace: string[];
+  attemptsMade: number;
+  firstFailedAt: number;
+  lastFailedAt: number;
+  deadLetteredAt: number;
+  /** W3C trace context of the producer (`{"traceparent": …}` JSON), so a redrive can link back. */
+  traceMetadata?: string;
+}
+
+export interface DeadLetterOptions {
+  connection: RedisClient;
+  prefix: string;
+  queue: string;
+  log?: Logger;
+  ownPrefix?: string;
+  /** For readers such as the sidecar: never rewrite the DLQ's meta (stream retention). */
+  skipMetasUpdate?: boolean;
+}
+
+export interface Selection {
+  ids?: string[];
+  /** Epoch ms: only jobs dead-lettered at or after. */
+  since?: number;
+  limit?: number;
+}
+
+export type RedriveOutcome = { dlqJobId: string; status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid'; newJobId?: string; reason?: string };
+
+/** Deterministic: the same failed job always maps to the same DLQ id, so copying twice is a no-op. */
+export function dlqJobId(job: Pick<Job, 'id' | 'timestamp'>): string {
+  return `${job.id}-${job.timestamp}`;
+}
+
+/** The redriven job's id: redriving the same dead letter twice enqueues once. */
+export function redriveJobId(dlqId: string): string {
+  return `redrive-${dlqId}`;
+}
+
+const REDRIVE_KEPT_OPTS = ['attempts', 'backoff', 'removeOnComplete', 'removeOnFail', 'priority', 'lifo'] as const;
+const SWEEP_BATCH = 500;
+
+export class DeadLetters {
+  readonly source: QueueRef;
+  readonly dlq: Queue;
+  private readonly doneKey: string;
+  private sourceQueue?: Queue;
+
+  constructor(private readonly opts: DeadLetterOptions) {
+    this.source = { prefix: opts.prefix, name: opts.queue };
+    this.dlq = new Queue(dlqName(opts.queue), {
+      ...queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }),
+      skipMetasUpdate: opts.skipMetasUpdate,
+    });
+    this.doneKey = ownKeys.deadLettered(opts.ownPrefix ?? OWN_PREFIX_DEFAULT, this.source);
+  }
+
+  /** Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time. */
+  async copy(job: Job): Promise<string> {
+    const id = dlqJobId(job);
+    const lastFailedAt = job.finishedOn ?? Date.now();
+    const firstFailedAt = await this.firstFailure(job, lastFailedAt);
+    const { telemetry, jobId: _jobId, ...opts } = job.opts as JobsOptions & { telemetry?: { metadata?: string } };
+    const record: DeadLetterRecord = {
+      source: { prefix: this.opts.prefix, queue: this.opts.queue, jobId: String(job.id), name: job.name },
+      data: job.data,
+      opts,
+      failedReason: job.failedReason ?? '',
+      stacktrace: job.stacktrace ?? [],
+      attemptsMade: job.attemptsMade,
+      firstFailedAt,
+      lastFailedAt,
+      deadLetteredAt: Date.now(),
+      traceMetadata: telemetry?.metadata,
+    };
+    await this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false });
+    await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
+    this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade }, 'job dead-lettered');
+    return id;
+  }
+
+  /** Records when an attempt first failed (BullMQ keeps only the last), as a job log line. */
+  static async noteFailedAttempt(job: Job): Promise<void> {
+    if (job.attemptsMade <= 1) await job.log(`${FIRST_FAILURE} ${Date.now()}`);
+  }
+
+  private async firstFailure(job: Job, fallback: number): Promise<number> {
+    const { logs } = await this.queueOfSource().getJobLogs(String(job.id), 0, 19, true);
+    for (const line of logs) if (line.startsWith(FIRST_FAILURE)) return Number(line.slice(FIRST_FAILURE.length + 1)) || fallback;
+    return fallback;
+  }
+
+  /**
+   * Copies failed jobs that never reached the DLQ because a worker died between failing them and copying
+   * them. Bounded: looks at the newest `max` failed jobs.
+   */
+  async sweep(max = 5_000): Promise<number> {
+    const source = this.queueOfSource();
+    let copied = 0;
+    for (let start = 0; start < max; start += SWEEP_BATCH) {
+      const jobs = (await source.getFailed(start, start + SWEEP_BATCH - 1)) as Job[];
+      if (jobs.length === 0) break;
+      const seen = await this.opts.connection.zmscore(this.doneKey, ...jobs.map((j) => String(j.id)));
+      for (const [i, job] of jobs.entries()) {
+        if (seen[i] !== null || !job.finishedOn) continue;
+        await this.copy(job);
+        copied += 1;
+      }
+      if (jobs.length < SWEEP_BATCH) break;
+    }
+    // The marker set only needs to outlive the failed jobs it guards.
+    await this.opts.connection.zremrangebyscore(this.doneKey, '-inf', Date.now() - 30 * 86_400_000);
+    if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied jobs a crashed worker left behind');
+    return copied;
+  }
+
+  /** Reads the source queue's failed jobs and logs; never rewrites its meta. */
+  private queueOfSource(): Queue {
+    this.sourceQueue ??= new Queue(this.opts.queue, { connection: this.opts.connection, prefix: this.opts.prefix, skipMetasUpdate: true });
+    return this.sourceQueue;
+  }
+
+  /** Dead-lettered jobs, newest first. */
+  async list(sel: Selection = {}): Promise<Array<Job<DeadLetterRecord>>> {
+    if (sel.ids) {
+      const jobs = await Promise.all(sel.ids.map((id) => this.dlq.getJob(id)));
+      return jobs.filter((j): j is Job<DeadLetterRecord> => j !== undefined && (sel.since === undefined || j.data.deadLetteredAt >= sel.since));
+    }
+    const out: Array<Job<DeadLetterRecord>> = [];
+    const limit = sel.limit ?? Number.POSITIVE_INFINITY;
+    for (let start = 0; out.length < limit; start += SWEEP_BATCH) {
+      const jobs = (await this.dlq.getJobs(['wait'], start, start + SWEEP_BATCH - 1)) as Array<Job<DeadLetterRecord>>;
+      for (const j of jobs) {
+        if (!j) continue;
+        if (sel.since !== undefined && j.data.deadLetteredAt < sel.since) return out;
+        out.push(j);
+        if (out.length >= limit) break;
+      }
+      if (jobs.length < SWEEP_BATCH) break;
+    }
+    return out;
+  }
+
+  async count(): Promise<number> {
+    return this.dlq.getWaitingCount();
+  }
+
+  /**
+   * Re-enqueues a dead letter to its original queue with fresh attempts and a link to the original,
+   * then removes it from the DLQ. Idempotent: the new job id is derived from the DLQ id.
+   */
+  async redrive(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun = false): Promise<RedriveOutcome> {
+    const rec = dlqJob.data;
+    const dlqId = String(dlqJob.id);
+    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId: rec.source.jobId, traceMetadata: rec.traceMetadata };
+    const data = { ...(rec.data as Record<string, unknown>), redrivenFrom };
+    if (isQueueName(rec.source.queue)) {
+      try {
+        validateJob(rec.source.queue, data);
+      } catch (err) {
+        return { dlqJobId: dlqId, status: 'invalid', reason: (err as Error).message };
+      }
+    }
+    const newJobId = redriveJobId(dlqId);
+    if (dryRun) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
+    const kept: JobsOptions = isQueueName(rec.source.queue) ? { ...jobDefaults[rec.source.queue] } : {};
+    for (const k of REDRIVE_KEPT_OPTS) if (rec.opts[k] !== undefined) (kept as Record<string, unknown>)[k] = rec.opts[k];
+    await withSpan(`redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
+      const link = linkTo(rec.traceMetadata);
+      if (link) span.addLink(link);
+      await target.add(dlqJob.name, data, { ...kept, jobId: newJobId });
+    });
+    await dlqJob.remove();
+    this.opts.log?.info({ queue: rec.source.queue, dlqJobId: dlqId, newJobId }, 'dead letter redriven');
+    return { dlqJobId: dlqId, status: 'redriven', newJobId };
+  }
+
+  /** Deletes dead letters for good; returns how many were removed. */
+  async purge(jobs: Array<Job<DeadLetterRecord>>, dryRun = false): Promise<number> {
+    if (dryRun) return jobs.length;
+    let n = 0;
+    for (const j of jobs) {
+      await j.remove();
+      n += 1;
+    }
+    return n;
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([this.dlq.close(), this.sourceQueue?.close()]);
+  }
+}
+
+const FIRST_FAILURE = 'queuelens:first-failure';
+
+function linkTo(metadata: string | undefined): Link | undefined {
+  if (!metadata) return undefined;
+  try {
+    const ctx = propagation.extract(context.active(), JSON.parse(metadata) as Record<string, string>);
+    const sc = trace.getSpanContext(ctx);
+    return sc && trace.isSpanContextValid(sc) ? { context: sc, attributes: { 'queuelens.link': 'dead-lettered-original' } } : undefined;
+  } catch {
+    return undefined;
+  }
+}

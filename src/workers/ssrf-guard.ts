@@ -1,0 +1,58 @@
+// Owns the webhook SSRF guard: a target must resolve to public unicast addresses unless its host or
+// address range is explicitly allow-listed. Checked on the resolved address at connect time, so a DNS
+// name cannot point at 127.0.0.1 or the cloud metadata service behind our back.
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import type { LookupFunction } from 'node:net';
+import ipaddr from 'ipaddr.js';
+
+export class BlockedTargetError extends Error {
+  readonly code = 'E_WEBHOOK_TARGET_BLOCKED';
+}
+
+export class SsrfGuard {
+  private readonly hosts = new Set<string>();
+  private readonly ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+
+  /** `allow`: host names (exact) and CIDR ranges or single addresses that may be private. */
+  constructor(allow: readonly string[] = []) {
+    for (const entry of allow) {
+      const e = entry.trim().toLowerCase();
+      if (e.includes('/')) this.ranges.push(ipaddr.parseCIDR(e));
+      else if (ipaddr.isValid(e)) {
+        const a = ipaddr.parse(e);
+        this.ranges.push([a, a.kind() === 'ipv4' ? 32 : 128]);
+      } else this.hosts.add(e);
+    }
+  }
+
+  isHostAllowListed(host: string): boolean {
+    return this.hosts.has(host.toLowerCase().replace(/^\[|\]$/g, ''));
+  }
+
+  /** Throws BlockedTargetError unless the address is public unicast or allow-listed. */
+  checkAddress(address: string): void {
+    let ip = ipaddr.parse(address);
+    if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
+    if (ip.range() === 'unicast') return;
+    for (const [net, bits] of this.ranges) if (net.kind() === ip.kind() && ip.match(net, bits)) return;
+    throw new BlockedTargetError(`webhook target address is ${ip.range()} (${ip.toString()}); add it to --webhook-allow to permit it`);
+  }
+
+  /** A dns lookup for http.request that refuses blocked addresses. */
+  lookup(hostname: string): LookupFunction {
+    const trusted = this.isHostAllowListed(hostname);
+    return (host, options, callback) => {
+      dnsLookup(host, { ...options, all: true }, (err, addresses: LookupAddress[]) => {
+        if (err) return callback(err, '', 4);
+        try {
+          if (!trusted) for (const a of addresses) this.checkAddress(a.address);
+        } catch (blocked) {
+          return callback(blocked as NodeJS.ErrnoException, '', 4);
+        }
+        if ((options as { all?: boolean }).all) return (callback as unknown as (e: null, a: LookupAddress[]) => void)(null, addresses);
+        const first = addresses[0] as LookupAddress;
+        callback(null, first.address, first.family);
+      });
+    };
+  }
+}

@@ -1,0 +1,192 @@
+// Dead-letter queues end to end: what a dead letter carries, idempotent copies, the crash-recovery sweep,
+// and the `queuelens dlq` commands (list, show, redrive with idempotency, purge, dry runs, selections).
+import { Queue, Worker } from 'bullmq';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { redriveJobId } from '../src/workers/dead-letter.js';
+import { webhookProcessor } from '../src/workers/webhook-processor.js';
+import { waitFor } from './helpers/bullmq.js';
+import { runCli } from './helpers/cli.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
+import { fastRetry, WorkerHarness } from './helpers/workers.js';
+
+const SECRET = 'dlq-test-secret';
+let redis: TestRedis;
+let rx: WebhookReceiver;
+let h: WorkerHarness;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  rx = await startWebhookReceiver(SECRET);
+  h = new WorkerHarness(redis);
+  await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1 });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await rx?.close();
+  await redis?.stop();
+});
+
+const cli = (...args: string[]) => runCli([...args, '--redis-url', redis.url, '--log-level', 'silent']);
+
+async function deadLetter(path: string, attempts = 2) {
+  rx.script(...Array.from({ length: attempts }, () => ({ status: 500 })));
+  const job = await h.producer.enqueueWebhook({ url: `${rx.url}${path}`, event: 'dlq.test', payload: { path }, secret: 'job-secret-xyz' }, fastRetry(attempts, 'retry-after'));
+  const dl = await waitFor('dead letter', async () => (await h.dlqJobs('webhook')).find((j) => j.data.source.jobId === job.id));
+  return { job, dl };
+}
+
+describe('dead-letter queue', () => {
+  it('carries name, data, options, reason, stack, attempts, failure times; the original stays failed', async () => {
+    const t0 = Date.now();
+    const { job, dl } = await deadLetter('/carry');
+    expect(dl.name).toBe('webhook');
+    expect(dl.data.source).toEqual({ prefix: 'bull', queue: 'webhook', jobId: job.id, name: 'webhook' });
+    expect(dl.data.data).toEqual({ url: `${rx.url}/carry`, event: 'dlq.test', payload: { path: '/carry' }, secret: 'job-secret-xyz' });
+    expect(dl.data.opts).toMatchObject({ attempts: 2, backoff: { type: 'retry-after', delay: 20 } });
+    expect(dl.data.failedReason).toBe('webhook receiver answered 500');
+    expect(dl.data.stacktrace).toHaveLength(2);
+    expect(dl.data.attemptsMade).toBe(2);
+    expect(dl.data.firstFailedAt).toBeGreaterThanOrEqual(t0);
+    expect(dl.data.lastFailedAt).toBeGreaterThan(dl.data.firstFailedAt);
+    expect(dl.data.deadLetteredAt).toBeGreaterThanOrEqual(dl.data.lastFailedAt);
+    expect(await h.queue('webhook').getJobState(job.id!)).toBe('failed');
+  });
+
+  it('copies idempotently: copying the same failure again adds nothing', async () => {
+    const { job } = await deadLetter('/twice');
+    const before = await h.queue('webhook-dlq').getWaitingCount();
+    const failed = (await h.queue('webhook').getJob(job.id!))!;
+    const worker = (h as unknown as { workers: Array<{ deadLetters: { copy(j: unknown): Promise<string> } }> }).workers[0]!;
+    await worker.deadLetters.copy(failed);
+    expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before);
+  });
+
+  it('sweeps failures a crashed worker never copied, exactly once', async () => {
+    // The managed worker stops; a plain BullMQ worker fails the job for good and copies nothing: the state a
+    // crash between BullMQ's moveToFailed and our copy leaves behind.
+    await h.close();
+    h = new WorkerHarness(redis);
+    const conn = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
+    const raw = new Queue('webhook', { connection: conn, skipMetasUpdate: true });
+    const orphan = await raw.add('webhook', { url: `${rx.url}/orphan`, event: 'e', payload: 1 }, { attempts: 1 });
+    const crashing = new Worker('webhook', async () => {
+      throw new Error('worker crashed before copying');
+    }, { connection: conn });
+    await waitFor('orphan failed', async () => (await raw.getJobState(orphan.id!)) === 'failed');
+    await crashing.close();
+    expect((await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === orphan.id)).toBe(false);
+    const before = await h.queue('webhook-dlq').getWaitingCount();
+    const w = await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1, sweepIntervalMs: 200 });
+    expect((await h.dlqJobs('webhook')).filter((j) => j.data.source.jobId === orphan.id)).toHaveLength(1);
+    expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before + 1);
+    expect(await w.deadLetters.sweep()).toBe(0);
+    expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before + 1);
+
+    // While it runs, the periodic sweep repairs a failure another (crashed) worker left behind.
+    await w.worker.pause();
+    const late = await raw.add('webhook', { url: `${rx.url}/orphan2`, event: 'e', payload: 2 }, { attempts: 1 });
+    const manual = new Worker('webhook', null, { connection: conn });
+    const taken = await manual.getNextJob('manual-token');
+    expect(taken?.id).toBe(late.id);
+    await taken!.moveToFailed(new Error('crashed before copying'), 'manual-token');
+    await manual.close();
+    await waitFor('periodic sweep copy', async () => (await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === late.id), 5000);
+    w.worker.resume();
+    await raw.close();
+  });
+
+  it('lists and shows dead letters with secrets and addresses masked', async () => {
+    const { dl } = await deadLetter('/show');
+    const list = await cli('dlq', 'list', 'webhook');
+    expect(list.code).toBe(0);
+    expect(list.output).toMatch(/^\d+ dead-lettered in webhook-dlq/);
+    expect(list.output).toContain(String(dl.id));
+    const show = await cli('dlq', 'show', 'webhook', '--id', String(dl.id));
+    expect(show.code).toBe(0);
+    const shown = JSON.parse(show.output) as { data: { secret: string; url: string }; attemptsMade: number };
+    expect(shown.attemptsMade).toBe(2);
+    expect(shown.data.secret).toBe('***');
+    expect(show.output).not.toContain('job-secret-xyz');
+  });
+
+  it('redrives to the original queue with fresh attempts and a link, once', async () => {
+    const { job, dl } = await deadLetter('/redrive');
+    const dry = await cli('dlq', 'redrive', 'webhook', '--id', String(dl.id), '--dry-run');
+    expect(dry.output).toContain('would-redrive');
+    expect(await h.queue('webhook-dlq').getJob(String(dl.id))).toBeDefined();
+
+    const res = await cli('dlq', 'redrive', 'webhook', '--id', String(dl.id));
+    expect(res.code).toBe(0);
+    expect(res.output).toContain('"redriven":1');
+    const newId = redriveJobId(String(dl.id));
+    await waitFor('redriven job completed', async () => (await h.queue('webhook').getJobState(newId)) === 'completed');
+    const redriven = (await h.queue('webhook').getJob(newId))!;
+    expect(redriven.attemptsMade).toBe(1);
+    expect(redriven.opts.attempts).toBe(2);
+    expect(redriven.data).toMatchObject({ url: `${rx.url}/redrive`, redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id } });
+    const deliveries = rx.deliveries.filter((d) => d.path === '/redrive');
+    expect(deliveries.map((d) => d.answered)).toEqual([500, 500, 200]);
+    expect(await h.queue('webhook-dlq').getJob(String(dl.id))).toBeUndefined();
+
+    const again = await cli('dlq', 'redrive', 'webhook', '--id', String(dl.id));
+    expect(again.output).toContain('not-found');
+    await new Promise((r) => setTimeout(r, 200));
+    expect(rx.deliveries.filter((d) => d.path === '/redrive')).toHaveLength(3);
+  });
+
+  it('redrive interrupted after the add is idempotent when repeated', async () => {
+    const { dl } = await deadLetter('/interrupted');
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    const target = h.producer.queue('webhook');
+    // Jobs move between states while the worker runs them; the total only grows if a second job is added.
+    const count = async () => Object.values(await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0);
+    // Same DLQ job object twice: the second add hits the same deterministic id.
+    const first = await worker.deadLetters.redrive(target, dl);
+    const after = await count();
+    await expect(worker.deadLetters.redrive(target, dl)).resolves.toMatchObject({ newJobId: first.newJobId });
+    expect(await count()).toEqual(after);
+  });
+
+  it('purges with a selection only and supports dry runs', async () => {
+    const none = await cli('dlq', 'purge', 'webhook');
+    expect(none.code).toBe(2);
+    expect(none.output).toMatch(/--id \(QUEUELENS_DLQ_ID\), --since \(QUEUELENS_DLQ_SINCE\) or --all/);
+    const total = await h.queue('webhook-dlq').getWaitingCount();
+    expect(total).toBeGreaterThan(0);
+    const dry = await cli('dlq', 'purge', 'webhook', '--all', '--dry-run');
+    expect(dry.output).toContain(`would purge ${total}`);
+    const future = await cli('dlq', 'purge', 'webhook', '--since', new Date(Date.now() + 60_000).toISOString());
+    expect(future.output).toContain('purged 0');
+    const all = await cli('dlq', 'purge', 'webhook', '--all');
+    expect(all.output).toContain(`purged ${total}`);
+    expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(0);
+    const badSince = await cli('dlq', 'list', 'webhook', '--since', 'yesterday-ish');
+    expect(badSince.code).toBe(2);
+    expect(badSince.output).toContain('invalid --since (QUEUELENS_DLQ_SINCE)');
+  });
+
+  it('redrives a large selection in one command with a progress bar', async () => {
+    const dlq = new Queue('webhook-dlq', { connection: { host: '127.0.0.1', port: redis.port }, skipMetasUpdate: true });
+    const now = Date.now();
+    await dlq.addBulk(
+      Array.from({ length: 150 }, (_, i) => ({
+        name: 'webhook',
+        data: {
+          source: { prefix: 'bull', queue: 'webhook', jobId: `bulk-${i}`, name: 'webhook' },
+          data: { url: `${rx.url}/bulk`, event: 'bulk', payload: i },
+          opts: { attempts: 1 },
+          failedReason: 'x', stacktrace: [], attemptsMade: 1, firstFailedAt: now, lastFailedAt: now, deadLetteredAt: now,
+        },
+        opts: { jobId: `bulk-${i}-1` },
+      })),
+    );
+    await dlq.close();
+    const res = await cli('dlq', 'redrive', 'webhook', '--all');
+    expect(res.code).toBe(0);
+    expect(res.output).toContain('"redriven":150');
+    expect(res.output).toContain('redrive [');
+    await waitFor('150 bulk deliveries', () => rx.deliveries.filter((d) => d.path === '/bulk').length === 150, 30_000);
+  });
+});

@@ -1,0 +1,120 @@
+// The export worker: file contents and checksums against independently built ground truth, temp-file
+// hygiene, progress, and the export-ready email.
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { idempotentJobId } from '../src/jobs/producer.js';
+import { emailProcessor } from '../src/workers/email-processor.js';
+import { exportProcessor, type ExportResult } from '../src/workers/export-processor.js';
+import { waitFor } from './helpers/bullmq.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
+import { WorkerHarness } from './helpers/workers.js';
+
+let redis: TestRedis;
+let sink: SmtpSink;
+let h: WorkerHarness;
+let dir: string;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  sink = await startSmtpSink();
+  dir = mkdtempSync(join(tmpdir(), 'queuelens-export-'));
+  h = new WorkerHarness(redis);
+  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken } }).process, { concurrency: 2 });
+  const mail = emailProcessor({ smtpUrl: sink.url, from: 'x@queuelens.test' });
+  h.onClose(mail.close);
+  await h.start('email', mail.process);
+});
+
+afterAll(async () => {
+  await h?.close();
+  await sink?.close();
+  await redis?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+function* broken({ rows }: { rows: number }) {
+  for (let i = 1; i <= rows; i += 1) {
+    if (i === 1500) throw new Error('source connection reset');
+    yield { id: i };
+  }
+}
+
+/** Ground truth written without the code under test: the synthetic source's formula, by hand. */
+function expectedRows(n: number): Array<[number, string, string, number, string]> {
+  const plans = ['free', 'team', 'business', 'enterprise'];
+  const out: Array<[number, string, string, number, string]> = [];
+  for (let i = 1; i <= n; i += 1) {
+    out.push([i, `acct-${(i * 2654435761) % 1000003}`, plans[i % 4]!, (i * 7919) % 100000, new Date(Date.UTC(2026, 0, 1) + i * 1000).toISOString()]);
+  }
+  return out;
+}
+
+const sha256 = (buf: Buffer | string) => createHash('sha256').update(buf).digest('hex');
+
+async function finished(id: string): Promise<ExportResult> {
+  const q = h.queue('export');
+  await waitFor('export completed', async () => (await q.getJobState(id)) === 'completed', 30_000);
+  return (await q.getJob(id))!.returnvalue as ExportResult;
+}
+
+describe('export worker', () => {
+  it('writes CSV with a header and every row, with a checksum that matches the file', async () => {
+    const job = await h.producer.enqueueExport({ format: 'csv', rows: 2500, fileName: 'accounts.csv' });
+    const result = await finished(job.id!);
+    const file = readFileSync(join(dir, 'accounts.csv'));
+    const expected = ['id,account,plan,amount_cents,created_at', ...expectedRows(2500).map((r) => r.join(','))].join('\n') + '\n';
+    expect(file.toString()).toBe(expected);
+    expect(result).toEqual({ file: 'accounts.csv', rows: 2500, bytes: file.length, sha256: sha256(expected) });
+    expect((await h.queue('export').getJob(job.id!))!.progress).toBe(100);
+  });
+
+  it('writes NDJSON, one object per row', async () => {
+    const job = await h.producer.enqueueExport({ format: 'ndjson', rows: 1234 });
+    const result = await finished(job.id!);
+    expect(result.file).toBe(`export-${job.id}.ndjson`);
+    const lines = readFileSync(join(dir, result.file), 'utf8').trimEnd().split('\n');
+    const keys = ['id', 'account', 'plan', 'amount_cents', 'created_at'];
+    expect(lines.map((l) => JSON.parse(l))).toEqual(expectedRows(1234).map((r) => Object.fromEntries(r.map((v, i) => [keys[i], v]))));
+    expect(result.sha256).toBe(sha256(readFileSync(join(dir, result.file))));
+  });
+
+  it('reports progress as it goes', async () => {
+    const seen: number[] = [];
+    const job = await h.producer.enqueueExport({ format: 'csv', rows: 5000 });
+    await finished(job.id!);
+    const stream = await redis.client().xrange('bull:export:events', '-', '+');
+    for (const [, fields] of stream) if (fields[1] === 'progress' && fields[3] === job.id) seen.push(Number(fields[5]));
+    expect(seen).toEqual([20, 40, 60, 80, 100]);
+  });
+
+  it('enqueues the export-ready email once, and it is delivered with the checksum', async () => {
+    const job = await h.producer.enqueueExport({ format: 'csv', rows: 10, fileName: 'small.csv', notify: 'carol@example.com' });
+    const result = await finished(job.id!);
+    const emailId = idempotentJobId(`export-ready:export:${job.id}`);
+    const email = await waitFor('email job', () => h.queue('email').getJob(emailId));
+    expect(email.name).toBe('export-ready');
+    expect(email.data).toMatchObject({ template: 'export-ready', to: 'carol@example.com', vars: { file: 'small.csv', rows: 10, sha256: result.sha256 } });
+    const mails = await sink.waitFor(1);
+    expect(mails[0]!.envelopeTo).toEqual(['carol@example.com']);
+    expect(mails[0]!.parsed.subject).toBe('Your export small.csv is ready');
+    expect(mails[0]!.parsed.text).toContain(result.sha256);
+  });
+
+  it('fails an unknown source permanently, leaving no file and no temp file', async () => {
+    const job = await h.producer.enqueueExport({ format: 'csv', rows: 10, source: 'missing', fileName: 'never.csv' });
+    const dl = await waitFor('dead letter', async () => (await h.dlqJobs('export')).find((j) => j.data.source.jobId === job.id));
+    expect(dl.data.failedReason).toMatch(/unknown export source "missing"/);
+    expect(readdirSync(dir).filter((f) => f.startsWith('.') || f === 'never.csv')).toEqual([]);
+  });
+
+  it('removes the temp file when the source breaks midway, and retries', async () => {
+    const job = await h.producer.enqueueExport({ format: 'ndjson', rows: 3000, source: 'broken', fileName: 'broken.ndjson' }, { attempts: 2, backoff: 10 });
+    const dl = await waitFor('dead letter', async () => (await h.dlqJobs('export')).find((j) => j.data.source.jobId === job.id));
+    expect(dl.data).toMatchObject({ attemptsMade: 2, failedReason: 'source connection reset' });
+    expect(readdirSync(dir).filter((f) => f.startsWith('.') || f === 'broken.ndjson')).toEqual([]);
+  });
+});

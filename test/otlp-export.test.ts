@@ -1,0 +1,116 @@
+// Spans leave real processes over OTLP/HTTP when OTEL_EXPORTER_OTLP_ENDPOINT is set (register module loaded
+// with --import), and nothing is traced when it is not.
+import { spawn } from 'node:child_process';
+import { createServer, type Server } from 'node:http';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { tracingEnv } from '../src/config/worker-config.js';
+import { waitFor } from './helpers/bullmq.js';
+import { CLI } from './helpers/cli.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
+
+const REGISTER = fileURLToPath(new URL('../dist/tracing/register.js', import.meta.url));
+
+interface OtlpSpan {
+  traceId: string;
+  spanId: string;
+  parentSpanId?: string;
+  name: string;
+  kind: number;
+  attributes: Array<{ key: string; value: Record<string, unknown> }>;
+}
+
+let redis: TestRedis;
+let sink: SmtpSink;
+let receiver: Server;
+let endpoint: string;
+const received: Array<{ service: string; spans: OtlpSpan[] }> = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  sink = await startSmtpSink();
+  receiver = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.url === '/v1/traces' && String(req.headers['content-type']).startsWith('application/json')) {
+        const body = JSON.parse(Buffer.concat(chunks).toString()) as {
+          resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] }; scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
+        };
+        for (const rs of body.resourceSpans) {
+          const service = String(rs.resource.attributes.find((a) => a.key === 'service.name')?.value.stringValue);
+          received.push({ service, spans: rs.scopeSpans.flatMap((s) => s.spans) });
+        }
+      }
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{}');
+    });
+  });
+  await new Promise<void>((r) => receiver.listen(0, '127.0.0.1', r));
+  endpoint = `http://127.0.0.1:${(receiver.address() as { port: number }).port}`;
+});
+
+afterAll(async () => {
+  await sink?.close();
+  await redis?.stop();
+  await new Promise((r) => receiver?.close(r));
+});
+
+function run(args: string[], env: Record<string, string>) {
+  const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_') && !k.startsWith('QUEUELENS_')));
+  const proc = spawn(process.execPath, ['--import', REGISTER, CLI, ...args], { env: { ...clean, REDIS_URL: redis.url, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((r) => proc.once('exit', (code) => r(code)));
+  return { proc, output: () => out, exited };
+}
+
+const allSpans = () => received.flatMap((r) => r.spans.map((s) => ({ ...s, service: r.service })));
+
+describe('OTLP/HTTP export', () => {
+  it('decides from the standard variables whether to export', () => {
+    expect(tracingEnv({}).exportEnabled).toBe(false);
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).exportEnabled).toBe(true);
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_SERVICE_NAME: 'api' })).toEqual({ exportEnabled: true, serviceName: 'api' });
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).exportEnabled).toBe(false);
+  });
+
+  it('sends producer and consumer spans of one trace from two processes over the wire', async () => {
+    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100' };
+    const worker = run(['worker', 'email'], { ...otel, OTEL_SERVICE_NAME: 'mail-worker', SMTP_URL: sink.url, QUEUELENS_SHUTDOWN_TIMEOUT: '10' });
+    await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"frank@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'api' });
+    expect(await enqueue.exited).toBe(0);
+    const { id } = JSON.parse(enqueue.output().trim().split('\n').pop()!) as { id: string };
+    await sink.waitFor(1);
+    await waitFor('smtp span received', () => allSpans().some((s) => s.name === 'smtp send'), 15_000);
+    worker.proc.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+
+    const spans = allSpans();
+    const add = spans.find((s) => s.name === 'add email.welcome')!;
+    expect(add.service).toBe('api');
+    const attr = (s: OtlpSpan, k: string) => s.attributes.find((a) => a.key === k)?.value.stringValue;
+    expect(attr(add, 'messaging.system')).toBe('bullmq');
+    expect(attr(add, 'messaging.message.id')).toBe(id);
+    const proc = spans.find((s) => s.name === 'process email' && s.traceId === add.traceId)!;
+    expect(proc.service).toBe('mail-worker');
+    expect(proc.parentSpanId).toBe(add.spanId);
+    const smtp = spans.find((s) => s.name === 'smtp send')!;
+    expect(smtp.parentSpanId).toBe(proc.spanId);
+    expect(spans.some((s) => s.traceId === add.traceId && s.attributes.some((a) => a.key === 'db.system.name' || a.key === 'db.system'))).toBe(true);
+    expect(JSON.stringify(received)).not.toContain('frank@example.com');
+  });
+
+  it('traces nothing when no endpoint is set', async () => {
+    const before = received.length;
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"gina@example.com"}'], {});
+    expect(await enqueue.exited).toBe(0);
+    const { id } = JSON.parse(enqueue.output().trim().split('\n').pop()!) as { id: string };
+    // No telemetry hook: BullMQ stores no trace context with the job.
+    const opts = JSON.parse((await redis.client().hget(`bull:email:${id}`, 'opts'))!) as Record<string, unknown>;
+    expect(opts.tm).toBeUndefined();
+    expect(received.length).toBe(before);
+  });
+});

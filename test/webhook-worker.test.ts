@@ -1,0 +1,126 @@
+// The webhook worker against a real HTTP receiver: signature, delivery id, retries on 5xx, Retry-After,
+// permanent 4xx, timeouts and the SSRF guard.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { webhookProcessor } from '../src/workers/webhook-processor.js';
+import { verifyWebhook } from '../src/workers/webhook-signature.js';
+import { waitFor } from './helpers/bullmq.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
+import { fastRetry, WorkerHarness } from './helpers/workers.js';
+
+const SECRET = 'shared-webhook-secret';
+let redis: TestRedis;
+let rx: WebhookReceiver;
+let h: WorkerHarness;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  rx = await startWebhookReceiver(SECRET);
+  h = new WorkerHarness(redis);
+  await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 500, allow: ['127.0.0.1/32'] }).process, { concurrency: 1 });
+});
+
+afterAll(async () => {
+  await h?.close();
+  await rx?.close();
+  await redis?.stop();
+});
+
+const state = (id: string) => h.queue('webhook').getJobState(id);
+const deliveriesFor = (path: string) => rx.deliveries.filter((d) => d.path === path);
+
+describe('webhook worker', () => {
+  it('POSTs signed JSON with a delivery id and completes on 2xx', async () => {
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/ok`, event: 'order.paid', payload: { order: 42 } });
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const [d] = deliveriesFor('/ok');
+    expect(d).toBeDefined();
+    expect(d!.signatureValid).toBe(true);
+    expect(d!.headers['content-type']).toBe('application/json');
+    expect(d!.headers['x-queuelens-delivery']).toBe(`webhook-${job.id}`);
+    expect(d!.headers['x-queuelens-event']).toBe('order.paid');
+    expect(JSON.parse(d!.body)).toEqual({ id: `webhook-${job.id}`, event: 'order.paid', payload: { order: 42 } });
+    expect(Math.abs(Number(d!.headers['x-queuelens-timestamp']) - Date.now() / 1000)).toBeLessThan(30);
+  });
+
+  it('signs with the job\'s own secret when it has one', async () => {
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/own`, event: 'e', payload: null, secret: 'per-job-secret-1' });
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const [d] = deliveriesFor('/own');
+    expect(d!.signatureValid).toBe(false);
+    expect(verifyWebhook('per-job-secret-1', String(d!.headers['x-queuelens-timestamp']), d!.body, String(d!.headers['x-queuelens-signature']))).toBe(true);
+  });
+
+  it('retries 5xx with the same delivery id until it succeeds', async () => {
+    rx.script({ status: 500 }, { status: 503 });
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/flaky`, event: 'e', payload: 1 }, fastRetry(5, 'retry-after'));
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const ds = deliveriesFor('/flaky');
+    expect(ds.map((d) => d.answered)).toEqual([500, 503, 200]);
+    expect(new Set(ds.map((d) => d.headers['x-queuelens-delivery'])).size).toBe(1);
+    expect((await h.queue('webhook').getJob(job.id!))!.attemptsMade).toBe(3);
+  });
+
+  it('waits as long as Retry-After says on 429', async () => {
+    rx.script({ status: 429, headers: { 'retry-after': '1' } });
+    const t0 = Date.now();
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/limited`, event: 'e', payload: 1 }, fastRetry(3, 'retry-after'));
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const [first, second] = deliveriesFor('/limited');
+    expect(first!.answered).toBe(429);
+    expect(second!.answered).toBe(200);
+    // The backoff base is 20 ms; only the header explains a second's gap.
+    const job2 = await h.queue('webhook').getJob(job.id!);
+    expect(job2!.processedOn! - t0).toBeGreaterThanOrEqual(950);
+  });
+
+  it('dead-letters a 4xx at once and after exhausting attempts on 5xx', async () => {
+    const bad = await h.producer.enqueueWebhook({ url: `${rx.url}/gone?status=400`, event: 'e', payload: 1 }, fastRetry(5, 'retry-after'));
+    const down = await h.producer.enqueueWebhook({ url: `${rx.url}/down?status=500`, event: 'e', payload: 1 }, fastRetry(2, 'retry-after'));
+    const dlq = await waitFor('two dead letters', async () => {
+      const jobs = await h.dlqJobs('webhook');
+      const a = jobs.find((j) => j.data.source.jobId === bad.id);
+      const b = jobs.find((j) => j.data.source.jobId === down.id);
+      return a && b ? { a, b } : undefined;
+    });
+    expect(deliveriesFor('/gone')).toHaveLength(1);
+    expect(dlq.a.data).toMatchObject({ attemptsMade: 1, failedReason: 'webhook receiver answered 400' });
+    expect(deliveriesFor('/down')).toHaveLength(2);
+    expect(dlq.b.data).toMatchObject({ attemptsMade: 2, failedReason: 'webhook receiver answered 500' });
+  });
+
+  it('retries a delivery that times out', async () => {
+    rx.script({ status: 200, delayMs: 1500 });
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/slow`, event: 'e', payload: 1 }, fastRetry(3, 'retry-after'));
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const failed = await h.queue('webhook').getJob(job.id!);
+    expect(failed!.attemptsMade).toBe(2);
+    expect(failed!.stacktrace[0]).toMatch(/timed out after 500 ms/);
+  });
+
+  it('refuses loopback, private and link-local targets that are not allow-listed', async () => {
+    const guarded = webhookProcessor({ secret: SECRET, timeoutMs: 500 });
+    const before = rx.deliveries.length;
+    const port = new URL(rx.url).port;
+    for (const url of [`http://127.0.0.1:${port}/x`, `http://localhost:${port}/x`, 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/x', 'http://[::1]:1/x']) {
+      const err = await guarded
+        .process({ id: '1', queueName: 'webhook' } as never, { url, event: 'e', payload: 1 }, { log: h.log })
+        .catch((e: Error) => e);
+      expect(err, url).toBeInstanceOf(Error);
+      expect((err as Error).name, url).toBe('UnrecoverableError');
+      expect((err as Error).message, url).toMatch(/--webhook-allow/);
+    }
+    expect(rx.deliveries.length).toBe(before);
+    // An allow-listed host name passes even though it resolves to loopback.
+    const byName = webhookProcessor({ secret: SECRET, timeoutMs: 500, allow: ['localhost'] });
+    await expect(
+      byName.process({ id: '2', queueName: 'webhook' } as never, { url: `http://localhost:${port}/named`, event: 'e', payload: 1 }, { log: h.log }),
+    ).resolves.toMatchObject({ status: 200 });
+  });
+
+  it('keeps secrets out of the logs', () => {
+    const all = h.logLines.join('');
+    expect(all).not.toContain('per-job-secret-1');
+    expect(all).not.toContain(SECRET);
+  });
+});
