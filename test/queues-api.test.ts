@@ -121,6 +121,17 @@ describe('GET /api/queues', () => {
     await s.close();
   });
 
+  it('links Bull Board only when the admin surface is on', async () => {
+    const off = await testSidecar(redis.url);
+    await off.refresh();
+    expect((await off.app.inject({ url: '/api/queues' })).json().links).toEqual({ metrics: '/metrics', health: '/health', bullBoard: null });
+    await off.close();
+    const on = await testSidecar(redis.url, { adminToken: 'a-token-of-sixteen-chars' });
+    await on.refresh();
+    expect((await on.app.inject({ url: '/api/queues' })).json().links.bullBoard).toBe('/admin/queues');
+    await on.close();
+  });
+
   it('serves one queue, 404 for an unknown one, 409 when the name exists under two prefixes', async () => {
     const s = await testSidecar(redis.url, { prefixes: 'bull,other' });
     await s.refresh();

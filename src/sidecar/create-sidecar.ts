@@ -42,7 +42,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
-  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: [] });
+  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: [], bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
   let last: CollectionSnapshot | undefined;
 
   const collectOnce = async (): Promise<void> => {
