@@ -53,7 +53,9 @@ export function registerDemo(program: Command): void {
         `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: send it as "Authorization: Bearer <token>")`,
         stack.prometheus
           ? `  Prometheus    ${stack.prometheus.url}/alerts   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
-          : '  Prometheus    not started (install it to see the alerts fire: apt-get install -y prometheus)',
+          : cfg.prometheusPort === 0
+            ? '  Prometheus    off (--prometheus-port 0)'
+            : `  Prometheus    not started: \`prometheus\` is not on PATH (apt-get install -y prometheus) or port ${cfg.prometheusPort} is taken (--prometheus-port)`,
         `  Redis         ${safeUrl(redis.url)}${redis.private ? ' (private, removed on exit)' : ''}`,
         `  SMTP sink     ${stack.smtpUrl}   webhook receiver ${stack.webhookUrl}`,
         '',
