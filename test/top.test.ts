@@ -6,6 +6,7 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderTop } from '../src/top/render-top.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { CLI, runCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -47,6 +48,23 @@ function rowsOf(screen: string): string[][] {
     .filter((l) => /^(ok|WARN|CRIT)\s/.test(l))
     .map((l) => l.trim().split(/\s+/));
 }
+
+describe('renderTop', () => {
+  it('fits any width, dropping the least telling columns before the reasons', async () => {
+    const s = await testSidecar(redis.url, { queues: 'zeta,mid,alpha' });
+    await s.refresh();
+    const res = (await s.app.inject({ url: '/api/queues' })).json();
+    await s.close();
+    for (const width of [60, 80, 100, 160]) {
+      const lines = renderTop(res, { sort: 'badness', reverse: false, width, color: false, source: 'test', legend: true });
+      for (const l of lines) expect([...l].length, `${width}: ${l}`).toBeLessThanOrEqual(width);
+      const header = lines.find((l) => l.startsWith('HEALTH'))!;
+      expect(header).toContain('WORKERS');
+      if (width >= 80) expect(header).toContain('WHY');
+      expect(header.includes('DELAYED')).toBe(width >= 140);
+    }
+  });
+});
 
 describe('queuelens top --once (plain text)', () => {
   for (const mode of ['sidecar', 'redis'] as const) {

@@ -66,6 +66,9 @@ const COLUMNS: Column[] = [
   { title: 'WORKERS', sort: 'workers', width: 7, value: (q) => (q.workers === null ? '?' : String(q.workers)) },
 ];
 
+const DROP_ORDER = ['DELAYED', 'ACTIVE', 'P95WAIT', 'IN/s', 'FAIL%'];
+const WHY_MIN = 24;
+
 const ESC = { reset: '\x1b[0m', bold: '\x1b[1m', inverse: '\x1b[7m', red: '\x1b[31m', yellow: '\x1b[33m', dim: '\x1b[2m' };
 
 /** Cuts to `width` visible characters (the strings here carry no escapes until styled). */
@@ -95,7 +98,14 @@ export function renderTop(res: QueuesResponse | undefined, o: TopRenderOptions):
   if (res && res.collection.ok && !res.accountingAvailable) lines.push(style(fit('rates and latency need the event reader: shown as — until it has data', o.width), ESC.dim));
 
   const nameWidth = Math.min(32, Math.max(8, ...queues.map((q) => COLUMNS[1]!.value(q).length)));
-  const cols = COLUMNS.map((c) => (c.title === 'QUEUE' ? { ...c, width: nameWidth } : c));
+  let cols = COLUMNS.map((c) => (c.title === 'QUEUE' ? { ...c, width: nameWidth } : c));
+  // A narrow terminal drops the least telling columns first rather than cutting off the right-hand ones,
+  // keeping room for the reasons when a queue has any.
+  const budget = o.width - (queues.some((q) => q.health.reasons.length > 0) ? WHY_MIN : 0);
+  for (const drop of DROP_ORDER) {
+    if (cols.reduce((n, c) => n + c.width + 1, 0) <= budget) break;
+    cols = cols.filter((c) => c.title !== drop);
+  }
   const fixed = cols.reduce((n, c) => n + c.width + 1, 0);
   const reasonWidth = o.width - fixed;
   const mark = (c: Column) => (c.sort === o.sort || (o.sort === 'badness' && c.title === 'HEALTH') ? (o.reverse ? '▴' : '▾') : '');
