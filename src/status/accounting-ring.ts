@@ -57,12 +57,14 @@ export interface RingHistory {
 }
 
 export class AccountingRing {
-  /** Points back to back: at, flags, gauges, counters, then per histogram its buckets, count and sum. */
-  private buf: Float64Array;
+  /** Per point: at, flags, gauges. */
+  private pts: Float64Array;
+  /** Per point: counters, then per histogram its buckets, count and sum; allocated once accounting shows up. */
+  private acc: Float64Array | null = null;
   private n = 0;
-  private readonly stride: number;
-  private readonly oCounters: number;
-  private readonly oHists: number;
+  private cap: number;
+  private readonly pStride: number;
+  private readonly aStride: number;
   private readonly hStride: number;
 
   constructor(
@@ -70,12 +72,12 @@ export class AccountingRing {
     private readonly opts: RingOptions,
   ) {
     if (opts.maxPoints < 3) throw new Error('an accounting ring needs room for at least 3 points');
-    this.oCounters = 2 + layout.gauges.length;
-    this.oHists = this.oCounters + layout.counters.length;
+    this.pStride = 2 + layout.gauges.length;
     this.hStride = layout.bounds.length + 2;
-    this.stride = this.oHists + layout.histograms.length * this.hStride;
-    // One flat buffer, grown by doubling: a few hundred bytes per point and no object per point.
-    this.buf = new Float64Array(Math.min(8, opts.maxPoints + 1) * this.stride);
+    this.aStride = layout.counters.length + layout.histograms.length * this.hStride;
+    // Flat buffers grown by doubling: no object per point, and a queue without accounting pays for gauges only.
+    this.cap = Math.min(8, opts.maxPoints + 1);
+    this.pts = new Float64Array(this.cap * this.pStride);
   }
 
   get size(): number {
@@ -99,7 +101,8 @@ export class AccountingRing {
   /** Stats over the trailing `seconds`, or null without two points that both carry accounting. */
   window(seconds: number): WindowStats | null {
     const last = this.n - 1;
-    if (last < 1 || !this.hasCounters(last)) return null;
+    const acc = this.acc;
+    if (last < 1 || !acc || !this.hasCounters(last)) return null;
     const from = this.at(last) - seconds * 1000;
     let base = -1;
     for (let i = last - 1; i >= 0; i -= 1) {
@@ -113,7 +116,7 @@ export class AccountingRing {
     const increase = (name: string): number => {
       const c = counters.indexOf(name);
       if (c < 0) throw new Error(`unknown counter ${name}`);
-      return resetAware(this.counter(last, c), this.counter(base, c));
+      return resetAware(acc[last * this.aStride + c]!, acc[base * this.aStride + c]!);
     };
     const histDelta = (name: string): { buckets: number[]; count: number } => {
       const h = histograms.indexOf(name);
@@ -123,10 +126,10 @@ export class AccountingRing {
       const old = this.histOffset(base, h);
       const nb = bounds.length;
       // A histogram whose count went down was reset: everything it holds happened inside the window.
-      const reset = !this.hasHist(base, h) || this.buf[cur + nb]! < this.buf[old + nb]!;
+      const reset = !this.hasHist(base, h) || acc[cur + nb]! < acc[old + nb]!;
       const buckets: number[] = [];
-      for (let b = 0; b < nb; b += 1) buckets.push(this.buf[cur + b]! - (reset ? 0 : this.buf[old + b]!));
-      return { buckets, count: this.buf[cur + nb]! - (reset ? 0 : this.buf[old + nb]!) };
+      for (let b = 0; b < nb; b += 1) buckets.push(acc[cur + b]! - (reset ? 0 : acc[old + b]!));
+      return { buckets, count: acc[cur + nb]! - (reset ? 0 : acc[old + nb]!) };
     };
     return {
       seconds: covered,
@@ -147,66 +150,75 @@ export class AccountingRing {
     for (const c of counters) out.rates[c] = [];
     for (let i = 0; i < this.n; i += 1) {
       out.t.push(this.at(i) / 1000);
-      gauges.forEach((g, k) => out.gauges[g]!.push(this.buf[i * this.stride + 2 + k]!));
+      gauges.forEach((g, k) => out.gauges[g]!.push(this.pts[i * this.pStride + 2 + k]!));
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
-      counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(this.counter(i, k), this.counter(i - 1, k)) / dt : null));
+      counters.forEach((c, k) =>
+        out.rates[c]!.push(both ? resetAware(this.acc![i * this.aStride + k]!, this.acc![(i - 1) * this.aStride + k]!) / dt : null),
+      );
     }
     return out;
   }
 
   private at(i: number): number {
-    return this.buf[i * this.stride]!;
+    return this.pts[i * this.pStride]!;
   }
 
   private hasCounters(i: number): boolean {
-    return (this.buf[i * this.stride + 1]! & 1) !== 0;
+    return (this.pts[i * this.pStride + 1]! & 1) !== 0;
   }
 
   private hasHist(i: number, h: number): boolean {
-    return (this.buf[i * this.stride + 1]! & (2 << h)) !== 0;
-  }
-
-  private counter(i: number, c: number): number {
-    return this.buf[i * this.stride + this.oCounters + c]!;
+    return (this.pts[i * this.pStride + 1]! & (2 << h)) !== 0;
   }
 
   private histOffset(i: number, h: number): number {
-    return i * this.stride + this.oHists + h * this.hStride;
+    return i * this.aStride + this.layout.counters.length + h * this.hStride;
   }
 
   private write(i: number, s: AccountingSample): void {
-    if ((i + 1) * this.stride > this.buf.length) {
-      const grown = new Float64Array(Math.min(this.opts.maxPoints + 1, Math.max(8, (this.buf.length / this.stride) * 2)) * this.stride);
-      grown.set(this.buf);
-      this.buf = grown;
+    if (i + 1 > this.cap) {
+      this.cap = Math.min(this.opts.maxPoints + 1, Math.max(8, this.cap * 2));
+      this.pts = grow(this.pts, this.cap * this.pStride);
+      if (this.acc) this.acc = grow(this.acc, this.cap * this.aStride);
     }
     const { gauges, counters, histograms, bounds } = this.layout;
-    const o = i * this.stride;
-    this.buf.fill(0, o, o + this.stride);
-    this.buf[o] = s.at;
+    const o = i * this.pStride;
+    this.pts[o] = s.at;
+    gauges.forEach((g, k) => (this.pts[o + 2 + k] = s.gauges[g] ?? 0));
     let flags = 0;
-    gauges.forEach((g, k) => (this.buf[o + 2 + k] = s.gauges[g] ?? 0));
-    if (s.counters) {
-      flags |= 1;
-      counters.forEach((c, k) => (this.buf[o + this.oCounters + k] = s.counters![c] ?? 0));
+    if (s.counters || s.histograms) {
+      this.acc ??= new Float64Array(this.cap * this.aStride);
+      const a = i * this.aStride;
+      this.acc.fill(0, a, a + this.aStride);
+      if (s.counters) {
+        flags |= 1;
+        counters.forEach((c, k) => (this.acc![a + k] = s.counters![c] ?? 0));
+      }
+      histograms.forEach((name, h) => {
+        const src = s.histograms?.[name];
+        if (!src) return;
+        flags |= 2 << h;
+        const ho = this.histOffset(i, h);
+        for (let b = 0; b < bounds.length; b += 1) this.acc![ho + b] = src.buckets[b] ?? 0;
+        this.acc![ho + bounds.length] = src.count;
+        this.acc![ho + bounds.length + 1] = src.sum;
+      });
     }
-    histograms.forEach((name, h) => {
-      const src = s.histograms?.[name];
-      if (!src) return;
-      flags |= 2 << h;
-      const ho = this.histOffset(i, h);
-      for (let b = 0; b < bounds.length; b += 1) this.buf[ho + b] = src.buckets[b] ?? 0;
-      this.buf[ho + bounds.length] = src.count;
-      this.buf[ho + bounds.length + 1] = src.sum;
-    });
-    this.buf[o + 1] = flags;
+    this.pts[o + 1] = flags;
   }
 
   private remove(i: number): void {
-    this.buf.copyWithin(i * this.stride, (i + 1) * this.stride, this.n * this.stride);
+    this.pts.copyWithin(i * this.pStride, (i + 1) * this.pStride, this.n * this.pStride);
+    this.acc?.copyWithin(i * this.aStride, (i + 1) * this.aStride, this.n * this.aStride);
     this.n -= 1;
   }
+}
+
+function grow(buf: Float64Array, length: number): Float64Array {
+  const out = new Float64Array(length);
+  out.set(buf.subarray(0, Math.min(buf.length, length)));
+  return out;
 }
 
 function resetAware(cur: number, old: number): number {
