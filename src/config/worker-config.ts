@@ -144,7 +144,7 @@ export const loadgenOptions = [
     name: 'scenario',
     env: 'LOADGEN_SCENARIO',
     arg: '<name>',
-    description: `what to send: ${SCENARIOS.join(', ')} (see the README's alert scenarios)`,
+    description: `what to send: ${SCENARIOS.join(', ')} (docs/monitoring.md lists what each makes fire)`,
     default: 'mixed',
     parse: parse.oneOf(SCENARIOS),
   }),
