@@ -17,6 +17,12 @@ const BAD: Record<string, string> = {
   'health-max-waiting': '-1',
   'health-max-oldest-age': 'old',
   'health-min-workers': '1.5',
+  events: 'maybe',
+  'job-name-label': 'sometimes',
+  'max-job-names': '0',
+  'own-prefix': 'own*',
+  'events-lease': '0.5',
+  'events-retention': 'forever',
   'log-level': 'loud',
   'admin-token': 'short',
 };
@@ -33,6 +39,18 @@ describe('sidecar configuration', () => {
     expect(cfg.queues).toEqual(['email', 'webhook']);
     expect(cfg.collectInterval).toBe(0.5);
     expect(cfg.healthMaxWaiting).toBeUndefined();
+  });
+
+  it('event options: a bare --job-name-label means true, the own prefix may not be a watched BullMQ prefix', async () => {
+    const { resolveSidecarConfig } = await import('../src/config/sidecar-config.js');
+    const defaults = { redisUrl: 'redis://h', port: '1', host: 'h', prefixes: 'bull', collectInterval: '5', discoveryInterval: '60', maxQueues: '5', logLevel: 'info' };
+    const base = { ...defaults, events: 'true', maxJobNames: '20', ownPrefix: 'queuelens', eventsLease: '10', eventsRetention: '600' };
+    expect(resolveSidecarConfig({ ...base, jobNameLabel: true }).jobNameLabel).toBe(true);
+    expect(resolveSidecarConfig({ ...base, jobNameLabel: 'false' }).jobNameLabel).toBe(false);
+    expect(() => resolveSidecarConfig({ ...base, prefixes: 'bull,queuelens' })).toThrow(/--own-prefix \(QUEUELENS_OWN_PREFIX\) "queuelens": must differ/);
+    const cli = await runCli(['sidecar', '--own-prefix', 'bull']);
+    expect(cli.code).toBe(2);
+    expect(cli.output).toContain('--own-prefix (QUEUELENS_OWN_PREFIX)');
   });
 
   it('reports every problem at once and hides URL values', () => {

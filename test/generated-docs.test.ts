@@ -16,7 +16,7 @@ describe('generated docs', () => {
 
   it('every metric follows the naming rules', () => {
     for (const d of Object.values(METRICS)) {
-      expect(d.name).toMatch(/^bullmq_[a-z_]+$/);
+      expect(d.name).toMatch(/^bullmq_[a-z0-9_]+$/);
       expect(d.help.length).toBeGreaterThan(10);
       if (d.type === 'counter') expect(d.name).toMatch(/_total$/);
       else expect(d.name).not.toMatch(/_total$/);

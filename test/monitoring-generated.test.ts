@@ -68,4 +68,10 @@ describe('metric contract', () => {
       expect([...contract[def.name]!.labels].sort(), def.name).toEqual([...def.labels].sort());
     }
   });
+
+  test('every metric of the contract is defined by the sidecar (except those Prometheus and prom-client write)', () => {
+    const defined = new Set<string>(Object.values(METRICS).map((d) => d.name));
+    const external = ['up', 'process_resident_memory_bytes', 'process_cpu_seconds_total'];
+    for (const name of Object.keys(METRIC_CONTRACT)) if (!external.includes(name)) expect(defined.has(name), name).toBe(true);
+  });
 });

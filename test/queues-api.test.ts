@@ -2,6 +2,7 @@
 // real Redis holding real BullMQ queues; every number is what the test enqueued. Responses are validated
 // against docs/api/*.schema.json.
 import { createHash } from 'node:crypto';
+import { UnrecoverableError } from 'bullmq';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +11,7 @@ import type { QueuesResponse, QueueView } from '../src/status/queue-view.js';
 import { assertMatchesSchema } from './helpers/api-schema.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { seriesKey } from './helpers/prom-text.js';
 import { testSidecar } from './helpers/sidecar.js';
 
 let redis: TestRedis;
@@ -201,6 +203,65 @@ describe('GET /api/queues', () => {
     });
     const up = (await s.app.inject({ url: '/api/queues' })).json() as QueuesResponse;
     expect(up.collection.ok).toBe(true);
+    await s.close();
+  });
+});
+
+describe('GET /api/queues with the event reader', () => {
+  const EVENTS = { events: 'true', ownPrefix: 'qlapi', eventsLease: '5', eventsRetention: '3600', jobNameLabel: 'false', maxJobNames: '20', queues: 'acct', collectInterval: '0.3', discoveryInterval: '0.3' };
+
+  it('computes rates, failure ratio and latency quantiles over the window from the accounting', async () => {
+    const q = bull.queue('acct');
+    bull.worker('acct', async (job) => {
+      if (job.data.fail) throw new UnrecoverableError('planned failure');
+      await new Promise((r) => setTimeout(r, 60));
+    }, { concurrency: 4 });
+    // A first sidecar accounts for one warm-up job and persists it; the second starts its history on top of
+    // that, so its windows hold exactly the workload below.
+    const first = await testSidecar(redis.url, EVENTS);
+    await first.start();
+    await q.add('warm', {});
+    const completed = (s: typeof first) => async () => (await s.scrape()).get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'acct' }));
+    await waitFor('the warm-up job in the accounting', async () => (await completed(first)()) === 1);
+    const addedBefore = (await first.scrape()).get(seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: 'acct' })) ?? 0;
+    await first.close();
+
+    const s = await testSidecar(redis.url, EVENTS);
+    await s.start();
+    // (The warm-up's `added` may predate the first reader's cursor; its completion is what is persisted for sure.)
+    await waitFor('a first point with the persisted accounting', completed(s), 15_000).then((n) => expect(n).toBe(1));
+    for (let i = 0; i < 12; i += 1) await q.add('work', { fail: i % 4 === 3 }, { attempts: 1 });
+    await waitFor('the workload in the accounting', async () => {
+      const m = await s.scrape();
+      return (
+        m.get(seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: 'acct' })) === addedBefore + 12 &&
+        m.get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'acct' })) === 10 &&
+        m.get(seriesKey('bullmq_jobs_failed_total', { prefix: 'bull', queue: 'acct' })) === 3
+      );
+    });
+    // The board sees the same collection that rendered those counters, or a later one.
+    const body = await waitFor('the window to include the workload', async () => {
+      const b = (await s.app.inject({ url: '/api/queues?history=1' })).json() as QueuesResponse;
+      const w = byName(b, 'acct').windows['15m'];
+      return w && Math.round(w.rates.added * w.seconds) === 12 && w.processing.count === 12 ? b : undefined;
+    });
+    assertMatchesSchema('queues.schema.json', body);
+    expect(body.accountingAvailable).toBe(true);
+    const acct = byName(body, 'acct');
+    const w = acct.windows['15m']!;
+    expect(w.rates.completed * w.seconds).toBeCloseTo(9, 6);
+    expect(w.rates.failed * w.seconds).toBeCloseTo(3, 6);
+    expect(w.rates.retried).toBe(0);
+    expect(w.failureRatio).toBeCloseTo(0.25, 9);
+    expect(w.wait.count).toBe(12);
+    // 9 attempts of ~60 ms and 3 that fail at once: rank 6 of 12 lies among the 60 ms ones, in (0.05, 0.1].
+    expect(w.processing.p50).toBeGreaterThan(0.05);
+    expect(w.processing.p50).toBeLessThanOrEqual(0.1);
+    // Younger than a minute, both windows cover the same history.
+    expect(acct.windows['1m']).toEqual(w);
+    // 12 finished is under the 20 the failure-rate condition needs: no verdict on 25 %.
+    expect(acct.health.reasons.map((r) => r.code)).not.toContain('high_failure_rate');
+    expect(acct.history!.addedPerSecond.some((r) => r !== null && r > 0)).toBe(true);
     await s.close();
   });
 });

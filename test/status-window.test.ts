@@ -2,7 +2,10 @@
 // the per-queue health verdict and the board that joins them. Every expected number is worked out by hand.
 import { describe, expect, it } from 'vitest';
 import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/collector/queue-snapshot.js';
+import { QueueAccounting as EventAccounting } from '../src/events/accounting.js';
+import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
+import { boardAccounting } from '../src/status/event-accounting.js';
 import { histogramQuantile } from '../src/status/histogram-quantile.js';
 import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
 import { assessQueue, formatAge, type QueueHealthInput } from '../src/status/queue-health.js';
@@ -224,5 +227,26 @@ describe('QueueBoard', () => {
     const hung = board.response({ now: 3000 + 15_001 });
     expect(hung.queues).toEqual([]);
     expect(hung.collection).toMatchObject({ ok: false, error: 'no collection finished in the last 15 s; Redis may be stalled' });
+  });
+});
+
+describe('boardAccounting', () => {
+  it('sums counters and histograms over job names, attempts and outcomes', () => {
+    const acc = new EventAccounting();
+    acc.count('added', 'a');
+    acc.count('added', 'b');
+    acc.count('completed', 'a');
+    acc.count('failed', 'b');
+    acc.count('deduplicated', 'a'); // not a board counter
+    acc.observe('wait', 'first', 'a', 30); // (0.025, 0.05]: bucket 3
+    acc.observe('wait', 'retry', 'b', 3000); // (2.5, 5]: bucket 9
+    acc.observe('processing', 'completed', 'a', 120); // (0.1, 0.25]: bucket 5
+    const board = boardAccounting([{ queue: { prefix: 'bull', name: 'q' }, stats: acc.toStats() }]).get('bull\u0000q')!;
+    expect(board.counters).toEqual({ added: 2, completed: 1, failed: 1, retried: 0, stalled: 0 });
+    expect(board.wait.count).toBe(2);
+    expect(board.wait.sum).toBeCloseTo(3.03, 9);
+    expect(Array.from(board.wait.buckets)).toEqual(EVENT_BUCKETS_SECONDS.map((_, i) => (i < 3 ? 0 : i < 9 ? 1 : 2)));
+    expect(board.processing.count).toBe(1);
+    expect(Array.from(board.processing.buckets)).toEqual(EVENT_BUCKETS_SECONDS.map((_, i) => (i < 5 ? 0 : 1)));
   });
 });

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { renderTop } from '../src/top/render-top.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { CLI, runCli } from './helpers/cli.js';
+import { CLI, runCli, spawnCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 import { startTmux, type TmuxSession } from './helpers/tmux.js';
@@ -97,6 +97,32 @@ describe('queuelens top --once (plain text)', () => {
   });
 });
 
+describe('queuelens top --redis-url with a sidecar\'s event accounting', () => {
+  it('shows rates read from the accounting the event reader persisted, refreshing as plain text', async () => {
+    const events = await testSidecar(redis.url, { events: 'true', ownPrefix: 'qltop', eventsLease: '5', eventsRetention: '3600', jobNameLabel: 'false', maxJobNames: '20', queues: 'busy', collectInterval: '0.3' });
+    await events.start();
+    const busy = bull.queue('busy');
+    bull.worker('busy', async () => 'done', { concurrency: 4 });
+    const feed = setInterval(() => void busy.add('x', {}), 50);
+    try {
+      await waitFor('accounting for busy', async () => ((await events.scrape()).get('bullmq_jobs_completed_total{prefix="bull",queue="busy"}') ?? 0) > 5);
+      const top = spawnCli(['top', '--redis-url', redis.url, '--own-prefix', 'qltop', '--interval', '0.5']);
+      // Plain tables, one per refresh; from the second one on, busy has a window and real rates.
+      await waitFor('a table with rates', () => {
+        const last = top.output().trim().split('\n\n').pop() ?? '';
+        const row = rowsOf(last).find((r) => r[1] === 'busy');
+        return row !== undefined && /^\d/.test(row[6]!) && Number(row[7]) > 0;
+      }, 15_000, 100);
+      top.proc.kill('SIGINT');
+      expect((await top.exited).code).toBe(0);
+      expect(top.output()).not.toContain('\x1b[');
+    } finally {
+      clearInterval(feed);
+      await events.close();
+    }
+  });
+});
+
 describe('queuelens top in a terminal', () => {
   let term: TmuxSession | undefined;
   const exitFile = join(tmpdir(), `queuelens-top-exit-${process.pid}`);
@@ -134,7 +160,7 @@ describe('queuelens top in a terminal', () => {
 
   it('exits 0 on Ctrl-C, reading Redis directly', async () => {
     const t = start(`--redis-url ${redis.url} --interval 0.5`);
-    await waitFor('the table', () => rowsOf(t.screen()).length === 3);
+    await waitFor('the table', () => rowsOf(t.screen()).some((r) => r[1] === 'zeta'));
     t.send('C-c');
     expect(await exitCode()).toBe('0');
     t.kill();

@@ -1,6 +1,6 @@
 // The sidecar's validated configuration.
-import { logLevelOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
-import { option, parse, resolveOptions, type ConfigOf } from './options.js';
+import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const sidecarOptions = [
   redisUrlOption,
@@ -65,6 +65,47 @@ export const sidecarOptions = [
     parse: parse.number({ min: 0, integer: true }),
   }),
   option({
+    name: 'events',
+    env: 'QUEUELENS_EVENTS',
+    arg: '<true|false>',
+    description: 'read the events streams for job counters and latency histograms (one leader per Redis; standalone Redis only)',
+    default: 'true',
+    parse: parse.boolean,
+  }),
+  option({
+    name: 'job-name-label',
+    env: 'QUEUELENS_JOB_NAME_LABEL',
+    arg: '[true|false]',
+    description: 'add a job_name label (learned from added events, capped by --max-job-names) to the event metrics',
+    default: 'false',
+    parse: parse.boolean,
+  }),
+  option({
+    name: 'max-job-names',
+    env: 'QUEUELENS_MAX_JOB_NAMES',
+    arg: '<n>',
+    description: 'distinct job_name values per queue; later names are folded into __other__',
+    default: '20',
+    parse: parse.number({ min: 1, max: 1000, integer: true }),
+  }),
+  ownPrefixOption,
+  option({
+    name: 'events-lease',
+    env: 'QUEUELENS_EVENTS_LEASE',
+    arg: '<seconds>',
+    description: 'leader lease of the event reader; a dead leader is replaced within about 1.2 times this',
+    default: '10',
+    parse: parse.seconds(1, 300),
+  }),
+  option({
+    name: 'events-retention',
+    env: 'QUEUELENS_EVENTS_RETENTION',
+    arg: '<seconds>',
+    description: 'keep the event accounting of a queue that disappeared this long, then delete it',
+    default: '604800',
+    parse: parse.seconds(1, 365 * 86_400),
+  }),
+  option({
     name: 'admin-token',
     env: 'QUEUELENS_ADMIN_TOKEN',
     arg: '<token>',
@@ -80,5 +121,10 @@ export const sidecarOptions = [
 export type SidecarConfig = ConfigOf<typeof sidecarOptions>;
 
 export function resolveSidecarConfig(raw: Record<string, unknown>): SidecarConfig {
-  return resolveOptions(sidecarOptions, raw);
+  const config = resolveOptions(sidecarOptions, raw);
+  // queuelens's keys must never sit under a watched BullMQ prefix, where they could look like a queue's.
+  if (config.prefixes.includes(config.ownPrefix)) {
+    throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(config.ownPrefix)}: must differ from every --prefixes entry`);
+  }
+  return config;
 }

@@ -1,5 +1,5 @@
 // `queuelens top`'s validated configuration.
-import { logLevelOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const TOP_SORTS = ['badness', 'name', 'backlog', 'age', 'in', 'out', 'fail', 'dlq', 'workers'] as const;
@@ -16,6 +16,7 @@ export const topOptions = [
   redisUrlOption,
   redisClusterNodesOption,
   prefixesOption,
+  ownPrefixOption,
   option({ name: 'interval', env: 'QUEUELENS_TOP_INTERVAL', arg: '<seconds>', description: 'seconds between refreshes', default: '2', parse: parse.seconds(0.2, 3600) }),
   option({ name: 'sort', env: 'QUEUELENS_TOP_SORT', arg: '<column>', description: `initial sort: ${TOP_SORTS.join(', ')}`, default: 'badness', parse: parse.oneOf(TOP_SORTS) }),
   option({ name: 'once', env: 'QUEUELENS_TOP_ONCE', description: 'print one table and exit (for scripts)', parse: parse.boolean }),

@@ -1,5 +1,6 @@
 // Every metric queuelens exports, in one place: name, type, help and labels. docs/metrics.md is generated
 // from this file (`npm run gen:docs`), and a test fails when the two drift apart.
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 
 export type MetricType = 'gauge' | 'counter' | 'histogram';
 
@@ -14,6 +15,9 @@ export interface MetricDef {
 }
 
 const Q = ['prefix', 'queue'] as const;
+/** Event metrics carry job_name only with --job-name-label. */
+const QJ = ['prefix', 'queue', 'job_name'] as const;
+const EVENTS = 'events stream, read by the leader and persisted in Redis; every replica renders the same value';
 
 export const METRICS = {
   queueJobs: {
@@ -134,6 +138,121 @@ export const METRICS = {
     help: 'Queues found beyond --max-queues and therefore not exported.',
     labels: [],
     source: 'discovery',
+  },
+  jobsAdded: {
+    name: 'bullmq_jobs_added_total',
+    type: 'counter',
+    help: 'Jobs added (an add rejected by deduplication or a duplicate job id is not counted). job_name only with --job-name-label.',
+    labels: QJ,
+    source: `added events; ${EVENTS}`,
+  },
+  jobsCompleted: {
+    name: 'bullmq_jobs_completed_total',
+    type: 'counter',
+    help: 'Jobs that completed.',
+    labels: QJ,
+    source: `completed events; ${EVENTS}`,
+  },
+  jobsFailed: {
+    name: 'bullmq_jobs_failed_total',
+    type: 'counter',
+    help: 'Jobs that failed for good (retries exhausted, UnrecoverableError, stalled too often). Attempts that will run again count in bullmq_jobs_retried_total.',
+    labels: QJ,
+    source: `failed events (BullMQ emits them only for final failures); ${EVENTS}`,
+  },
+  jobsRetried: {
+    name: 'bullmq_jobs_retried_total',
+    type: 'counter',
+    help: 'Attempts that ended and will run again: with a backoff or at once. A manual rate-limit re-queue and a DelayedError look the same on the stream and count here too.',
+    labels: QJ,
+    source: `delayed after active, or waiting prev=active not followed by stalled; ${EVENTS}`,
+  },
+  jobsStalled: {
+    name: 'bullmq_jobs_stalled_total',
+    type: 'counter',
+    help: 'Attempts whose worker died or stopped renewing its lock; BullMQ moved the job back to wait (or fails it past maxStalledCount).',
+    labels: QJ,
+    source: `waiting prev=active followed by stalled; ${EVENTS}`,
+  },
+  jobsDeduplicated: {
+    name: 'bullmq_jobs_deduplicated_total',
+    type: 'counter',
+    help: 'Adds that deduplication discarded or that replaced a pending job.',
+    labels: QJ,
+    source: `deduplicated events; ${EVENTS}`,
+  },
+  jobWait: {
+    name: 'bullmq_job_wait_seconds',
+    type: 'histogram',
+    help: 'From the moment a job became eligible to run (added, or the end of its delay or backoff) to the moment a worker took it. attempt=first for its first take, retry for every later one (retries, restarts after a stall).',
+    labels: [...QJ, 'attempt'],
+    source: `entry times of waiting/active; due time of delayed events instead of the lazy promotion; ${EVENTS}`,
+    buckets: EVENT_BUCKETS_SECONDS,
+  },
+  jobProcessing: {
+    name: 'bullmq_job_processing_seconds',
+    type: 'histogram',
+    help: 'Duration of each attempt, from active to its end, by outcome (completed, failed, retried). Stalled attempts are counted, not observed.',
+    labels: [...QJ, 'outcome'],
+    source: `entry times of active and the attempt's end; ${EVENTS}`,
+    buckets: EVENT_BUCKETS_SECONDS,
+  },
+  jobE2e: {
+    name: 'bullmq_job_e2e_seconds',
+    type: 'histogram',
+    help: 'From added to the final outcome (completed or failed), retries and delays included.',
+    labels: [...QJ, 'outcome'],
+    source: `entry times of added and completed/failed; ${EVENTS}`,
+    buckets: EVENT_BUCKETS_SECONDS,
+  },
+  dlqAdded: {
+    name: 'bullmq_dlq_added_total',
+    type: 'counter',
+    help: 'Jobs added to the dead-letter queue <queue>-dlq; queue is the source queue.',
+    labels: Q,
+    source: `added events of <queue>-dlq; ${EVENTS}`,
+  },
+  exporterLeader: {
+    name: 'bullmq_exporter_leader',
+    type: 'gauge',
+    help: '1 on the replica that holds the event reader lease and reads the streams.',
+    labels: [],
+    source: 'lease <own-prefix>:leader:all',
+  },
+  exporterEventsLag: {
+    name: 'bullmq_exporter_events_lag_seconds',
+    type: 'gauge',
+    help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up.',
+    labels: Q,
+    source: 'Redis TIME minus the next unread entry id, at the leader\'s last batch for the queue',
+  },
+  exporterEventsRead: {
+    name: 'bullmq_exporter_events_read_total',
+    type: 'counter',
+    help: 'Stream entries the reader processed.',
+    labels: Q,
+    source: EVENTS,
+  },
+  exporterEventsLost: {
+    name: 'bullmq_exporter_events_lost_total',
+    type: 'counter',
+    help: 'Stream entries trimmed away before the reader saw them (counted exactly, with XINFO STREAM entries-added). Event counters undercount by what is lost here.',
+    labels: Q,
+    source: `XINFO STREAM entries-added, length and first entry vs the cursor; ${EVENTS}`,
+  },
+  exporterEventsUnmatched: {
+    name: 'bullmq_exporter_events_unmatched_total',
+    type: 'counter',
+    help: 'Attempt ends whose start the reader never saw (started before it, or lost): counted, but without a duration.',
+    labels: Q,
+    source: EVENTS,
+  },
+  exporterEventsEvicted: {
+    name: 'bullmq_exporter_events_evicted_total',
+    type: 'counter',
+    help: 'Jobs dropped from the reader\'s bounded in-flight map (too many in flight, or idle for 24 h); their later events are unmatched.',
+    labels: Q,
+    source: EVENTS,
   },
 } as const satisfies Record<string, MetricDef>;
 

@@ -45,6 +45,7 @@ export class Exposition {
   private readonly live = [new Registry(), openMetricsRegistry()] as const;
   private version = 0;
   private collectionBytes = Buffer.alloc(0);
+  private eventBytes: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
   private readonly rendered: [Rendered?, Rendered?] = [];
 
   /** @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render. */
@@ -79,6 +80,15 @@ export class Exposition {
   }
 
   /**
+   * Sets the pre-rendered text of the event metrics (event-metrics.ts), one per format: counters are named
+   * differently in OpenMetrics. No blank lines, every line ending in a newline. Marks the body stale.
+   */
+  setEventText(prometheus: string, openMetrics: string): void {
+    this.eventBytes = [Buffer.from(prometheus), Buffer.from(openMetrics)];
+    this.version += 1;
+  }
+
+  /**
    * Sets the pre-rendered text of the collection's gauges (valid in both formats: gauges only, every line
    * ending in a newline, no blank lines) and marks the body stale. Call it last when a collection changes
    * metric values, so the next render sees them all.
@@ -109,10 +119,11 @@ export class Exposition {
 
   private async renderText(i: 0 | 1): Promise<Buffer> {
     const collection = this.collectionBytes;
+    const events = this.eventBytes[i];
     let head = await this.cached[i].metrics();
     if (i === 1) head = head.replace(/# EOF\n?$/, '');
     const tail = await this.live[i].metrics();
-    return Buffer.concat([Buffer.from(head), collection, Buffer.from(tail)]);
+    return Buffer.concat([Buffer.from(head), collection, events, Buffer.from(tail)]);
   }
 
   private add<M extends AnyMetric>(metric: M): M {

@@ -8,6 +8,7 @@ import type { CollectionSnapshot, QueueState } from '../collector/queue-snapshot
 import { JOB_STATES } from '../collector/queue-snapshot.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
+import { escapeLabel, header, num } from './exposition-text.js';
 
 /** One queue gauge: its definition and how to read it from a queue (undefined = no series for that queue). */
 interface QueueGauge {
@@ -109,23 +110,4 @@ function renderQueueGauges(queues: readonly QueueState[]): string {
     for (const { q, l } of dlqs) parts.push(`${g.def.name}{${l}} ${num(g.value(q)!)}\n`);
   }
   return parts.join('');
-}
-
-// Escaping as prom-client does it, so the output does not depend on which of the two rendered a metric.
-function header(def: MetricDef): string {
-  return `# HELP ${def.name} ${escapeHelp(def.help)}\n# TYPE ${def.name} ${def.type}\n`;
-}
-
-function escapeHelp(s: string): string {
-  return s.replace(/\\/g, '\\\\').replace(/\n/g, '\\n');
-}
-
-function escapeLabel(s: string): string {
-  return /[\\\n"]/.test(s) ? escapeHelp(s).replace(/"/g, '\\"') : s;
-}
-
-function num(v: number): string {
-  if (Number.isNaN(v)) return 'NaN';
-  if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
-  return String(v);
 }

@@ -46,6 +46,7 @@ export const METRIC_CONTRACT = {
   bullmq_exporter_events_lost_total: { type: 'counter', labels: Q },
   bullmq_exporter_events_unmatched_total: { type: 'counter', labels: Q },
   bullmq_exporter_events_read_total: { type: 'counter', labels: Q },
+  bullmq_exporter_events_evicted_total: { type: 'counter', labels: Q },
   bullmq_exporter_leader: { type: 'gauge', labels: [] },
   // issue 4: dead-letter queues; queue is the source queue
   bullmq_dlq_jobs: { type: 'gauge', labels: Q },

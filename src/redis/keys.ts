@@ -77,8 +77,23 @@ export const OWN_PREFIX_DEFAULT = 'queuelens';
 
 export const ownKeys = {
   leader: (own: string, shard = 'all') => `${own}:leader:${shard}`,
-  cursors: (own: string) => `${own}:cursors`,
-  accounting: (own: string) => `${own}:acct`,
+  /** Hash: when the event reader first ran here (`installedAt`, Redis clock ms). */
+  eventsMeta: (own: string) => `${own}:events:meta`,
+  /** Sorted set of queues with event state: member eventsMember(q), score = last time the queue was seen (ms). */
+  eventsIndex: (own: string) => `${own}:events:queues`,
+  /** Hash per queue: cumulative event accounting, the stream cursor and loss bookkeeping (events/accounting.ts). */
+  eventsQueue: (own: string, q: QueueRef) => `${own}:events:q:${q.prefix}:${q.name}`,
   /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
   deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
 };
+
+/** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */
+export function eventsMember(q: QueueRef): string {
+  return `${q.prefix}:${q.name}`;
+}
+
+export function parseEventsMember(member: string): QueueRef | null {
+  const i = member.lastIndexOf(':');
+  if (i <= 0 || i === member.length - 1) return null;
+  return { prefix: member.slice(0, i), name: member.slice(i + 1) };
+}

@@ -5,14 +5,19 @@ import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
+import { EventReader } from '../events/event-reader.js';
+import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
 import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
+import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis, type RedisClient } from '../redis/connection.js';
+import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
+import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
 
 export interface Sidecar {
@@ -42,8 +47,39 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
-  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: [], bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
+  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: EVENT_BUCKETS_SECONDS, bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
   let last: CollectionSnapshot | undefined;
+
+  // Event accounting: one leader reads the streams and persists; every replica reads back and renders.
+  if (config.events && isCluster(redis)) log.warn('event metrics (job counters, latency histograms) are not available on Redis Cluster yet; --events is ignored');
+  const eventsOn = config.events && !isCluster(redis);
+  const reader = eventsOn
+    ? new EventReader({
+        redisUrl: config.redisUrl,
+        ownPrefix: config.ownPrefix,
+        log,
+        leaseMs: config.eventsLease * 1000,
+        retentionMs: config.eventsRetention * 1000,
+        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames },
+      })
+    : undefined;
+  const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
+  let readBackFailed = false;
+  /** Renders the persisted accounting and hands it back (undefined when events are off or unreadable). */
+  const readBack = async (): Promise<QueueEventAccounting[] | undefined> => {
+    if (!reader || !eventMetrics || isCluster(redis)) return undefined;
+    let queues: QueueEventAccounting[] | undefined;
+    try {
+      queues = await readEventAccounting(redis, config.ownPrefix);
+      if (readBackFailed) log.info('event accounting read-back recovered');
+      readBackFailed = false;
+    } catch (err) {
+      if (!readBackFailed) log.warn({ err: (err as Error).message }, 'cannot read the event accounting back; event metrics are absent until it works');
+      readBackFailed = true;
+    }
+    eventMetrics.update({ queues, leader: reader.isLeader });
+    return queues;
+  };
 
   const collectOnce = async (): Promise<void> => {
     const s = await collector.collect();
@@ -51,12 +87,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
     metrics.update(s);
-    board.update(s);
+    const accounting = await readBack();
+    board.update(s, accounting && boardAccounting(accounting));
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
     try {
       await discovery.runPass();
+      reader?.setQueues(discovery.queues());
       if (discoveryFailed) log.info({ queues: discovery.queues().length }, 'discovery recovered');
       discoveryFailed = false;
     } catch (err) {
@@ -96,6 +134,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
+      reader?.start();
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
@@ -113,6 +152,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       closed ??= (async () => {
         await app.close();
         await Promise.all(loops.map((l) => l.stop()));
+        // Releases the lease, so a standby replica takes over at once.
+        await reader?.close();
         redis.disconnect();
       })();
       return closed;

@@ -1,10 +1,13 @@
 // Where `queuelens top` gets its data: a sidecar's /api/queues, or Redis directly through the same discovery,
-// collector and queue board the sidecar runs in-process (so both show the same numbers and verdicts).
+// collector, persisted event accounting and queue board the sidecar uses (so both show the same numbers).
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
-import { createRedis } from '../redis/connection.js';
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
+import { readEventAccounting } from '../events/read-back.js';
+import { createRedis, isCluster } from '../redis/connection.js';
+import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
 import type { QueuesResponse } from '../status/queue-view.js';
 
@@ -37,6 +40,8 @@ export interface RedisSourceOptions {
   redisUrl: string;
   clusterNodes?: readonly string[];
   prefixes: readonly string[];
+  /** Where a sidecar's event reader persists its accounting (rates and latency come from there). */
+  ownPrefix: string;
   intervalSeconds: number;
   log: Logger;
 }
@@ -48,7 +53,7 @@ export function redisSource(o: RedisSourceOptions): TopSource {
   const redis = createRedis({ url: o.redisUrl, clusterNodes: o.clusterNodes, name: 'queuelens:top', log: o.log, lazyConnect: true, commandTimeoutMs: 5000 });
   const discovery = new QueueDiscovery({ redis, prefixes: o.prefixes, maxQueues: 5000, log: o.log });
   const collector = new Collector({ redis, discovery, log: o.log });
-  const board = new QueueBoard({ collectIntervalSeconds: o.intervalSeconds, histogramBounds: [] });
+  const board = new QueueBoard({ collectIntervalSeconds: o.intervalSeconds, histogramBounds: EVENT_BUCKETS_SECONDS });
   let reads = 0;
   return {
     label: o.clusterNodes?.length ? `cluster ${o.clusterNodes.join(',')}` : safeUrl(o.redisUrl),
@@ -56,7 +61,10 @@ export function redisSource(o: RedisSourceOptions): TopSource {
       if (redis.status === 'wait') await redis.connect().catch(() => undefined);
       if (reads % DISCOVER_EVERY === 0 || discovery.completedPasses() === 0) await discovery.runPass().catch(() => undefined);
       reads += 1;
-      board.update(await collector.collect());
+      const snapshot = await collector.collect();
+      // Read-only: the accounting a sidecar's event reader persisted, if one runs (not on Cluster yet).
+      const accounting = snapshot.ok && !isCluster(redis) ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined;
+      board.update(snapshot, accounting && boardAccounting(accounting));
       return board.response({ now: Date.now() });
     },
     async close() {

@@ -33,8 +33,9 @@ export class BullFixtures {
   }
 
   /** Starts test/fixtures/stuck-worker.mjs; resolves with the process once it has taken a job. */
-  async stuckWorker(queue: string, lockDurationMs: number): Promise<{ proc: ChildProcess; jobId: string }> {
-    const proc = spawn(process.execPath, [new URL('../fixtures/stuck-worker.mjs', import.meta.url).pathname, String(this.redis.port), queue, String(lockDurationMs)], {
+  async stuckWorker(queue: string, lockDurationMs: number, opts: { skipStalledCheck?: boolean } = {}): Promise<{ proc: ChildProcess; jobId: string }> {
+    const args = [String(this.redis.port), queue, String(lockDurationMs), ...(opts.skipStalledCheck ? ['skip-stalled-check'] : [])];
+    const proc = spawn(process.execPath, [new URL('../fixtures/stuck-worker.mjs', import.meta.url).pathname, ...args], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     this.children.push(proc);

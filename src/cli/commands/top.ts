@@ -18,7 +18,7 @@ export function registerTop(program: Command): void {
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-top', destination: pino.destination(2) });
     const source = cfg.url
       ? sidecarSource(cfg.url)
-      : redisSource({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefixes: cfg.prefixes, intervalSeconds: cfg.interval, log });
+      : redisSource({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefixes: cfg.prefixes, ownPrefix: cfg.ownPrefix, intervalSeconds: cfg.interval, log });
     process.exitCode = await runTop(cfg, source);
   });
 }

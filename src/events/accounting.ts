@@ -1,0 +1,193 @@
+// Owns the cumulative event accounting of one queue and its encoding as the fields of one Redis hash:
+// counters, histogram buckets and the reader's own health counters. The leader keeps an instance in memory
+// and writes back only the fields a batch changed; every replica parses the same hash into plain data.
+import { EVENT_BUCKETS_SECONDS, bucketIndex } from './buckets.js';
+
+export const EVENT_COUNTERS = ['added', 'completed', 'failed', 'retried', 'stalled', 'deduplicated'] as const;
+export type EventCounter = (typeof EVENT_COUNTERS)[number];
+
+/** Each histogram and the values of its one label (`attempt` for wait, `outcome` for the others). */
+export const EVENT_HISTOGRAMS = {
+  wait: ['first', 'retry'],
+  processing: ['completed', 'failed', 'retried'],
+  e2e: ['completed', 'failed'],
+} as const;
+export type EventHistogram = keyof typeof EVENT_HISTOGRAMS;
+export type HistogramLabel<H extends EventHistogram> = (typeof EVENT_HISTOGRAMS)[H][number];
+
+/** Reader health counters the leader keeps; `lost`, `seen`, `cursor` and `lag_ms` are written by the commit script. */
+export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
+export type ReaderCounter = (typeof READER_COUNTERS)[number];
+
+/** Hash fields owned by the commit script (src/redis/lua/events-commit-n.lua), never written from memory. */
+export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms' } as const;
+
+/** `job_name` value for jobs whose name is not tracked: over the cap, or the reader never saw their `added`. */
+export const OTHER_JOB_NAME = '__other__';
+
+export interface CounterSeries {
+  counter: EventCounter;
+  jobName: string;
+  value: number;
+}
+
+export interface HistogramSeries {
+  histogram: EventHistogram;
+  /** The attempt (wait) or outcome (processing, e2e) label value. */
+  label: string;
+  jobName: string;
+  /** Cumulative counts, one per EVENT_BUCKETS_SECONDS bound (the +Inf bucket is `count`). */
+  buckets: number[];
+  count: number;
+  sumSeconds: number;
+}
+
+export interface ReaderHealth {
+  read: number;
+  lost: number;
+  unmatched: number;
+  evicted: number;
+  lagSeconds: number;
+}
+
+/** What every replica renders for one queue: plain data, identical wherever it is read. */
+export interface QueueEventStats {
+  counters: CounterSeries[];
+  histograms: HistogramSeries[];
+  reader: ReaderHealth;
+}
+
+const counterField = (c: EventCounter | ReaderCounter, jobName: string) => `c|${c}|${jobName}`;
+const histField = (h: EventHistogram, label: string, part: number | 'sum' | 'count', jobName: string) => `h|${h}|${label}|${part}|${jobName}`;
+const readerField = (c: ReaderCounter) => `r|${c}`;
+
+/** Receives what the lifecycle machine derives from the stream. */
+export interface AccountingSink {
+  count(counter: EventCounter, jobName: string): void;
+  observe<H extends EventHistogram>(histogram: H, label: HistogramLabel<H>, jobName: string, ms: number): void;
+  reader(counter: ReaderCounter, n?: number): void;
+}
+
+export class QueueAccounting implements AccountingSink {
+  private readonly values = new Map<string, number>();
+  private readonly dirty = new Set<string>();
+  /** Field names per histogram series (buckets…, sum, count), built once: observe() runs for every attempt. */
+  private readonly seriesFields = new Map<string, string[]>();
+
+  /** Starts from a persisted hash (HGETALL), e.g. when a replica becomes leader. */
+  static fromHash(hash: Record<string, string>): QueueAccounting {
+    const acc = new QueueAccounting();
+    for (const [field, raw] of Object.entries(hash)) {
+      if (field.startsWith('c|') || field.startsWith('h|') || field.startsWith('r|')) acc.values.set(field, Number(raw));
+    }
+    return acc;
+  }
+
+  count(counter: EventCounter, jobName: string): void {
+    this.add(counterField(counter, jobName), 1);
+  }
+
+  observe<H extends EventHistogram>(histogram: H, label: HistogramLabel<H>, jobName: string, ms: number): void {
+    // Integer milliseconds keep the persisted sum exact; stream ids and due times have 1 ms resolution.
+    const v = Math.max(0, Math.round(ms));
+    const key = `${histogram}|${label}|${jobName}`;
+    let f = this.seriesFields.get(key);
+    if (!f) {
+      f = [...EVENT_BUCKETS_SECONDS.map((_, i) => histField(histogram, label, i, jobName)), histField(histogram, label, EVENT_BUCKETS_SECONDS.length, jobName)];
+      f.push(histField(histogram, label, 'sum', jobName), histField(histogram, label, 'count', jobName));
+      this.seriesFields.set(key, f);
+    }
+    const n = EVENT_BUCKETS_SECONDS.length + 1;
+    this.add(f[bucketIndex(v)] as string, 1);
+    this.add(f[n] as string, v);
+    this.add(f[n + 1] as string, 1);
+  }
+
+  reader(counter: ReaderCounter, n = 1): void {
+    this.add(readerField(counter), n);
+  }
+
+  /** Job names that already own a label value (rebuilds the cap after a leader change). */
+  jobNames(): Set<string> {
+    const names = new Set<string>();
+    for (const field of this.values.keys()) {
+      const name = field.startsWith('c|added|') ? field.slice('c|added|'.length) : undefined;
+      if (name !== undefined && name !== OTHER_JOB_NAME && name !== '') names.add(name);
+    }
+    return names;
+  }
+
+  /** Changed fields as a flat HSET argument list; clearDirty() forgets them once they are committed. */
+  dirtyFields(): string[] {
+    const out: string[] = [];
+    for (const f of this.dirty) out.push(f, String(this.values.get(f) ?? 0));
+    return out;
+  }
+
+  clearDirty(): void {
+    this.dirty.clear();
+  }
+
+  get(field: string): number {
+    return this.values.get(field) ?? 0;
+  }
+
+  /** For tests and the leader's own view: the same plain data read-back produces. */
+  toStats(): QueueEventStats {
+    const hash: Record<string, string> = {};
+    for (const [f, v] of this.values) hash[f] = String(v);
+    return parseQueueHash(hash);
+  }
+
+  private add(field: string, n: number): void {
+    this.values.set(field, (this.values.get(field) ?? 0) + n);
+    this.dirty.add(field);
+  }
+}
+
+/** Parses one queue's persisted hash into plain data (cumulative buckets, seconds). */
+export function parseQueueHash(hash: Record<string, string>): QueueEventStats {
+  const counters: CounterSeries[] = [];
+  const hist = new Map<string, HistogramSeries & { raw: number[] }>();
+  const reader: ReaderHealth = { read: 0, lost: 0, unmatched: 0, evicted: 0, lagSeconds: 0 };
+  const nb = EVENT_BUCKETS_SECONDS.length;
+
+  for (const [field, raw] of Object.entries(hash)) {
+    const value = Number(raw);
+    const parts = field.split('|');
+    if (parts[0] === 'c' && parts.length >= 3) {
+      const counter = parts[1] as EventCounter;
+      if ((EVENT_COUNTERS as readonly string[]).includes(counter)) counters.push({ counter, jobName: parts.slice(2).join('|'), value });
+    } else if (parts[0] === 'h' && parts.length >= 5) {
+      const histogram = parts[1] as EventHistogram;
+      if (!(histogram in EVENT_HISTOGRAMS)) continue;
+      const label = parts[2] as string;
+      const jobName = parts.slice(4).join('|');
+      const key = `${histogram}|${label}|${jobName}`;
+      let s = hist.get(key);
+      if (!s) {
+        s = { histogram, label, jobName, buckets: [], count: 0, sumSeconds: 0, raw: new Array<number>(nb + 1).fill(0) };
+        hist.set(key, s);
+      }
+      const part = parts[3] as string;
+      if (part === 'sum') s.sumSeconds = value / 1000;
+      else if (part === 'count') s.count = value;
+      else {
+        const i = Number(part);
+        if (Number.isInteger(i) && i >= 0 && i <= nb) s.raw[i] = value;
+      }
+    } else if (field === readerField('read')) reader.read = value;
+    else if (field === readerField('unmatched')) reader.unmatched = value;
+    else if (field === readerField('evicted')) reader.evicted = value;
+    else if (field === SCRIPT_FIELDS.lost) reader.lost = value;
+    else if (field === SCRIPT_FIELDS.lagMs) reader.lagSeconds = value / 1000;
+  }
+
+  const histograms: HistogramSeries[] = [];
+  for (const { raw, ...s } of hist.values()) {
+    let acc = 0;
+    s.buckets = raw.slice(0, nb).map((n) => (acc += n));
+    histograms.push(s);
+  }
+  return { counters, histograms, reader };
+}

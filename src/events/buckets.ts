@@ -1,0 +1,20 @@
+// The one histogram bucket layout (upper bounds in seconds) shared by the wait, processing and end-to-end
+// histograms: identical buckets are what lets Prometheus sum them across queues and replicas.
+// From 5 ms (a noop job's round trip) up to 6 h (long exports, long delays), roughly ×2–×2.5 per step.
+
+export const EVENT_BUCKETS_SECONDS: readonly number[] = Object.freeze([
+  0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600,
+]);
+
+/** Index of the first bucket whose upper bound holds `ms`; EVENT_BUCKETS_SECONDS.length means +Inf. */
+export function bucketIndex(ms: number): number {
+  const seconds = ms / 1000;
+  let lo = 0;
+  let hi = EVENT_BUCKETS_SECONDS.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (seconds <= (EVENT_BUCKETS_SECONDS[mid] as number)) hi = mid;
+    else lo = mid + 1;
+  }
+  return lo;
+}

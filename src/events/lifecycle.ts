@@ -1,0 +1,314 @@
+// Owns the job-lifecycle state machine of one queue: it follows the entries of `<prefix>:<queue>:events` in
+// order and turns them into counter increments and latency observations (research notes §2.1, §2.5, §11.1).
+// Pure: no I/O, no clock. Time is the Redis clock of the entry ids, plus the producer's due time in `delayed`.
+import { OTHER_JOB_NAME, type AccountingSink } from './accounting.js';
+
+/** The fields the machine uses; the others (returnvalue, failedReason, data, …) are not kept. */
+export interface EntryFields {
+  event?: string;
+  jobId?: string;
+  prev?: string;
+  delay?: string;
+  name?: string;
+}
+
+export interface StreamEntry {
+  id: string;
+  fields: EntryFields;
+}
+
+/** `ms` part of a stream id (`<ms>-<seq>`). */
+export function entryMs(id: string): number {
+  const dash = id.indexOf('-');
+  return Number(dash < 0 ? id : id.slice(0, dash));
+}
+
+/** ioredis returns fields as a flat [k, v, k, v] list. One fixed object shape keeps the hot path monomorphic. */
+export function toEntry(id: string, flat: string[]): StreamEntry {
+  const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined };
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const k = flat[i];
+    if (k === 'event' || k === 'jobId' || k === 'prev' || k === 'delay' || k === 'name') fields[k] = flat[i + 1];
+  }
+  return { id, fields };
+}
+
+export interface LifecycleOptions {
+  /** Learn `job_name` from `added` events; off = every series has job name ''. */
+  jobNameLabel: boolean;
+  /** Distinct job names per queue before the rest fold into `__other__`. */
+  maxJobNames: number;
+  /** Most jobs tracked at once; the oldest are evicted (and counted) beyond it. */
+  maxInFlight: number;
+  /** Jobs with no event for this long (Redis clock) are evicted and counted. */
+  maxInFlightAgeMs: number;
+}
+
+export const LIFECYCLE_DEFAULTS: LifecycleOptions = {
+  jobNameLabel: false,
+  maxJobNames: 20,
+  maxInFlight: 100_000,
+  maxInFlightAgeMs: 24 * 3600_000,
+};
+
+const MUTED: AccountingSink = { count: () => undefined, observe: () => undefined, reader: () => undefined };
+
+/** What the reader knows about one job between events. */
+interface JobTrack {
+  jobName: string;
+  addedMs?: number;
+  /** When the job became eligible to run (undefined while delayed, active or waiting for children). */
+  eligibleMs?: number;
+  dueMs?: number;
+  delayedMs?: number;
+  activeMs?: number;
+  /** Whether a worker took it before: decides wait{attempt}. Undefined when its history predates the reader. */
+  taken?: boolean;
+  lastMs: number;
+}
+
+export class QueueLifecycle {
+  private readonly jobs = new Map<string, JobTrack>();
+  private readonly names: Set<string>;
+  /** A `waiting prev=active` whose meaning depends on the next entry (stall or retry). */
+  private pending: StreamEntry | undefined;
+  /** Last entry whose effects are applied, and how many were applied since the last takeApplied(). */
+  private appliedId: string | undefined;
+  private appliedCount = 0;
+  private puts = 0;
+
+  constructor(
+    private sink: AccountingSink,
+    private readonly opts: LifecycleOptions = LIFECYCLE_DEFAULTS,
+    knownNames: Iterable<string> = [],
+  ) {
+    this.names = new Set(knownNames);
+  }
+
+  /**
+   * Feeds entries in stream order. `atEnd` says the read reached the end of the stream: a trailing
+   * `waiting prev=active` then cannot be a stall, because BullMQ writes `stalled` in the same script.
+   */
+  apply(entries: readonly StreamEntry[], atEnd: boolean): void {
+    for (const e of entries) {
+      const p = this.pending;
+      if (p) {
+        this.pending = undefined;
+        if (e.fields.event === 'stalled' && e.fields.jobId === p.fields.jobId && entryMs(e.id) === entryMs(p.id)) {
+          this.attemptRequeued(p, true);
+          this.applied(p);
+          this.applied(e);
+          continue;
+        }
+        this.attemptRequeued(p, false);
+        this.applied(p);
+      }
+      if (e.fields.event === 'waiting' && e.fields.prev === 'active') {
+        this.pending = e;
+        continue;
+      }
+      this.handle(e);
+      this.applied(e);
+    }
+    if (atEnd) this.flush();
+  }
+
+  /**
+   * Replays entries an earlier leader already counted, only to learn which jobs are in flight
+   * (after a leader change). Nothing is counted or observed.
+   */
+  replay(entries: readonly StreamEntry[]): void {
+    const sink = this.sink;
+    this.sink = MUTED;
+    try {
+      this.apply(entries, true);
+    } finally {
+      this.sink = sink;
+      this.appliedId = undefined;
+      this.appliedCount = 0;
+    }
+  }
+
+  /** Decides a held `waiting prev=active` as a retry (the stream ended after it). */
+  flush(): void {
+    const p = this.pending;
+    if (!p) return;
+    this.pending = undefined;
+    this.attemptRequeued(p, false);
+    this.applied(p);
+  }
+
+  /** Id of the last applied entry and how many were applied since the previous call. */
+  takeApplied(): { id: string | undefined; count: number } {
+    const out = { id: this.appliedId, count: this.appliedCount };
+    this.appliedCount = 0;
+    return out;
+  }
+
+  /** Forgets every job (after a gap in the stream their state would produce wrong latencies). */
+  resetJobs(): void {
+    this.jobs.clear();
+    this.pending = undefined;
+  }
+
+  get inFlight(): number {
+    return this.jobs.size;
+  }
+
+  private applied(e: StreamEntry): void {
+    this.appliedId = e.id;
+    this.appliedCount += 1;
+  }
+
+  private handle(e: StreamEntry): void {
+    const f = e.fields;
+    const jobId = f.jobId;
+    const ms = entryMs(e.id);
+    if (jobId === undefined) return; // queue-level events: paused, resumed, drained, cleaned, custom
+    switch (f.event) {
+      case 'added': {
+        const jobName = this.label(f.name);
+        this.put(jobId, { jobName, addedMs: ms, taken: false, lastMs: ms });
+        this.sink.count('added', jobName);
+        return;
+      }
+      case 'waiting': {
+        const t = this.track(jobId, ms, f.prev === undefined ? false : undefined);
+        if (f.prev === 'delayed' && t.dueMs !== undefined) {
+          // Promotion is lazy: use the due time, not the promotion entry, unless promoted early (promote()).
+          t.eligibleMs = Math.min(ms, Math.max(t.dueMs, t.delayedMs ?? t.dueMs));
+        } else {
+          t.eligibleMs = ms;
+        }
+        if (f.prev === 'completed' || f.prev === 'failed') t.taken = true; // job.retry() of a finished job
+        t.dueMs = undefined;
+        t.delayedMs = undefined;
+        return;
+      }
+      case 'delayed': {
+        const t = this.jobs.get(jobId);
+        if (t?.activeMs !== undefined) {
+          this.endAttempt(t, 'retried', ms); // backoff retry (or DelayedError)
+          this.sink.count('retried', t.jobName);
+        } else if (!t) {
+          // A delayed job we never saw added: a retry whose start we missed, or a delay change; cannot tell.
+          this.sink.reader('unmatched');
+        }
+        const due = Number(f.delay);
+        const tt = this.track(jobId, ms, undefined);
+        tt.dueMs = Number.isFinite(due) ? due : ms;
+        tt.delayedMs = ms;
+        tt.eligibleMs = undefined;
+        return;
+      }
+      case 'active': {
+        const t = this.track(jobId, ms, undefined);
+        if (t.eligibleMs !== undefined && t.taken !== undefined) {
+          this.sink.observe('wait', t.taken ? 'retry' : 'first', t.jobName, ms - t.eligibleMs);
+        }
+        t.taken = true;
+        t.activeMs = ms;
+        t.eligibleMs = undefined;
+        return;
+      }
+      case 'completed':
+      case 'failed': {
+        const outcome = f.event;
+        const t = this.jobs.get(jobId);
+        const jobName = t?.jobName ?? this.unknownName();
+        if (t?.activeMs !== undefined) this.sink.observe('processing', outcome, jobName, ms - t.activeMs);
+        else this.sink.reader('unmatched');
+        if (t?.addedMs !== undefined) this.sink.observe('e2e', outcome, jobName, ms - t.addedMs);
+        this.sink.count(outcome, jobName);
+        this.jobs.delete(jobId);
+        return;
+      }
+      case 'waiting-children': {
+        // A flow parent waits for its children; from `active` (moveToWaitingChildren) the attempt ends
+        // without an outcome, so it is neither observed nor counted.
+        const t = this.track(jobId, ms, f.prev === undefined ? false : undefined);
+        t.activeMs = undefined;
+        t.eligibleMs = undefined;
+        return;
+      }
+      case 'stalled': {
+        // Normally consumed together with its `waiting prev=active`; alone only when that entry was lost.
+        const t = this.track(jobId, ms, undefined);
+        t.activeMs = undefined;
+        t.eligibleMs = ms;
+        this.sink.count('stalled', t.jobName);
+        return;
+      }
+      case 'deduplicated':
+        this.sink.count('deduplicated', this.jobs.get(jobId)?.jobName ?? this.unknownName());
+        return;
+      case 'removed':
+        this.jobs.delete(jobId);
+        return;
+      default:
+        return; // progress, retries-exhausted (failed already counts), duplicated (no job created)
+    }
+  }
+
+  /** `waiting prev=active`: the attempt ended and the job is back in line, after a stall or as a retry. */
+  private attemptRequeued(e: StreamEntry, stalled: boolean): void {
+    const ms = entryMs(e.id);
+    const t = this.track(e.fields.jobId as string, ms, true);
+    if (stalled) {
+      // The crashed attempt's duration is unknown (crash + lock expiry + check delay): count, never observe.
+      this.sink.count('stalled', t.jobName);
+      t.activeMs = undefined;
+    } else {
+      // Immediate retry; a manual rate-limit re-queue (RateLimitError) looks the same on the stream.
+      this.endAttempt(t, 'retried', ms);
+      this.sink.count('retried', t.jobName);
+    }
+    t.taken = true;
+    t.eligibleMs = ms;
+  }
+
+  private endAttempt(t: JobTrack, outcome: 'retried', ms: number): void {
+    if (t.activeMs !== undefined) this.sink.observe('processing', outcome, t.jobName, ms - t.activeMs);
+    else this.sink.reader('unmatched');
+    t.activeMs = undefined;
+  }
+
+  /** The job's track, created (with `taken`) when unknown; moved to the young end for age eviction. */
+  private track(jobId: string, ms: number, taken: boolean | undefined): JobTrack {
+    const t = this.jobs.get(jobId) ?? { jobName: this.unknownName(), taken, lastMs: ms };
+    t.lastMs = ms;
+    this.put(jobId, t);
+    return t;
+  }
+
+  private put(jobId: string, t: JobTrack): void {
+    this.jobs.delete(jobId);
+    this.jobs.set(jobId, t);
+    // The cap is enforced at once; the age limit (hours) only needs a look now and then.
+    if (this.jobs.size > this.opts.maxInFlight || (++this.puts & 1023) === 0) this.evict(t.lastMs);
+  }
+
+  /** Map order is last-touch order, and stream time only grows, so the oldest are at the front. */
+  private evict(nowMs: number): void {
+    for (const [id, t] of this.jobs) {
+      if (this.jobs.size <= this.opts.maxInFlight && nowMs - t.lastMs <= this.opts.maxInFlightAgeMs) break;
+      this.jobs.delete(id);
+      this.sink.reader('evicted');
+    }
+  }
+
+  private label(name: string | undefined): string {
+    if (!this.opts.jobNameLabel) return '';
+    if (name === undefined) return OTHER_JOB_NAME;
+    if (this.names.has(name)) return name;
+    if (this.names.size < this.opts.maxJobNames) {
+      this.names.add(name);
+      return name;
+    }
+    return OTHER_JOB_NAME;
+  }
+
+  private unknownName(): string {
+    return this.opts.jobNameLabel ? OTHER_JOB_NAME : '';
+  }
+}

@@ -1,0 +1,75 @@
+--[[
+  Persists one read batch atomically, fenced by the leader lease: the accounting fields the batch changed,
+  each stream's cursor, and the exact count of entries trimmed away before they were read.
+  Loss: entries-added (XINFO, Redis 7) counts every entry ever written; `r|seen` counts those read or already
+  counted lost. With U = retained entries after the cursor (0 when caught up, the stream length when the
+  oldest retained entry is past the cursor), lost = entries-added - seen - U. When U is unknown (still
+  behind, nothing trimmed past the cursor yet) the count waits for a later batch.
+  KEYS[1]          lease key (ownKeys.leader)
+  KEYS[2i]         queue i's state hash (ownKeys.eventsQueue), i = 1..n
+  KEYS[2i+1]       queue i's events stream
+  ARGV[1]          lease token
+  then per queue:  cursor (last applied id), number of entries applied, number of field/value args F, F args
+  Returns false when the caller no longer holds the lease, else the entries newly counted lost per queue.
+]]
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function parseId(id)
+  local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+  return tonumber(ms), tonumber(seq)
+end
+local function after(a, b)
+  local am, as = parseId(a)
+  local bm, bs = parseId(b)
+  return am > bm or (am == bm and as > bs)
+end
+
+local out = {}
+local a = 2
+local n = (#KEYS - 1) / 2
+for i = 1, n do
+  local hash, stream = KEYS[2 * i], KEYS[2 * i + 1]
+  local cursor, applied, nf = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
+  a = a + 3
+  -- HSET in slices: unpack() is bounded by the Lua C stack.
+  local j = 0
+  while j < nf do
+    local k = math.min(nf - j, 1000)
+    redis.call('HSET', hash, unpack(ARGV, a + j, a + j + k - 1))
+    j = j + k
+  end
+  a = a + nf
+  redis.call('HSET', hash, 'r|cursor', cursor)
+  local seen = redis.call('HINCRBY', hash, 'r|seen', applied)
+  local lost, lag = 0, 0
+  local r = redis.pcall('XINFO', 'STREAM', stream)
+  if type(r) == 'table' and not r.err then
+    local s = {}
+    for x = 1, #r, 2 do s[r[x]] = r[x + 1] end
+    local unread
+    if s['last-generated-id'] == cursor or s['length'] == 0 then
+      unread = 0
+    elseif after(s['recorded-first-entry-id'], cursor) then
+      unread = s['length']
+      lag = now - parseId(s['recorded-first-entry-id'])
+    else
+      lag = now - parseId(cursor)
+    end
+    if unread then
+      lost = s['entries-added'] - seen - unread
+      if lost > 0 then
+        redis.call('HINCRBY', hash, 'r|lost', lost)
+        redis.call('HINCRBY', hash, 'r|seen', lost)
+      elseif lost < 0 then
+        -- The stream was deleted and re-created (obliterate): start counting again from here.
+        redis.call('HSET', hash, 'r|seen', s['entries-added'] - unread)
+        lost = 0
+      end
+    end
+  end
+  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag))
+  out[i] = lost
+end
+return out

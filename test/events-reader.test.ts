@@ -1,0 +1,350 @@
+// The event reader against a real Redis with real BullMQ producers and workers (module API). Ground truth
+// comes from the workload itself: what was enqueued, and the times each attempt started and ended.
+import { UnrecoverableError, type Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QueueEventStats } from '../src/events/accounting.js';
+import { EventReader, type EventReaderOptions } from '../src/events/event-reader.js';
+import { readEventAccounting } from '../src/events/read-back.js';
+import { createLogger } from '../src/log/logger.js';
+import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
+import { defineScript } from '../src/redis/scripts.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+let OWN = 'qltest';
+const log = createLogger({ level: 'silent' });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+let redis: TestRedis;
+let raw: Redis;
+let bull: BullFixtures;
+const closers: Array<() => Promise<unknown>> = [];
+
+beforeAll(async () => {
+  // Small radix nodes so that `MAXLEN ~ 50` really trims near 50 entries.
+  redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
+  raw = redis.client();
+  bull = new BullFixtures(redis);
+});
+afterAll(async () => {
+  for (const close of closers.reverse()) await close().catch(() => undefined);
+  await bull?.close();
+  await redis?.stop();
+});
+
+function reader(opts: Partial<EventReaderOptions> = {}): EventReader {
+  const r = new EventReader({ redisUrl: redis.url, ownPrefix: OWN, log, leaseMs: 2000, blockMs: 100, ...opts });
+  closers.push(() => r.close());
+  return r;
+}
+
+
+async function statsOf(q: QueueRef): Promise<QueueEventStats | undefined> {
+  return (await readEventAccounting(raw, OWN)).find((x) => x.queue.prefix === q.prefix && x.queue.name === q.name)?.stats;
+}
+
+function total(s: QueueEventStats, counter: string, jobName?: string): number {
+  return s.counters.filter((c) => c.counter === counter && (jobName === undefined || c.jobName === jobName)).reduce((a, c) => a + c.value, 0);
+}
+
+function histo(s: QueueEventStats, histogram: string, label: string, jobName: string): { count: number; sumMs: number } {
+  const h = s.histograms.find((x) => x.histogram === histogram && x.label === label && x.jobName === jobName);
+  return { count: h?.count ?? 0, sumMs: (h?.sumSeconds ?? 0) * 1000 };
+}
+
+async function entriesAdded(q: QueueRef): Promise<number> {
+  const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+  return Number(info[info.indexOf('entries-added') + 1]);
+}
+
+describe('scripted workload with known ground truth', () => {
+  interface Attempt {
+    eligibleAt: number;
+    start: number;
+    end?: number;
+    outcome?: 'completed' | 'failed' | 'retried' | 'stalled';
+  }
+  interface Truth {
+    name: string;
+    addedAt: number;
+    nextEligibleAt: number;
+    attempts: Attempt[];
+  }
+
+  it('counts every outcome exactly and measures wait, processing and end-to-end within 50 ms per job', async () => {
+    OWN = 'ql-workload';
+    const q: QueueRef = { prefix: 'bull', name: 'workload' };
+    const r = reader({ lifecycle: { jobNameLabel: true } });
+    r.setQueues([q]);
+    r.start();
+    await waitFor('the reader to take the lease and register the queue', () => statsOf(q));
+
+    const producer = bull.queue(q.name);
+    const truth = new Map<string, Truth>();
+    const add = async (name: string, opts: Parameters<Queue['add']>[2] = {}) => {
+      const job = await producer.add(name, {}, opts);
+      const id = job.id as string;
+      if (!truth.has(id)) {
+        const delay = opts.delay ?? 0;
+        truth.set(id, { name, addedAt: job.timestamp, nextEligibleAt: job.timestamp + delay, attempts: [] });
+      }
+      return id;
+    };
+
+    // 1. A job taken by a worker process that is SIGKILLed mid-job: BullMQ reclaims it as stalled.
+    const stallId = await add('stall');
+    const victim = await bull.stuckWorker(q.name, 1000, { skipStalledCheck: true });
+    const victimStart = Date.now();
+    victim.proc.kill('SIGKILL');
+    const stallTruth = truth.get(stallId) as Truth;
+    stallTruth.attempts.push({ eligibleAt: stallTruth.nextEligibleAt, start: victimStart, outcome: 'stalled' });
+
+    // 2. Everything else, added before any in-process worker runs.
+    for (let i = 0; i < 6; i++) await add('plain');
+    for (let i = 0; i < 4; i++) await add('clean', { removeOnComplete: true });
+    for (let i = 0; i < 3; i++) await add('delayed', { delay: 400 + 100 * i });
+    for (let i = 0; i < 2; i++) await add('flaky', { attempts: 3, backoff: { type: 'fixed', delay: 300 } });
+    for (let i = 0; i < 2; i++) await add('doomed', { attempts: 2, backoff: { type: 'fixed', delay: 150 } });
+    await add('unrecoverable', { attempts: 3, backoff: { type: 'fixed', delay: 150 } });
+    const dedupA = await add('dedup', { deduplication: { id: 'D1' } });
+    const dedupB = await add('dedup', { deduplication: { id: 'D1' } });
+    expect(dedupB).toBe(dedupA);
+
+    const worker = bull.worker(
+      q.name,
+      async (job) => {
+        const t = truth.get(job.id as string) as Truth;
+        const a: Attempt = { eligibleAt: t.nextEligibleAt, start: Date.now() };
+        t.attempts.push(a);
+        await sleep(20 + (t.attempts.length % 3) * 15);
+        const fail = (outcome: 'failed' | 'retried', backoff: number, err: Error) => {
+          a.end = Date.now();
+          a.outcome = outcome;
+          t.nextEligibleAt = a.end + backoff;
+          throw err;
+        };
+        if (t.name === 'flaky' && job.attemptsMade < 2) fail('retried', 300, new Error('flaky'));
+        if (t.name === 'doomed') fail(job.attemptsMade < 1 ? 'retried' : 'failed', 150, new Error('doomed'));
+        if (t.name === 'unrecoverable') fail('failed', 0, new UnrecoverableError('never'));
+        a.end = Date.now();
+        a.outcome = 'completed';
+        return 'ok';
+      },
+      { concurrency: 4, stalledInterval: 500, lockDuration: 1000, maxStalledCount: 1 },
+    );
+    worker.on('stalled', (jobId) => {
+      const t = truth.get(jobId) as Truth;
+      t.nextEligibleAt = Date.now();
+    });
+    const final = (t: Truth) => ['completed', 'failed'].includes(t.attempts.at(-1)?.outcome ?? '');
+    await waitFor('every job to reach its final state', async () => [...truth.values()].every(final), 30_000).catch((err) => {
+      console.log(JSON.stringify([...truth.entries()].filter(([, t]) => !final(t))));
+      throw err;
+    });
+
+    // Ground truth, by design of the workload: 1 stall + 6 plain + 4 clean + 3 delayed + 2 flaky + 2 doomed + 1 unrecoverable + 1 dedup.
+    const expected = { added: 20, completed: 17, failed: 3, retried: 2 * 2 + 2 * 1, stalled: 1, deduplicated: 1 };
+    const s = await waitFor('the reader to account for every outcome', async () => {
+      const st = await statsOf(q);
+      return st && total(st, 'completed') + total(st, 'failed') === expected.completed + expected.failed && st;
+    });
+    for (const [counter, value] of Object.entries(expected)) expect(total(s, counter), counter).toBe(value);
+    expect(s.reader).toMatchObject({ lost: 0, unmatched: 0, evicted: 0 });
+    await waitFor('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+
+    // Histograms per job name against the recorded attempts.
+    const truthSeries = new Map<string, number[]>();
+    const put = (key: string, ms: number) => truthSeries.set(key, [...(truthSeries.get(key) ?? []), ms]);
+    for (const t of truth.values()) {
+      t.attempts.forEach((a, i) => {
+        put(`wait|${i === 0 ? 'first' : 'retry'}|${t.name}`, a.start - a.eligibleAt);
+        if (a.outcome !== 'stalled' && a.end !== undefined) put(`processing|${a.outcome}|${t.name}`, a.end - a.start);
+      });
+      const last = t.attempts.at(-1) as Attempt;
+      put(`e2e|${last.outcome}|${t.name}`, (last.end as number) - t.addedAt);
+    }
+    const after = (await statsOf(q)) as QueueEventStats;
+    const observedKeys = new Set(after.histograms.map((h) => `${h.histogram}|${h.label}|${h.jobName}`));
+    expect(observedKeys).toEqual(new Set(truthSeries.keys()));
+    for (const [key, values] of truthSeries) {
+      const [histogram, label, name] = key.split('|') as [string, string, string];
+      const got = histo(after, histogram, label, name);
+      const want = values.reduce((a, b) => a + b, 0);
+      expect(got.count, key).toBe(values.length);
+      expect(Math.abs(got.sumMs - want), `${key}: observed ${got.sumMs} ms, truth ${want} ms`).toBeLessThanOrEqual(50 * values.length);
+    }
+
+    // Delayed jobs wait from their due time: far below the 400–600 ms delay itself.
+    expect(histo(after, 'wait', 'first', 'delayed').sumMs).toBeLessThan(3 * 100);
+    // Retries wait from the end of their backoff: far below the 300 ms backoff.
+    expect(histo(after, 'wait', 'retry', 'flaky').count).toBe(4);
+    expect(histo(after, 'wait', 'retry', 'flaky').sumMs).toBeLessThan(4 * 100);
+  });
+});
+
+describe('fencing and leadership', () => {
+  it('a commit with a stale lease token writes nothing', async () => {
+    const client = redis.client() as Redis & { eventsCommit(n: number, ...a: (string | number)[]): Promise<number[] | null> };
+    defineScript(client, 'eventsCommit', 'events-commit-n.lua');
+    const q: QueueRef = { prefix: 'bull', name: 'fenced' };
+    const hash = ownKeys.eventsQueue(OWN, q);
+    const lease = ownKeys.leader(OWN, 'fence-test');
+    await client.set(lease, 'current-holder', 'PX', 5000);
+    const keys = [lease, hash, queueKey(q, 'events')];
+    expect(await client.eventsCommit(keys.length, ...keys, 'old-holder', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await client.exists(hash)).toBe(0);
+    expect(await client.eventsCommit(keys.length, ...keys, 'current-holder', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.hget(hash, 'c|added|')).toBe('5');
+    await client.del(hash);
+  });
+
+  it('one leader at a time; a leader whose lease was taken stops writing; totals stay exact across the change', async () => {
+    OWN = 'ql-handover';
+    const q: QueueRef = { prefix: 'bull', name: 'handover' };
+    const a = reader();
+    const b = reader();
+    for (const r of [a, b]) {
+      r.setQueues([q]);
+      r.start();
+    }
+    await waitFor('a leader', async () => a.isLeader || b.isLeader);
+    expect(a.isLeader && b.isLeader).toBe(false);
+    await waitFor('the queue to be registered', () => statsOf(q));
+    const [first, second] = a.isLeader ? [a, b] : [b, a];
+
+    const producer = bull.queue(q.name);
+    let done = 0;
+    const worker = bull.worker(q.name, async () => sleep(2), { concurrency: 5 });
+    worker.on('completed', () => (done += 1));
+    const batch = async (n: number) => {
+      const target = done + n;
+      await producer.addBulk(Array.from({ length: n }, () => ({ name: 'j', data: {} })));
+      await waitFor('the batch to complete', async () => done >= target);
+    };
+
+    await batch(50);
+    // Someone else holds the lease for 1.5 s (as if the leader had been paused past its lease): the old
+    // leader must notice, stop, and never write with its old token.
+    const lease = ownKeys.leader(OWN);
+    await raw.set(lease, 'intruder', 'PX', 1500);
+    await waitFor('the old leader to step down', async () => !first.isLeader);
+    const frozen = await raw.hgetall(ownKeys.eventsQueue(OWN, q));
+    await batch(50);
+    expect(await raw.hgetall(ownKeys.eventsQueue(OWN, q))).toEqual(frozen);
+    await waitFor('a new leader after the intruder lease expired', async () => first.isLeader || second.isLeader);
+    await batch(50);
+    // The leader shuts down cleanly: it releases the lease, the other takes over at once.
+    const leader = first.isLeader ? first : second;
+    const other = leader === first ? second : first;
+    await leader.close();
+    await waitFor('the standby to take over after release', async () => other.isLeader, 1500);
+    await batch(50);
+
+    const s = await waitFor('all 200 completions accounted', async () => {
+      const st = await statsOf(q);
+      return st && total(st, 'completed') === 200 && st;
+    });
+    expect(total(s, 'added')).toBe(200);
+    await waitFor('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+    expect((await statsOf(q))?.reader.lost).toBe(0);
+    await other.close();
+  });
+});
+
+describe('loss accounting', () => {
+  it('counts exactly the entries trimmed while no reader ran', async () => {
+    OWN = 'ql-loss';
+    const q: QueueRef = { prefix: 'bull', name: 'lossy' };
+    const producer = bull.queue(q.name, { streams: { events: { maxLen: 50 } } });
+    let done = 0;
+    const worker = bull.worker(q.name, async () => undefined, { concurrency: 5 });
+    worker.on('completed', () => (done += 1));
+    const run = async (n: number) => {
+      const target = done + n;
+      for (let i = 0; i < n; i++) await producer.add('j', {});
+      await waitFor('jobs to complete', async () => done >= target);
+    };
+
+    const first = reader();
+    first.setQueues([q]);
+    first.start();
+    await waitFor('the queue to be registered', () => statsOf(q));
+    await run(10);
+    await waitFor('the first reader to catch up', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
+    const cursorAtStop = await raw.hget(ownKeys.eventsQueue(OWN, q), 'r|cursor');
+    const addedAtStop = await entriesAdded(q);
+    await first.close();
+
+    await run(150); // ≈ 450 entries into a stream capped near 50
+    const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+    const field = (k: string) => info[info.indexOf(k) + 1];
+    const firstRetained = String(field('recorded-first-entry-id'));
+    const [fm, fs] = firstRetained.split('-').map(Number) as [number, number];
+    const [cm, cs] = String(cursorAtStop).split('-').map(Number) as [number, number];
+    expect(fm > cm || (fm === cm && fs > cs), 'the stream was trimmed past the stopped reader').toBe(true);
+    const retained = Number(field('length'));
+    const addedNow = Number(field('entries-added'));
+    const trimmedUnread = addedNow - addedAtStop - retained;
+    expect(trimmedUnread).toBeGreaterThan(300);
+
+    const second = reader();
+    second.setQueues([q]);
+    second.start();
+    const s = await waitFor('the restarted reader to catch up', async () => {
+      const st = await statsOf(q);
+      return st && st.reader.read === addedAtStop + retained && st;
+    });
+    expect(s.reader.lost).toBe(trimmedUnread);
+    // And no more loss once it keeps up.
+    await run(20);
+    await waitFor('caught up again', async () => {
+      const st = await statsOf(q);
+      return st && st.reader.read + st.reader.lost === (await entriesAdded(q));
+    });
+    expect((await statsOf(q))?.reader.lost).toBe(trimmedUnread);
+    await second.close();
+  });
+});
+
+describe('many queues', () => {
+  it('reads every queue exactly when the streams are split over several XREAD groups', async () => {
+    OWN = 'ql-groups';
+    const queues: QueueRef[] = Array.from({ length: 5 }, (_, i) => ({ prefix: 'bull', name: `grouped-${i}` }));
+    const r = reader({ streamsPerRead: 2, count: 7 });
+    r.setQueues(queues);
+    r.start();
+    await waitFor('all registered', async () => (await readEventAccounting(raw, OWN)).length === queues.length);
+    for (const [i, q] of queues.entries()) {
+      bull.worker(q.name, async () => undefined, { concurrency: 3 });
+      await bull.queue(q.name).addBulk(Array.from({ length: 10 * (i + 1) }, () => ({ name: 'j', data: {} })));
+    }
+    for (const [i, q] of queues.entries()) {
+      const s = await waitFor(`queue ${q.name} complete`, async () => {
+        const st = await statsOf(q);
+        return st && total(st, 'completed') === 10 * (i + 1) && st;
+      });
+      expect(total(s, 'added')).toBe(10 * (i + 1));
+      expect(s.reader).toMatchObject({ lost: 0, unmatched: 0 });
+    }
+    await r.close();
+  });
+});
+
+describe('retention', () => {
+  it('forgets the state of a queue gone longer than the retention, keeps the others', async () => {
+    OWN = 'ql-retention';
+    const keep: QueueRef = { prefix: 'bull', name: 'kept' };
+    const gone: QueueRef = { prefix: 'bull', name: 'vanished' };
+    const r = reader({ retentionMs: 300, maintenanceMs: 100 });
+    r.setQueues([keep, gone]);
+    r.start();
+    await waitFor('both registered', async () => (await statsOf(keep)) && (await statsOf(gone)));
+    r.setQueues([keep]);
+    await waitFor('the vanished queue forgotten', async () => (await raw.exists(ownKeys.eventsQueue(OWN, gone))) === 0);
+    expect(await raw.zscore(ownKeys.eventsIndex(OWN), 'bull:vanished')).toBeNull();
+    await sleep(400);
+    expect(await statsOf(keep)).toBeDefined();
+    await r.close();
+  });
+});

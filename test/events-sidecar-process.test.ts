@@ -1,0 +1,187 @@
+// Event accounting across real sidecar processes on one Redis: replicas export the same numbers, a
+// SIGKILLed leader is replaced within its lease without double counting or resetting, and entries trimmed
+// while no sidecar ran are counted as lost, exactly.
+import type { Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queueKey, type QueueRef } from '../src/redis/keys.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { spawnCli, type CliProcess } from './helpers/cli.js';
+import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
+import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const LEASE_S = 3;
+let redis: TestRedis;
+let raw: Redis;
+let bull: BullFixtures;
+const sidecars: CliProcess[] = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
+  raw = redis.client();
+  bull = new BullFixtures(redis);
+});
+afterAll(async () => {
+  for (const s of sidecars) if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+  await bull?.close();
+  await redis?.stop();
+});
+
+interface Sidecar {
+  cli: CliProcess;
+  metrics(): Promise<Series>;
+}
+
+async function startSidecar(own: string, queues: string): Promise<Sidecar> {
+  const port = await freePort();
+  const cli = spawnCli(
+    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(LEASE_S)],
+    { REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
+  );
+  sidecars.push(cli);
+  const metrics = async () => parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
+  await waitFor('sidecar serving', () => metrics().catch(() => undefined));
+  return { cli, metrics };
+}
+
+const labels = (q: QueueRef) => ({ prefix: q.prefix, queue: q.name });
+
+async function entriesAdded(q: QueueRef): Promise<number> {
+  const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+  return Number(info[info.indexOf('entries-added') + 1]);
+}
+
+/** The sidecar's metrics once it has read (or counted lost) every entry of the stream. */
+async function caughtUp(s: Sidecar, q: QueueRef): Promise<Series> {
+  return waitFor(
+    'the sidecar to account for the whole stream',
+    async () => {
+      const m = await s.metrics();
+      const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels(q))) ?? 0;
+      const lost = m.get(seriesKey('bullmq_exporter_events_lost_total', labels(q))) ?? 0;
+      return read + lost === (await entriesAdded(q)) && m;
+    },
+    20_000,
+  );
+}
+
+/** Jobs that fail for good when i % 7 == 0, complete otherwise: ground truth per added batch. */
+function workload(queue: Queue) {
+  const truth = { added: 0, completed: 0, failed: 0 };
+  let i = 0;
+  return {
+    truth,
+    async add(n: number) {
+      await queue.addBulk(Array.from({ length: n }, () => ({ name: 'j', data: { fail: i++ % 7 === 0 } })));
+      truth.added += n;
+      truth.failed += Array.from({ length: n }, (_, k) => (i - n + k) % 7 === 0).filter(Boolean).length;
+      truth.completed = truth.added - truth.failed;
+    },
+  };
+}
+
+function startWorker(name: string): void {
+  bull.worker(
+    name,
+    async (job) => {
+      if ((job.data as { fail: boolean }).fail) throw new Error('terminal');
+    },
+    { concurrency: 10 },
+  );
+}
+
+function eventSeries(m: Series): Record<string, number> {
+  return Object.fromEntries([...m].filter(([k]) => /^bullmq_(jobs_|job_|exporter_events_|dlq_added)/.test(k)));
+}
+
+describe('event accounting across sidecar processes', () => {
+  it('two replicas export identical counters; only one is leader', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'replicas' };
+    const a = await startSidecar('ql-replicas', q.name);
+    const b = await startSidecar('ql-replicas', q.name);
+    const w = workload(bull.queue(q.name));
+    startWorker(q.name);
+    await w.add(200);
+    const ma = await caughtUp(a, q);
+    expect(ma.get(seriesKey('bullmq_jobs_completed_total', labels(q)))).toBe(w.truth.completed);
+    await caughtUp(b, q);
+    // Both have collected after the last batch: their event series are the same, value for value.
+    await new Promise((r) => setTimeout(r, 500));
+    const [fa, fb] = [await a.metrics(), await b.metrics()];
+    expect(eventSeries(fa)).toEqual(eventSeries(fb));
+    expect(fa.get(seriesKey('bullmq_jobs_added_total', labels(q)))).toBe(w.truth.added);
+    expect(fa.get(seriesKey('bullmq_jobs_failed_total', labels(q)))).toBe(w.truth.failed);
+    expect(fa.get(seriesKey('bullmq_job_e2e_seconds_count', { ...labels(q), outcome: 'completed' }))).toBe(w.truth.completed);
+    expect((fa.get('bullmq_exporter_leader') ?? 0) + (fb.get('bullmq_exporter_leader') ?? 0)).toBe(1);
+    for (const s of [a, b]) s.cli.proc.kill('SIGTERM');
+    await Promise.all([a.cli.exited, b.cli.exited]);
+  });
+
+  it('SIGKILL of the leader mid-workload: the standby takes over within the lease, totals equal ground truth', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'failover' };
+    const a = await startSidecar('ql-failover', q.name);
+    const b = await startSidecar('ql-failover', q.name);
+    const w = workload(bull.queue(q.name));
+    startWorker(q.name);
+    await w.add(100);
+    const leaderOf = async () => ((await a.metrics()).get('bullmq_exporter_leader') === 1 ? a : (await b.metrics()).get('bullmq_exporter_leader') === 1 ? b : undefined);
+    const leader = await waitFor('a leader', leaderOf);
+    const standby = leader === a ? b : a;
+
+    // Keep producing while the leader dies.
+    let producing = true;
+    const producer = (async () => {
+      while (producing) {
+        await w.add(20);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 500));
+    leader.cli.proc.kill('SIGKILL');
+    const killedAt = Date.now();
+    await waitFor('the standby to become leader', async () => (await standby.metrics()).get('bullmq_exporter_leader') === 1, 3 * LEASE_S * 1000);
+    const takeoverMs = Date.now() - killedAt;
+    // Lease expiry (at most the lease after the last renewal) + a standby poll (lease/5) + one collection.
+    expect(takeoverMs).toBeLessThanOrEqual(LEASE_S * 1000 * 1.2 + 500);
+    await new Promise((r) => setTimeout(r, 500));
+    producing = false;
+    await producer;
+
+    const m = await waitFor('every job accounted', async () => {
+      const s = await caughtUp(standby, q);
+      return s.get(seriesKey('bullmq_jobs_completed_total', labels(q))) === w.truth.completed && s;
+    });
+    expect(m.get(seriesKey('bullmq_jobs_added_total', labels(q)))).toBe(w.truth.added);
+    expect(m.get(seriesKey('bullmq_jobs_failed_total', labels(q)))).toBe(w.truth.failed);
+    expect(m.get(seriesKey('bullmq_exporter_events_lost_total', labels(q)))).toBe(0);
+    expect(m.get(seriesKey('bullmq_exporter_events_read_total', labels(q)))).toBe(await entriesAdded(q));
+    standby.cli.proc.kill('SIGTERM');
+    await standby.cli.exited;
+  });
+
+  it('entries trimmed while the sidecar was stopped are counted as lost, exactly', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'trimmed' };
+    const w = workload(bull.queue(q.name, { streams: { events: { maxLen: 50 } } }));
+    startWorker(q.name);
+    const first = await startSidecar('ql-trimmed', q.name);
+    await w.add(10);
+    const before = await caughtUp(first, q);
+    expect(before.get(seriesKey('bullmq_exporter_events_lost_total', labels(q)))).toBe(0);
+    first.cli.proc.kill('SIGTERM');
+    expect((await first.cli.exited).code).toBe(0);
+    const addedAtStop = await entriesAdded(q);
+
+    await w.add(200);
+    await waitFor('the jobs to finish', async () => (await raw.zcard(queueKey(q, 'completed'))) + (await raw.zcard(queueKey(q, 'failed'))) === w.truth.added);
+    const retained = await raw.xlen(queueKey(q, 'events'));
+    const trimmedUnread = (await entriesAdded(q)) - addedAtStop - retained;
+    expect(trimmedUnread).toBeGreaterThan(400);
+
+    const second = await startSidecar('ql-trimmed', q.name);
+    const after = await caughtUp(second, q);
+    expect(after.get(seriesKey('bullmq_exporter_events_lost_total', labels(q)))).toBe(trimmedUnread);
+    expect(after.get(seriesKey('bullmq_exporter_events_read_total', labels(q)))).toBe(addedAtStop + retained);
+    second.cli.proc.kill('SIGTERM');
+    await second.cli.exited;
+  });
+});
