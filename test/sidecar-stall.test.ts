@@ -29,12 +29,14 @@ describe('network stall', () => {
     await s.start();
     const waiting = seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'q', state: 'waiting' });
     await waitFor('first collection', async () => (await s.scrape()).get(waiting) === 1);
+    await waitFor('event counters', async () => (await s.scrape()).get(seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: 'q' })) !== undefined);
 
     proxy.stall();
     const stalledAt = Date.now();
     await waitFor('503 while stalled', async () => (await s.app.inject({ url: '/health' })).statusCode === 503, 10_000);
     const during = parsePromText((await s.app.inject({ url: '/metrics' })).body);
     expect(during.get(waiting)).toBeUndefined();
+    expect([...during.keys()].filter((k) => k.startsWith('bullmq_jobs_'))).toEqual([]);
     expect(during.get('bullmq_exporter_up')).toBe(0);
     // /metrics itself must keep answering at once while Redis hangs.
     const t = Date.now();

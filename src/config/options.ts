@@ -54,7 +54,8 @@ export function resolveOptions<Specs extends readonly OptionSpec[]>(specs: Specs
   const problems: string[] = [];
   for (const s of specs) {
     const key = camel(s.name);
-    const value = raw[key];
+    // Defaults apply here too, not only through commander, so in-process callers get the same config as the CLI.
+    const value = raw[key] ?? s.default;
     if (value === undefined) {
       out[key] = undefined;
       continue;

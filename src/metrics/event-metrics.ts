@@ -49,6 +49,11 @@ export class EventMetrics {
       const q = `prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(queue.name)}"`;
       const withName = (jobName: string) => (jobName === '' ? q : `${q},job_name="${escapeLabel(jobName)}"`);
       for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
+      // Every queue gets every counter from 0: rate() cannot see the first increment of a series born at 1.
+      // (With job_name labels the names are not known in advance; those series start at their first event.)
+      for (const kind of Object.keys(COUNTERS) as EventCounter[]) {
+        if (!stats.counters.some((c) => c.counter === kind)) out(COUNTERS[kind], `${COUNTERS[kind].name}{${q}} 0\n`);
+      }
       const source = dlqSource(queue.name);
       if (source !== undefined) {
         const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);

@@ -65,12 +65,13 @@ export class QueueMetrics {
    * A collection is hanging (Redis stalled without closing the connection): stop exporting the last values as if
    * they were current. The next finished collection replaces this.
    */
-  markStale(): void {
-    if (this.staleSeq === this.lastSeq) return;
+  markStale(): boolean {
+    if (this.staleSeq === this.lastSeq) return false;
     this.staleSeq = this.lastSeq;
     this.queues.reset();
     this.up.set(0);
     this.exposition.setCollectionText(renderQueueGauges([]));
+    return true;
   }
 
   update(s: CollectionSnapshot): void {

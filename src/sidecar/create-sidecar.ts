@@ -107,7 +107,11 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const app = await buildApp({
     log,
     renderMetrics: (om, gz) => {
-      if (last && Date.now() - last.finishedAt > 3 * config.collectInterval * 1000) metrics.markStale();
+      // The same clock and limit as /health's freshness check, so the two never disagree.
+      if (last && last.lastSuccessAt > 0 && Date.now() - last.lastSuccessAt > 3 * config.collectInterval * 1000 && metrics.markStale()) {
+        // Event series come from the same hung Redis: no last values presented as current either.
+        eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
+      }
       return exposition.render(om, gz);
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
