@@ -5,8 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { defaultsOf } from '../src/config/options.js';
-import { resolveWorkerConfig, workerOptions } from '../src/config/worker-config.js';
+import { resolveWorkerConfig } from '../src/config/worker-config.js';
 import { startDemoPeers, type DemoPeers } from '../src/demo/demo-peers.js';
 import { SCENARIOS, scenarioFor } from '../src/jobs/loadgen-scenarios.js';
 import { validateJob } from '../src/jobs/schemas.js';
@@ -36,7 +35,7 @@ afterAll(async () => {
 const cfg = { mix: { email: 6, webhook: 3, export: 1 }, failureShare: 0.05, webhookTarget: 'http://127.0.0.1:9/hook', exportRows: 10 };
 const report = (output: string) => JSON.parse(output.trim().split('\n').pop()!) as { enqueued: number; counts: Record<string, { sent: number; failing: number }> };
 const workerConfig = (over: Record<string, string>) =>
-  resolveWorkerConfig({ ...defaultsOf(workerOptions), redisUrl: redis.url, smtpUrl: peers.smtpUrl, webhookAllow: '127.0.0.1', webhookSecret: 'test-secret-123', exportDir, logLevel: 'silent', ...over });
+  resolveWorkerConfig({ redisUrl: redis.url, smtpUrl: peers.smtpUrl, webhookAllow: '127.0.0.1', webhookSecret: 'test-secret-123', exportDir, logLevel: 'silent', ...over });
 
 describe('loadgen scenarios', () => {
   it('plan only jobs their queue accepts, shaped for their alert', () => {

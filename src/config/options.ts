@@ -72,13 +72,6 @@ export function resolveOptions<Specs extends readonly OptionSpec[]>(specs: Specs
   return out as ConfigOf<Specs>;
 }
 
-/** Every option's default as commander would collect it, for configurations built in code (the demo). */
-export function defaultsOf(specs: readonly OptionSpec[]): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const s of specs) if (s.default !== undefined) out[camel(s.name)] = s.default;
-  return out;
-}
-
 // ---- parsers: each throws an Error whose message says what is allowed ----
 
 export const parse = {

@@ -7,9 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { defaultsOf } from '../config/options.js';
-import { resolveSidecarConfig, sidecarOptions } from '../config/sidecar-config.js';
-import { loadgenOptions, resolveLoadgenConfig, resolveWorkerConfig, workerOptions } from '../config/worker-config.js';
+import { resolveSidecarConfig } from '../config/sidecar-config.js';
+import { resolveLoadgenConfig, resolveWorkerConfig } from '../config/worker-config.js';
 import { scenarioFor } from '../jobs/loadgen-scenarios.js';
 import { Producer } from '../jobs/producer.js';
 import { runLoadgen } from '../jobs/run-loadgen.js';
@@ -56,7 +55,6 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const adminToken = randomBytes(18).toString('base64url');
     const sidecar = await createSidecar(
       resolveSidecarConfig({
-        ...defaultsOf(sidecarOptions),
         redisUrl: o.redisUrl,
         host: o.host,
         // The config wants a real port; 0 (any free port) is only for listen() below.
@@ -79,7 +77,6 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     steps.push(async () => rmSync(exportDir, { recursive: true, force: true }));
     const workers = await startWorkers(
       resolveWorkerConfig({
-        ...defaultsOf(workerOptions),
         redisUrl: o.redisUrl,
         smtpUrl: peers.smtpUrl,
         webhookSecret: randomBytes(18).toString('base64url'),
@@ -103,7 +100,7 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const prometheus = o.prometheusPort > 0 ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log }) : undefined;
     if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
 
-    const loadgenCfg = resolveLoadgenConfig({ ...defaultsOf(loadgenOptions), redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: 'demo', logLevel: o.logLevel });
+    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: 'demo', logLevel: o.logLevel });
     const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
     const abort = new AbortController();
     const loadgen = runLoadgen({

@@ -75,7 +75,8 @@ export class QueueBoard {
     const s = this.last;
     // A collection hanging on a stalled Redis: like /metrics, stop showing the last values as if current.
     const limit = 3 * this.opts.collectIntervalSeconds;
-    const stale = s !== undefined && opts.now - s.finishedAt > limit * 1000;
+    // The same clock and limit as /health's freshness check, so the two never disagree.
+    const stale = s !== undefined && s.lastSuccessAt > 0 && opts.now - s.lastSuccessAt > limit * 1000;
     const ok = s?.ok === true && !stale;
     const queues = ok ? this.cachedViews(s, opts.history ?? false) : [];
     let error: string | null = s?.error ?? null;
