@@ -126,6 +126,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis not reachable yet; retrying in the background'));
   };
   const loops: IntervalLoop[] = [];
+  let started = false;
   let closed: Promise<void> | undefined;
 
   return {
@@ -134,6 +135,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     discovery,
     snapshot: () => last,
     async start() {
+      if (started) return;
+      started = true;
       log.info({ redis: safeUrl(config.redisUrl), prefixes: config.prefixes, queues: config.queues ?? 'discover' }, 'sidecar starting');
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
@@ -142,9 +145,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
-        startIntervalLoop(async () => {
-          await discoverOnce();
-        }, discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs, { runImmediately: false }),
+        // A failed pass is retried within 5 s, whenever it fails; a good one waits the full interval.
+        startIntervalLoop(discoverOnce, () => (discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs), { runImmediately: false }),
       );
     },
     async refresh() {
