@@ -112,6 +112,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         // Event series come from the same hung Redis: no last values presented as current either.
         eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
       }
+      eventMetrics?.setLeader(reader?.isLeader ?? false);
       return exposition.render(om, gz);
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
