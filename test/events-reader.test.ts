@@ -348,3 +348,41 @@ describe('retention', () => {
     await r.close();
   });
 });
+
+describe('read-back', () => {
+  it('returns every queue exactly once while the index is re-scored concurrently (>500 queues)', async () => {
+    OWN = 'ql-readback';
+    const N = 1300;
+    const index = ownKeys.eventsIndex(OWN);
+    const pipe = raw.pipeline();
+    const names = Array.from({ length: N }, (_, i) => `rb-${i}`);
+    names.forEach((name, i) => {
+      pipe.zadd(index, i, `bull:${name}`);
+      pipe.hset(ownKeys.eventsQueue(OWN, { prefix: 'bull', name }), 'r|read', i);
+    });
+    await pipe.exec();
+    // Touches as maintain() does them: members move to the young end while a read-back pages.
+    let touching = true;
+    let score = N;
+    const toucher = (async () => {
+      const mover = redis.client();
+      while (touching) {
+        const p = mover.pipeline();
+        for (let k = 0; k < 50; k++) p.zadd(index, score++, `bull:${names[(score * 7) % N]}`);
+        await p.exec();
+      }
+    })();
+    try {
+      for (let round = 0; round < 15; round++) {
+        const got = await readEventAccounting(raw, OWN);
+        const seen = got.map((x) => x.queue.name);
+        expect({ round, n: seen.length, distinct: new Set(seen).size }).toEqual({ round, n: N, distinct: N });
+        // Each queue with its own hash, not a neighbour's.
+        for (const x of got) expect(x.stats.reader.read).toBe(Number(x.queue.name.slice(3)));
+      }
+    } finally {
+      touching = false;
+      await toucher;
+    }
+  });
+});
