@@ -386,3 +386,38 @@ describe('read-back', () => {
     }
   });
 });
+
+describe('errors', () => {
+  it('a failing group reloads only its own queues, not every queue with its history replay', async () => {
+    OWN = 'ql-reload';
+    const ok: QueueRef[] = [0, 1, 2].map((i) => ({ prefix: 'bull', name: `reload-ok-${i}` }));
+    const bad: QueueRef = { prefix: 'bull', name: 'reload-bad' };
+    // History before the reader starts: loading a queue replays it (XREVRANGE on its stream).
+    for (const q of ok) await bull.queue(q.name).add('j', {});
+    // Not a stream: every XREAD that names it fails with WRONGTYPE.
+    await raw.set(queueKey(bad, 'events'), 'x');
+    const r = reader({ streamsPerRead: 1 });
+    r.setQueues([...ok, bad]);
+    r.start();
+    await waitFor('all registered', async () => (await readEventAccounting(raw, OWN)).length === 4);
+    await sleep(300);
+
+    const monitor = await redis.client().monitor();
+    const okStreams = new Set(ok.map((q) => queueKey(q, 'events')));
+    let replays = 0;
+    let badReads = 0;
+    monitor.on('monitor', (_t: string, args: string[]) => {
+      const cmd = (args[0] ?? '').toLowerCase();
+      if (cmd === 'xrevrange' && okStreams.has(args[1] ?? '')) replays += 1;
+      if (cmd === 'xread' && args.includes(queueKey(bad, 'events'))) badReads += 1;
+    });
+    await waitFor('the bad group to fail three times', () => badReads >= 3, 10_000);
+    monitor.disconnect();
+    expect(replays).toBe(0);
+
+    // The healthy queues are still read.
+    await bull.queue(ok[0]!.name).add('j', {});
+    await waitFor('the new job counted', async () => total((await statsOf(ok[0]!))!, 'added') === 1);
+    await r.close();
+  });
+});

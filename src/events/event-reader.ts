@@ -176,10 +176,8 @@ export class EventReader {
         if (this.closing) break;
         if (err instanceof FencedOut) this.lease.lost('a fenced write found the lease gone');
         else if (!(err instanceof TermChanged)) {
-          // A commit may or may not have applied: reload state from Redis rather than guess.
-          this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading its state from Redis');
-          this.states.clear();
-          this.byStream.clear();
+          // readBatch dropped the state of the group it failed on; sync() reloads just those queues.
+          this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading the state of the queues it was reading');
           this.synced = false;
           await this.sleep(500);
         }
@@ -275,6 +273,22 @@ export class EventReader {
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones; only after a whole round found nothing does one read block, briefly.
     const block = groups === 1 ? this.opts.blockMs : this.idleReads >= groups ? Math.min(this.opts.blockMs, 20) : undefined;
+    try {
+      await this.readGroup(token, group, block);
+    } catch (err) {
+      if (!(err instanceof FencedOut || err instanceof TermChanged)) {
+        // A commit may or may not have applied: reload this group's state from Redis rather than guess.
+        // The other groups' state is unaffected, and reloading them would replay their history for nothing.
+        for (const s of group) {
+          this.states.delete(queueId(s.queue));
+          this.byStream.delete(s.stream);
+        }
+      }
+      throw err;
+    }
+  }
+
+  private async readGroup(token: string, group: QueueState[], block: number | undefined): Promise<void> {
     const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
     const reply = (
       block === undefined
