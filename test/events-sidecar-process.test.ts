@@ -32,10 +32,10 @@ interface Sidecar {
   metrics(): Promise<Series>;
 }
 
-async function startSidecar(own: string, queues: string): Promise<Sidecar> {
+async function startSidecar(own: string, queues: string, leaseS = LEASE_S): Promise<Sidecar> {
   const port = await freePort();
   const cli = spawnCli(
-    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(LEASE_S)],
+    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(leaseS)],
     { REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
   );
   sidecars.push(cli);
@@ -186,4 +186,27 @@ describe('event accounting across sidecar processes', () => {
     second.cli.proc.kill('SIGTERM');
     await second.cli.exited;
   });
+
+  // Last: it freezes the shared Redis.
+  it('SIGTERM while Redis hangs (SIGSTOPped): the leader still exits 0 within 5 s', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'hung' };
+    // The default lease: its renewals and the reader's commands are the ones that used to wait forever.
+    const s = await startSidecar('ql-hung', q.name, 10);
+    const w = workload(bull.queue(q.name));
+    await w.add(20);
+    await waitFor('leader', async () => (await s.metrics()).get('bullmq_exporter_leader') === 1);
+    await caughtUp(s, q);
+    redis.pause();
+    try {
+      // Let the reader's next lease renewal and the collection get stuck on the frozen server.
+      await new Promise((r) => setTimeout(r, 1500));
+      const sentAt = Date.now();
+      s.cli.proc.kill('SIGTERM');
+      const { code } = await s.cli.exited;
+      expect({ code, ms: Date.now() - sentAt < 5000 }).toEqual({ code: 0, ms: true });
+      expect(s.cli.output()).not.toMatch(/unhandled|deadline passed/i);
+    } finally {
+      redis.resume();
+    }
+  }, 30_000);
 });

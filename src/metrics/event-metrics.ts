@@ -29,6 +29,7 @@ const LE = [...EVENT_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 
 export class EventMetrics {
   private readonly leader;
+  private isLeader = false;
 
   constructor(private readonly exposition: Exposition) {
     this.leader = exposition.gauge(METRICS.exporterLeader);
@@ -36,8 +37,16 @@ export class EventMetrics {
     this.update({ queues: undefined, leader: false });
   }
 
+  /** Set at every render too: leadership can lapse between collections (a renewal hung on a stalled link). */
+  setLeader(leader: boolean): void {
+    if (leader === this.isLeader) return;
+    this.isLeader = leader;
+    this.leader.set(leader ? 1 : 0);
+    this.exposition.invalidate();
+  }
+
   update(view: EventsView): void {
-    this.leader.set(view.leader ? 1 : 0);
+    this.setLeader(view.leader);
     const lines = new Map<MetricDef, string[]>();
     const out = (def: MetricDef, line: string) => {
       const l = lines.get(def);

@@ -79,6 +79,11 @@ export class Exposition {
     return this.add(new Histogram({ name: def.name, help: def.help, labelNames: [...def.labels], buckets: [...(def.buckets ?? [])], registers: [] }));
   }
 
+  /** Marks the body stale after a gauge changed between collections. */
+  invalidate(): void {
+    this.version += 1;
+  }
+
   /**
    * Sets the pre-rendered text of the event metrics (event-metrics.ts), one per format: counters are named
    * differently in OpenMetrics. No blank lines, every line ending in a newline. Marks the body stale.

@@ -112,6 +112,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         // Event series come from the same hung Redis: no last values presented as current either.
         eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
       }
+      eventMetrics?.setLeader(reader?.isLeader ?? false);
       return exposition.render(om, gz);
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
@@ -156,10 +157,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     },
     close() {
       closed ??= (async () => {
-        await app.close();
-        await Promise.all(loops.map((l) => l.stop()));
-        // Releases the lease, so a standby replica takes over at once.
-        await reader?.close();
+        // The reader closes alongside the loops: a collection stuck on a hung Redis can take its command
+        // timeout twice, and the two waits in a row would not fit the 5 s shutdown deadline.
+        // Its close releases the lease, so a standby replica takes over at once.
+        const stopServing = async () => {
+          await app.close();
+          await Promise.all(loops.map((l) => l.stop()));
+        };
+        await Promise.all([stopServing(), reader?.close()]);
         redis.disconnect();
       })();
       return closed;
