@@ -59,17 +59,25 @@ describe('event metrics rendering', () => {
   it('starts every histogram series and the DLQ-added counter of each queue at 0, so rate() sees their first increase', async () => {
     const e = new Exposition();
     const m = new EventMetrics(e);
+    const fresh = new QueueAccounting();
+    fresh.count('added', ''); // a job was enqueued; nothing has waited or finished yet
     m.update({
       leader: true,
       queues: [
         { queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() },
         { queue: { prefix: 'bull', name: 'email-dlq' }, stats: accounting().toStats() },
-        { queue: { prefix: 'bull', name: 'idle' }, stats: new QueueAccounting().toStats() },
+        { queue: { prefix: 'bull', name: 'fresh' }, stats: fresh.toStats() },
+        { queue: { prefix: 'bull', name: 'never-used' }, stats: new QueueAccounting().toStats() },
       ],
     });
     const body = (await e.render(false)).body.toString();
     const s = parsePromText(body);
-    const idle = { prefix: 'bull', queue: 'idle' };
+    // A queue that has never seen a job carries zero counters but no histogram series (they would cost 168
+    // samples per idle queue); its first job's `added` brings them in before anything can wait or finish.
+    const unused = { prefix: 'bull', queue: 'never-used' };
+    expect(s.get(seriesKey('bullmq_jobs_completed_total', unused))).toBe(0);
+    expect([...s.keys()].filter((k) => k.startsWith('bullmq_job_') && k.includes('"never-used"'))).toEqual([]);
+    const idle = { prefix: 'bull', queue: 'fresh' };
     for (const [name, label, values] of [
       ['bullmq_job_wait_seconds', 'attempt', ['first', 'retry']],
       ['bullmq_job_processing_seconds', 'outcome', ['completed', 'failed', 'retried']],

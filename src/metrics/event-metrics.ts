@@ -88,8 +88,11 @@ export class EventMetrics {
       };
       for (const h of stats.histograms) histogram(h.histogram, h.label, h.jobName, h.buckets, h.count, h.sumSeconds);
       // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
-      // exactly the first observation of a wait series, and the wait-time SLO alerts must see it.
-      for (const [kind, values] of Object.entries(EVENT_HISTOGRAMS) as Array<[EventHistogram, readonly string[]]>) {
+      // exactly the first observation of a wait series, and the wait-time SLO alerts must see it. Only for queues
+      // that have seen a job at all: 168 zero samples per idle queue would make /metrics of a large, mostly idle
+      // fleet tens of megabytes, and an idle queue's first job arrives (as `added`) before it can wait or finish.
+      const seenAJob = stats.counters.some((c) => c.value > 0);
+      for (const [kind, values] of seenAJob ? (Object.entries(EVENT_HISTOGRAMS) as Array<[EventHistogram, readonly string[]]>) : []) {
         for (const value of values) {
           if (!stats.histograms.some((h) => h.histogram === kind && h.label === value)) histogram(kind, value, '', [], 0, 0);
         }
