@@ -80,4 +80,22 @@ describe('worker-side configuration', () => {
   it('hides secret values in errors', () => {
     expect(() => resolveOptions(workerOptions, { smtpUrl: 'http://user:hunter2@mail' })).toThrow(/--smtp-url \(SMTP_URL\) \(value hidden\)/);
   });
+
+  it('never echoes a payload, secret or address it refuses, through the real CLI too', async () => {
+    const data = '{"to":"carol@example.com",';
+    const cases: Array<[readonly OptionSpec[], string, string]> = [
+      [enqueueOptions, 'data', data],
+      [enqueueOptions, 'idempotency-key', ' '],
+      [workerOptions, 'webhook-secret', ' '],
+      [workerOptions, 'smtp-from', ' '],
+      [loadgenOptions, 'webhook-target', 'ftp://user:hunter2@x'],
+    ];
+    for (const [specs, name, value] of cases) {
+      expect(() => resolveOptions(specs, { [camel(name)]: value }), name).toThrow(new RegExp(`--${name} \\([A-Z_]+\\) \\(value hidden\\)`));
+    }
+    const cli = await runCli(['enqueue', 'email', '--data', data]);
+    expect(cli.code).toBe(2);
+    expect(cli.output).toContain('--data (QUEUELENS_JOB_DATA) (value hidden): expected valid JSON');
+    expect(cli.output).not.toContain('carol@');
+  });
 });

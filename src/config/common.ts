@@ -11,6 +11,7 @@ export const redisUrlOption = option({
   arg: '<url>',
   description: 'Redis to read, redis:// or rediss:// (TLS); may carry a user and password',
   default: 'redis://127.0.0.1:6379',
+  sensitive: true,
   parse: parse.url(['redis:', 'rediss:']),
 });
 
