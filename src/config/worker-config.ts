@@ -1,6 +1,7 @@
 // The validated configuration of the worker-side commands: `worker`, `enqueue`, `loadgen` and `dlq`.
 // Each command takes the shared connection options plus its own table; flags and env vars match one to one.
 import { SCENARIOS } from '../jobs/loadgen-scenarios.js';
+import { parseAllowEntry } from '../workers/ssrf-guard.js';
 import { logLevelOption, redisUrlOption } from './common.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
@@ -85,7 +86,11 @@ export const workerOptions = [
     env: 'WEBHOOK_ALLOW',
     arg: '<list>',
     description: 'hosts or CIDR ranges webhooks may reach although private/loopback/link-local (SSRF guard), e.g. 127.0.0.1/32,hooks.internal',
-    parse: parse.list,
+    parse: (raw: string) => {
+      const list = parse.list(raw);
+      for (const entry of list) parseAllowEntry(entry);
+      return list;
+    },
   }),
   option({ name: 'export-dir', env: 'EXPORT_DIR', arg: '<dir>', description: 'directory export files are written to', default: './exports', parse: parse.string }),
   ...perQueue('email', '10'),
