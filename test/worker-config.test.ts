@@ -13,6 +13,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
     specs: workerOptions,
     bad: {
       ...SHARED,
+      'own-prefix': 'a b',
       'smtp-url': 'http://mail',
       'smtp-from': ' ',
       'webhook-secret': ' ',
@@ -43,7 +44,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
   {
     command: ['dlq', 'list', 'email'],
     specs: dlqOptions,
-    bad: { ...SHARED, id: ' , ', since: 'last week', all: 'maybe', 'dry-run': 'perhaps', limit: '0' },
+    bad: { ...SHARED, 'own-prefix': '{x}', id: ' , ', since: 'last week', all: 'maybe', 'dry-run': 'perhaps', limit: '0' },
   },
 ];
 

@@ -2,8 +2,8 @@
 // Each command takes the shared connection options plus its own table; flags and env vars match one to one.
 import { SCENARIOS } from '../jobs/loadgen-scenarios.js';
 import { parseAllowEntry } from '../workers/ssrf-guard.js';
-import { logLevelOption, redisUrlOption } from './common.js';
-import { option, parse, resolveOptions, type ConfigOf } from './options.js';
+import { logLevelOption, ownPrefixOption, redisUrlOption } from './common.js';
+import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export interface RateLimit {
   max: number;
@@ -55,6 +55,7 @@ function perQueue<Q extends string>(queue: Q, concurrency: string) {
 export const workerOptions = [
   redisUrlOption,
   prefixOption,
+  ownPrefixOption,
   option({
     name: 'smtp-url',
     env: 'SMTP_URL',
@@ -123,7 +124,7 @@ export const workerOptions = [
   logLevelOption,
 ] as const;
 export type WorkerConfig = ConfigOf<typeof workerOptions>;
-export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => resolveOptions(workerOptions, raw);
+export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => distinctPrefixes(resolveOptions(workerOptions, raw));
 
 export const enqueueOptions = [
   redisUrlOption,
@@ -192,6 +193,7 @@ export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfi
 export const dlqOptions = [
   redisUrlOption,
   prefixOption,
+  ownPrefixOption,
   option({ name: 'id', env: 'QUEUELENS_DLQ_ID', arg: '<list>', description: 'only these dead-letter job ids (comma-separated)', parse: parse.list }),
   option({
     name: 'since',
@@ -206,7 +208,13 @@ export const dlqOptions = [
   logLevelOption,
 ] as const;
 export type DlqConfig = ConfigOf<typeof dlqOptions>;
-export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => resolveOptions(dlqOptions, raw);
+export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => distinctPrefixes(resolveOptions(dlqOptions, raw));
+
+/** queuelens's own keys must never land inside the BullMQ prefix it works on. */
+function distinctPrefixes<C extends { prefix: string; ownPrefix: string }>(cfg: C): C {
+  if (cfg.ownPrefix === cfg.prefix) throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
+  return cfg;
+}
 
 function json(raw: string): unknown {
   try {

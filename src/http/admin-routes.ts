@@ -18,6 +18,8 @@ export interface AdminOptions {
   token: string;
   connection: RedisClient;
   prefixes: readonly string[];
+  /** --own-prefix, shared with the workers that write the dead letters. */
+  ownPrefix: string;
   /** Queues Bull Board shows; read on each board request so newly discovered queues appear. */
   queues: () => readonly QueueRef[];
   log: Logger;
@@ -62,7 +64,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   });
 
   const prefixOf = (p: string | undefined): string | undefined => (p === undefined ? opts.prefixes[0] : opts.prefixes.includes(p) ? p : undefined);
-  const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, queue, log: opts.log, skipMetasUpdate: true });
+  const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
 
   app.get('/admin/dlq/:queue', async (req, reply) => {
     const params = queueParam.safeParse(req.params);

@@ -7,7 +7,7 @@ import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
-import { OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
+import { ownKeys, type QueueRef } from '../redis/keys.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
@@ -31,7 +31,8 @@ export interface DeadLetterOptions {
   prefix: string;
   queue: string;
   log?: Logger;
-  ownPrefix?: string;
+  /** --own-prefix: where the dead-lettered markers live. */
+  ownPrefix: string;
   /** For readers such as the sidecar: never rewrite the DLQ's meta (stream retention). */
   skipMetasUpdate?: boolean;
 }
@@ -70,7 +71,7 @@ export class DeadLetters {
       ...queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }),
       skipMetasUpdate: opts.skipMetasUpdate,
     });
-    this.doneKey = ownKeys.deadLettered(opts.ownPrefix ?? OWN_PREFIX_DEFAULT, this.source);
+    this.doneKey = ownKeys.deadLettered(opts.ownPrefix, this.source);
   }
 
   /** Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time. */

@@ -48,7 +48,7 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   const sel = selection(action, cfg);
   await assertRedisReachable(cfg.redisUrl);
   const connection = createRedis({ url: cfg.redisUrl, name: 'queuelens:dlq', maxRetriesPerRequest: null });
-  const dead = new DeadLetters({ connection, prefix: cfg.prefix, queue });
+  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue });
   const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
