@@ -133,7 +133,8 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
     for (const [id, entry] of shown) {
       if (wanted.has(id)) continue;
       board.removeQueue(entry.adapter);
-      void entry.queue.close();
+      // Not awaited (the request should not wait on it), so it must not become an unhandled rejection.
+      entry.queue.close().catch((err: unknown) => opts.log.warn({ queue: entry.queue.name, err: redactString(String(err)) }, 'closing a queue removed from Bull Board failed'));
       shown.delete(id);
     }
     for (const [id, ref] of wanted) {
