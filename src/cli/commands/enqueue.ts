@@ -3,8 +3,8 @@ import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
 import { enqueueOptions, resolveEnqueueConfig } from '../../config/worker-config.js';
 import { Producer } from '../../jobs/producer.js';
-import { assertRedisReachable } from '../../redis/connection.js';
 import { isQueueName, JobValidationError, QUEUE_NAMES, type JobInput, type QueueName } from '../../jobs/schemas.js';
+import { assertRedisReachable } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
 
 export function registerEnqueue(program: Command): void {
