@@ -31,7 +31,7 @@ if (kind === 'export') {
   const rssBefore = process.memoryUsage().rss;
   let peak = rssBefore;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
-  const w = createWorker({ queue: 'export', process: exportProcessor({ dir: peer }).process, redisUrl, prefix, log, concurrency: 1 });
+  const w = createWorker({ queue: 'export', process: exportProcessor({ dir: peer }).process, redisUrl, prefix, ownPrefix: 'queuelens', log, concurrency: 1 });
   await w.start();
   const job = await producer.enqueueExport({ format: 'csv', rows: n, fileName: 'bench.csv' });
   const t0 = performance.now();
@@ -55,7 +55,7 @@ if (kind === 'export') {
     await Promise.all(batch);
   }
   const enqueueMs = performance.now() - e0;
-  const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, prefix, log, concurrency: 10 });
+  const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, prefix, ownPrefix: 'queuelens', log, concurrency: 10 });
   let done = 0;
   let failed = 0;
   const finished = new Promise((resolve) => {

@@ -1,8 +1,12 @@
 // The sidecar's admin surface through inject(): off without a token, 401 without the right bearer token (and
 // nothing leaks), dead-letter listing and redrive, Bull Board, and no rewrite of any queue's meta.
+import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tokenMatches } from '../src/http/admin-routes.js';
+import Fastify from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { adminRoutes, tokenMatches } from '../src/http/admin-routes.js';
+import { createLogger } from '../src/log/logger.js';
+import type { QueueRef } from '../src/redis/keys.js';
 import { redriveJobId, type DeadLetterRecord } from '../src/workers/dead-letter.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
@@ -125,5 +129,35 @@ describe('admin surface', () => {
     const names = (api.json() as { queues: Array<{ name: string }> }).queues.map((q) => q.name);
     expect(names).toContain('email-dlq');
     expect(await redis.client().hget('bull:email-dlq:meta', 'opts.maxLenEvents')).toBe('777');
+  });
+
+  it('a queue leaving Bull Board whose close fails is logged, never an unhandled rejection', async () => {
+    const lines: string[] = [];
+    const log = createLogger({ level: 'warn', destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+    let shown: QueueRef[] = [{ prefix: 'bull', name: 'email' }];
+    const connection = redis.client();
+    const app = Fastify();
+    await app.register(adminRoutes, { token: TOKEN, connection, prefixes: ['bull'], ownPrefix: 'queuelens', queues: () => shown, log });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (reason: unknown) => unhandled.push(reason);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      expect((await app.inject({ url: '/admin/queues/api/queues', headers: auth })).statusCode).toBe(200);
+      // Closing a board queue rejects only on failures we cannot stage with a real Redis (it shares the
+      // sidecar's connection), so this one close is made to fail.
+      const close = vi.spyOn(Queue.prototype, 'close').mockRejectedValueOnce(new Error('close failed'));
+      shown = [];
+      const res = await app.inject({ url: '/admin/queues/api/queues', headers: auth });
+      expect(res.statusCode).toBe(200);
+      expect((res.json() as { queues: unknown[] }).queues).toEqual([]);
+      expect(close).toHaveBeenCalledTimes(1);
+      close.mockRestore();
+      await new Promise((r) => setTimeout(r, 50));
+      expect(unhandled).toEqual([]);
+      expect(lines.map((l) => JSON.parse(l) as { msg: string; queue: string })).toMatchObject([{ msg: 'closing a queue removed from Bull Board failed', queue: 'email' }]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+      await app.close();
+    }
   });
 });

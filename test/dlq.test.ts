@@ -3,6 +3,7 @@
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { redriveJobId } from '../src/workers/dead-letter.js';
+import { verifyWebhook } from '../src/workers/webhook-signature.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
 import { runCli } from './helpers/cli.js';
@@ -11,6 +12,8 @@ import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-re
 import { fastRetry, WorkerHarness } from './helpers/workers.js';
 
 const SECRET = 'dlq-test-secret';
+const JOB_SECRET = 'job-secret-xyz';
+const SECRETS_KEY = 'queuelens:dlq-secrets:bull:webhook';
 let redis: TestRedis;
 let rx: WebhookReceiver;
 let h: WorkerHarness;
@@ -32,7 +35,7 @@ const cli = (...args: string[]) => runCli([...args, '--redis-url', redis.url, '-
 
 async function deadLetter(path: string, attempts = 2) {
   rx.script(...Array.from({ length: attempts }, () => ({ status: 500 })));
-  const job = await h.producer.enqueueWebhook({ url: `${rx.url}${path}`, event: 'dlq.test', payload: { path }, secret: 'job-secret-xyz' }, fastRetry(attempts, 'retry-after'));
+  const job = await h.producer.enqueueWebhook({ url: `${rx.url}${path}`, event: 'dlq.test', payload: { path }, secret: JOB_SECRET }, fastRetry(attempts, 'retry-after'));
   const dl = await waitFor('dead letter', async () => (await h.dlqJobs('webhook')).find((j) => j.data.source.jobId === job.id));
   return { job, dl };
 }
@@ -43,7 +46,11 @@ describe('dead-letter queue', () => {
     const { job, dl } = await deadLetter('/carry');
     expect(dl.name).toBe('webhook');
     expect(dl.data.source).toEqual({ prefix: 'bull', queue: 'webhook', jobId: job.id, name: 'webhook' });
-    expect(dl.data.data).toEqual({ url: `${rx.url}/carry`, event: 'dlq.test', payload: { path: '/carry' }, secret: 'job-secret-xyz' });
+    // The per-job secret is held outside the copy: Bull Board and anyone reading the DLQ job see no trace of it.
+    expect(dl.data.data).toEqual({ url: `${rx.url}/carry`, event: 'dlq.test', payload: { path: '/carry' } });
+    expect(dl.data.heldSecrets).toEqual(['secret']);
+    expect(JSON.stringify(await redis.client().hgetall(`bull:webhook-dlq:${dl.id}`))).not.toContain(JOB_SECRET);
+    expect(await redis.client().hget(SECRETS_KEY, String(dl.id))).toBe(JSON.stringify({ secret: JOB_SECRET }));
     expect(dl.data.opts).toMatchObject({ attempts: 2, backoff: { type: 'retry-after', delay: 20 } });
     expect(dl.data.failedReason).toBe('webhook receiver answered 500');
     expect(dl.data.stacktrace).toHaveLength(2);
@@ -105,9 +112,10 @@ describe('dead-letter queue', () => {
     expect(list.output).toContain(String(dl.id));
     const show = await cli('dlq', 'show', 'webhook', '--id', String(dl.id));
     expect(show.code).toBe(0);
-    const shown = JSON.parse(show.output) as { data: { secret: string; url: string }; attemptsMade: number };
+    const shown = JSON.parse(show.output) as { data: { secret?: string; url: string }; attemptsMade: number; heldSecrets: string[] };
     expect(shown.attemptsMade).toBe(2);
-    expect(shown.data.secret).toBe('***');
+    expect(shown.data.secret).toBeUndefined();
+    expect(shown.heldSecrets).toEqual(['secret']);
     expect(show.output).not.toContain('job-secret-xyz');
   });
 
@@ -128,12 +136,29 @@ describe('dead-letter queue', () => {
     expect(redriven.data).toMatchObject({ url: `${rx.url}/redrive`, redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id } });
     const deliveries = rx.deliveries.filter((d) => d.path === '/redrive');
     expect(deliveries.map((d) => d.answered)).toEqual([500, 500, 200]);
+    // Signed with the job's own secret, as the original attempts were, not the worker's fallback.
+    for (const d of deliveries) {
+      const [ts, sig] = [String(d.headers['x-queuelens-timestamp']), String(d.headers['x-queuelens-signature'])];
+      expect(verifyWebhook(JOB_SECRET, ts, d.body, sig)).toBe(true);
+      expect(verifyWebhook(SECRET, ts, d.body, sig)).toBe(false);
+    }
+    expect(redriven.data).not.toHaveProperty('redrivenFrom.secret');
     expect(await h.queue('webhook-dlq').getJob(String(dl.id))).toBeUndefined();
+    expect(await redis.client().hexists(SECRETS_KEY, String(dl.id))).toBe(0);
 
     const again = await cli('dlq', 'redrive', 'webhook', '--id', String(dl.id));
     expect(again.output).toContain('not-found');
     await new Promise((r) => setTimeout(r, 200));
     expect(rx.deliveries.filter((d) => d.path === '/redrive')).toHaveLength(3);
+  });
+
+  it('refuses to redrive a dead letter whose held secret is gone, rather than sign with the wrong key', async () => {
+    const { dl } = await deadLetter('/no-secret');
+    await redis.client().hdel(SECRETS_KEY, String(dl.id));
+    const res = await cli('dlq', 'redrive', 'webhook', '--id', String(dl.id));
+    expect(res.output).toContain(`${dl.id}\tinvalid\tits secret is missing`);
+    expect(await h.queue('webhook-dlq').getJob(String(dl.id))).toBeDefined();
+    expect(await h.queue('webhook').getJob(redriveJobId(String(dl.id)))).toBeUndefined();
   });
 
   it('redrive interrupted after the add is idempotent when repeated', async () => {
@@ -162,6 +187,7 @@ describe('dead-letter queue', () => {
     const all = await cli('dlq', 'purge', 'webhook', '--all');
     expect(all.output).toContain(`purged ${total}`);
     expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(0);
+    expect(await redis.client().exists(SECRETS_KEY)).toBe(0);
     const badSince = await cli('dlq', 'list', 'webhook', '--since', 'yesterday-ish');
     expect(badSince.code).toBe(2);
     expect(badSince.output).toContain('invalid --since (QUEUELENS_DLQ_SINCE)');

@@ -18,6 +18,8 @@ import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-re
 import { fastRetry, WorkerHarness } from './helpers/workers.js';
 
 const SECRET = 'trace-test-secret';
+// Slack/Discord/Teams-style: the webhook URL's path is itself a credential.
+const PATH_TOKEN = 'T000-B000-path-token-XXXXXXXX';
 let redis: TestRedis;
 let sink: SmtpSink;
 let rx: WebhookReceiver;
@@ -105,7 +107,7 @@ describe('traces', () => {
     rx.script({ status: 500 });
     let jobId = '';
     const traceId = await traced(async () => {
-      jobId = (await h.producer.enqueueWebhook({ url: `${rx.url}/traced`, event: 'e', payload: 1, secret: 'per-job-secret-9' }, fastRetry(3, 'retry-after'))).id!;
+      jobId = (await h.producer.enqueueWebhook({ url: `${rx.url}/traced/${PATH_TOKEN}`, event: 'e', payload: 1, secret: 'per-job-secret-9' }, fastRetry(3, 'retry-after'))).id!;
     });
     await waitFor('two attempts', () => inTrace(traceId).filter((s) => s.name === 'process webhook').length === 2);
     const all = inTrace(traceId);
@@ -116,11 +118,11 @@ describe('traces', () => {
     expect(calls.map((c) => c.attributes['http.response.status_code']).sort()).toEqual([200, 500]);
     for (const c of calls) {
       expect(c.kind).toBe(SpanKind.CLIENT);
-      expect(c.attributes).toMatchObject({ 'http.request.method': 'POST', 'url.path': '/traced', 'server.port': Number(new URL(rx.url).port) });
+      expect(c.attributes).toMatchObject({ 'http.request.method': 'POST', 'url.scheme': 'http', 'server.address': '127.0.0.1', 'server.port': Number(new URL(rx.url).port) });
     }
     expect(attempts.map((a) => a.attributes['messaging.message.id'])).toEqual([jobId, jobId]);
     // The receiver got the trace context of the HTTP span that called it.
-    const got = rx.deliveries.filter((d) => d.path === '/traced').map((d) => String(d.headers.traceparent));
+    const got = rx.deliveries.filter((d) => d.path === `/traced/${PATH_TOKEN}`).map((d) => String(d.headers.traceparent));
     expect(got.sort()).toEqual(calls.map((c) => `00-${traceId}-${c.spanContext().spanId}-01`).sort());
   });
 
@@ -167,5 +169,6 @@ describe('traces', () => {
     expect(text).not.toMatch(/(dave|erin|reject-9)@example\.com/);
     expect(text).not.toContain('per-job-secret-9');
     expect(text).not.toContain(SECRET);
+    expect(text).not.toContain(PATH_TOKEN);
   });
 });

@@ -3,6 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveOptions, type OptionSpec } from '../src/config/options.js';
 import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from '../src/config/worker-config.js';
+import { SsrfGuard } from '../src/workers/ssrf-guard.js';
 import { runCli } from './helpers/cli.js';
 
 const SHARED: Record<string, string> = { 'redis-url': 'http://x', prefix: 'a*b', 'log-level': 'loud' };
@@ -12,6 +13,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
     specs: workerOptions,
     bad: {
       ...SHARED,
+      'own-prefix': 'a b',
       'smtp-url': 'http://mail',
       'smtp-from': ' ',
       'webhook-secret': ' ',
@@ -42,7 +44,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
   {
     command: ['dlq', 'list', 'email'],
     specs: dlqOptions,
-    bad: { ...SHARED, id: ' , ', since: 'last week', all: 'maybe', 'dry-run': 'perhaps', limit: '0' },
+    bad: { ...SHARED, 'own-prefix': '{x}', id: ' , ', since: 'last week', all: 'maybe', 'dry-run': 'perhaps', limit: '0' },
   },
 ];
 
@@ -77,7 +79,41 @@ describe('worker-side configuration', () => {
     });
   }
 
+  it('--webhook-allow refuses what the SSRF guard could not parse, and accepts what it can', async () => {
+    for (const bad of ['10.0.0.0/99', 'hooks.internal/24', '::1/129', '999.1.1.1', 'exa mple.com', 'http://hooks.internal']) {
+      expect(() => resolveOptions(workerOptions, { webhookAllow: `127.0.0.1,${bad}` }), bad).toThrow(ConfigError);
+      expect(() => resolveOptions(workerOptions, { webhookAllow: bad }), bad).toThrow(`--webhook-allow (WEBHOOK_ALLOW) ${JSON.stringify(bad)}`);
+    }
+    const good = '127.0.0.1/32,10.0.0.0/8,::1,fd00::/8,localhost,Hooks.Internal,svc_a.local';
+    const cfg = resolveOptions(workerOptions, { webhookAllow: good });
+    expect(cfg.webhookAllow).toEqual(good.split(','));
+    expect(() => new SsrfGuard(cfg.webhookAllow)).not.toThrow();
+
+    const cli = await runCli(['worker', 'webhook', '--webhook-allow', '10.0.0.0/99']);
+    expect(cli.code).toBe(2);
+    expect(cli.output).toContain('invalid --webhook-allow (WEBHOOK_ALLOW) "10.0.0.0/99": "10.0.0.0/99" is not a valid CIDR range');
+    expect(cli.output).not.toMatch(/\n\s+at /);
+  });
+
   it('hides secret values in errors', () => {
     expect(() => resolveOptions(workerOptions, { smtpUrl: 'http://user:hunter2@mail' })).toThrow(/--smtp-url \(SMTP_URL\) \(value hidden\)/);
+  });
+
+  it('never echoes a payload, secret or address it refuses, through the real CLI too', async () => {
+    const data = '{"to":"carol@example.com",';
+    const cases: Array<[readonly OptionSpec[], string, string]> = [
+      [enqueueOptions, 'data', data],
+      [enqueueOptions, 'idempotency-key', ' '],
+      [workerOptions, 'webhook-secret', ' '],
+      [workerOptions, 'smtp-from', ' '],
+      [loadgenOptions, 'webhook-target', 'ftp://user:hunter2@x'],
+    ];
+    for (const [specs, name, value] of cases) {
+      expect(() => resolveOptions(specs, { [camel(name)]: value }), name).toThrow(new RegExp(`--${name} \\([A-Z_]+\\) \\(value hidden\\)`));
+    }
+    const cli = await runCli(['enqueue', 'email', '--data', data]);
+    expect(cli.code).toBe(2);
+    expect(cli.output).toContain('--data (QUEUELENS_JOB_DATA) (value hidden): expected valid JSON');
+    expect(cli.output).not.toContain('carol@');
   });
 });

@@ -56,6 +56,21 @@ describe('worker process', () => {
     expect(enqueue.output).toContain('invalid --data (QUEUELENS_JOB_DATA): invalid email job: to:');
   });
 
+  it('writes its dead-letter markers under --own-prefix, the same option the sidecar and dlq take', async () => {
+    const p = worker(['--own-prefix', 'own-test']);
+    await started(p);
+    const job = await producer.enqueueWebhook({ url: `${rx.url}/own-prefix?status=400`, event: 'e', payload: null }, { attempts: 1 });
+    const r = redis.client();
+    await waitFor('dead-letter marker', async () => (await r.zscore('own-test:dlq-done:bull:webhook', job.id!)) !== null, 10_000);
+    expect(await r.exists('queuelens:dlq-done:bull:webhook')).toBe(0);
+    p.proc.kill('SIGTERM');
+    expect((await p.exited).code).toBe(0);
+    // dlq takes the same option and, like the worker, refuses own keys inside the BullMQ prefix.
+    const clash = await runCli(['dlq', 'list', 'webhook', '--own-prefix', 'bull'], { REDIS_URL: redis.url });
+    expect(clash.code).toBe(2);
+    expect(clash.output).toContain('invalid --own-prefix (QUEUELENS_OWN_PREFIX) "bull": must differ from --prefix');
+  });
+
   it('finishes in-flight jobs on SIGTERM, then exits 0 and takes nothing new', async () => {
     const p = worker(['--webhook-concurrency', '3', '--shutdown-timeout', '20']);
     await started(p);

@@ -2,6 +2,7 @@
 // The `queuelens` command. Each subcommand lives in cli/commands/ and registers itself here.
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/options.js';
+import { RedisUnreachableError } from '../redis/connection.js';
 import { commands } from './commands/index.js';
 
 const program = new Command('queuelens')
@@ -17,6 +18,10 @@ try {
   if (err instanceof ConfigError) {
     process.stderr.write(`queuelens: ${err.message}\n`);
     process.exit(2);
+  }
+  if (err instanceof RedisUnreachableError) {
+    process.stderr.write(`queuelens: ${err.message}\n`);
+    process.exit(err.exitCode);
   }
   if (err instanceof CommanderError) {
     // --help and --version end here with code 0; usage errors (unknown option, missing argument) exit 2.

@@ -1,5 +1,6 @@
 // Options shared by every subcommand that talks to Redis or logs.
 import { parseClusterNode } from '../redis/connection.js';
+import { OWN_PREFIX_DEFAULT } from '../redis/keys.js';
 import { option, parse } from './options.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
@@ -11,6 +12,7 @@ export const redisUrlOption = option({
   arg: '<url>',
   description: 'Redis to read, redis:// or rediss:// (TLS); may carry a user and password',
   default: 'redis://127.0.0.1:6379',
+  sensitive: true,
   parse: parse.url(['redis:', 'rediss:']),
 });
 
@@ -48,8 +50,8 @@ export const ownPrefixOption = option({
   name: 'own-prefix',
   env: 'QUEUELENS_OWN_PREFIX',
   arg: '<prefix>',
-  description: 'key prefix of what queuelens stores in Redis (event accounting, cursors, leader lease); never a BullMQ prefix',
-  default: 'queuelens',
+  description: 'key prefix of what queuelens stores in Redis (event accounting, cursors, leader lease, dead-letter markers); never a BullMQ prefix',
+  default: OWN_PREFIX_DEFAULT,
   parse: (raw: string) => {
     const p = parse.string(raw);
     if (/[\s*?[\]{}]/.test(p)) throw new Error('expected a prefix without spaces, glob characters or braces');

@@ -16,6 +16,8 @@ export interface OptionSpec<T = unknown> {
   /** Placeholder shown in help, e.g. `<url>`; omitted for boolean switches. */
   arg?: string;
   parse: (raw: string) => T;
+  /** The value may be a secret, a credential-bearing URL, a payload or personal data: errors never echo it. */
+  sensitive?: boolean;
 }
 
 type Parsed<S> = S extends { parse: (raw: string) => infer T } ? T : never;
@@ -64,7 +66,7 @@ export function resolveOptions<Specs extends readonly OptionSpec[]>(specs: Specs
     try {
       out[key] = s.parse(text);
     } catch (err) {
-      const shown = /password|token|secret|url/i.test(s.name) ? '(value hidden)' : JSON.stringify(text);
+      const shown = s.sensitive ? '(value hidden)' : JSON.stringify(text);
       problems.push(`invalid --${s.name} (${s.env}) ${shown}: ${(err as Error).message}`);
     }
   }

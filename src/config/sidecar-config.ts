@@ -110,6 +110,7 @@ export const sidecarOptions = [
     env: 'QUEUELENS_ADMIN_TOKEN',
     arg: '<token>',
     description: 'bearer token for /admin (dead-letter routes, Bull Board at /admin/queues); unset = admin surface off',
+    sensitive: true,
     parse: (raw: string) => {
       if (raw.length < 16) throw new Error('expected a token of at least 16 characters');
       return raw;

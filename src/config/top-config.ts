@@ -11,6 +11,7 @@ export const topOptions = [
     env: 'QUEUELENS_URL',
     arg: '<url>',
     description: 'sidecar to read /api/queues from, e.g. http://127.0.0.1:9487; unset = read Redis directly',
+    sensitive: true,
     parse: parse.url(['http:', 'https:']),
   }),
   redisUrlOption,

@@ -1,8 +1,9 @@
 // The validated configuration of the worker-side commands: `worker`, `enqueue`, `loadgen` and `dlq`.
 // Each command takes the shared connection options plus its own table; flags and env vars match one to one.
 import { SCENARIOS } from '../jobs/loadgen-scenarios.js';
-import { logLevelOption, redisUrlOption } from './common.js';
-import { option, parse, resolveOptions, type ConfigOf } from './options.js';
+import { parseAllowEntry } from '../workers/ssrf-guard.js';
+import { logLevelOption, ownPrefixOption, redisUrlOption } from './common.js';
+import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export interface RateLimit {
   max: number;
@@ -54,20 +55,23 @@ function perQueue<Q extends string>(queue: Q, concurrency: string) {
 export const workerOptions = [
   redisUrlOption,
   prefixOption,
+  ownPrefixOption,
   option({
     name: 'smtp-url',
     env: 'SMTP_URL',
     arg: '<url>',
     description: 'SMTP server the email worker sends through, smtp:// or smtps:// (may carry user and password)',
     default: 'smtp://127.0.0.1:1025',
+    sensitive: true,
     parse: parse.url(['smtp:', 'smtps:']),
   }),
-  option({ name: 'smtp-from', env: 'SMTP_FROM', arg: '<address>', description: 'From: address of every email', default: 'queuelens <noreply@queuelens.local>', parse: parse.string }),
+  option({ name: 'smtp-from', env: 'SMTP_FROM', arg: '<address>', description: 'From: address of every email', default: 'queuelens <noreply@queuelens.local>', sensitive: true, parse: parse.string }),
   option({
     name: 'webhook-secret',
     env: 'WEBHOOK_SECRET',
     arg: '<secret>',
     description: 'HMAC-SHA256 key for webhook signatures when a job carries none',
+    sensitive: true,
     parse: parse.string,
   }),
   option({
@@ -83,7 +87,11 @@ export const workerOptions = [
     env: 'WEBHOOK_ALLOW',
     arg: '<list>',
     description: 'hosts or CIDR ranges webhooks may reach although private/loopback/link-local (SSRF guard), e.g. 127.0.0.1/32,hooks.internal',
-    parse: parse.list,
+    parse: (raw: string) => {
+      const list = parse.list(raw);
+      for (const entry of list) parseAllowEntry(entry);
+      return list;
+    },
   }),
   option({ name: 'export-dir', env: 'EXPORT_DIR', arg: '<dir>', description: 'directory export files are written to', default: './exports', parse: parse.string }),
   ...perQueue('email', '10'),
@@ -116,18 +124,19 @@ export const workerOptions = [
   logLevelOption,
 ] as const;
 export type WorkerConfig = ConfigOf<typeof workerOptions>;
-export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => resolveOptions(workerOptions, raw);
+export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => distinctPrefixes(resolveOptions(workerOptions, raw));
 
 export const enqueueOptions = [
   redisUrlOption,
   prefixOption,
-  option({ name: 'data', env: 'QUEUELENS_JOB_DATA', arg: '<json>', description: 'job data as JSON', parse: json }),
+  option({ name: 'data', env: 'QUEUELENS_JOB_DATA', arg: '<json>', description: 'job data as JSON', sensitive: true, parse: json }),
   option({ name: 'name', env: 'QUEUELENS_JOB_NAME', arg: '<name>', description: 'job name (defaults to the queue name)', parse: parse.string }),
   option({
     name: 'idempotency-key',
     env: 'QUEUELENS_IDEMPOTENCY_KEY',
     arg: '<key>',
     description: 'enqueueing twice with the same key creates one job',
+    sensitive: true,
     parse: parse.string,
   }),
   option({ name: 'delay', env: 'QUEUELENS_JOB_DELAY', arg: '<seconds>', description: 'seconds before the job may run', parse: parse.seconds(0, 365 * 86_400) }),
@@ -172,6 +181,7 @@ export const loadgenOptions = [
     arg: '<url>',
     description: 'URL the generated webhook jobs post to',
     default: 'http://127.0.0.1:9999/hook',
+    sensitive: true,
     parse: parse.url(['http:', 'https:']),
   }),
   option({ name: 'export-rows', env: 'LOADGEN_EXPORT_ROWS', arg: '<n>', description: 'rows per generated export', default: '1000', parse: parse.number({ min: 0, max: 100_000_000, integer: true }) }),
@@ -183,6 +193,7 @@ export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfi
 export const dlqOptions = [
   redisUrlOption,
   prefixOption,
+  ownPrefixOption,
   option({ name: 'id', env: 'QUEUELENS_DLQ_ID', arg: '<list>', description: 'only these dead-letter job ids (comma-separated)', parse: parse.list }),
   option({
     name: 'since',
@@ -197,7 +208,13 @@ export const dlqOptions = [
   logLevelOption,
 ] as const;
 export type DlqConfig = ConfigOf<typeof dlqOptions>;
-export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => resolveOptions(dlqOptions, raw);
+export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => distinctPrefixes(resolveOptions(dlqOptions, raw));
+
+/** queuelens's own keys must never land inside the BullMQ prefix it works on. */
+function distinctPrefixes<C extends { prefix: string; ownPrefix: string }>(cfg: C): C {
+  if (cfg.ownPrefix === cfg.prefix) throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
+  return cfg;
+}
 
 function json(raw: string): unknown {
   try {

@@ -18,6 +18,8 @@ export interface AdminOptions {
   token: string;
   connection: RedisClient;
   prefixes: readonly string[];
+  /** --own-prefix, shared with the workers that write the dead letters. */
+  ownPrefix: string;
   /** Queues Bull Board shows; read on each board request so newly discovered queues appear. */
   queues: () => readonly QueueRef[];
   log: Logger;
@@ -62,7 +64,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   });
 
   const prefixOf = (p: string | undefined): string | undefined => (p === undefined ? opts.prefixes[0] : opts.prefixes.includes(p) ? p : undefined);
-  const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, queue, log: opts.log, skipMetasUpdate: true });
+  const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
 
   app.get('/admin/dlq/:queue', async (req, reply) => {
     const params = queueParam.safeParse(req.params);
@@ -131,7 +133,8 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
     for (const [id, entry] of shown) {
       if (wanted.has(id)) continue;
       board.removeQueue(entry.adapter);
-      void entry.queue.close();
+      // Not awaited (the request should not wait on it), so it must not become an unhandled rejection.
+      entry.queue.close().catch((err: unknown) => opts.log.warn({ queue: entry.queue.name, err: redactString(String(err)) }, 'closing a queue removed from Bull Board failed'));
       shown.delete(id);
     }
     for (const [id, ref] of wanted) {

@@ -2,7 +2,7 @@
 // must never hang), reconnect forever with a short back-off, never log the password. Standalone or Cluster.
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger.js';
-import { safeUrl } from '../log/redact.js';
+import { redactString, safeUrl } from '../log/redact.js';
 
 /** Either kind of client; code that must reach every node uses masters(). */
 export type RedisClient = Redis | Cluster;
@@ -85,4 +85,29 @@ export function createRedis(opts: ConnectionOptions): RedisClient {
     lastError = '';
   });
   return client;
+}
+
+/** A one-shot command could not reach Redis: the CLI prints the sentence and exits 1, no stack trace. */
+export class RedisUnreachableError extends Error {
+  readonly code = 'E_REDIS_UNREACHABLE';
+  readonly exitCode = 1;
+}
+
+/**
+ * One connect + PING with no retries, for one-shot commands (enqueue, dlq) that would otherwise wait forever
+ * on a connection built to reconnect forever.
+ */
+export async function assertRedisReachable(url: string, timeoutMs = 3000): Promise<void> {
+  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs });
+  let reason = '';
+  probe.on('error', (err: Error) => (reason ||= err.message));
+  try {
+    await probe.connect();
+    await probe.ping();
+  } catch (err) {
+    const why = redactString(reason || (err as Error).message);
+    throw new RedisUnreachableError(`Redis is unreachable at ${safeUrl(url)} (${why}): start it, or point --redis-url (REDIS_URL) at a running Redis.`);
+  } finally {
+    probe.disconnect();
+  }
 }

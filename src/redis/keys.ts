@@ -85,6 +85,8 @@ export const ownKeys = {
   eventsQueue: (own: string, q: QueueRef) => `${own}:events:q:${q.prefix}:${q.name}`,
   /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
   deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
+  /** Hash: dead-letter id -> JSON of the secret-named job data fields held out of the DLQ copy (Bull Board shows job data). */
+  deadLetterSecrets: (own: string, q: QueueRef) => `${own}:dlq-secrets:${q.prefix}:${q.name}`,
 };
 
 /** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */

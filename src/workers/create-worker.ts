@@ -24,6 +24,8 @@ export interface CreateWorkerOptions<Q extends QueueName> {
   process: Processor<Q>;
   redisUrl: string;
   prefix: string;
+  /** --own-prefix: dead-letter markers live under it. */
+  ownPrefix: string;
   log: Logger;
   concurrency?: number;
   rateLimit?: RateLimit;
@@ -70,7 +72,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   constructor(private readonly opts: CreateWorkerOptions<Q>) {
     const connection = createRedis({ url: opts.redisUrl, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
     this.connection = connection;
-    this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, queue: opts.queue, log: opts.log });
+    this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, ownPrefix: opts.ownPrefix, queue: opts.queue, log: opts.log });
     this.worker = new Worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {
       connection,
       prefix: opts.prefix,

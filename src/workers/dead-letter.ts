@@ -7,7 +7,8 @@ import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
-import { OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
+import { SECRET_KEYS } from '../log/redact.js';
+import { ownKeys, type QueueRef } from '../redis/keys.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
@@ -24,6 +25,8 @@ export interface DeadLetterRecord {
   deadLetteredAt: number;
   /** W3C trace context of the producer (`{"traceparent": …}` JSON), so a redrive can link back. */
   traceMetadata?: string;
+  /** Secret-named fields of `data` (a webhook's `secret`) kept out of this record; a redrive puts them back. */
+  heldSecrets?: string[];
 }
 
 export interface DeadLetterOptions {
@@ -31,7 +34,8 @@ export interface DeadLetterOptions {
   prefix: string;
   queue: string;
   log?: Logger;
-  ownPrefix?: string;
+  /** --own-prefix: where the dead-lettered markers live. */
+  ownPrefix: string;
   /** For readers such as the sidecar: never rewrite the DLQ's meta (stream retention). */
   skipMetasUpdate?: boolean;
 }
@@ -62,6 +66,7 @@ export class DeadLetters {
   readonly source: QueueRef;
   readonly dlq: Queue;
   private readonly doneKey: string;
+  private readonly secretsKey: string;
   private sourceQueue?: Queue;
 
   constructor(private readonly opts: DeadLetterOptions) {
@@ -70,7 +75,8 @@ export class DeadLetters {
       ...queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }),
       skipMetasUpdate: opts.skipMetasUpdate,
     });
-    this.doneKey = ownKeys.deadLettered(opts.ownPrefix ?? OWN_PREFIX_DEFAULT, this.source);
+    this.doneKey = ownKeys.deadLettered(opts.ownPrefix, this.source);
+    this.secretsKey = ownKeys.deadLetterSecrets(opts.ownPrefix, this.source);
   }
 
   /** Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time. */
@@ -79,9 +85,12 @@ export class DeadLetters {
     const lastFailedAt = job.finishedOn ?? Date.now();
     const firstFailedAt = await this.firstFailure(job, lastFailedAt);
     const { telemetry, jobId: _jobId, ...opts } = job.opts as JobsOptions & { telemetry?: { metadata?: string } };
+    const { data, held } = holdSecrets(job.data);
+    // Stored before the copy exists, so no dead letter is ever without the secret its redrive needs.
+    if (held) await this.opts.connection.hset(this.secretsKey, id, JSON.stringify(held));
     const record: DeadLetterRecord = {
       source: { prefix: this.opts.prefix, queue: this.opts.queue, jobId: String(job.id), name: job.name },
-      data: job.data,
+      data,
       opts,
       failedReason: job.failedReason ?? '',
       stacktrace: job.stacktrace ?? [],
@@ -90,6 +99,7 @@ export class DeadLetters {
       lastFailedAt,
       deadLetteredAt: Date.now(),
       traceMetadata: telemetry?.metadata,
+      ...(held ? { heldSecrets: Object.keys(held) } : {}),
     };
     await this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false });
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
@@ -171,7 +181,18 @@ export class DeadLetters {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
     const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId: rec.source.jobId, traceMetadata: rec.traceMetadata };
-    const data = { ...(rec.data as Record<string, unknown>), redrivenFrom };
+    const newJobId = redriveJobId(dlqId);
+    let held: Record<string, unknown> = {};
+    if (rec.heldSecrets?.length) {
+      const stored = await this.opts.connection.hget(this.secretsKey, dlqId);
+      if (stored !== null) held = JSON.parse(stored) as Record<string, unknown>;
+      // Gone and never redriven: the job would be signed with the wrong key (or none), so it is not sent at all.
+      // Gone because an earlier redrive stopped after its add: the add below is a no-op and the redrive completes.
+      else if (!(await target.getJob(newJobId))) {
+        return { dlqJobId: dlqId, status: 'invalid', reason: `its ${rec.heldSecrets.join(', ')} is missing from ${this.secretsKey}` };
+      }
+    }
+    const data = { ...(rec.data as Record<string, unknown>), ...held, redrivenFrom };
     if (isQueueName(rec.source.queue)) {
       try {
         validateJob(rec.source.queue, data);
@@ -179,7 +200,6 @@ export class DeadLetters {
         return { dlqJobId: dlqId, status: 'invalid', reason: (err as Error).message };
       }
     }
-    const newJobId = redriveJobId(dlqId);
     if (dryRun) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
     const kept: JobsOptions = isQueueName(rec.source.queue) ? { ...jobDefaults[rec.source.queue] } : {};
     for (const k of REDRIVE_KEPT_OPTS) if (rec.opts[k] !== undefined) (kept as Record<string, unknown>)[k] = rec.opts[k];
@@ -188,6 +208,7 @@ export class DeadLetters {
       if (link) span.addLink(link);
       await target.add(dlqJob.name, data, { ...kept, jobId: newJobId });
     });
+    await this.opts.connection.hdel(this.secretsKey, dlqId);
     await dlqJob.remove();
     this.opts.log?.info({ queue: rec.source.queue, dlqJobId: dlqId, newJobId }, 'dead letter redriven');
     return { dlqJobId: dlqId, status: 'redriven', newJobId };
@@ -199,6 +220,7 @@ export class DeadLetters {
     let n = 0;
     for (const j of jobs) {
       await j.remove();
+      await this.opts.connection.hdel(this.secretsKey, String(j.id));
       n += 1;
     }
     return n;
@@ -210,6 +232,15 @@ export class DeadLetters {
 }
 
 const FIRST_FAILURE = 'queuelens:first-failure';
+
+/** Splits secret-named top-level fields (SECRET_KEYS, as the log redaction uses) off the job data. */
+function holdSecrets(data: unknown): { data: unknown; held?: Record<string, unknown> } {
+  if (data === null || typeof data !== 'object' || Array.isArray(data)) return { data };
+  const kept: Record<string, unknown> = {};
+  const held: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(data)) (SECRET_KEYS.test(k) && v !== undefined ? held : kept)[k] = v;
+  return Object.keys(held).length > 0 ? { data: kept, held } : { data };
+}
 
 function linkTo(metadata: string | undefined): Link | undefined {
   if (!metadata) return undefined;

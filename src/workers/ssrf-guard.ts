@@ -9,19 +9,40 @@ export class BlockedTargetError extends Error {
   readonly code = 'E_WEBHOOK_TARGET_BLOCKED';
 }
 
+type Range = [ipaddr.IPv4 | ipaddr.IPv6, number];
+
+const HOST_NAME = /^(?=.{1,253}$)[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?(\.[a-z0-9_]([a-z0-9_-]{0,61}[a-z0-9_])?)*\.?$/;
+
+/**
+ * One --webhook-allow entry: a CIDR range, a single address, or an exact host name. Throws an Error saying
+ * what is allowed; the option parser calls this too, so a typo is a config error at start-up, not a crash later.
+ */
+export function parseAllowEntry(entry: string): { range: Range } | { host: string } {
+  const e = entry.trim().toLowerCase();
+  const example = 'expected a host name, an address or a CIDR range such as 10.0.0.0/8';
+  if (e.includes('/')) {
+    if (!ipaddr.isValidCIDR(e)) throw new Error(`${JSON.stringify(entry)} is not a valid CIDR range: ${example}`);
+    return { range: ipaddr.parseCIDR(e) };
+  }
+  if (ipaddr.isValid(e)) {
+    const a = ipaddr.parse(e);
+    return { range: [a, a.kind() === 'ipv4' ? 32 : 128] };
+  }
+  // A dotted number that is not an address (999.1.1.1) is a typo, not a host name.
+  if (!HOST_NAME.test(e) || /^[\d.]+$/.test(e)) throw new Error(`${JSON.stringify(entry)} is not a valid address or host name: ${example}`);
+  return { host: e };
+}
+
 export class SsrfGuard {
   private readonly hosts = new Set<string>();
-  private readonly ranges: Array<[ipaddr.IPv4 | ipaddr.IPv6, number]> = [];
+  private readonly ranges: Range[] = [];
 
   /** `allow`: host names (exact) and CIDR ranges or single addresses that may be private. */
   constructor(allow: readonly string[] = []) {
     for (const entry of allow) {
-      const e = entry.trim().toLowerCase();
-      if (e.includes('/')) this.ranges.push(ipaddr.parseCIDR(e));
-      else if (ipaddr.isValid(e)) {
-        const a = ipaddr.parse(e);
-        this.ranges.push([a, a.kind() === 'ipv4' ? 32 : 128]);
-      } else this.hosts.add(e);
+      const parsed = parseAllowEntry(entry);
+      if ('range' in parsed) this.ranges.push(parsed.range);
+      else this.hosts.add(parsed.host);
     }
   }
 

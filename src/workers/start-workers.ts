@@ -36,6 +36,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
       process: processors[queue]() as Processor<QueueName>,
       redisUrl: cfg.redisUrl,
       prefix: cfg.prefix,
+      ownPrefix: cfg.ownPrefix,
       log,
       ...settings[queue],
       lockDurationMs: cfg.lockDuration * 1000,

@@ -55,9 +55,8 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
       'http.request.method': 'POST',
       'server.address': url.hostname,
       'server.port': Number(url.port || (url.protocol === 'https:' ? 443 : 80)),
+      // No path and no query: Slack, Discord and Teams put the webhook's secret token in the path.
       'url.scheme': url.protocol.slice(0, -1),
-      // Path only: a query string may carry a token.
-      'url.path': url.pathname,
       'queuelens.webhook.delivery_id': deliveryId,
       'queuelens.webhook.event': data.event,
     };

@@ -4,6 +4,7 @@ import { Queue, type Job } from 'bullmq';
 import { Producer } from '../../src/jobs/producer.js';
 import type { QueueName } from '../../src/jobs/schemas.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
+import { OWN_PREFIX_DEFAULT } from '../../src/redis/keys.js';
 import { traceLogFields } from '../../src/tracing/spans.js';
 import { createWorker, type CreateWorkerOptions, type ManagedWorker, type Processor } from '../../src/workers/create-worker.js';
 import type { DeadLetterRecord } from '../../src/workers/dead-letter.js';
@@ -30,7 +31,7 @@ export class WorkerHarness {
   }
 
   async start<Q extends QueueName>(queue: Q, process: Processor<Q>, opts: Partial<CreateWorkerOptions<Q>> = {}): Promise<ManagedWorker<Q>> {
-    const w = createWorker({ queue, process, redisUrl: this.redis.url, prefix: 'bull', log: this.log, concurrency: 4, ...opts });
+    const w = createWorker({ queue, process, redisUrl: this.redis.url, prefix: 'bull', ownPrefix: OWN_PREFIX_DEFAULT, log: this.log, concurrency: 4, ...opts });
     this.workers.push(w as unknown as ManagedWorker);
     await w.start();
     return w;

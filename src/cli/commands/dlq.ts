@@ -5,7 +5,7 @@ import { addOptions, ConfigError } from '../../config/options.js';
 import { dlqOptions, resolveDlqConfig, type DlqConfig } from '../../config/worker-config.js';
 import { Producer } from '../../jobs/producer.js';
 import { redactString, redactValue } from '../../log/redact.js';
-import { createRedis } from '../../redis/connection.js';
+import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
 import { DeadLetters, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
 
@@ -46,8 +46,9 @@ function selection(action: Action, cfg: DlqConfig): Selection {
 
 async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<void> {
   const sel = selection(action, cfg);
+  await assertRedisReachable(cfg.redisUrl);
   const connection = createRedis({ url: cfg.redisUrl, name: 'queuelens:dlq', maxRetriesPerRequest: null });
-  const dead = new DeadLetters({ connection, prefix: cfg.prefix, queue });
+  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue });
   const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {

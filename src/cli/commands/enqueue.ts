@@ -4,6 +4,7 @@ import { addOptions, ConfigError } from '../../config/options.js';
 import { enqueueOptions, resolveEnqueueConfig } from '../../config/worker-config.js';
 import { Producer } from '../../jobs/producer.js';
 import { isQueueName, JobValidationError, QUEUE_NAMES, type JobInput, type QueueName } from '../../jobs/schemas.js';
+import { assertRedisReachable } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
 
 export function registerEnqueue(program: Command): void {
@@ -16,6 +17,7 @@ export function registerEnqueue(program: Command): void {
     const cfg = resolveEnqueueConfig(raw);
     if (!isQueueName(queue)) throw new ConfigError(`invalid queue ${JSON.stringify(queue)}: expected one of ${QUEUE_NAMES.join(', ')}`);
     if (cfg.data === undefined) throw new ConfigError('missing --data (QUEUELENS_JOB_DATA): the job data as JSON');
+    await assertRedisReachable(cfg.redisUrl);
     const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
     try {
       const job = await producer.enqueue(queue as QueueName, cfg.data as JobInput<QueueName>, {
