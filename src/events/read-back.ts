@@ -1,7 +1,8 @@
 // Reads the persisted event accounting back as plain data. Every replica, leader or not, calls it at
 // collection time, so all of them render the same numbers. Small commands only: ZRANGE slices of the
-// queue index and one HGETALL per queue, pipelined.
-import type { Redis } from 'ioredis';
+// queue index and one HGETALL per queue, sent together (auto-pipelined on standalone, to each key's node on
+// Cluster, where one pipeline could not span nodes).
+import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { parseQueueHash, type QueueEventStats } from './accounting.js';
 
@@ -12,18 +13,14 @@ export interface QueueEventAccounting {
 
 const SLICE = 500;
 
-export async function readEventAccounting(client: Redis, ownPrefix: string): Promise<QueueEventAccounting[]> {
+export async function readEventAccounting(client: RedisClient, ownPrefix: string): Promise<QueueEventAccounting[]> {
   const index = ownKeys.eventsIndex(ownPrefix);
   const out: QueueEventAccounting[] = [];
   for (let start = 0; ; start += SLICE) {
     const members = await client.zrange(index, String(start), String(start + SLICE - 1));
     const queues = members.map(parseEventsMember).filter((q): q is QueueRef => q !== null);
-    const pipe = client.pipeline();
-    for (const q of queues) pipe.hgetall(ownKeys.eventsQueue(ownPrefix, q));
-    const replies = queues.length > 0 ? ((await pipe.exec()) ?? []) : [];
-    replies.forEach(([err, hash], i) => {
-      if (err) throw err;
-      const h = hash as Record<string, string>;
+    const replies = await Promise.all(queues.map((q) => client.hgetall(ownKeys.eventsQueue(ownPrefix, q))));
+    replies.forEach((h, i) => {
       // A queue forgotten between the ZRANGE and the HGETALL has an empty hash.
       if (Object.keys(h).length > 0) out.push({ queue: queues[i] as QueueRef, stats: parseQueueHash(h) });
     });

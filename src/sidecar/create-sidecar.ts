@@ -5,7 +5,7 @@ import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
-import { EventReader } from '../events/event-reader.js';
+import { EventShards } from '../events/event-shards.js';
 import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
@@ -15,7 +15,7 @@ import { safeUrl } from '../log/redact.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 
 export interface Sidecar {
   app: FastifyInstance;
@@ -46,12 +46,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const metrics = new QueueMetrics(exposition);
   let last: CollectionSnapshot | undefined;
 
-  // Event accounting: one leader reads the streams and persists; every replica reads back and renders.
-  if (config.events && isCluster(redis)) log.warn('event metrics (job counters, latency histograms) are not available on Redis Cluster yet; --events is ignored');
-  const eventsOn = config.events && !isCluster(redis);
+  // Event accounting: one leader per shard reads the streams and persists; every replica reads back and renders.
+  const eventsOn = config.events;
   const reader = eventsOn
-    ? new EventReader({
+    ? new EventShards({
+        client: redis,
+        shards: config.eventsShards,
         redisUrl: config.redisUrl,
+        clusterNodes: config.redisClusterNodes,
         ownPrefix: config.ownPrefix,
         log,
         leaseMs: config.eventsLease * 1000,
@@ -62,7 +64,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
   let readBackFailed = false;
   const readBack = async (): Promise<void> => {
-    if (!reader || !eventMetrics || isCluster(redis)) return;
+    if (!reader || !eventMetrics) return;
     let queues: QueueEventAccounting[] | undefined;
     try {
       queues = await readEventAccounting(redis, config.ownPrefix);
@@ -130,7 +132,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
-      reader?.start();
+      await reader?.start();
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
