@@ -1,5 +1,5 @@
 // Owns the split of event reading among sidecar replicas: the queues are hashed into N shards, each with its
-// own lease (one EventReader per shard), and every replica holds about N / (live replicas) of them. Replicas
+// own lease (one EventReader per shard), and every replica holds its share of them (N / live replicas). Replicas
 // announce themselves in a sorted set with a heartbeat every third of the lease; one missing for a whole lease
 // is gone. A replica over its share releases one shard per heartbeat (the others pick it up at once), a
 // replica under it may take free ones, so a join or a departure rebalances within a few lease periods.
@@ -87,8 +87,12 @@ export class EventShards {
       const now = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
       await this.o.client.zadd(key, now, this.replica);
       await this.o.client.zremrangebyscore(key, '-inf', now - this.leaseMs);
-      const alive = Math.max(1, await this.o.client.zcard(key));
-      this.share = Math.ceil(this.o.shards / alive);
+      // Shares add up to exactly N: floor(N / alive) each, one more for the first N % alive replicas by id,
+      // so every replica can reach its share and no shard is left over.
+      const alive = (await this.o.client.zrange(key, '0', '-1')).sort();
+      const rank = Math.max(0, alive.indexOf(this.replica));
+      const n = Math.max(1, alive.length);
+      this.share = Math.floor(this.o.shards / n) + (rank < this.o.shards % n ? 1 : 0);
     } catch (err) {
       // Leases time out by themselves while Redis is away; keep the last known share.
       this.o.log.debug({ err: (err as Error).message }, 'event shard heartbeat failed');
