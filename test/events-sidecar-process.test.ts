@@ -165,6 +165,8 @@ describe('event accounting across sidecar processes', () => {
     const w = workload(bull.queue(q.name, { streams: { events: { maxLen: 50 } } }));
     startWorker(q.name);
     const first = await startSidecar('ql-trimmed', q.name);
+    // Entries written before the reader first took the queue on are (by design) not history it owes: wait for it.
+    await waitFor('the reader to take the queue on', async () => (await first.metrics()).has(seriesKey('bullmq_exporter_events_read_total', labels(q))), 20_000);
     await w.add(10);
     const before = await caughtUp(first, q);
     expect(before.get(seriesKey('bullmq_exporter_events_lost_total', labels(q)))).toBe(0);
@@ -248,5 +250,5 @@ describe('event accounting across sidecar processes', () => {
     }
     for (const s of [a, c]) s.cli.proc.kill('SIGTERM');
     await Promise.all([a.cli.exited, c.cli.exited]);
-  });
+  }, 45_000);
 });

@@ -5,6 +5,7 @@ import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { EventShards } from '../events/event-shards.js';
 import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
@@ -16,6 +17,8 @@ import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { boardAccounting } from '../status/event-accounting.js';
+import { QueueBoard } from '../status/queue-board.js';
 
 export interface Sidecar {
   app: FastifyInstance;
@@ -44,6 +47,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
+  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: EVENT_BUCKETS_SECONDS, bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
   let last: CollectionSnapshot | undefined;
 
   // Event accounting: one leader per shard reads the streams and persists; every replica reads back and renders.
@@ -63,8 +67,9 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     : undefined;
   const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
   let readBackFailed = false;
-  const readBack = async (): Promise<void> => {
-    if (!reader || !eventMetrics) return;
+  /** Renders the persisted accounting and hands it back (undefined when events are off or unreadable). */
+  const readBack = async (): Promise<QueueEventAccounting[] | undefined> => {
+    if (!reader || !eventMetrics) return undefined;
     let queues: QueueEventAccounting[] | undefined;
     try {
       queues = await readEventAccounting(redis, config.ownPrefix);
@@ -75,6 +80,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       readBackFailed = true;
     }
     eventMetrics.update({ queues, leader: reader.isLeader });
+    return queues;
   };
 
   const collectOnce = async (): Promise<void> => {
@@ -83,7 +89,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
     metrics.update(s);
-    await readBack();
+    const accounting = await readBack();
+    board.update(s, accounting && boardAccounting(accounting));
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
@@ -111,6 +118,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
+    queues: ({ history }) => board.response({ now: Date.now(), history }),
     admin: config.adminToken ? { token: config.adminToken, connection: redis, prefixes: config.prefixes, queues: () => discovery.queues(), log } : undefined,
   });
 
@@ -120,6 +128,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis not reachable yet; retrying in the background'));
   };
   const loops: IntervalLoop[] = [];
+  let started = false;
   let closed: Promise<void> | undefined;
 
   return {
@@ -128,6 +137,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     discovery,
     snapshot: () => last,
     async start() {
+      if (started) return;
+      started = true;
       log.info({ redis: safeUrl(config.redisUrl), prefixes: config.prefixes, queues: config.queues ?? 'discover' }, 'sidecar starting');
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
@@ -136,9 +147,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
-        startIntervalLoop(async () => {
-          await discoverOnce();
-        }, discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs, { runImmediately: false }),
+        // A failed pass is retried within 5 s, whenever it fails; a good one waits the full interval.
+        startIntervalLoop(discoverOnce, () => (discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs), { runImmediately: false }),
       );
     },
     async refresh() {
