@@ -3,7 +3,7 @@
 // (a `{grp}` prefix: several streams per XREAD and per commit), read by a sharded sidecar.
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueKey, type QueueRef } from '../src/redis/keys.js';
+import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
 import { keySlot } from '../src/redis/slots.js';
 import { waitFor } from './helpers/bullmq.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
@@ -85,6 +85,8 @@ describe('event accounting on Redis Cluster', () => {
     });
     closers.push(() => s.close());
     await s.start();
+    // Streams are counted from their first entry only when the reader was installed before it.
+    await waitFor('the event reader to be installed', () => cluster.client().hexists(ownKeys.eventsMeta('queuelens'), 'installedAt'));
     const truth = await runWorkload();
     const m: Series = await waitFor(
       'the sidecar to account for every stream',

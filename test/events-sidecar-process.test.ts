@@ -42,6 +42,12 @@ async function startSidecar(own: string, queues: string, extra: string[] = []): 
   sidecars.push(cli);
   const metrics = async () => parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
   await waitFor('sidecar serving', () => metrics().catch(() => undefined));
+  // A reader counts a stream from its beginning only if it was registered before the stream's first entry (else
+  // that history is neither counted nor lost): the workload must not start before some leader registered the queues.
+  await waitFor('a leader to register the queues', async () => {
+    for (const name of queues.split(',')) if (!(await raw.hexists(ownKeys.eventsQueue(own, { prefix: 'bull', name }), 'r|cursor'))) return false;
+    return true;
+  });
   return { cli, metrics };
 }
 
