@@ -24,7 +24,7 @@ export function shardOf(q: QueueRef, shards: number): number {
 }
 
 export class EventShards {
-  readonly readers: EventReader[];
+  private readonly readers: EventReader[];
   private readonly replica = `${hostname()}:${process.pid}:${randomUUID()}`;
   private readonly leaseMs: number;
   /** Shards this replica may hold; until the first heartbeat it assumes it is alone. */
@@ -51,7 +51,7 @@ export class EventShards {
     return this.held() > 0;
   }
 
-  held(): number {
+  private held(): number {
     return this.readers.filter((r) => r.isLeader).length;
   }
 
