@@ -22,6 +22,7 @@ const BAD: Record<string, string> = {
   'max-job-names': '0',
   'own-prefix': 'own*',
   'events-lease': '0.5',
+  'events-shards': '0',
   'events-retention': 'forever',
   'log-level': 'loud',
   'admin-token': 'short',

@@ -184,18 +184,30 @@ describe('scripted workload with known ground truth', () => {
 });
 
 describe('fencing and leadership', () => {
-  it('a commit with a stale lease token writes nothing', async () => {
-    const client = redis.client() as Redis & { eventsCommit(n: number, ...a: (string | number)[]): Promise<number[] | null> };
+  it('a commit or claim of an older generation writes nothing once a newer term claimed the queue', async () => {
+    type Fenced = Redis & {
+      eventsCommit(n: number, ...a: (string | number)[]): Promise<number[] | null>;
+      eventsInit(n: number, ...a: (string | number)[]): Promise<string[] | null>;
+    };
+    const client = redis.client() as Fenced;
     defineScript(client, 'eventsCommit', 'events-commit-n.lua');
+    defineScript(client, 'eventsInit', 'events-init-n.lua');
     const q: QueueRef = { prefix: 'bull', name: 'fenced' };
     const hash = ownKeys.eventsQueue(OWN, q);
-    const lease = ownKeys.leader(OWN, 'fence-test');
-    await client.set(lease, 'current-holder', 'PX', 5000);
-    const keys = [lease, hash, queueKey(q, 'events')];
-    expect(await client.eventsCommit(keys.length, ...keys, 'old-holder', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    const keys = [hash, queueKey(q, 'events')];
+    // Never claimed: no generation may commit.
+    expect(await client.eventsCommit(keys.length, ...keys, 7, '1-0', 1, 2, 'c|added|', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
-    expect(await client.eventsCommit(keys.length, ...keys, 'current-holder', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toEqual(['0-0']);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
+    expect(await client.eventsInit(keys.length, ...keys, 8, 0)).toEqual(['1-0']);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, '2-0', 1, 2, 'c|added|', 6)).toBeNull();
+    expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toBeNull();
     expect(await client.hget(hash, 'c|added|')).toBe('5');
+    expect(await client.hget(hash, 'r|gen')).toBe('8');
+    expect(await client.eventsCommit(keys.length, ...keys, 8, '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await client.hget(hash, 'c|added|')).toBe('6');
     await client.del(hash);
   });
 

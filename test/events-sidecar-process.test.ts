@@ -4,7 +4,8 @@
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueKey, type QueueRef } from '../src/redis/keys.js';
+import { shardOf } from '../src/events/event-shards.js';
+import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
@@ -32,15 +33,21 @@ interface Sidecar {
   metrics(): Promise<Series>;
 }
 
-async function startSidecar(own: string, queues: string, leaseS = LEASE_S): Promise<Sidecar> {
+async function startSidecar(own: string, queues: string, extra: string[] = [], leaseS = LEASE_S): Promise<Sidecar> {
   const port = await freePort();
   const cli = spawnCli(
-    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(leaseS)],
+    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(leaseS), ...extra],
     { REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
   );
   sidecars.push(cli);
   const metrics = async () => parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
   await waitFor('sidecar serving', () => metrics().catch(() => undefined));
+  // A reader counts a stream from its beginning only if it was registered before the stream's first entry (else
+  // that history is neither counted nor lost): the workload must not start before some leader registered the queues.
+  await waitFor('a leader to register the queues', async () => {
+    for (const name of queues.split(',')) if (!(await raw.hexists(ownKeys.eventsQueue(own, { prefix: 'bull', name }), 'r|cursor'))) return false;
+    return true;
+  });
   return { cli, metrics };
 }
 
@@ -187,11 +194,75 @@ describe('event accounting across sidecar processes', () => {
     await second.cli.exited;
   });
 
+  it('sharded: replicas share the shard leases, rebalance when one joins and when one is SIGKILLed, totals equal ground truth', async () => {
+    const own = 'ql-shards';
+    const SHARDS = 4;
+    const qs: QueueRef[] = Array.from({ length: 8 }, (_, i) => ({ prefix: 'bull', name: `shard${i}` }));
+    const loads = qs.map((q) => workload(bull.queue(q.name)));
+    for (const q of qs) startWorker(q.name);
+    const addAll = async (n: number) => {
+      for (const w of loads) await w.add(n);
+    };
+    const start = () => startSidecar(own, qs.map((q) => q.name).join(','), ['--events-shards', String(SHARDS)]);
+    /** The pid holding each shard's lease (tokens are `<generation>:<host>:<pid>:<uuid>`). */
+    const holders = async () => {
+      const tokens = await Promise.all(Array.from({ length: SHARDS }, (_, i) => raw.get(ownKeys.leader(own, `${i}-of-${SHARDS}`))));
+      return tokens.map((t) => (t ? { gen: t.split(':')[0]!, pid: Number(t.split(':')[2]) } : undefined));
+    };
+    const held = async (s: Sidecar) => (await holders()).filter((h) => h?.pid === s.cli.proc.pid).length;
+    /** Every queue was last claimed by the term that holds its shard now: one reader per queue. */
+    const oneReaderPerQueue = async () => {
+      const h = await holders();
+      for (const q of qs) expect(await raw.hget(ownKeys.eventsQueue(own, q), 'r|gen'), q.name).toBe(h[shardOf(q, SHARDS)]?.gen);
+    };
+
+    const a = await start();
+    await addAll(20);
+    await waitFor('the only replica to hold every shard', async () => (await held(a)) === SHARDS);
+    const b = await start();
+    await waitFor('a 2/2 split after a replica joined', async () => (await held(a)) === 2 && (await held(b)) === 2, 6 * LEASE_S * 1000);
+    await addAll(20);
+    await waitFor('the new holders to claim their queues', async () => {
+      const h = await holders();
+      for (const q of qs) if ((await raw.hget(ownKeys.eventsQueue(own, q), 'r|gen')) !== h[shardOf(q, SHARDS)]?.gen) return false;
+      return true;
+    });
+    await oneReaderPerQueue();
+
+    const c = await start();
+    await waitFor('three replicas sharing four shards', async () => (await held(a)) >= 1 && (await held(b)) >= 1 && (await held(c)) >= 1, 6 * LEASE_S * 1000);
+    await addAll(20);
+    b.cli.proc.kill('SIGKILL');
+    await waitFor('the survivors to hold every shard', async () => (await held(a)) + (await held(c)) === SHARDS, 6 * LEASE_S * 1000);
+    await addAll(20);
+
+    await waitFor('every job accounted', async () => {
+      const m = await a.metrics();
+      for (const [i, q] of qs.entries()) {
+        const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels(q)));
+        if (read !== (await entriesAdded(q)) || m.get(seriesKey('bullmq_jobs_completed_total', labels(q))) !== loads[i]!.truth.completed) return false;
+      }
+      return true;
+    }, 20_000);
+    await oneReaderPerQueue();
+    const m = await c.metrics();
+    for (const [i, q] of qs.entries()) {
+      const t = loads[i]!.truth;
+      expect(m.get(seriesKey('bullmq_jobs_added_total', labels(q))), q.name).toBe(t.added);
+      expect(m.get(seriesKey('bullmq_jobs_completed_total', labels(q))), q.name).toBe(t.completed);
+      expect(m.get(seriesKey('bullmq_jobs_failed_total', labels(q))), q.name).toBe(t.failed);
+      expect(m.get(seriesKey('bullmq_exporter_events_lost_total', labels(q))), q.name).toBe(0);
+      expect(m.get(seriesKey('bullmq_exporter_events_read_total', labels(q))), q.name).toBe(await entriesAdded(q));
+    }
+    for (const s of [a, c]) s.cli.proc.kill('SIGTERM');
+    await Promise.all([a.cli.exited, c.cli.exited]);
+  }, 45_000);
+
   // Last: it freezes the shared Redis.
   it('SIGTERM while Redis hangs (SIGSTOPped): the leader still exits 0 within 5 s', async () => {
     const q: QueueRef = { prefix: 'bull', name: 'hung' };
     // The default lease: its renewals and the reader's commands are the ones that used to wait forever.
-    const s = await startSidecar('ql-hung', q.name, 10);
+    const s = await startSidecar('ql-hung', q.name, [], 10);
     const w = workload(bull.queue(q.name));
     await w.add(20);
     await waitFor('leader', async () => (await s.metrics()).get('bullmq_exporter_leader') === 1);

@@ -68,7 +68,7 @@ export const sidecarOptions = [
     name: 'events',
     env: 'QUEUELENS_EVENTS',
     arg: '<true|false>',
-    description: 'read the events streams for job counters and latency histograms (one leader per Redis; standalone Redis only)',
+    description: 'read the events streams for job counters and latency histograms (one leader per Redis, or per shard)',
     default: 'true',
     parse: parse.boolean,
   }),
@@ -96,6 +96,14 @@ export const sidecarOptions = [
     description: 'leader lease of the event reader; a dead leader is replaced within about 1.2 times this',
     default: '10',
     parse: parse.seconds(1, 300),
+  }),
+  option({
+    name: 'events-shards',
+    env: 'QUEUELENS_EVENTS_SHARDS',
+    arg: '<n>',
+    description: 'split the event reading into n shards, each with its own lease; replicas share them out (the same n on every replica)',
+    default: '1',
+    parse: parse.number({ min: 1, max: 256, integer: true }),
   }),
   option({
     name: 'events-retention',

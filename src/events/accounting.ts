@@ -19,8 +19,8 @@ export type HistogramLabel<H extends EventHistogram> = (typeof EVENT_HISTOGRAMS)
 export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
 export type ReaderCounter = (typeof READER_COUNTERS)[number];
 
-/** Hash fields owned by the commit script (src/redis/lua/events-commit-n.lua), never written from memory. */
-export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms' } as const;
+/** Hash fields owned by the scripts (src/redis/lua/events-*.lua), never written from memory; `gen` fences them. */
+export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', gen: 'r|gen' } as const;
 
 /** `job_name` value for jobs whose name is not tracked: over the cap, or the reader never saw their `added`. */
 export const OTHER_JOB_NAME = '__other__';

@@ -1,18 +1,27 @@
-// Owns the events-stream reader: while this replica holds the lease it follows every queue's
-// `<prefix>:<queue>:events` (XREAD over many streams per call, bounded COUNT, BLOCK on its own connection),
-// feeds the lifecycle machines, and persists accounting + cursors in one fenced script call per batch.
-// It never reads a job hash. Replicas that are not leader do nothing here; they render via read-back.ts.
-import type { Redis } from 'ioredis';
+// Owns the events-stream reader: while this replica holds the lease (of one shard of the queues) it follows
+// every queue's `<prefix>:<queue>:events` (XREAD over many streams per call, bounded COUNT, BLOCK on its own
+// connection), feeds the lifecycle machines, and persists accounting + cursors in one fenced script call per
+// batch. It never reads a job hash. Replicas that are not leader do nothing here; they render via read-back.ts.
+// On Redis Cluster a multi-key command or script may only span one slot: streams are grouped by slot (one
+// XREAD and one commit per group; with per-queue hash tags that is one queue per group), and every group is
+// polled without blocking, all nodes at once, with a short sleep when a whole round found nothing.
 import type { Logger } from '../log/logger.js';
-import { createRedis } from '../redis/connection.js';
+import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
 import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { defineScript } from '../redis/scripts.js';
+import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
 import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
+  /** Redis Cluster seed nodes; unset = standalone. */
+  clusterNodes?: readonly string[];
+  /** Lease of the shard this reader follows (ownKeys.leader's shard part); 'all' when not sharded. */
+  shard?: string;
+  /** Asked before each lease acquisition (sharding: only a fair share of shards per replica). */
+  mayAcquire?: () => boolean;
   /** queuelens's own key prefix (never a BullMQ prefix). */
   ownPrefix: string;
   log: Logger;
@@ -30,6 +39,10 @@ export interface EventReaderOptions {
   rebuildEntries?: number;
   /** How often the leader marks present queues and forgets vanished ones. */
   maintenanceMs?: number;
+  /** Cluster: sleep after a poll round over every group found nothing. */
+  pollMs?: number;
+  /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
+  isMine?: (q: QueueRef) => boolean;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -40,16 +53,16 @@ export const EVENT_READER_DEFAULTS = {
   blockMs: 1000,
   rebuildEntries: 1000,
   maintenanceMs: 60_000,
+  pollMs: 50,
 };
 
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
 
-type ReaderClient = Redis & {
-  eventsInit(numKeys: number, ...args: string[]): Promise<string[] | null>;
+type ReaderClient = RedisClient & {
+  eventsInit(numKeys: number, ...args: (string | number)[]): Promise<string[] | null>;
   eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
-  eventsTouch(lease: string, index: string, token: string, ...members: string[]): Promise<number>;
-  eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number | null>;
+  eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
 };
 
 interface QueueState {
@@ -62,9 +75,14 @@ interface QueueState {
   readId: string;
 }
 
+interface Term {
+  token: string;
+  gen: number;
+}
+
 type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
 
-/** A fenced script found the lease gone. */
+/** A fenced script found a newer term's generation. */
 class FencedOut extends Error {}
 /** Leadership changed while a pass was waiting on Redis: its in-memory state belongs to an old term. */
 class TermChanged extends Error {}
@@ -73,12 +91,16 @@ export class EventReader {
   private readonly opts: typeof EVENT_READER_DEFAULTS;
   private readonly lifecycle: LifecycleOptions;
   private readonly cmd: ReaderClient;
-  private readonly blocking: Redis;
+  private readonly blocking: RedisClient;
+  private readonly cluster: boolean;
   private readonly lease: LeaderLease;
   private readonly keys: { lease: string; meta: string; index: string };
   private wanted = new Map<string, QueueRef>();
   private states = new Map<string, QueueState>();
   private byStream = new Map<string, QueueState>();
+  /** The followed streams in groups that one XREAD (and one commit) may cover; rebuilt after each sync. */
+  private groups: QueueState[][] = [];
+  private installedAt: string | undefined;
   private synced = false;
   private nextMaintenance = 0;
   private rotation = 0;
@@ -98,28 +120,29 @@ export class EventReader {
       blockMs: o.blockMs ?? d.blockMs,
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
       maintenanceMs: o.maintenanceMs ?? d.maintenanceMs,
+      pollMs: o.pollMs ?? d.pollMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
-    this.keys = { lease: ownKeys.leader(o.ownPrefix), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
-    // Standalone Redis only: the commit script spans many queues' keys, which Cluster would refuse (CROSSSLOT).
+    this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
+    const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
-    this.cmd = createRedis({ url: o.redisUrl, name: 'queuelens:events', log: o.log, commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
+    this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
+    this.cluster = isCluster(this.cmd);
     // XREAD BLOCK holds its connection; it gets one of its own that waits through Redis outages.
-    this.blocking = createRedis({ url: o.redisUrl, name: 'queuelens:events:read', log: o.log, maxRetriesPerRequest: null }) as Redis;
+    this.blocking = createRedis({ ...conn, name: 'queuelens:events:read', maxRetriesPerRequest: null });
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
-    defineScript(this.cmd, 'eventsTouch', 'events-touch-2.lua');
     defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
     this.lease = new LeaderLease({
       client: this.cmd,
       key: this.keys.lease,
+      generationKey: ownKeys.eventsGeneration(o.ownPrefix),
+      mayAcquire: o.mayAcquire,
       leaseMs: this.opts.leaseMs,
       log: o.log,
       onChange: (leader) => {
         // Whatever was in memory is stale for a new term: state is reloaded from Redis on the next pass.
-        this.states.clear();
-        this.byStream.clear();
-        this.synced = false;
+        this.forgetStates();
         this.nextMaintenance = 0;
         if (leader) this.wake?.();
       },
@@ -128,6 +151,11 @@ export class EventReader {
 
   get isLeader(): boolean {
     return this.lease.isLeader;
+  }
+
+  /** Hands the lease to another replica (this one holds more than its share of shards). */
+  release(): Promise<void> {
+    return this.lease.release();
   }
 
   /** The queues to follow (from discovery). Takes effect on the next pass. */
@@ -167,11 +195,12 @@ export class EventReader {
           await this.sleep(this.opts.leaseMs / 5);
           continue;
         }
-        // Every write of this pass carries the token of the term it started in.
-        const token = this.lease.token;
-        if (!this.synced) await this.sync(token);
-        if (Date.now() >= this.nextMaintenance) await this.maintain(token);
-        await this.readBatch(token);
+        // Every write of this pass carries the generation of the term it started in; the token tells terms apart.
+        const term = { token: this.lease.token, gen: this.lease.generation };
+        if (!this.synced) await this.sync(term);
+        if (Date.now() >= this.nextMaintenance) await this.maintain(term);
+        if (this.cluster) await this.pollRound(term);
+        else await this.readBatch(term);
       } catch (err) {
         if (this.closing) break;
         if (err instanceof FencedOut) this.lease.lost('a fenced write found the lease gone');
@@ -185,8 +214,15 @@ export class EventReader {
     }
   }
 
+  private forgetStates(): void {
+    this.states.clear();
+    this.byStream.clear();
+    this.groups = [];
+    this.synced = false;
+  }
+
   /** Loads the state of newly wanted queues (or all, after a leadership change) and drops unwanted ones. */
-  private async sync(token: string): Promise<void> {
+  private async sync(term: Term): Promise<void> {
     for (const [id, s] of this.states) {
       if (!this.wanted.has(id)) {
         this.states.delete(id);
@@ -194,30 +230,40 @@ export class EventReader {
       }
     }
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
-    for (let i = 0; i < missing.length; i += this.opts.streamsPerRead) {
-      await this.load(token, missing.slice(i, i + this.opts.streamsPerRead));
+    if (this.installedAt === undefined) {
+      // Once per process: the first reader anywhere fixes it, every later one reads the same value.
+      await this.cmd.hsetnx(this.keys.meta, 'installedAt', await this.redisNow());
+      this.installedAt = (await this.cmd.hget(this.keys.meta, 'installedAt')) ?? '0';
     }
+    for (const group of groupBySlot(missing, (q) => queueKey(q, 'events'), this.opts.streamsPerRead, this.cluster)) {
+      await this.load(term, group);
+    }
+    this.groups = groupBySlot([...this.states.values()], (s) => s.stream, this.opts.streamsPerRead, this.cluster);
     this.synced = true;
   }
 
-  private async load(token: string, queues: QueueRef[]): Promise<void> {
+  /** Claims a group of queues (one slot on Cluster) for this term and loads their state. */
+  private async load(term: Term, queues: QueueRef[]): Promise<void> {
     const own = this.o.ownPrefix;
     const hashes = queues.map((q) => ownKeys.eventsQueue(own, q));
     const streams = queues.map((q) => queueKey(q, 'events'));
-    const keys = [this.keys.lease, this.keys.meta, this.keys.index, ...hashes.flatMap((h, i) => [h, streams[i] as string])];
-    const cursors = await this.cmd.eventsInit(keys.length, ...keys, token, ...queues.map(eventsMember));
+    if (this.cluster && hashes.some((h, i) => keySlot(h) !== keySlot(streams[i] as string))) {
+      // Discovery already skips queues whose keys span slots; this guards the pairing of our key with theirs.
+      this.o.log.warn({ queues: queues.map((q) => q.name) }, 'event state and stream of a queue are in different Cluster slots; not reading its events');
+      return;
+    }
+    const keys = hashes.flatMap((h, i) => [h, streams[i] as string]);
+    const cursors = await this.cmd.eventsInit(keys.length, ...keys, term.gen, this.installedAt ?? '0');
     if (!cursors) throw new FencedOut();
-    this.checkTerm(token);
+    this.checkTerm(term);
+    const now = await this.redisNow();
+    await this.cmd.zadd(this.keys.index, ...queues.flatMap((q) => [now, eventsMember(q)]));
 
-    const pipe = this.cmd.pipeline();
-    for (const h of hashes) pipe.hgetall(h);
-    const replies = (await pipe.exec()) ?? [];
+    const replies = await Promise.all(hashes.map((h) => this.cmd.hgetall(h)));
     const histories = await this.history(streams, cursors);
-    this.checkTerm(token);
+    this.checkTerm(term);
     for (let i = 0; i < queues.length; i++) {
-      const [hErr, hash] = replies[i] ?? [];
-      if (hErr) throw hErr;
-      const acc = QueueAccounting.fromHash(hash as Record<string, string>);
+      const acc = QueueAccounting.fromHash(replies[i] as Record<string, string>);
       const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames());
       // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
       machine.replay(histories[i] ?? []);
@@ -260,25 +306,41 @@ export class EventReader {
     return out.map((h) => h.reverse());
   }
 
-  /** One XREAD over one group of streams, then one commit script call for what it read. */
-  private async readBatch(token: string): Promise<void> {
-    const all = [...this.states.values()];
-    if (all.length === 0) {
+  /** Standalone: one XREAD over one group of streams, then one commit script call for what it read. */
+  private async readBatch(term: Term): Promise<void> {
+    const groups = this.groups.length;
+    if (groups === 0) {
       await this.sleep(this.opts.blockMs);
       return;
     }
-    const groups = Math.ceil(all.length / this.opts.streamsPerRead);
-    const g = this.rotation++ % groups;
-    const group = all.slice(g * this.opts.streamsPerRead, (g + 1) * this.opts.streamsPerRead);
+    const group = this.groups[this.rotation++ % groups] as QueueState[];
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones; only after a whole round found nothing does one read block, briefly.
     const block = groups === 1 ? this.opts.blockMs : this.idleReads >= groups ? Math.min(this.opts.blockMs, 20) : undefined;
+    const got = await this.readGroupOrForget(term, group, block);
+    this.idleReads = got ? 0 : this.idleReads + 1;
+  }
+
+  /**
+   * Cluster: every group read once without blocking, all at once (the client writes each XREAD to the node
+   * that owns its slot), then committed; a round that found nothing sleeps pollMs. No blocking read, since
+   * with per-queue hash tags a group is one stream and blocking on one would starve the others.
+   */
+  private async pollRound(term: Term): Promise<void> {
+    const got = await Promise.all(this.groups.map((g) => this.readGroupOrForget(term, g, undefined)));
+    if (!got.some(Boolean)) await this.sleep(this.groups.length === 0 ? this.opts.blockMs : this.opts.pollMs);
+  }
+
+  /**
+   * On a failure a commit may or may not have applied: this group's state is reloaded from Redis rather than
+   * guessed (sync() loads what is missing). The other groups' state is unaffected, and reloading them would
+   * replay their history for nothing.
+   */
+  private async readGroupOrForget(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
     try {
-      await this.readGroup(token, group, block);
+      return await this.readGroup(term, group, block);
     } catch (err) {
       if (!(err instanceof FencedOut || err instanceof TermChanged)) {
-        // A commit may or may not have applied: reload this group's state from Redis rather than guess.
-        // The other groups' state is unaffected, and reloading them would replay their history for nothing.
         for (const s of group) {
           this.states.delete(queueId(s.queue));
           this.byStream.delete(s.stream);
@@ -288,15 +350,15 @@ export class EventReader {
     }
   }
 
-  private async readGroup(token: string, group: QueueState[], block: number | undefined): Promise<void> {
+  /** Reads one group (streams of one slot), applies what came, commits. True when anything was read. */
+  private async readGroup(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
     const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
     const reply = (
       block === undefined
         ? await this.blocking.xread('COUNT', this.opts.count, 'STREAMS', ...streams)
         : await this.blocking.xread('COUNT', this.opts.count, 'BLOCK', block, 'STREAMS', ...streams)
     ) as XReadReply;
-    this.checkTerm(token);
-    this.idleReads = reply ? 0 : this.idleReads + 1;
+    this.checkTerm(term);
 
     const got = new Set<QueueState>();
     for (const [stream, raw] of reply ?? []) {
@@ -309,12 +371,13 @@ export class EventReader {
     }
     // A stream that returned nothing is at its end: a held `waiting prev=active` there is a retry.
     for (const s of group) if (!got.has(s)) s.machine.flush();
-    await this.commit(token, group);
+    await this.commit(term, group);
+    return got.size > 0;
   }
 
-  private async commit(token: string, group: QueueState[]): Promise<void> {
-    const keys: string[] = [this.keys.lease];
-    const args: (string | number)[] = [token];
+  private async commit(term: Term, group: QueueState[]): Promise<void> {
+    const keys: string[] = [];
+    const args: (string | number)[] = [term.gen];
     const committed: QueueState[] = [];
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
@@ -328,7 +391,7 @@ export class EventReader {
     if (committed.length === 0) return;
     const lost = await this.cmd.eventsCommit(keys.length, ...keys, ...args);
     if (!lost) throw new FencedOut();
-    this.checkTerm(token);
+    this.checkTerm(term);
     committed.forEach((s, i) => {
       s.acc.clearDirty();
       const n = lost[i] ?? 0;
@@ -340,30 +403,44 @@ export class EventReader {
     });
   }
 
-  /** Marks the followed queues as present and deletes the state of queues gone longer than the retention. */
-  private async maintain(token: string): Promise<void> {
+  /**
+   * Marks the followed queues as present and deletes the state of this shard's queues gone longer than the
+   * retention. The index is shared by all shards; marking is harmless from any replica, so it is not fenced.
+   */
+  private async maintain(term: Term): Promise<void> {
     this.nextMaintenance = Date.now() + this.opts.maintenanceMs;
+    const now = await this.redisNow();
     const members = [...this.wanted.values()].map(eventsMember);
     for (let i = 0; i < members.length; i += 500) {
-      const ok = await this.cmd.eventsTouch(this.keys.lease, this.keys.index, token, ...members.slice(i, i + 500));
-      if (ok !== 1) throw new FencedOut();
+      await this.cmd.zadd(this.keys.index, ...members.slice(i, i + 500).flatMap((m) => [now, m]));
     }
-    const [sec, usec] = await this.cmd.time();
-    const cutoff = Number(sec) * 1000 + Math.floor(Number(usec) / 1000) - this.opts.retentionMs;
-    for (;;) {
-      const stale = await this.cmd.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', 0, 100);
-      const queues = stale.map((m) => [m, parseEventsMember(m)] as const).filter((x): x is [string, QueueRef] => x[1] !== null);
-      if (queues.length === 0) break;
-      const keys = [this.keys.lease, this.keys.index, ...queues.map(([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q))];
-      const n = await this.cmd.eventsForget(keys.length, ...keys, token, this.opts.retentionMs, ...queues.map(([m]) => m));
-      if (n === null) throw new FencedOut();
-      this.o.log.info({ forgotten: n }, 'deleted event state of queues gone longer than the retention');
-      if (n === 0 || stale.length < 100) break;
+    this.checkTerm(term);
+    const cutoff = now - this.opts.retentionMs;
+    const mine = this.o.isMine ?? (() => true);
+    for (let offset = 0; ; offset += 100) {
+      const stale = await this.cmd.zrangebyscore(this.keys.index, '-inf', cutoff, 'LIMIT', offset, 100);
+      const queues = stale.map((m) => [m, parseEventsMember(m)] as const).filter((x): x is [string, QueueRef] => x[1] !== null && mine(x[1]));
+      let forgotten = 0;
+      for (const group of groupBySlot(queues, ([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q), 100, this.cluster)) {
+        const keys = group.map(([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q));
+        const done = await this.cmd.eventsForget(keys.length, ...keys, term.gen);
+        const gone = group.filter((_, i) => done[i] === 1).map(([m]) => m);
+        if (gone.length > 0) await this.cmd.zrem(this.keys.index, ...gone);
+        forgotten += gone.length;
+      }
+      if (forgotten > 0) this.o.log.info({ forgotten }, 'deleted event state of queues gone longer than the retention');
+      if (stale.length < 100) break;
+      offset -= forgotten;
     }
   }
 
-  private checkTerm(token: string): void {
-    if (this.closing || this.lease.token !== token) throw new TermChanged();
+  private async redisNow(): Promise<number> {
+    const [sec, usec] = await this.cmd.time();
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
+  }
+
+  private checkTerm(term: Term): void {
+    if (this.closing || this.lease.token !== term.token) throw new TermChanged();
   }
 
   private sleep(ms: number): Promise<void> {

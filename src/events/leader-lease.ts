@@ -1,21 +1,28 @@
 // Owns the leader lease of the event reader: one replica per Redis (per shard) reads the streams.
-// SET NX PX to take it, a compare-and-set script to renew it, released on shutdown. The token it holds also
-// fences every write of the reader (the scripts check it), so a replica that was paused past its lease
-// cannot write after it wakes.
+// SET NX PX to take it, a compare-and-set script to renew it, released on shutdown or when the replica holds
+// more than its share of shards. Every acquisition first takes a generation number (INCR of one counter for
+// all shards); the reader's scripts store it in each queue's state and refuse lower ones, so a replica that
+// was paused past its lease cannot write after it wakes, even where the lease key sits in another Cluster slot.
+// The INCR need not be atomic with the SET: a term whose number is lower than a newer term's is simply fenced
+// out by the scripts, and a later attempt takes a higher number.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../log/logger.js';
+import type { RedisClient } from '../redis/connection.js';
 import { defineScript } from '../redis/scripts.js';
 
-type LeaseClient = Redis & {
+type LeaseClient = RedisClient & {
   leaseRenew(key: string, token: string, ms: number): Promise<number>;
   leaseRelease(key: string, token: string): Promise<number>;
 };
 
 export interface LeaderLeaseOptions {
-  client: Redis;
+  client: RedisClient;
   key: string;
+  /** Counter of generations (ownKeys.eventsGeneration). */
+  generationKey: string;
+  /** Asked before each acquisition attempt (default: always); sharded readers take only their fair share. */
+  mayAcquire?: () => boolean;
   leaseMs: number;
   log: Logger;
   /** Called when leadership is gained (true) or lost (false). */
@@ -24,6 +31,7 @@ export interface LeaderLeaseOptions {
 
 export class LeaderLease {
   private term = '';
+  private gen = 0;
   private held = false;
   /** When the last successful acquire or renewal was SENT: Redis set the expiry no earlier than that. */
   private lastRenewedAt = 0;
@@ -49,6 +57,11 @@ export class LeaderLease {
   /** The token of the current term ('' when not leader); a new one for every acquisition. */
   get token(): string {
     return this.isLeader ? this.term : '';
+  }
+
+  /** The fencing generation of the current term (0 when not leader). */
+  get generation(): number {
+    return this.held ? this.gen : 0;
   }
 
   /**
@@ -79,12 +92,16 @@ export class LeaderLease {
         const ok = await this.client.leaseRenew(this.opts.key, this.term, this.opts.leaseMs);
         if (ok === 1) this.lastRenewedAt = sentAt;
         else this.lose('lease taken over');
-      } else {
-        const token = `${hostname()}:${process.pid}:${randomUUID()}`;
+      } else if (this.opts.mayAcquire?.() ?? true) {
+        // Only a free lease costs a generation number.
+        if ((await this.client.exists(this.opts.key)) === 1) return true;
+        const gen = await this.client.incr(this.opts.generationKey);
+        const token = `${gen}:${hostname()}:${process.pid}:${randomUUID()}`;
         const ok = await this.client.set(this.opts.key, token, 'PX', this.opts.leaseMs, 'NX');
         if (ok === 'OK' && this.closed) await this.client.leaseRelease(this.opts.key, token);
         else if (ok === 'OK') {
           this.term = token;
+          this.gen = gen;
           this.held = true;
           this.lastRenewedAt = sentAt;
           this.opts.log.info({ lease: this.opts.key }, 'became event reader leader');
@@ -111,14 +128,19 @@ export class LeaderLease {
     if (this.closed) return;
     this.closed = true;
     clearTimeout(this.timer);
+    await this.release();
+  }
+
+  /** Gives the lease up now (shutdown, or a shard over this replica's share), so another replica takes it at once. */
+  async release(): Promise<void> {
     if (!this.held) return;
     this.held = false;
+    this.opts.onChange(false);
     try {
       await this.client.leaseRelease(this.opts.key, this.term);
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'could not release the event reader lease; it expires by itself');
     }
-    this.opts.onChange(false);
   }
 
   private lose(reason: string): void {

@@ -1,7 +1,8 @@
 // Reads the persisted event accounting back as plain data. Every replica, leader or not, calls it at
 // collection time, so all of them render the same numbers. Small commands only: ZSCAN of the queue index
-// and one HGETALL per queue, pipelined.
-import type { Redis } from 'ioredis';
+// and one HGETALL per queue, sent together (auto-pipelined on standalone, to each key's node on Cluster, where
+// one pipeline could not span nodes).
+import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { parseQueueHash, type QueueEventStats } from './accounting.js';
 
@@ -12,7 +13,7 @@ export interface QueueEventAccounting {
 
 const SLICE = 500;
 
-export async function readEventAccounting(client: Redis, ownPrefix: string): Promise<QueueEventAccounting[]> {
+export async function readEventAccounting(client: RedisClient, ownPrefix: string): Promise<QueueEventAccounting[]> {
   const index = ownKeys.eventsIndex(ownPrefix);
   // ZSCAN, not ZRANGE by rank: the leader re-scores members while this pages, which shifts ranks (a queue
   // skipped or read twice). ZSCAN returns every member present throughout, possibly more than once: a Set.
@@ -28,12 +29,8 @@ export async function readEventAccounting(client: Redis, ownPrefix: string): Pro
   const out: QueueEventAccounting[] = [];
   for (let start = 0; start < queues.length; start += SLICE) {
     const slice = queues.slice(start, start + SLICE);
-    const pipe = client.pipeline();
-    for (const q of slice) pipe.hgetall(ownKeys.eventsQueue(ownPrefix, q));
-    const replies = (await pipe.exec()) ?? [];
-    replies.forEach(([err, hash], i) => {
-      if (err) throw err;
-      const h = hash as Record<string, string>;
+    const replies = await Promise.all(slice.map((q) => client.hgetall(ownKeys.eventsQueue(ownPrefix, q))));
+    replies.forEach((h, i) => {
       // A queue forgotten between the ZSCAN and the HGETALL has an empty hash.
       if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h) });
     });

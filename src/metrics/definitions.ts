@@ -215,9 +215,9 @@ export const METRICS = {
   exporterLeader: {
     name: 'bullmq_exporter_leader',
     type: 'gauge',
-    help: '1 on the replica that holds the event reader lease and reads the streams.',
+    help: '1 on a replica that holds an event reader lease (with --events-shards: at least one shard) and reads those streams.',
     labels: [],
-    source: 'lease <own-prefix>:leader:all',
+    source: 'lease <own-prefix>:leader:all, or <own-prefix>:leader:<i>-of-<n> per shard',
   },
   exporterEventsLag: {
     name: 'bullmq_exporter_events_lag_seconds',

@@ -1,10 +1,10 @@
-// `npm run gen:monitoring`: writes the rule file, the dashboards and the alert table of
-// docs/monitoring.md, all rendered from settings.ts. The files are committed;
+// `npm run gen:monitoring`: writes the rule file (and its PrometheusRule twin in deploy/k8s/), the
+// dashboards and the alert table of docs/monitoring.md, all rendered from settings.ts. The files are committed;
 // test/monitoring-generated.test.ts fails when they differ from what this would write.
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildRuleGroups, renderRulesYaml } from './alert-rules.js';
+import { buildRuleGroups, renderPrometheusRule, renderRulesYaml } from './alert-rules.js';
 import { renderAlertTable, spliceAlertTable } from './alert-table.js';
 import { buildDashboards } from './dashboards.js';
 import { settings, type MonitoringSettings } from './settings.js';
@@ -14,7 +14,11 @@ export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..'
 
 /** Repository-relative path -> file content. */
 export function renderMonitoringFiles(s: MonitoringSettings = settings): Record<string, string> {
-  const files: Record<string, string> = { 'alerts/queuelens.rules.yml': renderRulesYaml(buildRuleGroups(s)) };
+  const groups = buildRuleGroups(s);
+  const files: Record<string, string> = {
+    'alerts/queuelens.rules.yml': renderRulesYaml(groups),
+    'deploy/k8s/prometheusrule.yaml': renderPrometheusRule(groups, s.exporterJob),
+  };
   for (const [name, dashboard] of Object.entries(buildDashboards(s))) {
     files[`dashboards/${name}`] = `${JSON.stringify(dashboard, null, 2)}\n`;
   }

@@ -77,11 +77,19 @@ export const OWN_PREFIX_DEFAULT = 'queuelens';
 
 export const ownKeys = {
   leader: (own: string, shard = 'all') => `${own}:leader:${shard}`,
+  /** Counter: every lease acquisition takes the next number, the fencing generation of its term (any shard). */
+  eventsGeneration: (own: string) => `${own}:events:gen`,
+  /** Sorted set of live sidecar replicas (member replica id, score = last heartbeat, Redis clock ms): the fair share of shard leases. */
+  eventsReplicas: (own: string) => `${own}:events:replicas`,
   /** Hash: when the event reader first ran here (`installedAt`, Redis clock ms). */
   eventsMeta: (own: string) => `${own}:events:meta`,
   /** Sorted set of queues with event state: member eventsMember(q), score = last time the queue was seen (ms). */
   eventsIndex: (own: string) => `${own}:events:queues`,
-  /** Hash per queue: cumulative event accounting, the stream cursor and loss bookkeeping (events/accounting.ts). */
+  /**
+   * Hash per queue: cumulative event accounting, the stream cursor and loss bookkeeping (events/accounting.ts).
+   * The own prefix has no braces, so on Cluster this key takes the queue's own hash tag and shares the slot of
+   * the queue's events stream: one script can update both.
+   */
   eventsQueue: (own: string, q: QueueRef) => `${own}:events:q:${q.prefix}:${q.name}`,
   /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
   deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,

@@ -6,7 +6,7 @@ import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import { EventReader } from '../events/event-reader.js';
+import { EventShards } from '../events/event-shards.js';
 import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
@@ -16,7 +16,7 @@ import { safeUrl } from '../log/redact.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
 
@@ -50,12 +50,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: EVENT_BUCKETS_SECONDS, bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
   let last: CollectionSnapshot | undefined;
 
-  // Event accounting: one leader reads the streams and persists; every replica reads back and renders.
-  if (config.events && isCluster(redis)) log.warn('event metrics (job counters, latency histograms) are not available on Redis Cluster yet; --events is ignored');
-  const eventsOn = config.events && !isCluster(redis);
+  // Event accounting: one leader per shard reads the streams and persists; every replica reads back and renders.
+  const eventsOn = config.events;
   const reader = eventsOn
-    ? new EventReader({
+    ? new EventShards({
+        client: redis,
+        shards: config.eventsShards,
         redisUrl: config.redisUrl,
+        clusterNodes: config.redisClusterNodes,
         ownPrefix: config.ownPrefix,
         log,
         leaseMs: config.eventsLease * 1000,
@@ -67,7 +69,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   let readBackFailed = false;
   /** Renders the persisted accounting and hands it back (undefined when events are off or unreadable). */
   const readBack = async (): Promise<QueueEventAccounting[] | undefined> => {
-    if (!reader || !eventMetrics || isCluster(redis)) return undefined;
+    if (!reader || !eventMetrics) return undefined;
     let queues: QueueEventAccounting[] | undefined;
     try {
       queues = await readEventAccounting(redis, config.ownPrefix);
@@ -142,7 +144,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
-      reader?.start();
+      await reader?.start();
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(

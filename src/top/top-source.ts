@@ -6,7 +6,7 @@ import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { readEventAccounting } from '../events/read-back.js';
-import { createRedis, isCluster } from '../redis/connection.js';
+import { createRedis } from '../redis/connection.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
 import type { QueuesResponse } from '../status/queue-view.js';
@@ -62,8 +62,8 @@ export function redisSource(o: RedisSourceOptions): TopSource {
       if (reads % DISCOVER_EVERY === 0 || discovery.completedPasses() === 0) await discovery.runPass().catch(() => undefined);
       reads += 1;
       const snapshot = await collector.collect();
-      // Read-only: the accounting a sidecar's event reader persisted, if one runs (not on Cluster yet).
-      const accounting = snapshot.ok && !isCluster(redis) ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined;
+      // Read-only: the accounting a sidecar's event reader persisted, if one runs.
+      const accounting = snapshot.ok ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined;
       board.update(snapshot, accounting && boardAccounting(accounting));
       return board.response({ now: Date.now() });
     },

@@ -1,18 +1,21 @@
 --[[
-  Persists one read batch atomically, fenced by the leader lease: the accounting fields the batch changed,
+  Persists one read batch atomically, fenced by the term generation: the accounting fields the batch changed,
   each stream's cursor, and the exact count of entries trimmed away before they were read.
   Loss: entries-added (XINFO, Redis 7) counts every entry ever written; `r|seen` counts those read or already
   counted lost. With U = retained entries after the cursor (0 when caught up, the stream length when the
   oldest retained entry is past the cursor), lost = entries-added - seen - U. When U is unknown (still
   behind, nothing trimmed past the cursor yet) the count waits for a later batch.
-  KEYS[1]          lease key (ownKeys.leader)
-  KEYS[2i]         queue i's state hash (ownKeys.eventsQueue), i = 1..n
-  KEYS[2i+1]       queue i's events stream
-  ARGV[1]          lease token
+  Fenced by generation (see events-init-n.lua): writes only while each hash still carries the caller's.
+  KEYS[2i-1]       queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
+  KEYS[2i]         queue i's events stream
+  ARGV[1]          generation of the caller's term
   then per queue:  cursor (last applied id), number of entries applied, number of field/value args F, F args
-  Returns false when the caller no longer holds the lease, else the entries newly counted lost per queue.
+  Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+local n = #KEYS / 2
+for i = 1, n do
+  if redis.call('HGET', KEYS[2 * i - 1], 'r|gen') ~= ARGV[1] then return false end
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
@@ -28,9 +31,8 @@ end
 
 local out = {}
 local a = 2
-local n = (#KEYS - 1) / 2
 for i = 1, n do
-  local hash, stream = KEYS[2 * i], KEYS[2 * i + 1]
+  local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
   local cursor, applied, nf = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
   a = a + 3
   -- HSET in slices: unpack() is bounded by the Lua C stack.

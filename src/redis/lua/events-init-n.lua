@@ -1,22 +1,26 @@
 --[[
-  Gives queues without event state their starting cursor, fenced by the leader lease.
+  Claims queues for the caller's term and gives queues without event state their starting cursor.
+  Fencing: every state hash carries `r|gen`, the generation of the last term that claimed it. A claim with a
+  lower generation than the stored one is refused, and the commit and forget scripts write only for the
+  generation stored, so a leader that was paused past its lease cannot write after a newer term claimed the
+  queue. The check lives in the queue's own hash (not in the lease key) because on Redis Cluster one script
+  may only touch keys of one slot, and the lease key sits in another.
   A stream whose whole history was written after the reader was installed here is read from its beginning
   (nothing of it was trimmed: entries-added = length); any other starts at its last entry, and the
   entries before are neither counted nor lost.
-  KEYS[1]        lease key (ownKeys.leader)
-  KEYS[2]        reader meta hash (ownKeys.eventsMeta): installedAt, set on the first call
-  KEYS[3]        queue index sorted set (ownKeys.eventsIndex)
-  KEYS[2+2i]     queue i's state hash (ownKeys.eventsQueue), i = 1..n
-  KEYS[3+2i]     queue i's events stream (<prefix>:<queue>:events)
-  ARGV[1]        lease token
-  ARGV[1+i]      queue i's index member
-  Returns false when the caller no longer holds the lease, else the cursor of each queue (existing or new).
+  KEYS[2i-1]     queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
+  KEYS[2i]       queue i's events stream (<prefix>:<queue>:events)
+  ARGV[1]        generation of the caller's term
+  ARGV[2]        installedAt of the reader (ownKeys.eventsMeta, Redis clock ms)
+  Returns false when a newer term has claimed one of the queues, else the cursor of each queue.
 ]]
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('HSETNX', KEYS[2], 'installedAt', now)
-local installed = tonumber(redis.call('HGET', KEYS[2], 'installedAt'))
+local gen = tonumber(ARGV[1])
+local installed = tonumber(ARGV[2])
+local n = #KEYS / 2
+for i = 1, n do
+  local stored = tonumber(redis.call('HGET', KEYS[2 * i - 1], 'r|gen'))
+  if stored and stored > gen then return false end
+end
 
 local function info(stream)
   local r = redis.pcall('XINFO', 'STREAM', stream)
@@ -27,9 +31,8 @@ local function info(stream)
 end
 
 local out = {}
-local n = (#KEYS - 3) / 2
 for i = 1, n do
-  local hash, stream = KEYS[2 + 2 * i], KEYS[3 + 2 * i]
+  local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
   local cursor = redis.call('HGET', hash, 'r|cursor')
   if not cursor then
     local seen = 0
@@ -44,7 +47,7 @@ for i = 1, n do
     end
     redis.call('HSET', hash, 'r|cursor', cursor, 'r|seen', seen, 'r|lost', 0, 'r|lag_ms', 0)
   end
-  redis.call('ZADD', KEYS[3], now, ARGV[1 + i])
+  redis.call('HSET', hash, 'r|gen', gen)
   out[i] = cursor
 end
 return out
