@@ -43,6 +43,11 @@ export interface EventReaderOptions {
   pollMs?: number;
   /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
   isMine?: (q: QueueRef) => boolean;
+  /**
+   * How often a caught-up queue's commit time is refreshed. Every replica ages the lag from that time:
+   * beyond twice this (plus a blocking read) a caught-up queue shows lag, so a stalled leader is seen.
+   */
+  lagRefreshMs?: number;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -54,6 +59,7 @@ export const EVENT_READER_DEFAULTS = {
   rebuildEntries: 1000,
   maintenanceMs: 60_000,
   pollMs: 50,
+  lagRefreshMs: 5000,
 };
 
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
@@ -73,6 +79,9 @@ interface QueueState {
   machine: QueueLifecycle;
   /** Last id fed to the machine (XREAD resumes here); the committed cursor may trail it by one held entry. */
   readId: string;
+  cursor: string;
+  /** Local clock of the last commit that included this queue (0: none this term). */
+  committedAt: number;
 }
 
 interface Term {
@@ -121,6 +130,7 @@ export class EventReader {
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
       maintenanceMs: o.maintenanceMs ?? d.maintenanceMs,
       pollMs: o.pollMs ?? d.pollMs,
+      lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
@@ -269,7 +279,7 @@ export class EventReader {
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor };
+      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedAt: 0 };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -375,17 +385,26 @@ export class EventReader {
     return got.size > 0;
   }
 
+  /** Commits the queues that applied entries, and refreshes the lag of those not committed for a while. */
   private async commit(term: Term, group: QueueState[]): Promise<void> {
+    const { lagRefreshMs, blockMs } = this.opts;
     const keys: string[] = [];
-    const args: (string | number)[] = [term.gen];
+    const args: (string | number)[] = [term.gen, 2 * lagRefreshMs + blockMs];
     const committed: QueueState[] = [];
+    const now = Date.now();
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
-      if (id === undefined || count === 0) continue;
-      s.acc.reader('read', count);
-      const fields = s.acc.dirtyFields();
-      keys.push(s.hash, s.stream);
-      args.push(id, count, fields.length, ...fields);
+      if (id === undefined || count === 0) {
+        if (now - s.committedAt < lagRefreshMs) continue;
+        keys.push(s.hash, s.stream);
+        args.push(s.cursor, 0, 0);
+      } else {
+        s.acc.reader('read', count);
+        const fields = s.acc.dirtyFields();
+        keys.push(s.hash, s.stream);
+        args.push(id, count, fields.length, ...fields);
+        s.cursor = id;
+      }
       committed.push(s);
     }
     if (committed.length === 0) return;
@@ -394,6 +413,7 @@ export class EventReader {
     this.checkTerm(term);
     committed.forEach((s, i) => {
       s.acc.clearDirty();
+      s.committedAt = now;
       const n = lost[i] ?? 0;
       if (n > 0) {
         // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.
