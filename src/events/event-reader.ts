@@ -12,7 +12,7 @@ import { defineScript } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
-import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -48,6 +48,8 @@ export interface EventReaderOptions {
    * beyond twice this (plus a blocking read) a caught-up queue shows lag, so a stalled leader is seen.
    */
   lagRefreshMs?: number;
+  /** The in-flight budget to share (all shard readers of a process); default: one of this reader's own. */
+  inFlight?: InFlightBudget;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -110,6 +112,7 @@ export class EventReader {
   /** The followed streams in groups that one XREAD (and one commit) may cover; rebuilt after each sync. */
   private groups: QueueState[][] = [];
   private installedAt: string | undefined;
+  private readonly budget: InFlightBudget;
   private synced = false;
   private nextMaintenance = 0;
   private rotation = 0;
@@ -133,6 +136,7 @@ export class EventReader {
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
+    this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0 };
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
@@ -225,6 +229,7 @@ export class EventReader {
   }
 
   private forgetStates(): void {
+    for (const s of this.states.values()) s.machine.resetJobs();
     this.states.clear();
     this.byStream.clear();
     this.groups = [];
@@ -233,12 +238,7 @@ export class EventReader {
 
   /** Loads the state of newly wanted queues (or all, after a leadership change) and drops unwanted ones. */
   private async sync(term: Term): Promise<void> {
-    for (const [id, s] of this.states) {
-      if (!this.wanted.has(id)) {
-        this.states.delete(id);
-        this.byStream.delete(s.stream);
-      }
-    }
+    for (const [id, s] of this.states) if (!this.wanted.has(id)) this.drop(s);
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
       // Once per process: the first reader anywhere fixes it, every later one reads the same value.
@@ -274,7 +274,7 @@ export class EventReader {
     this.checkTerm(term);
     for (let i = 0; i < queues.length; i++) {
       const acc = QueueAccounting.fromHash(replies[i] as Record<string, string>);
-      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames());
+      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames(), this.budget);
       // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
@@ -351,10 +351,7 @@ export class EventReader {
       return await this.readGroup(term, group, block);
     } catch (err) {
       if (!(err instanceof FencedOut || err instanceof TermChanged)) {
-        for (const s of group) {
-          this.states.delete(queueId(s.queue));
-          this.byStream.delete(s.stream);
-        }
+        for (const s of group) this.drop(s);
       }
       throw err;
     }
@@ -452,6 +449,13 @@ export class EventReader {
       if (stale.length < 100) break;
       offset -= forgotten;
     }
+  }
+
+  /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
+  private drop(s: QueueState): void {
+    s.machine.resetJobs();
+    this.states.delete(queueId(s.queue));
+    this.byStream.delete(s.stream);
   }
 
   private async redisNow(): Promise<number> {

@@ -250,7 +250,7 @@ export const METRICS = {
   exporterEventsEvicted: {
     name: 'bullmq_exporter_events_evicted_total',
     type: 'counter',
-    help: 'Jobs dropped from the reader\'s bounded in-flight map (too many in flight, or idle for 24 h); their later events are unmatched.',
+    help: 'Jobs dropped from the reader\'s bounded in-flight map (more in flight over all queues than --events-max-in-flight: the queue adding a job drops its own oldest; or idle for 24 h); their later events are unmatched.',
     labels: Q,
     source: EVENTS,
   },

@@ -63,7 +63,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         log,
         leaseMs: config.eventsLease * 1000,
         retentionMs: config.eventsRetention * 1000,
-        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames },
+        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
       })
     : undefined;
   const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
