@@ -12,7 +12,7 @@ import { defineScript } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
-import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -43,6 +43,13 @@ export interface EventReaderOptions {
   pollMs?: number;
   /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
   isMine?: (q: QueueRef) => boolean;
+  /**
+   * How often a caught-up queue's commit time is refreshed. Every replica ages the lag from that time:
+   * beyond twice this (plus a blocking read) a caught-up queue shows lag, so a stalled leader is seen.
+   */
+  lagRefreshMs?: number;
+  /** The in-flight budget to share (all shard readers of a process); default: one of this reader's own. */
+  inFlight?: InFlightBudget;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -54,6 +61,7 @@ export const EVENT_READER_DEFAULTS = {
   rebuildEntries: 1000,
   maintenanceMs: 60_000,
   pollMs: 50,
+  lagRefreshMs: 5000,
 };
 
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
@@ -73,6 +81,9 @@ interface QueueState {
   machine: QueueLifecycle;
   /** Last id fed to the machine (XREAD resumes here); the committed cursor may trail it by one held entry. */
   readId: string;
+  cursor: string;
+  /** Local clock of the last commit that included this queue (0: none this term). */
+  committedAt: number;
 }
 
 interface Term {
@@ -101,6 +112,7 @@ export class EventReader {
   /** The followed streams in groups that one XREAD (and one commit) may cover; rebuilt after each sync. */
   private groups: QueueState[][] = [];
   private installedAt: string | undefined;
+  private readonly budget: InFlightBudget;
   private synced = false;
   private nextMaintenance = 0;
   private rotation = 0;
@@ -121,8 +133,10 @@ export class EventReader {
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
       maintenanceMs: o.maintenanceMs ?? d.maintenanceMs,
       pollMs: o.pollMs ?? d.pollMs,
+      lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
+    this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0 };
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
@@ -215,6 +229,7 @@ export class EventReader {
   }
 
   private forgetStates(): void {
+    for (const s of this.states.values()) s.machine.resetJobs();
     this.states.clear();
     this.byStream.clear();
     this.groups = [];
@@ -223,12 +238,7 @@ export class EventReader {
 
   /** Loads the state of newly wanted queues (or all, after a leadership change) and drops unwanted ones. */
   private async sync(term: Term): Promise<void> {
-    for (const [id, s] of this.states) {
-      if (!this.wanted.has(id)) {
-        this.states.delete(id);
-        this.byStream.delete(s.stream);
-      }
-    }
+    for (const [id, s] of this.states) if (!this.wanted.has(id)) this.drop(s);
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
       // Once per process: the first reader anywhere fixes it, every later one reads the same value.
@@ -264,12 +274,12 @@ export class EventReader {
     this.checkTerm(term);
     for (let i = 0; i < queues.length; i++) {
       const acc = QueueAccounting.fromHash(replies[i] as Record<string, string>);
-      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames());
+      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames(), this.budget);
       // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor };
+      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedAt: 0 };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -341,10 +351,7 @@ export class EventReader {
       return await this.readGroup(term, group, block);
     } catch (err) {
       if (!(err instanceof FencedOut || err instanceof TermChanged)) {
-        for (const s of group) {
-          this.states.delete(queueId(s.queue));
-          this.byStream.delete(s.stream);
-        }
+        for (const s of group) this.drop(s);
       }
       throw err;
     }
@@ -375,17 +382,26 @@ export class EventReader {
     return got.size > 0;
   }
 
+  /** Commits the queues that applied entries, and refreshes the lag of those not committed for a while. */
   private async commit(term: Term, group: QueueState[]): Promise<void> {
+    const { lagRefreshMs, blockMs } = this.opts;
     const keys: string[] = [];
-    const args: (string | number)[] = [term.gen];
+    const args: (string | number)[] = [term.gen, 2 * lagRefreshMs + blockMs];
     const committed: QueueState[] = [];
+    const now = Date.now();
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
-      if (id === undefined || count === 0) continue;
-      s.acc.reader('read', count);
-      const fields = s.acc.dirtyFields();
-      keys.push(s.hash, s.stream);
-      args.push(id, count, fields.length, ...fields);
+      if (id === undefined || count === 0) {
+        if (now - s.committedAt < lagRefreshMs) continue;
+        keys.push(s.hash, s.stream);
+        args.push(s.cursor, 0, 0);
+      } else {
+        s.acc.reader('read', count);
+        const fields = s.acc.dirtyFields();
+        keys.push(s.hash, s.stream);
+        args.push(id, count, fields.length, ...fields);
+        s.cursor = id;
+      }
       committed.push(s);
     }
     if (committed.length === 0) return;
@@ -394,6 +410,7 @@ export class EventReader {
     this.checkTerm(term);
     committed.forEach((s, i) => {
       s.acc.clearDirty();
+      s.committedAt = now;
       const n = lost[i] ?? 0;
       if (n > 0) {
         // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.
@@ -432,6 +449,13 @@ export class EventReader {
       if (stale.length < 100) break;
       offset -= forgotten;
     }
+  }
+
+  /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
+  private drop(s: QueueState): void {
+    s.machine.resetJobs();
+    this.states.delete(queueId(s.queue));
+    this.byStream.delete(s.stream);
   }
 
   private async redisNow(): Promise<number> {
