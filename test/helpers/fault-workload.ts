@@ -57,6 +57,12 @@ export class FaultWorkload {
     );
   }
 
+  /** One export job writing `fileName`; returns its id. */
+  async producerExport(fileName: string, rows: number): Promise<string> {
+    const job = await this.producer.enqueueExport({ format: 'ndjson', rows, source: 'synthetic', fileName });
+    return String(job.id);
+  }
+
   /** Keeps enqueueing `perTick` jobs every 100 ms until stopped; adds wait out Redis faults. */
   produce(perTick = 5): void {
     this.stopProducing = false;
@@ -94,7 +100,12 @@ export class FaultWorkload {
     expect(completed.size + failed.size).toBe(this.ids.length);
     const dlq = new Queue(`${EXPORT.name}-dlq`, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });
     try {
-      await waitFor('every failed job dead-lettered', async () => (await dlq.getWaitingCount()) >= failed.size, 15_000, 100);
+      await waitFor('every failed job dead-lettered', async () => (await dlq.getWaitingCount()) >= failed.size, 15_000, 100).catch(async (err) => {
+        const dead = new Set(((await dlq.getJobs(['wait'])) as Array<Job<DeadLetterRecord>>).map((j) => j.data.source.jobId));
+        const missing = [...failed].filter((id) => !dead.has(id));
+        const reasons = await Promise.all(missing.map((id) => this.raw.hget(`${EXPORT.prefix}:${EXPORT.name}:${id}`, 'failedReason')));
+        throw new Error(`${(err as Error).message}; not dead-lettered: ${JSON.stringify(reasons)}`);
+      });
       const dead = (await dlq.getJobs(['wait'])) as Array<Job<DeadLetterRecord>>;
       expect(dead.map((j) => j.data.source.jobId).sort()).toEqual([...failed].sort());
     } finally {
