@@ -9,6 +9,7 @@ import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { caughtUp as caughtUpProcess, metric, startSidecarProcess } from './helpers/sidecar-process.js';
 
 const LEASE_S = 3;
 let redis: TestRedis;
@@ -183,5 +184,24 @@ describe('event accounting across sidecar processes', () => {
     expect(after.get(seriesKey('bullmq_exporter_events_read_total', labels(q)))).toBe(addedAtStop + retained);
     second.cli.proc.kill('SIGTERM');
     await second.cli.exited;
+  });
+
+  it('a queue created after the sidecar started, found by discovery, is counted from its first job', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'late' };
+    // No queue exists yet: the leader has nothing to follow, but its install time is what decides where
+    // a later stream starts.
+    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql-late' });
+    await waitFor('a leader', async () => (await s.metrics()).get('bullmq_exporter_leader') === 1);
+    await new Promise((r) => setTimeout(r, 1000));
+    const w = workload(bull.queue(q.name));
+    await w.add(100);
+    startWorker(q.name);
+    const m = await waitFor('every job counted', async () => {
+      const x = await caughtUpProcess(s, raw, q);
+      return metric(x, 'bullmq_jobs_completed_total', q) === w.truth.completed && x;
+    });
+    expect(metric(m, 'bullmq_jobs_added_total', q)).toBe(w.truth.added);
+    expect(metric(m, 'bullmq_jobs_failed_total', q)).toBe(w.truth.failed);
+    await s.stop();
   });
 });

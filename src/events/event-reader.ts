@@ -209,6 +209,9 @@ export class EventReader {
       }
     }
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
+    // With no queue yet, the call still records when the reader was installed: a queue created after that
+    // is then read from its first entry when discovery finds it, not from wherever its stream is by then.
+    if (missing.length === 0 && this.states.size === 0) await this.load(token, []);
     for (let i = 0; i < missing.length; i += this.opts.streamsPerRead) {
       await this.load(token, missing.slice(i, i + this.opts.streamsPerRead));
     }

@@ -21,14 +21,16 @@ export interface SidecarProcess {
 export interface SidecarProcessOptions {
   redisUrl: string;
   ownPrefix: string;
-  queues: string;
+  /** Queues to follow; without, the sidecar discovers them (every 0.5 s). */
+  queues?: string;
   leaseSeconds?: number;
   extraArgs?: string[];
 }
 
 export async function startSidecarProcess(o: SidecarProcessOptions): Promise<SidecarProcess> {
   const port = await freePort();
-  const args = ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', o.queues, '--own-prefix', o.ownPrefix];
+  const args = ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--own-prefix', o.ownPrefix];
+  args.push(...(o.queues !== undefined ? ['--queues', o.queues] : ['--discovery-interval', '0.5']));
   const cli = spawnCli([...args, '--events-lease', String(o.leaseSeconds ?? 3), ...(o.extraArgs ?? [])], { REDIS_URL: o.redisUrl, LOG_LEVEL: 'warn' });
   const alive = () => cli.proc.exitCode === null && cli.proc.signalCode === null;
   const metrics = async () => {
