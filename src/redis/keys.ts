@@ -85,6 +85,8 @@ export const ownKeys = {
   eventsQueue: (own: string, q: QueueRef) => `${own}:events:q:${q.prefix}:${q.name}`,
   /** ZSET of source job ids already copied to the dead-letter queue (score = failure time), so a sweep never copies twice. */
   deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
+  /** String with expiry: a redrive of this dead letter is under way (concurrent redrives of it get a conflict). */
+  redriveClaim: (own: string, q: QueueRef, dlqJobId: string) => `${own}:redrive:${q.prefix}:${q.name}:${dlqJobId}`,
 };
 
 /** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */
