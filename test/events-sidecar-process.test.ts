@@ -6,16 +6,15 @@ import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queueKey, type QueueRef } from '../src/redis/keys.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { spawnCli, type CliProcess } from './helpers/cli.js';
-import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
-import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { caughtUp as caughtUpProcess, metric, startSidecarProcess } from './helpers/sidecar-process.js';
+import { seriesKey, type Series } from './helpers/prom-text.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { caughtUp as caughtUpIn, entriesAdded as entriesAddedIn, metric, queueLabels, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
 
 const LEASE_S = 3;
 let redis: TestRedis;
 let raw: Redis;
 let bull: BullFixtures;
-const sidecars: CliProcess[] = [];
+const sidecars: SidecarProcess[] = [];
 
 beforeAll(async () => {
   redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
@@ -23,48 +22,19 @@ beforeAll(async () => {
   bull = new BullFixtures(redis);
 });
 afterAll(async () => {
-  for (const s of sidecars) if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+  await Promise.all(sidecars.map((s) => s.stop()));
   await bull?.close();
   await redis?.stop();
 });
 
-interface Sidecar {
-  cli: CliProcess;
-  metrics(): Promise<Series>;
-}
-
-async function startSidecar(own: string, queues: string): Promise<Sidecar> {
-  const port = await freePort();
-  const cli = spawnCli(
-    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(LEASE_S)],
-    { REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
-  );
-  sidecars.push(cli);
-  const metrics = async () => parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`)).text());
-  await waitFor('sidecar serving', () => metrics().catch(() => undefined));
-  return { cli, metrics };
-}
-
-const labels = (q: QueueRef) => ({ prefix: q.prefix, queue: q.name });
-
-async function entriesAdded(q: QueueRef): Promise<number> {
-  const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
-  return Number(info[info.indexOf('entries-added') + 1]);
-}
-
-/** The sidecar's metrics once it has read (or counted lost) every entry of the stream. */
-async function caughtUp(s: Sidecar, q: QueueRef): Promise<Series> {
-  return waitFor(
-    'the sidecar to account for the whole stream',
-    async () => {
-      const m = await s.metrics();
-      const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels(q))) ?? 0;
-      const lost = m.get(seriesKey('bullmq_exporter_events_lost_total', labels(q))) ?? 0;
-      return read + lost === (await entriesAdded(q)) && m;
-    },
-    20_000,
-  );
-}
+const startSidecar = async (own: string, queues: string): Promise<SidecarProcess> => {
+  const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: own, queues, leaseSeconds: LEASE_S });
+  sidecars.push(s);
+  return s;
+};
+const labels = queueLabels;
+const entriesAdded = (q: QueueRef) => entriesAddedIn(raw, q);
+const caughtUp = (s: SidecarProcess, q: QueueRef) => caughtUpIn(s, raw, q);
 
 /** Jobs that fail for good when i % 7 == 0, complete otherwise: ground truth per added batch. */
 function workload(queue: Queue) {
@@ -191,13 +161,14 @@ describe('event accounting across sidecar processes', () => {
     // No queue exists yet: the leader has nothing to follow, but its install time is what decides where
     // a later stream starts.
     const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql-late' });
+    sidecars.push(s);
     await waitFor('a leader', async () => (await s.metrics()).get('bullmq_exporter_leader') === 1);
     await new Promise((r) => setTimeout(r, 1000));
     const w = workload(bull.queue(q.name));
     await w.add(100);
     startWorker(q.name);
     const m = await waitFor('every job counted', async () => {
-      const x = await caughtUpProcess(s, raw, q);
+      const x = await caughtUp(s, q);
       return metric(x, 'bullmq_jobs_completed_total', q) === w.truth.completed && x;
     });
     expect(metric(m, 'bullmq_jobs_added_total', q)).toBe(w.truth.added);
