@@ -189,6 +189,28 @@ describe('queue state gauges', () => {
     expect(g('bullmq_dlq_jobs', 'waits')).toBeUndefined();
   });
 
+  it('does not count the backoff of a retried job as waiting time', async () => {
+    const q = bull.queue('retried');
+    const job = await q.add('r', {}, { attempts: 2, backoff: { type: 'fixed', delay: 1500 } });
+    const w = bull.worker('retried', async () => {
+      throw new Error('first attempt fails');
+    });
+    await waitFor('backoff', async () => (await q.getJobState(job.id!)) === 'delayed');
+    await w.close();
+    const failed = (await q.getJob(job.id!))!;
+    await new Promise((r) => setTimeout(r, 1600));
+    await q.promoteJobs(); // no worker runs, so nothing promotes lazily
+    expect(await q.getJobState(job.id!)).toBe('waiting');
+    const due = failed.processedOn! + 1500;
+    const t1 = Date.now();
+    await sidecar.refresh();
+    const t2 = Date.now();
+    const age = (await sidecar.scrape()).get(seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'bull', queue: 'retried' }))!;
+    // Counted from the end of the backoff (the failed attempt's own few ms aside), not from the attempt's start.
+    expect(age).toBeGreaterThanOrEqual((t1 - due) / 1000 - 0.05);
+    expect(age).toBeLessThanOrEqual((t2 - due) / 1000 + 0.2);
+  });
+
   it('leaves bullmq_queue_workers out, with one warning, where CLIENT LIST is refused', async () => {
     const admin = redis.client();
     await admin.call('ACL', 'SETUSER', 'noclient', 'on', '>pw-noclient', '~*', '&*', '+@all', '-client');

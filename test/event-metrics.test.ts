@@ -56,6 +56,44 @@ describe('event metrics rendering', () => {
     expect(s.get('bullmq_exporter_leader')).toBe(1);
   });
 
+  it('starts every histogram series and the DLQ-added counter of each queue at 0, so rate() sees their first increase', async () => {
+    const e = new Exposition();
+    const m = new EventMetrics(e);
+    m.update({
+      leader: true,
+      queues: [
+        { queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() },
+        { queue: { prefix: 'bull', name: 'email-dlq' }, stats: accounting().toStats() },
+        { queue: { prefix: 'bull', name: 'idle' }, stats: new QueueAccounting().toStats() },
+      ],
+    });
+    const body = (await e.render(false)).body.toString();
+    const s = parsePromText(body);
+    const idle = { prefix: 'bull', queue: 'idle' };
+    for (const [name, label, values] of [
+      ['bullmq_job_wait_seconds', 'attempt', ['first', 'retry']],
+      ['bullmq_job_processing_seconds', 'outcome', ['completed', 'failed', 'retried']],
+      ['bullmq_job_e2e_seconds', 'outcome', ['completed', 'failed']],
+    ] as const) {
+      for (const value of values) {
+        const l = { ...idle, [label]: value };
+        expect(s.get(seriesKey(`${name}_count`, l)), `${name} ${value}`).toBe(0);
+        expect(s.get(seriesKey(`${name}_sum`, l))).toBe(0);
+        for (const le of [...EVENT_BUCKETS_SECONDS.map(String), '+Inf']) expect(s.get(seriesKey(`${name}_bucket`, { ...l, le }))).toBe(0);
+      }
+    }
+    expect(s.get(seriesKey('bullmq_dlq_added_total', idle))).toBe(0);
+    // Observed series keep their values; a queue with a DLQ gets its adds once, not an extra 0.
+    const email = { prefix: 'bull', queue: 'email' };
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_count', { ...email, attempt: 'first' }))).toBe(2);
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_count', { ...email, attempt: 'retry' }))).toBe(0);
+    expect(body.match(/^bullmq_dlq_added_total\{prefix="bull",queue="email"\}/gm)).toHaveLength(1);
+    expect(s.get(seriesKey('bullmq_dlq_added_total', email))).toBe(2);
+    // Every line is unique: Prometheus rejects a scrape with a duplicate series.
+    const lines = body.split('\n').filter((l) => l !== '' && !l.startsWith('#'));
+    expect(new Set(lines.map((l) => l.slice(0, l.lastIndexOf(' ')))).size).toBe(lines.length);
+  });
+
   it('drops every event series when the read-back failed', async () => {
     const e = new Exposition();
     const m = new EventMetrics(e);

@@ -103,11 +103,33 @@ describe('research §2.3 stream: every path of one queue', () => {
     expect(fromCompletion.reader.unmatched).toBe(1);
     expect(counters(fromCompletion)).toMatchObject({ added: 2, completed: 9, failed: 2, retried: 3, stalled: 1 });
     expect(hist(fromCompletion, 'processing', 'completed').count).toBe(8);
-    // Reader starts at …678-0, job 6's first backoff `delayed`: without the `active` it cannot tell a retry
-    // from a delay change, so it is unmatched and not a retry; 6's second backoff and 7's retry still count.
+    // Reader starts at …678-0, job 6's first backoff `delayed`: a job never seen added is decided a retry
+    // whose start was missed (unmatched); with 6's second backoff and 7's retry, three retries.
     const fromBackoff = run(entries.slice(entries.findIndex((e) => e.id === '1795485782678-0'))).stats;
     expect(fromBackoff.reader.unmatched).toBe(1);
-    expect(counters(fromBackoff).retried).toBe(2);
+    expect(counters(fromBackoff).retried).toBe(3);
+  });
+
+  it('decides an unmatched `delayed` like an unmatched `waiting prev=active`: a retry unless its `added` was seen', () => {
+    const e = (ms: number, ...f: string[]) => toEntry(`${ms}-0`, f);
+    // Jobs r (backoff) and i (immediate retry) were active before the reader started; d is a delayed add,
+    // then its delay is changed; x is a delayed add whose `added` the reader missed -- indistinguishable
+    // from r, and counted the same way.
+    const { stats } = run([
+      e(1000, 'event', 'delayed', 'jobId', 'r', 'delay', '1500'),
+      e(1001, 'event', 'waiting', 'jobId', 'i', 'prev', 'active'),
+      e(1002, 'event', 'added', 'jobId', 'd', 'name', 'n'),
+      e(1002, 'event', 'delayed', 'jobId', 'd', 'delay', '3000'),
+      e(1003, 'event', 'delayed', 'jobId', 'd', 'delay', '4000'),
+      e(1500, 'event', 'waiting', 'jobId', 'r', 'prev', 'delayed'),
+      e(1600, 'event', 'active', 'jobId', 'r', 'prev', 'waiting'),
+      e(1650, 'event', 'completed', 'jobId', 'r', 'prev', 'active'),
+    ]);
+    expect(counters(stats)).toEqual({ added: 1, retried: 2, completed: 1 });
+    // r's and i's attempts started unseen; r's completion closes an attempt whose start was seen.
+    expect(stats.reader.unmatched).toBe(2);
+    expect(hist(stats, 'wait', 'retry')).toEqual({ count: 1, sumMs: 100 });
+    expect(hist(stats, 'processing', 'retried').count).toBe(0);
   });
 });
 

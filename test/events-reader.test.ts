@@ -348,3 +348,76 @@ describe('retention', () => {
     await r.close();
   });
 });
+
+describe('read-back', () => {
+  it('returns every queue exactly once while the index is re-scored concurrently (>500 queues)', async () => {
+    OWN = 'ql-readback';
+    const N = 1300;
+    const index = ownKeys.eventsIndex(OWN);
+    const pipe = raw.pipeline();
+    const names = Array.from({ length: N }, (_, i) => `rb-${i}`);
+    names.forEach((name, i) => {
+      pipe.zadd(index, i, `bull:${name}`);
+      pipe.hset(ownKeys.eventsQueue(OWN, { prefix: 'bull', name }), 'r|read', i);
+    });
+    await pipe.exec();
+    // Touches as maintain() does them: members move to the young end while a read-back pages.
+    let touching = true;
+    let score = N;
+    const toucher = (async () => {
+      const mover = redis.client();
+      while (touching) {
+        const p = mover.pipeline();
+        for (let k = 0; k < 50; k++) p.zadd(index, score++, `bull:${names[(score * 7) % N]}`);
+        await p.exec();
+      }
+    })();
+    try {
+      for (let round = 0; round < 15; round++) {
+        const got = await readEventAccounting(raw, OWN);
+        const seen = got.map((x) => x.queue.name);
+        expect({ round, n: seen.length, distinct: new Set(seen).size }).toEqual({ round, n: N, distinct: N });
+        // Each queue with its own hash, not a neighbour's.
+        for (const x of got) expect(x.stats.reader.read).toBe(Number(x.queue.name.slice(3)));
+      }
+    } finally {
+      touching = false;
+      await toucher;
+    }
+  });
+});
+
+describe('errors', () => {
+  it('a failing group reloads only its own queues, not every queue with its history replay', async () => {
+    OWN = 'ql-reload';
+    const ok: QueueRef[] = [0, 1, 2].map((i) => ({ prefix: 'bull', name: `reload-ok-${i}` }));
+    const bad: QueueRef = { prefix: 'bull', name: 'reload-bad' };
+    // History before the reader starts: loading a queue replays it (XREVRANGE on its stream).
+    for (const q of ok) await bull.queue(q.name).add('j', {});
+    // Not a stream: every XREAD that names it fails with WRONGTYPE.
+    await raw.set(queueKey(bad, 'events'), 'x');
+    const r = reader({ streamsPerRead: 1 });
+    r.setQueues([...ok, bad]);
+    r.start();
+    await waitFor('all registered', async () => (await readEventAccounting(raw, OWN)).length === 4);
+    await sleep(300);
+
+    const monitor = await redis.client().monitor();
+    const okStreams = new Set(ok.map((q) => queueKey(q, 'events')));
+    let replays = 0;
+    let badReads = 0;
+    monitor.on('monitor', (_t: string, args: string[]) => {
+      const cmd = (args[0] ?? '').toLowerCase();
+      if (cmd === 'xrevrange' && okStreams.has(args[1] ?? '')) replays += 1;
+      if (cmd === 'xread' && args.includes(queueKey(bad, 'events'))) badReads += 1;
+    });
+    await waitFor('the bad group to fail three times', () => badReads >= 3, 10_000);
+    monitor.disconnect();
+    expect(replays).toBe(0);
+
+    // The healthy queues are still read.
+    await bull.queue(ok[0]!.name).add('j', {});
+    await waitFor('the new job counted', async () => total((await statsOf(ok[0]!))!, 'added') === 1);
+    await r.close();
+  });
+});

@@ -47,6 +47,19 @@ describe('HTTP', () => {
     await s.close();
   });
 
+  it('keeps counters named *_total in Prometheus text after an OpenMetrics scrape (prom-client renames in place)', async () => {
+    const s = await testSidecar(redis.url);
+    await s.refresh();
+    const om = await s.app.inject({ url: '/metrics', headers: { accept: 'application/openmetrics-text; version=1.0.0' } });
+    expect(om.body).toContain('# TYPE bullmq_exporter_collect_errors counter');
+    expect(om.body).toContain('bullmq_exporter_collect_errors_total 0');
+    await s.refresh(); // a new collection: the cached text is rendered again
+    const text = await s.app.inject({ url: '/metrics' });
+    expect(text.body).toContain('# TYPE bullmq_exporter_collect_errors_total counter');
+    expect(text.body).toContain('\nbullmq_exporter_collect_errors_total 0\n');
+    await s.close();
+  });
+
   it('is unavailable before the first collection and ok after it; /livez always answers', async () => {
     const s = await testSidecar(redis.url);
     const early = await s.app.inject({ url: '/health' });

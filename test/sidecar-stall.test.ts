@@ -48,4 +48,51 @@ describe('network stall', () => {
     await waitFor('recovered', async () => (await s.app.inject({ url: '/health' })).statusCode === 200 && (await s.scrape()).get(waiting) === 1, 15_000);
     await s.close();
   }, 40_000);
+
+  it('a leader whose renewals hang steps down within the lease; never two leaders at once', async () => {
+    const LEASE_S = 2;
+    const opts = { collectInterval: '0.5', eventsLease: String(LEASE_S), ownPrefix: 'ql-stall-leader' };
+    const stalled = await testSidecar(`redis://127.0.0.1:${proxy.port}`, opts);
+    await stalled.start();
+    const leader = async (s: typeof stalled) => (await s.scrape()).get('bullmq_exporter_leader');
+    await waitFor('the proxied replica to lead', async () => (await leader(stalled)) === 1);
+    const direct = await testSidecar(redis.url, opts);
+    await direct.start();
+    await waitFor('the direct replica to collect', async () => (await direct.scrape()).get('bullmq_exporter_up') === 1);
+    expect(await leader(direct)).toBe(0);
+
+    // Stall just after a renewal went through (seen on MONITOR; 50 ms for the reply to pass the proxy):
+    // the lease then expires one lease after that renewal was sent, and the replica must have let go by then.
+    const monitor = await redis.client().monitor();
+    await new Promise<void>((resolve) =>
+      monitor.on('monitor', (_t: string, args: string[]) => {
+        if (/^eval/i.test(args[0] ?? '') && args.includes('ql-stall-leader:leader:all')) resolve();
+      }),
+    );
+    const renewedAt = Date.now();
+    monitor.disconnect();
+    await new Promise((r) => setTimeout(r, 50));
+    proxy.stall();
+    const stalledAt = Date.now();
+    try {
+      await waitFor('the stalled replica to let go', async () => (await leader(stalled)) === 0, 3 * LEASE_S * 1000, 10);
+      expect(Date.now() - renewedAt).toBeLessThan(LEASE_S * 1000 + 100);
+      const both: number[] = [];
+      await waitFor(
+        'the stalled replica to step down and the other to take over',
+        async () => {
+          const [a, b] = [await leader(stalled), await leader(direct)];
+          if (a === 1 && b === 1) both.push(Date.now() - stalledAt);
+          return a === 0 && b === 1;
+        },
+        5 * LEASE_S * 1000,
+      );
+      // Lease expiry + a standby poll (lease/5) + scheduling slack.
+      expect(Date.now() - stalledAt).toBeLessThan(LEASE_S * 1000 * 1.2 + 1000);
+      expect(both).toEqual([]);
+    } finally {
+      proxy.resume();
+      await Promise.all([stalled.close(), direct.close()]);
+    }
+  }, 40_000);
 });

@@ -37,7 +37,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
   {
     command: ['loadgen'],
     specs: loadgenOptions,
-    bad: { ...SHARED, rate: '0', duration: '0', 'failure-share': '1.5', mix: 'email=0', 'webhook-target': 'ftp://x', 'export-rows': '-5' },
+    bad: { ...SHARED, scenario: 'meltdown', rate: '0', duration: '0', 'failure-share': '1.5', mix: 'email=0', 'webhook-target': 'ftp://x', 'export-rows': '-5' },
   },
   {
     command: ['dlq', 'list', 'email'],

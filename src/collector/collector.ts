@@ -107,10 +107,13 @@ export class Collector {
     const page = this.opts.orphanPageSize ?? 256;
     const calls: Array<Promise<void>> = [];
     for (const { state, from, total } of items) {
-      for (let start = from; start < total; start += page) {
-        const stop = Math.min(start + page, total) - 1;
+      // The group call checked the `from` newest ids (the left end); the rest are paged from the right end, which
+      // jobs taken meanwhile (LPUSHed on the left) do not shift.
+      const remaining = total - from;
+      for (let done = 0; done < remaining; done += page) {
+        const size = Math.min(page, remaining - done);
         calls.push(
-          this.scripts.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), start, stop).then((n) => {
+          this.scripts.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), -(done + size), -(done + 1)).then((n) => {
             state.orphanedActive += Number(n);
           }),
         );

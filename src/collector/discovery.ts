@@ -132,7 +132,14 @@ export class QueueDiscovery {
   private async confirm(candidates: QueueRef[]): Promise<QueueRef[]> {
     // Auto-pipelined: one round trip per node, whatever the number of candidates.
     const replies = await Promise.all(
-      candidates.map((ref) => this.opts.redis.hmget(queueKey(ref, 'meta'), 'opts.maxLenEvents', 'version').catch(() => null)),
+      // WRONGTYPE: the key is not a hash, so not a queue. Any other error (a timeout) aborts the pass: treating it
+      // as "not a queue" would drop live queues at the end of the pass.
+      candidates.map((ref) =>
+        this.opts.redis.hmget(queueKey(ref, 'meta'), 'opts.maxLenEvents', 'version').catch((err: Error) => {
+          if (/WRONGTYPE/.test(err.message)) return null;
+          throw err;
+        }),
+      ),
     );
     return candidates.filter((_, i) => replies[i]?.some((f) => f !== null) ?? false);
   }

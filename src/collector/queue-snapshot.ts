@@ -43,3 +43,15 @@ export interface CollectionSnapshot {
 export function dlqSource(queueName: string): string | undefined {
   return queueName.endsWith(DLQ_SUFFIX) && queueName.length > DLQ_SUFFIX.length ? queueName.slice(0, -DLQ_SUFFIX.length) : undefined;
 }
+
+/** Jobs ready to run and not yet taken: the `wait` list plus `prioritized`. */
+export function backlogOf(q: QueueState): number {
+  return q.jobs.waiting + q.jobs.prioritized;
+}
+
+/** Jobs a dead-letter queue holds that nobody has dealt with: every state but completed. */
+export function parkedJobs(q: QueueState): number {
+  let n = 0;
+  for (const st of JOB_STATES) if (st !== 'completed') n += q.jobs[st];
+  return n;
+}

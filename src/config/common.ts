@@ -43,3 +43,16 @@ export const prefixesOption = option({
     return list;
   },
 });
+
+export const ownPrefixOption = option({
+  name: 'own-prefix',
+  env: 'QUEUELENS_OWN_PREFIX',
+  arg: '<prefix>',
+  description: 'key prefix of what queuelens stores in Redis (event accounting, cursors, leader lease); never a BullMQ prefix',
+  default: 'queuelens',
+  parse: (raw: string) => {
+    const p = parse.string(raw);
+    if (/[\s*?[\]{}]/.test(p)) throw new Error('expected a prefix without spaces, glob characters or braces');
+    return p;
+  },
+});

@@ -1,7 +1,9 @@
 // Renders docs/configuration.md: every subcommand's options with their environment variables and defaults.
 import { renderOptionsTable } from './options-doc.js';
 import type { OptionSpec } from './options.js';
+import { demoOptions } from './demo-config.js';
 import { sidecarOptions } from './sidecar-config.js';
+import { topOptions } from './top-config.js';
 import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from './worker-config.js';
 
 export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options: readonly OptionSpec[] }> = [
@@ -10,6 +12,8 @@ export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options
   { command: 'enqueue <queue>', what: 'add one validated job', options: enqueueOptions },
   { command: 'loadgen', what: 'steady mixed traffic', options: loadgenOptions },
   { command: 'dlq list|show|redrive|purge <queue>', what: 'dead-letter queues', options: dlqOptions },
+  { command: 'top', what: 'the queues in a terminal', options: topOptions },
+  { command: 'demo', what: 'the whole product on this machine', options: demoOptions },
 ];
 
 export function renderConfigurationDoc(): string {

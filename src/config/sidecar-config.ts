@@ -1,5 +1,5 @@
 // The sidecar's validated configuration.
-import { logLevelOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const sidecarOptions = [
@@ -88,18 +88,7 @@ export const sidecarOptions = [
     default: '20',
     parse: parse.number({ min: 1, max: 1000, integer: true }),
   }),
-  option({
-    name: 'own-prefix',
-    env: 'QUEUELENS_OWN_PREFIX',
-    arg: '<prefix>',
-    description: 'key prefix of what queuelens stores in Redis (event accounting, cursors, leader lease); never a BullMQ prefix',
-    default: 'queuelens',
-    parse: (raw: string) => {
-      const p = parse.string(raw);
-      if (/[\s*?[\]{}]/.test(p)) throw new Error('expected a prefix without spaces, glob characters or braces');
-      return p;
-    },
-  }),
+  ownPrefixOption,
   option({
     name: 'events-lease',
     env: 'QUEUELENS_EVENTS_LEASE',

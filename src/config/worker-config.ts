@@ -1,5 +1,6 @@
 // The validated configuration of the worker-side commands: `worker`, `enqueue`, `loadgen` and `dlq`.
 // Each command takes the shared connection options plus its own table; flags and env vars match one to one.
+import { SCENARIOS } from '../jobs/loadgen-scenarios.js';
 import { logLevelOption, redisUrlOption } from './common.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
@@ -139,6 +140,14 @@ export const resolveEnqueueConfig = (raw: Record<string, unknown>): EnqueueConfi
 export const loadgenOptions = [
   redisUrlOption,
   prefixOption,
+  option({
+    name: 'scenario',
+    env: 'LOADGEN_SCENARIO',
+    arg: '<name>',
+    description: `what to send: ${SCENARIOS.join(', ')} (docs/monitoring.md lists what each makes fire)`,
+    default: 'mixed',
+    parse: parse.oneOf(SCENARIOS),
+  }),
   option({ name: 'rate', env: 'LOADGEN_RATE', arg: '<jobs/s>', description: 'jobs enqueued per second, spread over the queues', default: '20', parse: parse.number({ min: 0.1, max: 100_000 }) }),
   option({ name: 'duration', env: 'LOADGEN_DURATION', arg: '<seconds>', description: 'how long to run', default: '60', parse: parse.seconds(0.1, 7 * 86_400) }),
   option({

@@ -46,6 +46,9 @@ export const EVENT_READER_DEFAULTS = {
   maintenanceMs: 60_000,
 };
 
+/** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
+const CLOSE_MS = 1500;
+
 type ReaderClient = Redis & {
   eventsInit(numKeys: number, ...args: string[]): Promise<string[] | null>;
   eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
@@ -122,7 +125,8 @@ export class EventReader {
     this.budget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
     this.keys = { lease: ownKeys.leader(o.ownPrefix), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     // Standalone Redis only: the commit script spans many queues' keys, which Cluster would refuse (CROSSSLOT).
-    this.cmd = createRedis({ url: o.redisUrl, name: 'queuelens:events', log: o.log }) as ReaderClient;
+    // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
+    this.cmd = createRedis({ url: o.redisUrl, name: 'queuelens:events', log: o.log, commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
     // XREAD BLOCK holds its connection; it gets one of its own that waits through Redis outages.
     this.blocking = createRedis({ url: o.redisUrl, name: 'queuelens:events:read', log: o.log, maxRetriesPerRequest: null }) as Redis;
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
@@ -162,13 +166,20 @@ export class EventReader {
     this.loop = this.run();
   }
 
+  /** Stops within CLOSE_MS even when Redis hangs: then the lease is left to expire by itself. */
   close(): Promise<void> {
     this.closing ??= (async () => {
       this.wake?.();
       this.blocking.disconnect(); // interrupts a pending XREAD BLOCK
-      await this.loop;
-      await this.lease.close();
-      await this.cmd.quit().catch(() => this.cmd.disconnect());
+      const graceful = (async () => {
+        await this.loop;
+        await this.lease.close();
+        await this.cmd.quit();
+      })().catch(() => undefined);
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([graceful, new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_MS).unref()))]);
+      clearTimeout(timer);
+      this.cmd.disconnect(); // rejects whatever is still waiting on Redis; `graceful` swallows it
     })();
     return this.closing;
   }
@@ -189,10 +200,8 @@ export class EventReader {
         if (this.closing) break;
         if (err instanceof FencedOut) this.lease.lost('a fenced write found the lease gone');
         else if (!(err instanceof TermChanged)) {
-          // A commit may or may not have applied: reload state from Redis rather than guess.
-          this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading its state from Redis');
-          this.states.clear();
-          this.byStream.clear();
+          // readBatch dropped the state of the group it failed on; sync() reloads just those queues.
+          this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading the state of the queues it was reading');
           this.synced = false;
           await this.sleep(500);
         }
@@ -294,6 +303,22 @@ export class EventReader {
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones; only after a whole round found nothing does one read block, briefly.
     const block = groups === 1 ? this.opts.blockMs : this.idleReads >= groups ? Math.min(this.opts.blockMs, 20) : undefined;
+    try {
+      await this.readGroup(token, group, block);
+    } catch (err) {
+      if (!(err instanceof FencedOut || err instanceof TermChanged)) {
+        // A commit may or may not have applied: reload this group's state from Redis rather than guess.
+        // The other groups' state is unaffected, and reloading them would replay their history for nothing.
+        for (const s of group) {
+          this.states.delete(queueId(s.queue));
+          this.byStream.delete(s.stream);
+        }
+      }
+      throw err;
+    }
+  }
+
+  private async readGroup(token: string, group: QueueState[], block: number | undefined): Promise<void> {
     const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
     const count = this.budget.count(group.length);
     const reply = (

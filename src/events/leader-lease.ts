@@ -25,6 +25,7 @@ export interface LeaderLeaseOptions {
 export class LeaderLease {
   private term = '';
   private held = false;
+  /** When the last successful acquire or renewal was SENT: Redis set the expiry no earlier than that. */
   private lastRenewedAt = 0;
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
@@ -37,13 +38,17 @@ export class LeaderLease {
     this.client = opts.client as LeaseClient;
   }
 
+  /**
+   * Held and surely not expired yet: a renewal that hangs (stalled link, hung Redis) cannot keep this
+   * true past the lease, by which time a standby may already hold it.
+   */
   get isLeader(): boolean {
-    return this.held;
+    return this.held && Date.now() - this.lastRenewedAt < this.opts.leaseMs;
   }
 
   /** The token of the current term ('' when not leader); a new one for every acquisition. */
   get token(): string {
-    return this.held ? this.term : '';
+    return this.isLeader ? this.term : '';
   }
 
   /**
@@ -69,9 +74,10 @@ export class LeaderLease {
     if (this.ticking || this.closed) return true;
     this.ticking = true;
     try {
+      const sentAt = Date.now();
       if (this.held) {
         const ok = await this.client.leaseRenew(this.opts.key, this.term, this.opts.leaseMs);
-        if (ok === 1) this.lastRenewedAt = Date.now();
+        if (ok === 1) this.lastRenewedAt = sentAt;
         else this.lose('lease taken over');
       } else {
         const token = `${hostname()}:${process.pid}:${randomUUID()}`;
@@ -80,7 +86,7 @@ export class LeaderLease {
         else if (ok === 'OK') {
           this.term = token;
           this.held = true;
-          this.lastRenewedAt = Date.now();
+          this.lastRenewedAt = sentAt;
           this.opts.log.info({ lease: this.opts.key }, 'became event reader leader');
           this.opts.onChange(true);
         }

@@ -187,12 +187,14 @@ export class QueueLifecycle {
       }
       case 'delayed': {
         const t = this.jobs.get(jobId);
-        if (t?.activeMs !== undefined) {
-          this.endAttempt(t, 'retried', ms); // backoff retry (or DelayedError)
-          this.sink.count('retried', t.jobName);
-        } else if (!t) {
-          // A delayed job we never saw added: a retry whose start we missed, or a delay change; cannot tell.
-          this.sink.reader('unmatched');
+        // Backoff retry (or DelayedError). A job not known at all is one whose `added` (written just before
+        // the `delayed` of a delayed add) the reader did not see: decided as a retry whose start it missed
+        // (endAttempt counts that unmatched), like an unknown job's `waiting prev=active`. A known job that
+        // is not active is a delay change (changeDelay) or the `delayed` of its own add: no attempt ended.
+        if (t?.activeMs !== undefined || !t) {
+          const tt = t ?? this.track(jobId, ms, true);
+          this.endAttempt(tt, 'retried', ms);
+          this.sink.count('retried', tt.jobName);
         }
         const due = Number(f.delay);
         const tt = this.track(jobId, ms, undefined);

@@ -1,9 +1,12 @@
 // buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import type { Logger } from '../log/logger.js';
+import type { QueuesResponse } from '../status/queue-view.js';
 import type { RenderedMetrics } from '../metrics/exposition.js';
 import { adminRoutes, type AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
+import { queuesApi } from './queues-api.js';
+import { statusPage } from './status-page.js';
 
 export interface AppDeps {
   log: Logger;
@@ -13,6 +16,8 @@ export interface AppDeps {
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
   readiness: () => HealthReport;
+  /** The queue board (/api/queues, the status page at /). */
+  queues: (opts: { history: boolean }) => QueuesResponse;
   /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
   admin?: AdminOptions;
 }
@@ -45,6 +50,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));
 
+  await app.register(queuesApi, { queues: deps.queues });
+  await app.register(statusPage);
   // Encapsulated: its bearer-token hook guards its own routes only.
   if (deps.admin) await app.register(adminRoutes, deps.admin);
 

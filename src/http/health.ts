@@ -1,6 +1,6 @@
 // Decides /health and /readyz from the last collection: ready when Redis answers and the last collection is
 // fresh; /health may also turn "degraded" on per-queue thresholds, which are off unless configured.
-import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+import { backlogOf, type CollectionSnapshot } from '../collector/queue-snapshot.js';
 
 export interface HealthThresholds {
   maxWaiting?: number;
@@ -38,7 +38,7 @@ export function assessHealth(
   const degradedQueues: NonNullable<HealthReport['degradedQueues']> = [];
   for (const q of s!.queues) {
     const problems: string[] = [];
-    const waiting = q.jobs.waiting + q.jobs.prioritized;
+    const waiting = backlogOf(q);
     if (thresholds.maxWaiting !== undefined && waiting > thresholds.maxWaiting) problems.push(`${waiting} jobs waiting > ${thresholds.maxWaiting}`);
     if (thresholds.maxOldestAgeSeconds !== undefined && q.oldestWaitingAgeSeconds > thresholds.maxOldestAgeSeconds) {
       problems.push(`oldest waiting job ${q.oldestWaitingAgeSeconds.toFixed(1)} s > ${thresholds.maxOldestAgeSeconds} s`);

@@ -1,6 +1,9 @@
-// Owns what `queuelens loadgen` sends. A scenario turns "job number n" into a queue, data and options;
-// new scenarios (no-workers, failing-webhook, stall, backlog) plug in here without touching the pacing loop.
+// Owns what `queuelens loadgen` sends. A scenario turns "job number n" into a queue, data and options, and may
+// run a companion beside the pacing loop: the steady mixes for demos, and one scenario per alert situation
+// (no-workers, failing-webhook, stall, backlog) to make that alert fire on demand.
 import type { LoadgenConfig } from '../config/worker-config.js';
+import { makeStall } from '../demo/stall-maker.js';
+import type { Logger } from '../log/logger.js';
 import type { EnqueueOptions } from './producer.js';
 import type { JobInput, QueueName } from './schemas.js';
 
@@ -10,12 +13,116 @@ export interface PlannedJob<Q extends QueueName = QueueName> {
   opts?: EnqueueOptions;
   /** Built to fail, so dashboards show retries and dead letters. */
   failing: boolean;
+  /** Add it to this queue instead (validated as `queue`): a queue with no worker of ours. */
+  into?: string;
+}
+
+export interface Companion {
+  stop(): Promise<void>;
 }
 
 export interface Scenario {
   name: string;
   description: string;
   plan(n: number, random: () => number): PlannedJob;
+  /** Runs beside the enqueue loop until stopped. */
+  companion?(ctx: { redisUrl: string; prefix: string; log: Logger }): Companion;
+}
+
+export const SCENARIOS = ['mixed', 'demo', 'no-workers', 'failing-webhook', 'stall', 'backlog'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+type ScenarioConfig = Pick<LoadgenConfig, 'mix' | 'failureShare' | 'webhookTarget' | 'exportRows'>;
+
+export function scenarioFor(name: ScenarioName, cfg: ScenarioConfig): Scenario {
+  switch (name) {
+    case 'mixed':
+      return mixedScenario(cfg);
+    case 'demo':
+      return demoScenario(cfg);
+    case 'no-workers':
+      return {
+        name,
+        description: 'export jobs into the `reports` queue, which no worker consumes (a deploy that forgot its worker): BullMQNoWorkers, then BullMQOldestJobTooOld',
+        plan: (n) => ({ queue: 'export', into: 'reports', failing: false, data: { format: 'csv', rows: cfg.exportRows, fileName: `report-${n}.csv` } }),
+      };
+    case 'failing-webhook':
+      return {
+        name,
+        description: 'webhooks to a receiver that always answers 500: retries, then dead letters (BullMQHighFailureRate, BullMQDeadLetterQueueGrowing)',
+        plan(n) {
+          const url = new URL(cfg.webhookTarget);
+          url.searchParams.set('status', '500');
+          return { queue: 'webhook', failing: true, data: { url: url.toString(), event: 'loadgen.failing', payload: { n } }, opts: { attempts: 3, backoff: { type: 'fixed', delay: 500 } } };
+        },
+      };
+    case 'stall':
+      return {
+        ...mixedScenario(cfg),
+        name,
+        description: 'the steady mix, plus a consumer that takes an export job and dies holding it every 15 s (BullMQJobsStalling)',
+        companion: (ctx) => stallEvery(ctx, 15_000, 1_000),
+      };
+    case 'backlog':
+      return {
+        name,
+        description: 'large exports (100x --export-rows rows each) faster than the export workers finish them: BullMQBacklogGrowing, then BullMQOldestJobTooOld',
+        plan: (n) => ({ queue: 'export', failing: false, data: { format: n % 2 === 0 ? 'csv' : 'ndjson', rows: cfg.exportRows * 100 } }),
+      };
+  }
+}
+
+/**
+ * The demo's mix: the steady mix plus delayed jobs (wait counted from their due time), webhooks that fail
+ * now and then and succeed on a retry, duplicate adds that BullMQ deduplicates, and a consumer that dies
+ * holding a job every 45 s (a stall): every metric the dashboards draw moves.
+ */
+function demoScenario(cfg: ScenarioConfig): Scenario {
+  const mixed = mixedScenario(cfg);
+  return {
+    name: 'demo',
+    description: 'the steady mix with delays, flaky webhooks (retries), duplicates (deduplication), dead letters and a stall every 45 s',
+    plan(n, random) {
+      const job = mixed.plan(n, random);
+      if (n % 25 === 0 || n % 25 === 1) {
+        // A pair with one deduplication id: the first waits 2 s, so the second always finds it and is dropped.
+        return { queue: 'email', failing: false, data: { template: 'welcome', to: `digest-${n}@example.com` }, opts: { deduplication: { id: `digest-${Math.floor(n / 25)}` }, delay: 2000 } };
+      }
+      if (job.queue === 'webhook' && !job.failing) {
+        const url = new URL((job.data as JobInput<'webhook'>).url);
+        url.searchParams.set('flaky', '0.3');
+        job.data = { ...(job.data as JobInput<'webhook'>), url: url.toString() };
+      }
+      if (random() < 0.15) job.opts = { ...job.opts, delay: Math.round(1000 + random() * 5000) };
+      return job;
+    },
+    companion: (ctx) => stallEvery(ctx, 45_000, 3_000),
+  };
+}
+
+/** Crashes a consumer on the export queue every `everyMs` (the first after `firstMs`), one at a time. */
+function stallEvery(ctx: { redisUrl: string; prefix: string; log: Logger }, everyMs: number, firstMs: number): Companion {
+  let stopped = false;
+  let running: Promise<unknown> = Promise.resolve();
+  let timer: NodeJS.Timeout | undefined;
+  const tick = () => {
+    running = makeStall({ redisUrl: ctx.redisUrl, prefix: ctx.prefix, queue: 'export' })
+      .then((r) => ctx.log.info({ queue: 'export', took: r.jobId !== undefined }, 'a consumer died holding a job (planned stall)'))
+      .finally(() => {
+        if (stopped) return;
+        timer = setTimeout(tick, everyMs);
+        timer.unref();
+      });
+  };
+  timer = setTimeout(tick, firstMs);
+  timer.unref();
+  return {
+    async stop() {
+      stopped = true;
+      clearTimeout(timer);
+      await running;
+    },
+  };
 }
 
 /**

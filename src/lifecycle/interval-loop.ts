@@ -7,7 +7,9 @@ export interface IntervalLoop {
   runNow(): Promise<void>;
 }
 
-export function startIntervalLoop(task: () => Promise<void>, intervalMs: number, opts: { runImmediately?: boolean } = {}): IntervalLoop {
+/** `intervalMs` may be a function: it is asked again before every wait (e.g. a quick retry after a failure). */
+export function startIntervalLoop(task: () => Promise<void>, intervalMs: number | (() => number), opts: { runImmediately?: boolean } = {}): IntervalLoop {
+  const every = typeof intervalMs === 'function' ? intervalMs : () => intervalMs;
   let timer: NodeJS.Timeout | undefined;
   let current: Promise<void> = Promise.resolve();
   let stopped = false;
@@ -22,7 +24,7 @@ export function startIntervalLoop(task: () => Promise<void>, intervalMs: number,
       .catch(() => undefined)
       .finally(() => {
         if (stopped) return;
-        timer = setTimeout(() => void run(), Math.max(0, intervalMs - (Date.now() - started)));
+        timer = setTimeout(() => void run(), Math.max(0, every() - (Date.now() - started)));
         timer.unref();
       });
     return current;
@@ -30,7 +32,7 @@ export function startIntervalLoop(task: () => Promise<void>, intervalMs: number,
 
   if (opts.runImmediately ?? true) void run();
   else {
-    timer = setTimeout(() => void run(), intervalMs);
+    timer = setTimeout(() => void run(), every());
     timer.unref();
   }
 

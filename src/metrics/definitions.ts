@@ -165,7 +165,7 @@ export const METRICS = {
     type: 'counter',
     help: 'Attempts that ended and will run again: with a backoff or at once. A manual rate-limit re-queue and a DelayedError look the same on the stream and count here too.',
     labels: QJ,
-    source: `delayed after active, or waiting prev=active not followed by stalled; ${EVENTS}`,
+    source: `delayed after active or for a job not seen added, or waiting prev=active not followed by stalled; ${EVENTS}`,
   },
   jobsStalled: {
     name: 'bullmq_jobs_stalled_total',

@@ -4,7 +4,7 @@
 // ~170,000 samples) and replaced wholesale; when the read-back failed they are absent rather than stale.
 import { dlqSource } from '../collector/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import type { EventCounter, EventHistogram } from '../events/accounting.js';
+import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
@@ -29,6 +29,7 @@ const LE = [...EVENT_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 
 export class EventMetrics {
   private readonly leader;
+  private isLeader = false;
 
   constructor(private readonly exposition: Exposition) {
     this.leader = exposition.gauge(METRICS.exporterLeader);
@@ -36,14 +37,29 @@ export class EventMetrics {
     this.update({ queues: undefined, leader: false });
   }
 
+  /** Set at every render too: leadership can lapse between collections (a renewal hung on a stalled link). */
+  setLeader(leader: boolean): void {
+    if (leader === this.isLeader) return;
+    this.isLeader = leader;
+    this.leader.set(leader ? 1 : 0);
+    this.exposition.invalidate();
+  }
+
   update(view: EventsView): void {
-    this.leader.set(view.leader ? 1 : 0);
+    this.setLeader(view.leader);
     const lines = new Map<MetricDef, string[]>();
     const out = (def: MetricDef, line: string) => {
       const l = lines.get(def);
       if (l) l.push(line);
       else lines.set(def, [line]);
     };
+
+    // Sources whose dead-letter queue exists; the others get bullmq_dlq_added_total 0 (see below).
+    const dlqSources = new Set<string>();
+    for (const { queue } of view.queues ?? []) {
+      const source = dlqSource(queue.name);
+      if (source !== undefined) dlqSources.add(`${queue.prefix}:${source}`);
+    }
 
     for (const { queue, stats } of view.queues ?? []) {
       const q = `prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(queue.name)}"`;
@@ -58,13 +74,25 @@ export class EventMetrics {
       if (source !== undefined) {
         const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);
         out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(source)}"} ${num(added)}\n`);
+      } else if (!dlqSources.has(`${queue.prefix}:${queue.name}`)) {
+        // The dead-letter queue appears with its first dead letter: without a 0 before it, a queue's first
+        // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
+        out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${q}} 0\n`);
       }
-      for (const h of stats.histograms) {
-        const def = HISTOGRAMS[h.histogram];
-        const l = `${withName(h.jobName)},${h.histogram === 'wait' ? 'attempt' : 'outcome'}="${h.label}"`;
-        const cumulative = [...h.buckets, h.count];
-        LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(cumulative[i] ?? h.count)}\n`));
-        out(def, `${def.name}_sum{${l}} ${num(h.sumSeconds)}\n${def.name}_count{${l}} ${num(h.count)}\n`);
+      /** `buckets` cumulative without +Inf (shorter means the rest equal `count`). */
+      const histogram = (kind: EventHistogram, label: string, jobName: string, buckets: readonly number[], count: number, sumSeconds: number) => {
+        const def = HISTOGRAMS[kind];
+        const l = `${withName(jobName)},${kind === 'wait' ? 'attempt' : 'outcome'}="${label}"`;
+        LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(buckets[i] ?? count)}\n`));
+        out(def, `${def.name}_sum{${l}} ${num(sumSeconds)}\n${def.name}_count{${l}} ${num(count)}\n`);
+      };
+      for (const h of stats.histograms) histogram(h.histogram, h.label, h.jobName, h.buckets, h.count, h.sumSeconds);
+      // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
+      // exactly the first observation of a wait series, and the wait-time SLO alerts must see it.
+      for (const [kind, values] of Object.entries(EVENT_HISTOGRAMS) as Array<[EventHistogram, readonly string[]]>) {
+        for (const value of values) {
+          if (!stats.histograms.some((h) => h.histogram === kind && h.label === value)) histogram(kind, value, '', [], 0, 0);
+        }
       }
       out(METRICS.exporterEventsRead, `${METRICS.exporterEventsRead.name}{${q}} ${num(stats.reader.read)}\n`);
       out(METRICS.exporterEventsLost, `${METRICS.exporterEventsLost.name}{${q}} ${num(stats.reader.lost)}\n`);

@@ -61,12 +61,27 @@ export class Exposition {
     return this.add(new Gauge({ name: def.name, help: def.help, labelNames: [...def.labels], registers: [] }));
   }
 
-  counter(def: MetricDef): client.Counter<string> {
-    return this.add(new Counter({ name: def.name, help: def.help, labelNames: [...def.labels], registers: [] }));
+  /**
+   * One Counter per registry: prom-client renames a counter in place (drops `_total`) while it renders
+   * OpenMetrics, which would rename it in the Prometheus-text registry too if the object were shared.
+   */
+  counter(def: MetricDef): Pick<client.Counter<string>, 'inc'> {
+    const [text, om] = this.cached.map((r) => new Counter({ name: def.name, help: def.help, labelNames: [...def.labels], registers: [r] }));
+    return {
+      inc: ((a?: number | client.LabelValues<string>, b?: number) => {
+        text!.inc(a as never, b);
+        om!.inc(a as never, b);
+      }) as client.Counter<string>['inc'],
+    };
   }
 
   histogram(def: MetricDef): client.Histogram<string> {
     return this.add(new Histogram({ name: def.name, help: def.help, labelNames: [...def.labels], buckets: [...(def.buckets ?? [])], registers: [] }));
+  }
+
+  /** Marks the body stale after a gauge changed between collections. */
+  invalidate(): void {
+    this.version += 1;
   }
 
   /**

@@ -5,6 +5,7 @@ import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { EventReader } from '../events/event-reader.js';
 import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
@@ -16,6 +17,8 @@ import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
+import { boardAccounting } from '../status/event-accounting.js';
+import { QueueBoard } from '../status/queue-board.js';
 
 export interface Sidecar {
   app: FastifyInstance;
@@ -44,6 +47,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
+  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: EVENT_BUCKETS_SECONDS, bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
   let last: CollectionSnapshot | undefined;
 
   // Event accounting: one leader reads the streams and persists; every replica reads back and renders.
@@ -61,8 +65,9 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     : undefined;
   const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
   let readBackFailed = false;
-  const readBack = async (): Promise<void> => {
-    if (!reader || !eventMetrics || isCluster(redis)) return;
+  /** Renders the persisted accounting and hands it back (undefined when events are off or unreadable). */
+  const readBack = async (): Promise<QueueEventAccounting[] | undefined> => {
+    if (!reader || !eventMetrics || isCluster(redis)) return undefined;
     let queues: QueueEventAccounting[] | undefined;
     try {
       queues = await readEventAccounting(redis, config.ownPrefix);
@@ -73,6 +78,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       readBackFailed = true;
     }
     eventMetrics.update({ queues, leader: reader.isLeader });
+    return queues;
   };
 
   const collectOnce = async (): Promise<void> => {
@@ -81,7 +87,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
     metrics.update(s);
-    await readBack();
+    const accounting = await readBack();
+    board.update(s, accounting && boardAccounting(accounting));
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
@@ -105,10 +112,12 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         // Event series come from the same hung Redis: no last values presented as current either.
         eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
       }
+      eventMetrics?.setLeader(reader?.isLeader ?? false);
       return exposition.render(om, gz);
     },
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
+    queues: ({ history }) => board.response({ now: Date.now(), history }),
     admin: config.adminToken ? { token: config.adminToken, connection: redis, prefixes: config.prefixes, queues: () => discovery.queues(), log } : undefined,
   });
 
@@ -118,6 +127,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis not reachable yet; retrying in the background'));
   };
   const loops: IntervalLoop[] = [];
+  let started = false;
   let closed: Promise<void> | undefined;
 
   return {
@@ -126,6 +136,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     discovery,
     snapshot: () => last,
     async start() {
+      if (started) return;
+      started = true;
       log.info({ redis: safeUrl(config.redisUrl), prefixes: config.prefixes, queues: config.queues ?? 'discover' }, 'sidecar starting');
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
@@ -134,9 +146,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
-        startIntervalLoop(async () => {
-          await discoverOnce();
-        }, discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs, { runImmediately: false }),
+        // A failed pass is retried within 5 s, whenever it fails; a good one waits the full interval.
+        startIntervalLoop(discoverOnce, () => (discoveryFailed ? Math.min(discoveryMs, 5000) : discoveryMs), { runImmediately: false }),
       );
     },
     async refresh() {
@@ -146,10 +157,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     },
     close() {
       closed ??= (async () => {
-        await app.close();
-        await Promise.all(loops.map((l) => l.stop()));
-        // Releases the lease, so a standby replica takes over at once.
-        await reader?.close();
+        // The reader closes alongside the loops: a collection stuck on a hung Redis can take its command
+        // timeout twice, and the two waits in a row would not fit the 5 s shutdown deadline.
+        // Its close releases the lease, so a standby replica takes over at once.
+        const stopServing = async () => {
+          await app.close();
+          await Promise.all(loops.map((l) => l.stop()));
+        };
+        await Promise.all([stopServing(), reader?.close()]);
         redis.disconnect();
       })();
       return closed;

@@ -17,6 +17,10 @@ export interface TestRedis {
   kill(): Promise<void>;
   /** Start the server again on the same port and directory. */
   restart(): Promise<void>;
+  /** SIGSTOP the server: connections stay open and nothing answers (a hung Redis). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   stop(): Promise<void>;
 }
 
@@ -102,7 +106,10 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
     },
     kill: () => terminate('SIGKILL'),
     restart: launch,
+    pause: () => proc?.kill('SIGSTOP'),
+    resume: () => proc?.kill('SIGCONT'),
     async stop() {
+      proc?.kill('SIGCONT');
       for (const c of clients.splice(0)) c.disconnect();
       await terminate('SIGTERM');
       rmSync(dir, { recursive: true, force: true });

@@ -1,29 +1,26 @@
-// `queuelens demo`: the README's main job. Brings up a Redis (or uses REDIS_URL), a steady demo workload and the
-// sidecar, prints the URLs, and shuts everything down on Ctrl-C.
+// `queuelens demo`: the README's main job. One command brings up, against REDIS_URL (or a private
+// redis-server when none answers), the sidecar with its status page, the three workers delivering to local
+// SMTP and webhook peers, the load generator's demo mix, and Prometheus with the bundled alerts when it is
+// installed; it prints the URLs and stops everything on Ctrl-C.
 import type { Command } from 'commander';
-import { logLevelOption, redisUrlOption } from '../../config/common.js';
-import { addOptions, option, parse, resolveOptions } from '../../config/options.js';
-import { resolveSidecarConfig } from '../../config/sidecar-config.js';
+import { demoOptions } from '../../config/demo-config.js';
+import { addOptions, resolveOptions } from '../../config/options.js';
+import { startDemoStack, type DemoStack } from '../../demo/demo-stack.js';
+import { SCENARIOS } from '../../jobs/loadgen-scenarios.js';
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { safeUrl } from '../../log/redact.js';
 import { ensureRedis, NoRedisError } from '../../redis/local-redis.js';
-import { createSidecar } from '../../sidecar/create-sidecar.js';
-
-const demoOptions = [
-  redisUrlOption,
-  option({ name: 'port', env: 'QUEUELENS_PORT', arg: '<port>', description: 'sidecar HTTP port', default: '9487', parse: parse.port }),
-  option({ name: 'host', env: 'QUEUELENS_HOST', arg: '<host>', description: 'address the sidecar listens on', default: '127.0.0.1', parse: parse.string }),
-  option({ name: 'jobs-per-second', env: 'QUEUELENS_DEMO_RATE', arg: '<n>', description: 'demo jobs enqueued per second', default: '8', parse: parse.number({ min: 0.1, max: 10_000 }) }),
-  logLevelOption,
-] as const;
 
 export function registerDemo(program: Command): void {
-  const cmd = program.command('demo').description('run the demo: a Redis (private if none answers), a steady workload on email/webhook/export, and the sidecar');
+  const cmd = program
+    .command('demo')
+    .description('run the whole product on this machine: sidecar and status page, three workers with local SMTP and webhook peers, a load mix, Prometheus with the alerts');
   addOptions(cmd, demoOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveOptions(demoOptions, raw);
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-demo' });
+    process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (bug): please report it'));
     let redis;
     try {
       redis = await ensureRedis(cfg.redisUrl, log);
@@ -34,49 +31,46 @@ export function registerDemo(program: Command): void {
       }
       throw err;
     }
-    // Loaded here, not at the top: every subcommand imports this file, and BullMQ would add ~5 MB to the
-    // sidecar's RSS (bench/collector.ts) for code it never runs.
-    const { startDemoTraffic } = await import('../../demo/demo-traffic.js');
-    const traffic = startDemoTraffic(redis.url, log, { jobsPerSecond: cfg.jobsPerSecond });
-    const sidecarConfig = resolveSidecarConfig({
-      redisUrl: redis.url,
-      port: String(cfg.port),
-      host: cfg.host,
-      prefixes: 'bull',
-      collectInterval: '2',
-      discoveryInterval: '10',
-      maxQueues: '5000',
-      logLevel: cfg.logLevel,
-    });
-    const sidecar = await createSidecar(sidecarConfig, log);
+    let stack: DemoStack;
     try {
-      await sidecar.app.listen({ port: cfg.port, host: cfg.host });
+      stack = await startDemoStack({ redisUrl: redis.url, host: cfg.host, port: cfg.port, rate: cfg.jobsPerSecond, prometheusPort: cfg.prometheusPort, logLevel: cfg.logLevel, log });
     } catch (err) {
-      process.stderr.write(`queuelens demo: cannot listen on ${cfg.host}:${cfg.port} (${(err as Error).message}); pass --port or QUEUELENS_PORT\n`);
-      await Promise.allSettled([sidecar.close(), traffic.stop()]);
+      const msg = (err as Error).message;
+      process.stderr.write(`queuelens demo: cannot start (${msg})${/EADDRINUSE/.test(msg) ? '; pass --port / QUEUELENS_PORT or --prometheus-port' : ''}\n`);
       await redis.close();
       process.exit(1);
     }
-    await sidecar.start();
-    const base = `http://${cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host}:${cfg.port}`;
+    const base = stack.sidecarUrl;
+    const redisArg = redis.private ? ` --redis-url ${redis.url}` : '';
     process.stdout.write(
       [
         '',
         'queuelens demo is running',
-        `  Redis     ${safeUrl(redis.url)}${redis.private ? ' (private, removed on exit)' : ''}`,
-        `  metrics   ${base}/metrics`,
-        `  health    ${base}/health`,
+        `  status page   ${base}/`,
+        `  metrics       ${base}/metrics`,
+        `  health        ${base}/health`,
+        `  JSON API      ${base}/api/queues`,
+        `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: send it as "Authorization: Bearer <token>")`,
+        stack.prometheus
+          ? `  Prometheus    ${stack.prometheus.url}/alerts   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
+          : cfg.prometheusPort === 0
+            ? '  Prometheus    off (--prometheus-port 0)'
+            : `  Prometheus    not started: \`prometheus\` is not on PATH (apt-get install -y prometheus) or port ${cfg.prometheusPort} is taken (--prometheus-port)`,
+        `  Redis         ${safeUrl(redis.url)}${redis.private ? ' (private, removed on exit)' : ''}`,
+        `  SMTP sink     ${stack.smtpUrl}   webhook receiver ${stack.webhookUrl}`,
+        '',
+        `  in a terminal:      npx queuelens top --url ${base}`,
+        `  make alerts fire:   npx queuelens loadgen${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
         '  Ctrl-C to stop',
         '',
       ].join('\n'),
     );
     installShutdown(
       [
-        { name: 'sidecar', run: () => sidecar.close() },
-        { name: 'traffic', run: () => traffic.stop() },
+        { name: 'demo', run: () => stack.close() },
         { name: 'redis', run: () => redis.close() },
       ],
-      { log, timeoutMs: 10_000 },
+      { log, timeoutMs: 20_000 },
     );
   });
 }

@@ -1,57 +1,35 @@
-// `queuelens loadgen`: steady traffic at --rate for --duration, for demos and benchmarks.
+// `queuelens loadgen`: paced traffic at --rate for --duration, as a --scenario plans it (a steady mix, or the
+// situation behind one of the bundled alerts), for demos and benchmarks.
 import type { Command } from 'commander';
 import { addOptions } from '../../config/options.js';
 import { loadgenOptions, resolveLoadgenConfig } from '../../config/worker-config.js';
-import { mixedScenario } from '../../jobs/loadgen-scenarios.js';
+import { scenarioFor } from '../../jobs/loadgen-scenarios.js';
 import { Producer } from '../../jobs/producer.js';
-import type { JobInput, QueueName } from '../../jobs/schemas.js';
+import { runLoadgen } from '../../jobs/run-loadgen.js';
 import { createLogger } from '../../log/logger.js';
 import { shutdownTracing } from '../../tracing/state.js';
 
 export function registerLoadgen(program: Command): void {
-  const cmd = program.command('loadgen').description('enqueue a steady mix of email, webhook and export jobs, some built to fail');
+  const cmd = program.command('loadgen').description('enqueue paced jobs: a steady mix (some built to fail), or --scenario to make one alert\'s situation happen');
   addOptions(cmd, loadgenOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveLoadgenConfig(raw);
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-loadgen' });
-    const scenario = mixedScenario(cfg);
+    const scenario = scenarioFor(cfg.scenario, cfg);
     const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
-    const counts: Record<string, { sent: number; failing: number }> = {};
-    let stop = false;
-    const onSignal = () => {
-      stop = true;
-    };
+    const abort = new AbortController();
+    const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
-    const started = Date.now();
-    const endAt = started + cfg.duration * 1000;
-    let n = 0;
-    let lastReport = started;
+    log.info({ scenario: scenario.name, what: scenario.description, rate: cfg.rate, seconds: cfg.duration }, 'loadgen starting');
     try {
-      while (!stop && Date.now() < endAt) {
-        // Catch up to where the rate says we should be, then sleep one tick; a slow Redis never causes a burst above rate.
-        const due = Math.min(Math.floor(((Date.now() - started) / 1000) * cfg.rate), n + Math.ceil(cfg.rate));
-        const batch: Array<Promise<unknown>> = [];
-        for (; n < due; n += 1) {
-          const job = scenario.plan(n, Math.random);
-          const c = (counts[job.queue] ??= { sent: 0, failing: 0 });
-          c.sent += 1;
-          if (job.failing) c.failing += 1;
-          batch.push(producer.enqueue(job.queue, job.data as JobInput<QueueName>, job.opts));
-        }
-        await Promise.all(batch);
-        if (Date.now() - lastReport >= 5000) {
-          lastReport = Date.now();
-          log.info({ scenario: scenario.name, enqueued: n, counts }, 'loadgen progress');
-        }
-        await new Promise((r) => setTimeout(r, Math.max(10, Math.min(100, 1000 / cfg.rate))));
-      }
+      const report = await runLoadgen({ producer, scenario, rate: cfg.rate, durationSeconds: cfg.duration, log, redisUrl: cfg.redisUrl, prefix: cfg.prefix, signal: abort.signal });
+      process.stdout.write(`${JSON.stringify(report)}\n`);
     } finally {
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);
       await producer.close();
       await shutdownTracing();
     }
-    process.stdout.write(`${JSON.stringify({ scenario: scenario.name, enqueued: n, seconds: (Date.now() - started) / 1000, counts })}\n`);
   });
 }

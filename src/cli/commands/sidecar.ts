@@ -17,6 +17,8 @@ export function registerSidecar(program: Command): void {
     process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (bug): please report it'));
 
     const sidecar = await createSidecar(config, log);
+    // Installed before listening and starting, so a SIGTERM during a slow start still shuts down in order.
+    installShutdown([{ name: 'sidecar', run: () => sidecar.close() }], { log, timeoutMs: 5000 });
     try {
       await sidecar.app.listen({ port: config.port, host: config.host });
     } catch (err) {
@@ -26,6 +28,5 @@ export function registerSidecar(program: Command): void {
     }
     log.info({ url: `http://${config.host}:${config.port}/metrics` }, 'serving metrics');
     await sidecar.start();
-    installShutdown([{ name: 'sidecar', run: () => sidecar.close() }], { log, timeoutMs: 5000 });
   });
 }

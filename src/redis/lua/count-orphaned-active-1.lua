@@ -5,7 +5,7 @@
   Input:
     KEYS[1]   '<prefix>:<queue>:active'
     ARGV[1]   '<prefix>:<queue>:'   key base (job keys are built from it)
-    ARGV[2]   first index (inclusive)
+    ARGV[2]   first index (inclusive; negative counts from the right end)
     ARGV[3]   last index (inclusive)
 
   Output: number of ids in the page whose '<base><id>:lock' key does not exist.

@@ -24,20 +24,39 @@ local lockBudget = tonumber(ARGV[1])
 -- Delayed scores are dueMs * 4096 + seq (BullMQ getDelayedScore.lua): due before now <=> score < now * 4096.
 local overdueMax = '(' .. string.format('%.0f', nowMs * 4096)
 
--- Eligible time of a waiting job: enqueue time plus its own delay; a retried job became eligible no earlier
--- than the start of its last attempt.
+-- Eligible time of a waiting job: enqueue time plus its own delay. A retried job became eligible when its backoff
+-- ended: BullMQ resets the hash's delay on promotion, so the backoff is recomputed from opts.backoff and the number
+-- of attempts made (fixed: delay; exponential: 2^(attempts-1) * delay, as BullMQ's backoffs.js), counted from the
+-- start of the failed attempt. That overstates the age by the failed attempt's duration, never by the backoff.
+local function backoffMs(opts, attemptsMade)
+  local b = opts['backoff']
+  if tonumber(b) then return tonumber(b) end
+  if type(b) ~= 'table' or not tonumber(b['delay']) then return 0 end
+  if b['type'] == 'exponential' then return math.floor(2 ^ (attemptsMade - 1) * tonumber(b['delay']) + 0.5) end
+  if b['type'] == 'fixed' then return tonumber(b['delay']) end
+  return 0 -- a custom strategy: unknown here
+end
+
 local function eligibleMs(base, jobId)
-  local h = rcall('HMGET', base .. jobId, 'timestamp', 'processedOn', 'opts')
+  local h = rcall('HMGET', base .. jobId, 'timestamp', 'processedOn', 'opts', 'atm')
   local ts = tonumber(h[1])
   if not ts then return -1 end
   local eligible = ts
-  -- Decoding JSON costs more than the search that rules it out for jobs that were never delayed.
-  if h[3] and string.find(h[3], '"delay"', 1, true) then
-    local ok, opts = pcall(cjson.decode, h[3])
-    if ok and type(opts) == 'table' and tonumber(opts['delay']) then eligible = ts + tonumber(opts['delay']) end
-  end
+  local attemptsMade = tonumber(h[4]) or 0
   local processedOn = tonumber(h[2])
-  if processedOn and processedOn > eligible then eligible = processedOn end
+  -- Decoding JSON costs more than the search that rules it out for jobs never delayed nor retried.
+  local opts = nil
+  if h[3] and (string.find(h[3], '"delay"', 1, true) or (attemptsMade > 0 and string.find(h[3], '"backoff"', 1, true))) then
+    local ok, decoded = pcall(cjson.decode, h[3])
+    if ok and type(decoded) == 'table' then opts = decoded end
+  end
+  if opts and tonumber(opts['delay']) then eligible = ts + tonumber(opts['delay']) end
+  if processedOn and attemptsMade > 0 then
+    local retryEligible = processedOn + (opts and backoffMs(opts, attemptsMade) or 0)
+    if retryEligible > eligible then eligible = retryEligible end
+  elseif processedOn and processedOn > eligible then
+    eligible = processedOn
+  end
   return eligible
 end
 

@@ -1,0 +1,20 @@
+// `queuelens demo`'s options.
+import { logLevelOption, redisUrlOption } from './common.js';
+import { option, parse } from './options.js';
+
+export const demoOptions = [
+  redisUrlOption,
+  option({ name: 'port', env: 'QUEUELENS_PORT', arg: '<port>', description: 'sidecar HTTP port (status page, /metrics, /api/queues)', default: '9487', parse: parse.port }),
+  option({ name: 'host', env: 'QUEUELENS_HOST', arg: '<host>', description: 'address the sidecar listens on', default: '127.0.0.1', parse: parse.string }),
+  option({ name: 'jobs-per-second', env: 'QUEUELENS_DEMO_RATE', arg: '<n>', description: 'demo jobs enqueued per second', default: '10', parse: parse.number({ min: 0.1, max: 10_000 }) }),
+  option({
+    name: 'prometheus-port',
+    env: 'QUEUELENS_DEMO_PROMETHEUS_PORT',
+    arg: '<port>',
+    description: 'port of the demo Prometheus (started only when `prometheus` is on PATH); 0 = none',
+    default: '9090',
+    parse: parse.number({ min: 0, max: 65_535, integer: true }),
+  }),
+  // Quiet by default: the demo's dead letters are planned, and the printed URLs should stay readable.
+  { ...logLevelOption, default: 'error' },
+] as const;

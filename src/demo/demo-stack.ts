@@ -1,0 +1,127 @@
+// Owns the whole demo in one process: the sidecar (status page, /metrics, admin surface with a generated
+// token), the email, webhook and export workers delivering to local SMTP and webhook peers, the load generator
+// running the demo mix (delays, retries, dead letters, duplicates, an occasional stall), and, when the binary
+// is on PATH, a Prometheus loaded with the bundled alert rules. close() stops them in dependency order.
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { resolveSidecarConfig } from '../config/sidecar-config.js';
+import { resolveLoadgenConfig, resolveWorkerConfig } from '../config/worker-config.js';
+import { scenarioFor } from '../jobs/loadgen-scenarios.js';
+import { Producer } from '../jobs/producer.js';
+import { runLoadgen } from '../jobs/run-loadgen.js';
+import { QUEUE_NAMES } from '../jobs/schemas.js';
+import type { Logger } from '../log/logger.js';
+import { settings } from '../monitoring/settings.js';
+import { createSidecar } from '../sidecar/create-sidecar.js';
+import { startWorkers } from '../workers/start-workers.js';
+import { startDemoPeers } from './demo-peers.js';
+import { startDemoPrometheus, type DemoPrometheus } from './demo-prometheus.js';
+
+export interface DemoStackOptions {
+  redisUrl: string;
+  host: string;
+  /** 0 = any free port. */
+  port: number;
+  /** Jobs enqueued per second. */
+  rate: number;
+  /** Prometheus port; 0 = no Prometheus. */
+  prometheusPort: number;
+  collectIntervalSeconds?: number;
+  logLevel: string;
+  log: Logger;
+}
+
+export interface DemoStack {
+  sidecarUrl: string;
+  adminToken: string;
+  smtpUrl: string;
+  webhookUrl: string;
+  prometheus?: DemoPrometheus;
+  close(): Promise<void>;
+}
+
+export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
+  const steps: Array<() => Promise<unknown>> = [];
+  const close = async () => {
+    for (const step of steps.splice(0).reverse()) await step().catch((err: Error) => o.log.warn({ err: err.message }, 'demo shutdown step failed'));
+  };
+  try {
+    const peers = await startDemoPeers();
+    steps.push(() => peers.close());
+
+    const adminToken = randomBytes(18).toString('base64url');
+    const sidecar = await createSidecar(
+      resolveSidecarConfig({
+        redisUrl: o.redisUrl,
+        host: o.host,
+        // The config wants a real port; 0 (any free port) is only for listen() below.
+        port: String(o.port || 9487),
+        collectInterval: String(o.collectIntervalSeconds ?? 1),
+        discoveryInterval: '2',
+        adminToken,
+        logLevel: o.logLevel,
+      }),
+      o.log,
+    );
+    steps.push(() => sidecar.close());
+    await sidecar.app.listen({ port: o.port, host: o.host });
+    const port = (sidecar.app.server.address() as AddressInfo).port;
+    const host = o.host === '0.0.0.0' || o.host === '::' ? '127.0.0.1' : o.host;
+    const sidecarUrl = `http://${host}:${port}`;
+    await sidecar.start();
+
+    const exportDir = mkdtempSync(join(tmpdir(), 'queuelens-demo-exports-'));
+    steps.push(async () => rmSync(exportDir, { recursive: true, force: true }));
+    const workers = await startWorkers(
+      resolveWorkerConfig({
+        redisUrl: o.redisUrl,
+        smtpUrl: peers.smtpUrl,
+        webhookSecret: randomBytes(18).toString('base64url'),
+        // The demo receiver is on loopback, which the SSRF guard refuses unless allowed.
+        webhookAllow: '127.0.0.1',
+        exportDir,
+        emailConcurrency: '5',
+        webhookConcurrency: '10',
+        exportConcurrency: '2',
+        // Short, so the demo's planned stall is noticed within seconds.
+        lockDuration: '10',
+        stalledInterval: '5',
+        shutdownTimeout: '10',
+        logLevel: o.logLevel,
+      }),
+      QUEUE_NAMES,
+      o.log,
+    );
+    steps.push(() => workers.close());
+
+    const prometheus = o.prometheusPort > 0 ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log }) : undefined;
+    if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
+
+    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: 'demo', logLevel: o.logLevel });
+    const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
+    const abort = new AbortController();
+    const loadgen = runLoadgen({
+      producer,
+      scenario: scenarioFor('demo', loadgenCfg),
+      rate: o.rate,
+      durationSeconds: 7 * 86_400,
+      log: o.log,
+      redisUrl: o.redisUrl,
+      prefix: loadgenCfg.prefix,
+      signal: abort.signal,
+    }).catch((err: Error) => o.log.error({ err: err.message }, 'demo load generator stopped'));
+    steps.push(async () => {
+      abort.abort();
+      await loadgen;
+      await producer.close();
+    });
+
+    return { sidecarUrl, adminToken, smtpUrl: peers.smtpUrl, webhookUrl: peers.webhookUrl, prometheus, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

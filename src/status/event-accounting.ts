@@ -1,0 +1,30 @@
+// Folds the event reader's persisted accounting (split by job name, attempt and outcome) into the per-queue
+// totals the queue board keeps history of: five counters and the wait and processing histograms.
+import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
+import type { QueueEventAccounting } from '../events/read-back.js';
+import { queueId } from '../redis/keys.js';
+import type { CumulativeHistogram } from './accounting-ring.js';
+import type { QueueAccounting } from './queue-board.js';
+
+/** Keyed by queueId(), as QueueBoard.update() takes it. */
+export function boardAccounting(queues: readonly QueueEventAccounting[]): Map<string, QueueAccounting> {
+  const out = new Map<string, QueueAccounting>();
+  for (const { queue, stats } of queues) {
+    const counters = { added: 0, completed: 0, failed: 0, retried: 0, stalled: 0 };
+    for (const c of stats.counters) if (c.counter in counters) counters[c.counter as keyof typeof counters] += c.value;
+    const sum = (histogram: 'wait' | 'processing'): CumulativeHistogram => {
+      const buckets = new Array<number>(EVENT_BUCKETS_SECONDS.length).fill(0);
+      let count = 0;
+      let total = 0;
+      for (const h of stats.histograms) {
+        if (h.histogram !== histogram) continue;
+        h.buckets.forEach((n, i) => (buckets[i]! += n));
+        count += h.count;
+        total += h.sumSeconds;
+      }
+      return { buckets, count, sum: total };
+    };
+    out.set(queueId(queue), { counters, wait: sum('wait'), processing: sum('processing') });
+  }
+  return out;
+}

@@ -1,0 +1,206 @@
+// Owns what the status page, the JSON API and `queuelens top` show: the last collection per queue joined with
+// a bounded history of its accounting (one AccountingRing per queue), turned into QueueView rows with rates,
+// latency quantiles over the last 1 and 15 minutes, and a health verdict. Plain data in, plain data out.
+import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../collector/queue-snapshot.js';
+import { queueId } from '../redis/keys.js';
+import { AccountingRing, type CumulativeHistogram, type WindowStats } from './accounting-ring.js';
+import { assessQueue } from './queue-health.js';
+import { API_VERSION, type QueueHistory, type QueuesResponse, type QueueView, type WindowView } from './queue-view.js';
+
+/** One queue's cumulative event accounting, as the event reader persists it. */
+export interface QueueAccounting {
+  counters: { added: number; completed: number; failed: number; retried: number; stalled: number };
+  wait: CumulativeHistogram;
+  processing: CumulativeHistogram;
+}
+
+export interface QueueBoardOptions {
+  collectIntervalSeconds: number;
+  /** Upper bounds of the accounting histograms' buckets. */
+  histogramBounds: readonly number[];
+  /** History points kept per queue (default 64) over how many seconds (default 15 min). */
+  maxPoints?: number;
+  horizonSeconds?: number;
+  bullBoardPath?: string;
+}
+
+const GAUGES = ['backlog', 'active', 'delayed', 'oldestWaitingAgeSeconds', 'deadLetterJobs'] as const;
+const COUNTERS = ['added', 'completed', 'failed', 'retried', 'stalled'] as const;
+const WINDOWS = { '1m': 60, '15m': 900 } as const;
+
+export class QueueBoard {
+  private readonly rings = new Map<string, AccountingRing>();
+  private readonly withAccounting = new Set<string>();
+  private last: CollectionSnapshot | undefined;
+  /** Views of the last collection: several pages and `top`s polling cost one build per collection. */
+  private cached: { seq: number; history: boolean; views: QueueView[] } | undefined;
+
+  constructor(private readonly opts: QueueBoardOptions) {}
+
+  /** Records a collection; `accounting` is keyed by queueId() and may miss queues the reader has not seen. */
+  update(s: CollectionSnapshot, accounting?: ReadonlyMap<string, QueueAccounting>): void {
+    this.last = s;
+    // A failed collection says nothing about the queues: keep their history and show none of them.
+    if (!s.ok) return;
+    const dlq = deadLetterIndex(s.queues);
+    const seen = new Set<string>();
+    this.withAccounting.clear();
+    for (const q of s.queues) {
+      const id = queueId(q.ref);
+      seen.add(id);
+      let ring = this.rings.get(id);
+      if (!ring) {
+        ring = this.newRing();
+        this.rings.set(id, ring);
+      }
+      const acc = accounting?.get(id);
+      if (acc) this.withAccounting.add(id);
+      ring.push({
+        at: s.finishedAt,
+        gauges: {
+          backlog: backlogOf(q),
+          active: q.jobs.active,
+          delayed: q.jobs.delayed,
+          oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds,
+          deadLetterJobs: dlq.get(id) ? parkedJobs(dlq.get(id)!) : 0,
+        },
+        counters: acc?.counters,
+        histograms: acc ? { wait: acc.wait, processing: acc.processing } : undefined,
+      });
+    }
+    for (const id of this.rings.keys()) if (!seen.has(id)) this.rings.delete(id);
+  }
+
+  response(opts: { now: number; history?: boolean }): QueuesResponse {
+    const s = this.last;
+    // A collection hanging on a stalled Redis: like /metrics, stop showing the last values as if current.
+    const limit = 3 * this.opts.collectIntervalSeconds;
+    // The same clock and limit as /health's freshness check, so the two never disagree.
+    const stale = s !== undefined && s.lastSuccessAt > 0 && opts.now - s.lastSuccessAt > limit * 1000;
+    const ok = s?.ok === true && !stale;
+    const queues = ok ? this.cachedViews(s, opts.history ?? false) : [];
+    let error: string | null = s?.error ?? null;
+    if (s === undefined) error = 'no collection has run yet';
+    else if (stale) error = `no collection finished in the last ${limit} s; Redis may be stalled`;
+    return {
+      version: API_VERSION,
+      generatedAt: new Date(opts.now).toISOString(),
+      collection: {
+        ok,
+        error,
+        redisUp: s?.redisUp ?? false,
+        collectedAt: s && s.lastSuccessAt > 0 ? new Date(s.lastSuccessAt).toISOString() : null,
+        ageSeconds: s && s.lastSuccessAt > 0 ? Math.max(0, (opts.now - s.lastSuccessAt) / 1000) : null,
+        intervalSeconds: this.opts.collectIntervalSeconds,
+      },
+      accountingAvailable: queues.some((q) => q.windows['1m'] !== null),
+      links: { metrics: '/metrics', health: '/health', bullBoard: this.opts.bullBoardPath ?? null },
+      queues,
+    };
+  }
+
+  private cachedViews(s: CollectionSnapshot, history: boolean): QueueView[] {
+    if (this.cached?.seq !== s.seq || this.cached.history !== history) this.cached = { seq: s.seq, history, views: this.views(s, history) };
+    return this.cached.views;
+  }
+
+  private views(s: CollectionSnapshot, withHistory: boolean): QueueView[] {
+    const dlq = deadLetterIndex(s.queues);
+    const rows = s.queues.map((q) => {
+      const id = queueId(q.ref);
+      const ring = this.rings.get(id);
+      const hasAccounting = this.withAccounting.has(id);
+      const windows = {
+        '1m': hasAccounting ? windowView(ring?.window(WINDOWS['1m'])) : null,
+        '15m': hasAccounting ? windowView(ring?.window(WINDOWS['15m'])) : null,
+      };
+      const d = dlq.get(id);
+      const deadLetter = d ? { queue: d.ref.name, jobs: parkedJobs(d), oldestAgeSeconds: d.oldestWaitingAgeSeconds, addedLast15m: this.deadLettered(d) } : null;
+      const view: QueueView = {
+        prefix: q.ref.prefix,
+        name: q.ref.name,
+        deadLetterOf: q.dlqOf ?? null,
+        jobs: { ...q.jobs },
+        backlog: backlogOf(q),
+        paused: q.paused,
+        rateLimited: q.rateLimited,
+        oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds,
+        oldestActiveAgeSeconds: q.oldestActiveAgeSeconds,
+        delayedOverdue: q.delayedOverdue,
+        orphanedActive: q.orphanedActive,
+        workers: q.workers ?? null,
+        deadLetter,
+        windows,
+        health: assessQueue({ state: q, deadLetterJobs: deadLetter?.jobs ?? 0, deadLetteredLast15m: deadLetter?.addedLast15m ?? null, last15m: windows['15m'] }),
+      };
+      if (withHistory && ring) view.history = historyView(ring, hasAccounting);
+      return view;
+    });
+    return rows.sort(byBadness);
+  }
+
+  /** Jobs added to a dead-letter queue over the last 15 minutes, from its own accounting. */
+  private deadLettered(d: QueueState): number | null {
+    const id = queueId(d.ref);
+    if (!this.withAccounting.has(id)) return null;
+    return this.rings.get(id)?.window(WINDOWS['15m'])?.increase('added') ?? null;
+  }
+
+  private newRing(): AccountingRing {
+    return new AccountingRing(
+      { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
+      // 64 points over 15 minutes: about one per 15 s once full, ~30 KB per queue (bench/status-board.ts).
+      { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
+    );
+  }
+}
+
+/** Worst first: health rank, then oldest waiting age, then backlog; then by name for a stable order. */
+export function byBadness(a: QueueView, b: QueueView): number {
+  return (
+    b.health.rank - a.health.rank ||
+    b.oldestWaitingAgeSeconds - a.oldestWaitingAgeSeconds ||
+    b.backlog - a.backlog ||
+    a.name.localeCompare(b.name) ||
+    a.prefix.localeCompare(b.prefix)
+  );
+}
+
+/** Source queue id -> its dead-letter queue's state. */
+function deadLetterIndex(queues: readonly QueueState[]): Map<string, QueueState> {
+  const out = new Map<string, QueueState>();
+  for (const q of queues) if (q.dlqOf !== undefined) out.set(queueId({ prefix: q.ref.prefix, name: q.dlqOf }), q);
+  return out;
+}
+
+function windowView(w: WindowStats | null | undefined): WindowView | null {
+  if (!w) return null;
+  const rates = { added: w.rate('added'), completed: w.rate('completed'), failed: w.rate('failed'), retried: w.rate('retried'), stalled: w.rate('stalled') };
+  const finished = w.increase('completed') + w.increase('failed');
+  const quantiles = (h: string) => ({ count: w.observations(h), p50: w.quantile(h, 0.5), p95: w.quantile(h, 0.95), p99: w.quantile(h, 0.99) });
+  return {
+    seconds: w.seconds,
+    rates,
+    failureRatio: finished > 0 ? w.increase('failed') / finished : null,
+    wait: quantiles('wait'),
+    processing: quantiles('processing'),
+  };
+}
+
+function historyView(ring: AccountingRing, hasAccounting: boolean): QueueHistory {
+  const h = ring.history();
+  const rate = (c: string) => (hasAccounting ? h.rates[c]! : h.t.map(() => null));
+  const completed = rate('completed');
+  const failed = rate('failed');
+  return {
+    t: h.t,
+    backlog: h.gauges.backlog!,
+    active: h.gauges.active!,
+    delayed: h.gauges.delayed!,
+    oldestWaitingAgeSeconds: h.gauges.oldestWaitingAgeSeconds!,
+    deadLetterJobs: h.gauges.deadLetterJobs!,
+    addedPerSecond: rate('added'),
+    finishedPerSecond: completed.map((c, i) => (c === null || failed[i] == null ? null : c + failed[i]!)),
+    failedPerSecond: failed,
+  };
+}

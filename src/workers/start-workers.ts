@@ -1,0 +1,58 @@
+// Starts the traced workers for the given queues in this process (`queuelens worker`, the demo) and returns
+// one close() that lets in-flight jobs finish, then closes the SMTP pool and the producer.
+import type { WorkerConfig } from '../config/worker-config.js';
+import { Producer } from '../jobs/producer.js';
+import type { QueueName } from '../jobs/schemas.js';
+import type { Logger } from '../log/logger.js';
+import { createWorker, type ManagedWorker, type Processor } from './create-worker.js';
+import { emailProcessor } from './email-processor.js';
+import { exportProcessor } from './export-processor.js';
+import { webhookProcessor } from './webhook-processor.js';
+
+export interface RunningWorkers {
+  close(): Promise<void>;
+}
+
+export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName[], log: Logger): Promise<RunningWorkers> {
+  const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+  const closers: Array<() => unknown> = [];
+  const processors: { [Q in QueueName]: () => Processor<Q> } = {
+    email: () => {
+      const p = emailProcessor({ smtpUrl: cfg.smtpUrl, from: cfg.smtpFrom, maxConnections: cfg.emailConcurrency });
+      closers.push(p.close);
+      return p.process;
+    },
+    webhook: () => webhookProcessor({ secret: cfg.webhookSecret, timeoutMs: cfg.webhookTimeout * 1000, allow: cfg.webhookAllow }).process,
+    export: () => exportProcessor({ dir: cfg.exportDir, producer }).process,
+  };
+  const settings = {
+    email: { concurrency: cfg.emailConcurrency, rateLimit: cfg.emailRateLimit },
+    webhook: { concurrency: cfg.webhookConcurrency, rateLimit: cfg.webhookRateLimit },
+    export: { concurrency: cfg.exportConcurrency, rateLimit: cfg.exportRateLimit },
+  };
+  const workers: ManagedWorker[] = queues.map((queue) =>
+    createWorker({
+      queue,
+      process: processors[queue]() as Processor<QueueName>,
+      redisUrl: cfg.redisUrl,
+      prefix: cfg.prefix,
+      log,
+      ...settings[queue],
+      lockDurationMs: cfg.lockDuration * 1000,
+      stalledIntervalMs: cfg.stalledInterval * 1000,
+    }),
+  );
+  await Promise.all(workers.map((w) => w.start()));
+  log.info({ queues }, 'workers started');
+  let closed: Promise<void> | undefined;
+  return {
+    close() {
+      closed ??= (async () => {
+        await Promise.all(workers.map((w) => w.close()));
+        for (const c of closers) c();
+        await producer.close();
+      })();
+      return closed;
+    },
+  };
+}

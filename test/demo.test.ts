@@ -1,0 +1,127 @@
+// `queuelens demo` end to end, as a user runs it: the real CLI against a test Redis. Within 30 s every metric
+// family the bundled dashboards read has data, the status page and API show the accounting, Prometheus (when
+// installed) scrapes it with the alert rules loaded; Ctrl-C (SIGINT) exits 0 and leaves no process or port behind.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QueuesResponse } from '../src/status/queue-view.js';
+import { waitFor } from './helpers/bullmq.js';
+import { spawnCli, type CliProcess } from './helpers/cli.js';
+import { dashboardMetricFamilies } from './helpers/dashboard-families.js';
+import { parsePromText } from './helpers/prom-text.js';
+import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
+let redis: TestRedis;
+let demo: CliProcess | undefined;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+});
+
+afterAll(async () => {
+  if (demo && demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
+  await redis?.stop();
+});
+
+/** Every process whose parent is `pid`, recursively. */
+function descendants(pid: number): number[] {
+  const out = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter((n) => n > 0);
+  return out.flatMap((c) => [c, ...descendants(c)]);
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const portOpen = (port: number) =>
+  new Promise<boolean>((resolve) => {
+    const s = connect(port, '127.0.0.1');
+    s.once('connect', () => (s.destroy(), resolve(true)));
+    s.once('error', () => resolve(false));
+  });
+
+describe('queuelens demo', () => {
+  it('shows data for every dashboard metric family within 30 s, and SIGINT leaves nothing behind', async () => {
+    const [port, promPort] = [await freePort(), await freePort()];
+    const started = Date.now();
+    demo = spawnCli(['demo', '--redis-url', redis.url, '--port', String(port), '--prometheus-port', String(hasPrometheus ? promPort : 0), '--jobs-per-second', '20']);
+    await waitFor('the demo to print its URLs', () => demo!.output().includes('queuelens demo is running'), 20_000);
+    const out = demo.output();
+    const base = `http://127.0.0.1:${port}`;
+    for (const line of [`status page   ${base}/`, `metrics       ${base}/metrics`, `Bull Board    ${base}/admin/queues`, '--scenario <no-workers|failing-webhook|stall|backlog>']) expect(out).toContain(line);
+    const token = /admin token (\S+):/.exec(out)![1]!;
+
+    // Counters start at 0, so presence alone proves little: what the demo mix is built to exercise must have moved.
+    const families = dashboardMetricFamilies();
+    expect(families.length).toBeGreaterThan(25);
+    const moving = [
+      'bullmq_jobs_added_total',
+      'bullmq_jobs_completed_total',
+      'bullmq_jobs_failed_total',
+      'bullmq_jobs_retried_total',
+      'bullmq_jobs_stalled_total',
+      'bullmq_jobs_deduplicated_total',
+      'bullmq_dlq_added_total',
+      'bullmq_exporter_events_read_total',
+      'bullmq_job_wait_seconds_count',
+      'bullmq_job_processing_seconds_count',
+      'bullmq_job_e2e_seconds_count',
+    ];
+    expect(families).toEqual(expect.arrayContaining(moving.map((m) => m.replace(/_count$/, ''))));
+    let missing: string[] = families;
+    await waitFor(
+      'every dashboard metric family on /metrics, with the demo activity in them',
+      async () => {
+        const series = [...parsePromText(await (await fetch(`${base}/metrics`)).text()).entries()];
+        const names = new Set(series.map(([k]) => k.replace(/\{.*$/, '').replace(/_(bucket|sum|count)$/, '')));
+        const maxOf = (name: string) => Math.max(0, ...series.filter(([k]) => k.replace(/\{.*$/, '') === name).map(([, v]) => v));
+        missing = [...families.filter((f) => !names.has(f)), ...moving.filter((m) => maxOf(m) === 0).map((m) => `${m} (still 0)`)];
+        return missing.length === 0;
+      },
+      Math.max(1000, 30_000 - (Date.now() - started)),
+      500,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}; still missing: ${missing.join(', ')}`);
+    });
+
+    // The same accounting behind the API and the status page; the admin surface is on with the printed token.
+    const api = await waitFor('the windows of the API', async () => {
+      const a = (await (await fetch(`${base}/api/queues`)).json()) as QueuesResponse;
+      return a.accountingAvailable ? a : undefined;
+    });
+    expect(api.links.bullBoard).toBe('/admin/queues');
+    expect(api.queues.map((q) => q.name)).toEqual(expect.arrayContaining(['email', 'webhook', 'export']));
+    expect(api.queues.find((q) => q.name === 'email')!.windows['1m']!.rates.completed).toBeGreaterThan(0);
+    expect((await fetch(`${base}/`)).status).toBe(200);
+    expect((await fetch(`${base}/admin/queues`)).status).toBe(401);
+    expect((await fetch(`${base}/admin/dlq/email`, { headers: { authorization: `Bearer ${token}` } })).status).toBe(200);
+
+    if (hasPrometheus) {
+      const prom = `http://127.0.0.1:${promPort}`;
+      expect(out).toContain(`Prometheus    ${prom}/alerts`);
+      const rules = (await (await fetch(`${prom}/api/v1/rules`)).json()) as { data: { groups: unknown[] } };
+      expect(rules.data.groups.length).toBeGreaterThan(0);
+      await waitFor('Prometheus to scrape the demo sidecar', async () => {
+        const r = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent('sum(bullmq_jobs_completed_total)')}`)).json()) as { data: { result: Array<{ value: [number, string] }> } };
+        return Number(r.data.result[0]?.value[1] ?? 0) > 0;
+      }, 20_000, 500);
+    }
+
+    const children = descendants(demo.proc.pid!);
+    demo.proc.kill('SIGINT');
+    const exit = await Promise.race([demo.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 25_000))]);
+    expect(exit).toEqual({ code: 0, signal: null });
+    for (const pid of children) expect(alive(pid), `child ${pid} still running`).toBe(false);
+    expect(await portOpen(port)).toBe(false);
+    if (hasPrometheus) expect(await portOpen(promPort)).toBe(false);
+    // No stray helper either (a crashing consumer or Prometheus started for this Redis or port).
+    const stray = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((a) => a.includes(redis.url) || a.includes(`127.0.0.1:${promPort}`));
+    expect(stray).toEqual([]);
+  });
+});

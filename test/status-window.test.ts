@@ -1,0 +1,252 @@
+// Pure logic behind /api/queues: Prometheus-style quantiles, the thinned accounting ring and its windows,
+// the per-queue health verdict and the board that joins them. Every expected number is worked out by hand.
+import { describe, expect, it } from 'vitest';
+import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/collector/queue-snapshot.js';
+import { QueueAccounting as EventAccounting } from '../src/events/accounting.js';
+import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
+import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
+import { boardAccounting } from '../src/status/event-accounting.js';
+import { histogramQuantile } from '../src/status/histogram-quantile.js';
+import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
+import { assessQueue, formatAge, type QueueHealthInput } from '../src/status/queue-health.js';
+
+const BOUNDS = [1, 2, 5];
+
+describe('histogramQuantile', () => {
+  // Buckets: 2 obs <= 1 s, 4 in (1, 2], 2 in (2, 5], 2 above 5 (count 10).
+  const cum = [2, 6, 8];
+  it('interpolates linearly inside the bucket that holds the rank', () => {
+    expect(histogramQuantile(0.1, BOUNDS, cum, 10)).toBeCloseTo(0.5, 12); // rank 1 of 2 in (0, 1]
+    expect(histogramQuantile(0.2, BOUNDS, cum, 10)).toBeCloseTo(1, 12); // rank 2: top of the first bucket
+    expect(histogramQuantile(0.5, BOUNDS, cum, 10)).toBeCloseTo(1.75, 12); // rank 5: 3 of 4 into (1, 2]
+    expect(histogramQuantile(0.7, BOUNDS, cum, 10)).toBeCloseTo(3.5, 12); // rank 7: 1 of 2 into (2, 5]
+  });
+  it('answers the highest finite bound when the rank falls in +Inf, and null without observations', () => {
+    expect(histogramQuantile(0.95, BOUNDS, cum, 10)).toBe(5);
+    expect(histogramQuantile(0.5, BOUNDS, [0, 0, 0], 0)).toBeNull();
+    expect(histogramQuantile(Number.NaN, BOUNDS, cum, 10)).toBeNull();
+  });
+});
+
+function sample(at: number, c: number | undefined, h?: { buckets: number[]; count: number; sum: number }, g = 0): AccountingSample {
+  return { at, gauges: { g }, counters: c === undefined ? undefined : { c }, histograms: h ? { h } : undefined };
+}
+
+describe('AccountingRing', () => {
+  const layout = { gauges: ['g'], counters: ['c'], histograms: ['h'], bounds: BOUNDS };
+
+  it('thins evenly once full: the interior point with the closest neighbours goes (older on ties)', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 5, horizonMs: 1_000_000 });
+    for (let t = 0; t <= 7; t += 1) ring.push(sample(t * 1000, t, undefined, t));
+    // 0..4 | +5: spans all 2, drop 1 -> 0,2,3,4,5 | +6: spans 3,2,2,2 -> drop 3 -> 0,2,4,5,6 | +7: spans 4,3,2,2 -> drop 5
+    expect(ring.history().t).toEqual([0, 2, 4, 6, 7]);
+    expect(ring.history().gauges.g).toEqual([0, 2, 4, 6, 7]);
+  });
+
+  it('keeps only the newest point older than the horizon', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 10_000 });
+    for (const t of [0, 3, 6, 9, 12, 15]) ring.push(sample(t * 1000, t));
+    // Horizon starts at 5: 3 is the base of a full window, 0 is gone.
+    expect(ring.history().t).toEqual([3, 6, 9, 12, 15]);
+    expect(ring.window(10)!.seconds).toBe(12);
+  });
+
+  it('computes rates over the newest point at or before the window start', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
+    ring.push(sample(0, 0));
+    ring.push(sample(10_000, 10));
+    ring.push(sample(20_000, 30));
+    const w15 = ring.window(15)!; // base t=0: 30 over 20 s
+    expect(w15.seconds).toBe(20);
+    expect(w15.increase('c')).toBe(30);
+    expect(w15.rate('c')).toBeCloseTo(1.5, 12);
+    const w10 = ring.window(10)!; // base t=10: 20 over 10 s
+    expect(w10.seconds).toBe(10);
+    expect(w10.rate('c')).toBeCloseTo(2, 12);
+    // Asking for more than the history holds covers what there is.
+    expect(ring.window(900)!.seconds).toBe(20);
+    expect(ring.history().rates.c).toEqual([null, 1, 2]);
+  });
+
+  it('treats a counter that went down as reset, like Prometheus', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
+    ring.push(sample(0, 100));
+    ring.push(sample(5000, 5));
+    expect(ring.window(60)!.increase('c')).toBe(5);
+  });
+
+  it('takes quantiles of the observations made inside the window only', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
+    ring.push(sample(0, 0, { buckets: [1, 1, 1], count: 1, sum: 0.5 }));
+    ring.push(sample(60_000, 9, { buckets: [2, 6, 8], count: 10, sum: 30 }));
+    const w = ring.window(60)!;
+    // Delta buckets [1, 5, 7], count 9: rank 4.5 lies 3.5 of 4 into (1, 2].
+    expect(w.observations('h')).toBe(9);
+    expect(w.quantile('h', 0.5)).toBeCloseTo(1.875, 12);
+    expect(w.quantile('h', 0.99)).toBe(5);
+  });
+
+  it('has no window until two points carry accounting, and ignores points without it', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 10, horizonMs: 900_000 });
+    ring.push(sample(0, undefined));
+    ring.push(sample(10_000, undefined));
+    expect(ring.window(60)).toBeNull();
+    ring.push(sample(20_000, 4));
+    expect(ring.window(60)).toBeNull();
+    ring.push(sample(30_000, 10));
+    const w = ring.window(60)!;
+    expect(w.seconds).toBe(10);
+    expect(w.increase('c')).toBe(6);
+    expect(w.quantile('h', 0.5)).toBeNull();
+  });
+});
+
+function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<QueueState['jobs']> = {}): QueueState {
+  const all = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as QueueState['jobs'];
+  const dlqOf = name.endsWith('-dlq') ? name.slice(0, -4) : undefined;
+  return {
+    ref: { prefix: 'bull', name },
+    dlqOf,
+    jobs: { ...all, ...jobs },
+    paused: false,
+    oldestWaitingAgeSeconds: 0,
+    delayedOverdue: 0,
+    oldestActiveAgeSeconds: 0,
+    orphanedActive: 0,
+    workers: 1,
+    rateLimited: false,
+    ...over,
+  };
+}
+
+describe('assessQueue', () => {
+  const judge = (s: QueueState, extra: Partial<QueueHealthInput> = {}) => assessQueue({ state: s, deadLetterJobs: 0, deadLetteredLast15m: null, last15m: null, ...extra });
+  it('is critical with no workers and a backlog, naming the alert and its runbook', () => {
+    const h = judge(state('email', { workers: 0 }, { waiting: 3 }));
+    expect(h.status).toBe('critical');
+    expect(h.rank).toBe(2);
+    expect(h.reasons[0]).toMatchObject({ code: 'no_workers', alert: 'BullMQNoWorkers', runbook: '/runbooks/BullMQNoWorkers.md' });
+    expect(h.reasons[0]!.message).toBe('3 job(s) waiting and no worker connected');
+  });
+  it('does not flag a paused queue, a dead-letter queue, or unknown worker counts for missing workers', () => {
+    expect(judge(state('a', { workers: 0, paused: true }, { waiting: 3 })).status).toBe('ok');
+    expect(judge(state('a-dlq', { workers: 0 }, { waiting: 3 })).status).toBe('ok');
+    expect(judge(state('a', { workers: undefined }, { waiting: 3 })).status).toBe('ok');
+  });
+  it('uses the per-queue oldest-age limit (exports get 30 min)', () => {
+    expect(judge(state('email', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 })).reasons.map((r) => r.code)).toEqual(['oldest_job_too_old']);
+    expect(judge(state('export', { oldestWaitingAgeSeconds: 301 }, { waiting: 1 })).status).toBe('ok');
+  });
+  it('warns on orphans and dead letters, and only informs about pause', () => {
+    const h = judge(state('email', { orphanedActive: 2, paused: true }), { deadLetterJobs: 4 });
+    expect(h.status).toBe('warning');
+    expect(h.reasons.map((r) => [r.code, r.severity])).toEqual([
+      ['orphaned_active', 'warning'],
+      ['dead_letters', 'warning'],
+      ['paused', 'info'],
+    ]);
+  });
+  it('says a dead-letter queue is growing, rather than merely not empty, when jobs arrived in the window', () => {
+    const h = judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 2 });
+    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '2 job(s) dead-lettered in the last 15 min; 7 in email-dlq']]);
+  });
+  it('judges the failure ratio only once enough jobs finished in the window', () => {
+    const w = (completed: number, failed: number) => ({
+      seconds: 100,
+      rates: { added: 0, completed: completed / 100, failed: failed / 100, retried: 0, stalled: 0 },
+      failureRatio: failed / (completed + failed),
+      wait: { count: 0, p50: null, p95: null, p99: null },
+      processing: { count: 0, p50: null, p95: null, p99: null },
+    });
+    expect(judge(state('email'), { last15m: w(5, 5) }).status).toBe('ok'); // 10 finished < 20
+    const bad = judge(state('email'), { last15m: w(15, 5) }); // 25% of 20
+    expect(bad.reasons[0]).toMatchObject({ code: 'high_failure_rate', message: '25.0% of finished jobs failed in the last 1m 40s (limit 10%)' });
+  });
+  it('formats ages for people', () => {
+    expect([formatAge(0.25), formatAge(4.25), formatAge(42.4), formatAge(200), formatAge(7500)]).toEqual(['250 ms', '4.3 s', '42 s', '3m 20s', '2h 05m']);
+  });
+});
+
+describe('QueueBoard', () => {
+  const snap = (at: number, queues: QueueState[], ok = true): CollectionSnapshot => ({
+    seq: at,
+    ok,
+    error: ok ? undefined : 'Redis is unreachable',
+    finishedAt: at,
+    durationSeconds: 0.001,
+    lastSuccessAt: ok ? at : 0,
+    redisUp: ok,
+    queues: ok ? queues : [],
+    queuesByPrefix: { bull: queues.length },
+    queuesDropped: 0,
+  });
+  const acc = (added: number, completed: number, failed: number, waitCum: number[], waitCount: number): QueueAccounting => ({
+    counters: { added, completed, failed, retried: 0, stalled: 0 },
+    wait: { buckets: waitCum, count: waitCount, sum: 0 },
+    processing: { buckets: [0, 0, 0], count: 0, sum: 0 },
+  });
+
+  it('joins dead-letter depth, windows and health, and sorts the worst queue first', () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
+    const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
+    const id = 'bull\u0000email';
+    const dlqId = 'bull\u0000email-dlq';
+    board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
+    board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(5, 0, 0, [0, 0, 0], 0)]]));
+    const res = board.response({ now: 1_061_000, history: true });
+    expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
+    expect(res.accountingAvailable).toBe(true);
+    expect(res.queues.map((q) => q.name)).toEqual(['stuck', 'email', 'email-dlq']);
+    const email = res.queues[1]!;
+    // 5 - 1 = 4 jobs reached email-dlq in the window.
+    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0, addedLast15m: 4 });
+    expect(email.health.reasons.map((r) => r.code)).toEqual(['dead_letters_growing']);
+    const w = email.windows['1m']!;
+    expect(w.seconds).toBe(60);
+    expect(w.rates.added).toBeCloseTo(2, 12);
+    expect(w.failureRatio).toBeCloseTo(0.1, 12);
+    // wait: 100 obs, 50 <= 1 s, 30 in (1, 2]: p50 = rank 50 = 1 s; p95 = rank 95 in +Inf -> 5.
+    expect(w.wait).toEqual({ count: 100, p50: 1, p95: 5, p99: 5 });
+    expect(email.history!.addedPerSecond).toEqual([null, 2]);
+    expect(email.history!.deadLetterJobs).toEqual([3, 3]);
+    const stuck = res.queues[0]!;
+    expect(stuck.windows).toEqual({ '1m': null, '15m': null });
+    expect(stuck.history!.addedPerSecond).toEqual([null, null]);
+  });
+
+  it('shows no queues while collection fails, then resumes with the history it had', () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
+    board.update(snap(1000, [state('a')]));
+    board.update(snap(2000, [], false));
+    const down = board.response({ now: 2000 });
+    expect(down.queues).toEqual([]);
+    expect(down.collection).toMatchObject({ ok: false, error: 'Redis is unreachable', collectedAt: null });
+    board.update(snap(3000, [state('a')]));
+    expect(board.response({ now: 3000, history: true }).queues[0]!.history!.t).toEqual([1, 3]);
+    // Nothing finished for more than 3 intervals (a hanging collection): the last values are not shown as current.
+    const hung = board.response({ now: 3000 + 15_001 });
+    expect(hung.queues).toEqual([]);
+    expect(hung.collection).toMatchObject({ ok: false, error: 'no collection finished in the last 15 s; Redis may be stalled' });
+  });
+});
+
+describe('boardAccounting', () => {
+  it('sums counters and histograms over job names, attempts and outcomes', () => {
+    const acc = new EventAccounting();
+    acc.count('added', 'a');
+    acc.count('added', 'b');
+    acc.count('completed', 'a');
+    acc.count('failed', 'b');
+    acc.count('deduplicated', 'a'); // not a board counter
+    acc.observe('wait', 'first', 'a', 30); // (0.025, 0.05]: bucket 3
+    acc.observe('wait', 'retry', 'b', 3000); // (2.5, 5]: bucket 9
+    acc.observe('processing', 'completed', 'a', 120); // (0.1, 0.25]: bucket 5
+    const board = boardAccounting([{ queue: { prefix: 'bull', name: 'q' }, stats: acc.toStats() }]).get('bull\u0000q')!;
+    expect(board.counters).toEqual({ added: 2, completed: 1, failed: 1, retried: 0, stalled: 0 });
+    expect(board.wait.count).toBe(2);
+    expect(board.wait.sum).toBeCloseTo(3.03, 9);
+    expect(Array.from(board.wait.buckets)).toEqual(EVENT_BUCKETS_SECONDS.map((_, i) => (i < 3 ? 0 : i < 9 ? 1 : 2)));
+    expect(board.processing.count).toBe(1);
+    expect(Array.from(board.processing.buckets)).toEqual(EVENT_BUCKETS_SECONDS.map((_, i) => (i < 5 ? 0 : 1)));
+  });
+});
