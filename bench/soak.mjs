@@ -181,12 +181,22 @@ const kinds = [
     return `leader ${name} SIGKILLed; ${other} led after ${takeover.toFixed(1)} s; ${name} restarted`;
   },
   async function proxyStall() {
-    const leader = await leaderSlot();
+    // The stall must cut the leader off: when B leads, a graceful restart of B (it releases the lease) hands it to A.
+    let handover = '';
+    if ((await leaderSlot()) === 'B') {
+      slots.B.run.proc.kill('SIGTERM');
+      await slots.B.run.exited;
+      await until('A leads', async () => (await scrape('A')).get('bullmq_exporter_leader') === 1, 30_000);
+      await startSidecar('B');
+      handover = 'B restarted (SIGTERM) to hand the lease to A; ';
+    }
     proxy.kill('SIGSTOP');
-    await sleep(LEASE_S * 2000 + 2000);
+    const stalledAt = Date.now();
+    await until('B leads', async () => (await scrape('B')).get('bullmq_exporter_leader') === 1, 60_000);
+    const takeover = (Date.now() - stalledAt) / 1000;
+    await sleep(Math.max(0, stalledAt + LEASE_S * 2000 + 2000 - Date.now()));
     proxy.kill('SIGCONT');
-    const after = await until('a leader', leaderSlot, 30_000);
-    return `A's link stalled ${LEASE_S * 2 + 2} s (leader before: ${leader}, after: ${after})`;
+    return `${handover}A's link stalled ${LEASE_S * 2 + 2} s while A led; B led after ${takeover.toFixed(1)} s`;
   },
 ];
 for (let minute = 1; minute * 60_000 < DURATION_MS; minute++) {
@@ -251,7 +261,8 @@ const body = `
 redis-server with AOF (fsync always), with two sidecar replicas: A reaches Redis through a TCP proxy the run can
 freeze, B directly; lease ${LEASE_S} s, collection every 2 s. A fault every minute, in rotation: worker SIGKILL
 (replacement started at once), Redis restart (SIGTERM, down 2 s), leader sidecar SIGKILL (restarted in its slot),
-A's link frozen (SIGSTOP of the proxy) for ${LEASE_S * 2 + 2} s. Load average at the end: ${load} (2 cores, shared).
+A's link frozen (SIGSTOP of the proxy) for ${LEASE_S * 2 + 2} s while A leads (if B led, B is first restarted gracefully so
+that the lease passes to A). Load average at the end: ${load} (2 cores, shared).
 
 ![sidecar RSS and event-loop lag over the soak](img/soak.svg)
 
