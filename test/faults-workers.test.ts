@@ -34,7 +34,7 @@ async function setUp(): Promise<{ raw: Redis; work: FaultWorkload }> {
 }
 
 /** Rows that take this machine a few seconds to write, so a signal lands mid-export. */
-const LONG_ROWS = 1_000_000;
+const LONG_ROWS = 700_000;
 
 describe('worker faults', () => {
   it('a worker SIGKILLed while it holds jobs: they are reclaimed and every job ends once', async () => {
