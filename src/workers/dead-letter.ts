@@ -1,7 +1,6 @@
 // Owns dead-letter queues: copying a job that failed for good to `<queue>-dlq` (idempotently, with
 // everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
-import { randomUUID } from 'node:crypto';
 import { context, propagation, SpanKind, trace, type Link } from '@opentelemetry/api';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
@@ -9,7 +8,6 @@ import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { OWN_PREFIX_DEFAULT, ownKeys, type QueueRef } from '../redis/keys.js';
-import { defineScript } from '../redis/scripts.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
@@ -180,18 +178,16 @@ export class DeadLetters {
     const dlqId = String(dlqJob.id);
     if (dryRun) return this.redriveClaimed(target, dlqJob, true);
     const claim = ownKeys.redriveClaim(this.ownPrefix, this.source, dlqId);
-    const token = randomUUID();
-    if ((await this.opts.connection.set(claim, token, 'PX', REDRIVE_CLAIM_MS, 'NX')) !== 'OK') return { dlqJobId: dlqId, status: 'conflict' };
+    if ((await this.opts.connection.set(claim, String(process.pid), 'PX', REDRIVE_CLAIM_MS, 'NX')) !== 'OK') return { dlqJobId: dlqId, status: 'conflict' };
     try {
       // The listing that produced dlqJob may predate another request's finished redrive of it.
       const current = (await this.dlq.getJob(dlqId)) as Job<DeadLetterRecord> | undefined;
       if (!current) return { dlqJobId: dlqId, status: 'not-found' };
       return await this.redriveClaimed(target, current, false);
     } finally {
-      // Compare-and-delete (the leader lease's release script): a claim that expired and was taken by
-      // another redrive meanwhile is theirs.
-      defineScript(this.opts.connection, 'leaseRelease', 'lease-release-1.lua');
-      await (this.opts.connection as RedisClient & { leaseRelease(key: string, token: string): Promise<number> }).leaseRelease(claim, token);
+      // A plain DEL: only a redrive paused past the claim's 10 s could delete a successor's claim, and that
+      // successor still re-reads the dead letter and adds under the same deterministic id.
+      await this.opts.connection.del(claim);
     }
   }
 

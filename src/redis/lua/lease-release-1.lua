@@ -1,7 +1,6 @@
 --[[
-  Gives the leader lease up on shutdown, so a standby takes over at once instead of after expiry; also
-  releases a dead letter's redrive claim (DeadLetters.redrive). Compare-and-delete: never someone else's.
-  KEYS[1] lease key (ownKeys.leader, or ownKeys.redriveClaim)
+  Gives the leader lease up on shutdown, so a standby takes over at once instead of after expiry.
+  KEYS[1] lease key (ownKeys.leader)
   ARGV[1] the caller's lease token
   Returns 1 when released, 0 when the caller did not hold it.
 ]]
