@@ -13,6 +13,7 @@ import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
 import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { ReadBudget } from './read-budget.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -30,8 +31,10 @@ export interface EventReaderOptions {
   /** Keep the state of a queue that disappeared this long (then delete it). */
   retentionMs?: number;
   lifecycle?: Partial<LifecycleOptions>;
-  /** Entries per stream per XREAD. */
+  /** Most entries per stream per XREAD (fewer when entries are large, see readBytes). */
   count?: number;
+  /** Bytes one XREAD (or history slice) should stay under: `completed` entries carry whole return values. */
+  readBytes?: number;
   /** Streams per XREAD call (bounds each call and each commit script). */
   streamsPerRead?: number;
   blockMs?: number;
@@ -56,6 +59,7 @@ export const EVENT_READER_DEFAULTS = {
   leaseMs: 10_000,
   retentionMs: 7 * 86_400_000,
   count: 1000,
+  readBytes: 8 * 1024 * 1024,
   streamsPerRead: 100,
   blockMs: 1000,
   rebuildEntries: 1000,
@@ -91,7 +95,23 @@ interface Term {
   gen: number;
 }
 
-type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
+type RawEntry = [id: Buffer, fields: Buffer[]];
+type XReadReply = Array<[Buffer, RawEntry[]]> | null;
+
+const KEPT_FIELDS = new Set(['event', 'jobId', 'prev', 'delay', 'name']);
+
+/**
+ * Entries arrive as Buffers and only the fields the lifecycle uses become strings: a 5 MB return value is
+ * never copied into a JS string, and its Buffer is dropped with the reply.
+ */
+function decode([id, flat]: RawEntry): StreamEntry {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const k = (flat[i] as Buffer).toString();
+    if (KEPT_FIELDS.has(k)) kept.push(k, (flat[i + 1] as Buffer).toString());
+  }
+  return toEntry(id.toString(), kept);
+}
 
 /** A fenced script found a newer term's generation. */
 class FencedOut extends Error {}
@@ -105,6 +125,7 @@ export class EventReader {
   private readonly blocking: RedisClient;
   private readonly cluster: boolean;
   private readonly lease: LeaderLease;
+  private readonly readBudget: ReadBudget;
   private readonly keys: { lease: string; meta: string; index: string };
   private wanted = new Map<string, QueueRef>();
   private states = new Map<string, QueueState>();
@@ -128,6 +149,7 @@ export class EventReader {
       leaseMs: o.leaseMs ?? d.leaseMs,
       retentionMs: o.retentionMs ?? d.retentionMs,
       count: o.count ?? d.count,
+      readBytes: o.readBytes ?? d.readBytes,
       streamsPerRead: o.streamsPerRead ?? d.streamsPerRead,
       blockMs: o.blockMs ?? d.blockMs,
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
@@ -137,6 +159,7 @@ export class EventReader {
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0 };
+    this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
@@ -158,6 +181,7 @@ export class EventReader {
         // Whatever was in memory is stale for a new term: state is reloaded from Redis on the next pass.
         this.forgetStates();
         this.nextMaintenance = 0;
+        this.readBudget.reset();
         if (leader) this.wake?.();
       },
     });
@@ -294,23 +318,26 @@ export class EventReader {
     let ends: Array<string | undefined> = cursors.map((c) => (c === '0-0' ? undefined : c));
     while (ends.some((e) => e !== undefined)) {
       const pipe = this.cmd.pipeline();
-      const asked: number[] = [];
+      const asked: Array<[index: number, count: number]> = [];
+      const slice = Math.min(200, this.readBudget.count(ends.filter((e) => e !== undefined).length));
       ends.forEach((end, i) => {
         if (end === undefined) return;
-        const n = Math.min(200, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
-        pipe.xrevrange(streams[i] as string, end, '-', 'COUNT', n);
-        asked.push(i);
+        const n = Math.min(slice, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
+        pipe.xrevrangeBuffer(streams[i] as string, end, '-', 'COUNT', n);
+        asked.push([i, n]);
       });
       const replies = (await pipe.exec()) ?? [];
       const next: Array<string | undefined> = ends.map(() => undefined);
-      asked.forEach((i, k) => {
-        const [err, slice] = replies[k] ?? [];
-        const entries = err ? [] : (slice as Array<[string, string[]]>);
+      asked.forEach(([i, n], k) => {
+        const [err, reply] = replies[k] ?? [];
+        const entries = err ? [] : (reply as RawEntry[]);
+        this.readBudget.observe(entries);
         const acc = out[i] as StreamEntry[];
-        for (const [id, f] of entries) acc.push(toEntry(id, f));
-        const last = entries.at(-1)?.[0];
-        if (entries.length === 200 && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
+        for (const e of entries) acc.push(decode(e));
+        const last = acc.at(-1)?.id;
+        if (entries.length === n && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
       });
+      this.readBudget.grow();
       ends = next;
     }
     return out.map((h) => h.reverse());
@@ -360,19 +387,22 @@ export class EventReader {
   /** Reads one group (streams of one slot), applies what came, commits. True when anything was read. */
   private async readGroup(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
     const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
+    const count = this.readBudget.count(group.length);
     const reply = (
       block === undefined
-        ? await this.blocking.xread('COUNT', this.opts.count, 'STREAMS', ...streams)
-        : await this.blocking.xread('COUNT', this.opts.count, 'BLOCK', block, 'STREAMS', ...streams)
+        ? await this.blocking.xreadBuffer('COUNT', count, 'STREAMS', ...streams)
+        : await this.blocking.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
     ) as XReadReply;
     this.checkTerm(term);
+    this.readBudget.grow();
 
     const got = new Set<QueueState>();
     for (const [stream, raw] of reply ?? []) {
-      const s = this.byStream.get(stream);
+      const s = this.byStream.get(stream.toString());
       if (!s || raw.length === 0) continue;
-      const entries: StreamEntry[] = raw.map(([id, f]) => toEntry(id, f));
-      s.machine.apply(entries, entries.length < this.opts.count);
+      this.readBudget.observe(raw);
+      const entries: StreamEntry[] = raw.map(decode);
+      s.machine.apply(entries, entries.length < count);
       s.readId = (entries.at(-1) as StreamEntry).id;
       got.add(s);
     }
