@@ -73,6 +73,8 @@ interface QueueState {
   machine: QueueLifecycle;
   /** Last id fed to the machine (XREAD resumes here); the committed cursor may trail it by one held entry. */
   readId: string;
+  /** The cursor Redis holds as far as this term knows; a commit finding another one reloads the queue. */
+  committedId: string;
 }
 
 interface Term {
@@ -269,7 +271,7 @@ export class EventReader {
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor };
+      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, committedId: cursor };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -378,22 +380,23 @@ export class EventReader {
   private async commit(term: Term, group: QueueState[]): Promise<void> {
     const keys: string[] = [];
     const args: (string | number)[] = [term.gen];
-    const committed: QueueState[] = [];
+    const committed: Array<[QueueState, string]> = [];
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
       if (id === undefined || count === 0) continue;
       s.acc.reader('read', count);
       const fields = s.acc.dirtyFields();
       keys.push(s.hash, s.stream);
-      args.push(id, count, fields.length, ...fields);
-      committed.push(s);
+      args.push(s.committedId, id, count, fields.length, ...fields);
+      committed.push([s, id]);
     }
     if (committed.length === 0) return;
     const lost = await this.cmd.eventsCommit(keys.length, ...keys, ...args);
     if (!lost) throw new FencedOut();
     this.checkTerm(term);
-    committed.forEach((s, i) => {
+    committed.forEach(([s, id], i) => {
       s.acc.clearDirty();
+      s.committedId = id;
       const n = lost[i] ?? 0;
       if (n > 0) {
         // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.
