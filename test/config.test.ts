@@ -17,6 +17,7 @@ const BAD: Record<string, string> = {
   'health-max-waiting': '-1',
   'health-max-oldest-age': 'old',
   'health-min-workers': '1.5',
+  'events-max-in-flight': '0',
   events: 'maybe',
   'job-name-label': 'sometimes',
   'max-job-names': '0',

@@ -170,6 +170,8 @@ describe('dead-letter queue', () => {
     // Same DLQ job object twice: the second add hits the same deterministic id.
     const first = await worker.deadLetters.redrive(target, dl);
     const after = await count();
+    // The interruption: the first redrive's remove from the DLQ never happened.
+    await h.queue('webhook-dlq').add(dl.name, dl.data, { jobId: String(dl.id) });
     await expect(worker.deadLetters.redrive(target, dl)).resolves.toMatchObject({ newJobId: first.newJobId });
     expect(await count()).toEqual(after);
   });

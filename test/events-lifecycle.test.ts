@@ -3,7 +3,7 @@
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting, type QueueEventStats } from '../src/events/accounting.js';
 import { EVENT_BUCKETS_SECONDS, bucketIndex } from '../src/events/buckets.js';
-import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type LifecycleOptions, type StreamEntry } from '../src/events/lifecycle.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from '../src/events/lifecycle.js';
 import { loadEventFixture } from './helpers/event-fixtures.js';
 
 function run(entries: StreamEntry[], opts: Partial<LifecycleOptions> = {}, chunk = entries.length): { stats: QueueEventStats; machine: QueueLifecycle } {
@@ -215,6 +215,36 @@ describe('bounded in-flight map', () => {
     expect(counters(stats)).toEqual({ added: 3, completed: 2 });
     expect(hist(stats, 'processing', 'completed')).toEqual({ count: 1, sumMs: 8 });
     expect(machine.inFlight).toBe(1); // b
+  });
+
+  it('shares one in-flight budget across queues: the queue that adds beyond it evicts its own oldest', () => {
+    const budget: InFlightBudget = { max: 3, used: 0 };
+    const accA = new QueueAccounting();
+    const accB = new QueueAccounting();
+    const a = new QueueLifecycle(accA, LIFECYCLE_DEFAULTS, [], budget);
+    const b = new QueueLifecycle(accB, LIFECYCLE_DEFAULTS, [], budget);
+    const add = (m: QueueLifecycle, ms: number, jobId: string) => m.apply([e(ms, 0, 'event', 'added', 'jobId', jobId, 'name', 'n')], true);
+    add(a, 1000, 'a1');
+    add(a, 1001, 'a2');
+    add(b, 1002, 'b1');
+    expect({ a: a.inFlight, b: b.inFlight, used: budget.used }).toEqual({ a: 2, b: 1, used: 3 });
+    add(b, 1003, 'b2'); // full: b evicts b1, not a1 (older, but a's)
+    expect({ a: a.inFlight, b: b.inFlight, used: budget.used }).toEqual({ a: 2, b: 1, used: 3 });
+    expect([accA.toStats().reader.evicted, accB.toStats().reader.evicted]).toEqual([0, 1]);
+    add(a, 1004, 'a3'); // a evicts a1
+    expect([accA.toStats().reader.evicted, accB.toStats().reader.evicted]).toEqual([1, 1]);
+    // A job that finishes, and a reset queue, give their room back: nothing more is evicted.
+    a.apply([e(1005, 0, 'event', 'removed', 'jobId', 'a2', 'prev', 'wait')], true);
+    add(b, 1006, 'b3');
+    expect({ a: a.inFlight, b: b.inFlight, used: budget.used }).toEqual({ a: 1, b: 2, used: 3 });
+    a.resetJobs();
+    add(b, 1007, 'b4');
+    expect({ a: a.inFlight, b: b.inFlight, used: budget.used }).toEqual({ a: 0, b: 3, used: 3 });
+    expect([accA.toStats().reader.evicted, accB.toStats().reader.evicted]).toEqual([1, 1]);
+    // A queue keeps the job it just added even when the others hold the whole budget.
+    const c = new QueueLifecycle(new QueueAccounting(), LIFECYCLE_DEFAULTS, [], budget);
+    add(c, 1008, 'c1');
+    expect({ c: c.inFlight, used: budget.used }).toEqual({ c: 1, used: 4 });
   });
 
   it('evicts jobs idle longer than the age limit (stream time, looked at every 1024 events)', () => {

@@ -10,7 +10,10 @@ import { createLogger } from '../src/log/logger.js';
 import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
 import { defineScript } from '../src/redis/scripts.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { testSidecar } from './helpers/sidecar.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
 
 let OWN = 'qltest';
 const log = createLogger({ level: 'silent' });
@@ -196,20 +199,20 @@ describe('fencing and leadership', () => {
     const hash = ownKeys.eventsQueue(OWN, q);
     const keys = [hash, queueKey(q, 'events')];
     // Never claimed: no generation may commit.
-    expect(await client.eventsCommit(keys.length, ...keys, 7, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
     expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toEqual(['0-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
     expect(await client.eventsInit(keys.length, ...keys, 8, 0)).toEqual(['1-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
     expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toBeNull();
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await client.eventsCommit(keys.length, ...keys, 8, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
-    await expect(client.eventsCommit(keys.length, ...keys, 8, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
+    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
     expect(await client.hmget(hash, 'c|added|', 'r|cursor', 'r|seen')).toEqual(['6', '2-0', '2']);
     await client.del(hash);
   });
@@ -361,6 +364,96 @@ describe('retention', () => {
     await sleep(400);
     expect(await statsOf(keep)).toBeDefined();
     await r.close();
+  });
+});
+
+describe('lag', () => {
+  // Grace = 2 × refresh + block = 500 ms: how late a caught-up queue's refresh may be before it shows as lag.
+  const LAG = { lagRefreshMs: 200, blockMs: 100 };
+  const GRACE_S = 0.5;
+  const lagOf = async (q: QueueRef) => (await statsOf(q))?.reader.lagSeconds;
+
+  it('grows on the other replicas while the leader is stalled, by the time since it stopped committing', async () => {
+    OWN = 'ql-lag-stall';
+    const q: QueueRef = { prefix: 'bull', name: 'lag-stall' };
+    const proxy = await startTcpProxy(redis.port);
+    closers.push(() => proxy.stop());
+    // A long lease: the stalled leader is not replaced during the test, as when only its reads hang.
+    const r = reader({ ...LAG, redisUrl: `redis://127.0.0.1:${proxy.port}`, leaseMs: 30_000 });
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(q));
+    await bull.queue(q.name).add('j', {});
+    await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
+    expect(await lagOf(q)).toBe(0);
+
+    proxy.stall();
+    const stalledAt = Date.now();
+    await bull.queue(q.name).add('j', {}); // unread from now on
+    await sleep(1500);
+    const t1 = Date.now();
+    const lag1 = (await lagOf(q))!;
+    await sleep(1500);
+    const t2 = Date.now();
+    const lag2 = (await lagOf(q))!;
+    // The last commit was at most one refresh plus one blocking read before the stall.
+    expect(lag1).toBeGreaterThanOrEqual((t1 - stalledAt) / 1000 - GRACE_S - 0.1);
+    expect(lag1).toBeLessThanOrEqual((t1 - stalledAt) / 1000 + 0.1);
+    expect(lag2 - lag1).toBeCloseTo((t2 - t1) / 1000, 0);
+    expect(lag2 - lag1).toBeGreaterThan(1);
+    proxy.resume();
+    await r.close();
+  }, 20_000);
+
+  it('stays 0 for a caught-up queue with no new events', async () => {
+    OWN = 'ql-lag-idle';
+    const q: QueueRef = { prefix: 'bull', name: 'lag-idle' };
+    const r = reader(LAG);
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(q));
+    await bull.queue(q.name).add('j', {});
+    await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
+    const lags: number[] = [];
+    // Six graces without an event: the leader's refreshes keep the queue at 0.
+    for (let i = 0; i < 12; i++) {
+      await sleep(250);
+      lags.push((await lagOf(q))!);
+    }
+    expect(lags).toEqual(lags.map(() => 0));
+    await r.close();
+  });
+
+  it('is not rendered for a queue discovery no longer lists (obliterated), while its counters stay', async () => {
+    const own = 'ql-lag-gone';
+    const s = await testSidecar(redis.url, { ownPrefix: own, queues: undefined, prefixes: 'lagp' });
+    closers.push(() => s.close());
+    const kept = bull.queue('lag-kept', { prefix: 'lagp' });
+    const gone = bull.queue('lag-gone', { prefix: 'lagp' });
+    // Discovery finds a queue by its keys; the reader counts what is added after it registered the queue.
+    await kept.add('j', {});
+    await gone.add('j', {});
+    await s.start();
+    const lag = (queue: string) => seriesKey('bullmq_exporter_events_lag_seconds', { prefix: 'lagp', queue });
+    const added = (queue: string) => seriesKey('bullmq_jobs_added_total', { prefix: 'lagp', queue });
+    await waitFor('both queues registered', async () => {
+      await s.refresh();
+      const m = await s.scrape();
+      return m.has(added('lag-kept')) && m.has(added('lag-gone'));
+    });
+    await kept.add('j', {});
+    await gone.add('j', {});
+    await waitFor('both queues read', async () => {
+      await s.refresh();
+      const m = await s.scrape();
+      return m.get(added('lag-kept')) === 1 && m.get(added('lag-gone')) === 1 && m.get(lag('lag-gone')) === 0;
+    });
+    await gone.obliterate({ force: true });
+    await s.refresh();
+    const m = await s.scrape();
+    expect(m.get(lag('lag-gone'))).toBeUndefined();
+    expect(m.get(added('lag-gone'))).toBe(1);
+    expect(m.get(lag('lag-kept'))).toBe(0);
   });
 });
 

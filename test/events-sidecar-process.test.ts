@@ -10,12 +10,14 @@ import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { caughtUp as caughtUpIn, metric, startSidecarProcess } from './helpers/sidecar-process.js';
 
 const LEASE_S = 3;
 let redis: TestRedis;
 let raw: Redis;
 let bull: BullFixtures;
-const sidecars: CliProcess[] = [];
+/** Everything started here, stopped at the end: CLI processes directly, helper processes by stop(). */
+const sidecars: Array<CliProcess | { stop(): Promise<void> }> = [];
 
 beforeAll(async () => {
   redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
@@ -23,7 +25,10 @@ beforeAll(async () => {
   bull = new BullFixtures(redis);
 });
 afterAll(async () => {
-  for (const s of sidecars) if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+  for (const s of sidecars) {
+    if ('stop' in s) await s.stop();
+    else if (s.proc.exitCode === null && s.proc.signalCode === null) s.proc.kill('SIGKILL');
+  }
   await bull?.close();
   await redis?.stop();
 });
@@ -257,6 +262,26 @@ describe('event accounting across sidecar processes', () => {
     for (const s of [a, c]) s.cli.proc.kill('SIGTERM');
     await Promise.all([a.cli.exited, c.cli.exited]);
   }, 45_000);
+
+  it('a queue created after the sidecar started, found by discovery, is counted from its first job', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'late' };
+    // No queue exists yet: the leader has nothing to follow, but its install time is what decides where
+    // a later stream starts.
+    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql-late' });
+    sidecars.push(s);
+    await waitFor('a leader', async () => (await s.metrics()).get('bullmq_exporter_leader') === 1);
+    await new Promise((r) => setTimeout(r, 1000));
+    const w = workload(bull.queue(q.name));
+    await w.add(100);
+    startWorker(q.name);
+    const m = await waitFor('every job counted', async () => {
+      const x = await caughtUpIn(s, raw, q);
+      return metric(x, 'bullmq_jobs_completed_total', q) === w.truth.completed && x;
+    });
+    expect(metric(m, 'bullmq_jobs_added_total', q)).toBe(w.truth.added);
+    expect(metric(m, 'bullmq_jobs_failed_total', q)).toBe(w.truth.failed);
+    await s.stop();
+  });
 
   // Last: it freezes the shared Redis.
   it('SIGTERM while Redis hangs (SIGSTOPped): the leader still exits 0 within 5 s', async () => {

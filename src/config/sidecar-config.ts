@@ -114,6 +114,14 @@ export const sidecarOptions = [
     parse: parse.seconds(1, 365 * 86_400),
   }),
   option({
+    name: 'events-max-in-flight',
+    env: 'QUEUELENS_EVENTS_MAX_IN_FLIGHT',
+    arg: '<n>',
+    description: 'jobs the event reader tracks between events, over all queues; beyond it a queue evicts its oldest (bullmq_exporter_events_evicted_total)',
+    default: '100000',
+    parse: parse.number({ min: 1, max: 100_000_000, integer: true }),
+  }),
+  option({
     name: 'admin-token',
     env: 'QUEUELENS_ADMIN_TOKEN',
     arg: '<token>',

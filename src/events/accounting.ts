@@ -15,12 +15,12 @@ export const EVENT_HISTOGRAMS = {
 export type EventHistogram = keyof typeof EVENT_HISTOGRAMS;
 export type HistogramLabel<H extends EventHistogram> = (typeof EVENT_HISTOGRAMS)[H][number];
 
-/** Reader health counters the leader keeps; `lost`, `seen`, `cursor` and `lag_ms` are written by the commit script. */
+/** Reader health counters the leader keeps; the SCRIPT_FIELDS are written by the commit script. */
 export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
 export type ReaderCounter = (typeof READER_COUNTERS)[number];
 
 /** Hash fields owned by the scripts (src/redis/lua/events-*.lua), never written from memory; `gen` fences them. */
-export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', gen: 'r|gen' } as const;
+export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', commitMs: 'r|commit_ms', graceMs: 'r|grace_ms', gen: 'r|gen' } as const;
 
 /** `job_name` value for jobs whose name is not tracked: over the cap, or the reader never saw their `added`. */
 export const OTHER_JOB_NAME = '__other__';
@@ -145,8 +145,12 @@ export class QueueAccounting implements AccountingSink {
   }
 }
 
-/** Parses one queue's persisted hash into plain data (cumulative buckets, seconds). */
-export function parseQueueHash(hash: Record<string, string>): QueueEventStats {
+/**
+ * Parses one queue's persisted hash into plain data (cumulative buckets, seconds). With `nowMs` (Redis
+ * clock) the lag is aged from the last commit: the oldest entry unread then is older by the time since, and
+ * a caught-up queue whose refresh is later than the leader's grace has events nobody may be reading.
+ */
+export function parseQueueHash(hash: Record<string, string>, nowMs?: number): QueueEventStats {
   const counters: CounterSeries[] = [];
   const hist = new Map<string, HistogramSeries & { raw: number[] }>();
   const reader: ReaderHealth = { read: 0, lost: 0, unmatched: 0, evicted: 0, lagSeconds: 0 };
@@ -180,8 +184,8 @@ export function parseQueueHash(hash: Record<string, string>): QueueEventStats {
     else if (field === readerField('unmatched')) reader.unmatched = value;
     else if (field === readerField('evicted')) reader.evicted = value;
     else if (field === SCRIPT_FIELDS.lost) reader.lost = value;
-    else if (field === SCRIPT_FIELDS.lagMs) reader.lagSeconds = value / 1000;
   }
+  reader.lagSeconds = lagMs(hash, nowMs) / 1000;
 
   const histograms: HistogramSeries[] = [];
   for (const { raw, ...s } of hist.values()) {
@@ -190,4 +194,12 @@ export function parseQueueHash(hash: Record<string, string>): QueueEventStats {
     histograms.push(s);
   }
   return { counters, histograms, reader };
+}
+
+function lagMs(hash: Record<string, string>, nowMs: number | undefined): number {
+  const stored = Number(hash[SCRIPT_FIELDS.lagMs] ?? 0);
+  const commitMs = Number(hash[SCRIPT_FIELDS.commitMs]);
+  if (nowMs === undefined || !Number.isFinite(commitMs)) return stored;
+  const since = Math.max(0, nowMs - commitMs);
+  return stored > 0 ? stored + since : Math.max(0, since - Number(hash[SCRIPT_FIELDS.graceMs] ?? 0));
 }

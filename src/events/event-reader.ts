@@ -12,7 +12,8 @@ import { defineScript } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
-import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { ReadBudget } from './read-budget.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -30,8 +31,10 @@ export interface EventReaderOptions {
   /** Keep the state of a queue that disappeared this long (then delete it). */
   retentionMs?: number;
   lifecycle?: Partial<LifecycleOptions>;
-  /** Entries per stream per XREAD. */
+  /** Most entries per stream per XREAD (fewer when entries are large, see readBytes). */
   count?: number;
+  /** Bytes one XREAD (or history slice) should stay under: `completed` entries carry whole return values. */
+  readBytes?: number;
   /** Streams per XREAD call (bounds each call and each commit script). */
   streamsPerRead?: number;
   blockMs?: number;
@@ -43,17 +46,26 @@ export interface EventReaderOptions {
   pollMs?: number;
   /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
   isMine?: (q: QueueRef) => boolean;
+  /**
+   * How often a caught-up queue's commit time is refreshed. Every replica ages the lag from that time:
+   * beyond twice this (plus a blocking read) a caught-up queue shows lag, so a stalled leader is seen.
+   */
+  lagRefreshMs?: number;
+  /** The in-flight budget to share (all shard readers of a process); default: one of this reader's own. */
+  inFlight?: InFlightBudget;
 }
 
 export const EVENT_READER_DEFAULTS = {
   leaseMs: 10_000,
   retentionMs: 7 * 86_400_000,
   count: 1000,
+  readBytes: 8 * 1024 * 1024,
   streamsPerRead: 100,
   blockMs: 1000,
   rebuildEntries: 1000,
   maintenanceMs: 60_000,
   pollMs: 50,
+  lagRefreshMs: 5000,
 };
 
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
@@ -73,8 +85,11 @@ interface QueueState {
   machine: QueueLifecycle;
   /** Last id fed to the machine (XREAD resumes here); the committed cursor may trail it by one held entry. */
   readId: string;
+  cursor: string;
   /** The cursor Redis holds as far as this term knows; a commit finding another one reloads the queue. */
   committedId: string;
+  /** Local clock of the last commit that included this queue (0: none this term). */
+  committedAt: number;
 }
 
 interface Term {
@@ -82,7 +97,23 @@ interface Term {
   gen: number;
 }
 
-type XReadReply = Array<[string, Array<[string, string[]]>]> | null;
+type RawEntry = [id: Buffer, fields: Buffer[]];
+type XReadReply = Array<[Buffer, RawEntry[]]> | null;
+
+const KEPT_FIELDS = new Set(['event', 'jobId', 'prev', 'delay', 'name']);
+
+/**
+ * Entries arrive as Buffers and only the fields the lifecycle uses become strings: a 5 MB return value is
+ * never copied into a JS string, and its Buffer is dropped with the reply.
+ */
+function decode([id, flat]: RawEntry): StreamEntry {
+  const kept: string[] = [];
+  for (let i = 0; i + 1 < flat.length; i += 2) {
+    const k = (flat[i] as Buffer).toString();
+    if (KEPT_FIELDS.has(k)) kept.push(k, (flat[i + 1] as Buffer).toString());
+  }
+  return toEntry(id.toString(), kept);
+}
 
 /** A fenced script found a newer term's generation. */
 class FencedOut extends Error {}
@@ -96,6 +127,7 @@ export class EventReader {
   private readonly blocking: RedisClient;
   private readonly cluster: boolean;
   private readonly lease: LeaderLease;
+  private readonly readBudget: ReadBudget;
   private readonly keys: { lease: string; meta: string; index: string };
   private wanted = new Map<string, QueueRef>();
   private states = new Map<string, QueueState>();
@@ -103,6 +135,7 @@ export class EventReader {
   /** The followed streams in groups that one XREAD (and one commit) may cover; rebuilt after each sync. */
   private groups: QueueState[][] = [];
   private installedAt: string | undefined;
+  private readonly budget: InFlightBudget;
   private synced = false;
   private nextMaintenance = 0;
   private rotation = 0;
@@ -118,13 +151,17 @@ export class EventReader {
       leaseMs: o.leaseMs ?? d.leaseMs,
       retentionMs: o.retentionMs ?? d.retentionMs,
       count: o.count ?? d.count,
+      readBytes: o.readBytes ?? d.readBytes,
       streamsPerRead: o.streamsPerRead ?? d.streamsPerRead,
       blockMs: o.blockMs ?? d.blockMs,
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
       maintenanceMs: o.maintenanceMs ?? d.maintenanceMs,
       pollMs: o.pollMs ?? d.pollMs,
+      lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
+    this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0 };
+    this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
@@ -146,6 +183,7 @@ export class EventReader {
         // Whatever was in memory is stale for a new term: state is reloaded from Redis on the next pass.
         this.forgetStates();
         this.nextMaintenance = 0;
+        this.readBudget.reset();
         if (leader) this.wake?.();
       },
     });
@@ -217,6 +255,7 @@ export class EventReader {
   }
 
   private forgetStates(): void {
+    for (const s of this.states.values()) s.machine.resetJobs();
     this.states.clear();
     this.byStream.clear();
     this.groups = [];
@@ -225,12 +264,7 @@ export class EventReader {
 
   /** Loads the state of newly wanted queues (or all, after a leadership change) and drops unwanted ones. */
   private async sync(term: Term): Promise<void> {
-    for (const [id, s] of this.states) {
-      if (!this.wanted.has(id)) {
-        this.states.delete(id);
-        this.byStream.delete(s.stream);
-      }
-    }
+    for (const [id, s] of this.states) if (!this.wanted.has(id)) this.drop(s);
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
       // Once per process: the first reader anywhere fixes it, every later one reads the same value.
@@ -266,12 +300,12 @@ export class EventReader {
     this.checkTerm(term);
     for (let i = 0; i < queues.length; i++) {
       const acc = QueueAccounting.fromHash(replies[i] as Record<string, string>);
-      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames());
+      const machine = new QueueLifecycle(acc, this.lifecycle, acc.jobNames(), this.budget);
       // Replay what is still retained before the cursor, uncounted, so jobs already in flight are known.
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, committedId: cursor };
+      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedId: cursor, committedAt: 0 };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -286,23 +320,26 @@ export class EventReader {
     let ends: Array<string | undefined> = cursors.map((c) => (c === '0-0' ? undefined : c));
     while (ends.some((e) => e !== undefined)) {
       const pipe = this.cmd.pipeline();
-      const asked: number[] = [];
+      const asked: Array<[index: number, count: number]> = [];
+      const slice = Math.min(200, this.readBudget.count(ends.filter((e) => e !== undefined).length));
       ends.forEach((end, i) => {
         if (end === undefined) return;
-        const n = Math.min(200, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
-        pipe.xrevrange(streams[i] as string, end, '-', 'COUNT', n);
-        asked.push(i);
+        const n = Math.min(slice, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
+        pipe.xrevrangeBuffer(streams[i] as string, end, '-', 'COUNT', n);
+        asked.push([i, n]);
       });
       const replies = (await pipe.exec()) ?? [];
       const next: Array<string | undefined> = ends.map(() => undefined);
-      asked.forEach((i, k) => {
-        const [err, slice] = replies[k] ?? [];
-        const entries = err ? [] : (slice as Array<[string, string[]]>);
+      asked.forEach(([i, n], k) => {
+        const [err, reply] = replies[k] ?? [];
+        const entries = err ? [] : (reply as RawEntry[]);
+        this.readBudget.observe(entries);
         const acc = out[i] as StreamEntry[];
-        for (const [id, f] of entries) acc.push(toEntry(id, f));
-        const last = entries.at(-1)?.[0];
-        if (entries.length === 200 && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
+        for (const e of entries) acc.push(decode(e));
+        const last = acc.at(-1)?.id;
+        if (entries.length === n && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
       });
+      this.readBudget.grow();
       ends = next;
     }
     return out.map((h) => h.reverse());
@@ -343,10 +380,7 @@ export class EventReader {
       return await this.readGroup(term, group, block);
     } catch (err) {
       if (!(err instanceof FencedOut || err instanceof TermChanged)) {
-        for (const s of group) {
-          this.states.delete(queueId(s.queue));
-          this.byStream.delete(s.stream);
-        }
+        for (const s of group) this.drop(s);
       }
       throw err;
     }
@@ -355,19 +389,22 @@ export class EventReader {
   /** Reads one group (streams of one slot), applies what came, commits. True when anything was read. */
   private async readGroup(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
     const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
+    const count = this.readBudget.count(group.length);
     const reply = (
       block === undefined
-        ? await this.blocking.xread('COUNT', this.opts.count, 'STREAMS', ...streams)
-        : await this.blocking.xread('COUNT', this.opts.count, 'BLOCK', block, 'STREAMS', ...streams)
+        ? await this.blocking.xreadBuffer('COUNT', count, 'STREAMS', ...streams)
+        : await this.blocking.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
     ) as XReadReply;
     this.checkTerm(term);
+    this.readBudget.grow();
 
     const got = new Set<QueueState>();
     for (const [stream, raw] of reply ?? []) {
-      const s = this.byStream.get(stream);
+      const s = this.byStream.get(stream.toString());
       if (!s || raw.length === 0) continue;
-      const entries: StreamEntry[] = raw.map(([id, f]) => toEntry(id, f));
-      s.machine.apply(entries, entries.length < this.opts.count);
+      this.readBudget.observe(raw);
+      const entries: StreamEntry[] = raw.map(decode);
+      s.machine.apply(entries, entries.length < count);
       s.readId = (entries.at(-1) as StreamEntry).id;
       got.add(s);
     }
@@ -377,26 +414,36 @@ export class EventReader {
     return got.size > 0;
   }
 
+  /** Commits the queues that applied entries, and refreshes the lag of those not committed for a while. */
   private async commit(term: Term, group: QueueState[]): Promise<void> {
+    const { lagRefreshMs, blockMs } = this.opts;
     const keys: string[] = [];
-    const args: (string | number)[] = [term.gen];
-    const committed: Array<[QueueState, string]> = [];
+    const args: (string | number)[] = [term.gen, 2 * lagRefreshMs + blockMs];
+    const committed: QueueState[] = [];
+    const now = Date.now();
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
-      if (id === undefined || count === 0) continue;
-      s.acc.reader('read', count);
-      const fields = s.acc.dirtyFields();
-      keys.push(s.hash, s.stream);
-      args.push(s.committedId, id, count, fields.length, ...fields);
-      committed.push([s, id]);
+      if (id === undefined || count === 0) {
+        if (now - s.committedAt < lagRefreshMs) continue;
+        keys.push(s.hash, s.stream);
+        args.push(s.committedId, s.cursor, 0, 0);
+      } else {
+        s.acc.reader('read', count);
+        const fields = s.acc.dirtyFields();
+        keys.push(s.hash, s.stream);
+        args.push(s.committedId, id, count, fields.length, ...fields);
+        s.cursor = id;
+      }
+      committed.push(s);
     }
     if (committed.length === 0) return;
     const lost = await this.cmd.eventsCommit(keys.length, ...keys, ...args);
     if (!lost) throw new FencedOut();
     this.checkTerm(term);
-    committed.forEach(([s, id], i) => {
+    committed.forEach((s, i) => {
       s.acc.clearDirty();
-      s.committedId = id;
+      s.committedAt = now;
+      s.committedId = s.cursor;
       const n = lost[i] ?? 0;
       if (n > 0) {
         // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.
@@ -435,6 +482,13 @@ export class EventReader {
       if (stale.length < 100) break;
       offset -= forgotten;
     }
+  }
+
+  /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
+  private drop(s: QueueState): void {
+    s.machine.resetJobs();
+    this.states.delete(queueId(s.queue));
+    this.byStream.delete(s.stream);
   }
 
   private async redisNow(): Promise<number> {

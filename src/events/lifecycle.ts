@@ -38,7 +38,7 @@ export interface LifecycleOptions {
   jobNameLabel: boolean;
   /** Distinct job names per queue before the rest fold into `__other__`. */
   maxJobNames: number;
-  /** Most jobs tracked at once; the oldest are evicted (and counted) beyond it. */
+  /** Most jobs tracked at once by all the queues sharing an InFlightBudget (see there). */
   maxInFlight: number;
   /** Jobs with no event for this long (Redis clock) are evicted and counted. */
   maxInFlightAgeMs: number;
@@ -50,6 +50,16 @@ export const LIFECYCLE_DEFAULTS: LifecycleOptions = {
   maxInFlight: 100_000,
   maxInFlightAgeMs: 24 * 3600_000,
 };
+
+/**
+ * The in-flight cap shared by every queue of one reader: memory is bounded per process, not per queue. When
+ * it is full, the queue that adds a job evicts its own oldest (never the job it just added, so the cap can be
+ * passed by at most one job per queue).
+ */
+export interface InFlightBudget {
+  readonly max: number;
+  used: number;
+}
 
 const MUTED: AccountingSink = { count: () => undefined, observe: () => undefined, reader: () => undefined };
 
@@ -81,6 +91,7 @@ export class QueueLifecycle {
     private sink: AccountingSink,
     private readonly opts: LifecycleOptions = LIFECYCLE_DEFAULTS,
     knownNames: Iterable<string> = [],
+    private readonly budget: InFlightBudget = { max: opts.maxInFlight, used: 0 },
   ) {
     this.names = new Set(knownNames);
   }
@@ -147,6 +158,7 @@ export class QueueLifecycle {
 
   /** Forgets every job (after a gap in the stream their state would produce wrong latencies). */
   resetJobs(): void {
+    this.budget.used -= this.jobs.size;
     this.jobs.clear();
     this.pending = undefined;
   }
@@ -222,7 +234,7 @@ export class QueueLifecycle {
         else this.sink.reader('unmatched');
         if (t?.addedMs !== undefined) this.sink.observe('e2e', outcome, jobName, ms - t.addedMs);
         this.sink.count(outcome, jobName);
-        this.jobs.delete(jobId);
+        this.forget(jobId);
         return;
       }
       case 'waiting-children': {
@@ -245,7 +257,7 @@ export class QueueLifecycle {
         this.sink.count('deduplicated', this.jobs.get(jobId)?.jobName ?? this.unknownName());
         return;
       case 'removed':
-        this.jobs.delete(jobId);
+        this.forget(jobId);
         return;
       default:
         return; // progress, retries-exhausted (failed already counts), duplicated (no job created)
@@ -284,17 +296,22 @@ export class QueueLifecycle {
   }
 
   private put(jobId: string, t: JobTrack): void {
-    this.jobs.delete(jobId);
+    if (!this.jobs.delete(jobId)) this.budget.used += 1;
     this.jobs.set(jobId, t);
     // The cap is enforced at once; the age limit (hours) only needs a look now and then.
-    if (this.jobs.size > this.opts.maxInFlight || (++this.puts & 1023) === 0) this.evict(t.lastMs);
+    if (this.budget.used > this.budget.max || (++this.puts & 1023) === 0) this.evict(t.lastMs);
+  }
+
+  private forget(jobId: string): void {
+    if (this.jobs.delete(jobId)) this.budget.used -= 1;
   }
 
   /** Map order is last-touch order, and stream time only grows, so the oldest are at the front. */
   private evict(nowMs: number): void {
     for (const [id, t] of this.jobs) {
-      if (this.jobs.size <= this.opts.maxInFlight && nowMs - t.lastMs <= this.opts.maxInFlightAgeMs) break;
-      this.jobs.delete(id);
+      const over = this.budget.used > this.budget.max && this.jobs.size > 1;
+      if (!over && nowMs - t.lastMs <= this.opts.maxInFlightAgeMs) break;
+      this.forget(id);
       this.sink.reader('evicted');
     }
   }

@@ -1,7 +1,7 @@
 // Reads the persisted event accounting back as plain data. Every replica, leader or not, calls it at
-// collection time, so all of them render the same numbers. Small commands only: ZSCAN of the queue index
-// and one HGETALL per queue, sent together (auto-pipelined on standalone, to each key's node on Cluster, where
-// one pipeline could not span nodes).
+// collection time, so all of them render the same numbers. Small commands only: ZSCAN of the queue index,
+// TIME (the lag is aged on the Redis clock, the one the leader committed with) and one HGETALL per queue, sent
+// together (auto-pipelined on standalone, to each key's node on Cluster, where one pipeline could not span nodes).
 import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { parseQueueHash, type QueueEventStats } from './accounting.js';
@@ -25,6 +25,8 @@ export async function readEventAccounting(client: RedisClient, ownPrefix: string
     cursor = next;
   } while (cursor !== '0');
 
+  const [sec, usec] = await client.time();
+  const nowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const queues = [...members].map(parseEventsMember).filter((q): q is QueueRef => q !== null);
   const out: QueueEventAccounting[] = [];
   for (let start = 0; start < queues.length; start += SLICE) {
@@ -32,7 +34,7 @@ export async function readEventAccounting(client: RedisClient, ownPrefix: string
     const replies = await Promise.all(slice.map((q) => client.hgetall(ownKeys.eventsQueue(ownPrefix, q))));
     replies.forEach((h, i) => {
       // A queue forgotten between the ZSCAN and the HGETALL has an empty hash.
-      if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h) });
+      if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h, nowMs) });
     });
   }
   return out;

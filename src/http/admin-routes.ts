@@ -35,7 +35,13 @@ export function tokenMatches(header: string | undefined, token: string): boolean
   return timingSafeEqual(digest(m?.[1] ?? ''), digest(token)) && m !== null;
 }
 
-const queueParam = z.object({ queue: z.string().regex(/^[^:]+$/).refine((q) => !q.endsWith('-dlq'), 'name the source queue, not its -dlq') });
+/**
+ * Queue names and job ids end up inside Redis key names: no ':' (it would address another key), no path
+ * separators, '..', control characters or unbounded length (they appear in logs and in Bull Board URLs).
+ */
+const KEY_PART = /^(?!.*\.\.)[^:/\\\u0000-\u001f\u007f]{1,200}$/;
+const keyPart = (what: string) => z.string().regex(KEY_PART, `a ${what}: 1 to 200 characters, without ':', '/', '\\', '..' or control characters`);
+const queueParam = z.object({ queue: keyPart('queue name').refine((q) => !q.endsWith('-dlq'), 'name the source queue, not its -dlq') });
 const listQuery = z.object({
   prefix: z.string().optional(),
   since: z.coerce.number().int().min(0).optional(),
@@ -44,7 +50,7 @@ const listQuery = z.object({
 const redriveBody = z
   .object({
     prefix: z.string().optional(),
-    ids: z.array(z.string().min(1)).min(1).max(MAX_REDRIVE).optional(),
+    ids: z.array(keyPart('dead-letter job id')).min(1).max(MAX_REDRIVE).optional(),
     since: z.number().int().min(0).optional(),
     all: z.boolean().optional(),
     dryRun: z.boolean().default(false),
@@ -113,6 +119,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
       const tally: Record<string, number> = {};
       for (const o of outcomes) tally[o.status] = (tally[o.status] ?? 0) + 1;
       opts.log.info({ queue: params.data.queue, tally, dryRun: body.data.dryRun }, 'admin redrive');
+      // Another redrive of some of these is under way: the caller sees which, and can retry just those.
+      if (tally.conflict) reply.code(409);
       return reply.send({ queue: params.data.queue, dryRun: body.data.dryRun, tally, outcomes });
     } finally {
       await Promise.all([dead.close(), target.close()]);

@@ -222,9 +222,9 @@ export const METRICS = {
   exporterEventsLag: {
     name: 'bullmq_exporter_events_lag_seconds',
     type: 'gauge',
-    help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up.',
+    help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up. The oldest, not the newest: whenever events flow the newest unread one is about 0 s old, however far behind the reader is. Keeps growing while the leader commits nothing (stalled or gone); absent for queues discovery no longer lists.',
     labels: Q,
-    source: 'Redis TIME minus the next unread entry id, at the leader\'s last batch for the queue',
+    source: 'oldest unread entry\'s age at the leader\'s last commit for the queue, plus Redis TIME since that commit (for a caught-up queue: the time since its last refresh beyond the leader\'s grace)',
   },
   exporterEventsRead: {
     name: 'bullmq_exporter_events_read_total',
@@ -250,7 +250,7 @@ export const METRICS = {
   exporterEventsEvicted: {
     name: 'bullmq_exporter_events_evicted_total',
     type: 'counter',
-    help: 'Jobs dropped from the reader\'s bounded in-flight map (too many in flight, or idle for 24 h); their later events are unmatched.',
+    help: 'Jobs dropped from the reader\'s bounded in-flight map (more in flight over all queues than --events-max-in-flight: the queue adding a job drops its own oldest; or idle for 24 h); their later events are unmatched.',
     labels: Q,
     source: EVENTS,
   },

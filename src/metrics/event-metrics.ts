@@ -6,6 +6,7 @@ import { dlqSource } from '../collector/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
+import { queueId } from '../redis/keys.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { escapeLabel, header, num } from './exposition-text.js';
@@ -14,6 +15,11 @@ export interface EventsView {
   /** Undefined when the read-back failed. */
   queues: readonly QueueEventAccounting[] | undefined;
   leader: boolean;
+  /**
+   * queueId()s discovery lists now. The lag of any other queue is not rendered: nobody reads it any more,
+   * so it would grow for the whole retention of its accounting (an alert for a deleted queue).
+   */
+  listed?: ReadonlySet<string>;
 }
 
 const COUNTERS: Record<EventCounter, MetricDef> = {
@@ -101,7 +107,9 @@ export class EventMetrics {
       out(METRICS.exporterEventsLost, `${METRICS.exporterEventsLost.name}{${q}} ${num(stats.reader.lost)}\n`);
       out(METRICS.exporterEventsUnmatched, `${METRICS.exporterEventsUnmatched.name}{${q}} ${num(stats.reader.unmatched)}\n`);
       out(METRICS.exporterEventsEvicted, `${METRICS.exporterEventsEvicted.name}{${q}} ${num(stats.reader.evicted)}\n`);
-      out(METRICS.exporterEventsLag, `${METRICS.exporterEventsLag.name}{${q}} ${num(stats.reader.lagSeconds)}\n`);
+      if (!view.listed || view.listed.has(queueId(queue))) {
+        out(METRICS.exporterEventsLag, `${METRICS.exporterEventsLag.name}{${q}} ${num(stats.reader.lagSeconds)}\n`);
+      }
     }
 
     const text = (openMetrics: boolean) => [...lines].map(([def, l]) => header(def, openMetrics) + l.join('')).join('');

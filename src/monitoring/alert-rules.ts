@@ -248,7 +248,7 @@ ${finished} * ${durationSeconds(t.window)} >= ${t.minFinished}`,
   perQueue('BullMQEventsLagging', 'eventsLag', (m, t) => [
     `${queueGauge('bullmq_exporter_events_lag_seconds', m)} > ${t.maxLagSeconds}`,
     `Event reader lags on queue ${Q}`,
-    `The newest unread event of queue ${Q} is {{ $value | humanizeDuration }} old (threshold ${humanSeconds(t.maxLagSeconds)}): its counters and latencies are late, and events may be trimmed before they are read.`,
+    `The oldest event of queue ${Q} the reader has not processed is {{ $value | humanizeDuration }} old (threshold ${humanSeconds(t.maxLagSeconds)}), or the leader has not committed for that long: its counters and latencies are late, and events may be trimmed before they are read.`,
   ]);
 
   // ---- wait-time SLO, from the wait histogram ----

@@ -19,7 +19,7 @@ const QUEUE_ALERTS: Array<[name: string, text: Describe]> = [
   ['BullMQDeadLetterQueueGrowing', (t) => `more than ${t.dlqGrowing.maxAdded} jobs dead-lettered in ${t.dlqGrowing.window}`],
   ['BullMQDeadLetterQueueNotEmpty', (t) => `dead-letter queue not empty for ${t.dlqNotEmpty.for}`],
   ['BullMQEventsLost', (t) => `stream entries trimmed before they were read, in ${t.eventsLost.window}`],
-  ['BullMQEventsLagging', (t) => `newest unread event older than ${t.eventsLag.maxLagSeconds} s, for ${t.eventsLag.for}`],
+  ['BullMQEventsLagging', (t) => `oldest unread event older than ${t.eventsLag.maxLagSeconds} s, for ${t.eventsLag.for}`],
 ];
 
 export function renderAlertTable(s: MonitoringSettings): string {

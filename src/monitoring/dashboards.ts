@@ -200,7 +200,7 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
       [`max by (prefix) (bullmq_exporter_queues{${job}})`, '{{prefix}} queues'],
       [`max(bullmq_exporter_queues_dropped{${job}})`, 'dropped'],
     ], { width: 8 }))
-    .withPanel(timeseries('Event reader', 'Age of the newest unread event per queue; events lost to stream trimming per minute.', 's', [
+    .withPanel(timeseries('Event reader', 'Age of the oldest unread event per queue; events lost to stream trimming per minute.', 's', [
       [`max by (${BY}) (bullmq_exporter_events_lag_seconds{${Q}})`, `${LEGEND} lag`],
       [`${rateRecord('bullmq_exporter_events_lost', w)}{${Q}} * 60`, `${LEGEND} lost/min`],
     ]))
@@ -249,7 +249,7 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
       [`max by (${BY}) (bullmq_dlq_jobs{${Q}})`, 'dead-lettered'],
       [`${rateRecord('bullmq_dlq_added', w)}{${Q}} * 60`, 'dead-lettered/min'],
     ], { width: 8 }))
-    .withPanel(timeseries('Event reader', 'Lag of the newest unread event; events read, lost to trimming and unmatched per second.', 'short', [
+    .withPanel(timeseries('Event reader', 'Age of the oldest unread event; events read, lost to trimming and unmatched per second.', 'short', [
       [`max by (${BY}) (bullmq_exporter_events_lag_seconds{${Q}})`, 'lag (s)'],
       [`${rateRecord('bullmq_exporter_events_read', w)}{${Q}}`, 'read/s'],
       [`${rateRecord('bullmq_exporter_events_lost', w)}{${Q}}`, 'lost/s'],

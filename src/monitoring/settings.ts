@@ -25,7 +25,7 @@ export interface QueueThresholds {
   dlqNotEmpty: { for: Duration };
   /** Stream entries trimmed before the event reader saw them, within `window`. */
   eventsLost: { window: Duration; for: Duration };
-  /** The newest unread event is older than this. */
+  /** The oldest unread event is older than this (the newest unread one is ~0 s old whenever events flow). */
   eventsLag: { maxLagSeconds: number; for: Duration };
   /**
    * Wait-time SLO: `objective` of jobs wait at most `thresholdSeconds` (from eligible to taken by a worker).

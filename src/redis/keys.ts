@@ -95,6 +95,8 @@ export const ownKeys = {
   deadLettered: (own: string, q: QueueRef) => `${own}:dlq-done:${q.prefix}:${q.name}`,
   /** Hash: dead-letter id -> JSON of the secret-named job data fields held out of the DLQ copy (Bull Board shows job data). */
   deadLetterSecrets: (own: string, q: QueueRef) => `${own}:dlq-secrets:${q.prefix}:${q.name}`,
+  /** String with expiry: a redrive of this dead letter is under way (concurrent redrives of it get a conflict). */
+  redriveClaim: (own: string, q: QueueRef, dlqJobId: string) => `${own}:redrive:${q.prefix}:${q.name}:${dlqJobId}`,
 };
 
 /** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */

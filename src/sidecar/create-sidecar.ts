@@ -17,6 +17,7 @@ import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { queueId } from '../redis/keys.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
 
@@ -62,7 +63,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         log,
         leaseMs: config.eventsLease * 1000,
         retentionMs: config.eventsRetention * 1000,
-        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames },
+        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
       })
     : undefined;
   const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
@@ -79,7 +80,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       if (!readBackFailed) log.warn({ err: (err as Error).message }, 'cannot read the event accounting back; event metrics are absent until it works');
       readBackFailed = true;
     }
-    eventMetrics.update({ queues, leader: reader.isLeader });
+    eventMetrics.update({ queues, leader: reader.isLeader, listed: new Set(discovery.queues().map(queueId)) });
     return queues;
   };
 

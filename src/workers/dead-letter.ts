@@ -47,7 +47,7 @@ export interface Selection {
   limit?: number;
 }
 
-export type RedriveOutcome = { dlqJobId: string; status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid'; newJobId?: string; reason?: string };
+export type RedriveOutcome = { dlqJobId: string; status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid' | 'conflict'; newJobId?: string; reason?: string };
 
 /** Deterministic: the same failed job always maps to the same DLQ id, so copying twice is a no-op. */
 export function dlqJobId(job: Pick<Job, 'id' | 'timestamp'>): string {
@@ -61,12 +61,15 @@ export function redriveJobId(dlqId: string): string {
 
 const REDRIVE_KEPT_OPTS = ['attempts', 'backoff', 'removeOnComplete', 'removeOnFail', 'priority', 'lifo'] as const;
 const SWEEP_BATCH = 500;
+/** Longest a redrive may hold its claim if its process dies mid-way. */
+const REDRIVE_CLAIM_MS = 10_000;
 
 export class DeadLetters {
   readonly source: QueueRef;
   readonly dlq: Queue;
   private readonly doneKey: string;
   private readonly secretsKey: string;
+  private readonly ownPrefix: string;
   private sourceQueue?: Queue;
 
   constructor(private readonly opts: DeadLetterOptions) {
@@ -75,6 +78,7 @@ export class DeadLetters {
       ...queueOptions({ connection: opts.connection, prefix: opts.prefix, telemetry: activeTelemetry() }),
       skipMetasUpdate: opts.skipMetasUpdate,
     });
+    this.ownPrefix = opts.ownPrefix;
     this.doneKey = ownKeys.deadLettered(opts.ownPrefix, this.source);
     this.secretsKey = ownKeys.deadLetterSecrets(opts.ownPrefix, this.source);
   }
@@ -175,9 +179,29 @@ export class DeadLetters {
 
   /**
    * Re-enqueues a dead letter to its original queue with fresh attempts and a link to the original,
-   * then removes it from the DLQ. Idempotent: the new job id is derived from the DLQ id.
+   * then removes it from the DLQ. Idempotent: the new job id is derived from the DLQ id. Concurrent
+   * redrives of one dead letter (two operators, a retried request) are serialised by a claim in Redis: one
+   * redrives, the others get `conflict`, or `not-found` once it is done. The deterministic id alone would not
+   * do: once the redriven job is processed and removed, adding it again would run it a second time.
    */
   async redrive(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun = false): Promise<RedriveOutcome> {
+    const dlqId = String(dlqJob.id);
+    if (dryRun) return this.redriveClaimed(target, dlqJob, true);
+    const claim = ownKeys.redriveClaim(this.ownPrefix, this.source, dlqId);
+    if ((await this.opts.connection.set(claim, String(process.pid), 'PX', REDRIVE_CLAIM_MS, 'NX')) !== 'OK') return { dlqJobId: dlqId, status: 'conflict' };
+    try {
+      // The listing that produced dlqJob may predate another request's finished redrive of it.
+      const current = (await this.dlq.getJob(dlqId)) as Job<DeadLetterRecord> | undefined;
+      if (!current) return { dlqJobId: dlqId, status: 'not-found' };
+      return await this.redriveClaimed(target, current, false);
+    } finally {
+      // A plain DEL: only a redrive paused past the claim's 10 s could delete a successor's claim, and that
+      // successor still re-reads the dead letter and adds under the same deterministic id.
+      await this.opts.connection.del(claim);
+    }
+  }
+
+  private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun: boolean): Promise<RedriveOutcome> {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
     const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId: rec.source.jobId, traceMetadata: rec.traceMetadata };

@@ -70,7 +70,7 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
       const target = producer.queue(queue);
       const bar = jobs.length >= BAR_THRESHOLD ? new SingleBar({ stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, format: 'redrive [{bar}] {value}/{total} {eta}s left' }) : undefined;
       bar?.start(jobs.length, 0);
-      const tally: Record<RedriveOutcome['status'], number> = { redriven: 0, 'would-redrive': 0, 'not-found': 0, invalid: 0 };
+      const tally: Record<RedriveOutcome['status'], number> = { redriven: 0, 'would-redrive': 0, 'not-found': 0, invalid: 0, conflict: 0 };
       for (const j of jobs) {
         const r = await dead.redrive(target, j, cfg.dryRun);
         tally[r.status] += 1;

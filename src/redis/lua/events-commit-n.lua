@@ -5,6 +5,9 @@
   counted lost. With U = retained entries after the cursor (0 when caught up, the stream length when the
   oldest retained entry is past the cursor), lost = entries-added - seen - U. When U is unknown (still
   behind, nothing trimmed past the cursor yet) the count waits for a later batch.
+  Lag: the age of the oldest unread entry (0 when caught up) is stored with the commit time (Redis clock) and
+  the grace the leader allows itself between refreshes of an idle queue, so that every replica can age the
+  value by itself: a reader that stops committing shows a growing lag instead of its last value.
   Fenced by generation (see events-init-n.lua): writes only while each hash still carries the caller's.
   Compare-and-set on the cursor: a Cluster failover can promote a replica that never received the last
   commits (replication is asynchronous), nor the stream entries behind them. The caller's memory is then
@@ -13,12 +16,13 @@
   KEYS[2i-1]       queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
   KEYS[2i]         queue i's events stream
   ARGV[1]          generation of the caller's term
+  ARGV[2]          grace (ms): how late the next commit of a caught-up queue may be before it counts as lag
   then per queue:  cursor the caller last committed or loaded, cursor (last applied id), number of entries
-                   applied, number of field/value args F, F args
+                   applied (0: only refresh the lag), number of field/value args F, F args
   Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
 ]]
 local n = #KEYS / 2
-local a = 2
+local a = 3
 for i = 1, n do
   local hash = KEYS[2 * i - 1]
   if redis.call('HGET', hash, 'r|gen') ~= ARGV[1] then return false end
@@ -41,7 +45,7 @@ local function after(a, b)
 end
 
 local out = {}
-a = 2
+a = 3
 for i = 1, n do
   local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
   local cursor, applied, nf = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
@@ -82,7 +86,7 @@ for i = 1, n do
       end
     end
   end
-  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag))
+  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2])
   out[i] = lost
 end
 return out
