@@ -199,18 +199,21 @@ describe('fencing and leadership', () => {
     const hash = ownKeys.eventsQueue(OWN, q);
     const keys = [hash, queueKey(q, 'events')];
     // Never claimed: no generation may commit.
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
     expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toEqual(['0-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
     expect(await client.eventsInit(keys.length, ...keys, 8, 0)).toEqual(['1-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '2-0', 1, 2, 'c|added|', 6)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
     expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toBeNull();
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
+    // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
+    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
+    expect(await client.hmget(hash, 'c|added|', 'r|cursor', 'r|seen')).toEqual(['6', '2-0', '2']);
     await client.del(hash);
   });
 
@@ -493,6 +496,35 @@ describe('read-back', () => {
 });
 
 describe('errors', () => {
+  it('after a failover rolled its state and stream back, the reader counts what Redis holds, not what it remembers', async () => {
+    OWN = 'ql-rollback';
+    const q: QueueRef = { prefix: 'bull', name: 'rollback' };
+    const hash = ownKeys.eventsQueue(OWN, q);
+    const stream = queueKey(q, 'events');
+    const r = reader();
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', async () => (await raw.exists(hash)) === 1);
+    const caughtUp = async () => {
+      const st = await statsOf(q);
+      return st !== undefined && st.reader.read + st.reader.lost === (await entriesAdded(q));
+    };
+    for (let i = 0; i < 5; i++) await bull.queue(q.name).add('j', {});
+    await waitFor('the first jobs committed', caughtUp);
+    // What a replica holds when it is promoted before the next writes reached it: both keys as of now.
+    const [[, state], [, events]] = (await raw.multi().dumpBuffer(hash).dumpBuffer(stream).exec()) as Array<[null, Buffer]>;
+    for (let i = 0; i < 5; i++) await bull.queue(q.name).add('j', {});
+    await waitFor('the lost jobs committed', caughtUp);
+    await raw.multi().restore(hash, 0, state!, 'REPLACE').restore(stream, 0, events!, 'REPLACE').exec();
+    for (let i = 0; i < 3; i++) await bull.queue(q.name).add('j', {});
+
+    const added = (await raw.xrange(stream, '-', '+')).filter(([, f]) => f[1] === 'added').length;
+    expect(added).toBe(8);
+    await waitFor('the reader to account for the surviving stream', async () => (await caughtUp()) && total((await statsOf(q))!, 'added') === added);
+    expect((await statsOf(q))!.reader.lost).toBe(0);
+    await r.close();
+  });
+
   it('a failing group reloads only its own queues, not every queue with its history replay', async () => {
     OWN = 'ql-reload';
     const ok: QueueRef[] = [0, 1, 2].map((i) => ({ prefix: 'bull', name: `reload-ok-${i}` }));

@@ -86,6 +86,8 @@ interface QueueState {
   /** Last id fed to the machine (XREAD resumes here); the committed cursor may trail it by one held entry. */
   readId: string;
   cursor: string;
+  /** The cursor Redis holds as far as this term knows; a commit finding another one reloads the queue. */
+  committedId: string;
   /** Local clock of the last commit that included this queue (0: none this term). */
   committedAt: number;
 }
@@ -303,7 +305,7 @@ export class EventReader {
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedAt: 0 };
+      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedId: cursor, committedAt: 0 };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -424,12 +426,12 @@ export class EventReader {
       if (id === undefined || count === 0) {
         if (now - s.committedAt < lagRefreshMs) continue;
         keys.push(s.hash, s.stream);
-        args.push(s.cursor, 0, 0);
+        args.push(s.committedId, s.cursor, 0, 0);
       } else {
         s.acc.reader('read', count);
         const fields = s.acc.dirtyFields();
         keys.push(s.hash, s.stream);
-        args.push(id, count, fields.length, ...fields);
+        args.push(s.committedId, id, count, fields.length, ...fields);
         s.cursor = id;
       }
       committed.push(s);
@@ -441,6 +443,7 @@ export class EventReader {
     committed.forEach((s, i) => {
       s.acc.clearDirty();
       s.committedAt = now;
+      s.committedId = s.cursor;
       const n = lost[i] ?? 0;
       if (n > 0) {
         // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.

@@ -9,17 +9,27 @@
   the grace the leader allows itself between refreshes of an idle queue, so that every replica can age the
   value by itself: a reader that stops committing shows a growing lag instead of its last value.
   Fenced by generation (see events-init-n.lua): writes only while each hash still carries the caller's.
+  Compare-and-set on the cursor: a Cluster failover can promote a replica that never received the last
+  commits (replication is asynchronous), nor the stream entries behind them. The caller's memory is then
+  ahead of Redis; writing it would count entries the stream no longer has. The script refuses with an
+  error, and the caller reloads the queues from what Redis holds and reads on from there.
   KEYS[2i-1]       queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
   KEYS[2i]         queue i's events stream
   ARGV[1]          generation of the caller's term
   ARGV[2]          grace (ms): how late the next commit of a caught-up queue may be before it counts as lag
-  then per queue:  cursor (last applied id), number of entries applied (0: only refresh the lag), number of
-                   field/value args F, F args
+  then per queue:  cursor the caller last committed or loaded, cursor (last applied id), number of entries
+                   applied (0: only refresh the lag), number of field/value args F, F args
   Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
 ]]
 local n = #KEYS / 2
+local a = 3
 for i = 1, n do
-  if redis.call('HGET', KEYS[2 * i - 1], 'r|gen') ~= ARGV[1] then return false end
+  local hash = KEYS[2 * i - 1]
+  if redis.call('HGET', hash, 'r|gen') ~= ARGV[1] then return false end
+  if redis.call('HGET', hash, 'r|cursor') ~= ARGV[a] then
+    return redis.error_reply('ROLLEDBACK event state of ' .. hash .. ' is behind the reader (failover lost writes)')
+  end
+  a = a + 4 + tonumber(ARGV[a + 3])
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -35,11 +45,11 @@ local function after(a, b)
 end
 
 local out = {}
-local a = 3
+a = 3
 for i = 1, n do
   local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
-  local cursor, applied, nf = ARGV[a], tonumber(ARGV[a + 1]), tonumber(ARGV[a + 2])
-  a = a + 3
+  local cursor, applied, nf = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
+  a = a + 4
   -- HSET in slices: unpack() is bounded by the Lua C stack.
   local j = 0
   while j < nf do
