@@ -385,7 +385,8 @@ describe('lag', () => {
     await waitFor('registered', () => statsOf(q));
     await bull.queue(q.name).add('j', {});
     await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
-    expect(await lagOf(q)).toBe(0);
+    // Caught up: at most the few ms an entry waited for the commit that counted it.
+    expect(await lagOf(q)).toBeLessThan(0.5);
 
     proxy.stall();
     const stalledAt = Date.now();
@@ -420,7 +421,8 @@ describe('lag', () => {
       await sleep(250);
       lags.push((await lagOf(q))!);
     }
-    expect(lags).toEqual(lags.map(() => 0));
+    // Never growing: an aging lag would pass 1 s within these 3 s; a few ms from the last commit are fine.
+    expect(lags.filter((l) => l >= 0.5)).toEqual([]);
     await r.close();
   });
 
