@@ -6,7 +6,7 @@
 // Run: npm run bench:events   (writes the `## Event reader` section of docs/benchmarks.md)
 import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './lib/free-port.mjs';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { EventReader } from '../dist/events/event-reader.js';
@@ -18,14 +18,6 @@ const IN_FLIGHT = Number(process.env.BENCH_IN_FLIGHT ?? 100_000);
 const log = createLogger({ level: 'silent' });
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
 const port = await freePort();
 const redisProc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
 const url = `redis://127.0.0.1:${port}`;

@@ -8,7 +8,7 @@
 // Run: npm run bench:scaling   (writes the `## Event reader scale-out` section of docs/benchmarks.md)
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './lib/free-port.mjs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Queue } from 'bullmq';
@@ -17,14 +17,6 @@ import { Cluster, Redis } from 'ioredis';
 const QUEUES = 16;
 const JOBS_PER_QUEUE = Number(process.env.BENCH_JOBS_PER_QUEUE ?? 10_000);
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const freePort = () =>
-  new Promise((resolve) => {
-    const s = createServer();
-    s.listen(0, '127.0.0.1', () => {
-      const p = s.address().port;
-      s.close(() => resolve(p));
-    });
-  });
 const procs = [];
 const dirs = [];
 

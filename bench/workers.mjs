@@ -11,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { SMTPServer } from 'smtp-server';
 
 import { loadavg } from 'node:os';
+import { freePort } from './lib/free-port.mjs';
 
 const quick = process.argv.includes('--quick');
 const loadAtStart = loadavg()[0];
@@ -19,14 +20,6 @@ const NOOP_JOBS = quick ? 2000 : 10_000;
 const EMAIL_JOBS = quick ? 500 : 3_000;
 const EXPORT_ROWS = quick ? 100_000 : 1_000_000;
 const root = fileURLToPath(new URL('..', import.meta.url));
-
-async function freePort() {
-  const s = createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 // ---- peers: Redis, an SMTP sink that accepts everything, an OTLP receiver that only counts ----
 const redisPort = await freePort();
