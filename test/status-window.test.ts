@@ -99,6 +99,29 @@ describe('AccountingRing', () => {
     expect(w.increase('c')).toBe(6);
     expect(w.quantile('h', 0.5)).toBeNull();
   });
+
+  it('stores an unchanged accounting once: an idle queue keeps one row however many points it has', () => {
+    const ring = new AccountingRing(layout, { maxPoints: 8, horizonMs: 10_000_000 });
+    const h = (count: number) => ({ buckets: [count, count, count], count, sum: count * 0.5 });
+    for (let t = 0; t < 20; t += 1) ring.push(sample(t * 10_000, 7, h(3), t));
+    expect(ring.size).toBe(8);
+    expect(ring.accountingRows).toBe(1);
+    // Traffic: new rows only where the numbers moved, and windows read across shared and new rows.
+    const busy = new AccountingRing(layout, { maxPoints: 100, horizonMs: 10_000_000 });
+    for (let t = 0; t < 5; t += 1) busy.push(sample(t * 10_000, 7, h(3)));
+    busy.push(sample(50_000, 9, h(5)));
+    busy.push(sample(60_000, 9, h(5)));
+    busy.push(sample(70_000, 12, h(5)));
+    expect(busy.accountingRows).toBe(3);
+    const w = busy.window(30)!;
+    expect(w.increase('c')).toBe(5); // 12 at 70 s minus 7 at 40 s
+    expect(w.observations('h')).toBe(2);
+    expect(busy.history().rates.c).toEqual([null, 0, 0, 0, 0, 0.2, 0, 0.3]);
+    // A point without histograms is not the same row as one with them, even with equal counters.
+    busy.push(sample(80_000, 12));
+    expect(busy.accountingRows).toBe(4);
+    expect(busy.window(10)!.observations('h')).toBe(0);
+  });
 });
 
 function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<QueueState['jobs']> = {}): QueueState {

@@ -59,8 +59,11 @@ export interface RingHistory {
 export class AccountingRing {
   /** Per point: at, flags, gauges. */
   private pts: Float64Array;
-  /** Per point: counters, then per histogram its buckets, count and sum; allocated once accounting shows up. */
-  private acc: Float64Array | null = null;
+  /**
+   * Per point: counters, then per histogram its buckets, count and sum; null without accounting. A point whose
+   * accounting equals the one before shares that row, so an idle queue keeps one row, not one per point.
+   */
+  private rows: Array<Float64Array | null> = [];
   private n = 0;
   private cap: number;
   private readonly pStride: number;
@@ -75,13 +78,18 @@ export class AccountingRing {
     this.pStride = 2 + layout.gauges.length;
     this.hStride = layout.bounds.length + 2;
     this.aStride = layout.counters.length + layout.histograms.length * this.hStride;
-    // Flat buffers grown by doubling: no object per point, and a queue without accounting pays for gauges only.
+    // Gauges in one flat buffer grown by doubling (no object per point); accounting rows only where it changed.
     this.cap = Math.min(8, opts.maxPoints + 1);
     this.pts = new Float64Array(this.cap * this.pStride);
   }
 
   get size(): number {
     return this.n;
+  }
+
+  /** Distinct accounting rows held: what the ring's memory grows with besides the gauges. */
+  get accountingRows(): number {
+    return new Set(this.rows.filter((r) => r !== null)).size;
   }
 
   push(sample: AccountingSample): void {
@@ -101,8 +109,7 @@ export class AccountingRing {
   /** Stats over the trailing `seconds`, or null without two points that both carry accounting. */
   window(seconds: number): WindowStats | null {
     const last = this.n - 1;
-    const acc = this.acc;
-    if (last < 1 || !acc || !this.hasCounters(last)) return null;
+    if (last < 1 || !this.hasCounters(last)) return null;
     const from = this.at(last) - seconds * 1000;
     let base = -1;
     for (let i = last - 1; i >= 0; i -= 1) {
@@ -116,20 +123,21 @@ export class AccountingRing {
     const increase = (name: string): number => {
       const c = counters.indexOf(name);
       if (c < 0) throw new Error(`unknown counter ${name}`);
-      return resetAware(acc[last * this.aStride + c]!, acc[base * this.aStride + c]!);
+      return resetAware(this.rows[last]![c]!, this.rows[base]![c]!);
     };
     const histDelta = (name: string): { buckets: number[]; count: number } => {
       const h = histograms.indexOf(name);
       if (h < 0) throw new Error(`unknown histogram ${name}`);
       if (!this.hasHist(last, h)) return { buckets: [], count: 0 };
-      const cur = this.histOffset(last, h);
-      const old = this.histOffset(base, h);
+      const cur = this.rows[last]!;
+      const old = this.rows[base]!;
+      const o = this.histOffset(h);
       const nb = bounds.length;
       // A histogram whose count went down was reset: everything it holds happened inside the window.
-      const reset = !this.hasHist(base, h) || acc[cur + nb]! < acc[old + nb]!;
+      const reset = !this.hasHist(base, h) || cur[o + nb]! < old[o + nb]!;
       const buckets: number[] = [];
-      for (let b = 0; b < nb; b += 1) buckets.push(acc[cur + b]! - (reset ? 0 : acc[old + b]!));
-      return { buckets, count: acc[cur + nb]! - (reset ? 0 : acc[old + nb]!) };
+      for (let b = 0; b < nb; b += 1) buckets.push(cur[o + b]! - (reset ? 0 : old[o + b]!));
+      return { buckets, count: cur[o + nb]! - (reset ? 0 : old[o + nb]!) };
     };
     return {
       seconds: covered,
@@ -154,7 +162,7 @@ export class AccountingRing {
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
       counters.forEach((c, k) =>
-        out.rates[c]!.push(both ? resetAware(this.acc![i * this.aStride + k]!, this.acc![(i - 1) * this.aStride + k]!) / dt : null),
+        out.rates[c]!.push(both ? resetAware(this.rows[i]![k]!, this.rows[i - 1]![k]!) / dt : null),
       );
     }
     return out;
@@ -172,45 +180,59 @@ export class AccountingRing {
     return (this.pts[i * this.pStride + 1]! & (2 << h)) !== 0;
   }
 
-  private histOffset(i: number, h: number): number {
-    return i * this.aStride + this.layout.counters.length + h * this.hStride;
+  private histOffset(h: number): number {
+    return this.layout.counters.length + h * this.hStride;
   }
 
   private write(i: number, s: AccountingSample): void {
     if (i + 1 > this.cap) {
       this.cap = Math.min(this.opts.maxPoints + 1, Math.max(8, this.cap * 2));
       this.pts = grow(this.pts, this.cap * this.pStride);
-      if (this.acc) this.acc = grow(this.acc, this.cap * this.aStride);
     }
-    const { gauges, counters, histograms, bounds } = this.layout;
     const o = i * this.pStride;
     this.pts[o] = s.at;
-    gauges.forEach((g, k) => (this.pts[o + 2 + k] = s.gauges[g] ?? 0));
-    let flags = 0;
-    if (s.counters || s.histograms) {
-      this.acc ??= new Float64Array(this.cap * this.aStride);
-      const a = i * this.aStride;
-      this.acc.fill(0, a, a + this.aStride);
-      if (s.counters) {
-        flags |= 1;
-        counters.forEach((c, k) => (this.acc![a + k] = s.counters![c] ?? 0));
-      }
-      histograms.forEach((name, h) => {
-        const src = s.histograms?.[name];
-        if (!src) return;
-        flags |= 2 << h;
-        const ho = this.histOffset(i, h);
-        for (let b = 0; b < bounds.length; b += 1) this.acc![ho + b] = src.buckets[b] ?? 0;
-        this.acc![ho + bounds.length] = src.count;
-        this.acc![ho + bounds.length + 1] = src.sum;
-      });
-    }
+    this.layout.gauges.forEach((g, k) => (this.pts[o + 2 + k] = s.gauges[g] ?? 0));
+    let flags = s.counters ? 1 : 0;
+    this.layout.histograms.forEach((name, h) => {
+      if (s.histograms?.[name]) flags |= 2 << h;
+    });
     this.pts[o + 1] = flags;
+    const prev = i > 0 && this.pts[(i - 1) * this.pStride + 1] === flags ? this.rows[i - 1]! : null;
+    this.rows[i] = flags === 0 ? null : prev && this.sameRow(prev, s) ? prev : this.row(s);
+  }
+
+  private row(s: AccountingSample): Float64Array {
+    const { counters, histograms, bounds } = this.layout;
+    const row = new Float64Array(this.aStride);
+    counters.forEach((c, k) => (row[k] = s.counters?.[c] ?? 0));
+    histograms.forEach((name, h) => {
+      const src = s.histograms?.[name];
+      if (!src) return;
+      const ho = this.histOffset(h);
+      for (let b = 0; b < bounds.length; b += 1) row[ho + b] = src.buckets[b] ?? 0;
+      row[ho + bounds.length] = src.count;
+      row[ho + bounds.length + 1] = src.sum;
+    });
+    return row;
+  }
+
+  /** Whether the sample's accounting equals `row` (a row with the same flags). */
+  private sameRow(row: Float64Array, s: AccountingSample): boolean {
+    const { counters, histograms, bounds } = this.layout;
+    for (let k = 0; k < counters.length; k += 1) if (row[k] !== (s.counters?.[counters[k]!] ?? 0)) return false;
+    for (let h = 0; h < histograms.length; h += 1) {
+      const src = s.histograms?.[histograms[h]!];
+      if (!src) continue;
+      const ho = this.histOffset(h);
+      if (row[ho + bounds.length] !== src.count || row[ho + bounds.length + 1] !== src.sum) return false;
+      for (let b = 0; b < bounds.length; b += 1) if (row[ho + b] !== (src.buckets[b] ?? 0)) return false;
+    }
+    return true;
   }
 
   private remove(i: number): void {
     this.pts.copyWithin(i * this.pStride, (i + 1) * this.pStride, this.n * this.pStride);
-    this.acc?.copyWithin(i * this.aStride, (i + 1) * this.aStride, this.n * this.aStride);
+    this.rows.splice(i, 1);
     this.n -= 1;
   }
 }
