@@ -3,14 +3,14 @@
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/options.js';
 import { RedisUnreachableError } from '../redis/connection.js';
-import { commands } from './commands/index.js';
+import { registerCommands } from './commands/index.js';
 
 const program = new Command('queuelens')
   .description('Observability-first companion for BullMQ: metrics sidecar, traced workers, dead-letter tools')
   .showHelpAfterError('(run with --help for every option)')
   .exitOverride();
 
-for (const register of commands) register(program);
+await registerCommands(program, process.argv);
 
 try {
   await program.parseAsync(process.argv);

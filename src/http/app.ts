@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import type { Logger } from '../log/logger.js';
 import type { QueuesResponse } from '../status/queue-view.js';
 import type { RenderedMetrics } from '../metrics/exposition.js';
-import { adminRoutes, type AdminOptions } from './admin-routes.js';
+import type { AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
 import { queuesApi } from './queues-api.js';
 import { statusPage } from './status-page.js';
@@ -52,8 +52,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   await app.register(queuesApi, { queues: deps.queues });
   await app.register(statusPage);
-  // Encapsulated: its bearer-token hook guards its own routes only.
-  if (deps.admin) await app.register(adminRoutes, deps.admin);
+  // Encapsulated: its bearer-token hook guards its own routes only. Loaded only when configured: Bull Board,
+  // BullMQ and zod add ~25 MB to a process that does not serve them.
+  if (deps.admin) {
+    const { adminRoutes } = await import('./admin-routes.js');
+    await app.register(adminRoutes, deps.admin);
+  }
 
   return app;
 }
