@@ -25,7 +25,7 @@ describe('event metrics rendering', () => {
     const named = new QueueAccounting();
     named.count('completed', 'send');
     named.count('completed', 'say "hi"\\');
-    m.update({
+    await m.update({
       leader: true,
       queues: [
         { queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() },
@@ -61,7 +61,7 @@ describe('event metrics rendering', () => {
     const m = new EventMetrics(e);
     const fresh = new QueueAccounting();
     fresh.count('added', ''); // a job was enqueued; nothing has waited or finished yet
-    m.update({
+    await m.update({
       leader: true,
       queues: [
         { queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() },
@@ -105,8 +105,8 @@ describe('event metrics rendering', () => {
   it('drops every event series when the read-back failed', async () => {
     const e = new Exposition();
     const m = new EventMetrics(e);
-    m.update({ leader: true, queues: [{ queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() }] });
-    m.update({ leader: false, queues: undefined });
+    await m.update({ leader: true, queues: [{ queue: { prefix: 'bull', name: 'email' }, stats: accounting().toStats() }] });
+    await m.update({ leader: false, queues: undefined });
     const body = (await e.render(false)).body.toString();
     expect(body).not.toMatch(/^bullmq_(jobs|job|exporter_events)_/m);
     expect(parsePromText(body).get('bullmq_exporter_leader')).toBe(0);

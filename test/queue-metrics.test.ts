@@ -36,7 +36,7 @@ const queues = [
 describe('queue gauges', () => {
   it('render every value of the snapshot, with escaped labels, in both formats', async () => {
     const e = new Exposition();
-    new QueueMetrics(e).update(snapshot(1, queues));
+    await new QueueMetrics(e).update(snapshot(1, queues));
     for (const om of [false, true]) {
       const { body } = await e.render(om);
       const text = body.toString();
@@ -69,13 +69,13 @@ describe('queue gauges', () => {
   it('drop every queue series after a failed collection and come back with the next good one', async () => {
     const e = new Exposition(0);
     const m = new QueueMetrics(e);
-    m.update(snapshot(1, queues));
-    m.update(snapshot(2, [], false));
+    await m.update(snapshot(1, queues));
+    await m.update(snapshot(2, [], false));
     const down = (await e.render(false)).body.toString();
     expect(down).not.toMatch(/^bullmq_queue_/m);
     expect(down).toContain('# TYPE bullmq_queue_jobs gauge');
     expect(parsePromText(down).get('bullmq_exporter_up')).toBe(0);
-    m.update(snapshot(3, queues.slice(0, 1)));
+    await m.update(snapshot(3, queues.slice(0, 1)));
     const back = parsePromText((await e.render(false)).body.toString());
     expect(back.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'email', state: 'failed' }))).toBe(6);
     expect(back.get(seriesKey('bullmq_queue_paused', { prefix: 'bull', queue: weird }))).toBeUndefined();
@@ -83,7 +83,7 @@ describe('queue gauges', () => {
 
   it('serves one gzip body per render that inflates to the same text', async () => {
     const e = new Exposition();
-    new QueueMetrics(e).update(snapshot(1, queues));
+    await new QueueMetrics(e).update(snapshot(1, queues));
     const [plain, gz, gz2] = await Promise.all([e.render(false), e.render(false, true), e.render(false, true)]);
     expect(gz.contentEncoding).toBe('gzip');
     expect(gz2.body).toBe(gz.body);

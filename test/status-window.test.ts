@@ -209,13 +209,13 @@ describe('QueueBoard', () => {
     processing: { buckets: [0, 0, 0], count: 0, sum: 0 },
   });
 
-  it('joins dead-letter depth, windows and health, and sorts the worst queue first', () => {
+  it('joins dead-letter depth, windows and health, and sorts the worst queue first', async () => {
     const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
     const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
     const id = 'bull\u0000email';
     const dlqId = 'bull\u0000email-dlq';
-    board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
-    board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(5, 0, 0, [0, 0, 0], 0)]]));
+    await board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
+    await board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(5, 0, 0, [0, 0, 0], 0)]]));
     const res = board.response({ now: 1_061_000, history: true });
     expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
     expect(res.accountingAvailable).toBe(true);
@@ -237,14 +237,14 @@ describe('QueueBoard', () => {
     expect(stuck.history!.addedPerSecond).toEqual([null, null]);
   });
 
-  it('shows no queues while collection fails, then resumes with the history it had', () => {
+  it('shows no queues while collection fails, then resumes with the history it had', async () => {
     const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
-    board.update(snap(1000, [state('a')]));
-    board.update(snap(2000, [], false));
+    await board.update(snap(1000, [state('a')]));
+    await board.update(snap(2000, [], false));
     const down = board.response({ now: 2000 });
     expect(down.queues).toEqual([]);
     expect(down.collection).toMatchObject({ ok: false, error: 'Redis is unreachable', collectedAt: null });
-    board.update(snap(3000, [state('a')]));
+    await board.update(snap(3000, [state('a')]));
     expect(board.response({ now: 3000, history: true }).queues[0]!.history!.t).toEqual([1, 3]);
     // Nothing finished for more than 3 intervals (a hanging collection): the last values are not shown as current.
     const hung = board.response({ now: 3000 + 15_001 });

@@ -2,6 +2,7 @@
 // collection time, so all of them render the same numbers. Small commands only: ZSCAN of the queue index,
 // TIME (the lag is aged on the Redis clock, the one the leader committed with) and one HGETALL per queue, sent
 // together (auto-pipelined on standalone, to each key's node on Cluster, where one pipeline could not span nodes).
+import { Slicer } from '../lifecycle/slicer.js';
 import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { parseQueueHash, type QueueEventStats } from './accounting.js';
@@ -29,13 +30,15 @@ export async function readEventAccounting(client: RedisClient, ownPrefix: string
   const nowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const queues = [...members].map(parseEventsMember).filter((q): q is QueueRef => q !== null);
   const out: QueueEventAccounting[] = [];
+  const slicer = new Slicer();
   for (let start = 0; start < queues.length; start += SLICE) {
     const slice = queues.slice(start, start + SLICE);
     const replies = await Promise.all(slice.map((q) => client.hgetall(ownKeys.eventsQueue(ownPrefix, q))));
-    replies.forEach((h, i) => {
+    for (const [i, h] of replies.entries()) {
+      if (slicer.due()) await slicer.yield();
       // A queue forgotten between the ZSCAN and the HGETALL has an empty hash.
       if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h, nowMs) });
-    });
+    }
   }
   return out;
 }

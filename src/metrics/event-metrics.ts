@@ -6,6 +6,7 @@ import { dlqSource } from '../collector/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
+import { Slicer } from '../lifecycle/slicer.js';
 import { queueId } from '../redis/keys.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
@@ -36,11 +37,12 @@ const LE = [...EVENT_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 export class EventMetrics {
   private readonly leader;
   private isLeader = false;
+  private generation = 0;
 
   constructor(private readonly exposition: Exposition) {
     this.leader = exposition.gauge(METRICS.exporterLeader);
     this.leader.set(0);
-    this.update({ queues: undefined, leader: false });
+    void this.update({ queues: undefined, leader: false });
   }
 
   /** Set at every render too: leadership can lapse between collections (a renewal hung on a stalled link). */
@@ -51,7 +53,13 @@ export class EventMetrics {
     this.exposition.invalidate();
   }
 
-  update(view: EventsView): void {
+  /**
+   * Renders in slices (see Slicer); the new text replaces the old once complete, unless a later update started
+   * meanwhile. Without queues it completes synchronously.
+   */
+  async update(view: EventsView): Promise<void> {
+    const generation = ++this.generation;
+    const slicer = new Slicer();
     this.setLeader(view.leader);
     const lines = new Map<MetricDef, string[]>();
     const out = (def: MetricDef, line: string) => {
@@ -68,6 +76,7 @@ export class EventMetrics {
     }
 
     for (const { queue, stats } of view.queues ?? []) {
+      if (slicer.due()) await slicer.yield();
       const q = `prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(queue.name)}"`;
       const withName = (jobName: string) => (jobName === '' ? q : `${q},job_name="${escapeLabel(jobName)}"`);
       for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
@@ -112,6 +121,7 @@ export class EventMetrics {
       }
     }
 
+    if (generation !== this.generation) return;
     const text = (openMetrics: boolean) => [...lines].map(([def, l]) => header(def, openMetrics) + l.join('')).join('');
     this.exposition.setEventText(text(false), text(true));
   }

@@ -10,6 +10,8 @@ import type { MetricDef } from './definitions.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 const gzip = promisify(gzipCb);
+/** In the libuv thread pool, so the event loop serves other scrapes meanwhile. */
+const compress = (body: Promise<Buffer>) => body.then((b) => gzip(b, { level: zlib.Z_BEST_SPEED }));
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -37,6 +39,8 @@ interface Rendered {
   at: number;
   body: Promise<Buffer>;
   gzipped?: Promise<Buffer>;
+  /** Its replacement with fresh process metrics, being rendered while this one is still served. */
+  next?: Rendered;
 }
 
 export class Exposition {
@@ -108,18 +112,38 @@ export class Exposition {
     const i = openMetrics ? 1 : 0;
     let r = this.rendered[i];
     const now = Date.now();
-    if (r === undefined || r.version !== this.version || now - r.at >= this.liveMaxAgeMs) {
-      r = { version: this.version, at: now, body: this.renderText(i) };
+    if (r === undefined || r.version !== this.version) {
+      // New collection values: every scrape from now on waits for them.
+      r = this.startRender(i, now);
       this.rendered[i] = r;
-      // A failed render must not be served forever.
-      r.body.catch(() => {
-        if (this.rendered[i] === r) this.rendered[i] = undefined;
-      });
+    } else if (now - r.at >= this.liveMaxAgeMs && r.next === undefined) {
+      // Only the process metrics are stale: keep serving this body while a fresh one is rendered and
+      // compressed (off the event loop), so no scrape waits for that; the next scrapes get the fresh one.
+      const current = r;
+      const next = this.startRender(i, now, current.gzipped !== undefined);
+      current.next = next;
+      Promise.all([next.body, next.gzipped]).then(
+        () => {
+          if (this.rendered[i] === current) this.rendered[i] = next;
+        },
+        () => (current.next = undefined),
+      );
     }
     const contentType = openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE;
     if (!acceptGzip) return { contentType, body: await r.body };
-    r.gzipped ??= r.body.then((b) => gzip(b, { level: zlib.Z_BEST_SPEED }));
+    r.gzipped ??= compress(r.body);
     return { contentType, body: await r.gzipped, contentEncoding: 'gzip' };
+  }
+
+  private startRender(i: 0 | 1, now: number, gzipped = false): Rendered {
+    const r: Rendered = { version: this.version, at: now, body: this.renderText(i) };
+    if (gzipped) r.gzipped = compress(r.body);
+    // A failed render must not be served forever.
+    r.body.catch(() => {
+      if (this.rendered[i] === r) this.rendered[i] = undefined;
+    });
+    r.gzipped?.catch(() => undefined);
+    return r;
   }
 
   private async renderText(i: 0 | 1): Promise<Buffer> {

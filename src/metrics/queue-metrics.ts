@@ -6,6 +6,7 @@
 // collection shows no stale queue values. The few self-metrics stay in prom-client.
 import type { CollectionSnapshot, QueueState } from '../collector/queue-snapshot.js';
 import { JOB_STATES } from '../collector/queue-snapshot.js';
+import { Slicer } from '../lifecycle/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { escapeLabel, header, num } from './exposition-text.js';
@@ -58,7 +59,7 @@ export class QueueMetrics {
     this.up.set(0);
     this.redisUp.set(0);
     this.errors.inc(0);
-    e.setCollectionText(renderQueueGauges([]));
+    e.setCollectionText(EMPTY_TEXT);
   }
 
   /**
@@ -70,13 +71,17 @@ export class QueueMetrics {
     this.staleSeq = this.lastSeq;
     this.queues.reset();
     this.up.set(0);
-    this.exposition.setCollectionText(renderQueueGauges([]));
+    this.exposition.setCollectionText(EMPTY_TEXT);
     return true;
   }
 
-  update(s: CollectionSnapshot): void {
+  /** Renders in slices (see Slicer); the new values appear together once the whole text is ready. */
+  async update(s: CollectionSnapshot): Promise<void> {
     if (s.seq === this.lastSeq) return;
     this.lastSeq = s.seq;
+    const text = await renderQueueGauges(s.queues, new Slicer());
+    // A newer collection, or markStale(), got there while this one rendered.
+    if (this.lastSeq !== s.seq || this.staleSeq === s.seq) return;
     this.queues.reset();
     this.up.set(s.ok ? 1 : 0);
     this.redisUp.set(s.redisUp ? 1 : 0);
@@ -85,12 +90,12 @@ export class QueueMetrics {
     if (!s.ok) this.errors.inc();
     this.dropped.set(s.queuesDropped);
     for (const [prefix, n] of Object.entries(s.queuesByPrefix)) this.queues.set({ prefix }, n);
-    this.exposition.setCollectionText(renderQueueGauges(s.queues));
+    this.exposition.setCollectionText(text);
   }
 }
 
 /** Exposition text of every queue gauge; identical in the Prometheus text format and OpenMetrics (gauges only, no blank lines). */
-function renderQueueGauges(queues: readonly QueueState[]): string {
+async function renderQueueGauges(queues: readonly QueueState[], slicer: Slicer): Promise<string> {
   const labels = queues.map((q) => `prefix="${escapeLabel(q.ref.prefix)}",queue="${escapeLabel(q.ref.name)}"`);
   const dlqs = queues.flatMap((q) => (q.dlqOf === undefined ? [] : [{ q, l: `prefix="${escapeLabel(q.ref.prefix)}",queue="${escapeLabel(q.dlqOf)}"` }]));
   const parts: string[] = [];
@@ -98,10 +103,12 @@ function renderQueueGauges(queues: readonly QueueState[]): string {
   parts.push(header(METRICS.queueJobs));
   for (const [i, q] of queues.entries()) {
     for (const st of JOB_STATES) parts.push(`${METRICS.queueJobs.name}{${labels[i]!},state="${st}"} ${num(q.jobs[st])}\n`);
+    if (slicer.due()) await slicer.yield();
   }
   for (const g of QUEUE_GAUGES) {
     parts.push(header(g.def));
     for (const [i, q] of queues.entries()) {
+      if (slicer.due()) await slicer.yield();
       const v = g.value(q);
       if (v !== undefined) parts.push(`${g.def.name}{${labels[i]!}} ${num(v)}\n`);
     }
@@ -112,3 +119,6 @@ function renderQueueGauges(queues: readonly QueueState[]): string {
   }
   return parts.join('');
 }
+
+/** The text of a collection without queues: every family's header and no series. */
+const EMPTY_TEXT = header(METRICS.queueJobs) + [...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => header(g.def)).join('');

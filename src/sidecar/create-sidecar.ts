@@ -80,7 +80,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       if (!readBackFailed) log.warn({ err: (err as Error).message }, 'cannot read the event accounting back; event metrics are absent until it works');
       readBackFailed = true;
     }
-    eventMetrics.update({ queues, leader: reader.isLeader, listed: new Set(discovery.queues().map(queueId)) });
+    await eventMetrics.update({ queues, leader: reader.isLeader, listed: new Set(discovery.queues().map(queueId)) });
     return queues;
   };
 
@@ -89,9 +89,9 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (!s.ok && (last === undefined || last.ok || last.error !== s.error)) log.warn({ err: s.error }, 'collection failed');
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
-    metrics.update(s);
+    await metrics.update(s);
     const accounting = await readBack();
-    board.update(s, accounting && boardAccounting(accounting));
+    await board.update(s, accounting && boardAccounting(accounting));
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
@@ -113,7 +113,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       // The same clock and limit as /health's freshness check, so the two never disagree.
       if (last && last.lastSuccessAt > 0 && Date.now() - last.lastSuccessAt > 3 * config.collectInterval * 1000 && metrics.markStale()) {
         // Event series come from the same hung Redis: no last values presented as current either.
-        eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
+        // Completes at once: without queues there is nothing to render in slices.
+        void eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
       }
       eventMetrics?.setLeader(reader?.isLeader ?? false);
       return exposition.render(om, gz);

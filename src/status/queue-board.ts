@@ -2,6 +2,7 @@
 // a bounded history of its accounting (one AccountingRing per queue), turned into QueueView rows with rates,
 // latency quantiles over the last 1 and 15 minutes, and a health verdict. Plain data in, plain data out.
 import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../collector/queue-snapshot.js';
+import { Slicer } from '../lifecycle/slicer.js';
 import { queueId } from '../redis/keys.js';
 import { AccountingRing, type CumulativeHistogram, type WindowStats } from './accounting-ring.js';
 import { assessQueue } from './queue-health.js';
@@ -30,7 +31,7 @@ const WINDOWS = { '1m': 60, '15m': 900 } as const;
 
 export class QueueBoard {
   private readonly rings = new Map<string, AccountingRing>();
-  private readonly withAccounting = new Set<string>();
+  private withAccounting = new Set<string>();
   private last: CollectionSnapshot | undefined;
   /** Views of the last collection: several pages and `top`s polling cost one build per collection. */
   private cached: { seq: number; history: boolean; views: QueueView[] } | undefined;
@@ -38,14 +39,19 @@ export class QueueBoard {
   constructor(private readonly opts: QueueBoardOptions) {}
 
   /** Records a collection; `accounting` is keyed by queueId() and may miss queues the reader has not seen. */
-  update(s: CollectionSnapshot, accounting?: ReadonlyMap<string, QueueAccounting>): void {
-    this.last = s;
+  async update(s: CollectionSnapshot, accounting?: ReadonlyMap<string, QueueAccounting>): Promise<void> {
     // A failed collection says nothing about the queues: keep their history and show none of them.
-    if (!s.ok) return;
+    if (!s.ok) {
+      this.last = s;
+      return;
+    }
     const dlq = deadLetterIndex(s.queues);
     const seen = new Set<string>();
-    this.withAccounting.clear();
+    const withAccounting = new Set<string>();
+    // In slices (see Slicer); the board answers from the previous collection until every ring has its point.
+    const slicer = new Slicer();
     for (const q of s.queues) {
+      if (slicer.due()) await slicer.yield();
       const id = queueId(q.ref);
       seen.add(id);
       let ring = this.rings.get(id);
@@ -54,7 +60,7 @@ export class QueueBoard {
         this.rings.set(id, ring);
       }
       const acc = accounting?.get(id);
-      if (acc) this.withAccounting.add(id);
+      if (acc) withAccounting.add(id);
       ring.push({
         at: s.finishedAt,
         gauges: {
@@ -69,6 +75,8 @@ export class QueueBoard {
       });
     }
     for (const id of this.rings.keys()) if (!seen.has(id)) this.rings.delete(id);
+    this.withAccounting = withAccounting;
+    this.last = s;
   }
 
   response(opts: { now: number; history?: boolean }): QueuesResponse {

@@ -64,7 +64,7 @@ export function redisSource(o: RedisSourceOptions): TopSource {
       const snapshot = await collector.collect();
       // Read-only: the accounting a sidecar's event reader persisted, if one runs.
       const accounting = snapshot.ok ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined;
-      board.update(snapshot, accounting && boardAccounting(accounting));
+      await board.update(snapshot, accounting && boardAccounting(accounting));
       return board.response({ now: Date.now() });
     },
     async close() {
