@@ -1,12 +1,23 @@
 // The worker-side option tables (worker, enqueue, loadgen, dlq): every option has a bad value that is
-// refused naming the flag and its variable; through the real CLI a bad flag or variable exits 2.
+// refused naming the flag and its variable; through the real CLI a bad flag or variable exits 2. With cluster
+// nodes, the BullMQ prefix must carry a hash tag.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveOptions, type OptionSpec } from '../src/config/options.js';
-import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from '../src/config/worker-config.js';
+import {
+  dlqOptions,
+  enqueueOptions,
+  loadgenOptions,
+  resolveDlqConfig,
+  resolveEnqueueConfig,
+  resolveLoadgenConfig,
+  resolveWorkerConfig,
+  workerOptions,
+} from '../src/config/worker-config.js';
+import { clusterPrefixProblem, keySlot, prefixHashTag } from '../src/redis/slots.js';
 import { SsrfGuard } from '../src/workers/ssrf-guard.js';
 import { runCli } from './helpers/cli.js';
 
-const SHARED: Record<string, string> = { 'redis-url': 'http://x', prefix: 'a*b', 'log-level': 'loud' };
+const SHARED: Record<string, string> = { 'redis-url': 'http://x', 'redis-cluster-nodes': '127.0.0.1', prefix: 'a*b', 'log-level': 'loud' };
 const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Record<string, string> }> = [
   {
     command: ['worker', 'email'],
@@ -76,6 +87,19 @@ describe('worker-side configuration', () => {
       expect(viaEnv.output).toContain(`--${spec.name} (${spec.env})`);
       const help = await runCli([...t.command.slice(0, t.command[0] === 'dlq' ? 2 : 1), '--help']);
       for (const o of t.specs) expect(help.output).toContain(o.env);
+      expect(help.output).toContain('--redis-cluster-nodes <list>');
+    });
+
+    it(`${t.command[0]}: with cluster nodes, refuses a prefix without a hash tag and accepts one with`, () => {
+      const resolve = { worker: resolveWorkerConfig, enqueue: resolveEnqueueConfig, loadgen: resolveLoadgenConfig, dlq: resolveDlqConfig }[t.command[0] as 'worker'];
+      const redisClusterNodes = '127.0.0.1:7000,127.0.0.1:7001';
+      expect(() => resolve({ redisClusterNodes })).toThrow(
+        new ConfigError('invalid --prefix (QUEUELENS_PREFIX) "bull" with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ' + clusterPrefixProblem('bull')),
+      );
+      expect(() => resolve({ redisClusterNodes, prefix: 'app{}' })).toThrow(/"app\{\}" with --redis-cluster-nodes .*e\.g\. \{bull\}/);
+      expect(resolve({ redisClusterNodes, prefix: '{bull}' })).toMatchObject({ prefix: '{bull}', redisClusterNodes: ['127.0.0.1:7000', '127.0.0.1:7001'] });
+      // Standalone Redis has no slots: any prefix goes.
+      expect(resolve({ prefix: 'bull' }).prefix).toBe('bull');
     });
   }
 
@@ -93,6 +117,26 @@ describe('worker-side configuration', () => {
     expect(cli.code).toBe(2);
     expect(cli.output).toContain('invalid --webhook-allow (WEBHOOK_ALLOW) "10.0.0.0/99": "10.0.0.0/99" is not a valid CIDR range');
     expect(cli.output).not.toMatch(/\n\s+at /);
+  });
+
+  it('a prefix has a hash tag exactly when every key of every queue under it hashes to one slot', () => {
+    const cases: Array<[string, string | undefined]> = [
+      ['{bull}', 'bull'],
+      ['bull', undefined],
+      ['{}bull', undefined],
+      ['bull{', undefined],
+      ['a{b}c', 'b'],
+      ['x}{y}', 'y'],
+      ['{a{b}', 'a{b'],
+      ['pre:{tenant-1}:bull', 'tenant-1'],
+    ];
+    const keys = (prefix: string) => ['email', 'webhook-dlq', 'export'].flatMap((q) => ['wait', 'meta', 'events', '1', '1:lock'].map((s) => `${prefix}:${q}:${s}`));
+    for (const [prefix, tag] of cases) {
+      expect(prefixHashTag(prefix), prefix).toBe(tag);
+      // cluster-key-slot applies Redis's own rule: the ground truth for "one slot".
+      expect(new Set(keys(prefix).map(keySlot)).size === 1, prefix).toBe(tag !== undefined);
+      expect(clusterPrefixProblem(prefix) === undefined, prefix).toBe(tag !== undefined);
+    }
   });
 
   it('hides secret values in errors', () => {

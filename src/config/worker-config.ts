@@ -2,7 +2,8 @@
 // Each command takes the shared connection options plus its own table; flags and env vars match one to one.
 import { SCENARIOS } from '../jobs/loadgen-scenarios.js';
 import { parseAllowEntry } from '../workers/ssrf-guard.js';
-import { logLevelOption, ownPrefixOption, redisUrlOption } from './common.js';
+import { clusterPrefixProblem } from '../redis/slots.js';
+import { logLevelOption, ownPrefixOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export interface RateLimit {
@@ -23,7 +24,7 @@ export const prefixOption = option({
   name: 'prefix',
   env: 'QUEUELENS_PREFIX',
   arg: '<prefix>',
-  description: 'BullMQ key prefix of the queues',
+  description: 'BullMQ key prefix of the queues; with --redis-cluster-nodes it needs a hash tag, e.g. {bull}',
   default: 'bull',
   parse: (raw: string) => {
     if (/[\s*?[\]]/.test(raw) || raw === '') throw new Error('expected a non-empty prefix without spaces or glob characters (* ? [ ])');
@@ -54,6 +55,7 @@ function perQueue<Q extends string>(queue: Q, concurrency: string) {
 
 export const workerOptions = [
   redisUrlOption,
+  redisClusterNodesOption,
   prefixOption,
   ownPrefixOption,
   option({
@@ -124,10 +126,11 @@ export const workerOptions = [
   logLevelOption,
 ] as const;
 export type WorkerConfig = ConfigOf<typeof workerOptions>;
-export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => distinctPrefixes(resolveOptions(workerOptions, raw));
+export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => clusterPrefix(distinctPrefixes(resolveOptions(workerOptions, raw)));
 
 export const enqueueOptions = [
   redisUrlOption,
+  redisClusterNodesOption,
   prefixOption,
   option({ name: 'data', env: 'QUEUELENS_JOB_DATA', arg: '<json>', description: 'job data as JSON', sensitive: true, parse: json }),
   option({ name: 'name', env: 'QUEUELENS_JOB_NAME', arg: '<name>', description: 'job name (defaults to the queue name)', parse: parse.string }),
@@ -144,10 +147,11 @@ export const enqueueOptions = [
   logLevelOption,
 ] as const;
 export type EnqueueConfig = ConfigOf<typeof enqueueOptions>;
-export const resolveEnqueueConfig = (raw: Record<string, unknown>): EnqueueConfig => resolveOptions(enqueueOptions, raw);
+export const resolveEnqueueConfig = (raw: Record<string, unknown>): EnqueueConfig => clusterPrefix(resolveOptions(enqueueOptions, raw));
 
 export const loadgenOptions = [
   redisUrlOption,
+  redisClusterNodesOption,
   prefixOption,
   option({
     name: 'scenario',
@@ -188,10 +192,11 @@ export const loadgenOptions = [
   logLevelOption,
 ] as const;
 export type LoadgenConfig = ConfigOf<typeof loadgenOptions>;
-export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfig => resolveOptions(loadgenOptions, raw);
+export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfig => clusterPrefix(resolveOptions(loadgenOptions, raw));
 
 export const dlqOptions = [
   redisUrlOption,
+  redisClusterNodesOption,
   prefixOption,
   ownPrefixOption,
   option({ name: 'id', env: 'QUEUELENS_DLQ_ID', arg: '<list>', description: 'only these dead-letter job ids (comma-separated)', parse: parse.list }),
@@ -208,11 +213,18 @@ export const dlqOptions = [
   logLevelOption,
 ] as const;
 export type DlqConfig = ConfigOf<typeof dlqOptions>;
-export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => distinctPrefixes(resolveOptions(dlqOptions, raw));
+export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => clusterPrefix(distinctPrefixes(resolveOptions(dlqOptions, raw)));
 
 /** queuelens's own keys must never land inside the BullMQ prefix it works on. */
 function distinctPrefixes<C extends { prefix: string; ownPrefix: string }>(cfg: C): C {
   if (cfg.ownPrefix === cfg.prefix) throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
+  return cfg;
+}
+
+/** On a Redis Cluster, a prefix without a hash tag would fail at the first BullMQ script: refuse it before connecting. */
+function clusterPrefix<C extends { prefix: string; redisClusterNodes?: string[] }>(cfg: C): C {
+  const problem = cfg.redisClusterNodes?.length ? clusterPrefixProblem(cfg.prefix) : undefined;
+  if (problem) throw new ConfigError(`invalid --prefix (QUEUELENS_PREFIX) ${JSON.stringify(cfg.prefix)} with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ${problem}`);
   return cfg;
 }
 

@@ -1,17 +1,16 @@
 // A consumer that dies mid-job, as a crashed worker does: run as its own process by stall-maker.ts, it takes
 // one job from the queue, says so on stdout, and SIGKILLs itself while holding the job's lock. The job's lock
 // then expires and the real workers' stalled check reclaims it: a real stall, counted by the event reader.
-// Usage: node crashing-consumer.js <redis-url> <prefix> <queue>
+// Usage: node crashing-consumer.js <redis-url> <prefix> <queue> [<cluster-nodes>]
 import { Worker } from 'bullmq';
-import { Redis } from 'ioredis';
+import { createRedis } from '../redis/connection.js';
 
-const [redisUrl, prefix, queue] = process.argv.slice(2);
+const [redisUrl, prefix, queue, clusterNodes] = process.argv.slice(2);
 if (!redisUrl || !prefix || !queue) {
-  process.stderr.write('usage: crashing-consumer <redis-url> <prefix> <queue>\n');
+  process.stderr.write('usage: crashing-consumer <redis-url> <prefix> <queue> [<cluster-nodes>]\n');
   process.exit(2);
 }
-const connection = new Redis(redisUrl, { maxRetriesPerRequest: null });
-connection.on('error', () => undefined);
+const connection = createRedis({ url: redisUrl, clusterNodes: clusterNodes?.split(','), maxRetriesPerRequest: null });
 const worker = new Worker(
   queue,
   async (job) => {

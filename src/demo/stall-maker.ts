@@ -11,8 +11,9 @@ export interface StallResult {
   jobId?: string;
 }
 
-export function makeStall(o: { redisUrl: string; prefix: string; queue: string; timeoutMs?: number }): Promise<StallResult> {
-  const child = spawn(process.execPath, [SCRIPT, o.redisUrl, o.prefix, o.queue], { stdio: ['ignore', 'pipe', 'ignore'] });
+export function makeStall(o: { redisUrl: string; clusterNodes?: readonly string[]; prefix: string; queue: string; timeoutMs?: number }): Promise<StallResult> {
+  const args = [o.redisUrl, o.prefix, o.queue, ...(o.clusterNodes?.length ? [o.clusterNodes.join(',')] : [])];
+  const child = spawn(process.execPath, [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
   let jobId: string | undefined;
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {

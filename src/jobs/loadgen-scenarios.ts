@@ -17,6 +17,13 @@ export interface PlannedJob<Q extends QueueName = QueueName> {
   into?: string;
 }
 
+export interface CompanionContext {
+  redisUrl: string;
+  clusterNodes?: readonly string[];
+  prefix: string;
+  log: Logger;
+}
+
 export interface Companion {
   stop(): Promise<void>;
 }
@@ -26,7 +33,7 @@ export interface Scenario {
   description: string;
   plan(n: number, random: () => number): PlannedJob;
   /** Runs beside the enqueue loop until stopped. */
-  companion?(ctx: { redisUrl: string; prefix: string; log: Logger }): Companion;
+  companion?(ctx: CompanionContext): Companion;
 }
 
 export const SCENARIOS = ['mixed', 'demo', 'no-workers', 'failing-webhook', 'stall', 'backlog'] as const;
@@ -101,12 +108,12 @@ function demoScenario(cfg: ScenarioConfig): Scenario {
 }
 
 /** Crashes a consumer on the export queue every `everyMs` (the first after `firstMs`), one at a time. */
-function stallEvery(ctx: { redisUrl: string; prefix: string; log: Logger }, everyMs: number, firstMs: number): Companion {
+function stallEvery(ctx: CompanionContext, everyMs: number, firstMs: number): Companion {
   let stopped = false;
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
-    running = makeStall({ redisUrl: ctx.redisUrl, prefix: ctx.prefix, queue: 'export' })
+    running = makeStall({ redisUrl: ctx.redisUrl, clusterNodes: ctx.clusterNodes, prefix: ctx.prefix, queue: 'export' })
       .then((r) => ctx.log.info({ queue: 'export', took: r.jobId !== undefined }, 'a consumer died holding a job (planned stall)'))
       .finally(() => {
         if (stopped) return;

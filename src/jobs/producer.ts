@@ -3,12 +3,15 @@
 import { createHash } from 'node:crypto';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { assertClusterPrefix } from '../redis/slots.js';
 import { activeTelemetry } from '../tracing/state.js';
 import { jobDefaults, queueOptions } from './queue-defaults.js';
 import { validateJob, type JobData, type JobInput, type QueueName } from './schemas.js';
 
 export interface ProducerOptions {
   redisUrl: string;
+  /** Redis Cluster seed nodes (`host:port`); the prefix must then carry a hash tag such as `{bull}`. */
+  clusterNodes?: readonly string[];
   prefix?: string;
 }
 
@@ -30,7 +33,8 @@ export class Producer {
   private closed?: Promise<void>;
 
   constructor(private readonly opts: ProducerOptions) {
-    this.connection = createRedis({ url: opts.redisUrl, name: 'queuelens:producer', maxRetriesPerRequest: null });
+    if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix ?? 'bull');
+    this.connection = createRedis({ url: opts.redisUrl, clusterNodes: opts.clusterNodes, name: 'queuelens:producer', maxRetriesPerRequest: null });
   }
 
   /** The BullMQ queue object (created once, with queuelens's stream retention). */

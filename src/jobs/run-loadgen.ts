@@ -23,6 +23,7 @@ export interface LoadgenRun {
   log: Logger;
   /** For the scenario's companion. */
   redisUrl: string;
+  clusterNodes?: readonly string[];
   prefix: string;
   signal?: AbortSignal;
 }
@@ -31,7 +32,7 @@ export async function runLoadgen(o: LoadgenRun): Promise<LoadgenReport> {
   const counts: LoadgenReport['counts'] = {};
   const started = Date.now();
   const endAt = started + o.durationSeconds * 1000;
-  const companion = o.scenario.companion?.({ redisUrl: o.redisUrl, prefix: o.prefix, log: o.log });
+  const companion = o.scenario.companion?.({ redisUrl: o.redisUrl, clusterNodes: o.clusterNodes, prefix: o.prefix, log: o.log });
   let n = 0;
   let lastReport = started;
   const sleep = (ms: number) =>

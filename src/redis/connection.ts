@@ -19,6 +19,9 @@ export interface ConnectionOptions {
   lazyConnect?: boolean;
   /** Reject a command that has no reply after this long (a hung Redis must not hang a collection). */
   commandTimeoutMs?: number;
+  connectTimeoutMs?: number;
+  /** false: one connection attempt and no reconnects, for one-shot probes. */
+  reconnect?: boolean;
 }
 
 /** Back-off that keeps recovery within ~1 s of Redis coming back. */
@@ -52,12 +55,13 @@ export function parseClusterNode(node: string): { host: string; port: number } {
 }
 
 export function createRedis(opts: ConnectionOptions): RedisClient {
+  const retry = opts.reconnect === false ? () => null : reconnectDelay;
   const common: RedisOptions = {
     connectionName: opts.name,
     maxRetriesPerRequest: opts.maxRetriesPerRequest === undefined ? 1 : opts.maxRetriesPerRequest,
     enableOfflineQueue: opts.maxRetriesPerRequest === null,
-    retryStrategy: reconnectDelay,
-    connectTimeout: 5000,
+    retryStrategy: retry,
+    connectTimeout: opts.connectTimeoutMs ?? 5000,
     commandTimeout: opts.commandTimeoutMs,
   };
   const client: RedisClient = opts.clusterNodes?.length
@@ -65,7 +69,7 @@ export function createRedis(opts: ConnectionOptions): RedisClient {
         redisOptions: { ...common, ...optionsFromUrl(opts.url) },
         lazyConnect: opts.lazyConnect ?? false,
         enableOfflineQueue: common.enableOfflineQueue,
-        clusterRetryStrategy: reconnectDelay,
+        clusterRetryStrategy: retry,
         // ioredis's cluster auto-pipelines reject our grouped script calls ("same slots allocation group");
         // commands are still written without waiting for replies, so a collection stays one round trip per node.
         enableAutoPipelining: false,
@@ -95,10 +99,10 @@ export class RedisUnreachableError extends Error {
 
 /**
  * One connect + PING with no retries, for one-shot commands (enqueue, dlq) that would otherwise wait forever
- * on a connection built to reconnect forever.
+ * on a connection built to reconnect forever. On a Cluster, connecting includes reading the slot map.
  */
-export async function assertRedisReachable(url: string, timeoutMs = 3000): Promise<void> {
-  const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null, connectTimeout: timeoutMs, commandTimeout: timeoutMs });
+export async function assertRedisReachable(target: Pick<ConnectionOptions, 'url' | 'clusterNodes'>, timeoutMs = 3000): Promise<void> {
+  const probe = createRedis({ ...target, lazyConnect: true, maxRetriesPerRequest: 0, reconnect: false, connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs });
   let reason = '';
   probe.on('error', (err: Error) => (reason ||= err.message));
   try {
@@ -106,7 +110,11 @@ export async function assertRedisReachable(url: string, timeoutMs = 3000): Promi
     await probe.ping();
   } catch (err) {
     const why = redactString(reason || (err as Error).message);
-    throw new RedisUnreachableError(`Redis is unreachable at ${safeUrl(url)} (${why}): start it, or point --redis-url (REDIS_URL) at a running Redis.`);
+    throw new RedisUnreachableError(
+      target.clusterNodes?.length
+        ? `Redis Cluster is unreachable at ${target.clusterNodes.join(',')} (${why}): start it, or point --redis-cluster-nodes (REDIS_CLUSTER_NODES) at its nodes.`
+        : `Redis is unreachable at ${safeUrl(target.url)} (${why}): start it, or point --redis-url (REDIS_URL) at a running Redis.`,
+    );
   } finally {
     probe.disconnect();
   }

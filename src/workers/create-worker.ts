@@ -9,6 +9,7 @@ import { validateJob, type JobData, type QueueName } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { assertClusterPrefix } from '../redis/slots.js';
 import { activeTelemetry } from '../tracing/state.js';
 import { DeadLetters } from './dead-letter.js';
 
@@ -23,6 +24,8 @@ export interface CreateWorkerOptions<Q extends QueueName> {
   queue: Q;
   process: Processor<Q>;
   redisUrl: string;
+  /** Redis Cluster seed nodes; the prefix must then carry a hash tag such as `{bull}`. */
+  clusterNodes?: readonly string[];
   prefix: string;
   /** --own-prefix: dead-letter markers live under it. */
   ownPrefix: string;
@@ -70,7 +73,10 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   private sweepTimer?: NodeJS.Timeout;
 
   constructor(private readonly opts: CreateWorkerOptions<Q>) {
-    const connection = createRedis({ url: opts.redisUrl, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
+    if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix);
+    // BullMQ runs its Queue, Worker and the Worker's blocking duplicate on this connection; on a Cluster it needs
+    // maxRetriesPerRequest null in the node options and the offline queue on, which createRedis sets for null.
+    const connection = createRedis({ url: opts.redisUrl, clusterNodes: opts.clusterNodes, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
     this.connection = connection;
     this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, ownPrefix: opts.ownPrefix, queue: opts.queue, log: opts.log });
     this.worker = new Worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {

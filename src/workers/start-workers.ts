@@ -14,7 +14,7 @@ export interface RunningWorkers {
 }
 
 export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName[], log: Logger): Promise<RunningWorkers> {
-  const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+  const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const closers: Array<() => unknown> = [];
   const processors: { [Q in QueueName]: () => Processor<Q> } = {
     email: () => {
@@ -35,6 +35,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
       queue,
       process: processors[queue]() as Processor<QueueName>,
       redisUrl: cfg.redisUrl,
+      clusterNodes: cfg.redisClusterNodes,
       prefix: cfg.prefix,
       ownPrefix: cfg.ownPrefix,
       log,

@@ -46,10 +46,11 @@ function selection(action: Action, cfg: DlqConfig): Selection {
 
 async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<void> {
   const sel = selection(action, cfg);
-  await assertRedisReachable(cfg.redisUrl);
-  const connection = createRedis({ url: cfg.redisUrl, name: 'queuelens:dlq', maxRetriesPerRequest: null });
+  const target = { url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes };
+  await assertRedisReachable(target);
+  const connection = createRedis({ ...target, name: 'queuelens:dlq', maxRetriesPerRequest: null });
   const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue });
-  const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+  const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
     const jobs = await dead.list(sel);

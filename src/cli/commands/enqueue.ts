@@ -17,8 +17,8 @@ export function registerEnqueue(program: Command): void {
     const cfg = resolveEnqueueConfig(raw);
     if (!isQueueName(queue)) throw new ConfigError(`invalid queue ${JSON.stringify(queue)}: expected one of ${QUEUE_NAMES.join(', ')}`);
     if (cfg.data === undefined) throw new ConfigError('missing --data (QUEUELENS_JOB_DATA): the job data as JSON');
-    await assertRedisReachable(cfg.redisUrl);
-    const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+    await assertRedisReachable({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
+    const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
     try {
       const job = await producer.enqueue(queue as QueueName, cfg.data as JobInput<QueueName>, {
         name: cfg.name,

@@ -16,14 +16,14 @@ export function registerLoadgen(program: Command): void {
     const cfg = resolveLoadgenConfig(raw);
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-loadgen' });
     const scenario = scenarioFor(cfg.scenario, cfg);
-    const producer = new Producer({ redisUrl: cfg.redisUrl, prefix: cfg.prefix });
+    const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
     process.once('SIGTERM', onSignal);
     log.info({ scenario: scenario.name, what: scenario.description, rate: cfg.rate, seconds: cfg.duration }, 'loadgen starting');
     try {
-      const report = await runLoadgen({ producer, scenario, rate: cfg.rate, durationSeconds: cfg.duration, log, redisUrl: cfg.redisUrl, prefix: cfg.prefix, signal: abort.signal });
+      const report = await runLoadgen({ producer, scenario, rate: cfg.rate, durationSeconds: cfg.duration, log, redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix, signal: abort.signal });
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } finally {
       process.off('SIGINT', onSignal);
