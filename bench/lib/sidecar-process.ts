@@ -1,12 +1,18 @@
-// Runs the real `queuelens sidecar` process (dist/) against the seeded Redis, reads its RSS after a few
-// collections, then puts /metrics under concurrent scrapers with autocannon.
+// Runs the real `queuelens sidecar` process (dist/) against the seeded Redis, reads its RSS over several
+// collections (as deployed, and with node's defaults), then puts /metrics under 50 concurrent scrapers: a lean
+// client and autocannon, each also against a bare server answering the same bytes (the floor of the load).
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { get } from 'node:http';
 import autocannon from 'autocannon';
+import { parseAllDocuments } from 'yaml';
 import { freePort } from '../../test/helpers/redis-server.js';
+import { burstScrapers, floorServer, type BurstResult } from './scrapers.js';
 
 const CLI = new URL('../../../dist/cli/index.js', import.meta.url).pathname;
+const MANIFEST = new URL('../../../deploy/k8s/sidecar.yaml', import.meta.url).pathname;
+/** RSS is sampled once a second for this long after the first collections: six more collections. */
+const RSS_WINDOW_S = 30;
 /** The sidecar's default. */
 const COLLECT_INTERVAL_S = 5;
 const COLLECTIONS_BEFORE_RSS = 3;
@@ -15,23 +21,41 @@ const DURATION_S = 10;
 /** Scrapes per second of each paced scraper: 150 times what Prometheus does at its default 15 s interval. */
 const PACED_RATE = 10;
 
+export interface RssReading {
+  /** NODE_OPTIONS the sidecar ran with ('' = node's defaults). */
+  nodeOptions: string;
+  collectionsBefore: number;
+  /** Sampled once a second over RSS_WINDOW_S after those collections. */
+  lastMb: number;
+  maxMb: number;
+}
+
+export interface Pair<T> {
+  sidecar: T;
+  /** The same load against a bare server answering the sidecar's bytes (floorServer()). */
+  floor: T;
+}
+
 export interface SidecarResult {
   queues: number;
   collectInterval: number;
-  collectionsBeforeRss: number;
+  rssWindowS: number;
+  /** As deployed (NODE_OPTIONS of deploy/k8s/sidecar.yaml) and with node's defaults. */
+  rss: { deployed: RssReading; defaults: RssReading };
   collectDurationMs: number;
-  rssMb: number;
   bodyBytes: number;
   gzipBytes: number;
   connections: number;
   durationS: number;
   pacedRate: number;
-  /** Each scraper sends its next request as soon as the last one is answered, with `Accept-Encoding: gzip`. */
-  gzip: LoadResult;
-  /** The same without compression. */
+  /** burstScrapers(): each scraper `pacedRate` scrapes/s, all at once, gzip. */
+  lean: Pair<BurstResult>;
+  /** autocannon, the same shape: `pacedRate` requests/s per connection, gzip. */
+  paced: Pair<LoadResult>;
+  /** autocannon, each connection's next request as soon as the last is answered, gzip. */
+  gzip: Pair<LoadResult>;
+  /** The same without compression (sidecar only). */
   identity: LoadResult;
-  /** Each scraper sends `pacedRate` requests per second, with gzip. */
-  paced: LoadResult;
   rssAfterMb: number;
   peakRssMb: number;
 }
@@ -78,13 +102,17 @@ function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return Number(kb) / 1024;
 }
 
-/** Size of the body as sent (fetch() would decompress it). */
-function bodyBytes(url: string, headers: Record<string, string>): Promise<number> {
+/** The body as sent (fetch() would decompress it) and its content type. */
+function bodyOf(url: string, headers: Record<string, string>): Promise<{ body: Buffer; contentType: string }> {
   return new Promise((resolve, reject) => {
     get(url, { headers }, (res) => {
-      let n = 0;
-      res.on('data', (d: Buffer) => (n += d.length));
-      res.on('end', () => (res.headers['content-encoding'] === 'gzip' ? resolve(n) : reject(new Error('/metrics did not answer with gzip'))));
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () =>
+        res.headers['content-encoding'] === 'gzip'
+          ? resolve({ body: Buffer.concat(chunks), contentType: String(res.headers['content-type']) })
+          : reject(new Error('/metrics did not answer with gzip')),
+      );
     }).on('error', reject);
   });
 }
@@ -94,12 +122,35 @@ function gauge(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-export async function measureSidecar(opts: { redisUrl: string; prefix: string; queues: number }): Promise<SidecarResult> {
+/** NODE_OPTIONS the sidecar Deployment sets, so the benchmark runs the process as it is deployed. */
+export function deployedNodeOptions(): string {
+  const docs = parseAllDocuments(readFileSync(MANIFEST, 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } } });
+  const container = docs.find((d) => d.kind === 'Deployment')?.spec?.template?.spec?.containers?.find((c) => c.name === 'sidecar');
+  if (!container) throw new Error(`no sidecar container in ${MANIFEST}`);
+  return container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+}
+
+interface Running {
+  pid: number;
+  url: string;
+  port: number;
+  /** The /metrics text once every queue was exported, after `collectionsBefore` collections. */
+  body: string;
+  collectionsBefore: number;
+  stop(): Promise<void>;
+}
+
+async function startSidecar(opts: { redisUrl: string; prefix: string; queues: number }, nodeOptions: string): Promise<Running> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/metrics`;
   const args = ['--redis-url', opts.redisUrl, '--port', String(port), '--host', '127.0.0.1', '--prefixes', opts.prefix, '--collect-interval', String(COLLECT_INTERVAL_S), '--log-level', 'warn'];
-  const proc = spawn(process.execPath, [CLI, 'sidecar', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
+  const env = { ...process.env, NODE_OPTIONS: nodeOptions };
+  const proc = spawn(process.execPath, [CLI, 'sidecar', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const stop = async () => {
+    proc.kill('SIGTERM');
+    await exited;
+  };
   try {
     // Wait until it exports every queue, then for several collections (each moves the last-collect timestamp).
     const deadline = Date.now() + 120_000 + COLLECTIONS_BEFORE_RSS * COLLECT_INTERVAL_S * 1000;
@@ -114,35 +165,74 @@ export async function measureSidecar(opts: { redisUrl: string; prefix: string; q
       if (exported === opts.queues && last !== undefined) seen.add(last);
       await new Promise((r) => setTimeout(r, 200));
     }
-    const rssMb = statusMb(proc.pid!, 'VmRSS');
-    const collectDurationMs = (gauge(body, 'bullmq_exporter_collect_duration_seconds') ?? NaN) * 1000;
+    return { pid: proc.pid!, url, port, body, collectionsBefore: seen.size, stop };
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+}
+
+async function readRss(s: Running, nodeOptions: string): Promise<RssReading> {
+  const samples: number[] = [];
+  for (let i = 0; i < RSS_WINDOW_S; i += 1) {
+    await new Promise((r) => setTimeout(r, 1000));
+    samples.push(statusMb(s.pid, 'VmRSS'));
+  }
+  return { nodeOptions, collectionsBefore: s.collectionsBefore, lastMb: samples.at(-1)!, maxMb: Math.max(...samples) };
+}
+
+export async function measureSidecar(opts: { redisUrl: string; prefix: string; queues: number }): Promise<SidecarResult> {
+  // Node's defaults first, on its own, so the two readings do not share the machine.
+  const plain = await startSidecar(opts, '');
+  const defaults = await readRss(plain, '').finally(() => plain.stop());
+  console.log(`sidecar RSS with node's defaults: last ${defaults.lastMb.toFixed(1)} MB, max ${defaults.maxMb.toFixed(1)} MB`);
+
+  const nodeOptions = deployedNodeOptions();
+  const s = await startSidecar(opts, nodeOptions);
+  try {
+    const deployed = await readRss(s, nodeOptions);
+    console.log(`sidecar RSS as deployed (NODE_OPTIONS=${nodeOptions}): last ${deployed.lastMb.toFixed(1)} MB, max ${deployed.maxMb.toFixed(1)} MB`);
+    const collectDurationMs = (gauge(s.body, 'bullmq_exporter_collect_duration_seconds') ?? NaN) * 1000;
 
     const gzipHeaders = { accept: 'text/plain', 'accept-encoding': 'gzip' };
-    const gzipBytes = await bodyBytes(url, gzipHeaders);
-    const pid = proc.pid!;
-    await load(pid, url, 2, gzipHeaders); // warm-up: JIT, socket buffers
-    const paced = await load(pid, url, DURATION_S, gzipHeaders, PACED_RATE);
-    const gzip = await load(pid, url, DURATION_S, gzipHeaders);
-    const identity = await load(pid, url, DURATION_S, { accept: 'text/plain' });
-    return {
-      queues: opts.queues,
-      collectInterval: COLLECT_INTERVAL_S,
-      collectionsBeforeRss: seen.size,
-      collectDurationMs,
-      rssMb,
-      bodyBytes: Buffer.byteLength(body),
-      gzipBytes,
-      connections: CONNECTIONS,
-      durationS: DURATION_S,
-      pacedRate: PACED_RATE,
-      gzip,
-      identity,
-      paced,
-      rssAfterMb: statusMb(proc.pid!, 'VmRSS'),
-      peakRssMb: statusMb(proc.pid!, 'VmHWM'),
-    };
+    const gzipped = await bodyOf(s.url, gzipHeaders);
+    const floor = await floorServer(gzipped.body, { 'content-type': gzipped.contentType, 'content-encoding': 'gzip' });
+    const floorUrl = `http://127.0.0.1:${floor.port}/metrics`;
+    try {
+      const lean = (port: number) => burstScrapers({ port, path: '/metrics', connections: CONNECTIONS, ratePerConnection: PACED_RATE, durationS: DURATION_S, headers: gzipHeaders });
+      // Warm-up of both: JIT, socket buffers.
+      await load(s.pid, s.url, 2, gzipHeaders);
+      await load(floor.pid, floorUrl, 2, gzipHeaders);
+      // Sidecar and floor back to back for each kind of load, so drift on the shared machine hits both alike.
+      const leanSidecar = await lean(s.port);
+      const leanFloor = await lean(floor.port);
+      const pacedSidecar = await load(s.pid, s.url, DURATION_S, gzipHeaders, PACED_RATE);
+      const pacedFloor = await load(floor.pid, floorUrl, DURATION_S, gzipHeaders, PACED_RATE);
+      const gzipSidecar = await load(s.pid, s.url, DURATION_S, gzipHeaders);
+      const gzipFloor = await load(floor.pid, floorUrl, DURATION_S, gzipHeaders);
+      const identity = await load(s.pid, s.url, DURATION_S, { accept: 'text/plain' });
+      return {
+        queues: opts.queues,
+        collectInterval: COLLECT_INTERVAL_S,
+        rssWindowS: RSS_WINDOW_S,
+        rss: { deployed, defaults },
+        collectDurationMs,
+        bodyBytes: Buffer.byteLength(s.body),
+        gzipBytes: gzipped.body.length,
+        connections: CONNECTIONS,
+        durationS: DURATION_S,
+        pacedRate: PACED_RATE,
+        lean: { sidecar: leanSidecar, floor: leanFloor },
+        paced: { sidecar: pacedSidecar, floor: pacedFloor },
+        gzip: { sidecar: gzipSidecar, floor: gzipFloor },
+        identity,
+        rssAfterMb: statusMb(s.pid, 'VmRSS'),
+        peakRssMb: statusMb(s.pid, 'VmHWM'),
+      };
+    } finally {
+      await floor.stop();
+    }
   } finally {
-    proc.kill('SIGTERM');
-    await exited;
+    await s.stop();
   }
 }
