@@ -61,6 +61,8 @@ const APP_ENV = [
   'LOADGEN_RATE',
   'LOADGEN_DURATION',
   'LOADGEN_WEBHOOK_TARGET',
+  // Read by node: the sidecars' heap sizing, as in deploy/k8s/sidecar.yaml.
+  'NODE_OPTIONS',
 ];
 
 function hostPorts(s: Service): string[] {

@@ -102,8 +102,9 @@ describe('deploy/k8s', () => {
       const c = containerOf(d);
       const known = c.args[0] === 'sidecar' ? sidecarEnv : workerEnv;
       for (const e of c.env) {
-        // OTEL_* are read by the OpenTelemetry SDK itself (src/tracing/register.ts).
-        if (!e.name.startsWith('OTEL_')) expect(known.has(e.name), `${d.metadata.name}: ${e.name}`).toBe(true);
+        // OTEL_* are read by the OpenTelemetry SDK itself (src/tracing/register.ts), NODE_OPTIONS by node.
+        if (!e.name.startsWith('OTEL_') && e.name !== 'NODE_OPTIONS') expect(known.has(e.name), `${d.metadata.name}: ${e.name}`).toBe(true);
+        if (e.name === 'NODE_OPTIONS') expect(e.value, `${d.metadata.name}: only V8 heap sizing`).toMatch(/^(--max-(semi|old)-space-size=\d+ ?)+$/);
         const ref = e.valueFrom?.secretKeyRef;
         if (ref) {
           expect(ref.name).toBe(secret!.metadata.name);
