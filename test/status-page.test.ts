@@ -1,8 +1,11 @@
 // The status page in a real headless Chromium against a sidecar on loopback with a live workload: the table
 // shows exactly what /api/queues answered, updates by itself, sorts, fits a phone, and raises no errors
 // (a CSP violation would be one). The workload is the demo's (real workers, peers and load generator), so rates
-// and latencies are real. Saves docs/img/status-page.png for the README.
-import { mkdirSync } from 'node:fs';
+// and latencies are real. With QUEUELENS_SCREENSHOTS=1 it saves docs/img/status-page*.png for the README;
+// otherwise the screenshots go to a temporary directory, so a test run leaves the working tree as it was.
+import { mkdirSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,6 +13,12 @@ import { startDemoStack, type DemoStack } from '../src/demo/demo-stack.js';
 import { createLogger } from '../src/log/logger.js';
 import type { QueuesResponse } from '../src/status/queue-view.js';
 import { launchChromium } from './helpers/browser.js';
+
+function shot(name: string): string {
+  const dir = process.env.QUEUELENS_SCREENSHOTS ? new URL('../docs/img/', import.meta.url).pathname : mkdtempSync(join(tmpdir(), 'queuelens-shots-'));
+  mkdirSync(dir, { recursive: true });
+  return join(dir, name);
+}
 import { BullFixtures } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -109,8 +118,7 @@ describe('status page', () => {
     await new Promise((r) => setTimeout(r, 8000));
     await page.click('tr[data-queue="bull:email"] td.l .qname');
     await page.waitForSelector('tr.detail .chart svg');
-    mkdirSync(new URL('../docs/img/', import.meta.url), { recursive: true });
-    await page.screenshot({ path: new URL('../docs/img/status-page.png', import.meta.url).pathname, fullPage: true });
+    await page.screenshot({ path: shot('status-page.png'), fullPage: true });
     expect(problems).toEqual([]);
     await page.close();
   });
@@ -126,7 +134,7 @@ describe('status page', () => {
     }
     const label = await page.$eval('tr[data-queue="bull:reports"] td[data-col="backlog"]', (td) => getComputedStyle(td, '::before').content);
     expect(label).toBe('"Backlog"');
-    await page.screenshot({ path: new URL('../docs/img/status-page-phone.png', import.meta.url).pathname });
+    await page.screenshot({ path: shot('status-page-phone.png') });
     expect(problems).toEqual([]);
     await page.close();
   });
