@@ -88,6 +88,19 @@ beforeAll(async () => {
   await waitFor('one limited job done', async () => (await limited.getJobCounts('completed')).completed === 1);
   await lw.close();
 
+  // worker-limited: the limit lives in the worker (1 job a minute), not in Redis; after one job the live
+  // limiter window holds the other two back with nothing running.
+  const wl = bull.queue('worker-limited');
+  for (let i = 0; i < 3; i += 1) await wl.add('l', { i });
+  const wlw = bull.worker('worker-limited', async () => 'ok', { limiter: { max: 1, duration: 60_000 } });
+  await waitFor('one worker-limited job done', async () => (await wl.getJobCounts('completed')).completed === 1);
+  await wlw.close();
+
+  // manual: queue.rateLimit() holds every job back for a minute, whatever the workers' limits.
+  const manual = bull.queue('manual');
+  await manual.add('m', {});
+  await manual.rateLimit(60_000);
+
   // flow: a parent waiting for two children nobody processes.
   await bull.flow().add({ name: 'parent', queueName: 'parents', data: {}, children: [1, 2].map((i) => ({ name: 'child', queueName: 'children', data: { i } })) });
 
@@ -113,8 +126,8 @@ afterAll(async () => {
 describe('queue state gauges', () => {
   it('finds every queue', () => {
     const names = sidecar.discovery.queues().map((q) => q.name).sort();
-    expect(names).toEqual(['busy', 'children', 'delayed-eligible', 'email-dlq', 'finished', 'limited', 'orphan', 'parents', 'paused', 'prio-only', 'waits'].sort());
-    expect(series.get(seriesKey('bullmq_exporter_queues', { prefix: 'bull' }))).toBe(11);
+    expect(names).toEqual(['busy', 'children', 'delayed-eligible', 'email-dlq', 'finished', 'limited', 'manual', 'orphan', 'parents', 'paused', 'prio-only', 'waits', 'worker-limited'].sort());
+    expect(series.get(seriesKey('bullmq_exporter_queues', { prefix: 'bull' }))).toBe(13);
     expect(series.get('bullmq_exporter_up')).toBe(1);
     expect(series.get('bullmq_exporter_redis_up')).toBe(1);
   });
@@ -129,6 +142,8 @@ describe('queue state gauges', () => {
       orphan: { active: 1 },
       paused: { waiting: 2 },
       limited: { waiting: 2, completed: 1 },
+      'worker-limited': { waiting: 2, completed: 1 },
+      manual: { waiting: 1 },
       parents: { waiting_children: 1 },
       children: { waiting: 2 },
       'email-dlq': { waiting: 2 },
@@ -149,7 +164,11 @@ describe('queue state gauges', () => {
     expect(g('bullmq_queue_paused', 'waits')).toBe(0);
     expect(g('bullmq_queue_delayed_overdue_jobs', 'waits')).toBe(2);
     expect(g('bullmq_queue_rate_limited', 'limited')).toBe(1);
+    expect(g('bullmq_queue_rate_limited', 'worker-limited')).toBe(1);
+    expect(g('bullmq_queue_rate_limited', 'manual')).toBe(1);
+    // A backlog without a live limiter window is not rate limited (no worker here at all).
     expect(g('bullmq_queue_rate_limited', 'waits')).toBe(0);
+    expect(g('bullmq_queue_rate_limited', 'children')).toBe(0);
     expect(g('bullmq_queue_rate_limited', 'busy')).toBe(0);
   });
 
