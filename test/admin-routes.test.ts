@@ -4,7 +4,7 @@ import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { adminRoutes, tokenMatches } from '../src/http/admin-routes.js';
+import { adminRoutes, SESSION_COOKIE, sessionValid, sessionValue, tokenMatches } from '../src/http/admin-routes.js';
 import { createLogger } from '../src/log/logger.js';
 import type { QueueRef } from '../src/redis/keys.js';
 import { redriveJobId, type DeadLetterRecord } from '../src/workers/dead-letter.js';
@@ -81,6 +81,60 @@ describe('admin surface', () => {
     expect(tokenMatches(`Bearer ${TOKEN.slice(0, -1)}`, TOKEN)).toBe(false);
     expect(tokenMatches(`Bearer ${TOKEN}x`, TOKEN)).toBe(false);
     expect(tokenMatches(undefined, TOKEN)).toBe(false);
+  });
+
+  it('lets a browser in through /admin/login with a session cookie, and only with the right token', async () => {
+    const form = (token: string) => ({ method: 'POST' as const, url: '/admin/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${encodeURIComponent(token)}` });
+    // Opening Bull Board in a browser without a session leads to the form; an API client still gets 401.
+    const html = { accept: 'text/html,application/xhtml+xml' };
+    const open = await sidecar.app.inject({ url: '/admin/queues', headers: html });
+    expect(open.statusCode).toBe(303);
+    expect(open.headers.location).toBe('/admin/login');
+    const page = await sidecar.app.inject({ url: '/admin/login' });
+    expect(page.statusCode).toBe(200);
+    expect(page.body).toContain('<form method="post" action="/admin/login">');
+
+    for (const wrong of ['', 'nope', TOKEN.slice(0, -1), `${TOKEN} `]) {
+      const res = await sidecar.app.inject(form(wrong));
+      expect(res.statusCode, JSON.stringify(wrong)).toBe(401);
+      expect(res.headers['set-cookie'], JSON.stringify(wrong)).toBeUndefined();
+      expect(res.body).not.toContain(TOKEN);
+    }
+    expect((await sidecar.app.inject({ ...form(TOKEN), payload: `token=${'x'.repeat(10_000)}` })).statusCode).toBe(413);
+
+    const ok = await sidecar.app.inject(form(TOKEN));
+    expect(ok.statusCode).toBe(303);
+    expect(ok.headers.location).toBe('/admin/queues/');
+    const setCookie = String(ok.headers['set-cookie']);
+    expect(setCookie).toMatch(new RegExp(`^${SESSION_COOKIE}=\\d+\\.[0-9a-f]{64}; Max-Age=43200; Path=/admin; HttpOnly; SameSite=Strict$`));
+    expect(setCookie).not.toContain(TOKEN);
+    const session = { cookie: setCookie.split(';')[0]! };
+
+    expect((await sidecar.app.inject({ url: '/admin/queues/api/queues', headers: session })).statusCode).toBe(200);
+    expect((await sidecar.app.inject({ url: '/admin/dlq/email', headers: session })).statusCode).toBe(200);
+    // A state change with the cookie from another origin is refused, from this origin it is allowed (a dry run here).
+    const redrive = { method: 'POST' as const, url: '/admin/dlq/email/redrive', payload: { ids: ['dl-0'], dryRun: true } };
+    const foreign = await sidecar.app.inject({ ...redrive, headers: { ...session, origin: 'https://evil.example' } });
+    expect(foreign.statusCode).toBe(403);
+    const same = await sidecar.app.inject({ ...redrive, headers: { ...session, host: 'sidecar:9487', origin: 'http://sidecar:9487' } });
+    expect(same.statusCode).toBe(200);
+    // A forged or expired session is no session.
+    for (const cookie of [`${SESSION_COOKIE}=${Date.now() + 3_600_000}.${'0'.repeat(64)}`, `${SESSION_COOKIE}=${sessionValue(TOKEN, Date.now() - 13 * 3_600_000)}`, `${SESSION_COOKIE}=${sessionValue('another-token', Date.now())}`]) {
+      expect((await sidecar.app.inject({ url: '/admin/dlq/email', headers: { cookie } })).statusCode, cookie).toBe(401);
+    }
+    const out = await sidecar.app.inject({ url: '/admin/logout', headers: session });
+    expect(out.statusCode).toBe(303);
+    expect(String(out.headers['set-cookie'])).toMatch(new RegExp(`^${SESSION_COOKIE}=; Max-Age=0; Path=/admin`));
+  });
+
+  it('accepts a session value only before its expiry and only under the token that made it', () => {
+    const now = 1_700_000_000_000;
+    const v = sessionValue(TOKEN, now);
+    expect(sessionValid(v, TOKEN, now + 1000)).toBe(true);
+    expect(sessionValid(v, TOKEN, now + 12 * 3_600_000 + 1)).toBe(false);
+    expect(sessionValid(v, `${TOKEN}x`, now)).toBe(false);
+    expect(sessionValid(v.replace(/^\d+/, String(now + 48 * 3_600_000)), TOKEN, now)).toBe(false);
+    expect(sessionValid(undefined, TOKEN, now)).toBe(false);
   });
 
   it('lists dead letters newest first, as summaries without job data', async () => {

@@ -1,7 +1,9 @@
 // Owns the sidecar's admin surface: dead-letter listing and redrive over HTTP, and Bull Board at
 // /admin/queues. A Fastify plugin registered by buildApp only when an admin token is configured; every route
 // in it sits behind one bearer-token check, so an unauthenticated caller learns nothing but "401".
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+import cookie from '@fastify/cookie';
+import formbody from '@fastify/formbody';
 import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { FastifyAdapter } from '@bull-board/fastify';
@@ -30,10 +32,51 @@ const MAX_REDRIVE = 10_000;
 const digest = (s: string) => createHash('sha256').update(s).digest();
 
 /** Constant-time: hashing first makes both sides the same length, so not even the token's length leaks. */
+const sameSecret = (given: string, token: string) => timingSafeEqual(digest(given), digest(token));
+
 export function tokenMatches(header: string | undefined, token: string): boolean {
   const m = /^Bearer\s+(\S+)\s*$/i.exec(header ?? '');
-  return timingSafeEqual(digest(m?.[1] ?? ''), digest(token)) && m !== null;
+  return sameSecret(m?.[1] ?? '', token) && m !== null;
 }
+
+// A browser cannot send a bearer header to Bull Board, so /admin/login trades the token for a session cookie:
+// `<expiry ms>.<HMAC-SHA256 of it, keyed by the token>`. Stateless, so every replica accepts it; changing the
+// token ends every session. HttpOnly, SameSite=Strict, scoped to /admin.
+export const SESSION_COOKIE = 'queuelens_admin';
+const SESSION_MS = 12 * 3600_000;
+const sessionMac = (token: string, expiry: number) => createHmac('sha256', token).update(`queuelens-admin-session:${expiry}`).digest('hex');
+
+export function sessionValue(token: string, now: number): string {
+  const expiry = now + SESSION_MS;
+  return `${expiry}.${sessionMac(token, expiry)}`;
+}
+
+export function sessionValid(value: string | undefined, token: string, now: number): boolean {
+  const m = /^(\d{1,16})\.([0-9a-f]{64})$/.exec(value ?? '');
+  if (!m) return false;
+  const expiry = Number(m[1]);
+  return sameSecret(m[2]!, sessionMac(token, expiry)) && expiry > now;
+}
+
+/** A cookie-authenticated request that changes something must come from this origin (SameSite aside). */
+function crossOrigin(req: FastifyRequest): boolean {
+  const origin = req.headers.origin;
+  if (origin === undefined || origin === 'null') return origin === 'null';
+  try {
+    return new URL(origin).host !== req.headers.host;
+  } catch {
+    return true;
+  }
+}
+
+const loginPage = (message: string) => `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>queuelens admin</title>
+<style>body{font:16px system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}input,button{font:inherit;padding:.4rem}input{width:100%;box-sizing:border-box}p.e{color:#b00020}</style>
+</head><body><h1>queuelens admin</h1>
+${message ? `<p class="e">${message}</p>` : ''}<form method="post" action="/admin/login">
+<label for="token">Admin token (QUEUELENS_ADMIN_TOKEN)</label><p><input id="token" name="token" type="password" autocomplete="current-password" required autofocus></p>
+<button type="submit">Open Bull Board</button></form></body></html>`;
 
 /**
  * Queue names and job ids end up inside Redis key names: no ':' (it would address another key), no path
@@ -63,11 +106,35 @@ function badRequest(reply: FastifyReply, err: z.ZodError) {
 }
 
 export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Promise<void> {
+  await app.register(cookie);
+  await app.register(formbody, { bodyLimit: 4096 });
+  const html = (reply: FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    if (!tokenMatches(req.headers.authorization, opts.token)) {
-      return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+    const path = req.url.split('?')[0] ?? req.url;
+    if (path === '/admin/login' || path === '/admin/logout') return;
+    if (tokenMatches(req.headers.authorization, opts.token)) return;
+    if (sessionValid(req.cookies[SESSION_COOKIE], opts.token, Date.now())) {
+      if (req.method === 'GET' || req.method === 'HEAD' || !crossOrigin(req)) return;
+      return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
     }
+    // A person opening Bull Board gets the login form; API clients get a plain 401.
+    if (req.method === 'GET' && path.startsWith('/admin/queues') && req.headers.accept?.includes('text/html')) return reply.redirect('/admin/login', 303);
+    return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
   });
+
+  app.get('/admin/login', async (_req, reply) => html(reply).send(loginPage('')));
+  app.post('/admin/login', async (req, reply) => {
+    const token = (req.body as Record<string, unknown> | undefined)?.token;
+    if (typeof token !== 'string' || !sameSecret(token, opts.token)) {
+      opts.log.warn({ ip: req.ip }, 'admin login with a wrong token');
+      return html(reply.code(401)).send(loginPage('That is not the admin token.'));
+    }
+    const secure = req.protocol === 'https' || req.headers['x-forwarded-proto'] === 'https';
+    reply.setCookie(SESSION_COOKIE, sessionValue(opts.token, Date.now()), { path: '/admin', httpOnly: true, sameSite: 'strict', secure, maxAge: SESSION_MS / 1000 });
+    return reply.header('cache-control', 'no-store').redirect('/admin/queues/', 303);
+  });
+  app.get('/admin/logout', async (_req, reply) => reply.clearCookie(SESSION_COOKIE, { path: '/admin' }).redirect('/admin/login', 303));
 
   const prefixOf = (p: string | undefined): string | undefined => (p === undefined ? opts.prefixes[0] : opts.prefixes.includes(p) ? p : undefined);
   const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
