@@ -8,12 +8,14 @@
 import type { Logger } from '../log/logger.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
 import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
+import { RawConnection } from '../redis/raw-connection.js';
 import { defineScript } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
-import { LIFECYCLE_DEFAULTS, QueueLifecycle, toEntry, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle, type InFlightBudget, type LifecycleOptions, type StreamEntry } from './lifecycle.js';
 import { ReadBudget } from './read-budget.js';
+import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from './stream-reply.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -97,23 +99,7 @@ interface Term {
   gen: number;
 }
 
-type RawEntry = [id: Buffer, fields: Buffer[]];
 type XReadReply = Array<[Buffer, RawEntry[]]> | null;
-
-const KEPT_FIELDS = new Set(['event', 'jobId', 'prev', 'delay', 'name']);
-
-/**
- * Entries arrive as Buffers and only the fields the lifecycle uses become strings: a 5 MB return value is
- * never copied into a JS string, and its Buffer is dropped with the reply.
- */
-function decode([id, flat]: RawEntry): StreamEntry {
-  const kept: string[] = [];
-  for (let i = 0; i + 1 < flat.length; i += 2) {
-    const k = (flat[i] as Buffer).toString();
-    if (KEPT_FIELDS.has(k)) kept.push(k, (flat[i + 1] as Buffer).toString());
-  }
-  return toEntry(id.toString(), kept);
-}
 
 /** A fenced script found a newer term's generation. */
 class FencedOut extends Error {}
@@ -124,7 +110,12 @@ export class EventReader {
   private readonly opts: typeof EVENT_READER_DEFAULTS;
   private readonly lifecycle: LifecycleOptions;
   private readonly cmd: ReaderClient;
-  private readonly blocking: RedisClient;
+  /**
+   * XREAD BLOCK holds its connection, so reads get one of their own that waits through Redis outages. On
+   * standalone Redis it is a raw connection whose replies stream-reply.ts parses itself (ioredis's decoding
+   * was most of the reader's CPU); on Cluster it is ioredis, which sends each XREAD to the node of its slot.
+   */
+  private readonly blocking: RawConnection | RedisClient;
   private readonly cluster: boolean;
   private readonly lease: LeaderLease;
   private readonly readBudget: ReadBudget;
@@ -167,8 +158,8 @@ export class EventReader {
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
     this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
     this.cluster = isCluster(this.cmd);
-    // XREAD BLOCK holds its connection; it gets one of its own that waits through Redis outages.
-    this.blocking = createRedis({ ...conn, name: 'queuelens:events:read', maxRetriesPerRequest: null });
+    const readName = 'queuelens:events:read';
+    this.blocking = this.cluster ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null }) : new RawConnection({ url: o.redisUrl, name: readName, log: o.log });
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
     defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
@@ -332,10 +323,10 @@ export class EventReader {
       const next: Array<string | undefined> = ends.map(() => undefined);
       asked.forEach(([i, n], k) => {
         const [err, reply] = replies[k] ?? [];
-        const entries = err ? [] : (reply as RawEntry[]);
-        this.readBudget.observe(entries);
+        const { entries, largest } = decodeEntries(err ? [] : (reply as RawEntry[]));
+        this.readBudget.observe(largest);
         const acc = out[i] as StreamEntry[];
-        for (const e of entries) acc.push(decode(e));
+        for (const e of entries) acc.push(e);
         const last = acc.at(-1)?.id;
         if (entries.length === n && acc.length < this.opts.rebuildEntries && last) next[i] = `(${last}`;
       });
@@ -388,22 +379,16 @@ export class EventReader {
 
   /** Reads one group (streams of one slot), applies what came, commits. True when anything was read. */
   private async readGroup(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
-    const streams = [...group.map((s) => s.stream), ...group.map((s) => s.readId)];
     const count = this.readBudget.count(group.length);
-    const reply = (
-      block === undefined
-        ? await this.blocking.xreadBuffer('COUNT', count, 'STREAMS', ...streams)
-        : await this.blocking.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
-    ) as XReadReply;
+    const batches = await this.xread(count, block, [...group.map((s) => s.stream), ...group.map((s) => s.readId)]);
     this.checkTerm(term);
     this.readBudget.grow();
 
     const got = new Set<QueueState>();
-    for (const [stream, raw] of reply ?? []) {
-      const s = this.byStream.get(stream.toString());
-      if (!s || raw.length === 0) continue;
-      this.readBudget.observe(raw);
-      const entries: StreamEntry[] = raw.map(decode);
+    for (const { stream, entries, largest } of batches) {
+      const s = this.byStream.get(stream);
+      if (!s) continue;
+      this.readBudget.observe(largest);
       s.machine.apply(entries, entries.length < count);
       s.readId = (entries.at(-1) as StreamEntry).id;
       got.add(s);
@@ -412,6 +397,21 @@ export class EventReader {
     for (const s of group) if (!got.has(s)) s.machine.flush();
     await this.commit(term, group);
     return got.size > 0;
+  }
+
+  /** One XREAD of `streams` (keys, then ids); only the streams that returned entries. */
+  private async xread(count: number, block: number | undefined, streams: string[]): Promise<StreamBatch[]> {
+    const b = this.blocking;
+    if (b instanceof RawConnection) {
+      const args = block === undefined ? ['XREAD', 'COUNT', count, 'STREAMS', ...streams] : ['XREAD', 'COUNT', count, 'BLOCK', block, 'STREAMS', ...streams];
+      return parseXreadReply(await b.call(args));
+    }
+    const reply = (
+      block === undefined ? await b.xreadBuffer('COUNT', count, 'STREAMS', ...streams) : await b.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
+    ) as XReadReply;
+    const out: StreamBatch[] = [];
+    for (const [stream, raw] of reply ?? []) if (raw.length > 0) out.push({ stream: stream.toString(), ...decodeEntries(raw) });
+    return out;
   }
 
   /** Commits the queues that applied entries, and refreshes the lag of those not committed for a while. */

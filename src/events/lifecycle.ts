@@ -14,6 +14,8 @@ export interface EntryFields {
 
 export interface StreamEntry {
   id: string;
+  /** entryMs(id), parsed once. */
+  ms: number;
   fields: EntryFields;
 }
 
@@ -30,7 +32,7 @@ export function toEntry(id: string, flat: string[]): StreamEntry {
     const k = flat[i];
     if (k === 'event' || k === 'jobId' || k === 'prev' || k === 'delay' || k === 'name') fields[k] = flat[i + 1];
   }
-  return { id, fields };
+  return { id, ms: entryMs(id), fields };
 }
 
 export interface LifecycleOptions {
@@ -105,7 +107,7 @@ export class QueueLifecycle {
       const p = this.pending;
       if (p) {
         this.pending = undefined;
-        if (e.fields.event === 'stalled' && e.fields.jobId === p.fields.jobId && entryMs(e.id) === entryMs(p.id)) {
+        if (e.fields.event === 'stalled' && e.fields.jobId === p.fields.jobId && e.ms === p.ms) {
           this.attemptRequeued(p, true);
           this.applied(p);
           this.applied(e);
@@ -175,7 +177,7 @@ export class QueueLifecycle {
   private handle(e: StreamEntry): void {
     const f = e.fields;
     const jobId = f.jobId;
-    const ms = entryMs(e.id);
+    const ms = e.ms;
     if (jobId === undefined) return; // queue-level events: paused, resumed, drained, cleaned, custom
     switch (f.event) {
       case 'added': {
@@ -266,7 +268,7 @@ export class QueueLifecycle {
 
   /** `waiting prev=active`: the attempt ended and the job is back in line, after a stall or as a retry. */
   private attemptRequeued(e: StreamEntry, stalled: boolean): void {
-    const ms = entryMs(e.id);
+    const ms = e.ms;
     const t = this.track(e.fields.jobId as string, ms, true);
     if (stalled) {
       // The crashed attempt's duration is unknown (crash + lock expiry + check delay): count, never observe.

@@ -27,13 +27,9 @@ export class ReadBudget {
     return Math.max(1, Math.min(this.current, fit, this.opts.maxCount));
   }
 
-  /** Records the entries (flat field arrays) one stream returned. */
-  observe(entries: ReadonlyArray<readonly [unknown, ReadonlyArray<{ length: number }>]>): void {
-    for (const [, fields] of entries) {
-      let size = 0;
-      for (const f of fields) size += f.length;
-      if (size > this.largest) this.largest = size;
-    }
+  /** Records the size of the largest entry one stream returned (its field names and values, in bytes). */
+  observe(largest: number): void {
+    if (largest > this.largest) this.largest = largest;
   }
 
   /** One read is done: the next may ask for more. */

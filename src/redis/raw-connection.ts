@@ -1,0 +1,324 @@
+// A bare RESP2 connection to a standalone Redis whose replies come back as their raw bytes, for the one
+// reply too hot for ioredis: the event reader's XREAD, which events/stream-reply.ts parses without building
+// a value per field. Connects from a redis:// or rediss:// URL (user, password, db, TLS) and names itself.
+// Like the reader's ioredis blocking connection it waits through outages: it reconnects for ever with
+// reconnectDelay and sends again the commands that had no reply, so it is meant for reads only.
+import net from 'node:net';
+import tls from 'node:tls';
+import type { Logger } from '../log/logger.js';
+import { redactString, safeUrl } from '../log/redact.js';
+import { reconnectDelay } from './connection.js';
+
+export interface RawConnectionOptions {
+  url: string;
+  /** Connection name shown in CLIENT LIST. */
+  name?: string;
+  log?: Logger;
+  connectTimeoutMs?: number;
+}
+
+/** An error reply from Redis (`-ERR …`). */
+export class RedisReplyError extends Error {}
+
+interface Request {
+  payload: string;
+  /** Part of the connection's handshake: fails with its socket instead of being sent again. */
+  handshake?: boolean;
+  resolve: (reply: Buffer) => void;
+  reject: (err: Error) => void;
+}
+
+const CR = 13;
+const LF = 10;
+
+/**
+ * Finds where each reply ends in the byte stream, across chunk boundaries, without decoding it: it counts
+ * the elements of arrays and skips bulk strings by their length.
+ */
+export class ReplyFramer {
+  /** Parts of the reply being received that arrived in earlier chunks. */
+  private parts: Buffer[] = [];
+  private partsBytes = 0;
+  /** Elements still expected by each array being read, innermost last. */
+  private open: number[] = [];
+  /** Bytes of a bulk string (and its CRLF) still to skip. */
+  private skip = 0;
+  /** A header line cut by the end of a chunk. */
+  private line: Buffer | undefined;
+
+  /** Takes the next chunk; returns the replies it completed, each as one Buffer. */
+  push(chunk: Buffer): Buffer[] {
+    const done: Buffer[] = [];
+    const end = chunk.length;
+    let start = 0;
+    let p = 0;
+    while (p < end) {
+      if (this.skip > 0) {
+        const n = Math.min(this.skip, end - p);
+        this.skip -= n;
+        p += n;
+        if (this.skip > 0 || !this.elementDone()) continue;
+      } else {
+        let buf = chunk;
+        let at = p;
+        let lf = this.line ? -1 : lineEnd(chunk, p);
+        if (lf < 0) {
+          // A header cut by the end of a chunk (rare): put its parts together.
+          const next = chunk.indexOf(LF, p);
+          if (next < 0) {
+            this.line = this.line ? Buffer.concat([this.line, chunk.subarray(p)]) : chunk.subarray(p);
+            p = end;
+            continue;
+          }
+          buf = this.line ? Buffer.concat([this.line, chunk.subarray(p, next + 1)]) : chunk.subarray(p, next + 1);
+          this.line = undefined;
+          at = 0;
+          lf = buf.length - 1;
+          p = next + 1;
+        } else {
+          p = lf + 1;
+        }
+        const type = buf[at];
+        if (type === 42 || type === 36) {
+          // `*n` array or `$n` bulk string; -1 is a null of either.
+          const n = headerNumber(buf, at, lf);
+          if (type === 42 && n > 0) {
+            this.open.push(n);
+            continue;
+          }
+          if (type === 36 && n >= 0) {
+            this.skip = n + 2;
+            continue;
+          }
+        } else if (type !== 43 && type !== 45 && type !== 58) {
+          throw new Error(`unexpected RESP type byte ${String(type)}`);
+        }
+        if (!this.elementDone()) continue;
+      }
+      // A whole reply ends at p.
+      const piece = chunk.subarray(start, p);
+      done.push(this.parts.length === 0 ? piece : Buffer.concat([...this.parts, piece], this.partsBytes + piece.length));
+      this.parts = [];
+      this.partsBytes = 0;
+      start = p;
+    }
+    if (start < end) {
+      this.parts.push(chunk.subarray(start));
+      this.partsBytes += end - start;
+    }
+    return done;
+  }
+
+  /** An element ended: true when that completed the whole reply. */
+  private elementDone(): boolean {
+    const open = this.open;
+    while (open.length > 0) {
+      const last = open.length - 1;
+      if (--(open[last] as number) > 0) return false;
+      open.pop();
+    }
+    return true;
+  }
+}
+
+/** Index of the LF ending the line that starts at p, or -1 when the chunk ends first. */
+function lineEnd(b: Buffer, p: number): number {
+  // Headers are a few bytes: a loop beats indexOf's native call.
+  for (let i = p + 1; i < b.length; i++) if (b[i] === LF) return i;
+  return -1;
+}
+
+/** The integer of a `*n` or `$n` header line b[at, lf]. */
+function headerNumber(b: Buffer, at: number, lf: number): number {
+  const neg = b[at + 1] === 45;
+  const first = neg ? at + 2 : at + 1;
+  let i = first;
+  let n = 0;
+  for (; i < lf - 1; i++) {
+    const c = b[i] as number;
+    if (c < 48 || c > 57) break;
+    n = n * 10 + c - 48;
+  }
+  if (i !== lf - 1 || b[i] !== CR || i === first) throw new Error(`bad RESP header ${JSON.stringify(b.toString('latin1', at, Math.min(lf + 1, at + 40)))}`);
+  return neg ? -n : n;
+}
+
+function encode(args: readonly (string | number)[]): string {
+  let out = `*${args.length}\r\n`;
+  for (const a of args) {
+    const s = String(a);
+    out += `$${Buffer.byteLength(s)}\r\n${s}\r\n`;
+  }
+  return out;
+}
+
+export class RawConnection {
+  private socket: net.Socket | undefined;
+  private ready = false;
+  private opening: Promise<void> | undefined;
+  /** Sent on the current socket, waiting for their replies (in order). */
+  private inflight: Request[] = [];
+  /** Not sent yet: waiting for the connection. */
+  private queued: Request[] = [];
+  private closed = false;
+  private lastError = '';
+  private wake: (() => void) | undefined;
+  private readonly target: { host: string; port: number; tls: boolean; handshake: Array<Array<string | number>> };
+
+  constructor(private readonly o: RawConnectionOptions) {
+    const u = new URL(o.url);
+    if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') throw new Error(`expected a redis:// or rediss:// URL, got ${u.protocol}`);
+    const handshake: Array<Array<string | number>> = [];
+    const password = decodeURIComponent(u.password);
+    const username = decodeURIComponent(u.username);
+    // As ioredis: AUTH with the user only when there is one (ACL), and only when there is a password.
+    if (password) handshake.push(username ? ['AUTH', username, password] : ['AUTH', password]);
+    const db = Number(u.pathname.slice(1) || 0);
+    if (db) handshake.push(['SELECT', db]);
+    if (o.name) handshake.push(['CLIENT', 'SETNAME', o.name]);
+    this.target = { host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(u.port || 6379), tls: u.protocol === 'rediss:', handshake };
+  }
+
+  /** Sends one command; resolves with its whole reply, raw. An error reply rejects with RedisReplyError. */
+  call(args: readonly (string | number)[]): Promise<Buffer> {
+    if (this.closed) return Promise.reject(new Error('Connection is closed.'));
+    return new Promise<Buffer>((resolve, reject) => {
+      const req = { payload: encode(args), resolve, reject };
+      if (this.ready && this.socket) {
+        this.inflight.push(req);
+        this.socket.write(req.payload);
+      } else {
+        this.queued.push(req);
+        this.opening ??= this.open().finally(() => (this.opening = undefined));
+      }
+    });
+  }
+
+  /** Closes at once; whatever waits for a reply (a blocking XREAD) is rejected. Idempotent. */
+  disconnect(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.wake?.();
+    this.socket?.destroy();
+    this.socket = undefined;
+    const err = new Error('Connection is closed.');
+    for (const r of [...this.inflight, ...this.queued]) r.reject(err);
+    this.inflight = [];
+    this.queued = [];
+  }
+
+  /** Connects (retrying for ever), then sends what was queued. */
+  private async open(): Promise<void> {
+    for (let attempt = 0; !this.closed; attempt++) {
+      try {
+        await this.connect();
+      } catch (err) {
+        if (this.closed) return;
+        this.failed(err as Error);
+        await this.sleep(reconnectDelay(attempt));
+        continue;
+      }
+      const socket = this.socket;
+      if (!socket) continue; // closed again right after its handshake
+      if (this.lastError) this.o.log?.info({ redis: safeUrl(this.o.url) }, 'redis connection restored');
+      this.lastError = '';
+      this.ready = true;
+      const queued = this.queued;
+      this.queued = [];
+      for (const r of queued) this.inflight.push(r);
+      if (queued.length > 0) socket.write(queued.map((r) => r.payload).join(''));
+      return;
+    }
+  }
+
+  private async connect(): Promise<void> {
+    const { host, port } = this.target;
+    const socket = await new Promise<net.Socket>((resolve, reject) => {
+      const s = this.target.tls ? tls.connect({ host, port, servername: net.isIP(host) ? undefined : host }) : net.connect({ host, port });
+      s.setTimeout(this.o.connectTimeoutMs ?? 5000, () => s.destroy(new Error('connect ETIMEDOUT')));
+      s.once(this.target.tls ? 'secureConnect' : 'connect', () => {
+        s.setTimeout(0);
+        s.removeListener('error', reject);
+        resolve(s);
+      });
+      s.once('error', reject);
+    });
+    if (this.closed) {
+      socket.destroy();
+      return;
+    }
+    socket.setNoDelay(true);
+    const framer = new ReplyFramer();
+    const mine: Request[] = [];
+    this.socket = socket;
+    this.inflight = mine;
+    socket.on('data', (chunk: Buffer) => {
+      let replies: Buffer[];
+      try {
+        replies = framer.push(chunk);
+      } catch (err) {
+        socket.destroy(err as Error);
+        return;
+      }
+      for (const reply of replies) {
+        const req = mine.shift();
+        if (!req) continue;
+        if (reply[0] === 45) req.reject(new RedisReplyError(reply.toString('utf8', 1, reply.length - 2)));
+        else req.resolve(reply);
+      }
+    });
+    socket.on('error', (err) => this.failed(err));
+    socket.on('close', () => this.lost(socket, mine));
+    // The handshake goes first; a failure (WRONGPASS, a bad db) closes the socket and is retried.
+    const handshake = this.target.handshake.map(
+      (args) =>
+        new Promise<Buffer>((resolve, reject) => {
+          const req = { payload: encode(args), handshake: true, resolve, reject };
+          mine.push(req);
+          socket.write(req.payload);
+        }),
+    );
+    try {
+      await Promise.all(handshake);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    }
+  }
+
+  /** The socket closed: commands without a reply are sent again once connected again. */
+  private lost(socket: net.Socket, mine: Request[]): void {
+    if (this.socket !== socket) return;
+    this.socket = undefined;
+    this.ready = false;
+    if (this.closed) return;
+    const again: Request[] = [];
+    for (const r of mine.splice(0)) {
+      if (r.handshake) r.reject(new Error('connection closed during the handshake'));
+      else again.push(r);
+    }
+    this.queued = [...again, ...this.queued];
+    if (this.queued.length > 0) this.opening ??= this.open().finally(() => (this.opening = undefined));
+  }
+
+  private failed(err: Error): void {
+    // Like createRedis: each distinct error once, until the connection is restored.
+    const msg = redactString(err.message);
+    if (msg === this.lastError || this.closed) return;
+    this.lastError = msg;
+    this.o.log?.warn({ redis: safeUrl(this.o.url), err: msg }, 'redis connection error');
+  }
+
+  private sleep(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(t);
+        this.wake = undefined;
+        resolve();
+      };
+      const t = setTimeout(done, ms);
+      t.unref();
+      this.wake = done;
+    });
+  }
+}
