@@ -58,7 +58,7 @@ interface Row {
   historyBytes: number;
 }
 
-function measure(size: number): Row {
+async function measure(size: number): Promise<Row> {
   const queues = Array.from({ length: size }, (_, i) => queue(i));
   const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
   const metrics = new QueueMetrics(new Exposition());
@@ -73,10 +73,10 @@ function measure(size: number): Row {
     const s = snapshot(queues, at, t);
     const acc = accounting(queues, t);
     let t0 = performance.now();
-    metrics.update(s);
+    await metrics.update(s);
     const b = performance.now() - t0;
     t0 = performance.now();
-    board.update(s, acc);
+    await board.update(s, acc);
     const u = performance.now() - t0;
     if (t < COLLECTIONS - MEASURED) continue;
     baseline.push(b);
@@ -96,7 +96,8 @@ function measure(size: number): Row {
   return { size, boardMs: median(board_), baselineMs: median(baseline), responseMs: median(response), bytes, historyMs: median(history), historyBytes };
 }
 
-function historyMemory(withAccounting: boolean): number {
+/** none: no accounting (events off); busy: accounting changes every collection; idle: it never changes. */
+async function historyMemory(mode: 'none' | 'busy' | 'idle'): Promise<number> {
   const size = 1_000;
   const queues = Array.from({ length: size }, (_, i) => queue(i));
   const used = () => {
@@ -106,7 +107,10 @@ function historyMemory(withAccounting: boolean): number {
   };
   const before = used();
   const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
-  for (let t = 0; t < COLLECTIONS; t += 1) board.update(snapshot(queues, 1_700_000_000_000 + t * 5000, t), withAccounting ? accounting(queues, t) : undefined);
+  const idle = accounting(queues, 7);
+  for (let t = 0; t < COLLECTIONS; t += 1) {
+    await board.update(snapshot(queues, 1_700_000_000_000 + t * 5000, t), mode === 'none' ? undefined : mode === 'idle' ? idle : accounting(queues, t));
+  }
   const kb = (used() - before) / 1024 / size;
   if (board.response({ now: 1_700_000_400_000 }).queues.length !== size) throw new Error('board lost queues');
   return kb;
@@ -115,9 +119,11 @@ function historyMemory(withAccounting: boolean): number {
 if (!(globalThis as { gc?: () => void }).gc) throw new Error('run with node --expose-gc so the memory numbers mean something');
 const loadAtStart = loadAverage();
 // Memory first, on a fresh heap; then the timings.
-const gaugesKb = historyMemory(false);
-const busyKb = historyMemory(true);
-const rows = SIZES.map(measure);
+const gaugesKb = await historyMemory('none');
+const busyKb = await historyMemory('busy');
+const idleKb = await historyMemory('idle');
+const rows: Row[] = [];
+for (const size of SIZES) rows.push(await measure(size));
 const fmt = (ms: number) => ms.toFixed(ms < 1 ? 3 : 1);
 const body = `${machineInfo(loadAtStart)}
 - run: \`npm run bench:status\`; synthetic snapshots (no Redis: the board never talks to it), ${COLLECTIONS} collections per size so every history ring is full and thinning; medians over the last ${MEASURED}
@@ -129,7 +135,7 @@ ${table(
   rows.map((r) => [r.size, fmt(r.boardMs), fmt(r.baselineMs), (r.boardMs / r.baselineMs).toFixed(2), fmt(r.responseMs), r.bytes, fmt(r.historyMs), r.historyBytes]),
 )}
 
-History memory once the 15-minute history is full (64 points per queue, heap + array buffers): **${busyKb.toFixed(1)} KB per queue with event accounting**, **${gaugesKb.toFixed(1)} KB per queue without** (events off, or a queue the reader has not seen): at 1,000 queues, ${((busyKb * 1000) / 1024).toFixed(1)} MB and ${((gaugesKb * 1000) / 1024).toFixed(1)} MB. The sidecar's RSS target (≤ 120 MB at 1,000 queues, section above) is measured after a few collections, when these buffers are still small (they grow by doubling from 8 points).
+History memory once the 15-minute history is full (64 points per queue, heap + array buffers): **${busyKb.toFixed(1)} KB per queue whose accounting changes at every collection**, **${idleKb.toFixed(1)} KB per idle queue** (accounting unchanged: a point whose counters and histograms equal the previous point's shares its row), **${gaugesKb.toFixed(1)} KB per queue without accounting** (events off, or a queue the reader has not seen). At 1,000 queues: ${((busyKb * 1000) / 1024).toFixed(1)} MB all busy, ${((idleKb * 1000) / 1024).toFixed(1)} MB all idle, ${((gaugesKb * 1000) / 1024).toFixed(1)} MB without accounting. The sidecar's RSS (section above) is read over the first minute, before the rings are full; its seeded queues are idle, so at steady state they add the idle figure, and a fleet of busy queues the busy one.
 `;
 writeSection(new URL('../../docs/benchmarks.md', import.meta.url), SECTION, body);
 process.stdout.write(`${SECTION}\n\n${body}`);

@@ -98,7 +98,7 @@ describe('status page', () => {
     await page.close();
   });
 
-  it('updates by itself, sorts on a column click, and saves the README screenshot', async () => {
+  it('updates by itself, sorts on a column click, and takes the README screenshot', async () => {
     const page = await openPage({ width: 1280, height: 860 });
     const backlog = () => page.$eval('tr[data-queue="bull:reports"] td[data-col="backlog"]', (td) => td.textContent);
     expect(await backlog()).toBe('12');
