@@ -222,7 +222,13 @@ describe('GET /api/queues with the event reader', () => {
     await first.start();
     await q.add('warm', {});
     const completed = (s: typeof first) => async () => (await s.scrape()).get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'acct' }));
-    await waitFor('the warm-up job in the accounting', async () => (await completed(first)()) === 1);
+    await waitFor('the warm-up job in the accounting', async () => (await completed(first)()) === 1).catch(async (err: Error) => {
+      // What the reader had done by then, to tell a slow leader from a lost event when this fails.
+      const m = await first.scrape();
+      const pick = (name: string, labels: Record<string, string> = { prefix: 'bull', queue: 'acct' }) => `${name}=${m.get(seriesKey(name, labels))}`;
+      const state = [pick('bullmq_exporter_leader', {}), pick('bullmq_exporter_events_read_total'), pick('bullmq_jobs_added_total'), pick('bullmq_jobs_completed_total'), pick('bullmq_exporter_up', {})];
+      throw new Error(`${err.message} (${state.join(', ')}; job counts ${JSON.stringify(await q.getJobCounts())})`);
+    });
     const addedBefore = (await first.scrape()).get(seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: 'acct' })) ?? 0;
     await first.close();
 
