@@ -209,7 +209,7 @@ function summarize(r: SizeResult): Row {
 const cmdCell = (c: LoggedCommand | undefined) => (c ? `${c.usec} µs ${describe(c.args)}` : `< ${SLOWLOG_THRESHOLD_US} µs`);
 const p99 = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.max(0, Math.ceil(xs.length * 0.99) - 1)] ?? 0;
 const loadCell = (l: LoadResult) =>
-  `${l.p50} / ${l.p90} / ${l.p99} / ${l.max} ms; ${n(l.requests)} requests, ${l.rps.toFixed(0)}/s, ${l.non2xx} non-2xx, ${l.errors} errors; sidecar CPU ${l.serverCpuMsPerRequest.toFixed(3)} ms per request`;
+  `${l.p50} / ${l.p90} / ${l.p99} / ${l.max} ms; ${n(l.requests)} requests, ${l.rps.toFixed(0)}/s, ${l.non2xx} non-2xx, ${l.errors} errors; server CPU ${l.serverCpuMsPerRequest.toFixed(3)} ms per request`;
 
 function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, boolean, string]>, seedNote: string): string {
   const main = table(
