@@ -1,5 +1,5 @@
 // One tracing mode of the worker benchmark in its own process (tracing must start before ioredis loads, and modes
-// must not share the SDK). argv: <kind: noop|email|export> <tracing: off|full|ratio10> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
+// must not share the SDK). argv: <kind: noop|email|export> <tracing: off|full|ratio10|none> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
 // noop/email: stays up and measures one window per `{"jobs": n}` line on stdin, answering with one JSON line each;
 // `{"exit": true}` closes it. export: one export of <rows> rows, one JSON line, exit.
 import { createInterface } from 'node:readline';
@@ -20,7 +20,7 @@ if (tracing !== 'off') {
   startTracing({
     serviceName: 'bench',
     spanProcessors: [batcher],
-    sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(0.1) }),
+    sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(tracing === 'ratio10' ? 0.1 : 0) }),
   });
 }
 

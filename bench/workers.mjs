@@ -130,7 +130,8 @@ function startChild(kind, mode, peer, env = {}) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const MODES = ['off', 'full', 'ratio10'];
+// none: the SDK running with a sampler that records nothing, the fixed cost of tracing being on at all.
+const MODES = ['off', 'full', 'ratio10', 'none'];
 const peers = { noop: smtpUrl, email: smtpUrl };
 
 function stopPeers() {
@@ -181,7 +182,7 @@ stopPeers();
 rmSync(exportDir, { recursive: true, force: true });
 
 // ---- report ----
-const LABEL = { off: 'tracing off (baseline)', full: '100% sampling, batching OTLP/HTTP exporter', ratio10: '10% parent-based sampling' };
+const LABEL = { off: 'tracing off (baseline)', full: '100% sampling, batching OTLP/HTTP exporter', ratio10: '10% parent-based sampling', none: 'SDK on, 0% sampling (no target)' };
 const med = (kind, m, f) => median(results[kind][m].map(f));
 const jps = (r) => r.jobsPerSecond;
 const cpu = (r) => r.cpuMicrosPerJob;
@@ -191,7 +192,8 @@ const cpu = (r) => r.cpuMicrosPerJob;
 const perRound = (kind, m, f) => median(results[kind][m].map((r, i) => f(r, results[kind].off[i])));
 const wallRatio = (kind, m) => perRound(kind, m, (r, off) => r.jobsPerSecond / off.jobsPerSecond);
 const cpuRatio = (kind, m) => perRound(kind, m, (r, off) => off.cpuMicrosPerJob / r.cpuMicrosPerJob);
-const pct = (x) => `${(x * 100).toFixed(1)}%`;
+// Truncated, not rounded: 84.96% must not print as 85.0% next to "NOT met".
+const pct = (x) => `${(Math.floor(x * 1000) / 10).toFixed(1)}%`;
 /** Middle half of the per-round ratios: how far one round's reading can be trusted. */
 const iqr = (kind, m, f) => {
   const s = results[kind][m].map((r, i) => f(r, results[kind].off[i])).sort((a, b) => a - b);
@@ -221,7 +223,7 @@ Measured by \`npm run bench:workers\` on ${new Date().toISOString().slice(0, 10)
 Redis, the SMTP sink and the OTLP receiver on the same box (everything shares the cores; 1-minute load average
 ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0].toFixed(1)} at the end, other work included).
 
-Each tracing mode runs in its own worker process (the SDK is process-wide); the three processes of a job kind stay up
+Each tracing mode runs in its own worker process (the SDK is process-wide); the processes of a job kind stay up
 and take turns, one window each, for ${ROUNDS} rounds with the order rotated every round (after ${WARM_WINDOWS} warm-up windows each: JIT,
 connection pools, span pipeline). A window enqueues ${JOBS.noop.toLocaleString('en-US')} noop or ${JOBS.email.toLocaleString('en-US')} email jobs into the paused queue (one
 traced \`add\` each, 200 in flight; enqueue/s is this producer step), flushes their spans, then resumes the queue and
@@ -234,7 +236,8 @@ jobs render the welcome template and send it over a pooled SMTP connection (10) 
 their data and return. 100% sampling exports with a BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms)
 over OTLP ${PROTOCOL} to a local receiver that counts spans; nothing was dropped (spans received per job, producer and
 worker together, in the last column). 10% is \`ParentBased(TraceIdRatioBased(0.1))\`: the consumer follows the
-producer's decision.
+producer's decision. The 0% row runs the same SDK with \`TraceIdRatioBased(0)\`: no span is ever recorded, so it is what
+tracing costs before the first span (the async context manager, propagation, unsampled spans), the floor under 10%.
 
 | jobs | tracing | worker jobs/s, median (range) | vs off | worker CPU µs/job, median (range) | vs off (by CPU) | enqueue/s | spans/job |
 | --- | --- | --- | --- | --- | --- | --- | --- |
