@@ -1,33 +1,70 @@
-// One benchmark run in its own process (tracing must start before ioredis loads, and runs must not share
-// state). argv: <kind: noop|email|export> <tracing: off|full|ratio10> <jobs or rows> <redisUrl> <prefix> [smtpUrl|exportDir] [otlpUrl]
-// Prints one JSON line with the measurements.
-const [kind, tracing, nArg, redisUrl, prefix, peer, otlpUrl] = process.argv.slice(2);
-const n = Number(nArg);
+// One tracing mode of the worker benchmark in its own process (tracing must start before ioredis loads, and modes
+// must not share the SDK). argv: <kind: noop|email|export> <tracing: off|full|ratio10|none> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
+// noop/email: stays up and measures one window per `{"jobs": n}` line on stdin, answering with one JSON line each;
+// `{"exit": true}` closes it. export: one export of <rows> rows, one JSON line, exit.
+import { createInterface } from 'node:readline';
 
+const [kind, tracing, redisUrl, prefix, peer, otlpUrl, rowsArg] = process.argv.slice(2);
+// WORKER_BENCH_DIST: another build of src/ (e.g. the commit before a change), for A/B runs.
+const DIST = process.env.WORKER_BENCH_DIST ?? new URL('../dist', import.meta.url).href;
+
+let batcher;
 if (tracing !== 'off') {
   const { BatchSpanProcessor, ParentBasedSampler, AlwaysOnSampler, TraceIdRatioBasedSampler } = await import('@opentelemetry/sdk-trace-base');
-  const { OTLPTraceExporter } = await import('@opentelemetry/exporter-trace-otlp-http');
-  const { startTracing } = await import('../dist/tracing/sdk.js');
+  // WORKER_BENCH_PROTOCOL: http/json (default) or http/protobuf (what the SDK picks from OTEL_* when unset).
+  const protobuf = process.env.WORKER_BENCH_PROTOCOL === 'http/protobuf';
+  const { OTLPTraceExporter } = await import(protobuf ? '@opentelemetry/exporter-trace-otlp-proto' : '@opentelemetry/exporter-trace-otlp-http');
+  const { startTracing } = await import(DIST + '/tracing/sdk.js');
+  // A queue big enough that nothing is dropped at full speed: dropped spans would flatter the traced runs.
+  batcher = new BatchSpanProcessor(new OTLPTraceExporter({ url: otlpUrl }), { maxQueueSize: 200_000, maxExportBatchSize: 2048, scheduledDelayMillis: 500 });
   startTracing({
     serviceName: 'bench',
-    // A queue big enough that nothing is dropped at full speed: dropped spans would flatter the traced runs.
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: otlpUrl }), { maxQueueSize: 200_000, maxExportBatchSize: 2048, scheduledDelayMillis: 500 })],
-    sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(0.1) }),
+    spanProcessors: [batcher],
+    sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(tracing === 'ratio10' ? 0.1 : 0) }),
   });
 }
 
-const { Producer } = await import('../dist/jobs/producer.js');
-const { createWorker } = await import('../dist/workers/create-worker.js');
-const { emailProcessor } = await import('../dist/workers/email-processor.js');
-const { exportProcessor } = await import('../dist/workers/export-processor.js');
-const { createLogger } = await import('../dist/log/logger.js');
-const { shutdownTracing } = await import('../dist/tracing/state.js');
+const { Producer } = await import(DIST + '/jobs/producer.js');
+const { createWorker } = await import(DIST + '/workers/create-worker.js');
+const { emailProcessor } = await import(DIST + '/workers/email-processor.js');
+const { exportProcessor } = await import(DIST + '/workers/export-processor.js');
+const { createLogger } = await import(DIST + '/log/logger.js');
+const { shutdownTracing } = await import(DIST + '/tracing/state.js');
 
 const log = createLogger({ level: 'silent' });
 const producer = new Producer({ redisUrl, prefix });
-const out = {};
+const reply = (obj) => process.stdout.write(`${JSON.stringify(obj)}\n`);
+/** CPU time of this process (all threads: main, GC, libuv), in µs. */
+const cpuMicros = () => {
+  const u = process.cpuUsage();
+  return u.user + u.system;
+};
+
+// WORKER_BENCH_PROFILE=<file>: a V8 CPU profile of the measured windows only (not start-up or enqueueing).
+const profileFile = process.env.WORKER_BENCH_PROFILE;
+let session;
+const post = (method, params) => new Promise((resolve, reject) => session.post(method, params, (err, res) => (err ? reject(err) : resolve(res))));
+let profiling = false;
+async function profile(on) {
+  if (!profileFile || on === profiling) return;
+  profiling = on;
+  if (!session) {
+    const { Session } = await import('node:inspector');
+    session = new Session();
+    session.connect();
+    await post('Profiler.enable');
+    await post('Profiler.setSamplingInterval', { interval: 100 });
+  }
+  if (on) await post('Profiler.start');
+  else {
+    const { profile: p } = await post('Profiler.stop');
+    const { writeFileSync } = await import('node:fs');
+    writeFileSync(profileFile, JSON.stringify(p));
+  }
+}
 
 if (kind === 'export') {
+  const n = Number(rowsArg);
   const rssBefore = process.memoryUsage().rss;
   let peak = rssBefore;
   const sampler = setInterval(() => (peak = Math.max(peak, process.memoryUsage().rss)), 50);
@@ -42,11 +79,27 @@ if (kind === 'export') {
   const ms = performance.now() - t0;
   clearInterval(sampler);
   const result = (await producer.queue('export').getJob(job.id)).returnvalue;
-  Object.assign(out, { rows: result.rows, bytes: result.bytes, seconds: ms / 1000, rowsPerSecond: Math.round(result.rows / (ms / 1000)), rssBeforeMB: rssBefore / 2 ** 20, peakRssMB: peak / 2 ** 20 });
+  reply({ rows: result.rows, bytes: result.bytes, seconds: ms / 1000, rowsPerSecond: Math.round(result.rows / (ms / 1000)), rssBeforeMB: rssBefore / 2 ** 20, peakRssMB: peak / 2 ** 20 });
   await w.close();
-} else {
-  const processFn = kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
-  // Producer side first (every job its own traced add), then the worker drains the queue: the two costs apart.
+  await producer.close();
+  await shutdownTracing();
+  process.exit(0);
+}
+
+const processFn = kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
+const queue = producer.queue('email');
+// Jobs wait in the paused queue while they are enqueued; resuming it opens the window, so the worker's window has
+// nothing of the producer in it, and the worker process stays warm from one window to the next.
+await queue.pause();
+const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, prefix, ownPrefix: 'queuelens', log, concurrency: 10 });
+let settled = 0;
+let failed = 0;
+let onSettled = () => {};
+w.worker.on('completed', () => { settled += 1; onSettled(); });
+w.worker.on('failed', () => { settled += 1; failed += 1; onSettled(); });
+await w.start();
+
+async function window(n) {
   const opts = { removeOnComplete: true, attempts: 1 };
   const e0 = performance.now();
   for (let i = 0; i < n; i += 200) {
@@ -55,25 +108,32 @@ if (kind === 'export') {
     await Promise.all(batch);
   }
   const enqueueMs = performance.now() - e0;
-  const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, prefix, ownPrefix: 'queuelens', log, concurrency: 10 });
-  let done = 0;
-  let failed = 0;
-  const finished = new Promise((resolve) => {
-    const tick = () => (done + failed === n ? resolve() : undefined);
-    w.worker.on('completed', () => { done += 1; tick(); });
-    w.worker.on('failed', () => { failed += 1; tick(); });
-  });
+  // The producer's spans leave before the window opens, so their export is not charged to the worker.
+  await batcher?.forceFlush();
+  const target = settled + n;
+  const failedBefore = failed;
+  const done = new Promise((resolve) => (onSettled = () => settled >= target && resolve()));
+  await profile(true);
   const t0 = performance.now();
-  await w.start();
-  await finished;
+  const c0 = cpuMicros();
+  await queue.resume();
+  await done;
+  // The window closes once the spans of its jobs have left too: the export of every span is charged to its window.
+  await batcher?.forceFlush();
   const ms = performance.now() - t0;
-  Object.assign(out, { jobs: n, completed: done, failed, seconds: ms / 1000, jobsPerSecond: Math.round(n / (ms / 1000)), enqueuePerSecond: Math.round(n / (enqueueMs / 1000)) });
-  await w.close();
-  processFn.close();
+  const cpu = cpuMicros() - c0;
+  await profile(false);
+  await queue.pause();
+  return { jobs: n, failed: failed - failedBefore, seconds: ms / 1000, jobsPerSecond: Math.round(n / (ms / 1000)), cpuMicrosPerJob: cpu / n, enqueuePerSecond: Math.round(n / (enqueueMs / 1000)) };
 }
+
+for await (const line of createInterface({ input: process.stdin })) {
+  const cmd = JSON.parse(line);
+  if (cmd.exit) break;
+  reply(await window(cmd.jobs));
+}
+await w.close();
+processFn.close();
 await producer.close();
-const f0 = performance.now();
 await shutdownTracing();
-out.flushSeconds = (performance.now() - f0) / 1000;
-process.stdout.write(`${JSON.stringify(out)}\n`);
 process.exit(0);

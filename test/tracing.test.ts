@@ -80,7 +80,7 @@ function expectMessagingAttrs(s: Span, queue: string, op: 'send' | 'process', jo
 }
 
 describe('traces', () => {
-  it('email: request -> add -> process -> smtp send and Redis calls, with messaging attributes', async () => {
+  it('email: request -> add -> process -> smtp send, with messaging attributes; BullMQ finishing the job adds no span', async () => {
     let jobId = '';
     const traceId = await traced(async () => {
       jobId = (await h.producer.enqueueEmail({ template: 'welcome', to: 'dave@example.com' })).id!;
@@ -100,7 +100,9 @@ describe('traces', () => {
     const smtp = one(childrenOf(proc, all), 'smtp send');
     expect(smtp.kind).toBe(SpanKind.CLIENT);
     expect(smtp.attributes).toMatchObject({ 'server.address': '127.0.0.1', 'server.port': sink.port, 'queuelens.email.template': 'welcome' });
-    expect(descendants(proc, all).some(isRedis)).toBe(true);
+    // The completion (BullMQ's `complete` operation, one moveToFinished script) is inside the consumer span's time;
+    // a span of its own and a Redis span under it were two more spans per job saying the same thing.
+    expect(descendants(proc, all).map((s) => s.name)).toEqual(['smtp send']);
   });
 
   it('webhook retry chain: one consumer span per attempt under the same producer, each with its HTTP call', async () => {

@@ -1,10 +1,11 @@
 // Owns the OpenTelemetry SDK set-up shared by the register module, tests and benchmarks: which
 // instrumentations run and how they are made safe (no payloads in db statements, no orphan Redis spans).
 import { createRequire } from 'node:module';
-import { trace } from '@opentelemetry/api';
+import { context, trace } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK } from '@opentelemetry/sdk-node';
+import { UNTRACED_OPERATION } from './semconv-telemetry.js';
 import { enableTracing } from './state.js';
 
 export interface TracingOptions {
@@ -28,7 +29,9 @@ class SampledIORedisInstrumentation extends IORedisInstrumentation {
       (SampledIORedisInstrumentation.prototype as unknown as typeof proto)._traceSendCommand = function (this: unknown, original: Fn, version: string): Fn {
         const traced = traceSendCommand.call(this, original, version);
         return function (this: unknown, ...args: unknown[]) {
-          return trace.getActiveSpan()?.isRecording() ? traced.apply(this, args) : original.apply(this, args);
+          const ctx = context.active();
+          const record = trace.getSpan(ctx)?.isRecording() && ctx.getValue(UNTRACED_OPERATION) === undefined;
+          return record ? traced.apply(this, args) : original.apply(this, args);
         };
       };
     }
