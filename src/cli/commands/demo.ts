@@ -50,7 +50,7 @@ export function registerDemo(program: Command): void {
         `  metrics       ${base}/metrics`,
         `  health        ${base}/health`,
         `  JSON API      ${base}/api/queues`,
-        `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: send it as "Authorization: Bearer <token>")`,
+        `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: log in in the browser, or send "Authorization: Bearer <token>")`,
         stack.prometheus
           ? `  Prometheus    ${stack.prometheus.url}/alerts   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
           : cfg.prometheusPort === 0
