@@ -1,5 +1,6 @@
 // The email worker against a real SMTP server: delivered content, permanent vs transient failures,
 // dead letters, malformed data, and no address in any log line.
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { emailProcessor } from '../src/workers/email-processor.js';
@@ -80,7 +81,7 @@ describe('email worker', () => {
     // A separate queue name is not possible (schemas are per queue), so a second worker races the first: use a
     // direct call instead to check the classification the worker relies on.
     const err = await down
-      .process({ id: '1', queueName: 'email' } as never, { template: 'welcome', to: 'c@example.com', vars: {} }, { log: h.log })
+      .process({ id: '1', queueName: 'email' } as never, { template: 'welcome', to: 'c@example.com', vars: {} }, { log: h.log, trace: ROOT_CONTEXT })
       .catch((e: Error) => e);
     expect(err).toBeInstanceOf(Error);
     expect((err as Error).name).not.toBe('UnrecoverableError');

@@ -72,8 +72,22 @@ describe('OTLP/HTTP export', () => {
   it('decides from the standard variables whether to export', () => {
     expect(tracingEnv({}).exportEnabled).toBe(false);
     expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318' }).exportEnabled).toBe(true);
-    expect(tracingEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_SERVICE_NAME: 'api' })).toEqual({ exportEnabled: true, serviceName: 'api' });
+    const cli = (...args: string[]) => ['node', 'dist/cli/index.js', ...args];
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: 'http://c:4318/v1/traces', OTEL_SERVICE_NAME: 'api' }, cli('enqueue', 'email'))).toEqual({
+      exportEnabled: true,
+      serviceName: 'api',
+      contextManager: 'async',
+    });
     expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).exportEnabled).toBe(false);
+  });
+
+  it('propagates the job context explicitly in workers and through AsyncLocalStorage elsewhere, unless told otherwise', () => {
+    const cli = (...args: string[]) => ['node', 'dist/cli/index.js', ...args];
+    expect(tracingEnv({}, cli('worker', 'email')).contextManager).toBe('job');
+    expect(tracingEnv({}, cli('sidecar')).contextManager).toBe('async');
+    expect(tracingEnv({ QUEUELENS_TRACE_CONTEXT: 'async' }, cli('worker', 'all')).contextManager).toBe('async');
+    expect(tracingEnv({ QUEUELENS_TRACE_CONTEXT: 'job' }, cli('loadgen')).contextManager).toBe('job');
+    expect(() => tracingEnv({ QUEUELENS_TRACE_CONTEXT: 'als' }, cli('worker'))).toThrow(/QUEUELENS_TRACE_CONTEXT must be "job" or "async" \(got "als"\)/);
   });
 
   it('sends producer and consumer spans of one trace from two processes over the wire', async () => {
@@ -100,7 +114,15 @@ describe('OTLP/HTTP export', () => {
     const smtp = spans.find((s) => s.name === 'smtp send')!;
     expect(smtp.parentSpanId).toBe(proc.spanId);
     expect(spans.some((s) => s.traceId === add.traceId && s.attributes.some((a) => a.key === 'db.system.name' || a.key === 'db.system'))).toBe(true);
+    // The worker passes the job's context on explicitly (no AsyncLocalStorage): exactly its two spans, no stray root.
+    expect(spans.filter((s) => s.service === 'mail-worker').map((s) => s.name).sort()).toEqual(['process email', 'smtp send']);
     expect(JSON.stringify(received)).not.toContain('frank@example.com');
+  });
+
+  it('refuses an unknown QUEUELENS_TRACE_CONTEXT before starting, with exit code 2', async () => {
+    const worker = run(['worker', 'email'], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, QUEUELENS_TRACE_CONTEXT: 'zone' });
+    expect(await worker.exited).toBe(2);
+    expect(worker.output()).toContain('QUEUELENS_TRACE_CONTEXT must be "job" or "async" (got "zone")');
   });
 
   it('traces nothing when no endpoint is set', async () => {

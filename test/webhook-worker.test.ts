@@ -1,5 +1,6 @@
 // The webhook worker against a real HTTP receiver: signature, delivery id, retries on 5xx, Retry-After,
 // permanent 4xx, timeouts and the SSRF guard.
+import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { verifyWebhook } from '../src/workers/webhook-signature.js';
@@ -104,7 +105,7 @@ describe('webhook worker', () => {
     const port = new URL(rx.url).port;
     for (const url of [`http://127.0.0.1:${port}/x`, `http://localhost:${port}/x`, 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/x', 'http://[::1]:1/x']) {
       const err = await guarded
-        .process({ id: '1', queueName: 'webhook' } as never, { url, event: 'e', payload: 1 }, { log: h.log })
+        .process({ id: '1', queueName: 'webhook' } as never, { url, event: 'e', payload: 1 }, { log: h.log, trace: ROOT_CONTEXT })
         .catch((e: Error) => e);
       expect(err, url).toBeInstanceOf(Error);
       expect((err as Error).name, url).toBe('UnrecoverableError');
@@ -114,7 +115,7 @@ describe('webhook worker', () => {
     // An allow-listed host name passes even though it resolves to loopback.
     const byName = webhookProcessor({ secret: SECRET, timeoutMs: 500, allow: ['localhost'] });
     await expect(
-      byName.process({ id: '2', queueName: 'webhook' } as never, { url: `http://localhost:${port}/named`, event: 'e', payload: 1 }, { log: h.log }),
+      byName.process({ id: '2', queueName: 'webhook' } as never, { url: `http://localhost:${port}/named`, event: 'e', payload: 1 }, { log: h.log, trace: ROOT_CONTEXT }),
     ).resolves.toMatchObject({ status: 200 });
   });
 

@@ -256,11 +256,34 @@ function since(raw: string): number {
   return t;
 }
 
-/** OTEL_* variables are read by the OpenTelemetry SDK itself; queuelens only needs to know whether to export. */
-export function tracingEnv(env: NodeJS.ProcessEnv = process.env): { exportEnabled: boolean; serviceName: string } {
+export type TraceContextMode = 'job' | 'async';
+
+export interface TracingEnv {
+  exportEnabled: boolean;
+  serviceName: string;
+  /**
+   * How the active span follows async code: `job` (worker processes: the job's context is passed on explicitly,
+   * no AsyncLocalStorage), `async` (AsyncLocalStorage: everything after an `await` keeps its parent, at ~10% of a
+   * worker's throughput on Node 20). From QUEUELENS_TRACE_CONTEXT; default `job` for `queuelens worker`, `async` otherwise.
+   */
+  contextManager: TraceContextMode;
+}
+
+/**
+ * OTEL_* variables are read by the OpenTelemetry SDK itself; queuelens only needs to know whether to export and how
+ * the context travels. Read by the register module before the CLI exists, so there is no flag: like OTEL_*, env only.
+ */
+export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly string[] = process.argv): TracingEnv {
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const raw = env.QUEUELENS_TRACE_CONTEXT?.trim();
+  if (raw && raw !== 'job' && raw !== 'async') {
+    throw new ConfigError(`QUEUELENS_TRACE_CONTEXT must be "job" or "async" (got ${JSON.stringify(raw)}); unset it for the default`);
+  }
+  // argv: [node, script, subcommand, ...]
+  const isWorker = argv[2] === 'worker';
   return {
     exportEnabled: Boolean(endpoint) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none',
     serviceName: env.OTEL_SERVICE_NAME ?? 'queuelens',
+    contextManager: (raw as TraceContextMode | undefined) || (isWorker ? 'job' : 'async'),
   };
 }

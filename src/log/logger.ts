@@ -9,8 +9,6 @@ export interface LoggerOptions {
   name?: string;
   /** For tests: where lines go (default stdout). */
   destination?: DestinationStream;
-  /** Extra fields merged into every line (e.g. trace ids); must not throw. */
-  mixin?: () => Record<string, unknown>;
 }
 
 export function createLogger(opts: LoggerOptions = {}): Logger {
@@ -20,7 +18,6 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       name: opts.name ?? 'queuelens',
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
-      mixin: opts.mixin,
       formatters: {
         level: (label) => ({ level: label }),
         log: (obj) => redactValue(obj) as Record<string, unknown>,

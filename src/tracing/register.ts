@@ -1,11 +1,19 @@
 // Loaded with `node --import queuelens/dist/tracing/register.js` so the SDK is running before ioredis and
 // BullMQ are first required (instrumentation patches modules as they load). Exports only when an OTLP
 // endpoint is configured; otherwise not even the SDK is loaded.
-import { tracingEnv } from '../config/worker-config.js';
+import { tracingEnv, type TracingEnv } from '../config/worker-config.js';
+import { ConfigError } from '../config/options.js';
 
-const env = tracingEnv();
+let env: TracingEnv;
+try {
+  env = tracingEnv();
+} catch (err) {
+  if (!(err instanceof ConfigError)) throw err;
+  process.stderr.write(`queuelens: ${err.message}\n`);
+  process.exit(2);
+}
 if (env.exportEnabled) {
   const { startTracing } = await import('./sdk.js');
   // OTLP/HTTP exporter, batching and sampler all come from the standard OTEL_* variables.
-  startTracing({ serviceName: env.serviceName });
+  startTracing({ serviceName: env.serviceName, contextManager: env.contextManager });
 }

@@ -5,7 +5,8 @@ import { context, trace } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK } from '@opentelemetry/sdk-node';
-import { UNTRACED_OPERATION } from './semconv-telemetry.js';
+import type { TraceContextMode } from '../config/worker-config.js';
+import { JobContextManager } from './job-context-manager.js';
 import { enableTracing } from './state.js';
 
 export interface TracingOptions {
@@ -15,6 +16,8 @@ export interface TracingOptions {
   traceExporter?: SpanExporter;
   /** Default: from OTEL_TRACES_SAMPLER / OTEL_TRACES_SAMPLER_ARG, else parent-based always-on. */
   sampler?: Sampler;
+  /** `job`: explicit propagation, no AsyncLocalStorage (worker processes); `async` (default): AsyncLocalStorage. */
+  contextManager?: TraceContextMode;
 }
 
 /**
@@ -29,9 +32,7 @@ class SampledIORedisInstrumentation extends IORedisInstrumentation {
       (SampledIORedisInstrumentation.prototype as unknown as typeof proto)._traceSendCommand = function (this: unknown, original: Fn, version: string): Fn {
         const traced = traceSendCommand.call(this, original, version);
         return function (this: unknown, ...args: unknown[]) {
-          const ctx = context.active();
-          const record = trace.getSpan(ctx)?.isRecording() && ctx.getValue(UNTRACED_OPERATION) === undefined;
-          return record ? traced.apply(this, args) : original.apply(this, args);
+          return trace.getSpan(context.active())?.isRecording() ? traced.apply(this, args) : original.apply(this, args);
         };
       };
     }
@@ -56,6 +57,7 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
     traceExporter: opts.traceExporter,
     spanProcessors: opts.spanProcessors,
     sampler: opts.sampler,
+    contextManager: opts.contextManager === 'job' ? new JobContextManager() : undefined,
     instrumentations: [ioredisInstrumentation()],
     // Metrics and logs go through Prometheus and pino; only traces leave through OTLP.
     metricReaders: [],
@@ -66,6 +68,6 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
   // Loading it through require() here patches the one shared CommonJS module before anything else uses it.
   createRequire(import.meta.url)('ioredis');
   const stop = () => sdk.shutdown();
-  enableTracing(stop);
+  enableTracing(stop, opts.contextManager === 'job');
   return stop;
 }

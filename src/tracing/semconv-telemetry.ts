@@ -1,7 +1,6 @@
-// Owns the BullMQ telemetry hook: bullmq-otel's context propagation (producer -> job data -> consumer), spans
-// that also carry the OpenTelemetry messaging semantic-convention attributes, and which BullMQ operations get
-// no span of their own.
-import { context, createContextKey, SpanKind, trace, type AttributeValue, type Attributes, type Context, type Span } from '@opentelemetry/api';
+// Owns the BullMQ telemetry hook of queuelens's queues: bullmq-otel's context propagation (producer -> job data ->
+// consumer) and producer spans that also carry the OpenTelemetry messaging semantic-convention attributes.
+import { context, SpanKind, trace, type AttributeValue, type Attributes, type Context, type Span } from '@opentelemetry/api';
 import type { Telemetry } from 'bullmq';
 import { BullMQOtel } from 'bullmq-otel';
 
@@ -18,9 +17,9 @@ const QUEUE_NAME = 'bullmq.queue.name';
 const JOB_ID = 'bullmq.job.id';
 
 type BullSpan = ReturnType<Telemetry['tracer']['startSpan']>;
-type Operation = 'send' | 'process';
+type Operation = 'send';
 
-/** Writes BullMQ's attributes and, for `add`/`process` spans, their semconv twins; never throws into BullMQ. */
+/** Writes BullMQ's attributes and, for `add` spans, their semconv twins; never throws into BullMQ. */
 class SemconvSpan {
   constructor(
     private readonly span: Span,
@@ -56,22 +55,30 @@ class SemconvSpan {
       this.span.setAttribute(ATTR.system, 'bullmq');
       this.span.setAttribute(ATTR.destination, value);
       this.span.setAttribute(ATTR.operationType, this.operationType!);
-      this.span.setAttribute(ATTR.operationName, this.operationType === 'send' ? 'add' : 'process');
+      this.span.setAttribute(ATTR.operationName, 'add');
     } else if (key === JOB_ID && (typeof value === 'string' || typeof value === 'number')) {
       this.span.setAttribute(ATTR.messageId, String(value));
     }
   }
 }
 
-/** Set on the context of a BullMQ operation that gets no span: its Redis calls get none either. */
-export const UNTRACED_OPERATION = createContextKey('queuelens.untraced-bullmq-operation');
+// bullmq-otel keeps the wire format of the propagated context (the job's `tm` option) the one other bullmq-otel
+// producers and consumers use.
+const propagation = new BullMQOtel({ tracerName: 'queuelens' }).contextManager;
 
-/**
- * Stands in for a BullMQ operation that gets no span. Under an unsampled span the context passes through
- * unchanged (nothing to record, nothing to switch).
- */
-const PASS_THROUGH: BullSpan = {
-  setSpanOnContext: (ctx: Context) => (trace.getSpan(ctx)?.isRecording() ? ctx.setValue(UNTRACED_OPERATION, true) : ctx),
+/** The producer's context stored in a job (`opts.telemetry.metadata`), on top of `active`. */
+export function jobContext(active: Context, metadata: string): Context {
+  try {
+    return propagation.fromMetadata(active, metadata);
+  } catch {
+    // Metadata another producer wrote and we cannot read: the attempt starts a trace of its own.
+    return active;
+  }
+}
+
+/** Stands in for a BullMQ operation that gets no span: the context passes through unchanged. */
+const NO_SPAN: BullSpan = {
+  setSpanOnContext: (ctx: Context) => ctx,
   setAttribute() {},
   setAttributes() {},
   addEvent() {},
@@ -80,33 +87,26 @@ const PASS_THROUGH: BullSpan = {
 } as unknown as BullSpan;
 
 /**
- * `complete` wraps the one Redis script that finishes every successful job (moveToFinished). The consumer span
- * already ends with it, so its own span and the Redis span under it were two more spans per job (of three on the
- * worker) saying what the consumer span says.
+ * The hook queuelens's queues (producers, dead-letter tools) pass to BullMQ. Workers get none: their consumer span
+ * is opened by consumer-span.ts.
  */
-const NO_SPAN = new Set(['complete']);
-
 export function createTelemetry(): Telemetry {
-  // bullmq-otel keeps the wire format of the propagated context (the job's `tm` option) the one other
-  // bullmq-otel producers and consumers use.
-  const propagation = new BullMQOtel({ tracerName: 'queuelens' }).contextManager;
   const tracer = trace.getTracer('queuelens');
   return {
     contextManager: {
       getMetadata: (ctx: Context) => propagation.getMetadata(ctx),
       fromMetadata: (active: Context, metadata: string) => propagation.fromMetadata(active, metadata),
       active: () => context.active(),
-      // A pass-through operation hands back the active context: nothing to switch.
       with: (ctx: Context, fn: (...args: unknown[]) => unknown) => (ctx === context.active() ? fn() : context.with(ctx, fn)),
     },
     tracer: {
       startSpan(name, options, ctx) {
         const kind = options?.kind as unknown as SpanKind | undefined;
-        // BullMQ names spans `<operation> <queue>`.
-        if (kind === SpanKind.INTERNAL && NO_SPAN.has(name.slice(0, name.indexOf(' ')))) return PASS_THROUGH;
+        // Housekeeping (close, pause, clean…) only inside a recorded trace: on its own it would be a root span of
+        // one, such as `close email-dlq` from every worker that shuts down.
+        if (kind === SpanKind.INTERNAL && !trace.getSpan((ctx as Context | undefined) ?? context.active())?.isRecording()) return NO_SPAN;
         const span = tracer.startSpan(name, { kind }, ctx as Context | undefined);
-        const op = kind === SpanKind.PRODUCER ? 'send' : kind === SpanKind.CONSUMER ? 'process' : undefined;
-        return new SemconvSpan(span, op) as unknown as BullSpan;
+        return new SemconvSpan(span, kind === SpanKind.PRODUCER ? 'send' : undefined) as unknown as BullSpan;
       },
     },
   } as Telemetry;

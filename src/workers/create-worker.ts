@@ -2,6 +2,7 @@
 // data out of stored errors, retry timing (including a receiver's Retry-After), dead-lettering on the final
 // failure, and a close() that lets in-flight jobs and dead-letter copies finish.
 import { hostname } from 'node:os';
+import { ROOT_CONTEXT, type Context } from '@opentelemetry/api';
 import { UnrecoverableError, Worker, type Job } from 'bullmq';
 import type { RateLimit } from '../config/worker-config.js';
 import { dlqName } from '../jobs/queue-defaults.js';
@@ -10,12 +11,37 @@ import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
 import { assertClusterPrefix } from '../redis/slots.js';
-import { activeTelemetry } from '../tracing/state.js';
+import { startConsumerSpan, type ConsumerSpan } from '../tracing/consumer-span.js';
+import { tracingEnabled } from '../tracing/state.js';
 import { DeadLetters } from './dead-letter.js';
 
 export interface ProcessContext {
-  log: Logger;
-  signal?: AbortSignal;
+  /** The attempt's logger: queue, job id, attempt and, when tracing, trace_id/span_id of the consumer span. */
+  readonly log: Logger;
+  /**
+   * The consumer span's context (ROOT_CONTEXT when tracing is off). Pass it to withSpan() and wrap enqueues in
+   * `context.with(ctx.trace, …)`: worker processes do not carry it across `await` by themselves.
+   */
+  readonly trace: Context;
+  readonly signal?: AbortSignal;
+}
+
+/** Builds the attempt's child logger on first use: most jobs never log. */
+class AttemptContext implements ProcessContext {
+  private logger?: Logger;
+  constructor(
+    private readonly parentLog: Logger,
+    private readonly bindings: Record<string, unknown>,
+    private readonly span: ConsumerSpan | undefined,
+    readonly signal?: AbortSignal,
+  ) {}
+  get trace(): Context {
+    return this.span?.context ?? ROOT_CONTEXT;
+  }
+  get log(): Logger {
+    this.logger ??= this.parentLog.child({ ...this.bindings, ...this.span?.logFields() });
+    return this.logger;
+  }
 }
 
 export type Processor<Q extends QueueName> = (job: Job<JobData<Q>>, data: JobData<Q>, ctx: ProcessContext) => Promise<unknown>;
@@ -69,6 +95,9 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   readonly deadLetters: DeadLetters;
   private readonly connection: RedisClient;
   private readonly pending = new Set<Promise<unknown>>();
+  /** Each job's running attempt, whose context the dead-letter copy after a final failure joins. */
+  private readonly attempts = new WeakMap<Job, ConsumerSpan>();
+  private readonly tracing = tracingEnabled();
   private closing?: Promise<void>;
   private sweepTimer?: NodeJS.Timeout;
 
@@ -88,7 +117,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       // BullMQ treats an explicit undefined as a value: pass only what is set.
       ...(opts.lockDurationMs !== undefined ? { lockDuration: opts.lockDurationMs } : {}),
       ...(opts.stalledIntervalMs !== undefined ? { stalledInterval: opts.stalledIntervalMs } : {}),
-      telemetry: activeTelemetry(),
+      // No BullMQ telemetry on the worker: run() opens the consumer span (consumer-span.ts says why).
       autorun: false,
       settings: {
         backoffStrategy: (attemptsMade, _type, err, job) => {
@@ -119,22 +148,27 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   }
 
   private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {
-    let data: JobData<Q>;
+    const span = this.tracing ? startConsumerSpan(job, this.opts.queue) : undefined;
+    if (span) this.attempts.set(job, span);
+    const ctx = new AttemptContext(this.opts.log, { queue: this.opts.queue, jobId: job.id, attempt: job.attemptsMade + 1 }, span, signal);
     try {
-      data = validateJob(this.opts.queue, job.data);
+      let data: JobData<Q>;
+      try {
+        data = validateJob(this.opts.queue, job.data);
+      } catch (err) {
+        // Retrying cannot fix malformed data: straight to the dead-letter queue.
+        throw new UnrecoverableError((err as Error).message);
+      }
+      const result = await (span ? span.run(() => this.opts.process(job, data, ctx)) : this.opts.process(job, data, ctx));
+      span?.end();
+      return result;
     } catch (err) {
-      // Retrying cannot fix malformed data: straight to the dead-letter queue.
-      throw new UnrecoverableError((err as Error).message);
-    }
-    const log = this.opts.log.child({ queue: this.opts.queue, jobId: job.id, attempt: job.attemptsMade + 1 });
-    try {
-      return await this.opts.process(job, data, { log, signal });
-    } catch (err) {
-      // BullMQ stores the message in Redis and in a span event; recipients and credentials must not go with it.
+      // BullMQ stores the message in Redis and the consumer span records it; recipients and credentials must not go with it.
       if (err instanceof Error) {
         err.message = redactString(err.message);
         if (err.stack) err.stack = redactString(err.stack);
       }
+      span?.end(err);
       throw err;
     }
   }
@@ -142,7 +176,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   private async afterFailure(job: Job, err: Error): Promise<void> {
     try {
       // finishedOn is set only when BullMQ moved the job to `failed` for good (no retry left, or unrecoverable).
-      if (job.finishedOn) await this.deadLetters.copy(job);
+      if (job.finishedOn) await this.deadLetters.copy(job, this.attempts.get(job)?.context);
       else {
         this.opts.log.info({ queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'attempt failed; will retry');
         await DeadLetters.noteFailedAttempt(job);

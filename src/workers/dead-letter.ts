@@ -1,7 +1,7 @@
 // Owns dead-letter queues: copying a job that failed for good to `<queue>-dlq` (idempotently, with
 // everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
-import { context, propagation, SpanKind, trace, type Link } from '@opentelemetry/api';
+import { context, propagation, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
@@ -83,8 +83,11 @@ export class DeadLetters {
     this.secretsKey = ownKeys.deadLetterSecrets(opts.ownPrefix, this.source);
   }
 
-  /** Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time. */
-  async copy(job: Job): Promise<string> {
+  /**
+   * Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time.
+   * `parent`: the failed attempt's context, so the DLQ `add` joins the job's trace (default: the active context).
+   */
+  async copy(job: Job, parent: Context = context.active()): Promise<string> {
     const id = dlqJobId(job);
     const lastFailedAt = job.finishedOn ?? Date.now();
     const firstFailedAt = await this.firstFailure(job, lastFailedAt);
@@ -105,7 +108,7 @@ export class DeadLetters {
       traceMetadata: telemetry?.metadata,
       ...(held ? { heldSecrets: Object.keys(held) } : {}),
     };
-    await this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false });
+    await context.with(parent, () => this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false }));
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
     this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade }, 'job dead-lettered');
     return id;
@@ -227,7 +230,7 @@ export class DeadLetters {
     if (dryRun) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
     const kept: JobsOptions = isQueueName(rec.source.queue) ? { ...jobDefaults[rec.source.queue] } : {};
     for (const k of REDRIVE_KEPT_OPTS) if (rec.opts[k] !== undefined) (kept as Record<string, unknown>)[k] = rec.opts[k];
-    await withSpan(`redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
+    await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
       const link = linkTo(rec.traceMetadata);
       if (link) span.addLink(link);
       await target.add(dlqJob.name, data, { ...kept, jobId: newJobId });

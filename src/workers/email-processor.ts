@@ -37,10 +37,10 @@ export function emailProcessor(opts: EmailProcessorOptions): { process: Processo
     socketTimeout: 30_000,
   } as Parameters<typeof nodemailer.createTransport>[0]);
 
-  const process: Processor<'email'> = async (job, data) => {
+  const process: Processor<'email'> = async (job, data, ctx) => {
     const mail = renderEmail(data.template, data.vars);
     const attrs = { 'server.address': server.hostname, 'server.port': Number(server.port || 25), 'queuelens.email.template': data.template };
-    const info = await withSpan('smtp send', SpanKind.CLIENT, attrs, async (span) => {
+    const info = await withSpan(ctx.trace, 'smtp send', SpanKind.CLIENT, attrs, async (span) => {
       try {
         const sent = await transport.sendMail({ from: opts.from, to: data.to, subject: mail.subject, text: mail.text, html: mail.html });
         span.setAttribute('queuelens.email.accepted', sent.accepted.length);

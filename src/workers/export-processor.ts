@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto';
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { SpanKind } from '@opentelemetry/api';
+import { context, SpanKind } from '@opentelemetry/api';
 import { UnrecoverableError } from 'bullmq';
 import { stringify } from 'csv-stringify/sync';
 import type { Producer } from '../jobs/producer.js';
@@ -58,7 +58,7 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
       const flush = async () => {
         const batch = chunk;
         chunk = [];
-        await withSpan('export chunk', SpanKind.INTERNAL, { 'queuelens.export.chunk': index, 'queuelens.export.rows': batch.length }, async () => {
+        await withSpan(ctx.trace, 'export chunk', SpanKind.INTERNAL, { 'queuelens.export.chunk': index, 'queuelens.export.rows': batch.length }, async () => {
           await write(data.format === 'csv' ? stringify(batch, { columns: EXPORT_COLUMNS as unknown as string[] }) : `${batch.map((r) => JSON.stringify(r)).join('\n')}\n`);
         });
         index += 1;
@@ -86,9 +86,13 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     ctx.log.info({ file, rows, bytes }, 'export written');
     if (data.notify && opts.producer) {
       // Keyed by the export job, so a retry after this point does not send a second email.
-      await opts.producer.enqueueEmail(
-        { template: 'export-ready', to: data.notify, vars: { file, rows, sha256: result.sha256 } },
-        { idempotencyKey: `export-ready:${job.queueName}:${job.id}` },
+      const { producer } = opts;
+      // Under the export's consumer span: the email's `add`, and so the email job, join the export's trace.
+      await context.with(ctx.trace, () =>
+        producer.enqueueEmail(
+          { template: 'export-ready', to: data.notify!, vars: { file, rows, sha256: result.sha256 } },
+          { idempotencyKey: `export-ready:${job.queueName}:${job.id}` },
+        ),
       );
     }
     return result;

@@ -4,7 +4,7 @@
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { isIP } from 'node:net';
-import { context, propagation, SpanKind } from '@opentelemetry/api';
+import { propagation, SpanKind } from '@opentelemetry/api';
 import { UnrecoverableError } from 'bullmq';
 import { withSpan } from '../tracing/spans.js';
 import { RetryLaterError, type Processor } from './create-worker.js';
@@ -35,7 +35,7 @@ export function isRetryableStatus(status: number): boolean {
 export function webhookProcessor(opts: WebhookProcessorOptions): { process: Processor<'webhook'> } {
   const guard = new SsrfGuard(opts.allow);
 
-  const process: Processor<'webhook'> = async (job, data) => {
+  const process: Processor<'webhook'> = async (job, data, ctx) => {
     const url = new URL(data.url);
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (isIP(host) && !guard.isHostAllowListed(host)) {
@@ -60,7 +60,7 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
       'queuelens.webhook.delivery_id': deliveryId,
       'queuelens.webhook.event': data.event,
     };
-    return withSpan('POST', SpanKind.CLIENT, attrs, async (span) => {
+    return withSpan(ctx.trace, 'POST', SpanKind.CLIENT, attrs, async (span, spanCtx) => {
       const headers: Record<string, string> = {
         'content-type': 'application/json',
         'content-length': String(Buffer.byteLength(body)),
@@ -70,7 +70,7 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
         [TIMESTAMP_HEADER]: String(timestamp),
         [SIGNATURE_HEADER]: signWebhook(secret, timestamp, body),
       };
-      propagation.inject(context.active(), headers);
+      propagation.inject(spanCtx, headers);
       let res: { status: number; retryAfter?: string };
       try {
         res = await post(url, headers, body, opts.timeoutMs, guard);

@@ -1,13 +1,10 @@
-// Turns tracing on in this test process through the same start-up as production, with an in-memory
-// exporter. Import it FIRST in a test file, before anything loads ioredis or BullMQ.
-import { InMemorySpanExporter, SimpleSpanProcessor, type ReadableSpan } from '@opentelemetry/sdk-trace-base';
+// Turns tracing on in this test process through the same start-up as production, with an in-memory exporter and
+// AsyncLocalStorage (QUEUELENS_TRACE_CONTEXT=async, what every queuelens process but the worker uses). Import it
+// FIRST in a test file, before anything loads ioredis or BullMQ.
+import { SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { startTracing } from '../../src/tracing/sdk.js';
+import { exporter } from './in-memory-spans.js';
 
-export const exporter = new InMemorySpanExporter();
-startTracing({ serviceName: 'queuelens-test', spanProcessors: [new SimpleSpanProcessor(exporter)] });
+startTracing({ serviceName: 'queuelens-test', spanProcessors: [new SimpleSpanProcessor(exporter)], contextManager: 'async' });
 
-export type Span = ReadableSpan;
-
-export const spans = (): Span[] => exporter.getFinishedSpans();
-export const parentId = (s: Span): string | undefined => s.parentSpanContext?.spanId;
-export const childrenOf = (parent: Span, all = spans()): Span[] => all.filter((s) => parentId(s) === parent.spanContext().spanId);
+export * from './in-memory-spans.js';

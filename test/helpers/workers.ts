@@ -5,7 +5,6 @@ import { Producer } from '../../src/jobs/producer.js';
 import type { QueueName } from '../../src/jobs/schemas.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { OWN_PREFIX_DEFAULT } from '../../src/redis/keys.js';
-import { traceLogFields } from '../../src/tracing/spans.js';
 import { createWorker, type CreateWorkerOptions, type ManagedWorker, type Processor } from '../../src/workers/create-worker.js';
 import type { DeadLetterRecord } from '../../src/workers/dead-letter.js';
 import type { TestRedis } from './redis-server.js';
@@ -26,7 +25,7 @@ export class WorkerHarness {
         cb();
       },
     });
-    this.log = createLogger({ level: 'debug', destination: stream, mixin: traceLogFields });
+    this.log = createLogger({ level: 'debug', destination: stream });
     this.producer = new Producer({ redisUrl: redis.url, prefix: 'bull' });
   }
 

@@ -6,7 +6,6 @@ import { resolveWorkerConfig, workerOptions, type WorkerConfig } from '../../con
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../../jobs/schemas.js';
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
-import { traceLogFields } from '../../tracing/spans.js';
 import { shutdownTracing } from '../../tracing/state.js';
 import { startWorkers } from '../../workers/start-workers.js';
 
@@ -30,7 +29,7 @@ export function registerWorker(program: Command): void {
 }
 
 async function runWorkers(cfg: WorkerConfig, queues: QueueName[]): Promise<void> {
-  const log = createLogger({ level: cfg.logLevel, name: 'queuelens-worker', mixin: traceLogFields });
+  const log = createLogger({ level: cfg.logLevel, name: 'queuelens-worker' });
   const workers = await startWorkers(cfg, queues, log);
   installShutdown(
     [
