@@ -1,10 +1,13 @@
 // One tracing mode of the worker benchmark in its own process (tracing must start before ioredis loads, and modes
-// must not share the SDK). argv: <kind: noop|email|export> <tracing: off|full|ratio10|none> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
+// must not share the SDK). argv: <kind: noop|email|export> <mode> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
+// mode: off | full | ratio10 | none, `-async` appended for QUEUELENS_TRACE_CONTEXT=async (AsyncLocalStorage) instead of
+// the explicit job context `queuelens worker` runs with.
 // noop/email: stays up and measures one window per `{"jobs": n}` line on stdin, answering with one JSON line each;
 // `{"exit": true}` closes it. export: one export of <rows> rows, one JSON line, exit.
 import { createInterface } from 'node:readline';
 
-const [kind, tracing, redisUrl, prefix, peer, otlpUrl, rowsArg] = process.argv.slice(2);
+const [kind, mode, redisUrl, prefix, peer, otlpUrl, rowsArg] = process.argv.slice(2);
+const [tracing, contextManager = 'job'] = mode.split('-');
 // WORKER_BENCH_DIST: another build of src/ (e.g. the commit before a change), for A/B runs.
 const DIST = process.env.WORKER_BENCH_DIST ?? new URL('../dist', import.meta.url).href;
 
@@ -21,6 +24,7 @@ if (tracing !== 'off') {
     serviceName: 'bench',
     spanProcessors: [batcher],
     sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(tracing === 'ratio10' ? 0.1 : 0) }),
+    contextManager,
   });
 }
 

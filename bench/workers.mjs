@@ -25,9 +25,10 @@ const PROTOCOL = arg('--protocol') ?? 'http/json';
 const partial = quick || arg('--rounds') !== undefined || arg('--kinds') !== undefined || arg('--protocol') !== undefined;
 const profileDir = arg('--profile');
 const loadAtStart = loadavg()[0];
-const ROUNDS = Number(arg('--rounds') ?? (quick ? 2 : 21));
-// Jobs in one measured window (about a second of work).
-const JOBS = { noop: quick ? 1000 : 5000, email: quick ? 200 : 1000 };
+const ROUNDS = Number(arg('--rounds') ?? (quick ? 2 : 41));
+// Jobs in one measured window (a third of a second of work): short windows and many rounds, because this box's speed
+// moves by ±20% from one second to the next and a round's windows must see the same box.
+const JOBS = { noop: quick ? 1000 : 2500, email: quick ? 200 : 500 };
 // Windows each process runs before the measured rounds (JIT, connection pools, span pipeline warm).
 const WARM_WINDOWS = 2;
 const EXPORT_ROWS = quick ? 100_000 : 1_000_000;
@@ -99,17 +100,17 @@ function eachField(buf, start, end, fn) {
   }
 }
 
-/** A worker-child process for one kind and tracing mode; `window(n)` measures n jobs. */
-function startChild(kind, mode, peer, env = {}) {
-  const path = `/${kind}-${mode}/v1/traces`;
-  const p = spawn(process.execPath, [join(root, 'bench/worker-child.mjs'), kind, mode, redisUrl, `bench-${kind}-${mode}`, peer, otlpBase + path, String(EXPORT_ROWS)], {
+/** A worker-child process for one kind and tracing mode (`name` when two processes run the same mode); `window(n)` measures n jobs. */
+function startChild(kind, mode, peer, env = {}, name = mode) {
+  const path = `/${kind}-${name}/v1/traces`;
+  const p = spawn(process.execPath, [join(root, 'bench/worker-child.mjs'), kind, mode, redisUrl, `bench-${kind}-${name}`, peer, otlpBase + path, String(EXPORT_ROWS)], {
     stdio: ['pipe', 'pipe', 'inherit'],
     env: { ...process.env, WORKER_BENCH_PROTOCOL: PROTOCOL, ...env },
   });
   const waiting = [];
   createInterface({ input: p.stdout }).on('line', (line) => waiting.shift()?.resolve(JSON.parse(line)));
   const exited = once(p, 'exit').then(([code]) => {
-    for (const w of waiting.splice(0)) w.reject(new Error(`${kind}/${mode} child exited with code ${code}`));
+    for (const w of waiting.splice(0)) w.reject(new Error(`${kind}/${name} child exited with code ${code}`));
   });
   const answer = () => new Promise((resolve, reject) => waiting.push({ resolve, reject }));
   return {
@@ -118,7 +119,7 @@ function startChild(kind, mode, peer, env = {}) {
       const before = otlpSpans.get(path) ?? 0;
       p.stdin.write(`${JSON.stringify({ jobs: n })}\n`);
       const r = await answer();
-      if (r.failed > 0) throw new Error(`${kind}/${mode}: ${r.failed} of ${n} jobs failed`);
+      if (r.failed > 0) throw new Error(`${kind}/${name}: ${r.failed} of ${n} jobs failed`);
       r.spansReceived = (otlpSpans.get(path) ?? 0) - before;
       return r;
     },
@@ -130,8 +131,11 @@ function startChild(kind, mode, peer, env = {}) {
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-// none: the SDK running with a sampler that records nothing, the fixed cost of tracing being on at all.
-const MODES = ['off', 'full', 'ratio10', 'none'];
+// none: the SDK running with a sampler that records nothing, the fixed cost of tracing being on at all. -async:
+// QUEUELENS_TRACE_CONTEXT=async (AsyncLocalStorage). control: a second untraced process, compared like the others: what
+// the method reads when there is nothing to find.
+const MODES = ['off', 'full', 'ratio10', 'none', 'full-async', 'ratio10-async', 'control'];
+const childMode = (m) => (m === 'control' ? 'off' : m);
 const peers = { noop: smtpUrl, email: smtpUrl };
 
 function stopPeers() {
@@ -143,7 +147,7 @@ function stopPeers() {
 
 if (profileDir) {
   for (const kind of KINDS) {
-    for (const mode of MODES) {
+    for (const mode of ['off', 'full', 'ratio10', 'none']) {
       const c = startChild(kind, mode, smtpUrl, { WORKER_BENCH_PROFILE: join(profileDir, `${kind}-${mode}.cpuprofile`) });
       for (let i = 0; i < WARM_WINDOWS; i += 1) await c.window(JOBS[kind]);
       const r = await c.window(4 * JOBS[kind]);
@@ -160,7 +164,7 @@ if (profileDir) {
 const results = {};
 for (const kind of KINDS) {
   results[kind] = Object.fromEntries(MODES.map((m) => [m, []]));
-  const children = Object.fromEntries(MODES.map((m) => [m, startChild(kind, m, peers[kind])]));
+  const children = Object.fromEntries(MODES.map((m) => [m, startChild(kind, childMode(m), peers[kind], {}, m)]));
   for (let w = 0; w < WARM_WINDOWS; w += 1) for (const m of MODES) await children[m].window(JOBS[kind]);
   for (let round = 0; round < ROUNDS; round += 1) {
     for (let k = 0; k < MODES.length; k += 1) {
@@ -182,7 +186,15 @@ stopPeers();
 rmSync(exportDir, { recursive: true, force: true });
 
 // ---- report ----
-const LABEL = { off: 'tracing off (baseline)', full: '100% sampling, batching OTLP/HTTP exporter', ratio10: '10% parent-based sampling', none: 'SDK on, 0% sampling (no target)' };
+const LABEL = {
+  off: 'tracing off (baseline)',
+  full: '100% sampling, batching OTLP/HTTP exporter',
+  ratio10: '10% parent-based sampling',
+  none: 'SDK on, 0% sampling (no target)',
+  'full-async': '100%, QUEUELENS_TRACE_CONTEXT=async (no target)',
+  'ratio10-async': '10%, QUEUELENS_TRACE_CONTEXT=async (no target)',
+  control: 'tracing off, a second process (control)',
+};
 const med = (kind, m, f) => median(results[kind][m].map(f));
 const jps = (r) => r.jobsPerSecond;
 const cpu = (r) => r.cpuMicrosPerJob;
@@ -227,24 +239,29 @@ Each tracing mode runs in its own worker process (the SDK is process-wide); the 
 and take turns, one window each, for ${ROUNDS} rounds with the order rotated every round (after ${WARM_WINDOWS} warm-up windows each: JIT,
 connection pools, span pipeline). A window enqueues ${JOBS.noop.toLocaleString('en-US')} noop or ${JOBS.email.toLocaleString('en-US')} email jobs into the paused queue (one
 traced \`add\` each, 200 in flight; enqueue/s is this producer step), flushes their spans, then resumes the queue and
-measures the worker until the last job is done and the spans of the window have been exported: about a second of
-work, so load from other sessions falls on every mode alike. Worker concurrency 10, \`removeOnComplete\`. CPU is the
-worker process's user + system time (all threads) per job in the window; it moves far less than wall time when other
-processes take the cores, so its ratio is the steadier reading of the same comparison. "vs off" is the median over the
-rounds of each traced window against the same round's untraced window (middle half of the rounds in brackets). Email
-jobs render the welcome template and send it over a pooled SMTP connection (10) to a local sink; noop jobs validate
-their data and return. 100% sampling exports with a BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms)
-over OTLP ${PROTOCOL} to a local receiver that counts spans; nothing was dropped (spans received per job, producer and
-worker together, in the last column). 10% is \`ParentBased(TraceIdRatioBased(0.1))\`: the consumer follows the
-producer's decision. The 0% row runs the same SDK with \`TraceIdRatioBased(0)\`: no span is ever recorded, so it is what
-tracing costs before the first span (the async context manager, propagation, unsampled spans), the floor under 10%.
+measures the worker until the last job is done and the spans of the window have been exported. Windows are short
+(a third of a second) and rounds many, because a single process's speed on this box moves by ±20% from one second
+to the next; a round's windows see about the same box. Worker concurrency 10, \`removeOnComplete\`. CPU is the worker
+process's user + system time (all threads) per job in the window. "vs off" is the median over the rounds of each
+window against the same round's untraced window (middle half of the rounds in brackets). The **control** row is a
+second untraced process measured the same way: it should read 100%, and its distance from 100% is about how far
+any other row can be trusted. Email jobs render the welcome template and send it over a pooled SMTP
+connection (10) to a local sink; noop jobs validate their data and return. 100% sampling exports with a
+BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms) over OTLP ${PROTOCOL} to a local receiver that counts
+spans; nothing was dropped (spans received per job, producer and worker together, in the last column: the producer
+here shares the worker's process and context mode, so its \`add\` has a Redis child only in the \`async\` rows). 10% is
+\`ParentBased(TraceIdRatioBased(0.1))\`: the consumer follows the producer's decision. The 0% row runs the same SDK
+with \`TraceIdRatioBased(0)\`: what tracing costs before the first span is recorded, the floor under 10%.
+Workers pass the job's context on explicitly (\`queuelens worker\`'s default, src/tracing/job-context-manager.ts); the
+\`async\` rows run the same with QUEUELENS_TRACE_CONTEXT=async, AsyncLocalStorage, whose promise hooks every promise of
+the process pays for (and, on the producer side of this process, the Redis span under each \`add\`).
 
 | jobs | tracing | worker jobs/s, median (range) | vs off | worker CPU µs/job, median (range) | vs off (by CPU) | enqueue/s | spans/job |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${KINDS.map(row).join('\n')}
 
 Against the targets (wall throughput; the CPU-time reading in brackets): ${KINDS.map(verdict).join('; ')}.
-${KINDS.map((k) => `Per ${k} job, tracing adds ${addedCpu(k, 'full')} µs of worker CPU at 100% sampling and ${addedCpu(k, 'ratio10')} µs at 10% (wall: ${addedWall(k, 'full')} and ${addedWall(k, 'ratio10')} µs).`).join('\n')}
+${KINDS.map((k) => `Per ${k} job, tracing adds ${addedCpu(k, 'full')} µs of worker CPU at 100% sampling and ${addedCpu(k, 'ratio10')} µs at 10% (wall: ${addedWall(k, 'full')} and ${addedWall(k, 'ratio10')} µs); with AsyncLocalStorage ${addedCpu(k, 'full-async')} and ${addedCpu(k, 'ratio10-async')} µs of CPU.`).join('\n')}
 A job doing real work pays about the same microseconds, so the share shrinks as the work grows; noop jobs are the
 worst case, the spans are most of their work.
 
