@@ -6,7 +6,8 @@ import { exporter, childrenOf, parentId, spans, type Span } from './in-memory-sp
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SpanKind, trace } from '@opentelemetry/api';
+import { randomBytes } from 'node:crypto';
+import { context, ROOT_CONTEXT, SpanKind, trace, TraceFlags } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { DeadLetters } from '../../src/workers/dead-letter.js';
 import { emailProcessor } from '../../src/workers/email-processor.js';
@@ -148,6 +149,19 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       expect(lines[0]!.span_id).toBe(procExport.spanContext().spanId);
     });
 
+    it('a chain its producer did not sample records nothing, and its log lines still carry the trace id', async () => {
+      // The caller's request was not sampled: with the default parent-based sampler nothing downstream may be.
+      const traceId = randomBytes(16).toString('hex');
+      const unsampled = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: TraceFlags.NONE });
+      const job = await context.with(unsampled, () => h.producer.enqueueExport({ format: 'csv', rows: 1500, notify: 'gus@example.com' }));
+      expect(JSON.parse((job.opts as { telemetry: { metadata: string } }).telemetry.metadata).traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+      await waitFor('export-ready email delivered', () => sink.mails.some((m) => m.envelopeTo.includes('gus@example.com')), 20_000);
+      expect(spans().filter((s) => s.spanContext().traceId === traceId)).toEqual([]);
+      const lines = h.logLines.map((l) => JSON.parse(l) as Record<string, string>).filter((l) => l.msg === 'export written' && l.jobId === job.id);
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatchObject({ trace_id: traceId, trace_flags: '00' });
+    });
+
     it('the dead-letter copy is part of the failed job\'s trace, and a redrive links back to it', async () => {
       const traceId = await traced(() => h.producer.enqueueEmail({ template: 'welcome', to: 'reject-9@example.com' }));
       await waitFor('dlq add', () => inTrace(traceId).some((s) => s.name === 'add email-dlq.welcome'));
@@ -178,7 +192,7 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
     it('no span carries an email address or a webhook secret', () => {
       const text = JSON.stringify(exporter.getFinishedSpans().map((s) => ({ a: s.attributes, e: s.events, n: s.name, st: s.status })));
       expect(text.length).toBeGreaterThan(1000);
-      expect(text).not.toMatch(/(dave|erin|reject-9)@example\.com/);
+      expect(text).not.toMatch(/(dave|erin|reject-9|gus)@example\.com/);
       expect(text).not.toContain('per-job-secret-9');
       expect(text).not.toContain(SECRET);
       expect(text).not.toContain(PATH_TOKEN);
