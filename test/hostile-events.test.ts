@@ -78,6 +78,9 @@ describe('hostile events', () => {
     const q: QueueRef = { prefix: 'bull', name: 'garbage' };
     const stream = queueKey(q, 'events');
     const s = await sidecar(q.name);
+    // Follow the stream from its first entry: a reader that installs after the first events treats them as history
+    // and starts at the end (seen under a loaded CI box), and caughtUp() would wait for entries it never reads.
+    await waitFor('the reader installed', async () => (await s.metrics()).has('bullmq_exporter_events_read_total{prefix="bull",queue="garbage"}'));
     const queue = bull.queue(q.name);
     bull.worker(q.name, async () => 'done', { concurrency: 5 });
     await queue.addBulk(Array.from({ length: 20 }, () => ({ name: 'j', data: {} })));
