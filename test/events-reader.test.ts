@@ -11,7 +11,7 @@ import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
 import { defineScript } from '../src/redis/scripts.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 import { startTcpProxy } from './helpers/tcp-proxy.js';
 
@@ -541,17 +541,16 @@ describe('errors', () => {
     await waitFor('all registered', async () => (await readEventAccounting(raw, OWN)).length === 4);
     await sleep(300);
 
-    const monitor = await redis.client().monitor();
     const okStreams = new Set(ok.map((q) => queueKey(q, 'events')));
     let replays = 0;
     let badReads = 0;
-    monitor.on('monitor', (_t: string, args: string[]) => {
+    const monitor = await monitorCommands(redis, (args) => {
       const cmd = (args[0] ?? '').toLowerCase();
       if (cmd === 'xrevrange' && okStreams.has(args[1] ?? '')) replays += 1;
       if (cmd === 'xread' && args.includes(queueKey(bad, 'events'))) badReads += 1;
     });
     await waitFor('the bad group to fail three times', () => badReads >= 3, 10_000);
-    monitor.disconnect();
+    monitor.stop();
     expect(replays).toBe(0);
 
     // The healthy queues are still read.

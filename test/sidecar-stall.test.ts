@@ -3,7 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 import { startTcpProxy, type TcpProxy } from './helpers/tcp-proxy.js';
 
@@ -63,14 +63,14 @@ describe('network stall', () => {
 
     // Stall just after a renewal went through (seen on MONITOR; 50 ms for the reply to pass the proxy):
     // the lease then expires one lease after that renewal was sent, and the replica must have let go by then.
-    const monitor = await redis.client().monitor();
-    await new Promise<void>((resolve) =>
-      monitor.on('monitor', (_t: string, args: string[]) => {
-        if (/^eval/i.test(args[0] ?? '') && args.includes('ql-stall-leader:leader:all')) resolve();
-      }),
-    );
+    let renewed = () => {};
+    const sawRenewal = new Promise<void>((resolve) => (renewed = resolve));
+    const monitor = await monitorCommands(redis, (args) => {
+      if (/^eval/i.test(args[0] ?? '') && args.includes('ql-stall-leader:leader:all')) renewed();
+    });
+    await sawRenewal;
     const renewedAt = Date.now();
-    monitor.disconnect();
+    monitor.stop();
     await new Promise((r) => setTimeout(r, 50));
     proxy.stall();
     const stalledAt = Date.now();

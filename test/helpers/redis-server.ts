@@ -116,3 +116,25 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
     },
   };
 }
+
+/**
+ * Every command the server runs, from MONITOR on a connection of its own. Output still in that socket when it is
+ * closed reaches ioredis with no command waiting for it ("Command queue state error", emitted as 'error'): ignored once
+ * stopped, thrown by stop() if it came before.
+ */
+export async function monitorCommands(redis: TestRedis, onCommand: (args: string[]) => void): Promise<{ stop(): void }> {
+  const monitor = await redis.client().monitor();
+  let stopped = false;
+  let failure: Error | undefined;
+  monitor.on('error', (err: Error) => {
+    if (!stopped) failure ??= err;
+  });
+  monitor.on('monitor', (_t: string, args: string[]) => onCommand(args));
+  return {
+    stop() {
+      stopped = true;
+      monitor.disconnect();
+      if (failure) throw failure;
+    },
+  };
+}
