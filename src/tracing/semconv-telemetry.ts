@@ -1,7 +1,7 @@
 // Owns the BullMQ telemetry hook of queuelens's queues: bullmq-otel's context propagation (producer -> job data ->
 // consumer) and producer spans that also carry the OpenTelemetry messaging semantic-convention attributes.
 import { context, SpanKind, trace, type AttributeValue, type Attributes, type Context, type Span } from '@opentelemetry/api';
-import type { Telemetry } from 'bullmq';
+import { TelemetryAttributes, type Telemetry } from 'bullmq';
 import { BullMQOtel } from 'bullmq-otel';
 
 // Attribute names from the messaging semantic conventions (stable names, spelled once here).
@@ -13,17 +13,17 @@ export const ATTR = {
   messageId: 'messaging.message.id',
 } as const;
 
-const QUEUE_NAME = 'bullmq.queue.name';
-const JOB_ID = 'bullmq.job.id';
+const QUEUE_NAME = TelemetryAttributes.QueueName;
+const JOB_ID = TelemetryAttributes.JobId;
 
 type BullSpan = ReturnType<Telemetry['tracer']['startSpan']>;
-type Operation = 'send';
 
 /** Writes BullMQ's attributes and, for `add` spans, their semconv twins; never throws into BullMQ. */
 class SemconvSpan {
   constructor(
     private readonly span: Span,
-    private readonly operationType: Operation | undefined,
+    /** A producer (`add`) span: the one kind that gets the semconv twins. */
+    private readonly producer: boolean,
   ) {}
   setSpanOnContext(ctx: Context): Context {
     return trace.setSpan(ctx, this.span);
@@ -32,12 +32,12 @@ class SemconvSpan {
     // BullMQ builds its attributes whatever the sampler said; an unsampled span drops them here, unread.
     if (!this.span.isRecording()) return;
     this.span.setAttribute(key, value);
-    if (this.operationType) this.mirror(key, value);
+    if (this.producer) this.mirror(key, value);
   }
   setAttributes(attributes: Attributes): void {
     if (!this.span.isRecording()) return;
     this.span.setAttributes(attributes);
-    if (!this.operationType) return;
+    if (!this.producer) return;
     if (QUEUE_NAME in attributes) this.mirror(QUEUE_NAME, attributes[QUEUE_NAME]);
     if (JOB_ID in attributes) this.mirror(JOB_ID, attributes[JOB_ID]);
   }
@@ -54,7 +54,7 @@ class SemconvSpan {
     if (key === QUEUE_NAME && typeof value === 'string') {
       this.span.setAttribute(ATTR.system, 'bullmq');
       this.span.setAttribute(ATTR.destination, value);
-      this.span.setAttribute(ATTR.operationType, this.operationType!);
+      this.span.setAttribute(ATTR.operationType, 'send');
       this.span.setAttribute(ATTR.operationName, 'add');
     } else if (key === JOB_ID && (typeof value === 'string' || typeof value === 'number')) {
       this.span.setAttribute(ATTR.messageId, String(value));
@@ -106,7 +106,7 @@ export function createTelemetry(): Telemetry {
         // one, such as `close email-dlq` from every worker that shuts down.
         if (kind === SpanKind.INTERNAL && !trace.getSpan((ctx as Context | undefined) ?? context.active())?.isRecording()) return NO_SPAN;
         const span = tracer.startSpan(name, { kind }, ctx as Context | undefined);
-        return new SemconvSpan(span, kind === SpanKind.PRODUCER ? 'send' : undefined) as unknown as BullSpan;
+        return new SemconvSpan(span, kind === SpanKind.PRODUCER) as unknown as BullSpan;
       },
     },
   } as Telemetry;

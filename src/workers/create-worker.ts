@@ -159,7 +159,8 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
         // Retrying cannot fix malformed data: straight to the dead-letter queue.
         throw new UnrecoverableError((err as Error).message);
       }
-      const result = await (span ? span.run(() => this.opts.process(job, data, ctx)) : this.opts.process(job, data, ctx));
+      const work = () => this.opts.process(job, data, ctx);
+      const result = await (span ? span.run(work) : work());
       span?.end();
       return result;
     } catch (err) {

@@ -1,7 +1,7 @@
 // Owns dead-letter queues: copying a job that failed for good to `<queue>-dlq` (idempotently, with
 // everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
-import { context, propagation, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
+import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
 import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
@@ -9,6 +9,7 @@ import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { SECRET_KEYS } from '../log/redact.js';
 import { ownKeys, type QueueRef } from '../redis/keys.js';
+import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
@@ -271,11 +272,7 @@ function holdSecrets(data: unknown): { data: unknown; held?: Record<string, unkn
 
 function linkTo(metadata: string | undefined): Link | undefined {
   if (!metadata) return undefined;
-  try {
-    const ctx = propagation.extract(context.active(), JSON.parse(metadata) as Record<string, string>);
-    const sc = trace.getSpanContext(ctx);
-    return sc && trace.isSpanContextValid(sc) ? { context: sc, attributes: { 'queuelens.link': 'dead-lettered-original' } } : undefined;
-  } catch {
-    return undefined;
-  }
+  // On ROOT_CONTEXT: unreadable metadata then yields no span context at all, not the redrive's own.
+  const sc = trace.getSpanContext(jobContext(ROOT_CONTEXT, metadata));
+  return sc && trace.isSpanContextValid(sc) ? { context: sc, attributes: { 'queuelens.link': 'dead-lettered-original' } } : undefined;
 }

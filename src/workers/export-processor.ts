@@ -84,13 +84,14 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     }
     const result: ExportResult = { file, rows, bytes, sha256: hash.digest('hex') };
     ctx.log.info({ file, rows, bytes }, 'export written');
-    if (data.notify && opts.producer) {
-      // Keyed by the export job, so a retry after this point does not send a second email.
-      const { producer } = opts;
-      // Under the export's consumer span: the email's `add`, and so the email job, join the export's trace.
+    const { producer } = opts;
+    const to = data.notify;
+    if (to && producer) {
+      // Keyed by the export job, so a retry after this point does not send a second email. Under the export's
+      // consumer span: the email's `add`, and so the email job, join the export's trace.
       await context.with(ctx.trace, () =>
         producer.enqueueEmail(
-          { template: 'export-ready', to: data.notify!, vars: { file, rows, sha256: result.sha256 } },
+          { template: 'export-ready', to, vars: { file, rows, sha256: result.sha256 } },
           { idempotencyKey: `export-ready:${job.queueName}:${job.id}` },
         ),
       );
