@@ -149,7 +149,6 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
 
   private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {
     const span = this.tracing ? startConsumerSpan(job, this.opts.queue) : undefined;
-    if (span) this.attempts.set(job, span);
     const ctx = new AttemptContext(this.opts.log, { queue: this.opts.queue, jobId: job.id, attempt: job.attemptsMade + 1 }, span, signal);
     try {
       let data: JobData<Q>;
@@ -170,6 +169,8 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
         if (err.stack) err.stack = redactString(err.stack);
       }
       span?.end(err);
+      // Kept only for an attempt that failed: a final failure's dead-letter copy joins its trace.
+      if (span) this.attempts.set(job, span);
       throw err;
     }
   }
