@@ -247,7 +247,7 @@ window against the same round's untraced window (middle half of the rounds in br
 second untraced process measured the same way: it should read 100%, and its distance from 100% is about how far
 any other row can be trusted. Email jobs render the welcome template and send it over a pooled SMTP
 connection (10) to a local sink; noop jobs validate their data and return. 100% sampling exports with a
-BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms) over OTLP ${PROTOCOL} to a local receiver that counts
+BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms) over OTLP ${PROTOCOL}${PROTOCOL === 'http/json' ? " (queuelens's default)" : ''} to a local receiver that counts
 spans; nothing was dropped (spans received per job, producer and worker together, in the last column: the producer
 here shares the worker's process and context mode, so its \`add\` has a Redis child only in the \`async\` rows). 10% is
 \`ParentBased(TraceIdRatioBased(0.1))\`: the consumer follows the producer's decision. The 0% row runs the same SDK

@@ -26,6 +26,8 @@ let sink: SmtpSink;
 let receiver: Server;
 let endpoint: string;
 const received: Array<{ service: string; spans: OtlpSpan[] }> = [];
+/** Content type of every export request, in arrival order. */
+const contentTypes: string[] = [];
 
 beforeAll(async () => {
   redis = await startTestRedis();
@@ -34,6 +36,7 @@ beforeAll(async () => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
+      if (req.url === '/v1/traces') contentTypes.push(String(req.headers['content-type']));
       if (req.url === '/v1/traces' && String(req.headers['content-type']).startsWith('application/json')) {
         const body = JSON.parse(Buffer.concat(chunks).toString()) as {
           resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] }; scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
@@ -77,6 +80,7 @@ describe('OTLP/HTTP export', () => {
       exportEnabled: true,
       serviceName: 'api',
       contextManager: 'async',
+      tracesProtocol: 'http/json',
     });
     expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).exportEnabled).toBe(false);
   });
@@ -90,8 +94,20 @@ describe('OTLP/HTTP export', () => {
     expect(() => tracingEnv({ QUEUELENS_TRACE_CONTEXT: 'als' }, cli('worker'))).toThrow(/QUEUELENS_TRACE_CONTEXT must be "job" or "async" \(got "als"\)/);
   });
 
+  it('exports JSON unless a protocol is set, and refuses one the SDK does not know', () => {
+    expect(tracingEnv({}).tracesProtocol).toBe('http/json');
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }).tracesProtocol).toBe('http/protobuf');
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf', OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'grpc' }).tracesProtocol).toBe('grpc');
+    expect(tracingEnv({ OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: ' ', OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf' }).tracesProtocol).toBe('http/protobuf');
+    expect(() => tracingEnv({ OTEL_EXPORTER_OTLP_PROTOCOL: 'http/xml' })).toThrow(
+      'OTEL_EXPORTER_OTLP_PROTOCOL must be one of http/json, http/protobuf, grpc (got "http/xml"); unset it for http/json',
+    );
+  });
+
   it('sends producer and consumer spans of one trace from two processes over the wire', async () => {
-    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_PROTOCOL: 'http/json', OTEL_BSP_SCHEDULE_DELAY: '100' };
+    // No protocol set: queuelens's default, JSON, is what arrives.
+    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '100' };
+    const typesBefore = contentTypes.length;
     const worker = run(['worker', 'email'], { ...otel, OTEL_SERVICE_NAME: 'mail-worker', SMTP_URL: sink.url, QUEUELENS_SHUTDOWN_TIMEOUT: '10' });
     await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
     const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"frank@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'api' });
@@ -117,12 +133,34 @@ describe('OTLP/HTTP export', () => {
     // The worker passes the job's context on explicitly (no AsyncLocalStorage): exactly its two spans, no stray root.
     expect(spans.filter((s) => s.service === 'mail-worker').map((s) => s.name).sort()).toEqual(['process email', 'smtp send']);
     expect(JSON.stringify(received)).not.toContain('frank@example.com');
+    const types = contentTypes.slice(typesBefore);
+    expect(types.length).toBeGreaterThanOrEqual(2);
+    expect(types.every((t) => t.startsWith('application/json'))).toBe(true);
   });
 
-  it('refuses an unknown QUEUELENS_TRACE_CONTEXT before starting, with exit code 2', async () => {
+  it('honours OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf', async () => {
+    const typesBefore = contentTypes.length;
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"hank@example.com"}'], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_EXPORTER_OTLP_PROTOCOL: 'http/protobuf',
+      OTEL_SERVICE_NAME: 'api',
+    });
+    expect(await enqueue.exited).toBe(0);
+    // The CLI flushes its spans before it exits.
+    expect(contentTypes.slice(typesBefore)).toEqual(['application/x-protobuf']);
+  });
+
+  it('refuses an unknown QUEUELENS_TRACE_CONTEXT or OTLP protocol before starting, with exit code 2', async () => {
     const worker = run(['worker', 'email'], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, QUEUELENS_TRACE_CONTEXT: 'zone' });
     expect(await worker.exited).toBe(2);
     expect(worker.output()).toContain('QUEUELENS_TRACE_CONTEXT must be "job" or "async" (got "zone")');
+    const waiting = () => redis.client().llen('bull:email:wait');
+    const before = await waiting();
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"ivy@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'json' });
+    expect(await enqueue.exited).toBe(2);
+    expect(enqueue.output()).toContain('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL must be one of http/json, http/protobuf, grpc (got "json")');
+    // Nothing was enqueued.
+    expect(await waiting()).toBe(before);
   });
 
   it('traces nothing when no endpoint is set', async () => {

@@ -267,7 +267,16 @@ export interface TracingEnv {
    * worker's throughput on Node 20). From QUEUELENS_TRACE_CONTEXT; default `job` for `queuelens worker`, `async` otherwise.
    */
   contextManager: TraceContextMode;
+  /**
+   * The OTLP encoding of exported spans: OTEL_EXPORTER_OTLP_TRACES_PROTOCOL or OTEL_EXPORTER_OTLP_PROTOCOL, else
+   * `http/json`, not the SDK's `http/protobuf`: encoding and sending a span costs a worker ~5 µs as JSON and ~11.5 µs
+   * as protobuf with the exporters this SDK ships (docs/benchmarks.md, Workers). Collectors take both on /v1/traces.
+   */
+  tracesProtocol: OtlpProtocol;
 }
+
+const OTLP_PROTOCOLS = ['http/json', 'http/protobuf', 'grpc'] as const;
+export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 /**
  * OTEL_* variables are read by the OpenTelemetry SDK itself; queuelens only needs to know whether to export and how
@@ -279,11 +288,19 @@ export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   if (raw && raw !== 'job' && raw !== 'async') {
     throw new ConfigError(`QUEUELENS_TRACE_CONTEXT must be "job" or "async" (got ${JSON.stringify(raw)}); unset it for the default`);
   }
+  // Empty counts as unset, as the SDK reads it.
+  const protocolVar = ['OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'OTEL_EXPORTER_OTLP_PROTOCOL'].find((k) => env[k]?.trim());
+  const protocol = protocolVar ? env[protocolVar]!.trim() : 'http/json';
+  if (!(OTLP_PROTOCOLS as readonly string[]).includes(protocol)) {
+    // The SDK would warn and fall back to protobuf: a collector set up for something else would see nothing.
+    throw new ConfigError(`${protocolVar} must be one of ${OTLP_PROTOCOLS.join(', ')} (got ${JSON.stringify(protocol)}); unset it for http/json`);
+  }
   // argv: [node, script, subcommand, ...]
   const isWorker = argv[2] === 'worker';
   return {
     exportEnabled: Boolean(endpoint) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none',
     serviceName: env.OTEL_SERVICE_NAME ?? 'queuelens',
     contextManager: (raw as TraceContextMode | undefined) || (isWorker ? 'job' : 'async'),
+    tracesProtocol: protocol as OtlpProtocol,
   };
 }

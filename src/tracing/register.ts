@@ -14,6 +14,8 @@ try {
 }
 if (env.exportEnabled) {
   const { startTracing } = await import('./sdk.js');
-  // OTLP/HTTP exporter, batching and sampler all come from the standard OTEL_* variables.
+  // OTLP exporter, batching and sampler all come from the standard OTEL_* variables; only the protocol's default is
+  // queuelens's own (JSON: worker-config.ts says why). Inherited by the processes this one starts.
+  process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = env.tracesProtocol;
   startTracing({ serviceName: env.serviceName, contextManager: env.contextManager });
 }
