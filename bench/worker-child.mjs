@@ -1,9 +1,12 @@
 // One tracing mode of the worker benchmark in its own process (tracing must start before ioredis loads, and modes
-// must not share the SDK). argv: <kind: noop|email|export> <mode> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
+// must not share the SDK). argv: <kind: noop|email|export|producer> <mode> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
 // mode: off | full | ratio10 | none, `-async` appended for QUEUELENS_TRACE_CONTEXT=async (AsyncLocalStorage) instead of
 // the explicit job context `queuelens worker` runs with.
-// noop/email: stays up and measures one window per `{"jobs": n}` line on stdin, answering with one JSON line each;
-// `{"exit": true}` closes it. export: one export of <rows> rows, one JSON line, exit.
+// noop/email: a worker that stays up and measures one window per `{"jobs": n}` line on stdin (the n jobs a producer
+// process put in the paused queue), answering with one JSON line each; `{"exit": true}` closes it.
+// producer: the producer of that worker, in a process of its own as in production (its spans, and the garbage they
+// leave, are not the worker's): enqueues n email jobs per `{"enqueue": n}` line and answers when their spans are sent.
+// export: one export of <rows> rows, one JSON line, exit.
 import { createInterface } from 'node:readline';
 
 const [kind, mode, redisUrl, prefix, peer, otlpUrl, rowsArg] = process.argv.slice(2);
@@ -90,10 +93,32 @@ if (kind === 'export') {
   process.exit(0);
 }
 
-const processFn = kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
 const queue = producer.queue('email');
-// Jobs wait in the paused queue while they are enqueued; resuming it opens the window, so the worker's window has
-// nothing of the producer in it, and the worker process stays warm from one window to the next.
+
+if (kind === 'producer') {
+  const opts = { removeOnComplete: true, attempts: 1 };
+  for await (const line of createInterface({ input: process.stdin })) {
+    const cmd = JSON.parse(line);
+    if (cmd.exit) break;
+    const n = cmd.enqueue;
+    const t0 = performance.now();
+    for (let i = 0; i < n; i += 200) {
+      const batch = [];
+      for (let j = i; j < Math.min(n, i + 200); j += 1) batch.push(producer.enqueueEmail({ template: 'welcome', to: `user-${j}@example.com`, vars: { name: `u${j}` } }, opts));
+      await Promise.all(batch);
+    }
+    const ms = performance.now() - t0;
+    await batcher?.forceFlush();
+    reply({ enqueued: n, enqueuePerSecond: Math.round(n / (ms / 1000)) });
+  }
+  await producer.close();
+  await shutdownTracing();
+  process.exit(0);
+}
+
+const processFn = kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
+// Jobs wait in the paused queue while the producer enqueues them; resuming it opens the window, and the worker
+// process stays warm from one window to the next.
 await queue.pause();
 const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, prefix, ownPrefix: 'queuelens', log, concurrency: 10 });
 let settled = 0;
@@ -102,18 +127,10 @@ let onSettled = () => {};
 w.worker.on('completed', () => { settled += 1; onSettled(); });
 w.worker.on('failed', () => { settled += 1; failed += 1; onSettled(); });
 await w.start();
+// The queue is paused and the worker listening: the producer may start.
+reply({ ready: true });
 
 async function window(n) {
-  const opts = { removeOnComplete: true, attempts: 1 };
-  const e0 = performance.now();
-  for (let i = 0; i < n; i += 200) {
-    const batch = [];
-    for (let j = i; j < Math.min(n, i + 200); j += 1) batch.push(producer.enqueueEmail({ template: 'welcome', to: `user-${j}@example.com`, vars: { name: `u${j}` } }, opts));
-    await Promise.all(batch);
-  }
-  const enqueueMs = performance.now() - e0;
-  // The producer's spans leave before the window opens, so their export is not charged to the worker.
-  await batcher?.forceFlush();
   const target = settled + n;
   const failedBefore = failed;
   const done = new Promise((resolve) => (onSettled = () => settled >= target && resolve()));
@@ -128,7 +145,7 @@ async function window(n) {
   const cpu = cpuMicros() - c0;
   await profile(false);
   await queue.pause();
-  return { jobs: n, failed: failed - failedBefore, seconds: ms / 1000, jobsPerSecond: Math.round(n / (ms / 1000)), cpuMicrosPerJob: cpu / n, enqueuePerSecond: Math.round(n / (enqueueMs / 1000)) };
+  return { jobs: n, failed: failed - failedBefore, seconds: ms / 1000, jobsPerSecond: Math.round(n / (ms / 1000)), cpuMicrosPerJob: cpu / n };
 }
 
 for await (const line of createInterface({ input: process.stdin })) {

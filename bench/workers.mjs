@@ -100,32 +100,55 @@ function eachField(buf, start, end, fn) {
   }
 }
 
-/** A worker-child process for one kind and tracing mode (`name` when two processes run the same mode); `window(n)` measures n jobs. */
+/**
+ * A worker-child process for one kind and tracing mode (`name` when two processes run the same mode), with, for
+ * noop and email, its producer in a second process of the same mode; `window(n)` enqueues n jobs, then measures the
+ * worker on them.
+ */
 function startChild(kind, mode, peer, env = {}, name = mode) {
-  const path = `/${kind}-${name}/v1/traces`;
-  const p = spawn(process.execPath, [join(root, 'bench/worker-child.mjs'), kind, mode, redisUrl, `bench-${kind}-${name}`, peer, otlpBase + path, String(EXPORT_ROWS)], {
-    stdio: ['pipe', 'pipe', 'inherit'],
-    env: { ...process.env, WORKER_BENCH_PROTOCOL: PROTOCOL, ...env },
-  });
-  const waiting = [];
-  createInterface({ input: p.stdout }).on('line', (line) => waiting.shift()?.resolve(JSON.parse(line)));
-  const exited = once(p, 'exit').then(([code]) => {
-    for (const w of waiting.splice(0)) w.reject(new Error(`${kind}/${name} child exited with code ${code}`));
-  });
-  const answer = () => new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+  const spawnChild = (role) => {
+    const path = role === kind ? `/${kind}-${name}/v1/traces` : `/${kind}-${role}-${name}/v1/traces`;
+    const p = spawn(process.execPath, [join(root, 'bench/worker-child.mjs'), role, mode, redisUrl, `bench-${kind}-${name}`, peer, otlpBase + path, String(EXPORT_ROWS)], {
+      stdio: ['pipe', 'pipe', 'inherit'],
+      env: { ...process.env, WORKER_BENCH_PROTOCOL: PROTOCOL, ...env },
+    });
+    const waiting = [];
+    createInterface({ input: p.stdout }).on('line', (line) => waiting.shift()?.resolve(JSON.parse(line)));
+    const exited = once(p, 'exit').then(([code]) => {
+      for (const w of waiting.splice(0)) w.reject(new Error(`${role}/${name} child exited with code ${code}`));
+    });
+    const answer = () => new Promise((resolve, reject) => waiting.push({ resolve, reject }));
+    const ask = (cmd) => {
+      const a = answer();
+      p.stdin.write(`${JSON.stringify(cmd)}\n`);
+      return a;
+    };
+    const spans = () => otlpSpans.get(path) ?? 0;
+    const close = async () => {
+      p.stdin.end(`${JSON.stringify({ exit: true })}\n`);
+      await exited;
+    };
+    return { answer, ask, spans, close };
+  };
+  const worker = spawnChild(kind);
+  if (kind === 'export') return { answer: worker.answer, close: worker.close };
+  // The worker pauses the queue before it says it is ready; only then may jobs arrive.
+  const ready = worker.answer();
+  const producer = spawnChild('producer');
   return {
-    answer,
     async window(n) {
-      const before = otlpSpans.get(path) ?? 0;
-      p.stdin.write(`${JSON.stringify({ jobs: n })}\n`);
-      const r = await answer();
+      await ready;
+      const { enqueuePerSecond } = await producer.ask({ enqueue: n });
+      const before = worker.spans();
+      const r = await worker.ask({ jobs: n });
       if (r.failed > 0) throw new Error(`${kind}/${name}: ${r.failed} of ${n} jobs failed`);
-      r.spansReceived = (otlpSpans.get(path) ?? 0) - before;
+      // The worker's own spans: it flushed them before answering, and the receiver counted them before replying.
+      r.spansReceived = worker.spans() - before;
+      r.enqueuePerSecond = enqueuePerSecond;
       return r;
     },
     async close() {
-      p.stdin.end(`${JSON.stringify({ exit: true })}\n`);
-      await exited;
+      await Promise.all([worker.close(), producer.close()]);
     },
   };
 }
@@ -235,11 +258,12 @@ Measured by \`npm run bench:workers\` on ${new Date().toISOString().slice(0, 10)
 Redis, the SMTP sink and the OTLP receiver on the same box (everything shares the cores; 1-minute load average
 ${loadAtStart.toFixed(1)} at the start and ${loadavg()[0].toFixed(1)} at the end, other work included).
 
-Each tracing mode runs in its own worker process (the SDK is process-wide); the processes of a job kind stay up
-and take turns, one window each, for ${ROUNDS} rounds with the order rotated every round (after ${WARM_WINDOWS} warm-up windows each: JIT,
-connection pools, span pipeline). A window enqueues ${JOBS.noop.toLocaleString('en-US')} noop or ${JOBS.email.toLocaleString('en-US')} email jobs into the paused queue (one
-traced \`add\` each, 200 in flight; enqueue/s is this producer step), flushes their spans, then resumes the queue and
-measures the worker until the last job is done and the spans of the window have been exported. Windows are short
+Each tracing mode runs in its own worker process (the SDK is process-wide), fed by a producer process of the same
+mode, as an API and its workers are deployed: the producer's work and garbage are not the worker's. The processes of
+a job kind stay up and take turns, one window each, for ${ROUNDS} rounds with the order rotated every round (after ${WARM_WINDOWS} warm-up
+windows each: JIT, connection pools, span pipeline). A window's producer enqueues ${JOBS.noop.toLocaleString('en-US')} noop or ${JOBS.email.toLocaleString('en-US')} email jobs into
+the paused queue (one traced \`add\` each, 200 in flight; enqueue/s is this step) and sends their spans; then the
+worker resumes the queue and is measured until the last job is done and the spans of the window have been exported. Windows are short
 (a third of a second) and rounds many, because a single process's speed on this box moves by ±20% from one second
 to the next; a round's windows see about the same box. Worker concurrency 10, \`removeOnComplete\`. CPU is the worker
 process's user + system time (all threads) per job in the window. "vs off" is the median over the rounds of each
@@ -248,15 +272,14 @@ second untraced process measured the same way: it should read 100%, and its dist
 any other row can be trusted. Email jobs render the welcome template and send it over a pooled SMTP
 connection (10) to a local sink; noop jobs validate their data and return. 100% sampling exports with a
 BatchSpanProcessor (queue 200,000, batches of 2,048, every 500 ms) over OTLP ${PROTOCOL}${PROTOCOL === 'http/json' ? " (queuelens's default)" : ''} to a local receiver that counts
-spans; nothing was dropped (spans received per job, producer and worker together, in the last column: the producer
-here shares the worker's process and context mode, so its \`add\` has a Redis child only in the \`async\` rows). 10% is
+spans; nothing was dropped (the worker's spans received per job in the last column). 10% is
 \`ParentBased(TraceIdRatioBased(0.1))\`: the consumer follows the producer's decision. The 0% row runs the same SDK
 with \`TraceIdRatioBased(0)\`: what tracing costs before the first span is recorded, the floor under 10%.
 Workers pass the job's context on explicitly (\`queuelens worker\`'s default, src/tracing/job-context-manager.ts); the
 \`async\` rows run the same with QUEUELENS_TRACE_CONTEXT=async, AsyncLocalStorage, whose promise hooks every promise of
-the process pays for (and, on the producer side of this process, the Redis span under each \`add\`).
+the process pays for.
 
-| jobs | tracing | worker jobs/s, median (range) | vs off | worker CPU µs/job, median (range) | vs off (by CPU) | enqueue/s | spans/job |
+| jobs | tracing | worker jobs/s, median (range) | vs off | worker CPU µs/job, median (range) | vs off (by CPU) | enqueue/s | worker spans/job |
 | --- | --- | --- | --- | --- | --- | --- | --- |
 ${KINDS.map(row).join('\n')}
 
