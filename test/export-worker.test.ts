@@ -23,7 +23,7 @@ beforeAll(async () => {
   sink = await startSmtpSink();
   dir = mkdtempSync(join(tmpdir(), 'queuelens-export-'));
   h = new WorkerHarness(redis);
-  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken } }).process, { concurrency: 2 });
+  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken, paged } }).process, { concurrency: 2 });
   const mail = emailProcessor({ smtpUrl: sink.url, from: 'x@queuelens.test' });
   h.onClose(mail.close);
   await h.start('email', mail.process);
@@ -40,6 +40,14 @@ function* broken({ rows }: { rows: number }) {
   for (let i = 1; i <= rows; i += 1) {
     if (i === 1500) throw new Error('source connection reset');
     yield { id: i };
+  }
+}
+
+/** A source that pages like a database cursor: asynchronous, a page of 500 rows at a time. */
+async function* paged({ rows }: { rows: number }) {
+  for (let i = 1; i <= rows; i += 1) {
+    if (i % 500 === 1) await new Promise((r) => setTimeout(r, 1));
+    yield { id: i, page: Math.ceil(i / 500) };
   }
 }
 
@@ -80,6 +88,14 @@ describe('export worker', () => {
     const keys = ['id', 'account', 'plan', 'amount_cents', 'created_at'];
     expect(lines.map((l) => JSON.parse(l))).toEqual(expectedRows(1234).map((r) => Object.fromEntries(r.map((v, i) => [keys[i], v]))));
     expect(result.sha256).toBe(sha256(readFileSync(join(dir, result.file))));
+  });
+
+  it('reads an asynchronous source as it reads a synchronous one, the last chunk short', async () => {
+    const job = await h.producer.enqueueExport({ format: 'ndjson', rows: 2345, source: 'paged', fileName: 'paged.ndjson' });
+    const result = await finished(job.id!);
+    const expected = Array.from({ length: 2345 }, (_, k) => `{"id":${k + 1},"page":${Math.ceil((k + 1) / 500)}}`).join('\n') + '\n';
+    expect(readFileSync(join(dir, 'paged.ndjson'), 'utf8')).toBe(expected);
+    expect(result).toEqual({ file: 'paged.ndjson', rows: 2345, bytes: Buffer.byteLength(expected), sha256: sha256(expected) });
   });
 
   it('reports progress as it goes', async () => {

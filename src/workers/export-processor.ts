@@ -10,7 +10,7 @@ import { stringify } from 'csv-stringify/sync';
 import type { Producer } from '../jobs/producer.js';
 import { withSpan } from '../tracing/spans.js';
 import type { Processor } from './create-worker.js';
-import { builtinSources, EXPORT_COLUMNS, type ExportRow, type ExportSource } from './export-source.js';
+import { builtinSources, EXPORT_COLUMNS, inChunks, type ExportSource } from './export-source.js';
 
 export interface ExportProcessorOptions {
   dir: string;
@@ -53,11 +53,8 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
         await fh.write(text);
       };
       if (data.format === 'csv') await write(stringify([EXPORT_COLUMNS as unknown as string[]]));
-      let chunk: ExportRow[] = [];
       let index = 0;
-      const flush = async () => {
-        const batch = chunk;
-        chunk = [];
+      for await (const batch of inChunks(source({ rows: data.rows }), chunkRows)) {
         await withSpan(ctx.trace, 'export chunk', SpanKind.INTERNAL, { 'queuelens.export.chunk': index, 'queuelens.export.rows': batch.length }, async () => {
           await write(data.format === 'csv' ? stringify(batch, { columns: EXPORT_COLUMNS as unknown as string[] }) : `${batch.map((r) => JSON.stringify(r)).join('\n')}\n`);
         });
@@ -68,12 +65,7 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
           lastPct = pct;
           await job.updateProgress(pct);
         }
-      };
-      for await (const row of source({ rows: data.rows })) {
-        chunk.push(row);
-        if (chunk.length >= chunkRows) await flush();
       }
-      if (chunk.length > 0) await flush();
       await fh.sync();
       await fh.close();
       await rename(tmp, final);
