@@ -61,7 +61,7 @@ const APP_ENV = [
   'LOADGEN_RATE',
   'LOADGEN_DURATION',
   'LOADGEN_WEBHOOK_TARGET',
-  // Read by node: the sidecars' heap sizing, as in deploy/k8s/sidecar.yaml.
+  // Read by node: the heap sizing of the sidecars (as in deploy/k8s/sidecar.yaml) and of the export worker.
   'NODE_OPTIONS',
 ];
 
