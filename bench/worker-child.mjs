@@ -14,21 +14,24 @@ const [tracing, contextManager = 'job'] = mode.split('-');
 // WORKER_BENCH_DIST: another build of src/ (e.g. the commit before a change), for A/B runs.
 const DIST = process.env.WORKER_BENCH_DIST ?? new URL('../dist', import.meta.url).href;
 
-let batcher;
+let flushSpans = async () => {};
 if (tracing !== 'off') {
-  const { BatchSpanProcessor, ParentBasedSampler, AlwaysOnSampler, TraceIdRatioBasedSampler } = await import('@opentelemetry/sdk-trace-base');
-  // WORKER_BENCH_PROTOCOL: http/json (default) or http/protobuf (what the SDK picks from OTEL_* when unset).
-  const protobuf = process.env.WORKER_BENCH_PROTOCOL === 'http/protobuf';
-  const { OTLPTraceExporter } = await import(protobuf ? '@opentelemetry/exporter-trace-otlp-proto' : '@opentelemetry/exporter-trace-otlp-http');
-  const { startTracing } = await import(DIST + '/tracing/sdk.js');
-  // A queue big enough that nothing is dropped at full speed: dropped spans would flatter the traced runs.
-  batcher = new BatchSpanProcessor(new OTLPTraceExporter({ url: otlpUrl }), { maxQueueSize: 200_000, maxExportBatchSize: 2048, scheduledDelayMillis: 500 });
-  startTracing({
-    serviceName: 'bench',
-    spanProcessors: [batcher],
-    sampler: new ParentBasedSampler({ root: tracing === 'full' ? new AlwaysOnSampler() : new TraceIdRatioBasedSampler(tracing === 'ratio10' ? 0.1 : 0) }),
-    contextManager,
+  // Tracing as `queuelens worker` runs it: the register module reads OTEL_* and QUEUELENS_TRACE_CONTEXT, and the SDK
+  // builds the exporter and its BatchSpanProcessor with their defaults (batches of 512, a queue of 2,048, every 5 s).
+  // Only the endpoint, the sampler and, with --protocol, the encoding are set here.
+  Object.assign(process.env, {
+    OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
+    OTEL_SERVICE_NAME: 'bench',
+    OTEL_TRACES_SAMPLER: tracing === 'full' ? 'parentbased_always_on' : 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER_ARG: tracing === 'ratio10' ? '0.1' : '0',
+    QUEUELENS_TRACE_CONTEXT: contextManager,
   });
+  if (process.env.WORKER_BENCH_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = process.env.WORKER_BENCH_PROTOCOL;
+  await import(DIST + '/tracing/register.js');
+  const { trace } = await import('@opentelemetry/api');
+  const provider = trace.getTracerProvider().getDelegate();
+  if (typeof provider.forceFlush !== 'function') throw new Error('tracing did not start: no SDK tracer provider');
+  flushSpans = () => provider.forceFlush();
 }
 
 const { Producer } = await import(DIST + '/jobs/producer.js');
@@ -108,7 +111,7 @@ if (kind === 'producer') {
       await Promise.all(batch);
     }
     const ms = performance.now() - t0;
-    await batcher?.forceFlush();
+    await flushSpans();
     reply({ enqueued: n, enqueuePerSecond: Math.round(n / (ms / 1000)) });
   }
   await producer.close();
@@ -140,7 +143,7 @@ async function window(n) {
   await queue.resume();
   await done;
   // The window closes once the spans of its jobs have left too: the export of every span is charged to its window.
-  await batcher?.forceFlush();
+  await flushSpans();
   const ms = performance.now() - t0;
   const cpu = cpuMicros() - c0;
   await profile(false);
