@@ -52,13 +52,16 @@ export function ioredisInstrumentation(): IORedisInstrumentation {
 
 /** Starts the SDK and turns BullMQ telemetry on; returns the flush-and-stop function. */
 export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
+  const job = opts.contextManager === 'job';
   const sdk = new NodeSDK({
     serviceName: opts.serviceName,
     traceExporter: opts.traceExporter,
     spanProcessors: opts.spanProcessors,
     sampler: opts.sampler,
-    contextManager: opts.contextManager === 'job' ? new JobContextManager() : undefined,
-    instrumentations: [ioredisInstrumentation()],
+    contextManager: job ? new JobContextManager() : undefined,
+    // With the job context manager no span is active when BullMQ's commands go out (each follows an `await`), so the
+    // instrumentation would look at every command of the worker and record none: it is not loaded.
+    instrumentations: job ? [] : [ioredisInstrumentation()],
     // Metrics and logs go through Prometheus and pino; only traces leave through OTLP.
     metricReaders: [],
     logRecordProcessors: [],
@@ -66,8 +69,8 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
   sdk.start();
   // The instrumentation patches ioredis from a require() hook, but an ESM `import 'ioredis'` bypasses it.
   // Loading it through require() here patches the one shared CommonJS module before anything else uses it.
-  createRequire(import.meta.url)('ioredis');
+  if (!job) createRequire(import.meta.url)('ioredis');
   const stop = () => sdk.shutdown();
-  enableTracing(stop, opts.contextManager === 'job');
+  enableTracing(stop, job);
   return stop;
 }
