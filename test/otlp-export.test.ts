@@ -147,7 +147,9 @@ describe('OTLP/HTTP export', () => {
     });
     expect(await enqueue.exited).toBe(0);
     // The CLI flushes its spans before it exits.
-    expect(contentTypes.slice(typesBefore)).toEqual(['application/x-protobuf']);
+    const types = contentTypes.slice(typesBefore);
+    expect(types.length).toBeGreaterThanOrEqual(1);
+    expect(types.every((t) => t === 'application/x-protobuf')).toBe(true);
   });
 
   it('refuses an unknown QUEUELENS_TRACE_CONTEXT or OTLP protocol before starting, with exit code 2', async () => {

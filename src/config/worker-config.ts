@@ -279,8 +279,8 @@ const OTLP_PROTOCOLS = ['http/json', 'http/protobuf', 'grpc'] as const;
 export type OtlpProtocol = (typeof OTLP_PROTOCOLS)[number];
 
 /**
- * OTEL_* variables are read by the OpenTelemetry SDK itself; queuelens only needs to know whether to export and how
- * the context travels. Read by the register module before the CLI exists, so there is no flag: like OTEL_*, env only.
+ * OTEL_* variables are read by the OpenTelemetry SDK itself; queuelens only needs to know whether to export, how
+ * the context travels and which OTLP encoding to default to. Read by the register module before the CLI exists, so there is no flag: like OTEL_*, env only.
  */
 export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly string[] = process.argv): TracingEnv {
   const endpoint = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;

@@ -95,7 +95,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   readonly deadLetters: DeadLetters;
   private readonly connection: RedisClient;
   private readonly pending = new Set<Promise<unknown>>();
-  /** Each job's running attempt, whose context the dead-letter copy after a final failure joins. */
+  /** Each job's last failed attempt, whose context the dead-letter copy after a final failure joins. */
   private readonly attempts = new WeakMap<Job, ConsumerSpan>();
   private readonly tracing = tracingEnabled();
   private closing?: Promise<void>;

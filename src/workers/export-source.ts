@@ -26,7 +26,7 @@ export const builtinSources: Record<string, ExportSource> = { synthetic: synthet
 
 /**
  * The rows of a source in arrays of `size`. A synchronous source is read synchronously: `for await` over it would
- * wrap every row in a promise and a microtask (a million of each for a million rows, most of an export's garbage).
+ * wrap every row in a promise and a microtask (a million of each for a million rows).
  */
 export async function* inChunks(rows: Iterable<ExportRow> | AsyncIterable<ExportRow>, size: number): AsyncGenerator<ExportRow[]> {
   let chunk: ExportRow[] = [];
