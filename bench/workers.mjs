@@ -5,10 +5,9 @@
 // --quick, --rounds, --kinds and --protocol print the section without writing docs/benchmarks.md.
 // --profile: a V8 CPU profile of one window (4 times the usual jobs) per job kind and tracing mode, written to <dir>
 // (<kind>-<mode>.cpuprofile; open in Chrome DevTools or summarise with bench/lib/profile-summary.mjs); no report.
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
-import { createServer } from 'node:http';
 import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -56,50 +55,24 @@ const smtp = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS',
 await new Promise((r) => smtp.listen(0, '127.0.0.1', r));
 const smtpUrl = `smtp://127.0.0.1:${smtp.server.address().port}`;
 
-// Spans received per URL path: every process exports to its own.
-const otlpSpans = new Map();
-const otlp = createServer((req, res) => {
-  const chunks = [];
-  req.on('data', (c) => chunks.push(c));
-  req.on('end', () => {
-    const body = Buffer.concat(chunks);
-    const n = String(req.headers['content-type']).startsWith('application/json') ? (body.toString().match(/"spanId"/g) ?? []).length : countProtobufSpans(body);
-    otlpSpans.set(req.url, (otlpSpans.get(req.url) ?? 0) + n);
-    res.writeHead(200, { 'content-type': req.headers['content-type'] }).end();
-  });
+// The OTLP receiver runs in its own process (bench/lib/otlp-receiver.mjs says why) and counts spans per URL path.
+const otlp = fork(join(root, 'bench/lib/otlp-receiver.mjs'), [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+const [{ port: otlpPort }] = await once(otlp, 'message');
+const otlpBase = `http://127.0.0.1:${otlpPort}`;
+const pendingCounts = new Map();
+let countId = 0;
+otlp.on('message', ({ id, count }) => {
+  pendingCounts.get(id)?.(count);
+  pendingCounts.delete(id);
 });
-await new Promise((r) => otlp.listen(0, '127.0.0.1', r));
-const otlpBase = `http://127.0.0.1:${otlp.address().port}`;
-
-/** Spans in an OTLP ExportTraceServiceRequest: resource_spans (1) > scope_spans (2) > spans (2), nothing decoded. */
-function countProtobufSpans(buf) {
-  let n = 0;
-  eachField(buf, 0, buf.length, (f1, s1, e1) => f1 === 1 && eachField(buf, s1, e1, (f2, s2, e2) => f2 === 2 && eachField(buf, s2, e2, (f3) => (n += f3 === 2 ? 1 : 0))));
-  return n;
-}
-/** Calls fn(field, start, end) for every length-delimited field of the message in buf[start, end). */
-function eachField(buf, start, end, fn) {
-  let p = start;
-  const varint = () => {
-    let v = 0;
-    for (let shift = 0; ; shift += 7) {
-      const b = buf[p++];
-      v += (b & 0x7f) * 2 ** shift;
-      if (b < 0x80) return v;
-    }
-  };
-  while (p < end) {
-    const tag = varint();
-    const wire = tag & 7;
-    if (wire === 0) varint();
-    else if (wire === 1) p += 8;
-    else if (wire === 5) p += 4;
-    else if (wire === 2) {
-      const len = varint();
-      fn(Math.floor(tag / 8), p, p + len);
-      p += len;
-    } else throw new Error(`OTLP receiver: unexpected protobuf wire type ${wire}`);
-  }
+/** Spans the receiver has counted for one URL path so far. */
+function otlpSpans(path) {
+  countId += 1;
+  const id = countId;
+  return new Promise((resolve) => {
+    pendingCounts.set(id, resolve);
+    otlp.send({ id, path });
+  });
 }
 
 /**
@@ -126,7 +99,7 @@ function startChild(kind, mode, peer, env = {}, name = mode) {
       p.stdin.write(`${JSON.stringify(cmd)}\n`);
       return a;
     };
-    const spans = () => otlpSpans.get(path) ?? 0;
+    const spans = () => otlpSpans(path);
     const close = async () => {
       p.stdin.end(`${JSON.stringify({ exit: true })}\n`);
       await exited;
@@ -142,11 +115,11 @@ function startChild(kind, mode, peer, env = {}, name = mode) {
     async window(n) {
       await ready;
       const { enqueuePerSecond } = await producer.ask({ enqueue: n });
-      const before = worker.spans();
+      const before = await worker.spans();
       const r = await worker.ask({ jobs: n });
       if (r.failed > 0) throw new Error(`${kind}/${name}: ${r.failed} of ${n} jobs failed`);
       // The worker's own spans: it flushed them before answering, and the receiver counted them before replying.
-      r.spansReceived = worker.spans() - before;
+      r.spansReceived = (await worker.spans()) - before;
       r.enqueuePerSecond = enqueuePerSecond;
       return r;
     },
@@ -166,7 +139,7 @@ const peers = { noop: smtpUrl, email: smtpUrl };
 
 function stopPeers() {
   smtp.close();
-  otlp.close();
+  otlp.disconnect();
   redis.kill('SIGTERM');
   rmSync(redisDir, { recursive: true, force: true });
 }
