@@ -199,6 +199,8 @@ const exportSummary = (runs) => ({
   median: [...runs].sort((a, b) => a.rowsPerSecond - b.rowsPerSecond)[Math.floor(runs.length / 2)],
   peakRss: Math.max(...runs.map((r) => r.peakRssMB)),
   peaks: runs.map((r) => r.peakRssMB.toFixed(0)).join(', '),
+  /** A run that peaked more than 15 MB above the median run. */
+  outlier: Math.max(...runs.map((r) => r.peakRssMB)) - median(runs.map((r) => r.peakRssMB)) > 15,
 });
 const exp = exportSummary(exportRuns.deployed);
 const expDefaults = exportSummary(exportRuns.defaults);
@@ -298,9 +300,9 @@ Export of ${EXPORT_ROWS.toLocaleString('en-US')} rows to CSV (synthetic source, 
 ${EXPORT_RUNS} runs of each heap sizing, each in a fresh process, RSS sampled every 50 ms. As deployed (NODE_OPTIONS=\`${deployedNodeOptions}\`, docker-compose.yml's
 worker-export): **${exp.median.rowsPerSecond.toLocaleString('en-US')} rows/s** (median; ${exp.median.seconds.toFixed(1)} s, ${(exp.median.bytes / 2 ** 20).toFixed(0)} MiB), RSS ${exp.median.rssBeforeMB.toFixed(0)} MB before and
 **${exp.peakRss.toFixed(0)} MB peak**, the highest of the runs (${exp.peaks} MB; target ≤ 150 MB: ${exp.peakRss <= 150 ? 'met' : 'NOT met'}). With node's defaults:
-${expDefaults.median.rowsPerSecond.toLocaleString('en-US')} rows/s, peak ${expDefaults.peakRss.toFixed(0)} MB (${expDefaults.peaks} MB): the young generation grows to its
+${expDefaults.median.rowsPerSecond.toLocaleString('en-US')} rows/s, peak ${expDefaults.peakRss.toFixed(0)} MB (${expDefaults.peaks} MB)${expDefaults.outlier ? `: the young generation grows to its
 largest size under the export's allocation rate and the old one fills with short-lived rows before a full collection,
-so some runs peak well above the rest.
+so some runs peak well above the rest` : ''}.
 `;
 
 if (partial) {
