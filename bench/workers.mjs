@@ -158,8 +158,8 @@ if (profileDir) {
   process.exit(0);
 }
 
-// All three modes of a kind run side by side as warm processes, one window at a time, round after round with the
-// order rotated: a window is about a second, so load from other work on the box falls on every mode alike.
+// The processes of a kind's seven modes stay up side by side and take one window at a time, round after round with
+// the order rotated: a window is a third of a second, so load from other work on the box falls on every mode alike.
 const results = {};
 for (const kind of KINDS) {
   results[kind] = Object.fromEntries(MODES.map((m) => [m, []]));
