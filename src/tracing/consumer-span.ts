@@ -8,7 +8,7 @@
 // (docs/benchmarks.md, Workers). Here an attempt its producer did not sample costs a look at the traceparent's flags,
 // and its context is built only if the processor asks for it (to pass on to a job it enqueues, or for a log line).
 import { randomBytes } from 'node:crypto';
-import { context, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api';
+import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api';
 import { TelemetryAttributes, type Job } from 'bullmq';
 import { redactString } from '../log/redact.js';
 import { ATTR, jobContext } from './semconv-telemetry.js';
@@ -26,20 +26,49 @@ export interface ConsumerSpan {
 
 const tracer = () => trace.getTracer('queuelens');
 
-// The sampled flag of a W3C traceparent, as bullmq-otel stores it: {"traceparent":"00-<trace>-<span>-<flags>"}.
+// The sampled flag of a W3C traceparent, as bullmq-otel stores it: {"traceparent":"00-<trace>-<span>-<flags>"}, with
+// other propagators' fields (tracestate, baggage) around it when they have something to say.
 const TRACEPARENT_FLAGS = /"traceparent":"[\da-f]{2}-[\da-f]{32}-[\da-f]{16}-([\da-f]{2})"/;
+// The same when the traceparent is all there is, the common case (version 00, as the W3C propagator writes it).
+const ONLY_TRACEPARENT = /^\{"traceparent":"00-([\da-f]{32})-([\da-f]{16})-([\da-f]{2})"\}$/;
 
 export function startConsumerSpan(job: Job, queue: string): ConsumerSpan {
   const metadata = (job.opts as { telemetry?: { metadata?: string } }).telemetry?.metadata;
-  if (metadata !== undefined) {
-    const flags = TRACEPARENT_FLAGS.exec(metadata)?.[1];
-    if (flags !== undefined && (parseInt(flags, 16) & TraceFlags.SAMPLED) === 0 && followsUnsampledParent()) return new UnsampledAttempt(metadata);
-  }
-  const parent = metadata ? jobContext(context.active(), metadata) : context.active();
+  if (metadata === undefined) return recordedAttempt(job, queue, context.active());
+  const remote = onlyTraceparent(metadata);
+  const flags = remote ? remote.traceFlags : traceparentFlags(metadata);
+  if (flags !== undefined && (flags & TraceFlags.SAMPLED) === 0 && followsUnsampledParent()) return new UnsampledAttempt(metadata);
+  // The remote parent the W3C propagator would extract, without JSON.parse and the propagator: ~3 µs less per sampled
+  // job in a microbenchmark with 2 MB of other work between jobs (a busy worker's caches are never warm for the
+  // tracing path), 0.4 µs back to back. Anything else goes through the propagator.
+  const parent = remote ? trace.setSpanContext(context.active(), remote) : jobContext(context.active(), metadata);
+  return recordedAttempt(job, queue, parent);
+}
+
+function recordedAttempt(job: Job, queue: string, parent: Context): ConsumerSpan {
   const span = tracer().startSpan(`process ${queue}`, { kind: SpanKind.CONSUMER }, parent);
   // Attributes only on a recorded span: an unsampled attempt builds nothing.
   if (span.isRecording()) span.setAttributes(consumerAttributes(job, queue));
   return new AttemptSpan(span, trace.setSpan(parent, span));
+}
+
+let readsTraceparent: boolean | undefined;
+
+/**
+ * The remote span context of metadata that holds a version-00 traceparent and nothing else. All-zero ids pass here;
+ * the tracer starts a trace of its own under such a parent, as it does when the propagator refuses them.
+ */
+function onlyTraceparent(metadata: string): SpanContext | undefined {
+  // Only when this process's propagator reads traceparent: otherwise the field means nothing to it (OTEL_PROPAGATORS=b3).
+  readsTraceparent ??= propagation.fields().includes('traceparent');
+  const [, traceId, spanId, flags] = (readsTraceparent && ONLY_TRACEPARENT.exec(metadata)) || [];
+  if (traceId === undefined || spanId === undefined || flags === undefined) return undefined;
+  return { traceId, spanId, traceFlags: parseInt(flags, 16), isRemote: true };
+}
+
+function traceparentFlags(metadata: string): number | undefined {
+  const flags = TRACEPARENT_FLAGS.exec(metadata)?.[1];
+  return flags === undefined ? undefined : parseInt(flags, 16);
 }
 
 /**
