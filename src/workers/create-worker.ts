@@ -131,6 +131,16 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       this.track(this.afterFailure(job, err));
     });
     this.worker.on('error', (err) => opts.log.error({ queue: opts.queue, err }, 'worker error'));
+    // A final failure whose answer from Redis was lost with the connection gets no 'failed' event: ioredis resends
+    // the move after reconnecting and it then finds no lock. Sweeping as soon as Redis answers again copies such a
+    // job now rather than at the next periodic sweep.
+    let reconnected = false;
+    connection.on('close', () => (reconnected = true));
+    connection.on('ready', () => {
+      if (!reconnected || this.sweepTimer === undefined || this.closing) return;
+      reconnected = false;
+      this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => opts.log.warn({ queue: opts.queue, err }, 'dead-letter sweep after reconnecting failed')));
+    });
   }
 
   /**

@@ -146,7 +146,7 @@ export class DeadLetters {
     }
     // The marker set only needs to outlive the failed jobs it guards.
     await this.opts.connection.zremrangebyscore(this.doneKey, '-inf', Date.now() - 30 * 86_400_000);
-    if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied jobs a crashed worker left behind');
+    if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied failed jobs that had no dead-letter copy (a worker crashed, or lost Redis, before copying them)');
     return copied;
   }
 
