@@ -1,7 +1,9 @@
 // One tracing mode of the worker benchmark in its own process (tracing must start before ioredis loads, and modes
 // must not share the SDK). argv: <kind: noop|email|export|producer> <mode> <redisUrl> <prefix> <smtpUrl|exportDir> <otlpUrl> [rows]
-// mode: off | full | ratio10 | none, `-async` appended for QUEUELENS_TRACE_CONTEXT=async (AsyncLocalStorage) instead of
-// the explicit job context `queuelens worker` runs with.
+// mode: off | full | ratio10 | none | unexported, `-async` appended for QUEUELENS_TRACE_CONTEXT=async (AsyncLocalStorage)
+// instead of the explicit job context `queuelens worker` runs with. unexported: the worker samples every job as `full`
+// does, but its spans go to the SDK's NoopSpanProcessor (created and ended, never batched, encoded or sent): the part of
+// tracing's cost that is the SDK's span itself, which no exporter set-up can remove.
 // noop/email: a worker that stays up and measures one window per `{"jobs": n}` line on stdin (the n jobs a producer
 // process put in the paused queue), answering with one JSON line each; `{"exit": true}` closes it.
 // producer: the producer of that worker, in a process of its own as in production (its spans, and the garbage they
@@ -22,12 +24,17 @@ if (tracing !== 'off') {
   Object.assign(process.env, {
     OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: otlpUrl,
     OTEL_SERVICE_NAME: 'bench',
-    OTEL_TRACES_SAMPLER: tracing === 'full' ? 'parentbased_always_on' : 'parentbased_traceidratio',
+    OTEL_TRACES_SAMPLER: tracing === 'full' || tracing === 'unexported' ? 'parentbased_always_on' : 'parentbased_traceidratio',
     OTEL_TRACES_SAMPLER_ARG: tracing === 'ratio10' ? '0.1' : '0',
     QUEUELENS_TRACE_CONTEXT: contextManager,
   });
   if (process.env.WORKER_BENCH_PROTOCOL) process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = process.env.WORKER_BENCH_PROTOCOL;
-  await import(DIST + '/tracing/register.js');
+  if (tracing === 'unexported' && kind !== 'producer') {
+    // Started as the register module starts it, with the SDK's no-op processor in place of the OTLP pipeline.
+    const { NoopSpanProcessor } = await import('@opentelemetry/sdk-trace-base');
+    const { startTracing } = await import(DIST + '/tracing/sdk.js');
+    startTracing({ serviceName: 'bench', contextManager, spanProcessors: [new NoopSpanProcessor()] });
+  } else await import(DIST + '/tracing/register.js');
   const { trace } = await import('@opentelemetry/api');
   const provider = trace.getTracerProvider().getDelegate();
   if (typeof provider.forceFlush !== 'function') throw new Error('tracing did not start: no SDK tracer provider');
