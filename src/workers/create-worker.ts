@@ -134,12 +134,12 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     // A final failure whose answer from Redis was lost with the connection gets no 'failed' event: ioredis resends
     // the move after reconnecting and it then finds no lock. Sweeping as soon as Redis answers again copies such a
     // job now rather than at the next periodic sweep.
-    let reconnected = false;
-    connection.on('close', () => (reconnected = true));
+    let lostConnection = false;
+    connection.on('close', () => (lostConnection = true));
     connection.on('ready', () => {
-      if (!reconnected || this.sweepTimer === undefined || this.closing) return;
-      reconnected = false;
-      this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => opts.log.warn({ queue: opts.queue, err }, 'dead-letter sweep after reconnecting failed')));
+      if (!lostConnection || this.sweepTimer === undefined || this.closing) return;
+      lostConnection = false;
+      this.sweepNewest('dead-letter sweep after reconnecting failed');
     });
   }
 
@@ -149,9 +149,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
    */
   async start(): Promise<void> {
     await this.deadLetters.sweep();
-    this.sweepTimer = setInterval(() => {
-      this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => this.opts.log.warn({ queue: this.opts.queue, err }, 'dead-letter sweep failed')));
-    }, this.opts.sweepIntervalMs ?? 300_000);
+    this.sweepTimer = setInterval(() => this.sweepNewest('dead-letter sweep failed'), this.opts.sweepIntervalMs ?? 300_000);
     this.sweepTimer.unref();
     void this.worker.run().catch((err: unknown) => this.opts.log.error({ queue: this.opts.queue, err }, 'worker stopped with an error'));
     await this.worker.waitUntilReady();
@@ -197,6 +195,11 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       // The start-up sweep copies it later; the job is still safe in `failed`.
       this.opts.log.error({ queue: this.opts.queue, jobId: job.id, dlq: dlqName(this.opts.queue), err: copyErr }, 'dead-letter copy failed');
     }
+  }
+
+  /** Copies dead letters missing among the newest failed jobs, in the background; close() waits for it. */
+  private sweepNewest(failureMessage: string): void {
+    this.track(this.deadLetters.sweep(SWEEP_NEWEST).catch((err: unknown) => this.opts.log.warn({ queue: this.opts.queue, err }, failureMessage)));
   }
 
   private track(p: Promise<unknown>): void {
