@@ -5,7 +5,7 @@ import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { createRedis, type RedisClient } from '../redis/connection.js';
 import { assertClusterPrefix } from '../redis/slots.js';
 import { activeTelemetry } from '../tracing/state.js';
-import { jobDefaults, queueOptions } from './queue-defaults.js';
+import { queueOptions, withJobDefaults } from './queue-defaults.js';
 import { validateJob, type JobData, type JobInput, type QueueName } from './schemas.js';
 
 export interface ProducerOptions {
@@ -53,8 +53,7 @@ export class Producer {
     const { name, idempotencyKey, ...jobOpts } = opts;
     const jobName = name ?? (queue === 'email' ? (valid as JobData<'email'>).template : queue);
     return this.queue(queue).add(jobName, valid, {
-      ...jobDefaults[queue],
-      ...jobOpts,
+      ...withJobDefaults(queue, jobOpts),
       ...(idempotencyKey !== undefined ? { jobId: idempotentJobId(idempotencyKey) } : {}),
     }) as Promise<Job<JobData<Q>>>;
   }

@@ -37,6 +37,17 @@ export const jobDefaults: Record<QueueName, JobsOptions> = {
   },
 };
 
+/**
+ * The queue's defaults overlaid with the options a caller set. An option present but `undefined` (an unset CLI
+ * flag, `{ attempts: opts.attempts }`) leaves the default alone: spread as is, it would replace `attempts: 6` with
+ * nothing, and BullMQ then makes one attempt.
+ */
+export function withJobDefaults(queue: QueueName, opts: JobsOptions = {}): JobsOptions {
+  const out: JobsOptions = { ...jobDefaults[queue] };
+  for (const [k, v] of Object.entries(opts)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}
+
 export function queueOptions(base: Pick<QueueOptions, 'connection' | 'prefix' | 'telemetry'>): QueueOptions {
   return { ...base, streams: { events: { maxLen: EVENTS_MAX_LEN } } };
 }

@@ -4,7 +4,7 @@
 import type { Logger } from '../log/logger.js';
 import type { Scenario } from './loadgen-scenarios.js';
 import type { Producer } from './producer.js';
-import { jobDefaults } from './queue-defaults.js';
+import { withJobDefaults } from './queue-defaults.js';
 import { validateJob, type JobInput, type QueueName } from './schemas.js';
 
 export interface LoadgenReport {
@@ -60,7 +60,7 @@ export async function runLoadgen(o: LoadgenRun): Promise<LoadgenReport> {
           job.into === undefined
             ? o.producer.enqueue(job.queue, job.data as JobInput<QueueName>, job.opts)
             : // A queue of its own (no schema of its own): validated as the queue it imitates.
-              o.producer.queue(job.into).add(job.queue, validateJob(job.queue, job.data), { ...jobDefaults[job.queue], ...job.opts }),
+              o.producer.queue(job.into).add(job.queue, validateJob(job.queue, job.data), withJobDefaults(job.queue, job.opts)),
         );
       }
       await Promise.all(batch);

@@ -4,7 +4,7 @@
 import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
-import { dlqName, jobDefaults, queueOptions } from '../jobs/queue-defaults.js';
+import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { SECRET_KEYS } from '../log/redact.js';
@@ -229,8 +229,9 @@ export class DeadLetters {
       }
     }
     if (dryRun) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
-    const kept: JobsOptions = isQueueName(rec.source.queue) ? { ...jobDefaults[rec.source.queue] } : {};
-    for (const k of REDRIVE_KEPT_OPTS) if (rec.opts[k] !== undefined) (kept as Record<string, unknown>)[k] = rec.opts[k];
+    const own: JobsOptions = {};
+    for (const k of REDRIVE_KEPT_OPTS) (own as Record<string, unknown>)[k] = rec.opts[k];
+    const kept = isQueueName(rec.source.queue) ? withJobDefaults(rec.source.queue, own) : own;
     await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
       const link = linkTo(rec.traceMetadata);
       if (link) span.addLink(link);
