@@ -72,6 +72,7 @@ export class DeadLetters {
   private readonly secretsKey: string;
   private readonly ownPrefix: string;
   private sourceQueue?: Queue;
+  private readonly extraQueues: Queue[] = [];
 
   constructor(private readonly opts: DeadLetterOptions) {
     this.source = { prefix: opts.prefix, name: opts.queue };
@@ -156,11 +157,33 @@ export class DeadLetters {
     return this.sourceQueue;
   }
 
-  /** Dead-lettered jobs, newest first. */
+  /** A queue handle that reads and never rewrites meta (for dry runs). */
+  readOnlyQueue(name: string): Queue {
+    const q = new Queue(name, { connection: this.opts.connection, prefix: this.opts.prefix, skipMetasUpdate: true });
+    this.extraQueues.push(q);
+    return q;
+  }
+
+  /**
+   * Dead-lettered jobs, newest first. `ids` may name a dead letter (`<job id>-<timestamp>`) or the source job
+   * (`<job id>`): people copy the id from the failed job as often as from `dlq list`.
+   */
   async list(sel: Selection = {}): Promise<Array<Job<DeadLetterRecord>>> {
     if (sel.ids) {
-      const jobs = await Promise.all(sel.ids.map((id) => this.dlq.getJob(id)));
-      return jobs.filter((j): j is Job<DeadLetterRecord> => j !== undefined && (sel.since === undefined || j.data.deadLetteredAt >= sel.since));
+      const direct = await Promise.all(sel.ids.map((id) => this.dlq.getJob(id)));
+      const missing = sel.ids.filter((_id, i) => direct[i] === undefined);
+      let bySource: string[] = [];
+      if (missing.length > 0) {
+        const waiting = await this.dlq.getRanges(['wait'], 0, -1);
+        bySource = waiting.filter((dlqId) => missing.some((id) => dlqId.startsWith(`${id}-`) && /^\d+$/.test(dlqId.slice(id.length + 1))));
+      }
+      const jobs = [...direct, ...(await Promise.all(bySource.map((id) => this.dlq.getJob(id))))];
+      const seen = new Set<string>();
+      return jobs.filter((j): j is Job<DeadLetterRecord> => {
+        if (j === undefined || seen.has(String(j.id))) return false;
+        seen.add(String(j.id));
+        return sel.since === undefined || j.data.deadLetteredAt >= sel.since;
+      });
     }
     const out: Array<Job<DeadLetterRecord>> = [];
     const limit = sel.limit ?? Number.POSITIVE_INFINITY;
@@ -256,7 +279,7 @@ export class DeadLetters {
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.dlq.close(), this.sourceQueue?.close()]);
+    await Promise.all([this.dlq.close(), this.sourceQueue?.close(), ...this.extraQueues.map((q) => q.close())]);
   }
 }
 

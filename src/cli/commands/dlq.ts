@@ -48,12 +48,17 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   const sel = selection(action, cfg);
   const target = { url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes };
   await assertRedisReachable(target);
+  // Listing, showing and dry runs write nothing: no Queue object here may (re)write a queue's meta, which would
+  // create a phantom `<queue>-dlq` for a typo and reset a producer's stream retention.
+  const readOnly = action === 'list' || action === 'show' || cfg.dryRun === true;
   const connection = createRedis({ ...target, name: 'queuelens:dlq', maxRetriesPerRequest: null });
-  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue });
-  const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
+  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue, skipMetasUpdate: readOnly });
+  const producer = readOnly ? undefined : new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
     const jobs = await dead.list(sel);
+    // An id given that matched nothing, neither as a dead-letter id nor as the source job's id.
+    const unmatched = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id || j.data.source.jobId === id));
     if (action === 'list') {
       out(`${await dead.count()} dead-lettered in ${queue}-dlq; showing ${jobs.length}`);
       for (const j of jobs) {
@@ -62,32 +67,41 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
       }
     } else if (action === 'show') {
       for (const j of jobs) out(JSON.stringify({ id: j.id, name: j.name, ...(redactValue(j.data) as object) }, null, 2));
-      const missing = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id));
-      if (missing.length > 0) out(`not found: ${missing.join(', ')}`);
+      if (unmatched.length > 0) {
+        out(`not found in ${queue}-dlq: ${unmatched.join(', ')} (neither a dead-letter id, as \`dlq list ${queue}\` prints, nor a dead-lettered job's original id)`);
+        process.exitCode = 1;
+      }
     } else if (action === 'purge') {
       const n = await dead.purge(jobs, cfg.dryRun);
       out(`${cfg.dryRun ? 'would purge' : 'purged'} ${n} from ${queue}-dlq`);
+      if (unmatched.length > 0) {
+        out(`not found in ${queue}-dlq: ${unmatched.join(', ')}`);
+        process.exitCode = 1;
+      }
     } else {
-      const target = producer.queue(queue);
+      // A dry run validates against the queue without a Queue object that would write its meta.
+      const into = producer?.queue(queue) ?? dead.readOnlyQueue(queue);
       const bar = jobs.length >= BAR_THRESHOLD ? new SingleBar({ stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, format: 'redrive [{bar}] {value}/{total} {eta}s left' }) : undefined;
       bar?.start(jobs.length, 0);
       const tally: Record<RedriveOutcome['status'], number> = { redriven: 0, 'would-redrive': 0, 'not-found': 0, invalid: 0, conflict: 0 };
       for (const j of jobs) {
-        const r = await dead.redrive(target, j, cfg.dryRun);
+        const r = await dead.redrive(into, j, cfg.dryRun);
         tally[r.status] += 1;
         if (r.status !== 'redriven') out(`${r.dlqJobId}\t${r.status}${r.newJobId ? `\t-> ${r.newJobId}` : ''}${r.reason ? `\t${r.reason}` : ''}`);
         bar?.increment();
       }
-      for (const id of (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id))) {
+      for (const id of unmatched) {
         tally['not-found'] += 1;
         out(`${id}\tnot-found (already redriven or purged?)`);
       }
       bar?.stop();
       out(JSON.stringify(tally));
+      // Anything asked for and not (to be) redriven makes the command fail, so scripts notice.
+      if (tally['not-found'] + tally.invalid + tally.conflict > 0) process.exitCode = 1;
     }
   } finally {
     await dead.close();
-    await producer.close();
+    await producer?.close();
     connection.disconnect();
     await shutdownTracing();
   }
