@@ -3,7 +3,7 @@
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
-import { verifyWebhook } from '../src/workers/webhook-signature.js';
+import { DEFAULT_TOLERANCE_SECONDS, verifyWebhook } from '../src/workers/webhook-signature.js';
 import { waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -41,7 +41,27 @@ describe('webhook worker', () => {
     expect(d!.headers['x-queuelens-delivery']).toBe(`webhook-${job.id}`);
     expect(d!.headers['x-queuelens-event']).toBe('order.paid');
     expect(JSON.parse(d!.body)).toEqual({ id: `webhook-${job.id}`, event: 'order.paid', payload: { order: 42 } });
-    expect(Math.abs(Number(d!.headers['x-queuelens-timestamp']) - Date.now() / 1000)).toBeLessThan(30);
+    expect(Math.abs(Number(/^t=(\d+),/.exec(String(d!.headers['x-queuelens-signature']))?.[1]) - Date.now() / 1000)).toBeLessThan(30);
+  });
+
+  it('signs a timestamp: the same delivery replayed after the tolerance no longer verifies', async () => {
+    const job = await h.producer.enqueueWebhook({ url: `${rx.url}/replay`, event: 'order.paid', payload: { order: 7 } });
+    await waitFor('completed', async () => (await state(job.id!)) === 'completed');
+    const [d] = deliveriesFor('/replay');
+    const header = String(d!.headers['x-queuelens-signature']);
+    const m = /^t=(\d+),v1=[0-9a-f]{64}$/.exec(header);
+    expect(m, header).not.toBeNull();
+    const t = Number(m![1]);
+    // Judged by the timestamp the sender signed, not the test's clock: within the default 300 s, and not after.
+    expect(verifyWebhook(SECRET, d!.body, header, { now: t + DEFAULT_TOLERANCE_SECONDS })).toBe(true);
+    expect(verifyWebhook(SECRET, d!.body, header, { now: t + DEFAULT_TOLERANCE_SECONDS + 1 })).toBe(false);
+    expect(verifyWebhook(SECRET, d!.body, header, { now: t + 365 * 86_400 })).toBe(false);
+    expect(verifyWebhook(SECRET, d!.body, header, { now: t - DEFAULT_TOLERANCE_SECONDS - 1 })).toBe(false);
+    expect(verifyWebhook(SECRET, d!.body, header, { now: t + 3600, toleranceSeconds: 3600 })).toBe(true);
+    // The timestamp is signed: moving it forward breaks the signature.
+    expect(verifyWebhook(SECRET, d!.body, header.replace(`t=${t}`, `t=${t + 1000}`), { now: t + 1000 })).toBe(false);
+    expect(verifyWebhook(SECRET, `${d!.body} `, header, { now: t })).toBe(false);
+    expect(verifyWebhook(SECRET, d!.body, `${header.split(',')[1]}`, { now: t })).toBe(false);
   });
 
   it('signs with the job\'s own secret when it has one', async () => {
@@ -49,7 +69,7 @@ describe('webhook worker', () => {
     await waitFor('completed', async () => (await state(job.id!)) === 'completed');
     const [d] = deliveriesFor('/own');
     expect(d!.signatureValid).toBe(false);
-    expect(verifyWebhook('per-job-secret-1', String(d!.headers['x-queuelens-timestamp']), d!.body, String(d!.headers['x-queuelens-signature']))).toBe(true);
+    expect(verifyWebhook('per-job-secret-1', d!.body, String(d!.headers['x-queuelens-signature']))).toBe(true);
   });
 
   it('retries 5xx with the same delivery id until it succeeds', async () => {

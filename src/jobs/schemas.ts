@@ -12,6 +12,7 @@ const redrivenFrom = z
   .object({
     queue: z.string(),
     dlqJobId: z.string(),
+    /** The job first enqueued, however many redrives ago. */
     originalJobId: z.string(),
     traceMetadata: z.string().optional(),
   })

@@ -231,7 +231,10 @@ export class DeadLetters {
   private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun: boolean): Promise<RedriveOutcome> {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
-    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId: rec.source.jobId, traceMetadata: rec.traceMetadata };
+    // A dead letter of a redriven job still names the job first enqueued: webhook delivery ids derive from it.
+    const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown } } | null)?.redrivenFrom?.originalJobId;
+    const originalJobId = typeof earlier === 'string' ? earlier : rec.source.jobId;
+    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId, traceMetadata: rec.traceMetadata };
     const newJobId = redriveJobId(dlqId);
     let held: Record<string, unknown> = {};
     if (rec.heldSecrets?.length) {

@@ -9,7 +9,7 @@ import { UnrecoverableError } from 'bullmq';
 import { withSpan } from '../tracing/spans.js';
 import { RetryLaterError, type Processor } from './create-worker.js';
 import { SsrfGuard } from './ssrf-guard.js';
-import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook, TIMESTAMP_HEADER } from './webhook-signature.js';
+import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 
 export interface WebhookProcessorOptions {
   /** Used when a job carries no secret of its own. */
@@ -47,8 +47,8 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
     }
     const secret = data.secret ?? opts.secret;
     if (!secret) throw new UnrecoverableError('webhook job has no secret and WEBHOOK_SECRET is not set');
-    // Stable across retries so a receiver can drop duplicates.
-    const deliveryId = `${job.queueName}-${job.id}`;
+    // Stable across retries and redrives (a redriven job names the job first enqueued), so a receiver can drop duplicates.
+    const deliveryId = `${job.queueName}-${data.redrivenFrom?.originalJobId ?? job.id}`;
     const body = JSON.stringify({ id: deliveryId, event: data.event, payload: data.payload ?? null });
     const timestamp = Math.floor(Date.now() / 1000);
     const attrs = {
@@ -67,7 +67,6 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
         'user-agent': 'queuelens-webhook/1',
         [DELIVERY_HEADER]: deliveryId,
         [EVENT_HEADER]: data.event,
-        [TIMESTAMP_HEADER]: String(timestamp),
         [SIGNATURE_HEADER]: signWebhook(secret, timestamp, body),
       };
       propagation.inject(spanCtx, headers);

@@ -41,12 +41,7 @@ export async function startWebhookReceiver(secret: string): Promise<WebhookRecei
       const reply: Reply = forced ? { status: Number(forced) } : (scripted.shift() ?? { status: 200 });
       if (url.searchParams.has('delay')) reply.delayMs = Number(url.searchParams.get('delay'));
       if (url.searchParams.has('hold-first') && !deliveries.some((d) => d.path === url.pathname)) reply.delayMs = Number(url.searchParams.get('hold-first'));
-      const signatureValid = verifyWebhook(
-        secret,
-        String(req.headers['x-queuelens-timestamp'] ?? ''),
-        body,
-        String(req.headers['x-queuelens-signature'] ?? ''),
-      );
+      const signatureValid = verifyWebhook(secret, body, String(req.headers['x-queuelens-signature'] ?? ''));
       deliveries.push({ path: url.pathname, headers: req.headers, body, signatureValid, answered: reply.status });
       const send = () => res.writeHead(reply.status, reply.headers).end(signatureValid ? 'ok' : 'bad signature');
       if (reply.delayMs) setTimeout(send, reply.delayMs).unref();
