@@ -34,4 +34,54 @@ describe('redaction', () => {
     expect(all).toContain('***@example.com');
     expect(all).toContain('redis://:***@h');
   });
+
+  // Valid addresses (RFC 5322 / RFC 6531) that a "usual characters" pattern cuts in two, leaving part of the local part.
+  const ODD_ADDRESSES: Array<[local: string, domain: string]> = [
+    ["jean-luc.o'brien", 'corp.example'],
+    ["d'artagnan", 'mousquetaires.fr'],
+    ['a!#$%&\'*+/=?^_`{|}~-b', 'x.io'],
+    ['user+tag', 'example.com'],
+    ['first.last', 'sub.example.co.uk'],
+    ['"john doe"', 'example.com'],
+    ['"john..doe"', 'example.org'],
+    ['"a@b"', 'example.net'],
+    ['"quote\\"inside"', 'example.com'],
+    ['josé.garcía', 'exämple.de'],
+    ['用户', '例子.广告'],
+    ['почта', 'пример.рф'],
+    ['admin', 'xn--bcher-kva.example'],
+    ['user', '[192.168.0.1]'],
+    ['user', '[IPv6:2001:db8::1]'],
+    ['{weird}', 'example.com'],
+    ['1234567890', 'example.com'],
+    ['x', 'example.com'],
+  ];
+
+  it('masks the whole local part of valid odd addresses, wherever they sit in a line', () => {
+    const around: Array<[string, string]> = [['', ''], ['sent to ', ' ok'], ['<', '>'], ['(', '), next'], ['mailto:', '?subject=hi'], ['failed for ', '.']];
+    for (const [local, domain] of ODD_ADDRESSES) {
+      for (const [before, after] of around) {
+        const text = `${before}${local}@${domain}${after}`;
+        expect(redactString(text), text).toBe(`${before}***@${domain}${after}`);
+      }
+    }
+    // Two in one line, and one in a JSON string.
+    expect(redactString("cc o'neil@a.example and \"x y\"@b.example")).toBe('cc ***@a.example and ***@b.example');
+    expect(redactString(JSON.stringify({ to: "o'hara@example.com" }))).toBe('{"to":"***@example.com"}');
+    // What is not an address stays as it is.
+    for (const text of ['@opentelemetry/api', 'queuelens@1.2.3', 'https://***@host.example/path', 'a @ b', 'user@localhost']) expect(redactString(text)).toBe(text);
+  });
+
+  it('keeps the local part of odd addresses out of log lines', () => {
+    const { lines, log } = capture();
+    for (const [local, domain] of ODD_ADDRESSES) log.warn({ to: `${local}@${domain}`, err: new Error(`rejected ${local}@${domain}`) }, `bounce from ${local}@${domain}`);
+    const all = lines.join('');
+    for (const [local] of ODD_ADDRESSES) {
+      // Every piece of the local part longer than one character (its quotes and dots aside) is gone.
+      for (const piece of local.replace(/^"|"$/g, '').split(/[.'"\\ ]+/).filter((p) => p.length > 2)) expect(all, local).not.toContain(`${piece}@`);
+      expect(all).not.toContain(JSON.stringify(`${local}@`).slice(1, -1));
+    }
+    for (const [, domain] of ODD_ADDRESSES) expect(all).toContain(`bounce from ***@${domain}`);
+  });
 });
+

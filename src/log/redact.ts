@@ -1,10 +1,21 @@
 // Owns the rule that secrets and personal data never reach a log line: credentials in URLs,
 // bearer tokens and email addresses are masked in every string a logger writes.
 
-const URL_CREDENTIALS = /\b([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi;
-const URL_USER_ONLY = /\b([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+)@/gi;
+// The look-behinds start each match at the beginning of a run only: scanning on from every character of a long
+// run would be quadratic (a 100 KB line of `a.a.a.` took seconds).
+const URL_CREDENTIALS = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi;
+const URL_USER_ONLY = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+)@/gi;
 const BEARER = /\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi;
-const EMAIL = /[A-Za-z0-9._%+-]+@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})/g;
+// An email address, read by its grammar (RFC 5322 local part, RFC 6531 UTF-8) rather than a guess at usual
+// characters: the local part is a quoted string or the longest run of atext and dots before the `@` (so
+// `o'brien`, `a!#$%&'*+/=?^_`{|}~-b` and `josé` are masked whole), the domain a dotted host name (Unicode or
+// punycode) or an address literal. Text next to an address that could belong to it is masked with it: a log line
+// may lose a word, never keep part of an address. (A run starting `://` is a URL's authority, masked above.)
+const ATEXT = String.raw`\p{L}\p{M}\p{N}!#$%&'*+/=?^_\x60{|}~\-`;
+const LOCAL = String.raw`(?:"(?:[^"\\\r\n]|\\.)*"|(?<![${ATEXT}.])(?!(?<=:)\/)[${ATEXT}.]+)`;
+const LABEL = String.raw`[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?`;
+const DOMAIN = String.raw`(?:(?:${LABEL}\.)+(?:[\p{L}\p{M}]{2,}|xn--[a-z0-9-]+)|\[[^\]\s]{1,64}\])`;
+const EMAIL = new RegExp(String.raw`${LOCAL}@(${DOMAIN})(?![\p{L}\p{M}\p{N}-])`, 'giu');
 
 /** Keys whose values are always replaced, whatever they hold. */
 export const SECRET_KEYS = /^(password|pass|passwd|secret|token|authorization|auth|apikey|api_key|adminToken|admin_token|signingSecret|cookie)$/i;
