@@ -28,6 +28,8 @@ let endpoint: string;
 const received: Array<{ service: string; spans: OtlpSpan[] }> = [];
 /** Content type of every export request, in arrival order. */
 const contentTypes: string[] = [];
+/** Every JSON export body as received, resource included. */
+const rawBodies: string[] = [];
 
 beforeAll(async () => {
   redis = await startTestRedis();
@@ -38,6 +40,7 @@ beforeAll(async () => {
     req.on('end', () => {
       if (req.url === '/v1/traces') contentTypes.push(String(req.headers['content-type']));
       if (req.url === '/v1/traces' && String(req.headers['content-type']).startsWith('application/json')) {
+        rawBodies.push(Buffer.concat(chunks).toString());
         const body = JSON.parse(Buffer.concat(chunks).toString()) as {
           resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] }; scopeSpans: Array<{ spans: OtlpSpan[] }> }>;
         };
@@ -59,9 +62,9 @@ afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
 });
 
-function run(args: string[], env: Record<string, string>) {
+function run(args: string[], env: Record<string, string>, redisUrl = redis.url) {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_') && !k.startsWith('QUEUELENS_')));
-  const proc = spawn(process.execPath, ['--import', REGISTER, CLI, ...args], { env: { ...clean, REDIS_URL: redis.url, LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, ['--import', REGISTER, CLI, ...args], { env: { ...clean, ...(redisUrl ? { REDIS_URL: redisUrl } : {}), LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -136,6 +139,42 @@ describe('OTLP/HTTP export', () => {
     const types = contentTypes.slice(typesBefore);
     expect(types.length).toBeGreaterThanOrEqual(2);
     expect(types.every((t) => t.startsWith('application/json'))).toBe(true);
+  });
+
+  it('keeps secrets given as flags out of every exported resource and span', async () => {
+    const password = 'redis-pass-7f3a9c21';
+    const webhookSecret = 'webhook-secret-d41e8b07';
+    const from = 'sender-b9c2@secret-domain.example';
+    const locked = await startTestRedis({ password });
+    try {
+      const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'flags-worker' };
+      const bodiesBefore = rawBodies.length;
+      // Everything secret on the command line, nothing in the environment (REDIS_URL unset: the flag is the only way in).
+      const worker = run(['worker', 'email,webhook', '--redis-url', locked.url, '--smtp-url', sink.url, '--smtp-from', from, '--webhook-secret', webhookSecret], otel, '');
+      await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
+      const enqueue = run(['enqueue', 'email', '--redis-url', locked.url, '--data', '{"template":"welcome","to":"flag-user@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'flags-api' }, '');
+      expect(await enqueue.exited).toBe(0);
+      await waitFor('worker spans received', () => allSpans().some((s) => s.service === 'flags-worker' && s.name === 'smtp send'), 15_000);
+      worker.proc.kill('SIGTERM');
+      expect(await worker.exited).toBe(0);
+
+      const bodies = rawBodies.slice(bodiesBefore);
+      const resources = bodies.flatMap((b) => (JSON.parse(b) as { resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] } }> }).resourceSpans.map((r) => r.resource.attributes));
+      const services = new Set(resources.map((attrs) => attrs.find((a) => a.key === 'service.name')?.value.stringValue));
+      expect(services).toEqual(new Set(['flags-worker', 'flags-api']));
+      for (const attrs of resources) {
+        const keys = attrs.map((a) => a.key);
+        // The process detector still runs (pid, runtime), without the command line.
+        expect(keys).toContain('process.pid');
+        expect(keys).not.toContain('process.command_args');
+        expect(keys).not.toContain('process.command_line');
+        expect(keys).not.toContain('process.owner');
+      }
+      const all = bodies.join('\n');
+      for (const secret of [password, encodeURIComponent(password), webhookSecret, from, 'flag-user@example.com']) expect(all).not.toContain(secret);
+    } finally {
+      await locked.stop();
+    }
   });
 
   it('honours OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf', async () => {

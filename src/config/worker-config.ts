@@ -273,6 +273,8 @@ export interface TracingEnv {
    * as protobuf with the exporters this SDK ships (docs/benchmarks.md, Workers). Collectors take both on /v1/traces.
    */
   tracesProtocol: OtlpProtocol;
+  /** OTEL_NODE_RESOURCE_DETECTORS as a list (`env`, `host`, `os`, `process`, `serviceinstance`, `all`, `none`); unset = the SDK's default. */
+  resourceDetectors?: string[];
 }
 
 const OTLP_PROTOCOLS = ['http/json', 'http/protobuf', 'grpc'] as const;
@@ -302,5 +304,8 @@ export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     serviceName: env.OTEL_SERVICE_NAME ?? 'queuelens',
     contextManager: (raw as TraceContextMode | undefined) || (isWorker ? 'job' : 'async'),
     tracesProtocol: protocol as OtlpProtocol,
+    resourceDetectors: env.OTEL_NODE_RESOURCE_DETECTORS?.trim()
+      ? env.OTEL_NODE_RESOURCE_DETECTORS.split(',').map((d) => d.trim()).filter(Boolean)
+      : undefined,
   };
 }

@@ -17,5 +17,5 @@ if (env.exportEnabled) {
   // OTLP exporter, batching and sampler all come from the standard OTEL_* variables; only the protocol's default is
   // queuelens's own (JSON: worker-config.ts says why). Inherited by the processes this one starts.
   process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = env.tracesProtocol;
-  startTracing({ serviceName: env.serviceName, contextManager: env.contextManager });
+  startTracing({ serviceName: env.serviceName, contextManager: env.contextManager, resourceDetectors: env.resourceDetectors });
 }

@@ -4,7 +4,7 @@ import { createRequire } from 'node:module';
 import { context, trace } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
-import { NodeSDK } from '@opentelemetry/sdk-node';
+import { NodeSDK, resources } from '@opentelemetry/sdk-node';
 import type { TraceContextMode } from '../config/worker-config.js';
 import { JobContextManager } from './job-context-manager.js';
 import { enableTracing } from './state.js';
@@ -18,6 +18,37 @@ export interface TracingOptions {
   sampler?: Sampler;
   /** `job`: explicit propagation, no AsyncLocalStorage (worker processes); `async` (default): AsyncLocalStorage. */
   contextManager?: TraceContextMode;
+  /** Names as in OTEL_NODE_RESOURCE_DETECTORS; default: the SDK's default set (env, process, host). */
+  resourceDetectors?: readonly string[];
+}
+
+// The process detector puts the whole command line (process.command_args, process.command_line) on the resource,
+// and the resource goes out with every batch: a Redis password, SMTP credentials or an admin token given as a
+// flag would reach the tracing backend. The executable path and the process owner say nothing a trace needs either.
+const UNSAFE_PROCESS_ATTRIBUTES = ['process.command_args', 'process.command_line', 'process.executable.path', 'process.owner'];
+
+const processDetectorWithoutSecrets: resources.ResourceDetector = {
+  detect(config) {
+    const detected = resources.processDetector.detect(config);
+    const attributes = { ...detected.attributes };
+    for (const key of UNSAFE_PROCESS_ATTRIBUTES) delete attributes[key];
+    return { ...detected, attributes };
+  },
+};
+
+const DETECTORS: Record<string, resources.ResourceDetector> = {
+  env: resources.envDetector,
+  host: resources.hostDetector,
+  os: resources.osDetector,
+  process: processDetectorWithoutSecrets,
+  serviceinstance: resources.serviceInstanceIdDetector,
+};
+
+/** The detectors the SDK would pick from these names, with the process detector's secrets taken out. */
+export function resourceDetectors(names: readonly string[] = ['env', 'process', 'host']): resources.ResourceDetector[] {
+  if (names.includes('none')) return [];
+  if (names.includes('all')) return Object.values(DETECTORS);
+  return names.flatMap((n) => DETECTORS[n] ?? []);
 }
 
 /**
@@ -58,6 +89,7 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
     traceExporter: opts.traceExporter,
     spanProcessors: opts.spanProcessors,
     sampler: opts.sampler,
+    resourceDetectors: resourceDetectors(opts.resourceDetectors),
     contextManager: job ? new JobContextManager() : undefined,
     // With the job context manager no span is active when BullMQ's commands go out (each follows an `await`), so the
     // instrumentation would look at every command of the worker and record none: it is not loaded.
