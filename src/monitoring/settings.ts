@@ -1,4 +1,5 @@
-// Owns every alert threshold, window and link, in one place. `npm run gen:monitoring` renders
+// Owns every alert threshold, window and link, in one place: the default `_config` of the monitoring mixin
+// (mixin/config.libsonnet is generated from it) and the thresholds of the status page. `npm run gen:monitoring` renders
 // alerts/queuelens.rules.yml and dashboards/*.json from these values; test/monitoring-generated.test.ts fails
 // when the committed files drift from them. docs/monitoring.md explains each knob.
 

@@ -7,6 +7,7 @@ const PACKAGE: Record<string, string> = {
   prometheus: 'prometheus',
   'prometheus-alertmanager': 'prometheus-alertmanager',
   alertmanager: 'prometheus-alertmanager',
+  jsonnet: 'jsonnet',
 };
 
 /** The first of `names` on PATH; throws a message naming the Debian package otherwise. */

@@ -1,0 +1,375 @@
+// The Prometheus recording and alerting rules, built from a config object (config.libsonnet's _config, or any
+// override of it). This is the only definition of the rules: `npm run gen:monitoring` renders alerts/ and the
+// PrometheusRule from it, and src/monitoring/alert-rules.ts calls jsonnet on it.
+local p = import '../lib/promql.libsonnet';
+
+local overviewDashboard = { uid: 'queuelens-overview', slug: 'queuelens-overview' };
+local queueDashboard = { uid: 'queuelens-queue', slug: 'queuelens-queue' };
+
+// Counters whose per-queue rates the rules record, by recorded base name, in output order.
+local counters = [
+  ['bullmq_jobs_added', 'bullmq_jobs_added_total'],
+  ['bullmq_jobs_completed', 'bullmq_jobs_completed_total'],
+  ['bullmq_jobs_failed', 'bullmq_jobs_failed_total'],
+  ['bullmq_jobs_retried', 'bullmq_jobs_retried_total'],
+  ['bullmq_jobs_stalled', 'bullmq_jobs_stalled_total'],
+  ['bullmq_jobs_deduplicated', 'bullmq_jobs_deduplicated_total'],
+  ['bullmq_dlq_added', 'bullmq_dlq_added_total'],
+  ['bullmq_exporter_events_lost', 'bullmq_exporter_events_lost_total'],
+  ['bullmq_exporter_events_read', 'bullmq_exporter_events_read_total'],
+  ['bullmq_exporter_events_unmatched', 'bullmq_exporter_events_unmatched_total'],
+];
+// Histograms whose per-queue bucket, count and sum rates the rules record for the dashboards.
+local histograms = [
+  ['bullmq_job_wait_seconds', 'attempt'],
+  ['bullmq_job_processing_seconds', 'outcome'],
+  ['bullmq_job_e2e_seconds', 'outcome'],
+];
+
+local rateRecord(base, window) = 'prefix_queue:%s:rate%s' % [base, window];
+local histogramRecord(h, part, window) =
+  if part == 'bucket' then 'prefix_queue_le:%s_bucket:rate%s' % [h, window] else 'prefix_queue:%s_%s:rate%s' % [h, part, window];
+local sloErrorRecord(window) = 'prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate%s' % window;
+
+local Q = '{{ $labels.prefix }}:{{ $labels.queue }}';
+local lines(xs) = std.join('\n', xs);
+
+function(config)
+  // One evaluation of the config: jsonnet re-evaluates object fields on every access.
+  local c = std.parseJson(std.manifestJsonMinified(config));
+  // One rule per distinct threshold set: the defaults for every queue without a differing override (excluded by
+  // name), then one rule per group of queues sharing an override. c.ignoredQueues never reach the default rule.
+  local variants(key) =
+    local base = c.defaults[key];
+    local special = [q for q in std.sort(std.objectFields(c.overrides)) if p.thresholdsFor(c, q)[key] != base];
+    local distinct = std.foldl(
+      function(acc, q) local t = p.thresholdsFor(c, q)[key]; if std.member(acc, t) then acc else acc + [t], special, []
+    );
+    local groups = [{ t: t, queues: [q for q in special if p.thresholdsFor(c, q)[key] == t] } for t in distinct];
+    local queues = std.flattenArrays([g.queues for g in groups]);
+    local ignored = if c.ignoredQueues != '' then ['queue!~"%s"' % c.ignoredQueues] else [];
+    if std.length(queues) == 0 then [{ matchers: ignored, t: base, labels: {} }]
+    else [{ matchers: ignored + ['queue!~"%s"' % p.anyOf(queues)], t: base, labels: { thresholds: 'default' } }] + [
+      { matchers: ['queue=~"%s"' % p.anyOf(g.queues)], t: g.t, labels: { thresholds: std.join(',', g.queues) } }
+      for g in groups
+    ];
+
+  local links(name, perQueue) = {
+    runbook_url: '%s/%s.md' % [c.links.runbookBaseUrl, name],
+    dashboard_url:
+      if perQueue
+      then '%s/d/%s/%s?var-prefix={{ $labels.prefix | urlquery }}&var-queue={{ $labels.queue | urlquery }}' % [c.links.grafanaUrl, queueDashboard.uid, queueDashboard.slug]
+      else '%s/d/%s/%s' % [c.links.grafanaUrl, overviewDashboard.uid, overviewDashboard.slug],
+  };
+  local severity(name) =
+    assert std.objectHas(c.severities, name) : 'settings.severities has no entry for ' + name;
+    c.severities[name];
+  local alert(name, expr, forDuration, summary, description, perQueue=true, sev=null, labels={}) = {
+    alert: name,
+    expr: expr,
+    labels: { severity: if sev == null then severity(name) else sev } + labels,
+    annotations: { summary: summary, description: description } + links(name, perQueue),
+  } + (if p.durationSeconds(forDuration) > 0 then { 'for': forDuration } else {});
+
+  local job = 'job="%s"' % c.exporterJob;
+  local sel(name, matchers) = p.sel(name, matchers);
+
+  // Each per-queue alert: its settings key, the counter rates it reads per window, and its text.
+  local queueAlertDefs = [
+    {
+      name: 'BullMQNoWorkers',
+      key: 'noWorkers',
+      needs(t):: [['bullmq_jobs_finished', t.window]],
+      build(m, t):: [
+        lines([
+          '(',
+          '  ' + p.runnableJobs(m),
+          '  + ' + p.queueGauge('bullmq_queue_delayed_overdue_jobs', m),
+          ') > 0',
+          'and on (prefix, queue)',
+          '(',
+          '    ' + p.queueGauge('bullmq_queue_workers', m) + ' == 0',
+          '  or',
+          '    (',
+          '      ' + p.queueGauge('bullmq_queue_jobs', ['state="active"'] + m) + ' == 0',
+          '      and on (prefix, queue)',
+          '      ' + sel(rateRecord('bullmq_jobs_finished', t.window), m) + ' == 0',
+          '    )',
+          ')',
+          'unless on (prefix, queue)',
+          p.queueGauge('bullmq_queue_paused', m) + ' == 1',
+        ]),
+        'No worker consumes queue ' + Q,
+        '{{ $value }} jobs of queue %s are ready to run (waiting, prioritized or overdue delayed), and no worker is connected or none finished a job in the last %s.' % [Q, t.window],
+      ],
+    },
+    {
+      name: 'BullMQOldestJobTooOld',
+      key: 'oldestJob',
+      needs(t):: [],
+      build(m, t):: [
+        '%s > %s' % [p.queueGauge('bullmq_queue_oldest_waiting_age_seconds', m), p.num(t.maxAgeSeconds)],
+        'Jobs of queue %s wait too long' % Q,
+        'The next job of queue %s has been ready to run for {{ $value | humanizeDuration }} (threshold %s).' % [Q, p.humanSeconds(t.maxAgeSeconds)],
+      ],
+    },
+    {
+      name: 'BullMQBacklogGrowing',
+      key: 'backlog',
+      needs(t):: [['bullmq_jobs_added', t.window], ['bullmq_jobs_finished', t.window]],
+      build(m, t)::
+        local added = sel(rateRecord('bullmq_jobs_added', t.window), m);
+        local finished = sel(rateRecord('bullmq_jobs_finished', t.window), m);
+        [
+          lines([
+            '(',
+            '  ' + added,
+            '  - (%s or %s * 0)' % [finished, added],
+            ') * 60 > 0',
+            'and on (prefix, queue)',
+            '%s > %s' % [p.runnableJobs(m), p.num(t.minJobs)],
+          ]),
+          'Backlog of queue %s keeps growing' % Q,
+          'Queue %s takes in {{ $value | humanize }} more jobs per minute than it finishes (over %s), with more than %s jobs waiting.' % [Q, t.window, p.num(t.minJobs)],
+        ],
+    },
+    {
+      name: 'BullMQHighFailureRate',
+      key: 'failureRate',
+      needs(t):: [['bullmq_jobs_failed', t.window], ['bullmq_jobs_finished', t.window]],
+      build(m, t)::
+        local failed = sel(rateRecord('bullmq_jobs_failed', t.window), m);
+        local finished = sel(rateRecord('bullmq_jobs_finished', t.window), m);
+        [
+          lines([
+            '%s / %s > %s' % [failed, finished, p.num(t.maxRatio)],
+            'and on (prefix, queue)',
+            '%s * %s >= %s' % [finished, p.num(p.durationSeconds(t.window)), p.num(t.minFinished)],
+          ]),
+          'Many jobs of queue %s fail' % Q,
+          '{{ $value | humanizePercentage }} of the jobs of queue %s that finished in the last %s failed for good (threshold %s, counted once at least %s jobs finished).' % [Q, t.window, p.percent(t.maxRatio), p.num(t.minFinished)],
+        ],
+    },
+    {
+      name: 'BullMQJobsStalling',
+      key: 'stalls',
+      needs(t):: [['bullmq_jobs_stalled', t.window]],
+      build(m, t):: [
+        '%s * %s > %s' % [sel(rateRecord('bullmq_jobs_stalled', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxStalls)],
+        'Jobs of queue %s stall' % Q,
+        '{{ $value | printf "%%.0f" }} jobs of queue %s stalled in the last %s (threshold %s): their worker died or blocked its event loop mid-job.' % [Q, t.window, p.num(t.maxStalls)],
+      ],
+    },
+    {
+      name: 'BullMQOrphanedActiveJobs',
+      key: 'orphanedActive',
+      needs(t):: [],
+      build(m, t):: [
+        '%s > 0' % p.queueGauge('bullmq_queue_orphaned_active_jobs', m),
+        'Active jobs of queue %s lost their worker' % Q,
+        '{{ $value }} active jobs of queue %s have an expired lock and nobody reclaims them: no live worker runs the stall check.' % Q,
+      ],
+    },
+    {
+      name: 'BullMQDeadLetterQueueGrowing',
+      key: 'dlqGrowing',
+      needs(t):: [['bullmq_dlq_added', t.window]],
+      build(m, t):: [
+        '%s * %s > %s' % [sel(rateRecord('bullmq_dlq_added', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxAdded)],
+        'Jobs of queue %s are being dead-lettered' % Q,
+        '{{ $value | printf "%%.0f" }} jobs of queue %s were moved to its dead-letter queue in the last %s (threshold %s).' % [Q, t.window, p.num(t.maxAdded)],
+      ],
+    },
+    {
+      name: 'BullMQDeadLetterQueueNotEmpty',
+      key: 'dlqNotEmpty',
+      needs(t):: [],
+      build(m, t):: [
+        '%s > 0' % p.queueGauge('bullmq_dlq_jobs', m),
+        'Dead-letter queue of %s holds jobs' % Q,
+        '{{ $value }} jobs sit in the dead-letter queue of %s: inspect them, then redrive or purge.' % Q,
+      ],
+    },
+    {
+      name: 'BullMQEventsLost',
+      key: 'eventsLost',
+      needs(t):: [['bullmq_exporter_events_lost', t.window]],
+      build(m, t):: [
+        '%s * %s > 0' % [sel(rateRecord('bullmq_exporter_events_lost', t.window), m), p.num(p.durationSeconds(t.window))],
+        'Counters of queue %s miss events' % Q,
+        '{{ $value | printf "%%.0f" }} events of queue %s were trimmed from its stream before queuelens read them in the last %s: its counters and latency histograms undercount.' % [Q, t.window],
+      ],
+    },
+    {
+      name: 'BullMQEventsLagging',
+      key: 'eventsLag',
+      needs(t):: [],
+      build(m, t):: [
+        '%s > %s' % [p.queueGauge('bullmq_exporter_events_lag_seconds', m), p.num(t.maxLagSeconds)],
+        'Event reader lags on queue %s' % Q,
+        'The oldest event of queue %s the reader has not processed is {{ $value | humanizeDuration }} old (threshold %s), or the leader has not committed for that long: its counters and latencies are late, and events may be trimmed before they are read.' % [Q, p.humanSeconds(t.maxLagSeconds)],
+      ],
+    },
+  ];
+
+  local queueAlerts = [
+    local built = def.build(v.matchers, v.t);
+    alert(def.name, built[0], v.t['for'], built[1], built[2], labels=v.labels)
+    for def in queueAlertDefs
+    for v in variants(def.key)
+  ];
+
+  // ---- which counter rates the alerts need, per window ----
+  local finishedParts(base, w) = if base == 'bullmq_jobs_finished' then [[base, w], ['bullmq_jobs_completed', w], ['bullmq_jobs_failed', w]] else [[base, w]];
+  local needed = std.flattenArrays([
+    finishedParts(n[0], n[1])
+    for n in [[x[0], c.dashboardWindow] for x in counters] + [['bullmq_jobs_finished', c.dashboardWindow]] + std.flattenArrays([
+      def.needs(v.t)
+      for def in queueAlertDefs
+      for v in variants(def.key)
+    ])
+  ]);
+  local windowsOf(base) = std.set([n[1] for n in needed if n[0] == base]);
+
+  // ---- wait-time SLO, from the wait histogram ----
+  local burn = c.burnRates;
+  local burnWindows = std.sort(
+    std.foldl(function(acc, w) if std.member(acc, w) then acc else acc + [w], std.flattenArrays([[b.long, b.short] for b in burn.fast + burn.slow]), []),
+    keyF=p.durationSeconds,
+  );
+  local sloVariants = variants('waitSlo');
+  local sloRecords = [
+    local dedup(series) = 'sum by (prefix, queue) (max by (prefix, queue, job_name, attempt) (rate(%s[%s])))' % [series, w];
+    {
+      record: sloErrorRecord(w),
+      expr: lines([
+        '1 - (',
+        '  ' + dedup(sel('bullmq_job_wait_seconds_bucket', [p.leMatcher(v.t.thresholdSeconds)] + v.matchers)),
+        '  /',
+        '  ' + dedup(sel('bullmq_job_wait_seconds_count', v.matchers)),
+        ')',
+      ]),
+    } + (if std.length(v.labels) > 0 then { labels: v.labels } else {})
+    for v in sloVariants
+    for w in burnWindows
+  ];
+  local sloAlerts = std.flattenArrays([
+    local t = v.t;
+    local budget = p.round6(1 - t.objective);
+    local burnExpr(pairs) = std.join('\nor\n', [
+      lines([
+        '(',
+        '  %s > (%s * %s)' % [sel(sloErrorRecord(b.long), v.matchers), p.num(b.factor), p.num(budget)],
+        '  and',
+        '  %s > (%s * %s)' % [sel(sloErrorRecord(b.short), v.matchers), p.num(b.factor), p.num(budget)],
+        ')',
+      ])
+      for b in pairs
+    ]);
+    local objective = '%s of jobs taken within %s' % [p.percent(t.objective), p.humanSeconds(t.thresholdSeconds)];
+    local windowsText(pairs) = std.join(' or ', ['%s/%s at %sx' % [b.long, b.short, p.num(b.factor)] for b in pairs]);
+    [
+      alert(
+        'BullMQWaitTimeSLOFastBurn',
+        burnExpr(burn.fast),
+        burn.fastFor,
+        'Queue %s burns its wait-time error budget fast' % Q,
+        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.fast)],
+        labels=v.labels,
+      ),
+      alert(
+        'BullMQWaitTimeSLOSlowBurn',
+        burnExpr(burn.slow),
+        burn.slowFor,
+        'Queue %s burns its wait-time error budget' % Q,
+        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.slow)],
+        labels=v.labels,
+      ),
+    ]
+    for v in sloVariants
+  ]);
+
+  // ---- the exporter itself ----
+  local exporterAlerts = [
+    alert(
+      'BullMQExporterDown',
+      lines([
+        'up{%s} == 0' % job,
+        'or',
+        '(',
+        '  bullmq_exporter_up{%s} == 0' % job,
+        '  unless on (job)',
+        '  max by (job) (bullmq_exporter_redis_up{%s}) == 0' % job,
+        ')',
+      ]),
+      c.exporter.downFor,
+      'queuelens replica {{ $labels.instance }} is down',
+      'queuelens replica {{ $labels.instance }} (job {{ $labels.job }}) cannot be scraped or its last collection failed (value {{ $value }}); the other replicas still serve the metrics.',
+      perQueue=false,
+    ),
+    alert(
+      'BullMQExporterDown',
+      lines([
+        'absent((up{%s} == 1) and on (job, instance) (bullmq_exporter_up{%s} == 1))' % [job, job],
+        'unless on ()',
+        'max(bullmq_exporter_redis_up{%s}) == 0' % job,
+      ]),
+      c.exporter.downFor,
+      'No queuelens replica is collecting',
+      'No replica of job %s is up and collecting: queue metrics are missing and every BullMQ alert is blind.' % c.exporterJob,
+      perQueue=false,
+      sev='critical',
+    ),
+    alert(
+      'BullMQRedisDown',
+      'max by (job) (bullmq_exporter_redis_up{%s}) == 0' % job,
+      c.exporter.redisDownFor,
+      'queuelens cannot reach Redis',
+      'No replica of job {{ $labels.job }} can reach Redis (bullmq_exporter_redis_up = {{ $value }}): producers and workers are likely failing too.',
+      perQueue=false,
+    ),
+    alert(
+      'BullMQEventReaderNoLeader',
+      'max by (job) (bullmq_exporter_leader{%s}) == 0' % job,
+      c.exporter.noLeaderFor,
+      'No queuelens replica reads the event streams',
+      'No replica of job {{ $labels.job }} holds the event-reader lease (leader = {{ $value }}): job counters and latency histograms have stopped.',
+      perQueue=false,
+    ),
+    alert(
+      'BullMQExporterQueuesDropped',
+      'max by (job) (bullmq_exporter_queues_dropped{%s}) > 0' % job,
+      c.exporter.queuesDroppedFor,
+      'queuelens ignores queues beyond its cap',
+      '{{ $value }} queues found by job {{ $labels.job }} exceed --max-queues and are not monitored.',
+      perQueue=false,
+    ),
+  ];
+
+  // ---- recording rules ----
+  local w = c.dashboardWindow;
+  local rateRecords =
+    [
+      { record: rateRecord(x[0], win), expr: p.queueRate(x[1], win) }
+      for x in counters
+      for win in windowsOf(x[0])
+    ] + [
+      // Terminal outcomes; the two rates differ by name only, so they add up without needing both to exist.
+      { record: rateRecord('bullmq_jobs_finished', win), expr: 'sum by (prefix, queue) ({__name__=~"prefix_queue:bullmq_jobs_(completed|failed):rate%s"})' % win }
+      for win in windowsOf('bullmq_jobs_finished')
+    ] + std.flattenArrays([
+      [
+        { record: histogramRecord(h[0], 'bucket', w), expr: p.queueRate(h[0] + '_bucket', w, keep=['le'], extra=[h[1]]) },
+        { record: histogramRecord(h[0], 'count', w), expr: p.queueRate(h[0] + '_count', w, extra=[h[1]]) },
+        { record: histogramRecord(h[0], 'sum', w), expr: p.queueRate(h[0] + '_sum', w, extra=[h[1]]) },
+      ]
+      for h in histograms
+    ]);
+
+  [
+    { name: 'queuelens.rates', rules: rateRecords },
+    { name: 'queuelens.slo', rules: sloRecords },
+    { name: 'queuelens.exporter', rules: exporterAlerts },
+    { name: 'queuelens.queues', rules: queueAlerts },
+    { name: 'queuelens.slo-alerts', rules: sloAlerts },
+  ]
