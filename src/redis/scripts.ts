@@ -1,26 +1,59 @@
 // Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection as custom commands.
 // The files are read from src/ both when running from src (tests) and from dist (they sit at the same depth).
+// A script whose first line is `#!lua flags=no-writes` is sent with EVALSHA_RO/EVAL_RO: Redis then checks its
+// keys for read access only, so a read-only ACL user can run it (EVAL counts every key it is given as written).
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { RedisClient } from './connection.js';
 
 const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
-const cache = new Map<string, { lua: string; numberOfKeys: number | null }>();
+const NO_WRITES = /^#!lua flags=no-writes\r?\n/;
 
-export function readScript(file: string): { lua: string; numberOfKeys: number | null } {
+interface Script {
+  lua: string;
+  numberOfKeys: number | null;
+  readOnly: boolean;
+}
+
+const cache = new Map<string, Script>();
+
+export function readScript(file: string): Script {
   const hit = cache.get(file);
   if (hit) return hit;
   // `-n` marks a script that takes a variable number of keys (the caller passes the count first).
   const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
   if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua or <name>-n.lua`);
   const numberOfKeys = m[2] === 'n' ? null : Number(m[2]);
-  const script = { lua: readFileSync(new URL(file, LUA_DIR), 'utf8'), numberOfKeys };
+  const lua = readFileSync(new URL(file, LUA_DIR), 'utf8');
+  const script = { lua, numberOfKeys, readOnly: NO_WRITES.test(lua) };
   cache.set(file, script);
   return script;
 }
 
-/** Defines `command` on the client from `file` once (ioredis sends EVALSHA, falling back to EVAL on NOSCRIPT). */
+type Args = Array<string | number | Buffer>;
+
+/**
+ * Defines `command` on the client from `file` once. Writing scripts go through ioredis's defineCommand (EVALSHA,
+ * falling back to EVAL on NOSCRIPT); read-only ones the same way with EVALSHA_RO and EVAL_RO, which ioredis's
+ * `readOnly` does not send (it only routes to replicas).
+ */
 export function defineScript(client: RedisClient, command: string, file: string): void {
-  if (typeof (client as unknown as Record<string, unknown>)[command] === 'function') return;
-  const { lua, numberOfKeys } = readScript(file);
-  client.defineCommand(command, numberOfKeys === null ? { lua } : { lua, numberOfKeys });
+  const target = client as unknown as Record<string, unknown>;
+  if (typeof target[command] === 'function') return;
+  const { lua, numberOfKeys, readOnly } = readScript(file);
+  if (!readOnly) {
+    client.defineCommand(command, numberOfKeys === null ? { lua } : { lua, numberOfKeys });
+    return;
+  }
+  const sha = createHash('sha1').update(lua).digest('hex');
+  target[command] = async (...args: Args): Promise<unknown> => {
+    const withKeys = numberOfKeys === null ? args : [numberOfKeys, ...args];
+    try {
+      return await client.call('EVALSHA_RO', sha, ...withKeys);
+    } catch (err) {
+      if (!/NOSCRIPT/.test((err as Error).message)) throw err;
+      // EVAL_RO caches the script, so the next EVALSHA_RO finds it.
+      return client.call('EVAL_RO', lua, ...withKeys);
+    }
+  };
 }

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 --[[
   Counts active jobs whose lock has expired, for one page of a queue's 'active' list. Used only for queues with
   more active jobs than get-queue-states checks inline, so every call stays small.
