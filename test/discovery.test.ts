@@ -71,7 +71,7 @@ describe('queue discovery', () => {
     await s.refresh();
     expect(names(s)).toEqual(['bull/alpha', 'bull/beta']);
     const m = await s.scrape();
-    expect(m.get('bullmq_exporter_queues_dropped')).toBe(1);
+    expect(m.get(seriesKey('bullmq_exporter_queues_dropped', { reason: 'max_queues' }))).toBe(1);
     await s.close();
   });
 

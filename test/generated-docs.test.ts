@@ -20,7 +20,7 @@ describe('generated docs', () => {
       expect(d.help.length).toBeGreaterThan(10);
       if (d.type === 'counter') expect(d.name).toMatch(/_total$/);
       else expect(d.name).not.toMatch(/_total$/);
-      for (const l of d.labels) expect(['prefix', 'queue', 'state', 'attempt', 'outcome', 'job_name']).toContain(l);
+      for (const l of d.labels) expect(['prefix', 'queue', 'state', 'attempt', 'outcome', 'job_name', 'reason']).toContain(l);
     }
   });
 });

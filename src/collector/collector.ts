@@ -36,6 +36,8 @@ export class Collector {
   private seq = 0;
   private lastSuccessAt = 0;
   private clientListRefused = false;
+  /** Queues the last collection could not read, by id: each is logged when it becomes unreadable, not every time. */
+  private unreadable = new Set<string>();
   private readonly scripts: Scripts;
 
   constructor(private readonly opts: CollectorOptions) {
@@ -50,43 +52,66 @@ export class Collector {
     this.seq += 1;
     try {
       // Both in flight at once: CLIENT LIST does not depend on the queue states.
-      const [queues, workers] = await Promise.all([this.readQueues(refs), this.readWorkers(refs)]);
+      const [{ queues, unreadable }, workers] = await Promise.all([this.readQueues(refs), this.readWorkers(refs)]);
       for (const q of queues) q.workers = workers?.get(queueId(q.ref)) ?? (workers ? 0 : undefined);
+      this.noteUnreadable(unreadable);
       this.lastSuccessAt = Date.now();
-      return this.snapshot(true, started, queues);
+      return this.snapshot(true, started, queues, undefined, unreadable.length);
     } catch (err) {
-      return this.snapshot(false, started, [], describeRedisError(err));
+      return this.snapshot(false, started, [], err);
     }
   }
 
-  private snapshot(ok: boolean, started: number, queues: QueueState[], error?: string): CollectionSnapshot {
+  private noteUnreadable(refs: readonly QueueRef[]): void {
+    const now = new Set<string>();
+    for (const ref of refs) {
+      const id = queueId(ref);
+      now.add(id);
+      if (!this.unreadable.has(id)) {
+        this.opts.log.warn(
+          { prefix: ref.prefix, queue: ref.name },
+          'cannot read this queue (a key of the wrong type?); it is skipped and counted in bullmq_exporter_queues_dropped{reason="unreadable"}',
+        );
+      }
+    }
+    this.unreadable = now;
+  }
+
+  private snapshot(ok: boolean, started: number, queues: QueueState[], err?: unknown, unreadable = 0): CollectionSnapshot {
     const queuesByPrefix: Record<string, number> = {};
     for (const ref of this.opts.discovery.queues()) queuesByPrefix[ref.prefix] = (queuesByPrefix[ref.prefix] ?? 0) + 1;
     return {
       seq: this.seq,
       ok,
-      error,
+      error: err === undefined ? undefined : describeRedisError(err),
       finishedAt: Date.now(),
       durationSeconds: (performance.now() - started) / 1000,
       lastSuccessAt: this.lastSuccessAt,
-      redisUp: this.opts.redis.status === 'ready',
+      // A hung Redis keeps the connection 'ready': a command that got no answer in time counts as down too.
+      redisUp: this.opts.redis.status === 'ready' && !(err !== undefined && isNoAnswer(err)),
       queues,
       queuesByPrefix,
       queuesDropped: this.opts.discovery.dropped(),
+      queuesSkipped: { ...this.opts.discovery.skipped(), unreadable },
     };
   }
 
-  private async readQueues(refs: readonly QueueRef[]): Promise<QueueState[]> {
+  private async readQueues(refs: readonly QueueRef[]): Promise<{ queues: QueueState[]; unreadable: QueueRef[] }> {
     const activeLimit = this.opts.activeCheckLimit ?? 200;
     const groups = groupBySlot(refs, queueBase, this.opts.groupSize ?? 16, isCluster(this.opts.redis));
     const replies = await Promise.all(groups.map((g) => this.scripts.getQueueStates(g.length, ...g.map(queueBase), activeLimit)));
 
     const states: QueueState[] = [];
+    const unreadable: QueueRef[] = [];
     const needPages: Array<{ state: QueueState; from: number; total: number }> = [];
     for (const [g, group] of groups.entries()) {
-      const numbers = parseGroupReply(String(replies[g]), group.length);
+      const { numbers, bad } = parseGroupReply(String(replies[g]), group.length);
       const nowMs = numbers[0]!;
       for (const [i, ref] of group.entries()) {
+        if (bad[i] === 1) {
+          unreadable.push(ref);
+          continue;
+        }
         const f = numbers.subarray(1 + i * FIELDS, 1 + (i + 1) * FIELDS);
         if (f[0] === 0 && !this.opts.discovery.isFixed) {
           this.opts.discovery.forget(ref);
@@ -100,7 +125,7 @@ export class Collector {
       }
     }
     if (needPages.length > 0) await this.countRemainingOrphans(needPages);
-    return states;
+    return { queues: states, unreadable };
   }
 
   private async countRemainingOrphans(items: Array<{ state: QueueState; from: number; total: number }>): Promise<void> {
@@ -160,23 +185,38 @@ export class Collector {
 }
 
 /**
- * Reads a group reply 'nowMs;q1;q2…' (fields comma-separated) into numbers. Integers are read digit by digit,
+ * Reads a group reply 'nowMs;q1;q2…' (fields comma-separated) into numbers, each queue on its own: a queue
+ * whose part is not FIELDS finite numbers (the script's '!' for a queue it could not read, or anything else
+ * unexpected) is marked unreadable in `bad` and only that queue is skipped. Integers are read digit by digit,
  * without a string per number (1,000 queues are 17,000 numbers per collection); anything else goes to Number().
  */
-function parseGroupReply(reply: string, queues: number): Float64Array {
-  const out = new Float64Array(1 + queues * FIELDS);
-  let n = 0;
+export function parseGroupReply(reply: string, queues: number): { numbers: Float64Array; bad: Uint8Array } {
+  const numbers = new Float64Array(1 + queues * FIELDS);
+  const bad = new Uint8Array(queues);
+  let part = 0; // 0: nowMs, then queue part + 1
+  let n = 0; // fields read in the current part
   let start = 0;
   let value = 0;
   let negative = false;
   let plain = true;
+  let broken = false;
+  const width = (p: number) => (p === 0 ? 1 : FIELDS);
   for (let i = 0; i <= reply.length; i += 1) {
     const c = i === reply.length ? 59 : reply.charCodeAt(i);
     if (c === 59 || c === 44) {
       // ';' or ','
-      const v = plain && i > start ? (negative ? -value : value) : Number(reply.slice(start, i) || 'x');
-      if (Number.isNaN(v) || n >= out.length) throw new Error('unexpected reply shape from get-queue-states');
-      out[n++] = v;
+      if (!broken) {
+        const v = plain && i > start ? (negative ? -value : value) : Number(reply.slice(start, i) || 'x');
+        if (!Number.isFinite(v) || n >= width(part)) broken = true;
+        else numbers[(part === 0 ? 0 : 1 + (part - 1) * FIELDS) + n++] = v;
+      }
+      if (c === 59) {
+        if (part === 0 && (broken || n !== 1)) throw new Error('unexpected reply shape from get-queue-states');
+        if (part > 0 && part <= queues && (broken || n !== FIELDS)) bad[part - 1] = 1;
+        part += 1;
+        n = 0;
+        broken = false;
+      }
       start = i + 1;
       value = 0;
       negative = false;
@@ -185,8 +225,8 @@ function parseGroupReply(reply: string, queues: number): Float64Array {
     else if (c === 45 && i === start) negative = true;
     else plain = false;
   }
-  if (n !== out.length) throw new Error('unexpected reply shape from get-queue-states');
-  return out;
+  if (part !== queues + 1) throw new Error('unexpected reply shape from get-queue-states');
+  return { numbers, bad };
 }
 
 function toQueueState(ref: QueueRef, f: Float64Array, nowMs: number): QueueState {
@@ -214,12 +254,17 @@ function toQueueState(ref: QueueRef, f: Float64Array, nowMs: number): QueueState
   };
 }
 
+/** The error says Redis did not answer at all (down, unreachable or hung), not that it refused something. */
+function isNoAnswer(err: unknown): boolean {
+  return /ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|Cluster isn't ready|Failed to refresh slots|Command timed out/i.test(
+    err instanceof Error ? err.message : String(err),
+  );
+}
+
 /** Turns a Redis client error into a sentence saying what is wrong and that the sidecar keeps retrying. */
 export function describeRedisError(err: unknown): string {
   const msg = err instanceof Error ? err.message : String(err);
-  if (/ECONNREFUSED|ECONNRESET|EHOSTUNREACH|ETIMEDOUT|Connection is closed|Stream isn't writeable|enableOfflineQueue|max retries|Cluster isn't ready|Failed to refresh slots/i.test(msg)) {
-    return `Redis is unreachable (${msg}); retrying`;
-  }
+  if (isNoAnswer(err) && !/Command timed out/i.test(msg)) return `Redis is unreachable (${msg}); retrying`;
   if (/NOAUTH|WRONGPASS|invalid password/i.test(msg)) return `Redis refused the credentials (${msg}); check REDIS_URL`;
   if (/Command timed out/i.test(msg)) return `Redis did not answer in time (${msg}); retrying`;
   if (/CROSSSLOT/i.test(msg)) return `Redis Cluster refused a multi-key call (${msg}); queue keys must share a hash tag, e.g. prefix {bull}`;

@@ -1,9 +1,19 @@
 // Owns the set of queues the sidecar watches: SCAN for `<prefix>:*:meta` hashes on a slow timer, in small
 // slices with the cursor carried between them, or a fixed list from the configuration. Never on the scrape path.
+import { isUtf8 } from 'node:buffer';
 import type { Logger } from '../log/logger.js';
 import { isCluster, masters, type RedisClient } from '../redis/connection.js';
 import { metaScanPattern, parseMetaKey, queueId, queueKey, type QueueRef } from '../redis/keys.js';
 import { keySlot } from '../redis/slots.js';
+import { MAX_NAME_BYTES, type SkipReason } from './queue-snapshot.js';
+
+/** Skipped queues logged by name at most this many times per process (a flood of hostile names is counted, not logged). */
+const MAX_SKIP_LOGS = 100;
+/**
+ * Average name bytes allowed per queue over --max-queues (640 KB for 5,000 queues): every series of a queue
+ * repeats its name, so this bounds the exposition with the queue count, however long each name is.
+ */
+export const NAME_BYTES_PER_QUEUE = 128;
 
 export interface DiscoveryOptions {
   redis: RedisClient;
@@ -22,10 +32,16 @@ export class QueueDiscovery {
   private known = new Map<string, QueueRef>();
   private capped: QueueRef[] = [];
   private droppedCount = 0;
+  /** Queues within --max-queues left out because the names before them used up NAME_BYTES_PER_QUEUE × max-queues. */
+  private overBudget = 0;
   /** `known` changed since `capped` was computed; sorting waits until someone asks (once per collection). */
   private stale = false;
   private passes = 0;
   private readonly crossSlotWarned = new Set<string>();
+  /** Queues skipped in the last full pass, and those of the pass under way. */
+  private skippedCounts: Partial<Record<SkipReason, number>> = {};
+  private skipping = new Map<string, SkipReason>();
+  private readonly skipWarned = new Set<string>();
 
   constructor(private readonly opts: DiscoveryOptions) {
     if (opts.fixedQueues) {
@@ -50,6 +66,12 @@ export class QueueDiscovery {
     return this.droppedCount;
   }
 
+  /** Queues of the last full pass not watched because of their name. */
+  skipped(): Partial<Record<SkipReason, number>> {
+    this.recap();
+    return this.overBudget > 0 ? { ...this.skippedCounts, exposition_size: this.overBudget } : this.skippedCounts;
+  }
+
   completedPasses(): number {
     return this.passes;
   }
@@ -70,7 +92,11 @@ export class QueueDiscovery {
       return;
     }
     const seen = new Map<string, QueueRef>();
+    this.skipping = new Map();
     for (const prefix of this.opts.prefixes) await this.scanPrefix(prefix, seen);
+    const counts: Partial<Record<SkipReason, number>> = {};
+    for (const reason of this.skipping.values()) counts[reason] = (counts[reason] ?? 0) + 1;
+    this.skippedCounts = counts;
     for (const [id, ref] of this.known) {
       if (!seen.has(id)) {
         this.known.delete(id);
@@ -92,9 +118,16 @@ export class QueueDiscovery {
     let cursor = '0';
     let calls = 0;
     do {
-      const [next, keys] = await redis.scan(cursor, 'MATCH', metaScanPattern(prefix), 'COUNT', count);
-      cursor = next;
-      const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null && this.slotSafe(r));
+      // Keys as bytes: a key that is not UTF-8 would otherwise turn into another (U+FFFD) string and vanish unseen.
+      const [next, raw] = await redis.scanBuffer(cursor, 'MATCH', metaScanPattern(prefix), 'COUNT', count);
+      cursor = next.toString();
+      const keys: string[] = [];
+      const notUtf8: Buffer[] = [];
+      for (const k of raw) (isUtf8(k) ? keys.push(k.toString()) : notUtf8.push(k));
+      if (notUtf8.length > 0) await this.skipNotUtf8(prefix, notUtf8);
+      const candidates = keys
+        .map((k) => parseMetaKey(prefix, k))
+        .filter((r): r is QueueRef => r !== null && this.slotSafe(r) && this.nameFits(r));
       if (candidates.length > 0) {
         for (const ref of await this.confirm(candidates)) {
           const id = queueId(ref);
@@ -128,6 +161,35 @@ export class QueueDiscovery {
     return false;
   }
 
+  /** A name longer than MAX_NAME_BYTES is skipped: it would be repeated in every series of the queue. */
+  private nameFits(ref: QueueRef): boolean {
+    const bytes = Buffer.byteLength(ref.name);
+    if (bytes <= MAX_NAME_BYTES) return true;
+    this.skip(queueId(ref), 'name_too_long', { prefix: ref.prefix, queue: `${ref.name.slice(0, 64)}…`, bytes });
+    return false;
+  }
+
+  /**
+   * Queues whose name is not UTF-8 cannot be read with string key names nor exported as label values: they are
+   * counted (when their meta hash really is a queue's) and logged with the name's bytes in hex.
+   */
+  private async skipNotUtf8(prefix: string, keys: Buffer[]): Promise<void> {
+    const replies = await Promise.all(keys.map((k) => this.opts.redis.hmget(k, 'opts.maxLenEvents', 'version').catch(() => null)));
+    for (const [i, k] of keys.entries()) {
+      if (!replies[i]?.some((f) => f !== null)) continue;
+      const hex = k.toString('hex');
+      this.skip(`${prefix}\u0000${hex}`, 'not_utf8', { prefix, keyHex: hex.slice(0, 256), bytes: k.length });
+    }
+  }
+
+  private skip(id: string, reason: SkipReason, what: Record<string, unknown>): void {
+    this.skipping.set(id, reason);
+    if (this.skipWarned.has(id) || this.skipWarned.size >= MAX_SKIP_LOGS) return;
+    this.skipWarned.add(id);
+    const why = reason === 'not_utf8' ? 'its name is not UTF-8' : `its name is longer than ${MAX_NAME_BYTES} bytes`;
+    this.opts.log.warn({ ...what, reason }, `queue not monitored: ${why}; counted in bullmq_exporter_queues_dropped{reason="${reason}"}`);
+  }
+
   /** Keeps candidates whose key really is a BullMQ meta hash (BullMQ always writes one of these fields). */
   private async confirm(candidates: QueueRef[]): Promise<QueueRef[]> {
     // Auto-pipelined: one round trip per node, whatever the number of candidates.
@@ -149,7 +211,21 @@ export class QueueDiscovery {
     this.stale = false;
     const all = [...this.known.values()].sort((a, b) => (a.prefix === b.prefix ? cmp(a.name, b.name) : cmp(a.prefix, b.prefix)));
     this.capped = all.slice(0, this.opts.maxQueues);
-    const dropped = all.length - this.capped.length;
+    // Every series of a queue repeats its name: the names' total bounds the exposition with the queue count.
+    const budget = this.opts.maxQueues * NAME_BYTES_PER_QUEUE;
+    let bytes = 0;
+    let fit = 0;
+    for (; fit < this.capped.length; fit += 1) {
+      bytes += Buffer.byteLength((this.capped[fit] as QueueRef).name);
+      if (bytes > budget) break;
+    }
+    const overBudget = this.capped.length - fit;
+    if (overBudget > 0) {
+      this.capped = this.capped.slice(0, fit);
+      if (overBudget !== this.overBudget) this.opts.log.warn({ dropped: overBudget, nameBytes: budget }, 'queue names exceed their total byte budget; the rest are not exported');
+    }
+    this.overBudget = overBudget;
+    const dropped = all.length - this.capped.length - overBudget;
     if (dropped > 0 && dropped !== this.droppedCount) {
       this.opts.log.warn({ dropped, maxQueues: this.opts.maxQueues }, 'more queues than --max-queues; the rest are not exported');
     }

@@ -37,8 +37,21 @@ export interface CollectionSnapshot {
   redisUp: boolean;
   queues: QueueState[];
   queuesByPrefix: Record<string, number>;
+  /** Queues found beyond --max-queues. */
   queuesDropped: number;
+  /** Queues not exported for another reason (bullmq_exporter_queues_dropped{reason}). */
+  queuesSkipped?: Partial<Record<SkipReason, number>>;
 }
+
+/**
+ * Why a queue found in Redis is not exported: a name longer than MAX_NAME_BYTES, a name that is not UTF-8 (its
+ * keys cannot be spelled as strings), a queue the collection could not read, or no room left in the exposition.
+ */
+export const SKIP_REASONS = ['name_too_long', 'not_utf8', 'unreadable', 'exposition_size'] as const;
+export type SkipReason = (typeof SKIP_REASONS)[number];
+
+/** Longest queue name exported, in UTF-8 bytes: a label value, repeated in every series of the queue. */
+export const MAX_NAME_BYTES = 1024;
 
 export function dlqSource(queueName: string): string | undefined {
   return queueName.endsWith(DLQ_SUFFIX) && queueName.length > DLQ_SUFFIX.length ? queueName.slice(0, -DLQ_SUFFIX.length) : undefined;

@@ -5,7 +5,7 @@
 // Because the text is rebuilt from each snapshot, a vanished queue's series vanish with it and a failed
 // collection shows no stale queue values. The few self-metrics stay in prom-client.
 import type { CollectionSnapshot, QueueState } from '../collector/queue-snapshot.js';
-import { JOB_STATES } from '../collector/queue-snapshot.js';
+import { JOB_STATES, SKIP_REASONS } from '../collector/queue-snapshot.js';
 import { Slicer } from '../lifecycle/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
@@ -88,7 +88,8 @@ export class QueueMetrics {
     this.duration.set(s.durationSeconds);
     if (s.lastSuccessAt > 0) this.lastCollect.set(s.lastSuccessAt / 1000);
     if (!s.ok) this.errors.inc();
-    this.dropped.set(s.queuesDropped);
+    this.dropped.set({ reason: 'max_queues' }, s.queuesDropped);
+    for (const reason of SKIP_REASONS) this.dropped.set({ reason }, s.queuesSkipped?.[reason] ?? 0);
     for (const [prefix, n] of Object.entries(s.queuesByPrefix)) this.queues.set({ prefix }, n);
     this.exposition.setCollectionText(text);
   }

@@ -1,3 +1,4 @@
+#!lua flags=no-writes
 --[[
   Reads the state of a group of BullMQ queues in one read-only call. Used by the collector; the group size and
   the lock-check budget are chosen by the caller so that one call stays well under a millisecond of Redis time.
@@ -16,8 +17,31 @@
     which was a third of the collector's client CPU. Numbers are written with Lua's %.14g, exact for
     millisecond timestamps and counts. Times are Redis-clock milliseconds (TIME) except job hash fields,
     which are producer/worker clocks. -1 stands for "none".
+    A queue that cannot be read (a key of the wrong type, say) is the single character '!' instead, and only
+    that queue is skipped by the caller.
+  Numbers read from Redis strings go through num(): Lua's tonumber accepts 'inf', '1e400', 'nan' and '0x1F',
+  and one 'inf' written as %.14g would be a field no client parses (BullMQ stores setGlobalRateLimit(Infinity)
+  as 'Infinity'). Every field is clamped to +-(2^53 - 1) on the way out, so a reply holds finite integers only.
 ]]
 local rcall = redis.call
+local LIMIT = 9007199254740991
+
+-- A number from a Redis string: nil when it is not one or is NaN; +-inf and huge values clamped to +-LIMIT.
+local function num(v)
+  local x = tonumber(v)
+  if x == nil or x ~= x then return nil end
+  if x > LIMIT then return LIMIT end
+  if x < -LIMIT then return -LIMIT end
+  return x
+end
+
+-- A field of the reply: a finite integer (NaN, which no arithmetic here should produce, becomes -1 "none").
+local function field(x)
+  if x ~= x then return -1 end
+  if x > LIMIT then return LIMIT end
+  if x < -LIMIT then return -LIMIT end
+  return math.floor(x)
+end
 local t = rcall('TIME')
 local nowMs = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lockBudget = tonumber(ARGV[1])
@@ -30,27 +54,27 @@ local overdueMax = '(' .. string.format('%.0f', nowMs * 4096)
 -- start of the failed attempt. That overstates the age by the failed attempt's duration, never by the backoff.
 local function backoffMs(opts, attemptsMade)
   local b = opts['backoff']
-  if tonumber(b) then return tonumber(b) end
-  if type(b) ~= 'table' or not tonumber(b['delay']) then return 0 end
-  if b['type'] == 'exponential' then return math.floor(2 ^ (attemptsMade - 1) * tonumber(b['delay']) + 0.5) end
-  if b['type'] == 'fixed' then return tonumber(b['delay']) end
+  if num(b) then return num(b) end
+  if type(b) ~= 'table' or not num(b['delay']) then return 0 end
+  if b['type'] == 'exponential' then return math.floor(math.min(2 ^ (attemptsMade - 1) * num(b['delay']), LIMIT) + 0.5) end
+  if b['type'] == 'fixed' then return num(b['delay']) end
   return 0 -- a custom strategy: unknown here
 end
 
 local function eligibleMs(base, jobId)
   local h = rcall('HMGET', base .. jobId, 'timestamp', 'processedOn', 'opts', 'atm')
-  local ts = tonumber(h[1])
+  local ts = num(h[1])
   if not ts then return -1 end
   local eligible = ts
-  local attemptsMade = tonumber(h[4]) or 0
-  local processedOn = tonumber(h[2])
+  local attemptsMade = math.max(0, math.min(num(h[4]) or 0, 1024))
+  local processedOn = num(h[2])
   -- Decoding JSON costs more than the search that rules it out for jobs never delayed nor retried.
   local opts = nil
   if h[3] and (string.find(h[3], '"delay"', 1, true) or (attemptsMade > 0 and string.find(h[3], '"backoff"', 1, true))) then
     local ok, decoded = pcall(cjson.decode, h[3])
     if ok and type(decoded) == 'table' then opts = decoded end
   end
-  if opts and tonumber(opts['delay']) then eligible = ts + tonumber(opts['delay']) end
+  if opts and num(opts['delay']) then eligible = ts + num(opts['delay']) end
   if processedOn and attemptsMade > 0 then
     local retryEligible = processedOn + (opts and backoffMs(opts, attemptsMade) or 0)
     if retryEligible > eligible then eligible = retryEligible end
@@ -60,9 +84,8 @@ local function eligibleMs(base, jobId)
   return eligible
 end
 
-local out = { nowMs }
-for i = 1, #KEYS do
-  local b = KEYS[i]
+-- One queue's fields, comma-separated; raises when a key has the wrong type.
+local function readQueue(b)
   -- BullMQ writes opts.maxLenEvents or version into every queue's meta (discovery checks the same fields);
   -- neither left means the queue was obliterated.
   local meta = rcall('HMGET', b .. 'meta', 'paused', 'max', 'opts.maxLenEvents', 'version')
@@ -102,14 +125,14 @@ for i = 1, #KEYS do
     end
     -- Workers LPUSH into 'active' when they take a job, so the right end is the longest-running one.
     local tailId = checked >= active and checked > 0 and ids[checked] or rcall('LINDEX', b .. 'active', -1)
-    if tailId then oldestActive = tonumber(rcall('HGET', b .. tailId, 'processedOn')) or -1 end
+    if tailId then oldestActive = num(rcall('HGET', b .. tailId, 'processedOn')) or -1 end
   end
 
   local limiterPttl = rcall('PTTL', b .. 'limiter')
   local limiterCount = 0
-  if limiterPttl > 0 then limiterCount = tonumber(rcall('GET', b .. 'limiter')) or 0 end
+  if limiterPttl > 0 then limiterCount = num(rcall('GET', b .. 'limiter')) or 0 end
 
-  out[#out + 1] = table.concat({
+  local fields = {
     metaExists,
     paused,
     waiting,
@@ -126,7 +149,15 @@ for i = 1, #KEYS do
     checked,
     limiterPttl,
     limiterCount,
-    tonumber(meta[2]) or -1,
-  }, ',')
+    num(meta[2]) or -1,
+  }
+  for j = 1, #fields do fields[j] = field(fields[j]) end
+  return table.concat(fields, ',')
+end
+
+local out = { nowMs }
+for i = 1, #KEYS do
+  local ok, row = pcall(readQueue, KEYS[i])
+  out[#out + 1] = ok and row or '!'
 end
 return table.concat(out, ';')
