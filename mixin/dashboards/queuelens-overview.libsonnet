@@ -1318,7 +1318,7 @@ function(c) {
         "overrides": [],
       },
       "title": "Errors and coverage",
-      "description": "Failed collections per minute per replica, queues watched and queues dropped beyond --max-queues.",
+      "description": "Failed collections per minute per replica, queues watched and queues not exported, by reason (bullmq_exporter_queues_dropped).",
       "datasource": {
         "type": "prometheus",
         "uid": "${datasource}",
@@ -1349,8 +1349,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["max(bullmq_exporter_queues_dropped{job=\"", std.toString(c.exporterJob), "\"})"]),
-          "legendFormat": "dropped",
+          "expr": std.join('', ["max by (reason) (bullmq_exporter_queues_dropped{job=\"", std.toString(c.exporterJob), "\"})"]),
+          "legendFormat": "dropped: {{reason}}",
           "refId": "C",
           "datasource": {
             "type": "prometheus",

@@ -304,7 +304,7 @@ function(config)
       ]),
       c.exporter.downFor,
       'queuelens replica {{ $labels.instance }} is down',
-      'queuelens replica {{ $labels.instance }} (job {{ $labels.job }}) cannot be scraped or its last collection failed (value {{ $value }}); the other replicas still serve the metrics.',
+      'queuelens replica {{ $labels.instance }} (job {{ $labels.job }}) cannot be scraped or its last collection failed (value {{ $value }}) while Redis answers. Whether other replicas still serve the metrics is not known from this alert: the critical BullMQExporterDown fires when none does.',
       perQueue=false,
     ),
     alert(
@@ -338,10 +338,10 @@ function(config)
     ),
     alert(
       'BullMQExporterQueuesDropped',
-      'max by (job) (bullmq_exporter_queues_dropped{%s}) > 0' % job,
+      'max by (job, reason) (bullmq_exporter_queues_dropped{%s}) > 0' % job,
       c.exporter.queuesDroppedFor,
-      'queuelens ignores queues beyond its cap',
-      '{{ $value }} queues found by job {{ $labels.job }} exceed --max-queues and are not monitored.',
+      'queuelens leaves queues unmonitored',
+      '{{ $value }} queues found by job {{ $labels.job }} are not monitored (reason {{ $labels.reason }}: beyond --max-queues, a name too long or not UTF-8, or unreadable).',
       perQueue=false,
     ),
   ];

@@ -100,9 +100,9 @@ export const METRICS = {
   exporterRedisUp: {
     name: 'bullmq_exporter_redis_up',
     type: 'gauge',
-    help: '1 when the sidecar\'s Redis connection is ready.',
+    help: '1 when Redis answers: 0 while the connection is down and while commands get no answer within their deadline (max(2 s, collect interval)), as with a hung Redis.',
     labels: [],
-    source: 'connection state',
+    source: 'connection state and the last collection\'s command deadline',
   },
   exporterCollectDuration: {
     name: 'bullmq_exporter_collect_duration_seconds',
@@ -135,8 +135,8 @@ export const METRICS = {
   exporterQueuesDropped: {
     name: 'bullmq_exporter_queues_dropped',
     type: 'gauge',
-    help: 'Queues found beyond --max-queues and therefore not exported.',
-    labels: [],
+    help: 'Queues found but not exported, by reason: max_queues (beyond --max-queues), name_too_long (over 1024 bytes), not_utf8 (a name that is not UTF-8), exposition_size (names over 128 bytes per --max-queues in total), unreadable (the last collection could not read it).',
+    labels: ['reason'],
     source: 'discovery',
   },
   jobsAdded: {

@@ -30,7 +30,7 @@ export function renderAlertTable(s: MonitoringSettings): string {
   row('BullMQExporterDown', `a replica not scraped or its collection failing (Redis up), for ${s.exporter.downFor}; critical when no replica collects`);
   row('BullMQRedisDown', `no replica reaches Redis, for ${s.exporter.redisDownFor}`);
   row('BullMQEventReaderNoLeader', `no replica holds the event-reader lease, for ${s.exporter.noLeaderFor}`);
-  row('BullMQExporterQueuesDropped', `queues beyond --max-queues, for ${s.exporter.queuesDroppedFor}`);
+  row('BullMQExporterQueuesDropped', `queues not monitored (beyond --max-queues, names too long or not UTF-8, unreadable), for ${s.exporter.queuesDroppedFor}`);
   for (const [name, text] of QUEUE_ALERTS) {
     const base = text(s.defaults);
     const overrides = Object.keys(s.overrides)

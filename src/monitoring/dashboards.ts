@@ -195,10 +195,10 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
       [`bullmq_exporter_collect_duration_seconds{${job}}`, '{{instance}} duration'],
       [`time() - bullmq_exporter_last_collect_timestamp_seconds{${job}}`, '{{instance}} age'],
     ], { width: 8 }))
-    .withPanel(timeseries('Errors and coverage', 'Failed collections per minute per replica, queues watched and queues dropped beyond --max-queues.', 'short', [
+    .withPanel(timeseries('Errors and coverage', 'Failed collections per minute per replica, queues watched and queues not exported, by reason (bullmq_exporter_queues_dropped).', 'short', [
       [`rate(bullmq_exporter_collect_errors_total{${job}}[$__rate_interval]) * 60`, '{{instance}} errors/min'],
       [`max by (prefix) (bullmq_exporter_queues{${job}})`, '{{prefix}} queues'],
-      [`max(bullmq_exporter_queues_dropped{${job}})`, 'dropped'],
+      [`max by (reason) (bullmq_exporter_queues_dropped{${job}})`, 'dropped: {{reason}}'],
     ], { width: 8 }))
     .withPanel(timeseries('Event reader', 'Age of the oldest unread event per queue; events lost to stream trimming per minute.', 's', [
       [`max by (${BY}) (bullmq_exporter_events_lag_seconds{${Q}})`, `${LEGEND} lag`],
