@@ -74,7 +74,7 @@ export const EVENT_READER_DEFAULTS = {
 const CLOSE_MS = 1500;
 
 type ReaderClient = RedisClient & {
-  eventsInit(numKeys: number, ...args: (string | number)[]): Promise<string[] | null>;
+  eventsInit(numKeys: number, ...args: (string | number)[]): Promise<string[] | number>;
   eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
   eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
 };
@@ -103,6 +103,12 @@ type XReadReply = Array<[Buffer, RawEntry[]]> | null;
 
 /** A fenced script found a newer term's generation. */
 class FencedOut extends Error {}
+/** A queue's state carries a generation above this term's: a newer term, or a lost generation counter. */
+class NewerGeneration extends Error {
+  constructor(readonly stored: number) {
+    super(`a queue's event state carries generation ${stored}`);
+  }
+}
 /** Leadership changed while a pass was waiting on Redis: its in-memory state belongs to an old term. */
 class TermChanged extends Error {}
 
@@ -235,7 +241,11 @@ export class EventReader {
       } catch (err) {
         if (this.closing) break;
         if (err instanceof FencedOut) this.lease.lost('a fenced write found the lease gone');
-        else if (!(err instanceof TermChanged)) {
+        else if (err instanceof NewerGeneration) {
+          // Still holding the lease means no newer term exists: the counter behind our number was lost. A number
+          // above the stored one is taken at once (the state is reloaded under it, nothing is counted twice).
+          await this.lease.advanceGeneration(err.stored);
+        } else if (!(err instanceof TermChanged)) {
           // readBatch dropped the state of the group it failed on; sync() reloads just those queues.
           this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading the state of the queues it was reading');
           this.synced = false;
@@ -281,7 +291,7 @@ export class EventReader {
     }
     const keys = hashes.flatMap((h, i) => [h, streams[i] as string]);
     const cursors = await this.cmd.eventsInit(keys.length, ...keys, term.gen, this.installedAt ?? '0');
-    if (!cursors) throw new FencedOut();
+    if (typeof cursors === 'number') throw new NewerGeneration(cursors);
     this.checkTerm(term);
     const now = await this.redisNow();
     await this.cmd.zadd(this.keys.index, ...queues.flatMap((q) => [now, eventsMember(q)]));

@@ -13,6 +13,7 @@ import { defineScript } from '../redis/scripts.js';
 
 type LeaseClient = RedisClient & {
   leaseRenew(key: string, token: string, ms: number): Promise<number>;
+  generationAdvance(key: string, floor: number): Promise<number>;
   leaseRelease(key: string, token: string): Promise<number>;
 };
 
@@ -43,6 +44,7 @@ export class LeaderLease {
   constructor(private readonly opts: LeaderLeaseOptions) {
     defineScript(opts.client, 'leaseRenew', 'lease-renew-1.lua');
     defineScript(opts.client, 'leaseRelease', 'lease-release-1.lua');
+    defineScript(opts.client, 'generationAdvance', 'generation-advance-1.lua');
     this.client = opts.client as LeaseClient;
   }
 
@@ -117,6 +119,27 @@ export class LeaderLease {
     } finally {
       this.ticking = false;
     }
+  }
+
+  /**
+   * A queue's state carries generation `stored`, above this term's, while this replica holds the lease: the
+   * counter was lost (evicted, deleted) after older terms wrote their numbers. Takes a number above `stored`,
+   * then checks the lease is still held before using it (a replica paused past its lease loses it instead, and
+   * the number it took only fences it out further). The term goes on under the new number: onChange(true) makes
+   * the reader reload every queue's state from Redis, so what was read but not committed is read again once.
+   */
+  async advanceGeneration(stored: number): Promise<void> {
+    if (!this.held) return;
+    const gen = await this.client.generationAdvance(this.opts.generationKey, stored);
+    const sentAt = Date.now();
+    if ((await this.client.leaseRenew(this.opts.key, this.term, this.opts.leaseMs)) !== 1) {
+      this.lose('lease taken over');
+      return;
+    }
+    this.lastRenewedAt = sentAt;
+    this.opts.log.warn({ lease: this.opts.key, from: this.gen, to: gen, stored }, 'event state carries a generation above the counter (counter lost?); took a higher one');
+    this.gen = gen;
+    this.opts.onChange(true);
   }
 
   /** The fenced writes found the lease gone. */

@@ -12,15 +12,19 @@
   KEYS[2i]       queue i's events stream (<prefix>:<queue>:events)
   ARGV[1]        generation of the caller's term
   ARGV[2]        installedAt of the reader (ownKeys.eventsMeta, Redis clock ms)
-  Returns false when a newer term has claimed one of the queues, else the cursor of each queue.
+  Returns the highest generation stored when it is above the caller's (a newer term claimed one of the queues,
+  or the generation counter was lost: the caller tells the two apart by whether it still holds the lease), else
+  the cursor of each queue.
 ]]
 local gen = tonumber(ARGV[1])
 local installed = tonumber(ARGV[2])
 local n = #KEYS / 2
+local newest = gen
 for i = 1, n do
   local stored = tonumber(redis.call('HGET', KEYS[2 * i - 1], 'r|gen'))
-  if stored and stored > gen then return false end
+  if stored and stored > newest then newest = stored end
 end
+if newest > gen then return newest end
 
 local function info(stream)
   local r = redis.pcall('XINFO', 'STREAM', stream)
