@@ -97,6 +97,11 @@ export const ownKeys = {
   deadLetterSecrets: (own: string, q: QueueRef) => `${own}:dlq-secrets:${q.prefix}:${q.name}`,
   /** String with expiry: a redrive of this dead letter is under way (concurrent redrives of it get a conflict). */
   redriveClaim: (own: string, q: QueueRef, dlqJobId: string) => `${own}:redrive:${q.prefix}:${q.name}:${dlqJobId}`,
+  /**
+   * String: this dead letter's redrive was committed (value: the new job id) and its removal from the DLQ is pending.
+   * Written in the same transaction as the re-add; deleted once the dead letter is gone.
+   */
+  redriven: (own: string, q: QueueRef, dlqJobId: string) => `${own}:redriven:${q.prefix}:${q.name}:${dlqJobId}`,
 };
 
 /** Index member of a queue: `<prefix>:<queue>` (queue names cannot contain ':', prefixes can). */

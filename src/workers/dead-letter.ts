@@ -1,9 +1,11 @@
 // Owns dead-letter queues: copying a job that failed for good to `<queue>-dlq` (idempotently, with
 // everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
+import { randomUUID } from 'node:crypto';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
-import { Queue, type Job, type JobsOptions } from 'bullmq';
+import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
+import { defineScript } from '../redis/scripts.js';
 import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
@@ -39,6 +41,8 @@ export interface DeadLetterOptions {
   ownPrefix: string;
   /** For readers such as the sidecar: never rewrite the DLQ's meta (stream retention). */
   skipMetasUpdate?: boolean;
+  /** Longest a redrive may hold its claim on a dead letter (default 10 s). */
+  redriveClaimMs?: number;
 }
 
 export interface Selection {
@@ -213,22 +217,32 @@ export class DeadLetters {
    */
   async redrive(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun = false): Promise<RedriveOutcome> {
     const dlqId = String(dlqJob.id);
-    if (dryRun) return this.redriveClaimed(target, dlqJob, true);
+    if (dryRun) return this.redriveClaimed(target, dlqJob);
     const claim = ownKeys.redriveClaim(this.ownPrefix, this.source, dlqId);
-    if ((await this.opts.connection.set(claim, String(process.pid), 'PX', REDRIVE_CLAIM_MS, 'NX')) !== 'OK') return { dlqJobId: dlqId, status: 'conflict' };
+    // The claim's value is this redrive's own token: only its holder may commit under it or release it.
+    const token = `${process.pid}:${randomUUID()}`;
+    const claimMs = this.opts.redriveClaimMs ?? REDRIVE_CLAIM_MS;
+    if ((await this.opts.connection.set(claim, token, 'PX', claimMs, 'NX')) !== 'OK') return { dlqJobId: dlqId, status: 'conflict' };
     try {
       // The listing that produced dlqJob may predate another request's finished redrive of it.
       const current = (await this.dlq.getJob(dlqId)) as Job<DeadLetterRecord> | undefined;
       if (!current) return { dlqJobId: dlqId, status: 'not-found' };
-      return await this.redriveClaimed(target, current, false);
+      // An earlier redrive committed and stopped before removing the dead letter: finish it, add nothing.
+      const committed = await this.opts.connection.get(this.redrivenKey(dlqId));
+      if (committed !== null) return await this.finishRedrive(current, committed);
+      return await this.redriveClaimed(target, current, { claim, token });
     } finally {
-      // A plain DEL: only a redrive paused past the claim's 10 s could delete a successor's claim, and that
-      // successor still re-reads the dead letter and adds under the same deterministic id.
-      await this.opts.connection.del(claim);
+      defineScript(this.opts.connection, 'leaseRelease', 'lease-release-1.lua');
+      await (this.opts.connection as RedisClient & { leaseRelease(key: string, token: string): Promise<number> }).leaseRelease(claim, token);
     }
   }
 
-  private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, dryRun: boolean): Promise<RedriveOutcome> {
+  private redrivenKey(dlqId: string): string {
+    return ownKeys.redriven(this.ownPrefix, this.source, dlqId);
+  }
+
+  /** `fence`: the claim a real redrive holds; without it (a dry run) nothing is written. */
+  private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, fence?: { claim: string; token: string }): Promise<RedriveOutcome> {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
     // A dead letter of a redriven job still names the job first enqueued: webhook delivery ids derive from it.
@@ -254,18 +268,80 @@ export class DeadLetters {
         return { dlqJobId: dlqId, status: 'invalid', reason: (err as Error).message };
       }
     }
-    if (dryRun) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
+    if (!fence) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
     const own: JobsOptions = {};
     for (const k of REDRIVE_KEPT_OPTS) (own as Record<string, unknown>)[k] = rec.opts[k];
     const kept = isQueueName(rec.source.queue) ? withJobDefaults(rec.source.queue, own) : own;
-    await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
+    const added = await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
       const link = linkTo(rec.traceMetadata);
       if (link) span.addLink(link);
-      await target.add(dlqJob.name, data, { ...kept, jobId: newJobId });
+      return this.commitRedrive(target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
     });
+    if (!added) return { dlqJobId: dlqId, status: 'conflict', reason: 'its claim ran out before the re-add (another redrive may have taken it over); nothing was added' };
+    return this.finishRedrive(dlqJob, newJobId);
+  }
+
+  /**
+   * The re-add, fenced: WATCH the claim and the dead letter, check the claim still holds this redrive's token, then in
+   * one MULTI add the job (BullMQ's own add script), drop the held secrets and mark the dead letter redriven. If the
+   * claim ran out (Redis ≥ 6.0.9 aborts EXEC on a watched key's expiry), another redrive took it, or the dead letter
+   * changed, EXEC does nothing and this returns false. A redrive paused past its claim can therefore never add a job
+   * a successor already added, and which may since have been processed and removed (then the idempotent job id alone
+   * would not stop it running twice). On a connection of its own: WATCH is per connection.
+   */
+  private async commitRedrive(target: Queue, fence: { claim: string; token: string }, dlqId: string, name: string, data: unknown, opts: JobsOptions): Promise<boolean> {
+    const { queue, conn } = await this.fenceQueue(target);
+    // The same connection through BullMQ: its transactions know BullMQ's scripts.
+    const bull = await bullmqClient(queue);
+    const dlqJobKey = `${this.dlq.opts.prefix ?? 'bull'}:${this.dlq.name}:${dlqId}`;
+    const commit = async (): Promise<boolean> => {
+      await conn.watch(fence.claim, dlqJobKey);
+      if ((await conn.get(fence.claim)) !== fence.token || (await conn.exists(dlqJobKey)) === 0) {
+        await conn.unwatch();
+        return false;
+      }
+      // BullMQ's own producer span and trace context, as Queue.add makes them.
+      return (await queue.trace(SpanKind.PRODUCER, 'add', `${queue.name}.${name}`, async (span, metadata) => {
+        const job = new Job(queue, name, data, metadata ? { ...opts, telemetry: { metadata } } : opts, opts.jobId);
+        const multi = bull.multi();
+        // Queued on the transaction synchronously; the promise only settles with the transaction object itself.
+        void job.addJob(multi as never).catch(() => undefined);
+        multi.hdel(this.secretsKey, dlqId);
+        multi.set(this.redrivenKey(dlqId), String(opts.jobId));
+        const results = (await multi.exec()) as Array<[Error | null, unknown]> | null;
+        if (results === null) return false;
+        const failed = results.find(([err]) => err);
+        if (failed) throw failed[0] as Error;
+        span?.setAttributes({ 'bullmq.job.name': name, 'bullmq.job.id': String(opts.jobId) });
+        return true;
+      })) as boolean;
+    };
+    // One commit at a time on the fence connection: a second WATCH would join the first one's transaction.
+    const run = this.fenceChain.then(commit, commit);
+    this.fenceChain = run.catch(() => undefined);
+    return run;
+  }
+
+  private fence?: Promise<{ queue: Queue; conn: RedisClient }>;
+  private fenceChain: Promise<unknown> = Promise.resolve();
+
+  private fenceQueue(target: Queue): Promise<{ queue: Queue; conn: RedisClient }> {
+    this.fence ??= (async () => {
+      const conn = (this.opts.connection as { duplicate(): RedisClient }).duplicate();
+      const queue = new Queue(target.name, { connection: conn, prefix: target.opts.prefix, skipMetasUpdate: true, telemetry: target.opts.telemetry });
+      await queue.waitUntilReady();
+      return { queue, conn };
+    })();
+    return this.fence;
+  }
+
+  /** The re-add is committed: remove the dead letter, then the mark that said its removal was pending. */
+  private async finishRedrive(dlqJob: Job<DeadLetterRecord>, newJobId: string): Promise<RedriveOutcome> {
+    const dlqId = String(dlqJob.id);
     await this.opts.connection.hdel(this.secretsKey, dlqId);
     await dlqJob.remove();
-    this.opts.log?.info({ queue: rec.source.queue, dlqJobId: dlqId, newJobId }, 'dead letter redriven');
+    await this.opts.connection.del(this.redrivenKey(dlqId));
+    this.opts.log?.info({ queue: this.source.name, dlqJobId: dlqId, newJobId }, 'dead letter redriven');
     return { dlqJobId: dlqId, status: 'redriven', newJobId };
   }
 
@@ -276,13 +352,16 @@ export class DeadLetters {
     for (const j of jobs) {
       await j.remove();
       await this.opts.connection.hdel(this.secretsKey, String(j.id));
+      await this.opts.connection.del(this.redrivenKey(String(j.id)));
       n += 1;
     }
     return n;
   }
 
   async close(): Promise<void> {
-    await Promise.all([this.dlq.close(), this.sourceQueue?.close(), ...this.extraQueues.map((q) => q.close())]);
+    const fence = this.fence;
+    this.fence = undefined;
+    await Promise.all([this.dlq.close(), this.sourceQueue?.close(), ...this.extraQueues.map((q) => q.close()), fence?.then(closeWithConnection)]);
   }
 }
 
@@ -302,4 +381,16 @@ function linkTo(metadata: string | undefined): Link | undefined {
   // On ROOT_CONTEXT: unreadable metadata then yields no span context at all, not the redrive's own.
   const sc = trace.getSpanContext(jobContext(ROOT_CONTEXT, metadata));
   return sc && trace.isSpanContextValid(sc) ? { context: sc, attributes: { 'queuelens.link': 'dead-lettered-original' } } : undefined;
+}
+
+/** Closes a queue and the connection it was given (BullMQ leaves a passed-in connection open). */
+async function closeWithConnection({ queue, conn }: { queue: Queue; conn: RedisClient }): Promise<void> {
+  await queue.close();
+  conn.disconnect();
+}
+
+/** The queue's Redis client as BullMQ wraps it (6.x: through its backend; 5.x: on the queue). */
+function bullmqClient(queue: Queue): Promise<RedisClient> {
+  const q = queue as unknown as { getBackend?: () => { client: Promise<RedisClient> }; client: Promise<RedisClient> };
+  return q.getBackend ? q.getBackend().client : q.client;
 }

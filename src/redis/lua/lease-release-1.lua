@@ -1,6 +1,7 @@
 --[[
-  Gives the leader lease up on shutdown, so a standby takes over at once instead of after expiry.
-  KEYS[1] lease key (ownKeys.leader)
+  Gives a lease up only if the caller still holds it: the leader lease on shutdown (so a standby takes over at once
+  instead of after expiry), a dead letter's redrive claim when its redrive ends (never a successor's claim).
+  KEYS[1] lease key (ownKeys.leader, ownKeys.redriveClaim)
   ARGV[1] the caller's lease token
   Returns 1 when released, 0 when the caller did not hold it.
 ]]
