@@ -107,7 +107,9 @@ export class QueueLifecycle {
       const p = this.pending;
       if (p) {
         this.pending = undefined;
-        if (e.fields.event === 'stalled' && e.fields.jobId === p.fields.jobId && e.ms === p.ms) {
+        // BullMQ's stall check writes the pair back to back in one script (moveStalledJobsToWait), so the next
+        // entry decides; their ids need not share a millisecond (Redis 7.0 gave them tens of ms apart).
+        if (e.fields.event === 'stalled' && e.fields.jobId === p.fields.jobId) {
           this.attemptRequeued(p, true);
           this.applied(p);
           this.applied(e);
