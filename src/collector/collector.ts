@@ -7,7 +7,7 @@ import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '.
 import { defineScript } from '../redis/scripts.js';
 import { groupBySlot } from '../redis/slots.js';
 import type { QueueDiscovery } from './discovery.js';
-import { dlqSource, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
+import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
 
 export interface CollectorOptions {
   redis: RedisClient;
@@ -30,7 +30,7 @@ interface Scripts {
 
 /** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
 const MANUAL_RATE_LIMIT = 2 ** 52;
-const FIELDS = 17;
+const FIELDS = 18;
 
 export class Collector {
   private seq = 0;
@@ -39,6 +39,14 @@ export class Collector {
   /** Queues the last collection could not read, by id: each is logged when it becomes unreadable, not every time. */
   private unreadable = new Set<string>();
   private readonly scripts: Scripts;
+  /**
+   * Per queue, the highest limiter counter seen. A Worker's `limiter: { max }` is passed to BullMQ's scripts on
+   * every call and never stored, so its max is learnt: BullMQ holds jobs back exactly while the window's counter
+   * is at max, and a binding limiter fills every window to it.
+   */
+  private readonly limiterPeak = new Map<string, number>();
+  /** Per queue, the distinct workers holding active-job locks in the last collection (see readQueues). */
+  private lockOwners = new Map<string, number>();
 
   constructor(private readonly opts: CollectorOptions) {
     defineScript(opts.redis, 'getQueueStates', 'get-queue-states-n.lua');
@@ -53,7 +61,12 @@ export class Collector {
     try {
       // Both in flight at once: CLIENT LIST does not depend on the queue states.
       const [{ queues, unreadable }, workers] = await Promise.all([this.readQueues(refs), this.readWorkers(refs)]);
-      for (const q of queues) q.workers = workers?.get(queueId(q.ref)) ?? (workers ? 0 : undefined);
+      // A worker Redis refused a name for (spaces, non-ASCII) is absent from CLIENT LIST; while it runs a job
+      // its lock shows it, so the count is the larger of the two.
+      for (const q of queues) {
+        const id = queueId(q.ref);
+        q.workers = workers ? Math.max(workers.get(id) ?? 0, this.lockOwners.get(id) ?? 0) : undefined;
+      }
       this.noteUnreadable(unreadable);
       this.lastSuccessAt = Date.now();
       return this.snapshot(true, started, queues, undefined, unreadable.length);
@@ -103,6 +116,7 @@ export class Collector {
 
     const states: QueueState[] = [];
     const unreadable: QueueRef[] = [];
+    this.lockOwners = new Map();
     const needPages: Array<{ state: QueueState; from: number; total: number }> = [];
     for (const [g, group] of groups.entries()) {
       const { numbers, bad } = parseGroupReply(String(replies[g]), group.length);
@@ -115,9 +129,11 @@ export class Collector {
         const f = numbers.subarray(1 + i * FIELDS, 1 + (i + 1) * FIELDS);
         if (f[0] === 0 && !this.opts.discovery.isFixed) {
           this.opts.discovery.forget(ref);
+          this.limiterPeak.delete(queueId(ref));
           continue;
         }
-        const state = toQueueState(ref, f, nowMs);
+        const state = toQueueState(ref, f, nowMs, this.learnLimiterPeak(ref, f[15]!, f[14]!));
+        this.lockOwners.set(queueId(ref), f[17]!);
         states.push(state);
         const active = f[3]!;
         const checked = f[13]!;
@@ -125,7 +141,18 @@ export class Collector {
       }
     }
     if (needPages.length > 0) await this.countRemainingOrphans(needPages);
+    markDeadLetterQueues(states);
     return { queues: states, unreadable };
+  }
+
+  private learnLimiterPeak(ref: QueueRef, count: number, pttl: number): number {
+    const id = queueId(ref);
+    let peak = this.limiterPeak.get(id) ?? 0;
+    if (pttl > 0 && count < MANUAL_RATE_LIMIT && count > peak) {
+      peak = count;
+      this.limiterPeak.set(id, peak);
+    }
+    return peak;
   }
 
   private async countRemainingOrphans(items: Array<{ state: QueueState; from: number; total: number }>): Promise<void> {
@@ -229,21 +256,20 @@ export function parseGroupReply(reply: string, queues: number): { numbers: Float
   return { numbers, bad };
 }
 
-function toQueueState(ref: QueueRef, f: Float64Array, nowMs: number): QueueState {
+function toQueueState(ref: QueueRef, f: Float64Array, nowMs: number, limiterPeak: number): QueueState {
   const [, paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed, overdue, headEligible, oldestActive, orphans, , limiterPttl, limiterCount, globalMax] =
-    f as unknown as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+    f as unknown as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
   const backlog = waiting + prioritized;
   let rateLimited = false;
   if (limiterPttl > 0) {
     if (limiterCount >= MANUAL_RATE_LIMIT) rateLimited = true;
     else if (globalMax >= 0) rateLimited = limiterCount >= globalMax;
-    // A worker-side limiter's max is not stored in Redis: a live window with a backlog and nothing running
-    // is what a rate-limited queue looks like from outside.
-    else rateLimited = backlog > 0 && active === 0;
+    // A Worker's limiter: BullMQ's own test (getRateLimitTTL) is counter >= max, with max learnt as the peak.
+    // A live window with a backlog and nothing running is rate limited whatever the max.
+    else rateLimited = backlog > 0 && (limiterCount >= limiterPeak || active === 0);
   }
   return {
     ref,
-    dlqOf: dlqSource(ref.name),
     jobs: { waiting, prioritized, delayed, active, waiting_children: waitingChildren, completed, failed },
     paused: paused === 1,
     oldestWaitingAgeSeconds: backlog > 0 && headEligible >= 0 ? Math.max(0, nowMs - headEligible) / 1000 : 0,

@@ -8,7 +8,7 @@ export const DLQ_SUFFIX = '-dlq';
 
 export interface QueueState {
   ref: QueueRef;
-  /** For a dead-letter queue `<q>-dlq`, the source queue `<q>`. */
+  /** For a dead-letter queue, the source queue `<q>` (see markDeadLetterQueues: the one definition). */
   dlqOf?: string;
   jobs: Record<JobState, number>;
   paused: boolean;
@@ -53,6 +53,20 @@ export type SkipReason = (typeof SKIP_REASONS)[number];
 /** Longest queue name exported, in UTF-8 bytes: a label value, repeated in every series of the queue. */
 export const MAX_NAME_BYTES = 1024;
 
+/**
+ * The one definition of a dead-letter queue, used by the metrics (bullmq_dlq_*), the status verdict, /health, the
+ * cards and, through bullmq_dlq_jobs, the alert rules: `<q>-dlq` whose source queue `<q>` exists under the same
+ * prefix. A queue of the user's that merely ends in `-dlq` is an ordinary queue.
+ */
+export function markDeadLetterQueues(queues: QueueState[]): void {
+  const ids = new Set(queues.map((q) => `${q.ref.prefix}\u0000${q.ref.name}`));
+  for (const q of queues) {
+    const source = dlqSource(q.ref.name);
+    q.dlqOf = source !== undefined && ids.has(`${q.ref.prefix}\u0000${source}`) ? source : undefined;
+  }
+}
+
+/** `<q>` for a name `<q>-dlq`: a candidate only, markDeadLetterQueues decides. */
 export function dlqSource(queueName: string): string | undefined {
   return queueName.endsWith(DLQ_SUFFIX) && queueName.length > DLQ_SUFFIX.length ? queueName.slice(0, -DLQ_SUFFIX.length) : undefined;
 }

@@ -37,7 +37,7 @@ export const METRICS = {
   queueOldestWaitingAge: {
     name: 'bullmq_queue_oldest_waiting_age_seconds',
     type: 'gauge',
-    help: 'How long the next job to run has been eligible (enqueue time plus its delay); 0 when nothing waits.',
+    help: 'How long the next job to run has been eligible (enqueue time plus its delay); 0 when nothing waits. A paused queue keeps its true age (BullMQ 5 and 6); the bundled alerts leave paused queues out.',
     labels: Q,
     source: 'head of wait (or of prioritized when wait is empty): timestamp + opts.delay, or the start of its last attempt if later',
   },
@@ -65,21 +65,21 @@ export const METRICS = {
   queueWorkers: {
     name: 'bullmq_queue_workers',
     type: 'gauge',
-    help: 'Worker connections attached to the queue. Absent when the Redis does not allow CLIENT LIST.',
+    help: 'Workers attached to the queue: the larger of the named worker connections (CLIENT LIST) and the distinct workers holding active-job locks (a worker whose name Redis refused, e.g. with a space, counts while it runs a job). Absent when the Redis does not allow CLIENT LIST.',
     labels: Q,
     source: 'CLIENT LIST names <prefix>:<base64(queue)>[:w:<name>]',
   },
   queueRateLimited: {
     name: 'bullmq_queue_rate_limited',
     type: 'gauge',
-    help: '1 while the queue\'s rate limiter holds jobs back (limiter window open and its maximum reached).',
+    help: '1 while the queue\'s rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum (the global max from meta; for a Worker `limiter` option, which BullMQ never stores, the highest counter this sidecar has seen), or nothing running.',
     labels: Q,
     source: 'PTTL/GET limiter, HGET meta max',
   },
   dlqJobs: {
     name: 'bullmq_dlq_jobs',
     type: 'gauge',
-    help: 'Jobs parked in the dead-letter queue <queue>-dlq (every state but completed); queue is the source queue.',
+    help: 'Jobs parked in the dead-letter queue <queue>-dlq (every state but completed); queue is the source queue. A queue is a dead-letter queue only when its source queue exists; the bundled alerts, /health and the status page leave dead-letter queues out by this same series.',
     labels: Q,
     source: 'the state counts of <queue>-dlq',
   },

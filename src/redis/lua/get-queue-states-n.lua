@@ -12,7 +12,7 @@
   Output: one string 'nowMs;q1;q2;...' where each qi is the comma-separated list
       metaExists,paused,waiting,active,prioritized,delayed,waitingChildren,completed,failed,
       delayedOverdue,headEligibleMs,oldestActiveStartMs,orphanedActive,activeLocksChecked,
-      limiterPttl,limiterCount,globalRateMax
+      limiterPttl,limiterCount,globalRateMax,lockOwners
     One string rather than nested arrays: the client parses one value per group instead of 17 per queue,
     which was a third of the collector's client CPU. Numbers are written with Lua's %.14g, exact for
     millisecond timestamps and counts. Times are Redis-clock milliseconds (TIME) except job hash fields,
@@ -22,6 +22,8 @@
   Numbers read from Redis strings go through num(): Lua's tonumber accepts 'inf', '1e400', 'nan' and '0x1F',
   and one 'inf' written as %.14g would be a field no client parses (BullMQ stores setGlobalRateLimit(Infinity)
   as 'Infinity'). Every field is clamped to +-(2^53 - 1) on the way out, so a reply holds finite integers only.
+    lockOwners: distinct workers holding the checked locks (a lock's value is `<worker token>:<n>`); a worker
+    whose CLIENT SETNAME Redis refused (a name with a space or non-ASCII) is still seen while it runs a job.
 ]]
 local rcall = redis.call
 local LIMIT = 9007199254740991
@@ -96,7 +98,10 @@ local function readQueue(b)
   local waiting = headId and rcall('LLEN', b .. 'wait') or 0
   -- v6 keeps a paused queue's jobs in 'wait'; v5 renamed 'wait' to 'paused' on pause (and set meta paused),
   -- so only a paused queue last written by v5 can have jobs there.
-  if paused == 1 then waiting = waiting + rcall('LLEN', b .. 'paused') end
+  if paused == 1 then
+    waiting = waiting + rcall('LLEN', b .. 'paused')
+    if not headId then headId = rcall('LINDEX', b .. 'paused', -1) end
+  end
   local prioritized = rcall('ZCARD', b .. 'prioritized')
   local delayed = rcall('ZCARD', b .. 'delayed')
 
@@ -118,10 +123,21 @@ local function readQueue(b)
   local oldestActive = -1
   local orphans = 0
   local checked = #ids
+  local owners = 0
   if active > 0 then
     lockBudget = lockBudget - checked
+    local seen = {}
     for j = 1, checked do
-      if rcall('PTTL', b .. ids[j] .. ':lock') == -2 then orphans = orphans + 1 end
+      local lock = rcall('GET', b .. ids[j] .. ':lock')
+      if not lock then
+        orphans = orphans + 1
+      else
+        local owner = string.match(lock, '^(.*):[^:]*$') or lock
+        if not seen[owner] then
+          seen[owner] = true
+          owners = owners + 1
+        end
+      end
     end
     -- Workers LPUSH into 'active' when they take a job, so the right end is the longest-running one.
     local tailId = checked >= active and checked > 0 and ids[checked] or rcall('LINDEX', b .. 'active', -1)
@@ -150,6 +166,7 @@ local function readQueue(b)
     limiterPttl,
     limiterCount,
     num(meta[2]) or -1,
+    owners,
   }
   for j = 1, #fields do fields[j] = field(fields[j]) end
   return table.concat(fields, ',')
