@@ -3,7 +3,7 @@
 {
   _config+:: {
     "exporterJob": "queuelens",
-    "ignoredQueues": ".+-dlq",
+    "ignoredQueues": "",
     "links": {
       "runbookBaseUrl": "https://github.com/queuelens/queuelens/blob/main/docs/runbooks",
       "grafanaUrl": "http://localhost:3000"

@@ -104,8 +104,8 @@ beforeAll(async () => {
   // flow: a parent waiting for two children nobody processes.
   await bull.flow().add({ name: 'parent', queueName: 'parents', data: {}, children: [1, 2].map((i) => ({ name: 'child', queueName: 'children', data: { i } })) });
 
-  // dead-letter queue of "email": two parked jobs, the older one enqueued 300 s ago.
-  const dlq = bull.queue('email-dlq');
+  // dead-letter queue of "finished" (a dead-letter queue is one whose source queue exists): two parked jobs, the older one enqueued 300 s ago.
+  const dlq = bull.queue('finished-dlq');
   await dlq.add('dead', {}, { timestamp: now - 300_000 });
   await dlq.add('dead', {});
 
@@ -126,7 +126,7 @@ afterAll(async () => {
 describe('queue state gauges', () => {
   it('finds every queue', () => {
     const names = sidecar.discovery.queues().map((q) => q.name).sort();
-    expect(names).toEqual(['busy', 'children', 'delayed-eligible', 'email-dlq', 'finished', 'limited', 'manual', 'orphan', 'parents', 'paused', 'prio-only', 'waits', 'worker-limited'].sort());
+    expect(names).toEqual(['busy', 'children', 'delayed-eligible', 'finished-dlq', 'finished', 'limited', 'manual', 'orphan', 'parents', 'paused', 'prio-only', 'waits', 'worker-limited'].sort());
     expect(series.get(seriesKey('bullmq_exporter_queues', { prefix: 'bull' }))).toBe(13);
     expect(series.get('bullmq_exporter_up')).toBe(1);
     expect(series.get('bullmq_exporter_redis_up')).toBe(1);
@@ -146,7 +146,7 @@ describe('queue state gauges', () => {
       manual: { waiting: 1 },
       parents: { waiting_children: 1 },
       children: { waiting: 2 },
-      'email-dlq': { waiting: 2 },
+      'finished-dlq': { waiting: 2 },
     };
     const states = ['waiting', 'prioritized', 'delayed', 'active', 'waiting_children', 'completed', 'failed'];
     for (const [queue, counts] of Object.entries(expected)) {
@@ -201,8 +201,8 @@ describe('queue state gauges', () => {
   });
 
   it('exports dead-letter depth and age under the source queue name', () => {
-    expect(g('bullmq_dlq_jobs', 'email')).toBe(2);
-    const age = g('bullmq_dlq_oldest_age_seconds', 'email')!;
+    expect(g('bullmq_dlq_jobs', 'finished')).toBe(2);
+    const age = g('bullmq_dlq_oldest_age_seconds', 'finished')!;
     expect(age).toBeGreaterThanOrEqual(300 - 0.05);
     expect(age).toBeLessThan(300 + (after - before) / 1000 + 30);
     expect(g('bullmq_dlq_jobs', 'waits')).toBeUndefined();

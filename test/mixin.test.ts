@@ -87,8 +87,8 @@ describe('an overridden config', () => {
     const oldest = alerts.filter((a) => a.alert === 'BullMQOldestJobTooOld');
     // default, billing.v2, and export (the shipped override, kept: mergePatch merges objects)
     expect(oldest.map((a) => a.labels!.thresholds)).toEqual(['default', 'billing.v2', 'export']);
-    expect(oldest[0]!.expr).toMatch(/queue!~"\.\+-\(dlq\|archive\)".*> 120$/);
-    expect(oldest[1]!.expr).toMatch(/queue=~"billing\\\\\.v2"\}\) > 30$/);
+    expect(oldest[0]!.expr).toMatch(/queue!~"\.\+-\(dlq\|archive\)".*> 120\n/);
+    expect(oldest[1]!.expr).toMatch(/queue=~"billing\\\\\.v2"\}\) > 30\n/);
     const failing = alerts.filter((a) => a.alert === 'BullMQHighFailureRate');
     expect(failing.find((a) => a.labels!.thresholds === 'billing.v2')!.expr).toContain('> 0.01\n');
     expect(rules.some((r) => r.record === 'prefix_queue:bullmq_jobs_added:rate10m')).toBe(true);

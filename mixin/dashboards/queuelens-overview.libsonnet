@@ -139,7 +139,7 @@ function(c) {
         "orientation": "auto",
       },
       "title": "Jobs ready to run",
-      "description": "Waiting + prioritized jobs over the selected queues.",
+      "description": "Waiting + prioritized jobs over the selected queues, dead-letter queues left out.",
       "datasource": {
         "type": "prometheus",
         "uid": "${datasource}",
@@ -158,7 +158,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "sum(sum by (prefix, queue) (max by (prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", prefix=~\"$prefix\", queue=~\"$queue\"})))",
+          "expr": "sum(sum by (prefix, queue) (max by (prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", prefix=~\"$prefix\", queue=~\"$queue\"})) unless on (prefix, queue) label_replace(max by (prefix, queue) (bullmq_dlq_jobs), \"queue\", \"$1-dlq\", \"queue\", \"(.+)\"))",
           "legendFormat": "",
           "refId": "A",
           "datasource": {

@@ -36,6 +36,11 @@
   runnableJobs(matchers=[])::
     'sum by (prefix, queue) (max by (prefix, queue, state) (%s))' % self.sel('bullmq_queue_jobs', ['state=~"waiting|prioritized"'] + matchers),
 
+  // The dead-letter queues as {prefix, queue="<q>-dlq"}: bullmq_dlq_jobs exists exactly for the queues the sidecar
+  // counts as one (`<q>-dlq` whose source `<q>` exists), labelled by the source; the rules use that definition
+  // instead of matching names.
+  deadLetterQueues():: 'label_replace(max by (prefix, queue) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")',
+
   // Matches a bucket bound whatever way the server spells it (Prometheus 3 writes le="30.0").
   leMatcher(seconds)::
     local text = self.num(seconds);

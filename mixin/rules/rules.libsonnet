@@ -108,7 +108,11 @@ function(config)
       key: 'oldestJob',
       needs(t):: [],
       build(m, t):: [
-        '%s > %s' % [p.queueGauge('bullmq_queue_oldest_waiting_age_seconds', m), p.num(t.maxAgeSeconds)],
+        lines([
+          '%s > %s' % [p.queueGauge('bullmq_queue_oldest_waiting_age_seconds', m), p.num(t.maxAgeSeconds)],
+          'unless on (prefix, queue)',
+          p.queueGauge('bullmq_queue_paused', m) + ' == 1',
+        ]),
         'Jobs of queue %s wait too long' % Q,
         'The next job of queue %s has been ready to run for {{ $value | humanizeDuration }} (threshold %s).' % [Q, p.humanSeconds(t.maxAgeSeconds)],
       ],
@@ -212,9 +216,13 @@ function(config)
     },
   ];
 
+  // Dead-letter queues park jobs on purpose; the BullMQDeadLetter* alerts speak for them on their source queue.
+  local scoped(name, expr) =
+    if std.startsWith(name, 'BullMQDeadLetter') then expr
+    else lines(['(', expr, ')', 'unless on (prefix, queue)', p.deadLetterQueues()]);
   local queueAlerts = [
     local built = def.build(v.matchers, v.t);
-    alert(def.name, built[0], v.t['for'], built[1], built[2], labels=v.labels)
+    alert(def.name, scoped(def.name, built[0]), v.t['for'], built[1], built[2], labels=v.labels)
     for def in queueAlertDefs
     for v in variants(def.key)
   ];

@@ -37,13 +37,16 @@ export function assessHealth(
 
   const degradedQueues: NonNullable<HealthReport['degradedQueues']> = [];
   for (const q of s!.queues) {
+    // Dead letters wait for a human on purpose, and a paused queue's backlog, age and missing workers are the
+    // plan: the same definitions as the status verdict and the alert rules.
+    if (q.dlqOf !== undefined || q.paused) continue;
     const problems: string[] = [];
     const waiting = backlogOf(q);
     if (thresholds.maxWaiting !== undefined && waiting > thresholds.maxWaiting) problems.push(`${waiting} jobs waiting > ${thresholds.maxWaiting}`);
     if (thresholds.maxOldestAgeSeconds !== undefined && q.oldestWaitingAgeSeconds > thresholds.maxOldestAgeSeconds) {
       problems.push(`oldest waiting job ${q.oldestWaitingAgeSeconds.toFixed(1)} s > ${thresholds.maxOldestAgeSeconds} s`);
     }
-    if (thresholds.minWorkers !== undefined && q.workers !== undefined && q.workers < thresholds.minWorkers && q.dlqOf === undefined) {
+    if (thresholds.minWorkers !== undefined && q.workers !== undefined && q.workers < thresholds.minWorkers) {
       problems.push(`${q.workers} workers < ${thresholds.minWorkers}`);
     }
     if (problems.length > 0) degradedQueues.push({ prefix: q.ref.prefix, queue: q.ref.name, problems });

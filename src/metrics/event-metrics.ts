@@ -68,10 +68,16 @@ export class EventMetrics {
       else lines.set(def, [line]);
     };
 
-    // Sources whose dead-letter queue exists; the others get bullmq_dlq_added_total 0 (see below).
+    // A dead-letter queue is `<q>-dlq` whose source `<q>` exists (markDeadLetterQueues); sources whose dead-letter
+    // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see below).
+    const present = new Set((view.queues ?? []).map(({ queue }) => `${queue.prefix}:${queue.name}`));
+    const sourceOf = (queue: { prefix: string; name: string }): string | undefined => {
+      const source = dlqSource(queue.name);
+      return source !== undefined && present.has(`${queue.prefix}:${source}`) ? source : undefined;
+    };
     const dlqSources = new Set<string>();
     for (const { queue } of view.queues ?? []) {
-      const source = dlqSource(queue.name);
+      const source = sourceOf(queue);
       if (source !== undefined) dlqSources.add(`${queue.prefix}:${source}`);
     }
 
@@ -85,7 +91,7 @@ export class EventMetrics {
       for (const kind of Object.keys(COUNTERS) as EventCounter[]) {
         if (!stats.counters.some((c) => c.counter === kind)) out(COUNTERS[kind], `${COUNTERS[kind].name}{${q}} 0\n`);
       }
-      const source = dlqSource(queue.name);
+      const source = sourceOf(queue);
       if (source !== undefined) {
         const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);
         out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(source)}"} ${num(added)}\n`);

@@ -32,7 +32,7 @@ import { DataqueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as StatBuilder } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-sdk/timeseries';
 import { HISTOGRAMS, histogramRecord, OVERVIEW_DASHBOARD, QUEUE_DASHBOARD, rateRecord, sloErrorRecord } from './alert-rules.js';
-import { runnableJobs } from './promql.js';
+import { deadLetterQueues, runnableJobs } from './promql.js';
 import type { MonitoringSettings } from './settings.js';
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
@@ -152,7 +152,7 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
   const b = base(s, 'queuelens / Overview', OVERVIEW_DASHBOARD.uid, 'Every BullMQ queue at a glance: depth, flow, failures, latency, stalls, dead letters and the health of queuelens itself.');
 
   b.withRow(new RowBuilder('At a glance'))
-    .withPanel(stat('Jobs ready to run', 'Waiting + prioritized jobs over the selected queues.', 'short', `sum(${runnableJobs(Q)})`))
+    .withPanel(stat('Jobs ready to run', 'Waiting + prioritized jobs over the selected queues, dead-letter queues left out.', 'short', `sum(${runnableJobs(Q)} unless on (prefix, queue) ${deadLetterQueues()})`))
     .withPanel(stat('Oldest waiting job', 'Longest time any selected queue\'s next job has been ready to run: the headline SLI.', 's', `max(max by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}}))`, { red: s.defaults.oldestJob.maxAgeSeconds }))
     .withPanel(stat('Failure ratio', `Terminal failures / finished jobs over ${w}.`, 'percentunit', `sum(${rateRecord('bullmq_jobs_failed', w)}{${Q}}) / sum(${rateRecord('bullmq_jobs_finished', w)}{${Q}})`, { red: s.defaults.failureRate.maxRatio }))
     .withPanel(stat('Dead-lettered jobs', 'Jobs parked in the selected queues\' dead-letter queues.', 'short', `sum(max by (${BY}) (bullmq_dlq_jobs{${Q}}))`, { red: 1 }))

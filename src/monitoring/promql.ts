@@ -38,6 +38,15 @@ export function runnableJobs(...matchers: Array<string | undefined>): string {
 }
 
 /**
+ * The dead-letter queues, as `{prefix, queue="<q>-dlq"}`: bullmq_dlq_jobs exists exactly for the queues the sidecar
+ * counts as one (markDeadLetterQueues: `<q>-dlq` whose source `<q>` exists), labelled by the source, so the
+ * rules use the sidecar's definition instead of matching names.
+ */
+export function deadLetterQueues(): string {
+  return `label_replace(max by (prefix, queue) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")`;
+}
+
+/**
  * Matches a bucket bound whatever way the server spells it: Prometheus 3 normalises le="30" to le="30.0" at
  * ingestion, Prometheus 2 keeps what the exporter wrote.
  */

@@ -48,8 +48,9 @@ export interface MonitoringSettings {
   /** The Prometheus scrape job of the sidecar replicas (prometheus.yml). */
   exporterJob: string;
   /**
-   * Regex of queue names the per-queue alerts and the dashboards' queue list leave out. Dead-letter queues
-   * (`<queue>-dlq`) park failed jobs with no worker on purpose; they have their own alerts (bullmq_dlq_*).
+   * Regex of queue names the per-queue alerts and the dashboards' queue list leave out (none by default).
+   * Dead-letter queues need no entry: the per-queue alerts leave out exactly the queues the sidecar counts as
+   * dead-letter queues (deadLetterQueues in mixin/lib/promql.libsonnet), which have their own alerts (bullmq_dlq_*).
    */
   ignoredQueues: string;
   links: {
@@ -73,7 +74,7 @@ export type PartialThresholds = { [K in keyof QueueThresholds]?: Partial<QueueTh
 
 export const settings: MonitoringSettings = {
   exporterJob: 'queuelens',
-  ignoredQueues: '.+-dlq',
+  ignoredQueues: '',
   links: {
     runbookBaseUrl: 'https://github.com/queuelens/queuelens/blob/main/docs/runbooks',
     grafanaUrl: 'http://localhost:3000',

@@ -45,15 +45,18 @@ export function assessQueue(input: QueueHealthInput, t: QueueThresholds = thresh
     reasons.push({ code, severity, alert, runbook: alert ? `/runbooks/${alert}.md` : null, message });
   };
   const backlog = backlogOf(q);
-  const isDeadLetter = q.dlqOf !== undefined;
+  // A dead-letter queue has no workers and a growing depth on purpose: the bundled alerts leave it out
+  // (bullmq_dlq_* alerts speak for it on its source queue's row), so the verdict does too.
+  if (q.dlqOf !== undefined) return informational(q, add, reasons);
 
-  // Nobody is expected to consume a dead-letter queue, and a paused queue's backlog is on purpose.
-  if (!isDeadLetter && !q.paused && q.workers === 0 && (backlog > 0 || q.delayedOverdue > 0)) {
+  // A paused queue's backlog is on purpose.
+  if (!q.paused && q.workers === 0 && (backlog > 0 || q.delayedOverdue > 0)) {
     const what = backlog > 0 ? `${backlog} job(s) waiting` : `${q.delayedOverdue} overdue delayed job(s)`;
     add('no_workers', `${what} and no worker connected`);
   }
   const maxAge = t.oldestJob.maxAgeSeconds;
-  if (!isDeadLetter && q.oldestWaitingAgeSeconds > maxAge) {
+  // A paused queue's age keeps growing on purpose (planned maintenance): shown, never paged for.
+  if (!q.paused && q.oldestWaitingAgeSeconds > maxAge) {
     add('oldest_job_too_old', `oldest waiting job eligible for ${formatAge(q.oldestWaitingAgeSeconds)} (limit ${formatAge(maxAge)})`);
   }
   if (w?.failureRatio != null) {
@@ -77,9 +80,14 @@ export function assessQueue(input: QueueHealthInput, t: QueueThresholds = thresh
   } else if (deadLetterJobs > 0) {
     add('dead_letters', `${deadLetterJobs} job(s) in ${q.ref.name}-dlq`);
   }
+  return informational(q, add, reasons);
+}
+
+/** The reasons that page nobody, then the verdict over every reason. */
+function informational(q: QueueState, add: (code: ReasonCode, message: string) => void, reasons: HealthReason[]): QueueHealthView {
+  const backlog = backlogOf(q);
   if (q.paused) add('paused', backlog > 0 ? `paused with ${backlog} job(s) waiting` : 'paused');
   if (q.rateLimited) add('rate_limited', 'rate limited right now');
-
   const status: HealthStatus = reasons.some((r) => r.severity === 'critical') ? 'critical' : reasons.some((r) => r.severity === 'warning') ? 'warning' : 'ok';
   return { status, rank: RANK[status], reasons };
 }
