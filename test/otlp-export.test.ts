@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { tracingEnv } from '../src/config/worker-config.js';
 import { waitFor } from './helpers/bullmq.js';
 import { CLI } from './helpers/cli.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
 
 const REGISTER = fileURLToPath(new URL('../dist/tracing/register.js', import.meta.url));
@@ -62,9 +62,13 @@ afterAll(async () => {
   await new Promise((r) => receiver?.close(r));
 });
 
-function run(args: string[], env: Record<string, string>, redisUrl = redis.url) {
+/**
+ * `redisUrl` '' leaves REDIS_URL unset. `plain`: `node dist/cli/index.js …`, as `npx queuelens …` runs it; else with
+ * `--import register.js` (a user's own program).
+ */
+function run(args: string[], env: Record<string, string>, redisUrl = redis.url, plain = false) {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_') && !k.startsWith('QUEUELENS_')));
-  const proc = spawn(process.execPath, ['--import', REGISTER, CLI, ...args], { env: { ...clean, ...(redisUrl ? { REDIS_URL: redisUrl } : {}), LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...(plain ? [] : ['--import', REGISTER]), CLI, ...args], { env: { ...clean, ...(redisUrl ? { REDIS_URL: redisUrl } : {}), LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -84,6 +88,7 @@ describe('OTLP/HTTP export', () => {
       serviceName: 'api',
       contextManager: 'async',
       tracesProtocol: 'http/json',
+      endpoint: { variable: 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT', url: new URL('http://c:4318/v1/traces') },
     });
     expect(tracingEnv({ OTEL_EXPORTER_OTLP_ENDPOINT: 'http://c:4318', OTEL_SDK_DISABLED: 'true' }).exportEnabled).toBe(false);
   });
@@ -202,6 +207,49 @@ describe('OTLP/HTTP export', () => {
     expect(enqueue.output()).toContain('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL must be one of http/json, http/protobuf, grpc (got "json")');
     // Nothing was enqueued.
     expect(await waiting()).toBe(before);
+  });
+
+  it('traces every process the README shows when started as the README shows it (the plain binary, no --import)', async () => {
+    const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '100' };
+    const worker = run(['worker', 'email'], { ...otel, OTEL_SERVICE_NAME: 'plain-worker', SMTP_URL: sink.url, QUEUELENS_SHUTDOWN_TIMEOUT: '10' }, redis.url, true);
+    await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"jo@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'plain-enqueue' }, redis.url, true);
+    expect(await enqueue.exited).toBe(0);
+    const { id } = JSON.parse(enqueue.output().trim().split('\n').pop()!) as { id: string };
+    const loadgen = run(['loadgen', '--rate', '5', '--duration', '1', '--webhook-target', 'http://127.0.0.1:9/h'], { ...otel, OTEL_SERVICE_NAME: 'plain-loadgen', LOG_LEVEL: 'warn' }, redis.url, true);
+    expect(await loadgen.exited).toBe(0);
+    await waitFor('consumer span of the enqueued job', () => allSpans().some((s) => s.service === 'plain-worker' && s.name === 'process email'), 30_000);
+    worker.proc.kill('SIGTERM');
+    expect(await worker.exited).toBe(0);
+    const demo = run(['demo', '--redis-url', redis.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '5'], { ...otel, OTEL_SERVICE_NAME: 'plain-demo' }, redis.url, true);
+    await waitFor('demo producer and consumer spans', () => {
+      const names = allSpans().filter((s) => s.service === 'plain-demo').map((s) => s.name);
+      return names.some((n) => n.startsWith('add ')) && names.some((n) => n.startsWith('process '));
+    }, 60_000);
+    demo.proc.kill('SIGINT');
+    expect(await demo.exited).toBe(0);
+
+    const spans = allSpans();
+    const add = spans.find((s) => s.service === 'plain-enqueue' && s.name === 'add email.welcome')!;
+    expect(add.attributes.find((a) => a.key === 'messaging.message.id')?.value.stringValue).toBe(id);
+    expect(spans.find((s) => s.service === 'plain-worker' && s.name === 'process email' && s.traceId === add.traceId)?.parentSpanId).toBe(add.spanId);
+    expect(spans.filter((s) => s.service === 'plain-loadgen' && s.name.startsWith('add ')).length).toBeGreaterThanOrEqual(1);
+    for (const p of [worker, enqueue, loadgen, demo]) expect(p.output()).not.toContain('queuelens: tracing');
+  });
+
+  it('says at start-up when tracing is asked for and cannot work, and still does the job', async () => {
+    const bad = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"kim@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'otel-collector:4318' }, redis.url, true);
+    expect(await bad.exited).toBe(2);
+    expect(bad.output()).toContain('OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL such as http://otel-collector:4318 (got "otel-collector:4318")');
+
+    const closed = await freePort(); // nothing listens there
+    const nobody = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"lou@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closed}` }, redis.url, true);
+    expect(await nobody.exited).toBe(0);
+    const out = nobody.output();
+    const { id } = JSON.parse(out.trim().split('\n').find((l) => l.startsWith('{'))!) as { id: string };
+    expect(await redis.client().exists(`bull:email:${id}`)).toBe(1);
+    expect(out).toContain(`queuelens: tracing requested (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${closed}) but nothing answers there (ECONNREFUSED at 127.0.0.1:${closed})`);
+    expect(out).not.toMatch(/\n\s+at /); // no stack trace
   });
 
   it('traces nothing when no endpoint is set', async () => {

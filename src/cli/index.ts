@@ -1,5 +1,7 @@
 #!/usr/bin/env node
 // The `queuelens` command. Each subcommand lives in cli/commands/ and registers itself here.
+// First of all: tracing from the OTEL_* variables, so every subcommand run as `npx queuelens …` traces.
+import '../tracing/register.js';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/options.js';
 import { RedisUnreachableError } from '../redis/connection.js';

@@ -275,6 +275,8 @@ export interface TracingEnv {
   tracesProtocol: OtlpProtocol;
   /** OTEL_NODE_RESOURCE_DETECTORS as a list (`env`, `host`, `os`, `process`, `serviceinstance`, `all`, `none`); unset = the SDK's default. */
   resourceDetectors?: string[];
+  /** Where spans go (the traces endpoint, else the base endpoint); undefined when nothing is exported. */
+  endpoint?: { variable: string; url: URL };
 }
 
 const OTLP_PROTOCOLS = ['http/json', 'http/protobuf', 'grpc'] as const;
@@ -299,8 +301,19 @@ export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly 
   }
   // argv: [node, script, subcommand, ...]
   const isWorker = argv[2] === 'worker';
+  const exportEnabled = Boolean(endpoint) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none';
+  const variable = env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT !== undefined ? 'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT' : 'OTEL_EXPORTER_OTLP_ENDPOINT';
+  let url: URL | undefined;
+  if (exportEnabled) {
+    // The SDK silently falls back to http://localhost:4318 for an endpoint that is not a URL: spans would vanish.
+    url = URL.canParse(endpoint!.trim()) ? new URL(endpoint!.trim()) : undefined;
+    if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+      throw new ConfigError(`${variable} must be an http:// or https:// URL such as http://otel-collector:4318 (got ${JSON.stringify(endpoint)}); unset it to trace nothing`);
+    }
+  }
   return {
-    exportEnabled: Boolean(endpoint) && env.OTEL_SDK_DISABLED !== 'true' && env.OTEL_TRACES_EXPORTER !== 'none',
+    exportEnabled,
+    ...(url ? { endpoint: { variable, url } } : {}),
     serviceName: env.OTEL_SERVICE_NAME ?? 'queuelens',
     contextManager: (raw as TraceContextMode | undefined) || (isWorker ? 'job' : 'async'),
     tracesProtocol: protocol as OtlpProtocol,

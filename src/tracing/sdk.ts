@@ -1,12 +1,13 @@
 // Owns the OpenTelemetry SDK set-up shared by the register module, tests and benchmarks: which
 // instrumentations run and how they are made safe (no payloads in db statements, no orphan Redis spans).
 import { createRequire } from 'node:module';
-import { context, trace } from '@opentelemetry/api';
+import { context, diag, DiagLogLevel, trace } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK, resources } from '@opentelemetry/sdk-node';
 import type { TraceContextMode } from '../config/worker-config.js';
 import { JobContextManager } from './job-context-manager.js';
+import { probeCollector } from './probe-collector.js';
 import { enableTracing } from './state.js';
 
 export interface TracingOptions {
@@ -20,6 +21,16 @@ export interface TracingOptions {
   contextManager?: TraceContextMode;
   /** Names as in OTEL_NODE_RESOURCE_DETECTORS; default: the SDK's default set (env, process, host). */
   resourceDetectors?: readonly string[];
+  /**
+   * Told once when spans could not be delivered (collector down, refused, wrong URL), including at shutdown; the SDK
+   * itself says nothing unless OTEL_LOG_LEVEL is set. Default: silent.
+   */
+  onExportError?: (message: string) => void;
+  /**
+   * The collector's URL: when nothing answers there at shutdown, the final flush is skipped (said through
+   * onExportError) instead of holding a finished command for the exporter's retries, ~10 s.
+   */
+  collector?: URL;
 }
 
 // The process detector puts the whole command line (process.command_args, process.command_line) on the resource,
@@ -98,11 +109,30 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
     metricReaders: [],
     logRecordProcessors: [],
   });
+  let told = false;
+  const report = (message: string) => {
+    if (told || !opts.onExportError) return;
+    told = true;
+    opts.onExportError(message);
+  };
+  // OTEL_LOG_LEVEL set: the user chose the SDK's own diagnostics; leave them alone.
+  if (opts.onExportError && !process.env.OTEL_LOG_LEVEL) {
+    const quiet = () => undefined;
+    diag.setLogger({ error: (msg, ...args) => report([msg, ...args.map((a) => (a instanceof Error ? a.message : String(a)))].join(' ')), warn: quiet, info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.ERROR);
+  }
   sdk.start();
   // The instrumentation patches ioredis from a require() hook, but an ESM `import 'ioredis'` bypasses it.
   // Loading it through require() here patches the one shared CommonJS module before anything else uses it.
   if (!job) createRequire(import.meta.url)('ioredis');
-  const stop = () => sdk.shutdown();
+  // A collector that is down must not turn a finished command into a crash at exit: said once, then ignored.
+  const stop = async () => {
+    const problem = opts.collector && (await probeCollector(opts.collector, 1000));
+    if (problem) {
+      report(`${problem}; spans of the last moments dropped`);
+      return;
+    }
+    await sdk.shutdown().catch((err: Error) => report(err.message));
+  };
   enableTracing(stop, job);
   return stop;
 }
