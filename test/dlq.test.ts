@@ -1,7 +1,7 @@
 // Dead-letter queues end to end: what a dead letter carries, idempotent copies, the crash-recovery sweep,
 // and the `queuelens dlq` commands (list, show, redrive with idempotency, purge, dry runs, selections).
 import { Queue, Worker } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { redriveJobId } from '../src/workers/dead-letter.js';
 import { verifyWebhook } from '../src/workers/webhook-signature.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
@@ -14,6 +14,7 @@ import { fastRetry, WorkerHarness } from './helpers/workers.js';
 const SECRET = 'dlq-test-secret';
 const JOB_SECRET = 'job-secret-xyz';
 const SECRETS_KEY = 'queuelens:dlq-secrets:bull:webhook';
+const DONE_KEY = 'queuelens:dlq-done:bull:webhook';
 let redis: TestRedis;
 let rx: WebhookReceiver;
 let h: WorkerHarness;
@@ -177,6 +178,49 @@ describe('dead-letter queue', () => {
     await h.queue('webhook-dlq').add(dl.name, dl.data, { jobId: String(dl.id) });
     await expect(worker.deadLetters.redrive(target, dl)).resolves.toMatchObject({ newJobId: first.newJobId });
     expect(await count()).toEqual(after);
+  });
+
+  it('a purged dead letter stays purged however long its failed job is kept; the marker goes with the failed job', async () => {
+    const { job, dl } = await deadLetter('/purged-long-ago');
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    expect((await cli('dlq', 'purge', 'webhook', '--id', String(dl.id))).output).toContain('purged 1');
+    // The job failed 31 days ago and the failed-job retention still keeps it (BullMQ's removeOnFail allows any age).
+    const longAgo = Number((await redis.client().time())[0]) * 1000 - 31 * 86_400_000;
+    await redis.client().hset(`bull:webhook:${job.id}`, 'finishedOn', String(longAgo));
+    await redis.client().zadd(DONE_KEY, 'XX', longAgo, job.id!);
+    const copies = async () => (await h.dlqJobs('webhook')).filter((j) => j.data.source.jobId === job.id).length;
+    // Two sweeps: the first used to drop the 30-day-old marker, the second to copy the job again.
+    await worker.deadLetters.sweep();
+    await worker.deadLetters.sweep();
+    expect(await copies()).toBe(0);
+    expect(await redis.client().zscore(DONE_KEY, job.id!)).not.toBeNull();
+    // Once retention removes the failed job, its marker goes at the next sweep: the set stays as small as the failed set.
+    await h.queue('webhook').remove(job.id!);
+    await worker.deadLetters.sweep();
+    expect(await redis.client().zscore(DONE_KEY, job.id!)).toBeNull();
+    expect(await copies()).toBe(0);
+  });
+
+  it('--since finds the dead letters of a worker whose clock runs hours behind (dead letters carry Redis time)', async () => {
+    const { job, dl } = await deadLetter('/skewed');
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    await worker.deadLetters.purge([dl]);
+    const failed = (await h.queue('webhook').getJob(job.id!))!;
+    // Copied again by a worker whose clock is 3 hours slow.
+    const realNow = Date.now.bind(Date);
+    const skew = vi.spyOn(Date, 'now').mockImplementation(() => realNow() - 3 * 3600_000);
+    let id: string;
+    try {
+      id = await worker.deadLetters.copy(failed);
+    } finally {
+      skew.mockRestore();
+    }
+    const [sec] = await redis.client().time();
+    const copy = (await h.queue('webhook-dlq').getJob(id))!;
+    expect(Math.abs(copy.data.deadLetteredAt - Number(sec) * 1000)).toBeLessThan(60_000);
+    const recent = await cli('dlq', 'list', 'webhook', '--since', '1h');
+    expect(recent.code).toBe(0);
+    expect(recent.output).toContain(id);
   });
 
   it('purges with a selection only and supports dry runs', async () => {

@@ -247,13 +247,21 @@ function mix(raw: string): Record<string, number> {
   return out;
 }
 
-/** Epoch ms from an ISO time or a duration back from now. */
-function since(raw: string): number {
+/** An ISO time (epoch ms), or a duration back from now, resolved later against Redis's clock (resolveSince). */
+export type Since = { at: number } | { agoMs: number };
+
+function since(raw: string): Since {
   const m = /^(\d+(?:\.\d+)?)(s|m|h|d)$/.exec(raw.trim());
-  if (m) return Date.now() - Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86_400e3 }[m[2] as 's' | 'm' | 'h' | 'd'];
+  if (m) return { agoMs: Number(m[1]) * { s: 1e3, m: 60e3, h: 3600e3, d: 86_400e3 }[m[2] as 's' | 'm' | 'h' | 'd'] };
   const t = Date.parse(raw);
   if (Number.isNaN(t)) throw new Error('expected an ISO time (2026-11-24T03:00:00Z) or a duration such as 30m, 2h, 7d');
-  return t;
+  return { at: t };
+}
+
+/** Epoch ms of a --since, a duration counted back from `now` (Redis's clock, which stamps dead letters). */
+export function resolveSince(s: Since | undefined, now: number): number | undefined {
+  if (s === undefined) return undefined;
+  return 'at' in s ? s.at : now - s.agoMs;
 }
 
 export type TraceContextMode = 'job' | 'async';

@@ -10,7 +10,7 @@ import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.j
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { SECRET_KEYS } from '../log/redact.js';
-import { ownKeys, type QueueRef } from '../redis/keys.js';
+import { ownKeys, queueKey, type QueueRef } from '../redis/keys.js';
 import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
@@ -110,7 +110,8 @@ export class DeadLetters {
       attemptsMade: job.attemptsMade,
       firstFailedAt,
       lastFailedAt,
-      deadLetteredAt: Date.now(),
+      // Redis's clock, not this worker's: `--since` compares dead letters from every worker against one clock.
+      deadLetteredAt: await redisNow(this.opts.connection),
       traceMetadata: telemetry?.metadata,
       ...(held ? { heldSecrets: Object.keys(held) } : {}),
     };
@@ -149,10 +150,23 @@ export class DeadLetters {
       }
       if (jobs.length < SWEEP_BATCH) break;
     }
-    // The marker set only needs to outlive the failed jobs it guards.
-    await this.opts.connection.zremrangebyscore(this.doneKey, '-inf', Date.now() - 30 * 86_400_000);
+    await this.pruneMarkers();
     if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied failed jobs that had no dead-letter copy (a worker crashed, or lost Redis, before copying them)');
     return copied;
+  }
+
+  /**
+   * A marker must outlive the failed job it guards, however long the failed-job retention keeps it: a marker dropped
+   * by age (it was 30 days) let the sweep copy a still-failed job again, bringing back a dead letter purged long ago.
+   * So markers go when their job has left the failed set. Bounded: the oldest SWEEP_BATCH markers per sweep (retention
+   * removes the oldest failed jobs first, so those are the ones that can go).
+   */
+  private async pruneMarkers(): Promise<void> {
+    const oldest = await this.opts.connection.zrange(this.doneKey, '0', String(SWEEP_BATCH - 1));
+    if (oldest.length === 0) return;
+    const failed = await this.opts.connection.zmscore(queueKey(this.source, 'failed'), ...oldest);
+    const gone = oldest.filter((_, i) => failed[i] === null);
+    if (gone.length > 0) await this.opts.connection.zrem(this.doneKey, ...gone);
   }
 
   /** Reads the source queue's failed jobs and logs; never rewrites its meta. */
@@ -393,4 +407,10 @@ async function closeWithConnection({ queue, conn }: { queue: Queue; conn: RedisC
 function bullmqClient(queue: Queue): Promise<RedisClient> {
   const q = queue as unknown as { getBackend?: () => { client: Promise<RedisClient> }; client: Promise<RedisClient> };
   return q.getBackend ? q.getBackend().client : q.client;
+}
+
+/** Epoch ms by the Redis server's clock. */
+export async function redisNow(connection: RedisClient): Promise<number> {
+  const [sec, usec] = await connection.time();
+  return Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
 }

@@ -2,12 +2,12 @@
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
-import { dlqOptions, resolveDlqConfig, type DlqConfig } from '../../config/worker-config.js';
+import { dlqOptions, resolveDlqConfig, resolveSince, type DlqConfig } from '../../config/worker-config.js';
 import { Producer } from '../../jobs/producer.js';
 import { redactString, redactValue } from '../../log/redact.js';
 import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
-import { DeadLetters, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
+import { DeadLetters, redisNow, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
 
 type Action = 'list' | 'show' | 'redrive' | 'purge';
 
@@ -35,7 +35,7 @@ export function registerDlq(program: Command): void {
 }
 
 function selection(action: Action, cfg: DlqConfig): Selection {
-  const sel: Selection = { ids: cfg.id, since: cfg.since };
+  const sel: Selection = { ids: cfg.id };
   if (action === 'list') return { ...sel, limit: cfg.limit };
   if (action === 'show' && !cfg.id) throw new ConfigError('missing --id (QUEUELENS_DLQ_ID): which dead-lettered jobs to show');
   if ((action === 'redrive' || action === 'purge') && !cfg.id && cfg.since === undefined && !cfg.all) {
@@ -56,6 +56,8 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   const producer = readOnly ? undefined : new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
+    // Dead letters are stamped by Redis's clock; `--since 2h` counts back from it too, whatever this machine's clock says.
+    sel.since = resolveSince(cfg.since, await redisNow(connection));
     const jobs = await dead.list(sel);
     // An id given that matched nothing, neither as a dead-letter id nor as the source job's id.
     const unmatched = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id || j.data.source.jobId === id));
