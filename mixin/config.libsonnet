@@ -4,8 +4,11 @@
   _config+:: {
     "exporterJob": "queuelens",
     "ignoredQueues": "",
+    "deploymentLabels": [
+      "namespace"
+    ],
     "links": {
-      "runbookBaseUrl": "https://github.com/queuelens/queuelens/blob/main/docs/runbooks",
+      "runbookBaseUrl": "http://localhost:9487/runbooks",
       "grafanaUrl": "http://localhost:3000"
     },
     "exporter": {
@@ -90,9 +93,9 @@
         "for": "5m"
       },
       "dlqGrowing": {
-        "maxAdded": 0,
+        "maxAdded": 5,
         "window": "30m",
-        "for": "0s"
+        "for": "15m"
       },
       "dlqNotEmpty": {
         "for": "15m"
@@ -107,7 +110,8 @@
       },
       "waitSlo": {
         "thresholdSeconds": 30,
-        "objective": 0.99
+        "objective": 0.99,
+        "minJobs": 50
       }
     },
     "overrides": {

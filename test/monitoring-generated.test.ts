@@ -44,7 +44,7 @@ describe('per-queue overrides', () => {
     expect(oldest[0]!.expr).toContain('queue!~"billing\\\\.v2|invoices|reports"');
     expect(oldest[0]!.expr).toContain('> 300\n');
     expect(oldest[1]!.expr).toContain('queue=~"billing\\\\.v2|invoices"');
-    expect(oldest[0]!.expr).toContain('unless on (prefix, queue)\nlabel_replace(max by (prefix, queue) (bullmq_dlq_jobs)');
+    expect(oldest[0]!.expr).toContain('unless on (namespace, prefix, queue)\nlabel_replace(max by (namespace, prefix, queue) (bullmq_dlq_jobs)');
     expect(oldest[1]!.expr).toContain('> 60\n');
     expect(oldest[2]!.for).toBe('10m');
   });

@@ -29,10 +29,11 @@ const testSettings: MonitoringSettings = {
     failureRate: { ...settings.defaults.failureRate, minFinished: 5, window: '15s', for: '1s' },
     stalls: { ...settings.defaults.stalls, window: '10s' },
     orphanedActive: { for: '1s' },
-    dlqGrowing: { ...settings.defaults.dlqGrowing, window: '15s' },
+    // The strict form docs/monitoring.md gives: page on the first dead letter.
+    dlqGrowing: { maxAdded: 0, window: '15s', for: '0s' },
     dlqNotEmpty: { for: '2s' },
     // 1 s is a bucket bound of bullmq_job_wait_seconds; 90% leaves a 10% budget, burnt at 2x (fast) and 1x (slow).
-    waitSlo: { thresholdSeconds: 1, objective: 0.9 },
+    waitSlo: { thresholdSeconds: 1, objective: 0.9, minJobs: 1 },
   },
 };
 

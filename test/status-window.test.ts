@@ -169,9 +169,11 @@ describe('assessQueue', () => {
       ['paused', 'info'],
     ]);
   });
-  it('says a dead-letter queue is growing, rather than merely not empty, when jobs arrived in the window', () => {
-    const h = judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 2 });
-    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '2 job(s) dead-lettered in the last 15 min; 7 in email-dlq']]);
+  it('says a dead-letter queue is growing, rather than merely not empty, when more jobs than the alert allows arrived in the window', () => {
+    const h = judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 6 });
+    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '6 job(s) dead-lettered in the last 15 min; 7 in email-dlq']]);
+    // Two dead letters are not a trend (dlqGrowing.maxAdded = 5): the queue is only not empty.
+    expect(judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 2 }).reasons.map((r) => r.code)).toEqual(['dead_letters']);
   });
   it('judges the failure ratio only once enough jobs finished in the window', () => {
     const w = (completed: number, failed: number) => ({
@@ -215,14 +217,14 @@ describe('QueueBoard', () => {
     const id = 'bull\u0000email';
     const dlqId = 'bull\u0000email-dlq';
     await board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
-    await board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(5, 0, 0, [0, 0, 0], 0)]]));
+    await board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(7, 0, 0, [0, 0, 0], 0)]]));
     const res = board.response({ now: 1_061_000, history: true });
     expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
     expect(res.accountingAvailable).toBe(true);
     expect(res.queues.map((q) => q.name)).toEqual(['stuck', 'email', 'email-dlq']);
     const email = res.queues[1]!;
-    // 5 - 1 = 4 jobs reached email-dlq in the window.
-    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0, addedLast15m: 4 });
+    // 7 - 1 = 6 jobs reached email-dlq in the window: more than dlqGrowing.maxAdded.
+    expect(email.deadLetter).toEqual({ queue: 'email-dlq', jobs: 3, oldestAgeSeconds: 0, addedLast15m: 6 });
     expect(email.health.reasons.map((r) => r.code)).toEqual(['dead_letters_growing']);
     const w = email.windows['1m']!;
     expect(w.seconds).toBe(60);

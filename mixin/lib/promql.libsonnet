@@ -17,29 +17,32 @@
       else c;
     std.join('|', [std.join('', [esc(c) for c in std.stringChars(v)]) for v in values]),
 
-  // Labels a per-queue series may carry besides the replica's job/instance.
-  local seriesLabels = ['prefix', 'queue', 'job_name'],
+  // The labels that name one queue: the deployment labels (config deploymentLabels, e.g. namespace) and
+  // prefix, queue. Rules keep them on every per-queue series, so Alertmanager can tell deployments apart.
+  key:: ['prefix', 'queue'],
+  by:: std.join(', ', self.key),
 
   // Per-queue rate of a counter, deduplicated over replicas, summed over job names (and `extra` labels).
   queueRate(counter, window, matchers=[], keep=[], extra=[])::
     'sum by (%s) (max by (%s) (rate(%s[%s])))' % [
-      std.join(', ', ['prefix', 'queue'] + keep),
-      std.join(', ', seriesLabels + keep + extra),
+      std.join(', ', self.key + keep),
+      // job_name too: grouping by a label a series lacks is harmless, and it keeps per-name series apart.
+      std.join(', ', self.key + ['job_name'] + keep + extra),
       self.sel(counter, matchers),
       window,
     ],
 
   // A per-queue gauge deduplicated over replicas.
-  queueGauge(gauge, matchers=[]):: 'max by (prefix, queue) (%s)' % self.sel(gauge, matchers),
+  queueGauge(gauge, matchers=[]):: 'max by (%s) (%s)' % [self.by, self.sel(gauge, matchers)],
 
   // Jobs ready to run now: waiting + prioritized (paused jobs stay in waiting in BullMQ v6).
   runnableJobs(matchers=[])::
-    'sum by (prefix, queue) (max by (prefix, queue, state) (%s))' % self.sel('bullmq_queue_jobs', ['state=~"waiting|prioritized"'] + matchers),
+    'sum by (%s) (max by (%s, state) (%s))' % [self.by, self.by, self.sel('bullmq_queue_jobs', ['state=~"waiting|prioritized"'] + matchers)],
 
   // The dead-letter queues as {prefix, queue="<q>-dlq"}: bullmq_dlq_jobs exists exactly for the queues the sidecar
   // counts as one (`<q>-dlq` whose source `<q>` exists), labelled by the source; the rules use that definition
   // instead of matching names.
-  deadLetterQueues():: 'label_replace(max by (prefix, queue) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")',
+  deadLetterQueues():: 'label_replace(max by (%s) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")' % self.by,
 
   // Matches a bucket bound whatever way the server spells it (Prometheus 3 writes le="30.0").
   leMatcher(seconds)::

@@ -1,7 +1,7 @@
 // The Prometheus recording and alerting rules, built from a config object (config.libsonnet's _config, or any
 // override of it). This is the only definition of the rules: `npm run gen:monitoring` renders alerts/ and the
 // PrometheusRule from it, and src/monitoring/alert-rules.ts calls jsonnet on it.
-local p = import '../lib/promql.libsonnet';
+local promql = import '../lib/promql.libsonnet';
 
 local overviewDashboard = { uid: 'queuelens-overview', slug: 'queuelens-overview' };
 local queueDashboard = { uid: 'queuelens-queue', slug: 'queuelens-queue' };
@@ -30,6 +30,7 @@ local rateRecord(base, window) = 'prefix_queue:%s:rate%s' % [base, window];
 local histogramRecord(h, part, window) =
   if part == 'bucket' then 'prefix_queue_le:%s_bucket:rate%s' % [h, window] else 'prefix_queue:%s_%s:rate%s' % [h, part, window];
 local sloErrorRecord(window) = 'prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate%s' % window;
+local takenRecord(window) = 'prefix_queue:bullmq_job_wait_seconds_count:increase%s' % window;
 
 local Q = '{{ $labels.prefix }}:{{ $labels.queue }}';
 local lines(xs) = std.join('\n', xs);
@@ -37,6 +38,10 @@ local lines(xs) = std.join('\n', xs);
 function(config)
   // One evaluation of the config: jsonnet re-evaluates object fields on every access.
   local c = std.parseJson(std.manifestJsonMinified(config));
+  local p = promql { key:: c.deploymentLabels + ['prefix', 'queue'] };
+  local K = p.by;
+  // The deployment a replica belongs to: its job and the deployment labels.
+  local J = std.join(', ', ['job'] + c.deploymentLabels);
   // One rule per distinct threshold set: the defaults for every queue without a differing override (excluded by
   // name), then one rule per group of queues sharing an override. c.ignoredQueues never reach the default rule.
   local variants(key) =
@@ -86,17 +91,17 @@ function(config)
           '  ' + p.runnableJobs(m),
           '  + ' + p.queueGauge('bullmq_queue_delayed_overdue_jobs', m),
           ') > 0',
-          'and on (prefix, queue)',
+          'and on (%s)' % K,
           '(',
           '    ' + p.queueGauge('bullmq_queue_workers', m) + ' == 0',
           '  or',
           '    (',
           '      ' + p.queueGauge('bullmq_queue_jobs', ['state="active"'] + m) + ' == 0',
-          '      and on (prefix, queue)',
+          '      and on (%s)' % K,
           '      ' + sel(rateRecord('bullmq_jobs_finished', t.window), m) + ' == 0',
           '    )',
           ')',
-          'unless on (prefix, queue)',
+          'unless on (%s)' % K,
           p.queueGauge('bullmq_queue_paused', m) + ' == 1',
         ]),
         'No worker consumes queue ' + Q,
@@ -110,7 +115,7 @@ function(config)
       build(m, t):: [
         lines([
           '%s > %s' % [p.queueGauge('bullmq_queue_oldest_waiting_age_seconds', m), p.num(t.maxAgeSeconds)],
-          'unless on (prefix, queue)',
+          'unless on (%s)' % K,
           p.queueGauge('bullmq_queue_paused', m) + ' == 1',
         ]),
         'Jobs of queue %s wait too long' % Q,
@@ -130,7 +135,7 @@ function(config)
             '  ' + added,
             '  - (%s or %s * 0)' % [finished, added],
             ') * 60 > 0',
-            'and on (prefix, queue)',
+            'and on (%s)' % K,
             '%s > %s' % [p.runnableJobs(m), p.num(t.minJobs)],
           ]),
           'Backlog of queue %s keeps growing' % Q,
@@ -147,7 +152,7 @@ function(config)
         [
           lines([
             '%s / %s > %s' % [failed, finished, p.num(t.maxRatio)],
-            'and on (prefix, queue)',
+            'and on (%s)' % K,
             '%s * %s >= %s' % [finished, p.num(p.durationSeconds(t.window)), p.num(t.minFinished)],
           ]),
           'Many jobs of queue %s fail' % Q,
@@ -219,7 +224,7 @@ function(config)
   // Dead-letter queues park jobs on purpose; the BullMQDeadLetter* alerts speak for them on their source queue.
   local scoped(name, expr) =
     if std.startsWith(name, 'BullMQDeadLetter') then expr
-    else lines(['(', expr, ')', 'unless on (prefix, queue)', p.deadLetterQueues()]);
+    else lines(['(', expr, ')', 'unless on (%s)' % K, p.deadLetterQueues()]);
   local queueAlerts = [
     local built = def.build(v.matchers, v.t);
     alert(def.name, scoped(def.name, built[0]), v.t['for'], built[1], built[2], labels=v.labels)
@@ -247,7 +252,7 @@ function(config)
   );
   local sloVariants = variants('waitSlo');
   local sloRecords = [
-    local dedup(series) = 'sum by (prefix, queue) (max by (prefix, queue, job_name, attempt) (rate(%s[%s])))' % [series, w];
+    local dedup(series) = 'sum by (%s) (max by (%s, job_name, attempt) (rate(%s[%s])))' % [K, K, series, w];
     {
       record: sloErrorRecord(w),
       expr: lines([
@@ -261,6 +266,16 @@ function(config)
     for v in sloVariants
     for w in burnWindows
   ];
+  // Jobs taken per long window: a burn-rate pair needs at least t.minJobs of them.
+  local longWindows = std.set([b.long for b in burn.fast + burn.slow]);
+  local takenRecords = [
+    {
+      record: takenRecord(w),
+      expr: 'sum by (%s) (max by (%s, job_name, attempt) (increase(%s[%s])))' % [K, K, sel('bullmq_job_wait_seconds_count', v.matchers), w],
+    } + (if std.length(v.labels) > 0 then { labels: v.labels } else {})
+    for v in sloVariants
+    for w in std.sort(longWindows, keyF=p.durationSeconds)
+  ];
   local sloAlerts = std.flattenArrays([
     local t = v.t;
     local budget = p.round6(1 - t.objective);
@@ -270,6 +285,8 @@ function(config)
         '  %s > (%s * %s)' % [sel(sloErrorRecord(b.long), v.matchers), p.num(b.factor), p.num(budget)],
         '  and',
         '  %s > (%s * %s)' % [sel(sloErrorRecord(b.short), v.matchers), p.num(b.factor), p.num(budget)],
+        '  and',
+        '  %s >= %s' % [sel(takenRecord(b.long), v.matchers), p.num(t.minJobs)],
         ')',
       ])
       for b in pairs
@@ -282,7 +299,7 @@ function(config)
         burnExpr(burn.fast),
         burn.fastFor,
         'Queue %s burns its wait-time error budget fast' % Q,
-        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.fast)],
+        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.fast), p.num(t.minJobs)],
         labels=v.labels,
       ),
       alert(
@@ -290,7 +307,7 @@ function(config)
         burnExpr(burn.slow),
         burn.slowFor,
         'Queue %s burns its wait-time error budget' % Q,
-        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.slow)],
+        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.slow), p.num(t.minJobs)],
         labels=v.labels,
       ),
     ]
@@ -306,8 +323,8 @@ function(config)
         'or',
         '(',
         '  bullmq_exporter_up{%s} == 0' % job,
-        '  unless on (job)',
-        '  max by (job) (bullmq_exporter_redis_up{%s}) == 0' % job,
+        '  unless on (%s)' % J,
+        '  max by (%s) (bullmq_exporter_redis_up{%s}) == 0' % [J, job],
         ')',
       ]),
       c.exporter.downFor,
@@ -330,7 +347,7 @@ function(config)
     ),
     alert(
       'BullMQRedisDown',
-      'max by (job) (bullmq_exporter_redis_up{%s}) == 0' % job,
+      'max by (%s) (bullmq_exporter_redis_up{%s}) == 0' % [J, job],
       c.exporter.redisDownFor,
       'queuelens cannot reach Redis',
       'No replica of job {{ $labels.job }} can reach Redis (bullmq_exporter_redis_up = {{ $value }}): producers and workers are likely failing too.',
@@ -338,7 +355,7 @@ function(config)
     ),
     alert(
       'BullMQEventReaderNoLeader',
-      'max by (job) (bullmq_exporter_leader{%s}) == 0' % job,
+      'max by (%s) (bullmq_exporter_leader{%s}) == 0' % [J, job],
       c.exporter.noLeaderFor,
       'No queuelens replica reads the event streams',
       'No replica of job {{ $labels.job }} holds the event-reader lease (leader = {{ $value }}): job counters and latency histograms have stopped.',
@@ -346,7 +363,7 @@ function(config)
     ),
     alert(
       'BullMQExporterQueuesDropped',
-      'max by (job, reason) (bullmq_exporter_queues_dropped{%s}) > 0' % job,
+      'max by (%s, reason) (bullmq_exporter_queues_dropped{%s}) > 0' % [J, job],
       c.exporter.queuesDroppedFor,
       'queuelens leaves queues unmonitored',
       '{{ $value }} queues found by job {{ $labels.job }} are not monitored (reason {{ $labels.reason }}: beyond --max-queues, a name too long or not UTF-8, or unreadable).',
@@ -363,7 +380,7 @@ function(config)
       for win in windowsOf(x[0])
     ] + [
       // Terminal outcomes; the two rates differ by name only, so they add up without needing both to exist.
-      { record: rateRecord('bullmq_jobs_finished', win), expr: 'sum by (prefix, queue) ({__name__=~"prefix_queue:bullmq_jobs_(completed|failed):rate%s"})' % win }
+      { record: rateRecord('bullmq_jobs_finished', win), expr: 'sum by (%s) ({__name__=~"prefix_queue:bullmq_jobs_(completed|failed):rate%s"})' % [K, win] }
       for win in windowsOf('bullmq_jobs_finished')
     ] + std.flattenArrays([
       [
@@ -376,7 +393,7 @@ function(config)
 
   [
     { name: 'queuelens.rates', rules: rateRecords },
-    { name: 'queuelens.slo', rules: sloRecords },
+    { name: 'queuelens.slo', rules: sloRecords + takenRecords },
     { name: 'queuelens.exporter', rules: exporterAlerts },
     { name: 'queuelens.queues', rules: queueAlerts },
     { name: 'queuelens.slo-alerts', rules: sloAlerts },

@@ -16,7 +16,7 @@ const QUEUE_ALERTS: Array<[name: string, text: Describe]> = [
   ['BullMQHighFailureRate', (t) => `terminal failures above ${pct(t.failureRate.maxRatio)} of finished jobs over ${t.failureRate.window}, once at least ${t.failureRate.minFinished} finished; for ${t.failureRate.for}`],
   ['BullMQJobsStalling', (t) => `more than ${t.stalls.maxStalls} stalls in ${t.stalls.window}`],
   ['BullMQOrphanedActiveJobs', (t) => `active jobs with an expired lock, for ${t.orphanedActive.for}`],
-  ['BullMQDeadLetterQueueGrowing', (t) => `more than ${t.dlqGrowing.maxAdded} jobs dead-lettered in ${t.dlqGrowing.window}`],
+  ['BullMQDeadLetterQueueGrowing', (t) => `more than ${t.dlqGrowing.maxAdded} jobs dead-lettered in ${t.dlqGrowing.window}, for ${t.dlqGrowing.for}`],
   ['BullMQDeadLetterQueueNotEmpty', (t) => `dead-letter queue not empty for ${t.dlqNotEmpty.for}`],
   ['BullMQEventsLost', (t) => `stream entries trimmed before they were read, in ${t.eventsLost.window}`],
   ['BullMQEventsLagging', (t) => `oldest unread event older than ${t.eventsLag.maxLagSeconds} s, for ${t.eventsLag.for}`],
@@ -40,7 +40,7 @@ export function renderAlertTable(s: MonitoringSettings): string {
       .join('<br>');
     row(name, base, overrides);
   }
-  const slo = (t: QueueThresholds): string => `${pct(t.waitSlo.objective)} of jobs taken within ${t.waitSlo.thresholdSeconds} s`;
+  const slo = (t: QueueThresholds): string => `${pct(t.waitSlo.objective)} of jobs taken within ${t.waitSlo.thresholdSeconds} s, counted once ${t.waitSlo.minJobs} jobs were taken in the long window`;
   const sloOverrides = Object.keys(s.overrides)
     .filter((q) => slo(thresholdsFor(s, q)) !== slo(s.defaults))
     .map((q) => `\`${q}\`: ${slo(thresholdsFor(s, q))}`)

@@ -20,7 +20,10 @@ export interface QueueThresholds {
   stalls: { maxStalls: number; window: Duration; for: Duration };
   /** Active jobs whose lock expired and that nobody reclaims. */
   orphanedActive: { for: Duration };
-  /** More than `maxAdded` jobs dead-lettered within `window`. */
+  /**
+   * More than `maxAdded` jobs dead-lettered within `window`, for `for`: a trend, not one job. Stricter, per queue:
+   * `{ maxAdded: 0, for: '0s' }` pages on the first dead letter.
+   */
   dlqGrowing: { maxAdded: number; window: Duration; for: Duration };
   /** The dead-letter queue holds jobs that nobody redrove or purged. */
   dlqNotEmpty: { for: Duration };
@@ -30,9 +33,11 @@ export interface QueueThresholds {
   eventsLag: { maxLagSeconds: number; for: Duration };
   /**
    * Wait-time SLO: `objective` of jobs wait at most `thresholdSeconds` (from eligible to taken by a worker).
-   * thresholdSeconds must be one of the bucket bounds of bullmq_job_wait_seconds.
+   * thresholdSeconds must be one of the bucket bounds of bullmq_job_wait_seconds. A burn-rate pair fires only
+   * once at least `minJobs` jobs were taken in its long window: two slow jobs of a queue doing 12 an hour are
+   * not an outage.
    */
-  waitSlo: { thresholdSeconds: number; objective: number };
+  waitSlo: { thresholdSeconds: number; objective: number; minJobs: number };
 }
 
 export type Severity = 'critical' | 'warning' | 'info';
@@ -53,10 +58,19 @@ export interface MonitoringSettings {
    * dead-letter queues (deadLetterQueues in mixin/lib/promql.libsonnet), which have their own alerts (bullmq_dlq_*).
    */
   ignoredQueues: string;
+  /**
+   * Labels that tell one queuelens deployment (one Redis) from another inside one Prometheus, e.g. `namespace`
+   * under prometheus-operator. Every per-queue rule keeps them, and Alertmanager's inhibitions match on them
+   * (deploy/alertmanager/alertmanager.yml), so one Redis outage silences only its own deployment's alerts.
+   */
+  deploymentLabels: string[];
   links: {
-    /** runbook_url = `<runbookBaseUrl>/<AlertName>.md`. */
+    /**
+     * runbook_url = `<runbookBaseUrl>/<AlertName>.md`. Default: the runbooks the sidecar serves at /runbooks, as
+     * the compose demo publishes it (and `kubectl port-forward svc/queuelens 9487` does in Kubernetes).
+     */
     runbookBaseUrl: string;
-    /** dashboard_url = `<grafanaUrl>/d/<uid>/<slug>?var-...`. */
+    /** dashboard_url = `<grafanaUrl>/d/<uid>/<slug>?var-...`. Default: the compose demo's Grafana. */
     grafanaUrl: string;
   };
   exporter: { downFor: Duration; redisDownFor: Duration; noLeaderFor: Duration; queuesDroppedFor: Duration };
@@ -75,8 +89,9 @@ export type PartialThresholds = { [K in keyof QueueThresholds]?: Partial<QueueTh
 export const settings: MonitoringSettings = {
   exporterJob: 'queuelens',
   ignoredQueues: '',
+  deploymentLabels: ['namespace'],
   links: {
-    runbookBaseUrl: 'https://github.com/queuelens/queuelens/blob/main/docs/runbooks',
+    runbookBaseUrl: 'http://localhost:9487/runbooks',
     grafanaUrl: 'http://localhost:3000',
   },
   exporter: { downFor: '2m', redisDownFor: '1m', noLeaderFor: '5m', queuesDroppedFor: '15m' },
@@ -119,11 +134,11 @@ export const settings: MonitoringSettings = {
     failureRate: { maxRatio: 0.1, minFinished: 20, window: '15m', for: '5m' },
     stalls: { maxStalls: 0, window: '15m', for: '0s' },
     orphanedActive: { for: '5m' },
-    dlqGrowing: { maxAdded: 0, window: '30m', for: '0s' },
+    dlqGrowing: { maxAdded: 5, window: '30m', for: '15m' },
     dlqNotEmpty: { for: '15m' },
     eventsLost: { window: '15m', for: '0s' },
     eventsLag: { maxLagSeconds: 30, for: '5m' },
-    waitSlo: { thresholdSeconds: 30, objective: 0.99 },
+    waitSlo: { thresholdSeconds: 30, objective: 0.99, minJobs: 50 },
   },
   overrides: {
     // Exports are long, batchy and nobody watches them finish: give them more room.
