@@ -17,13 +17,14 @@ let redis: TestRedis;
 let sink: SmtpSink;
 let h: WorkerHarness;
 let dir: string;
+const MAX_BYTES = 1_000_000;
 
 beforeAll(async () => {
   redis = await startTestRedis();
   sink = await startSmtpSink();
   dir = mkdtempSync(join(tmpdir(), 'queuelens-export-'));
   h = new WorkerHarness(redis);
-  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken, paged } }).process, { concurrency: 2 });
+  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken, paged }, maxBytes: MAX_BYTES }).process, { concurrency: 2 });
   const mail = emailProcessor({ smtpUrl: sink.url, from: 'x@queuelens.test' });
   h.onClose(mail.close);
   await h.start('email', mail.process);
@@ -132,5 +133,45 @@ describe('export worker', () => {
     const dl = await waitFor('dead letter', async () => (await h.dlqJobs('export')).find((j) => j.data.source.jobId === job.id));
     expect(dl.data).toMatchObject({ attemptsMade: 2, failedReason: 'source connection reset' });
     expect(readdirSync(dir).filter((f) => f.startsWith('.') || f === 'broken.ndjson')).toEqual([]);
+  });
+
+  it('two jobs exporting to one file name at once: the file is one of them, and only that one completes', async () => {
+    const counts = [12_000, 8_000];
+    const jobs = await Promise.all(counts.map((rows) => h.producer.enqueueExport({ format: 'csv', rows, fileName: 'shared.csv' }, { attempts: 1 })));
+    const q = h.queue('export');
+    const states = await waitFor('both finished', async () => {
+      const s = await Promise.all(jobs.map((j) => q.getJobState(j.id!)));
+      return s.every((x) => x === 'completed' || x === 'failed') && s;
+    }, 60_000);
+    expect([...states].sort()).toEqual(['completed', 'failed']);
+    const winner = states.indexOf('completed');
+    const loser = (await q.getJob(jobs[1 - winner]!.id!))!;
+    const result = (await q.getJob(jobs[winner]!.id!))!.returnvalue as ExportResult;
+    // What is on disk is exactly the winner's export, as its report says.
+    const onDisk = readFileSync(join(dir, 'shared.csv'));
+    const expected = ['id,account,plan,amount_cents,created_at', ...expectedRows(counts[winner]!).map((r) => r.join(','))].join('\n') + '\n';
+    expect(onDisk.toString()).toBe(expected);
+    expect(result).toEqual({ file: 'shared.csv', rows: counts[winner], bytes: onDisk.length, sha256: sha256(onDisk) });
+    expect(loser.failedReason).toMatch(/shared\.csv already exists in the export directory with other content/);
+    expect(readdirSync(dir).filter((f) => f.startsWith('.shared.csv'))).toEqual([]);
+  });
+
+  it('completes a repeated export of the same content to a taken name: the file is what it reports', async () => {
+    const first = await h.producer.enqueueExport({ format: 'ndjson', rows: 300, fileName: 'again.ndjson' });
+    const a = await finished(first.id!);
+    const second = await h.producer.enqueueExport({ format: 'ndjson', rows: 300, fileName: 'again.ndjson' });
+    const b = await finished(second.id!);
+    expect(b).toEqual(a);
+    expect(sha256(readFileSync(join(dir, 'again.ndjson')))).toBe(a.sha256);
+  });
+
+  it('fails an export larger than EXPORT_MAX_BYTES for good, leaving no file and no temp file', async () => {
+    // 30,000 rows of CSV: well over the 1 MB cap this worker runs with (about 60 bytes a row).
+    expect(expectedRows(30_000).reduce((n, r) => n + r.join(',').length + 1, 0)).toBeGreaterThan(MAX_BYTES);
+    const job = await h.producer.enqueueExport({ format: 'csv', rows: 30_000, fileName: 'huge.csv' }, { attempts: 3, backoff: 10 });
+    const dl = await waitFor('dead letter', async () => (await h.dlqJobs('export')).find((j) => j.data.source.jobId === job.id));
+    expect(dl.data).toMatchObject({ attemptsMade: 1 });
+    expect(dl.data.failedReason).toBe(`export huge.csv would exceed EXPORT_MAX_BYTES (${MAX_BYTES} bytes); nothing was written`);
+    expect(readdirSync(dir).filter((f) => f.includes('huge.csv'))).toEqual([]);
   });
 });

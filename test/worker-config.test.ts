@@ -29,6 +29,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
       'smtp-from': ' ',
       'webhook-secret': ' ',
       'webhook-timeout': '0',
+      'export-max-bytes': '0',
       'webhook-allow': ' , ',
       'export-dir': ' ',
       'email-concurrency': '0',

@@ -1,9 +1,11 @@
 // Owns export jobs: streams rows from a source into CSV or NDJSON under EXPORT_DIR in constant memory
-// (fixed-size chunks, one write each), into a temp file renamed only on success, reporting progress, and
-// finally enqueueing the export-ready email inside the same trace.
-import { createHash } from 'node:crypto';
-import { mkdir, open, rename, rm } from 'node:fs/promises';
-import { join } from 'node:path';
+// (fixed-size chunks, one write each), into a temp file of the attempt's own that is published only on success and
+// never over another file, under a size cap, reporting progress, and finally enqueueing the export-ready email
+// inside the same trace.
+import { createHash, randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
+import { constants, copyFile, link, mkdir, open, rm } from 'node:fs/promises';
+import { basename, join } from 'node:path';
 import { context, SpanKind } from '@opentelemetry/api';
 import { UnrecoverableError } from 'bullmq';
 import { stringify } from 'csv-stringify/sync';
@@ -19,7 +21,11 @@ export interface ExportProcessorOptions {
   sources?: Record<string, ExportSource>;
   /** Rows per chunk: one write and one span each. Small chunks keep RSS flat (1,000 measured best for 1M rows). */
   chunkRows?: number;
+  /** Largest export file in bytes (EXPORT_MAX_BYTES); default 1 GiB. */
+  maxBytes?: number;
 }
+
+const DEFAULT_MAX_BYTES = 1024 ** 3;
 
 export interface ExportResult {
   file: string;
@@ -31,6 +37,7 @@ export interface ExportResult {
 export function exportProcessor(opts: ExportProcessorOptions): { process: Processor<'export'> } {
   const sources = { ...builtinSources, ...opts.sources };
   const chunkRows = opts.chunkRows ?? 1_000;
+  const maxBytes = opts.maxBytes ?? DEFAULT_MAX_BYTES;
 
   const run: Processor<'export'> = async (job, data, ctx) => {
     const source = sources[data.source];
@@ -38,8 +45,9 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     const file = data.fileName ?? `export-${String(job.id).replace(/[^A-Za-z0-9._-]/g, '_')}.${data.format}`;
     await mkdir(opts.dir, { recursive: true });
     const final = join(opts.dir, file);
-    // Dot-prefixed and job-specific, so readers listing the directory never see a half-written export.
-    const tmp = join(opts.dir, `.${file}.${process.pid}.tmp`);
+    // Dot-prefixed, so readers listing the directory never see a half-written export; unique to this attempt, as
+    // concurrent jobs (and processes) may name the same file.
+    const tmp = join(opts.dir, `.${file}.${process.pid}.${randomUUID()}.tmp`);
     const hash = createHash('sha256');
     const fh = await open(tmp, 'w');
     let rows = 0;
@@ -48,8 +56,9 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     try {
       // Strings go to the hash and the file as they are: no Buffer copy of every chunk.
       const write = async (text: string) => {
-        hash.update(text, 'utf8');
         bytes += Buffer.byteLength(text);
+        if (bytes > maxBytes) throw new UnrecoverableError(`export ${file} would exceed EXPORT_MAX_BYTES (${maxBytes} bytes); nothing was written`);
+        hash.update(text, 'utf8');
         await fh.write(text);
       };
       if (data.format === 'csv') await write(stringify([EXPORT_COLUMNS as unknown as string[]]));
@@ -68,13 +77,17 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
       }
       await fh.sync();
       await fh.close();
-      await rename(tmp, final);
     } catch (err) {
       await fh.close().catch(() => undefined);
       await rm(tmp, { force: true });
       throw err;
     }
     const result: ExportResult = { file, rows, bytes, sha256: hash.digest('hex') };
+    try {
+      await publish(tmp, final, result.sha256);
+    } finally {
+      await rm(tmp, { force: true });
+    }
     ctx.log.info({ file, rows, bytes }, 'export written');
     const { producer } = opts;
     const to = data.notify;
@@ -91,4 +104,41 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     return result;
   };
   return { process: run };
+}
+
+/**
+ * Puts the finished temp file in place under its final name, never over an existing file: a file name is written
+ * once. When the name is taken by the same content (this job's own earlier attempt, or an identical export) the
+ * export is done; by other content it fails for good, so no completed job ever reports a file that is not on disk.
+ * A hard link is atomic and refuses an existing name; without hard links, an exclusive copy.
+ */
+async function publish(tmp: string, final: string, sha256: string): Promise<void> {
+  try {
+    await link(tmp, final);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EPERM' || code === 'ENOTSUP' || code === 'EXDEV' || code === 'ENOSYS') {
+      try {
+        await copyFile(tmp, final, constants.COPYFILE_EXCL);
+        return;
+      } catch (copyErr) {
+        if ((copyErr as NodeJS.ErrnoException).code !== 'EEXIST') throw copyErr;
+      }
+    } else if (code !== 'EEXIST') {
+      throw err;
+    }
+  }
+  if ((await fileSha256(final)) === sha256) return;
+  throw new UnrecoverableError(`${basename(final)} already exists in the export directory with other content; an export file name is written once: choose another fileName`);
+}
+
+function fileSha256(path: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256');
+    createReadStream(path)
+      .on('data', (chunk) => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')));
+  });
 }

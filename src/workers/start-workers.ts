@@ -23,7 +23,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
       return p.process;
     },
     webhook: () => webhookProcessor({ secret: cfg.webhookSecret, timeoutMs: cfg.webhookTimeout * 1000, allow: cfg.webhookAllow }).process,
-    export: () => exportProcessor({ dir: cfg.exportDir, producer }).process,
+    export: () => exportProcessor({ dir: cfg.exportDir, maxBytes: cfg.exportMaxBytes, producer }).process,
   };
   const settings = {
     email: { concurrency: cfg.emailConcurrency, rateLimit: cfg.emailRateLimit },
