@@ -8,7 +8,7 @@
 import type { Logger } from '../log/logger.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
 import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
-import { RawConnection } from '../redis/raw-connection.js';
+import { RawConnection, ReplyTooLargeError } from '../redis/raw-connection.js';
 import { defineScript } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
@@ -69,6 +69,9 @@ export const EVENT_READER_DEFAULTS = {
   pollMs: 50,
   lagRefreshMs: 5000,
 };
+
+/** RESP headers, ids and stream names around the entries' bytes that the budget counts (generous). */
+const REPLY_FRAMING = 64 * 1024;
 
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
@@ -320,17 +323,20 @@ export class EventReader {
     const out: StreamEntry[][] = streams.map(() => []);
     let ends: Array<string | undefined> = cursors.map((c) => (c === '0-0' ? undefined : c));
     while (ends.some((e) => e !== undefined)) {
+      // Per read, like XREAD: plan.streams streams of plan.count entries in one pipeline; the others wait.
+      const open = ends.flatMap((e, i) => (e === undefined ? [] : [i]));
+      const plan = this.readBudget.plan(open.length);
+      const slice = Math.min(200, plan.count);
       const pipe = this.cmd.pipeline();
       const asked: Array<[index: number, count: number]> = [];
-      const slice = Math.min(200, this.readBudget.count(ends.filter((e) => e !== undefined).length));
-      ends.forEach((end, i) => {
-        if (end === undefined) return;
+      for (const i of open.slice(0, plan.streams)) {
         const n = Math.min(slice, this.opts.rebuildEntries - (out[i] as StreamEntry[]).length);
-        pipe.xrevrangeBuffer(streams[i] as string, end, '-', 'COUNT', n);
+        pipe.xrevrangeBuffer(streams[i] as string, ends[i] as string, '-', 'COUNT', n);
         asked.push([i, n]);
-      });
+      }
       const replies = (await pipe.exec()) ?? [];
-      const next: Array<string | undefined> = ends.map(() => undefined);
+      const next: Array<string | undefined> = [...ends];
+      for (const [i] of asked) next[i] = undefined;
       asked.forEach(([i, n], k) => {
         const [err, reply] = replies[k] ?? [];
         const { entries, largest } = decodeEntries(err ? [] : (reply as RawEntry[]));
@@ -367,8 +373,21 @@ export class EventReader {
    * with per-queue hash tags a group is one stream and blocking on one would starve the others.
    */
   private async pollRound(term: Term): Promise<void> {
-    const got = await Promise.all(this.groups.map((g) => this.readGroupOrForget(term, g, undefined)));
-    if (!got.some(Boolean)) await this.sleep(this.groups.length === 0 ? this.opts.blockMs : this.opts.pollMs);
+    // Groups read at once share the read budget: at most plan().streams streams are in flight together.
+    const total = this.groups.reduce((n, g) => n + g.length, 0);
+    const width = this.readBudget.plan(total).streams;
+    let got = false;
+    for (let i = 0; i < this.groups.length; ) {
+      const chunk: QueueState[][] = [];
+      let streams = 0;
+      for (; i < this.groups.length && (chunk.length === 0 || streams + (this.groups[i] as QueueState[]).length <= width); i++) {
+        chunk.push(this.groups[i] as QueueState[]);
+        streams += (this.groups[i] as QueueState[]).length;
+      }
+      const read = await Promise.all(chunk.map((g) => this.readGroupOrForget(term, g, undefined, streams)));
+      got ||= read.some(Boolean);
+    }
+    if (!got) await this.sleep(this.groups.length === 0 ? this.opts.blockMs : this.opts.pollMs);
   }
 
   /**
@@ -376,9 +395,9 @@ export class EventReader {
    * guessed (sync() loads what is missing). The other groups' state is unaffected, and reloading them would
    * replay their history for nothing.
    */
-  private async readGroupOrForget(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
+  private async readGroupOrForget(term: Term, group: QueueState[], block: number | undefined, inFlight = group.length): Promise<boolean> {
     try {
-      return await this.readGroup(term, group, block);
+      return await this.readGroup(term, group, block, inFlight);
     } catch (err) {
       if (!(err instanceof FencedOut || err instanceof TermChanged)) {
         for (const s of group) this.drop(s);
@@ -387,34 +406,58 @@ export class EventReader {
     }
   }
 
-  /** Reads one group (streams of one slot), applies what came, commits. True when anything was read. */
-  private async readGroup(term: Term, group: QueueState[], block: number | undefined): Promise<boolean> {
-    const count = this.readBudget.count(group.length);
-    const batches = await this.xread(count, block, [...group.map((s) => s.stream), ...group.map((s) => s.readId)]);
-    this.checkTerm(term);
-    this.readBudget.grow();
-
+  /**
+   * Reads one group (streams of one slot), applies what came, commits. True when anything was read. The read
+   * budget is per read: a group wider than it allows is read in slices, one XREAD each, and each reply is
+   * applied (its return values never become strings) before the next is asked for. `inFlight`: streams read
+   * at the same time by other calls (Cluster), which share the budget.
+   */
+  private async readGroup(term: Term, group: QueueState[], block: number | undefined, inFlight = group.length): Promise<boolean> {
     const got = new Set<QueueState>();
-    for (const { stream, entries, largest } of batches) {
-      const s = this.byStream.get(stream);
-      if (!s) continue;
-      this.readBudget.observe(largest);
-      s.machine.apply(entries, entries.length < count);
-      s.readId = (entries.at(-1) as StreamEntry).id;
-      got.add(s);
+    for (let i = 0; i < group.length; ) {
+      const plan = this.readBudget.plan(inFlight);
+      const width = Math.max(1, Math.floor((plan.streams * group.length) / inFlight));
+      const slice = group.slice(i, i + width);
+      // Only a read of the whole group blocks: a slice blocking would hold back the rest of its group.
+      const wait = slice.length === group.length ? block : undefined;
+      let batches: StreamBatch[];
+      try {
+        batches = await this.xread(plan.count, wait, [...slice.map((s) => s.stream), ...slice.map((s) => s.readId)], slice.length * plan.count > 1);
+      } catch (err) {
+        if (!(err instanceof ReplyTooLargeError)) throw err;
+        // Entries larger than any seen: start again from one entry of one stream, which learns their size.
+        this.readBudget.reset();
+        continue;
+      }
+      this.checkTerm(term);
+      this.readBudget.grow();
+      for (const { stream, entries, largest } of batches) {
+        const s = this.byStream.get(stream);
+        if (!s) continue;
+        this.readBudget.observe(largest);
+        s.machine.apply(entries, entries.length < plan.count);
+        s.readId = (entries.at(-1) as StreamEntry).id;
+        got.add(s);
+      }
+      i += slice.length;
     }
+    // Read in slices, none of which blocked: an idle group must not turn into a busy loop.
+    if (got.size === 0 && block !== undefined && this.readBudget.plan(group.length).streams < group.length) await this.sleep(Math.min(block, 50));
     // A stream that returned nothing is at its end: a held `waiting prev=active` there is a retry.
     for (const s of group) if (!got.has(s)) s.machine.flush();
     await this.commit(term, group);
     return got.size > 0;
   }
 
-  /** One XREAD of `streams` (keys, then ids); only the streams that returned entries. */
-  private async xread(count: number, block: number | undefined, streams: string[]): Promise<StreamBatch[]> {
+  /**
+   * One XREAD of `streams` (keys, then ids); only the streams that returned entries. `capped`: the reply may not
+   * grow past the read budget (standalone; a read of a single entry is never capped, it could not be smaller).
+   */
+  private async xread(count: number, block: number | undefined, streams: string[], capped: boolean): Promise<StreamBatch[]> {
     const b = this.blocking;
     if (b instanceof RawConnection) {
       const args = block === undefined ? ['XREAD', 'COUNT', count, 'STREAMS', ...streams] : ['XREAD', 'COUNT', count, 'BLOCK', block, 'STREAMS', ...streams];
-      return parseXreadReply(await b.call(args));
+      return parseXreadReply(await b.call(args, { maxReplyBytes: capped ? this.readBudget.maxBytes + REPLY_FRAMING : undefined }));
     }
     const reply = (
       block === undefined ? await b.xreadBuffer('COUNT', count, 'STREAMS', ...streams) : await b.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)

@@ -19,11 +19,15 @@ export interface RawConnectionOptions {
 
 /** An error reply from Redis (`-ERR …`). */
 export class RedisReplyError extends Error {}
+/** A reply grew past the caller's maxReplyBytes: it was dropped with its connection (which reconnects). */
+export class ReplyTooLargeError extends Error {}
 
 interface Request {
   payload: string;
   /** Part of the connection's handshake: fails with its socket instead of being sent again. */
   handshake?: boolean;
+  /** Most bytes the reply may have: past them the connection is dropped and the call rejects. */
+  maxReplyBytes?: number;
   resolve: (reply: Buffer) => void;
   reject: (err: Error) => void;
 }
@@ -45,6 +49,11 @@ export class ReplyFramer {
   private skip = 0;
   /** A header line cut by the end of a chunk. */
   private line: Buffer | undefined;
+
+  /** Bytes of the reply being received, so far. */
+  get pendingBytes(): number {
+    return this.partsBytes;
+  }
 
   /** Takes the next chunk; returns the replies it completed, each as one Buffer. */
   push(chunk: Buffer): Buffer[] {
@@ -179,11 +188,15 @@ export class RawConnection {
     this.target = { host: u.hostname.replace(/^\[|\]$/g, '') || '127.0.0.1', port: Number(u.port || 6379), tls: u.protocol === 'rediss:', handshake };
   }
 
-  /** Sends one command; resolves with its whole reply, raw. An error reply rejects with RedisReplyError. */
-  call(args: readonly (string | number)[]): Promise<Buffer> {
+  /**
+   * Sends one command; resolves with its whole reply, raw. An error reply rejects with RedisReplyError; a reply
+   * longer than maxReplyBytes is not held in memory past that: the connection is dropped (and opened again) and
+   * the call rejects with ReplyTooLargeError.
+   */
+  call(args: readonly (string | number)[], opts: { maxReplyBytes?: number } = {}): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
     return new Promise<Buffer>((resolve, reject) => {
-      const req = { payload: encode(args), resolve, reject };
+      const req: Request = { payload: encode(args), maxReplyBytes: opts.maxReplyBytes, resolve, reject };
       if (this.ready && this.socket) {
         this.inflight.push(req);
         this.socket.write(req.payload);
@@ -259,6 +272,13 @@ export class RawConnection {
       } catch (err) {
         socket.destroy(err as Error);
         return;
+      }
+      const head = mine[replies.length];
+      if (head?.maxReplyBytes !== undefined && framer.pendingBytes > head.maxReplyBytes) {
+        // The rest of this reply would still arrive on the socket: only a new connection gets rid of it.
+        mine.splice(replies.length, 1);
+        head.reject(new ReplyTooLargeError(`reply over ${head.maxReplyBytes} bytes`));
+        socket.destroy();
       }
       for (const reply of replies) {
         const req = mine.shift();
