@@ -3,7 +3,7 @@
 import { UnrecoverableError, type Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { QueueEventStats } from '../src/events/accounting.js';
+import { SCRIPT_FIELDS, type QueueEventStats } from '../src/events/accounting.js';
 import { EventReader, type EventReaderOptions } from '../src/events/event-reader.js';
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
@@ -75,7 +75,7 @@ describe('scripted workload with known ground truth', () => {
     attempts: Attempt[];
   }
 
-  it('counts every outcome exactly and measures wait, processing and end-to-end within 50 ms per job', async () => {
+  it('counts every outcome exactly and measures wait, processing and end-to-end as the stream clock says', async () => {
     OWN = 'ql-workload';
     const q: QueueRef = { prefix: 'bull', name: 'workload' };
     const r = reader({ lifecycle: { jobNameLabel: true } });
@@ -102,6 +102,8 @@ describe('scripted workload with known ground truth', () => {
     victim.proc.kill('SIGKILL');
     const stallTruth = truth.get(stallId) as Truth;
     stallTruth.attempts.push({ eligibleAt: stallTruth.nextEligibleAt, start: victimStart, outcome: 'stalled' });
+    // Back in line when the stall is detected: some time after this.
+    stallTruth.nextEligibleAt = victimStart;
 
     // 2. Everything else, added before any in-process worker runs.
     for (let i = 0; i < 6; i++) await add('plain');
@@ -136,10 +138,6 @@ describe('scripted workload with known ground truth', () => {
       },
       { concurrency: 4, stalledInterval: 500, lockDuration: 1000, maxStalledCount: 1 },
     );
-    worker.on('stalled', (jobId) => {
-      const t = truth.get(jobId) as Truth;
-      t.nextEligibleAt = Date.now();
-    });
     const final = (t: Truth) => ['completed', 'failed'].includes(t.attempts.at(-1)?.outcome ?? '');
     await waitFor('every job to reach its final state', async () => [...truth.values()].every(final), 30_000).catch((err) => {
       console.log(JSON.stringify([...truth.entries()].filter(([, t]) => !final(t))));
@@ -156,33 +154,82 @@ describe('scripted workload with known ground truth', () => {
     expect(s.reader).toMatchObject({ lost: 0, unmatched: 0, evicted: 0 });
     await waitFor('the reader to read the whole stream', async () => (await statsOf(q))?.reader.read === (await entriesAdded(q)));
 
-    // Histograms per job name against the recorded attempts.
-    const truthSeries = new Map<string, number[]>();
-    const put = (key: string, ms: number) => truthSeries.set(key, [...(truthSeries.get(key) ?? []), ms]);
-    for (const t of truth.values()) {
-      t.attempts.forEach((a, i) => {
-        put(`wait|${i === 0 ? 'first' : 'retry'}|${t.name}`, a.start - a.eligibleAt);
-        if (a.outcome !== 'stalled' && a.end !== undefined) put(`processing|${a.outcome}|${t.name}`, a.end - a.start);
-      });
-      const last = t.attempts.at(-1) as Attempt;
-      put(`e2e|${last.outcome}|${t.name}`, (last.end as number) - t.addedAt);
+    // Histograms per job name, against two ground truths that hold on a loaded machine. The exact one is the clock the
+    // reader measures with: the Redis entry times of the job's own stream entries, turned into latencies by the
+    // documented definitions (wait from eligibility: the add, the due time of a delay or backoff, the re-queue after a
+    // stall; processing from `active` to the entry that ends the attempt; end-to-end from `added` to the outcome).
+    // The times taken inside the job cannot be compared to the millisecond (a busy event loop runs the processor long
+    // after Redis wrote `active`), but they bound the reader's numbers from the side that load cannot move.
+    const perJob = new Map<string, Array<{ ms: number; event: string; prev?: string; delay?: string }>>();
+    for (const [id, flat] of (await raw.xrange(queueKey(q, 'events'), '-', '+')) as Array<[string, string[]]>) {
+      const f: Record<string, string> = {};
+      for (let i = 0; i + 1 < flat.length; i += 2) f[flat[i]!] = flat[i + 1]!;
+      if (f.jobId === undefined || !truth.has(f.jobId)) continue;
+      perJob.set(f.jobId, [...(perJob.get(f.jobId) ?? []), { ms: Number(id.split('-')[0]), event: f.event!, prev: f.prev, delay: f.delay }]);
+    }
+    const streamSeries = new Map<string, number[]>();
+    const put = (into: Map<string, number[]>, key: string, ms: number) => into.set(key, [...(into.get(key) ?? []), ms]);
+    for (const [id, t] of truth) {
+      const entries = perJob.get(id)!;
+      const outcomes = t.attempts.map((a) => a.outcome);
+      let eligible: number | undefined;
+      let due: number | undefined;
+      let delayedAt: number | undefined;
+      let activeAt: number | undefined;
+      let attempt = -1;
+      let addedAt: number | undefined;
+      for (const e of entries) {
+        const endAttempt = () => {
+          if (activeAt !== undefined && outcomes[attempt] !== 'stalled') put(streamSeries, `processing|${outcomes[attempt]}|${t.name}`, e.ms - activeAt);
+          activeAt = undefined;
+        };
+        if (e.event === 'added') addedAt = eligible = e.ms;
+        else if (e.event === 'delayed') {
+          endAttempt();
+          [due, delayedAt, eligible] = [Number(e.delay), e.ms, undefined];
+        } else if (e.event === 'waiting' && e.prev === 'delayed') eligible = Math.min(e.ms, Math.max(due!, delayedAt!));
+        else if (e.event === 'waiting') {
+          if (e.prev === 'active') endAttempt();
+          eligible = e.ms;
+        } else if (e.event === 'active') {
+          attempt += 1;
+          put(streamSeries, `wait|${attempt === 0 ? 'first' : 'retry'}|${t.name}`, e.ms - eligible!);
+          activeAt = e.ms;
+        } else if (e.event === 'completed' || e.event === 'failed') {
+          endAttempt();
+          put(streamSeries, `e2e|${e.event}|${t.name}`, e.ms - addedAt!);
+        }
+      }
     }
     const after = (await statsOf(q)) as QueueEventStats;
     const observedKeys = new Set(after.histograms.map((h) => `${h.histogram}|${h.label}|${h.jobName}`));
-    expect(observedKeys).toEqual(new Set(truthSeries.keys()));
-    for (const [key, values] of truthSeries) {
+    expect(observedKeys).toEqual(new Set(streamSeries.keys()));
+    const sum = (values: number[]) => values.reduce((x, y) => x + y, 0);
+    for (const [key, values] of streamSeries) {
       const [histogram, label, name] = key.split('|') as [string, string, string];
       const got = histo(after, histogram, label, name);
-      const want = values.reduce((a, b) => a + b, 0);
       expect(got.count, key).toBe(values.length);
-      expect(Math.abs(got.sumMs - want), `${key}: observed ${got.sumMs} ms, truth ${want} ms`).toBeLessThanOrEqual(50 * values.length);
+      // Exact up to the float sum of seconds.
+      expect(Math.abs(got.sumMs - sum(values)), `${key}: observed ${got.sumMs} ms, stream ${sum(values)} ms`).toBeLessThan(0.01);
     }
 
-    // Delayed jobs wait from their due time: far below the 400–600 ms delay itself.
-    expect(histo(after, 'wait', 'first', 'delayed').sumMs).toBeLessThan(3 * 100);
-    // Retries wait from the end of their backoff: far below the 300 ms backoff.
+    // The bounds from the job's side. Redis wrote `active` before the processor took its start time and the outcome after
+    // it took its end time, so processing is never shorter than the job saw it. Eligibility (the add, the due time, the
+    // end of a backoff) was never before the time the test recorded for it, so a wait is never longer than from there to
+    // the start: a delay or backoff counted as waiting would break that by 150 ms or more.
+    const waitCeiling = new Map<string, number>();
+    const processingFloor = new Map<string, number>();
+    const plus = (m: Map<string, number>, key: string, ms: number) => m.set(key, (m.get(key) ?? 0) + ms);
+    for (const t of truth.values()) {
+      t.attempts.forEach((a, i) => {
+        plus(waitCeiling, `${i === 0 ? 'first' : 'retry'}|${t.name}`, a.start - a.eligibleAt);
+        if (a.outcome !== 'stalled' && a.end !== undefined) plus(processingFloor, `${a.outcome}|${t.name}`, a.end - a.start);
+      });
+    }
+    const split = (key: string) => key.split('|') as [string, string];
+    for (const [key, ms] of waitCeiling) expect(histo(after, 'wait', ...split(key)).sumMs, `wait|${key}`).toBeLessThanOrEqual(ms);
+    for (const [key, ms] of processingFloor) expect(histo(after, 'processing', ...split(key)).sumMs, `processing|${key}`).toBeGreaterThanOrEqual(ms);
     expect(histo(after, 'wait', 'retry', 'flaky').count).toBe(4);
-    expect(histo(after, 'wait', 'retry', 'flaky').sumMs).toBeLessThan(4 * 100);
   });
 });
 
@@ -242,21 +289,25 @@ describe('fencing and leadership', () => {
     };
 
     await batch(50);
-    // Someone else holds the lease for 1.5 s (as if the leader had been paused past its lease): the old
-    // leader must notice, stop, and never write with its old token.
+    // Someone else holds the lease (as if the leader had been paused past its lease): the old leader must notice,
+    // stop, and never write with its old token. The intruder holds it until it lets go, however slow the batch is.
     const lease = ownKeys.leader(OWN);
-    await raw.set(lease, 'intruder', 'PX', 1500);
+    await raw.set(lease, 'intruder', 'PX', 120_000);
     await waitFor('the old leader to step down', async () => !first.isLeader);
     const frozen = await raw.hgetall(ownKeys.eventsQueue(OWN, q));
     await batch(50);
     expect(await raw.hgetall(ownKeys.eventsQueue(OWN, q))).toEqual(frozen);
-    await waitFor('a new leader after the intruder lease expired', async () => first.isLeader || second.isLeader);
+    await raw.del(lease);
+    await waitFor('a new leader after the intruder let go', async () => first.isLeader || second.isLeader);
     await batch(50);
-    // The leader shuts down cleanly: it releases the lease, the other takes over at once.
+    // The leader shuts down cleanly: it releases the lease (rather than leaving it to expire), so the other takes over
+    // at its next try. The key itself is the proof: no longer the old leader's token right after close().
     const leader = first.isLeader ? first : second;
     const other = leader === first ? second : first;
+    const heldBy = await raw.get(lease);
     await leader.close();
-    await waitFor('the standby to take over after release', async () => other.isLeader, 1500);
+    expect(await raw.get(lease)).not.toBe(heldBy);
+    await waitFor('the standby to take over after release', async () => other.isLeader);
     await batch(50);
 
     const s = await waitFor('all 200 completions accounted', async () => {
@@ -383,25 +434,31 @@ describe('lag', () => {
     r.setQueues([q]);
     r.start();
     await waitFor('registered', () => statsOf(q));
+    const addedAt = Date.now();
     await bull.queue(q.name).add('j', {});
     await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
-    // Caught up: at most the few ms an entry waited for the commit that counted it.
-    expect(await lagOf(q)).toBeLessThan(0.5);
+    // Caught up: the commit that counted the job came after the add, so the lag is at most the time since then
+    // beyond the grace (0 unless this machine is so busy that the read itself came late).
+    const caughtUp = (await lagOf(q))!;
+    expect(caughtUp).toBeLessThanOrEqual(Math.max(0, (Date.now() - addedAt) / 1000 - GRACE_S) + 0.001);
 
     proxy.stall();
     const stalledAt = Date.now();
     await bull.queue(q.name).add('j', {}); // unread from now on
     await sleep(1500);
-    const t1 = Date.now();
-    const lag1 = (await lagOf(q))!;
+    // Each read is bracketed by the test's clock (the same system clock as Redis's TIME on this machine).
+    const read = async () => ({ before: Date.now(), lag: (await lagOf(q))!, after: Date.now() });
+    const r1 = await read();
     await sleep(1500);
-    const t2 = Date.now();
-    const lag2 = (await lagOf(q))!;
-    // The last commit was at most one refresh plus one blocking read before the stall.
-    expect(lag1).toBeGreaterThanOrEqual((t1 - stalledAt) / 1000 - GRACE_S - 0.1);
-    expect(lag1).toBeLessThanOrEqual((t1 - stalledAt) / 1000 + 0.1);
-    expect(lag2 - lag1).toBeCloseTo((t2 - t1) / 1000, 0);
-    expect(lag2 - lag1).toBeGreaterThan(1);
+    const r2 = await read();
+    // No commit since the stall, and the last one came after the job was counted: the lag runs from a commit
+    // between those two moments, minus the grace of a caught-up queue.
+    expect(r1.lag).toBeGreaterThanOrEqual((r1.before - stalledAt) / 1000 - GRACE_S - 0.002);
+    expect(r1.lag).toBeLessThanOrEqual((r1.after - addedAt) / 1000 + 0.002);
+    // It ages with the clock between the two reads.
+    expect(r2.lag - r1.lag).toBeGreaterThanOrEqual((r2.before - r1.after) / 1000 - 0.002);
+    expect(r2.lag - r1.lag).toBeLessThanOrEqual((r2.after - r1.before) / 1000 + 0.002);
+    expect(r2.lag - r1.lag).toBeGreaterThan(1);
     proxy.resume();
     await r.close();
   }, 20_000);
@@ -415,14 +472,20 @@ describe('lag', () => {
     await waitFor('registered', () => statsOf(q));
     await bull.queue(q.name).add('j', {});
     await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
-    const lags: number[] = [];
-    // Six graces without an event: the leader's refreshes keep the queue at 0.
+    // Six graces without an event. What the leader wrote is the ground truth, on Redis's clock: no unread entry is
+    // ever recorded (a stored lag would make every replica age it), and the commit time keeps being refreshed, so
+    // the lag every replica computes from it returns to 0. (The displayed lag may show a late refresh on a busy
+    // machine; that is what it is for.)
+    const hash = ownKeys.eventsQueue(OWN, q);
+    const commits = new Set<string>();
     for (let i = 0; i < 12; i++) {
       await sleep(250);
-      lags.push((await lagOf(q))!);
+      const [stored, commitMs] = await raw.hmget(hash, SCRIPT_FIELDS.lagMs, SCRIPT_FIELDS.commitMs);
+      expect(Number(stored ?? 0)).toBe(0);
+      commits.add(String(commitMs));
     }
-    // Never growing: an aging lag would pass 1 s within these 3 s; a few ms from the last commit are fine.
-    expect(lags.filter((l) => l >= 0.5)).toEqual([]);
+    expect(commits.size).toBeGreaterThan(1);
+    await waitFor('the displayed lag back at 0 after a refresh', async () => (await lagOf(q)) === 0);
     await r.close();
   });
 
