@@ -72,7 +72,7 @@ beforeAll(async () => {
   await orphan.add('o', {});
   const stuck = await bull.stuckWorker('orphan', 1000);
   stuck.proc.kill('SIGKILL');
-  await waitFor('orphan lock expiry', async () => (await redis.client().pttl(`bull:orphan:${stuck.jobId}:lock`)) === -2, 5000);
+  await waitFor('orphan lock expiry', async () => (await redis.client().pttl(`bull:orphan:${stuck.jobId}:lock`)) === -2, 30_000);
 
   // paused: jobs added while paused stay in wait.
   const paused = bull.queue('paused');

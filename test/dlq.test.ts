@@ -100,7 +100,7 @@ describe('dead-letter queue', () => {
     expect(taken?.id).toBe(late.id);
     await taken!.moveToFailed(new Error('crashed before copying'), 'manual-token');
     await manual.close();
-    await waitFor('periodic sweep copy', async () => (await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === late.id), 5000);
+    await waitFor('periodic sweep copy', async () => (await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === late.id), 30_000);
     w.worker.resume();
     await raw.close();
   });

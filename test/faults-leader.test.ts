@@ -57,24 +57,24 @@ describe('sidecar leader faults', () => {
   it('leader SIGKILLed: the standby takes over, totals exact', async () => {
     const { raw, work, a, b } = await setUp();
     a.cli.proc.kill('SIGKILL');
-    await waitFor('b leads', () => isLeader(b), 5000);
+    await waitFor('b leads', () => isLeader(b), 30_000);
     await finish(raw, work, b);
-  }, 40_000);
+  }, 120_000);
 
   it('leader SIGSTOPped past its lease: the standby leads; after SIGCONT the old leader writes nothing', async () => {
     const { raw, work, a, b } = await setUp();
     a.cli.proc.kill('SIGSTOP');
-    await waitFor('b leads', () => isLeader(b), 5000);
+    await waitFor('b leads', () => isLeader(b), 30_000);
     // b commits for a while; then a wakes up with whatever it had read before it froze.
     await new Promise((r) => setTimeout(r, 1000));
     a.cli.proc.kill('SIGCONT');
-    await waitFor('a knows it no longer leads', async () => (await a.metrics()).get('bullmq_exporter_leader') === 0, 5000);
+    await waitFor('a knows it no longer leads', async () => (await a.metrics()).get('bullmq_exporter_leader') === 0, 30_000);
     // A batch a read before it froze meets a refusing script (stale token): if it got through, the totals
     // below would count those entries twice.
     await finish(raw, work, b);
     // Both replicas render the same accounting from Redis.
     await finish(raw, work, a);
-  }, 45_000);
+  }, 120_000);
 
   it('the leader\'s link to Redis stalled past its lease: the standby leads, totals exact after the link thaws', async () => {
     const { raw, work, a, b } = await setUp(async (r) => {
@@ -82,11 +82,11 @@ describe('sidecar leader faults', () => {
       return `redis://127.0.0.1:${proxy.port}`;
     });
     proxy!.stall();
-    await waitFor('b leads', () => isLeader(b), 8000);
+    await waitFor('b leads', () => isLeader(b), 30_000);
     await new Promise((r) => setTimeout(r, 2 * LEASE_S * 1000));
     proxy!.resume();
-    await waitFor('a knows it no longer leads', async () => (await a.metrics()).get('bullmq_exporter_leader') === 0, 10_000);
+    await waitFor('a knows it no longer leads', async () => (await a.metrics()).get('bullmq_exporter_leader') === 0, 30_000);
     await finish(raw, work, b);
     await finish(raw, work, a);
-  }, 45_000);
+  }, 120_000);
 });
