@@ -43,8 +43,8 @@ const EXPECTED = {
   alertmanager: 'paging',
   grafana: 'dashboards',
   jaeger: 'OTLP trace backend',
-  mailpit: 'SMTP sink with a web UI',
-  'webhook-receiver': 'webhook target and on-call hook',
+  'demo-peers': 'SMTP sink and webhook target that fail on purpose, as in the local demo',
+  'webhook-receiver': 'on-call hook',
 };
 // The environment the app reads (issues 2-4); anything else in an app service is a typo.
 const APP_ENV = [
@@ -61,6 +61,9 @@ const APP_ENV = [
   'LOADGEN_RATE',
   'LOADGEN_DURATION',
   'LOADGEN_WEBHOOK_TARGET',
+  'LOADGEN_SCENARIO',
+  'QUEUELENS_LOCK_DURATION',
+  'QUEUELENS_STALLED_INTERVAL',
   // Read by node: the heap sizing of the sidecars (as in deploy/k8s/sidecar.yaml) and of the export worker.
   'NODE_OPTIONS',
 ];
@@ -118,10 +121,11 @@ describe('docker-compose.yml', () => {
   test('app services run a queuelens subcommand with only the environment the app reads', () => {
     for (const [name, s] of Object.entries(services)) {
       if (s.build === undefined) continue;
-      expect(['sidecar', 'worker', 'loadgen'], name).toContain(s.command?.[0]);
+      expect(['sidecar', 'worker', 'loadgen', 'demo-peers'], name).toContain(s.command?.[0]);
       if (s.command?.[0] === 'worker') expect(['email', 'webhook', 'export', 'all'], name).toContain(s.command[1]);
       for (const key of Object.keys(s.environment ?? {})) expect(APP_ENV, `${name}: ${key}`).toContain(key);
-      expect(s.environment?.REDIS_URL, name).toBe('redis://redis:6379');
+      // The demo's peers need no Redis.
+      if (s.command?.[0] !== 'demo-peers') expect(s.environment?.REDIS_URL, name).toBe('redis://redis:6379');
       // The image's healthcheck probes /livez, which only the sidecar serves.
       if (s.command?.[0] !== 'sidecar') expect(s.healthcheck?.disable, `${name} must disable the /livez healthcheck`).toBe(true);
     }

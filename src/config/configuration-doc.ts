@@ -1,7 +1,7 @@
 // Renders docs/configuration.md: every subcommand's options with their environment variables and defaults.
 import { renderOptionsTable } from './options-doc.js';
 import type { OptionSpec } from './options.js';
-import { demoOptions } from './demo-config.js';
+import { demoOptions, demoPeersOptions } from './demo-config.js';
 import { sidecarOptions } from './sidecar-config.js';
 import { topOptions } from './top-config.js';
 import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from './worker-config.js';
@@ -14,6 +14,7 @@ export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options
   { command: 'dlq list|show|redrive|purge <queue>', what: 'dead-letter queues', options: dlqOptions },
   { command: 'top', what: 'the queues in a terminal', options: topOptions },
   { command: 'demo', what: 'the whole product on this machine', options: demoOptions },
+  { command: 'demo-peers', what: 'the demo\'s SMTP sink and webhook receiver, for docker-compose.yml', options: demoPeersOptions },
 ];
 
 export function renderConfigurationDoc(): string {

@@ -18,3 +18,11 @@ export const demoOptions = [
   // Quiet by default: the demo's dead letters are planned, and the printed URLs should stay readable.
   { ...logLevelOption, default: 'error' },
 ] as const;
+
+// `queuelens demo-peers`' options: the demo's SMTP sink and webhook receiver on their own (docker-compose.yml).
+export const demoPeersOptions = [
+  option({ name: 'host', env: 'DEMO_PEERS_HOST', arg: '<host>', description: 'address the SMTP sink and the webhook receiver listen on', default: '127.0.0.1', parse: parse.string }),
+  option({ name: 'smtp-port', env: 'DEMO_PEERS_SMTP_PORT', arg: '<port>', description: 'SMTP sink port (mail to reject-* is refused with 550, busy-* with 451)', default: '1025', parse: parse.port }),
+  option({ name: 'http-port', env: 'DEMO_PEERS_HTTP_PORT', arg: '<port>', description: 'webhook receiver port (?status=NNN answers NNN, ?flaky=P answers 503 with probability P)', default: '8080', parse: parse.port }),
+  logLevelOption,
+] as const;

@@ -14,7 +14,18 @@ export interface DemoPeers {
   close(): Promise<void>;
 }
 
-export async function startDemoPeers(): Promise<DemoPeers> {
+export interface DemoPeersOptions {
+  /** Address both listen on; default loopback. */
+  host?: string;
+  /** 0 = any free port. */
+  smtpPort?: number;
+  httpPort?: number;
+}
+
+export async function startDemoPeers(o: DemoPeersOptions = {}): Promise<DemoPeers> {
+  const host = o.host ?? '127.0.0.1';
+  // What a client on this machine dials: a wildcard address is reachable on loopback.
+  const dial = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host;
   const counts = { mailsAccepted: 0, mailsRefused: 0, webhooksOk: 0, webhooksFailed: 0 };
   const smtp = new SMTPServer({
     authOptional: true,
@@ -40,7 +51,7 @@ export async function startDemoPeers(): Promise<DemoPeers> {
       });
     },
   });
-  await new Promise<void>((resolve) => smtp.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => smtp.listen(o.smtpPort ?? 0, host, resolve));
   const smtpPort = (smtp.server.address() as AddressInfo).port;
 
   const http: Server = createServer((req, res) => {
@@ -55,13 +66,13 @@ export async function startDemoPeers(): Promise<DemoPeers> {
       res.writeHead(status, { 'content-type': 'text/plain' }).end(status < 300 ? 'ok' : 'demo failure');
     });
   });
-  await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => http.listen(o.httpPort ?? 0, host, resolve));
   const httpPort = (http.address() as AddressInfo).port;
 
   let closed: Promise<void> | undefined;
   return {
-    smtpUrl: `smtp://127.0.0.1:${smtpPort}`,
-    webhookUrl: `http://127.0.0.1:${httpPort}/hooks/demo`,
+    smtpUrl: `smtp://${dial}:${smtpPort}`,
+    webhookUrl: `http://${dial}:${httpPort}/hooks/demo`,
     counts,
     close() {
       closed ??= Promise.all([

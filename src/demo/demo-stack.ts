@@ -20,6 +20,11 @@ import { startWorkers } from '../workers/start-workers.js';
 import { startDemoPeers } from './demo-peers.js';
 import { startDemoPrometheus, type DemoPrometheus } from './demo-prometheus.js';
 
+/** The load mix of the demo; docker-compose.yml's loadgen runs the same (test/compose-failures.test.ts). */
+export const DEMO_SCENARIO = 'demo';
+/** Worker lock and stall-check timings of the demo (seconds): short, so the planned stall shows within seconds. */
+export const DEMO_WORKER_TIMINGS = { lockDuration: '10', stalledInterval: '5' };
+
 export interface DemoStackOptions {
   redisUrl: string;
   host: string;
@@ -86,9 +91,7 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
         emailConcurrency: '5',
         webhookConcurrency: '10',
         exportConcurrency: '2',
-        // Short, so the demo's planned stall is noticed within seconds.
-        lockDuration: '10',
-        stalledInterval: '5',
+        ...DEMO_WORKER_TIMINGS,
         shutdownTimeout: '10',
         logLevel: o.logLevel,
       }),
@@ -100,12 +103,12 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const prometheus = o.prometheusPort > 0 ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log }) : undefined;
     if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
 
-    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: 'demo', logLevel: o.logLevel });
+    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: DEMO_SCENARIO, logLevel: o.logLevel });
     const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
     const abort = new AbortController();
     const loadgen = runLoadgen({
       producer,
-      scenario: scenarioFor('demo', loadgenCfg),
+      scenario: scenarioFor(DEMO_SCENARIO, loadgenCfg),
       rate: o.rate,
       durationSeconds: 7 * 86_400,
       log: o.log,

@@ -12,6 +12,7 @@ export const commands: Record<string, () => Promise<Register>> = {
   dlq: async () => (await import('./dlq.js')).registerDlq,
   demo: async () => (await import('./demo.js')).registerDemo,
   top: async () => (await import('./top.js')).registerTop,
+  'demo-peers': async () => (await import('./demo-peers.js')).registerDemoPeers,
 };
 
 /** Registers the subcommand named first on the command line, or all of them (help, typos, no subcommand). */
