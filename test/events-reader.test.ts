@@ -244,22 +244,23 @@ describe('fencing and leadership', () => {
     defineScript(client, 'eventsInit', 'events-init-n.lua');
     const q: QueueRef = { prefix: 'bull', name: 'fenced' };
     const hash = ownKeys.eventsQueue(OWN, q);
-    const keys = [hash, queueKey(q, 'events')];
+    const keys = [hash];
+    const stream = queueKey(q, 'events');
     // Never claimed: no generation may commit.
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
-    expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toEqual(['0-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toEqual(['0-0']);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
-    expect(await client.eventsInit(keys.length, ...keys, 8, 0)).toEqual(['1-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
-    expect(await client.eventsInit(keys.length, ...keys, 7, 0)).toBe(8); // refused, naming the stored generation
+    expect(await client.eventsInit(keys.length, ...keys, 8, 0, stream)).toEqual(['1-0']);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
+    expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toBe(8); // refused, naming the stored generation
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
-    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
+    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, stream, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
     expect(await client.hmget(hash, 'c|added|', 'r|cursor', 'r|seen')).toEqual(['6', '2-0', '2']);
     await client.del(hash);
   });

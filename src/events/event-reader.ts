@@ -292,8 +292,7 @@ export class EventReader {
       this.o.log.warn({ queues: queues.map((q) => q.name) }, 'event state and stream of a queue are in different Cluster slots; not reading its events');
       return;
     }
-    const keys = hashes.flatMap((h, i) => [h, streams[i] as string]);
-    const cursors = await this.cmd.eventsInit(keys.length, ...keys, term.gen, this.installedAt ?? '0');
+    const cursors = await this.cmd.eventsInit(hashes.length, ...hashes, term.gen, this.installedAt ?? '0', ...streams);
     if (typeof cursors === 'number') throw new NewerGeneration(cursors);
     this.checkTerm(term);
     const now = await this.redisNow();
@@ -478,13 +477,13 @@ export class EventReader {
       const { id, count } = s.machine.takeApplied();
       if (id === undefined || count === 0) {
         if (now - s.committedAt < lagRefreshMs) continue;
-        keys.push(s.hash, s.stream);
-        args.push(s.committedId, s.cursor, 0, 0);
+        keys.push(s.hash);
+        args.push(s.stream, s.committedId, s.cursor, 0, 0);
       } else {
         s.acc.reader('read', count);
         const fields = s.acc.dirtyFields();
-        keys.push(s.hash, s.stream);
-        args.push(s.committedId, id, count, fields.length, ...fields);
+        keys.push(s.hash);
+        args.push(s.stream, s.committedId, id, count, fields.length, ...fields);
         s.cursor = id;
       }
       committed.push(s);

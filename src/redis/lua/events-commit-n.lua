@@ -13,23 +13,23 @@
   commits (replication is asynchronous), nor the stream entries behind them. The caller's memory is then
   ahead of Redis; writing it would count entries the stream no longer has. The script refuses with an
   error, and the caller reloads the queues from what Redis holds and reads on from there.
-  KEYS[2i-1]       queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
-  KEYS[2i]         queue i's events stream
+  KEYS[i]          queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]          generation of the caller's term
   ARGV[2]          grace (ms): how late the next commit of a caught-up queue may be before it counts as lag
-  then per queue:  cursor the caller last committed or loaded, cursor (last applied id), number of entries
-                   applied (0: only refresh the lag), number of field/value args F, F args
+  then per queue:  its events stream (an argument, not a key: see events-init-n.lua), cursor the caller last
+                   committed or loaded, cursor (last applied id), number of entries applied (0: only refresh
+                   the lag), number of field/value args F, F args
   Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
 ]]
-local n = #KEYS / 2
+local n = #KEYS
 local a = 3
 for i = 1, n do
-  local hash = KEYS[2 * i - 1]
+  local hash = KEYS[i]
   if redis.call('HGET', hash, 'r|gen') ~= ARGV[1] then return false end
-  if redis.call('HGET', hash, 'r|cursor') ~= ARGV[a] then
+  if redis.call('HGET', hash, 'r|cursor') ~= ARGV[a + 1] then
     return redis.error_reply('ROLLEDBACK event state of ' .. hash .. ' is behind the reader (failover lost writes)')
   end
-  a = a + 4 + tonumber(ARGV[a + 3])
+  a = a + 5 + tonumber(ARGV[a + 4])
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -47,9 +47,9 @@ end
 local out = {}
 a = 3
 for i = 1, n do
-  local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
-  local cursor, applied, nf = ARGV[a + 1], tonumber(ARGV[a + 2]), tonumber(ARGV[a + 3])
-  a = a + 4
+  local hash, stream = KEYS[i], ARGV[a]
+  local cursor, applied, nf = ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
+  a = a + 5
   -- HSET in slices: unpack() is bounded by the Lua C stack.
   local j = 0
   while j < nf do

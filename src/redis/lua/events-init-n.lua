@@ -8,20 +8,22 @@
   A stream whose whole history was written after the reader was installed here is read from its beginning
   (nothing of it was trimmed: entries-added = length); any other starts at its last entry, and the
   entries before are neither counted nor lost.
-  KEYS[2i-1]     queue i's state hash (ownKeys.eventsQueue), i = 1..n; all keys in one slot
-  KEYS[2i]       queue i's events stream (<prefix>:<queue>:events)
+  KEYS[i]        queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]        generation of the caller's term
   ARGV[2]        installedAt of the reader (ownKeys.eventsMeta, Redis clock ms)
+  ARGV[2+i]      queue i's events stream (<prefix>:<queue>:events). Passed as an argument, not a key: Redis
+                 checks every key given to EVAL for write access, and the sidecar only reads BullMQ's keys
+                 (docs/security.md); each call inside is still checked for the access it needs (XINFO: read).
   Returns the highest generation stored when it is above the caller's (a newer term claimed one of the queues,
   or the generation counter was lost: the caller tells the two apart by whether it still holds the lease), else
   the cursor of each queue.
 ]]
 local gen = tonumber(ARGV[1])
 local installed = tonumber(ARGV[2])
-local n = #KEYS / 2
+local n = #KEYS
 local newest = gen
 for i = 1, n do
-  local stored = tonumber(redis.call('HGET', KEYS[2 * i - 1], 'r|gen'))
+  local stored = tonumber(redis.call('HGET', KEYS[i], 'r|gen'))
   if stored and stored > newest then newest = stored end
 end
 if newest > gen then return newest end
@@ -36,7 +38,7 @@ end
 
 local out = {}
 for i = 1, n do
-  local hash, stream = KEYS[2 * i - 1], KEYS[2 * i]
+  local hash, stream = KEYS[i], ARGV[2 + i]
   local cursor = redis.call('HGET', hash, 'r|cursor')
   if not cursor then
     local seen = 0
