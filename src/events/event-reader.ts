@@ -73,6 +73,16 @@ export const EVENT_READER_DEFAULTS = {
 /** RESP headers, ids and stream names around the entries' bytes that the budget counts (generous). */
 const REPLY_FRAMING = 64 * 1024;
 
+/** Tracked jobs checked against Redis per queue per maintenance pass (EXISTS each, 500 per script call). */
+const RECONCILE_IDS = 5000;
+
+/** Orders stream ids `<ms>-<seq>` (also '0-0'). */
+function compareIds(a: string, b: string): number {
+  const [am = 0, as = 0] = a.split('-').map(Number);
+  const [bm = 0, bs = 0] = b.split('-').map(Number);
+  return am !== bm ? am - bm : as - bs;
+}
+
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
 
@@ -80,6 +90,7 @@ type ReaderClient = RedisClient & {
   eventsInit(numKeys: number, ...args: (string | number)[]): Promise<string[] | number>;
   eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
   eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
+  eventsGone(stream: string, base: string, ...ids: string[]): Promise<Array<string | number>>;
 };
 
 interface QueueState {
@@ -160,7 +171,7 @@ export class EventReader {
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
-    this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0 };
+    this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
@@ -172,6 +183,7 @@ export class EventReader {
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
     defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
+    defineScript(this.cmd, 'eventsGone', 'events-gone-1.lua');
     this.lease = new LeaderLease({
       client: this.cmd,
       key: this.keys.lease,
@@ -259,7 +271,7 @@ export class EventReader {
   }
 
   private forgetStates(): void {
-    for (const s of this.states.values()) s.machine.resetJobs();
+    for (const s of this.states.values()) s.machine.release();
     this.states.clear();
     this.byStream.clear();
     this.groups = [];
@@ -476,9 +488,11 @@ export class EventReader {
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
       if (id === undefined || count === 0) {
-        if (now - s.committedAt < lagRefreshMs) continue;
+        // Nothing read, but maybe counted: another queue's job may have evicted one of this queue's.
+        const fields = s.acc.dirtyFields();
+        if (fields.length === 0 && now - s.committedAt < lagRefreshMs) continue;
         keys.push(s.hash);
-        args.push(s.stream, s.committedId, s.cursor, 0, 0);
+        args.push(s.stream, s.committedId, s.cursor, 0, fields.length, ...fields);
       } else {
         s.acc.reader('read', count);
         const fields = s.acc.dirtyFields();
@@ -506,11 +520,36 @@ export class EventReader {
   }
 
   /**
+   * Forgets tracked jobs that Redis no longer holds although the stream never said so: drain(), clean() and
+   * obliterate() remove waiting and delayed jobs without a per-job event, and until then those ghosts hold the
+   * shared in-flight budget. A job is a ghost only if its hash was gone while this reader had applied every
+   * entry written so far (checked atomically with the stream's last id): a removal that wrote an event would
+   * have been applied. At most RECONCILE_IDS ids per queue per pass, oldest first.
+   */
+  private async reconcile(term: Term): Promise<void> {
+    for (const s of [...this.states.values()]) {
+      if (s.machine.inFlight === 0) continue;
+      const ids = s.machine.trackedIds(RECONCILE_IDS);
+      const base = s.stream.slice(0, -'events'.length);
+      let gone = 0;
+      for (let i = 0; i < ids.length; i += 500) {
+        const slice = ids.slice(i, i + 500);
+        const [last, ...flags] = await this.cmd.eventsGone(s.stream, base, ...slice);
+        this.checkTerm(term);
+        if (this.states.get(queueId(s.queue)) !== s || compareIds(s.readId, String(last)) < 0) break;
+        gone += s.machine.forgetGone(slice.filter((_, k) => Number(flags[k]) === 1));
+      }
+      if (gone > 0) this.o.log.info({ queue: s.queue.name, prefix: s.queue.prefix, gone }, 'forgot tracked jobs removed without an event (drain, clean)');
+    }
+  }
+
+  /**
    * Marks the followed queues as present and deletes the state of this shard's queues gone longer than the
    * retention. The index is shared by all shards; marking is harmless from any replica, so it is not fenced.
    */
   private async maintain(term: Term): Promise<void> {
     this.nextMaintenance = Date.now() + this.opts.maintenanceMs;
+    await this.reconcile(term);
     const now = await this.redisNow();
     const members = [...this.wanted.values()].map(eventsMember);
     for (let i = 0; i < members.length; i += 500) {
@@ -538,7 +577,7 @@ export class EventReader {
 
   /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
   private drop(s: QueueState): void {
-    s.machine.resetJobs();
+    s.machine.release();
     this.states.delete(queueId(s.queue));
     this.byStream.delete(s.stream);
   }

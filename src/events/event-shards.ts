@@ -10,7 +10,7 @@ import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop
 import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, eventsMember, type QueueRef } from '../redis/keys.js';
 import { EventReader, EVENT_READER_DEFAULTS, type EventReaderOptions } from './event-reader.js';
-import { LIFECYCLE_DEFAULTS } from './lifecycle.js';
+import { LIFECYCLE_DEFAULTS, type QueueLifecycle } from './lifecycle.js';
 
 export interface EventShardsOptions extends Omit<EventReaderOptions, 'shard' | 'mayAcquire' | 'isMine'> {
   /** Shards of the queue set; every replica must use the same number. 1 = one leader reads everything. */
@@ -37,7 +37,7 @@ export class EventShards {
     this.leaseMs = o.leaseMs ?? EVENT_READER_DEFAULTS.leaseMs;
     this.share = o.shards;
     // One budget for the process: memory does not grow with the number of shards it holds.
-    const inFlight = { max: o.lifecycle?.maxInFlight ?? LIFECYCLE_DEFAULTS.maxInFlight, used: 0 };
+    const inFlight = { max: o.lifecycle?.maxInFlight ?? LIFECYCLE_DEFAULTS.maxInFlight, used: 0, holders: new Set<QueueLifecycle>() };
     this.readers = Array.from({ length: o.shards }, (_, i) => {
       const { shards: _n, client: _c, ...readerOpts } = o;
       return new EventReader({

@@ -55,12 +55,14 @@ export const LIFECYCLE_DEFAULTS: LifecycleOptions = {
 
 /**
  * The in-flight cap shared by every queue of one reader: memory is bounded per process, not per queue. When
- * it is full, the queue that adds a job evicts its own oldest (never the job it just added, so the cap can be
- * passed by at most one job per queue).
+ * it is full, the queue holding the most jobs gives up its oldest (never the job just added, so the cap can be
+ * passed by at most one job per queue): one queue's ghosts (jobs drained or cleaned without an event) never
+ * evict another queue's live jobs. `holders` lists the machines sharing it; without it a queue evicts its own.
  */
 export interface InFlightBudget {
   readonly max: number;
   used: number;
+  holders?: Set<QueueLifecycle>;
 }
 
 const MUTED: AccountingSink = { count: () => undefined, observe: () => undefined, reader: () => undefined };
@@ -96,6 +98,37 @@ export class QueueLifecycle {
     private readonly budget: InFlightBudget = { max: opts.maxInFlight, used: 0 },
   ) {
     this.names = new Set(knownNames);
+    budget.holders?.add(this);
+  }
+
+  /** Forgets every job and leaves the shared budget (the queue is no longer followed). */
+  release(): void {
+    this.resetJobs();
+    this.budget.holders?.delete(this);
+  }
+
+  /** Ids of the tracked jobs, least recently touched first, at most `limit`. */
+  trackedIds(limit: number): string[] {
+    const out: string[] = [];
+    for (const id of this.jobs.keys()) {
+      if (out.length >= limit) break;
+      out.push(id);
+    }
+    return out;
+  }
+
+  /**
+   * Forgets jobs Redis no longer holds although the stream said nothing: drain(), clean() and obliterate()
+   * remove waiting and delayed jobs without a per-job event. Not evictions: they are gone, not dropped.
+   */
+  forgetGone(ids: readonly string[]): number {
+    let n = 0;
+    for (const id of ids) {
+      if (!this.jobs.has(id)) continue;
+      this.forget(id);
+      n += 1;
+    }
+    return n;
   }
 
   /**
@@ -303,7 +336,25 @@ export class QueueLifecycle {
     if (!this.jobs.delete(jobId)) this.budget.used += 1;
     this.jobs.set(jobId, t);
     // The cap is enforced at once; the age limit (hours) only needs a look now and then.
-    if (this.budget.used > this.budget.max || (++this.puts & 1023) === 0) this.evict(t.lastMs);
+    if (this.budget.used > this.budget.max) this.largestHolder().evictOldest(jobId);
+    if ((++this.puts & 1023) === 0) this.evict(t.lastMs);
+  }
+
+  /** The machine holding the most jobs (another one on a tie): it gives up its oldest. Runs only at the cap. */
+  private largestHolder(): QueueLifecycle {
+    let best: QueueLifecycle = this;
+    for (const h of this.budget.holders ?? []) if (h !== this && h.jobs.size >= best.jobs.size) best = h;
+    return best;
+  }
+
+  /** Drops the least recently touched job (never `keep`, the one just added) and counts it on this queue. */
+  private evictOldest(keep: string): void {
+    for (const id of this.jobs.keys()) {
+      if (id === keep) continue;
+      this.forget(id);
+      this.sink.reader('evicted');
+      return;
+    }
   }
 
   private forget(jobId: string): void {
@@ -313,8 +364,7 @@ export class QueueLifecycle {
   /** Map order is last-touch order, and stream time only grows, so the oldest are at the front. */
   private evict(nowMs: number): void {
     for (const [id, t] of this.jobs) {
-      const over = this.budget.used > this.budget.max && this.jobs.size > 1;
-      if (!over && nowMs - t.lastMs <= this.opts.maxInFlightAgeMs) break;
+      if (nowMs - t.lastMs <= this.opts.maxInFlightAgeMs) break;
       this.forget(id);
       this.sink.reader('evicted');
     }
