@@ -8,10 +8,10 @@ import { EventReader, type EventReaderOptions } from '../src/events/event-reader
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
 import type { QueuesResponse } from '../src/status/queue-view.js';
-import { type QueueRef } from '../src/redis/keys.js';
+import { queueKey, type QueueRef } from '../src/redis/keys.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 
 const log = createLogger({ level: 'silent' });
@@ -169,5 +169,94 @@ describe('item 6: paused queues', () => {
     expect(view.health.status).toBe('ok');
     const health = (await s.app.inject({ url: '/health' })).json() as { degradedQueues?: Array<{ queue: string }> };
     expect(health.degradedQueues?.map((d) => d.queue) ?? []).not.toContain('paused6');
+  });
+});
+
+async function entriesAdded(q: QueueRef): Promise<number> {
+  const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+  return Number(info[info.indexOf('entries-added') + 1]);
+}
+
+async function caughtUp(own: string, q: QueueRef): Promise<QueueEventStats> {
+  return waitFor(`reader caught up on ${q.name}`, async () => {
+    const st = await statsOf(own, q);
+    return st && st.reader.read === (await entriesAdded(q)) && st;
+  });
+}
+
+function histCount(s: QueueEventStats, histogram: string, label: string): number {
+  return s.histograms.filter((h) => h.histogram === histogram && h.label === label).reduce((a, h) => a + h.count, 0);
+}
+
+describe('item 2: drained jobs never starve another queue of its histograms', () => {
+  /** 300 jobs nobody runs, then drain(): no per-job event, so the reader keeps tracking 300 ghosts. */
+  async function ghosts(own: string, name: string): Promise<QueueRef> {
+    const q: QueueRef = { prefix: 'bull', name };
+    const queue = bull.queue(name);
+    await queue.addBulk(Array.from({ length: 300 }, (_, i) => ({ name: 'g', data: { i } })));
+    await caughtUp(own, q);
+    await queue.drain();
+    expect(await queue.count()).toBe(0);
+    return q;
+  }
+
+  /** 150 jobs at once, then a worker runs them all: every one must be observed. */
+  async function healthy(own: string, name: string): Promise<QueueEventStats> {
+    const q: QueueRef = { prefix: 'bull', name };
+    const queue = bull.queue(name);
+    await queue.addBulk(Array.from({ length: 150 }, (_, i) => ({ name: 'h', data: { i } })));
+    await caughtUp(own, q);
+    bull.worker(name, async () => undefined, { concurrency: 10 });
+    await waitFor('150 completed', async () => (await queue.getJobCounts('completed')).completed === 150);
+    return caughtUp(own, q);
+  }
+
+  it("a queue's ghosts give way to another queue's live jobs, and each eviction is counted on the queue that lost it", async () => {
+    const own = 'ql-ghosts-fair';
+    const g: QueueRef = { prefix: 'bull', name: 'ghosts' };
+    const h: QueueRef = { prefix: 'bull', name: 'healthy' };
+    // A cap of 300 tracked jobs for the whole reader, and no reconciliation pass during the test.
+    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 3_600_000 });
+    r.setQueues([g, h]);
+    r.start();
+    await waitFor('both queues registered', async () => (await statsOf(own, g)) && statsOf(own, h));
+    await ghosts(own, g.name);
+    const s = await healthy(own, h.name);
+    expect(histCount(s, 'wait', 'first')).toBe(150);
+    expect(histCount(s, 'processing', 'completed')).toBe(150);
+    expect(histCount(s, 'e2e', 'completed')).toBe(150);
+    expect(s.reader.evicted).toBe(0);
+    // The cap was full of ghosts when the 150 arrived: each arrival evicted one ghost, counted on the ghosts' queue.
+    const gs = await waitFor('the evictions committed on the ghosts queue', async () => {
+      const st = await statsOf(own, g);
+      return st && st.reader.evicted === 150 && st;
+    });
+    expect(gs.reader.evicted).toBe(150);
+  });
+
+  it('ghosts are reconciled against Redis (gone) instead of waiting hours to age out', async () => {
+    const own = 'ql-ghosts-reconcile';
+    const g: QueueRef = { prefix: 'bull', name: 'ghosts2' };
+    const h: QueueRef = { prefix: 'bull', name: 'healthy2' };
+    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 200 });
+    r.setQueues([g, h]);
+    r.start();
+    await waitFor('both queues registered', async () => (await statsOf(own, g)) && statsOf(own, h));
+    await ghosts(own, g.name);
+    // Wait until the reader has looked at the drained jobs' hashes (a reconciliation pass after the drain).
+    let checked = false;
+    const monitor = await monitorCommands(redis, (args) => {
+      if (args[0]?.toLowerCase() === 'exists' && args[1]?.startsWith('bull:ghosts2:')) checked = true;
+    });
+    try {
+      await waitFor('a reconciliation pass over the ghosts', () => checked);
+    } finally {
+      monitor.stop();
+    }
+    const s = await healthy(own, h.name);
+    expect(histCount(s, 'wait', 'first')).toBe(150);
+    expect(histCount(s, 'e2e', 'completed')).toBe(150);
+    expect(s.reader.evicted).toBe(0);
+    expect((await statsOf(own, g))!.reader.evicted, 'nothing was evicted: the ghosts were already forgotten').toBe(0);
   });
 });
