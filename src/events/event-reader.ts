@@ -287,15 +287,23 @@ export class EventReader {
       await this.cmd.hsetnx(this.keys.meta, 'installedAt', await this.redisNow());
       this.installedAt = (await this.cmd.hget(this.keys.meta, 'installedAt')) ?? '0';
     }
+    // A prefix this shard has synced before: its queues without state were born (or appeared) since.
+    const prefixes = [...new Set(missing.map((q) => q.prefix))];
+    const watchedField = (prefix: string) => `watched:${this.o.shard ?? 'all'}:${prefix}`;
+    const watched = prefixes.length === 0 ? [] : await this.cmd.hmget(this.keys.meta, ...prefixes.map(watchedField));
+    const known = new Set(prefixes.filter((_, i) => watched[i] !== null));
     for (const group of groupBySlot(missing, (q) => queueKey(q, 'events'), this.opts.streamsPerRead, this.cluster)) {
-      await this.load(term, group);
+      await this.load(term, group, known);
     }
+    // Only after every queue of the first sync is loaded: those were there before this shard watched the prefix.
+    const now = prefixes.some((p) => !known.has(p)) ? await this.redisNow() : 0;
+    for (const p of prefixes) if (!known.has(p)) await this.cmd.hsetnx(this.keys.meta, watchedField(p), now);
     this.groups = groupBySlot([...this.states.values()], (s) => s.stream, this.opts.streamsPerRead, this.cluster);
     this.synced = true;
   }
 
   /** Claims a group of queues (one slot on Cluster) for this term and loads their state. */
-  private async load(term: Term, queues: QueueRef[]): Promise<void> {
+  private async load(term: Term, queues: QueueRef[], watchedPrefixes: ReadonlySet<string>): Promise<void> {
     const own = this.o.ownPrefix;
     const hashes = queues.map((q) => ownKeys.eventsQueue(own, q));
     const streams = queues.map((q) => queueKey(q, 'events'));
@@ -304,7 +312,8 @@ export class EventReader {
       this.o.log.warn({ queues: queues.map((q) => q.name) }, 'event state and stream of a queue are in different Cluster slots; not reading its events');
       return;
     }
-    const cursors = await this.cmd.eventsInit(hashes.length, ...hashes, term.gen, this.installedAt ?? '0', ...streams);
+    const fresh = queues.map((q) => (watchedPrefixes.has(q.prefix) ? 1 : 0));
+    const cursors = await this.cmd.eventsInit(hashes.length, ...hashes, term.gen, this.installedAt ?? '0', ...streams, ...fresh);
     if (typeof cursors === 'number') throw new NewerGeneration(cursors);
     this.checkTerm(term);
     const now = await this.redisNow();

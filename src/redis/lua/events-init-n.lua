@@ -5,15 +5,19 @@
   generation stored, so a leader that was paused past its lease cannot write after a newer term claimed the
   queue. The check lives in the queue's own hash (not in the lease key) because on Redis Cluster one script
   may only touch keys of one slot, and the lease key sits in another.
-  A stream whose whole history was written after the reader was installed here is read from its beginning
-  (nothing of it was trimmed: entries-added = length); any other starts at its last entry, and the
-  entries before are neither counted nor lost.
+  A queue first claimed after this reader watched its prefix (ARGV[2+n+i] = 1: it was born, or appeared,
+  since) is read from the oldest entry its stream still holds, and what was trimmed before is counted lost,
+  exactly (entries-added - length). Otherwise, at the first watch of the prefix, a stream whose whole history
+  was written after the reader was installed here is read from its beginning (nothing of it was trimmed:
+  entries-added = length); any other starts at its last entry, and the entries before are neither counted nor
+  lost (no fake burst of history or loss for queues that were there before queuelens).
   KEYS[i]        queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]        generation of the caller's term
   ARGV[2]        installedAt of the reader (ownKeys.eventsMeta, Redis clock ms)
   ARGV[2+i]      queue i's events stream (<prefix>:<queue>:events). Passed as an argument, not a key: Redis
                  checks every key given to EVAL for write access, and the sidecar only reads BullMQ's keys
                  (docs/security.md); each call inside is still checked for the access it needs (XINFO: read).
+  ARGV[2+n+i]    1 when queue i is new to a prefix this reader already watched, else 0 (or absent)
   Returns the highest generation stored when it is above the caller's (a newer term claimed one of the queues,
   or the generation counter was lost: the caller tells the two apart by whether it still holds the lease), else
   the cursor of each queue.
@@ -41,17 +45,20 @@ for i = 1, n do
   local hash, stream = KEYS[i], ARGV[2 + i]
   local cursor = redis.call('HGET', hash, 'r|cursor')
   if not cursor then
-    local seen = 0
+    local seen, lost = 0, 0
     cursor = '0-0'
     local s = info(stream)
-    if s and s['entries-added'] > 0 then
+    if s and s['entries-added'] > 0 and ARGV[2 + n + i] == '1' then
+      lost = s['entries-added'] - s['length']
+      seen = lost
+    elseif s and s['entries-added'] > 0 then
       local firstMs = tonumber(string.match(s['recorded-first-entry-id'], '^(%d+)'))
       if not (s['entries-added'] == s['length'] and firstMs >= installed) then
         cursor = s['last-generated-id']
         seen = s['entries-added']
       end
     end
-    redis.call('HSET', hash, 'r|cursor', cursor, 'r|seen', seen, 'r|lost', 0, 'r|lag_ms', 0)
+    redis.call('HSET', hash, 'r|cursor', cursor, 'r|seen', seen, 'r|lost', lost, 'r|lag_ms', 0)
   end
   redis.call('HSET', hash, 'r|gen', gen)
   out[i] = cursor
