@@ -45,6 +45,8 @@ export class Collector {
    * is at max, and a binding limiter fills every window to it.
    */
   private readonly limiterPeak = new Map<string, number>();
+  /** Queues of worker connections in the last CLIENT LIST that discovery does not know (see readWorkers). */
+  private unknownWorkers: QueueRef[] = [];
   /** Per queue, the distinct workers holding active-job locks in the last collection (see readQueues). */
   private lockOwners = new Map<string, number>();
 
@@ -61,6 +63,7 @@ export class Collector {
     try {
       // Both in flight at once: CLIENT LIST does not depend on the queue states.
       const [{ queues, unreadable }, workers] = await Promise.all([this.readQueues(refs), this.readWorkers(refs)]);
+      if (this.unknownWorkers.length > 0) await this.opts.discovery.suggest(this.unknownWorkers);
       // A worker Redis refused a name for (spaces, non-ASCII) is absent from CLIENT LIST; while it runs a job
       // its lock shows it, so the count is the larger of the two.
       for (const q of queues) {
@@ -195,6 +198,7 @@ export class Collector {
     const byName = new Map<string, string>();
     for (const ref of refs) byName.set(workerClientName(ref), queueId(ref));
     const best = new Map<string, number>();
+    const unknown = new Map<string, QueueRef>();
     for (const list of lists) {
       const counts = new Map<string, number>();
       for (const line of list.split('\n')) {
@@ -204,10 +208,27 @@ export class Collector {
         const w = name.indexOf(':w:');
         const id = byName.get(w === -1 ? name : name.slice(0, w));
         if (id) counts.set(id, (counts.get(id) ?? 0) + 1);
+        else {
+          const ref = this.workerQueue(name);
+          if (ref) unknown.set(queueId(ref), ref);
+        }
       }
       for (const [id, n] of counts) best.set(id, Math.max(best.get(id) ?? 0, n));
     }
+    this.unknownWorkers = [...unknown.values()].slice(0, 100);
     return best;
+  }
+
+  /** The queue a BullMQ connection name `<prefix>:<base64(queue)>[:…]` belongs to, under a watched prefix. */
+  private workerQueue(clientName: string): QueueRef | undefined {
+    for (const prefix of this.opts.discovery.prefixes) {
+      if (!clientName.startsWith(`${prefix}:`)) continue;
+      const encoded = clientName.slice(prefix.length + 1).split(':')[0]!;
+      const name = Buffer.from(encoded, 'base64').toString('utf8');
+      // Only names that round-trip: anything else is some other client under a similar name.
+      if (name !== '' && !name.includes(':') && Buffer.from(name).toString('base64') === encoded) return { prefix, name };
+    }
+    return undefined;
   }
 }
 

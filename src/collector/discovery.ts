@@ -37,7 +37,10 @@ export class QueueDiscovery {
   /** `known` changed since `capped` was computed; sorting waits until someone asks (once per collection). */
   private stale = false;
   private passes = 0;
+  private changes = 0;
   private readonly crossSlotWarned = new Set<string>();
+  /** Suggested names that are not queues (checked once; cleared when it grows past 1,000). */
+  private rejected = new Set<string>();
   /** Queues skipped in the last full pass, and those of the pass under way. */
   private skippedCounts: Partial<Record<SkipReason, number>> = {};
   private skipping = new Map<string, SkipReason>();
@@ -52,6 +55,42 @@ export class QueueDiscovery {
 
   get isFixed(): boolean {
     return this.opts.fixedQueues !== undefined;
+  }
+
+  get prefixes(): readonly string[] {
+    return this.opts.prefixes;
+  }
+
+  /** Grows whenever the set of known queues changes (a new queue, a vanished one). */
+  get generation(): number {
+    return this.changes;
+  }
+
+  /**
+   * Queues seen outside a pass (a worker connection named for a queue not known yet, in CLIENT LIST): confirmed
+   * like a pass's candidates and added at once, so a new queue with workers is found at the next collection
+   * instead of the next SCAN pass. Returns how many were added.
+   */
+  async suggest(refs: readonly QueueRef[]): Promise<number> {
+    if (this.isFixed) return 0;
+    const fresh = refs.filter((r) => {
+      const id = queueId(r);
+      return !this.known.has(id) && !this.rejected.has(id) && this.opts.prefixes.includes(r.prefix) && this.slotSafe(r);
+    });
+    if (fresh.length === 0) return 0;
+    const confirmed = await this.confirm(fresh);
+    const ok = new Set(confirmed.map(queueId));
+    if (this.rejected.size > 1000) this.rejected = new Set();
+    for (const ref of fresh) if (!ok.has(queueId(ref))) this.rejected.add(queueId(ref));
+    for (const ref of confirmed) this.add(ref);
+    return confirmed.length;
+  }
+
+  private add(ref: QueueRef): void {
+    this.known.set(queueId(ref), ref);
+    this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue discovered');
+    this.stale = true;
+    this.changes += 1;
   }
 
   /** The watched queues, sorted by prefix then name, at most maxQueues of them. */
@@ -82,6 +121,7 @@ export class QueueDiscovery {
     if (this.known.delete(queueId(ref))) {
       this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
       this.stale = true;
+      this.changes += 1;
     }
   }
 
@@ -102,6 +142,7 @@ export class QueueDiscovery {
         this.known.delete(id);
         this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue disappeared');
         this.stale = true;
+        this.changes += 1;
       }
     }
     this.passes += 1;
@@ -132,11 +173,7 @@ export class QueueDiscovery {
         for (const ref of await this.confirm(candidates)) {
           const id = queueId(ref);
           seen.set(id, ref);
-          if (!this.known.has(id)) {
-            this.known.set(id, ref);
-            this.opts.log.info({ prefix: ref.prefix, queue: ref.name }, 'queue discovered');
-            this.stale = true;
-          }
+          if (!this.known.has(id)) this.add(ref);
         }
       }
       calls += 1;

@@ -84,8 +84,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     return queues;
   };
 
+  let followed = -1;
   const collectOnce = async (): Promise<void> => {
     const s = await collector.collect();
+    // A collection can find a new queue (a worker connection for it): the reader follows it at once.
+    if (discovery.generation !== followed) {
+      followed = discovery.generation;
+      reader?.setQueues(discovery.queues());
+    }
     if (!s.ok && (last === undefined || last.ok || last.error !== s.error)) log.warn({ err: s.error }, 'collection failed');
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
@@ -97,6 +103,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const discoverOnce = async (): Promise<void> => {
     try {
       await discovery.runPass();
+      followed = discovery.generation;
       reader?.setQueues(discovery.queues());
       if (discoveryFailed) log.info({ queues: discovery.queues().length }, 'discovery recovered');
       discoveryFailed = false;
