@@ -180,7 +180,7 @@ async function entriesAdded(q: QueueRef): Promise<number> {
 async function caughtUp(own: string, q: QueueRef): Promise<QueueEventStats> {
   return waitFor(`reader caught up on ${q.name}`, async () => {
     const st = await statsOf(own, q);
-    return st && st.reader.read === (await entriesAdded(q)) && st;
+    return st && st.reader.read + st.reader.lost === (await entriesAdded(q)) && st;
   });
 }
 
@@ -258,5 +258,59 @@ describe('item 2: drained jobs never starve another queue of its histograms', ()
     expect(histCount(s, 'e2e', 'completed')).toBe(150);
     expect(s.reader.evicted).toBe(0);
     expect((await statsOf(own, g))!.reader.evicted, 'nothing was evicted: the ghosts were already forgotten').toBe(0);
+  });
+});
+
+describe('item 1: a queue born after the sidecar started', () => {
+  it('reads what its stream still holds and counts exactly what was trimmed as lost; queues there before are not replayed', async () => {
+    const own = 'ql-newborn';
+    const old: QueueRef = { prefix: 'bull', name: 'elder' };
+    const elder = bull.queue(old.name);
+    await elder.addBulk(Array.from({ length: 20 }, (_, i) => ({ name: 'e', data: { i } })));
+    const r = reader(own);
+    r.setQueues([old]);
+    r.start();
+    const before = await waitFor('the elder queue registered', () => statsOf(own, old));
+    // There before the reader watched the prefix: its history is neither counted nor lost.
+    expect(total(before, 'added')).toBe(0);
+    expect(before.reader.lost).toBe(0);
+
+    // Born after, with a burst that its tiny stream trims before anyone reads it.
+    const q: QueueRef = { prefix: 'bull', name: 'newborn' };
+    const born = bull.queue(q.name, { streams: { events: { maxLen: 50 } } });
+    await born.waitUntilReady();
+    await waitFor('the stream retention written to meta', async () => (await raw.hget('bull:newborn:meta', 'opts.maxLenEvents')) === '50');
+    await born.addBulk(Array.from({ length: 400 }, (_, i) => ({ name: 'n', data: { i } })));
+    const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+    const field = (k: string) => Number(info[info.indexOf(k) + 1]);
+    const trimmed = field('entries-added') - field('length');
+    expect(trimmed, 'the burst was trimmed before discovery').toBeGreaterThan(0);
+    const retained = (await raw.xrange(queueKey(q, 'events'), '-', '+')) as Array<[string, string[]]>;
+    const retainedAdded = retained.filter(([, f]) => f[f.indexOf('event') + 1] === 'added').length;
+
+    r.setQueues([old, q]);
+    const s = await caughtUp(own, q);
+    expect(s.reader.lost).toBe(trimmed);
+    expect(s.reader.read).toBe(retained.length);
+    expect(total(s, 'added')).toBe(retainedAdded);
+    expect((await statsOf(own, old))!.reader.lost).toBe(0);
+  });
+
+  it('is found at the next collection when a worker connects for it, long before the next discovery pass', async () => {
+    const s = await testSidecar(redis.url, { collectInterval: '0.2', discoveryInterval: '3600', ownPrefix: 'ql-fastfind' });
+    closers.push(() => s.close());
+    await s.start();
+    const passes = s.discovery.completedPasses();
+    const queue = bull.queue('found-fast');
+    await queue.addBulk(Array.from({ length: 5 }, (_, i) => ({ name: 'f', data: { i } })));
+    bull.worker('found-fast', async () => undefined);
+    await waitFor('the queue discovered', () => s.discovery.queues().some((q) => q.name === 'found-fast'));
+    const series = await waitFor('its 5 completions counted', async () => {
+      const m = await s.scrape();
+      return gauge(m, 'bullmq_jobs_completed_total', 'found-fast') === 5 && m;
+    });
+    expect(gauge(series, 'bullmq_jobs_added_total', 'found-fast')).toBe(5);
+    expect(gauge(series, 'bullmq_exporter_events_lost_total', 'found-fast')).toBe(0);
+    expect(s.discovery.completedPasses(), 'no SCAN pass ran meanwhile').toBe(passes);
   });
 });
