@@ -236,7 +236,7 @@ export const METRICS = {
   exporterEventsLost: {
     name: 'bullmq_exporter_events_lost_total',
     type: 'counter',
-    help: 'Stream entries trimmed away before the reader saw them (counted exactly, with XINFO STREAM entries-added). Event counters undercount by what is lost here.',
+    help: 'Stream entries trimmed away before the reader saw them (counted exactly, with XINFO STREAM entries-added). Event counters undercount by what is lost here. A queue born after the reader first watched its prefix counts its whole trimmed history here (and reads what its stream still holds); queues that existed before start at their last entry, with nothing counted or lost.',
     labels: Q,
     source: `XINFO STREAM entries-added, length and first entry vs the cursor; ${EVENTS}`,
   },
@@ -250,7 +250,7 @@ export const METRICS = {
   exporterEventsEvicted: {
     name: 'bullmq_exporter_events_evicted_total',
     type: 'counter',
-    help: 'Jobs dropped from the reader\'s bounded in-flight map (more in flight over all queues than --events-max-in-flight: the queue adding a job drops its own oldest; or idle for 24 h); their later events are unmatched.',
+    help: 'Jobs dropped from the reader\'s bounded in-flight map, counted on the queue that lost them (more in flight over all queues than --events-max-in-flight: the queue tracking the most jobs drops its oldest, so one queue cannot starve another; or idle for 24 h); their later events are unmatched. Jobs drain(), clean() or obliterate() removed without an event are forgotten by a reconciliation against Redis each maintenance pass, not evicted.',
     labels: Q,
     source: EVENTS,
   },
