@@ -13,7 +13,7 @@ const MAX_SKIP_LOGS = 100;
  * Average name bytes allowed per queue over --max-queues (640 KB for 5,000 queues): every series of a queue
  * repeats its name, so this bounds the exposition with the queue count, however long each name is.
  */
-export const NAME_BYTES_PER_QUEUE = 128;
+const NAME_BYTES_PER_QUEUE = 128;
 
 export interface DiscoveryOptions {
   redis: RedisClient;
@@ -211,7 +211,15 @@ export class QueueDiscovery {
    * counted (when their meta hash really is a queue's) and logged with the name's bytes in hex.
    */
   private async skipNotUtf8(prefix: string, keys: Buffer[]): Promise<void> {
-    const replies = await Promise.all(keys.map((k) => this.opts.redis.hmget(k, 'opts.maxLenEvents', 'version').catch(() => null)));
+    // As confirm(): WRONGTYPE means not a queue; any other error aborts the pass.
+    const replies = await Promise.all(
+      keys.map((k) =>
+        this.opts.redis.hmget(k, 'opts.maxLenEvents', 'version').catch((err: Error) => {
+          if (/WRONGTYPE/.test(err.message)) return null;
+          throw err;
+        }),
+      ),
+    );
     for (const [i, k] of keys.entries()) {
       if (!replies[i]?.some((f) => f !== null)) continue;
       const hex = k.toString('hex');
