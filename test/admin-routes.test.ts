@@ -37,7 +37,8 @@ beforeAll(async () => {
   for (let i = 0; i < 5; i += 1) await dlq.add('welcome', record(i, now - (5 - i) * 60_000), { jobId: `dl-${i}` });
   await dlq.close();
   await redis.client().hset('bull:email-dlq:meta', 'opts.maxLenEvents', '777');
-  sidecar = await testSidecar(redis.url, { adminToken: TOKEN });
+  // Writes on: these tests redrive (test/admin-guards.test.ts covers the read-only default).
+  sidecar = await testSidecar(redis.url, { adminToken: TOKEN, adminWrites: 'true' });
   await sidecar.refresh();
 });
 
@@ -106,7 +107,7 @@ describe('admin surface', () => {
     expect(ok.statusCode).toBe(303);
     expect(ok.headers.location).toBe('/admin/queues/');
     const setCookie = String(ok.headers['set-cookie']);
-    expect(setCookie).toMatch(new RegExp(`^${SESSION_COOKIE}=\\d+\\.[0-9a-f]{64}; Max-Age=43200; Path=/admin; HttpOnly; SameSite=Strict$`));
+    expect(setCookie).toMatch(new RegExp(`^${SESSION_COOKIE}=\\d+\\.[0-9a-f]{32}\\.[0-9a-f]{64}; Max-Age=43200; Path=/admin; HttpOnly; SameSite=Strict$`));
     expect(setCookie).not.toContain(TOKEN);
     const session = { cookie: setCookie.split(';')[0]! };
 

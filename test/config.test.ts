@@ -27,6 +27,7 @@ const BAD: Record<string, string> = {
   'events-retention': 'forever',
   'log-level': 'loud',
   'admin-token': 'short',
+  'admin-writes': 'sometimes',
 };
 
 describe('sidecar configuration', () => {

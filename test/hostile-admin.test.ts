@@ -34,7 +34,7 @@ beforeAll(async () => {
   redis = await startTestRedis();
   raw = redis.client();
   dlq = new Queue('export-dlq', { connection: { host: '127.0.0.1', port: redis.port } });
-  sidecar = await testSidecar(redis.url, { adminToken: TOKEN });
+  sidecar = await testSidecar(redis.url, { adminToken: TOKEN, adminWrites: 'true' });
 });
 afterAll(async () => {
   await sidecar?.close();

@@ -132,6 +132,14 @@ export const sidecarOptions = [
       return raw;
     },
   }),
+  option({
+    name: 'admin-writes',
+    env: 'QUEUELENS_ADMIN_WRITES',
+    arg: '<true|false>',
+    description: 'let the admin surface change things (Bull Board actions, dead-letter redrive); off = read-only',
+    default: 'false',
+    parse: parse.boolean,
+  }),
   logLevelOption,
 ] as const;
 

@@ -1,7 +1,10 @@
 // Owns the sidecar's admin surface: dead-letter listing and redrive over HTTP, and Bull Board at
 // /admin/queues. A Fastify plugin registered by buildApp only when an admin token is configured; every route
-// in it sits behind one bearer-token check, so an unauthenticated caller learns nothing but "401".
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
+// in it sits behind one bearer-token or session check, so an unauthenticated caller learns nothing but "401".
+// Guessing is throttled per client, sessions live in Redis (logout ends them everywhere), writes are off unless
+// enabled and each one is logged with who and what, and Bull Board's answers are masked like logs.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import cookie from '@fastify/cookie';
 import formbody from '@fastify/formbody';
 import { createBullBoard } from '@bull-board/api';
@@ -11,13 +14,18 @@ import { Queue } from 'bullmq';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
-import { redactString } from '../log/redact.js';
+import { redactJson, redactString } from '../log/redact.js';
 import type { RedisClient } from '../redis/connection.js';
-import { queueId, type QueueRef } from '../redis/keys.js';
+import { ownKeys, queueId, type QueueRef } from '../redis/keys.js';
 import { DeadLetters, type RedriveOutcome } from '../workers/dead-letter.js';
+import { AuthThrottle, type ThrottleOptions } from './auth-throttle.js';
 
 export interface AdminOptions {
   token: string;
+  /** --admin-writes: Bull Board actions and non-dry-run redrives; off (the default) = read-only. */
+  writes?: boolean;
+  /** Brute-force throttling of failed authentication per client (default: 20 failures a minute). */
+  throttle?: ThrottleOptions;
   connection: RedisClient;
   prefixes: readonly string[];
   /** --own-prefix, shared with the workers that write the dead letters. */
@@ -40,23 +48,55 @@ export function tokenMatches(header: string | undefined, token: string): boolean
 }
 
 // A browser cannot send a bearer header to Bull Board, so /admin/login trades the token for a session cookie:
-// `<expiry ms>.<HMAC-SHA256 of it, keyed by the token>`. Stateless, so every replica accepts it; changing the
-// token ends every session. HttpOnly, SameSite=Strict, scoped to /admin.
+// `<expiry ms>.<session id>.<HMAC-SHA256 of both, keyed by the token>`. The session also exists in Redis under the own
+// prefix (every replica sees it, logout deletes it), so a copied cookie stops working at logout; the HMAC binds it to
+// the token, so changing the token ends every session. HttpOnly, SameSite=Strict, scoped to /admin.
 export const SESSION_COOKIE = 'queuelens_admin';
 const SESSION_MS = 12 * 3600_000;
-const sessionMac = (token: string, expiry: number) => createHmac('sha256', token).update(`queuelens-admin-session:${expiry}`).digest('hex');
+const sessionMac = (token: string, expiry: number, id: string) => createHmac('sha256', token).update(`queuelens-admin-session:${expiry}.${id}`).digest('hex');
 
-export function sessionValue(token: string, now: number): string {
+export function sessionValue(token: string, now: number, id = randomBytes(16).toString('hex')): string {
   const expiry = now + SESSION_MS;
-  return `${expiry}.${sessionMac(token, expiry)}`;
+  return `${expiry}.${id}.${sessionMac(token, expiry, id)}`;
+}
+
+/** The session id of a cookie value made under `token` and not expired at `now`; whether it is still open is Redis's to say. */
+export function sessionId(value: string | undefined, token: string, now: number): string | undefined {
+  const m = /^(\d{1,16})\.([0-9a-f]{32})\.([0-9a-f]{64})$/.exec(value ?? '');
+  if (!m) return undefined;
+  const expiry = Number(m[1]);
+  return sameSecret(m[3]!, sessionMac(token, expiry, m[2]!)) && expiry > now ? m[2] : undefined;
 }
 
 export function sessionValid(value: string | undefined, token: string, now: number): boolean {
-  const m = /^(\d{1,16})\.([0-9a-f]{64})$/.exec(value ?? '');
-  if (!m) return false;
-  const expiry = Number(m[1]);
-  return sameSecret(m[2]!, sessionMac(token, expiry)) && expiry > now;
+  return sessionId(value, token, now) !== undefined;
 }
+
+/** What logs name a session by: a hash of its id, never the id (half of what opens it). */
+const sessionTag = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 12);
+
+/**
+ * Whether the request reached us over TLS: the socket itself, or a proxy saying so (`X-Forwarded-Proto` in any case
+ * and at any position of a list, `Forwarded: proto=https`). Believing a proxy here can only make the cookie stricter.
+ */
+export function cameOverTls(req: FastifyRequest): boolean {
+  if (req.protocol === 'https' || (req.raw.socket as TLSSocket | undefined)?.encrypted) return true;
+  const xfp = req.headers['x-forwarded-proto'];
+  const protos = (Array.isArray(xfp) ? xfp.join(',') : (xfp ?? '')).split(',').map((p) => p.trim().toLowerCase());
+  if (protos.includes('https')) return true;
+  const forwarded = req.headers.forwarded;
+  return typeof forwarded === 'string' && /(?:^|[;,\s])proto="?https"?(?:$|[;,\s])/i.test(forwarded);
+}
+
+/** Who made an authenticated request, for the audit log. */
+interface Who {
+  /** Not `auth`: the log redaction masks a field of that name. */
+  via: 'bearer' | 'session';
+  session?: string;
+}
+
+const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+const READ_ONLY_DETAIL = 'the admin surface is read-only; start the sidecar with --admin-writes (QUEUELENS_ADMIN_WRITES=true) to allow changes';
 
 /** A cookie-authenticated request that changes something must come from this origin (SameSite aside). */
 function crossOrigin(req: FastifyRequest): boolean {
@@ -109,32 +149,105 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 4096 });
   const html = (reply: FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  const throttle = new AuthThrottle(opts.throttle);
+  const who = new WeakMap<FastifyRequest, Who>();
+  const sessionKey = (id: string) => ownKeys.adminSession(opts.ownPrefix, createHash('sha256').update(id).digest('hex'));
+  const pathOf = (req: FastifyRequest) => req.url.split('?')[0] ?? req.url;
+
+  /** Counts and logs a failed authentication (never the value tried). */
+  const failed = (req: FastifyRequest, via: 'bearer' | 'form') => {
+    throttle.fail(req.ip, Date.now());
+    opts.log.warn({ ip: req.ip, via, method: req.method, path: redactString(pathOf(req)) }, via === 'form' ? 'admin login with a wrong token' : 'admin request with a wrong Authorization header');
+  };
+  /** Answers 429 while the client is throttled; the block is logged once. */
+  const refuseIfThrottled = (req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined => {
+    const now = Date.now();
+    const ms = throttle.blockedFor(req.ip, now);
+    if (ms <= 0) return undefined;
+    if (throttle.announce(req.ip, now, ms)) {
+      opts.log.warn({ ip: req.ip, failures: throttle.maxFailures, windowSeconds: throttle.windowMs / 1000, retryAfterSeconds: Math.ceil(ms / 1000) }, 'admin authentication throttled: too many failed attempts from this client');
+    }
+    return reply.code(429).header('retry-after', String(Math.ceil(ms / 1000))).header('cache-control', 'no-store').send({ error: 'too many failed attempts', retryAfterSeconds: Math.ceil(ms / 1000) });
+  };
+  const openSession = async (req: FastifyRequest): Promise<string | undefined> => {
+    const id = sessionId(req.cookies[SESSION_COOKIE], opts.token, Date.now());
+    if (!id) return undefined;
+    try {
+      return (await opts.connection.exists(sessionKey(id))) === 1 ? id : undefined;
+    } catch (err) {
+      // Fails closed: without Redis no session can be checked (the bearer header still works).
+      opts.log.warn({ err: redactString(String(err)) }, 'admin session not checked: Redis did not answer');
+      return undefined;
+    }
+  };
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const path = req.url.split('?')[0] ?? req.url;
-    if (path === '/admin/login' || path === '/admin/logout') return;
-    if (tokenMatches(req.headers.authorization, opts.token)) return;
-    if (sessionValid(req.cookies[SESSION_COOKIE], opts.token, Date.now())) {
-      if (req.method === 'GET' || req.method === 'HEAD' || !crossOrigin(req)) return;
-      return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
+    const path = pathOf(req);
+    if (path === '/admin/logout' || (path === '/admin/login' && req.method === 'GET')) return;
+    if (refuseIfThrottled(req, reply)) return reply;
+    if (path === '/admin/login') return;
+    const header = req.headers.authorization;
+    if (header !== undefined) {
+      if (!tokenMatches(header, opts.token)) {
+        failed(req, 'bearer');
+        return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+      }
+      who.set(req, { via: 'bearer' });
+    } else {
+      const id = await openSession(req);
+      if (id !== undefined) {
+        if (!READS.has(req.method) && crossOrigin(req)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
+        who.set(req, { via: 'session', session: sessionTag(id) });
+      }
     }
-    // A person opening Bull Board gets the login form; API clients get a plain 401.
-    if (req.method === 'GET' && path.startsWith('/admin/queues') && req.headers.accept?.includes('text/html')) return reply.redirect('/admin/login', 303);
-    return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+    if (!who.has(req)) {
+      // A person opening Bull Board gets the login form; API clients get a plain 401.
+      if (req.method === 'GET' && path.startsWith('/admin/queues') && req.headers.accept?.includes('text/html')) return reply.redirect('/admin/login', 303);
+      return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+    }
+    // Bull Board's writes are refused here, before Bull Board (its own read-only mode hides the buttons). Editing a
+    // job's data is refused even with writes on: Bull Board shows it masked, and saving would store the masks.
+    if (path.startsWith('/admin/queues') && !READS.has(req.method)) {
+      if (!opts.writes) return reply.code(403).header('cache-control', 'no-store').send({ error: 'read-only', detail: READ_ONLY_DETAIL });
+      if (/\/update-data$/.test(path)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'refused', detail: 'job data is shown masked; edit it with your own producer code, not through Bull Board' });
+    }
+  });
+
+  // Every authenticated request that may change something, answered or refused: who, what, and the outcome; never a body.
+  app.addHook('onResponse', async (req: FastifyRequest, reply: FastifyReply) => {
+    const by = who.get(req);
+    if (!by || READS.has(req.method)) return;
+    opts.log.info({ ...by, ip: req.ip, method: req.method, path: redactString(pathOf(req)), status: reply.statusCode }, 'admin write');
   });
 
   app.get('/admin/login', async (_req, reply) => html(reply).send(loginPage('')));
   app.post('/admin/login', async (req, reply) => {
     const token = (req.body as Record<string, unknown> | undefined)?.token;
     if (typeof token !== 'string' || !sameSecret(token, opts.token)) {
-      opts.log.warn({ ip: req.ip }, 'admin login with a wrong token');
+      failed(req, 'form');
       return html(reply.code(401)).send(loginPage('That is not the admin token.'));
     }
-    const secure = req.protocol === 'https' || req.headers['x-forwarded-proto'] === 'https';
-    reply.setCookie(SESSION_COOKIE, sessionValue(opts.token, Date.now()), { path: '/admin', httpOnly: true, sameSite: 'strict', secure, maxAge: SESSION_MS / 1000 });
+    const id = randomBytes(16).toString('hex');
+    const now = Date.now();
+    try {
+      await opts.connection.set(sessionKey(id), String(now + SESSION_MS), 'PX', SESSION_MS);
+    } catch (err) {
+      opts.log.warn({ err: redactString(String(err)) }, 'admin login refused: the session could not be stored in Redis');
+      return html(reply.code(503)).send(loginPage('Sessions are kept in Redis, which did not answer. Try again, or use the bearer header.'));
+    }
+    opts.log.info({ ip: req.ip, session: sessionTag(id) }, 'admin login');
+    reply.setCookie(SESSION_COOKIE, sessionValue(opts.token, now, id), { path: '/admin', httpOnly: true, sameSite: 'strict', secure: cameOverTls(req), maxAge: SESSION_MS / 1000 });
     return reply.header('cache-control', 'no-store').redirect('/admin/queues/', 303);
   });
-  app.get('/admin/logout', async (_req, reply) => reply.clearCookie(SESSION_COOKIE, { path: '/admin' }).redirect('/admin/login', 303));
+  app.get('/admin/logout', async (req, reply) => {
+    const id = sessionId(req.cookies[SESSION_COOKIE], opts.token, Date.now());
+    if (id !== undefined) {
+      // Ended in Redis, so the cookie stops working on every replica, even where it was copied to.
+      await opts.connection.del(sessionKey(id));
+      opts.log.info({ ip: req.ip, session: sessionTag(id) }, 'admin logout');
+    }
+    return reply.header('cache-control', 'no-store').clearCookie(SESSION_COOKIE, { path: '/admin' }).redirect('/admin/login', 303);
+  });
 
   const prefixOf = (p: string | undefined): string | undefined => (p === undefined ? opts.prefixes[0] : opts.prefixes.includes(p) ? p : undefined);
   const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
@@ -174,6 +287,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     if (!params.success) return badRequest(reply, params.error);
     const body = redriveBody.safeParse(req.body ?? {});
     if (!body.success) return badRequest(reply, body.error);
+    if (!opts.writes && !body.data.dryRun) return reply.code(403).header('cache-control', 'no-store').send({ error: 'read-only', detail: `${READ_ONLY_DETAIL} (a dryRun redrive is allowed)` });
     const prefix = prefixOf(body.data.prefix);
     if (!prefix) return reply.code(400).send({ error: 'bad request', field: 'prefix', detail: `one of ${opts.prefixes.join(', ')}` });
     const dead = deadLetters(prefix, params.data.queue);
@@ -185,7 +299,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
       for (const id of body.data.ids ?? []) if (!jobs.some((j) => j.id === id)) outcomes.push({ dlqJobId: id, status: 'not-found' });
       const tally: Record<string, number> = {};
       for (const o of outcomes) tally[o.status] = (tally[o.status] ?? 0) + 1;
-      opts.log.info({ queue: params.data.queue, tally, dryRun: body.data.dryRun }, 'admin redrive');
+      const selection = body.data.ids ? { ids: body.data.ids.length } : body.data.since !== undefined ? { since: body.data.since } : { all: true };
+      opts.log.info({ ...who.get(req), ip: req.ip, queue: params.data.queue, selection, tally, dryRun: body.data.dryRun }, 'admin redrive');
       // Another redrive of some of these is under way: the caller sees which, and can retry just those.
       if (tally.conflict) reply.code(409);
       return reply.send({ queue: params.data.queue, dryRun: body.data.dryRun, tally, outcomes });
@@ -194,10 +309,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     }
   });
 
-  await mountBullBoard(app, opts);
+  await mountBullBoard(app, opts, pathOf);
 }
 
-async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise<void> {
+async function mountBullBoard(app: FastifyInstance, opts: AdminOptions, pathOf: (req: FastifyRequest) => string): Promise<void> {
   const serverAdapter = new FastifyAdapter().setBasePath('/admin/queues');
   const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: 'queuelens' } } });
   const shown = new Map<string, { queue: Queue; adapter: BullMQAdapter }>();
@@ -216,7 +331,7 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
       if (shown.has(id)) continue;
       // skipMetasUpdate: the sidecar must never rewrite a queue's meta (it would reset stream retention).
       const queue = new Queue(ref.name, { connection: opts.connection, prefix: ref.prefix, skipMetasUpdate: true });
-      const adapter = new BullMQAdapter(queue, { prefix: opts.prefixes.length > 1 ? `${ref.prefix}:` : '' });
+      const adapter = new BullMQAdapter(queue, { prefix: opts.prefixes.length > 1 ? `${ref.prefix}:` : '', readOnlyMode: !opts.writes });
       board.addQueue(adapter);
       shown.set(id, { queue, adapter });
     }
@@ -224,6 +339,16 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
   await app.register(
     async (scope) => {
       scope.addHook('onRequest', async () => sync());
+      // Job data, return values, failure reasons, stack traces and logs reach the browser masked as logs are: no
+      // secret-named field (a webhook job's `secret`), no email local part, no URL password.
+      scope.addHook('onSend', async (req, reply, payload) => {
+        if (!pathOf(req).startsWith('/admin/queues/api/') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('json')) return payload;
+        try {
+          return JSON.stringify(redactJson(JSON.parse(payload)));
+        } catch {
+          return payload;
+        }
+      });
       await scope.register(serverAdapter.registerPlugin());
     },
     { prefix: '/admin/queues' },

@@ -45,3 +45,17 @@ export function redactValue(value: unknown, depth = 0): unknown {
 export function safeUrl(url: string): string {
   return redactString(url);
 }
+
+/**
+ * A copy of a JSON value with every string masked and secret-named keys replaced, at any width (unlike redactValue,
+ * for logs, which cuts arrays short): for responses whose shape a client relies on, such as Bull Board's API.
+ */
+export function redactJson(value: unknown, depth = 0): unknown {
+  if (typeof value === 'string') return redactString(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth > 64) return '***';
+  if (Array.isArray(value)) return value.map((v) => redactJson(v, depth + 1));
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(value)) out[k] = SECRET_KEYS.test(k) && v !== null && v !== undefined ? '***' : redactJson(v, depth + 1);
+  return out;
+}

@@ -101,6 +101,8 @@ export const ownKeys = {
    * String: this dead letter's redrive was committed (value: the new job id) and its removal from the DLQ is pending.
    * Written in the same transaction as the re-add; deleted once the dead letter is gone.
    */
+  /** String with expiry: an admin session (value: its expiry, ms); deleted by logout. Named by a hash of the session id. */
+  adminSession: (own: string, sessionHash: string) => `${own}:admin:session:${sessionHash}`,
   redriven: (own: string, q: QueueRef, dlqJobId: string) => `${own}:redriven:${q.prefix}:${q.name}:${dlqJobId}`,
 };
 

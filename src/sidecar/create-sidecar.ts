@@ -129,7 +129,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
     readiness: () => assessHealth(last, Date.now(), config.collectInterval),
     queues: ({ history }) => board.response({ now: Date.now(), history }),
-    admin: config.adminToken ? { token: config.adminToken, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
+    admin: config.adminToken ? { token: config.adminToken, writes: config.adminWrites, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
   });
 
   // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.
