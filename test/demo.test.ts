@@ -3,12 +3,14 @@
 // installed) scrapes it with the alert rules loaded; Ctrl-C (SIGINT) exits 0 and leaves no process or port behind.
 import { execFileSync, spawnSync } from 'node:child_process';
 import { connect } from 'node:net';
+import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueuesResponse } from '../src/status/queue-view.js';
 import { waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { dashboardMetricFamilies } from './helpers/dashboard-families.js';
 import { parsePromText } from './helpers/prom-text.js';
+import { keyspace } from './helpers/keyspace.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
@@ -49,11 +51,25 @@ const portOpen = (port: number) =>
 describe('queuelens demo', () => {
   it('shows data for every dashboard metric family, and SIGINT leaves nothing behind', async () => {
     const [port, promPort] = [await freePort(), await freePort()];
+    // A developer's own queues of the same names under the common prefix: the demo must leave them alone.
+    const r = redis.client();
+    const mine = new Queue('email', { connection: r, prefix: 'bull' });
+    await mine.add('welcome', { to: 'me@example.com' }, { delay: 3_600_000 });
+    await mine.close();
+    const notDemo = /^queuelens-demo(-sidecar)?:/;
+    const before = await keyspace(r, notDemo);
     demo = spawnCli(['demo', '--redis-url', redis.url, '--port', String(port), '--prometheus-port', String(hasPrometheus ? promPort : 0), '--jobs-per-second', '20']);
     await waitFor('the demo to print its URLs', () => demo!.output().includes('queuelens demo is running'), 60_000);
     const out = demo.output();
     const base = `http://127.0.0.1:${port}`;
-    for (const line of [`status page   ${base}/`, `metrics       ${base}/metrics`, `Bull Board    ${base}/admin/queues`, '--scenario <no-workers|failing-webhook|stall|backlog>']) expect(out).toContain(line);
+    for (const line of [
+      `status page   ${base}/`,
+      `metrics       ${base}/metrics`,
+      `Bull Board    ${base}/admin/queues`,
+      '--scenario <no-workers|failing-webhook|stall|backlog>',
+      'the demo writes only keys under queuelens-demo:* and queuelens-demo-sidecar:*, removed on exit (--keep keeps them)',
+      'npx queuelens loadgen --prefix queuelens-demo',
+    ]) expect(out).toContain(line);
     const token = /admin token (\S+):/.exec(out)![1]!;
 
     // Counters start at 0, so presence alone proves little: what the demo mix is built to exercise must have moved.
@@ -97,6 +113,7 @@ describe('queuelens demo', () => {
     });
     expect(api.links.bullBoard).toBe('/admin/queues');
     expect(api.queues.map((q) => q.name)).toEqual(expect.arrayContaining(['email', 'webhook', 'export']));
+    expect(new Set(api.queues.map((q) => q.prefix))).toEqual(new Set(['queuelens-demo']));
     expect(api.queues.find((q) => q.name === 'email')!.windows['1m']!.rates.completed).toBeGreaterThan(0);
     expect((await fetch(`${base}/`)).status).toBe(200);
     expect((await fetch(`${base}/admin/queues`)).status).toBe(401);
@@ -104,7 +121,11 @@ describe('queuelens demo', () => {
 
     if (hasPrometheus) {
       const prom = `http://127.0.0.1:${promPort}`;
-      expect(out).toContain(`Prometheus    ${prom}/alerts`);
+      // The printed link works on the Prometheus actually started (Debian's serves only /classic/alerts).
+      const alerts = /Prometheus {4}(\S+)/.exec(out)![1]!;
+      expect(alerts.startsWith(`${prom}/`)).toBe(true);
+      expect((await fetch(alerts)).status).toBe(200);
+      expect(await (await fetch(alerts)).text()).toContain('BullMQ');
       const rules = (await (await fetch(`${prom}/api/v1/rules`)).json()) as { data: { groups: unknown[] } };
       expect(rules.data.groups.length).toBeGreaterThan(0);
       await waitFor('Prometheus to scrape the demo sidecar', async () => {
@@ -119,11 +140,51 @@ describe('queuelens demo', () => {
     // demo from hanging the suite.
     const exit = await Promise.race([demo.exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 60_000))]);
     expect(exit).toEqual({ code: 0, signal: null });
-    for (const pid of children) expect(alive(pid), `child ${pid} still running`).toBe(false);
+    // The servers' watchdogs notice their server is gone within a second or so.
+    await waitFor('every child of the demo to end', () => children.every((pid) => !alive(pid)), 60_000, 200).catch((err: Error) => {
+      throw new Error(`${err.message}: ${children.filter(alive).join(', ')} still running`);
+    });
     expect(await portOpen(port)).toBe(false);
     if (hasPrometheus) expect(await portOpen(promPort)).toBe(false);
     // No stray helper either (a crashing consumer or Prometheus started for this Redis or port).
     const stray = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((a) => a.includes(redis.url) || a.includes(`127.0.0.1:${promPort}`));
     expect(stray).toEqual([]);
+    // Every demo key removed; every other key as it was.
+    expect(demo.output()).toMatch(/queuelens demo: removed its \d+ key\(s\) from redis:\/\/127\.0\.0\.1:\d+/);
+    expect(Object.keys(await keyspace(r)).filter((k) => notDemo.test(k))).toEqual([]);
+    expect(await keyspace(r, notDemo)).toEqual(before);
+  }, 300_000);
+
+  it('--keep keeps its keys; one demo per Redis; the next start removes what a killed or kept run left', async () => {
+    const r = redis.client();
+    const demoKeys = async () => Object.keys(await keyspace(r)).filter((k) => /^queuelens-demo(-sidecar)?:/.test(k));
+    const start = async (...extra: string[]) => {
+      const p = spawnCli(['demo', '--redis-url', redis.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '20', ...extra]);
+      await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running') || p.proc.exitCode !== null, 60_000);
+      return p;
+    };
+    const a = await start('--keep');
+    expect(a.output()).toContain('kept on exit (--keep)');
+    await waitFor('demo jobs in Redis', async () => (await r.exists('queuelens-demo:email:meta')) === 1);
+    const b = await start();
+    expect(await b.exited).toEqual({ code: 1, signal: null });
+    expect(b.output()).toContain('another queuelens demo is running against this Redis');
+    a.proc.kill('SIGINT');
+    expect(await a.exited).toEqual({ code: 0, signal: null });
+    expect(a.output()).toContain('queuelens demo: kept its keys');
+    const kept = await demoKeys();
+    expect(kept.length).toBeGreaterThan(0);
+    expect(kept).not.toContain('queuelens-demo-sidecar:demo:running');
+
+    const c = await start();
+    expect(c.output()).toMatch(/removed \d+ key\(s\) an earlier demo run left behind/);
+    c.proc.kill('SIGKILL'); // no clean-up at all: the claim lapses, the next start cleans
+    await c.exited;
+    await r.pexpire('queuelens-demo-sidecar:demo:running', 1); // instead of waiting 30 s for the claim to lapse
+    const d = await start();
+    expect(d.output()).toMatch(/removed \d+ key\(s\) an earlier demo run left behind/);
+    d.proc.kill('SIGINT');
+    expect(await d.exited).toEqual({ code: 0, signal: null });
+    expect(await demoKeys()).toEqual([]);
   }, 300_000);
 });

@@ -5,6 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
 import { runCli } from './helpers/cli.js';
+import { keyspace } from './helpers/keyspace.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startSidecarProcess } from './helpers/sidecar-process.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -15,32 +16,6 @@ let r: Redis;
 let rx: WebhookReceiver;
 let dlqId: string;
 let sourceId: string;
-
-/** Every key with its type and full content, sorted: two equal snapshots mean nothing was written. */
-async function keyspace(client: Redis, skip?: RegExp): Promise<Record<string, unknown>> {
-  const keys: string[] = [];
-  let cursor = '0';
-  do {
-    const [next, batch] = await client.scan(cursor, 'COUNT', 1000);
-    cursor = next;
-    keys.push(...batch);
-  } while (cursor !== '0');
-  const out: Record<string, unknown> = {};
-  for (const key of keys.sort()) {
-    if (skip?.test(key)) continue;
-    const type = await client.type(key);
-    const content =
-      type === 'string' ? await client.get(key)
-      : type === 'hash' ? await client.hgetall(key)
-      : type === 'list' ? await client.lrange(key, 0, -1)
-      : type === 'set' ? (await client.smembers(key)).sort()
-      : type === 'zset' ? await client.zrange(key, 0, -1, 'WITHSCORES')
-      : type === 'stream' ? await client.xrange(key, '-', '+')
-      : type;
-    out[key] = { type, content };
-  }
-  return out;
-}
 
 beforeAll(async () => {
   redis = await startTestRedis();

@@ -15,6 +15,12 @@ export const demoOptions = [
     default: '9090',
     parse: parse.number({ min: 0, max: 65_535, integer: true }),
   }),
+  option({
+    name: 'keep',
+    env: 'QUEUELENS_DEMO_KEEP',
+    description: 'keep the demo\'s Redis keys (prefixes queuelens-demo and queuelens-demo-sidecar) on exit, for a look afterwards; the next demo start removes them',
+    parse: parse.boolean,
+  }),
   // Quiet by default: the demo's dead letters are planned, and the printed URLs should stay readable.
   { ...logLevelOption, default: 'error' },
 ] as const;

@@ -2,16 +2,19 @@
 // sidecar every few seconds with the bundled alert rules (alerts/) loaded, on a loopback port, with its data in
 // a temporary directory removed on close. Absent binary or a failed start: the demo runs without it.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { watchChild } from '../lifecycle/watch-child.js';
 import type { Logger } from '../log/logger.js';
+import { demoTempDir } from './demo-tmp.js';
 
 const ALERTS_DIR = fileURLToPath(new URL('../../alerts/', import.meta.url));
 
 export interface DemoPrometheus {
   url: string;
+  /** The alerts page of the Prometheus actually started: `/alerts`, or `/classic/alerts` on builds without the new UI (Debian's). */
+  alertsUrl: string;
   /** Rule files loaded from alerts/. */
   ruleFiles: string[];
   close(): Promise<void>;
@@ -19,7 +22,7 @@ export interface DemoPrometheus {
 
 export async function startDemoPrometheus(o: { target: string; port: number; job: string; log: Logger; intervalSeconds?: number }): Promise<DemoPrometheus | undefined> {
   if (spawnSync('prometheus', ['--version']).error) return undefined;
-  const dir = mkdtempSync(join(tmpdir(), 'queuelens-demo-prometheus-'));
+  const dir = demoTempDir('prometheus');
   const ruleFiles = existsSync(ALERTS_DIR) ? readdirSync(ALERTS_DIR).filter((f) => /\.ya?ml$/.test(f)).map((f) => join(ALERTS_DIR, f)) : [];
   const every = `${o.intervalSeconds ?? 5}s`;
   const config = [
@@ -43,6 +46,7 @@ export async function startDemoPrometheus(o: { target: string; port: number; job
     { stdio: 'ignore', detached: true },
   );
   child.unref();
+  watchChild(child, dir);
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
       await new Promise<void>((resolve) => {
@@ -68,5 +72,17 @@ export async function startDemoPrometheus(o: { target: string; port: number; job
     }
     await new Promise((r) => setTimeout(r, 200));
   }
-  return { url, ruleFiles, close: stop };
+  return { url, alertsUrl: await alertsPage(url), ruleFiles, close: stop };
+}
+
+/** Asks the running Prometheus which alerts page it serves, rather than guessing from a version. */
+async function alertsPage(url: string): Promise<string> {
+  for (const path of ['/alerts', '/classic/alerts']) {
+    const ok = await fetch(`${url}${path}`, { signal: AbortSignal.timeout(5000), redirect: 'follow' }).then(
+      (r) => r.ok,
+      () => false,
+    );
+    if (ok) return `${url}${path}`;
+  }
+  return `${url}/`;
 }

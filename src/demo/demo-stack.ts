@@ -3,10 +3,8 @@
 // running the demo mix (delays, retries, dead letters, duplicates, an occasional stall), and, when the binary
 // is on PATH, a Prometheus loaded with the bundled alert rules. close() stops them in dependency order.
 import { randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { resolveSidecarConfig } from '../config/sidecar-config.js';
 import { resolveLoadgenConfig, resolveWorkerConfig } from '../config/worker-config.js';
 import { scenarioFor } from '../jobs/loadgen-scenarios.js';
@@ -19,6 +17,7 @@ import { createSidecar } from '../sidecar/create-sidecar.js';
 import { startWorkers } from '../workers/start-workers.js';
 import { startDemoPeers } from './demo-peers.js';
 import { startDemoPrometheus, type DemoPrometheus } from './demo-prometheus.js';
+import { demoTempDir } from './demo-tmp.js';
 
 /** The load mix of the demo; docker-compose.yml's loadgen runs the same (test/compose-failures.test.ts). */
 export const DEMO_SCENARIO = 'demo';
@@ -27,6 +26,9 @@ export const DEMO_WORKER_TIMINGS = { lockDuration: '10', stalledInterval: '5' };
 
 export interface DemoStackOptions {
   redisUrl: string;
+  /** BullMQ prefix of the demo's queues, and where queuelens keeps its own state. */
+  prefix: string;
+  ownPrefix: string;
   host: string;
   /** 0 = any free port. */
   port: number;
@@ -61,6 +63,8 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const sidecar = await createSidecar(
       resolveSidecarConfig({
         redisUrl: o.redisUrl,
+        prefixes: o.prefix,
+        ownPrefix: o.ownPrefix,
         host: o.host,
         // The config wants a real port; 0 (any free port) is only for listen() below.
         port: String(o.port || 9487),
@@ -78,11 +82,13 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const sidecarUrl = `http://${host}:${port}`;
     await sidecar.start();
 
-    const exportDir = mkdtempSync(join(tmpdir(), 'queuelens-demo-exports-'));
+    const exportDir = demoTempDir('exports');
     steps.push(async () => rmSync(exportDir, { recursive: true, force: true }));
     const workers = await startWorkers(
       resolveWorkerConfig({
         redisUrl: o.redisUrl,
+        prefix: o.prefix,
+        ownPrefix: o.ownPrefix,
         smtpUrl: peers.smtpUrl,
         webhookSecret: randomBytes(18).toString('base64url'),
         // The demo receiver is on loopback, which the SSRF guard refuses unless allowed.
@@ -103,7 +109,7 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     const prometheus = o.prometheusPort > 0 ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log }) : undefined;
     if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
 
-    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, webhookTarget: peers.webhookUrl, scenario: DEMO_SCENARIO, logLevel: o.logLevel });
+    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, prefix: o.prefix, webhookTarget: peers.webhookUrl, scenario: DEMO_SCENARIO, logLevel: o.logLevel });
     const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
     const abort = new AbortController();
     const loadgen = runLoadgen({

@@ -2,6 +2,7 @@
 // process that takes one job and dies holding it. Resolves once that process is gone.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { watchChild } from '../lifecycle/watch-child.js';
 
 // The compiled script, whether this module runs from dist/ or (in tests) from src/: both sit at the same depth.
 const SCRIPT = fileURLToPath(new URL('../../dist/demo/crashing-consumer.js', import.meta.url));
@@ -14,6 +15,7 @@ export interface StallResult {
 export function makeStall(o: { redisUrl: string; clusterNodes?: readonly string[]; prefix: string; queue: string; timeoutMs?: number }): Promise<StallResult> {
   const args = [o.redisUrl, o.prefix, o.queue, ...(o.clusterNodes?.length ? [o.clusterNodes.join(',')] : [])];
   const child = spawn(process.execPath, [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
+  watchChild(child);
   let jobId: string | undefined;
   let out = '';
   child.stdout!.on('data', (d: Buffer) => {

@@ -77,6 +77,8 @@ export const OWN_PREFIX_DEFAULT = 'queuelens';
 
 export const ownKeys = {
   leader: (own: string, shard = 'all') => `${own}:leader:${shard}`,
+  /** String with a TTL: a `queuelens demo` runs against this Redis (one at a time: it removes its keys on exit). */
+  demoRunning: (own: string) => `${own}:demo:running`,
   /** Counter: every lease acquisition takes the next number, the fencing generation of its term (any shard). */
   eventsGeneration: (own: string) => `${own}:events:gen`,
   /** Sorted set of live sidecar replicas (member replica id, score = last heartbeat, Redis clock ms): the fair share of shard leases. */

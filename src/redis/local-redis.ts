@@ -1,11 +1,11 @@
 // Finds a Redis to use for the demo: the one at REDIS_URL if it answers, else a private redis-server on a free
 // loopback port (when the binary is installed), else an error that says how to get one.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { watchChild } from '../lifecycle/watch-child.js';
+import { demoTempDir } from '../demo/demo-tmp.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 
@@ -53,13 +53,14 @@ export async function ensureRedis(url: string, log: Logger): Promise<LocalRedis>
     );
   }
   const port = await freeLoopbackPort();
-  const dir = mkdtempSync(join(tmpdir(), 'queuelens-demo-redis-'));
+  const dir = demoTempDir('redis');
   const child: ChildProcess = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], {
     stdio: 'ignore',
     // Own process group: Ctrl-C in the terminal must not kill Redis before the workers have closed.
     detached: true,
   });
   child.unref();
+  watchChild(child, dir);
   const privateUrl = `redis://127.0.0.1:${port}`;
   const deadline = Date.now() + 10_000;
   while (!(await pingRedis(privateUrl, 300))) {

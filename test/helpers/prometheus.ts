@@ -9,6 +9,7 @@ import { createServer, type Server } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { watchChild } from '../../src/lifecycle/watch-child.js';
 import { parse, stringify } from 'yaml';
 import { buildRuleGroups, renderRulesYaml } from '../../src/monitoring/alert-rules.js';
 import type { MonitoringSettings } from '../../src/monitoring/settings.js';
@@ -81,6 +82,8 @@ interface Daemon {
 
 function launch(bin: string, args: string[]): Daemon {
   const proc = spawn(bin, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  // A test file killed on timeout must not leave Prometheus or Alertmanager behind.
+  watchChild(proc);
   let out = '';
   const keep = (c: Buffer): void => {
     out = (out + c.toString('utf8')).slice(-20_000);

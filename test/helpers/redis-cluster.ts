@@ -5,6 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
+import { watchChild } from '../../src/lifecycle/watch-child.js';
 
 export interface TestCluster {
   ports: number[];
@@ -68,13 +69,16 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
   const total = masters * (1 + replicasPerMaster);
   const ports = await freePortRun(total);
   const dir = mkdtempSync(join(tmpdir(), 'queuelens-cluster-'));
-  const procs: ChildProcess[] = ports.map((port) =>
-    spawn(
+  const procs: ChildProcess[] = ports.map((port) => {
+    const child = spawn(
       'redis-server',
       ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', dir],
       { stdio: 'ignore' },
-    ),
-  );
+    );
+    // A test file killed on timeout must not leave its cluster behind.
+    watchChild(child, dir);
+    return child;
+  });
   for (const port of ports) {
     const deadline = Date.now() + 10_000;
     for (;;) {

@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { watchChild } from '../../src/lifecycle/watch-child.js';
 
 export interface TestRedis {
   port: number;
@@ -64,6 +65,8 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
     const auth = opts.password ? ['--requirepass', opts.password] : [];
     const args = ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...auth, ...(opts.args ?? [])];
     const child = spawn('redis-server', args, { stdio: 'ignore' });
+    // A test file killed on timeout must not leave its server behind.
+    watchChild(child, dir);
     proc = child;
     const deadline = Date.now() + 10_000;
     for (;;) {

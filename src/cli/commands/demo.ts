@@ -2,10 +2,13 @@
 // redis-server when none answers), the sidecar with its status page, the three workers delivering to local
 // SMTP and webhook peers, the load generator's demo mix, and Prometheus with the bundled alerts when it is
 // installed; it prints the URLs and stops everything on Ctrl-C.
+import { tmpdir } from 'node:os';
 import type { Command } from 'commander';
 import { demoOptions } from '../../config/demo-config.js';
 import { addOptions, resolveOptions } from '../../config/options.js';
+import { claimDemoNamespace, DEMO_OWN_PREFIX, DEMO_PREFIX, DemoBusyError, type DemoNamespace } from '../../demo/demo-namespace.js';
 import { startDemoStack, type DemoStack } from '../../demo/demo-stack.js';
+import { removeStaleDemoDirs } from '../../demo/demo-tmp.js';
 import { SCENARIOS } from '../../jobs/loadgen-scenarios.js';
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
@@ -21,6 +24,8 @@ export function registerDemo(program: Command): void {
     const cfg = resolveOptions(demoOptions, raw);
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-demo' });
     process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (bug): please report it'));
+    // What an earlier demo killed before it could clean up left in the temp directory.
+    const staleDirs = removeStaleDemoDirs();
     let redis;
     try {
       redis = await ensureRedis(cfg.redisUrl, log);
@@ -31,17 +36,30 @@ export function registerDemo(program: Command): void {
       }
       throw err;
     }
+    // The demo's own corner of this Redis: a developer's queues named email/webhook/export under `bull` stay untouched.
+    let ns: DemoNamespace;
+    try {
+      ns = await claimDemoNamespace(redis.url);
+    } catch (err) {
+      process.stderr.write(`queuelens demo: ${err instanceof DemoBusyError ? err.message : `cannot use the Redis at ${safeUrl(redis.url)} (${(err as Error).message})`}\n`);
+      await redis.close();
+      process.exit(1);
+    }
     let stack: DemoStack;
     try {
-      stack = await startDemoStack({ redisUrl: redis.url, host: cfg.host, port: cfg.port, rate: cfg.jobsPerSecond, prometheusPort: cfg.prometheusPort, logLevel: cfg.logLevel, log });
+      stack = await startDemoStack({ redisUrl: redis.url, prefix: DEMO_PREFIX, ownPrefix: DEMO_OWN_PREFIX, host: cfg.host, port: cfg.port, rate: cfg.jobsPerSecond, prometheusPort: cfg.prometheusPort, logLevel: cfg.logLevel, log });
     } catch (err) {
       const msg = (err as Error).message;
       process.stderr.write(`queuelens demo: cannot start (${msg})${/EADDRINUSE/.test(msg) ? '; pass --port / QUEUELENS_PORT or --prometheus-port' : ''}\n`);
+      await ns.removeKeys().catch(() => undefined);
       await redis.close();
       process.exit(1);
     }
     const base = stack.sidecarUrl;
     const redisArg = redis.private ? ` --redis-url ${redis.url}` : '';
+    const where = redis.private
+      ? '(private, removed on exit)'
+      : `(yours: the demo writes only keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*, ${cfg.keep ? 'kept on exit (--keep)' : 'removed on exit (--keep keeps them)'})`;
     process.stdout.write(
       [
         '',
@@ -52,15 +70,18 @@ export function registerDemo(program: Command): void {
         `  JSON API      ${base}/api/queues`,
         `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: log in in the browser, or send "Authorization: Bearer <token>")`,
         stack.prometheus
-          ? `  Prometheus    ${stack.prometheus.url}/alerts   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
+          ? `  Prometheus    ${stack.prometheus.alertsUrl}   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
           : cfg.prometheusPort === 0
             ? '  Prometheus    off (--prometheus-port 0)'
             : `  Prometheus    not started: \`prometheus\` is not on PATH (apt-get install -y prometheus) or port ${cfg.prometheusPort} is taken (--prometheus-port)`,
-        `  Redis         ${safeUrl(redis.url)}${redis.private ? ' (private, removed on exit)' : ''}`,
+        `  Redis         ${safeUrl(redis.url)} ${where}`,
+        ...(ns.staleRemoved > 0 ? [`                removed ${ns.staleRemoved} key(s) an earlier demo run left behind`] : []),
+        ...(staleDirs > 0 ? [`  Temp files    removed ${staleDirs} directory(ies) an earlier demo run left behind in ${tmpdir()}`] : []),
         `  SMTP sink     ${stack.smtpUrl}   webhook receiver ${stack.webhookUrl}`,
         '',
         `  in a terminal:      npx queuelens top --url ${base}`,
-        `  make alerts fire:   npx queuelens loadgen${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
+        `  dead letters:       npx queuelens dlq list webhook --prefix ${DEMO_PREFIX} --own-prefix ${DEMO_OWN_PREFIX}${redisArg}`,
+        `  make alerts fire:   npx queuelens loadgen --prefix ${DEMO_PREFIX}${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
         '  Ctrl-C to stop',
         '',
       ].join('\n'),
@@ -68,6 +89,18 @@ export function registerDemo(program: Command): void {
     installShutdown(
       [
         { name: 'demo', run: () => stack.close() },
+        {
+          name: 'demo keys',
+          run: async () => {
+            if (cfg.keep && !redis.private) {
+              await ns.release();
+              process.stdout.write(`queuelens demo: kept its keys in ${safeUrl(redis.url)} under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*\n`);
+            } else {
+              const n = await ns.removeKeys();
+              if (!redis.private) process.stdout.write(`queuelens demo: removed its ${n} key(s) from ${safeUrl(redis.url)}\n`);
+            }
+          },
+        },
         { name: 'redis', run: () => redis.close() },
       ],
       { log, timeoutMs: 20_000 },

@@ -1,0 +1,76 @@
+// Nothing outlives the process that started it: a demo killed with SIGKILL (no chance to clean up) leaves no
+// redis-server or Prometheus running, their watchdogs remove their temporary directories, and the next demo start
+// removes the directories the killed one owned.
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
+import { spawnCli } from './helpers/cli.js';
+import { freePort } from './helpers/redis-server.js';
+
+const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
+const tmp = mkdtempSync(join(tmpdir(), 'ql-leftovers-'));
+
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+/** pid and command of every process under `pid`, recursively. */
+function descendants(pid: number): Array<{ pid: number; comm: string }> {
+  const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
+  const out: Array<{ pid: number; comm: string }> = [];
+  const walk = (p: number) => {
+    for (const [c, pp, comm] of rows) if (Number(pp) === p) out.push({ pid: Number(c), comm: comm! }), walk(Number(c));
+  };
+  walk(pid);
+  return out;
+}
+
+const alive = (pid: number) => {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+};
+
+const demoDirs = () => readdirSync(tmp).filter((n) => n.startsWith('queuelens-demo-')).sort();
+
+describe('leftovers', () => {
+  it('a SIGKILLed demo leaves no server running; its temp dirs are gone after the next start', async () => {
+    // Left by runs before this one: a dead owner's directory, and an old unowned one.
+    mkdirSync(join(tmp, 'queuelens-demo-exports-999999-abcdef'));
+    mkdirSync(join(tmp, 'queuelens-demo-redis-ghijkl'));
+    utimesSync(join(tmp, 'queuelens-demo-redis-ghijkl'), new Date(Date.now() - 2 * 3_600_000), new Date(Date.now() - 2 * 3_600_000));
+    const start = async () => {
+      // Nothing answers at this REDIS_URL: the demo starts a private redis-server.
+      const args = ['demo', '--redis-url', `redis://127.0.0.1:${await freePort()}`, '--port', String(await freePort()), '--prometheus-port', String(hasPrometheus ? await freePort() : 0), '--jobs-per-second', '20'];
+      const p = spawnCli(args, { TMPDIR: tmp });
+      await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running'), 60_000);
+      return p;
+    };
+
+    const first = await start();
+    expect(first.output()).toContain('removed 2 directory(ies) an earlier demo run left behind');
+    const servers = descendants(first.proc.pid!).filter((p) => p.comm === 'redis-server' || p.comm === 'prometheus');
+    expect(servers.map((s) => s.comm).sort()).toEqual(hasPrometheus ? ['prometheus', 'redis-server'] : ['redis-server']);
+    const dirs = demoDirs();
+    expect(dirs.filter((d) => /^queuelens-demo-(redis|prometheus|exports)-\d+-/.test(d))).toHaveLength(hasPrometheus ? 3 : 2);
+
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    // The watchdogs notice within a second or so; generous for a loaded machine.
+    await waitFor('every server of the killed demo to stop', () => servers.every((s) => !alive(s.pid)), 60_000, 200);
+    await waitFor('the servers\' directories removed', () => demoDirs().every((d) => !/^queuelens-demo-(redis|prometheus)-/.test(d)), 60_000, 200);
+    // The export directory has no server to watch it: the next start removes it.
+    expect(demoDirs()).toEqual([expect.stringMatching(new RegExp(`^queuelens-demo-exports-${first.proc.pid}-`))]);
+
+    const second = await start();
+    expect(second.output()).toContain('removed 1 directory(ies) an earlier demo run left behind');
+    expect(demoDirs().some((d) => d.includes(`-${first.proc.pid}-`))).toBe(false);
+    second.proc.kill('SIGINT');
+    expect(await second.exited).toEqual({ code: 0, signal: null });
+    expect(demoDirs()).toEqual([]);
+  }, 300_000);
+});
