@@ -131,16 +131,14 @@ describe('read budget', () => {
     // Takeover: the history before the cursor is replayed (uncounted) to know the jobs in flight.
     heldByReader = 0;
     proxy.reset();
+    const commitsBefore = await Promise.all(queues.map((q) => raw.hget(ownKeys.eventsQueue(OWN, q), 'r|commit_ms')));
     const third = reader();
     third.setQueues(queues);
     third.start();
-    // A commit of every queue under the new term comes after its history was read.
-    const gen = async () => Number(await raw.get(ownKeys.eventsGeneration(OWN)));
-    await waitFor('third reader leads', async () => third.isLeader);
-    const term = await gen();
-    await waitFor('every queue claimed and committed by the new term', async () => {
-      const hashes = await Promise.all(queues.map((q) => raw.hmget(ownKeys.eventsQueue(OWN, q), 'r|gen', 'r|commit_ms')));
-      return hashes.every(([g, c]) => Number(g) === term && Number(c) > 0);
+    // A queue's first commit of the new term comes after its history was read (the claim alone comes before).
+    await waitFor('every queue committed by the new term', async () => {
+      const now = await Promise.all(queues.map((q) => raw.hget(ownKeys.eventsQueue(OWN, q), 'r|commit_ms')));
+      return third.isLeader && now.every((c, i) => Number(c) > Number(commitsBefore[i]));
     }, 60_000);
     const takeover = { xread: heldByReader, history: proxy.maxBurst() };
     await third.close();

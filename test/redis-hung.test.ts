@@ -2,10 +2,11 @@
 // 503 once a command misses its deadline, BullMQRedisDown fires on exactly what the sidecar then exports
 // (checked with promtool), and all of it recovers after SIGCONT.
 import { spawnSync } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { parsePromText } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -30,6 +31,9 @@ afterAll(async () => {
 function promtoolRedisDown(values: { up: number; redisUp: number }): { status: number | null; out: string } {
   const dir = mkdtempSync(join(tmpdir(), 'queuelens-hung-'));
   const rules = resolve('alerts/queuelens.rules.yml');
+  // The links are settings of the generated rules; the summary and description are what this test checks.
+  const groups = (parse(readFileSync(rules, 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string; annotations?: Record<string, string> }> }> }).groups;
+  const links = groups.flatMap((g) => g.rules).find((r) => r.alert === 'BullMQRedisDown')!.annotations!;
   const series = (name: string, instance: string, v: number) => `      - series: '${name}{job="queuelens", instance="${instance}"}'\n        values: '${v}x10'\n`;
   const input = ['s1:9487', 's2:9487'].map((i) => series('up', i, 1) + series('bullmq_exporter_up', i, values.up) + series('bullmq_exporter_redis_up', i, values.redisUp)).join('');
   const test = `rule_files:
@@ -46,8 +50,8 @@ ${input}    alert_rule_test:
             exp_annotations:
               summary: 'queuelens cannot reach Redis'
               description: 'No replica of job queuelens can reach Redis (bullmq_exporter_redis_up = 0): producers and workers are likely failing too.'
-              runbook_url: 'https://github.com/queuelens/queuelens/blob/main/docs/runbooks/BullMQRedisDown.md'
-              dashboard_url: 'http://localhost:3000/d/queuelens-overview/queuelens-overview'
+              runbook_url: '${links.runbook_url}'
+              dashboard_url: '${links.dashboard_url}'
       - eval_time: 5m
         alertname: BullMQExporterDown
         exp_alerts: []
