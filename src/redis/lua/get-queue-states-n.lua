@@ -63,6 +63,8 @@ local function backoffMs(opts, attemptsMade)
   return 0 -- a custom strategy: unknown here
 end
 
+local MAX_CHILDREN = 64
+
 local function eligibleMs(base, jobId)
   local h = rcall('HMGET', base .. jobId, 'timestamp', 'processedOn', 'opts', 'atm')
   local ts = num(h[1])
@@ -77,6 +79,21 @@ local function eligibleMs(base, jobId)
     if ok and type(decoded) == 'table' then opts = decoded end
   end
   if opts and num(opts['delay']) then eligible = ts + num(opts['delay']) end
+  -- A flow parent became ready when its last child finished, not when it was created: the children it waited
+  -- for are the fields of its ':processed' (and, when ignored on failure, ':failed') hashes. Up to
+  -- MAX_CHILDREN are looked at; a child already removed tells nothing.
+  for _, suffix in ipairs({ ':processed', ':failed' }) do
+    local key = base .. jobId .. suffix
+    local n = rcall('HLEN', key)
+    if n > 0 and n <= MAX_CHILDREN then
+      local children = rcall('HKEYS', key)
+      for j = 1, #children do
+        -- pcall: on a Cluster a child in another slot cannot be read from here (it then tells nothing).
+        local finished = num(redis.pcall('HGET', children[j], 'finishedOn'))
+        if finished and finished > eligible then eligible = finished end
+      end
+    end
+  end
   if processedOn and attemptsMade > 0 then
     local retryEligible = processedOn + (opts and backoffMs(opts, attemptsMade) or 0)
     if retryEligible > eligible then eligible = retryEligible end
