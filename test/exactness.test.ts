@@ -314,3 +314,32 @@ describe('item 1: a queue born after the sidecar started', () => {
     expect(s.discovery.completedPasses(), 'no SCAN pass ran meanwhile').toBe(passes);
   });
 });
+
+describe('item 4: a flow parent waits from when its last child finished', () => {
+  it('its oldest-waiting age counts from the last child finish, not from the parent creation hours ago', async () => {
+    const created = (await redisMs()) - 7_200_000;
+    await bull.flow().add({
+      name: 'parent',
+      queueName: 'flow-parents',
+      data: {},
+      opts: { timestamp: created },
+      children: [1, 2].map((i) => ({ name: 'child', queueName: 'flow-kids', data: { i } })),
+    });
+    const parents = bull.queue('flow-parents');
+    bull.worker('flow-kids', async () => 'ok');
+    await waitFor('the parent ready', async () => (await parents.getJobCounts('wait')).wait === 1);
+    // Ground truth: the children's finish times, as BullMQ stored them.
+    const kids = bull.queue('flow-kids');
+    const done = await kids.getJobs(['completed']);
+    expect(done).toHaveLength(2);
+    const readyAt = Math.max(...done.map((j) => j.finishedOn!));
+    const s = await sidecar();
+    const before = await redisMs();
+    await s.refresh();
+    const after = await redisMs();
+    const age = gauge(await s.scrape(), 'bullmq_queue_oldest_waiting_age_seconds', 'flow-parents')!;
+    expect(age * 1000).toBeGreaterThanOrEqual(before - readyAt);
+    expect(age * 1000).toBeLessThanOrEqual(after - readyAt);
+    expect(age).toBeLessThan(7000);
+  });
+});
