@@ -39,7 +39,7 @@ export const METRICS = {
     type: 'gauge',
     help: 'How long the next job to run has been eligible (enqueue time plus its delay); 0 when nothing waits. A paused queue keeps its true age (BullMQ 5 and 6); the bundled alerts leave paused queues out.',
     labels: Q,
-    source: 'head of wait (or of prioritized when wait is empty): timestamp + opts.delay, or the start of its last attempt if later',
+    source: 'head of wait (or of prioritized when wait is empty): timestamp + opts.delay, or the start of its last attempt if later, or (a flow parent) the finish of its last child if later',
   },
   queueDelayedOverdue: {
     name: 'bullmq_queue_delayed_overdue_jobs',
