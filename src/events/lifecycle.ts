@@ -90,6 +90,8 @@ export class QueueLifecycle {
   private appliedId: string | undefined;
   private appliedCount = 0;
   private puts = 0;
+  /** Name of the job the previous entry removed (a debounce replace writes `removed`, then `deduplicated`). */
+  private removedName: string | undefined;
 
   constructor(
     private sink: AccountingSink,
@@ -213,6 +215,8 @@ export class QueueLifecycle {
     const f = e.fields;
     const jobId = f.jobId;
     const ms = e.ms;
+    const removedJustBefore = this.removedName;
+    this.removedName = undefined;
     if (jobId === undefined) return; // queue-level events: paused, resumed, drained, cleaned, custom
     switch (f.event) {
       case 'added': {
@@ -229,7 +233,12 @@ export class QueueLifecycle {
         } else {
           t.eligibleMs = ms;
         }
-        if (f.prev === 'completed' || f.prev === 'failed') t.taken = true; // job.retry() of a finished job
+        if (f.prev === 'completed' || f.prev === 'failed') {
+          // job.retry() of a finished job: its first end was observed then; this run's end-to-end counts
+          // from the retry, the moment it was enqueued again.
+          t.taken = true;
+          t.addedMs ??= ms;
+        }
         t.dueMs = undefined;
         t.delayedMs = undefined;
         return;
@@ -291,9 +300,12 @@ export class QueueLifecycle {
         return;
       }
       case 'deduplicated':
-        this.sink.count('deduplicated', this.jobs.get(jobId)?.jobName ?? this.unknownName());
+        // Named after the job that stays; a debounce with replace removed the old one just before and
+        // names the new one, not added yet: the removed job's name is the name of the deduplicated work.
+        this.sink.count('deduplicated', this.jobs.get(jobId)?.jobName ?? removedJustBefore ?? this.unknownName());
         return;
       case 'removed':
+        this.removedName = this.jobs.get(jobId)?.jobName;
         this.forget(jobId);
         return;
       default:

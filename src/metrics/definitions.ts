@@ -200,7 +200,7 @@ export const METRICS = {
   jobE2e: {
     name: 'bullmq_job_e2e_seconds',
     type: 'histogram',
-    help: 'From added to the final outcome (completed or failed), retries and delays included.',
+    help: 'From added to the final outcome (completed or failed), retries and delays included. A finished job run again by job.retry() gets a second observation, from that retry.',
     labels: [...QJ, 'outcome'],
     source: `entry times of added and completed/failed; ${EVENTS}`,
     buckets: EVENT_BUCKETS_SECONDS,
