@@ -343,3 +343,50 @@ describe('item 4: a flow parent waits from when its last child finished', () => 
     expect(age).toBeLessThan(7000);
   });
 });
+
+describe('item 7: the smaller wrong numbers', () => {
+  it('a debounce with replace counts its deduplication under the job name, not __other__', async () => {
+    const own = 'ql-debounce';
+    const q: QueueRef = { prefix: 'bull', name: 'debounce' };
+    const r = reader(own, { lifecycle: { jobNameLabel: true } });
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(own, q));
+    const queue = bull.queue(q.name);
+    const opts = { delay: 60_000, deduplication: { id: 'd1', ttl: 60_000, extend: true, replace: true } };
+    await queue.add('digest', { v: 1 }, opts);
+    await queue.add('digest', { v: 2 }, opts);
+    expect(await queue.getDelayedCount(), 'the second replaced the first').toBe(1);
+    const s = await caughtUp(own, q);
+    const named = (counter: string, jobName: string) => s.counters.filter((c) => c.counter === counter && c.jobName === jobName).reduce((a, c) => a + c.value, 0);
+    expect(named('deduplicated', 'digest')).toBe(1);
+    expect(named('deduplicated', '__other__')).toBe(0);
+    expect(named('added', 'digest')).toBe(2);
+  });
+
+  it('a job completed after job.retry() gets its end-to-end observation', async () => {
+    const own = 'ql-retry-e2e';
+    const q: QueueRef = { prefix: 'bull', name: 'retry-e2e' };
+    const r = reader(own);
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(own, q));
+    const queue = bull.queue(q.name);
+    let runs = 0;
+    const w = bull.worker(q.name, async () => {
+      runs += 1;
+      if (runs === 1) throw new Error('first run fails');
+    });
+    const job = await queue.add('r', {}, { attempts: 1 });
+    await waitFor('failed', async () => (await job.getState()) === 'failed');
+    await job.retry('failed');
+    await waitFor('completed after the retry', async () => (await job.getState()) === 'completed');
+    await w.close();
+    const s = await caughtUp(own, q);
+    // Ground truth: one failure (its end-to-end observed then), then one completion after the retry.
+    expect(total(s, 'failed')).toBe(1);
+    expect(total(s, 'completed')).toBe(1);
+    expect(histCount(s, 'e2e', 'failed')).toBe(1);
+    expect(histCount(s, 'e2e', 'completed')).toBe(1);
+  });
+});
