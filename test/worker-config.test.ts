@@ -38,6 +38,8 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
       'webhook-rate-limit': '0/1',
       'export-concurrency': '1.5',
       'export-rate-limit': '1/0',
+      'health-port': '70000',
+      'health-host': '',
       'shutdown-timeout': 'never',
       'lock-duration': '0.01',
       'stalled-interval': '-1',

@@ -108,6 +108,22 @@ export const workerOptions = [
   ...perQueue('webhook', '20'),
   ...perQueue('export', '1'),
   option({
+    name: 'health-port',
+    env: 'QUEUELENS_HEALTH_PORT',
+    arg: '<port>',
+    description: 'serve GET /livez (every processing loop runs) and /readyz (and Redis is connected) on this port, for Kubernetes probes; 0 = off',
+    default: '0',
+    parse: parse.number({ min: 0, max: 65_535, integer: true }),
+  }),
+  option({
+    name: 'health-host',
+    env: 'QUEUELENS_HEALTH_HOST',
+    arg: '<host>',
+    description: 'address the health port listens on',
+    default: '0.0.0.0',
+    parse: parse.string,
+  }),
+  option({
     name: 'shutdown-timeout',
     env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
     arg: '<seconds>',

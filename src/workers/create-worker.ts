@@ -155,6 +155,14 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     await this.worker.waitUntilReady();
   }
 
+  /**
+   * What the health port reports: `running` while BullMQ's processing loop runs (false once it stopped, by close()
+   * or an error), `redis` while the worker's connection is ready (false while it reconnects).
+   */
+  health(): { queue: Q; running: boolean; redis: boolean } {
+    return { queue: this.opts.queue, running: this.worker.isRunning(), redis: this.connection.status === 'ready' };
+  }
+
   private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {
     const span = this.tracing ? startConsumerSpan(job, this.opts.queue) : undefined;
     const ctx = new AttemptContext(this.opts.log, { queue: this.opts.queue, jobId: job.id, attempt: job.attemptsMade + 1 }, span, signal);

@@ -10,6 +10,8 @@ import { exportProcessor } from './export-processor.js';
 import { webhookProcessor } from './webhook-processor.js';
 
 export interface RunningWorkers {
+  /** One entry per queue: its processing loop runs, its Redis connection is ready. */
+  health(): Array<{ queue: QueueName; running: boolean; redis: boolean }>;
   close(): Promise<void>;
 }
 
@@ -48,6 +50,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
   log.info({ queues }, 'workers started');
   let closed: Promise<void> | undefined;
   return {
+    health: () => workers.map((w) => w.health()),
     close() {
       closed ??= (async () => {
         await Promise.all(workers.map((w) => w.close()));

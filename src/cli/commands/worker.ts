@@ -7,6 +7,7 @@ import { isQueueName, QUEUE_NAMES, type QueueName } from '../../jobs/schemas.js'
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { shutdownTracing } from '../../tracing/state.js';
+import { startHealthServer } from '../../workers/health-server.js';
 import { startWorkers } from '../../workers/start-workers.js';
 
 export function parseQueueList(raw: string): QueueName[] {
@@ -31,9 +32,12 @@ export function registerWorker(program: Command): void {
 async function runWorkers(cfg: WorkerConfig, queues: QueueName[]): Promise<void> {
   const log = createLogger({ level: cfg.logLevel, name: 'queuelens-worker' });
   const workers = await startWorkers(cfg, queues, log);
+  const health = cfg.healthPort > 0 ? await startHealthServer(workers, { host: cfg.healthHost, port: cfg.healthPort }) : undefined;
+  if (health) log.info({ port: health.port }, 'health port: /livez, /readyz');
   installShutdown(
     [
       { name: 'workers', run: () => workers.close() },
+      { name: 'health', run: () => health?.close() },
       { name: 'tracing', run: shutdownTracing },
     ],
     { log, timeoutMs: cfg.shutdownTimeout * 1000 },
