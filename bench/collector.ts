@@ -253,7 +253,7 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     [
       ['queues exported', n(s.queues), ''],
       ['collect duration inside the sidecar (ms)', ms(s.collectDurationMs), ''],
-      [`RSS as deployed (NODE_OPTIONS=\`${s.rss.deployed.nodeOptions}\` from deploy/k8s/sidecar.yaml), MB: last of ${s.rssWindowS} one-second samples after ${s.rss.deployed.collectionsBefore} collections (max)`, rssCell(s.rss.deployed), ''],
+      [`RSS as deployed (NODE_OPTIONS=\`${s.rss.deployed.nodeOptions}\` from deploy/k8s/base/sidecar.yaml), MB: last of ${s.rssWindowS} one-second samples after ${s.rss.deployed.collectionsBefore} collections (max)`, rssCell(s.rss.deployed), ''],
       [`RSS with node's defaults (no NODE_OPTIONS), MB, the same way`, rssCell(s.rss.defaults), ''],
       ['/metrics body (bytes): Prometheus text, gzip', `${n(s.bodyBytes)}, ${n(s.gzipBytes)}`, ''],
       [`**${s.connections} scrapers, each ${s.pacedRate} scrapes/s, all at once, gzip; lean client, ${s.durationS} s: latency p50 / p90 / p99 / max**`, leanCell(s.lean.sidecar), leanCell(s.lean.floor)],

@@ -64,7 +64,7 @@ const APP_ENV = [
   'LOADGEN_SCENARIO',
   'QUEUELENS_LOCK_DURATION',
   'QUEUELENS_STALLED_INTERVAL',
-  // Read by node: the heap sizing of the sidecars (as in deploy/k8s/sidecar.yaml) and of the export worker.
+  // Read by node: the heap sizing of the sidecars (as in deploy/k8s/base/sidecar.yaml) and of the export worker.
   'NODE_OPTIONS',
 ];
 

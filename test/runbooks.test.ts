@@ -20,7 +20,7 @@ const alertNames = [
 ];
 const deployments = new Set(
   ['sidecar.yaml', 'workers.yaml'].flatMap((f) =>
-    parseAllDocuments(read(`deploy/k8s/${f}`))
+    parseAllDocuments(read(`deploy/k8s/base/${f}`))
       .map((d) => d.toJS() as { kind: string; metadata: { name: string } })
       .filter((m) => m.kind === 'Deployment')
       .map((m) => m.metadata.name),

@@ -10,7 +10,7 @@ import { freePort } from '../../test/helpers/redis-server.js';
 import { burstScrapers, floorServer, type BurstResult } from './scrapers.js';
 
 const CLI = new URL('../../../dist/cli/index.js', import.meta.url).pathname;
-const MANIFEST = new URL('../../../deploy/k8s/sidecar.yaml', import.meta.url).pathname;
+const MANIFEST = new URL('../../../deploy/k8s/base/sidecar.yaml', import.meta.url).pathname;
 /** RSS is sampled once a second for this long after the first collections: six more collections. */
 const RSS_WINDOW_S = 30;
 /** The sidecar's default. */
@@ -40,7 +40,7 @@ export interface SidecarResult {
   queues: number;
   collectInterval: number;
   rssWindowS: number;
-  /** As deployed (NODE_OPTIONS of deploy/k8s/sidecar.yaml) and with node's defaults. */
+  /** As deployed (NODE_OPTIONS of deploy/k8s/base/sidecar.yaml) and with node's defaults. */
   rss: { deployed: RssReading; defaults: RssReading };
   collectDurationMs: number;
   bodyBytes: number;

@@ -95,7 +95,8 @@ export function renderPrometheusRule(groups: RuleGroup[], exporterJob: string): 
   const rule = {
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'PrometheusRule',
-    metadata: { name: exporterJob, labels: { 'app.kubernetes.io/name': exporterJob, 'app.kubernetes.io/component': 'alerts' } },
+    // release: kube-prometheus-stack's default rule selector; an overlay's settings.yaml sets it (components/settings).
+    metadata: { name: exporterJob, labels: { 'app.kubernetes.io/name': exporterJob, 'app.kubernetes.io/component': 'alerts', release: 'kube-prometheus-stack' } },
     spec: { groups: readable(groups) },
   };
   return `${header}\n${stringify(rule, { lineWidth: 0, aliasDuplicateObjects: false })}`;

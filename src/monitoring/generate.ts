@@ -20,7 +20,7 @@ export function renderMonitoringFiles(s: MonitoringSettings = settings): Record<
   const groups = buildRuleGroups(s);
   const files: Record<string, string> = {
     'alerts/queuelens.rules.yml': renderRulesYaml(groups),
-    'deploy/k8s/prometheusrule.yaml': renderPrometheusRule(groups, s.exporterJob),
+    'deploy/k8s/base/prometheusrule.yaml': renderPrometheusRule(groups, s.exporterJob),
   };
   for (const [name, dashboard] of Object.entries(buildDashboards(s))) {
     files[`dashboards/${name}`] = `${JSON.stringify(dashboard, null, 2)}\n`;

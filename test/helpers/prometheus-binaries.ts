@@ -8,6 +8,7 @@ const PACKAGE: Record<string, string> = {
   'prometheus-alertmanager': 'prometheus-alertmanager',
   alertmanager: 'prometheus-alertmanager',
   jsonnet: 'jsonnet',
+  kubectl: 'kubectl',
 };
 
 /** The first of `names` on PATH; throws a message naming the Debian package otherwise. */
