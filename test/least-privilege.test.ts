@@ -11,6 +11,7 @@ import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
 import { createLogger } from '../src/log/logger.js';
 import { createSidecar } from '../src/sidecar/create-sidecar.js';
 import { waitFor } from './helpers/bullmq.js';
+import { runCli } from './helpers/cli.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
@@ -108,4 +109,18 @@ describe('least privilege', () => {
     await expect(asSidecar.call('EVAL_RO', "return redis.call('DEL', KEYS[1])", 1, 'bull:acl-jobs:meta')).rejects.toThrow(/write command|NOPERM|can't access|no permissions|user executing the script/);
     expect(await asSidecar.zcard('bull:acl-jobs:completed')).toBe(4);
   }, 120_000);
+
+  it('the CLI enqueues and lists dead letters under the workers\' rules', async () => {
+    const url = `redis://queuelens-workers:workers-secret@127.0.0.1:${redis.port}`;
+    const admin = redis.client();
+    await admin.call('ACL', 'LOG', 'RESET');
+    const enqueue = await runCli(['enqueue', 'email', '--data', '{"template":"welcome","to":"ada@example.com"}', '--log-level', 'silent'], { REDIS_URL: url });
+    expect(enqueue.output).not.toMatch(/NOPERM/);
+    expect(enqueue.code).toBe(0);
+    expect(await admin.llen('bull:email:wait')).toBe(1);
+    const list = await runCli(['dlq', 'list', 'email', '--log-level', 'silent'], { REDIS_URL: url });
+    expect(list.output).not.toMatch(/NOPERM/);
+    expect(list.code).toBe(0);
+    expect(await admin.call('ACL', 'LOG')).toEqual([]);
+  }, 60_000);
 });
