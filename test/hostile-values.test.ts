@@ -5,6 +5,8 @@ import { spawnSync } from 'node:child_process';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
+import { OTHER_JOB_NAME, QueueAccounting } from '../src/events/accounting.js';
+import { LIFECYCLE_DEFAULTS, QueueLifecycle } from '../src/events/lifecycle.js';
 import { createLogger } from '../src/log/logger.js';
 import { createSidecar, type Sidecar } from '../src/sidecar/create-sidecar.js';
 import { BullFixtures } from './helpers/bullmq.js';
@@ -174,5 +176,24 @@ describe('label and exposition bounds', () => {
     expect(dropped(m, 'max_queues')).toBe(0);
     await s.close();
     for (const n of names) await bull.queue(n).obliterate({ force: true });
+  });
+});
+
+describe('job_name label bounds', () => {
+  it('a job name over 128 bytes counts under __other__, one at the limit keeps its own label', () => {
+    const acc = new QueueAccounting();
+    const machine = new QueueLifecycle(acc, { ...LIFECYCLE_DEFAULTS, jobNameLabel: true, maxJobNames: 20 });
+    const atLimit = 'n'.repeat(128);
+    const long = 'n'.repeat(100 * 1024);
+    const wide = 'é'.repeat(65); // 130 bytes in 65 characters
+    const names = [atLimit, long, wide, long];
+    machine.apply(
+      names.map((name, i) => ({ id: `${i + 1}-0`, ms: i + 1, fields: { event: 'added', jobId: String(i + 1), name, prev: undefined, delay: undefined } })),
+      true,
+    );
+    const added = (jobName: string) => acc.toStats().counters.find((c) => c.counter === 'added' && c.jobName === jobName)?.value;
+    expect(added(atLimit)).toBe(1);
+    expect(added(OTHER_JOB_NAME)).toBe(3);
+    expect(acc.toStats().counters.some((c) => c.jobName.length > 128)).toBe(false);
   });
 });

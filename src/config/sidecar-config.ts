@@ -84,7 +84,7 @@ export const sidecarOptions = [
     name: 'max-job-names',
     env: 'QUEUELENS_MAX_JOB_NAMES',
     arg: '<n>',
-    description: 'distinct job_name values per queue; later names are folded into __other__',
+    description: 'distinct job_name values per queue; later names, and names over 128 bytes, are folded into __other__',
     default: '20',
     parse: parse.number({ min: 1, max: 1000, integer: true }),
   }),

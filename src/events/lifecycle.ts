@@ -3,6 +3,9 @@
 // Pure: no I/O, no clock. Time is the Redis clock of the entry ids, plus the producer's due time in `delayed`.
 import { OTHER_JOB_NAME, type AccountingSink } from './accounting.js';
 
+/** Longest job name kept as a job_name label value, in UTF-8 bytes; longer ones count under `__other__`. */
+export const MAX_JOB_NAME_BYTES = 128;
+
 /** The fields the machine uses; the others (returnvalue, failedReason, data, …) are not kept. */
 export interface EntryFields {
   event?: string;
@@ -384,7 +387,8 @@ export class QueueLifecycle {
 
   private label(name: string | undefined): string {
     if (!this.opts.jobNameLabel) return '';
-    if (name === undefined) return OTHER_JOB_NAME;
+    // A job name is a label value repeated in ~50 series of its queue: a long one folds like one past the cap.
+    if (name === undefined || name.length > MAX_JOB_NAME_BYTES || Buffer.byteLength(name) > MAX_JOB_NAME_BYTES) return OTHER_JOB_NAME;
     if (this.names.has(name)) return name;
     if (this.names.size < this.opts.maxJobNames) {
       this.names.add(name);
