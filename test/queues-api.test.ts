@@ -2,7 +2,7 @@
 // real Redis holding real BullMQ queues; every number is what the test enqueued. Responses are validated
 // against docs/api/*.schema.json.
 import { createHash } from 'node:crypto';
-import { UnrecoverableError } from 'bullmq';
+import { Queue, UnrecoverableError } from 'bullmq';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -153,6 +153,24 @@ describe('GET /api/queues', () => {
     expect(pick.statusCode).toBe(200);
     assertMatchesSchema('queue.schema.json', pick.json());
     expect(pick.json().queue).toMatchObject({ prefix: 'other', backlog: 1 });
+    await s.close();
+  });
+
+  it('serves a queue by name however long the name is, up to what is exported', async () => {
+    // 200 ASCII characters, and 999 bytes of UTF-8 (2,997 characters once percent-encoded in the URL).
+    const names = ['q'.repeat(200), '\u65e5'.repeat(333)];
+    for (const name of names) {
+      const q = new Queue(name, { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'long' });
+      await q.add('x', {});
+      await q.close();
+    }
+    const s = await testSidecar(redis.url, { prefixes: 'long' });
+    await s.refresh();
+    for (const name of names) {
+      const res = await s.app.inject({ url: `/api/queues/${encodeURIComponent(name)}` });
+      expect(res.statusCode, `${name.length} characters`).toBe(200);
+      expect(res.json().queue).toMatchObject({ prefix: 'long', name, jobs: { waiting: 1 } });
+    }
     await s.close();
   });
 

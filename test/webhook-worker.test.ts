@@ -127,7 +127,7 @@ describe('webhook worker', () => {
     const guarded = webhookProcessor({ secret: SECRET, timeoutMs: 500 });
     const before = rx.deliveries.length;
     const port = new URL(rx.url).port;
-    for (const url of [`http://127.0.0.1:${port}/x`, `http://localhost:${port}/x`, 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/x', 'http://[::1]:1/x']) {
+    for (const url of [`http://127.0.0.1:${port}/x`, `http://localhost:${port}/x`, 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/x', 'http://[::1]:1/x', `http://[::7f00:1]:${port}/x`, 'http://[::a9fe:a9fe]/latest', 'http://[::ffff:127.0.0.1]:1/x', 'http://[::]:1/x']) {
       const err = await guarded
         .process({ id: '1', queueName: 'webhook' } as never, { url, event: 'e', payload: 1 }, { log: h.log, trace: ROOT_CONTEXT })
         .catch((e: Error) => e);

@@ -6,6 +6,7 @@
 // XREAD and one commit per group; with per-queue hash tags that is one queue per group), and every group is
 // polled without blocking, all nodes at once, with a short sleep when a whole round found nothing.
 import type { Logger } from '../log/logger.js';
+import { RepeatLimiter } from '../log/repeat-limiter.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
 import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { RawConnection, ReplyTooLargeError } from '../redis/raw-connection.js';
@@ -148,6 +149,7 @@ export class EventReader {
   private installedAt: string | undefined;
   private readonly budget: InFlightBudget;
   private synced = false;
+  private readonly failureLog = new RepeatLimiter();
   private nextMaintenance = 0;
   private rotation = 0;
   /** Consecutive XREADs that returned nothing; a whole idle round over the groups lets the next one block. */
@@ -262,7 +264,10 @@ export class EventReader {
           await this.lease.advanceGeneration(err.stored);
         } else if (!(err instanceof TermChanged)) {
           // readBatch dropped the state of the group it failed on; sync() reloads just those queues.
-          this.o.log.warn({ err: (err as Error).message }, 'event reader pass failed; reloading the state of the queues it was reading');
+          // A failure that persists repeats every half second: logged once a minute, with the count in between.
+          const msg = (err as Error).message;
+          const r = this.failureLog.check(msg);
+          if (r.log) this.o.log.warn({ err: msg, ...(r.repeated ? { repeated: r.repeated } : {}) }, 'event reader pass failed; reloading the state of the queues it was reading');
           this.synced = false;
           await this.sleep(500);
         }

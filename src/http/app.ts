@@ -1,5 +1,6 @@
 // buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
+import { MAX_NAME_BYTES } from '../collector/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import type { QueuesResponse } from '../status/queue-view.js';
 import type { RenderedMetrics } from '../metrics/exposition.js';
@@ -29,6 +30,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     // Answer 503 to requests that arrive while closing; in-flight ones finish.
     return503OnClosing: true,
     bodyLimit: 64 * 1024,
+    // A queue name is a path parameter (/api/queues/<name>); exported names reach MAX_NAME_BYTES of UTF-8, up to three
+    // times that once percent-encoded. Fastify's default of 100 characters answered 400 for longer ones.
+    routerOptions: { maxParamLength: 4 * MAX_NAME_BYTES },
   });
 
   app.get('/metrics', async (req, reply) => {

@@ -3,6 +3,7 @@
 import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import { redactString, safeUrl } from '../log/redact.js';
+import { RepeatLimiter } from '../log/repeat-limiter.js';
 
 /** Either kind of client; code that must reach every node uses masters(). */
 export type RedisClient = Redis | Cluster;
@@ -76,17 +77,19 @@ export function createRedis(opts: ConnectionOptions): RedisClient {
       })
     : new Redis(opts.url, { ...common, lazyConnect: opts.lazyConnect ?? false, enableAutoPipelining: true });
   const where = opts.clusterNodes?.length ? `cluster ${opts.clusterNodes.join(',')}` : safeUrl(opts.url);
-  let lastError = '';
+  // ioredis repeats an error on every reconnect attempt, and some outages alternate two: each distinct one is logged
+  // once a minute, with how often it repeated, until the connection is restored.
+  const errors = new RepeatLimiter();
+  let failing = false;
   client.on('error', (err: Error) => {
-    // ioredis repeats the same error on every reconnect attempt; log each distinct one once.
-    const msg = err.message;
-    if (msg === lastError) return;
-    lastError = msg;
-    opts.log?.warn({ redis: where, err: msg }, 'redis connection error');
+    failing = true;
+    const r = errors.check(err.message);
+    if (r.log) opts.log?.warn({ redis: where, err: err.message, ...(r.repeated ? { repeated: r.repeated } : {}) }, 'redis connection error');
   });
   client.on('ready', () => {
-    if (lastError) opts.log?.info({ redis: where }, 'redis connection restored');
-    lastError = '';
+    if (failing) opts.log?.info({ redis: where }, 'redis connection restored');
+    failing = false;
+    errors.reset();
   });
   return client;
 }

@@ -6,6 +6,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../log/logger.js';
+import { RepeatLimiter } from '../log/repeat-limiter.js';
 import { redactString, safeUrl } from '../log/redact.js';
 import { reconnectDelay } from './connection.js';
 
@@ -170,7 +171,8 @@ export class RawConnection {
   /** Not sent yet: waiting for the connection. */
   private queued: Request[] = [];
   private closed = false;
-  private lastError = '';
+  private failing = false;
+  private readonly errors = new RepeatLimiter();
   private wake: (() => void) | undefined;
   private readonly target: { host: string; port: number; tls: boolean; handshake: Array<Array<string | number>> };
 
@@ -233,8 +235,9 @@ export class RawConnection {
       }
       const socket = this.socket;
       if (!socket) continue; // closed again right after its handshake
-      if (this.lastError) this.o.log?.info({ redis: safeUrl(this.o.url) }, 'redis connection restored');
-      this.lastError = '';
+      if (this.failing) this.o.log?.info({ redis: safeUrl(this.o.url) }, 'redis connection restored');
+      this.failing = false;
+      this.errors.reset();
       this.ready = true;
       const queued = this.queued;
       this.queued = [];
@@ -322,11 +325,12 @@ export class RawConnection {
   }
 
   private failed(err: Error): void {
-    // Like createRedis: each distinct error once, until the connection is restored.
+    // Like createRedis: each distinct error once a minute, with its repeats, until the connection is restored.
+    if (this.closed) return;
     const msg = redactString(err.message);
-    if (msg === this.lastError || this.closed) return;
-    this.lastError = msg;
-    this.o.log?.warn({ redis: safeUrl(this.o.url), err: msg }, 'redis connection error');
+    this.failing = true;
+    const r = this.errors.check(msg);
+    if (r.log) this.o.log?.warn({ redis: safeUrl(this.o.url), err: msg, ...(r.repeated ? { repeated: r.repeated } : {}) }, 'redis connection error');
   }
 
   private sleep(ms: number): Promise<void> {

@@ -53,7 +53,13 @@ export class SsrfGuard {
   /** Throws BlockedTargetError unless the address is public unicast or allow-listed. */
   checkAddress(address: string): void {
     let ip = ipaddr.parse(address);
-    if (ip.kind() === 'ipv6' && (ip as ipaddr.IPv6).isIPv4MappedAddress()) ip = (ip as ipaddr.IPv6).toIPv4Address();
+    // An IPv4 address inside IPv6 is judged as that IPv4 address: mapped (::ffff:a.b.c.d) and the deprecated
+    // IPv4-compatible form (::a.b.c.d, so ::7f00:1 is 127.0.0.1), which ipaddr.js calls plain unicast.
+    if (ip.kind() === 'ipv6') {
+      const v6 = ip as ipaddr.IPv6;
+      if (v6.isIPv4MappedAddress()) ip = v6.toIPv4Address();
+      else if (v6.parts.slice(0, 6).every((p) => p === 0) && v6.range() === 'unicast') ip = ipaddr.fromByteArray(v6.toByteArray().slice(12));
+    }
     if (ip.range() === 'unicast') return;
     for (const [net, bits] of this.ranges) if (net.kind() === ip.kind() && ip.match(net, bits)) return;
     throw new BlockedTargetError(`webhook target address is ${ip.range()} (${ip.toString()}); add it to --webhook-allow to permit it`);
