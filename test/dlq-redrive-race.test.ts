@@ -1,6 +1,5 @@
 // Two redrives of one dead letter, the first paused past its claim: it must not re-add a job the second one already
 // redrove (and that was processed and removed since), or the receiver gets the same webhook twice.
-import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -8,70 +7,21 @@ import { OWN_PREFIX_DEFAULT, ownKeys } from '../src/redis/keys.js';
 import { DeadLetters, redriveJobId } from '../src/workers/dead-letter.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
+import { LinkProxy } from './helpers/link-proxy.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
 import { fastRetry, WorkerHarness } from './helpers/workers.js';
-
-/** A loopback proxy to Redis that, once a client sends `marker`, holds everything that client sends until release(). */
-class HoldingProxy {
-  marker?: string;
-  held = 0;
-  private holding = false;
-  private readonly waiting: Array<() => void> = [];
-  private readonly links = new Set<Socket>();
-  private constructor(private readonly server: Server) {}
-
-  static async start(targetPort: number): Promise<HoldingProxy> {
-    const server = createServer();
-    const proxy = new HoldingProxy(server);
-    server.on('connection', (client) => {
-      const upstream = createConnection(targetPort, '127.0.0.1');
-      for (const s of [client, upstream]) {
-        proxy.links.add(s);
-        s.on('close', () => proxy.links.delete(s));
-        s.on('error', () => {});
-      }
-      client.on('data', (d: Buffer) => {
-        if (proxy.marker && d.includes(proxy.marker)) proxy.holding = true;
-        if (!proxy.holding) return upstream.write(d);
-        proxy.held += 1;
-        proxy.waiting.push(() => upstream.write(d));
-      });
-      upstream.on('data', (d) => client.write(d));
-      client.on('close', () => upstream.destroy());
-      upstream.on('close', () => client.destroy());
-    });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    return proxy;
-  }
-
-  get port(): number {
-    return (this.server.address() as { port: number }).port;
-  }
-
-  release(): void {
-    this.holding = false;
-    this.marker = undefined;
-    for (const send of this.waiting.splice(0)) send();
-  }
-
-  async close(): Promise<void> {
-    this.release();
-    for (const s of this.links) s.destroy();
-    await new Promise((resolve) => this.server.close(resolve));
-  }
-}
 
 const SECRET = 'race-test-secret';
 let redis: TestRedis;
 let rx: WebhookReceiver;
 let h: WorkerHarness;
-let proxy: HoldingProxy;
+let proxy: LinkProxy;
 
 beforeAll(async () => {
   redis = await startTestRedis();
   rx = await startWebhookReceiver(SECRET);
-  proxy = await HoldingProxy.start(redis.port);
+  proxy = await LinkProxy.start(redis.port);
   h = new WorkerHarness(redis);
   await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1 });
 });
@@ -99,7 +49,7 @@ it('a redrive paused past its claim adds nothing once another redrive took over:
   const fast = new DeadLetters({ connection: redis.client(), prefix: 'bull', ownPrefix: OWN_PREFIX_DEFAULT, queue: 'webhook' });
   const claim = ownKeys.redriveClaim(OWN_PREFIX_DEFAULT, { prefix: 'bull', name: 'webhook' }, dlqId);
   try {
-    proxy.marker = newId;
+    proxy.holdFrom(newId);
     const a = slow.redrive(slowTarget, dl);
     await waitFor('A paused at its re-add', () => proxy.held > 0, 20_000);
     // A's claim runs out while it is paused; B redrives, the job is delivered and, as retention does, removed.
