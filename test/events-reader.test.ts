@@ -247,20 +247,20 @@ describe('fencing and leadership', () => {
     const keys = [hash];
     const stream = queueKey(q, 'events');
     // Never claimed: no generation may commit.
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
     expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toEqual(['0-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
     expect(await client.eventsInit(keys.length, ...keys, 8, 0, stream)).toEqual(['1-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
+    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
     expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toBe(8); // refused, naming the stored generation
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, 'hb|all', stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
-    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, stream, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
+    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, 'hb|all', stream, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
     expect(await client.hmget(hash, 'c|added|', 'r|cursor', 'r|seen')).toEqual(['6', '2-0', '2']);
     await client.del(hash);
   });
@@ -464,29 +464,51 @@ describe('lag', () => {
     await r.close();
   }, 20_000);
 
-  it('stays 0 for a caught-up queue with no new events', async () => {
+  it('stays 0 for caught-up queues with no new events, while idle streams cost no per-queue write or XINFO', async () => {
     OWN = 'ql-lag-idle';
-    const q: QueueRef = { prefix: 'bull', name: 'lag-idle' };
-    const r = reader(LAG);
-    r.setQueues([q]);
+    // Several XREAD groups, as at scale: the idle rounds are paced, not blocking reads.
+    const queues: QueueRef[] = [0, 1, 2].map((i) => ({ prefix: 'bull', name: `lag-idle-${i}` }));
+    const r = reader({ ...LAG, streamsPerRead: 2 });
+    r.setQueues(queues);
     r.start();
-    await waitFor('registered', () => statsOf(q));
-    await bull.queue(q.name).add('j', {});
-    await waitFor('the job counted', async () => (await statsOf(q)) && total((await statsOf(q))!, 'added') === 1);
-    // Six graces without an event. What the leader wrote is the ground truth, on Redis's clock: no unread entry is
-    // ever recorded (a stored lag would make every replica age it), and the commit time keeps being refreshed, so
-    // the lag every replica computes from it returns to 0. (The displayed lag may show a late refresh on a busy
-    // machine; that is what it is for.)
-    const hash = ownKeys.eventsQueue(OWN, q);
-    const commits = new Set<string>();
-    for (let i = 0; i < 12; i++) {
-      await sleep(250);
-      const [stored, commitMs] = await raw.hmget(hash, SCRIPT_FIELDS.lagMs, SCRIPT_FIELDS.commitMs);
-      expect(Number(stored ?? 0)).toBe(0);
-      commits.add(String(commitMs));
-    }
-    expect(commits.size).toBeGreaterThan(1);
-    await waitFor('the displayed lag back at 0 after a refresh', async () => (await lagOf(q)) === 0);
+    await waitFor('registered', async () => (await readEventAccounting(raw, OWN)).length === queues.length);
+    for (const q of queues) await bull.queue(q.name).add('j', {});
+    await waitFor('the jobs counted', async () => {
+      for (const q of queues) if (total((await statsOf(q))!, 'added') !== 1) return false;
+      return true;
+    });
+    // Let every queue settle (one commit after its stream was found at its end), then watch six graces of
+    // nothing happening. Ground truth is what reaches Redis: no write to a queue's hash, no XINFO of its
+    // stream, and the stored lag stays 0; the shard's heartbeat is what moves.
+    await sleep(1000);
+    const hashes = new Set(queues.map((q) => ownKeys.eventsQueue(OWN, q)));
+    const streams = new Set(queues.map((q) => queueKey(q, 'events')));
+    const mine = (args: string[]) => args.some((x) => hashes.has(x) || streams.has(x));
+    const hb = async () => raw.hget(ownKeys.eventsMeta(OWN), 'hb|all');
+    const firstBeat = await hb();
+    const perQueue: string[] = [];
+    let reads = 0;
+    const monitor = await monitorCommands(redis, (args) => {
+      const cmd = (args[0] ?? '').toLowerCase();
+      if (cmd === 'xread') {
+        if (mine(args)) reads += 1;
+      } else if (mine(args)) perQueue.push(args.join(' '));
+    });
+    await sleep(3000);
+    monitor.stop();
+    expect(perQueue).toEqual([]);
+    // The streams are still read all along (paced), and the heartbeat keeps being written.
+    expect(reads).toBeGreaterThan(3);
+    expect(await hb()).not.toBe(firstBeat);
+    for (const q of queues) expect(Number(await raw.hget(ownKeys.eventsQueue(OWN, q), SCRIPT_FIELDS.lagMs))).toBe(0);
+    // The lag every replica computes ages from the heartbeat, not from the queue's old commit.
+    await waitFor('the displayed lag at 0', async () => {
+      for (const q of queues) if ((await lagOf(q)) !== 0) return false;
+      return true;
+    });
+    // A new event after the quiet spell is still seen.
+    await bull.queue(queues[1]!.name).add('j', {});
+    await waitFor('the new job counted', async () => total((await statsOf(queues[1]!))!, 'added') === 2);
     await r.close();
   });
 

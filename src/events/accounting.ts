@@ -20,7 +20,12 @@ export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
 export type ReaderCounter = (typeof READER_COUNTERS)[number];
 
 /** Hash fields owned by the scripts (src/redis/lua/events-*.lua), never written from memory; `gen` fences them. */
-export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', commitMs: 'r|commit_ms', graceMs: 'r|grace_ms', gen: 'r|gen' } as const;
+export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', commitMs: 'r|commit_ms', graceMs: 'r|grace_ms', heartbeat: 'r|hb', gen: 'r|gen' } as const;
+
+/** Field of the events meta hash where a shard's reader writes its heartbeat (Redis clock ms; see EventReader). */
+export function heartbeatField(shard = 'all'): string {
+  return `hb|${shard}`;
+}
 
 /** `job_name` value for jobs whose name is not tracked: over the cap, or the reader never saw their `added`. */
 export const OTHER_JOB_NAME = '__other__';
@@ -150,7 +155,7 @@ export class QueueAccounting implements AccountingSink {
  * clock) the lag is aged from the last commit: the oldest entry unread then is older by the time since, and
  * a caught-up queue whose refresh is later than the leader's grace has events nobody may be reading.
  */
-export function parseQueueHash(hash: Record<string, string>, nowMs?: number): QueueEventStats {
+export function parseQueueHash(hash: Record<string, string>, nowMs?: number, heartbeats?: Readonly<Record<string, string>>): QueueEventStats {
   const counters: CounterSeries[] = [];
   const hist = new Map<string, HistogramSeries & { raw: number[] }>();
   const reader: ReaderHealth = { read: 0, lost: 0, unmatched: 0, evicted: 0, lagSeconds: 0 };
@@ -185,7 +190,7 @@ export function parseQueueHash(hash: Record<string, string>, nowMs?: number): Qu
     else if (field === readerField('evicted')) reader.evicted = value;
     else if (field === SCRIPT_FIELDS.lost) reader.lost = value;
   }
-  reader.lagSeconds = lagMs(hash, nowMs) / 1000;
+  reader.lagSeconds = lagMs(hash, nowMs, heartbeats) / 1000;
 
   const histograms: HistogramSeries[] = [];
   for (const { raw, ...s } of hist.values()) {
@@ -196,10 +201,13 @@ export function parseQueueHash(hash: Record<string, string>, nowMs?: number): Qu
   return { counters, histograms, reader };
 }
 
-function lagMs(hash: Record<string, string>, nowMs: number | undefined): number {
+function lagMs(hash: Record<string, string>, nowMs: number | undefined, heartbeats: Readonly<Record<string, string>> = {}): number {
   const stored = Number(hash[SCRIPT_FIELDS.lagMs] ?? 0);
   const commitMs = Number(hash[SCRIPT_FIELDS.commitMs]);
   if (nowMs === undefined || !Number.isFinite(commitMs)) return stored;
-  const since = Math.max(0, nowMs - commitMs);
-  return stored > 0 ? stored + since : Math.max(0, since - Number(hash[SCRIPT_FIELDS.graceMs] ?? 0));
+  if (stored > 0) return stored + Math.max(0, nowMs - commitMs);
+  // Caught up at its last commit: still caught up at the start of the shard's last complete round, if later.
+  const beat = Number(heartbeats[hash[SCRIPT_FIELDS.heartbeat] ?? ''] ?? 0);
+  const since = Math.max(0, nowMs - Math.max(commitMs, Number.isFinite(beat) ? beat : 0));
+  return Math.max(0, since - Number(hash[SCRIPT_FIELDS.graceMs] ?? 0));
 }

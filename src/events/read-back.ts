@@ -1,6 +1,7 @@
 // Reads the persisted event accounting back as plain data. Every replica, leader or not, calls it at
 // collection time, so all of them render the same numbers. Small commands only: ZSCAN of the queue index,
-// TIME (the lag is aged on the Redis clock, the one the leader committed with) and one HGETALL per queue, sent
+// TIME (the lag is aged on the Redis clock, the one the leader committed with), the readers' heartbeats and one
+// HGETALL per queue, sent
 // together (auto-pipelined on standalone, to each key's node on Cluster, where one pipeline could not span nodes).
 import { Slicer } from '../lifecycle/slicer.js';
 import type { RedisClient } from '../redis/connection.js';
@@ -26,6 +27,7 @@ export async function readEventAccounting(client: RedisClient, ownPrefix: string
     cursor = next;
   } while (cursor !== '0');
 
+  const heartbeats = await client.hgetall(ownKeys.eventsMeta(ownPrefix));
   const [sec, usec] = await client.time();
   const nowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
   const queues = [...members].map(parseEventsMember).filter((q): q is QueueRef => q !== null);
@@ -37,7 +39,7 @@ export async function readEventAccounting(client: RedisClient, ownPrefix: string
     for (const [i, h] of replies.entries()) {
       if (slicer.due()) await slicer.yield();
       // A queue forgotten between the ZSCAN and the HGETALL has an empty hash.
-      if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h, nowMs) });
+      if (Object.keys(h).length > 0) out.push({ queue: slice[i] as QueueRef, stats: parseQueueHash(h, nowMs, heartbeats) });
     }
   }
   return out;

@@ -6,8 +6,9 @@
   oldest retained entry is past the cursor), lost = entries-added - seen - U. When U is unknown (still
   behind, nothing trimmed past the cursor yet) the count waits for a later batch.
   Lag: the age of the oldest unread entry (0 when caught up) is stored with the commit time (Redis clock) and
-  the grace the leader allows itself between refreshes of an idle queue, so that every replica can age the
-  value by itself: a reader that stops committing shows a growing lag instead of its last value.
+  the grace the leader allows itself between heartbeats (an idle queue is not committed again; its shard's
+  heartbeat vouches for it), so that every replica can age the value by itself: a reader that stops committing
+  and beating shows a growing lag instead of its last value.
   Fenced by generation (see events-init-n.lua): writes only while each hash still carries the caller's.
   Compare-and-set on the cursor: a Cluster failover can promote a replica that never received the last
   commits (replication is asynchronous), nor the stream entries behind them. The caller's memory is then
@@ -15,14 +16,17 @@
   error, and the caller reloads the queues from what Redis holds and reads on from there.
   KEYS[i]          queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]          generation of the caller's term
-  ARGV[2]          grace (ms): how late the next commit of a caught-up queue may be before it counts as lag
+  ARGV[2]          grace (ms): how late the next commit (or the shard's heartbeat) of a caught-up queue may be
+                   before it counts as lag
+  ARGV[3]          the field of the events meta hash holding the heartbeat of the caller's shard, stored with
+                   each queue so that read-back ages a caught-up queue's lag from the later of the two
   then per queue:  its events stream (an argument, not a key: see events-init-n.lua), cursor the caller last
                    committed or loaded, cursor (last applied id), number of entries applied (0: only refresh
                    the lag), number of field/value args F, F args
   Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
 ]]
 local n = #KEYS
-local a = 3
+local a = 4
 for i = 1, n do
   local hash = KEYS[i]
   if redis.call('HGET', hash, 'r|gen') ~= ARGV[1] then return false end
@@ -45,7 +49,7 @@ local function after(a, b)
 end
 
 local out = {}
-a = 3
+a = 4
 for i = 1, n do
   local hash, stream = KEYS[i], ARGV[a]
   local cursor, applied, nf = ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
@@ -86,7 +90,7 @@ for i = 1, n do
       end
     end
   end
-  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2])
+  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2], 'r|hb', ARGV[3])
   out[i] = lost
 end
 return out
