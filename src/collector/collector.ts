@@ -2,7 +2,7 @@
 // call, so no call runs long; in a Cluster a group shares a slot), plus CLIENT LIST on every master for worker
 // counts. Calls are auto-pipelined, so a collection costs about one round trip per node.
 import type { Logger } from '../log/logger.js';
-import { isCluster, masters, type RedisClient } from '../redis/connection.js';
+import { connectionState, isCluster, masters, type RedisClient } from '../redis/connection.js';
 import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '../redis/keys.js';
 import { defineScript } from '../redis/scripts.js';
 import { groupBySlot } from '../redis/slots.js';
@@ -99,7 +99,7 @@ export class Collector {
     return {
       seq: this.seq,
       ok,
-      error: err === undefined ? undefined : describeRedisError(err),
+      error: err === undefined ? undefined : describeRedisError(err, connectionState(this.opts.redis)),
       finishedAt: Date.now(),
       durationSeconds: (performance.now() - started) / 1000,
       lastSuccessAt: this.lastSuccessAt,
@@ -308,12 +308,17 @@ function isNoAnswer(err: unknown): boolean {
   );
 }
 
-/** Turns a Redis client error into a sentence saying what is wrong and that the sidecar keeps retrying. */
-export function describeRedisError(err: unknown): string {
+/**
+ * Turns a Redis client error into a sentence saying what is wrong, where, and that the sidecar keeps retrying.
+ * `link`: the connection's address and its own last error, named instead of ioredis's internal wording.
+ */
+export function describeRedisError(err: unknown, link?: { where: string; lastError?: string }): string {
   const msg = err instanceof Error ? err.message : String(err);
-  if (isNoAnswer(err) && !/Command timed out/i.test(msg)) return `Redis is unreachable (${msg}); retrying`;
+  if (isNoAnswer(err) && !/Command timed out/i.test(msg)) {
+    return link ? `Redis at ${link.where} is unreachable (${link.lastError ?? msg}); retrying` : `Redis is unreachable (${msg}); retrying`;
+  }
   if (/NOAUTH|WRONGPASS|invalid password/i.test(msg)) return `Redis refused the credentials (${msg}); check REDIS_URL`;
-  if (/Command timed out/i.test(msg)) return `Redis did not answer in time (${msg}); retrying`;
+  if (/Command timed out/i.test(msg)) return `Redis${link ? ` at ${link.where}` : ''} did not answer in time (${msg}); retrying`;
   if (/CROSSSLOT/i.test(msg)) return `Redis Cluster refused a multi-key call (${msg}); queue keys must share a hash tag, e.g. prefix {bull}`;
   return msg;
 }

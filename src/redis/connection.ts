@@ -55,6 +55,18 @@ export function parseClusterNode(node: string): { host: string; port: number } {
   return { host: m[1]!, port: Number(m[2]) };
 }
 
+/** Where a client connects and the last connection-level error it saw (cleared when it is ready again). */
+const links = new WeakMap<RedisClient, { where: string; lastError?: string }>();
+
+/**
+ * What a command error should say about the connection: the address (credentials masked) and, while the
+ * connection is down, the error the connection itself got (`connect ECONNREFUSED 10.0.0.5:6379`), which says more
+ * than what the command got from ioredis (`Stream isn't writeable…`, `Connection is closed.`).
+ */
+export function connectionState(client: RedisClient): { where: string; lastError?: string } | undefined {
+  return links.get(client);
+}
+
 export function createRedis(opts: ConnectionOptions): RedisClient {
   const retry = opts.reconnect === false ? () => null : reconnectDelay;
   const common: RedisOptions = {
@@ -81,14 +93,18 @@ export function createRedis(opts: ConnectionOptions): RedisClient {
   // once a minute, with how often it repeated, until the connection is restored.
   const errors = new RepeatLimiter();
   let failing = false;
+  const link: { where: string; lastError?: string } = { where };
+  links.set(client, link);
   client.on('error', (err: Error) => {
     failing = true;
+    link.lastError = redactString(err.message);
     const r = errors.check(err.message);
     if (r.log) opts.log?.warn({ redis: where, err: err.message, ...(r.repeated ? { repeated: r.repeated } : {}) }, 'redis connection error');
   });
   client.on('ready', () => {
     if (failing) opts.log?.info({ redis: where }, 'redis connection restored');
     failing = false;
+    link.lastError = undefined;
     errors.reset();
   });
   return client;
