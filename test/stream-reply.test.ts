@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { toEntry, type StreamEntry } from '../src/events/lifecycle.js';
 import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from '../src/events/stream-reply.js';
 import { createLogger } from '../src/log/logger.js';
-import { RawConnection, RedisReplyError, ReplyFramer } from '../src/redis/raw-connection.js';
+import { RawConnection, RedisReplyError, ReplyFramer, type RawConnectionOptions } from '../src/redis/raw-connection.js';
+import { LinkProxy } from './helpers/link-proxy.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 let redis: TestRedis;
@@ -23,8 +24,8 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-function connect(url = redis.url, log = createLogger({ level: 'silent' })): RawConnection {
-  const c = new RawConnection({ url, name: 'qltest:raw', log });
+function connect(url = redis.url, log = createLogger({ level: 'silent' }), more: Partial<RawConnectionOptions> = {}): RawConnection {
+  const c = new RawConnection({ url, name: 'qltest:raw', log, ...more });
   closers.push(() => c.disconnect());
   return c;
 }
@@ -77,7 +78,7 @@ describe('XREAD reply parser', () => {
     const conn = connect();
     for (const count of [1, 3, 1000]) {
       const truth = plainDecode((await client.xreadBuffer('COUNT', count, 'STREAMS', ...streams, ...ids)) as Array<[Buffer, RawEntry[]]>);
-      const parsed = parseXreadReply(await conn.call(['XREAD', 'COUNT', count, 'STREAMS', ...streams, ...ids]));
+      const parsed = parseXreadReply(await conn.xread({ count, streams: [...streams, ...ids] }));
       expect(parsed).toEqual(truth);
       expect(parsed.map((b) => b.entries.length)).toEqual([Math.min(count, 12), Math.min(count, 7)]);
     }
@@ -87,12 +88,12 @@ describe('XREAD reply parser', () => {
     expect(decoded).toEqual(plainDecode(raw));
     // Nothing after the last ids: a null reply.
     const last = raw.map(([, r]) => (r.at(-1)?.[0] ?? Buffer.from('0-0')).toString());
-    expect(parseXreadReply(await conn.call(['XREAD', 'STREAMS', streams[0]!, streams[1]!, last[0]!, last[1]!]))).toEqual([]);
+    expect(parseXreadReply(await conn.xread({ count: 1000, streams: [streams[0]!, streams[1]!, last[0]!, last[1]!] }))).toEqual([]);
   });
 
   it('refuses a truncated or foreign reply instead of reading past it', async () => {
     const [a] = await writeStreams();
-    const reply = await connect().call(['XREAD', 'COUNT', 5, 'STREAMS', a!, '0-0']);
+    const reply = await connect().xread({ count: 5, streams: [a!, '0-0'] });
     for (const cut of [1, 10, reply.length - 1]) expect(() => parseXreadReply(reply.subarray(0, cut))).toThrow(/malformed/);
     expect(() => parseXreadReply(Buffer.from('$3\r\nabc\r\n'))).toThrow(/malformed/);
     expect(() => parseXreadReply(Buffer.concat([reply, Buffer.from('+OK\r\n')]))).toThrow(/malformed/);
@@ -104,7 +105,7 @@ describe('reply framing', () => {
     const [a, b] = await writeStreams();
     const conn = connect();
     const replies = [
-      await conn.call(['XREAD', 'COUNT', 4, 'STREAMS', a!, b!, '0-0', '0-0']),
+      await conn.xread({ count: 4, streams: [a!, b!, '0-0', '0-0'] }),
       Buffer.from('+OK\r\n'),
       Buffer.from('-ERR something\r\n'),
       Buffer.from(':-42\r\n'),
@@ -113,7 +114,7 @@ describe('reply framing', () => {
       Buffer.from('*0\r\n'),
       Buffer.from('$0\r\n\r\n'),
       Buffer.from('*2\r\n*1\r\n$2\r\n\r\n\r\n*0\r\n'),
-      await conn.call(['XRANGE', a!, '-', '+', 'COUNT', 2]),
+      await conn.xread({ count: 2, streams: [a!, '0-0'] }),
     ];
     const all = Buffer.concat(replies);
     const framed = (chunks: Buffer[]): Buffer[] => {
@@ -127,7 +128,7 @@ describe('reply framing', () => {
     expect(badCuts).toEqual([]);
     expect(same(framed([...all].map((byte) => Buffer.from([byte]))))).toBe(true);
     // A reply of several hundred kilobytes arrives in many socket chunks.
-    const big = await conn.call(['XREAD', 'COUNT', 1000, 'STREAMS', b!, '0-0']);
+    const big = await conn.xread({ count: 1000, streams: [b!, '0-0'] });
     expect(big.length).toBeGreaterThan(300_000);
     expect(parseXreadReply(big)).toEqual(plainDecode((await client.xreadBuffer('COUNT', 1000, 'STREAMS', b!, '0-0')) as Array<[Buffer, RawEntry[]]>));
   });
@@ -141,11 +142,13 @@ describe('raw connection', () => {
       await db5.select(5);
       await db5.xadd('in-db-5', '*', 'event', 'added', 'jobId', '1');
       const conn = connect(`${secured.url}/5`);
-      const [batch] = parseXreadReply(await conn.call(['XREAD', 'STREAMS', 'in-db-5', '0-0']));
+      const read = async () => parseXreadReply(await conn.xread({ count: 10, streams: ['in-db-5', '0-0'] }));
+      const [batch] = await read();
       expect(batch?.entries.map((e) => e.fields)).toEqual([{ event: 'added', jobId: '1', prev: undefined, delay: undefined, name: undefined }]);
       expect(await db5.client('LIST')).toMatch(/name=qltest:raw .*db=5/);
-      await expect(conn.call(['XREAD', 'COUNT', 'many', 'STREAMS', 'in-db-5', '0-0'])).rejects.toThrow(RedisReplyError);
-      expect((await conn.call(['PING'])).toString()).toBe('+PONG\r\n');
+      await db5.set('not-a-stream', 'x');
+      await expect(conn.xread({ count: 10, streams: ['not-a-stream', '0-0'] })).rejects.toThrow(RedisReplyError);
+      expect(await read()).toEqual([batch]);
     } finally {
       await secured.stop();
     }
@@ -157,7 +160,7 @@ describe('raw connection', () => {
       const lines: string[] = [];
       const destination = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk.toString()), done()) });
       const conn = connect(`redis://:wrong-one@127.0.0.1:${secured.port}`, createLogger({ level: 'info', destination }));
-      const pending = conn.call(['PING']);
+      const pending = conn.xread({ count: 1, streams: ['nothing-here', '0-0'] });
       await new Promise((r) => setTimeout(r, 1500)); // several attempts (back-off 100, 200, 400, 800 ms)
       const errors = lines.filter((l) => l.includes('redis connection error'));
       expect(errors.length).toBe(1);
@@ -174,8 +177,8 @@ describe('raw connection', () => {
     const own = await startTestRedis();
     try {
       const conn = connect(own.url);
-      expect((await conn.call(['PING'])).toString()).toBe('+PONG\r\n');
-      const blocked = conn.call(['XREAD', 'BLOCK', 0, 'STREAMS', 'after-restart', '0-0']);
+      expect((await conn.xread({ count: 1, streams: ['after-restart', '0-0'] })).toString()).toBe('*-1\r\n');
+      const blocked = conn.xread({ count: 10, block: 0, streams: ['after-restart', '0-0'] });
       await own.kill();
       await own.restart();
       const writer = own.client();
@@ -193,13 +196,40 @@ describe('raw connection', () => {
     }
   });
 
+  it('a link that goes silent (half-open) is dropped after the read deadline and the XREAD is answered on a new one', async () => {
+    const proxy = await LinkProxy.start(redis.port);
+    try {
+      await client.del('half-open');
+      const id = await client.xadd('half-open', '*', 'event', 'added', 'jobId', '7');
+      const conn = connect(`redis://127.0.0.1:${proxy.port}`, undefined, { name: 'qltest:raw-half', readTimeoutMs: 300 });
+      expect(parseXreadReply(await conn.xread({ count: 1, streams: ['nothing-here', '0-0'] }))).toEqual([]);
+      const linkId = /id=(\d+) [^\n]*name=qltest:raw-half /.exec(await client.client('LIST'))![1];
+      // The proxy keeps the link open but stops carrying Redis's answers: a peer that vanished without a FIN.
+      const xreads = async () => Number(/cmdstat_xread:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+      const before = await xreads();
+      proxy.dropReplies = true;
+      const read = conn.xread({ count: 10, block: 100, streams: ['half-open', '0-0'] });
+      // Redis has answered (and the proxy swallowed the answer) once it has run the XREAD: the entry is there already.
+      while ((await xreads()) === before) await new Promise((r) => setTimeout(r, 20));
+      proxy.dropReplies = false;
+      const [batch] = parseXreadReply(await read);
+      expect(batch?.entries.map((e) => [e.id, e.fields.jobId])).toEqual([[id, '7']]);
+      // It came on a new link: the silent one was closed by the deadline.
+      const list = await client.client('LIST');
+      expect(list).toMatch(/name=qltest:raw-half /);
+      expect(list).not.toMatch(new RegExp(`id=${linkId} `));
+    } finally {
+      await proxy.close();
+    }
+  });
+
   it('disconnect() rejects a blocked XREAD at once, and every later call', async () => {
     const conn = connect();
-    const blocked = conn.call(['XREAD', 'BLOCK', 0, 'STREAMS', 'never-written', '$']);
+    const blocked = conn.xread({ count: 1, block: 0, streams: ['never-written', '$'] });
     await new Promise((r) => setTimeout(r, 50));
     conn.disconnect();
     await expect(blocked).rejects.toThrow(/closed/);
-    await expect(conn.call(['PING'])).rejects.toThrow(/closed/);
+    await expect(conn.xread({ count: 1, streams: ['never-written', '0-0'] })).rejects.toThrow(/closed/);
     conn.disconnect();
   });
 });

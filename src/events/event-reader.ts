@@ -198,7 +198,7 @@ export class EventReader {
     this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
     this.cluster = isCluster(this.cmd);
     const readName = 'queuelens:events:read';
-    this.blocking = this.cluster ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null }) : new RawConnection({ url: o.redisUrl, name: readName, log: o.log });
+    this.blocking = this.cluster ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null }) : new RawConnection({ url: o.redisUrl, name: readName, log: o.log, readTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
     defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
     defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
@@ -529,8 +529,7 @@ export class EventReader {
   private async xread(count: number, block: number | undefined, streams: string[], capped: boolean): Promise<StreamBatch[]> {
     const b = this.blocking;
     if (b instanceof RawConnection) {
-      const args = block === undefined ? ['XREAD', 'COUNT', count, 'STREAMS', ...streams] : ['XREAD', 'COUNT', count, 'BLOCK', block, 'STREAMS', ...streams];
-      return parseXreadReply(await b.call(args, { maxReplyBytes: capped ? this.readBudget.maxBytes + REPLY_FRAMING : undefined }));
+      return parseXreadReply(await b.xread({ count, block, streams, maxReplyBytes: capped ? this.readBudget.maxBytes + REPLY_FRAMING : undefined }));
     }
     const reply = (
       block === undefined ? await b.xreadBuffer('COUNT', count, 'STREAMS', ...streams) : await b.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)

@@ -1,8 +1,10 @@
-// A bare RESP2 connection to a standalone Redis whose replies come back as their raw bytes, for the one
-// reply too hot for ioredis: the event reader's XREAD, which events/stream-reply.ts parses without building
-// a value per field. Connects from a redis:// or rediss:// URL (user, password, db, TLS) and names itself.
+// A bare RESP2 connection to a standalone Redis that sends one command, XREAD, and hands its reply back as raw
+// bytes: the event reader's reply is too hot for ioredis, and events/stream-reply.ts parses it without building a
+// value per field. Connects from a redis:// or rediss:// URL (user, password, db, TLS) and names itself.
 // Like the reader's ioredis blocking connection it waits through outages: it reconnects for ever with
-// reconnectDelay and sends again the commands that had no reply, so it is meant for reads only.
+// reconnectDelay and sends again the XREADs that had no reply, which is safe only because XREAD writes nothing;
+// that is why it sends nothing else. A peer that vanished without closing (a half-open link) is found by TCP
+// keep-alive, and a reply that does not arrive within its BLOCK time plus readTimeoutMs drops the link.
 import net from 'node:net';
 import tls from 'node:tls';
 import type { Logger } from '../log/logger.js';
@@ -16,6 +18,23 @@ export interface RawConnectionOptions {
   name?: string;
   log?: Logger;
   connectTimeoutMs?: number;
+  /**
+   * How long past its BLOCK time a reply (or a handshake step) may take before the link is taken for dead,
+   * dropped, and the XREAD sent again on a new one. Default 5000.
+   */
+  readTimeoutMs?: number;
+  /** Idle time before TCP keep-alive probes start. Default 10000. */
+  keepAliveMs?: number;
+}
+
+/** One XREAD: `streams` is the keys, then one id per key, as Redis takes them. */
+export interface XreadCall {
+  count: number;
+  /** BLOCK milliseconds; undefined: return at once. 0 (block for ever) disables the read deadline. */
+  block?: number;
+  streams: readonly string[];
+  /** Most bytes the reply may have: past them the connection is dropped and the call rejects. */
+  maxReplyBytes?: number;
 }
 
 /** An error reply from Redis (`-ERR …`). */
@@ -29,6 +48,8 @@ interface Request {
   handshake?: boolean;
   /** Most bytes the reply may have: past them the connection is dropped and the call rejects. */
   maxReplyBytes?: number;
+  /** How long Redis may hold the command before it answers (its BLOCK); undefined: for ever. */
+  blockMs: number | undefined;
   resolve: (reply: Buffer) => void;
   reject: (err: Error) => void;
 }
@@ -174,6 +195,8 @@ export class RawConnection {
   private failing = false;
   private readonly errors = new RepeatLimiter();
   private wake: (() => void) | undefined;
+  /** Starts the read deadline of the current socket's oldest command, if it has none yet. */
+  private arm: () => void = () => {};
   private readonly target: { host: string; port: number; tls: boolean; handshake: Array<Array<string | number>> };
 
   constructor(private readonly o: RawConnectionOptions) {
@@ -191,17 +214,19 @@ export class RawConnection {
   }
 
   /**
-   * Sends one command; resolves with its whole reply, raw. An error reply rejects with RedisReplyError; a reply
+   * Sends one XREAD; resolves with its whole reply, raw. An error reply rejects with RedisReplyError; a reply
    * longer than maxReplyBytes is not held in memory past that: the connection is dropped (and opened again) and
    * the call rejects with ReplyTooLargeError.
    */
-  call(args: readonly (string | number)[], opts: { maxReplyBytes?: number } = {}): Promise<Buffer> {
+  xread(x: XreadCall): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
+    const args = x.block === undefined ? ['XREAD', 'COUNT', x.count, 'STREAMS', ...x.streams] : ['XREAD', 'COUNT', x.count, 'BLOCK', x.block, 'STREAMS', ...x.streams];
     return new Promise<Buffer>((resolve, reject) => {
-      const req: Request = { payload: encode(args), maxReplyBytes: opts.maxReplyBytes, resolve, reject };
+      const req: Request = { payload: encode(args), maxReplyBytes: x.maxReplyBytes, blockMs: x.block === 0 ? undefined : (x.block ?? 0), resolve, reject };
       if (this.ready && this.socket) {
         this.inflight.push(req);
         this.socket.write(req.payload);
+        this.arm();
       } else {
         this.queued.push(req);
         this.opening ??= this.open().finally(() => (this.opening = undefined));
@@ -243,6 +268,7 @@ export class RawConnection {
       this.queued = [];
       for (const r of queued) this.inflight.push(r);
       if (queued.length > 0) socket.write(queued.map((r) => r.payload).join(''));
+      this.arm();
       return;
     }
   }
@@ -264,10 +290,25 @@ export class RawConnection {
       return;
     }
     socket.setNoDelay(true);
+    socket.setKeepAlive(true, this.o.keepAliveMs ?? 10_000);
     const framer = new ReplyFramer();
     const mine: Request[] = [];
     this.socket = socket;
     this.inflight = mine;
+    // The read deadline of the oldest command without a reply (replies come in order); a later one's clock
+    // starts when the one before it is answered, so a long BLOCK ahead of it does not count against it.
+    let deadline: NodeJS.Timeout | undefined;
+    let timed: Request | undefined;
+    const arm = (): void => {
+      const head = mine[0];
+      if (head === timed) return;
+      clearTimeout(deadline);
+      deadline = undefined;
+      timed = head;
+      if (head?.blockMs === undefined) return;
+      deadline = setTimeout(() => socket.destroy(new Error('no reply within the read deadline: the link is taken for dead')), head.blockMs + (this.o.readTimeoutMs ?? 5000));
+      deadline.unref();
+    };
     socket.on('data', (chunk: Buffer) => {
       let replies: Buffer[];
       try {
@@ -289,16 +330,22 @@ export class RawConnection {
         if (reply[0] === 45) req.reject(new RedisReplyError(reply.toString('utf8', 1, reply.length - 2)));
         else req.resolve(reply);
       }
+      arm();
     });
     socket.on('error', (err) => this.failed(err));
-    socket.on('close', () => this.lost(socket, mine));
+    socket.on('close', () => {
+      clearTimeout(deadline);
+      this.lost(socket, mine);
+    });
+    this.arm = arm;
     // The handshake goes first; a failure (WRONGPASS, a bad db) closes the socket and is retried.
     const handshake = this.target.handshake.map(
       (args) =>
         new Promise<Buffer>((resolve, reject) => {
-          const req = { payload: encode(args), handshake: true, resolve, reject };
+          const req = { payload: encode(args), handshake: true, blockMs: 0, resolve, reject };
           mine.push(req);
           socket.write(req.payload);
+          arm();
         }),
     );
     try {
@@ -309,7 +356,7 @@ export class RawConnection {
     }
   }
 
-  /** The socket closed: commands without a reply are sent again once connected again. */
+  /** The socket closed: XREADs without a reply are sent again once connected again. */
   private lost(socket: net.Socket, mine: Request[]): void {
     if (this.socket !== socket) return;
     this.socket = undefined;
