@@ -315,7 +315,10 @@ function isNoAnswer(err: unknown): boolean {
 export function describeRedisError(err: unknown, link?: { where: string; lastError?: string }): string {
   const msg = err instanceof Error ? err.message : String(err);
   if (isNoAnswer(err) && !/Command timed out/i.test(msg)) {
-    return link ? `Redis at ${link.where} is unreachable (${link.lastError ?? msg}); retrying` : `Redis is unreachable (${msg}); retrying`;
+    if (!link) return `Redis is unreachable (${msg}); retrying`;
+    // ioredis's own wording for "not connected" says nothing to a user; until the reconnect fails with a reason, say that.
+    const internal = /Stream isn't writeable|enableOfflineQueue|Connection is closed|max retries/i.test(msg);
+    return `Redis at ${link.where} is unreachable (${link.lastError ?? (internal ? 'connection lost' : msg)}); retrying`;
   }
   if (/NOAUTH|WRONGPASS|invalid password/i.test(msg)) return `Redis refused the credentials (${msg}); check REDIS_URL`;
   if (/Command timed out/i.test(msg)) return `Redis${link ? ` at ${link.where}` : ''} did not answer in time (${msg}); retrying`;
