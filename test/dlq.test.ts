@@ -41,6 +41,13 @@ async function deadLetter(path: string, attempts = 2) {
   return { job, dl };
 }
 
+/** Like deadLetter, with every delivery answered 500 by the URL itself: no scripted reply a late delivery could take. */
+async function deadLetterAlways500(path: string) {
+  const job = await h.producer.enqueueWebhook({ url: `${rx.url}${path}?status=500`, event: 'dlq.test', payload: { path } }, fastRetry(2, 'retry-after'));
+  const dl = await waitFor('dead letter', async () => (await h.dlqJobs('webhook')).find((j) => j.data.source.jobId === job.id));
+  return { job, dl };
+}
+
 describe('dead-letter queue', () => {
   it('carries name, data, options, reason, stack, attempts, failure times; the original stays failed', async () => {
     const t0 = Date.now();
@@ -181,7 +188,7 @@ describe('dead-letter queue', () => {
   });
 
   it('a purged dead letter stays purged however long its failed job is kept; the marker goes with the failed job', async () => {
-    const { job, dl } = await deadLetter('/purged-long-ago');
+    const { job, dl } = await deadLetterAlways500('/purged-long-ago');
     const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
     expect((await cli('dlq', 'purge', 'webhook', '--id', String(dl.id))).output).toContain('purged 1');
     // The job failed 31 days ago and the failed-job retention still keeps it (BullMQ's removeOnFail allows any age).
@@ -202,7 +209,7 @@ describe('dead-letter queue', () => {
   });
 
   it('--since finds the dead letters of a worker whose clock runs hours behind (dead letters carry Redis time)', async () => {
-    const { job, dl } = await deadLetter('/skewed');
+    const { job, dl } = await deadLetterAlways500('/skewed');
     const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
     await worker.deadLetters.purge([dl]);
     const failed = (await h.queue('webhook').getJob(job.id!))!;

@@ -72,8 +72,9 @@ export function sessionValid(value: string | undefined, token: string, now: numb
   return sessionId(value, token, now) !== undefined;
 }
 
-/** What logs name a session by: a hash of its id, never the id (half of what opens it). */
-const sessionTag = (id: string) => createHash('sha256').update(id).digest('hex').slice(0, 12);
+/** Redis names a session by a hash of its id, logs by the start of that hash: never the id (half of what opens it). */
+const sessionHash = (id: string) => createHash('sha256').update(id).digest('hex');
+const sessionTag = (id: string) => sessionHash(id).slice(0, 12);
 
 /**
  * Whether the request reached us over TLS: the socket itself, or a proxy saying so (`X-Forwarded-Proto` in any case
@@ -151,7 +152,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   const html = (reply: FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
   const throttle = new AuthThrottle(opts.throttle);
   const who = new WeakMap<FastifyRequest, Who>();
-  const sessionKey = (id: string) => ownKeys.adminSession(opts.ownPrefix, createHash('sha256').update(id).digest('hex'));
+  const sessionKey = (id: string) => ownKeys.adminSession(opts.ownPrefix, sessionHash(id));
   const pathOf = (req: FastifyRequest) => req.url.split('?')[0] ?? req.url;
 
   /** Counts and logs a failed authentication (never the value tried). */
@@ -243,7 +244,12 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     const id = sessionId(req.cookies[SESSION_COOKIE], opts.token, Date.now());
     if (id !== undefined) {
       // Ended in Redis, so the cookie stops working on every replica, even where it was copied to.
-      await opts.connection.del(sessionKey(id));
+      try {
+        await opts.connection.del(sessionKey(id));
+      } catch (err) {
+        opts.log.warn({ ip: req.ip, session: sessionTag(id), err: redactString(String(err)) }, 'admin logout could not end the session: Redis did not answer');
+        return html(reply.code(503)).send(loginPage('Logging out needs Redis, which did not answer: the session is still open. Try again.'));
+      }
       opts.log.info({ ip: req.ip, session: sessionTag(id) }, 'admin logout');
     }
     return reply.header('cache-control', 'no-store').clearCookie(SESSION_COOKIE, { path: '/admin' }).redirect('/admin/login', 303);

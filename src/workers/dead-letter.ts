@@ -10,7 +10,7 @@ import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.j
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { SECRET_KEYS } from '../log/redact.js';
-import { ownKeys, queueKey, type QueueRef } from '../redis/keys.js';
+import { jobKey, ownKeys, queueKey, type QueueRef } from '../redis/keys.js';
 import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
@@ -307,7 +307,7 @@ export class DeadLetters {
     const { queue, conn } = await this.fenceQueue(target);
     // The same connection through BullMQ: its transactions know BullMQ's scripts.
     const bull = await bullmqClient(queue);
-    const dlqJobKey = `${this.dlq.opts.prefix ?? 'bull'}:${this.dlq.name}:${dlqId}`;
+    const dlqJobKey = jobKey({ prefix: this.opts.prefix, name: this.dlq.name }, dlqId);
     const commit = async (): Promise<boolean> => {
       await conn.watch(fence.claim, dlqJobKey);
       if ((await conn.get(fence.claim)) !== fence.token || (await conn.exists(dlqJobKey)) === 0) {

@@ -123,7 +123,11 @@ async function publish(tmp: string, final: string, sha256: string): Promise<void
         await copyFile(tmp, final, constants.COPYFILE_EXCL);
         return;
       } catch (copyErr) {
-        if ((copyErr as NodeJS.ErrnoException).code !== 'EEXIST') throw copyErr;
+        if ((copyErr as NodeJS.ErrnoException).code !== 'EEXIST') {
+          // The exclusive copy created the file and failed part-way (a full disk): no half export under its name.
+          await rm(final, { force: true });
+          throw copyErr;
+        }
       }
     } else if (code !== 'EEXIST') {
       throw err;
