@@ -1,13 +1,13 @@
 // Issue 15 item 15 / issue 19: the container image must carry what the sidecar reads at run time. No Docker engine
 // runs here, so this test builds the runtime stage's file layout the way the Dockerfile does: it reads the
-// Dockerfile, applies the runtime stage's COPY instructions (the build stages' outputs are this checkout's
-// dist/ and node_modules), makes every file read-only to the process, and starts the image's ENTRYPOINT and CMD
+// Dockerfile, applies the runtime stage's COPY instructions (the build stages' outputs are this checkout's dist/
+// and its production dependencies alone), makes every file read-only to the process, and starts the image's ENTRYPOINT and CMD
 // as the image's user with the image's environment. GET / must answer the status page and /runbooks/... the
 // runbook, which the old image answered with 500 and 404.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chmodSync, cpSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { dirname, join, relative } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
@@ -52,14 +52,34 @@ function stageSource(stage: string, path: string): string {
   return join(root, path.slice(s!.workdir.length + 1));
 }
 
-/** Takes write permission off the layout's own files; a symlink (node_modules) and what it points at stay as they are. */
-function readOnly(path: string): void {
+/**
+ * The production dependencies, as the prod-deps stage installs them: the packages `npm ls --omit=dev` lists,
+ * hard-linked from this checkout (copied where hard links cannot cross file systems).
+ */
+function installProductionDependencies(target: string): void {
+  const r = spawnSync('npm', ['ls', '--omit=dev', '--parseable', '--all'], { cwd: root, encoding: 'utf8' });
+  const packages = r.stdout.split('\n').filter((p) => p.startsWith(join(root, 'node_modules') + '/')).sort();
+  let last = '';
+  for (const pkg of packages) {
+    if (last !== '' && pkg.startsWith(`${last}/`)) continue; // inside a package already copied
+    last = pkg;
+    const dest = join(target, relative(join(root, 'node_modules'), pkg));
+    mkdirSync(dirname(dest), { recursive: true });
+    if (spawnSync('cp', ['-al', pkg, dest]).status !== 0) cpSync(pkg, dest, { recursive: true });
+  }
+  expect(packages.length).toBeGreaterThan(10);
+}
+
+/**
+ * Takes write permission off the layout. Files under node_modules are hard links shared with this checkout:
+ * they stay as npm left them (root's, not writable by the image's user), only their directories change.
+ */
+function readOnly(path: string, shared = false): void {
   const st = lstatSync(path);
-  if (st.isSymbolicLink()) return;
   if (st.isDirectory()) {
-    for (const e of readdirSync(path)) readOnly(join(path, e));
+    for (const e of readdirSync(path)) readOnly(join(path, e), shared || e === 'node_modules');
     chmodSync(path, 0o555);
-  } else chmodSync(path, 0o444);
+  } else if (!shared) chmodSync(path, 0o444);
 }
 
 let layout: string;
@@ -80,8 +100,7 @@ beforeAll(async () => {
     const target = join(app, dest!);
     mkdirSync(dirname(target), { recursive: true });
     if (from && src!.endsWith('/node_modules')) {
-      // The production dependencies: this checkout's node_modules stands in (it holds them, and more).
-      symlinkSync(stageSource(from, src!), target.replace(/\/$/, ''));
+      installProductionDependencies(target.replace(/\/$/, ''));
     } else {
       cpSync(from ? stageSource(from, src!) : join(root, src!), target.endsWith('/') ? join(target, src!.split('/').pop()!) : target, { recursive: true });
     }
