@@ -2,9 +2,10 @@
 // accounting has names (escaped), DLQ adds under the source queue, counter families named per format.
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting } from '../src/events/accounting.js';
-import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
+import { EXPOSED_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition } from '../src/metrics/exposition.js';
+import { queueId } from '../src/redis/keys.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
 
 function accounting(): QueueAccounting {
@@ -44,16 +45,32 @@ describe('event metrics rendering', () => {
     expect(s.get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'named', job_name: 'say "hi"\\' }))).toBe(1);
     expect((await e.render(false)).body.toString()).toContain('# TYPE bullmq_jobs_added_total counter');
     const w = { ...q, attempt: 'first' };
-    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '0.005' }))).toBe(1);
+    // The exposed bounds are a subset of the stored ones: 3 ms and 2 s fall under 0.1 and 5.
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '0.005' }))).toBeUndefined();
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '0.1' }))).toBe(1);
     expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '1' }))).toBe(1);
-    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '2.5' }))).toBe(2);
-    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: String(EVENT_BUCKETS_SECONDS.at(-1)) }))).toBe(2);
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '5' }))).toBe(2);
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '21600' }))).toBe(2);
     expect(s.get(seriesKey('bullmq_job_wait_seconds_bucket', { ...w, le: '+Inf' }))).toBe(2);
     expect(s.get(seriesKey('bullmq_job_wait_seconds_sum', w))).toBeCloseTo(2.003, 6);
     expect(s.get(seriesKey('bullmq_job_wait_seconds_count', w))).toBe(2);
     expect(s.get(seriesKey('bullmq_exporter_events_read_total', q))).toBe(9);
     expect(s.get(seriesKey('bullmq_dlq_added_total', q))).toBe(2);
     expect(s.get('bullmq_exporter_leader')).toBe(1);
+    // A dead-letter queue's jobs are parked, not run: no latency histograms, its reader health stays.
+    const dlq = { prefix: 'bull', queue: 'email-dlq' };
+    expect([...s.keys()].filter((k) => k.startsWith('bullmq_job_') && k.includes('"email-dlq"'))).toEqual([]);
+    expect(s.get(seriesKey('bullmq_exporter_events_read_total', dlq))).toBe(9);
+  });
+
+  it('renders only the queues discovery lists: a deleted queue\'s series leave at the next collection', async () => {
+    const e = new Exposition();
+    const m = new EventMetrics(e);
+    const queues = ['kept', 'deleted'].map((name) => ({ queue: { prefix: 'bull', name }, stats: accounting().toStats() }));
+    await m.update({ leader: true, queues, listed: new Set([queueId({ prefix: 'bull', name: 'kept' })]) });
+    const body = (await e.render(false)).body.toString();
+    expect(body).toContain('queue="kept"');
+    expect(body).not.toContain('queue="deleted"');
   });
 
   it('starts every histogram series and the DLQ-added counter of each queue at 0, so rate() sees their first increase', async () => {
@@ -78,23 +95,31 @@ describe('event metrics rendering', () => {
     expect(s.get(seriesKey('bullmq_jobs_completed_total', unused))).toBe(0);
     expect([...s.keys()].filter((k) => k.startsWith('bullmq_job_') && k.includes('"never-used"'))).toEqual([]);
     const idle = { prefix: 'bull', queue: 'fresh' };
-    for (const [name, label, values] of [
-      ['bullmq_job_wait_seconds', 'attempt', ['first', 'retry']],
-      ['bullmq_job_processing_seconds', 'outcome', ['completed', 'failed', 'retried']],
-      ['bullmq_job_e2e_seconds', 'outcome', ['completed', 'failed']],
+    // First takes and completions start at 0; outcomes that have not happened (retry waits, failures, retried
+    // attempts) start at their first event rather than as 11 zero series each.
+    for (const [name, label, value] of [
+      ['bullmq_job_wait_seconds', 'attempt', 'first'],
+      ['bullmq_job_processing_seconds', 'outcome', 'completed'],
+      ['bullmq_job_e2e_seconds', 'outcome', 'completed'],
     ] as const) {
-      for (const value of values) {
-        const l = { ...idle, [label]: value };
-        expect(s.get(seriesKey(`${name}_count`, l)), `${name} ${value}`).toBe(0);
-        expect(s.get(seriesKey(`${name}_sum`, l))).toBe(0);
-        for (const le of [...EVENT_BUCKETS_SECONDS.map(String), '+Inf']) expect(s.get(seriesKey(`${name}_bucket`, { ...l, le }))).toBe(0);
-      }
+      const l = { ...idle, [label]: value };
+      expect(s.get(seriesKey(`${name}_count`, l)), `${name} ${value}`).toBe(0);
+      expect(s.get(seriesKey(`${name}_sum`, l))).toBe(0);
+      for (const le of [...EXPOSED_BUCKETS_SECONDS.map(String), '+Inf']) expect(s.get(seriesKey(`${name}_bucket`, { ...l, le }))).toBe(0);
+    }
+    for (const [name, label, value] of [
+      ['bullmq_job_wait_seconds', 'attempt', 'retry'],
+      ['bullmq_job_processing_seconds', 'outcome', 'failed'],
+      ['bullmq_job_processing_seconds', 'outcome', 'retried'],
+      ['bullmq_job_e2e_seconds', 'outcome', 'failed'],
+    ] as const) {
+      expect(s.get(seriesKey(`${name}_count`, { ...idle, [label]: value })), `${name} ${value}`).toBeUndefined();
     }
     expect(s.get(seriesKey('bullmq_dlq_added_total', idle))).toBe(0);
     // Observed series keep their values; a queue with a DLQ gets its adds once, not an extra 0.
     const email = { prefix: 'bull', queue: 'email' };
     expect(s.get(seriesKey('bullmq_job_wait_seconds_count', { ...email, attempt: 'first' }))).toBe(2);
-    expect(s.get(seriesKey('bullmq_job_wait_seconds_count', { ...email, attempt: 'retry' }))).toBe(0);
+    expect(s.get(seriesKey('bullmq_job_wait_seconds_count', { ...email, attempt: 'retry' }))).toBeUndefined();
     expect(body.match(/^bullmq_dlq_added_total\{prefix="bull",queue="email"\}/gm)).toHaveLength(1);
     expect(s.get(seriesKey('bullmq_dlq_added_total', email))).toBe(2);
     // Every line is unique: Prometheus rejects a scrape with a duplicate series.

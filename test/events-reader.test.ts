@@ -512,7 +512,7 @@ describe('lag', () => {
     await r.close();
   });
 
-  it('is not rendered for a queue discovery no longer lists (obliterated), while its counters stay', async () => {
+  it('is not rendered, nor any series of it, for a queue discovery no longer lists (obliterated)', async () => {
     const own = 'ql-lag-gone';
     const s = await testSidecar(redis.url, { ownPrefix: own, queues: undefined, prefixes: 'lagp' });
     closers.push(() => s.close());
@@ -540,7 +540,8 @@ describe('lag', () => {
     await s.refresh();
     const m = await s.scrape();
     expect(m.get(lag('lag-gone'))).toBeUndefined();
-    expect(m.get(added('lag-gone'))).toBe(1);
+    expect([...m.keys()].filter((k) => k.includes('queue="lag-gone"'))).toEqual([]);
+    expect(m.get(added('lag-kept'))).toBe(1);
     expect(m.get(lag('lag-kept'))).toBe(0);
   });
 });

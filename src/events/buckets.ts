@@ -1,10 +1,19 @@
 // The one histogram bucket layout (upper bounds in seconds) shared by the wait, processing and end-to-end
 // histograms: identical buckets are what lets Prometheus sum them across queues and replicas.
-// From 5 ms (a noop job's round trip) up to 6 h (long exports, long delays), roughly ×2–×2.5 per step.
+// From 5 ms (a noop job's round trip) up to 6 h (long exports, long delays), roughly ×2–×2.5 per step. This
+// fine layout is what the accounting stores and the status board estimates from; the classic exposition
+// renders only EXPOSED_BUCKETS_SECONDS, a subset, so its cumulative counts are exact.
 
 export const EVENT_BUCKETS_SECONDS: readonly number[] = Object.freeze([
   0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200, 14_400, 21_600,
 ]);
+
+/**
+ * The bounds /metrics renders (classic histograms): seven, still reaching 6 h, and including the wait-time SLO
+ * thresholds (30 s, and 300 s for export). 10 series per histogram instead of 24 keep a queue with traffic
+ * within the series budget (docs/metrics.md, cardinality). Every bound must be one of EVENT_BUCKETS_SECONDS.
+ */
+export const EXPOSED_BUCKETS_SECONDS: readonly number[] = Object.freeze([0.1, 1, 5, 30, 300, 1800, 21_600]);
 
 /** Index of the first bucket whose upper bound holds `ms`; EVENT_BUCKETS_SECONDS.length means +Inf. */
 export function bucketIndex(ms: number): number {

@@ -1,6 +1,6 @@
 // Every metric queuelens exports, in one place: name, type, help and labels. docs/metrics.md is generated
 // from this file (`npm run gen:docs`), and a test fails when the two drift apart.
-import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
+import { EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
 
 export type MetricType = 'gauge' | 'counter' | 'histogram';
 
@@ -89,6 +89,13 @@ export const METRICS = {
     help: 'Age of the oldest job waiting in the dead-letter queue <queue>-dlq; 0 when it is empty.',
     labels: Q,
     source: 'head of <queue>-dlq wait',
+  },
+  exporterBuildInfo: {
+    name: 'bullmq_exporter_build_info',
+    type: 'gauge',
+    help: 'Always 1; the labels say which queuelens and which Node.js runtime serve these metrics.',
+    labels: ['version', 'nodejs_version'],
+    source: 'package.json version, process.version',
   },
   exporterUp: {
     name: 'bullmq_exporter_up',
@@ -187,7 +194,7 @@ export const METRICS = {
     help: 'From the moment a job became eligible to run (added, or the end of its delay or backoff) to the moment a worker took it. attempt=first for its first take, retry for every later one (retries, restarts after a stall).',
     labels: [...QJ, 'attempt'],
     source: `entry times of waiting/active; due time of delayed events instead of the lazy promotion; ${EVENTS}`,
-    buckets: EVENT_BUCKETS_SECONDS,
+    buckets: EXPOSED_BUCKETS_SECONDS,
   },
   jobProcessing: {
     name: 'bullmq_job_processing_seconds',
@@ -195,7 +202,7 @@ export const METRICS = {
     help: 'Duration of each attempt, from active to its end, by outcome (completed, failed, retried). Stalled attempts are counted, not observed.',
     labels: [...QJ, 'outcome'],
     source: `entry times of active and the attempt's end; ${EVENTS}`,
-    buckets: EVENT_BUCKETS_SECONDS,
+    buckets: EXPOSED_BUCKETS_SECONDS,
   },
   jobE2e: {
     name: 'bullmq_job_e2e_seconds',
@@ -203,7 +210,7 @@ export const METRICS = {
     help: 'From added to the final outcome (completed or failed), retries and delays included. A finished job run again by job.retry() gets a second observation, from that retry.',
     labels: [...QJ, 'outcome'],
     source: `entry times of added and completed/failed; ${EVENTS}`,
-    buckets: EVENT_BUCKETS_SECONDS,
+    buckets: EXPOSED_BUCKETS_SECONDS,
   },
   dlqAdded: {
     name: 'bullmq_dlq_added_total',

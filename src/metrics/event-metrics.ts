@@ -1,10 +1,10 @@
 // Renders the persisted event accounting (read back from Redis at collection time, the same on every
 // replica) into the job counters, latency histograms and reader-health metrics. Like the queue gauges, the
-// series are written as exposition text once per collection (with 1,000 queues the histograms alone are
-// ~170,000 samples) and replaced wholesale; when the read-back failed they are absent rather than stale.
+// series are written as exposition text once per collection and replaced wholesale; when the read-back failed
+// they are absent rather than stale. The series budget per queue is in docs/metrics.md (cardinality).
 import { dlqSource } from '../collector/queue-snapshot.js';
-import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram } from '../events/accounting.js';
+import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
+import type { EventCounter, EventHistogram } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { Slicer } from '../lifecycle/slicer.js';
 import { queueId } from '../redis/keys.js';
@@ -32,7 +32,23 @@ const COUNTERS: Record<EventCounter, MetricDef> = {
   deduplicated: METRICS.jobsDeduplicated,
 };
 const HISTOGRAMS: Record<EventHistogram, MetricDef> = { wait: METRICS.jobWait, processing: METRICS.jobProcessing, e2e: METRICS.jobE2e };
-const LE = [...EVENT_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
+const LE = [...EXPOSED_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
+/** Where each exposed bound sits among the stored ones (the +Inf bucket is `count`). */
+const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {
+  const i = EVENT_BUCKETS_SECONDS.indexOf(b);
+  if (i < 0) throw new Error(`exposed bucket ${b} is not a stored bound`);
+  return i;
+});
+/**
+ * The series started at 0 once a queue has seen a job (see below): first takes and completions, which every
+ * working queue has. Failures, retries and retry waits start at their first event: zero histograms for outcomes
+ * that never happen were most of a large fleet's series.
+ */
+export const STARTED_AT_ZERO: ReadonlyArray<[EventHistogram, string]> = [
+  ['wait', 'first'],
+  ['processing', 'completed'],
+  ['e2e', 'completed'],
+];
 
 export class EventMetrics {
   private readonly leader;
@@ -83,6 +99,9 @@ export class EventMetrics {
 
     for (const { queue, stats } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
+      // A queue discovery no longer lists (deleted, obliterated) leaves /metrics at once: its accounting is kept
+      // (for the retention) in case it comes back, but nobody wants its series for a week.
+      if (view.listed && !view.listed.has(queueId(queue))) continue;
       const q = `prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(queue.name)}"`;
       const withName = (jobName: string) => (jobName === '' ? q : `${q},job_name="${escapeLabel(jobName)}"`);
       for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
@@ -104,27 +123,31 @@ export class EventMetrics {
       const histogram = (kind: EventHistogram, label: string, jobName: string, buckets: readonly number[], count: number, sumSeconds: number) => {
         const def = HISTOGRAMS[kind];
         const l = `${withName(jobName)},${kind === 'wait' ? 'attempt' : 'outcome'}="${label}"`;
-        LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(buckets[i] ?? count)}\n`));
+        LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? count)}\n`));
         out(def, `${def.name}_sum{${l}} ${num(sumSeconds)}\n${def.name}_count{${l}} ${num(count)}\n`);
       };
+      // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
+      if (source !== undefined) {
+        reader(stats, q);
+        continue;
+      }
       for (const h of stats.histograms) histogram(h.histogram, h.label, h.jobName, h.buckets, h.count, h.sumSeconds);
       // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
       // exactly the first observation of a wait series, and the wait-time SLO alerts must see it. Only for queues
       // that have seen a job at all: 168 zero samples per idle queue would make /metrics of a large, mostly idle
       // fleet tens of megabytes, and an idle queue's first job arrives (as `added`) before it can wait or finish.
       const seenAJob = stats.counters.some((c) => c.value > 0);
-      for (const [kind, values] of seenAJob ? (Object.entries(EVENT_HISTOGRAMS) as Array<[EventHistogram, readonly string[]]>) : []) {
-        for (const value of values) {
-          if (!stats.histograms.some((h) => h.histogram === kind && h.label === value)) histogram(kind, value, '', [], 0, 0);
-        }
+      for (const [kind, value] of seenAJob ? STARTED_AT_ZERO : []) {
+        if (!stats.histograms.some((h) => h.histogram === kind && h.label === value)) histogram(kind, value, '', [], 0, 0);
       }
+      reader(stats, q);
+    }
+    function reader(stats: QueueEventAccounting['stats'], q: string): void {
       out(METRICS.exporterEventsRead, `${METRICS.exporterEventsRead.name}{${q}} ${num(stats.reader.read)}\n`);
       out(METRICS.exporterEventsLost, `${METRICS.exporterEventsLost.name}{${q}} ${num(stats.reader.lost)}\n`);
       out(METRICS.exporterEventsUnmatched, `${METRICS.exporterEventsUnmatched.name}{${q}} ${num(stats.reader.unmatched)}\n`);
       out(METRICS.exporterEventsEvicted, `${METRICS.exporterEventsEvicted.name}{${q}} ${num(stats.reader.evicted)}\n`);
-      if (!view.listed || view.listed.has(queueId(queue))) {
-        out(METRICS.exporterEventsLag, `${METRICS.exporterEventsLag.name}{${q}} ${num(stats.reader.lagSeconds)}\n`);
-      }
+      out(METRICS.exporterEventsLag, `${METRICS.exporterEventsLag.name}{${q}} ${num(stats.reader.lagSeconds)}\n`);
     }
 
     if (generation !== this.generation) return;

@@ -1,10 +1,37 @@
 // Renders docs/metrics.md from the metric definitions, so the documentation cannot drift from the code.
+import { EVENT_COUNTERS, EVENT_HISTOGRAMS, READER_COUNTERS } from '../events/accounting.js';
+import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
+
+const EVENT_BUCKET_COUNT = EVENT_BUCKETS_SECONDS.length;
 import { METRICS, type MetricDef } from './definitions.js';
+import { STARTED_AT_ZERO } from './event-metrics.js';
+import { DLQ_GAUGE_SERIES, QUEUE_GAUGE_SERIES } from './queue-metrics.js';
+
+/** Series per queue in the default classic exposition (without --job-name-label), as rendered. */
+export function seriesPerQueue(): { idle: number; completing: number; everyOutcome: number; dlqAddsToSource: number; deadLetterQueue: number; perHistogram: number } {
+  // Counters from 0, bullmq_dlq_added_total, reader health (read, unmatched, evicted, lost, lag).
+  const base = QUEUE_GAUGE_SERIES + EVENT_COUNTERS.length + 1 + READER_COUNTERS.length + 2;
+  const perHistogram = EXPOSED_BUCKETS_SECONDS.length + 3; // finite buckets, +Inf, _sum, _count
+  const every = Object.values(EVENT_HISTOGRAMS).reduce((n, labels) => n + labels.length, 0);
+  return {
+    idle: base,
+    completing: base + STARTED_AT_ZERO.length * perHistogram,
+    everyOutcome: base + every * perHistogram,
+    dlqAddsToSource: DLQ_GAUGE_SERIES,
+    // Its own gauges, counters and reader health; no histograms, and its adds are its source's dlq_added.
+    deadLetterQueue: base - 1,
+    perHistogram,
+  };
+}
 
 export function renderMetricsDoc(defs: Record<string, MetricDef> = METRICS): string {
   const rows = Object.values(defs)
     .map((d) => `| \`${d.name}\` | ${d.type} | ${d.labels.map((l) => `\`${l}\``).join(', ') || '–'} | ${escape(d.help)} | ${escape(d.source)} |`)
     .join('\n');
+  const n = seriesPerQueue();
+  const EVENT_BUCKETS = EVENT_BUCKET_COUNT;
+  const EXPOSED = EXPOSED_BUCKETS_SECONDS.length;
+  const EXPOSED_LIST = EXPOSED_BUCKETS_SECONDS.join(', ');
   return `# Metrics
 
 Generated from \`src/metrics/definitions.ts\` by \`npm run gen:docs\`; a test fails when this file drifts from the code.
@@ -17,6 +44,24 @@ of scrapers cost Redis nothing extra, and every replica of the sidecar exports t
 | metric | type | labels | meaning | source |
 | --- | --- | --- | --- | --- |
 ${rows}
+
+## Cardinality
+
+Series per queue in the default exposition (classic histograms; without \`--job-name-label\`, which multiplies the
+event counters and histograms by the job names seen, capped). The accounting keeps ${EVENT_BUCKETS} bucket bounds;
+/metrics renders ${EXPOSED} of them (\`${EXPOSED_LIST}\` s and +Inf: exact cumulative counts, reaching 6 h and
+holding the wait-time SLO thresholds), so one histogram series set costs ${n.perHistogram} series.
+
+| queue | series |
+| --- | --- |
+| idle (no job seen yet; no histogram) | ${n.idle} |
+| with traffic, jobs completing (first-take wait, completed processing and end-to-end histograms) | ${n.completing} |
+| ... with a dead-letter queue (its depth and age, under the source queue) | +${n.dlqAddsToSource} |
+| every outcome seen (retry waits, failed and retried attempts, failed jobs: each series appears with its first event) | ${n.everyOutcome} |
+| a dead-letter queue itself (no latency histograms: its jobs are parked, not run) | ${n.deadLetterQueue} |
+
+A queue discovery no longer lists (deleted, obliterated) leaves /metrics at the next collection; its accounting
+stays in Redis for the retention, in case it comes back. \`bullmq_exporter_build_info\` names the version serving.
 `;
 }
 

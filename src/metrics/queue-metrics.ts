@@ -4,6 +4,7 @@
 // collection) then rendering them cost ~45 ms of event loop and most of the heap churn (bench/collector.ts).
 // Because the text is rebuilt from each snapshot, a vanished queue's series vanish with it and a failed
 // collection shows no stale queue values. The few self-metrics stay in prom-client.
+import { createRequire } from 'node:module';
 import type { CollectionSnapshot, QueueState } from '../collector/queue-snapshot.js';
 import { JOB_STATES, SKIP_REASONS } from '../collector/queue-snapshot.js';
 import { Slicer } from '../lifecycle/slicer.js';
@@ -18,6 +19,7 @@ interface QueueGauge {
 }
 
 const bit = (b: boolean) => (b ? 1 : 0);
+const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 const parkedInDlq = (q: QueueState) => JOB_STATES.reduce((sum, st) => (st === 'completed' ? sum : sum + q.jobs[st]), 0);
 
 const QUEUE_GAUGES: QueueGauge[] = [
@@ -56,6 +58,7 @@ export class QueueMetrics {
     this.errors = e.counter(METRICS.exporterCollectErrors);
     this.queues = e.gauge(METRICS.exporterQueues);
     this.dropped = e.gauge(METRICS.exporterQueuesDropped);
+    e.gauge(METRICS.exporterBuildInfo).set({ version, nodejs_version: process.version }, 1);
     this.up.set(0);
     this.redisUp.set(0);
     this.errors.inc(0);
@@ -122,4 +125,8 @@ async function renderQueueGauges(queues: readonly QueueState[], slicer: Slicer):
 }
 
 /** The text of a collection without queues: every family's header and no series. */
+/** Series one queue's gauges cost (docs/metrics.md, cardinality), and what its dead-letter queue adds to it. */
+export const QUEUE_GAUGE_SERIES = JOB_STATES.length + QUEUE_GAUGES.length;
+export const DLQ_GAUGE_SERIES = DLQ_GAUGES.length;
+
 const EMPTY_TEXT = header(METRICS.queueJobs) + [...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => header(g.def)).join('');
