@@ -194,9 +194,11 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   private async afterFailure(job: Job, err: Error): Promise<void> {
     try {
       // finishedOn is set only when BullMQ moved the job to `failed` for good (no retry left, or unrecoverable).
-      if (job.finishedOn) await this.deadLetters.copy(job, this.attempts.get(job)?.context);
+      // The key lines on-call searches for carry the reason and, when traced, the failed attempt's trace_id/span_id.
+      const span = this.attempts.get(job);
+      if (job.finishedOn) await this.deadLetters.copy(job, span?.context, span?.logFields());
       else {
-        this.opts.log.info({ queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, err: err.message }, 'attempt failed; will retry');
+        this.opts.log.info({ queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, reason: err.message, ...span?.logFields() }, 'attempt failed; will retry');
         await DeadLetters.noteFailedAttempt(job);
       }
     } catch (copyErr) {

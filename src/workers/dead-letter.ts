@@ -9,7 +9,7 @@ import { defineScript } from '../redis/scripts.js';
 import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
-import { SECRET_KEYS } from '../log/redact.js';
+import { redactString, SECRET_KEYS } from '../log/redact.js';
 import { jobKey, ownKeys, queueKey, type QueueRef } from '../redis/keys.js';
 import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
@@ -93,7 +93,7 @@ export class DeadLetters {
    * Copies a finally-failed job to the DLQ. Safe to repeat: the id is deterministic and the add a no-op the second time.
    * `parent`: the failed attempt's context, so the DLQ `add` joins the job's trace (default: the active context).
    */
-  async copy(job: Job, parent: Context = context.active()): Promise<string> {
+  async copy(job: Job, parent: Context = context.active(), logFields: Record<string, string> = {}): Promise<string> {
     const id = dlqJobId(job);
     const lastFailedAt = job.finishedOn ?? Date.now();
     const firstFailedAt = await this.firstFailure(job, lastFailedAt);
@@ -117,7 +117,7 @@ export class DeadLetters {
     };
     await context.with(parent, () => this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false }));
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
-    this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade }, 'job dead-lettered');
+    this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade, reason: redactString(record.failedReason), ...logFields }, 'job dead-lettered');
     return id;
   }
 

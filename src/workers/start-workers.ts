@@ -7,7 +7,7 @@ import type { Logger } from '../log/logger.js';
 import { createWorker, type ManagedWorker, type Processor } from './create-worker.js';
 import { emailProcessor } from './email-processor.js';
 import { exportProcessor } from './export-processor.js';
-import { webhookProcessor } from './webhook-processor.js';
+import { NO_WEBHOOK_SECRET, webhookProcessor } from './webhook-processor.js';
 
 export interface RunningWorkers {
   /** One entry per queue: its processing loop runs, its Redis connection is ready. */
@@ -46,6 +46,10 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
       stalledIntervalMs: cfg.stalledInterval * 1000,
     }),
   );
+  if (queues.includes('webhook') && !cfg.webhookSecret) {
+    // Not fatal: jobs may bring their own secret. Every one that does not is dead-lettered, with this reason.
+    log.warn({ queue: 'webhook', reason: NO_WEBHOOK_SECRET }, 'WEBHOOK_SECRET is not set: webhook jobs without a secret of their own will be dead-lettered');
+  }
   await Promise.all(workers.map((w) => w.start()));
   log.info({ queues }, 'workers started');
   let closed: Promise<void> | undefined;

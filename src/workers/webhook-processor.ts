@@ -11,6 +11,9 @@ import { RetryLaterError, type Processor } from './create-worker.js';
 import { SsrfGuard } from './ssrf-guard.js';
 import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 
+/** The reason in every dead letter of a webhook that could not be signed, and in the worker's start-up warning. */
+export const NO_WEBHOOK_SECRET = 'webhook job has no secret and the worker has no WEBHOOK_SECRET (--webhook-secret): set it and redrive with `queuelens dlq redrive webhook`';
+
 export interface WebhookProcessorOptions {
   /** Used when a job carries no secret of its own. */
   secret?: string;
@@ -46,7 +49,7 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
       }
     }
     const secret = data.secret ?? opts.secret;
-    if (!secret) throw new UnrecoverableError('webhook job has no secret and WEBHOOK_SECRET is not set');
+    if (!secret) throw new UnrecoverableError(NO_WEBHOOK_SECRET);
     // Stable across retries and redrives (a redriven job names the job first enqueued), so a receiver can drop duplicates.
     const deliveryId = `${job.queueName}-${data.redrivenFrom?.originalJobId ?? job.id}`;
     const body = JSON.stringify({ id: deliveryId, event: data.event, payload: data.payload ?? null });
