@@ -39,7 +39,8 @@ RUN mkdir -p /data/exports && chown 1000:1000 /data/exports
 # The official image's unprivileged user `node`, by number so Kubernetes can verify runAsNonRoot.
 USER 1000:1000
 EXPOSE 9487
-# Liveness only: /livez answers while the process runs, whether or not Redis does. No curl in the slim image.
+# Liveness only: the sidecar's /livez answers while the process runs, whether or not Redis does; a worker answers
+# it on its health port when QUEUELENS_HEALTH_PORT is QUEUELENS_PORT (docker-compose.yml). No curl in the slim image.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:' + (process.env.QUEUELENS_PORT || 9487) + '/livez').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 # The OpenTelemetry SDK must load before anything it instruments; it exports nothing unless

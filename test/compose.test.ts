@@ -64,6 +64,7 @@ const APP_ENV = [
   'LOADGEN_SCENARIO',
   'QUEUELENS_LOCK_DURATION',
   'QUEUELENS_STALLED_INTERVAL',
+  'QUEUELENS_HEALTH_PORT',
   // Read by node: the heap sizing of the sidecars (as in deploy/k8s/base/sidecar.yaml) and of the export worker.
   'NODE_OPTIONS',
 ];
@@ -126,8 +127,10 @@ describe('docker-compose.yml', () => {
       for (const key of Object.keys(s.environment ?? {})) expect(APP_ENV, `${name}: ${key}`).toContain(key);
       // The demo's peers need no Redis.
       if (s.command?.[0] !== 'demo-peers') expect(s.environment?.REDIS_URL, name).toBe('redis://redis:6379');
-      // The image's healthcheck probes /livez, which only the sidecar serves.
-      if (s.command?.[0] !== 'sidecar') expect(s.healthcheck?.disable, `${name} must disable the /livez healthcheck`).toBe(true);
+      // The image's healthcheck probes /livez on QUEUELENS_PORT (9487): the sidecar serves it, a worker on its
+      // health port when that is the same port; everything else must disable the healthcheck.
+      const servesLivez = s.command?.[0] === 'sidecar' || (s.command?.[0] === 'worker' && s.environment?.QUEUELENS_HEALTH_PORT === (s.environment?.QUEUELENS_PORT ?? '9487'));
+      if (!servesLivez) expect(s.healthcheck?.disable, `${name} must disable the /livez healthcheck`).toBe(true);
     }
   });
 
