@@ -36,7 +36,9 @@ async function until(what, fn, timeoutMs = 30_000) {
     try {
       const v = await fn();
       if (v) return v;
-    } catch {}
+    } catch {
+      // not there yet: try again
+    }
     if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
     await sleep(200);
   }

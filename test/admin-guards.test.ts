@@ -201,9 +201,9 @@ describe('admin surface: login', () => {
   it('sets Secure whenever the request came over TLS, however the proxy spells it', async () => {
     const { app } = await sidecar();
     const secureFor = async (headers: Record<string, string>) => /;\s*Secure/i.test(String((await app.inject(form(TOKEN, headers))).headers['set-cookie']));
-    for (const headers of [{ 'x-forwarded-proto': 'https' }, { 'x-forwarded-proto': 'HTTPS' }, { 'x-forwarded-proto': 'https, http' }, { 'x-forwarded-proto': 'https,https' }, { forwarded: 'for=192.0.2.60;proto=https;by=203.0.113.43' }]) {
+    for (const headers of [{ 'x-forwarded-proto': 'https' }, { 'x-forwarded-proto': 'HTTPS' }, { 'x-forwarded-proto': 'https, http' }, { 'x-forwarded-proto': 'https,https' }, { forwarded: 'for=192.0.2.60;proto=https;by=203.0.113.43' }] as Array<Record<string, string>>) {
       expect(await secureFor(headers), JSON.stringify(headers)).toBe(true);
     }
-    for (const headers of [{}, { 'x-forwarded-proto': 'http' }, { forwarded: 'for=192.0.2.60;proto=http' }]) expect(await secureFor(headers), JSON.stringify(headers)).toBe(false);
+    for (const headers of [{}, { 'x-forwarded-proto': 'http' }, { forwarded: 'for=192.0.2.60;proto=http' }] as Array<Record<string, string>>) expect(await secureFor(headers), JSON.stringify(headers)).toBe(false);
   });
 });

@@ -50,7 +50,8 @@ describe.each(VERSIONS)('BullMQ %s', (label, lib, version) => {
       worker = new lib.Worker(
         name,
         async (job) => {
-          if (job.data.kind === 'bad' || (job.data.kind === 'flaky' && job.attemptsMade === 0)) throw new Error('no');
+          const { kind } = job.data as { kind: string };
+          if (kind === 'bad' || (kind === 'flaky' && job.attemptsMade === 0)) throw new Error('no');
           return 'done';
         },
         { connection, concurrency: 2, name: 'compat' },

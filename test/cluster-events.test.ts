@@ -68,7 +68,7 @@ async function entriesAdded(q: QueueRef): Promise<number> {
 
 describe('event accounting on Redis Cluster', () => {
   it('the test queues cover every master and share slots where the prefix is the tag', async () => {
-    const slots = (await cluster.client().cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+    const slots = (await cluster.client().cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
     const owner = (q: QueueRef) => slots.find(([lo, hi]) => keySlot(queueKey(q, 'events')) >= lo && keySlot(queueKey(q, 'events')) <= hi)?.[2][1];
     expect(new Set(SPREAD.map(owner)).size).toBe(3);
     expect(new Set(GROUPED.map((q) => keySlot(queueKey(q, 'events')))).size).toBe(1);

@@ -77,7 +77,7 @@ async function stop(p: CliProcess): Promise<void> {
 async function finished(prefix: string, queue: string): Promise<{ completed: string[]; failed: string[] }> {
   const c = cluster.client();
   const ref = { prefix, name: queue };
-  return { completed: await c.zrange(queueKey(ref, 'completed'), 0, -1), failed: await c.zrange(queueKey(ref, 'failed'), 0, -1) };
+  return { completed: await c.zrange(queueKey(ref, 'completed'), 0, '-1'), failed: await c.zrange(queueKey(ref, 'failed'), 0, '-1') };
 }
 
 describe('worker side on a Redis Cluster', () => {

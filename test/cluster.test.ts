@@ -40,7 +40,7 @@ describe('Redis Cluster', () => {
     const owners = new Set<string>();
     for (const name of NAMES) {
       const slot = keySlot(`bull:${name}:wait`);
-      const shards = (await c.cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+      const shards = (await c.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
       const owner = shards.find(([lo, hi]) => slot >= lo && slot <= hi)!;
       owners.add(String(owner[2][1]));
     }
@@ -77,7 +77,7 @@ describe('Redis Cluster', () => {
       expect(m.get(seriesKey('bullmq_queue_jobs', { ...l, state: 'waiting' })), name).toBe(counts.waiting);
       expect(m.get(seriesKey('bullmq_queue_jobs', { ...l, state: 'active' })), name).toBe(counts.active);
       expect(m.get(seriesKey('bullmq_queue_jobs', { ...l, state: 'delayed' })), name).toBe(1);
-      expect(counts.waiting + counts.active).toBe(i + 1);
+      expect(counts.waiting! + counts.active!).toBe(i + 1);
     }
     expect(m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: '{q0}', state: 'active' }))).toBe(1);
     expect(m.get(seriesKey('bullmq_queue_workers', { prefix: 'bull', queue: '{q0}' }))).toBe(1);

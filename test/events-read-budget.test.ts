@@ -115,7 +115,7 @@ describe('read budget', () => {
       await waitFor(`${q.name} completed`, async () => (await bull.queue(q.name).getJobCounts('completed')).completed === 1);
       await w.close();
     }
-    const bytesInStreams = (await Promise.all(queues.map((q) => raw.memory('USAGE', queueKey(q, 'events'))))).reduce((a, b) => a + Number(b), 0);
+    const bytesInStreams = (await Promise.all(queues.map((q) => raw.memory('USAGE', queueKey(q, 'events'))))).reduce((a: number, b) => a + Number(b), 0);
     expect(bytesInStreams).toBeGreaterThan(QUEUES * VALUE_BYTES);
 
     // Catching up over all of it.

@@ -116,7 +116,7 @@ describe('scripted workload with known ground truth', () => {
     const dedupB = await add('dedup', { deduplication: { id: 'D1' } });
     expect(dedupB).toBe(dedupA);
 
-    const worker = bull.worker(
+    bull.worker(
       q.name,
       async (job) => {
         const t = truth.get(job.id as string) as Truth;
@@ -601,7 +601,7 @@ describe('errors', () => {
     for (let i = 0; i < 5; i++) await bull.queue(q.name).add('j', {});
     await waitFor('the first jobs committed', caughtUp);
     // What a replica holds when it is promoted before the next writes reached it: both keys as of now.
-    const [[, state], [, events]] = (await raw.multi().dumpBuffer(hash).dumpBuffer(stream).exec()) as Array<[null, Buffer]>;
+    const [[, state], [, events]] = (await raw.multi().dumpBuffer(hash).dumpBuffer(stream).exec()) as [[null, Buffer], [null, Buffer]];
     for (let i = 0; i < 5; i++) await bull.queue(q.name).add('j', {});
     await waitFor('the lost jobs committed', caughtUp);
     await raw.multi().restore(hash, 0, state!, 'REPLACE').restore(stream, 0, events!, 'REPLACE').exec();

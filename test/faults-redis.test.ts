@@ -51,7 +51,7 @@ describe('Redis faults', () => {
   }, 50_000);
 
   it('Redis frozen for 30 s: everything waits, then recovers, nothing lost or counted twice', async () => {
-    const { raw, redis, work, sidecar } = await setUp([]);
+    const { raw, work, sidecar } = await setUp([]);
     work.produce();
     await waitFor('jobs flowing', async () => (await raw.zcard('bull:export:completed')) > 20, 15_000);
     const pid = Number((await raw.info('server')).match(/process_id:(\d+)/)?.[1]);

@@ -81,7 +81,7 @@ const podLabels = (d: Manifest): Record<string, string> => d.spec.template.metad
 const envOf = (c: Container, name: string): EnvVar | undefined => c.env.find((e) => e.name === name);
 const matches = (selector: Record<string, string>, labels: Record<string, string> = {}) =>
   Object.keys(selector).length > 0 && Object.entries(selector).every(([k, v]) => labels[k] === v);
-const optionDefault = (name: string) => sidecarOptions.find((o) => o.name === name)?.default;
+const optionDefault = (name: string) => (sidecarOptions as ReadonlyArray<{ name: string; default?: unknown }>).find((o) => o.name === name)?.default;
 
 /** The controls of Pod Security Standards "restricted" (Kubernetes 1.30), for one pod template; [] = passes. */
 function restrictedViolations(pod: any): string[] {

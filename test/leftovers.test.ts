@@ -20,7 +20,11 @@ function descendants(pid: number): Array<{ pid: number; comm: string }> {
   const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
   const out: Array<{ pid: number; comm: string }> = [];
   const walk = (p: number) => {
-    for (const [c, pp, comm] of rows) if (Number(pp) === p) out.push({ pid: Number(c), comm: comm! }), walk(Number(c));
+    for (const [c, pp, comm] of rows) {
+      if (Number(pp) !== p) continue;
+      out.push({ pid: Number(c), comm: comm! });
+      walk(Number(c));
+    }
   };
   walk(pid);
   return out;

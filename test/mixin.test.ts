@@ -93,7 +93,7 @@ describe('an overridden config', () => {
     expect(failing.find((a) => a.labels!.thresholds === 'billing.v2')!.expr).toContain('> 0.01\n');
     expect(rules.some((r) => r.record === 'prefix_queue:bullmq_jobs_added:rate10m')).toBe(true);
     for (const a of alerts) expect(a.annotations!.runbook_url).toBe(`https://wiki.example.com/queuelens/${a.alert}.md`);
-    for (const a of alerts) expect(a.annotations!.dashboard_url.startsWith('https://grafana.example.com/d/')).toBe(true);
+    for (const a of alerts) expect(a.annotations!.dashboard_url!.startsWith('https://grafana.example.com/d/')).toBe(true);
   });
 
   test('the dashboards follow the same config', () => {

@@ -232,7 +232,7 @@ test('every dashboard query returns data from the running stack', async () => {
           continue;
         }
         // Grafana's "All" for both variables, and one queue picked.
-        for (const vars of [{}, { prefix: ['fail'], queue: ['webhook'] }]) {
+        for (const vars of [{}, { prefix: ['fail'], queue: ['webhook'] }] as Array<Record<string, string[]>>) {
           const q = substituteVariables(expr, vars);
           const result = await stack.prometheus.query(q);
           // A value, not just a series: 0/0 (NaN) would mean the panel draws nothing.

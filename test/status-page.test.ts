@@ -6,11 +6,11 @@
 import { mkdirSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { AddressInfo } from 'node:net';
 import type { Browser, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDemoStack, type DemoStack } from '../src/demo/demo-stack.js';
 import { createLogger } from '../src/log/logger.js';
+import { OWN_PREFIX_DEFAULT } from '../src/redis/keys.js';
 import type { QueuesResponse } from '../src/status/queue-view.js';
 import { launchChromium } from './helpers/browser.js';
 
@@ -36,7 +36,7 @@ beforeAll(async () => {
   // A queue nobody consumes (critical), next to the demo's workload: real workers, peers and load generator.
   const reports = bull.queue('reports');
   for (let i = 0; i < 12; i += 1) await reports.add('build', { i }, { timestamp: Date.now() - 420_000 });
-  stack = await startDemoStack({ redisUrl: redis.url, host: '127.0.0.1', port: 0, rate: 20, prometheusPort: 0, collectIntervalSeconds: 0.5, logLevel: 'silent', log: createLogger({ level: 'silent' }) });
+  stack = await startDemoStack({ redisUrl: redis.url, prefix: 'bull', ownPrefix: OWN_PREFIX_DEFAULT, host: '127.0.0.1', port: 0, rate: 20, prometheusPort: 0, collectIntervalSeconds: 0.5, logLevel: 'silent', log: createLogger({ level: 'silent' }) });
   base = stack.sidecarUrl;
   browser = await launchChromium();
 });
@@ -83,7 +83,7 @@ describe('status page', () => {
     for (const [i, q] of payload.queues.entries()) {
       const c = cells(rows[i]!);
       expect(c.health).toBe(q.health.status);
-      expect(c.name.startsWith(q.name)).toBe(true);
+      expect(c.name?.startsWith(q.name)).toBe(true);
       expect(c.backlog).toBe(String(q.backlog));
       expect(c.workers).toBe(q.workers === null ? '?' : String(q.workers));
       expect(c.dlq).toBe(q.deadLetter ? String(q.deadLetter.jobs) : '—');

@@ -184,7 +184,7 @@ describe('raw connection', () => {
       const writer = own.client();
       // Written only once the re-sent XREAD is blocked again on the new server.
       for (;;) {
-        const list = await writer.client('LIST');
+        const list = String(await writer.client('LIST'));
         if (/name=qltest:raw .*cmd=xread/.test(list)) break;
         await new Promise((r) => setTimeout(r, 20));
       }
@@ -203,7 +203,7 @@ describe('raw connection', () => {
       const id = await client.xadd('half-open', '*', 'event', 'added', 'jobId', '7');
       const conn = connect(`redis://127.0.0.1:${proxy.port}`, undefined, { name: 'qltest:raw-half', readTimeoutMs: 300 });
       expect(parseXreadReply(await conn.xread({ count: 1, streams: ['nothing-here', '0-0'] }))).toEqual([]);
-      const linkId = /id=(\d+) [^\n]*name=qltest:raw-half /.exec(await client.client('LIST'))![1];
+      const linkId = /id=(\d+) [^\n]*name=qltest:raw-half /.exec(String(await client.client('LIST')))![1];
       // The proxy keeps the link open but stops carrying Redis's answers: a peer that vanished without a FIN.
       const xreads = async () => Number(/cmdstat_xread:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
       const before = await xreads();
@@ -215,7 +215,7 @@ describe('raw connection', () => {
       const [batch] = parseXreadReply(await read);
       expect(batch?.entries.map((e) => [e.id, e.fields.jobId])).toEqual([[id, '7']]);
       // It came on a new link: the silent one was closed by the deadline.
-      const list = await client.client('LIST');
+      const list = String(await client.client('LIST'));
       expect(list).toMatch(/name=qltest:raw-half /);
       expect(list).not.toMatch(new RegExp(`id=${linkId} `));
     } finally {

@@ -120,7 +120,7 @@ describe('webhook worker', () => {
     await waitFor('completed', async () => (await state(job.id!)) === 'completed');
     const failed = await h.queue('webhook').getJob(job.id!);
     expect(failed!.attemptsMade).toBe(2);
-    expect(failed!.stacktrace[0]).toMatch(/timed out after 500 ms/);
+    expect(failed!.stacktrace?.[0]).toMatch(/timed out after 500 ms/);
   });
 
   it('refuses loopback, private and link-local targets that are not allow-listed', async () => {

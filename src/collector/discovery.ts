@@ -164,7 +164,10 @@ export class QueueDiscovery {
       cursor = next.toString();
       const keys: string[] = [];
       const notUtf8: Buffer[] = [];
-      for (const k of raw) (isUtf8(k) ? keys.push(k.toString()) : notUtf8.push(k));
+      for (const k of raw) {
+        if (isUtf8(k)) keys.push(k.toString());
+        else notUtf8.push(k);
+      }
       if (notUtf8.length > 0) await this.skipNotUtf8(prefix, notUtf8);
       const candidates = keys
         .map((k) => parseMetaKey(prefix, k))

@@ -357,9 +357,9 @@ export class QueueLifecycle {
 
   /** The machine holding the most jobs (another one on a tie): it gives up its oldest. Runs only at the cap. */
   private largestHolder(): QueueLifecycle {
-    let best: QueueLifecycle = this;
-    for (const h of this.budget.holders ?? []) if (h !== this && h.jobs.size >= best.jobs.size) best = h;
-    return best;
+    let best: QueueLifecycle | undefined;
+    for (const h of this.budget.holders ?? []) if (h !== this && h.jobs.size >= (best ?? this).jobs.size) best = h;
+    return best ?? this;
   }
 
   /** Drops the least recently touched job (never `keep`, the one just added) and counts it on this queue. */

@@ -123,6 +123,7 @@ ${message ? `<p class="e">${message}</p>` : ''}<form method="post" action="/admi
  * Queue names and job ids end up inside Redis key names: no ':' (it would address another key), no path
  * separators, '..', control characters or unbounded length (they appear in logs and in Bull Board URLs).
  */
+// eslint-disable-next-line no-control-regex -- refusing control characters is what this pattern is for
 const KEY_PART = /^(?!.*\.\.)[^:/\\\u0000-\u001f\u007f]{1,200}$/;
 const keyPart = (what: string) => z.string().regex(KEY_PART, `a ${what}: 1 to 200 characters, without ':', '/', '\\', '..' or control characters`);
 const queueParam = z.object({ queue: keyPart('queue name').refine((q) => !q.endsWith('-dlq'), 'name the source queue, not its -dlq') });

@@ -30,9 +30,9 @@ export class JobContextManager implements ContextManager {
   bind<T>(ctx: Context, target: T): T {
     if (typeof target !== 'function') return target;
     const fn = target as unknown as (...args: unknown[]) => unknown;
-    const manager = this;
+    const run = (self: unknown, args: unknown[]) => this.with(ctx, () => fn.apply(self, args));
     return function (this: unknown, ...args: unknown[]) {
-      return manager.with(ctx, () => fn.apply(this, args));
+      return run(this, args);
     } as unknown as T;
   }
 

@@ -94,8 +94,8 @@ export class FaultWorkload {
    * job dead-lettered exactly once, nothing else in the DLQ. Returns the counts Redis holds.
    */
   async verifyExactlyOnce(): Promise<{ completed: number; failed: number }> {
-    const completed = new Set(await this.raw.zrange(queueKey(EXPORT, 'completed'), 0, -1));
-    const failed = new Set(await this.raw.zrange(queueKey(EXPORT, 'failed'), 0, -1));
+    const completed = new Set(await this.raw.zrange(queueKey(EXPORT, 'completed'), 0, '-1'));
+    const failed = new Set(await this.raw.zrange(queueKey(EXPORT, 'failed'), 0, '-1'));
     for (const id of this.ids) expect(Number(completed.has(id)) + Number(failed.has(id)), `job ${id}`).toBe(1);
     expect(completed.size + failed.size).toBe(this.ids.length);
     const dlq = new Queue(`${EXPORT.name}-dlq`, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });

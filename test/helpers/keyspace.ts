@@ -19,7 +19,7 @@ export async function keyspace(client: Redis, skip?: RegExp): Promise<Record<str
       : type === 'hash' ? await client.hgetall(key)
       : type === 'list' ? await client.lrange(key, 0, -1)
       : type === 'set' ? (await client.smembers(key)).sort()
-      : type === 'zset' ? await client.zrange(key, 0, -1, 'WITHSCORES')
+      : type === 'zset' ? await client.zrange(key, 0, '-1', 'WITHSCORES')
       : type === 'stream' ? await client.xrange(key, '-', '+')
       : type;
     out[key] = { type, content };

@@ -107,18 +107,20 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
     await new Promise((r) => setTimeout(r, 100));
   }
   const clients: Cluster[] = [];
+  const client = (): Cluster => {
+    const c = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: null } });
+    c.on('error', () => undefined);
+    clients.push(c);
+    return c;
+  };
   return {
     ports,
     nodes: ports.map((p) => `127.0.0.1:${p}`),
-    client() {
-      const c = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: null } });
-      c.on('error', () => undefined);
-      clients.push(c);
-      return c;
-    },
+    client,
     async masterOf(key) {
-      const slot = Number(await this.client().cluster('KEYSLOT', key));
-      const shards = (await this.client().cluster('SLOTS')) as Array<[number, number, [string, number]]>;
+      const c = client();
+      const slot = Number(await c.cluster('KEYSLOT', key));
+      const shards = (await c.cluster('SLOTS')) as unknown as Array<[number, number, [string, number]]>;
       const owner = shards.find(([lo, hi]) => slot >= lo && slot <= hi);
       if (!owner) throw new Error(`no node serves slot ${slot}`);
       return owner[2][1];
