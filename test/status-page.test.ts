@@ -123,6 +123,28 @@ describe('status page', () => {
     await page.close();
   });
 
+  it('says STALE across the whole page when the sidecar stops answering, and recovers by itself', async () => {
+    const page = await openPage({ width: 1280, height: 860 });
+    const before = problems.length;
+    // The sidecar dies, as far as the page can tell: every request to it is refused.
+    await page.route('**/api/queues*', (route) => route.abort('connectionrefused'));
+    await page.waitForFunction(() => document.body.classList.contains('stale'), undefined, { timeout: 60_000 });
+    const banner = page.locator('#stale');
+    expect(await banner.isVisible()).toBe(true);
+    expect(await banner.textContent()).toMatch(/^STALE: the sidecar has not answered for \d+ s \(.+\)\. Everything below is from .+ and may be wrong now\.$/);
+    expect(await page.title()).toMatch(/^STALE · /);
+    expect(await page.textContent('#livetext')).toMatch(/^STALE · no answer for \d+ s$/);
+    // The old numbers are still there, but visibly not current.
+    expect(await page.$eval('.tablewrap', (el) => getComputedStyle(el).filter)).toContain('grayscale');
+    await page.unroute('**/api/queues*');
+    await page.waitForFunction(() => !document.body.classList.contains('stale'), undefined, { timeout: 60_000 });
+    expect(await banner.isVisible()).toBe(false);
+    expect(await page.title()).toBe('queuelens · queues');
+    // The refused requests are what this test caused, not a problem of the page.
+    problems.splice(before);
+    await page.close();
+  });
+
   it('turns rows into labelled cards that fit a phone screen without sideways scrolling', async () => {
     const page = await openPage({ width: 390, height: 844 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);

@@ -26,9 +26,9 @@ export const DEMO_WORKER_TIMINGS = { lockDuration: '10', stalledInterval: '5' };
 
 export interface DemoStackOptions {
   redisUrl: string;
-  /** BullMQ prefix of the demo's queues, and where queuelens keeps its own state. */
-  prefix: string;
-  ownPrefix: string;
+  /** BullMQ prefix of the demo's queues, and where queuelens keeps its own state (`queuelens demo`: its own pair). */
+  prefix?: string;
+  ownPrefix?: string;
   host: string;
   /** 0 = any free port. */
   port: number;
