@@ -322,6 +322,13 @@ test('the KEDA queries compute backlog and the age floor as documented (promtool
         ],
       },
       {
+        // A Redis that refuses CLIENT LIST: no worker count, so the floor is 1 replica, never an error that would
+        // pin the replicas through the fallback.
+        interval: '1m',
+        input_series: [{ series: `bullmq_queue_oldest_waiting_age_seconds{${sel('s1:9487')}}`, values: '45x10' }],
+        promql_expr_test: [{ expr: age.query, eval_time: '5m', exp_samples: [{ labels: '{}', value: 1 }] }],
+      },
+      {
         // The sidecar is gone: both queries are empty, which KEDA (ignoreNullValues false) treats as an error
         // and answers with its fallback, the current replica count.
         interval: '1m',
