@@ -21,8 +21,11 @@ beforeAll(async () => {
   redis = await startTestRedis();
 });
 
+const others: CliProcess[] = [];
+
 afterAll(async () => {
   if (demo && demo.proc.exitCode === null) demo.proc.kill('SIGKILL');
+  for (const p of others) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
   await redis?.stop();
 });
 
@@ -160,6 +163,7 @@ describe('queuelens demo', () => {
     const demoKeys = async () => Object.keys(await keyspace(r)).filter((k) => /^queuelens-demo(-sidecar)?:/.test(k));
     const start = async (...extra: string[]) => {
       const p = spawnCli(['demo', '--redis-url', redis.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '20', ...extra]);
+      others.push(p);
       await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running') || p.proc.exitCode !== null, 60_000);
       return p;
     };

@@ -7,13 +7,19 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
-import { spawnCli } from './helpers/cli.js';
+import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { freePort } from './helpers/redis-server.js';
 
 const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
 const tmp = mkdtempSync(join(tmpdir(), 'ql-leftovers-'));
 
-afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+const started: CliProcess[] = [];
+
+afterAll(() => {
+  // A failed assertion must not leave a demo running (the point of this file).
+  for (const p of started) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+  rmSync(tmp, { recursive: true, force: true });
+});
 
 /** pid and command of every process under `pid`, recursively. */
 function descendants(pid: number): Array<{ pid: number; comm: string }> {
@@ -51,6 +57,7 @@ describe('leftovers', () => {
       // Nothing answers at this REDIS_URL: the demo starts a private redis-server.
       const args = ['demo', '--redis-url', `redis://127.0.0.1:${await freePort()}`, '--port', String(await freePort()), '--prometheus-port', String(hasPrometheus ? await freePort() : 0), '--jobs-per-second', '20'];
       const p = spawnCli(args, { TMPDIR: tmp });
+      started.push(p);
       await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running'), 60_000);
       return p;
     };
