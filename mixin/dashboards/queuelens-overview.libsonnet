@@ -1256,7 +1256,7 @@ function(c) {
         "overrides": [],
       },
       "title": "Collection",
-      "description": "Wall time of the last collection and the age of the last successful one, per replica.",
+      "description": "Wall time of the last whole cycle, the interval in force (above --collect-interval while cycles outgrow it) and the age of the last successful collection, per replica.",
       "datasource": {
         "type": "prometheus",
         "uid": "${datasource}",
@@ -1269,9 +1269,18 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["bullmq_exporter_collect_duration_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
-          "legendFormat": "{{instance}} duration",
+          "expr": std.join('', ["bullmq_exporter_cycle_duration_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "legendFormat": "{{instance}} cycle",
           "refId": "A",
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+        },
+        {
+          "expr": std.join('', ["bullmq_exporter_collect_interval_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "legendFormat": "{{instance}} interval",
+          "refId": "B",
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
@@ -1280,7 +1289,7 @@ function(c) {
         {
           "expr": std.join('', ["time() - bullmq_exporter_last_collect_timestamp_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
           "legendFormat": "{{instance}} age",
-          "refId": "B",
+          "refId": "C",
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",

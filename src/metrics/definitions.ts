@@ -114,9 +114,23 @@ export const METRICS = {
   exporterCollectDuration: {
     name: 'bullmq_exporter_collect_duration_seconds',
     type: 'gauge',
-    help: 'Wall time of the last collection.',
+    help: 'Wall time of the last collection\'s Redis reads (the first step of a cycle; see bullmq_exporter_cycle_duration_seconds).',
     labels: [],
     source: 'collector',
+  },
+  exporterCycleDuration: {
+    name: 'bullmq_exporter_cycle_duration_seconds',
+    type: 'gauge',
+    help: 'Wall time of the last whole collection cycle: Redis reads, event accounting read-back, rendering and the status board.',
+    labels: [],
+    source: 'sidecar',
+  },
+  exporterCollectInterval: {
+    name: 'bullmq_exporter_collect_interval_seconds',
+    type: 'gauge',
+    help: 'The collection interval in force: --collect-interval, or more while whole cycles take longer than it (half again the last cycle; logged). Freshness (/readyz, the staleness of /metrics) is judged against 3 times this.',
+    labels: [],
+    source: 'sidecar',
   },
   exporterLastCollect: {
     name: 'bullmq_exporter_last_collect_timestamp_seconds',

@@ -46,6 +46,8 @@ export class QueueMetrics {
   private readonly errors;
   private readonly queues;
   private readonly dropped;
+  private readonly cycle;
+  private readonly interval;
   private lastSeq = 0;
   private staleSeq = -1;
 
@@ -58,11 +60,20 @@ export class QueueMetrics {
     this.errors = e.counter(METRICS.exporterCollectErrors);
     this.queues = e.gauge(METRICS.exporterQueues);
     this.dropped = e.gauge(METRICS.exporterQueuesDropped);
+    this.cycle = e.gauge(METRICS.exporterCycleDuration);
+    this.interval = e.gauge(METRICS.exporterCollectInterval);
     e.gauge(METRICS.exporterBuildInfo).set({ version, nodejs_version: process.version }, 1);
     this.up.set(0);
     this.redisUp.set(0);
     this.errors.inc(0);
     e.setCollectionText(EMPTY_TEXT);
+  }
+
+  /** After each whole cycle: how long it took and the interval now in force (lifecycle/stretch.ts). */
+  setCycle(cycleSeconds: number, intervalSeconds: number): void {
+    this.cycle.set(cycleSeconds);
+    this.interval.set(intervalSeconds);
+    this.exposition.invalidate();
   }
 
   /**

@@ -191,8 +191,9 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
       [`bullmq_exporter_redis_up{${job}}`, '{{instance}} redis'],
       [`bullmq_exporter_leader{${job}}`, '{{instance}} leader'],
     ], { width: 8 }))
-    .withPanel(timeseries('Collection', 'Wall time of the last collection and the age of the last successful one, per replica.', 's', [
-      [`bullmq_exporter_collect_duration_seconds{${job}}`, '{{instance}} duration'],
+    .withPanel(timeseries('Collection', 'Wall time of the last whole cycle, the interval in force (above --collect-interval while cycles outgrow it) and the age of the last successful collection, per replica.', 's', [
+      [`bullmq_exporter_cycle_duration_seconds{${job}}`, '{{instance}} cycle'],
+      [`bullmq_exporter_collect_interval_seconds{${job}}`, '{{instance}} interval'],
       [`time() - bullmq_exporter_last_collect_timestamp_seconds{${job}}`, '{{instance}} age'],
     ], { width: 8 }))
     .withPanel(timeseries('Errors and coverage', 'Failed collections per minute per replica, queues watched and queues not exported, by reason (bullmq_exporter_queues_dropped).', 'short', [

@@ -11,6 +11,7 @@ import { readEventAccounting, type QueueEventAccounting } from '../events/read-b
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
 import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop.js';
+import { stretchedInterval } from '../lifecycle/stretch.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
@@ -85,7 +86,10 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   };
 
   let followed = -1;
+  /** Seconds; above config.collectInterval while whole cycles take longer than it (lifecycle/stretch.ts). */
+  let interval = config.collectInterval;
   const collectOnce = async (): Promise<void> => {
+    const started = Date.now();
     const s = await collector.collect();
     // A collection can find a new queue (a worker connection for it): the reader follows it at once.
     if (discovery.generation !== followed) {
@@ -98,6 +102,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     await metrics.update(s);
     const accounting = await readBack();
     await board.update(s, accounting && boardAccounting(accounting));
+    const cycleSeconds = (Date.now() - started) / 1000;
+    const next = stretchedInterval(config.collectInterval, cycleSeconds, s.ok);
+    if (next !== interval) {
+      if (next > config.collectInterval) log.warn({ cycleSeconds, intervalSeconds: next, configured: config.collectInterval }, 'collection cycles outgrow --collect-interval; stretching the interval instead of serving stale data');
+      else log.info({ cycleSeconds, intervalSeconds: next }, 'collection cycles fit --collect-interval again');
+    }
+    interval = next;
+    metrics.setCycle(cycleSeconds, interval);
   };
   let discoveryFailed = false;
   const discoverOnce = async (): Promise<void> => {
@@ -118,7 +130,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     log,
     renderMetrics: (om, gz) => {
       // The same clock and limit as /health's freshness check, so the two never disagree.
-      if (last && last.lastSuccessAt > 0 && Date.now() - last.lastSuccessAt > 3 * config.collectInterval * 1000 && metrics.markStale()) {
+      if (last && last.lastSuccessAt > 0 && Date.now() - last.lastSuccessAt > 3 * interval * 1000 && metrics.markStale()) {
         // Event series come from the same hung Redis: no last values presented as current either.
         // Completes at once: without queues there is nothing to render in slices.
         void eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
@@ -126,8 +138,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       eventMetrics?.setLeader(reader?.isLeader ?? false);
       return exposition.render(om, gz);
     },
-    health: () => assessHealth(last, Date.now(), config.collectInterval, thresholds),
-    readiness: () => assessHealth(last, Date.now(), config.collectInterval),
+    health: () => assessHealth(last, Date.now(), interval, thresholds),
+    readiness: () => assessHealth(last, Date.now(), interval),
     queues: ({ history }) => board.response({ now: Date.now(), history }),
     admin: config.adminToken ? { token: config.adminToken, writes: config.adminWrites, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
   });
@@ -154,7 +166,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
       await reader?.start();
-      loops.push(startIntervalLoop(collectOnce, config.collectInterval * 1000));
+      loops.push(startIntervalLoop(collectOnce, () => interval * 1000));
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
         // A failed pass is retried within 5 s, whenever it fails; a good one waits the full interval.
