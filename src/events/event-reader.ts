@@ -99,6 +99,7 @@ type ReaderClient = RedisClient & {
   eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
   eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
   eventsGone(stream: string, base: string, ...ids: string[]): Promise<Array<string | number>>;
+  eventsRestart(hash: string, gen: number, stream: string): Promise<number>;
 };
 
 interface QueueState {
@@ -160,6 +161,8 @@ export class EventReader {
   private readonly budget: InFlightBudget;
   private synced = false;
   private readonly failureLog = new RepeatLimiter();
+  /** Bumped by setQueues: a sync that started before a change must not mark the new list synced. */
+  private wantedVersion = 0;
   private nextMaintenance = 0;
   private rotation = 0;
   /** Consecutive XREADs that returned nothing; a whole idle round over the groups pauses the reads. */
@@ -203,6 +206,7 @@ export class EventReader {
     defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
     defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
     defineScript(this.cmd, 'eventsGone', 'events-gone-1.lua');
+    defineScript(this.cmd, 'eventsRestart', 'events-restart-1.lua');
     this.lease = new LeaderLease({
       client: this.cmd,
       key: this.keys.lease,
@@ -232,6 +236,7 @@ export class EventReader {
   /** The queues to follow (from discovery). Takes effect on the next pass. */
   setQueues(queues: readonly QueueRef[]): void {
     this.wanted = new Map(queues.map((q) => [queueId(q), q]));
+    this.wantedVersion += 1;
     this.synced = false;
   }
 
@@ -318,7 +323,13 @@ export class EventReader {
 
   /** Loads the state of newly wanted queues (or all, after a leadership change) and drops unwanted ones. */
   private async sync(term: Term): Promise<void> {
-    for (const [id, s] of this.states) if (!this.wanted.has(id)) this.drop(s);
+    const version = this.wantedVersion;
+    for (const [id, s] of this.states) {
+      if (this.wanted.has(id)) continue;
+      this.drop(s);
+      // Obliterated (its stream is gone): a queue re-created under the name starts from its new stream's start.
+      await this.cmd.eventsRestart(s.hash, term.gen, s.stream);
+    }
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
       // Once per process: the first reader anywhere fixes it, every later one reads the same value.
@@ -340,7 +351,7 @@ export class EventReader {
     this.rotation = 0;
     this.roundStart = undefined;
     this.lastRound = undefined;
-    this.synced = true;
+    this.synced = version === this.wantedVersion;
   }
 
   /** Claims a group of queues (one slot on Cluster) for this term and loads their state. */

@@ -84,9 +84,12 @@ for i = 1, n do
         redis.call('HINCRBY', hash, 'r|lost', lost)
         redis.call('HINCRBY', hash, 'r|seen', lost)
       elseif lost < 0 then
-        -- The stream was deleted and re-created (obliterate): start counting again from here.
+        -- The stream was deleted and re-created (obliterate) while the reader followed it: what this batch
+        -- applied came from the new stream, so what it holds beyond that and the unread rest was trimmed
+        -- unseen. (When the reader stopped following the queue first, events-restart-1.lua reset the state.)
+        lost = math.max(0, s['entries-added'] - applied - unread)
+        if lost > 0 then redis.call('HINCRBY', hash, 'r|lost', lost) end
         redis.call('HSET', hash, 'r|seen', s['entries-added'] - unread)
-        lost = 0
       end
     end
   end
