@@ -1,5 +1,6 @@
 // Issue 13: the numbers an independent ground-truth run found wrong, each driven with real BullMQ against a real
 // Redis and compared with what the test itself enqueued or what Redis holds.
+import { Writable } from 'node:stream';
 import { Queue as Queue5 } from 'bullmq5';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -11,7 +12,7 @@ import type { QueuesResponse } from '../src/status/queue-view.js';
 import { queueKey, type QueueRef } from '../src/redis/keys.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
-import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 
 const log = createLogger({ level: 'silent' });
@@ -238,21 +239,24 @@ describe('item 2: drained jobs never starve another queue of its histograms', ()
     const own = 'ql-ghosts-reconcile';
     const g: QueueRef = { prefix: 'bull', name: 'ghosts2' };
     const h: QueueRef = { prefix: 'bull', name: 'healthy2' };
-    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 200 });
+    // The reader's log says how many tracked jobs a reconciliation pass found gone.
+    let forgotten = 0;
+    const lines = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        for (const line of chunk.toString().split('\n')) {
+          if (!line.includes('removed without an event')) continue;
+          const entry = JSON.parse(line) as { queue: string; gone: number };
+          if (entry.queue === g.name) forgotten += entry.gone;
+        }
+        done();
+      },
+    });
+    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 200, log: createLogger({ level: 'info', destination: lines }) });
     r.setQueues([g, h]);
     r.start();
     await waitFor('both queues registered', async () => (await statsOf(own, g)) && statsOf(own, h));
     await ghosts(own, g.name);
-    // Wait until the reader has looked at the drained jobs' hashes (a reconciliation pass after the drain).
-    let checked = false;
-    const monitor = await monitorCommands(redis, (args) => {
-      if (args[0]?.toLowerCase() === 'exists' && args[1]?.startsWith('bull:ghosts2:')) checked = true;
-    });
-    try {
-      await waitFor('a reconciliation pass over the ghosts', () => checked);
-    } finally {
-      monitor.stop();
-    }
+    await waitFor('a reconciliation pass forgot the 300 drained jobs', () => forgotten === 300);
     const s = await healthy(own, h.name);
     expect(histCount(s, 'wait', 'first')).toBe(150);
     expect(histCount(s, 'e2e', 'completed')).toBe(150);
@@ -362,6 +366,46 @@ describe('item 7: the smaller wrong numbers', () => {
     expect(named('deduplicated', 'digest')).toBe(1);
     expect(named('deduplicated', '__other__')).toBe(0);
     expect(named('added', 'digest')).toBe(2);
+  });
+
+  it('after obliterate and re-create under the same name, the new stream\'s trimmed entries are all counted lost', async () => {
+    const own = 'ql-phoenix';
+    const q: QueueRef = { prefix: 'bull', name: 'phoenix' };
+    const s = await testSidecar(redis.url, { collectInterval: '0.2', discoveryInterval: '3600', ownPrefix: own });
+    closers.push(() => s.close());
+    await s.start();
+    const first = bull.queue(q.name);
+    await first.addBulk(Array.from({ length: 100 }, (_, i) => ({ name: 'p', data: { i } })));
+    await s.refresh();
+    const before = await caughtUp(own, q);
+    expect(total(before, 'added')).toBe(100);
+    expect(before.reader.lost).toBe(0);
+
+    await first.obliterate({ force: true });
+    await waitFor('the obliterated queue dropped and its event state restarted', async () =>
+      !s.discovery.queues().some((x) => x.name === q.name) && (await raw.hget(`${own}:events:q:bull:phoenix`, 'r|cursor')) === '0-0',
+    );
+
+    const again = bull.queue(q.name, { streams: { events: { maxLen: 20 } } });
+    await again.waitUntilReady();
+    await waitFor('the small retention in meta', async () => (await raw.hget('bull:phoenix:meta', 'opts.maxLenEvents')) === '20');
+    await again.addBulk(Array.from({ length: 300 }, (_, i) => ({ name: 'p', data: { i } })));
+    const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+    const field = (k: string) => Number(info[info.indexOf(k) + 1]);
+    const trimmed = field('entries-added') - field('length');
+    expect(trimmed).toBeGreaterThan(0);
+    const retained = (await raw.xrange(queueKey(q, 'events'), '-', '+')) as Array<[string, string[]]>;
+    const retainedAdded = retained.filter(([, f]) => f[f.indexOf('event') + 1] === 'added').length;
+
+    const readBefore = (await statsOf(own, q))!.reader.read;
+    await s.refresh();
+    // Caught up on the new stream: everything it still holds read, on top of what the old one gave.
+    const after = await waitFor('the re-created queue read', async () => {
+      const st = await statsOf(own, q);
+      return st && st.reader.read === readBefore + retained.length && st;
+    });
+    expect(after.reader.lost).toBe(trimmed);
+    expect(total(after, 'added')).toBe(100 + retainedAdded);
   });
 
   it('a job completed after job.retry() gets its end-to-end observation', async () => {
