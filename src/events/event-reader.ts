@@ -51,8 +51,9 @@ export interface EventReaderOptions {
   /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
   isMine?: (q: QueueRef) => boolean;
   /**
-   * How often a caught-up queue's commit time is refreshed. Every replica ages the lag from that time:
-   * beyond twice this (plus a blocking read) a caught-up queue shows lag, so a stalled leader is seen.
+   * How often the shard's heartbeat is written (one HSET per shard, whatever the number of queues). Every
+   * replica ages a caught-up queue's lag from it: beyond twice this plus a blocking read (3 s by default) a
+   * caught-up queue shows lag, so a dead or stalled leader is seen within seconds.
    */
   lagRefreshMs?: number;
   /** The in-flight budget to share (all shard readers of a process); default: one of this reader's own. */
@@ -69,7 +70,7 @@ export const EVENT_READER_DEFAULTS = {
   rebuildEntries: 1000,
   maintenanceMs: 60_000,
   pollMs: 50,
-  lagRefreshMs: 5000,
+  lagRefreshMs: 1000,
 };
 
 /** RESP headers, ids and stream names around the entries' bytes that the budget counts (generous). */
