@@ -14,6 +14,7 @@ import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
+import { startTcpProxy } from './helpers/tcp-proxy.js';
 
 const log = createLogger({ level: 'silent' });
 let redis: TestRedis;
@@ -406,6 +407,30 @@ describe('item 7: the smaller wrong numbers', () => {
     });
     expect(after.reader.lost).toBe(trimmed);
     expect(total(after, 'added')).toBe(100 + retainedAdded);
+  });
+
+  it('the reader lag of a caught-up queue grows within seconds of its leader going silent, not after 11 s', async () => {
+    const own = 'ql-deadleader';
+    const q: QueueRef = { prefix: 'bull', name: 'dead-leader' };
+    const proxy = await startTcpProxy(redis.port);
+    closers.push(() => proxy.stop());
+    // Default reader timings; a long lease so that nobody takes over while the leader is silent.
+    const r = reader(own, { redisUrl: `redis://127.0.0.1:${proxy.port}`, leaseMs: 60_000, blockMs: undefined });
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(own, q));
+    await bull.queue(q.name).add('j', {});
+    await caughtUp(own, q);
+    await waitFor('the shard heartbeat written', async () => Object.keys(await raw.hgetall(`${own}:events:meta`)).some((f) => f.startsWith('hb|')));
+    proxy.stall();
+    // Every commit and heartbeat of the silent leader came before this moment (Redis clock).
+    const silentFrom = await redisMs();
+    await waitFor('6 s of silence on the Redis clock', async () => (await redisMs()) - silentFrom >= 6000, 30_000, 200);
+    const before = await redisMs();
+    const lag = (await statsOf(own, q))!.reader.lagSeconds;
+    // Aged from its last sign of life, less a grace of 2 heartbeats plus a blocking read (3 s by default).
+    expect(lag).toBeGreaterThanOrEqual((before - silentFrom) / 1000 - 3 - 0.002);
+    proxy.resume();
   });
 
   it('a job completed after job.retry() gets its end-to-end observation', async () => {
