@@ -45,6 +45,15 @@ function reader(ownPrefix: string, opts: Partial<EventReaderOptions> = {}): Even
   return r;
 }
 
+/** A started reader following `queues`, once each has its event state in Redis; returns the reader. */
+async function follow(ownPrefix: string, queues: QueueRef[], opts: Partial<EventReaderOptions> = {}): Promise<EventReader> {
+  const r = reader(ownPrefix, opts);
+  r.setQueues(queues);
+  r.start();
+  await waitFor('the queues registered', async () => (await Promise.all(queues.map((q) => statsOf(ownPrefix, q)))).every(Boolean));
+  return r;
+}
+
 async function statsOf(own: string, q: QueueRef): Promise<QueueEventStats | undefined> {
   return (await readEventAccounting(raw, own)).find((x) => x.queue.prefix === q.prefix && x.queue.name === q.name)?.stats;
 }
@@ -65,10 +74,7 @@ describe('item 8: a stall is never counted as a retry', () => {
   it('pairs "waiting prev=active" with the "stalled" right after it even when their ids are 51 ms apart', async () => {
     const own = 'ql-stallpair';
     const q: QueueRef = { prefix: 'bull', name: 'stallpair' };
-    const r = reader(own);
-    r.setQueues([q]);
-    r.start();
-    await waitFor('the queue registered', () => statsOf(own, q));
+    await follow(own, [q]);
     // What BullMQ's moveStalledJobsToWait writes, with the ids Redis 7.0 gave one mass-stall run.
     const t = (await redisMs()) + 10;
     const stream = 'bull:stallpair:events';
@@ -218,10 +224,7 @@ describe('item 2: drained jobs never starve another queue of its histograms', ()
     const g: QueueRef = { prefix: 'bull', name: 'ghosts' };
     const h: QueueRef = { prefix: 'bull', name: 'healthy' };
     // A cap of 300 tracked jobs for the whole reader, and no reconciliation pass during the test.
-    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 3_600_000 });
-    r.setQueues([g, h]);
-    r.start();
-    await waitFor('both queues registered', async () => (await statsOf(own, g)) && statsOf(own, h));
+    await follow(own, [g, h], { lifecycle: { maxInFlight: 300 }, maintenanceMs: 3_600_000 });
     await ghosts(own, g.name);
     const s = await healthy(own, h.name);
     expect(histCount(s, 'wait', 'first')).toBe(150);
@@ -252,10 +255,7 @@ describe('item 2: drained jobs never starve another queue of its histograms', ()
         done();
       },
     });
-    const r = reader(own, { lifecycle: { maxInFlight: 300 }, maintenanceMs: 200, log: createLogger({ level: 'info', destination: lines }) });
-    r.setQueues([g, h]);
-    r.start();
-    await waitFor('both queues registered', async () => (await statsOf(own, g)) && statsOf(own, h));
+    await follow(own, [g, h], { lifecycle: { maxInFlight: 300 }, maintenanceMs: 200, log: createLogger({ level: 'info', destination: lines }) });
     await ghosts(own, g.name);
     await waitFor('a reconciliation pass forgot the 300 drained jobs', () => forgotten === 300);
     const s = await healthy(own, h.name);
@@ -353,10 +353,7 @@ describe('item 7: the smaller wrong numbers', () => {
   it('a debounce with replace counts its deduplication under the job name, not __other__', async () => {
     const own = 'ql-debounce';
     const q: QueueRef = { prefix: 'bull', name: 'debounce' };
-    const r = reader(own, { lifecycle: { jobNameLabel: true } });
-    r.setQueues([q]);
-    r.start();
-    await waitFor('registered', () => statsOf(own, q));
+    await follow(own, [q], { lifecycle: { jobNameLabel: true } });
     const queue = bull.queue(q.name);
     const opts = { delay: 60_000, deduplication: { id: 'd1', ttl: 60_000, extend: true, replace: true } };
     await queue.add('digest', { v: 1 }, opts);
@@ -415,10 +412,7 @@ describe('item 7: the smaller wrong numbers', () => {
     const proxy = await startTcpProxy(redis.port);
     closers.push(() => proxy.stop());
     // Default reader timings; a long lease so that nobody takes over while the leader is silent.
-    const r = reader(own, { redisUrl: `redis://127.0.0.1:${proxy.port}`, leaseMs: 60_000, blockMs: undefined });
-    r.setQueues([q]);
-    r.start();
-    await waitFor('registered', () => statsOf(own, q));
+    await follow(own, [q], { redisUrl: `redis://127.0.0.1:${proxy.port}`, leaseMs: 60_000, blockMs: undefined });
     await bull.queue(q.name).add('j', {});
     await caughtUp(own, q);
     await waitFor('the shard heartbeat written', async () => Object.keys(await raw.hgetall(`${own}:events:meta`)).some((f) => f.startsWith('hb|')));
@@ -436,10 +430,7 @@ describe('item 7: the smaller wrong numbers', () => {
   it('a job completed after job.retry() gets its end-to-end observation', async () => {
     const own = 'ql-retry-e2e';
     const q: QueueRef = { prefix: 'bull', name: 'retry-e2e' };
-    const r = reader(own);
-    r.setQueues([q]);
-    r.start();
-    await waitFor('registered', () => statsOf(own, q));
+    await follow(own, [q]);
     const queue = bull.queue(q.name);
     let runs = 0;
     const w = bull.worker(q.name, async () => {
