@@ -11,7 +11,7 @@ const pct = (r: number): string => `${Number((r * 100).toPrecision(6))}%`;
 
 const QUEUE_ALERTS: Array<[name: string, text: Describe]> = [
   ['BullMQNoWorkers', (t) => `jobs ready (or delayed jobs overdue) and no worker connected, or nothing active and nothing finished in ${t.noWorkers.window}; for ${t.noWorkers.for}; paused queues excluded`],
-  ['BullMQOldestJobTooOld', (t) => `oldest waiting job eligible for more than ${t.oldestJob.maxAgeSeconds} s, for ${t.oldestJob.for}`],
+  ['BullMQOldestJobTooOld', (t) => `oldest waiting job eligible for more than ${t.oldestJob.maxAgeSeconds} s, for ${t.oldestJob.for}; paused queues excluded`],
   ['BullMQBacklogGrowing', (t) => `added faster than finished over ${t.backlog.window} with more than ${t.backlog.minJobs} jobs ready, for ${t.backlog.for}`],
   ['BullMQHighFailureRate', (t) => `terminal failures above ${pct(t.failureRate.maxRatio)} of finished jobs over ${t.failureRate.window}, once at least ${t.failureRate.minFinished} finished; for ${t.failureRate.for}`],
   ['BullMQJobsStalling', (t) => `more than ${t.stalls.maxStalls} stalls in ${t.stalls.window}`],
