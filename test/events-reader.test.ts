@@ -8,7 +8,8 @@ import { EventReader, type EventReaderOptions } from '../src/events/event-reader
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
 import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
-import { defineScript } from '../src/redis/scripts.js';
+import { eventsCommit, eventsInit } from '../src/redis/lua-scripts.js';
+import { bindScript } from '../src/redis/scripts.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -235,32 +236,30 @@ describe('scripted workload with known ground truth', () => {
 
 describe('fencing and leadership', () => {
   it('a commit or claim of an older generation writes nothing once a newer term claimed the queue', async () => {
-    type Fenced = Redis & {
-      eventsCommit(n: number, ...a: (string | number)[]): Promise<number[] | null>;
-      eventsInit(n: number, ...a: (string | number)[]): Promise<string[] | number>;
-    };
-    const client = redis.client() as Fenced;
-    defineScript(client, 'eventsCommit', 'events-commit-n.lua');
-    defineScript(client, 'eventsInit', 'events-init-n.lua');
+    const client = redis.client();
+    const commit = bindScript(client, eventsCommit);
+    const init = bindScript(client, eventsInit);
     const q: QueueRef = { prefix: 'bull', name: 'fenced' };
     const hash = ownKeys.eventsQueue(OWN, q);
-    const keys = [hash];
     const stream = queueKey(q, 'events');
+    const claim = (gen: number) => init({ gen, installedAt: '0', queues: [{ hash, stream, fresh: false }] });
+    const write = (gen: number, committedId: string, cursor: string, added: number) =>
+      commit({ gen, graceMs: 1000, heartbeatField: 'hb|all', queues: [{ hash, stream, committedId, cursor, applied: 1, fields: ['c|added|', added] }] });
     // Never claimed: no generation may commit.
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toBeNull();
+    expect(await write(7, '0-0', '1-0', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
-    expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toEqual(['0-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '0-0', '1-0', 1, 2, 'c|added|', 5)).toEqual([0]);
+    expect(await claim(7)).toEqual({ cursors: ['0-0'] });
+    expect(await write(7, '0-0', '1-0', 5)).toEqual([0]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
-    expect(await client.eventsInit(keys.length, ...keys, 8, 0, stream)).toEqual(['1-0']);
-    expect(await client.eventsCommit(keys.length, ...keys, 7, 1000, 'hb|all', stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toBeNull();
-    expect(await client.eventsInit(keys.length, ...keys, 7, 0, stream)).toBe(8); // refused, naming the stored generation
+    expect(await claim(8)).toEqual({ cursors: ['1-0'] });
+    expect(await write(7, '1-0', '2-0', 6)).toBeNull();
+    expect(await claim(7)).toEqual({ newerGeneration: 8 }); // refused, naming the stored generation
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await client.eventsCommit(keys.length, ...keys, 8, 1000, 'hb|all', stream, '1-0', '2-0', 1, 2, 'c|added|', 6)).toEqual([0]);
+    expect(await write(8, '1-0', '2-0', 6)).toEqual([0]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
-    await expect(client.eventsCommit(keys.length, ...keys, 8, 1000, 'hb|all', stream, '3-0', '4-0', 1, 2, 'c|added|', 9)).rejects.toThrow(/ROLLEDBACK/);
+    await expect(write(8, '3-0', '4-0', 9)).rejects.toThrow(/ROLLEDBACK/);
     expect(await client.hmget(hash, 'c|added|', 'r|cursor', 'r|seen')).toEqual(['6', '2-0', '2']);
     await client.del(hash);
   });

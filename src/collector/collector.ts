@@ -4,7 +4,8 @@
 import type { Logger } from '../log/logger.js';
 import { connectionState, isCluster, masters, type RedisClient } from '../redis/connection.js';
 import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '../redis/keys.js';
-import { defineScript } from '../redis/scripts.js';
+import { countOrphanedActive, getQueueStates, type QueueFields } from '../redis/lua-scripts.js';
+import { bindScript, type CallOf } from '../redis/scripts.js';
 import { groupBySlot } from '../redis/slots.js';
 import type { QueueDiscovery } from './discovery.js';
 import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
@@ -23,14 +24,8 @@ export interface CollectorOptions {
   orphanPageSize?: number;
 }
 
-interface Scripts {
-  getQueueStates(numKeys: number, ...args: Array<string | number>): Promise<string>;
-  countOrphanedActive(activeKey: string, base: string, start: number, stop: number): Promise<number>;
-}
-
 /** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
 const MANUAL_RATE_LIMIT = 2 ** 52;
-const FIELDS = 18;
 
 export class Collector {
   private seq = 0;
@@ -38,7 +33,8 @@ export class Collector {
   private clientListRefused = false;
   /** Queues the last collection could not read, by id: each is logged when it becomes unreadable, not every time. */
   private unreadable = new Set<string>();
-  private readonly scripts: Scripts;
+  private readonly getQueueStates: CallOf<typeof getQueueStates>;
+  private readonly countOrphanedActive: CallOf<typeof countOrphanedActive>;
   /**
    * Per queue, the highest limiter counter seen. A Worker's `limiter: { max }` is passed to BullMQ's scripts on
    * every call and never stored, so its max is learnt: BullMQ holds jobs back exactly while the window's counter
@@ -51,9 +47,8 @@ export class Collector {
   private lockOwners = new Map<string, number>();
 
   constructor(private readonly opts: CollectorOptions) {
-    defineScript(opts.redis, 'getQueueStates', 'get-queue-states-n.lua');
-    defineScript(opts.redis, 'countOrphanedActive', 'count-orphaned-active-1.lua');
-    this.scripts = opts.redis as unknown as Scripts;
+    this.getQueueStates = bindScript(opts.redis, getQueueStates);
+    this.countOrphanedActive = bindScript(opts.redis, countOrphanedActive);
   }
 
   async collect(): Promise<CollectionSnapshot> {
@@ -115,32 +110,29 @@ export class Collector {
   private async readQueues(refs: readonly QueueRef[]): Promise<{ queues: QueueState[]; unreadable: QueueRef[] }> {
     const activeLimit = this.opts.activeCheckLimit ?? 200;
     const groups = groupBySlot(refs, queueBase, this.opts.groupSize ?? 16, isCluster(this.opts.redis));
-    const replies = await Promise.all(groups.map((g) => this.scripts.getQueueStates(g.length, ...g.map(queueBase), activeLimit)));
+    const replies = await Promise.all(groups.map((g) => this.getQueueStates({ bases: g.map(queueBase), activeCheckLimit: activeLimit })));
 
     const states: QueueState[] = [];
     const unreadable: QueueRef[] = [];
     this.lockOwners = new Map();
     const needPages: Array<{ state: QueueState; from: number; total: number }> = [];
     for (const [g, group] of groups.entries()) {
-      const { numbers, bad } = parseGroupReply(String(replies[g]), group.length);
-      const nowMs = numbers[0]!;
+      const { nowMs, queues } = replies[g]!;
       for (const [i, ref] of group.entries()) {
-        if (bad[i] === 1) {
+        const f = queues[i];
+        if (!f) {
           unreadable.push(ref);
           continue;
         }
-        const f = numbers.subarray(1 + i * FIELDS, 1 + (i + 1) * FIELDS);
-        if (f[0] === 0 && !this.opts.discovery.isFixed) {
+        if (f.metaExists === 0 && !this.opts.discovery.isFixed) {
           this.opts.discovery.forget(ref);
           this.limiterPeak.delete(queueId(ref));
           continue;
         }
-        const state = toQueueState(ref, f, nowMs, this.learnLimiterPeak(ref, f[15]!, f[14]!));
-        this.lockOwners.set(queueId(ref), f[17]!);
+        const state = toQueueState(ref, f, nowMs, this.learnLimiterPeak(ref, f.limiterCount, f.limiterPttl));
+        this.lockOwners.set(queueId(ref), f.lockOwners);
         states.push(state);
-        const active = f[3]!;
-        const checked = f[13]!;
-        if (active > checked) needPages.push({ state, from: checked, total: active });
+        if (f.active > f.activeLocksChecked) needPages.push({ state, from: f.activeLocksChecked, total: f.active });
       }
     }
     if (needPages.length > 0) await this.countRemainingOrphans(needPages);
@@ -168,8 +160,8 @@ export class Collector {
       for (let done = 0; done < remaining; done += page) {
         const size = Math.min(page, remaining - done);
         calls.push(
-          this.scripts.countOrphanedActive(queueKey(state.ref, 'active'), queueBase(state.ref), -(done + size), -(done + 1)).then((n) => {
-            state.orphanedActive += Number(n);
+          this.countOrphanedActive({ activeKey: queueKey(state.ref, 'active'), base: queueBase(state.ref), start: -(done + size), stop: -(done + 1) }).then((n) => {
+            state.orphanedActive += n;
           }),
         );
       }
@@ -232,54 +224,9 @@ export class Collector {
   }
 }
 
-/**
- * Reads a group reply 'nowMs;q1;q2…' (fields comma-separated) into numbers, each queue on its own: a queue
- * whose part is not FIELDS finite numbers (the script's '!' for a queue it could not read, or anything else
- * unexpected) is marked unreadable in `bad` and only that queue is skipped. Integers are read digit by digit,
- * without a string per number (1,000 queues are 17,000 numbers per collection); anything else goes to Number().
- */
-export function parseGroupReply(reply: string, queues: number): { numbers: Float64Array; bad: Uint8Array } {
-  const numbers = new Float64Array(1 + queues * FIELDS);
-  const bad = new Uint8Array(queues);
-  let part = 0; // 0: nowMs, then queue part + 1
-  let n = 0; // fields read in the current part
-  let start = 0;
-  let value = 0;
-  let negative = false;
-  let plain = true;
-  let broken = false;
-  const width = (p: number) => (p === 0 ? 1 : FIELDS);
-  for (let i = 0; i <= reply.length; i += 1) {
-    const c = i === reply.length ? 59 : reply.charCodeAt(i);
-    if (c === 59 || c === 44) {
-      // ';' or ','
-      if (!broken) {
-        const v = plain && i > start ? (negative ? -value : value) : Number(reply.slice(start, i) || 'x');
-        if (!Number.isFinite(v) || n >= width(part)) broken = true;
-        else numbers[(part === 0 ? 0 : 1 + (part - 1) * FIELDS) + n++] = v;
-      }
-      if (c === 59) {
-        if (part === 0 && (broken || n !== 1)) throw new Error('unexpected reply shape from get-queue-states');
-        if (part > 0 && part <= queues && (broken || n !== FIELDS)) bad[part - 1] = 1;
-        part += 1;
-        n = 0;
-        broken = false;
-      }
-      start = i + 1;
-      value = 0;
-      negative = false;
-      plain = true;
-    } else if (c >= 48 && c <= 57) value = value * 10 + (c - 48);
-    else if (c === 45 && i === start) negative = true;
-    else plain = false;
-  }
-  if (part !== queues + 1) throw new Error('unexpected reply shape from get-queue-states');
-  return { numbers, bad };
-}
-
-function toQueueState(ref: QueueRef, f: Float64Array, nowMs: number, limiterPeak: number): QueueState {
-  const [, paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed, overdue, headEligible, oldestActive, orphans, , limiterPttl, limiterCount, globalMax] =
-    f as unknown as [number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number, number];
+function toQueueState(ref: QueueRef, f: QueueFields, nowMs: number, limiterPeak: number): QueueState {
+  const { paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed, delayedOverdue: overdue, headEligibleMs: headEligible } = f;
+  const { oldestActiveStartMs: oldestActive, orphanedActive: orphans, limiterPttl, limiterCount, globalRateMax: globalMax } = f;
   const backlog = waiting + prioritized;
   let rateLimited = false;
   if (limiterPttl > 0) {

@@ -10,7 +10,8 @@ import { RepeatLimiter } from '../log/repeat-limiter.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
 import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
 import { RawConnection, ReplyTooLargeError } from '../redis/raw-connection.js';
-import { defineScript } from '../redis/scripts.js';
+import { eventsCommit, eventsForget, eventsGone, eventsInit, eventsRestart, type EventsCommitQueue } from '../redis/lua-scripts.js';
+import { bindScript, type CallOf } from '../redis/scripts.js';
 import { groupBySlot, keySlot } from '../redis/slots.js';
 import { QueueAccounting } from './accounting.js';
 import { LeaderLease } from './leader-lease.js';
@@ -95,13 +96,6 @@ const COMMIT_QUEUES = 25;
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
 
-type ReaderClient = RedisClient & {
-  eventsInit(numKeys: number, ...args: (string | number)[]): Promise<string[] | number>;
-  eventsCommit(numKeys: number, ...args: (string | number)[]): Promise<number[] | null>;
-  eventsForget(numKeys: number, ...args: (string | number)[]): Promise<number[]>;
-  eventsGone(stream: string, base: string, ...ids: string[]): Promise<Array<string | number>>;
-  eventsRestart(hash: string, gen: number, stream: string): Promise<number>;
-};
 
 interface QueueState {
   queue: QueueRef;
@@ -142,7 +136,14 @@ class TermChanged extends Error {}
 export class EventReader {
   private readonly opts: typeof EVENT_READER_DEFAULTS;
   private readonly lifecycle: LifecycleOptions;
-  private readonly cmd: ReaderClient;
+  private readonly cmd: RedisClient;
+  private readonly scripts: {
+    init: CallOf<typeof eventsInit>;
+    commit: CallOf<typeof eventsCommit>;
+    forget: CallOf<typeof eventsForget>;
+    gone: CallOf<typeof eventsGone>;
+    restart: CallOf<typeof eventsRestart>;
+  };
   /**
    * XREAD BLOCK holds its connection, so reads get one of their own that waits through Redis outages. On
    * standalone Redis it is a raw connection whose replies stream-reply.ts parses itself (ioredis's decoding
@@ -199,15 +200,17 @@ export class EventReader {
     this.keys = { lease: ownKeys.leader(o.ownPrefix, o.shard), meta: ownKeys.eventsMeta(o.ownPrefix), index: ownKeys.eventsIndex(o.ownPrefix) };
     const conn = { url: o.redisUrl, clusterNodes: o.clusterNodes, log: o.log };
     // A hung Redis must not hold a renewal past the lease, nor a pass or shutdown forever: lease/3 per command.
-    this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) }) as ReaderClient;
+    this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
     this.cluster = isCluster(this.cmd);
     const readName = 'queuelens:events:read';
     this.blocking = this.cluster ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null }) : new RawConnection({ url: o.redisUrl, name: readName, log: o.log, readTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
-    defineScript(this.cmd, 'eventsInit', 'events-init-n.lua');
-    defineScript(this.cmd, 'eventsCommit', 'events-commit-n.lua');
-    defineScript(this.cmd, 'eventsForget', 'events-forget-n.lua');
-    defineScript(this.cmd, 'eventsGone', 'events-gone-1.lua');
-    defineScript(this.cmd, 'eventsRestart', 'events-restart-1.lua');
+    this.scripts = {
+      init: bindScript(this.cmd, eventsInit),
+      commit: bindScript(this.cmd, eventsCommit),
+      forget: bindScript(this.cmd, eventsForget),
+      gone: bindScript(this.cmd, eventsGone),
+      restart: bindScript(this.cmd, eventsRestart),
+    };
     this.lease = new LeaderLease({
       client: this.cmd,
       key: this.keys.lease,
@@ -329,7 +332,7 @@ export class EventReader {
       if (this.wanted.has(id)) continue;
       this.drop(s);
       // Obliterated (its stream is gone): a queue re-created under the name starts from its new stream's start.
-      await this.cmd.eventsRestart(s.hash, term.gen, s.stream);
+      await this.scripts.restart({ hash: s.hash, gen: term.gen, stream: s.stream });
     }
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
@@ -365,9 +368,13 @@ export class EventReader {
       this.o.log.warn({ queues: queues.map((q) => q.name) }, 'event state and stream of a queue are in different Cluster slots; not reading its events');
       return;
     }
-    const fresh = queues.map((q) => (watchedPrefixes.has(q.prefix) ? 1 : 0));
-    const cursors = await this.cmd.eventsInit(hashes.length, ...hashes, term.gen, this.installedAt ?? '0', ...streams, ...fresh);
-    if (typeof cursors === 'number') throw new NewerGeneration(cursors);
+    const init = await this.scripts.init({
+      gen: term.gen,
+      installedAt: this.installedAt ?? '0',
+      queues: queues.map((q, i) => ({ hash: hashes[i]!, stream: streams[i]!, fresh: watchedPrefixes.has(q.prefix) })),
+    });
+    if ('newerGeneration' in init) throw new NewerGeneration(init.newerGeneration);
+    const { cursors } = init;
     this.checkTerm(term);
     const now = await this.redisNow();
     await this.cmd.zadd(this.keys.index, ...queues.flatMap((q) => [now, eventsMember(q)]));
@@ -556,7 +563,7 @@ export class EventReader {
    * (that commit settles its lag and loss count). A settled queue with nothing new is not written at all.
    */
   private async commit(term: Term, group: QueueState[], got: ReadonlySet<QueueState>): Promise<void> {
-    const pending: Array<{ s: QueueState; args: (string | number)[]; settles: boolean }> = [];
+    const pending: Array<{ s: QueueState; commit: EventsCommitQueue; settles: boolean }> = [];
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
       if (id === undefined || count === 0) {
@@ -564,19 +571,18 @@ export class EventReader {
         // held back (one entry waiting for its pair): committed with the next read.
         const fields = s.acc.dirtyFields();
         if (fields.length === 0 && (s.settled || got.has(s))) continue;
-        pending.push({ s, args: [s.stream, s.committedId, s.cursor, 0, fields.length, ...fields], settles: !got.has(s) });
+        pending.push({ s, commit: { hash: s.hash, stream: s.stream, committedId: s.committedId, cursor: s.cursor, applied: 0, fields }, settles: !got.has(s) });
       } else {
         s.acc.reader('read', count);
         const fields = s.acc.dirtyFields();
-        pending.push({ s, args: [s.stream, s.committedId, id, count, fields.length, ...fields], settles: false });
+        pending.push({ s, commit: { hash: s.hash, stream: s.stream, committedId: s.committedId, cursor: id, applied: count, fields }, settles: false });
         s.cursor = id;
       }
     }
     const { lagRefreshMs, blockMs } = this.opts;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
-      const keys = chunk.map((p) => p.s.hash);
-      const lost = await this.cmd.eventsCommit(keys.length, ...keys, term.gen, 2 * lagRefreshMs + blockMs, this.heartbeatField, ...chunk.flatMap((p) => p.args));
+      const lost = await this.scripts.commit({ gen: term.gen, graceMs: 2 * lagRefreshMs + blockMs, heartbeatField: this.heartbeatField, queues: chunk.map((p) => p.commit) });
       if (!lost) throw new FencedOut();
       this.checkTerm(term);
       chunk.forEach(({ s, settles }, k) => {
@@ -609,10 +615,10 @@ export class EventReader {
       let gone = 0;
       for (let i = 0; i < ids.length; i += 500) {
         const slice = ids.slice(i, i + 500);
-        const [last, ...flags] = await this.cmd.eventsGone(s.stream, base, ...slice);
+        const reply = await this.scripts.gone({ stream: s.stream, base, ids: slice });
         this.checkTerm(term);
-        if (this.states.get(queueId(s.queue)) !== s || compareIds(s.readId, String(last)) < 0) break;
-        gone += s.machine.forgetGone(slice.filter((_, k) => Number(flags[k]) === 1));
+        if (this.states.get(queueId(s.queue)) !== s || compareIds(s.readId, reply.lastId) < 0) break;
+        gone += s.machine.forgetGone(slice.filter((_, k) => reply.gone[k]));
       }
       if (gone > 0) this.o.log.info({ queue: s.queue.name, prefix: s.queue.prefix, gone }, 'forgot tracked jobs removed without an event (drain, clean)');
     }
@@ -639,8 +645,8 @@ export class EventReader {
       let forgotten = 0;
       for (const group of groupBySlot(queues, ([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q), 100, this.cluster)) {
         const keys = group.map(([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q));
-        const done = await this.cmd.eventsForget(keys.length, ...keys, term.gen);
-        const gone = group.filter((_, i) => done[i] === 1).map(([m]) => m);
+        const done = await this.scripts.forget({ gen: term.gen, hashes: keys });
+        const gone = group.filter((_, i) => done[i]).map(([m]) => m);
         if (gone.length > 0) await this.cmd.zrem(this.keys.index, ...gone);
         forgotten += gone.length;
       }

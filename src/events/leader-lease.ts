@@ -9,13 +9,8 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../redis/connection.js';
-import { defineScript } from '../redis/scripts.js';
-
-type LeaseClient = RedisClient & {
-  leaseRenew(key: string, token: string, ms: number): Promise<number>;
-  generationAdvance(key: string, floor: number): Promise<number>;
-  leaseRelease(key: string, token: string): Promise<number>;
-};
+import { generationAdvance, leaseRelease, leaseRenew } from '../redis/lua-scripts.js';
+import { bindScript, type CallOf } from '../redis/scripts.js';
 
 export interface LeaderLeaseOptions {
   client: RedisClient;
@@ -39,13 +34,16 @@ export class LeaderLease {
   private timer: NodeJS.Timeout | undefined;
   private ticking = false;
   private closed = false;
-  private readonly client: LeaseClient;
+  private readonly client: RedisClient;
+  private readonly renew: CallOf<typeof leaseRenew>;
+  private readonly releaseScript: CallOf<typeof leaseRelease>;
+  private readonly advance: CallOf<typeof generationAdvance>;
 
   constructor(private readonly opts: LeaderLeaseOptions) {
-    defineScript(opts.client, 'leaseRenew', 'lease-renew-1.lua');
-    defineScript(opts.client, 'leaseRelease', 'lease-release-1.lua');
-    defineScript(opts.client, 'generationAdvance', 'generation-advance-1.lua');
-    this.client = opts.client as LeaseClient;
+    this.client = opts.client;
+    this.renew = bindScript(opts.client, leaseRenew);
+    this.releaseScript = bindScript(opts.client, leaseRelease);
+    this.advance = bindScript(opts.client, generationAdvance);
   }
 
   /**
@@ -91,8 +89,7 @@ export class LeaderLease {
     try {
       const sentAt = Date.now();
       if (this.held) {
-        const ok = await this.client.leaseRenew(this.opts.key, this.term, this.opts.leaseMs);
-        if (ok === 1) this.lastRenewedAt = sentAt;
+        if (await this.renew({ key: this.opts.key, token: this.term, ms: this.opts.leaseMs })) this.lastRenewedAt = sentAt;
         else this.lose('lease taken over');
       } else if (this.opts.mayAcquire?.() ?? true) {
         // Only a free lease costs a generation number.
@@ -100,7 +97,7 @@ export class LeaderLease {
         const gen = await this.client.incr(this.opts.generationKey);
         const token = `${gen}:${hostname()}:${process.pid}:${randomUUID()}`;
         const ok = await this.client.set(this.opts.key, token, 'PX', this.opts.leaseMs, 'NX');
-        if (ok === 'OK' && this.closed) await this.client.leaseRelease(this.opts.key, token);
+        if (ok === 'OK' && this.closed) await this.releaseScript({ key: this.opts.key, token });
         else if (ok === 'OK') {
           this.term = token;
           this.gen = gen;
@@ -130,9 +127,9 @@ export class LeaderLease {
    */
   async advanceGeneration(stored: number): Promise<void> {
     if (!this.held) return;
-    const gen = await this.client.generationAdvance(this.opts.generationKey, stored);
+    const gen = await this.advance({ counterKey: this.opts.generationKey, floor: stored });
     const sentAt = Date.now();
-    if ((await this.client.leaseRenew(this.opts.key, this.term, this.opts.leaseMs)) !== 1) {
+    if (!(await this.renew({ key: this.opts.key, token: this.term, ms: this.opts.leaseMs }))) {
       this.lose('lease taken over');
       return;
     }
@@ -160,7 +157,7 @@ export class LeaderLease {
     this.held = false;
     this.opts.onChange(false);
     try {
-      await this.client.leaseRelease(this.opts.key, this.term);
+      await this.releaseScript({ key: this.opts.key, token: this.term });
     } catch (err) {
       this.opts.log.warn({ err: (err as Error).message }, 'could not release the event reader lease; it expires by itself');
     }

@@ -1,4 +1,5 @@
-// Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection as custom commands.
+// Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection, and binds a typed
+// wrapper to each (lua-scripts.ts declares them: arguments and reply by name).
 // The files are read from src/ both when running from src (tests) and from dist (they sit at the same depth).
 // A script whose first line is `#!lua flags=no-writes` is sent with EVALSHA_RO/EVAL_RO: Redis then checks its
 // keys for read access only, so a read-only ACL user can run it (EVAL counts every key it is given as written).
@@ -37,7 +38,7 @@ type Args = Array<string | number | Buffer>;
  * falling back to EVAL on NOSCRIPT); read-only ones the same way with EVALSHA_RO and EVAL_RO, which ioredis's
  * `readOnly` does not send (it only routes to replicas).
  */
-export function defineScript(client: RedisClient, command: string, file: string): void {
+function defineScript(client: RedisClient, command: string, file: string): void {
   const target = client as unknown as Record<string, unknown>;
   if (typeof target[command] === 'function') return;
   const { lua, numberOfKeys, readOnly } = readScript(file);
@@ -55,5 +56,37 @@ export function defineScript(client: RedisClient, command: string, file: string)
       // EVAL_RO caches the script, so the next EVALSHA_RO finds it.
       return client.call('EVAL_RO', lua, ...withKeys);
     }
+  };
+}
+
+/**
+ * What a script takes and returns, by name: the one place that knows its KEYS/ARGV order and its reply layout
+ * (each documented in the script's header).
+ */
+export interface ScriptSpec<A, R> {
+  /** `<name>-<numKeys>.lua`, or `<name>-n.lua` for a variable number of keys. */
+  file: string;
+  keys(a: A): string[];
+  args(a: A): Array<string | number>;
+  /** The reply, by name; `a` is what was asked (a reply of several queues comes in their order). */
+  decode(reply: unknown, a: A): R;
+}
+
+/** A script bound to a connection: named arguments in, decoded reply out. */
+export type ScriptCall<A, R> = (a: A) => Promise<R>;
+/** The call bindScript() returns for a spec. */
+export type CallOf<S> = S extends ScriptSpec<infer A, infer R> ? ScriptCall<A, R> : never;
+
+/** Loads `spec`'s script onto `client` (once per connection) and returns its typed call. */
+export function bindScript<A, R>(client: RedisClient, spec: ScriptSpec<A, R>): ScriptCall<A, R> {
+  const command = `ql_${spec.file.replace(/\.lua$/, '').replace(/-/g, '_')}`;
+  defineScript(client, command, spec.file);
+  const { numberOfKeys } = readScript(spec.file);
+  const send = (client as unknown as Record<string, (...args: Args) => Promise<unknown>>)[command]!.bind(client);
+  return async (a) => {
+    const keys = spec.keys(a);
+    if (numberOfKeys !== null && keys.length !== numberOfKeys) throw new Error(`${spec.file} takes ${numberOfKeys} keys, got ${keys.length}`);
+    const reply = await (numberOfKeys === null ? send(keys.length, ...keys, ...spec.args(a)) : send(...keys, ...spec.args(a)));
+    return spec.decode(reply, a);
   };
 }

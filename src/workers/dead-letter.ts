@@ -5,7 +5,8 @@ import { randomUUID } from 'node:crypto';
 import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
-import { defineScript } from '../redis/scripts.js';
+import { leaseRelease } from '../redis/lua-scripts.js';
+import { bindScript } from '../redis/scripts.js';
 import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.js';
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
@@ -246,8 +247,7 @@ export class DeadLetters {
       if (committed !== null) return await this.finishRedrive(current, committed);
       return await this.redriveClaimed(target, current, { claim, token });
     } finally {
-      defineScript(this.opts.connection, 'leaseRelease', 'lease-release-1.lua');
-      await (this.opts.connection as RedisClient & { leaseRelease(key: string, token: string): Promise<number> }).leaseRelease(claim, token);
+      await bindScript(this.opts.connection, leaseRelease)({ key: claim, token });
     }
   }
 
