@@ -1,23 +1,25 @@
 // Nothing outlives the process that started it: a demo killed with SIGKILL (no chance to clean up) leaves no
 // redis-server or Prometheus running, their watchdogs remove their temporary directories, and the next demo start
 // removes the directories the killed one owned.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
-import { spawnCli, type CliProcess } from './helpers/cli.js';
-import { freePort } from './helpers/redis-server.js';
+import { CLI, spawnCli, type CliProcess } from './helpers/cli.js';
+import { freePort, startTestRedis } from './helpers/redis-server.js';
 
 const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
 const tmp = mkdtempSync(join(tmpdir(), 'ql-leftovers-'));
 
 const started: CliProcess[] = [];
+const orphans: number[] = [];
 
 afterAll(() => {
   // A failed assertion must not leave a demo running (the point of this file).
   for (const p of started) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
+  for (const pid of orphans.filter(alive)) process.kill(pid, 'SIGKILL');
   rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -84,4 +86,28 @@ describe('leftovers', () => {
     expect(await second.exited).toEqual({ code: 0, signal: null });
     expect(demoDirs()).toEqual([]);
   }, 300_000);
+
+  it('a demo whose parent is killed (npm sent SIGTERM, a terminal gone) shuts itself down in order', async () => {
+    const redis = await startTestRedis();
+    try {
+      const port = await freePort();
+      // A parent shell in the role of npm: killing it leaves the demo reparented.
+      const demoArgs = [process.execPath, CLI, 'demo', '--redis-url', redis.url, '--port', String(port), '--prometheus-port', '0', '--log-level', 'silent'];
+      const shell = spawn('sh', ['-c', `${demoArgs.map((a) => `'${a}'`).join(' ')} & echo "pid=$!"; wait`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
+      let out = '';
+      shell.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const pid = Number((await waitFor('the demo pid', () => /pid=(\d+)/.exec(out)?.[1], 30_000)));
+      orphans.push(pid);
+      await waitFor('the demo running', () => out.includes('queuelens demo is running'), 60_000);
+      const r = redis.client();
+      await waitFor('demo keys in Redis', async () => (await r.exists('queuelens-demo:email:meta')) === 1);
+      shell.kill('SIGKILL');
+      await waitFor('the demo to end by itself', () => !alive(pid), 60_000, 200);
+      expect(out).toMatch(/queuelens demo: removed its \d+ key\(s\)/);
+      expect((await r.keys('queuelens-demo*')).length).toBe(0);
+      expect(demoDirs()).toEqual([]);
+    } finally {
+      await redis.stop();
+    }
+  }, 180_000);
 });

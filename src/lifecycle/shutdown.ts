@@ -12,6 +12,11 @@ export interface ShutdownOptions {
   timeoutMs?: number;
   signals?: NodeJS.Signals[];
   exit?: (code: number) => void;
+  /**
+   * Shut down, as on SIGTERM, when the process that started this one is gone (this one was reparented). `npm run demo`
+   * sent SIGTERM kills npm and its shell but not node, which would run on unseen for hours.
+   */
+  watchParent?: boolean;
 }
 
 /** Installs the signal handlers; returns a function that runs the same shutdown programmatically. */
@@ -44,6 +49,15 @@ export function installShutdown(steps: ShutdownStep[], opts: ShutdownOptions): (
 
   for (const sig of opts.signals ?? (['SIGTERM', 'SIGINT'] as NodeJS.Signals[])) {
     process.once(sig, () => void shutdown(sig));
+  }
+  if (opts.watchParent) {
+    const parent = process.ppid;
+    const watch = setInterval(() => {
+      if (process.ppid === parent) return;
+      clearInterval(watch);
+      void shutdown('parent process gone');
+    }, 1000);
+    watch.unref();
   }
   return () => shutdown('requested');
 }

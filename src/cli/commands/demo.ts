@@ -103,7 +103,7 @@ export function registerDemo(program: Command): void {
         },
         { name: 'redis', run: () => redis.close() },
       ],
-      { log, timeoutMs: 20_000 },
+      { log, timeoutMs: 20_000, watchParent: true },
     );
   });
 }
