@@ -10,7 +10,7 @@ import { Slicer } from '../lifecycle/slicer.js';
 import { queueId } from '../redis/keys.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
-import { escapeLabel, header, num } from './exposition-text.js';
+import { escapeLabel, header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
 
 export interface EventsView {
   /** Undefined when the read-back failed. */
@@ -32,6 +32,22 @@ const COUNTERS: Record<EventCounter, MetricDef> = {
   deduplicated: METRICS.jobsDeduplicated,
 };
 const HISTOGRAMS: Record<EventHistogram, MetricDef> = { wait: METRICS.jobWait, processing: METRICS.jobProcessing, e2e: METRICS.jobE2e };
+// Label names come from the definitions: a queue's set (rendered once per queue), the optional job name the
+// counters and histograms add to it, and the one label each histogram adds after that (attempt, outcome).
+const QUEUE_LABELS = METRICS.exporterEventsRead.labels;
+type ReaderStats = QueueEventAccounting['stats']['reader'];
+const READER: ReadonlyArray<{ def: MetricDef; value: (r: ReaderStats) => number }> = [
+  { def: METRICS.exporterEventsRead, value: (r) => r.read },
+  { def: METRICS.exporterEventsLost, value: (r) => r.lost },
+  { def: METRICS.exporterEventsUnmatched, value: (r) => r.unmatched },
+  { def: METRICS.exporterEventsEvicted, value: (r) => r.evicted },
+  { def: METRICS.exporterEventsLag, value: (r) => r.lagSeconds },
+];
+sameLabels([...READER.map((r) => r.def), METRICS.dlqAdded], QUEUE_LABELS);
+const JOB_NAME = labelAfter(METRICS.jobsAdded, QUEUE_LABELS);
+const NAMED_LABELS = [...QUEUE_LABELS, JOB_NAME];
+sameLabels(Object.values(COUNTERS), NAMED_LABELS);
+const HISTOGRAM_LABEL = Object.fromEntries(Object.entries(HISTOGRAMS).map(([kind, def]) => [kind, labelAfter(def, NAMED_LABELS)])) as Record<EventHistogram, string>;
 const LE = [...EXPOSED_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 /** Where each exposed bound sits among the stored ones (the +Inf bucket is `count`). */
 const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {
@@ -102,8 +118,8 @@ export class EventMetrics {
       // A queue discovery no longer lists (deleted, obliterated) leaves /metrics at once: its accounting is kept
       // (for the retention) in case it comes back, but nobody wants its series for a week.
       if (view.listed && !view.listed.has(queueId(queue))) continue;
-      const q = `prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(queue.name)}"`;
-      const withName = (jobName: string) => (jobName === '' ? q : `${q},job_name="${escapeLabel(jobName)}"`);
+      const q = renderLabels(QUEUE_LABELS, [queue.prefix, queue.name]);
+      const withName = (jobName: string) => (jobName === '' ? q : `${q},${JOB_NAME}="${escapeLabel(jobName)}"`);
       for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
       // Every queue gets every counter from 0: rate() cannot see the first increment of a series born at 1.
       // (With job_name labels the names are not known in advance; those series start at their first event.)
@@ -113,7 +129,7 @@ export class EventMetrics {
       const source = sourceOf(queue);
       if (source !== undefined) {
         const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);
-        out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{prefix="${escapeLabel(queue.prefix)}",queue="${escapeLabel(source)}"} ${num(added)}\n`);
+        out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${renderLabels(QUEUE_LABELS, [queue.prefix, source])}} ${num(added)}\n`);
       } else if (!dlqSources.has(`${queue.prefix}:${queue.name}`)) {
         // The dead-letter queue appears with its first dead letter: without a 0 before it, a queue's first
         // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
@@ -122,7 +138,7 @@ export class EventMetrics {
       /** `buckets` cumulative without +Inf (shorter means the rest equal `count`). */
       const histogram = (kind: EventHistogram, label: string, jobName: string, buckets: readonly number[], count: number, sumSeconds: number) => {
         const def = HISTOGRAMS[kind];
-        const l = `${withName(jobName)},${kind === 'wait' ? 'attempt' : 'outcome'}="${label}"`;
+        const l = `${withName(jobName)},${HISTOGRAM_LABEL[kind]}="${label}"`;
         LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? count)}\n`));
         out(def, `${def.name}_sum{${l}} ${num(sumSeconds)}\n${def.name}_count{${l}} ${num(count)}\n`);
       };
@@ -143,11 +159,7 @@ export class EventMetrics {
       reader(stats, q);
     }
     function reader(stats: QueueEventAccounting['stats'], q: string): void {
-      out(METRICS.exporterEventsRead, `${METRICS.exporterEventsRead.name}{${q}} ${num(stats.reader.read)}\n`);
-      out(METRICS.exporterEventsLost, `${METRICS.exporterEventsLost.name}{${q}} ${num(stats.reader.lost)}\n`);
-      out(METRICS.exporterEventsUnmatched, `${METRICS.exporterEventsUnmatched.name}{${q}} ${num(stats.reader.unmatched)}\n`);
-      out(METRICS.exporterEventsEvicted, `${METRICS.exporterEventsEvicted.name}{${q}} ${num(stats.reader.evicted)}\n`);
-      out(METRICS.exporterEventsLag, `${METRICS.exporterEventsLag.name}{${q}} ${num(stats.reader.lagSeconds)}\n`);
+      for (const { def, value } of READER) out(def, `${def.name}{${q}} ${num(value(stats.reader))}\n`);
     }
 
     if (generation !== this.generation) return;

@@ -10,7 +10,7 @@ import { JOB_STATES, SKIP_REASONS } from '../collector/queue-snapshot.js';
 import { Slicer } from '../lifecycle/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
-import { escapeLabel, header, num } from './exposition-text.js';
+import { header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
 
 /** One queue gauge: its definition and how to read it from a queue (undefined = no series for that queue). */
 interface QueueGauge {
@@ -37,6 +37,12 @@ const DLQ_GAUGES: QueueGauge[] = [
   { def: METRICS.dlqJobs, value: parkedInDlq },
   { def: METRICS.dlqOldestAge, value: (q) => q.oldestWaitingAgeSeconds },
 ];
+
+// Label names come from the definitions: a queue's label set (rendered once per queue and shared by every gauge
+// that has exactly those labels), and the one label bullmq_queue_jobs adds to it.
+const QUEUE_LABELS = METRICS.queuePaused.labels;
+sameLabels([...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => g.def), QUEUE_LABELS);
+const STATE_LABEL = labelAfter(METRICS.queueJobs, QUEUE_LABELS);
 
 export class QueueMetrics {
   private readonly up;
@@ -111,13 +117,13 @@ export class QueueMetrics {
 
 /** Exposition text of every queue gauge; identical in the Prometheus text format and OpenMetrics (gauges only, no blank lines). */
 async function renderQueueGauges(queues: readonly QueueState[], slicer: Slicer): Promise<string> {
-  const labels = queues.map((q) => `prefix="${escapeLabel(q.ref.prefix)}",queue="${escapeLabel(q.ref.name)}"`);
-  const dlqs = queues.flatMap((q) => (q.dlqOf === undefined ? [] : [{ q, l: `prefix="${escapeLabel(q.ref.prefix)}",queue="${escapeLabel(q.dlqOf)}"` }]));
+  const labels = queues.map((q) => renderLabels(QUEUE_LABELS, [q.ref.prefix, q.ref.name]));
+  const dlqs = queues.flatMap((q) => (q.dlqOf === undefined ? [] : [{ q, l: renderLabels(QUEUE_LABELS, [q.ref.prefix, q.dlqOf]) }]));
   const parts: string[] = [];
 
   parts.push(header(METRICS.queueJobs));
   for (const [i, q] of queues.entries()) {
-    for (const st of JOB_STATES) parts.push(`${METRICS.queueJobs.name}{${labels[i]!},state="${st}"} ${num(q.jobs[st])}\n`);
+    for (const st of JOB_STATES) parts.push(`${METRICS.queueJobs.name}{${labels[i]!},${STATE_LABEL}="${st}"} ${num(q.jobs[st])}\n`);
     if (slicer.due()) await slicer.yield();
   }
   for (const g of QUEUE_GAUGES) {
