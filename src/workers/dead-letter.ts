@@ -286,10 +286,10 @@ export class DeadLetters {
     const own: JobsOptions = {};
     for (const k of REDRIVE_KEPT_OPTS) (own as Record<string, unknown>)[k] = rec.opts[k];
     const kept = isQueueName(rec.source.queue) ? withJobDefaults(rec.source.queue, own) : own;
-    const added = await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span) => {
+    const added = await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span, ctx) => {
       const link = linkTo(rec.traceMetadata);
       if (link) span.addLink(link);
-      return this.commitRedrive(target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
+      return this.commitRedrive(ctx, target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
     });
     if (!added) return { dlqJobId: dlqId, status: 'conflict', reason: 'its claim ran out before the re-add (another redrive may have taken it over); nothing was added' };
     return this.finishRedrive(dlqJob, newJobId);
@@ -303,7 +303,7 @@ export class DeadLetters {
    * a successor already added, and which may since have been processed and removed (then the idempotent job id alone
    * would not stop it running twice). On a connection of its own: WATCH is per connection.
    */
-  private async commitRedrive(target: Queue, fence: { claim: string; token: string }, dlqId: string, name: string, data: unknown, opts: JobsOptions): Promise<boolean> {
+  private async commitRedrive(parent: Context, target: Queue, fence: { claim: string; token: string }, dlqId: string, name: string, data: unknown, opts: JobsOptions): Promise<boolean> {
     const { queue, conn } = await this.fenceQueue(target);
     // The same connection through BullMQ: its transactions know BullMQ's scripts.
     const bull = await bullmqClient(queue);
@@ -315,7 +315,9 @@ export class DeadLetters {
         return false;
       }
       // BullMQ's own producer span and trace context, as Queue.add makes them.
-      return (await queue.trace(SpanKind.PRODUCER, 'add', `${queue.name}.${name}`, async (span, metadata) => {
+      // Under the worker's job context manager the active context does not survive the awaits above: BullMQ's add span
+      // is made a child of the redrive span explicitly.
+      return (await context.with(parent, () => queue.trace(SpanKind.PRODUCER, 'add', `${queue.name}.${name}`, async (span, metadata) => {
         const job = new Job(queue, name, data, metadata ? { ...opts, telemetry: { metadata } } : opts, opts.jobId);
         const multi = bull.multi();
         // Queued on the transaction synchronously; the promise only settles with the transaction object itself.
@@ -328,7 +330,7 @@ export class DeadLetters {
         if (failed) throw failed[0] as Error;
         span?.setAttributes({ 'bullmq.job.name': name, 'bullmq.job.id': String(opts.jobId) });
         return true;
-      })) as boolean;
+      }))) as boolean;
     };
     // One commit at a time on the fence connection: a second WATCH would join the first one's transaction.
     const run = this.fenceChain.then(commit, commit);
