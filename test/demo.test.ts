@@ -11,6 +11,7 @@ import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { dashboardMetricFamilies } from './helpers/dashboard-families.js';
 import { parsePromText } from './helpers/prom-text.js';
 import { keyspace } from './helpers/keyspace.js';
+import { alive, descendants } from './helpers/processes.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
@@ -28,21 +29,6 @@ afterAll(async () => {
   for (const p of others) if (p.proc.exitCode === null && p.proc.signalCode === null) p.proc.kill('SIGKILL');
   await redis?.stop();
 });
-
-/** Every process whose parent is `pid`, recursively. */
-function descendants(pid: number): number[] {
-  const out = spawnSync('ps', ['-o', 'pid=', '--ppid', String(pid)], { encoding: 'utf8' }).stdout.split('\n').map(Number).filter((n) => n > 0);
-  return out.flatMap((c) => [c, ...descendants(c)]);
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const portOpen = (port: number) =>
   new Promise<boolean>((resolve) => {
@@ -137,7 +123,7 @@ describe('queuelens demo', () => {
       }, 60_000, 500);
     }
 
-    const children = descendants(demo.proc.pid!);
+    const children = descendants(demo.proc.pid!).map((p) => p.pid);
     demo.proc.kill('SIGINT');
     // Code 0 means it finished within its own 20 s shutdown deadline (past it, it exits 1); the race only keeps a hung
     // demo from hanging the suite.

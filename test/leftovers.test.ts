@@ -1,13 +1,14 @@
 // Nothing outlives the process that started it: a demo killed with SIGKILL (no chance to clean up) leaves no
 // redis-server or Prometheus running, their watchdogs remove their temporary directories, and the next demo start
 // removes the directories the killed one owned.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readdirSync, rmSync, utimesSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
 import { CLI, spawnCli, type CliProcess } from './helpers/cli.js';
+import { alive, descendants } from './helpers/processes.js';
 import { freePort, startTestRedis } from './helpers/redis-server.js';
 
 const hasPrometheus = !spawnSync('prometheus', ['--version']).error;
@@ -22,30 +23,6 @@ afterAll(() => {
   for (const pid of orphans.filter(alive)) process.kill(pid, 'SIGKILL');
   rmSync(tmp, { recursive: true, force: true });
 });
-
-/** pid and command of every process under `pid`, recursively. */
-function descendants(pid: number): Array<{ pid: number; comm: string }> {
-  const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
-  const out: Array<{ pid: number; comm: string }> = [];
-  const walk = (p: number) => {
-    for (const [c, pp, comm] of rows) {
-      if (Number(pp) !== p) continue;
-      out.push({ pid: Number(c), comm: comm! });
-      walk(Number(c));
-    }
-  };
-  walk(pid);
-  return out;
-}
-
-const alive = (pid: number) => {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-};
 
 const demoDirs = () => readdirSync(tmp).filter((n) => n.startsWith('queuelens-demo-')).sort();
 
