@@ -6,13 +6,15 @@
 // `setpriv --pdeathsig` is not on every machine: sh is. The watchdog ends by itself as soon as the child does.
 import { spawn, type ChildProcess } from 'node:child_process';
 
-// $1 parent pid, $2 child pid, $3 directory ('' for none). The child's start time (Linux /proc) guards against a
-// recycled pid: a process that merely got the same number is never killed.
+// $1 parent pid, $2 child pid, $3 directory ('' for none). The child's start time (field 22 of Linux's /proc/<pid>/stat,
+// read with builtins: one `sleep` a second is all this forks) guards against a recycled pid: a process that merely
+// got the same number is never killed. Without /proc, the pid alone.
 const WATCHDOG = [
-  'p=$1; c=$2; d=$3',
-  'st() { cut -d" " -f22 /proc/$c/stat 2>/dev/null; }',
-  't=$(st)',
-  'same() { kill -0 $c 2>/dev/null && [ "$(st)" = "$t" ]; }',
+  'set -f; p=$1; c=$2; d=$3; s=; proc=',
+  '[ -r /proc/$c/stat ] && proc=1',
+  'st() { s=; [ -n "$proc" ] || return 0; read -r l < /proc/$c/stat 2>/dev/null || return 1; set -- $l; s=${22}; }',
+  'st; t=$s',
+  'same() { kill -0 $c 2>/dev/null && st && [ "$s" = "$t" ]; }',
   'while same; do',
   '  if ! kill -0 $p 2>/dev/null; then',
   '    kill -TERM $c 2>/dev/null; i=0',
