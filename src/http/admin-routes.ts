@@ -17,7 +17,7 @@ import type { Logger } from '../log/logger.js';
 import { redactJson, redactString } from '../log/redact.js';
 import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, queueId, type QueueRef } from '../redis/keys.js';
-import { DeadLetters, type RedriveOutcome } from '../workers/dead-letter.js';
+import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, type RedriveOutcome } from '../workers/dead-letter.js';
 import { AuthThrottle, type ThrottleOptions } from './auth-throttle.js';
 
 export interface AdminOptions {
@@ -274,15 +274,19 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
         dlq: dead.dlq.name,
         count: await dead.count(),
         // Summaries only: job data can hold personal data and secrets.
-        jobs: jobs.map((j) => ({
-          id: j.id,
-          name: j.name,
-          sourceJobId: j.data.source.jobId,
-          attemptsMade: j.data.attemptsMade,
-          failedReason: redactString(j.data.failedReason),
-          firstFailedAt: j.data.firstFailedAt,
-          deadLetteredAt: j.data.deadLetteredAt,
-        })),
+        jobs: jobs.map((j) =>
+          isDeadLetterRecord(j.data)
+            ? {
+                id: j.id,
+                name: j.name,
+                sourceJobId: j.data.source.jobId,
+                attemptsMade: j.data.attemptsMade,
+                failedReason: redactString(j.data.failedReason),
+                firstFailedAt: j.data.firstFailedAt,
+                deadLetteredAt: j.data.deadLetteredAt,
+              }
+            : { id: j.id, name: j.name, invalid: NOT_A_DEAD_LETTER },
+        ),
       });
     } finally {
       await dead.close();

@@ -33,6 +33,18 @@ export interface DeadLetterRecord {
   heldSecrets?: string[];
 }
 
+/**
+ * Whether a job in a `-dlq` queue is a dead letter queuelens wrote. Anyone can add jobs to any queue (another tool,
+ * a user's own queue that happens to end in `-dlq`): listing shows them, redrive refuses them, neither fails on them.
+ */
+export const NOT_A_DEAD_LETTER = 'not a dead letter queuelens wrote (its data has no source job): nothing was added';
+
+export function isDeadLetterRecord(data: unknown): data is DeadLetterRecord {
+  const d = data as Partial<DeadLetterRecord> | null;
+  return typeof d === 'object' && d !== null && typeof d.source === 'object' && d.source !== null
+    && typeof d.source.queue === 'string' && typeof d.source.jobId === 'string' && typeof d.deadLetteredAt === 'number';
+}
+
 export interface DeadLetterOptions {
   connection: RedisClient;
   prefix: string;
@@ -259,6 +271,7 @@ export class DeadLetters {
   private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, fence?: { claim: string; token: string }): Promise<RedriveOutcome> {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
+    if (!isDeadLetterRecord(rec)) return { dlqJobId: dlqId, status: 'invalid', reason: NOT_A_DEAD_LETTER };
     // A dead letter of a redriven job still names the job first enqueued: webhook delivery ids derive from it.
     const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown } } | null)?.redrivenFrom?.originalJobId;
     const originalJobId = typeof earlier === 'string' ? earlier : rec.source.jobId;

@@ -7,7 +7,7 @@ import { Producer } from '../../jobs/producer.js';
 import { redactString, redactValue } from '../../log/redact.js';
 import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
-import { DeadLetters, redisNow, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
+import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, redisNow, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
 
 type Action = 'list' | 'show' | 'redrive' | 'purge';
 
@@ -60,12 +60,13 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
     sel.since = resolveSince(cfg.since, await redisNow(connection));
     const jobs = await dead.list(sel);
     // An id given that matched nothing, neither as a dead-letter id nor as the source job's id.
-    const unmatched = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id || j.data.source.jobId === id));
+    const unmatched = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id || (isDeadLetterRecord(j.data) && j.data.source.jobId === id)));
     if (action === 'list') {
       out(`${await dead.count()} dead-lettered in ${queue}-dlq; showing ${jobs.length}`);
       for (const j of jobs) {
         const r = j.data;
-        out([j.id, j.name, `attempts=${r.attemptsMade}`, new Date(r.deadLetteredAt).toISOString(), redactString(r.failedReason).slice(0, 120)].join('\t'));
+        if (!isDeadLetterRecord(r)) out([j.id, j.name, NOT_A_DEAD_LETTER].join('\t'));
+        else out([j.id, j.name, `attempts=${r.attemptsMade}`, new Date(r.deadLetteredAt).toISOString(), redactString(r.failedReason).slice(0, 120)].join('\t'));
       }
     } else if (action === 'show') {
       for (const j of jobs) out(JSON.stringify({ id: j.id, name: j.name, ...(redactValue(j.data) as object) }, null, 2));
