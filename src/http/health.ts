@@ -1,5 +1,6 @@
 // Decides /health and /readyz from the last collection: ready when Redis answers and the last collection is
 // fresh; /health may also turn "degraded" on per-queue thresholds, which are off unless configured.
+import { collectionAgeSeconds, isStale, staleLimitSeconds } from '../collector/freshness.js';
 import { backlogOf, type CollectionSnapshot } from '../collector/queue-snapshot.js';
 
 export interface HealthThresholds {
@@ -24,13 +25,13 @@ export function assessHealth(
   thresholds: HealthThresholds = {},
 ): HealthReport {
   const reasons: string[] = [];
-  const age = s && s.lastSuccessAt > 0 ? (now - s.lastSuccessAt) / 1000 : null;
+  const age = collectionAgeSeconds(s, now);
   if (!s) reasons.push('no collection has run yet');
   else {
     if (!s.redisUp) reasons.push('redis connection is down');
     if (!s.ok && s.error) reasons.push(`last collection failed: ${s.error}`);
     if (age === null) reasons.push('no collection has succeeded yet');
-    else if (age > 3 * collectIntervalSeconds) reasons.push(`last successful collection is ${age.toFixed(1)} s old (limit ${3 * collectIntervalSeconds} s)`);
+    else if (isStale(s, now, collectIntervalSeconds)) reasons.push(`last successful collection is ${age.toFixed(1)} s old (limit ${staleLimitSeconds(collectIntervalSeconds)} s)`);
   }
   const queues = s?.queues.length ?? 0;
   if (reasons.length > 0) return { status: 'unavailable', reasons, lastCollectAgeSeconds: age, queues };

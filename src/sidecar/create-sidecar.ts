@@ -3,6 +3,7 @@
 import type { FastifyInstance } from 'fastify';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
+import { isStale } from '../collector/freshness.js';
 import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
@@ -19,8 +20,8 @@ import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
 import { queueId } from '../redis/keys.js';
-import { boardAccounting } from '../status/event-accounting.js';
 import { QueueBoard } from '../status/queue-board.js';
+import { runCollectionCycle } from './collection-cycle.js';
 
 export interface Sidecar {
   app: FastifyInstance;
@@ -88,9 +89,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   let followed = -1;
   /** Seconds; above config.collectInterval while whole cycles take longer than it (lifecycle/stretch.ts). */
   let interval = config.collectInterval;
-  const collectOnce = async (): Promise<void> => {
-    const started = Date.now();
-    const s = await collector.collect();
+  const onSnapshot = async (s: CollectionSnapshot): Promise<void> => {
     // A collection can find a new queue (a worker connection for it): the reader follows it at once.
     if (discovery.generation !== followed) {
       followed = discovery.generation;
@@ -100,8 +99,10 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     if (s.ok && last !== undefined && !last.ok) log.info({ queues: s.queues.length }, 'collection recovered');
     last = s;
     await metrics.update(s);
-    const accounting = await readBack();
-    await board.update(s, accounting && boardAccounting(accounting));
+  };
+  const collectOnce = async (): Promise<void> => {
+    const started = Date.now();
+    const { snapshot: s } = await runCollectionCycle({ collector, board, readAccounting: readBack, onSnapshot });
     const cycleSeconds = (Date.now() - started) / 1000;
     const next = stretchedInterval(config.collectInterval, cycleSeconds, s.ok);
     if (next !== interval) {
@@ -129,8 +130,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   const app = await buildApp({
     log,
     renderMetrics: (om, gz) => {
-      // The same clock and limit as /health's freshness check, so the two never disagree.
-      if (last && last.lastSuccessAt > 0 && Date.now() - last.lastSuccessAt > 3 * interval * 1000 && metrics.markStale()) {
+      // The freshness rule of /health and /api/queues, with the same clock and interval, so they never disagree.
+      if (isStale(last, Date.now(), interval) && metrics.markStale()) {
         // Event series come from the same hung Redis: no last values presented as current either.
         // Completes at once: without queues there is nothing to render in slices.
         void eventMetrics?.update({ queues: undefined, leader: reader?.isLeader ?? false });
@@ -140,7 +141,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     },
     health: () => assessHealth(last, Date.now(), interval, thresholds),
     readiness: () => assessHealth(last, Date.now(), interval),
-    queues: ({ history }) => board.response({ now: Date.now(), history }),
+    queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: interval }),
     admin: config.adminToken ? { token: config.adminToken, writes: config.adminWrites, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
   });
 

@@ -1,6 +1,7 @@
 // Owns what the status page, the JSON API and `queuelens top` show: the last collection per queue joined with
 // a bounded history of its accounting (one AccountingRing per queue), turned into QueueView rows with rates,
 // latency quantiles over the last 1 and 15 minutes, and a health verdict. Plain data in, plain data out.
+import { isStale, staleLimitSeconds } from '../collector/freshness.js';
 import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../collector/queue-snapshot.js';
 import { Slicer } from '../lifecycle/slicer.js';
 import { queueId } from '../redis/keys.js';
@@ -79,12 +80,14 @@ export class QueueBoard {
     this.last = s;
   }
 
-  response(opts: { now: number; history?: boolean }): QueuesResponse {
+  /** `intervalSeconds`: the collection interval in force (stretched past the configured one for a large fleet). */
+  response(opts: { now: number; history?: boolean; intervalSeconds?: number }): QueuesResponse {
     const s = this.last;
-    // A collection hanging on a stalled Redis: like /metrics, stop showing the last values as if current.
-    const limit = 3 * this.opts.collectIntervalSeconds;
-    // The same clock and limit as /health's freshness check, so the two never disagree.
-    const stale = s !== undefined && s.lastSuccessAt > 0 && opts.now - s.lastSuccessAt > limit * 1000;
+    const interval = opts.intervalSeconds ?? this.opts.collectIntervalSeconds;
+    // A collection hanging on a stalled Redis: like /metrics and /health (the same rule), stop showing the last
+    // values as if current.
+    const limit = staleLimitSeconds(interval);
+    const stale = isStale(s, opts.now, interval);
     const ok = s?.ok === true && !stale;
     const queues = ok ? this.cachedViews(s, opts.history ?? false) : [];
     let error: string | null = s?.error ?? null;
@@ -99,7 +102,7 @@ export class QueueBoard {
         redisUp: s?.redisUp ?? false,
         collectedAt: s && s.lastSuccessAt > 0 ? new Date(s.lastSuccessAt).toISOString() : null,
         ageSeconds: s && s.lastSuccessAt > 0 ? Math.max(0, (opts.now - s.lastSuccessAt) / 1000) : null,
-        intervalSeconds: this.opts.collectIntervalSeconds,
+        intervalSeconds: interval,
       },
       accountingAvailable: queues.some((q) => q.windows['1m'] !== null),
       links: { metrics: '/metrics', health: '/health', bullBoard: this.opts.bullBoardPath ?? null },

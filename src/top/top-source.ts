@@ -7,7 +7,7 @@ import { safeUrl } from '../log/redact.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { readEventAccounting } from '../events/read-back.js';
 import { createRedis } from '../redis/connection.js';
-import { boardAccounting } from '../status/event-accounting.js';
+import { runCollectionCycle } from '../sidecar/collection-cycle.js';
 import { QueueBoard } from '../status/queue-board.js';
 import type { QueuesResponse } from '../status/queue-view.js';
 
@@ -61,10 +61,12 @@ export function redisSource(o: RedisSourceOptions): TopSource {
       if (redis.status === 'wait') await redis.connect().catch(() => undefined);
       if (reads % DISCOVER_EVERY === 0 || discovery.completedPasses() === 0) await discovery.runPass().catch(() => undefined);
       reads += 1;
-      const snapshot = await collector.collect();
-      // Read-only: the accounting a sidecar's event reader persisted, if one runs.
-      const accounting = snapshot.ok ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined;
-      await board.update(snapshot, accounting && boardAccounting(accounting));
+      await runCollectionCycle({
+        collector,
+        board,
+        // Read-only: the accounting a sidecar's event reader persisted, if one runs.
+        readAccounting: async (snapshot) => (snapshot.ok ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined),
+      });
       return board.response({ now: Date.now() });
     },
     async close() {

@@ -1,0 +1,30 @@
+// Owns one collection cycle, the same in the sidecar and in `queuelens top` reading Redis directly: collect,
+// hand the snapshot on (the sidecar renders its gauges and follows new queues there), read the persisted event
+// accounting back, and update the queue board behind /api/queues, the status page and `top`.
+import type { Collector } from '../collector/collector.js';
+import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+import type { QueueEventAccounting } from '../events/read-back.js';
+import { boardAccounting } from '../status/event-accounting.js';
+import type { QueueBoard } from '../status/queue-board.js';
+
+export interface CollectionCycleOptions {
+  collector: Pick<Collector, 'collect'>;
+  board: QueueBoard;
+  /** The event accounting persisted in Redis; undefined when events are off or it cannot be read. */
+  readAccounting: (s: CollectionSnapshot) => Promise<readonly QueueEventAccounting[] | undefined>;
+  /** Called with each snapshot before the accounting is read. */
+  onSnapshot?: (s: CollectionSnapshot) => Promise<void>;
+}
+
+export interface CycleResult {
+  snapshot: CollectionSnapshot;
+  accounting: readonly QueueEventAccounting[] | undefined;
+}
+
+export async function runCollectionCycle(o: CollectionCycleOptions): Promise<CycleResult> {
+  const snapshot = await o.collector.collect();
+  await o.onSnapshot?.(snapshot);
+  const accounting = await o.readAccounting(snapshot);
+  await o.board.update(snapshot, accounting && boardAccounting(accounting));
+  return { snapshot, accounting };
+}
