@@ -1,0 +1,181 @@
+// Starts a private PostgreSQL (initdb into a temporary directory, a free loopback port), so a test can stop, kill and
+// restart it. It never touches a PostgreSQL it did not start.
+//
+// postgres refuses to run as root. Run as root (as CI does), the server runs as the `postgres` user when one exists,
+// else as `nobody`: Node's spawn() takes uid/gid, so no runuser/su sits between the test and the postmaster (a kill
+// reaches the postmaster itself). The postmaster leads its own process group, so kill() takes its backends with it
+// and a restart on the same directory is not refused for shared memory still in use.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { watchChild } from '../../src/lifecycle/watch-child.js';
+import { freePort } from './redis-server.js';
+
+export interface TestPostgres {
+  port: number;
+  /** The temporary directory (data directory and socket); removed by stop(). */
+  dir: string;
+  /** Superuser `postgres`, no password (trust on loopback), database `postgres`. */
+  url: string;
+  /** A connection string for another role or database on this server. */
+  urlFor(opts: { user?: string; password?: string; database?: string }): string;
+  /** A fresh pool; closed by stop(). */
+  pool(max?: number): pg.Pool;
+  /** SIGKILL the postmaster and its backends (crash recovery runs on restart). */
+  kill(): Promise<void>;
+  /** Start the server again on the same port and directory. */
+  restart(): Promise<void>;
+  /** Fast shutdown (SIGINT): open transactions are rolled back, clients are disconnected. */
+  shutdown(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface TestPostgresOptions {
+  /** Extra server settings, e.g. { max_connections: '200' }. */
+  settings?: Record<string, string>;
+}
+
+/** The directory of initdb/postgres: PATH first, then Debian's /usr/lib/postgresql/<newest>/bin. */
+export function postgresBinDir(): string {
+  const which = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' });
+  const onPath = which.status === 0 ? which.stdout.trim() : '';
+  if (onPath) {
+    const real = spawnSync('readlink', ['-f', onPath], { encoding: 'utf8' }).stdout.trim() || onPath;
+    return real.slice(0, real.lastIndexOf('/'));
+  }
+  const root = '/usr/lib/postgresql';
+  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))) : [];
+  versions.sort((a, b) => Number(b) - Number(a));
+  if (versions.length > 0) return join(root, versions[0]!, 'bin');
+  throw new Error(
+    'PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql/*/bin). The tests start their own server: install it with `apt-get install -y postgresql` (Debian/Ubuntu) and run the tests again.',
+  );
+}
+
+/** uid/gid to run the server as: this process when it is not root, else `postgres` or `nobody`. */
+function serverIdentity(): { uid: number; gid: number } | undefined {
+  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
+  for (const user of ['postgres', 'nobody']) {
+    const id = spawnSync('id', ['-u', user], { encoding: 'utf8' });
+    const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' });
+    if (id.status === 0 && gid.status === 0) return { uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
+  }
+  throw new Error('running as root and neither a `postgres` nor a `nobody` user exists: postgres refuses to run as root');
+}
+
+function tail(file: string): string {
+  try {
+    return readFileSync(file, 'utf8').trim().split('\n').slice(-5).join(' | ');
+  } catch {
+    return '(no log)';
+  }
+}
+
+export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise<TestPostgres> {
+  const bin = postgresBinDir();
+  const who = serverIdentity();
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'queuelens-pg-'));
+  const data = join(dir, 'data');
+  if (who) chownSync(dir, who.uid, who.gid);
+  const init = spawnSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], {
+    encoding: 'utf8',
+    cwd: dir,
+    ...(who ?? {}),
+  });
+  if (init.status !== 0) {
+    rmSync(dir, { recursive: true, force: true });
+    throw new Error(`initdb failed (${init.status ?? init.signal}): ${init.stderr || init.error?.message}`);
+  }
+  const pools: pg.Pool[] = [];
+  let proc: ChildProcess | undefined;
+  const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
+  const urlFor = (o: { user?: string; password?: string; database?: string }): string => {
+    const auth = `${encodeURIComponent(o.user ?? 'postgres')}${o.password !== undefined ? `:${encodeURIComponent(o.password)}` : ''}`;
+    return `postgres://${auth}@127.0.0.1:${port}/${encodeURIComponent(o.database ?? 'postgres')}`;
+  };
+
+  const launch = async (): Promise<void> => {
+    const settings: Record<string, string> = {
+      listen_addresses: '127.0.0.1',
+      port: String(port),
+      unix_socket_directories: dir,
+      fsync: 'off',
+      full_page_writes: 'off',
+      max_connections: '100',
+      ...opts.settings,
+    };
+    const args = ['-D', data, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
+    const logFd = openSync(join(dir, 'server.log'), 'a');
+    const child = spawn(join(bin, 'postgres'), args, { stdio: ['ignore', logFd, logFd], cwd: dir, detached: true, ...(who ?? {}) });
+    closeSync(logFd);
+    // A test file killed on timeout must not leave its server behind.
+    watchChild(child, dir);
+    proc = child;
+    let exited = false;
+    child.once('exit', () => (exited = true));
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const probe = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 });
+      probe.on('error', () => undefined);
+      try {
+        await probe.connect();
+        await probe.query('SELECT 1');
+        await probe.end();
+        return;
+      } catch {
+        await probe.end().catch(() => undefined);
+        if (exited) throw new Error(`postgres exited with code ${child.exitCode ?? child.signalCode} on port ${port}: ${tail(join(dir, 'server.log'))}`);
+        if (Date.now() > deadline) throw new Error(`postgres did not answer on port ${port} within 30 s`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+  };
+
+  const terminate = async (signal: NodeJS.Signals, group: boolean): Promise<void> => {
+    const child = proc;
+    proc = undefined;
+    if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    await new Promise<void>((resolve) => {
+      child.once('exit', () => resolve());
+      if (group) process.kill(-child.pid!, signal);
+      else child.kill(signal);
+    });
+    if (group) {
+      // Backends of a killed postmaster exit by themselves when they notice; wait for the group to be empty.
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline) {
+        try {
+          process.kill(-child.pid!, 0);
+        } catch {
+          return;
+        }
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  };
+
+  await launch();
+  return {
+    port,
+    dir,
+    url,
+    urlFor,
+    pool(max = 10) {
+      const p = new pg.Pool({ connectionString: url, max });
+      p.on('error', () => undefined);
+      pools.push(p);
+      return p;
+    },
+    kill: () => terminate('SIGKILL', true),
+    restart: launch,
+    shutdown: () => terminate('SIGINT', false),
+    async stop() {
+      for (const p of pools.splice(0)) await p.end().catch(() => undefined);
+      await terminate('SIGINT', false);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
