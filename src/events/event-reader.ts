@@ -345,7 +345,8 @@ export class EventReader {
     const watchedField = (prefix: string) => `watched:${this.o.shard ?? 'all'}:${prefix}`;
     const watched = prefixes.length === 0 ? [] : await this.cmd.hmget(this.keys.meta, ...prefixes.map(watchedField));
     const known = new Set(prefixes.filter((_, i) => watched[i] !== null));
-    for (const group of groupBySlot(missing, (q) => queueKey(q, 'events'), this.opts.streamsPerRead, this.cluster)) {
+    // Claimed and loaded COMMIT_QUEUES at a time: the claim script, like a commit, holds Redis per queue it covers.
+    for (const group of groupBySlot(missing, (q) => queueKey(q, 'events'), Math.min(this.opts.streamsPerRead, COMMIT_QUEUES), this.cluster)) {
       await this.load(term, group, known);
     }
     // Only after every queue of the first sync is loaded: those were there before this shard watched the prefix.
