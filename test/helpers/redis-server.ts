@@ -121,18 +121,31 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
 }
 
 /**
- * Every command the server runs, from MONITOR on a connection of its own. Output still in that socket when it is
- * closed reaches ioredis with no command waiting for it ("Command queue state error", emitted as 'error'): ignored once
- * stopped, thrown by stop() if it came before.
+ * Every command the server runs, from MONITOR on a connection of its own. A line ioredis does not read as monitor
+ * output ("Command queue state error", emitted as 'error', the line quoted in it) is parsed from the error and
+ * delivered; ignored once stopped. Any other error is thrown by stop().
  */
 export async function monitorCommands(redis: TestRedis, onCommand: (args: string[]) => void): Promise<{ stop(): void }> {
-  const monitor = await redis.client().monitor();
+  // Listeners before the connection, not after monitor() resolves: the lines that follow MONITOR's OK in the same
+  // chunk are handled before that promise's continuation, and an 'error' with no listener would throw.
+  const monitor = redis.client().duplicate({ monitor: true, lazyConnect: true });
   let stopped = false;
   let failure: Error | undefined;
   monitor.on('error', (err: Error) => {
+    // A line that reaches ioredis while it is not yet (or no longer) reading in monitor mode comes back as this
+    // error, the line itself quoted in the message: deliver it rather than fail the test or lose the command.
+    const line = /^Command queue state error\..*Last reply: \S+ \[[^\]]*\] (.*)$/s.exec(err.message);
+    if (line) {
+      if (!stopped) onCommand([...line[1]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')));
+      return;
+    }
     if (!stopped) failure ??= err;
   });
   monitor.on('monitor', (_t: string, args: string[]) => onCommand(args));
+  await new Promise<void>((resolve, reject) => {
+    monitor.once('monitoring', () => resolve());
+    monitor.connect().catch(reject);
+  });
   return {
     stop() {
       stopped = true;
