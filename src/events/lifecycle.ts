@@ -13,6 +13,8 @@ export interface EntryFields {
   prev?: string;
   delay?: string;
   name?: string;
+  /** Of `deduplicated`: the job that was not created (or, with keepLastIfActive, deferred). */
+  deduplicatedJobId?: string;
 }
 
 export interface StreamEntry {
@@ -30,10 +32,10 @@ export function entryMs(id: string): number {
 
 /** ioredis returns fields as a flat [k, v, k, v] list. One fixed object shape keeps the hot path monomorphic. */
 export function toEntry(id: string, flat: string[]): StreamEntry {
-  const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined };
+  const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined, deduplicatedJobId: undefined };
   for (let i = 0; i + 1 < flat.length; i += 2) {
     const k = flat[i];
-    if (k === 'event' || k === 'jobId' || k === 'prev' || k === 'delay' || k === 'name') fields[k] = flat[i + 1];
+    if (k === 'event' || k === 'jobId' || k === 'prev' || k === 'delay' || k === 'name' || k === 'deduplicatedJobId') fields[k] = flat[i + 1];
   }
   return { id, ms: entryMs(id), fields };
 }
@@ -68,6 +70,9 @@ export interface InFlightBudget {
   holders?: Set<QueueLifecycle>;
 }
 
+/** Jobs whose duplicates' deduplications are held at once (see whileActive); beyond, they count at once. */
+const MAX_WHILE_ACTIVE = 10_000;
+
 const MUTED: AccountingSink = { count: () => undefined, observe: () => undefined, reader: () => undefined };
 
 /** What the reader knows about one job between events. */
@@ -95,6 +100,14 @@ export class QueueLifecycle {
   private puts = 0;
   /** Name of the job the previous entry removed (a debounce replace writes `removed`, then `deduplicated`). */
   private removedName: string | undefined;
+  /**
+   * Deduplications of an add while the job it duplicates was active, by that job's id: with keepLastIfActive
+   * BullMQ keeps the last such add and creates it when the active job finishes (its `added` comes right before
+   * that job's `completed`/`failed`), so only the others were deduplicated. Decided at that finish.
+   */
+  private readonly whileActive = new Map<string, { jobName: string; count: number; lastId: string | undefined }>();
+  /** whileActive by the id of the last held duplicate (the one BullMQ would create). */
+  private readonly keptIds = new Map<string, string>();
 
   constructor(
     private sink: AccountingSink,
@@ -203,6 +216,8 @@ export class QueueLifecycle {
     this.budget.used -= this.jobs.size;
     this.jobs.clear();
     this.pending = undefined;
+    // Held deduplications whose outcome can no longer be seen: counted as deduplications, as before.
+    for (const id of [...this.whileActive.keys()]) this.settleWhileActive(id);
   }
 
   get inFlight(): number {
@@ -223,6 +238,13 @@ export class QueueLifecycle {
     if (jobId === undefined) return; // queue-level events: paused, resumed, drained, cleaned, custom
     switch (f.event) {
       case 'added': {
+        const deferred = this.deferredOf(jobId);
+        if (deferred) {
+          // The add kept by keepLastIfActive, created now: an add, not a deduplication; the ones it replaced were.
+          this.whileActive.delete(deferred.of);
+          this.keptIds.delete(jobId);
+          this.countDeduplicated(deferred.entry.jobName, deferred.entry.count - 1);
+        }
         const jobName = this.label(f.name);
         this.put(jobId, { jobName, addedMs: ms, taken: false, lastMs: ms });
         this.sink.count('added', jobName);
@@ -284,6 +306,7 @@ export class QueueLifecycle {
         if (t?.addedMs !== undefined) this.sink.observe('e2e', outcome, jobName, ms - t.addedMs);
         this.sink.count(outcome, jobName);
         this.forget(jobId);
+        this.settleWhileActive(jobId);
         return;
       }
       case 'waiting-children': {
@@ -302,18 +325,50 @@ export class QueueLifecycle {
         this.sink.count('stalled', t.jobName);
         return;
       }
-      case 'deduplicated':
+      case 'deduplicated': {
         // Named after the job that stays; a debounce with replace removed the old one just before and
         // names the new one, not added yet: the removed job's name is the name of the deduplicated work.
-        this.sink.count('deduplicated', this.jobs.get(jobId)?.jobName ?? removedJustBefore ?? this.unknownName());
+        const t = this.jobs.get(jobId);
+        const jobName = t?.jobName ?? removedJustBefore ?? this.unknownName();
+        if (t?.activeMs !== undefined && this.whileActive.size < MAX_WHILE_ACTIVE) {
+          const w = this.whileActive.get(jobId) ?? { jobName, count: 0, lastId: undefined };
+          if (w.lastId !== undefined) this.keptIds.delete(w.lastId);
+          w.count += 1;
+          w.lastId = f.deduplicatedJobId;
+          if (w.lastId !== undefined) this.keptIds.set(w.lastId, jobId);
+          this.whileActive.set(jobId, w);
+        } else {
+          this.sink.count('deduplicated', jobName);
+        }
         return;
+      }
       case 'removed':
         this.removedName = this.jobs.get(jobId)?.jobName;
         this.forget(jobId);
+        this.settleWhileActive(jobId);
         return;
       default:
         return; // progress, retries-exhausted (failed already counts), duplicated (no job created)
     }
+  }
+
+  /** The held deduplications of `jobId`'s duplicates once it finished and no kept add was created: all counted. */
+  private settleWhileActive(jobId: string): void {
+    const w = this.whileActive.get(jobId);
+    if (!w) return;
+    this.whileActive.delete(jobId);
+    if (w.lastId !== undefined) this.keptIds.delete(w.lastId);
+    this.countDeduplicated(w.jobName, w.count);
+  }
+
+  private deferredOf(addedId: string): { of: string; entry: { jobName: string; count: number } } | undefined {
+    const of = this.keptIds.get(addedId);
+    const entry = of === undefined ? undefined : this.whileActive.get(of);
+    return of === undefined || !entry ? undefined : { of, entry };
+  }
+
+  private countDeduplicated(jobName: string, n: number): void {
+    for (let i = 0; i < n; i++) this.sink.count('deduplicated', jobName);
   }
 
   /** `waiting prev=active`: the attempt ended and the job is back in line, after a stall or as a retry. */

@@ -55,6 +55,8 @@ function keep(f: EntryFields, kb: Buffer, k: number, kl: number, vb: Buffer, v: 
   } else if (kl === 4) {
     if (c === 112 && kb[k + 1] === 114 && kb[k + 2] === 101 && kb[k + 3] === 118) f.prev = knownOrDecoded(vb, v, v + vl); // prev
     else if (c === 110 && kb[k + 1] === 97 && kb[k + 2] === 109 && kb[k + 3] === 101) f.name = vb.toString('utf8', v, v + vl); // name
+  } else if (kl === 17 && c === 100 && kb.toString('latin1', k, k + kl) === 'deduplicatedJobId') {
+    f.deduplicatedJobId = vb.toString('utf8', v, v + vl);
   }
 }
 
@@ -129,7 +131,7 @@ export function parseXreadReply(b: Buffer): StreamBatch[] {
       const id = b.toString('latin1', r.p, r.p + il);
       const ms = idMs(b, r.p, r.p + il);
       r.p += il + 2;
-      const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined };
+      const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined, deduplicatedJobId: undefined };
       const nf = r.header(STAR); // -1 (no fields) only for deleted entries of XREADGROUP, never here
       let size = 0;
       for (let i = 0; i < nf; i += 2) {
@@ -159,7 +161,7 @@ export function decodeEntries(raw: readonly RawEntry[]): { entries: StreamEntry[
   let largest = 0;
   for (let e = 0; e < raw.length; e++) {
     const [idBuf, flat] = raw[e] as RawEntry;
-    const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined };
+    const fields: EntryFields = { event: undefined, jobId: undefined, prev: undefined, delay: undefined, name: undefined, deduplicatedJobId: undefined };
     let size = 0;
     for (let i = 0; i < flat.length; i += 2) {
       const k = flat[i] as Buffer;
