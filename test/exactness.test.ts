@@ -427,6 +427,30 @@ describe('item 7: the smaller wrong numbers', () => {
     proxy.resume();
   });
 
+  it('keepLastIfActive: the add kept for later counts as added, only the ones it replaced as deduplicated', async () => {
+    const own = 'ql-keeplast';
+    const q: QueueRef = { prefix: 'bull', name: 'keeplast' };
+    await follow(own, [q]);
+    const queue = bull.queue(q.name);
+    const dedup = { deduplication: { id: 'k', keepLastIfActive: true } };
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    const w = bull.worker(q.name, async (job) => (job.data.n === 0 ? gate : undefined));
+    await queue.add('k', { n: 0 }, dedup);
+    await waitFor('the first job active', async () => (await queue.getJobCounts('active')).active === 1);
+    for (const n of [1, 2, 3]) await queue.add('k', { n }, dedup);
+    release();
+    // Ground truth: BullMQ created the first job and kept the last add (n = 3) for after it; 1 and 2 were dropped.
+    await waitFor('both created jobs completed', async () => (await queue.getJobCounts('completed')).completed === 2);
+    const ran = (await queue.getJobs(['completed'])).map((j) => j.data.n as number).sort();
+    expect(ran).toEqual([0, 3]);
+    await w.close();
+    const s = await caughtUp(own, q);
+    expect(total(s, 'added')).toBe(2);
+    expect(total(s, 'deduplicated')).toBe(2);
+    expect(total(s, 'completed')).toBe(2);
+  });
+
   it('a job completed after job.retry() gets its end-to-end observation', async () => {
     const own = 'ql-retry-e2e';
     const q: QueueRef = { prefix: 'bull', name: 'retry-e2e' };
