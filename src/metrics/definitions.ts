@@ -198,7 +198,7 @@ export const METRICS = {
   jobsDeduplicated: {
     name: 'bullmq_jobs_deduplicated_total',
     type: 'counter',
-    help: 'Adds that deduplication discarded or that replaced a pending job.',
+    help: 'Adds that deduplication discarded or that replaced a pending job. With keepLastIfActive the add BullMQ keeps for after the active job counts as added when it is created, not here; the adds it replaced do.',
     labels: QJ,
     source: `deduplicated events; ${EVENTS}`,
   },
