@@ -1,0 +1,228 @@
+// An exact reader of BullMQ's PostgreSQL `event` table under concurrent writers (docs/postgres.md §2.3).
+//
+// Ids come from one global sequence and rows commit out of id order, so a forward `id > cursor` read skips a row whose
+// transaction commits after a later id was read. This reader keeps a watermark F (every event with id <= F that will
+// ever be visible has been delivered), re-reads the short window above it and remembers which ids of the window it
+// delivered. F moves to the sequence head V read at poll k once a later snapshot's xmin has passed the xmax of the
+// snapshot of poll k+1: every transaction that took an id <= V(k) then has ended, and the poll that proves it read
+// (in that same snapshot) every committed row up to V(k).
+//
+// Loss: BullMQ trims by id (`id <= head - maxLenEvents`) and keeps no lifetime counter, so rows trimmed unread cannot
+// be counted; the reader proves "nothing lost" at every poll and reports each id range in which unread rows of a queue
+// may have been trimmed (PossibleLoss).
+import pg from 'pg';
+import type { StreamEntry } from '../events/lifecycle.js';
+import { DEFAULT_BULLMQ_SCHEMA } from './snapshot.js';
+
+export interface PgEvent {
+  queue: string;
+  id: bigint;
+  event: string;
+  data: Record<string, unknown>;
+  /** Database clock, epoch ms (BullMQ's created_at_ms). */
+  createdAtMs: number;
+}
+
+/** Unread rows of `queue` with ids in (fromId, toId] may have been trimmed before this reader saw them. */
+export interface PossibleLoss {
+  queue: string;
+  fromId: bigint;
+  toId: bigint;
+}
+
+export interface PollResult {
+  events: PgEvent[];
+  possibleLoss: PossibleLoss[];
+  /** The watermark after this poll. */
+  watermark: bigint;
+  /** Ids above the watermark already delivered (the window that is re-read). */
+  window: number;
+}
+
+/** What a leader persists to resume exactly (with its accounting, in one transaction). */
+export interface EventReaderState {
+  watermark: bigint;
+  delivered: bigint[];
+}
+
+export interface EventReaderOptions {
+  schema?: string;
+  /** Rows per queue per poll. */
+  pageSize?: number;
+  /** Per statement, in ms. */
+  statementTimeoutMs?: number;
+  /** Resume from a persisted state; default: from the start of what the table holds. */
+  state?: EventReaderState;
+}
+
+/** BullMQ's default `opts.maxLenEvents`. */
+const DEFAULT_MAX_LEN_EVENTS = 10_000n;
+
+const MAX_CANDIDATES = 64;
+
+interface Candidate {
+  /** Sequence head read at some poll. */
+  v: bigint;
+  /** xmax of the following poll's snapshot; undefined until that poll. */
+  bound?: bigint;
+}
+
+interface Row {
+  xmin: string;
+  xmax: string;
+  head: string;
+  queue: string | null;
+  id: string | null;
+  event: string | null;
+  data: Record<string, unknown> | null;
+  created_at_ms: string | null;
+  full: boolean | null;
+  max_len: string | null;
+}
+
+function pollSql(s: string): string {
+  // One statement, one snapshot: the snapshot's xmin/xmax, the sequence head (read after the snapshot was taken), and
+  // per queue the rows above the watermark on the primary key (queue, id). `full` says a queue's page was full.
+  return `
+WITH snap AS (
+  SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
+         pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
+         (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head
+),
+page AS (
+  SELECT q.name AS queue, e.id, e.event, e.data, e.created_at_ms, e.rn,
+         (SELECT m.value FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents') AS max_len
+    FROM unnest($1::text[]) AS q(name)
+    LEFT JOIN LATERAL (
+      SELECT ev.id, ev.event, ev.data, ev.created_at_ms, row_number() OVER (ORDER BY ev.id) AS rn
+        FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > $2::bigint ORDER BY ev.id LIMIT $3) e ON true
+)
+SELECT snap.xmin, snap.xmax, snap.head, page.queue, page.id::text AS id, page.event, page.data,
+       page.created_at_ms::text AS created_at_ms, page.rn = $3 AS full, page.max_len
+  FROM snap LEFT JOIN page ON true
+ ORDER BY page.queue, page.id`;
+}
+
+export class PostgresEventReader {
+  private readonly quoted: string;
+  private readonly pageSize: number;
+  private readonly timeoutMs: number;
+  private watermark: bigint;
+  private readonly delivered = new Set<bigint>();
+  private candidates: Candidate[] = [];
+  private listener: pg.Client | undefined;
+  private closed = false;
+
+  constructor(
+    private readonly pool: pg.Pool,
+    opts: EventReaderOptions = {},
+  ) {
+    this.quoted = pg.escapeIdentifier(opts.schema ?? DEFAULT_BULLMQ_SCHEMA);
+    this.pageSize = Math.max(1, opts.pageSize ?? 1_000);
+    this.timeoutMs = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 5_000));
+    this.watermark = opts.state?.watermark ?? 0n;
+    for (const id of opts.state?.delivered ?? []) if (id > this.watermark) this.delivered.add(id);
+  }
+
+  state(): EventReaderState {
+    return { watermark: this.watermark, delivered: [...this.delivered].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) };
+  }
+
+  /** One read of the given queues: the events not delivered before, in id order per queue. */
+  async poll(queues: string[]): Promise<PollResult> {
+    const before = this.watermark;
+    const client = await this.pool.connect();
+    let rows: Row[];
+    let broken = false;
+    try {
+      await client.query(`BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
+      rows = (await client.query<Row>(pollSql(this.quoted), [queues, before.toString(), this.pageSize])).rows;
+      await client.query('COMMIT');
+    } catch (err) {
+      await client.query('ROLLBACK').catch(() => (broken = true));
+      throw err;
+    } finally {
+      client.release(broken);
+    }
+    const first = rows[0]!;
+    const xmin = BigInt(first.xmin);
+    const xmax = BigInt(first.xmax);
+    const head = BigInt(first.head);
+
+    const events: PgEvent[] = [];
+    const lastOfFullQueue = new Map<string, bigint>();
+    const maxLen = new Map<string, bigint>();
+    for (const r of rows) {
+      if (r.queue === null) continue;
+      if (!maxLen.has(r.queue)) maxLen.set(r.queue, parseMaxLen(r.max_len));
+      if (r.id === null) continue;
+      const id = BigInt(r.id);
+      if (r.full) lastOfFullQueue.set(r.queue, id);
+      if (this.delivered.has(id)) continue;
+      this.delivered.add(id);
+      events.push({ queue: r.queue, id, event: r.event ?? '', data: r.data ?? {}, createdAtMs: Number(r.created_at_ms) });
+    }
+
+    // Trimming deletes ids <= head - maxLenEvents of a queue; unread rows above the previous watermark are at risk
+    // once that cutoff passed it.
+    const possibleLoss: PossibleLoss[] = [];
+    for (const [queue, len] of maxLen) {
+      if (len <= 0n) continue;
+      const cutoff = head - len;
+      if (cutoff > before) possibleLoss.push({ queue, fromId: before, toId: cutoff });
+    }
+
+    // Advance the watermark: candidates get their bound from this snapshot, then those whose bound is below this
+    // snapshot's xmin are final; a queue whose page was full caps it at its last row read.
+    for (const c of this.candidates) c.bound ??= xmax;
+    let next = this.watermark;
+    for (const c of this.candidates) if (c.bound !== undefined && c.bound <= xmin && c.v > next) next = c.v;
+    for (const last of lastOfFullQueue.values()) if (last < next) next = last;
+    if (next > this.watermark) this.watermark = next;
+    this.candidates = this.candidates.filter((c) => c.v > this.watermark);
+    if (head > this.watermark && !this.candidates.some((c) => c.v === head && c.bound === undefined)) this.candidates.push({ v: head });
+    // While a long transaction holds xmin back a candidate is added per poll; dropping the oldest only delays F.
+    if (this.candidates.length > MAX_CANDIDATES) this.candidates.splice(0, this.candidates.length - MAX_CANDIDATES);
+    for (const id of this.delivered) if (id <= this.watermark) this.delivered.delete(id);
+
+    return { events, possibleLoss, watermark: this.watermark, window: this.delivered.size };
+  }
+
+  /** Calls `onWake(queue)` for every `bullmq_events` notification (payload = queue), on a dedicated connection. */
+  async listen(config: pg.ClientConfig, onWake: (queue: string) => void): Promise<void> {
+    if (this.closed) return;
+    const client = new pg.Client(config);
+    client.on('error', () => undefined);
+    client.on('notification', (n) => {
+      if (n.channel === 'bullmq_events') onWake(n.payload ?? '');
+    });
+    await client.connect();
+    await client.query('LISTEN bullmq_events');
+    this.listener = client;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    const l = this.listener;
+    this.listener = undefined;
+    await l?.end().catch(() => undefined);
+  }
+}
+
+function parseMaxLen(v: string | null): bigint {
+  if (v === null) return DEFAULT_MAX_LEN_EVENTS;
+  return /^-?\d+$/.test(v) ? BigInt(v) : DEFAULT_MAX_LEN_EVENTS;
+}
+
+/**
+ * An event row as the entry the Redis lifecycle machine consumes: `ms` is the database clock of the row, the fields
+ * it reads are strings as on Redis (`delay` is the due time in ms there too).
+ */
+export function toStreamEntry(e: PgEvent): StreamEntry {
+  const str = (v: unknown): string | undefined => (v === undefined || v === null ? undefined : typeof v === 'string' ? v : JSON.stringify(v));
+  return {
+    id: `${e.createdAtMs}-${e.id}`,
+    ms: e.createdAtMs,
+    fields: { event: e.event, jobId: str(e.data.jobId), prev: str(e.data.prev), delay: str(e.data.delay), name: str(e.data.name) },
+  };
+}
