@@ -173,8 +173,9 @@ describe('PostgreSQL event reader', () => {
     const meta = await pool.query<{ value: string }>("SELECT value FROM bullmq.meta WHERE queue = 'trimmed' AND field = 'opts.maxLenEvents'");
     expect(meta.rows[0]!.value).toBe('20');
     const start = await head();
-    const keeping = new PostgresEventReader(pool, { state: { watermark: start, delivered: [] } });
-    const lagging = new PostgresEventReader(pool, { state: { watermark: start, delivered: [] } });
+    const state = { watermark: start, delivered: [], queues: [['trimmed', null]] as Array<[string, bigint | null]> };
+    const keeping = new PostgresEventReader(pool, { state });
+    const lagging = new PostgresEventReader(pool, { state });
     const got: string[] = [];
     // Enough events that the sequence passes a multiple of 256 (BullMQ trims only then).
     for (let i = 0; i < 150; i++) {
@@ -186,13 +187,46 @@ describe('PostgreSQL event reader', () => {
     const all = (await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM bullmq.event WHERE queue = 'trimmed'")).rows[0]!.n;
     expect(Number(all)).toBeLessThan(300); // trimming happened: 300 events were written
     expect(got.length).toBe(300);
+    const retained = await committed(['trimmed']);
+    const top = await head();
     const late = await lagging.poll(['trimmed']);
-    expect(late.possibleLoss).toEqual([{ queue: 'trimmed', fromId: start, toId: (await head()) - 20n }]);
+    // Trimming removes a prefix: what may be gone lies between the watermark and the first row still there.
+    const firstLeft = BigInt(retained[0]!) - 1n;
+    expect(late.possibleLoss).toEqual([{ queue: 'trimmed', fromId: start, toId: firstLeft < top - 20n ? firstLeft : top - 20n }]);
+    // Reported once, not at every poll.
+    expect((await lagging.poll(['trimmed'])).possibleLoss).toEqual([]);
     // What the lagging reader still got is exactly what the table holds; the rest was trimmed, inside the range.
     expect(ids(late.events)).toEqual(await committed(['trimmed']));
     const missing = got.filter((id) => !ids(late.events).includes(id)).map(BigInt);
     expect(missing.length).toBe(300 - late.events.length);
     for (const id of missing) expect(id > start && id <= late.possibleLoss[0]!.toId).toBe(true);
+  });
+
+  it('reads the retained history of a queue first seen after the watermark passed it, once, page by page', async () => {
+    const a = bull.queue('seen-early');
+    const b = bull.queue('seen-late');
+    await a.getVersion();
+    await b.getVersion();
+    for (let i = 0; i < 6; i++) await b.add('old', { i });
+    const reader = new PostgresEventReader(pool, { pageSize: 4 });
+    await a.add('x', {});
+    const top = await head();
+    await expect.poll(async () => (await reader.poll(['seen-early'])).watermark, POLL).toBeGreaterThanOrEqual(top);
+    // The reader moves on; a later instance resumes from its state and meets 'seen-late' for the first time.
+    const resumed = new PostgresEventReader(pool, { pageSize: 4, state: reader.state() });
+    const got: string[] = [];
+    await b.add('new', {});
+    const after = await head();
+    await expect
+      .poll(async () => {
+        const r = await resumed.poll(['seen-early', 'seen-late']);
+        expect(r.possibleLoss).toEqual([]);
+        got.push(...ids(r.events.filter((e) => e.queue === 'seen-late')));
+        return r.watermark >= after && resumed.state().queues!.every(([, c]) => c === null);
+      }, POLL)
+      .toBe(true);
+    expect(got).toEqual(await committed(['seen-late']));
+    expect(got.length).toBe(14);
   });
 
   it('maps a row to the entry the lifecycle machine consumes', () => {

@@ -43,6 +43,11 @@ export interface PollResult {
 export interface EventReaderState {
   watermark: bigint;
   delivered: bigint[];
+  /**
+   * Queues this reader has read: null for one that follows the watermark, an id for one still catching up on the
+   * history it held when first seen. A queue not listed is read from its oldest retained row.
+   */
+  queues?: Array<[queue: string, cursor: bigint | null]>;
 }
 
 export interface EventReaderOptions {
@@ -92,10 +97,10 @@ WITH snap AS (
 page AS (
   SELECT q.name AS queue, e.id, e.event, e.data, e.created_at_ms, e.rn,
          (SELECT m.value FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents') AS max_len
-    FROM unnest($1::text[]) AS q(name)
+    FROM unnest($1::text[], $2::bigint[]) AS q(name, after)
     LEFT JOIN LATERAL (
       SELECT ev.id, ev.event, ev.data, ev.created_at_ms, row_number() OVER (ORDER BY ev.id) AS rn
-        FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > $2::bigint ORDER BY ev.id LIMIT $3) e ON true
+        FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after ORDER BY ev.id LIMIT $3) e ON true
 )
 SELECT snap.xmin, snap.xmax, snap.head, page.queue, page.id::text AS id, page.event, page.data,
        page.created_at_ms::text AS created_at_ms, page.rn = $3 AS full, page.max_len
@@ -109,6 +114,11 @@ export class PostgresEventReader {
   private readonly timeoutMs: number;
   private watermark: bigint;
   private readonly delivered = new Set<bigint>();
+  /** Known queues: null = follows the watermark; an id = catching up from there. */
+  private readonly cursors = new Map<string, bigint | null>();
+  /** Per queue, the highest id a possible loss was reported up to (each range is reported once). */
+  private readonly lossReported = new Map<string, bigint>();
+  private fresh: boolean;
   private candidates: Candidate[] = [];
   private listener: pg.Client | undefined;
   private closed = false;
@@ -122,21 +132,31 @@ export class PostgresEventReader {
     this.timeoutMs = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 5_000));
     this.watermark = opts.state?.watermark ?? 0n;
     for (const id of opts.state?.delivered ?? []) if (id > this.watermark) this.delivered.add(id);
+    for (const [queue, cursor] of opts.state?.queues ?? []) this.cursors.set(queue, cursor);
+    // A reader with no state starts at 0: every queue it sees on its first poll simply follows the watermark.
+    this.fresh = opts.state === undefined;
   }
 
   state(): EventReaderState {
-    return { watermark: this.watermark, delivered: [...this.delivered].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)) };
+    return {
+      watermark: this.watermark,
+      delivered: [...this.delivered].sort((a, b) => (a < b ? -1 : a > b ? 1 : 0)),
+      queues: [...this.cursors],
+    };
   }
 
   /** One read of the given queues: the events not delivered before, in id order per queue. */
   async poll(queues: string[]): Promise<PollResult> {
     const before = this.watermark;
+    for (const q of queues) if (!this.cursors.has(q)) this.cursors.set(q, this.fresh ? null : 0n);
+    this.fresh = false;
+    const after = queues.map((q) => (this.cursors.get(q) ?? before).toString());
     const client = await this.pool.connect();
     let rows: Row[];
     let broken = false;
     try {
       await client.query(`BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
-      rows = (await client.query<Row>(pollSql(this.quoted), [queues, before.toString(), this.pageSize])).rows;
+      rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize])).rows;
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => (broken = true));
@@ -152,24 +172,49 @@ export class PostgresEventReader {
     const events: PgEvent[] = [];
     const lastOfFullQueue = new Map<string, bigint>();
     const maxLen = new Map<string, bigint>();
+    const firstRead = new Map<string, bigint>();
     for (const r of rows) {
       if (r.queue === null) continue;
       if (!maxLen.has(r.queue)) maxLen.set(r.queue, parseMaxLen(r.max_len));
       if (r.id === null) continue;
       const id = BigInt(r.id);
+      if (!firstRead.has(r.queue)) firstRead.set(r.queue, id);
       if (r.full) lastOfFullQueue.set(r.queue, id);
-      if (this.delivered.has(id)) continue;
-      this.delivered.add(id);
+      // Above the watermark a row may be read again (the window): the delivered set makes that idempotent. At or
+      // below it only a catching-up queue reads, from a cursor that only moves forward.
+      if (id > before) {
+        if (this.delivered.has(id)) continue;
+        this.delivered.add(id);
+      }
       events.push({ queue: r.queue, id, event: r.event ?? '', data: r.data ?? {}, createdAtMs: Number(r.created_at_ms) });
     }
 
-    // Trimming deletes ids <= head - maxLenEvents of a queue; unread rows above the previous watermark are at risk
-    // once that cutoff passed it.
+    // Trimming deletes a queue's ids <= head - maxLenEvents, a prefix: unread rows above the previous watermark are at
+    // risk once that cutoff passed it, and only below the first row still there. A queue's history from before this
+    // reader first saw it is read as far as it is retained; whether older rows were trimmed is not knowable.
     const possibleLoss: PossibleLoss[] = [];
     for (const [queue, len] of maxLen) {
-      if (len <= 0n) continue;
-      const cutoff = head - len;
-      if (cutoff > before) possibleLoss.push({ queue, fromId: before, toId: cutoff });
+      if (len <= 0n || this.cursors.get(queue) !== null) continue;
+      const first = firstRead.get(queue);
+      const cutoff = first !== undefined && first - 1n < head - len ? first - 1n : head - len;
+      let from = before;
+      const reported = this.lossReported.get(queue);
+      if (reported !== undefined && reported > from) from = reported;
+      if (cutoff > from) {
+        possibleLoss.push({ queue, fromId: from, toId: cutoff });
+        this.lossReported.set(queue, cutoff);
+      }
+    }
+    // A catching-up queue whose page was not full has read everything above its cursor: it follows the watermark.
+    const catchingUp = new Set<string>();
+    for (const q of queues) {
+      if (this.cursors.get(q) === null) continue;
+      const last = lastOfFullQueue.get(q);
+      if (last === undefined) this.cursors.set(q, null);
+      else {
+        this.cursors.set(q, last);
+        catchingUp.add(q);
+      }
     }
 
     // Advance the watermark: candidates get their bound from this snapshot, then those whose bound is below this
@@ -177,7 +222,8 @@ export class PostgresEventReader {
     for (const c of this.candidates) c.bound ??= xmax;
     let next = this.watermark;
     for (const c of this.candidates) if (c.bound !== undefined && c.bound <= xmin && c.v > next) next = c.v;
-    for (const last of lastOfFullQueue.values()) if (last < next) next = last;
+    // A following queue whose page was full caps it at its last row read (a catching-up one has its own cursor).
+    for (const [q, last] of lastOfFullQueue) if (!catchingUp.has(q) && last < next) next = last;
     if (next > this.watermark) this.watermark = next;
     this.candidates = this.candidates.filter((c) => c.v > this.watermark);
     if (head > this.watermark && !this.candidates.some((c) => c.v === head && c.bound === undefined)) this.candidates.push({ v: head });
