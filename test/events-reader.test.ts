@@ -485,16 +485,27 @@ describe('lag', () => {
     const mine = (args: string[]) => args.some((x) => hashes.has(x) || streams.has(x));
     const hb = async () => raw.hget(ownKeys.eventsMeta(OWN), 'hb|all');
     const firstBeat = await hb();
-    const perQueue: string[] = [];
+    let perQueue: string[] = [];
     let reads = 0;
-    const monitor = await monitorCommands(redis, (args) => {
-      const cmd = (args[0] ?? '').toLowerCase();
-      if (cmd === 'xread') {
-        if (mine(args)) reads += 1;
-      } else if (mine(args)) perQueue.push(args.join(' '));
-    });
-    await sleep(3000);
-    monitor.stop();
+    // ioredis now and then fails a MONITOR connection whose first lines race its switch into monitor mode
+    // ("Command queue state error"); such a window proves nothing either way and is watched again.
+    for (let attempt = 1; ; attempt++) {
+      perQueue = [];
+      reads = 0;
+      const monitor = await monitorCommands(redis, (args) => {
+        const cmd = (args[0] ?? '').toLowerCase();
+        if (cmd === 'xread') {
+          if (mine(args)) reads += 1;
+        } else if (mine(args)) perQueue.push(args.join(' '));
+      });
+      await sleep(3000);
+      try {
+        monitor.stop();
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
+      }
+    }
     expect(perQueue).toEqual([]);
     // The streams are still read all along (paced), and the heartbeat keeps being written.
     expect(reads).toBeGreaterThan(3);
@@ -542,6 +553,8 @@ describe('lag', () => {
     expect([...m.keys()].filter((k) => k.includes('queue="lag-gone"'))).toEqual([]);
     expect(m.get(added('lag-kept'))).toBe(1);
     expect(m.get(lag('lag-kept'))).toBe(0);
+    // Its reader would keep writing while later tests watch MONITOR.
+    await s.close();
   });
 });
 
