@@ -100,6 +100,72 @@ describe('admin surface: read-only by default', () => {
   });
 });
 
+/** Spellings of one path that a guard comparing the raw URL would not recognise: percent-encoded letters, `//`, case, a trailing slash. */
+function spellings(url: string): Array<{ url: string; routes: boolean }> {
+  const encodeLetters = (seg: string) => [...seg].map((c) => (/[a-z]/.test(c) ? `%${c.charCodeAt(0).toString(16)}` : c)).join('');
+  const last = url.lastIndexOf('/');
+  return [
+    { url: url.replace('/admin/queues', '/admin/%71ueues'), routes: true },
+    { url: url.replace('/admin/queues', '/%61dmin/queues'), routes: true },
+    { url: url.replace('/admin/queues', '/admin/queue%73'), routes: true },
+    { url: `${url.slice(0, last + 1)}${encodeLetters(url.slice(last + 1))}`, routes: true },
+    { url: url.replace('/admin/queues', '/admin//queues'), routes: false },
+    { url: url.replace('/admin/queues/api/', '/admin/queues//api/'), routes: false },
+    { url: url.replace('/admin/queues', '/ADMIN/Queues'), routes: false },
+    { url: `${url}/`, routes: false },
+  ];
+}
+
+describe('admin surface: guards judge the routed path, however it is spelled', () => {
+  it('read-only: an encoded, doubled or re-cased spelling of every Bull Board write is refused and changes nothing', async () => {
+    const { app } = await sidecar();
+    const state = async () => ({ dlq: await redis.client().llen('bull:webhook-dlq:wait'), failed: await redis.client().zcard('bull:webhook:failed'), paused: await redis.client().hexists('bull:webhook:meta', 'paused'), metas: await redis.client().exists('bull:webhook-dlq:meta', 'bull:webhook:meta') });
+    const before = await state();
+    const writes = [
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook-dlq/empty' },
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook/clean/failed' },
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook/retry/failed' },
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook/obliterate' },
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook/pause' },
+      { method: 'POST' as const, url: '/admin/queues/api/queues/webhook-dlq/add', payload: { name: 'x', data: { a: 1 } } },
+      { method: 'PUT' as const, url: '/admin/queues/api/queues/pause', payload: { queues: ['webhook'] } },
+    ];
+    for (const w of writes) {
+      for (const s of spellings(w.url)) {
+        const res = await app.inject({ ...w, url: s.url, headers: auth });
+        // Routed spellings are refused by our guard (not only by Bull Board's own read-only mode); the rest route nowhere.
+        if (s.routes) expect([res.statusCode, res.json()], s.url).toEqual([403, expect.objectContaining({ error: 'read-only' })]);
+        else expect(res.statusCode, s.url).toBe(404);
+      }
+    }
+    expect(await state()).toEqual(before);
+  });
+
+  it('writes on: an encoded spelling of update-data is refused and the stored job data is untouched', async () => {
+    const { app } = await sidecar({ adminWrites: 'true' });
+    const stored = await redis.client().hget('bull:webhook:w1', 'data');
+    for (const s of spellings('/admin/queues/api/queues/webhook/w1/update-data')) {
+      const res = await app.inject({ method: 'PATCH', url: s.url, payload: { jobData: { url: 'https://hooks.example/x', event: 'e', payload: null, secret: '***' } }, headers: auth });
+      if (s.routes) expect([res.statusCode, res.json()], s.url).toEqual([403, expect.objectContaining({ error: 'refused' })]);
+      else expect(res.statusCode, s.url).toBe(404);
+    }
+    expect(await redis.client().hget('bull:webhook:w1', 'data')).toBe(stored);
+    expect(JSON.parse(stored!)).toMatchObject({ secret: JOB_SECRET });
+  });
+
+  it('masks Bull Board answers reached by an encoded path', async () => {
+    const secret = 'encoded-path-secret-4b1d';
+    const webhook = new Queue('webhook', { connection: { host: '127.0.0.1', port: redis.port } });
+    await webhook.add('webhook', { url: 'https://hooks.example/m', event: 'e', payload: null, secret }, { jobId: 'm1', delay: 3_600_000 });
+    await webhook.close();
+    const { app } = await sidecar();
+    const res = await app.inject({ url: '/admin/%71ueues/api/queues/webhook/m1', headers: auth });
+    expect(res.statusCode).toBe(200);
+    expect(res.body).toContain('"secret":"***"');
+    expect(res.body).not.toContain(secret);
+  });
+});
+
 describe('admin surface: writes when enabled', () => {
   it('logs every write with who, what and the outcome, never the payload', async () => {
     const { app, logs, raw } = await sidecar({ adminWrites: 'true' });

@@ -97,6 +97,24 @@ interface Who {
 }
 
 const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
+
+/**
+ * The path a request is routed on: the pattern of the route Fastify matched (percent-decoded, slashes and case as
+ * registered), so `/admin/%71ueues/…/update-dat%61` is judged as `/admin/queues/…/update-data`. Every hook of this
+ * plugin runs for one of its routes, so the pattern is there; the decoded path is a fallback that fails the same way.
+ */
+export function routeOf(req: FastifyRequest): string {
+  const url = req.routeOptions.url;
+  if (url !== undefined) return url;
+  const raw = req.url.split('?')[0] ?? req.url;
+  let decoded = raw;
+  try {
+    decoded = decodeURIComponent(raw);
+  } catch {
+    // Not valid percent-encoding: Fastify answers 400 before any route.
+  }
+  return decoded.replace(/\/{2,}/g, '/').toLowerCase();
+}
 const READ_ONLY_DETAIL = 'the admin surface is read-only; start the sidecar with --admin-writes (QUEUELENS_ADMIN_WRITES=true) to allow changes';
 
 /** A cookie-authenticated request that changes something must come from this origin (SameSite aside). */
@@ -184,7 +202,9 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   };
 
   app.addHook('onRequest', async (req: FastifyRequest, reply: FastifyReply) => {
-    const path = pathOf(req);
+    // Judged on the route Fastify matched, never the raw URL: `update-dat%61`, `/admin/%71ueues` or `//` spell the same
+    // route differently, and a guard comparing the raw text would let them through.
+    const path = routeOf(req);
     if (path === '/admin/logout' || (path === '/admin/login' && req.method === 'GET')) return;
     if (refuseIfThrottled(req, reply)) return reply;
     if (path === '/admin/login') return;
@@ -211,7 +231,7 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     // job's data is refused even with writes on: Bull Board shows it masked, and saving would store the masks.
     if (path.startsWith('/admin/queues') && !READS.has(req.method)) {
       if (!opts.writes) return reply.code(403).header('cache-control', 'no-store').send({ error: 'read-only', detail: READ_ONLY_DETAIL });
-      if (/\/update-data$/.test(path)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'refused', detail: 'job data is shown masked; edit it with your own producer code, not through Bull Board' });
+      if (/\/update-data\/?$/.test(path)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'refused', detail: 'job data is shown masked; edit it with your own producer code, not through Bull Board' });
     }
   });
 
@@ -320,10 +340,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     }
   });
 
-  await mountBullBoard(app, opts, pathOf);
+  await mountBullBoard(app, opts);
 }
 
-async function mountBullBoard(app: FastifyInstance, opts: AdminOptions, pathOf: (req: FastifyRequest) => string): Promise<void> {
+async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise<void> {
   const serverAdapter = new FastifyAdapter().setBasePath('/admin/queues');
   const board = createBullBoard({ queues: [], serverAdapter, options: { uiConfig: { boardTitle: 'queuelens' } } });
   const shown = new Map<string, { queue: Queue; adapter: BullMQAdapter }>();
@@ -353,7 +373,7 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions, pathOf: 
       // Job data, return values, failure reasons, stack traces and logs reach the browser masked as logs are: no
       // secret-named field (a webhook job's `secret`), no email local part, no URL password.
       scope.addHook('onSend', async (req, reply, payload) => {
-        if (!pathOf(req).startsWith('/admin/queues/api/') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('json')) return payload;
+        if (!routeOf(req).startsWith('/admin/queues/api/') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('json')) return payload;
         try {
           return JSON.stringify(redactJson(JSON.parse(payload)));
         } catch {
