@@ -129,7 +129,7 @@ describe('PostgreSQL event reader', () => {
       }
     };
     const producer = bull.queue('busy-a');
-    bull.worker('busy-a', async () => 1, { concurrency: 3 });
+    const worker = bull.worker('busy-a', async () => 1, { concurrency: 3 });
     const produce = (async () => {
       for (let i = 0; i < 30; i++) await producer.add('p', { i });
     })();
@@ -137,6 +137,8 @@ describe('PostgreSQL event reader', () => {
     await expect.poll(async () => (await producer.getJobCounts()).completed, POLL).toBe(30);
     writing = false;
     await readLoop;
+    // Nothing writes from here on (a closing worker still may: its rows are ground truth too), then the head is final.
+    await worker.close();
     const top = await head();
     await expect
       .poll(async () => {

@@ -197,7 +197,7 @@ export class PostgresSnapshotCollector {
         queuesSkipped: skipped,
       });
     } catch (err) {
-      const reachable = err instanceof Error && 'code' in err && typeof err.code === 'string' && /^[0-9A-Z]{5}$/.test(err.code);
+      const reachable = answered(err);
       return finish({
         ok: false,
         error: describeError(err, this.schema),
@@ -225,6 +225,15 @@ export class PostgresSnapshotCollector {
       client.release(broken);
     }
   }
+}
+
+/**
+ * Whether the server answered: an error with a SQLSTATE, except the connection classes (08: connection exception;
+ * 57P01-57P03: shutting down, crashed, starting up), which mean it is not there to read from.
+ */
+function answered(err: unknown): boolean {
+  const code = (err as { code?: unknown }).code;
+  return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !/^57P0[1-3]$/.test(code);
 }
 
 /** A sentence a user can act on; never the connection string. */

@@ -3,8 +3,8 @@
 //
 // postgres refuses to run as root. Run as root (as CI does), the server runs as the `postgres` user when one exists,
 // else as `nobody`: Node's spawn() takes uid/gid, so no runuser/su sits between the test and the postmaster (a kill
-// reaches the postmaster itself). The postmaster leads its own process group, so kill() takes its backends with it
-// and a restart on the same directory is not refused for shared memory still in use.
+// reaches the postmaster itself). kill() SIGKILLs the postmaster and its backends and waits for them, so a restart on
+// the same directory is not refused for shared memory still in use.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -63,6 +63,39 @@ function serverIdentity(): { uid: number; gid: number } | undefined {
     if (id.status === 0 && gid.status === 0) return { uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
   }
   throw new Error('running as root and neither a `postgres` nor a `nobody` user exists: postgres refuses to run as root');
+}
+
+function childrenOf(pid: number): number[] {
+  const out: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      // Field 4 of /proc/<pid>/stat is the parent pid; the command name (field 2) may hold spaces, so count from ')'.
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) out.push(Number(entry));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return out;
+}
+
+function killQuietly(pid: number, signal: NodeJS.Signals): void {
+  try {
+    process.kill(pid, signal);
+  } catch {
+    // already gone
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 function tail(file: string): string {
@@ -134,27 +167,20 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
     }
   };
 
-  const terminate = async (signal: NodeJS.Signals, group: boolean): Promise<void> => {
+  const terminate = async (signal: NodeJS.Signals, withBackends: boolean): Promise<void> => {
     const child = proc;
     proc = undefined;
     if (!child || child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
+    // Each backend calls setsid(), so the postmaster's process group does not hold them: they are found by parent.
+    const backends = withBackends ? childrenOf(child.pid) : [];
     await new Promise<void>((resolve) => {
       child.once('exit', () => resolve());
-      if (group) process.kill(-child.pid!, signal);
-      else child.kill(signal);
+      child.kill(signal);
+      for (const pid of backends) killQuietly(pid, signal);
     });
-    if (group) {
-      // Backends of a killed postmaster exit by themselves when they notice; wait for the group to be empty.
-      const deadline = Date.now() + 10_000;
-      while (Date.now() < deadline) {
-        try {
-          process.kill(-child.pid!, 0);
-        } catch {
-          return;
-        }
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    // A restart is refused while a backend of the old server still holds its shared memory.
+    const deadline = Date.now() + 10_000;
+    while (backends.some(alive) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
   };
 
   await launch();
