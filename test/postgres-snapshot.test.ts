@@ -4,6 +4,8 @@
 import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parkedJobs, type QueueState } from '../src/collector/queue-snapshot.js';
+import pg from 'pg';
+import { PostgresEventReader } from '../src/postgres/event-reader.js';
 import { PostgresSnapshotCollector } from '../src/postgres/snapshot.js';
 import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
@@ -169,6 +171,33 @@ describe('PostgreSQL snapshot', () => {
     const single = new PostgresSnapshotCollector(server.pool(1), { batchSize: 1000 });
     const strip = (qs: QueueState[]) => qs.map((x) => ({ name: x.ref.name, jobs: x.jobs, paused: x.paused })).sort((a, b) => a.name.localeCompare(b.name));
     expect(strip(await single.readQueues(names))).toEqual(strip(await collector.readQueues(names)));
+  });
+
+  it('needs only the grants docs/postgres.md lists: a role with them reads the same gauges and events, and can write nothing', async () => {
+    const admin = server.pool(1);
+    await admin.query(`
+      CREATE ROLE queuelens_ro LOGIN PASSWORD 'ro-secret';
+      GRANT USAGE ON SCHEMA bullmq TO queuelens_ro;
+      GRANT SELECT ON bullmq.job, bullmq.meta, bullmq.event, bullmq.rate_limit, bullmq.job_dependency TO queuelens_ro;
+      GRANT SELECT ON SEQUENCE bullmq.event_seq TO queuelens_ro;`);
+    const ro = new pg.Pool({ connectionString: server.urlFor({ user: 'queuelens_ro', password: 'ro-secret' }), max: 2 });
+    ro.on('error', () => undefined);
+    try {
+      const mine = await new PostgresSnapshotCollector(ro).collect();
+      expect(mine.ok, mine.error).toBe(true);
+      const theirs = await collector.collect();
+      const view = (qs: QueueState[]) =>
+        qs.map((x) => ({ name: x.ref.name, jobs: x.jobs, paused: x.paused, workers: x.workers, dlqOf: x.dlqOf })).sort((a, b) => a.name.localeCompare(b.name));
+      expect(view(mine.queues)).toEqual(view(theirs.queues));
+      // Workers of another role are still counted: application_name is visible to every role.
+      expect(mine.queues.find((x) => x.ref.name === 'work')!.workers).toBe(1);
+      const events = await new PostgresEventReader(ro).poll(['mixed']);
+      expect(events.events.length).toBeGreaterThan(0);
+      await expect(ro.query("UPDATE bullmq.meta SET value = '0' WHERE false")).rejects.toThrow(/permission denied/);
+      await expect(ro.query('DELETE FROM bullmq.event')).rejects.toThrow(/permission denied/);
+    } finally {
+      await ro.end();
+    }
   });
 
   it('neither waits on nor blocks workers: row locks do not stop it, an exclusive lock times it out', async () => {
