@@ -55,7 +55,6 @@ const READ_ONLY: Array<[string, () => string[], number]> = [
   ['dlq show of a queue that does not exist', () => ['dlq', 'show', 'nosuchqueue2', '--id', '1'], 1],
   ['dlq redrive --all --dry-run', () => ['dlq', 'redrive', 'webhook', '--all', '--dry-run'], 0],
   ['dlq redrive --id --dry-run', () => ['dlq', 'redrive', 'webhook', '--id', dlqId, '--dry-run'], 0],
-  ['dlq redrive --dry-run of a queue that does not exist', () => ['dlq', 'redrive', 'nosuchqueue3', '--all', '--dry-run'], 0],
   ['dlq purge --all --dry-run', () => ['dlq', 'purge', 'webhook', '--all', '--dry-run'], 0],
   ['top --once from Redis', () => ['top', '--once'], 0],
 ];
@@ -68,6 +67,22 @@ describe('read-only commands write nothing', () => {
     expect({ code: res.code, output: res.output }).toMatchObject({ code });
     // Dead letters named either way are found.
     if (args()[2] === 'webhook' && args().includes(sourceId)) expect(res.output).toContain(dlqId);
+  });
+
+  // A typo'd redrive or purge is refused, not turned into a phantom `<queue>-dlq` (its meta) that top and /metrics show.
+  it.each([
+    ['purge', 'emial', ['--all'], 'bull'],
+    ['purge', 'emial', ['--id', '1'], 'bull'],
+    ['redrive', 'wbhook', ['--id', '1'], 'bull'],
+    ['redrive', 'wbhook', ['--all'], 'bull'],
+    ['redrive', 'nosuchqueue3', ['--all', '--dry-run'], 'bull'],
+    ['purge', 'webhook', ['--all', '--prefix', 'other'], 'other'],
+  ])('dlq %s %s %j: no such DLQ, nothing written, exit 1', async (action, queue, extra, prefix) => {
+    const before = await keyspace(r);
+    const res = await runCli(['dlq', action, queue, ...extra, '--redis-url', redis.url, '--log-level', 'silent']);
+    expect(await keyspace(r)).toEqual(before);
+    expect(res.code).toBe(1);
+    expect(res.output).toContain(`no dead-letter queue ${queue}-dlq under prefix "${prefix}"`);
   });
 
   it('a sidecar (collector and event reader) writes nothing outside its own prefix', async () => {

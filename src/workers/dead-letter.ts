@@ -79,6 +79,7 @@ export function redriveJobId(dlqId: string): string {
 
 const REDRIVE_KEPT_OPTS = ['attempts', 'backoff', 'removeOnComplete', 'removeOnFail', 'priority', 'lifo'] as const;
 const SWEEP_BATCH = 500;
+const DLQ_EXISTENCE_KEYS = ['meta', 'id', 'wait', 'paused', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'events'] as const;
 /** Longest a redrive may hold its claim if its process dies mid-way. */
 const REDRIVE_CLAIM_MS = 10_000;
 
@@ -132,6 +133,16 @@ export class DeadLetters {
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
     this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade, reason: redactString(record.failedReason), ...logFields }, 'job dead-lettered');
     return id;
+  }
+
+  /**
+   * Whether `<queue>-dlq` exists under `prefix`: any of the keys BullMQ writes for a queue that ever held a job or
+   * was opened for writing. One EXISTS per key, so keys of a queue not hash-tagged into one cluster slot work too.
+   */
+  static async exists(connection: RedisClient, prefix: string, queue: string): Promise<boolean> {
+    const dlq: QueueRef = { prefix, name: dlqName(queue) };
+    const found = await Promise.all(DLQ_EXISTENCE_KEYS.map((suffix) => connection.exists(queueKey(dlq, suffix))));
+    return found.some((n) => n > 0);
   }
 
   /** Records when an attempt first failed (BullMQ keeps only the last), as a job log line. */

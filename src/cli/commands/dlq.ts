@@ -4,6 +4,7 @@ import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
 import { dlqOptions, resolveDlqConfig, resolveSince, type DlqConfig } from '../../config/worker-config.js';
 import { Producer } from '../../jobs/producer.js';
+import { dlqName } from '../../jobs/queue-defaults.js';
 import { redactString, redactValue } from '../../log/redact.js';
 import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
@@ -52,6 +53,15 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   // create a phantom `<queue>-dlq` for a typo and reset a producer's stream retention.
   const readOnly = action === 'list' || action === 'show' || cfg.dryRun === true;
   const connection = createRedis({ ...target, name: 'queuelens:dlq', maxRetriesPerRequest: null });
+  // Redrive and purge act on an existing DLQ only: checked before any Queue object exists, because constructing one
+  // that may write writes its meta, which would turn a typo into a phantom `<queue>-dlq` that top and /metrics show.
+  // A dry run answers what the real run would.
+  if ((action === 'redrive' || action === 'purge') && !(await DeadLetters.exists(connection, cfg.prefix, queue))) {
+    connection.disconnect();
+    process.stderr.write(`queuelens: no dead-letter queue ${dlqName(queue)} under prefix ${JSON.stringify(cfg.prefix)}: nothing to ${action} (check the queue name and --prefix)\n`);
+    process.exitCode = 1;
+    return;
+  }
   const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue, skipMetasUpdate: readOnly });
   const producer = readOnly ? undefined : new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
