@@ -40,6 +40,7 @@ beforeAll(async () => {
   });
 }, 60_000);
 afterAll(async () => {
+  redis?.resume();
   worker?.proc.kill('SIGTERM');
   await worker?.exited;
   await redis?.stop();
@@ -63,6 +64,22 @@ describe('worker health port', () => {
     expect(live.body.queues.every((q) => q.running)).toBe(true);
     await redis.restart();
     await until('/readyz', 200);
+  });
+
+  // A hung Redis (SIGSTOP: connections stay open, nothing answers) keeps ioredis 'ready'; only a PING with a
+  // deadline tells. The worker is live throughout, and ready again once Redis answers.
+  test('not ready while Redis hangs, still live, ready again after SIGCONT', async () => {
+    await until('/readyz', 200);
+    redis.pause();
+    try {
+      const hung = await until('/readyz', 503);
+      expect(hung.queues.every((q) => q.running && !q.redis)).toBe(true);
+      expect((await probe('/livez')).status).toBe(200);
+    } finally {
+      redis.resume();
+    }
+    const back = await until('/readyz', 200);
+    expect(back.queues.every((q) => q.running && q.redis)).toBe(true);
   });
 
   test('unknown paths answer 404', async () => {

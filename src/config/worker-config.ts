@@ -111,7 +111,7 @@ export const workerOptions = [
     name: 'health-port',
     env: 'QUEUELENS_HEALTH_PORT',
     arg: '<port>',
-    description: 'serve GET /livez (every processing loop runs) and /readyz (and Redis is connected) on this port, for Kubernetes probes; 0 = off',
+    description: 'serve GET /livez (every processing loop runs) and /readyz (and Redis answers a PING within 0.8 s) on this port, for Kubernetes probes; 0 = off',
     default: '0',
     parse: parse.number({ min: 0, max: 65_535, integer: true }),
   }),

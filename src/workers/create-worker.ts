@@ -100,6 +100,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
   private readonly tracing = tracingEnabled();
   private closing?: Promise<void>;
   private sweepTimer?: NodeJS.Timeout;
+  private ping?: Promise<boolean>;
 
   constructor(private readonly opts: CreateWorkerOptions<Q>) {
     if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix);
@@ -161,6 +162,23 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
    */
   health(): { queue: Q; running: boolean; redis: boolean } {
     return { queue: this.opts.queue, running: this.worker.isRunning(), redis: this.connection.status === 'ready' };
+  }
+
+  /**
+   * Whether Redis answers a PING within `deadlineMs`. A hung Redis (frozen, a stalled link) keeps the connection
+   * 'ready' while no command gets an answer, so the status alone would call it ready. At most one PING is in flight:
+   * probes that come while one hangs wait on it rather than pile more onto the stuck connection.
+   */
+  async redisAnswers(deadlineMs: number): Promise<boolean> {
+    if (this.connection.status !== 'ready') return false;
+    this.ping ??= this.connection.ping().then(() => true, () => false).finally(() => (this.ping = undefined));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs)));
+    try {
+      return await Promise.race([this.ping, late]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {

@@ -12,6 +12,8 @@ import { NO_WEBHOOK_SECRET, webhookProcessor } from './webhook-processor.js';
 export interface RunningWorkers {
   /** One entry per queue: its processing loop runs, its Redis connection is ready. */
   health(): Array<{ queue: QueueName; running: boolean; redis: boolean }>;
+  /** health(), with `redis` true only if Redis also answered a PING within `deadlineMs` (a hung Redis is not ready). */
+  readiness(deadlineMs: number): Promise<Array<{ queue: QueueName; running: boolean; redis: boolean }>>;
   close(): Promise<void>;
 }
 
@@ -55,6 +57,10 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
   let closed: Promise<void> | undefined;
   return {
     health: () => workers.map((w) => w.health()),
+    readiness: (deadlineMs) => Promise.all(workers.map(async (w) => {
+      const h = w.health();
+      return { ...h, redis: h.redis && await w.redisAnswers(deadlineMs) };
+    })),
     close() {
       closed ??= (async () => {
         await Promise.all(workers.map((w) => w.close()));
