@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { contractSeries } from '../src/monitoring/metric-contract.js';
+import { settings } from '../src/monitoring/settings.js';
 import { allPanels, loadDashboards, panelQueries as queries, substituteVariables } from './helpers/dashboards.js';
 import { analysePromQL } from './helpers/promql.js';
 
@@ -16,6 +17,7 @@ const dashboards = loadDashboards().map(({ file, dashboard }) => ({ file, d: das
 const rules = (parse(readFileSync(join(root, 'alerts/queuelens.rules.yml'), 'utf8')) as { groups: Array<{ rules: Array<{ record?: string }> }> }).groups;
 const recorded = new Set(rules.flatMap((g) => g.rules.flatMap((r) => (r.record ? [r.record] : []))));
 const contract = contractSeries();
+const deployment = settings.deploymentLabels;
 
 test('the overview and the per-queue drill-down exist', () => {
   expect(dashboards.map((x) => x.d.uid).sort()).toEqual(['queuelens-overview', 'queuelens-queue']);
@@ -55,12 +57,13 @@ describe.each(dashboards)('$file', ({ d }) => {
         expect(s.name, `${panel}: selector without a metric name`).toBeDefined();
         const name = s.name!;
         if (recorded.has(name)) {
-          for (const l of s.labels) expect(['prefix', 'queue', 'le'], `${panel}: ${name}{${l}}`).toContain(l);
+          for (const l of s.labels) expect([...deployment, 'prefix', 'queue', 'le'], `${panel}: ${name}{${l}}`).toContain(l);
           continue;
         }
         const known = contract.get(name);
         expect(known, `${panel}: ${name} is neither in the metric contract nor recorded by alerts/`).toBeDefined();
-        for (const l of s.labels) expect(known!.labels, `${panel}: ${name} has no label ${l}`).toContain(l);
+        // The deployment labels are target labels that the scrape config adds (docs/monitoring.md, How to scrape).
+        for (const l of s.labels.filter((x) => !deployment.includes(x))) expect(known!.labels, `${panel}: ${name} has no label ${l}`).toContain(l);
         if (s.fn && ['rate', 'irate', 'increase'].includes(s.fn)) expect(known!.type, `${panel}: ${s.fn}(${name}) over a gauge`).not.toBe('gauge');
       }
     }
@@ -74,6 +77,25 @@ describe.each(dashboards)('$file', ({ d }) => {
         expect(q.aggregation?.op, `${panel}: ${expr}`).toBe('sum');
         expect(q.aggregation?.by, `${panel}: ${expr}`).toContain('le');
         expect(q.arg, `${panel}: histogram_quantile must read buckets`).toMatch(/_bucket(:rate\w+)?[{[]/);
+      }
+    }
+  });
+
+  test('has a multi/all variable per deployment label, before prefix, whose "All" also matches series without it', () => {
+    const names = d.templating.list.map((v) => v.name);
+    expect(names).toEqual(['datasource', ...deployment, 'prefix', 'queue']);
+    for (const name of deployment) {
+      const v = d.templating.list.find((x) => x.name === name)!;
+      expect(v).toMatchObject({ type: 'query', multi: true, includeAll: true, allValue: '.*', query: `label_values(bullmq_queue_jobs, ${name})` });
+    }
+  });
+
+  test('every query selects the chosen deployments and keeps them apart wherever it groups by queue', () => {
+    for (const { panel, expr } of queries(d)) {
+      for (const l of deployment) expect(expr, panel).toContain(`${l}=~"$${l}"`);
+      for (const m of expr.matchAll(/\b(?:by|on) \(([^)]*)\)/g)) {
+        const by = m[1]!.split(',').map((x) => x.trim());
+        if (by.includes('queue') || by.includes('prefix')) for (const l of deployment) expect(by, `${panel}: ${m[0]}`).toContain(l);
       }
     }
   });

@@ -7,7 +7,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
+import { allPanels, panelQueries, substituteVariables, type Dashboard } from './helpers/dashboards.js';
 import { requireBinary, run } from './helpers/prometheus-binaries.js';
+import { analysePromQL } from './helpers/promql.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'queuelens-mixin-'));
@@ -102,5 +104,66 @@ describe('an overridden config', () => {
     expect(dashboards).toContain(':rate10m{');
     expect(dashboards).not.toContain(':rate5m{');
     expect(dashboards).toContain('/^(?!.+-(dlq|archive)$).*$/');
+  });
+});
+
+describe('deployment labels: two of them', () => {
+  const labels = ['cluster', 'namespace'];
+  const dashboards = Object.values(jsonnet('mixin/dashboards.jsonnet', { deploymentLabels: labels }) as Record<string, Dashboard>);
+  const alerts = (jsonnet('mixin/rules.jsonnet', { deploymentLabels: labels }) as RuleFile).groups.flatMap((g) => g.rules).filter((r) => r.alert);
+
+  test('each dashboard has a variable per label, and every query selects on both and groups by both', () => {
+    expect(dashboards).toHaveLength(2);
+    for (const d of dashboards) {
+      expect(d.templating.list.map((v) => v.name)).toEqual(['datasource', 'cluster', 'namespace', 'prefix', 'queue']);
+      const queries = panelQueries(d);
+      expect(queries.length).toBe(allPanels(d).flatMap((p) => p.targets ?? []).length);
+      for (const { panel, expr } of queries) {
+        expect(analysePromQL(substituteVariables(expr)).errors, `${panel}: ${expr}`).toEqual([]);
+        for (const l of labels) expect(expr, panel).toContain(`${l}=~"$${l}"`);
+        for (const m of expr.matchAll(/\b(?:by|on) \(([^)]*)\)/g)) {
+          const by = m[1]!.split(',').map((x) => x.trim());
+          if (by.includes('queue')) expect(by.slice(0, 2), `${panel}: ${m[0]}`).toEqual(labels);
+        }
+      }
+    }
+  });
+
+  test("every alert's dashboard_url opens its own cluster and namespace", () => {
+    expect(alerts.length).toBeGreaterThan(10);
+    for (const a of alerts) {
+      for (const l of labels) expect(a.annotations!.dashboard_url, a.alert).toContain(`var-${l}={{ $labels.${l} | urlquery }}`);
+    }
+  });
+});
+
+describe('config strings that hold PromQL quoting characters', () => {
+  const exporterJob = 'ops "bullmq" \\ exporter';
+  const config = { exporterJob, ignoredQueues: 'say"hi"' };
+
+  test('the rule file renders, promtool checks it clean, and the job matcher holds the exact value', () => {
+    const rendered = jsonnet('mixin/rules.jsonnet', config) as RuleFile;
+    const file = join(tmp, 'quoted.rules.yml');
+    writeFileSync(file, JSON.stringify(rendered));
+    const r = run(requireBinary('promtool'), ['check', 'rules', file], root);
+    expect(r.status, r.output).toBe(0);
+    expect(r.output).toContain('SUCCESS');
+    const down = rendered.groups.flatMap((g) => g.rules).find((x) => x.alert === 'BullMQRedisDown')!;
+    expect(down.expr).toContain(`job=${JSON.stringify(exporterJob)}`);
+  });
+
+  test('every dashboard query still parses, with the job matcher holding the exact value', () => {
+    const dashboards = Object.values(jsonnet('mixin/dashboards.jsonnet', config) as Record<string, Dashboard>);
+    let withJob = 0;
+    for (const d of dashboards) {
+      for (const { panel, expr } of panelQueries(d)) {
+        expect(analysePromQL(substituteVariables(expr)).errors, `${panel}: ${expr}`).toEqual([]);
+        if (expr.includes('job=')) {
+          withJob++;
+          expect(expr, panel).toContain(`job=${JSON.stringify(exporterJob)}`);
+        }
+      }
+    }
+    expect(withJob).toBeGreaterThan(5);
   });
 });

@@ -81,7 +81,7 @@ async function expectPaged(name: string, prefix: string, severity: string, descr
   expect(a.labels).toMatchObject({ prefix, queue: 'webhook', severity });
   expect(a.annotations.description).toMatch(description);
   expect(a.annotations.runbook_url).toBe(`${settings.links.runbookBaseUrl}/${name}.md`);
-  expect(a.annotations.dashboard_url).toBe(`${settings.links.grafanaUrl}/d/queuelens-queue/queuelens-queue?var-prefix=${prefix}&var-queue=webhook`);
+  expect(a.annotations.dashboard_url).toBe(`${settings.links.grafanaUrl}/d/queuelens-queue/queuelens-queue?var-namespace=&var-prefix=${prefix}&var-queue=webhook`);
   return a;
 }
 

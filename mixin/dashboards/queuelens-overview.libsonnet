@@ -21,6 +21,37 @@ function(c) {
         "label": "Data source",
         "query": "prometheus",
       },
+    ] + [
+      {
+        "type": "query",
+        "name": l,
+        "skipUrlSync": false,
+        "multi": true,
+        "allowCustomValue": true,
+        "includeAll": true,
+        "auto": false,
+        "auto_min": "10s",
+        "auto_count": 30,
+        "label": l,
+        "datasource": {
+          "type": "prometheus",
+          "uid": "${datasource}",
+        },
+        "query": std.join('', ["label_values(bullmq_queue_jobs, ", l, ")"]),
+        "refresh": 2,
+        "sort": 1,
+        "allValue": ".*",
+        "current": {
+          "text": [
+            "All",
+          ],
+          "value": [
+            "$__all",
+          ],
+        },
+      }
+      for l in c.deploymentLabels
+    ] + [
       {
         "type": "query",
         "name": "prefix",
@@ -36,7 +67,7 @@ function(c) {
           "type": "prometheus",
           "uid": "${datasource}",
         },
-        "query": "label_values(bullmq_queue_jobs, prefix)",
+        "query": std.join('', ["label_values(bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix!=\"\"}, prefix)"]),
         "refresh": 2,
         "sort": 1,
         "current": {
@@ -63,7 +94,7 @@ function(c) {
           "type": "prometheus",
           "uid": "${datasource}",
         },
-        "query": "label_values(bullmq_queue_jobs{prefix=~\"$prefix\"}, queue)",
+        "query": std.join('', ["label_values(bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\"}, queue)"]),
         "regex": std.join('', ["/^(?!", std.toString(c.ignoredQueues), "$).*$/"]),
         "refresh": 2,
         "sort": 1,
@@ -158,7 +189,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "sum(sum by (prefix, queue) (max by (prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", prefix=~\"$prefix\", queue=~\"$queue\"})) unless on (prefix, queue) label_replace(max by (prefix, queue) (bullmq_dlq_jobs), \"queue\", \"$1-dlq\", \"queue\", \"(.+)\"))",
+          "expr": std.join('', ["sum(sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", ", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})) unless on (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) label_replace(max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_dlq_jobs), \"queue\", \"$1-dlq\", \"queue\", \"(.+)\"))"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -219,7 +250,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max(max by (prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{prefix=~\"$prefix\", queue=~\"$queue\"}))",
+          "expr": std.join('', ["max(max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -280,7 +311,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["sum(prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}) / sum(prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "expr": std.join('', ["sum(prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}) / sum(prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -341,7 +372,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "sum(max by (prefix, queue) (bullmq_dlq_jobs{prefix=~\"$prefix\", queue=~\"$queue\"}))",
+          "expr": std.join('', ["sum(max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_dlq_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -389,7 +420,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "sum(max by (prefix, queue) (bullmq_queue_workers{prefix=~\"$prefix\", queue=~\"$queue\"}))",
+          "expr": std.join('', ["sum(max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_workers{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -437,7 +468,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["count((up{job=\"", std.toString(c.exporterJob), "\"} == 1) and on (job, instance) (bullmq_exporter_up{job=\"", std.toString(c.exporterJob), "\"} == 1)) or vector(0)"]),
+          "expr": std.join('', ["count((up{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "} == 1) and on (job, instance) (bullmq_exporter_up{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "} == 1)) or vector(0)"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -507,8 +538,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue, state) (bullmq_queue_jobs{prefix=~\"$prefix\", queue=~\"$queue\", state!~\"completed|failed\"})",
-          "legendFormat": "{{prefix}}:{{queue}} {{state}}",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, state) (bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\", state!~\"completed|failed\"})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} {{state}}"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -576,8 +607,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
-          "legendFormat": "{{prefix}}:{{queue}}",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}}"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -629,8 +660,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_added:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
-          "legendFormat": "{{prefix}}:{{queue}} in",
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_added:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} in"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -638,8 +669,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
-          "legendFormat": "{{prefix}}:{{queue}} out",
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} out"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -707,8 +738,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} / prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
-          "legendFormat": "{{prefix}}:{{queue}}",
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} / prefix_queue:bullmq_jobs_finished:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}}"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -773,8 +804,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p50",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -782,8 +813,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p95",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -791,8 +822,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p99",
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {
             "type": "prometheus",
@@ -844,8 +875,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p50",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -853,8 +884,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p95",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -862,8 +893,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p99",
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {
             "type": "prometheus",
@@ -915,8 +946,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p50",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -924,8 +955,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p95",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -933,8 +964,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
-          "legendFormat": "{{prefix}}:{{queue}} p99",
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {
             "type": "prometheus",
@@ -999,8 +1030,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_stalled:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
-          "legendFormat": "{{prefix}}:{{queue}} stalled",
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_stalled:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} stalled"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -1008,8 +1039,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_retried:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
-          "legendFormat": "{{prefix}}:{{queue}} retried",
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_retried:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} retried"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -1061,8 +1092,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_dlq_jobs{prefix=~\"$prefix\", queue=~\"$queue\"})",
-          "legendFormat": "{{prefix}}:{{queue}} depth",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_dlq_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} depth"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -1070,8 +1101,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_dlq_added:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
-          "legendFormat": "{{prefix}}:{{queue}} added/min",
+          "expr": std.join('', ["prefix_queue:bullmq_dlq_added:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} added/min"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -1123,8 +1154,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_workers{prefix=~\"$prefix\", queue=~\"$queue\"})",
-          "legendFormat": "{{prefix}}:{{queue}}",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_workers{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}}"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -1189,7 +1220,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["up{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["up{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} up",
           "refId": "A",
           "datasource": {
@@ -1198,7 +1229,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["bullmq_exporter_up{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["bullmq_exporter_up{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} collecting",
           "refId": "B",
           "datasource": {
@@ -1207,7 +1238,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["bullmq_exporter_redis_up{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["bullmq_exporter_redis_up{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} redis",
           "refId": "C",
           "datasource": {
@@ -1216,7 +1247,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["bullmq_exporter_leader{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["bullmq_exporter_leader{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} leader",
           "refId": "D",
           "datasource": {
@@ -1269,7 +1300,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["bullmq_exporter_cycle_duration_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["bullmq_exporter_cycle_duration_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} cycle",
           "refId": "A",
           "datasource": {
@@ -1278,7 +1309,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["bullmq_exporter_collect_interval_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["bullmq_exporter_collect_interval_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} interval",
           "refId": "B",
           "datasource": {
@@ -1287,7 +1318,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["time() - bullmq_exporter_last_collect_timestamp_seconds{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["time() - bullmq_exporter_last_collect_timestamp_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}} age",
           "refId": "C",
           "datasource": {
@@ -1340,7 +1371,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["rate(bullmq_exporter_collect_errors_total{job=\"", std.toString(c.exporterJob), "\"}[$__rate_interval]) * 60"]),
+          "expr": std.join('', ["rate(bullmq_exporter_collect_errors_total{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}[$__rate_interval]) * 60"]),
           "legendFormat": "{{instance}} errors/min",
           "refId": "A",
           "datasource": {
@@ -1349,8 +1380,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["max by (prefix) (bullmq_exporter_queues{job=\"", std.toString(c.exporterJob), "\"})"]),
-          "legendFormat": "{{prefix}} queues",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix) (bullmq_exporter_queues{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}} queues"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -1358,7 +1389,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["max by (reason) (bullmq_exporter_queues_dropped{job=\"", std.toString(c.exporterJob), "\"})"]),
+          "expr": std.join('', ["max by (reason) (bullmq_exporter_queues_dropped{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "})"]),
           "legendFormat": "dropped: {{reason}}",
           "refId": "C",
           "datasource": {
@@ -1411,8 +1442,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_exporter_events_lag_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
-          "legendFormat": "{{prefix}}:{{queue}} lag",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_exporter_events_lag_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} lag"]),
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -1420,8 +1451,8 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_lost:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
-          "legendFormat": "{{prefix}}:{{queue}} lost/min",
+          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_lost:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} lost/min"]),
           "refId": "B",
           "datasource": {
             "type": "prometheus",
@@ -1473,7 +1504,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["process_resident_memory_bytes{job=\"", std.toString(c.exporterJob), "\"}"]),
+          "expr": std.join('', ["process_resident_memory_bytes{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "job=", std.escapeStringJson(c.exporterJob), "}"]),
           "legendFormat": "{{instance}}",
           "refId": "A",
           "datasource": {

@@ -21,6 +21,37 @@ function(c) {
         "label": "Data source",
         "query": "prometheus",
       },
+    ] + [
+      {
+        "type": "query",
+        "name": l,
+        "skipUrlSync": false,
+        "multi": true,
+        "allowCustomValue": true,
+        "includeAll": true,
+        "auto": false,
+        "auto_min": "10s",
+        "auto_count": 30,
+        "label": l,
+        "datasource": {
+          "type": "prometheus",
+          "uid": "${datasource}",
+        },
+        "query": std.join('', ["label_values(bullmq_queue_jobs, ", l, ")"]),
+        "refresh": 2,
+        "sort": 1,
+        "allValue": ".*",
+        "current": {
+          "text": [
+            "All",
+          ],
+          "value": [
+            "$__all",
+          ],
+        },
+      }
+      for l in c.deploymentLabels
+    ] + [
       {
         "type": "query",
         "name": "prefix",
@@ -36,7 +67,7 @@ function(c) {
           "type": "prometheus",
           "uid": "${datasource}",
         },
-        "query": "label_values(bullmq_queue_jobs, prefix)",
+        "query": std.join('', ["label_values(bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix!=\"\"}, prefix)"]),
         "refresh": 2,
         "sort": 1,
         "current": {
@@ -63,7 +94,7 @@ function(c) {
           "type": "prometheus",
           "uid": "${datasource}",
         },
-        "query": "label_values(bullmq_queue_jobs{prefix=~\"$prefix\"}, queue)",
+        "query": std.join('', ["label_values(bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\"}, queue)"]),
         "regex": std.join('', ["/^(?!", std.toString(c.ignoredQueues), "$).*$/"]),
         "refresh": 2,
         "sort": 1,
@@ -159,7 +190,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "sum by (prefix, queue) (max by (prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", prefix=~\"$prefix\", queue=~\"$queue\"}))",
+          "expr": std.join('', ["sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, state) (bullmq_queue_jobs{state=~\"waiting|prioritized\", ", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -207,7 +238,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_jobs{prefix=~\"$prefix\", queue=~\"$queue\", state=\"active\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\", state=\"active\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -255,7 +286,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_jobs{prefix=~\"$prefix\", queue=~\"$queue\", state=\"delayed\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\", state=\"delayed\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -316,7 +347,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -364,7 +395,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_workers{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_workers{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -425,7 +456,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_paused{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_paused{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -473,7 +504,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_rate_limited{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_rate_limited{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -534,7 +565,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_dlq_jobs{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_dlq_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -587,7 +618,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue, state) (bullmq_queue_jobs{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, state) (bullmq_queue_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "{{state}}",
           "refId": "A",
           "datasource": {
@@ -640,7 +671,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_added:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_added:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "added",
           "refId": "A",
           "datasource": {
@@ -649,7 +680,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_completed:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_completed:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "completed",
           "refId": "B",
           "datasource": {
@@ -658,7 +689,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_failed:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "failed",
           "refId": "C",
           "datasource": {
@@ -667,7 +698,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_retried:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_retried:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "retried",
           "refId": "D",
           "datasource": {
@@ -676,7 +707,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_deduplicated:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_deduplicated:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "deduplicated",
           "refId": "E",
           "datasource": {
@@ -729,7 +760,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "oldest waiting",
           "refId": "A",
           "datasource": {
@@ -738,7 +769,7 @@ function(c) {
           },
         },
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_oldest_active_age_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_active_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "oldest active",
           "refId": "B",
           "datasource": {
@@ -791,7 +822,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "p50",
           "refId": "A",
           "datasource": {
@@ -800,7 +831,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "p95",
           "refId": "B",
           "datasource": {
@@ -809,7 +840,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
           "legendFormat": "p99",
           "refId": "C",
           "datasource": {
@@ -862,7 +893,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "histogram_quantile(0.5, sum by (prefix, queue, outcome, le) (max by (prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
           "legendFormat": "{{outcome}} p50",
           "refId": "A",
           "datasource": {
@@ -871,7 +902,7 @@ function(c) {
           },
         },
         {
-          "expr": "histogram_quantile(0.95, sum by (prefix, queue, outcome, le) (max by (prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
           "legendFormat": "{{outcome}} p95",
           "refId": "B",
           "datasource": {
@@ -924,7 +955,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "histogram_quantile(0.5, sum by (prefix, queue, outcome, le) (max by (prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
           "legendFormat": "{{outcome}} p50",
           "refId": "A",
           "datasource": {
@@ -933,7 +964,7 @@ function(c) {
           },
         },
         {
-          "expr": "histogram_quantile(0.95, sum by (prefix, queue, outcome, le) (max by (prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
           "legendFormat": "{{outcome}} p95",
           "refId": "B",
           "datasource": {
@@ -986,7 +1017,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.fast[0].long), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.fast[0].long), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": c.burnRates.fast[0].long,
           "refId": "A",
           "datasource": {
@@ -995,7 +1026,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.fast[1].long), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.fast[1].long), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": c.burnRates.fast[1].long,
           "refId": "B",
           "datasource": {
@@ -1004,7 +1035,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.slow[0].long), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.slow[0].long), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": c.burnRates.slow[0].long,
           "refId": "C",
           "datasource": {
@@ -1013,7 +1044,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.slow[1].long), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_job_wait_seconds:slo_error_ratio_rate", std.toString(c.burnRates.slow[1].long), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": c.burnRates.slow[1].long,
           "refId": "D",
           "datasource": {
@@ -1066,7 +1097,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_stalled:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_stalled:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
           "legendFormat": "stalled/min",
           "refId": "A",
           "datasource": {
@@ -1075,7 +1106,7 @@ function(c) {
           },
         },
         {
-          "expr": "max by (prefix, queue) (bullmq_queue_orphaned_active_jobs{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_orphaned_active_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "orphaned active",
           "refId": "B",
           "datasource": {
@@ -1084,7 +1115,7 @@ function(c) {
           },
         },
         {
-          "expr": "max by (prefix, queue) (bullmq_dlq_jobs{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_dlq_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "dead-lettered",
           "refId": "C",
           "datasource": {
@@ -1093,7 +1124,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_dlq_added:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
+          "expr": std.join('', ["prefix_queue:bullmq_dlq_added:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 60"]),
           "legendFormat": "dead-lettered/min",
           "refId": "D",
           "datasource": {
@@ -1146,7 +1177,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": "max by (prefix, queue) (bullmq_exporter_events_lag_seconds{prefix=~\"$prefix\", queue=~\"$queue\"})",
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_exporter_events_lag_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
           "legendFormat": "lag (s)",
           "refId": "A",
           "datasource": {
@@ -1155,7 +1186,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_read:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_read:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "read/s",
           "refId": "B",
           "datasource": {
@@ -1164,7 +1195,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_lost:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_lost:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "lost/s",
           "refId": "C",
           "datasource": {
@@ -1173,7 +1204,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_unmatched:rate", std.toString(c.dashboardWindow), "{prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_unmatched:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
           "legendFormat": "unmatched/s",
           "refId": "D",
           "datasource": {

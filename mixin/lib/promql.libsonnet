@@ -7,6 +7,10 @@
     local m = std.filter(function(x) x != null && x != '', matchers);
     if std.length(m) > 0 then '%s{%s}' % [name, std.join(', ', m)] else name,
 
+  // A config string as a PromQL string literal, quotes included: JSON's escapes are a subset of PromQL's (Go's),
+  // so a quote or backslash in the value stays inside the literal.
+  str(s):: std.escapeStringJson(s),
+
   // A regex alternation matching exactly these label values, quoted for a PromQL string.
   anyOf(values)::
     local special = '.*+?^${}()|[]';

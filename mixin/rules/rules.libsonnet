@@ -52,19 +52,23 @@ function(config)
     );
     local groups = [{ t: t, queues: [q for q in special if p.thresholdsFor(c, q)[key] == t] } for t in distinct];
     local queues = std.flattenArrays([g.queues for g in groups]);
-    local ignored = if c.ignoredQueues != '' then ['queue!~"%s"' % c.ignoredQueues] else [];
+    local ignored = if c.ignoredQueues != '' then ['queue!~%s' % p.str(c.ignoredQueues)] else [];
     if std.length(queues) == 0 then [{ matchers: ignored, t: base, labels: {} }]
     else [{ matchers: ignored + ['queue!~"%s"' % p.anyOf(queues)], t: base, labels: { thresholds: 'default' } }] + [
       { matchers: ['queue=~"%s"' % p.anyOf(g.queues)], t: g.t, labels: { thresholds: std.join(',', g.queues) } }
       for g in groups
     ];
 
+  // The dashboard opens on the alert's own deployment (a variable per deployment label; an absent label gives
+  // an empty value, which matches exactly the series without it) and, for a per-queue alert, its own queue.
+  local varParams(labels) = std.join('&', ['var-%s={{ $labels.%s | urlquery }}' % [l, l] for l in labels]);
   local links(name, perQueue) = {
     runbook_url: '%s/%s.md' % [c.links.runbookBaseUrl, name],
     dashboard_url:
       if perQueue
-      then '%s/d/%s/%s?var-prefix={{ $labels.prefix | urlquery }}&var-queue={{ $labels.queue | urlquery }}' % [c.links.grafanaUrl, queueDashboard.uid, queueDashboard.slug]
-      else '%s/d/%s/%s' % [c.links.grafanaUrl, overviewDashboard.uid, overviewDashboard.slug],
+      then '%s/d/%s/%s?%s' % [c.links.grafanaUrl, queueDashboard.uid, queueDashboard.slug, varParams(c.deploymentLabels + ['prefix', 'queue'])]
+      else '%s/d/%s/%s' % [c.links.grafanaUrl, overviewDashboard.uid, overviewDashboard.slug]
+           + (if std.length(c.deploymentLabels) > 0 then '?' + varParams(c.deploymentLabels) else ''),
   };
   local severity(name) =
     assert std.objectHas(c.severities, name) : 'settings.severities has no entry for ' + name;
@@ -76,7 +80,7 @@ function(config)
     annotations: { summary: summary, description: description } + links(name, perQueue),
   } + (if p.durationSeconds(forDuration) > 0 then { 'for': forDuration } else {});
 
-  local job = 'job="%s"' % c.exporterJob;
+  local job = 'job=%s' % p.str(c.exporterJob);
   local sel(name, matchers) = p.sel(name, matchers);
 
   // Each per-queue alert: its settings key, the counter rates it reads per window, and its text.

@@ -32,16 +32,36 @@ import { DataqueryBuilder } from '@grafana/grafana-foundation-sdk/prometheus';
 import { PanelBuilder as StatBuilder } from '@grafana/grafana-foundation-sdk/stat';
 import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-sdk/timeseries';
 import { HISTOGRAMS, histogramRecord, OVERVIEW_DASHBOARD, QUEUE_DASHBOARD, rateRecord, sloErrorRecord } from './alert-rules.js';
+import { eachDeploymentLabel, promString } from './dashboards-jsonnet.js';
 import { deadLetterQueues, runnableJobs } from './promql.js';
 import type { MonitoringSettings } from './settings.js';
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
-const Q = 'prefix=~"$prefix", queue=~"$queue"';
-const BY = 'prefix, queue';
-const LEGEND = '{{prefix}}:{{queue}}';
 const QUANTILES = [0.5, 0.95, 0.99] as const;
 
 type Target = [expr: string, legend: string];
+
+/**
+ * What names one queue in a query: the deployment labels (settings deploymentLabels, one template variable each)
+ * and prefix, queue. D selects the chosen deployments (every query carries it), Q the chosen queues of them,
+ * BY is the grouping that keeps two deployments' `bull:email` apart, LEGEND names such a series.
+ */
+interface Keys {
+  D: string;
+  Q: string;
+  BY: string;
+  LEGEND: string;
+}
+
+function keys(s: MonitoringSettings): Keys {
+  const D = eachDeploymentLabel(s.deploymentLabels, (l) => `${l}=~"$${l}", `);
+  return {
+    D,
+    Q: `${D}prefix=~"$prefix", queue=~"$queue"`,
+    BY: `${eachDeploymentLabel(s.deploymentLabels, (l) => `${l}, `)}prefix, queue`,
+    LEGEND: `${eachDeploymentLabel(s.deploymentLabels, (l) => `{{${l}}}/`)}{{prefix}}:{{queue}}`,
+  };
+}
 
 function targets(list: Target[]): DataqueryBuilder[] {
   return list.map(([expr, legend], i) =>
@@ -89,7 +109,7 @@ function stat(title: string, description: string, unit: string, expr: string, op
 }
 
 /** p50/p95/p99 of a histogram per queue, from the recorded per-queue bucket rates. */
-function quantiles(h: keyof typeof HISTOGRAMS, window: MonitoringSettings['dashboardWindow']): Target[] {
+function quantiles({ Q, BY, LEGEND }: Keys, h: keyof typeof HISTOGRAMS, window: MonitoringSettings['dashboardWindow']): Target[] {
   return QUANTILES.map((q) => [
     `histogram_quantile(${q}, sum by (${BY}, le) (${histogramRecord(h, 'bucket', window)}{${Q}}))`,
     `${LEGEND} p${Math.round(q * 100)}`,
@@ -97,13 +117,29 @@ function quantiles(h: keyof typeof HISTOGRAMS, window: MonitoringSettings['dashb
 }
 
 function variables(b: DashboardBuilder, s: MonitoringSettings): DashboardBuilder {
+  const { D } = keys(s);
+  b.withVariable(new DatasourceVariableBuilder('datasource').label('Data source').type('prometheus'));
+  // One per deployment label; "All" is `.*`, which also matches series without the label (a single deployment).
+  for (const l of s.deploymentLabels) {
+    b.withVariable(
+      new QueryVariableBuilder(l)
+        .label(l)
+        .datasource(DS)
+        .query(`label_values(bullmq_queue_jobs, ${l})`)
+        .refresh(VariableRefresh.OnTimeRangeChanged)
+        .sort(VariableSort.AlphabeticalAsc)
+        .multi(true)
+        .includeAll(true)
+        .allValue('.*')
+        .current({ text: ['All'], value: ['$__all'] }),
+    );
+  }
   return b
-    .withVariable(new DatasourceVariableBuilder('datasource').label('Data source').type('prometheus'))
     .withVariable(
       new QueryVariableBuilder('prefix')
         .label('Prefix')
         .datasource(DS)
-        .query('label_values(bullmq_queue_jobs, prefix)')
+        .query(`label_values(bullmq_queue_jobs{${D}prefix!=""}, prefix)`)
         .refresh(VariableRefresh.OnTimeRangeChanged)
         .sort(VariableSort.AlphabeticalAsc)
         .multi(true)
@@ -114,7 +150,7 @@ function variables(b: DashboardBuilder, s: MonitoringSettings): DashboardBuilder
       new QueryVariableBuilder('queue')
         .label('Queue')
         .datasource(DS)
-        .query('label_values(bullmq_queue_jobs{prefix=~"$prefix"}, queue)')
+        .query(`label_values(bullmq_queue_jobs{${D}prefix=~"$prefix"}, queue)`)
         .regex(`/^(?!${s.ignoredQueues}$).*$/`)
         .refresh(VariableRefresh.OnTimeRangeChanged)
         .sort(VariableSort.AlphabeticalAsc)
@@ -148,11 +184,13 @@ function withIds(d: Dashboard): Dashboard {
 
 export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
   const w = s.dashboardWindow;
-  const job = `job="${s.exporterJob}"`;
+  const k = keys(s);
+  const { D, Q, BY, LEGEND } = k;
+  const job = `${D}job=${promString(s.exporterJob)}`;
   const b = base(s, 'queuelens / Overview', OVERVIEW_DASHBOARD.uid, 'Every BullMQ queue at a glance: depth, flow, failures, latency, stalls, dead letters and the health of queuelens itself.');
 
   b.withRow(new RowBuilder('At a glance'))
-    .withPanel(stat('Jobs ready to run', 'Waiting + prioritized jobs over the selected queues, dead-letter queues left out.', 'short', `sum(${runnableJobs(Q)} unless on (prefix, queue) ${deadLetterQueues()})`))
+    .withPanel(stat('Jobs ready to run', 'Waiting + prioritized jobs over the selected queues, dead-letter queues left out.', 'short', `sum(${runnableJobs(BY, Q)} unless on (${BY}) ${deadLetterQueues(BY)})`))
     .withPanel(stat('Oldest waiting job', 'Longest time any selected queue\'s next job has been ready to run: the headline SLI.', 's', `max(max by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}}))`, { red: s.defaults.oldestJob.maxAgeSeconds }))
     .withPanel(stat('Failure ratio', `Terminal failures / finished jobs over ${w}.`, 'percentunit', `sum(${rateRecord('bullmq_jobs_failed', w)}{${Q}}) / sum(${rateRecord('bullmq_jobs_finished', w)}{${Q}})`, { red: s.defaults.failureRate.maxRatio }))
     .withPanel(stat('Dead-lettered jobs', 'Jobs parked in the selected queues\' dead-letter queues.', 'short', `sum(max by (${BY}) (bullmq_dlq_jobs{${Q}}))`, { red: 1 }))
@@ -169,9 +207,9 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
     .withPanel(timeseries('Failure ratio', 'Terminal failures / (completed + failed); retries are not failures.', 'percentunit', [[`${rateRecord('bullmq_jobs_failed', w)}{${Q}} / ${rateRecord('bullmq_jobs_finished', w)}{${Q}}`, LEGEND]], { threshold: s.defaults.failureRate.maxRatio }));
 
   b.withRow(new RowBuilder('Latency'))
-    .withPanel(timeseries('Wait time', 'From eligible (after any delay or backoff) to taken by a worker: p50, p95, p99.', 's', quantiles('bullmq_job_wait_seconds', w), { width: 8 }))
-    .withPanel(timeseries('Processing time', 'One attempt, from taken to done: p50, p95, p99.', 's', quantiles('bullmq_job_processing_seconds', w), { width: 8 }))
-    .withPanel(timeseries('End-to-end time', 'From added to its final outcome, retries included: p50, p95, p99.', 's', quantiles('bullmq_job_e2e_seconds', w), { width: 8 }));
+    .withPanel(timeseries('Wait time', 'From eligible (after any delay or backoff) to taken by a worker: p50, p95, p99.', 's', quantiles(k, 'bullmq_job_wait_seconds', w), { width: 8 }))
+    .withPanel(timeseries('Processing time', 'One attempt, from taken to done: p50, p95, p99.', 's', quantiles(k, 'bullmq_job_processing_seconds', w), { width: 8 }))
+    .withPanel(timeseries('End-to-end time', 'From added to its final outcome, retries included: p50, p95, p99.', 's', quantiles(k, 'bullmq_job_e2e_seconds', w), { width: 8 }));
 
   b.withRow(new RowBuilder('Trouble'))
     .withPanel(timeseries('Stalls and retries per minute', 'Stalled attempts (the worker died or blocked mid-job) and failed attempts that will run again.', 'short', [
@@ -198,7 +236,7 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
     ], { width: 8 }))
     .withPanel(timeseries('Errors and coverage', 'Failed collections per minute per replica, queues watched and queues not exported, by reason (bullmq_exporter_queues_dropped).', 'short', [
       [`rate(bullmq_exporter_collect_errors_total{${job}}[$__rate_interval]) * 60`, '{{instance}} errors/min'],
-      [`max by (prefix) (bullmq_exporter_queues{${job}})`, '{{prefix}} queues'],
+      [`max by (${eachDeploymentLabel(s.deploymentLabels, (l) => `${l}, `)}prefix) (bullmq_exporter_queues{${job}})`, `${eachDeploymentLabel(s.deploymentLabels, (l) => `{{${l}}}/`)}{{prefix}} queues`],
       [`max by (reason) (bullmq_exporter_queues_dropped{${job}})`, 'dropped: {{reason}}'],
     ], { width: 8 }))
     .withPanel(timeseries('Event reader', 'Age of the oldest unread event per queue; events lost to stream trimming per minute.', 's', [
@@ -212,6 +250,8 @@ export function buildOverviewDashboard(s: MonitoringSettings): Dashboard {
 
 export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
   const w = s.dashboardWindow;
+  const k = keys(s);
+  const { Q, BY, LEGEND } = k;
   const b = base(s, 'queuelens / Queue', QUEUE_DASHBOARD.uid, 'One row per selected queue: state, flow, latency by outcome, stalls, dead letters, the wait-time SLO and the event reader.');
   const outcomeQuantile = (h: 'bullmq_job_processing_seconds' | 'bullmq_job_e2e_seconds', q: number): Target => [
     `histogram_quantile(${q}, sum by (${BY}, outcome, le) (max by (${BY}, job_name, outcome, le) (rate(${h}_bucket{${Q}}[$__rate_interval]))))`,
@@ -220,7 +260,7 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
   const burnWindows = [...new Set([...s.burnRates.fast, ...s.burnRates.slow].map((p) => p.long))];
 
   b.withRow(new RowBuilder('$prefix:$queue').repeat('queue'))
-    .withPanel(stat('Ready to run', 'Waiting + prioritized jobs.', 'short', runnableJobs(Q), { width: 3 }))
+    .withPanel(stat('Ready to run', 'Waiting + prioritized jobs.', 'short', runnableJobs(BY, Q), { width: 3 }))
     .withPanel(stat('Active', 'Jobs being processed now.', 'short', `max by (${BY}) (bullmq_queue_jobs{${Q}, state="active"})`, { width: 3 }))
     .withPanel(stat('Delayed', 'Jobs waiting for their delay or backoff.', 'short', `max by (${BY}) (bullmq_queue_jobs{${Q}, state="delayed"})`, { width: 3 }))
     .withPanel(stat('Oldest waiting', 'How long the next job has been ready to run.', 's', `max by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}})`, { width: 3, red: s.defaults.oldestJob.maxAgeSeconds }))
@@ -240,7 +280,7 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
       [`max by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}})`, 'oldest waiting'],
       [`max by (${BY}) (bullmq_queue_oldest_active_age_seconds{${Q}})`, 'oldest active'],
     ], { width: 8 }))
-    .withPanel(timeseries('Wait time', 'Eligible to taken: p50, p95, p99.', 's', quantiles('bullmq_job_wait_seconds', w).map(([e, l]) => [e, l.replace(`${LEGEND} `, '')] as Target), { width: 8 }))
+    .withPanel(timeseries('Wait time', 'Eligible to taken: p50, p95, p99.', 's', quantiles(k, 'bullmq_job_wait_seconds', w).map(([e, l]) => [e, l.replace(`${LEGEND} `, '')] as Target), { width: 8 }))
     .withPanel(timeseries('Processing time by outcome', 'One attempt: p50 and p95 for completed, failed and retried attempts.', 's', [0.5, 0.95].flatMap((q) => [outcomeQuantile('bullmq_job_processing_seconds', q)]), { width: 8 }))
     .withPanel(timeseries('End-to-end time by outcome', 'Added to final outcome: p50 and p95 for completed and failed jobs.', 's', [0.5, 0.95].flatMap((q) => [outcomeQuantile('bullmq_job_e2e_seconds', q)]), { width: 8 }))
     .withPanel(timeseries('Wait-time SLO: share of slow jobs', 'Share of jobs that waited longer than the SLO threshold, over the burn-rate alert windows.', 'percentunit', burnWindows.map((lw) => [`${sloErrorRecord(lw)}{${Q}}`, lw] as Target), { width: 8 }))

@@ -9,9 +9,9 @@ export function sel(name: string, ...matchers: Array<string | undefined>): strin
   return m.length > 0 ? `${name}{${m.join(', ')}}` : name;
 }
 
-/** Jobs ready to run now: waiting + prioritized (paused jobs stay in waiting in BullMQ v6). */
-export function runnableJobs(...matchers: Array<string | undefined>): string {
-  return `sum by (prefix, queue) (max by (prefix, queue, state) (${sel('bullmq_queue_jobs', 'state=~"waiting|prioritized"', ...matchers)}))`;
+/** Jobs ready to run now, per `by` (the labels naming a queue): waiting + prioritized (paused jobs stay in waiting in BullMQ v6). */
+export function runnableJobs(by: string, ...matchers: Array<string | undefined>): string {
+  return `sum by (${by}) (max by (${by}, state) (${sel('bullmq_queue_jobs', 'state=~"waiting|prioritized"', ...matchers)}))`;
 }
 
 /**
@@ -19,6 +19,6 @@ export function runnableJobs(...matchers: Array<string | undefined>): string {
  * counts as one (markDeadLetterQueues: `<q>-dlq` whose source `<q>` exists), labelled by the source, so the
  * dashboards use the sidecar's definition instead of matching names (as the rules do, in the mixin).
  */
-export function deadLetterQueues(): string {
-  return `label_replace(max by (prefix, queue) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")`;
+export function deadLetterQueues(by: string): string {
+  return `label_replace(max by (${by}) (bullmq_dlq_jobs), "queue", "$1-dlq", "queue", "(.+)")`;
 }

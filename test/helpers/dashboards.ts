@@ -19,7 +19,7 @@ export interface Dashboard {
   uid: string;
   title: string;
   panels: Panel[];
-  templating: { list: Array<{ name: string; type: string; query?: unknown; multi?: boolean; includeAll?: boolean }> };
+  templating: { list: Array<{ name: string; type: string; query?: unknown; multi?: boolean; includeAll?: boolean; allValue?: string }> };
 }
 
 export function loadDashboards(): Array<{ file: string; dashboard: Dashboard }> {
