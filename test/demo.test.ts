@@ -59,6 +59,11 @@ describe('queuelens demo', () => {
       'the demo writes only keys under queuelens-demo:* and queuelens-demo-sidecar:*, removed on exit (--keep keeps them)',
       'npx queuelens loadgen --prefix queuelens-demo',
     ]) expect(out).toContain(line);
+    // The copy-paste commands talk to this demo's Redis (the user's, here), not to REDIS_URL or the default.
+    const commands = out.split('\n').filter((l) => /npx queuelens (dlq|loadgen) /.test(l));
+    expect(commands).toHaveLength(2);
+    for (const c of commands) expect(c.split(' ')).toContain(redis.url);
+    for (const c of commands) expect(c).toContain(`--redis-url ${redis.url}`);
     const token = /admin token (\S+):/.exec(out)![1]!;
 
     // Counters start at 0, so presence alone proves little: what the demo mix is built to exercise must have moved.
@@ -144,6 +149,27 @@ describe('queuelens demo', () => {
     expect(await keyspace(r, notDemo)).toEqual(before);
   }, 300_000);
 
+  it('the copy-paste commands name a Redis with a password masked, and say to set REDIS_URL instead', async () => {
+    const password = 'demo-pass-0123456789';
+    const locked = await startTestRedis({ password });
+    try {
+      const p = spawnCli(['demo', '--redis-url', locked.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '5']);
+      others.push(p);
+      await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running') || p.proc.exitCode !== null, 60_000);
+      const out = p.output();
+      expect(out).not.toContain(password);
+      const commands = out.split('\n').filter((l) => /npx queuelens (dlq|loadgen) /.test(l));
+      expect(commands).toHaveLength(2);
+      const port = new URL(locked.url).port;
+      for (const c of commands) expect(c).toMatch(new RegExp(`--redis-url '[^' ]*\\*\\*\\*[^' ]*@127\\.0\\.0\\.1:${port}'( |$)`));
+      expect(out).toContain('set REDIS_URL to the real one');
+      p.proc.kill('SIGINT');
+      expect(await p.exited).toEqual({ code: 0, signal: null });
+    } finally {
+      await locked.stop();
+    }
+  }, 300_000);
+
   it('--keep keeps its keys; one demo per Redis; the next start removes what a killed or kept run left', async () => {
     const r = redis.client();
     const demoKeys = async () => Object.keys(await keyspace(r)).filter((k) => /^queuelens-demo(-sidecar)?:/.test(k));
@@ -159,6 +185,8 @@ describe('queuelens demo', () => {
     const b = await start();
     expect(await b.exited).toEqual({ code: 1, signal: null });
     expect(b.output()).toContain('another queuelens demo is running against this Redis');
+    // Its holder lives: the message names how long a killed holder's claim would take to lapse.
+    expect(b.output()).toMatch(/its claim lapses in \d+ s/);
     a.proc.kill('SIGINT');
     expect(await a.exited).toEqual({ code: 0, signal: null });
     expect(a.output()).toContain('queuelens demo: kept its keys');
@@ -168,10 +196,12 @@ describe('queuelens demo', () => {
 
     const c = await start();
     expect(c.output()).toMatch(/removed \d+ key\(s\) an earlier demo run left behind/);
-    c.proc.kill('SIGKILL'); // no clean-up at all: the claim lapses, the next start cleans
+    c.proc.kill('SIGKILL'); // no clean-up at all: its claim stays, held by a process that is gone
     await c.exited;
-    await r.pexpire('queuelens-demo-sidecar:demo:running', 1); // instead of waiting 30 s for the claim to lapse
+    expect(await r.pttl('queuelens-demo-sidecar:demo:running')).toBeGreaterThan(0);
+    // Restarted at once, not 30 s later: the claim's holder is dead on this host, so the next start takes it over.
     const d = await start();
+    expect(d.output()).toContain('queuelens demo is running');
     expect(d.output()).toMatch(/removed \d+ key\(s\) an earlier demo run left behind/);
     d.proc.kill('SIGINT');
     expect(await d.exited).toEqual({ code: 0, signal: null });

@@ -56,7 +56,11 @@ export function registerDemo(program: Command): void {
       process.exit(1);
     }
     const base = stack.sidecarUrl;
-    const redisArg = redis.private ? ` --redis-url ${redis.url}` : '';
+    // The copy-paste commands name the Redis in use whichever it is: without it they would talk to REDIS_URL or the
+    // default, not to this demo. Credentials are never printed: masked, with a note to pass them in REDIS_URL.
+    const shownUrl = safeUrl(redis.url);
+    const masked = shownUrl !== redis.url;
+    const redisArg = ` --redis-url ${shellWord(shownUrl)}`;
     const where = redis.private
       ? '(private, removed on exit)'
       : `(yours: the demo writes only keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*, ${cfg.keep ? 'kept on exit (--keep)' : 'removed on exit (--keep keeps them)'})`;
@@ -82,6 +86,7 @@ export function registerDemo(program: Command): void {
         `  in a terminal:      npx queuelens top --url ${base}`,
         `  dead letters:       npx queuelens dlq list webhook --prefix ${DEMO_PREFIX} --own-prefix ${DEMO_OWN_PREFIX}${redisArg}`,
         `  make alerts fire:   npx queuelens loadgen --prefix ${DEMO_PREFIX}${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
+        ...(masked ? ['  (the Redis URL is shown masked: set REDIS_URL to the real one, credentials included, and leave out --redis-url)'] : []),
         '  Ctrl-C to stop',
         '',
       ].join('\n'),
@@ -106,4 +111,9 @@ export function registerDemo(program: Command): void {
       { log, timeoutMs: 20_000, watchParent: true },
     );
   });
+}
+
+/** `s` as one POSIX shell word: quoted when it holds anything a shell would expand or split (a masked `***`). */
+function shellWord(s: string): string {
+  return /^[\w@%+=:,./-]+$/.test(s) ? s : `'${s.replace(/'/g, `'\\''`)}'`;
 }
