@@ -235,6 +235,43 @@ describe('admin surface: login', () => {
     expect(JSON.stringify(lines)).not.toContain('guess-');
   });
 
+  it('never throttles a valid session: an operator logged in keeps working while the same address guesses', async () => {
+    const { app } = await sidecar();
+    const shared = '203.0.113.20';
+    const cookie = String((await app.inject({ ...form(TOKEN), remoteAddress: shared })).headers['set-cookie']).split(';')[0]!;
+    for (let i = 0; i < 25; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef` }, remoteAddress: shared });
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: auth, remoteAddress: shared })).statusCode).toBe(429);
+    // The session opens its pages, reads and (with a cookie from this origin) is not counted as a guess.
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { cookie }, remoteAddress: shared })).statusCode).toBe(200);
+    expect((await app.inject({ url: '/admin/queues/api/queues', headers: { cookie }, remoteAddress: shared })).statusCode).toBe(200);
+    // A forged or ended cookie is still refused while the address is blocked.
+    const forged = cookie.replace(/.$/, (c) => (c === '0' ? '1' : '0'));
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { cookie: forged }, remoteAddress: shared })).statusCode).toBe(429);
+  });
+
+  it('--trust-proxy: behind a trusted proxy the throttle keys on the forwarded client, not the proxy', async () => {
+    const proxy = '10.1.2.3';
+    const { app, logs } = await sidecar({ trustProxy: '10.0.0.0/8,::1' });
+    const via = (client: string, headers: Record<string, string>) => app.inject({ url: '/admin/dlq/webhook', headers: { ...headers, 'x-forwarded-for': client }, remoteAddress: proxy });
+    for (let i = 0; i < 20; i += 1) expect((await via('203.0.113.30', { authorization: `Bearer guess-${i}-0123456789abcdef` })).statusCode).toBe(401);
+    expect((await via('203.0.113.30', auth)).statusCode).toBe(429);
+    // Another operator behind the same proxy is not locked out.
+    expect((await via('198.51.100.31', auth)).statusCode).toBe(200);
+    expect(logs().filter((l) => l.msg === 'admin request with a wrong Authorization header').every((l) => l.ip === '203.0.113.30')).toBe(true);
+    // A client that is not a trusted proxy cannot pick its own address with the header.
+    const direct = '192.0.2.40';
+    for (let i = 0; i < 20; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` }, remoteAddress: direct });
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.99' }, remoteAddress: direct })).statusCode).toBe(429);
+  });
+
+  it('--trust-proxy is off by default, and refuses what is not an address or CIDR', async () => {
+    const { app } = await sidecar();
+    for (let i = 0; i < 20; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` }, remoteAddress: '10.9.9.9' });
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.200' }, remoteAddress: '10.9.9.9' })).statusCode).toBe(429);
+    for (const bad of ['2', 'proxy.internal', '10.0.0.0/33', '10.0.0.1/8/1', '']) expect(() => resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: bad }), bad).toThrow(/trust-proxy/);
+    expect(resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: 'loopback, 10.0.0.0/8,fd00::/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8', 'fd00::/8']);
+  });
+
   it('counts failures in a sliding window (the throttle, on its own clock)', () => {
     const t = new AuthThrottle({ maxFailures: 3, windowMs: 1000, maxClients: 2 });
     for (const at of [0, 100, 200]) t.fail('a', at);

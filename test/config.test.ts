@@ -28,6 +28,7 @@ const BAD: Record<string, string> = {
   'log-level': 'loud',
   'admin-token': 'short',
   'admin-writes': 'sometimes',
+  'trust-proxy': '2',
 };
 
 describe('sidecar configuration', () => {

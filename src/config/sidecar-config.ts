@@ -1,6 +1,24 @@
 // The sidecar's validated configuration.
 import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { isIP } from 'node:net';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
+
+/**
+ * Fastify's trustProxy, by address, CIDR or proxy-addr's names (loopback, linklocal, uniquelocal). Not a hop count:
+ * Fastify 5 ignores one (it cannot tell a proxy from a client naming hops of its own), so one is refused here.
+ */
+export function parseTrustProxy(raw: string): string[] {
+  if (/^\s*\d+\s*$/.test(raw)) throw new Error('expected the proxies\' addresses or CIDRs (e.g. 10.0.0.0/8,::1), not a hop count: Fastify does not trust X-Forwarded-For by hop count');
+  const list = parse.list(raw);
+  for (const entry of list) {
+    const [address = '', bits, extra] = entry.split('/');
+    const family = isIP(address);
+    const named = ['loopback', 'linklocal', 'uniquelocal'].includes(entry);
+    const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
+    if (!named && (family === 0 || !bitsOk || extra !== undefined)) throw new Error(`expected addresses or CIDRs (e.g. 10.0.0.0/8,::1); ${JSON.stringify(entry)} is neither`);
+  }
+  return list;
+}
 
 export const sidecarOptions = [
   redisUrlOption,
@@ -139,6 +157,13 @@ export const sidecarOptions = [
     description: 'let the admin surface change things (Bull Board actions, dead-letter redrive); off = read-only',
     default: 'false',
     parse: parse.boolean,
+  }),
+  option({
+    name: 'trust-proxy',
+    env: 'QUEUELENS_TRUST_PROXY',
+    arg: '<addresses>',
+    description: 'believe X-Forwarded-For from these proxies (comma-separated addresses or CIDRs), so the admin throttle keys on the real client; unset = trust no proxy',
+    parse: parseTrustProxy,
   }),
   logLevelOption,
 ] as const;

@@ -206,20 +206,25 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     // route differently, and a guard comparing the raw text would let them through.
     const path = routeOf(req);
     if (path === '/admin/logout' || (path === '/admin/login' && req.method === 'GET')) return;
-    if (refuseIfThrottled(req, reply)) return reply;
-    if (path === '/admin/login') return;
     const header = req.headers.authorization;
-    if (header !== undefined) {
-      if (!tokenMatches(header, opts.token)) {
-        failed(req, 'bearer');
-        return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
-      }
-      who.set(req, { via: 'bearer' });
-    } else {
+    // A valid session is not a guess, so it is never throttled: an operator already logged in keeps working while
+    // someone else guesses from the same address (a shared proxy or NAT). A cookie that is not valid counts for nothing.
+    if (header === undefined && path !== '/admin/login') {
       const id = await openSession(req);
       if (id !== undefined) {
         if (!READS.has(req.method) && crossOrigin(req)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
         who.set(req, { via: 'session', session: sessionTag(id) });
+      }
+    }
+    if (!who.has(req)) {
+      if (refuseIfThrottled(req, reply)) return reply;
+      if (path === '/admin/login') return;
+      if (header !== undefined) {
+        if (!tokenMatches(header, opts.token)) {
+          failed(req, 'bearer');
+          return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+        }
+        who.set(req, { via: 'bearer' });
       }
     }
     if (!who.has(req)) {

@@ -19,6 +19,8 @@ export interface AppDeps {
   readiness: () => HealthReport;
   /** The queue board (/api/queues, the status page at /). */
   queues: (opts: { history: boolean }) => QueuesResponse;
+  /** --trust-proxy: the proxies whose X-Forwarded-For gives the client address (req.ip); absent = none. */
+  trustProxy?: string[];
   /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
   admin?: AdminOptions;
 }
@@ -29,6 +31,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true }),
     // Answer 503 to requests that arrive while closing; in-flight ones finish.
     return503OnClosing: true,
+    // Off unless configured: otherwise any client could name its own address in X-Forwarded-For.
+    trustProxy: deps.trustProxy ?? false,
     bodyLimit: 64 * 1024,
     // A queue name is a path parameter (/api/queues/<name>); exported names reach MAX_NAME_BYTES of UTF-8, up to three
     // times that once percent-encoded. Fastify's default of 100 characters answered 400 for longer ones.

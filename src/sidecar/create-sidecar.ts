@@ -142,6 +142,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     health: () => assessHealth(last, Date.now(), interval, thresholds),
     readiness: () => assessHealth(last, Date.now(), interval),
     queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: interval }),
+    trustProxy: config.trustProxy,
     admin: config.adminToken ? { token: config.adminToken, writes: config.adminWrites, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
   });
 
