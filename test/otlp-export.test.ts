@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process';
 import { createServer, type Server } from 'node:http';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { tracingEnv } from '../src/config/worker-config.js';
+import { tracingEnv } from '../src/config/tracing-config.js';
 import { waitFor } from './helpers/bullmq.js';
 import { CLI } from './helpers/cli.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';

@@ -3,16 +3,10 @@
 // nodes, the BullMQ prefix must carry a hash tag.
 import { describe, expect, it } from 'vitest';
 import { ConfigError, resolveOptions, type OptionSpec } from '../src/config/options.js';
-import {
-  dlqOptions,
-  enqueueOptions,
-  loadgenOptions,
-  resolveDlqConfig,
-  resolveEnqueueConfig,
-  resolveLoadgenConfig,
-  resolveWorkerConfig,
-  workerOptions,
-} from '../src/config/worker-config.js';
+import { resolveWorkerConfig, workerOptions } from '../src/config/worker-config.js';
+import { dlqOptions, resolveDlqConfig } from '../src/config/dlq-config.js';
+import { loadgenOptions, resolveLoadgenConfig } from '../src/config/loadgen-config.js';
+import { enqueueOptions, resolveEnqueueConfig } from '../src/config/enqueue-config.js';
 import { clusterPrefixProblem, keySlot, prefixHashTag } from '../src/redis/slots.js';
 import { SsrfGuard } from '../src/workers/ssrf-guard.js';
 import { runCli } from './helpers/cli.js';

@@ -1,7 +1,8 @@
 // Options shared by every subcommand that talks to Redis or logs.
 import { parseClusterNode } from '../redis/connection.js';
 import { OWN_PREFIX_DEFAULT } from '../redis/keys.js';
-import { option, parse } from './options.js';
+import { clusterPrefixProblem } from '../redis/slots.js';
+import { ConfigError, option, parse } from './options.js';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 export type LogLevel = (typeof LOG_LEVELS)[number];
@@ -58,3 +59,29 @@ export const ownPrefixOption = option({
     return p;
   },
 });
+
+/** --prefix of the worker-side commands (worker, enqueue, loadgen, dlq). */
+export const prefixOption = option({
+  name: 'prefix',
+  env: 'QUEUELENS_PREFIX',
+  arg: '<prefix>',
+  description: 'BullMQ key prefix of the queues; with --redis-cluster-nodes it needs a hash tag, e.g. {bull}',
+  default: 'bull',
+  parse: (raw: string) => {
+    if (/[\s*?[\]]/.test(raw) || raw === '') throw new Error('expected a non-empty prefix without spaces or glob characters (* ? [ ])');
+    return raw;
+  },
+});
+
+/** queuelens's own keys must never land inside the BullMQ prefix it works on. */
+export function distinctPrefixes<C extends { prefix: string; ownPrefix: string }>(cfg: C): C {
+  if (cfg.ownPrefix === cfg.prefix) throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
+  return cfg;
+}
+
+/** On a Redis Cluster, a prefix without a hash tag would fail at the first BullMQ script: refuse it before connecting. */
+export function clusterPrefix<C extends { prefix: string; redisClusterNodes?: string[] }>(cfg: C): C {
+  const problem = cfg.redisClusterNodes?.length ? clusterPrefixProblem(cfg.prefix) : undefined;
+  if (problem) throw new ConfigError(`invalid --prefix (QUEUELENS_PREFIX) ${JSON.stringify(cfg.prefix)} with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ${problem}`);
+  return cfg;
+}

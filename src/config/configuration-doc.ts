@@ -4,7 +4,10 @@ import type { OptionSpec } from './options.js';
 import { demoOptions, demoPeersOptions } from './demo-config.js';
 import { sidecarOptions } from './sidecar-config.js';
 import { topOptions } from './top-config.js';
-import { dlqOptions, enqueueOptions, loadgenOptions, workerOptions } from './worker-config.js';
+import { workerOptions } from './worker-config.js';
+import { dlqOptions } from './dlq-config.js';
+import { loadgenOptions } from './loadgen-config.js';
+import { enqueueOptions } from './enqueue-config.js';
 
 export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options: readonly OptionSpec[] }> = [
   { command: 'sidecar', what: 'the Prometheus exporter', options: sidecarOptions },

@@ -1,7 +1,7 @@
 // Owns what `queuelens loadgen` sends. A scenario turns "job number n" into a queue, data and options, and may
 // run a companion beside the pacing loop: the steady mixes for demos, and one scenario per alert situation
 // (no-workers, failing-webhook, stall, backlog) to make that alert fire on demand.
-import type { LoadgenConfig } from '../config/worker-config.js';
+import type { LoadgenConfig, ScenarioName } from '../config/loadgen-config.js';
 import { makeStall } from '../demo/stall-maker.js';
 import type { Logger } from '../log/logger.js';
 import type { EnqueueOptions } from './producer.js';
@@ -36,8 +36,6 @@ export interface Scenario {
   companion?(ctx: CompanionContext): Companion;
 }
 
-export const SCENARIOS = ['mixed', 'demo', 'no-workers', 'failing-webhook', 'stall', 'backlog'] as const;
-export type ScenarioName = (typeof SCENARIOS)[number];
 
 type ScenarioConfig = Pick<LoadgenConfig, 'mix' | 'failureShare' | 'webhookTarget' | 'exportRows'>;
 

@@ -2,7 +2,7 @@
 // subcommand traces when they say so; `node --import queuelens/dist/tracing/register.js` (the same module, so it runs
 // once) does it for a program of the user's own. Exports only when an OTLP endpoint is configured; otherwise not
 // even the SDK is loaded. Tracing that is asked for and cannot work is said on stderr at start-up, never silently.
-import { tracingEnv, type TracingEnv } from '../config/worker-config.js';
+import { tracingEnv, type TracingEnv } from '../config/tracing-config.js';
 import { ConfigError } from '../config/options.js';
 
 let env: TracingEnv;
@@ -16,7 +16,7 @@ try {
 if (env.exportEnabled) {
   const { startTracing } = await import('./sdk.js');
   // OTLP exporter, batching and sampler all come from the standard OTEL_* variables; only the protocol's default is
-  // queuelens's own (JSON: worker-config.ts says why). Inherited by the processes this one starts.
+  // queuelens's own (JSON: tracing-config.ts says why). Inherited by the processes this one starts.
   process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = env.tracesProtocol;
   const where = `${env.endpoint!.variable}=${env.endpoint!.url.origin}`;
   try {

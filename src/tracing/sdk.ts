@@ -5,7 +5,7 @@ import { context, diag, DiagLogLevel, trace } from '@opentelemetry/api';
 import type { Sampler, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace-base';
 import { IORedisInstrumentation } from '@opentelemetry/instrumentation-ioredis';
 import { NodeSDK, resources } from '@opentelemetry/sdk-node';
-import type { TraceContextMode } from '../config/worker-config.js';
+import type { TraceContextMode } from '../config/tracing-config.js';
 import { JobContextManager } from './job-context-manager.js';
 import { probeCollector } from './probe-collector.js';
 import { enableTracing } from './state.js';

@@ -9,7 +9,7 @@ import { addOptions, resolveOptions } from '../../config/options.js';
 import { claimDemoNamespace, DEMO_OWN_PREFIX, DEMO_PREFIX, DemoBusyError, type DemoNamespace } from '../../demo/demo-namespace.js';
 import { startDemoStack, type DemoStack } from '../../demo/demo-stack.js';
 import { removeStaleDemoDirs } from '../../demo/demo-tmp.js';
-import { SCENARIOS } from '../../jobs/loadgen-scenarios.js';
+import { SCENARIOS } from '../../config/loadgen-config.js';
 import { installShutdown } from '../../lifecycle/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { safeUrl } from '../../log/redact.js';

@@ -2,7 +2,7 @@
 import { SingleBar } from 'cli-progress';
 import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
-import { dlqOptions, resolveDlqConfig, resolveSince, type DlqConfig } from '../../config/worker-config.js';
+import { dlqOptions, resolveDlqConfig, resolveSince, type DlqConfig } from '../../config/dlq-config.js';
 import { Producer } from '../../jobs/producer.js';
 import { dlqName } from '../../jobs/queue-defaults.js';
 import { redactString, redactValue } from '../../log/redact.js';

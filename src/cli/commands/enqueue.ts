@@ -1,7 +1,7 @@
 // `queuelens enqueue <queue> --data '<json>'`: adds one validated job and prints its id.
 import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
-import { enqueueOptions, resolveEnqueueConfig } from '../../config/worker-config.js';
+import { enqueueOptions, resolveEnqueueConfig } from '../../config/enqueue-config.js';
 import { Producer } from '../../jobs/producer.js';
 import { isQueueName, JobValidationError, QUEUE_NAMES, type JobInput, type QueueName } from '../../jobs/schemas.js';
 import { assertRedisReachable } from '../../redis/connection.js';

@@ -2,7 +2,7 @@
 // situation behind one of the bundled alerts), for demos and benchmarks.
 import type { Command } from 'commander';
 import { addOptions } from '../../config/options.js';
-import { loadgenOptions, resolveLoadgenConfig } from '../../config/worker-config.js';
+import { loadgenOptions, resolveLoadgenConfig } from '../../config/loadgen-config.js';
 import { scenarioFor } from '../../jobs/loadgen-scenarios.js';
 import { Producer } from '../../jobs/producer.js';
 import { runLoadgen } from '../../jobs/run-loadgen.js';
