@@ -5,7 +5,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { Collector } from '../src/collector/collector.js';
 import { QueueDiscovery } from '../src/collector/discovery.js';
-import { JOB_STATES, type CollectionSnapshot } from '../src/collector/queue-snapshot.js';
+import { JOB_STATES, type CollectionSnapshot } from '../src/domain/queue-snapshot.js';
 import { createLogger } from '../src/log/logger.js';
 import { createRedis } from '../src/redis/connection.js';
 import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';

@@ -3,10 +3,10 @@
 // each collection already costs (rendering the same snapshot into the Prometheus gauges), at 10 to 5,000
 // queues; the size and serialisation time of /api/queues with and without history; and the memory the
 // 15-minute history takes per queue, busy (accounting changes every collection) and idle.
-import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/collector/queue-snapshot.js';
+import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/domain/queue-snapshot.js';
 import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
-import { queueId } from '../src/redis/keys.js';
+import { queueId } from '../src/domain/queue-ref.js';
 import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 

@@ -6,8 +6,8 @@ import Fastify from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { adminRoutes, SESSION_COOKIE, sessionValid, sessionValue, tokenMatches } from '../src/http/admin-routes.js';
 import { createLogger } from '../src/log/logger.js';
-import type { QueueRef } from '../src/redis/keys.js';
-import { redriveJobId, type DeadLetterRecord } from '../src/workers/dead-letter.js';
+import type { QueueRef } from '../src/domain/queue-ref.js';
+import { redriveJobId, type DeadLetterRecord } from '../src/dead-letters/dead-letters.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 

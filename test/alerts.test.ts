@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { parse } from 'yaml';
 import { contractSeries } from '../src/monitoring/metric-contract.js';
-import { settings } from '../src/monitoring/settings.js';
+import { settings } from '../src/thresholds/monitoring-settings.js';
 import { analysePromQL } from './helpers/promql.js';
 import { requireBinary, run } from './helpers/prometheus-binaries.js';
 

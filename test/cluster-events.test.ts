@@ -3,7 +3,8 @@
 // (a `{grp}` prefix: several streams per XREAD and per commit), read by a sharded sidecar.
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
+import { ownKeys, queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { keySlot } from '../src/redis/slots.js';
 import { waitFor } from './helpers/bullmq.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';

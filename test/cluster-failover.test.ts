@@ -5,7 +5,8 @@
 // lost, never silently missing and never counted twice.
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
+import { ownKeys, queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { waitFor } from './helpers/bullmq.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
 import { startTestCluster, type TestCluster } from './helpers/redis-cluster.js';

@@ -1,7 +1,7 @@
 // When whole collection cycles outgrow --collect-interval (a large fleet), the sidecar stretches its interval and
 // says so, instead of calling its own good data stale (gauges blanked, up 0, /readyz 503).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { stretchedInterval } from '../src/lifecycle/stretch.js';
+import { stretchedInterval } from '../src/sidecar/stretch.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';

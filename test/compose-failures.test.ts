@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { parseDocument } from 'yaml';
 import { resolveLoadgenConfig } from '../src/config/loadgen-config.js';
 import { DEMO_SCENARIO, DEMO_WORKER_TIMINGS } from '../src/demo/demo-stack.js';
-import { scenarioFor, type PlannedJob } from '../src/jobs/loadgen-scenarios.js';
+import { scenarioFor, type PlannedJob } from '../src/loadgen/loadgen-scenarios.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { freePort } from './helpers/redis-server.js';
 

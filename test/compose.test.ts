@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, test } from 'vitest';
 import { parse, parseDocument } from 'yaml';
-import { settings } from '../src/monitoring/settings.js';
+import { settings } from '../src/thresholds/monitoring-settings.js';
 import { requireBinary, run } from './helpers/prometheus-binaries.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

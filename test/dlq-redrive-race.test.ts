@@ -4,7 +4,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { OWN_PREFIX_DEFAULT, ownKeys } from '../src/redis/keys.js';
-import { DeadLetters, redriveJobId } from '../src/workers/dead-letter.js';
+import { DeadLetters, redriveJobId } from '../src/dead-letters/dead-letters.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
 import { LinkProxy } from './helpers/link-proxy.js';

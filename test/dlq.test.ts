@@ -2,7 +2,7 @@
 // and the `queuelens dlq` commands (list, show, redrive with idempotency, purge, dry runs, selections).
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { redriveJobId } from '../src/workers/dead-letter.js';
+import { redriveJobId } from '../src/dead-letters/dead-letters.js';
 import { verifyWebhook } from '../src/workers/webhook-signature.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
@@ -174,7 +174,7 @@ describe('dead-letter queue', () => {
 
   it('redrive interrupted after the add is idempotent when repeated', async () => {
     const { dl } = await deadLetter('/interrupted');
-    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/dead-letters/dead-letters.js').DeadLetters }> }).workers[0]!;
     const target = h.producer.queue('webhook');
     // Jobs move between states while the worker runs them; the total only grows if a second job is added.
     const count = async () => Object.values(await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0);
@@ -189,7 +189,7 @@ describe('dead-letter queue', () => {
 
   it('a purged dead letter stays purged however long its failed job is kept; the marker goes with the failed job', async () => {
     const { job, dl } = await deadLetterAlways500('/purged-long-ago');
-    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/dead-letters/dead-letters.js').DeadLetters }> }).workers[0]!;
     expect((await cli('dlq', 'purge', 'webhook', '--id', String(dl.id))).output).toContain('purged 1');
     // The job failed 31 days ago and the failed-job retention still keeps it (BullMQ's removeOnFail allows any age).
     const longAgo = Number((await redis.client().time())[0]) * 1000 - 31 * 86_400_000;
@@ -210,7 +210,7 @@ describe('dead-letter queue', () => {
 
   it('--since finds the dead letters of a worker whose clock runs hours behind (dead letters carry Redis time)', async () => {
     const { job, dl } = await deadLetterAlways500('/skewed');
-    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/workers/dead-letter.js').DeadLetters }> }).workers[0]!;
+    const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/dead-letters/dead-letters.js').DeadLetters }> }).workers[0]!;
     await worker.deadLetters.purge([dl]);
     const failed = (await h.queue('webhook').getJob(job.id!))!;
     // Copied again by a worker whose clock is 3 hours slow.

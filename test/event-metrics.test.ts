@@ -5,7 +5,7 @@ import { QueueAccounting } from '../src/events/accounting.js';
 import { EXPOSED_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition } from '../src/metrics/exposition.js';
-import { queueId } from '../src/redis/keys.js';
+import { queueId } from '../src/domain/queue-ref.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
 
 function accounting(): QueueAccounting {

@@ -8,7 +8,8 @@ import type { QueueEventStats } from '../src/events/accounting.js';
 import { EventReader } from '../src/events/event-reader.js';
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
-import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
+import { ownKeys, queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 

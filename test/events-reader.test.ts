@@ -7,7 +7,8 @@ import { SCRIPT_FIELDS, type QueueEventStats } from '../src/events/accounting.js
 import { EventReader, type EventReaderOptions } from '../src/events/event-reader.js';
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
-import { ownKeys, queueKey, type QueueRef } from '../src/redis/keys.js';
+import { ownKeys, queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { eventsCommit, eventsInit } from '../src/redis/lua-scripts.js';
 import { bindScript } from '../src/redis/scripts.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';

@@ -9,7 +9,8 @@ import { EventReader, type EventReaderOptions } from '../src/events/event-reader
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
 import type { QueuesResponse } from '../src/status/queue-view.js';
-import { queueKey, type QueueRef } from '../src/redis/keys.js';
+import { queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';

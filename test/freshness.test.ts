@@ -1,9 +1,9 @@
 // One freshness rule (src/collector/freshness.ts) for /health and /readyz, /metrics and /api/queues: at every age
-// around the limit, and with the interval stretched past the configured one (lifecycle/stretch.ts), the health
+// around the limit, and with the interval stretched past the configured one (sidecar/stretch.ts), the health
 // verdict and the queue board call the same collection stale.
 import { describe, expect, it } from 'vitest';
 import { isStale, staleLimitSeconds } from '../src/collector/freshness.js';
-import type { CollectionSnapshot } from '../src/collector/queue-snapshot.js';
+import type { CollectionSnapshot } from '../src/domain/queue-snapshot.js';
 import { assessHealth } from '../src/http/health.js';
 import { QueueBoard } from '../src/status/queue-board.js';
 

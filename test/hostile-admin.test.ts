@@ -4,7 +4,7 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redriveJobId, type DeadLetterRecord } from '../src/workers/dead-letter.js';
+import { redriveJobId, type DeadLetterRecord } from '../src/dead-letters/dead-letters.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 

@@ -4,7 +4,8 @@
 // never crash the reader, and do not stop it counting what comes after.
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueKey, type QueueRef } from '../src/redis/keys.js';
+import { queueKey } from '../src/redis/keys.js';
+import { type QueueRef } from '../src/domain/queue-ref.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { caughtUp, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';

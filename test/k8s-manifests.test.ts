@@ -21,7 +21,7 @@ import { sidecarOptions } from '../src/config/sidecar-config.js';
 import { workerOptions } from '../src/config/worker-config.js';
 import { METRICS } from '../src/metrics/definitions.js';
 import { buildRuleGroups } from '../src/monitoring/alert-rules.js';
-import { settings } from '../src/monitoring/settings.js';
+import { settings } from '../src/thresholds/monitoring-settings.js';
 import { clusterPrefixProblem } from '../src/redis/slots.js';
 import { requireBinary, run } from './helpers/prometheus-binaries.js';
 

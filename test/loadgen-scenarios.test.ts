@@ -7,7 +7,7 @@ import { QueueEvents } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveWorkerConfig } from '../src/config/worker-config.js';
 import { startDemoPeers, type DemoPeers } from '../src/demo/demo-peers.js';
-import { scenarioFor } from '../src/jobs/loadgen-scenarios.js';
+import { scenarioFor } from '../src/loadgen/loadgen-scenarios.js';
 import { SCENARIOS } from '../src/config/loadgen-config.js';
 import { validateJob } from '../src/jobs/schemas.js';
 import { createLogger } from '../src/log/logger.js';

@@ -1,6 +1,6 @@
 // `queuelens loadgen`: paced mixed traffic whose reported counts match what Redis holds.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { mixedScenario } from '../src/jobs/loadgen-scenarios.js';
+import { mixedScenario } from '../src/loadgen/loadgen-scenarios.js';
 import { validateJob } from '../src/jobs/schemas.js';
 import { runCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';

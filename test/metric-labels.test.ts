@@ -2,7 +2,7 @@
 // generates docs/metrics.md: every rendered sample carries exactly its definition's labels, and a label renamed in
 // the definitions is renamed in the hand-rendered text too.
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import type { CollectionSnapshot, QueueState } from '../src/collector/queue-snapshot.js';
+import type { CollectionSnapshot, QueueState } from '../src/domain/queue-snapshot.js';
 import { QueueAccounting } from '../src/events/accounting.js';
 import type { MetricDef } from '../src/metrics/definitions.js';
 import { renderLabels } from '../src/metrics/exposition-text.js';

@@ -5,7 +5,7 @@
 // worker draining the queue must resolve both. Redis and a replica stopped page their alerts and resolve.
 // The other scenarios and the dashboard queries: test/monitoring-scenarios-e2e.test.ts.
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
+import { settings, type MonitoringSettings } from '../src/thresholds/monitoring-settings.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { startMonitoringStack, type MonitoringStack, type NotifiedAlert, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';

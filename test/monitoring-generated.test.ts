@@ -8,7 +8,7 @@ import { METRICS } from '../src/metrics/definitions.js';
 import { buildRuleGroups, type AlertRule } from '../src/monitoring/alert-rules.js';
 import { METRIC_CONTRACT } from '../src/monitoring/metric-contract.js';
 import { renderMonitoringFiles } from '../src/monitoring/generate.js';
-import { settings, thresholdsFor, type MonitoringSettings } from '../src/monitoring/settings.js';
+import { settings, thresholdsFor, type MonitoringSettings } from '../src/thresholds/monitoring-settings.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 

@@ -8,7 +8,7 @@ import { createServer, type ServerResponse } from 'node:http';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { buildDashboards } from '../src/monitoring/dashboards.js';
-import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
+import { settings, type MonitoringSettings } from '../src/thresholds/monitoring-settings.js';
 import { waitFor } from './helpers/bullmq.js';
 import { runCli, spawnCli, type CliProcess } from './helpers/cli.js';
 import { loadDashboards, panelQueries, substituteVariables, type Dashboard } from './helpers/dashboards.js';

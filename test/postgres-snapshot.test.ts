@@ -3,7 +3,7 @@
 // statement timeout.
 import type { Job } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parkedJobs, type QueueState } from '../src/collector/queue-snapshot.js';
+import { parkedJobs, type QueueState } from '../src/domain/queue-snapshot.js';
 import pg from 'pg';
 import { PostgresEventReader } from '../src/postgres/event-reader.js';
 import { PostgresSnapshotCollector } from '../src/postgres/snapshot.js';

@@ -3,7 +3,7 @@
 // delivers the alert to a webhook receiver, then its resolution.
 import { createServer, type Server } from 'node:http';
 import { afterAll, beforeAll, expect, test } from 'vitest';
-import { settings, type MonitoringSettings } from '../src/monitoring/settings.js';
+import { settings, type MonitoringSettings } from '../src/thresholds/monitoring-settings.js';
 import { waitFor } from './helpers/bullmq.js';
 import { loadDashboards, panelQueries, substituteVariables } from './helpers/dashboards.js';
 import { startMonitoringStack, type MonitoringStack, type RunningPrometheus, type WebhookReceiver } from './helpers/prometheus.js';

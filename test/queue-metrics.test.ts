@@ -2,7 +2,7 @@
 // exposition formats, including label values that need escaping. No network.
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import type { CollectionSnapshot, QueueState } from '../src/collector/queue-snapshot.js';
+import type { CollectionSnapshot, QueueState } from '../src/domain/queue-snapshot.js';
 import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';

@@ -1,7 +1,7 @@
 // Pure logic behind /api/queues: Prometheus-style quantiles, the thinned accounting ring and its windows,
 // the per-queue health verdict and the board that joins them. Every expected number is worked out by hand.
 import { describe, expect, it } from 'vitest';
-import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/collector/queue-snapshot.js';
+import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/domain/queue-snapshot.js';
 import { QueueAccounting as EventAccounting } from '../src/events/accounting.js';
 import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';

@@ -3,8 +3,9 @@
 // Going through Queue.add() would take minutes for 10,000 queues; the bench checks a sample with BullMQ's
 // own getJobCounts() so the shortcut cannot drift from what BullMQ reads.
 import type { Redis } from 'ioredis';
-import type { JobState } from '../../src/collector/queue-snapshot.js';
-import { jobKey, jobLockKey, queueKey, type QueueRef } from '../../src/redis/keys.js';
+import type { JobState } from '../../src/domain/queue-snapshot.js';
+import { jobKey, jobLockKey, queueKey } from '../../src/redis/keys.js';
+import { type QueueRef } from '../../src/domain/queue-ref.js';
 
 const HOUR = 3_600_000;
 /** Long enough that no lock of a "live" active job expires during a bench run. */

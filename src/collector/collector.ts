@@ -3,12 +3,13 @@
 // counts. Calls are auto-pipelined, so a collection costs about one round trip per node.
 import type { Logger } from '../log/logger.js';
 import { connectionState, isCluster, masters, type RedisClient } from '../redis/connection.js';
-import { queueBase, queueKey, queueId, workerClientName, type QueueRef } from '../redis/keys.js';
+import { queueBase, queueKey, workerClientName } from '../redis/keys.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { countOrphanedActive, getQueueStates, type QueueFields } from '../redis/lua-scripts.js';
 import { bindScript, type CallOf } from '../redis/scripts.js';
 import { groupBySlot } from '../redis/slots.js';
 import type { QueueDiscovery } from './discovery.js';
-import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from './queue-snapshot.js';
+import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 
 export interface CollectorOptions {
   redis: RedisClient;

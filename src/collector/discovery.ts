@@ -3,9 +3,10 @@
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from '../log/logger.js';
 import { isCluster, masters, type RedisClient } from '../redis/connection.js';
-import { metaScanPattern, parseMetaKey, queueId, queueKey, type QueueRef } from '../redis/keys.js';
+import { metaScanPattern, parseMetaKey, queueKey } from '../redis/keys.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { keySlot } from '../redis/slots.js';
-import { MAX_NAME_BYTES, type SkipReason } from './queue-snapshot.js';
+import { MAX_NAME_BYTES, type SkipReason } from '../domain/queue-snapshot.js';
 
 /** Skipped queues logged by name at most this many times per process (a flood of hostile names is counted, not logged). */
 const MAX_SKIP_LOGS = 100;

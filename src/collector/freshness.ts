@@ -1,5 +1,5 @@
 // Owns the one freshness rule: the last collection is stale once its last success is older than three collection
-// intervals, the interval in force (lifecycle/stretch.ts). /metrics, /health and /readyz, /api/queues and `top`
+// intervals, the interval in force (sidecar/stretch.ts). /metrics, /health and /readyz, /api/queues and `top`
 // all judge by it, so none of them shows a value another one has already called stale.
 
 /** How many intervals a successful collection stays fresh. */

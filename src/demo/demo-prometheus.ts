@@ -5,7 +5,7 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { watchChild } from '../lifecycle/watch-child.js';
+import { watchChild } from '../util/watch-child.js';
 import type { Logger } from '../log/logger.js';
 import { demoTempDir } from './demo-tmp.js';
 

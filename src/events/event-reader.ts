@@ -8,7 +8,8 @@
 import type { Logger } from '../log/logger.js';
 import { RepeatLimiter } from '../log/repeat-limiter.js';
 import { createRedis, isCluster, type RedisClient } from '../redis/connection.js';
-import { eventsMember, ownKeys, queueId, queueKey, parseEventsMember, type QueueRef } from '../redis/keys.js';
+import { eventsMember, ownKeys, queueKey, parseEventsMember } from '../redis/keys.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { RawConnection, ReplyTooLargeError } from '../redis/raw-connection.js';
 import { eventsCommit, eventsForget, eventsGone, eventsInit, eventsRestart, type EventsCommitQueue } from '../redis/lua-scripts.js';
 import { bindScript, type CallOf } from '../redis/scripts.js';

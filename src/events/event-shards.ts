@@ -6,9 +6,10 @@
 // Each shard's writes stay fenced by its term's generation (leader-lease.ts), whoever holds it.
 import { createHash, randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
-import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop.js';
+import { startIntervalLoop, type IntervalLoop } from '../util/interval-loop.js';
 import type { RedisClient } from '../redis/connection.js';
-import { ownKeys, eventsMember, type QueueRef } from '../redis/keys.js';
+import { ownKeys, eventsMember } from '../redis/keys.js';
+import { type QueueRef } from '../domain/queue-ref.js';
 import { EventReader, EVENT_READER_DEFAULTS, type EventReaderOptions } from './event-reader.js';
 import { LIFECYCLE_DEFAULTS, type QueueLifecycle } from './lifecycle.js';
 

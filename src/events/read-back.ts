@@ -3,9 +3,10 @@
 // TIME (the lag is aged on the Redis clock, the one the leader committed with), the readers' heartbeats and one
 // HGETALL per queue, sent
 // together (auto-pipelined on standalone, to each key's node on Cluster, where one pipeline could not span nodes).
-import { Slicer } from '../lifecycle/slicer.js';
+import { Slicer } from '../util/slicer.js';
 import type { RedisClient } from '../redis/connection.js';
-import { ownKeys, parseEventsMember, type QueueRef } from '../redis/keys.js';
+import { ownKeys, parseEventsMember } from '../redis/keys.js';
+import { type QueueRef } from '../domain/queue-ref.js';
 import { parseQueueHash, type QueueEventStats } from './accounting.js';
 
 export interface QueueEventAccounting {

@@ -16,8 +16,9 @@ import { z } from 'zod';
 import type { Logger } from '../log/logger.js';
 import { redactJson, redactString } from '../log/redact.js';
 import type { RedisClient } from '../redis/connection.js';
-import { ownKeys, queueId, type QueueRef } from '../redis/keys.js';
-import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, type RedriveOutcome } from '../workers/dead-letter.js';
+import { ownKeys } from '../redis/keys.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
+import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, type RedriveOutcome } from '../dead-letters/dead-letters.js';
 import { AuthThrottle, type ThrottleOptions } from './auth-throttle.js';
 
 export interface AdminOptions {

@@ -1,6 +1,6 @@
 // buildApp(): the sidecar's HTTP surface. It never listens by itself; tests drive it with inject().
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
-import { MAX_NAME_BYTES } from '../collector/queue-snapshot.js';
+import { MAX_NAME_BYTES } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import type { QueuesResponse } from '../status/queue-view.js';
 import type { RenderedMetrics } from '../metrics/exposition.js';

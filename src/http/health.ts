@@ -1,7 +1,7 @@
 // Decides /health and /readyz from the last collection: ready when Redis answers and the last collection is
 // fresh; /health may also turn "degraded" on per-queue thresholds, which are off unless configured.
 import { collectionAgeSeconds, isStale, staleLimitSeconds } from '../collector/freshness.js';
-import { backlogOf, type CollectionSnapshot } from '../collector/queue-snapshot.js';
+import { backlogOf, type CollectionSnapshot } from '../domain/queue-snapshot.js';
 
 export interface HealthThresholds {
   maxWaiting?: number;

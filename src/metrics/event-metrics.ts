@@ -2,12 +2,12 @@
 // replica) into the job counters, latency histograms and reader-health metrics. Like the queue gauges, the
 // series are written as exposition text once per collection and replaced wholesale; when the read-back failed
 // they are absent rather than stale. The series budget per queue is in docs/metrics.md (cardinality).
-import { dlqSource } from '../collector/queue-snapshot.js';
+import { dlqSource } from '../domain/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
 import type { EventCounter, EventHistogram } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
-import { Slicer } from '../lifecycle/slicer.js';
-import { queueId } from '../redis/keys.js';
+import { Slicer } from '../util/slicer.js';
+import { queueId } from '../domain/queue-ref.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { escapeLabel, header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';

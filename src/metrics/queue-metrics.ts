@@ -5,9 +5,9 @@
 // Because the text is rebuilt from each snapshot, a vanished queue's series vanish with it and a failed
 // collection shows no stale queue values. The few self-metrics stay in prom-client.
 import { createRequire } from 'node:module';
-import type { CollectionSnapshot, QueueState } from '../collector/queue-snapshot.js';
-import { JOB_STATES, SKIP_REASONS } from '../collector/queue-snapshot.js';
-import { Slicer } from '../lifecycle/slicer.js';
+import type { CollectionSnapshot, QueueState } from '../domain/queue-snapshot.js';
+import { JOB_STATES, SKIP_REASONS } from '../domain/queue-snapshot.js';
+import { Slicer } from '../util/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
@@ -75,7 +75,7 @@ export class QueueMetrics {
     e.setCollectionText(EMPTY_TEXT);
   }
 
-  /** After each whole cycle: how long it took and the interval now in force (lifecycle/stretch.ts). */
+  /** After each whole cycle: how long it took and the interval now in force (sidecar/stretch.ts). */
   setCycle(cycleSeconds: number, intervalSeconds: number): void {
     this.cycle.set(cycleSeconds);
     this.interval.set(intervalSeconds);

@@ -7,7 +7,7 @@
 // - the deployment labels are a list of any length: markedSettings() makes it the one label @@^@@, and
 //   eachDeploymentLabel() wraps what the builders write per label in @@[@@…@@]@@, which renders as a jsonnet
 //   comprehension over c.deploymentLabels (an array element naming @@^@@, a template variable, likewise).
-import type { MonitoringSettings } from './settings.js';
+import type { MonitoringSettings } from '../thresholds/monitoring-settings.js';
 
 const LABEL = '@@^@@';
 const TOKEN = /@@(\[|\]|\^|q:[A-Za-z0-9_.]+|[A-Za-z0-9_.]+)@@/g;

@@ -34,7 +34,7 @@ import { PanelBuilder as TimeseriesBuilder } from '@grafana/grafana-foundation-s
 import { HISTOGRAMS, histogramRecord, OVERVIEW_DASHBOARD, QUEUE_DASHBOARD, rateRecord, sloErrorRecord } from './alert-rules.js';
 import { eachDeploymentLabel, promString } from './dashboards-jsonnet.js';
 import { deadLetterQueues, runnableJobs } from './promql.js';
-import type { MonitoringSettings } from './settings.js';
+import type { MonitoringSettings } from '../thresholds/monitoring-settings.js';
 
 const DS = { type: 'prometheus', uid: '${datasource}' };
 const QUANTILES = [0.5, 0.95, 0.99] as const;

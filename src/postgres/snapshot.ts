@@ -1,12 +1,12 @@
 // The per-queue gauges of BullMQ's PostgreSQL backend, read-only: the same QueueState/CollectionSnapshot the Redis
-// collector produces (src/collector/queue-snapshot.ts), with the schema as the `prefix`. See docs/postgres.md §2.2.
+// collector produces (src/domain/queue-snapshot.ts), with the schema as the `prefix`. See docs/postgres.md §2.2.
 //
 // One statement per batch of queues, in a READ ONLY transaction under a statement timeout; no FOR UPDATE, so it takes
 // only ACCESS SHARE locks and never waits on, nor delays, a worker's row locks. Every number but the finished counts
 // comes from a partial index over live jobs (job_ready_idx, job_delayed_idx, job_active_idx,
 // job_waiting_children_idx), so its cost does not grow with retained completed/failed jobs.
 import pg from 'pg';
-import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../collector/queue-snapshot.js';
+import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
 
 /** BullMQ's default schema (`DEFAULT_SCHEMA` in bullmq's postgres/migrator). */
 export const DEFAULT_BULLMQ_SCHEMA = 'bullmq';

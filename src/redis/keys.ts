@@ -1,9 +1,5 @@
 // The only module that spells a Redis key name: BullMQ's (read-only for us) and queuelens's own.
-
-export interface QueueRef {
-  prefix: string;
-  name: string;
-}
+import type { QueueRef } from '../domain/queue-ref.js';
 
 export const BULLMQ_QUEUE_SUFFIXES = [
   'wait',
@@ -61,10 +57,6 @@ export function parseMetaKey(prefix: string, key: string): QueueRef | null {
 /** Name BullMQ gives a Worker's blocking connection: `<prefix>:<base64(queue)>` optionally `:w:<worker name>`. */
 export function workerClientName(q: QueueRef): string {
   return `${q.prefix}:${Buffer.from(q.name).toString('base64')}`;
-}
-
-export function queueId(q: QueueRef): string {
-  return `${q.prefix}\u0000${q.name}`;
 }
 
 function escapeGlob(s: string): string {

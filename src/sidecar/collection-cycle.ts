@@ -2,7 +2,7 @@
 // hand the snapshot on (the sidecar renders its gauges and follows new queues there), read the persisted event
 // accounting back, and update the queue board behind /api/queues, the status page and `top`.
 import type { Collector } from '../collector/collector.js';
-import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import type { QueueBoard } from '../status/queue-board.js';

@@ -4,22 +4,22 @@ import type { FastifyInstance } from 'fastify';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import { isStale } from '../collector/freshness.js';
-import type { CollectionSnapshot } from '../collector/queue-snapshot.js';
+import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { EventShards } from '../events/event-shards.js';
 import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
-import { startIntervalLoop, type IntervalLoop } from '../lifecycle/interval-loop.js';
-import { stretchedInterval } from '../lifecycle/stretch.js';
+import { startIntervalLoop, type IntervalLoop } from '../util/interval-loop.js';
+import { stretchedInterval } from './stretch.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
-import { queueId } from '../redis/keys.js';
+import { queueId } from '../domain/queue-ref.js';
 import { QueueBoard } from '../status/queue-board.js';
 import { runCollectionCycle } from './collection-cycle.js';
 
@@ -87,7 +87,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   };
 
   let followed = -1;
-  /** Seconds; above config.collectInterval while whole cycles take longer than it (lifecycle/stretch.ts). */
+  /** Seconds; above config.collectInterval while whole cycles take longer than it (sidecar/stretch.ts). */
   let interval = config.collectInterval;
   const onSnapshot = async (s: CollectionSnapshot): Promise<void> => {
     // A collection can find a new queue (a worker connection for it): the reader follows it at once.

@@ -2,7 +2,7 @@
 // totals the queue board keeps history of: five counters and the wait and processing histograms.
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
-import { queueId } from '../redis/keys.js';
+import { queueId } from '../domain/queue-ref.js';
 import type { CumulativeHistogram } from './accounting-ring.js';
 import type { QueueAccounting } from './queue-board.js';
 

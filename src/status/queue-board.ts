@@ -2,9 +2,9 @@
 // a bounded history of its accounting (one AccountingRing per queue), turned into QueueView rows with rates,
 // latency quantiles over the last 1 and 15 minutes, and a health verdict. Plain data in, plain data out.
 import { isStale, staleLimitSeconds } from '../collector/freshness.js';
-import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../collector/queue-snapshot.js';
-import { Slicer } from '../lifecycle/slicer.js';
-import { queueId } from '../redis/keys.js';
+import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
+import { Slicer } from '../util/slicer.js';
+import { queueId } from '../domain/queue-ref.js';
 import { AccountingRing, type CumulativeHistogram, type WindowStats } from './accounting-ring.js';
 import { assessQueue } from './queue-health.js';
 import { API_VERSION, type QueueHistory, type QueuesResponse, type QueueView, type WindowView } from './queue-view.js';

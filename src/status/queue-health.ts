@@ -1,13 +1,13 @@
 // Owns the per-queue health verdict shown by the status page, the JSON API and `queuelens top`: the conditions
-// the bundled alerts page for, with the same thresholds (src/monitoring/settings.ts), evaluated on the last
+// the bundled alerts page for, with the same thresholds (src/thresholds/monitoring-settings.ts), evaluated on the last
 // collection and the 15-minute window, each reason naming its alert so a reader lands on the right runbook.
 // Unlike the alerts there is no `for:` delay: the page shows the condition as soon as it holds. Unlike /health
 // thresholds (off by default, they pull a sidecar out of a load balancer), these only inform.
-import { backlogOf, type QueueState } from '../collector/queue-snapshot.js';
-import { settings, thresholdsFor, type QueueThresholds } from '../monitoring/settings.js';
+import { backlogOf, type QueueState } from '../domain/queue-snapshot.js';
+import { settings, thresholdsFor, type QueueThresholds } from '../thresholds/monitoring-settings.js';
 import type { HealthReason, HealthStatus, QueueHealthView, ReasonSeverity, WindowView } from './queue-view.js';
 
-/** The bundled alerts' thresholds for a queue (src/monitoring/settings.ts, per-queue overrides applied). */
+/** The bundled alerts' thresholds for a queue (src/thresholds/monitoring-settings.ts, per-queue overrides applied). */
 export function thresholdsForQueue(queue: string): QueueThresholds {
   return thresholdsFor(settings, queue);
 }

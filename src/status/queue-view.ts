@@ -1,6 +1,6 @@
 // The JSON shapes of GET /api/queues, shared by the HTTP routes, the status page's data and `queuelens top`.
 // Field names are a contract (docs/api/queues.schema.json); add fields, never rename them.
-import type { JobState } from '../collector/queue-snapshot.js';
+import type { JobState } from '../domain/queue-snapshot.js';
 
 export const API_VERSION = 1;
 

@@ -13,7 +13,7 @@ import { createRedis, type RedisClient } from '../redis/connection.js';
 import { assertClusterPrefix } from '../redis/slots.js';
 import { startConsumerSpan, type ConsumerSpan } from '../tracing/consumer-span.js';
 import { tracingEnabled } from '../tracing/state.js';
-import { DeadLetters } from './dead-letter.js';
+import { DeadLetters } from '../dead-letters/dead-letters.js';
 
 export interface ProcessContext {
   /** The attempt's logger: queue, job id, attempt and, when tracing, trace_id/span_id of the consumer span. */

@@ -10,7 +10,7 @@ import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { watchChild } from '../../src/lifecycle/watch-child.js';
+import { watchChild } from '../../src/util/watch-child.js';
 import { freePort } from './redis-server.js';
 
 export interface TestPostgres {

@@ -5,7 +5,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Cluster, Redis } from 'ioredis';
-import { watchChild } from '../../src/lifecycle/watch-child.js';
+import { watchChild } from '../../src/util/watch-child.js';
 
 export interface TestCluster {
   ports: number[];

@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
-import { watchChild } from '../../src/lifecycle/watch-child.js';
+import { watchChild } from '../../src/util/watch-child.js';
 
 export interface TestRedis {
   port: number;

@@ -2,7 +2,8 @@
 // read peak RSS from /proc, and wait until a stream is fully accounted for (read + lost = entries added).
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { queueKey, type QueueRef } from '../../src/redis/keys.js';
+import { queueKey } from '../../src/redis/keys.js';
+import { type QueueRef } from '../../src/domain/queue-ref.js';
 import { waitFor } from './bullmq.js';
 import { spawnCli, type CliProcess } from './cli.js';
 import { parsePromText, seriesKey, type Series } from './prom-text.js';

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { context, ROOT_CONTEXT, SpanKind, trace, TraceFlags } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeadLetters } from '../../src/workers/dead-letter.js';
+import type { DeadLetters } from '../../src/dead-letters/dead-letters.js';
 import { emailProcessor } from '../../src/workers/email-processor.js';
 import { exportProcessor } from '../../src/workers/export-processor.js';
 import { webhookProcessor } from '../../src/workers/webhook-processor.js';

@@ -6,7 +6,7 @@ import type { QueueName } from '../../src/jobs/schemas.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { OWN_PREFIX_DEFAULT } from '../../src/redis/keys.js';
 import { createWorker, type CreateWorkerOptions, type ManagedWorker, type Processor } from '../../src/workers/create-worker.js';
-import type { DeadLetterRecord } from '../../src/workers/dead-letter.js';
+import type { DeadLetterRecord } from '../../src/dead-letters/dead-letters.js';
 import type { TestRedis } from './redis-server.js';
 
 export class WorkerHarness {

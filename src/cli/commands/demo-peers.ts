@@ -5,7 +5,7 @@ import type { Command } from 'commander';
 import { demoPeersOptions } from '../../config/demo-config.js';
 import { addOptions, resolveOptions } from '../../config/options.js';
 import { startDemoPeers } from '../../demo/demo-peers.js';
-import { installShutdown } from '../../lifecycle/shutdown.js';
+import { installShutdown } from '../../shutdown/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 
 export function registerDemoPeers(program: Command): void {

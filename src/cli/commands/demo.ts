@@ -10,10 +10,10 @@ import { claimDemoNamespace, DEMO_OWN_PREFIX, DEMO_PREFIX, DemoBusyError, type D
 import { startDemoStack, type DemoStack } from '../../demo/demo-stack.js';
 import { removeStaleDemoDirs } from '../../demo/demo-tmp.js';
 import { SCENARIOS } from '../../config/loadgen-config.js';
-import { installShutdown } from '../../lifecycle/shutdown.js';
+import { installShutdown } from '../../shutdown/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { safeUrl } from '../../log/redact.js';
-import { ensureRedis, NoRedisError } from '../../redis/local-redis.js';
+import { ensureRedis, NoRedisError } from '../../demo/local-redis.js';
 
 export function registerDemo(program: Command): void {
   const cmd = program

@@ -8,7 +8,7 @@ import { dlqName } from '../../jobs/queue-defaults.js';
 import { redactString, redactValue } from '../../log/redact.js';
 import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
-import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, redisNow, type RedriveOutcome, type Selection } from '../../workers/dead-letter.js';
+import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, redisNow, type RedriveOutcome, type Selection } from '../../dead-letters/dead-letters.js';
 
 type Action = 'list' | 'show' | 'redrive' | 'purge';
 

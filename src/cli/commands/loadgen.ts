@@ -3,9 +3,9 @@
 import type { Command } from 'commander';
 import { addOptions } from '../../config/options.js';
 import { loadgenOptions, resolveLoadgenConfig } from '../../config/loadgen-config.js';
-import { scenarioFor } from '../../jobs/loadgen-scenarios.js';
+import { scenarioFor } from '../../loadgen/loadgen-scenarios.js';
 import { Producer } from '../../jobs/producer.js';
-import { runLoadgen } from '../../jobs/run-loadgen.js';
+import { runLoadgen } from '../../loadgen/run-loadgen.js';
 import { createLogger } from '../../log/logger.js';
 import { shutdownTracing } from '../../tracing/state.js';
 

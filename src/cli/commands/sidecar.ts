@@ -2,7 +2,7 @@
 import type { Command } from 'commander';
 import { addOptions } from '../../config/options.js';
 import { resolveSidecarConfig, sidecarOptions } from '../../config/sidecar-config.js';
-import { installShutdown } from '../../lifecycle/shutdown.js';
+import { installShutdown } from '../../shutdown/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { createSidecar } from '../../sidecar/create-sidecar.js';
 

@@ -4,7 +4,7 @@ import type { Command } from 'commander';
 import { ConfigError, addOptions } from '../../config/options.js';
 import { resolveWorkerConfig, workerOptions, type WorkerConfig } from '../../config/worker-config.js';
 import { isQueueName, QUEUE_NAMES, type QueueName } from '../../jobs/schemas.js';
-import { installShutdown } from '../../lifecycle/shutdown.js';
+import { installShutdown } from '../../shutdown/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { shutdownTracing } from '../../tracing/state.js';
 import { startHealthServer } from '../../workers/health-server.js';

@@ -11,7 +11,8 @@ import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.j
 import { isQueueName, validateJob } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { redactString, SECRET_KEYS } from '../log/redact.js';
-import { jobKey, ownKeys, queueKey, type QueueRef } from '../redis/keys.js';
+import { jobKey, ownKeys, queueKey } from '../redis/keys.js';
+import { type QueueRef } from '../domain/queue-ref.js';
 import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';

@@ -4,8 +4,8 @@ import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { Redis } from 'ioredis';
-import { watchChild } from '../lifecycle/watch-child.js';
-import { demoTempDir } from '../demo/demo-tmp.js';
+import { watchChild } from '../util/watch-child.js';
+import { demoTempDir } from './demo-tmp.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 

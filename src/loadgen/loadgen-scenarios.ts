@@ -2,10 +2,10 @@
 // run a companion beside the pacing loop: the steady mixes for demos, and one scenario per alert situation
 // (no-workers, failing-webhook, stall, backlog) to make that alert fire on demand.
 import type { LoadgenConfig, ScenarioName } from '../config/loadgen-config.js';
-import { makeStall } from '../demo/stall-maker.js';
+import { makeStall } from './stall-maker.js';
 import type { Logger } from '../log/logger.js';
-import type { EnqueueOptions } from './producer.js';
-import type { JobInput, QueueName } from './schemas.js';
+import type { EnqueueOptions } from '../jobs/producer.js';
+import type { JobInput, QueueName } from '../jobs/schemas.js';
 
 export interface PlannedJob<Q extends QueueName = QueueName> {
   queue: Q;

@@ -2,7 +2,7 @@
 // process that takes one job and dies holding it. Resolves once that process is gone.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { watchChild } from '../lifecycle/watch-child.js';
+import { watchChild } from '../util/watch-child.js';
 
 // The compiled script, whether this module runs from dist/ or (in tests) from src/: both sit at the same depth.
 const SCRIPT = fileURLToPath(new URL('../../dist/demo/crashing-consumer.js', import.meta.url));

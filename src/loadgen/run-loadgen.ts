@@ -3,9 +3,9 @@
 // when Redis was slow, and runs the scenario's companion (e.g. a consumer that crashes) alongside.
 import type { Logger } from '../log/logger.js';
 import type { Scenario } from './loadgen-scenarios.js';
-import type { Producer } from './producer.js';
-import { withJobDefaults } from './queue-defaults.js';
-import { validateJob, type JobInput, type QueueName } from './schemas.js';
+import type { Producer } from '../jobs/producer.js';
+import { withJobDefaults } from '../jobs/queue-defaults.js';
+import { validateJob, type JobInput, type QueueName } from '../jobs/schemas.js';
 
 export interface LoadgenReport {
   scenario: string;

@@ -1,5 +1,5 @@
 // Plain data produced by one collection: what every queue held at that moment. No prom-client here.
-import type { QueueRef } from '../redis/keys.js';
+import type { QueueRef } from './queue-ref.js';
 
 export const JOB_STATES = ['waiting', 'prioritized', 'delayed', 'active', 'waiting_children', 'completed', 'failed'] as const;
 export type JobState = (typeof JOB_STATES)[number];
