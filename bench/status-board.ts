@@ -7,7 +7,7 @@ import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/dom
 import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { queueId } from '../src/domain/queue-ref.js';
-import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
+import { QueueBoard, type BoardAccounting } from '../src/status/queue-board.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 
 const SIZES = [10, 100, 1_000, 5_000];
@@ -38,8 +38,8 @@ function snapshot(queues: QueueState[], at: number, seq: number): CollectionSnap
 }
 
 /** Cumulative accounting that grows every collection, as a busy queue's does. */
-function accounting(queues: QueueState[], t: number): Map<string, QueueAccounting> {
-  const out = new Map<string, QueueAccounting>();
+function accounting(queues: QueueState[], t: number): Map<string, BoardAccounting> {
+  const out = new Map<string, BoardAccounting>();
   for (const [i, q] of queues.entries()) {
     const n = t * (10 + (i % 7));
     const hist = () => ({ buckets: BOUNDS.map((_, b) => Math.floor((n * (b + 1)) / BOUNDS.length)), count: n, sum: n * 0.3 });

@@ -7,7 +7,7 @@ import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
 import { boardAccounting } from '../src/status/event-accounting.js';
 import { histogramQuantile } from '../src/status/histogram-quantile.js';
-import { QueueBoard, type QueueAccounting } from '../src/status/queue-board.js';
+import { QueueBoard, type BoardAccounting } from '../src/status/queue-board.js';
 import { assessQueue, formatAge, type QueueHealthInput } from '../src/status/queue-health.js';
 
 const BOUNDS = [1, 2, 5];
@@ -205,7 +205,7 @@ describe('QueueBoard', () => {
     queuesByPrefix: { bull: queues.length },
     queuesDropped: 0,
   });
-  const acc = (added: number, completed: number, failed: number, waitCum: number[], waitCount: number): QueueAccounting => ({
+  const acc = (added: number, completed: number, failed: number, waitCum: number[], waitCount: number): BoardAccounting => ({
     counters: { added, completed, failed, retried: 0, stalled: 0 },
     wait: { buckets: waitCum, count: waitCount, sum: 0 },
     processing: { buckets: [0, 0, 0], count: 0, sum: 0 },

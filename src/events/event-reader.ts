@@ -97,8 +97,8 @@ const COMMIT_QUEUES = 25;
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
 
-
-interface QueueState {
+/** A queue this term follows: its stream, state hash, accounting, lifecycle machine and cursors. */
+interface FollowedQueue {
   queue: QueueRef;
   stream: string;
   hash: string;
@@ -156,10 +156,10 @@ export class EventReader {
   private readonly readBudget: ReadBudget;
   private readonly keys: { lease: string; meta: string; index: string };
   private wanted = new Map<string, QueueRef>();
-  private states = new Map<string, QueueState>();
-  private byStream = new Map<string, QueueState>();
+  private states = new Map<string, FollowedQueue>();
+  private byStream = new Map<string, FollowedQueue>();
   /** The followed streams in groups that one XREAD (and one commit) may cover; rebuilt after each sync. */
-  private groups: QueueState[][] = [];
+  private groups: FollowedQueue[][] = [];
   private installedAt: string | undefined;
   private readonly budget: InFlightBudget;
   private synced = false;
@@ -391,7 +391,7 @@ export class EventReader {
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: QueueState = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedId: cursor, settled: false };
+      const state: FollowedQueue = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedId: cursor, settled: false };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -451,7 +451,7 @@ export class EventReader {
     }
     const index = this.rotation++ % groups;
     if (index === 0) this.roundStart = Date.now();
-    const group = this.groups[index] as QueueState[];
+    const group = this.groups[index] as FollowedQueue[];
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones.
     const got = await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined);
@@ -471,11 +471,11 @@ export class EventReader {
     const start = Date.now();
     let got = false;
     for (let i = 0; i < this.groups.length; ) {
-      const chunk: QueueState[][] = [];
+      const chunk: FollowedQueue[][] = [];
       let streams = 0;
-      for (; i < this.groups.length && (chunk.length === 0 || streams + (this.groups[i] as QueueState[]).length <= width); i++) {
-        chunk.push(this.groups[i] as QueueState[]);
-        streams += (this.groups[i] as QueueState[]).length;
+      for (; i < this.groups.length && (chunk.length === 0 || streams + (this.groups[i] as FollowedQueue[]).length <= width); i++) {
+        chunk.push(this.groups[i] as FollowedQueue[]);
+        streams += (this.groups[i] as FollowedQueue[]).length;
       }
       const read = await Promise.all(chunk.map((g) => this.readGroupOrForget(term, g, undefined, streams)));
       got ||= read.some(Boolean);
@@ -489,7 +489,7 @@ export class EventReader {
    * guessed (sync() loads what is missing). The other groups' state is unaffected, and reloading them would
    * replay their history for nothing.
    */
-  private async readGroupOrForget(term: Term, group: QueueState[], block: number | undefined, inFlight = group.length): Promise<boolean> {
+  private async readGroupOrForget(term: Term, group: FollowedQueue[], block: number | undefined, inFlight = group.length): Promise<boolean> {
     try {
       return await this.readGroup(term, group, block, inFlight);
     } catch (err) {
@@ -506,8 +506,8 @@ export class EventReader {
    * applied (its return values never become strings) before the next is asked for. `inFlight`: streams read
    * at the same time by other calls (Cluster), which share the budget.
    */
-  private async readGroup(term: Term, group: QueueState[], block: number | undefined, inFlight = group.length): Promise<boolean> {
-    const got = new Set<QueueState>();
+  private async readGroup(term: Term, group: FollowedQueue[], block: number | undefined, inFlight = group.length): Promise<boolean> {
+    const got = new Set<FollowedQueue>();
     for (let i = 0; i < group.length; ) {
       const plan = this.readBudget.plan(inFlight);
       const width = Math.max(1, Math.floor((plan.streams * group.length) / inFlight));
@@ -564,8 +564,8 @@ export class EventReader {
    * Commits the queues that applied entries, and once more each queue whose stream was found at its end since
    * (that commit settles its lag and loss count). A settled queue with nothing new is not written at all.
    */
-  private async commit(term: Term, group: QueueState[], got: ReadonlySet<QueueState>): Promise<void> {
-    const pending: Array<{ s: QueueState; commit: EventsCommitQueue; settles: boolean }> = [];
+  private async commit(term: Term, group: FollowedQueue[], got: ReadonlySet<FollowedQueue>): Promise<void> {
+    const pending: Array<{ s: FollowedQueue; commit: EventsCommitQueue; settles: boolean }> = [];
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
       if (id === undefined || count === 0) {
@@ -659,7 +659,7 @@ export class EventReader {
   }
 
   /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
-  private drop(s: QueueState): void {
+  private drop(s: FollowedQueue): void {
     s.machine.release();
     this.states.delete(queueId(s.queue));
     this.byStream.delete(s.stream);

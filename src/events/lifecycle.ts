@@ -1,5 +1,6 @@
 // Owns the job-lifecycle state machine of one queue: it follows the entries of `<prefix>:<queue>:events` in
-// order and turns them into counter increments and latency observations (research notes §2.1, §2.5, §11.1).
+// order and turns them into counter increments and latency observations (what each BullMQ event means for
+// them: docs/metrics.md).
 // Pure: no I/O, no clock. Time is the Redis clock of the entry ids, plus the producer's due time in `delayed`.
 import { OTHER_JOB_NAME, type AccountingSink } from './accounting.js';
 

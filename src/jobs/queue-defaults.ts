@@ -5,7 +5,7 @@ import type { QueueName } from './schemas.js';
 
 /**
  * Events kept in `<queue>:events`. BullMQ's 10,000 is under a second at full speed on a small box
- * (research §2.2); 100,000 gives the sidecar several seconds to ride out a GC pause or a restart.
+ * (it trims by MAXLEN ~ on every add); 100,000 gives the sidecar several seconds to ride out a GC pause or a restart.
  * Every producer-side Queue constructor writes this into meta, so all of ours must agree.
  */
 export const EVENTS_MAX_LEN = 100_000;

@@ -4,11 +4,11 @@ import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { queueId } from '../domain/queue-ref.js';
 import type { CumulativeHistogram } from './accounting-ring.js';
-import type { QueueAccounting } from './queue-board.js';
+import type { BoardAccounting } from './queue-board.js';
 
 /** Keyed by queueId(), as QueueBoard.update() takes it. */
-export function boardAccounting(queues: readonly QueueEventAccounting[]): Map<string, QueueAccounting> {
-  const out = new Map<string, QueueAccounting>();
+export function boardAccounting(queues: readonly QueueEventAccounting[]): Map<string, BoardAccounting> {
+  const out = new Map<string, BoardAccounting>();
   for (const { queue, stats } of queues) {
     const counters = { added: 0, completed: 0, failed: 0, retried: 0, stalled: 0 };
     for (const c of stats.counters) if (c.counter in counters) counters[c.counter as keyof typeof counters] += c.value;

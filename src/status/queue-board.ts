@@ -10,7 +10,7 @@ import { assessQueue } from './queue-health.js';
 import { API_VERSION, type QueueHistory, type QueuesResponse, type QueueView, type WindowView } from './queue-view.js';
 
 /** One queue's cumulative event accounting, as the event reader persists it. */
-export interface QueueAccounting {
+export interface BoardAccounting {
   counters: { added: number; completed: number; failed: number; retried: number; stalled: number };
   wait: CumulativeHistogram;
   processing: CumulativeHistogram;
@@ -40,7 +40,7 @@ export class QueueBoard {
   constructor(private readonly opts: QueueBoardOptions) {}
 
   /** Records a collection; `accounting` is keyed by queueId() and may miss queues the reader has not seen. */
-  async update(s: CollectionSnapshot, accounting?: ReadonlyMap<string, QueueAccounting>): Promise<void> {
+  async update(s: CollectionSnapshot, accounting?: ReadonlyMap<string, BoardAccounting>): Promise<void> {
     // A failed collection says nothing about the queues: keep their history and show none of them.
     if (!s.ok) {
       this.last = s;
