@@ -8,6 +8,7 @@ import { QueueDiscovery } from '../src/collector/discovery.js';
 import { JOB_STATES, type CollectionSnapshot } from '../src/domain/queue-snapshot.js';
 import { createLogger } from '../src/log/logger.js';
 import { createRedis } from '../src/redis/connection.js';
+import { RedisQueueStateSource } from '../src/redis/queue-state-source.js';
 import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
 import { describe, RedisStats, slowest, SLOWLOG_THRESHOLD_US, type LoggedCommand, type RunCost } from './lib/redis-stats.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
@@ -107,7 +108,7 @@ async function prepare(server: TestRedis, size: number, truth: SeededQueue[]): P
   await redis.connect();
   const discovery = new QueueDiscovery({ redis, prefixes: [prefix], maxQueues: 1_000_000, log });
   await discovery.runPass();
-  const collector = new Collector({ redis, discovery, log });
+  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log }), discovery, log });
 
   // The baseline shares one connection, as an exporter would; Queue construction is not timed.
   const shared = new Redis({ host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null, connectionName: 'baseline' });

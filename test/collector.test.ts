@@ -256,7 +256,9 @@ describe('queue state gauges', () => {
     await c.lpush('bull:many-active:active', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6', 'a7');
     for (const id of ['a2', 'a5', 'a7']) await c.set(`bull:many-active:${id}:lock`, 'tok', 'PX', 60_000);
     const { Collector } = await import('../src/collector/collector.js');
-    const collector = new Collector({ redis: sidecar.redis, discovery: sidecar.discovery, log: (await import('../src/log/logger.js')).createLogger({ level: 'silent' }), activeCheckLimit: 2, orphanPageSize: 2 });
+    const { RedisQueueStateSource } = await import('../src/redis/queue-state-source.js');
+    const log = (await import('../src/log/logger.js')).createLogger({ level: 'silent' });
+    const collector = new Collector({ source: new RedisQueueStateSource({ redis: sidecar.redis, log, orphanPageSize: 2 }), discovery: sidecar.discovery, log, activeCheckLimit: 2 });
     await sidecar.discovery.runPass();
     const snap = await collector.collect();
     const q = snap.queues.find((s) => s.ref.name === 'many-active')!;

@@ -6,6 +6,7 @@
 // comes from a partial index over live jobs (job_ready_idx, job_delayed_idx, job_active_idx,
 // job_waiting_children_idx), so its cost does not grow with retained completed/failed jobs.
 import pg from 'pg';
+import type { SnapshotSource } from '../domain/backend.js';
 import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
 
 /** BullMQ's default schema (`DEFAULT_SCHEMA` in bullmq's postgres/migrator). */
@@ -132,7 +133,7 @@ export function toQueueState(schema: string, row: QueueRow): QueueState {
   return state;
 }
 
-export class PostgresSnapshotCollector {
+export class PostgresSnapshotCollector implements SnapshotSource {
   private readonly schema: string;
   private readonly quoted: string;
   private readonly batchSize: number;

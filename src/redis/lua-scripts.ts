@@ -1,6 +1,7 @@
 // Owns the typed boundary to queuelens's Lua scripts (src/redis/lua/): one spec per script, its arguments by
 // name and its reply decoded by name, here and nowhere else. Each script's header documents the same layout;
 // test/lua-scripts.test.ts runs every script against Redis and fails when a reply and its decoder drift apart.
+import type { QueueReading } from '../domain/backend.js';
 import type { ScriptSpec } from './scripts.js';
 
 // ---- get-queue-states-n.lua: the collector's read of a group of queues ----
@@ -27,8 +28,10 @@ export const QUEUE_FIELDS = [
   'lockOwners',
 ] as const;
 export type QueueField = (typeof QUEUE_FIELDS)[number];
-/** One queue as get-queue-states read it; -1 stands for "none" (see the script's header). */
-export type QueueFields = Record<QueueField, number>;
+/** One queue as get-queue-states read it: the backend-neutral reading (-1 stands for "none", see the script's header). */
+export type QueueFields = QueueReading;
+// The reply carries every field of a reading and nothing else: a compile error otherwise.
+const _sameFields: [QueueField] extends [keyof QueueReading] ? ([keyof QueueReading] extends [QueueField] ? true : never) : never = true;
 
 export interface QueueStatesReply {
   /** Redis's clock (TIME) when the group was read, ms. */

@@ -1,14 +1,15 @@
 // Owns one collection cycle, the same in the sidecar and in `queuelens top` reading Redis directly: collect,
 // hand the snapshot on (the sidecar renders its gauges and follows new queues there), read the persisted event
 // accounting back, and update the queue board behind /api/queues, the status page and `top`.
-import type { Collector } from '../collector/collector.js';
+import type { SnapshotSource } from '../domain/backend.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import type { QueueBoard } from '../status/queue-board.js';
 
 export interface CollectionCycleOptions {
-  collector: Pick<Collector, 'collect'>;
+  /** The backend's snapshots (collector/collector.ts on Redis). */
+  collector: SnapshotSource;
   board: QueueBoard;
   /** The event accounting persisted in Redis; undefined when events are off or it cannot be read. */
   readAccounting: (s: CollectionSnapshot) => Promise<readonly QueueEventAccounting[] | undefined>;

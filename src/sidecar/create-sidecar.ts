@@ -19,6 +19,7 @@ import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { RedisQueueStateSource } from '../redis/queue-state-source.js';
 import { queueId } from '../domain/queue-ref.js';
 import { QueueBoard } from '../status/queue-board.js';
 import { runCollectionCycle } from './collection-cycle.js';
@@ -45,7 +46,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     commandTimeoutMs: Math.max(2000, config.collectInterval * 1000),
   });
   const discovery = new QueueDiscovery({ redis, prefixes: config.prefixes, fixedQueues: config.queues, maxQueues: config.maxQueues, log });
-  const collector = new Collector({ redis, discovery, log });
+  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log }), discovery, log });
   // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));

@@ -7,6 +7,7 @@ import { safeUrl } from '../log/redact.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
 import { readEventAccounting } from '../events/read-back.js';
 import { createRedis } from '../redis/connection.js';
+import { RedisQueueStateSource } from '../redis/queue-state-source.js';
 import { runCollectionCycle } from '../sidecar/collection-cycle.js';
 import { QueueBoard } from '../status/queue-board.js';
 import type { QueuesResponse } from '../status/queue-view.js';
@@ -52,7 +53,7 @@ const DISCOVER_EVERY = 15;
 export function redisSource(o: RedisSourceOptions): TopSource {
   const redis = createRedis({ url: o.redisUrl, clusterNodes: o.clusterNodes, name: 'queuelens:top', log: o.log, lazyConnect: true, commandTimeoutMs: 5000 });
   const discovery = new QueueDiscovery({ redis, prefixes: o.prefixes, maxQueues: 5000, log: o.log });
-  const collector = new Collector({ redis, discovery, log: o.log });
+  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log: o.log }), discovery, log: o.log });
   const board = new QueueBoard({ collectIntervalSeconds: o.intervalSeconds, histogramBounds: EVENT_BUCKETS_SECONDS });
   let reads = 0;
   return {
