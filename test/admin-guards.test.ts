@@ -9,6 +9,7 @@ import { AuthThrottle } from '../src/http/auth-throttle.js';
 import { SESSION_COOKIE } from '../src/http/admin-routes.js';
 import { createLogger } from '../src/log/logger.js';
 import { createSidecar, type Sidecar } from '../src/sidecar/create-sidecar.js';
+import { runCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const TOKEN = 'admin-guard-token-0123456789';
@@ -209,6 +210,44 @@ describe('admin surface: Bull Board shows no secrets', () => {
       expect(res.body).toContain('***@example.com');
       for (const leak of [JOB_SECRET, 'victim@', 'hunter2']) expect(res.body, leak).not.toContain(leak);
     }
+  });
+});
+
+describe('webhook URLs with a secret in the path', () => {
+  // Slack's incoming-webhook shape: whoever has the path can post to the channel.
+  const SLACK_SECRET = 'XXXXslackPathSecret0123';
+  const SLACK_URL = `https://hooks.slack.com/services/T0001/B0002/${SLACK_SECRET}`;
+
+  it('are masked in Bull Board answers and by `dlq show`', async () => {
+    const connection = { host: '127.0.0.1', port: redis.port };
+    const webhook = new Queue('webhook', { connection });
+    await webhook.add('webhook', { url: SLACK_URL, event: 'e', payload: { note: `failed posting to ${SLACK_URL}` } }, { jobId: 'slack1', delay: 3_600_000 });
+    await webhook.close();
+    const dlq = new Queue('webhook-dlq', { connection });
+    const at = Date.now();
+    await dlq.add('webhook', {
+      source: { prefix: 'bull', queue: 'webhook', jobId: 'slack0', name: 'webhook' },
+      data: { url: SLACK_URL, event: 'e', payload: null },
+      opts: { attempts: 1 }, failedReason: `webhook ${SLACK_URL} answered 404`, stacktrace: [], attemptsMade: 1, firstFailedAt: at, lastFailedAt: at, deadLetteredAt: at,
+    }, { jobId: 'slack-dl' });
+    await dlq.close();
+    // Ground truth: Redis holds the whole URL.
+    expect(await redis.client().hget('bull:webhook:slack1', 'data')).toContain(SLACK_SECRET);
+
+    const { app } = await sidecar();
+    for (const url of ['/admin/queues/api/queues/webhook/slack1', '/admin/queues/api/queues/webhook-dlq/slack-dl', '/admin/queues/api/queues?activeQueue=webhook&status=delayed&page=1&jobsPerPage=50']) {
+      const res = await app.inject({ url, headers: auth });
+      expect(res.statusCode, url).toBe(200);
+      expect(res.body, url).toContain('https://hooks.slack.com/***');
+      expect(res.body, url).not.toContain(SLACK_SECRET);
+    }
+    const show = await runCli(['dlq', 'show', 'webhook', '--id', 'slack-dl', '--redis-url', redis.url, '--log-level', 'silent']);
+    expect(show.code).toBe(0);
+    expect(show.output).toContain('https://hooks.slack.com/***');
+    expect(show.output).not.toContain(SLACK_SECRET);
+    const list = await runCli(['dlq', 'list', 'webhook', '--redis-url', redis.url, '--log-level', 'silent']);
+    expect(list.output).toContain('slack-dl');
+    expect(list.output).not.toContain(SLACK_SECRET);
   });
 });
 

@@ -24,6 +24,27 @@ describe('redaction', () => {
     expect(redactString('sent to jane.doe+x@example.co.uk ok')).toBe('sent to ***@example.co.uk ok');
   });
 
+  it('masks the path and query of webhook services\' URLs, which hold their secret, in strings and log lines', () => {
+    const cases: Array<[string, string]> = [
+      ['https://hooks.slack.com/services/T0001/B0002/slackSECRET1', 'https://hooks.slack.com/***'],
+      ['post to https://discord.com/api/webhooks/123/discordSECRET2?wait=true failed', 'post to https://discord.com/*** failed'],
+      ['https://discordapp.com/api/webhooks/1/discordSECRET3', 'https://discordapp.com/***'],
+      ['"https://acme.webhook.office.com/webhookb2/a@b/IncomingWebhook/teamsSECRET4/c"', '"https://acme.webhook.office.com/***"'],
+      ['https://outlook.office.com/webhook/x/IncomingWebhook/teamsSECRET5/y', 'https://outlook.office.com/***'],
+      ['https://prod-1.westus.logic.azure.com:443/workflows/w/triggers/manual/paths/invoke?sig=azureSECRET6', 'https://prod-1.westus.logic.azure.com:443/***'],
+      ['https://chat.googleapis.com/v1/spaces/S/messages?key=k&token=googleSECRET7', 'https://chat.googleapis.com/***'],
+      ['HTTPS://HOOKS.SLACK.COM/services/T/B/slackSECRET8', 'HTTPS://HOOKS.SLACK.COM/***'],
+    ];
+    for (const [text, masked] of cases) expect(redactString(text), text).toBe(masked);
+    // Other URLs keep their path (it names the endpoint, and is not a secret there).
+    expect(redactString('https://example.com/hooks/orders')).toBe('https://example.com/hooks/orders');
+    const { lines, log } = capture();
+    log.warn({ url: cases[0]![0], err: new Error(`POST ${cases[1]![0]}`) }, `delivery to ${cases[2]![0]} failed`);
+    const all = lines.join('');
+    expect(all).toContain('https://hooks.slack.com/***');
+    for (const secret of ['slackSECRET1', 'discordSECRET2', 'discordSECRET3']) expect(all, secret).not.toContain(secret);
+  });
+
   it('masks them in messages, fields, nested objects and errors; secret-named keys are dropped', () => {
     const { lines, log } = capture();
     log.info('connecting to redis://:hunter2@h');

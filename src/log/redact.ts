@@ -1,10 +1,15 @@
-// Owns the rule that secrets and personal data never reach a log line: credentials in URLs,
-// bearer tokens and email addresses are masked in every string a logger writes.
+// Owns the rule that secrets and personal data never reach a log line: credentials in URLs, the secret paths of
+// webhook services' URLs, bearer tokens and email addresses are masked in every string a logger writes.
 
 // The look-behinds start each match at the beginning of a run only: scanning on from every character of a long
 // run would be quadratic (a 100 KB line of `a.a.a.` took seconds).
 const URL_CREDENTIALS = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]*):([^/\s@]+)@/gi;
 const URL_USER_ONLY = /(?<![a-z0-9+.-])([a-z][a-z0-9+.-]*:\/\/)([^/\s:@]+)@/gi;
+// Webhook services that put the secret in the URL's path or query (Slack's /services/T…/B…/<secret>, Discord's
+// /api/webhooks/<id>/<token>, Teams' webhookb2 and Power Automate's ?sig=, Google Chat's ?key=&token=, a Telegram bot
+// token): everything after the host is masked, so what is left says where the hook goes and nothing that opens it.
+const WEBHOOK_HOSTS = String.raw`hooks\.slack\.com|(?:[a-z0-9-]+\.)?discord(?:app)?\.com|(?:[a-z0-9-]+\.)+webhook\.office\.com|outlook\.office(?:365)?\.com|(?:[a-z0-9-]+\.)+logic\.azure\.com|chat\.googleapis\.com|api\.telegram\.org|hooks\.zapier\.com`;
+const WEBHOOK_URL = new RegExp(String.raw`(?<![a-z0-9+.-])(https?:\/\/(?:[^\s/?#@]*@)?(?:${WEBHOOK_HOSTS})(?::\d+)?)[/?#][^\s"'<>\\]*`, 'gi');
 const BEARER = /\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi;
 // An email address, read by its grammar (RFC 5322 local part, RFC 6531 UTF-8) rather than a guess at usual
 // characters: the local part is a quoted string or the longest run of atext and dots before the `@` (so
@@ -24,6 +29,7 @@ export function redactString(text: string): string {
   return text
     .replace(URL_CREDENTIALS, (_m, scheme: string, user: string) => `${scheme}${user ? `${user}:` : ':'}***@`)
     .replace(URL_USER_ONLY, (_m, scheme: string) => `${scheme}***@`)
+    .replace(WEBHOOK_URL, '$1/***')
     .replace(BEARER, '$1 ***')
     .replace(EMAIL, '***@$1');
 }
