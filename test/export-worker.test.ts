@@ -1,14 +1,16 @@
 // The export worker: file contents and checksums against independently built ground truth, temp-file
 // hygiene, progress, and the export-ready email.
-import { createHash } from 'node:crypto';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { spawnSync } from 'node:child_process';
+import { createHash, randomUUID } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { idempotentJobId } from '../src/jobs/producer.js';
 import { emailProcessor } from '../src/workers/email-processor.js';
 import { exportProcessor, type ExportResult } from '../src/workers/export-processor.js';
 import { waitFor } from './helpers/bullmq.js';
+import { spawnCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startSmtpSink, type SmtpSink } from './helpers/smtp-sink.js';
 import { WorkerHarness } from './helpers/workers.js';
@@ -173,5 +175,39 @@ describe('export worker', () => {
     expect(dl.data).toMatchObject({ attemptsMade: 1 });
     expect(dl.data.failedReason).toBe(`export huge.csv would exceed EXPORT_MAX_BYTES (${MAX_BYTES} bytes); nothing was written`);
     expect(readdirSync(dir).filter((f) => f.includes('huge.csv'))).toEqual([]);
+  });
+});
+
+// An export killed mid-write (SIGKILL, OOM) leaves its temp file; the next worker start removes it, and only what
+// is surely abandoned: a live writer's file, another host's fresh one and finished exports stay.
+describe('export temp files a stopped worker left', () => {
+  it('are removed at start-up: this host\'s whose process is gone, and any untouched for over an hour', async () => {
+    const exportDir = mkdtempSync(join(tmpdir(), 'queuelens-export-sweep-'));
+    const uuid = () => randomUUID();
+    const here = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+    const elsewhere = here === '00000000' ? '11111111' : '00000000';
+    // A pid that surely belonged to a process now gone: a child that has exited.
+    const dead = spawnSync(process.execPath, ['-e', '']).pid!;
+    const files = {
+      deadHere: `.big.csv.${here}.${dead}.${uuid()}.tmp`,
+      liveHere: `.live.csv.${here}.${process.pid}.${uuid()}.tmp`,
+      otherHostFresh: `.other.csv.${elsewhere}.${dead}.${uuid()}.tmp`,
+      otherHostOld: `.other-old.csv.${elsewhere}.${dead}.${uuid()}.tmp`,
+      oldNamingOld: `.legacy.csv.${dead}.${uuid()}.tmp`,
+      finished: 'big.csv',
+    };
+    for (const f of Object.values(files)) writeFileSync(join(exportDir, f), 'partial');
+    const twoHoursAgo = new Date(Date.now() - 2 * 3_600_000);
+    for (const f of [files.otherHostOld, files.oldNamingOld]) utimesSync(join(exportDir, f), twoHoursAgo, twoHoursAgo);
+    const worker = spawnCli(['worker', 'export'], { REDIS_URL: redis.url, EXPORT_DIR: exportDir, LOG_LEVEL: 'info' });
+    try {
+      await waitFor('the worker to start', () => worker.output().includes('workers started') || worker.proc.exitCode !== null, 60_000);
+      expect(readdirSync(exportDir).sort()).toEqual([files.finished, files.liveHere, files.otherHostFresh].sort());
+      expect(worker.output()).toMatch(/"removed":3/);
+    } finally {
+      worker.proc.kill('SIGTERM');
+      await worker.exited;
+      rmSync(exportDir, { recursive: true, force: true });
+    }
   });
 });

@@ -4,6 +4,7 @@
 // its holder died on this host), so the keys a crashed earlier run left behind can be removed at start, and the demo's keys are removed on exit unless --keep.
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
+import { processAlive } from '../util/pid.js';
 import { ownKeys } from '../redis/keys.js';
 
 export const DEMO_PREFIX = 'queuelens-demo';
@@ -44,16 +45,6 @@ function claimToken(): string {
   return `${hostname()}/${process.pid}/${Date.now()}`;
 }
 
-/** Whether a process with this pid lives on this host (EPERM: it does, under another user). */
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /**
  * Takes over a claim whose holder was a process on this host that no longer lives (a demo killed with SIGKILL
  * or a crash), instead of making the user wait for it to lapse. WATCH makes the takeover atomic: if the claim
@@ -69,7 +60,7 @@ async function takeOverFromDead(redis: Redis, claim: string, token: string): Pro
   }
   const [host, pid] = held.split('/');
   const ownerPid = Number(pid);
-  if (host !== hostname() || !Number.isSafeInteger(ownerPid) || ownerPid <= 0 || ownerPid === process.pid || pidAlive(ownerPid)) {
+  if (host !== hostname() || !Number.isSafeInteger(ownerPid) || ownerPid <= 0 || ownerPid === process.pid || processAlive(ownerPid)) {
     await redis.unwatch();
     return false;
   }

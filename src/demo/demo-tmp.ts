@@ -4,6 +4,7 @@
 import { mkdtempSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { processAlive } from '../util/pid.js';
 
 const NAME = /^queuelens-demo-[a-z]+-(?:(\d+)-)?[A-Za-z0-9]{6}$/;
 /** Directories of the old naming (no pid) are removed once they are this old. */
@@ -13,15 +14,6 @@ export function demoTempDir(kind: string): string {
   return mkdtempSync(join(tmpdir(), `queuelens-demo-${kind}-${process.pid}-`));
 }
 
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
 /** Removes the demo directories whose process is gone; returns how many. */
 export function removeStaleDemoDirs(dir = tmpdir()): number {
   let removed = 0;
@@ -29,7 +21,7 @@ export function removeStaleDemoDirs(dir = tmpdir()): number {
     const m = NAME.exec(name);
     if (!m) continue;
     const path = join(dir, name);
-    const stale = m[1] !== undefined ? !alive(Number(m[1])) : Date.now() - statSync(path).mtimeMs > UNOWNED_AGE_MS;
+    const stale = m[1] !== undefined ? !processAlive(Number(m[1])) : Date.now() - statSync(path).mtimeMs > UNOWNED_AGE_MS;
     if (!stale) continue;
     rmSync(path, { recursive: true, force: true });
     removed += 1;

@@ -4,12 +4,14 @@
 // inside the same trace.
 import { createHash, randomUUID } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { constants, copyFile, link, mkdir, open, rm } from 'node:fs/promises';
+import { constants, copyFile, link, mkdir, open, readdir, rm, stat } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { basename, join } from 'node:path';
 import { context, SpanKind } from '@opentelemetry/api';
 import { UnrecoverableError } from 'bullmq';
 import { stringify } from 'csv-stringify/sync';
 import type { Producer } from '../jobs/producer.js';
+import { processAlive } from '../util/pid.js';
 import { withSpan } from '../tracing/spans.js';
 import type { Processor } from './create-worker.js';
 import { builtinSources, EXPORT_COLUMNS, inChunks, type ExportSource } from './export-source.js';
@@ -34,6 +36,57 @@ export interface ExportResult {
   sha256: string;
 }
 
+/**
+ * `.<name>.<host tag>.<pid>.<uuid>.tmp`: the host tag (a hash of the host name: names may hold dots) and pid let a
+ * start-up tell the temp files of a killed predecessor on this host from those of a live writer, here or on another
+ * host sharing the directory.
+ */
+const TEMP_NAME = /^\..+\.([0-9a-f]{8})\.(\d+)\.[0-9a-f-]{36}\.tmp$/;
+/** Any export temp file, this naming or the older one without a host tag (`.<name>.<pid>.<uuid>.tmp`). */
+const ANY_TEMP_NAME = /^\..+\.\d+\.[0-9a-f-]{36}\.tmp$/;
+/** Temp files of the older naming, and of another host, untouched this long are abandoned. */
+const ABANDONED_TEMP_MS = 3_600_000;
+
+function hostTag(): string {
+  return createHash('sha256').update(hostname()).digest('hex').slice(0, 8);
+}
+
+function tempName(file: string): string {
+  return `.${file}.${hostTag()}.${process.pid}.${randomUUID()}.tmp`;
+}
+
+/**
+ * Removes the temp files of exports that never finished because their process died (SIGKILL, OOM, a node restart)
+ * before it could remove them; returns how many. Run once at start-up, before this process writes any: a temp file
+ * of this host whose pid is no longer alive (or is this process's own: a restarted container often gets the same pid)
+ * is removed at once; any other (another host's, the older naming) once nobody has written it for an hour, as a live
+ * writer writes every chunk.
+ */
+export async function removeStaleExportTemps(dir: string, now = Date.now()): Promise<number> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 0;
+    throw err;
+  }
+  const here = hostTag();
+  let removed = 0;
+  for (const name of names) {
+    if (!ANY_TEMP_NAME.test(name)) continue;
+    const path = join(dir, name);
+    const st = await stat(path).catch(() => undefined);
+    if (!st?.isFile()) continue;
+    const m = TEMP_NAME.exec(name);
+    const pid = Number(m?.[2]);
+    const deadHere = m?.[1] === here && (pid === process.pid || !processAlive(pid));
+    if (!deadHere && now - st.mtimeMs <= ABANDONED_TEMP_MS) continue;
+    await rm(path, { force: true });
+    removed += 1;
+  }
+  return removed;
+}
+
 export function exportProcessor(opts: ExportProcessorOptions): { process: Processor<'export'> } {
   const sources = { ...builtinSources, ...opts.sources };
   const chunkRows = opts.chunkRows ?? 1_000;
@@ -47,7 +100,7 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
     const final = join(opts.dir, file);
     // Dot-prefixed, so readers listing the directory never see a half-written export; unique to this attempt, as
     // concurrent jobs (and processes) may name the same file.
-    const tmp = join(opts.dir, `.${file}.${process.pid}.${randomUUID()}.tmp`);
+    const tmp = join(opts.dir, tempName(file));
     const hash = createHash('sha256');
     const fh = await open(tmp, 'w');
     let rows = 0;

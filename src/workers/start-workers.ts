@@ -6,7 +6,7 @@ import type { QueueName } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { createWorker, type ManagedWorker, type Processor } from './create-worker.js';
 import { emailProcessor } from './email-processor.js';
-import { exportProcessor } from './export-processor.js';
+import { exportProcessor, removeStaleExportTemps } from './export-processor.js';
 import { NO_WEBHOOK_SECRET, webhookProcessor } from './webhook-processor.js';
 
 export interface RunningWorkers {
@@ -51,6 +51,11 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
   if (queues.includes('webhook') && !cfg.webhookSecret) {
     // Not fatal: jobs may bring their own secret. Every one that does not is dead-lettered, with this reason.
     log.warn({ queue: 'webhook', reason: NO_WEBHOOK_SECRET }, 'WEBHOOK_SECRET is not set: webhook jobs without a secret of their own will be dead-lettered');
+  }
+  if (queues.includes('export')) {
+    // Before this process writes any: what a killed predecessor was writing would otherwise stay for good.
+    const removed = await removeStaleExportTemps(cfg.exportDir);
+    if (removed > 0) log.info({ queue: 'export', removed }, 'removed temp files of exports a stopped worker left unfinished');
   }
   await Promise.all(workers.map((w) => w.start()));
   log.info({ queues }, 'workers started');
