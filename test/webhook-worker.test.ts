@@ -3,7 +3,7 @@
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
-import { DEFAULT_TOLERANCE_SECONDS, verifyWebhook } from '../src/workers/webhook-signature.js';
+import { DEFAULT_TOLERANCE_SECONDS, signWebhook, verifyWebhook } from '../src/workers/webhook-signature.js';
 import { waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -66,6 +66,16 @@ describe('webhook worker', () => {
     expect(verifyWebhook(SECRET, d!.body, header.replace(`t=${t}`, `t=${t + 1000}`), { now: t + 1000 })).toBe(false);
     expect(verifyWebhook(SECRET, `${d!.body} `, header, { now: t })).toBe(false);
     expect(verifyWebhook(SECRET, d!.body, `${header.split(',')[1]}`, { now: t })).toBe(false);
+  });
+
+  it('verifyWebhook refuses an empty or short secret with a clear error, rather than verifying what anyone could sign', () => {
+    const body = '{"id":"webhook-1","event":"e","payload":null}';
+    const t = 1_700_000_000;
+    for (const secret of ['', 'x', '1234567']) {
+      // Signed with that same secret: without the check this verifies (an unset WEBHOOK_SECRET on both sides).
+      expect(() => verifyWebhook(secret, body, signWebhook(secret, t, body), { now: t }), JSON.stringify(secret)).toThrow(/verifyWebhook: the secret is (empty|\d characters); .*at least 8 characters/);
+    }
+    expect(verifyWebhook('12345678', body, signWebhook('12345678', t, body), { now: t })).toBe(true);
   });
 
   it('signs with the job\'s own secret when it has one', async () => {

@@ -5,6 +5,9 @@ import { z } from 'zod';
 export const QUEUE_NAMES = ['email', 'webhook', 'export'] as const;
 export type QueueName = (typeof QUEUE_NAMES)[number];
 
+/** The shortest webhook signing secret accepted: a job's own `secret`, and a receiver's (verifyWebhook). */
+export const MIN_SECRET_LENGTH = 8;
+
 export const EMAIL_TEMPLATES = ['welcome', 'password-reset', 'export-ready'] as const;
 
 /** Set by `dlq redrive`: where the job was dead-lettered, so the new run can be tied to the old one. */
@@ -31,7 +34,7 @@ export const webhookJobSchema = z.object({
   event: z.string().min(1).max(200),
   payload: z.unknown(),
   /** Per-job signing key; falls back to WEBHOOK_SECRET. */
-  secret: z.string().min(8).optional(),
+  secret: z.string().min(MIN_SECRET_LENGTH).optional(),
   redrivenFrom,
 });
 

@@ -4,6 +4,7 @@
 // captured delivery later; `X-Queuelens-Delivery` stays the same for every attempt and redrive, so it can drop the
 // duplicates that retries make inside the window.
 import { createHmac, timingSafeEqual } from 'node:crypto';
+import { MIN_SECRET_LENGTH } from '../jobs/schemas.js';
 
 export const SIGNATURE_HEADER = 'x-queuelens-signature';
 export const DELIVERY_HEADER = 'x-queuelens-delivery';
@@ -29,9 +30,13 @@ export interface VerifyOptions {
 /**
  * True when `header` (the X-Queuelens-Signature value) carries a `v1` signature of `t.body` under `secret` and `t` is
  * within the tolerance of now. Several `v1=` entries are accepted (any one may match), as during a key rotation.
- * Constant-time comparison; pass the raw body exactly as received, before any JSON parsing.
+ * Constant-time comparison; pass the raw body exactly as received, before any JSON parsing. Throws on an empty or
+ * short secret (an unset environment variable, say): anyone could sign with it, so nothing would be verified.
  */
 export function verifyWebhook(secret: string, body: string, header: string, opts: VerifyOptions = {}): boolean {
+  if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
+    throw new TypeError(`verifyWebhook: the secret is ${typeof secret !== 'string' || secret === '' ? 'empty' : `${secret.length} characters`}; pass the signing secret the sender uses (WEBHOOK_SECRET or the job's secret, at least ${MIN_SECRET_LENGTH} characters)`);
+  }
   let timestamp: number | undefined;
   const given: string[] = [];
   for (const part of header.split(',')) {
