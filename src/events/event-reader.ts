@@ -50,6 +50,8 @@ export interface EventReaderOptions {
   maintenanceMs?: number;
   /** Cluster: sleep after a poll round over every group found nothing. */
   pollMs?: number;
+  /** The BullMQ prefixes discovery watches: each is marked watched at the reader's first sync, queues or not. */
+  prefixes?: readonly string[];
   /** Whether a queue belongs to this reader's shard (retention clean-up touches only those). */
   isMine?: (q: QueueRef) => boolean;
   /**
@@ -342,7 +344,11 @@ export class EventReader {
       this.installedAt = (await this.cmd.hget(this.keys.meta, 'installedAt')) ?? '0';
     }
     // A prefix this shard has synced before: its queues without state were born (or appeared) since.
-    const prefixes = [...new Set(missing.map((q) => q.prefix))];
+    // Every prefix this reader watches counts as watched from its first sync on, even while it holds no queue
+    // (then the first queue to appear under it is new, and read from its oldest retained entry). Not before the
+    // first queue list arrived: an empty list then means "not discovered yet", not "no queues".
+    const configured = this.wantedVersion > 0 ? (this.o.prefixes ?? []) : [];
+    const prefixes = [...new Set([...missing.map((q) => q.prefix), ...configured])];
     const watchedField = (prefix: string) => `watched:${this.o.shard ?? 'all'}:${prefix}`;
     const watched = prefixes.length === 0 ? [] : await this.cmd.hmget(this.keys.meta, ...prefixes.map(watchedField));
     const known = new Set(prefixes.filter((_, i) => watched[i] !== null));

@@ -63,6 +63,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         redisUrl: config.redisUrl,
         clusterNodes: config.redisClusterNodes,
         ownPrefix: config.ownPrefix,
+        prefixes: config.prefixes,
         log,
         leaseMs: config.eventsLease * 1000,
         retentionMs: config.eventsRetention * 1000,

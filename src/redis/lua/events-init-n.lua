@@ -7,10 +7,10 @@
   may only touch keys of one slot, and the lease key sits in another.
   A queue first claimed after this reader watched its prefix (ARGV[2+n+i] = 1: it was born, or appeared,
   since) is read from the oldest entry its stream still holds, and what was trimmed before is counted lost,
-  exactly (entries-added - length). Otherwise, at the first watch of the prefix, a stream whose whole history
-  was written after the reader was installed here is read from its beginning (nothing of it was trimmed:
-  entries-added = length); any other starts at its last entry, and the entries before are neither counted nor
-  lost (no fake burst of history or loss for queues that were there before queuelens).
+  exactly (entries-added - length). Otherwise, at the first watch of the prefix, a stream whose oldest
+  retained entry was written after the reader was installed here is new too (read from that entry, the
+  trimmed rest counted lost); any other starts at its last entry, and the entries before are neither counted
+  nor lost (no fake burst of history or loss for queues that were there before queuelens).
   KEYS[i]        queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]        generation of the caller's term
   ARGV[2]        installedAt of the reader (ownKeys.eventsMeta, Redis clock ms)
@@ -48,12 +48,12 @@ for i = 1, n do
     local seen, lost = 0, 0
     cursor = '0-0'
     local s = info(stream)
-    if s and s['entries-added'] > 0 and ARGV[2 + n + i] == '1' then
-      lost = s['entries-added'] - s['length']
-      seen = lost
-    elseif s and s['entries-added'] > 0 then
+    if s and s['entries-added'] > 0 then
       local firstMs = tonumber(string.match(s['recorded-first-entry-id'], '^(%d+)'))
-      if not (s['entries-added'] == s['length'] and firstMs >= installed) then
+      if ARGV[2 + n + i] == '1' or firstMs >= installed then
+        lost = s['entries-added'] - s['length']
+        seen = lost
+      else
         cursor = s['last-generated-id']
         seen = s['entries-added']
       end
