@@ -321,6 +321,89 @@ describe('item 1: a queue born after the sidecar started', () => {
   });
 });
 
+describe('item 1: the first queue under a prefix of a fresh install', () => {
+  // A fresh Redis, a prefix per test: the sidecar's first sync finds the prefix empty, the queue appears later with a burst
+  // that its tiny stream trims before the reader sees it.
+  let fresh: TestRedis;
+  let freshRaw: Redis;
+  let freshBull: BullFixtures;
+  beforeAll(async () => {
+    fresh = await startTestRedis();
+    freshRaw = fresh.client();
+    freshBull = new BullFixtures(fresh);
+  });
+  afterAll(async () => {
+    await freshBull?.close();
+    await fresh?.stop();
+  });
+
+  const stats = async (own: string, q: QueueRef) => (await readEventAccounting(freshRaw, own)).find((x) => x.queue.name === q.name)?.stats;
+  const streamInfo = async (q: QueueRef) => {
+    const info = (await freshRaw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
+    return { added: Number(info[info.indexOf('entries-added') + 1]), length: Number(info[info.indexOf('length') + 1]) };
+  };
+  const caught = (own: string, q: QueueRef) =>
+    waitFor(`reader caught up on ${q.name}`, async () => {
+      const st = await stats(own, q);
+      return st && st.reader.read + st.reader.lost === (await streamInfo(q)).added && st;
+    });
+  async function freshSidecar(own: string, prefix: string) {
+    // No timer finds the queue during the test: each test runs the discovery (a SCAN pass, or a collection
+    // that sees the worker's connection) itself, after the burst.
+    const s = await testSidecar(fresh.url, { ownPrefix: own, prefixes: prefix, collectInterval: '3600', discoveryInterval: '3600' });
+    closers.push(() => s.close());
+    await s.start();
+    // The reader's first sync ran (on an empty prefix): installedAt is written there.
+    await waitFor('the reader synced once', async () => (await freshRaw.hget(`${own}:events:meta`, 'installedAt')) !== null);
+    return s;
+  }
+
+  it('producer only: what the stream still holds is read, exactly what was trimmed is counted lost', async () => {
+    const own = 'ql-fresh-producer';
+    const s = await freshSidecar(own, 'fresh-producer');
+    const q: QueueRef = { prefix: 'fresh-producer', name: 'fresh burst producer' };
+    const queue = freshBull.queue(q.name, { prefix: q.prefix, streams: { events: { maxLen: 20 } } });
+    await queue.waitUntilReady();
+    await waitFor('the stream retention written to meta', async () => (await freshRaw.hget(queueKey(q, 'meta'), 'opts.maxLenEvents')) === '20');
+    await queue.addBulk(Array.from({ length: 500 }, (_, i) => ({ name: 'n', data: { i } })));
+    const info = await streamInfo(q);
+    expect(info.added - info.length, 'the burst was trimmed before discovery').toBeGreaterThan(0);
+    const retained = (await freshRaw.xrange(queueKey(q, 'events'), '-', '+')) as Array<[string, string[]]>;
+    const retainedAdded = retained.filter(([, f]) => f[f.indexOf('event') + 1] === 'added').length;
+
+    await s.discovery.runPass();
+    await s.refresh();
+    const st = await caught(own, q);
+    expect(st.reader.lost).toBe(info.added - info.length);
+    expect(st.reader.read).toBe(info.length);
+    expect(total(st, 'added')).toBe(retainedAdded);
+  });
+
+  it('with a worker: the retained entries are read, exactly the trimmed ones counted lost', async () => {
+    const own = 'ql-fresh-worker';
+    const s = await freshSidecar(own, 'fresh-worker');
+    const q: QueueRef = { prefix: 'fresh-worker', name: 'fresh burst worker' };
+    const queue = freshBull.queue(q.name, { prefix: q.prefix, streams: { events: { maxLen: 20 } } });
+    await queue.waitUntilReady();
+    await waitFor('the stream retention written to meta', async () => (await freshRaw.hget(queueKey(q, 'meta'), 'opts.maxLenEvents')) === '20');
+    const n = 300;
+    freshBull.worker(q.name, async () => undefined, { prefix: q.prefix, concurrency: 5 });
+    await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'n', data: { i } })));
+    await waitFor('every job completed', async () => (await queue.getJobCounts('completed')).completed === n);
+    const info = await streamInfo(q);
+    expect(info.added - info.length, 'the stream was trimmed').toBeGreaterThan(0);
+    const retained = (await freshRaw.xrange(queueKey(q, 'events'), '-', '+')) as Array<[string, string[]]>;
+    const retainedOf = (event: string) => retained.filter(([, f]) => f[f.indexOf('event') + 1] === event).length;
+
+    await s.refresh(); // the collection sees the worker's connection: the queue is found here
+    const st = await caught(own, q);
+    expect(st.reader.lost).toBe(info.added - info.length);
+    expect(st.reader.read).toBe(info.length);
+    expect(total(st, 'completed')).toBe(retainedOf('completed'));
+    expect(total(st, 'completed'), 'some completions were still retained').toBeGreaterThan(0);
+  });
+});
+
 describe('item 4: a flow parent waits from when its last child finished', () => {
   it('its oldest-waiting age counts from the last child finish, not from the parent creation hours ago', async () => {
     const created = (await redisMs()) - 7_200_000;
