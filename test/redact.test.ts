@@ -90,7 +90,33 @@ describe('redaction', () => {
     expect(redactString("cc o'neil@a.example and \"x y\"@b.example")).toBe('cc ***@a.example and ***@b.example');
     expect(redactString(JSON.stringify({ to: "o'hara@example.com" }))).toBe('{"to":"***@example.com"}');
     // What is not an address stays as it is.
-    for (const text of ['@opentelemetry/api', 'queuelens@1.2.3', 'https://***@host.example/path', 'a @ b', 'user@localhost']) expect(redactString(text)).toBe(text);
+    for (const text of ['@opentelemetry/api', 'queuelens@1.2.3', 'https://***@host.example/path', 'a @ b']) expect(redactString(text)).toBe(text);
+  });
+
+  // Non-ASCII atext (RFC 6531), quoted segments and comments in the local part; dotless and unusual domains; a
+  // URL-encoded `@`. [address, what it must become]
+  const UNUSUAL: Array<[string, string]> = [
+    ['jo☃hn@example.com', '***@example.com'],
+    ['😀user@example.com', '***@example.com'],
+    ['a."b c"@example.com', '***@example.com'],
+    ['john.smith(comment)@example.com', '***@example.com'],
+    ['admin@localhost', '***@localhost'],
+    ['ops@intranet', '***@intranet'],
+    ['bob@my_host.example.com', '***@my_host.example.com'],
+    ['alice@example.com-billing', '***@example.com-billing'],
+    ['carol%40example.com', '***%40example.com'],
+  ];
+
+  it('masks the whole local part of unusual addresses and of addresses with dotless or unusual domains', () => {
+    for (const [address, masked] of UNUSUAL) {
+      for (const [before, after] of [['', ''], ['sent to ', ' ok'], ['<', '>'], ['failed for ', '.']]) {
+        expect(redactString(`${before}${address}${after}`), address).toBe(`${before}${masked}${after}`);
+      }
+    }
+    const { lines, log } = capture();
+    for (const [address] of UNUSUAL) log.warn({ to: address }, `bounce from ${address}`);
+    const all = lines.join('');
+    for (const local of ['jo☃hn', '😀user', 'john', 'smith', 'comment', 'admin', 'ops', 'bob', 'alice', 'carol', 'b c']) expect(all).not.toContain(local);
   });
 
   it('keeps the local part of odd addresses out of log lines', () => {

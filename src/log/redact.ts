@@ -12,15 +12,23 @@ const WEBHOOK_HOSTS = String.raw`hooks\.slack\.com|(?:[a-z0-9-]+\.)?discord(?:ap
 const WEBHOOK_URL = new RegExp(String.raw`(?<![a-z0-9+.-])(https?:\/\/(?:[^\s/?#@]*@)?(?:${WEBHOOK_HOSTS})(?::\d+)?)[/?#][^\s"'<>\\]*`, 'gi');
 const BEARER = /\b(bearer)\s+[A-Za-z0-9._~+/=-]+/gi;
 // An email address, read by its grammar (RFC 5322 local part, RFC 6531 UTF-8) rather than a guess at usual
-// characters: the local part is a quoted string or the longest run of atext and dots before the `@` (so
-// `o'brien`, `a!#$%&'*+/=?^_`{|}~-b` and `josé` are masked whole), the domain a dotted host name (Unicode or
-// punycode) or an address literal. Text next to an address that could belong to it is masked with it: a log line
-// may lose a word, never keep part of an address. (A run starting `://` is a URL's authority, masked above.)
-const ATEXT = String.raw`\p{L}\p{M}\p{N}!#$%&'*+/=?^_\x60{|}~\-`;
-const LOCAL = String.raw`(?:"(?:[^"\\\r\n]|\\.)*"|(?<![${ATEXT}.])(?!(?<=:)\/)[${ATEXT}.]+)`;
-const LABEL = String.raw`[\p{L}\p{M}\p{N}](?:[\p{L}\p{M}\p{N}-]*[\p{L}\p{M}\p{N}])?`;
-const DOMAIN = String.raw`(?:(?:${LABEL}\.)+(?:[\p{L}\p{M}]{2,}|xn--[a-z0-9-]+)|\[[^\]\s]{1,64}\])`;
-const EMAIL = new RegExp(String.raw`${LOCAL}@(${DOMAIN})(?![\p{L}\p{M}\p{N}-])`, 'giu');
+// characters. The local part is a run of atext (any non-ASCII character counts, as RFC 6531 says), dots, quoted
+// strings and comments (`a."b c"`, `john.smith(comment)`), started only where a run starts, so `o'brien`,
+// `a!#$%&'*+/=?^_`{|}~-b`, `jo☃hn` and `😀user` are masked whole. The domain is any host name, dotless or not
+// (`localhost`, `intranet`, `my_host.example.com`, `example.com-billing`) whose last label holds a letter (so a
+// version such as `queuelens@1.2.3` is no address), or an address literal; `%40` (a URL-encoded `@`) counts as `@`.
+// Text next to an address that could belong to it is masked with it: a log line may lose a word, never keep part of
+// an address. (A run starting `://` is a URL's authority, masked above.) Every quantifier is unambiguous (quoted
+// strings and comments start with characters atext lacks), a match starts only where a run starts and takes at most
+// four quoted strings or comments, so a long line that is no address costs linear time.
+const ATEXT = String.raw`\p{L}\p{M}\p{N}\P{ASCII}!#$%&'*+/=?^_\x60{|}~\-`;
+// A quoted string is a word of the local part only before a dot, a comment or the `@` (`"to":"x@…"` in JSON is not).
+const QUOTED = String.raw`"(?:[^"\\\r\n]|\\.)*"(?=[.(@]|%40)`;
+const COMMENT = String.raw`\([^()\r\n]*\)`;
+const LOCAL = String.raw`(?:(?<![${ATEXT}.])(?!(?<=:)\/)(?=[${ATEXT}.])|(?<![${ATEXT}.")])(?=["(]))[${ATEXT}.]*(?:(?:${QUOTED}|${COMMENT})[${ATEXT}.]*){0,4}`;
+const LABEL = String.raw`[\p{L}\p{M}\p{N}_](?:[\p{L}\p{M}\p{N}_-]*[\p{L}\p{M}\p{N}_])?`;
+const DOMAIN = String.raw`(?:(?:${LABEL}\.)*(?=[\p{N}_-]*[\p{L}\p{M}])${LABEL}|\[[^\]\s]{1,64}\])`;
+const EMAIL = new RegExp(String.raw`${LOCAL}(@|%40)(${DOMAIN})(?![\p{L}\p{M}\p{N}_-])`, 'giu');
 
 /** Keys whose values are always replaced, whatever they hold. */
 export const SECRET_KEYS = /^(password|pass|passwd|secret|token|authorization|auth|apikey|api_key|adminToken|admin_token|signingSecret|cookie)$/i;
@@ -31,7 +39,7 @@ export function redactString(text: string): string {
     .replace(URL_USER_ONLY, (_m, scheme: string) => `${scheme}***@`)
     .replace(WEBHOOK_URL, '$1/***')
     .replace(BEARER, '$1 ***')
-    .replace(EMAIL, '***@$1');
+    .replace(EMAIL, '***$1$2');
 }
 
 /** Returns a copy with every string masked and secret-named keys replaced; bounded in depth and width. */
