@@ -53,7 +53,7 @@ describe('dead-letter queue', () => {
     const t0 = Date.now();
     const { job, dl } = await deadLetter('/carry');
     expect(dl.name).toBe('webhook');
-    expect(dl.data.source).toEqual({ prefix: 'bull', queue: 'webhook', jobId: job.id, name: 'webhook' });
+    expect(dl.data.source).toEqual({ prefix: 'bull', queue: 'webhook', jobId: job.id, name: 'webhook', timestamp: job.timestamp });
     // The per-job secret is held outside the copy: Bull Board and anyone reading the DLQ job see no trace of it.
     expect(dl.data.data).toEqual({ url: `${rx.url}/carry`, event: 'dlq.test', payload: { path: '/carry' } });
     expect(dl.data.heldSecrets).toEqual(['secret']);
@@ -141,7 +141,7 @@ describe('dead-letter queue', () => {
     const redriven = (await h.queue('webhook').getJob(newId))!;
     expect(redriven.attemptsMade).toBe(1);
     expect(redriven.opts.attempts).toBe(2);
-    expect(redriven.data).toMatchObject({ url: `${rx.url}/redrive`, redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id } });
+    expect(redriven.data).toMatchObject({ url: `${rx.url}/redrive`, redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id, originalTimestamp: job.timestamp } });
     const deliveries = rx.deliveries.filter((d) => d.path === '/redrive');
     expect(deliveries.map((d) => d.answered)).toEqual([500, 500, 200]);
     // Signed with the job's own secret, as the original attempts were, not the worker's fallback.
@@ -151,8 +151,11 @@ describe('dead-letter queue', () => {
       expect(verifyWebhook(SECRET, d.body, sig)).toBe(false);
     }
     // One delivery id for the original attempts and the redriven ones, so the receiver can tell it is the same event.
-    expect(deliveries.map((d) => d.headers['x-queuelens-delivery'])).toEqual([1, 2, 3].map(() => `webhook-${job.id}`));
-    expect(new Set(deliveries.map((d) => (JSON.parse(d.body) as { id: string }).id))).toEqual(new Set([`webhook-${job.id}`]));
+    // Prefix, queue, id and creation time of the original job, though the redriven one has another id and time.
+    const original = `bull:webhook:${job.id}:${job.timestamp}`;
+    expect(redriven.timestamp).not.toBe(job.timestamp);
+    expect(deliveries.map((d) => d.headers['x-queuelens-delivery'])).toEqual([1, 2, 3].map(() => original));
+    expect(new Set(deliveries.map((d) => (JSON.parse(d.body) as { id: string }).id))).toEqual(new Set([original]));
     expect(redriven.data).not.toHaveProperty('redrivenFrom.secret');
     expect(await h.queue('webhook-dlq').getJob(String(dl.id))).toBeUndefined();
     expect(await redis.client().hexists(SECRETS_KEY, String(dl.id))).toBe(0);

@@ -2,7 +2,8 @@
 // permanent 4xx, timeouts and the SSRF guard.
 import { ROOT_CONTEXT } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { webhookProcessor } from '../src/workers/webhook-processor.js';
+import { Queue } from 'bullmq';
+import { webhookDeliveryId, webhookProcessor } from '../src/workers/webhook-processor.js';
 import { DEFAULT_TOLERANCE_SECONDS, signWebhook, verifyWebhook } from '../src/workers/webhook-signature.js';
 import { waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -39,13 +40,37 @@ describe('webhook worker', () => {
     expect(d).toBeDefined();
     expect(d!.signatureValid).toBe(true);
     expect(d!.headers['content-type']).toBe('application/json');
-    expect(d!.headers['x-queuelens-delivery']).toBe(`webhook-${job.id}`);
+    // The prefix, queue, id and creation time of the job, as Redis holds them.
+    const created = Number(await redis.client().hget(`bull:webhook:${job.id}`, 'timestamp'));
+    expect(d!.headers['x-queuelens-delivery']).toBe(`bull:webhook:${job.id}:${created}`);
     expect(d!.headers['x-queuelens-event']).toBe('order.paid');
-    expect(JSON.parse(d!.body)).toEqual({ id: `webhook-${job.id}`, event: 'order.paid', payload: { order: 42 } });
+    expect(JSON.parse(d!.body)).toEqual({ id: `bull:webhook:${job.id}:${created}`, event: 'order.paid', payload: { order: 42 } });
     // Signed between the enqueue and now (seconds, the same clock).
     const signedAt = Number(/^t=(\d+),/.exec(String(d!.headers['x-queuelens-signature']))?.[1]);
     expect(signedAt).toBeGreaterThanOrEqual(Math.floor(enqueuedAt / 1000));
     expect(signedAt).toBeLessThanOrEqual(Date.now() / 1000);
+  });
+
+  it('delivery ids differ between deployments sharing a receiver and after a queue\'s ids start over', async () => {
+    const connection = { host: '127.0.0.1', port: redis.port };
+    const [a, b] = [new Queue('webhook', { connection, prefix: 'deploy-a' }), new Queue('webhook', { connection, prefix: 'deploy-b' })];
+    try {
+      const data = { url: `${rx.url}/ids`, event: 'e', payload: null };
+      const [ja, jb] = [await a.add('webhook', data), await b.add('webhook', data)];
+      // Both deployments number their jobs from 1: the id alone would collide.
+      expect([ja.id, jb.id]).toEqual(['1', '1']);
+      expect(webhookDeliveryId(ja)).not.toBe(webhookDeliveryId(jb));
+      // The queue is wiped and its ids start over; the new job 1 is another event.
+      await waitFor('a later millisecond', async () => Date.now() > ja.timestamp);
+      await a.obliterate({ force: true });
+      const again = await a.add('webhook', data);
+      expect(again.id).toBe('1');
+      expect(webhookDeliveryId(again)).not.toBe(webhookDeliveryId(ja));
+      // A redriven job names the original: the same id as the original's own attempts.
+      expect(webhookDeliveryId({ ...again, id: 'redrive-1', prefix: again.prefix, queueName: again.queueName, timestamp: again.timestamp + 5 }, { originalJobId: '1', originalTimestamp: again.timestamp })).toBe(webhookDeliveryId(again));
+    } finally {
+      await Promise.all([a.close(), b.close()]);
+    }
   });
 
   it('signs a timestamp: the same delivery replayed after the tolerance no longer verifies', async () => {

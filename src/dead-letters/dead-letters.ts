@@ -18,7 +18,8 @@ import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
 
 export interface DeadLetterRecord {
-  source: { prefix: string; queue: string; jobId: string; name: string };
+  /** `timestamp`: when the source job was created (BullMQ's job.timestamp); absent in records of older versions. */
+  source: { prefix: string; queue: string; jobId: string; name: string; timestamp?: number };
   data: unknown;
   /** The options the job was added with (telemetry context kept separately below). */
   opts: JobsOptions;
@@ -73,6 +74,12 @@ export function dlqJobId(job: Pick<Job, 'id' | 'timestamp'>): string {
   return `${job.id}-${job.timestamp}`;
 }
 
+/** The source job's creation time from a dead letter id dlqJobId made (records of older versions do not carry it). */
+function sourceTimestampOf(dlqId: string, sourceJobId: string): number | undefined {
+  const rest = dlqId.startsWith(`${sourceJobId}-`) ? dlqId.slice(sourceJobId.length + 1) : '';
+  return /^\d{1,16}$/.test(rest) ? Number(rest) : undefined;
+}
+
 /** The redriven job's id: redriving the same dead letter twice enqueues once. */
 export function redriveJobId(dlqId: string): string {
   return `redrive-${dlqId}`;
@@ -117,7 +124,7 @@ export class DeadLetters {
     // Stored before the copy exists, so no dead letter is ever without the secret its redrive needs.
     if (held) await this.opts.connection.hset(this.secretsKey, id, JSON.stringify(held));
     const record: DeadLetterRecord = {
-      source: { prefix: this.opts.prefix, queue: this.opts.queue, jobId: String(job.id), name: job.name },
+      source: { prefix: this.opts.prefix, queue: this.opts.queue, jobId: String(job.id), name: job.name, timestamp: job.timestamp },
       data,
       opts,
       failedReason: job.failedReason ?? '',
@@ -284,10 +291,13 @@ export class DeadLetters {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
     if (!isDeadLetterRecord(rec)) return { dlqJobId: dlqId, status: 'invalid', reason: NOT_A_DEAD_LETTER };
-    // A dead letter of a redriven job still names the job first enqueued: webhook delivery ids derive from it.
-    const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown } } | null)?.redrivenFrom?.originalJobId;
-    const originalJobId = typeof earlier === 'string' ? earlier : rec.source.jobId;
-    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId, traceMetadata: rec.traceMetadata };
+    // A dead letter of a redriven job still names the job first enqueued, with when it was created: webhook delivery
+    // ids derive from both (the id alone repeats once a queue's ids start over).
+    const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown; originalTimestamp?: unknown } } | null)?.redrivenFrom;
+    const { originalJobId, originalTimestamp } = typeof earlier?.originalJobId === 'string'
+      ? { originalJobId: earlier.originalJobId, originalTimestamp: typeof earlier.originalTimestamp === 'number' ? earlier.originalTimestamp : undefined }
+      : { originalJobId: rec.source.jobId, originalTimestamp: rec.source.timestamp ?? sourceTimestampOf(dlqId, rec.source.jobId) };
+    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId, originalTimestamp, traceMetadata: rec.traceMetadata };
     const newJobId = redriveJobId(dlqId);
     let held: Record<string, unknown> = {};
     if (rec.heldSecrets?.length) {

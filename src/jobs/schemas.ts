@@ -17,6 +17,8 @@ const redrivenFrom = z
     dlqJobId: z.string(),
     /** The job first enqueued, however many redrives ago. */
     originalJobId: z.string(),
+    /** When it was created (ms; BullMQ's job.timestamp): with the prefix and id it names the event for good. */
+    originalTimestamp: z.number().int().min(0).optional(),
     traceMetadata: z.string().optional(),
   })
   .optional();

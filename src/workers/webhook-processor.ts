@@ -35,6 +35,17 @@ export function isRetryableStatus(status: number): boolean {
   return status === 408 || status === 429 || status >= 500;
 }
 
+/**
+ * `<prefix>:<queue>:<job id>:<created ms>` of the job first enqueued. Stable across retries and redrives (a redriven
+ * job names the original in redrivenFrom), so a receiver can drop duplicates; the prefix tells deployments sharing a
+ * receiver apart, and the creation time tells apart the jobs that reuse an id once a queue's ids start over (after an
+ * obliterate or a flush).
+ */
+export function webhookDeliveryId(job: { prefix: string; queueName: string; id?: string; timestamp: number }, redrivenFrom?: { originalJobId: string; originalTimestamp?: number }): string {
+  const [id, created] = redrivenFrom ? [redrivenFrom.originalJobId, redrivenFrom.originalTimestamp ?? job.timestamp] : [job.id, job.timestamp];
+  return `${job.prefix}:${job.queueName}:${id}:${created}`;
+}
+
 export function webhookProcessor(opts: WebhookProcessorOptions): { process: Processor<'webhook'> } {
   const guard = new SsrfGuard(opts.allow);
 
@@ -50,8 +61,7 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
     }
     const secret = data.secret ?? opts.secret;
     if (!secret) throw new UnrecoverableError(NO_WEBHOOK_SECRET);
-    // Stable across retries and redrives (a redriven job names the job first enqueued), so a receiver can drop duplicates.
-    const deliveryId = `${job.queueName}-${data.redrivenFrom?.originalJobId ?? job.id}`;
+    const deliveryId = webhookDeliveryId(job, data.redrivenFrom);
     const body = JSON.stringify({ id: deliveryId, event: data.event, payload: data.payload ?? null });
     const timestamp = Math.floor(Date.now() / 1000);
     const attrs = {
