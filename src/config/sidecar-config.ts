@@ -1,6 +1,6 @@
 // The sidecar's validated configuration.
-import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { isIP } from 'node:net';
+import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 /**

@@ -104,7 +104,7 @@ const READS = new Set(['GET', 'HEAD', 'OPTIONS']);
  * registered), so `/admin/%71ueues/…/update-dat%61` is judged as `/admin/queues/…/update-data`. Every hook of this
  * plugin runs for one of its routes, so the pattern is there; the decoded path is a fallback that fails the same way.
  */
-export function routeOf(req: FastifyRequest): string {
+function routeOf(req: FastifyRequest): string {
   const url = req.routeOptions.url;
   if (url !== undefined) return url;
   const raw = req.url.split('?')[0] ?? req.url;
@@ -116,6 +116,7 @@ export function routeOf(req: FastifyRequest): string {
   }
   return decoded.replace(/\/{2,}/g, '/').toLowerCase();
 }
+
 const READ_ONLY_DETAIL = 'the admin surface is read-only; start the sidecar with --admin-writes (QUEUELENS_ADMIN_WRITES=true) to allow changes';
 
 /** A cookie-authenticated request that changes something must come from this origin (SameSite aside). */
