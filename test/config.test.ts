@@ -1,8 +1,9 @@
 // Configuration: every option's bad value, by flag and by environment variable, exits 2 naming the option.
 import { describe, expect, it } from 'vitest';
-import { parse, resolveOptions } from '../src/config/options.js';
+import { parse, resolveOptions, type OptionSpec } from '../src/config/options.js';
 import { sidecarOptions } from '../src/config/sidecar-config.js';
 import { runCli } from './helpers/cli.js';
+import { startTestRedis } from './helpers/redis-server.js';
 
 const BAD: Record<string, string> = {
   'redis-url': 'http://127.0.0.1:6379',
@@ -84,6 +85,26 @@ describe('sidecar configuration', () => {
       expect(viaEnv.output).toContain(`--${opt.name} (${opt.env})`);
     });
   }
+
+  it('an empty variable counts as unset where the option has a default', async () => {
+    const empty = Object.fromEntries((sidecarOptions as readonly OptionSpec[]).filter((o) => o.default !== undefined).map((o) => [o.name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), '']));
+    expect(Object.keys(empty)).toContain('redisUrl');
+    expect(resolveOptions(sidecarOptions, empty)).toEqual(resolveOptions(sidecarOptions, {}));
+    // The real CLI: `REDIS_URL= queuelens dlq list email` is not refused as an invalid URL, and empty
+    // QUEUELENS_PREFIX / QUEUELENS_OWN_PREFIX mean the defaults (bull, queuelens) against a real Redis.
+    const blankUrl = await runCli(['dlq', 'list', 'email', '--log-level', 'silent'], { REDIS_URL: '' });
+    expect(blankUrl.output).not.toContain('invalid --redis-url');
+    expect(blankUrl.code).not.toBe(2);
+    const redis = await startTestRedis();
+    try {
+      await redis.client().hset('bull:email-dlq:meta', 'opts.maxLenEvents', '10');
+      const blankPrefix = await runCli(['dlq', 'list', 'email', '--redis-url', redis.url, '--log-level', 'silent'], { QUEUELENS_PREFIX: '', QUEUELENS_OWN_PREFIX: '' });
+      expect(blankPrefix).toMatchObject({ code: 0 });
+      expect(blankPrefix.output).toContain('0 dead-lettered in email-dlq');
+    } finally {
+      await redis.stop();
+    }
+  });
 
   it('exits 2 on an unknown option and 0 on --help listing every variable', async () => {
     expect((await runCli(['sidecar', '--no-such-flag'])).code).toBe(2);

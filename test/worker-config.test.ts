@@ -33,7 +33,7 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
       'export-concurrency': '1.5',
       'export-rate-limit': '1/0',
       'health-port': '70000',
-      'health-host': '',
+      'health-host': ' ', // '' counts as unset: the default
       'shutdown-timeout': 'never',
       'lock-duration': '0.01',
       'stalled-interval': '-1',

@@ -25,8 +25,8 @@ export function renderConfigurationDoc(): string {
   return `# Configuration
 
 Generated from the option tables in \`src/config/\` by \`npm run gen:docs\`. Every flag has exactly one environment
-variable; a flag wins over its variable. A bad value stops the process with exit code 2 and a message naming the flag,
-its variable and what is allowed. \`queuelens <command> --help\` prints the same list.
+variable; a flag wins over its variable. An empty value (\`REDIS_URL=\`) counts as unset where the option has a default.
+A bad value stops the process with exit code 2 and a message naming the flag, its variable and what is allowed. \`queuelens <command> --help\` prints the same list.
 
 ${sections.join('\n')}`;
 }

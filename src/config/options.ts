@@ -57,7 +57,10 @@ export function resolveOptions<Specs extends readonly OptionSpec[]>(specs: Specs
   for (const s of specs) {
     const key = camel(s.name);
     // Defaults apply here too, not only through commander, so in-process callers get the same config as the CLI.
-    const value = raw[key] ?? s.default;
+    // An empty value counts as unset where there is a default: `REDIS_URL= queuelens …` (a variable blanked in a
+    // shell or an env file) means the default, not an invalid empty URL.
+    const given = raw[key];
+    const value = (given === '' ? undefined : given) ?? s.default ?? given;
     if (value === undefined) {
       out[key] = undefined;
       continue;
