@@ -1,7 +1,8 @@
 // Owns where the demo writes in a Redis that may be a developer's own: BullMQ queues under the `queuelens-demo`
 // prefix and queuelens's state under `queuelens-demo-sidecar`, so the demo's email/webhook/export never mix with
 // queues of the same name under `bull`. One demo at a time per Redis (a claim with a TTL, taken over at once when
-// its holder died on this host), so the keys a crashed earlier run left behind can be removed at start, and the demo's keys are removed on exit unless --keep.
+// its holder died on this host), so the keys a crashed earlier run left behind can be removed at start, and the
+// demo's keys are removed on exit unless --keep.
 import { hostname } from 'node:os';
 import { Redis } from 'ioredis';
 import { processAlive } from '../util/pid.js';
@@ -80,7 +81,8 @@ export async function claimDemoNamespace(url: string): Promise<DemoNamespace> {
     const wait = ttl > 0 ? `; if it was killed, its claim lapses in ${Math.ceil(ttl / 1000)} s and the next start cleans up` : '';
     throw new DemoBusyError(`another queuelens demo is running against this Redis (it holds ${claim}${wait}); stop it first, or give this one another Redis with --redis-url`);
   }
-  // Renewed while this process lives; a demo killed with SIGKILL lets it lapse, and the next start cleans up.
+  // Renewed while this process lives; a demo killed with SIGKILL lets it lapse (or a start on this host takes it
+  // over at once), and the next start cleans up.
   const renew = setInterval(() => void redis.pexpire(claim, CLAIM_MS).catch(() => undefined), CLAIM_MS / 3);
   renew.unref();
   const staleRemoved = await removeDemoKeys(redis, true);
