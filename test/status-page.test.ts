@@ -147,6 +147,9 @@ describe('status page', () => {
 
   it('turns rows into labelled cards that fit a phone screen without sideways scrolling', async () => {
     const page = await openPage({ width: 390, height: 844 });
+    // A card leaves out what has no value yet (p95 needs the event reader's first histogram for the queue, which a
+    // loaded machine may not have committed yet): wait for it rather than for the clock.
+    await page.waitForSelector('tr[data-queue="bull:reports"] td[data-col="p95"]', { state: 'visible', timeout: 60_000 });
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     expect(overflow).toBeLessThanOrEqual(0);
     for (const col of ['backlog', 'age', 'dlq', 'workers', 'out', 'p95']) {

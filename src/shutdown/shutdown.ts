@@ -48,7 +48,9 @@ export function installShutdown(steps: ShutdownStep[], opts: ShutdownOptions): (
   };
 
   for (const sig of opts.signals ?? (['SIGTERM', 'SIGINT'] as NodeJS.Signals[])) {
-    process.once(sig, () => void shutdown(sig));
+    // `on`, not `once`: a second signal while shutting down (a double Ctrl-C, a supervisor repeating SIGTERM) joins the
+    // shutdown under way instead of killing the process by the signal's default with its steps half done.
+    process.on(sig, () => void shutdown(sig));
   }
   if (opts.watchParent) {
     const parent = process.ppid;
