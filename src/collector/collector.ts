@@ -6,6 +6,7 @@ import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import type { QueueDiscovery } from './discovery.js';
+import { decodeLimiterRecord, encodeLimiterRecord, judgeWorkerLimiter, MemoryLimiterStore, type LimiterStore } from './worker-limiter.js';
 
 export interface CollectorOptions {
   source: QueueStateSource;
@@ -16,6 +17,8 @@ export interface CollectorOptions {
    * past a millisecond; the backend checks the rest separately (countOrphans).
    */
   activeCheckLimit?: number;
+  /** What is learnt of Worker limiters (worker-limiter.ts); the sidecar keeps it in Redis, shared by replicas. */
+  limiterStore?: LimiterStore;
 }
 
 /** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
@@ -26,16 +29,12 @@ export class Collector implements SnapshotSource {
   private lastSuccessAt = 0;
   /** Queues the last collection could not read, by id: each is logged when it becomes unreadable, not every time. */
   private unreadable = new Set<string>();
-  /**
-   * Per queue, the highest limiter counter seen. A Worker's `limiter: { max }` is passed to BullMQ's scripts on
-   * every call and never stored, so its max is learnt: BullMQ holds jobs back exactly while the window's counter
-   * is at max, and a binding limiter fills every window to it.
-   */
-  private readonly limiterPeak = new Map<string, number>();
+  private readonly limiterStore: LimiterStore;
   /** Per queue, the distinct workers holding active-job locks in the last collection (see readQueues). */
   private lockOwners = new Map<string, number>();
 
   constructor(private readonly opts: CollectorOptions) {
+    this.limiterStore = opts.limiterStore ?? new MemoryLimiterStore();
   }
 
   async collect(): Promise<CollectionSnapshot> {
@@ -102,6 +101,7 @@ export class Collector implements SnapshotSource {
     const unreadable: QueueRef[] = [];
     this.lockOwners = new Map();
     const needPages: Array<Promise<void>> = [];
+    const workerLimited = await this.judgeWorkerLimiters(looks);
     for (const { ref, nowMs, reading: f } of looks) {
       if (!f) {
         unreadable.push(ref);
@@ -109,10 +109,10 @@ export class Collector implements SnapshotSource {
       }
       if (f.metaExists === 0 && !this.opts.discovery.isFixed) {
         this.opts.discovery.forget(ref);
-        this.limiterPeak.delete(queueId(ref));
+        await this.limiterStore.forget(limiterField(ref));
         continue;
       }
-      const state = toQueueState(ref, f, nowMs, this.learnLimiterPeak(ref, f.limiterCount, f.limiterPttl));
+      const state = toQueueState(ref, f, nowMs, workerLimited.has(queueId(ref)));
       this.lockOwners.set(queueId(ref), f.lockOwners);
       states.push(state);
       if (f.active > f.activeLocksChecked) {
@@ -124,18 +124,33 @@ export class Collector implements SnapshotSource {
     return { queues: states, unreadable };
   }
 
-  private learnLimiterPeak(ref: QueueRef, count: number, pttl: number): number {
-    const id = queueId(ref);
-    let peak = this.limiterPeak.get(id) ?? 0;
-    if (pttl > 0 && count < MANUAL_RATE_LIMIT && count > peak) {
-      peak = count;
-      this.limiterPeak.set(id, peak);
-    }
-    return peak;
+  /** Queues whose Worker limiter holds jobs back (worker-limiter.ts); records are written only when they change. */
+  private async judgeWorkerLimiters(looks: Awaited<ReturnType<QueueStateSource['read']>>): Promise<Set<string>> {
+    const live = looks.flatMap(({ ref, nowMs, reading: f }) =>
+      f && f.metaExists !== 0 && f.limiterPttl > 0 && f.limiterCount < MANUAL_RATE_LIMIT && f.globalRateMax < 0 ? [{ ref, nowMs, f }] : [],
+    );
+    const limited = new Set<string>();
+    if (live.length === 0) return limited;
+    const stored = await this.limiterStore.load(live.map((l) => limiterField(l.ref)));
+    const changed = new Map<string, string>();
+    live.forEach(({ ref, nowMs, f }, i) => {
+      const before = stored[i] ?? null;
+      const { record, limited: yes } = judgeWorkerLimiter(decodeLimiterRecord(before), { count: f.limiterCount, pttlMs: f.limiterPttl, nowMs, backlog: f.waiting + f.prioritized });
+      const encoded = encodeLimiterRecord(record);
+      if (encoded !== before) changed.set(limiterField(ref), encoded);
+      if (yes) limited.add(queueId(ref));
+    });
+    await this.limiterStore.save(changed);
+    return limited;
   }
 }
 
-function toQueueState(ref: QueueRef, f: QueueReading, nowMs: number, limiterPeak: number): QueueState {
+/** A queue's field in the limiter store: `<prefix>:<queue>` (queue names cannot contain ':'). */
+function limiterField(ref: QueueRef): string {
+  return `${ref.prefix}:${ref.name}`;
+}
+
+function toQueueState(ref: QueueRef, f: QueueReading, nowMs: number, workerLimited: boolean): QueueState {
   const { paused, waiting, active, prioritized, delayed, waitingChildren, completed, failed, delayedOverdue: overdue, headEligibleMs: headEligible } = f;
   const { oldestActiveStartMs: oldestActive, orphanedActive: orphans, limiterPttl, limiterCount, globalRateMax: globalMax } = f;
   const backlog = waiting + prioritized;
@@ -143,9 +158,9 @@ function toQueueState(ref: QueueRef, f: QueueReading, nowMs: number, limiterPeak
   if (limiterPttl > 0) {
     if (limiterCount >= MANUAL_RATE_LIMIT) rateLimited = true;
     else if (globalMax >= 0) rateLimited = limiterCount >= globalMax;
-    // A Worker's limiter: BullMQ's own test (getRateLimitTTL) is counter >= max, with max learnt as the peak.
-    // A live window with a backlog and nothing running is rate limited whatever the max.
-    else rateLimited = backlog > 0 && (limiterCount >= limiterPeak || active === 0);
+    // A Worker's limiter: BullMQ's own test (getRateLimitTTL) is counter >= max; max and whether it binds are
+    // learnt across windows (worker-limiter.ts).
+    else rateLimited = workerLimited;
   }
   return {
     ref,

@@ -72,7 +72,7 @@ export const METRICS = {
   queueRateLimited: {
     name: 'bullmq_queue_rate_limited',
     type: 'gauge',
-    help: '1 while the queue\'s rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum (the global max from meta; for a Worker `limiter` option, which BullMQ never stores, the highest counter this sidecar has seen), or nothing running.',
+    help: '1 while the queue\'s rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum. Global limit (queue.setGlobalRateLimit): the max stored in meta. queue.rateLimit()/worker.rateLimit(): always 1 while the window lasts. A Worker `limiter` option, whose max BullMQ never stores: the max is learnt as the highest counter seen, and the flag is 1 only once at least two separate windows (the last ones seen with jobs waiting) were seen at that same max in their first half, i.e. filled early and held there; a look below the max with jobs waiting clears it. What is learnt is kept under the own prefix (`<own>:limiters`), written only when it changes, so replicas and restarts agree. Limits: 0 for the first windows of a limiter (at least two are needed), and a limiter that only reaches its max in the second half of its windows (barely binding) is not flagged.',
     labels: Q,
     source: 'PTTL/GET limiter, HGET meta max',
   },

@@ -77,6 +77,8 @@ export const ownKeys = {
   eventsReplicas: (own: string) => `${own}:events:replicas`,
   /** Hash: when the event reader first ran here (`installedAt`, Redis clock ms). */
   eventsMeta: (own: string) => `${own}:events:meta`,
+  /** Hash: per queue (`<prefix>:<queue>`) what the collections learnt of its Worker limiter (collector/worker-limiter.ts). */
+  workerLimiters: (own: string) => `${own}:limiters`,
   /** Sorted set of queues with event state: member eventsMember(q), score = last time the queue was seen (ms). */
   eventsIndex: (own: string) => `${own}:events:queues`,
   /**

@@ -4,6 +4,8 @@ import type { FastifyInstance } from 'fastify';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import { isStale } from '../collector/freshness.js';
+import { RedisLimiterStore } from '../collector/worker-limiter.js';
+import { ownKeys } from '../redis/keys.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
@@ -46,7 +48,8 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     commandTimeoutMs: Math.max(2000, config.collectInterval * 1000),
   });
   const discovery = new QueueDiscovery({ redis, prefixes: config.prefixes, fixedQueues: config.queues, maxQueues: config.maxQueues, log });
-  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log }), discovery, log });
+  const limiterStore = new RedisLimiterStore(redis, ownKeys.workerLimiters(config.ownPrefix));
+  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log }), discovery, log, limiterStore });
   // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
