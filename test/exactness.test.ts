@@ -5,6 +5,7 @@ import { Queue as Queue5 } from 'bullmq5';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueEventStats } from '../src/events/accounting.js';
+import { decodeLimiterRecord } from '../src/collector/worker-limiter.js';
 import { EventReader, type EventReaderOptions } from '../src/events/event-reader.js';
 import { readEventAccounting } from '../src/events/read-back.js';
 import { createLogger } from '../src/log/logger.js';
@@ -118,25 +119,69 @@ describe('item 5: workers whose name Redis refuses', () => {
 });
 
 describe('item 3: the Worker limiter option sets the rate-limited flag', () => {
-  it('is 1 while the window counter is at the limiter max and jobs wait, with spare concurrency and jobs running', async () => {
+  const flag = async (s: Awaited<ReturnType<typeof sidecar>>, queue: string) => {
+    await s.refresh();
+    return gauge(await s.scrape(), 'bullmq_queue_rate_limited', queue);
+  };
+
+  it('binding: reads 1 once windows were seen filled to the max with jobs waiting; the learnt max is the real one, kept in Redis', async () => {
     const queue = bull.queue('limited');
     let release!: () => void;
     const gate = new Promise<void>((r) => (release = r));
     const s = await sidecar();
-    for (let i = 0; i < 20; i++) await queue.add('j', { i });
-    await s.refresh();
-    expect(gauge(await s.scrape(), 'bullmq_queue_rate_limited', 'limited'), 'no window open yet').toBe(0);
+    await queue.addBulk(Array.from({ length: 200 }, (_, i) => ({ name: 'j', data: { i } })));
+    expect(await flag(s, 'limited'), 'no window open yet').toBe(0);
 
-    // A window long enough that it cannot expire during the test: 5 jobs start, 15 are held back by BullMQ.
-    bull.worker('limited', () => gate, { concurrency: 50, limiter: { max: 5, duration: 600_000 } });
-    await waitFor('five jobs taken', async () => (await queue.getJobCounts('active')).active === 5);
-    const counter = Number(await raw.get('bull:limited:limiter'));
+    // Jobs that never end and spare concurrency: each 1 s window BullMQ lets exactly 5 start, the rest wait.
+    bull.worker('limited', () => gate, { concurrency: 500, limiter: { max: 5, duration: 1000 } });
+    await waitFor('five jobs taken', async () => ((await queue.getJobCounts('active')).active ?? 0) >= 5);
+    await waitFor('the flag set', async () => (await flag(s, 'limited')) === 1);
     const counts = await queue.getJobCounts('wait', 'active');
-    expect(counter).toBe(5);
-    expect(counts.wait).toBe(15);
-    expect(counts.active).toBe(5);
-    await s.refresh();
-    expect(gauge(await s.scrape(), 'bullmq_queue_rate_limited', 'limited')).toBe(1);
+    expect(counts.wait ?? 0, 'jobs still held back').toBeGreaterThan(0);
+    expect((counts.active ?? 0) % 5, 'BullMQ let exactly 5 start per window').toBe(0);
+    const stored = decodeLimiterRecord(await raw.hget('queuelens:limiters', 'bull:limited'));
+    expect(stored.max).toBe(5);
+    expect(stored.plateaus).toBeGreaterThanOrEqual(2);
+    release();
+  });
+
+  it('non-binding: a limiter whose counter never reaches its max reads 0 on every scrape, on two replicas', async () => {
+    const queue = bull.queue('unbound');
+    await queue.addBulk(Array.from({ length: 400 }, (_, i) => ({ name: 'j', data: { i } })));
+    const s1 = await sidecar();
+    // max 100 per second, but one job at a time of 100 ms: the counter reaches about 10 per window.
+    bull.worker('unbound', () => new Promise((r) => setTimeout(r, 100)), { concurrency: 1, limiter: { max: 100, duration: 1000 } });
+    await waitFor('a window open', async () => Number(await raw.pttl('bull:unbound:limiter')) > 0);
+    let s2: Awaited<ReturnType<typeof sidecar>> | undefined;
+    for (let look = 0; look < 12; look++) {
+      // The second replica starts half-way, with nothing learnt in its own memory.
+      if (look === 6) s2 = await sidecar();
+      expect(await flag(s1, 'unbound'), `replica 1, look ${look}`).toBe(0);
+      if (s2) expect(await flag(s2, 'unbound'), `replica 2, look ${look}`).toBe(0);
+      expect(Number(await raw.get('bull:unbound:limiter')), 'the counter stays below the max').toBeLessThan(100);
+      await new Promise((r) => setTimeout(r, 150));
+    }
+    expect((await queue.getJobCounts('wait')).wait, 'jobs waited throughout').toBeGreaterThan(0);
+    await queue.pause();
+  });
+
+  it('two replicas read the same record: a replica that never looked before agrees with one that learnt the limiter', async () => {
+    const queue = bull.queue('limited-replicas');
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    await queue.addBulk(Array.from({ length: 200 }, (_, i) => ({ name: 'j', data: { i } })));
+    const s1 = await sidecar();
+    bull.worker('limited-replicas', () => gate, { concurrency: 500, limiter: { max: 5, duration: 1000 } });
+    await waitFor('replica 1 sets the flag', async () => (await flag(s1, 'limited-replicas')) === 1);
+    const s2 = await sidecar();
+    // Both look at one window: the counter is 5 in every window, so either reads 1 unless the window just ended.
+    const both = await waitFor('both replicas looked inside one live window', async () => {
+      const a = await flag(s1, 'limited-replicas');
+      const b = await flag(s2, 'limited-replicas');
+      const ttl = Number(await raw.pttl('bull:limited-replicas:limiter'));
+      return ttl > 0 && Number(await raw.get('bull:limited-replicas:limiter')) === 5 && [a, b];
+    });
+    expect(both).toEqual([1, 1]);
     release();
   });
 });
