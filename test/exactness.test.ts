@@ -403,13 +403,18 @@ describe('item 1: the first queue under a prefix of a fresh install', () => {
     return s;
   }
 
-  it('producer only: what the stream still holds is read, exactly what was trimmed is counted lost', async () => {
-    const own = 'ql-fresh-producer';
-    const s = await freshSidecar(own, 'fresh-producer');
-    const q: QueueRef = { prefix: 'fresh-producer', name: 'fresh burst producer' };
+  /** The sidecar on the empty prefix, then the queue's first Queue instance, its stream capped at 20 entries. */
+  async function freshStart(own: string, q: QueueRef) {
+    const s = await freshSidecar(own, q.prefix);
     const queue = freshBull.queue(q.name, { prefix: q.prefix, streams: { events: { maxLen: 20 } } });
     await queue.waitUntilReady();
     await waitFor('the stream retention written to meta', async () => (await freshRaw.hget(queueKey(q, 'meta'), 'opts.maxLenEvents')) === '20');
+    return { s, q, queue };
+  }
+
+  it('producer only: what the stream still holds is read, exactly what was trimmed is counted lost', async () => {
+    const own = 'ql-fresh-producer';
+    const { s, q, queue } = await freshStart(own, { prefix: 'fresh-producer', name: 'fresh burst producer' });
     await queue.addBulk(Array.from({ length: 500 }, (_, i) => ({ name: 'n', data: { i } })));
     const info = await streamInfo(q);
     expect(info.added - info.length, 'the burst was trimmed before discovery').toBeGreaterThan(0);
@@ -426,11 +431,7 @@ describe('item 1: the first queue under a prefix of a fresh install', () => {
 
   it('with a worker: the retained entries are read, exactly the trimmed ones counted lost', async () => {
     const own = 'ql-fresh-worker';
-    const s = await freshSidecar(own, 'fresh-worker');
-    const q: QueueRef = { prefix: 'fresh-worker', name: 'fresh burst worker' };
-    const queue = freshBull.queue(q.name, { prefix: q.prefix, streams: { events: { maxLen: 20 } } });
-    await queue.waitUntilReady();
-    await waitFor('the stream retention written to meta', async () => (await freshRaw.hget(queueKey(q, 'meta'), 'opts.maxLenEvents')) === '20');
+    const { s, q, queue } = await freshStart(own, { prefix: 'fresh-worker', name: 'fresh burst worker' });
     const n = 300;
     freshBull.worker(q.name, async () => undefined, { prefix: q.prefix, concurrency: 5 });
     await queue.addBulk(Array.from({ length: n }, (_, i) => ({ name: 'n', data: { i } })));
