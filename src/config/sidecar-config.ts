@@ -46,6 +46,14 @@ export const sidecarOptions = [
     parse: parse.seconds(0.1, 3600),
   }),
   option({
+    name: 'shutdown-timeout',
+    env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
+    arg: '<seconds>',
+    description: 'on SIGTERM/SIGINT, seconds to finish in-flight requests and close Redis before exiting 1 anyway; keep it under the orchestrator\'s grace period (Kubernetes: 30 s)',
+    default: '5',
+    parse: parse.seconds(1, 600),
+  }),
+  option({
     name: 'discovery-interval',
     env: 'QUEUELENS_DISCOVERY_INTERVAL',
     arg: '<seconds>',

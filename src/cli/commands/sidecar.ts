@@ -18,7 +18,7 @@ export function registerSidecar(program: Command): void {
 
     const sidecar = await createSidecar(config, log);
     // Installed before listening and starting, so a SIGTERM during a slow start still shuts down in order.
-    installShutdown([{ name: 'sidecar', run: () => sidecar.close() }], { log, timeoutMs: 5000 });
+    installShutdown([{ name: 'sidecar', run: () => sidecar.close() }], { log, timeoutMs: config.shutdownTimeout * 1000 });
     try {
       await sidecar.app.listen({ port: config.port, host: config.host });
     } catch (err) {
