@@ -51,7 +51,7 @@ ${input}    alert_rule_test:
               summary: 'queuelens cannot reach Redis'
               description: 'No replica of job queuelens can reach Redis (bullmq_exporter_redis_up = 0): producers and workers are likely failing too.'
               runbook_url: '${links.runbook_url}'
-              dashboard_url: '${links.dashboard_url.replace(/\{\{ \$labels\.\w+ \| urlquery \}\}/g, '')}'
+              dashboard_url: '${links.dashboard_url!.replace(/\{\{ \$labels\.\w+ \| urlquery \}\}/g, '')}'
       - eval_time: 5m
         alertname: BullMQExporterDown
         exp_alerts: []
