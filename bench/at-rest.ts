@@ -20,7 +20,17 @@ const WINDOW_S = 15;
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const LUA = new URL('../../src/redis/lua/', import.meta.url);
 /** sha1 → file name of our scripts, to name them in the slow log. */
-const SCRIPTS = new Map(readdirSync(LUA).map((f) => [createHash('sha1').update(readFileSync(new URL(f, LUA))).digest('hex'), f] as const));
+const SCRIPTS = new Map(
+  readdirSync(LUA).map(
+    (f) =>
+      [
+        createHash('sha1')
+          .update(readFileSync(new URL(f, LUA)))
+          .digest('hex'),
+        f,
+      ] as const,
+  ),
+);
 
 interface Cost {
   cpuMs: number;
@@ -102,7 +112,22 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
 
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/metrics`;
-  const args = ['--redis-url', server.url, '--port', String(port), '--host', '127.0.0.1', '--prefixes', prefix, '--max-queues', String(size), '--own-prefix', `ql${size}`, '--log-level', 'warn'];
+  const args = [
+    '--redis-url',
+    server.url,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--prefixes',
+    prefix,
+    '--max-queues',
+    String(size),
+    '--own-prefix',
+    `ql${size}`,
+    '--log-level',
+    'warn',
+  ];
   // Every event-reader script call from start-up on (loading, settling, heartbeats) in the slow log: the longest.
   await admin.config('SET', 'slowlog-log-slower-than', '100');
   await admin.config('SET', 'slowlog-max-len', '1000000');
@@ -112,7 +137,12 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
   try {
     // Every queue exported and its event state loaded (lag series per queue), then a minute for the reader's
     // one settling commit per queue and the first collections to pass: what follows is steady state.
-    await scrapeUntil(url, (body) => gauge(body, `bullmq_exporter_queues{prefix="${prefix}"}`) === size && (body.match(/^bullmq_exporter_events_lag_seconds\{/gm)?.length ?? 0) === size, 300_000);
+    await scrapeUntil(
+      url,
+      (body) =>
+        gauge(body, `bullmq_exporter_queues{prefix="${prefix}"}`) === size && (body.match(/^bullmq_exporter_events_lag_seconds\{/gm)?.length ?? 0) === size,
+      300_000,
+    );
     await new Promise((r) => setTimeout(r, 30_000));
     const ql = await window(admin, async () => undefined);
     const log = (await admin.call('SLOWLOG', 'GET', '-1')) as Array<[number, number, number, string[]]>;
@@ -157,7 +187,21 @@ async function main(): Promise<void> {
     'settling commit per queue, 25 queues per call).',
     '',
     table(
-      ['queues', 'floor CPU (ms)', 'A CPU (ms)', 'B CPU (ms)', 'queuelens CPU (ms)', 'queuelens / B', 'A calls/s', 'B calls/s', 'queuelens calls/s', '/metrics bytes', 'series per queue', 'longest reader script (µs)', 'reader scripts > 1 ms'],
+      [
+        'queues',
+        'floor CPU (ms)',
+        'A CPU (ms)',
+        'B CPU (ms)',
+        'queuelens CPU (ms)',
+        'queuelens / B',
+        'A calls/s',
+        'B calls/s',
+        'queuelens calls/s',
+        '/metrics bytes',
+        'series per queue',
+        'longest reader script (µs)',
+        'reader scripts > 1 ms',
+      ],
       rows.map((r) => [
         r.size,
         r.floor.cpuMs.toFixed(1),
@@ -178,7 +222,7 @@ async function main(): Promise<void> {
     'What moved: the event reader no longer commits idle queues (it did every 5 s per queue: HGET, HSET, HINCRBY,',
     'XINFO each); at rest it sends only paced non-blocking XREADs and one heartbeat per 5 s. What remains is the',
     "collector's full pass every 5 s (one script per queue slice, about 15 reads per queue inside it) and the",
-    'read-back of every queue\'s accounting hash each pass: queuelens still re-reads every queue at each collection,',
+    "read-back of every queue's accounting hash each pass: queuelens still re-reads every queue at each collection,",
     'so at rest it costs Redis more than B, which reads each queue once per 15 s. Change-driven collection (issue 16)',
     'is what would close that gap; it is not built yet.',
   ].join('\n');

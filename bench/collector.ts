@@ -214,7 +214,20 @@ const loadCell = (l: LoadResult) =>
 
 function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, boolean, string]>, seedNote: string): string {
   const main = table(
-    ['queues', 'runs', 'collector wall (ms)', 'baseline wall (ms)', 'speed-up', 'collector Redis cmd (ms)', 'baseline Redis cmd (ms)', 'collector Redis CPU (ms)', 'baseline Redis CPU (ms)', 'collector client CPU (ms)', 'baseline client CPU (ms)', 'top-level calls (collector / baseline)'],
+    [
+      'queues',
+      'runs',
+      'collector wall (ms)',
+      'baseline wall (ms)',
+      'speed-up',
+      'collector Redis cmd (ms)',
+      'baseline Redis cmd (ms)',
+      'collector Redis CPU (ms)',
+      'baseline Redis CPU (ms)',
+      'collector client CPU (ms)',
+      'baseline client CPU (ms)',
+      'top-level calls (collector / baseline)',
+    ],
     rows.map((r) => [
       n(r.size),
       ROUNDS,
@@ -231,7 +244,15 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     ]),
   );
   const perQueue = table(
-    ['queues', 'collector wall / queue (µs)', 'baseline wall / queue (µs)', 'collector Redis cmd / queue (µs)', 'baseline Redis cmd / queue (µs)', 'collector CPU / queue, Redis + client (µs)', 'baseline CPU / queue, Redis + client (µs)'],
+    [
+      'queues',
+      'collector wall / queue (µs)',
+      'baseline wall / queue (µs)',
+      'collector Redis cmd / queue (µs)',
+      'baseline Redis cmd / queue (µs)',
+      'collector CPU / queue, Redis + client (µs)',
+      'baseline CPU / queue, Redis + client (µs)',
+    ],
     rows.map((r) => [
       n(r.size),
       us((r.cWall * 1000) / r.size),
@@ -243,8 +264,22 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     ]),
   );
   const slow = table(
-    ['queues', 'collector: slowest command, fastest of ' + REPLAYS + ' replays', 'collector: p99 of its commands in the timed runs', 'collector: slowest in the timed runs', 'collector: commands over 1 ms / all', 'baseline: slowest in the timed runs'],
-    rows.map((r) => [n(r.size), cmdCell(r.cReplayedSlowest), `${p99(r.cLogged)} µs`, cmdCell(r.cSlowest), `${r.cOver1ms} / ${r.cLogged.length}`, cmdCell(r.bSlowest)]),
+    [
+      'queues',
+      'collector: slowest command, fastest of ' + REPLAYS + ' replays',
+      'collector: p99 of its commands in the timed runs',
+      'collector: slowest in the timed runs',
+      'collector: commands over 1 ms / all',
+      'baseline: slowest in the timed runs',
+    ],
+    rows.map((r) => [
+      n(r.size),
+      cmdCell(r.cReplayedSlowest),
+      `${p99(r.cLogged)} µs`,
+      cmdCell(r.cSlowest),
+      `${r.cOver1ms} / ${r.cLogged.length}`,
+      cmdCell(r.bSlowest),
+    ]),
   );
   const s = sidecar;
   const rssCell = (r: SidecarResult['rss']['deployed']) => `${r.lastMb.toFixed(1)} (max ${r.maxMb.toFixed(1)})`;
@@ -254,12 +289,24 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     [
       ['queues exported', n(s.queues), ''],
       ['collect duration inside the sidecar (ms)', ms(s.collectDurationMs), ''],
-      [`RSS as deployed (NODE_OPTIONS=\`${s.rss.deployed.nodeOptions}\` from deploy/k8s/base/sidecar.yaml), MB: last of ${s.rssWindowS} one-second samples after ${s.rss.deployed.collectionsBefore} collections (max)`, rssCell(s.rss.deployed), ''],
+      [
+        `RSS as deployed (NODE_OPTIONS=\`${s.rss.deployed.nodeOptions}\` from deploy/k8s/base/sidecar.yaml), MB: last of ${s.rssWindowS} one-second samples after ${s.rss.deployed.collectionsBefore} collections (max)`,
+        rssCell(s.rss.deployed),
+        '',
+      ],
       [`RSS with node's defaults (no NODE_OPTIONS), MB, the same way`, rssCell(s.rss.defaults), ''],
       ['/metrics body (bytes): Prometheus text, gzip', `${n(s.bodyBytes)}, ${n(s.gzipBytes)}`, ''],
-      [`**${s.connections} scrapers, each ${s.pacedRate} scrapes/s, all at once, gzip; lean client, ${s.durationS} s: latency p50 / p90 / p99 / max**`, leanCell(s.lean.sidecar), leanCell(s.lean.floor)],
+      [
+        `**${s.connections} scrapers, each ${s.pacedRate} scrapes/s, all at once, gzip; lean client, ${s.durationS} s: latency p50 / p90 / p99 / max**`,
+        leanCell(s.lean.sidecar),
+        leanCell(s.lean.floor),
+      ],
       [`the same shape with autocannon (${s.pacedRate} requests/s per connection)`, loadCell(s.paced.sidecar), loadCell(s.paced.floor)],
-      [`autocannon, ${s.connections} connections in a closed loop (next request as soon as the last is answered), gzip, ${s.durationS} s`, loadCell(s.gzip.sidecar), loadCell(s.gzip.floor)],
+      [
+        `autocannon, ${s.connections} connections in a closed loop (next request as soon as the last is answered), gzip, ${s.durationS} s`,
+        loadCell(s.gzip.sidecar),
+        loadCell(s.gzip.floor),
+      ],
       [`autocannon, ${s.connections} connections in a closed loop, no compression, ${s.durationS} s`, loadCell(s.identity), ''],
       ['RSS after the load (MB), peak RSS (MB)', `${s.rssAfterMb.toFixed(1)}, ${s.peakRssMb.toFixed(1)}`, ''],
     ],
@@ -295,7 +342,10 @@ function render(rows: Row[], sidecar: SidecarResult, verdicts: Array<[string, bo
     '',
     '**Targets**:',
     '',
-    table(['target', 'result', 'measured'], verdicts.map(([t, ok, m]) => [t, ok ? 'PASS' : 'FAIL', m])),
+    table(
+      ['target', 'result', 'measured'],
+      verdicts.map(([t, ok, m]) => [t, ok ? 'PASS' : 'FAIL', m]),
+    ),
   ].join('\n');
 }
 
@@ -314,7 +364,11 @@ function judge(rows: Row[], s: SidecarResult): Array<[string, boolean, string]> 
   const rawWorst = slowest(rows.flatMap((r) => (r.cSlowest ? [r.cSlowest] : [])));
   return [
     [`1,000 queues collected in ≤ ${TARGETS.wallMs1000} ms (wall median)`, r1k.cWall <= TARGETS.wallMs1000, `${ms(r1k.cWall)} ms`],
-    [`≥ ${TARGETS.speedup}× faster than the baseline at 1,000 queues (wall median)`, r1k.bWall / r1k.cWall >= TARGETS.speedup, `${(r1k.bWall / r1k.cWall).toFixed(1)}× (${ms(r1k.bWall)} / ${ms(r1k.cWall)} ms)`],
+    [
+      `≥ ${TARGETS.speedup}× faster than the baseline at 1,000 queues (wall median)`,
+      r1k.bWall / r1k.cWall >= TARGETS.speedup,
+      `${(r1k.bWall / r1k.cWall).toFixed(1)}× (${ms(r1k.bWall)} / ${ms(r1k.cWall)} ms)`,
+    ],
     [
       `cost linear in queues (CPU per queue, Redis + client, at each size ≤ ${TARGETS.linearSlack}× the size below)`,
       linear.every((l) => l.ok),
@@ -362,10 +416,14 @@ async function main(): Promise<void> {
 
     const rows = (await measureAll(server, stats, replay, truth)).map(summarize);
     for (const r of rows) {
-      console.log(`${r.size} queues: collector ${ms(r.cWall)} ms (Redis ${ms(r.cRedis / 1000)} ms, slowest ${cmdCell(r.cReplayedSlowest)} own cost, ${cmdCell(r.cSlowest)} in runs), baseline ${ms(r.bWall)} ms (Redis ${ms(r.bRedis / 1000)} ms)`);
+      console.log(
+        `${r.size} queues: collector ${ms(r.cWall)} ms (Redis ${ms(r.cRedis / 1000)} ms, slowest ${cmdCell(r.cReplayedSlowest)} own cost, ${cmdCell(r.cSlowest)} in runs), baseline ${ms(r.bWall)} ms (Redis ${ms(r.bRedis / 1000)} ms)`,
+      );
     }
     const sidecar = await measureSidecar({ redisUrl: server.url, prefix: prefixOf(SIDECAR_SIZE), queues: SIDECAR_SIZE });
-    console.log(`sidecar: /metrics p99 ${sidecar.lean.sidecar.p99} ms lean (floor ${sidecar.lean.floor.p99}), autocannon ${sidecar.paced.sidecar.p99} ms paced (floor ${sidecar.paced.floor.p99}), ${sidecar.gzip.sidecar.p99} ms closed loop gzip (floor ${sidecar.gzip.floor.p99}), ${sidecar.identity.p99} ms identity`);
+    console.log(
+      `sidecar: /metrics p99 ${sidecar.lean.sidecar.p99} ms lean (floor ${sidecar.lean.floor.p99}), autocannon ${sidecar.paced.sidecar.p99} ms paced (floor ${sidecar.paced.floor.p99}), ${sidecar.gzip.sidecar.p99} ms closed loop gzip (floor ${sidecar.gzip.floor.p99}), ${sidecar.identity.p99} ms identity`,
+    );
 
     const verdicts = judge(rows, sidecar);
     for (const [t, ok, m] of verdicts) console.log(`${ok ? 'PASS' : 'FAIL'}  ${t}: ${m}`);

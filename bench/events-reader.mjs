@@ -160,7 +160,9 @@ const evalsha = delta('evalsha');
 const evalCalls = evalsha.calls + delta('eval').calls - 2;
 const slow = (await raw.slowlog('GET', 128)).map((e) => `${e[3][0]} ${e[2]} µs`);
 const readerRate = (backlog / readMs) * 1000;
-console.log(`B: ${r0(backlog)} entries in ${r0(readMs)} ms = ${r0(readerRate)} entries/s (steady ${r0(steadyRate)}, first commit after ${r0(startupMs)} ms); xread ${xread.calls}, scripts ${evalCalls}; slowlog ≥1 ms: ${slow.length}`);
+console.log(
+  `B: ${r0(backlog)} entries in ${r0(readMs)} ms = ${r0(readerRate)} entries/s (steady ${r0(steadyRate)}, first commit after ${r0(startupMs)} ms); xread ${xread.calls}, scripts ${evalCalls}; slowlog ≥1 ms: ${slow.length}`,
+);
 
 // ---- C. flat out under default retention, the sidecar process running -------------------------------------
 const sidecarC = await startSidecar('bench-c', 'flat');
@@ -197,7 +199,9 @@ for (;;) {
 sampling = false;
 await sampler;
 sidecarC.proc.kill('SIGTERM');
-console.log(`C: ${r0(flatTotal)} entries in ${r0(flatMs)} ms; lost ${sc.reader.lost}; lag p50 ${pct(lags, 50)} ms p99 ${pct(lags, 99)} ms max ${Math.max(...lags)} ms (${lags.length} samples)`);
+console.log(
+  `C: ${r0(flatTotal)} entries in ${r0(flatMs)} ms; lost ${sc.reader.lost}; lag p50 ${pct(lags, 50)} ms p99 ${pct(lags, 99)} ms max ${Math.max(...lags)} ms (${lags.length} samples)`,
+);
 
 // ---- D. sidecar RSS with jobs in flight -------------------------------------------------------------------
 const rss = (pid) => {
@@ -221,7 +225,9 @@ while (((await metric('bullmq_exporter_events_read_total')) ?? 0) < target) awai
 await sleep(4500); // two collections with the full map
 const full = rss(sidecar.pid);
 const evicted = await metric('bullmq_exporter_events_evicted_total');
-console.log(`D: RSS idle ${idle.rss.toFixed(0)} MB, with ${r0(IN_FLIGHT)} jobs in flight ${full.rss.toFixed(0)} MB (peak ${full.hwm.toFixed(0)} MB), evicted ${evicted}`);
+console.log(
+  `D: RSS idle ${idle.rss.toFixed(0)} MB, with ${r0(IN_FLIGHT)} jobs in flight ${full.rss.toFixed(0)} MB (peak ${full.hwm.toFixed(0)} MB), evicted ${evicted}`,
+);
 
 for (const c of closers.reverse()) await c().catch(() => undefined);
 raw.disconnect();

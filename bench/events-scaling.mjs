@@ -24,7 +24,13 @@ async function waitPing(port) {
   for (let i = 0; i < 200; i++) {
     const c = new Redis({ port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
     c.on('error', () => undefined);
-    const ok = await c.connect().then(() => c.ping()).then(() => true, () => false);
+    const ok = await c
+      .connect()
+      .then(() => c.ping())
+      .then(
+        () => true,
+        () => false,
+      );
     c.disconnect();
     if (ok) return;
     await sleep(50);
@@ -36,23 +42,28 @@ async function startRedis(extra = []) {
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'ql-bench-'));
   dirs.push(dir);
-  procs.push(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], { stdio: 'ignore' }));
+  procs.push(
+    spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extra], { stdio: 'ignore' }),
+  );
   await waitPing(port);
   return port;
 }
 
 async function startCluster() {
   const ports = [];
-  for (let i = 0; i < 3; i++) ports.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes.conf`, '--cluster-node-timeout', '2000']));
+  for (let i = 0; i < 3; i++)
+    ports.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', `nodes.conf`, '--cluster-node-timeout', '2000']));
   const r = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-yes'], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(r.stdout + r.stderr);
   for (;;) {
-    const ok = await Promise.all(ports.map(async (port) => {
-      const c = new Redis({ port });
-      const s = await c.cluster('INFO');
-      c.disconnect();
-      return /cluster_state:ok/.test(s);
-    }));
+    const ok = await Promise.all(
+      ports.map(async (port) => {
+        const c = new Redis({ port });
+        const s = await c.cluster('INFO');
+        c.disconnect();
+        return /cluster_state:ok/.test(s);
+      }),
+    );
     if (ok.every(Boolean)) break;
     await sleep(100);
   }
@@ -60,10 +71,14 @@ async function startCluster() {
 }
 
 async function sidecar(env, extra = []) {
-  const p = spawn(process.execPath, ['dist/cli/index.js', 'sidecar', '--port', String(await freePort()), '--host', '127.0.0.1', '--collect-interval', '60', '--events-lease', '60', ...extra], {
-    env: { ...process.env, LOG_LEVEL: 'warn', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
+  const p = spawn(
+    process.execPath,
+    ['dist/cli/index.js', 'sidecar', '--port', String(await freePort()), '--host', '127.0.0.1', '--collect-interval', '60', '--events-lease', '60', ...extra],
+    {
+      env: { ...process.env, LOG_LEVEL: 'warn', ...env },
+      stdio: ['ignore', 'ignore', 'inherit'],
+    },
+  );
   procs.push(p);
   return p;
 }
@@ -128,8 +143,26 @@ try {
   const client = new Redis({ port });
   const connection = { host: '127.0.0.1', port, maxRetriesPerRequest: null };
   const env = { REDIS_URL: `redis://127.0.0.1:${port}` };
-  results.push(await run('one sidecar, standalone Redis (baseline)', { client, connection, names: Array.from({ length: QUEUES }, (_, i) => `a${i}`), env, replicas: 1, shards: 1 }));
-  results.push(await run('two sidecars, --events-shards 2, standalone Redis', { client, connection, names: Array.from({ length: QUEUES }, (_, i) => `b${i}`), env, replicas: 2, shards: 2 }));
+  results.push(
+    await run('one sidecar, standalone Redis (baseline)', {
+      client,
+      connection,
+      names: Array.from({ length: QUEUES }, (_, i) => `a${i}`),
+      env,
+      replicas: 1,
+      shards: 1,
+    }),
+  );
+  results.push(
+    await run('two sidecars, --events-shards 2, standalone Redis', {
+      client,
+      connection,
+      names: Array.from({ length: QUEUES }, (_, i) => `b${i}`),
+      env,
+      replicas: 2,
+      shards: 2,
+    }),
+  );
   client.disconnect();
 
   const ports = await startCluster();
@@ -137,7 +170,16 @@ try {
   const cluster = new Cluster(nodes);
   const cenv = { REDIS_URL: 'redis://127.0.0.1:6379', REDIS_CLUSTER_NODES: nodes.map((n) => `${n.host}:${n.port}`).join(',') };
   const cconn = new Cluster(nodes, { redisOptions: { maxRetriesPerRequest: null } });
-  results.push(await run('one sidecar, 3-master Redis Cluster', { client: cluster, connection: cconn, names: Array.from({ length: QUEUES }, (_, i) => `{c${i}}`), env: cenv, replicas: 1, shards: 1 }));
+  results.push(
+    await run('one sidecar, 3-master Redis Cluster', {
+      client: cluster,
+      connection: cconn,
+      names: Array.from({ length: QUEUES }, (_, i) => `{c${i}}`),
+      env: cenv,
+      replicas: 1,
+      shards: 1,
+    }),
+  );
   cluster.disconnect();
   cconn.disconnect();
 } finally {
@@ -147,7 +189,10 @@ try {
 const load2 = (await import('node:os')).loadavg()[0];
 
 const base = results[0].rate;
-const rows = results.map((r) => `| ${r.label} | ${r.entries.toLocaleString('en')} | ${r.seconds.toFixed(2)} | **${r.rate.toLocaleString('en')}** | ${(r.rate / base).toFixed(2)}× | ${r.lost} |`);
+const rows = results.map(
+  (r) =>
+    `| ${r.label} | ${r.entries.toLocaleString('en')} | ${r.seconds.toFixed(2)} | **${r.rate.toLocaleString('en')}** | ${(r.rate / base).toFixed(2)}× | ${r.lost} |`,
+);
 const section = `## Event reader scale-out
 
 \`npm run bench:scaling\`, ${new Date().toISOString().slice(0, 10)}, one run on this machine (2 vCPUs shared by Node, Redis and

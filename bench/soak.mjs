@@ -59,7 +59,11 @@ const redisPort = await freePort();
 const redisUrl = `redis://127.0.0.1:${redisPort}`;
 let redisProc;
 async function startRedis() {
-  redisProc = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir], { stdio: 'ignore' });
+  redisProc = spawn(
+    'redis-server',
+    ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'yes', '--appendfsync', 'always', '--dir', dir],
+    { stdio: 'ignore' },
+  );
   const probe = new Redis({ port: redisPort, lazyConnect: true, retryStrategy: () => 100, maxRetriesPerRequest: null });
   probe.on('error', () => undefined);
   await until('redis', async () => (await probe.ping()) === 'PONG');
@@ -101,7 +105,25 @@ const slots = { A: { url: `redis://127.0.0.1:${proxyPort}` }, B: { url: redisUrl
 async function startSidecar(name) {
   const slot = slots[name];
   slot.port = await freePort();
-  slot.run = run([CLI, 'sidecar', '--port', String(slot.port), '--host', '127.0.0.1', '--collect-interval', '2', '--discovery-interval', '5', '--own-prefix', 'ql-soak', '--events-lease', String(LEASE_S)], { REDIS_URL: slot.url });
+  slot.run = run(
+    [
+      CLI,
+      'sidecar',
+      '--port',
+      String(slot.port),
+      '--host',
+      '127.0.0.1',
+      '--collect-interval',
+      '2',
+      '--discovery-interval',
+      '5',
+      '--own-prefix',
+      'ql-soak',
+      '--events-lease',
+      String(LEASE_S),
+    ],
+    { REDIS_URL: slot.url },
+  );
   await until(`sidecar ${name}`, () => scrape(name));
 }
 async function scrape(name) {
@@ -121,10 +143,30 @@ await startSidecar('B');
 // --- workers and traffic ---
 const exportDir = join(dir, 'exports');
 mkdirSync(exportDir);
-const workerEnv = { REDIS_URL: redisUrl, WEBHOOK_SECRET: 'soak-secret', SMTP_URL: `smtp://127.0.0.1:${smtpPort}`, WEBHOOK_ALLOW: '127.0.0.1/32', EXPORT_DIR: exportDir };
+const workerEnv = {
+  REDIS_URL: redisUrl,
+  WEBHOOK_SECRET: 'soak-secret',
+  SMTP_URL: `smtp://127.0.0.1:${smtpPort}`,
+  WEBHOOK_ALLOW: '127.0.0.1/32',
+  EXPORT_DIR: exportDir,
+};
 const workerArgs = [CLI, 'worker', 'all', '--lock-duration', '5', '--stalled-interval', '5'];
 const workers = [run(workerArgs, workerEnv), run(workerArgs, workerEnv)];
-const loadgen = run([CLI, 'loadgen', '--rate', String(RATE), '--duration', String(DURATION_MS / 1000), '--webhook-target', `http://127.0.0.1:${hookPort}/hook`, '--export-rows', '200'], { REDIS_URL: redisUrl });
+const loadgen = run(
+  [
+    CLI,
+    'loadgen',
+    '--rate',
+    String(RATE),
+    '--duration',
+    String(DURATION_MS / 1000),
+    '--webhook-target',
+    `http://127.0.0.1:${hookPort}/hook`,
+    '--export-rows',
+    '200',
+  ],
+  { REDIS_URL: redisUrl },
+);
 log(`soak: ${MINUTES} min at ${RATE} jobs/s, redis :${redisPort}, sidecars A (proxy) :${slots.A.port} B :${slots.B.port}`);
 
 // --- sampling ---
@@ -133,7 +175,14 @@ const sampler = setInterval(async () => {
   for (const name of ['A', 'B']) {
     try {
       const m = await scrape(name);
-      samples.push({ t: at(), slot: name, rssMb: m.get('process_resident_memory_bytes') / 2 ** 20, lagMs: m.get('nodejs_eventloop_lag_seconds') * 1000, p99Ms: m.get('nodejs_eventloop_lag_p99_seconds') * 1000, leader: m.get('bullmq_exporter_leader') });
+      samples.push({
+        t: at(),
+        slot: name,
+        rssMb: m.get('process_resident_memory_bytes') / 2 ** 20,
+        lagMs: m.get('nodejs_eventloop_lag_seconds') * 1000,
+        p99Ms: m.get('nodejs_eventloop_lag_p99_seconds') * 1000,
+        leader: m.get('bullmq_exporter_leader'),
+      });
     } catch {
       // A killed or stalled sidecar is a gap in its line, not a sample.
     }
@@ -200,14 +249,26 @@ for (let minute = 1; minute * 60_000 < DURATION_MS; minute++) {
   faults.push({ t, kind: kind.name, what });
   log(`fault ${kind.name}: ${what}`);
 }
-const summary = JSON.parse((await loadgen.exited, loadgen.output().trim().split('\n').filter((l) => l.startsWith('{')).at(-1)));
+const summary = JSON.parse(
+  (await loadgen.exited,
+  loadgen
+    .output()
+    .trim()
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .at(-1)),
+);
 log(`loadgen done: ${JSON.stringify(summary.counts)}`);
 
 // --- settle: every job finished (failing emails are refused at once, failing webhooks retry once after ~5 s) ---
 const pending = async () => {
   let n = 0;
   for (const q of QUEUES) {
-    n += (await raw.llen(`bull:${q}:wait`)) + (await raw.llen(`bull:${q}:active`)) + (await raw.zcard(`bull:${q}:delayed`)) + (await raw.zcard(`bull:${q}:prioritized`));
+    n +=
+      (await raw.llen(`bull:${q}:wait`)) +
+      (await raw.llen(`bull:${q}:active`)) +
+      (await raw.zcard(`bull:${q}:delayed`)) +
+      (await raw.zcard(`bull:${q}:prioritized`));
   }
   return n;
 };
@@ -236,10 +297,31 @@ for (const q of QUEUES) {
   const entriesAdded = info[info.indexOf('entries-added') + 1];
   const exact = got.added === sent && got.completed === sent - dead && got.failed === dead && got.lost === 0;
   allExact &&= exact;
-  rows.push([q, sent, got.added, sent - dead, got.completed, dead, got.failed, got.lost, got.unmatched, `${got.read + got.lost} / ${entriesAdded}`, exact ? 'yes' : 'no']);
+  rows.push([
+    q,
+    sent,
+    got.added,
+    sent - dead,
+    got.completed,
+    dead,
+    got.failed,
+    got.lost,
+    got.unmatched,
+    `${got.read + got.lost} / ${entriesAdded}`,
+    exact ? 'yes' : 'no',
+  ]);
 }
 
-const bySlot = (k) => Object.fromEntries(['A', 'B'].map((s) => [s, samples.filter((x) => x.slot === s).map((x) => x[k]).filter(Number.isFinite)]));
+const bySlot = (k) =>
+  Object.fromEntries(
+    ['A', 'B'].map((s) => [
+      s,
+      samples
+        .filter((x) => x.slot === s)
+        .map((x) => x[k])
+        .filter(Number.isFinite),
+    ]),
+  );
 const stat = (xs) => (xs.length ? { min: Math.min(...xs), max: Math.max(...xs), last: xs.at(-1) } : { min: NaN, max: NaN, last: NaN });
 const firstMinute = (s, k) => samples.filter((x) => x.slot === s && x.t >= 30 && x.t < 90).map((x) => x[k]);
 const rss = bySlot('rssMb');
@@ -283,7 +365,10 @@ log(`done; all totals exact: ${allExact}`);
 process.stdout.write(body);
 
 // The processes' own logs (warnings and errors), for a run that did not add up.
-writeFileSync(join(tmpdir(), 'queuelens-soak-logs.txt'), [...Object.entries(slots).map(([k, s]) => `== sidecar ${k}\n${s.run.output()}`), ...workers.map((w, i) => `== worker ${i}\n${w.output()}`)].join('\n'));
+writeFileSync(
+  join(tmpdir(), 'queuelens-soak-logs.txt'),
+  [...Object.entries(slots).map(([k, s]) => `== sidecar ${k}\n${s.run.output()}`), ...workers.map((w, i) => `== worker ${i}\n${w.output()}`)].join('\n'),
+);
 
 // --- teardown ---
 loadgen.proc.kill('SIGKILL');
@@ -342,7 +427,10 @@ function plot(points, marks) {
     return out;
   };
   const labels = marks.map((f) => `<text x="${x(f.t) + 3}" y="${T + 10}" font-size="9" fill="#555">${f.kind}</text>`).join('');
-  const ticks = Array.from({ length: Math.floor(tMax / 60) + 1 }, (_, i) => `<text x="${x(i * 60)}" y="${T + 2 * H + gap + 16}" font-size="10" text-anchor="middle">${i} min</text>`).join('');
+  const ticks = Array.from(
+    { length: Math.floor(tMax / 60) + 1 },
+    (_, i) => `<text x="${x(i * 60)}" y="${T + 2 * H + gap + 16}" font-size="10" text-anchor="middle">${i} min</text>`,
+  ).join('');
   const legend = `<text x="${W - 260}" y="14" font-size="11"><tspan fill="${colors.A}">━ sidecar A (via proxy)</tspan>  <tspan fill="${colors.B}">━ sidecar B (direct)</tspan></text>`;
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${T + 2 * H + gap + 30}" font-family="sans-serif">
 <rect width="100%" height="100%" fill="white"/>${legend}

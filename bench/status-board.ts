@@ -34,7 +34,17 @@ function queue(i: number): QueueState {
 }
 
 function snapshot(queues: QueueState[], at: number, seq: number): CollectionSnapshot {
-  return { seq, ok: true, finishedAt: at, durationSeconds: 0.01, lastSuccessAt: at, redisUp: true, queues, queuesByPrefix: { bull: queues.length }, queuesDropped: 0 };
+  return {
+    seq,
+    ok: true,
+    finishedAt: at,
+    durationSeconds: 0.01,
+    lastSuccessAt: at,
+    redisUp: true,
+    queues,
+    queuesByPrefix: { bull: queues.length },
+    queuesDropped: 0,
+  };
 }
 
 /** Cumulative accounting that grows every collection, as a busy queue's does. */
@@ -43,7 +53,11 @@ function accounting(queues: QueueState[], t: number): Map<string, BoardAccountin
   for (const [i, q] of queues.entries()) {
     const n = t * (10 + (i % 7));
     const hist = () => ({ buckets: BOUNDS.map((_, b) => Math.floor((n * (b + 1)) / BOUNDS.length)), count: n, sum: n * 0.3 });
-    out.set(queueId(q.ref), { counters: { added: n + 5, completed: n, failed: Math.floor(n / 20), retried: Math.floor(n / 10), stalled: Math.floor(t / 30) }, wait: hist(), processing: hist() });
+    out.set(queueId(q.ref), {
+      counters: { added: n + 5, completed: n, failed: Math.floor(n / 20), retried: Math.floor(n / 10), stalled: Math.floor(t / 30) },
+      wait: hist(),
+      processing: hist(),
+    });
   }
   return out;
 }
@@ -132,7 +146,16 @@ Cost per collection of recording accounting into the board, against the baseline
 
 ${table(
   ['queues', 'board.update (ms)', 'baseline: gauges update (ms)', 'ratio', '/api/queues build+JSON (ms)', 'bytes', 'with ?history=1 (ms)', 'bytes'],
-  rows.map((r) => [r.size, fmt(r.boardMs), fmt(r.baselineMs), (r.boardMs / r.baselineMs).toFixed(2), fmt(r.responseMs), r.bytes, fmt(r.historyMs), r.historyBytes]),
+  rows.map((r) => [
+    r.size,
+    fmt(r.boardMs),
+    fmt(r.baselineMs),
+    (r.boardMs / r.baselineMs).toFixed(2),
+    fmt(r.responseMs),
+    r.bytes,
+    fmt(r.historyMs),
+    r.historyBytes,
+  ]),
 )}
 
 History memory once the 15-minute history is full (64 points per queue, heap + array buffers): **${busyKb.toFixed(1)} KB per queue whose accounting changes at every collection**, **${idleKb.toFixed(1)} KB per idle queue** (accounting unchanged: a point whose counters and histograms equal the previous point's shares its row), **${gaugesKb.toFixed(1)} KB per queue without accounting** (events off, or a queue the reader has not seen). At 1,000 queues: ${((busyKb * 1000) / 1024).toFixed(1)} MB all busy, ${((idleKb * 1000) / 1024).toFixed(1)} MB all idle, ${((gaugesKb * 1000) / 1024).toFixed(1)} MB without accounting. The sidecar's RSS (section above) is read over the first minute, before the rings are full; its seeded queues are idle, so at steady state they add the idle figure, and a fleet of busy queues the busy one.

@@ -96,7 +96,14 @@ if (kind === 'export') {
   const ms = performance.now() - t0;
   clearInterval(sampler);
   const result = (await producer.queue('export').getJob(job.id)).returnvalue;
-  reply({ rows: result.rows, bytes: result.bytes, seconds: ms / 1000, rowsPerSecond: Math.round(result.rows / (ms / 1000)), rssBeforeMB: rssBefore / 2 ** 20, peakRssMB: peak / 2 ** 20 });
+  reply({
+    rows: result.rows,
+    bytes: result.bytes,
+    seconds: ms / 1000,
+    rowsPerSecond: Math.round(result.rows / (ms / 1000)),
+    rssBeforeMB: rssBefore / 2 ** 20,
+    peakRssMB: peak / 2 ** 20,
+  });
   await w.close();
   await producer.close();
   await shutdownTracing();
@@ -114,7 +121,8 @@ if (kind === 'producer') {
     const t0 = performance.now();
     for (let i = 0; i < n; i += 200) {
       const batch = [];
-      for (let j = i; j < Math.min(n, i + 200); j += 1) batch.push(producer.enqueueEmail({ template: 'welcome', to: `user-${j}@example.com`, vars: { name: `u${j}` } }, opts));
+      for (let j = i; j < Math.min(n, i + 200); j += 1)
+        batch.push(producer.enqueueEmail({ template: 'welcome', to: `user-${j}@example.com`, vars: { name: `u${j}` } }, opts));
       await Promise.all(batch);
     }
     const ms = performance.now() - t0;
@@ -126,7 +134,8 @@ if (kind === 'producer') {
   process.exit(0);
 }
 
-const processFn = kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
+const processFn =
+  kind === 'email' ? emailProcessor({ smtpUrl: peer, from: 'bench@queuelens.test', maxConnections: 10 }) : { process: async () => ({ ok: true }), close() {} };
 // Jobs wait in the paused queue while the producer enqueues them; resuming it opens the window, and the worker
 // process stays warm from one window to the next.
 await queue.pause();
@@ -134,8 +143,15 @@ const w = createWorker({ queue: 'email', process: processFn.process, redisUrl, p
 let settled = 0;
 let failed = 0;
 let onSettled = () => {};
-w.worker.on('completed', () => { settled += 1; onSettled(); });
-w.worker.on('failed', () => { settled += 1; failed += 1; onSettled(); });
+w.worker.on('completed', () => {
+  settled += 1;
+  onSettled();
+});
+w.worker.on('failed', () => {
+  settled += 1;
+  failed += 1;
+  onSettled();
+});
 await w.start();
 // The queue is paused and the worker listening: the producer may start.
 reply({ ready: true });

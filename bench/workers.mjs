@@ -38,7 +38,9 @@ const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => 
 // ---- peers: Redis, an SMTP sink that accepts everything, an OTLP receiver that only counts ----
 const redisPort = await freePort();
 const redisDir = mkdtempSync(join(tmpdir(), 'bench-redis-'));
-const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir], { stdio: 'ignore' });
+const redis = spawn('redis-server', ['--port', String(redisPort), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', redisDir], {
+  stdio: 'ignore',
+});
 const redisUrl = `redis://127.0.0.1:${redisPort}`;
 for (let i = 0; ; i += 1) {
   try {
@@ -50,7 +52,15 @@ for (let i = 0; ; i += 1) {
   }
 }
 
-const smtp = new SMTPServer({ authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false, onData(stream, _s, cb) { stream.on('data', () => {}); stream.on('end', () => cb()); } });
+const smtp = new SMTPServer({
+  authOptional: true,
+  disabledCommands: ['STARTTLS', 'AUTH'],
+  logger: false,
+  onData(stream, _s, cb) {
+    stream.on('data', () => {});
+    stream.on('end', () => cb());
+  },
+});
 await new Promise((r) => smtp.listen(0, '127.0.0.1', r));
 const smtpUrl = `smtp://127.0.0.1:${smtp.server.address().port}`;
 
@@ -82,11 +92,15 @@ function otlpSpans(path) {
 function startChild(kind, mode, peer, env = {}, name = mode) {
   const spawnChild = (role) => {
     const path = role === kind ? `/${kind}-${name}/v1/traces` : `/${kind}-${role}-${name}/v1/traces`;
-    const p = spawn(process.execPath, [join(root, 'bench/worker-child.mjs'), role, mode, redisUrl, `bench-${kind}-${name}`, peer, otlpBase + path, String(EXPORT_ROWS)], {
-      stdio: ['pipe', 'pipe', 'inherit'],
-      // The child sets the OTEL_* it needs; none of the caller's may leak in.
-      env: { ...cleanEnv, ...(arg('--protocol') ? { WORKER_BENCH_PROTOCOL: PROTOCOL } : {}), ...env },
-    });
+    const p = spawn(
+      process.execPath,
+      [join(root, 'bench/worker-child.mjs'), role, mode, redisUrl, `bench-${kind}-${name}`, peer, otlpBase + path, String(EXPORT_ROWS)],
+      {
+        stdio: ['pipe', 'pipe', 'inherit'],
+        // The child sets the OTEL_* it needs; none of the caller's may leak in.
+        env: { ...cleanEnv, ...(arg('--protocol') ? { WORKER_BENCH_PROTOCOL: PROTOCOL } : {}), ...env },
+      },
+    );
     const waiting = [];
     createInterface({ input: p.stdout }).on('line', (line) => waiting.shift()?.resolve(JSON.parse(line)));
     const exited = once(p, 'exit').then(([code]) => {
@@ -150,7 +164,9 @@ if (profileDir) {
       const c = startChild(kind, mode, smtpUrl, { WORKER_BENCH_PROFILE: join(profileDir, `${kind}-${mode}.cpuprofile`) });
       for (let i = 0; i < WARM_WINDOWS; i += 1) await c.window(JOBS[kind]);
       const r = await c.window(4 * JOBS[kind]);
-      process.stderr.write(`profile ${kind} ${mode}: ${r.jobsPerSecond} jobs/s, ${r.cpuMicrosPerJob.toFixed(1)} µs CPU/job, ${r.spansReceived} spans (${4 * JOBS[kind]} jobs)\n`);
+      process.stderr.write(
+        `profile ${kind} ${mode}: ${r.jobsPerSecond} jobs/s, ${r.cpuMicrosPerJob.toFixed(1)} µs CPU/job, ${r.spansReceived} spans (${4 * JOBS[kind]} jobs)\n`,
+      );
       await c.close();
     }
   }
@@ -170,7 +186,9 @@ for (const kind of KINDS) {
       const mode = MODES[(round + k) % MODES.length];
       const r = await children[mode].window(JOBS[kind]);
       results[kind][mode].push(r);
-      process.stderr.write(`${kind} ${mode} round ${round + 1}: ${r.jobsPerSecond} jobs/s, ${r.cpuMicrosPerJob.toFixed(1)} µs CPU/job (enqueue ${r.enqueuePerSecond}/s), ${r.spansReceived} spans\n`);
+      process.stderr.write(
+        `${kind} ${mode} round ${round + 1}: ${r.jobsPerSecond} jobs/s, ${r.cpuMicrosPerJob.toFixed(1)} µs CPU/job (enqueue ${r.enqueuePerSecond}/s), ${r.spansReceived} spans\n`,
+      );
     }
   }
   await Promise.all(MODES.map((m) => children[m].close()));
@@ -182,11 +200,15 @@ const exportDir = mkdtempSync(join(tmpdir(), 'bench-export-'));
 // collects, so each is run several times and judged on its highest reading.
 const compose = parse(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true });
 const deployedNodeOptions = compose.services?.['worker-export']?.environment?.NODE_OPTIONS;
-if (typeof deployedNodeOptions !== 'string') throw new Error("docker-compose.yml: services.worker-export.environment.NODE_OPTIONS is not set; the export benchmark measures the worker as deployed");
+if (typeof deployedNodeOptions !== 'string')
+  throw new Error('docker-compose.yml: services.worker-export.environment.NODE_OPTIONS is not set; the export benchmark measures the worker as deployed');
 const EXPORT_RUNS = quick ? 1 : 4;
 const exportRuns = { deployed: [], defaults: [] };
 for (let i = 0; i < EXPORT_RUNS; i += 1) {
-  for (const [sizing, nodeOptions] of [['deployed', deployedNodeOptions], ['defaults', '']]) {
+  for (const [sizing, nodeOptions] of [
+    ['deployed', deployedNodeOptions],
+    ['defaults', ''],
+  ]) {
     const exporter = startChild('export', 'off', exportDir, { NODE_OPTIONS: nodeOptions });
     const r = await exporter.answer();
     await exporter.close();
@@ -251,7 +273,9 @@ const verdict = (kind) =>
 /** Spans a job leaves in the worker at 100% sampling: the consumer span, and the SMTP send's for email. */
 const SPANS_PER_JOB = { noop: 1, email: 2 };
 function dropped() {
-  const short = KINDS.flatMap((k) => ['full', 'full-async'].flatMap((m) => results[k][m].filter((r) => r.spansReceived < r.jobs * SPANS_PER_JOB[k]).map(() => `${k}/${m}`)));
+  const short = KINDS.flatMap((k) =>
+    ['full', 'full-async'].flatMap((m) => results[k][m].filter((r) => r.spansReceived < r.jobs * SPANS_PER_JOB[k]).map(() => `${k}/${m}`)),
+  );
   return short.length === 0
     ? 'Every 100% window delivered all its spans (nothing dropped; spans per job in the last column).'
     : `**Spans were dropped** in ${short.length} of the 100% windows (${[...new Set(short)].join(', ')}): those rows flatter tracing.`;
@@ -302,16 +326,22 @@ Export of ${EXPORT_ROWS.toLocaleString('en-US')} rows to CSV (synthetic source, 
 ${EXPORT_RUNS} runs of each heap sizing, each in a fresh process, RSS sampled every 50 ms. As deployed (NODE_OPTIONS=\`${deployedNodeOptions}\`, docker-compose.yml's
 worker-export): **${exp.median.rowsPerSecond.toLocaleString('en-US')} rows/s** (median; ${exp.median.seconds.toFixed(1)} s, ${(exp.median.bytes / 2 ** 20).toFixed(0)} MiB), RSS ${exp.median.rssBeforeMB.toFixed(0)} MB before and
 **${exp.peakRss.toFixed(0)} MB peak**, the highest of the runs (${exp.peaks} MB; target ≤ 150 MB: ${exp.peakRss <= 150 ? 'met' : 'NOT met'}). With node's defaults:
-${expDefaults.median.rowsPerSecond.toLocaleString('en-US')} rows/s, peak ${expDefaults.peakRss.toFixed(0)} MB (${expDefaults.peaks} MB)${expDefaults.outlier ? `: the young generation grows to its
+${expDefaults.median.rowsPerSecond.toLocaleString('en-US')} rows/s, peak ${expDefaults.peakRss.toFixed(0)} MB (${expDefaults.peaks} MB)${
+  expDefaults.outlier
+    ? `: the young generation grows to its
 largest size under the export's allocation rate and the old one fills with short-lived rows before a full collection,
-so some runs peak well above the rest` : ''}.
+so some runs peak well above the rest`
+    : ''
+}.
 `;
 
 if (partial) {
   process.stdout.write(section);
 } else {
   const file = join(root, 'docs/benchmarks.md');
-  let doc = existsSync(file) ? readFileSync(file, 'utf8') : '# Benchmarks\n\nEach section is written by its benchmark under `bench/`; numbers are from one run on the machine named in it.\n';
+  let doc = existsSync(file)
+    ? readFileSync(file, 'utf8')
+    : '# Benchmarks\n\nEach section is written by its benchmark under `bench/`; numbers are from one run on the machine named in it.\n';
   const re = /## Workers\n[\s\S]*?(?=\n## |$)/;
   doc = re.test(doc) ? doc.replace(re, section.trimEnd() + '\n') : `${doc.trimEnd()}\n\n${section}`;
   writeFileSync(file, doc);

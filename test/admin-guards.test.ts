@@ -32,16 +32,39 @@ async function sidecar(raw: Record<string, unknown> = {}) {
     },
   });
   const config = resolveSidecarConfig({
-    redisUrl: redis.url, port: '9487', host: '127.0.0.1', prefixes: 'bull', collectInterval: '60', discoveryInterval: '60', maxQueues: '5000', logLevel: 'info', adminToken: TOKEN,
+    redisUrl: redis.url,
+    port: '9487',
+    host: '127.0.0.1',
+    prefixes: 'bull',
+    collectInterval: '60',
+    discoveryInterval: '60',
+    maxQueues: '5000',
+    logLevel: 'info',
+    adminToken: TOKEN,
     ...raw,
   });
   const sc = await createSidecar(config, createLogger({ level: 'info', destination }));
   started.push(sc);
   await sc.refresh();
-  return { app: sc.app, raw: () => lines.join(''), logs: () => lines.join('').trim().split('\n').filter(Boolean).map((l) => JSON.parse(l) as LogLine) };
+  return {
+    app: sc.app,
+    raw: () => lines.join(''),
+    logs: () =>
+      lines
+        .join('')
+        .trim()
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as LogLine),
+  };
 }
 
-const form = (token: string, headers: Record<string, string> = {}) => ({ method: 'POST' as const, url: '/admin/login', headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers }, payload: `token=${encodeURIComponent(token)}` });
+const form = (token: string, headers: Record<string, string> = {}) => ({
+  method: 'POST' as const,
+  url: '/admin/login',
+  headers: { 'content-type': 'application/x-www-form-urlencoded', ...headers },
+  payload: `token=${encodeURIComponent(token)}`,
+});
 
 beforeAll(async () => {
   redis = await startTestRedis();
@@ -56,11 +79,21 @@ beforeAll(async () => {
   await webhook.close();
   const dlq = new Queue('webhook-dlq', { connection });
   const at = Date.now();
-  await dlq.add('webhook', {
-    source: { prefix: 'bull', queue: 'webhook', jobId: 'w0', name: 'webhook' },
-    data: { url: 'https://hooks.example/y', event: 'e', payload: null },
-    opts: { attempts: 1 }, failedReason: 'x', stacktrace: [], attemptsMade: 1, firstFailedAt: at, lastFailedAt: at, deadLetteredAt: at,
-  }, { jobId: 'd1' });
+  await dlq.add(
+    'webhook',
+    {
+      source: { prefix: 'bull', queue: 'webhook', jobId: 'w0', name: 'webhook' },
+      data: { url: 'https://hooks.example/y', event: 'e', payload: null },
+      opts: { attempts: 1 },
+      failedReason: 'x',
+      stacktrace: [],
+      attemptsMade: 1,
+      firstFailedAt: at,
+      lastFailedAt: at,
+      deadLetteredAt: at,
+    },
+    { jobId: 'd1' },
+  );
   await dlq.close();
 });
 
@@ -97,7 +130,11 @@ describe('admin surface: read-only by default', () => {
     expect(board.statusCode).toBe(200);
     expect((board.json() as { queues: Array<{ readOnlyMode: boolean }> }).queues.every((q) => q.readOnlyMode)).toBe(true);
     // Refused writes are logged too (and the dry run, a POST).
-    expect(logs().filter((l) => l.msg === 'admin write').map((l) => [l.method, l.path, l.status])).toEqual([...writes.map((w) => [w.method, w.url, 403]), ['POST', '/admin/dlq/webhook/redrive', 200]]);
+    expect(
+      logs()
+        .filter((l) => l.msg === 'admin write')
+        .map((l) => [l.method, l.path, l.status]),
+    ).toEqual([...writes.map((w) => [w.method, w.url, 403]), ['POST', '/admin/dlq/webhook/redrive', 200]]);
   });
 });
 
@@ -120,7 +157,12 @@ function spellings(url: string): Array<{ url: string; routes: boolean }> {
 describe('admin surface: guards judge the routed path, however it is spelled', () => {
   it('read-only: an encoded, doubled or re-cased spelling of every Bull Board write is refused and changes nothing', async () => {
     const { app } = await sidecar();
-    const state = async () => ({ dlq: await redis.client().llen('bull:webhook-dlq:wait'), failed: await redis.client().zcard('bull:webhook:failed'), paused: await redis.client().hexists('bull:webhook:meta', 'paused'), metas: await redis.client().exists('bull:webhook-dlq:meta', 'bull:webhook:meta') });
+    const state = async () => ({
+      dlq: await redis.client().llen('bull:webhook-dlq:wait'),
+      failed: await redis.client().zcard('bull:webhook:failed'),
+      paused: await redis.client().hexists('bull:webhook:meta', 'paused'),
+      metas: await redis.client().exists('bull:webhook-dlq:meta', 'bull:webhook:meta'),
+    });
     const before = await state();
     const writes = [
       { method: 'PUT' as const, url: '/admin/queues/api/queues/webhook-dlq/empty' },
@@ -146,7 +188,12 @@ describe('admin surface: guards judge the routed path, however it is spelled', (
     const { app } = await sidecar({ adminWrites: 'true' });
     const stored = await redis.client().hget('bull:webhook:w1', 'data');
     for (const s of spellings('/admin/queues/api/queues/webhook/w1/update-data')) {
-      const res = await app.inject({ method: 'PATCH', url: s.url, payload: { jobData: { url: 'https://hooks.example/x', event: 'e', payload: null, secret: '***' } }, headers: auth });
+      const res = await app.inject({
+        method: 'PATCH',
+        url: s.url,
+        payload: { jobData: { url: 'https://hooks.example/x', event: 'e', payload: null, secret: '***' } },
+        headers: auth,
+      });
       if (s.routes) expect([res.statusCode, res.json()], s.url).toEqual([403, expect.objectContaining({ error: 'refused' })]);
       else expect(res.statusCode, s.url).toBe(404);
     }
@@ -175,20 +222,37 @@ describe('admin surface: writes when enabled', () => {
     const loginLine = logs().find((l) => l.msg === 'admin login')!;
     expect(loginLine).toMatchObject({ ip: '127.0.0.1', session: expect.stringMatching(/^[0-9a-f]{12}$/) });
 
-    const add = await app.inject({ method: 'POST', url: '/admin/queues/api/queues/webhook-dlq/add', payload: { name: 'added', data: { note: 'payload-marker-7d2f' } }, headers: auth });
+    const add = await app.inject({
+      method: 'POST',
+      url: '/admin/queues/api/queues/webhook-dlq/add',
+      payload: { name: 'added', data: { note: 'payload-marker-7d2f' } },
+      headers: auth,
+    });
     expect(add.statusCode).toBeLessThan(300);
     const empty = await app.inject({ method: 'PUT', url: '/admin/queues/api/queues/webhook-dlq/empty', headers: { cookie } });
     expect(empty.statusCode).toBeLessThan(300);
     expect(await redis.client().llen('bull:webhook-dlq:wait')).toBe(0);
     // Editing job data is refused even now: Bull Board shows it masked, and saving would store the masks.
-    const edit = await app.inject({ method: 'PATCH', url: '/admin/queues/api/queues/webhook/w1/update-data', payload: { data: { secret: '***' } }, headers: auth });
+    const edit = await app.inject({
+      method: 'PATCH',
+      url: '/admin/queues/api/queues/webhook/w1/update-data',
+      payload: { data: { secret: '***' } },
+      headers: auth,
+    });
     expect(edit.statusCode).toBe(403);
     expect(JSON.parse((await redis.client().hget('bull:webhook:w1', 'data'))!)).toMatchObject({ secret: JOB_SECRET });
 
     const writes = logs().filter((l) => l.msg === 'admin write');
     expect(writes.map(({ via, session, ip, method, path, status }) => ({ via, session, ip, method, path, status }))).toEqual([
       { via: 'bearer', session: undefined, ip: '127.0.0.1', method: 'POST', path: '/admin/queues/api/queues/webhook-dlq/add', status: add.statusCode },
-      { via: 'session', session: loginLine.session, ip: '127.0.0.1', method: 'PUT', path: '/admin/queues/api/queues/webhook-dlq/empty', status: empty.statusCode },
+      {
+        via: 'session',
+        session: loginLine.session,
+        ip: '127.0.0.1',
+        method: 'PUT',
+        path: '/admin/queues/api/queues/webhook-dlq/empty',
+        status: empty.statusCode,
+      },
       { via: 'bearer', session: undefined, ip: '127.0.0.1', method: 'PATCH', path: '/admin/queues/api/queues/webhook/w1/update-data', status: 403 },
     ]);
     expect(raw()).not.toContain('payload-marker-7d2f');
@@ -225,17 +289,31 @@ describe('webhook URLs with a secret in the path', () => {
     await webhook.close();
     const dlq = new Queue('webhook-dlq', { connection });
     const at = Date.now();
-    await dlq.add('webhook', {
-      source: { prefix: 'bull', queue: 'webhook', jobId: 'slack0', name: 'webhook' },
-      data: { url: SLACK_URL, event: 'e', payload: null },
-      opts: { attempts: 1 }, failedReason: `webhook ${SLACK_URL} answered 404`, stacktrace: [], attemptsMade: 1, firstFailedAt: at, lastFailedAt: at, deadLetteredAt: at,
-    }, { jobId: 'slack-dl' });
+    await dlq.add(
+      'webhook',
+      {
+        source: { prefix: 'bull', queue: 'webhook', jobId: 'slack0', name: 'webhook' },
+        data: { url: SLACK_URL, event: 'e', payload: null },
+        opts: { attempts: 1 },
+        failedReason: `webhook ${SLACK_URL} answered 404`,
+        stacktrace: [],
+        attemptsMade: 1,
+        firstFailedAt: at,
+        lastFailedAt: at,
+        deadLetteredAt: at,
+      },
+      { jobId: 'slack-dl' },
+    );
     await dlq.close();
     // Ground truth: Redis holds the whole URL.
     expect(await redis.client().hget('bull:webhook:slack1', 'data')).toContain(SLACK_SECRET);
 
     const { app } = await sidecar();
-    for (const url of ['/admin/queues/api/queues/webhook/slack1', '/admin/queues/api/queues/webhook-dlq/slack-dl', '/admin/queues/api/queues?activeQueue=webhook&status=delayed&page=1&jobsPerPage=50']) {
+    for (const url of [
+      '/admin/queues/api/queues/webhook/slack1',
+      '/admin/queues/api/queues/webhook-dlq/slack-dl',
+      '/admin/queues/api/queues?activeQueue=webhook&status=delayed&page=1&jobsPerPage=50',
+    ]) {
       const res = await app.inject({ url, headers: auth });
       expect(res.statusCode, url).toBe(200);
       expect(res.body, url).toContain('https://hooks.slack.com/***');
@@ -256,7 +334,9 @@ describe('admin surface: login', () => {
     const { app, logs } = await sidecar();
     const attacker = '203.0.113.7';
     for (let i = 0; i < 10; i += 1) {
-      expect((await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef` }, remoteAddress: attacker })).statusCode).toBe(401);
+      expect(
+        (await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef` }, remoteAddress: attacker })).statusCode,
+      ).toBe(401);
       expect((await app.inject({ ...form(`guess-${i}`), remoteAddress: attacker })).statusCode).toBe(401);
     }
     for (let i = 0; i < 5; i += 1) {
@@ -278,7 +358,8 @@ describe('admin surface: login', () => {
     const { app } = await sidecar();
     const shared = '203.0.113.20';
     const cookie = String((await app.inject({ ...form(TOKEN), remoteAddress: shared })).headers['set-cookie']).split(';')[0]!;
-    for (let i = 0; i < 25; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef` }, remoteAddress: shared });
+    for (let i = 0; i < 25; i += 1)
+      await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef` }, remoteAddress: shared });
     expect((await app.inject({ url: '/admin/dlq/webhook', headers: auth, remoteAddress: shared })).statusCode).toBe(429);
     // The session opens its pages, reads and (with a cookie from this origin) is not counted as a guess.
     expect((await app.inject({ url: '/admin/dlq/webhook', headers: { cookie }, remoteAddress: shared })).statusCode).toBe(200);
@@ -291,24 +372,48 @@ describe('admin surface: login', () => {
   it('--trust-proxy: behind a trusted proxy the throttle keys on the forwarded client, not the proxy', async () => {
     const proxy = '10.1.2.3';
     const { app, logs } = await sidecar({ trustProxy: '10.0.0.0/8,::1' });
-    const via = (client: string, headers: Record<string, string>) => app.inject({ url: '/admin/dlq/webhook', headers: { ...headers, 'x-forwarded-for': client }, remoteAddress: proxy });
+    const via = (client: string, headers: Record<string, string>) =>
+      app.inject({ url: '/admin/dlq/webhook', headers: { ...headers, 'x-forwarded-for': client }, remoteAddress: proxy });
     for (let i = 0; i < 20; i += 1) expect((await via('203.0.113.30', { authorization: `Bearer guess-${i}-0123456789abcdef` })).statusCode).toBe(401);
     expect((await via('203.0.113.30', auth)).statusCode).toBe(429);
     // Another operator behind the same proxy is not locked out.
     expect((await via('198.51.100.31', auth)).statusCode).toBe(200);
-    expect(logs().filter((l) => l.msg === 'admin request with a wrong Authorization header').every((l) => l.ip === '203.0.113.30')).toBe(true);
+    expect(
+      logs()
+        .filter((l) => l.msg === 'admin request with a wrong Authorization header')
+        .every((l) => l.ip === '203.0.113.30'),
+    ).toBe(true);
     // A client that is not a trusted proxy cannot pick its own address with the header.
     const direct = '192.0.2.40';
-    for (let i = 0; i < 20; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` }, remoteAddress: direct });
-    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.99' }, remoteAddress: direct })).statusCode).toBe(429);
+    for (let i = 0; i < 20; i += 1)
+      await app.inject({
+        url: '/admin/dlq/webhook',
+        headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` },
+        remoteAddress: direct,
+      });
+    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.99' }, remoteAddress: direct })).statusCode).toBe(
+      429,
+    );
   });
 
   it('--trust-proxy is off by default, and refuses what is not an address or CIDR', async () => {
     const { app } = await sidecar();
-    for (let i = 0; i < 20; i += 1) await app.inject({ url: '/admin/dlq/webhook', headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` }, remoteAddress: '10.9.9.9' });
-    expect((await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.200' }, remoteAddress: '10.9.9.9' })).statusCode).toBe(429);
-    for (const bad of ['2', 'proxy.internal', '10.0.0.0/33', '10.0.0.1/8/1', '']) expect(() => resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: bad }), bad).toThrow(/trust-proxy/);
-    expect(resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: 'loopback, 10.0.0.0/8,fd00::/8' }).trustProxy).toEqual(['loopback', '10.0.0.0/8', 'fd00::/8']);
+    for (let i = 0; i < 20; i += 1)
+      await app.inject({
+        url: '/admin/dlq/webhook',
+        headers: { authorization: `Bearer guess-${i}-0123456789abcdef`, 'x-forwarded-for': `198.51.100.${i}` },
+        remoteAddress: '10.9.9.9',
+      });
+    expect(
+      (await app.inject({ url: '/admin/dlq/webhook', headers: { ...auth, 'x-forwarded-for': '198.51.100.200' }, remoteAddress: '10.9.9.9' })).statusCode,
+    ).toBe(429);
+    for (const bad of ['2', 'proxy.internal', '10.0.0.0/33', '10.0.0.1/8/1', ''])
+      expect(() => resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: bad }), bad).toThrow(/trust-proxy/);
+    expect(resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', trustProxy: 'loopback, 10.0.0.0/8,fd00::/8' }).trustProxy).toEqual([
+      'loopback',
+      '10.0.0.0/8',
+      'fd00::/8',
+    ]);
   });
 
   it('counts failures in a sliding window (the throttle, on its own clock)', () => {
@@ -343,9 +448,16 @@ describe('admin surface: login', () => {
   it('sets Secure whenever the request came over TLS, however the proxy spells it', async () => {
     const { app } = await sidecar();
     const secureFor = async (headers: Record<string, string>) => /;\s*Secure/i.test(String((await app.inject(form(TOKEN, headers))).headers['set-cookie']));
-    for (const headers of [{ 'x-forwarded-proto': 'https' }, { 'x-forwarded-proto': 'HTTPS' }, { 'x-forwarded-proto': 'https, http' }, { 'x-forwarded-proto': 'https,https' }, { forwarded: 'for=192.0.2.60;proto=https;by=203.0.113.43' }] as Array<Record<string, string>>) {
+    for (const headers of [
+      { 'x-forwarded-proto': 'https' },
+      { 'x-forwarded-proto': 'HTTPS' },
+      { 'x-forwarded-proto': 'https, http' },
+      { 'x-forwarded-proto': 'https,https' },
+      { forwarded: 'for=192.0.2.60;proto=https;by=203.0.113.43' },
+    ] as Array<Record<string, string>>) {
       expect(await secureFor(headers), JSON.stringify(headers)).toBe(true);
     }
-    for (const headers of [{}, { 'x-forwarded-proto': 'http' }, { forwarded: 'for=192.0.2.60;proto=http' }] as Array<Record<string, string>>) expect(await secureFor(headers), JSON.stringify(headers)).toBe(false);
+    for (const headers of [{}, { 'x-forwarded-proto': 'http' }, { forwarded: 'for=192.0.2.60;proto=http' }] as Array<Record<string, string>>)
+      expect(await secureFor(headers), JSON.stringify(headers)).toBe(false);
   });
 });

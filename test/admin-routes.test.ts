@@ -85,7 +85,12 @@ describe('admin surface', () => {
   });
 
   it('lets a browser in through /admin/login with a session cookie, and only with the right token', async () => {
-    const form = (token: string) => ({ method: 'POST' as const, url: '/admin/login', headers: { 'content-type': 'application/x-www-form-urlencoded' }, payload: `token=${encodeURIComponent(token)}` });
+    const form = (token: string) => ({
+      method: 'POST' as const,
+      url: '/admin/login',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      payload: `token=${encodeURIComponent(token)}`,
+    });
     // Opening Bull Board in a browser without a session leads to the form; an API client still gets 401.
     const html = { accept: 'text/html,application/xhtml+xml' };
     const open = await sidecar.app.inject({ url: '/admin/queues', headers: html });
@@ -120,7 +125,11 @@ describe('admin surface', () => {
     const same = await sidecar.app.inject({ ...redrive, headers: { ...session, host: 'sidecar:9487', origin: 'http://sidecar:9487' } });
     expect(same.statusCode).toBe(200);
     // A forged or expired session is no session.
-    for (const cookie of [`${SESSION_COOKIE}=${Date.now() + 3_600_000}.${'0'.repeat(64)}`, `${SESSION_COOKIE}=${sessionValue(TOKEN, Date.now() - 13 * 3_600_000)}`, `${SESSION_COOKIE}=${sessionValue('another-token', Date.now())}`]) {
+    for (const cookie of [
+      `${SESSION_COOKIE}=${Date.now() + 3_600_000}.${'0'.repeat(64)}`,
+      `${SESSION_COOKIE}=${sessionValue(TOKEN, Date.now() - 13 * 3_600_000)}`,
+      `${SESSION_COOKIE}=${sessionValue('another-token', Date.now())}`,
+    ]) {
       expect((await sidecar.app.inject({ url: '/admin/dlq/email', headers: { cookie } })).statusCode, cookie).toBe(401);
     }
     const out = await sidecar.app.inject({ url: '/admin/logout', headers: session });
@@ -209,7 +218,9 @@ describe('admin surface', () => {
       close.mockRestore();
       await new Promise((r) => setTimeout(r, 50));
       expect(unhandled).toEqual([]);
-      expect(lines.map((l) => JSON.parse(l) as { msg: string; queue: string })).toMatchObject([{ msg: 'closing a queue removed from Bull Board failed', queue: 'email' }]);
+      expect(lines.map((l) => JSON.parse(l) as { msg: string; queue: string })).toMatchObject([
+        { msg: 'closing a queue removed from Bull Board failed', queue: 'email' },
+      ]);
     } finally {
       process.off('unhandledRejection', onUnhandled);
       await app.close();

@@ -50,7 +50,7 @@ async function listed(alertname: string, count: number, ready: (alerts: ApiAlert
 const suppressedIn = (namespace: string) => (alerts: ApiAlert[]) => alerts.some((a) => a.labels.namespace === namespace && a.status.state === 'suppressed');
 
 describe('inhibition by deployment', () => {
-  test('Redis down in one namespace mutes that namespace\'s queue alerts, not another\'s', async () => {
+  test("Redis down in one namespace mutes that namespace's queue alerts, not another's", async () => {
     await post([
       { alertname: 'BullMQRedisDown', severity: 'critical', job: 'queuelens', namespace: 'shop' },
       { alertname: 'BullMQNoWorkers', severity: 'critical', namespace: 'shop', prefix: 'bull', queue: 'email' },

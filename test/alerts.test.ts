@@ -164,7 +164,10 @@ describe('rule hygiene', () => {
       for (const s of selectors) {
         if (s.name === undefined) {
           const re = new RegExp(`^(?:${s.nameRegex})$`);
-          expect([...recorded].some((r) => re.test(r)), `${s.nameRegex} matches no recorded series`).toBe(true);
+          expect(
+            [...recorded].some((r) => re.test(r)),
+            `${s.nameRegex} matches no recorded series`,
+          ).toBe(true);
           continue;
         }
         if (recorded.has(s.name)) continue;

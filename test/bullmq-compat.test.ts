@@ -62,7 +62,10 @@ describe.each(VERSIONS)('BullMQ %s', (label, lib, version) => {
         return c.completed === 12 && c.failed === 1;
       });
 
-      const g = (metric: string, extra: Record<string, string> = {}) => (m: Map<string, number>) => m.get(seriesKey(metric, { prefix: 'bull', queue: name, ...extra }));
+      const g =
+        (metric: string, extra: Record<string, string> = {}) =>
+        (m: Map<string, number>) =>
+          m.get(seriesKey(metric, { prefix: 'bull', queue: name, ...extra }));
       const m = await waitFor('the events counted', async () => {
         await s.refresh();
         const x = await s.scrape();

@@ -25,7 +25,8 @@ beforeAll(async () => {
     lastFailedAt: now,
     deadLetteredAt: now,
   });
-  for (let i = 0; i < 3000; i += 500) await dlq.addBulk(Array.from({ length: 500 }, (_, k) => ({ name: 'webhook', data: record(i + k), opts: { jobId: `${i + k}-${now}` } })));
+  for (let i = 0; i < 3000; i += 500)
+    await dlq.addBulk(Array.from({ length: 500 }, (_, k) => ({ name: 'webhook', data: record(i + k), opts: { jobId: `${i + k}-${now}` } })));
   await dlq.close();
 });
 

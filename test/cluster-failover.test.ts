@@ -71,7 +71,10 @@ describe('Redis Cluster failover', () => {
     let sent = 0;
     const producers = queues.map(async (queue) => {
       for (let j = 0; producing; j += 1) {
-        await queue.add('j', { fail: j % 5 === 0 }).then(() => (sent += 1), () => undefined);
+        await queue.add('j', { fail: j % 5 === 0 }).then(
+          () => (sent += 1),
+          () => undefined,
+        );
         await sleep(40);
       }
     });

@@ -107,11 +107,22 @@ describe('worker side on a Redis Cluster', () => {
     const masters = c.nodes('master');
     expect(masters).toHaveLength(3);
     for (const master of masters) expect(await master.dbsize()).toBe(0);
-    expect(() => new Producer({ redisUrl: 'redis://127.0.0.1:6379', clusterNodes: cluster.nodes })).toThrow(/BullMQ prefix "bull": on a Redis Cluster the prefix needs a hash tag/);
+    expect(() => new Producer({ redisUrl: 'redis://127.0.0.1:6379', clusterNodes: cluster.nodes })).toThrow(
+      /BullMQ prefix "bull": on a Redis Cluster the prefix needs a hash tag/,
+    );
   });
 
   it('exits 1 naming the option when no cluster node answers', async () => {
-    const r = await runCli(['enqueue', 'email', '--data', '{"template":"welcome","to":"a@example.com"}', '--prefix', '{x}', '--redis-cluster-nodes', '127.0.0.1:1']);
+    const r = await runCli([
+      'enqueue',
+      'email',
+      '--data',
+      '{"template":"welcome","to":"a@example.com"}',
+      '--prefix',
+      '{x}',
+      '--redis-cluster-nodes',
+      '127.0.0.1:1',
+    ]);
     expect(r.code, r.output).toBe(1);
     expect(r.output).toContain('Redis Cluster is unreachable at 127.0.0.1:1');
     expect(r.output).toContain('--redis-cluster-nodes (REDIS_CLUSTER_NODES)');
@@ -174,7 +185,11 @@ describe('worker side on a Redis Cluster', () => {
     expect(done.completed.every((id) => id.startsWith('redrive-'))).toBe(true);
     expect(done.completed).toHaveLength(3);
     expect(await c.llen(dlqWait)).toBe(0);
-    const answered = (status: number) => rxDlq.deliveries.filter((d) => d.answered === status).map((d) => d.path).sort();
+    const answered = (status: number) =>
+      rxDlq.deliveries
+        .filter((d) => d.answered === status)
+        .map((d) => d.path)
+        .sort();
     expect(answered(500)).toEqual(['/d0', '/d1', '/d2']);
     expect(answered(200)).toEqual(['/d0', '/d1', '/d2']);
     await stop(w);

@@ -56,7 +56,20 @@ describe('Redis Cluster', () => {
     const { resolveSidecarConfig } = await import('../src/config/sidecar-config.js');
     const lines: string[] = [];
     const log = createLogger({ level: 'warn', destination: new Writable({ write: (ch, _e, cb) => (lines.push(String(ch)), cb()) }) });
-    const s = await createSidecar(resolveSidecarConfig({ redisClusterNodes: cluster.nodes.join(','), collectInterval: '60', discoveryInterval: '60', prefixes: 'bull', maxQueues: '100', logLevel: 'warn', redisUrl: 'redis://127.0.0.1:6379', port: '9487', host: '127.0.0.1' }), log);
+    const s = await createSidecar(
+      resolveSidecarConfig({
+        redisClusterNodes: cluster.nodes.join(','),
+        collectInterval: '60',
+        discoveryInterval: '60',
+        prefixes: 'bull',
+        maxQueues: '100',
+        logLevel: 'warn',
+        redisUrl: 'redis://127.0.0.1:6379',
+        port: '9487',
+        host: '127.0.0.1',
+      }),
+      log,
+    );
     await s.refresh();
     expect(s.discovery.queues().map((q) => q.name)).not.toContain('untagged');
     expect(lines.join('')).toMatch(/untagged.*hash-tag prefix such as \{bull\}/);
@@ -67,7 +80,12 @@ describe('Redis Cluster', () => {
   it('discovers every queue on every master and reads each queue exactly', async () => {
     const s = await testSidecar('redis://127.0.0.1:6379', { redisClusterNodes: cluster.nodes.join(',') });
     await s.refresh();
-    expect(s.discovery.queues().map((q) => q.name).sort()).toEqual([...NAMES].sort());
+    expect(
+      s.discovery
+        .queues()
+        .map((q) => q.name)
+        .sort(),
+    ).toEqual([...NAMES].sort());
     const m = await s.scrape();
     expect(s.snapshot()?.error).toBeUndefined();
     expect(m.get('bullmq_exporter_up')).toBe(1);

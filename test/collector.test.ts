@@ -102,7 +102,9 @@ beforeAll(async () => {
   await manual.rateLimit(60_000);
 
   // flow: a parent waiting for two children nobody processes.
-  await bull.flow().add({ name: 'parent', queueName: 'parents', data: {}, children: [1, 2].map((i) => ({ name: 'child', queueName: 'children', data: { i } })) });
+  await bull
+    .flow()
+    .add({ name: 'parent', queueName: 'parents', data: {}, children: [1, 2].map((i) => ({ name: 'child', queueName: 'children', data: { i } })) });
 
   // dead-letter queue of "finished" (a dead-letter queue is one whose source queue exists): two parked jobs, the older one enqueued 300 s ago.
   const dlq = bull.queue('finished-dlq');
@@ -125,8 +127,27 @@ afterAll(async () => {
 
 describe('queue state gauges', () => {
   it('finds every queue', () => {
-    const names = sidecar.discovery.queues().map((q) => q.name).sort();
-    expect(names).toEqual(['busy', 'children', 'delayed-eligible', 'finished-dlq', 'finished', 'limited', 'manual', 'orphan', 'parents', 'paused', 'prio-only', 'waits', 'worker-limited'].sort());
+    const names = sidecar.discovery
+      .queues()
+      .map((q) => q.name)
+      .sort();
+    expect(names).toEqual(
+      [
+        'busy',
+        'children',
+        'delayed-eligible',
+        'finished-dlq',
+        'finished',
+        'limited',
+        'manual',
+        'orphan',
+        'parents',
+        'paused',
+        'prio-only',
+        'waits',
+        'worker-limited',
+      ].sort(),
+    );
     expect(series.get(seriesKey('bullmq_exporter_queues', { prefix: 'bull' }))).toBe(13);
     expect(series.get('bullmq_exporter_up')).toBe(1);
     expect(series.get('bullmq_exporter_redis_up')).toBe(1);
@@ -260,7 +281,12 @@ describe('queue state gauges', () => {
     const { Collector } = await import('../src/collector/collector.js');
     const { RedisQueueStateSource } = await import('../src/redis/queue-state-source.js');
     const log = (await import('../src/log/logger.js')).createLogger({ level: 'silent' });
-    const collector = new Collector({ source: new RedisQueueStateSource({ redis: sidecar.redis, log, orphanPageSize: 2 }), discovery: sidecar.discovery, log, activeCheckLimit: 2 });
+    const collector = new Collector({
+      source: new RedisQueueStateSource({ redis: sidecar.redis, log, orphanPageSize: 2 }),
+      discovery: sidecar.discovery,
+      log,
+      activeCheckLimit: 2,
+    });
     await sidecar.discovery.runPass();
     const snap = await collector.collect();
     const q = snap.queues.find((s) => s.ref.name === 'many-active')!;

@@ -20,7 +20,9 @@ interface Service {
   command?: string[];
   environment?: Record<string, string>;
 }
-const services = (parseDocument(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true }).toJS({ maxAliasCount: 100 }) as { services: Record<string, Service> }).services;
+const services = (
+  parseDocument(readFileSync(join(root, 'docker-compose.yml'), 'utf8'), { merge: true }).toJS({ maxAliasCount: 100 }) as { services: Record<string, Service> }
+).services;
 const env = (service: string): Record<string, string> => services[service]?.environment ?? {};
 const arg = (service: string, flag: string): string => {
   const cmd = services[service]?.command ?? [];
@@ -28,7 +30,7 @@ const arg = (service: string, flag: string): string => {
 };
 
 describe('docker-compose.yml wires the stack as the local demo', () => {
-  test('the loadgen runs the demo\'s mix, and the workers its lock and stall timings', () => {
+  test("the loadgen runs the demo's mix, and the workers its lock and stall timings", () => {
     expect(env('loadgen').LOADGEN_SCENARIO).toBe(DEMO_SCENARIO);
     for (const w of ['worker-email', 'worker-webhook', 'worker-export']) {
       expect(env(w).QUEUELENS_LOCK_DURATION, w).toBe(DEMO_WORKER_TIMINGS.lockDuration);

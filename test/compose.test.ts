@@ -129,7 +129,8 @@ describe('docker-compose.yml', () => {
       if (s.command?.[0] !== 'demo-peers') expect(s.environment?.REDIS_URL, name).toBe('redis://redis:6379');
       // The image's healthcheck probes /livez on QUEUELENS_PORT (9487): the sidecar serves it, a worker on its
       // health port when that is the same port; everything else must disable the healthcheck.
-      const servesLivez = s.command?.[0] === 'sidecar' || (s.command?.[0] === 'worker' && s.environment?.QUEUELENS_HEALTH_PORT === (s.environment?.QUEUELENS_PORT ?? '9487'));
+      const servesLivez =
+        s.command?.[0] === 'sidecar' || (s.command?.[0] === 'worker' && s.environment?.QUEUELENS_HEALTH_PORT === (s.environment?.QUEUELENS_PORT ?? '9487'));
       if (!servesLivez) expect(s.healthcheck?.disable, `${name} must disable the /livez healthcheck`).toBe(true);
     }
   });
@@ -173,7 +174,10 @@ describe('prometheus.yml', () => {
   });
 
   test('every scrape and alertmanager target is a compose service (or Prometheus itself)', () => {
-    const targets = [...prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)), ...prom.alerting.alertmanagers.flatMap((a) => a.static_configs.flatMap((s) => s.targets))];
+    const targets = [
+      ...prom.scrape_configs.flatMap((c) => c.static_configs.flatMap((s) => s.targets)),
+      ...prom.alerting.alertmanagers.flatMap((a) => a.static_configs.flatMap((s) => s.targets)),
+    ];
     for (const t of targets) {
       const host = t.split(':')[0]!;
       if (host !== 'localhost') expect(services, t).toHaveProperty(host);

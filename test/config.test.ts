@@ -39,7 +39,17 @@ describe('sidecar configuration', () => {
   });
 
   it('parses valid values and applies defaults', () => {
-    const cfg = resolveOptions(sidecarOptions, { redisUrl: 'rediss://u:p@h:6380/2', port: '9000', host: '::', prefixes: 'bull, {app}', queues: 'email,webhook', collectInterval: '0.5', discoveryInterval: '60', maxQueues: '10', logLevel: 'debug' });
+    const cfg = resolveOptions(sidecarOptions, {
+      redisUrl: 'rediss://u:p@h:6380/2',
+      port: '9000',
+      host: '::',
+      prefixes: 'bull, {app}',
+      queues: 'email,webhook',
+      collectInterval: '0.5',
+      discoveryInterval: '60',
+      maxQueues: '10',
+      logLevel: 'debug',
+    });
     expect(cfg.port).toBe(9000);
     expect(cfg.prefixes).toEqual(['bull', '{app}']);
     expect(cfg.queues).toEqual(['email', 'webhook']);
@@ -49,7 +59,16 @@ describe('sidecar configuration', () => {
 
   it('event options: a bare --job-name-label means true, the own prefix may not be a watched BullMQ prefix', async () => {
     const { resolveSidecarConfig } = await import('../src/config/sidecar-config.js');
-    const defaults = { redisUrl: 'redis://h', port: '1', host: 'h', prefixes: 'bull', collectInterval: '5', discoveryInterval: '60', maxQueues: '5', logLevel: 'info' };
+    const defaults = {
+      redisUrl: 'redis://h',
+      port: '1',
+      host: 'h',
+      prefixes: 'bull',
+      collectInterval: '5',
+      discoveryInterval: '60',
+      maxQueues: '5',
+      logLevel: 'info',
+    };
     const base = { ...defaults, events: 'true', maxJobNames: '20', ownPrefix: 'queuelens', eventsLease: '10', eventsRetention: '600' };
     expect(resolveSidecarConfig({ ...base, jobNameLabel: true }).jobNameLabel).toBe(true);
     expect(resolveSidecarConfig({ ...base, jobNameLabel: 'false' }).jobNameLabel).toBe(false);
@@ -60,7 +79,9 @@ describe('sidecar configuration', () => {
   });
 
   it('reports every problem at once and hides URL values', () => {
-    expect(() => resolveOptions(sidecarOptions, { redisUrl: 'redis://:hunter2@x', port: 'x', collectInterval: '-1' })).toThrow(/--port \(QUEUELENS_PORT\)[\s\S]*--collect-interval/);
+    expect(() => resolveOptions(sidecarOptions, { redisUrl: 'redis://:hunter2@x', port: 'x', collectInterval: '-1' })).toThrow(
+      /--port \(QUEUELENS_PORT\)[\s\S]*--collect-interval/,
+    );
     try {
       resolveOptions(sidecarOptions, { redisUrl: 'ftp://:hunter2@x' });
     } catch (err) {
@@ -88,7 +109,11 @@ describe('sidecar configuration', () => {
   }
 
   it('an empty variable counts as unset where the option has a default', async () => {
-    const empty = Object.fromEntries((sidecarOptions as readonly OptionSpec[]).filter((o) => o.default !== undefined).map((o) => [o.name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), '']));
+    const empty = Object.fromEntries(
+      (sidecarOptions as readonly OptionSpec[])
+        .filter((o) => o.default !== undefined)
+        .map((o) => [o.name.replace(/-([a-z])/g, (_m, c: string) => c.toUpperCase()), '']),
+    );
     expect(Object.keys(empty)).toContain('redisUrl');
     expect(resolveOptions(sidecarOptions, empty)).toEqual(resolveOptions(sidecarOptions, {}));
     // The real CLI: `REDIS_URL= queuelens dlq list email` is not refused as an invalid URL, and empty
@@ -99,7 +124,10 @@ describe('sidecar configuration', () => {
     const redis = await startTestRedis();
     try {
       await redis.client().hset('bull:email-dlq:meta', 'opts.maxLenEvents', '10');
-      const blankPrefix = await runCli(['dlq', 'list', 'email', '--redis-url', redis.url, '--log-level', 'silent'], { QUEUELENS_PREFIX: '', QUEUELENS_OWN_PREFIX: '' });
+      const blankPrefix = await runCli(['dlq', 'list', 'email', '--redis-url', redis.url, '--log-level', 'silent'], {
+        QUEUELENS_PREFIX: '',
+        QUEUELENS_OWN_PREFIX: '',
+      });
       expect(blankPrefix).toMatchObject({ code: 0 });
       expect(blankPrefix.output).toContain('0 dead-lettered in email-dlq');
     } finally {

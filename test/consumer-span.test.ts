@@ -10,7 +10,8 @@ import { startConsumerSpan } from '../src/tracing/consumer-span.js';
 import { exporter, spans } from './helpers/in-memory-spans.js';
 
 const hex = (bytes: number) => randomBytes(bytes).toString('hex');
-const job = (metadata?: string) => ({ id: '7', name: 'welcome', attemptsMade: 0, opts: metadata === undefined ? {} : { telemetry: { metadata } } }) as unknown as Job;
+const job = (metadata?: string) =>
+  ({ id: '7', name: 'welcome', attemptsMade: 0, opts: metadata === undefined ? {} : { telemetry: { metadata } } }) as unknown as Job;
 const traceparent = (traceId: string, spanId: string, flags: string) => `00-${traceId}-${spanId}-${flags}`;
 
 const provider = trace.getTracerProvider() as unknown as { getDelegate(): { forceFlush(): Promise<void> } };

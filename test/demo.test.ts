@@ -47,7 +47,17 @@ describe('queuelens demo', () => {
     await mine.close();
     const notDemo = /^queuelens-demo(-sidecar)?:/;
     const before = await keyspace(r, notDemo);
-    demo = spawnCli(['demo', '--redis-url', redis.url, '--port', String(port), '--prometheus-port', String(hasPrometheus ? promPort : 0), '--jobs-per-second', '20']);
+    demo = spawnCli([
+      'demo',
+      '--redis-url',
+      redis.url,
+      '--port',
+      String(port),
+      '--prometheus-port',
+      String(hasPrometheus ? promPort : 0),
+      '--jobs-per-second',
+      '20',
+    ]);
     await waitFor('the demo to print its URLs', () => demo!.output().includes('queuelens demo is running'), 60_000);
     const out = demo.output();
     const base = `http://127.0.0.1:${port}`;
@@ -58,7 +68,8 @@ describe('queuelens demo', () => {
       '--scenario <no-workers|failing-webhook|stall|backlog>',
       'the demo writes only keys under queuelens-demo:* and queuelens-demo-sidecar:*, removed on exit (--keep keeps them)',
       'npx queuelens loadgen --prefix queuelens-demo',
-    ]) expect(out).toContain(line);
+    ])
+      expect(out).toContain(line);
     // The copy-paste commands talk to this demo's Redis (the user's, here), not to REDIS_URL or the default.
     const commands = out.split('\n').filter((l) => /npx queuelens (dlq|loadgen) /.test(l));
     expect(commands).toHaveLength(2);
@@ -122,10 +133,17 @@ describe('queuelens demo', () => {
       expect(await (await fetch(alerts)).text()).toContain('BullMQ');
       const rules = (await (await fetch(`${prom}/api/v1/rules`)).json()) as { data: { groups: unknown[] } };
       expect(rules.data.groups.length).toBeGreaterThan(0);
-      await waitFor('Prometheus to scrape the demo sidecar', async () => {
-        const r = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent('sum(bullmq_jobs_completed_total)')}`)).json()) as { data: { result: Array<{ value: [number, string] }> } };
-        return Number(r.data.result[0]?.value[1] ?? 0) > 0;
-      }, 60_000, 500);
+      await waitFor(
+        'Prometheus to scrape the demo sidecar',
+        async () => {
+          const r = (await (await fetch(`${prom}/api/v1/query?query=${encodeURIComponent('sum(bullmq_jobs_completed_total)')}`)).json()) as {
+            data: { result: Array<{ value: [number, string] }> };
+          };
+          return Number(r.data.result[0]?.value[1] ?? 0) > 0;
+        },
+        60_000,
+        500,
+      );
     }
 
     const children = descendants(demo.proc.pid!).map((p) => p.pid);
@@ -141,7 +159,9 @@ describe('queuelens demo', () => {
     expect(await portOpen(port)).toBe(false);
     if (hasPrometheus) expect(await portOpen(promPort)).toBe(false);
     // No stray helper either (a crashing consumer or Prometheus started for this Redis or port).
-    const stray = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((a) => a.includes(redis.url) || a.includes(`127.0.0.1:${promPort}`));
+    const stray = execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' })
+      .split('\n')
+      .filter((a) => a.includes(redis.url) || a.includes(`127.0.0.1:${promPort}`));
     expect(stray).toEqual([]);
     // Every demo key removed; every other key as it was.
     expect(demo.output()).toMatch(/queuelens demo: removed its \d+ key\(s\) from redis:\/\/127\.0\.0\.1:\d+/);

@@ -53,7 +53,7 @@ it('a redrive paused past its claim adds nothing once another redrive took over:
     const a = slow.redrive(slowTarget, dl);
     await waitFor('A paused at its re-add', () => proxy.held > 0, 20_000);
     // A's claim runs out while it is paused; B redrives, the job is delivered and, as retention does, removed.
-    await waitFor('A\'s claim ran out', async () => (await redis.client().exists(claim)) === 0, 30_000);
+    await waitFor("A's claim ran out", async () => (await redis.client().exists(claim)) === 0, 30_000);
     expect(await fast.redrive(h.queue('webhook'), dl)).toMatchObject({ status: 'redriven', newJobId: newId });
     await waitFor('redriven job completed', async () => (await h.queue('webhook').getJobState(newId)) === 'completed');
     expect(deliveries()).toHaveLength(2);

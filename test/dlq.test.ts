@@ -36,7 +36,10 @@ const cli = (...args: string[]) => runCli([...args, '--redis-url', redis.url, '-
 
 async function deadLetter(path: string, attempts = 2) {
   rx.script(...Array.from({ length: attempts }, () => ({ status: 500 })));
-  const job = await h.producer.enqueueWebhook({ url: `${rx.url}${path}`, event: 'dlq.test', payload: { path }, secret: JOB_SECRET }, fastRetry(attempts, 'retry-after'));
+  const job = await h.producer.enqueueWebhook(
+    { url: `${rx.url}${path}`, event: 'dlq.test', payload: { path }, secret: JOB_SECRET },
+    fastRetry(attempts, 'retry-after'),
+  );
   const dl = await waitFor('dead letter', async () => (await h.dlqJobs('webhook')).find((j) => j.data.source.jobId === job.id));
   return { job, dl };
 }
@@ -86,14 +89,21 @@ describe('dead-letter queue', () => {
     const conn = { host: '127.0.0.1', port: redis.port, maxRetriesPerRequest: null };
     const raw = new Queue('webhook', { connection: conn, skipMetasUpdate: true });
     const orphan = await raw.add('webhook', { url: `${rx.url}/orphan`, event: 'e', payload: 1 }, { attempts: 1 });
-    const crashing = new Worker('webhook', async () => {
-      throw new Error('worker crashed before copying');
-    }, { connection: conn });
+    const crashing = new Worker(
+      'webhook',
+      async () => {
+        throw new Error('worker crashed before copying');
+      },
+      { connection: conn },
+    );
     await waitFor('orphan failed', async () => (await raw.getJobState(orphan.id!)) === 'failed');
     await crashing.close();
     expect((await h.dlqJobs('webhook')).some((j) => j.data.source.jobId === orphan.id)).toBe(false);
     const before = await h.queue('webhook-dlq').getWaitingCount();
-    const w = await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, { concurrency: 1, sweepIntervalMs: 200 });
+    const w = await h.start('webhook', webhookProcessor({ secret: SECRET, timeoutMs: 1000, allow: ['127.0.0.1'] }).process, {
+      concurrency: 1,
+      sweepIntervalMs: 200,
+    });
     expect((await h.dlqJobs('webhook')).filter((j) => j.data.source.jobId === orphan.id)).toHaveLength(1);
     expect(await h.queue('webhook-dlq').getWaitingCount()).toBe(before + 1);
     expect(await w.deadLetters.sweep()).toBe(0);
@@ -141,7 +151,10 @@ describe('dead-letter queue', () => {
     const redriven = (await h.queue('webhook').getJob(newId))!;
     expect(redriven.attemptsMade).toBe(1);
     expect(redriven.opts.attempts).toBe(2);
-    expect(redriven.data).toMatchObject({ url: `${rx.url}/redrive`, redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id, originalTimestamp: job.timestamp } });
+    expect(redriven.data).toMatchObject({
+      url: `${rx.url}/redrive`,
+      redrivenFrom: { queue: 'webhook-dlq', dlqJobId: String(dl.id), originalJobId: job.id, originalTimestamp: job.timestamp },
+    });
     const deliveries = rx.deliveries.filter((d) => d.path === '/redrive');
     expect(deliveries.map((d) => d.answered)).toEqual([500, 500, 200]);
     // Signed with the job's own secret, as the original attempts were, not the worker's fallback.
@@ -180,7 +193,8 @@ describe('dead-letter queue', () => {
     const worker = (h as unknown as { workers: Array<{ deadLetters: import('../src/dead-letters/dead-letters.js').DeadLetters }> }).workers[0]!;
     const target = h.producer.queue('webhook');
     // Jobs move between states while the worker runs them; the total only grows if a second job is added.
-    const count = async () => Object.values(await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0);
+    const count = async () =>
+      Object.values(await h.queue('webhook').getJobCounts('wait', 'active', 'completed', 'delayed', 'failed')).reduce((a, b) => a + b, 0);
     // Same DLQ job object twice: the second add hits the same deterministic id.
     const first = await worker.deadLetters.redrive(target, dl);
     const after = await count();
@@ -269,7 +283,12 @@ describe('dead-letter queue', () => {
           source: { prefix: 'bull', queue: 'webhook', jobId: `bulk-${i}`, name: 'webhook' },
           data: { url: `${rx.url}/bulk`, event: 'bulk', payload: i },
           opts: { attempts: 1 },
-          failedReason: 'x', stacktrace: [], attemptsMade: 1, firstFailedAt: now, lastFailedAt: now, deadLetteredAt: now,
+          failedReason: 'x',
+          stacktrace: [],
+          attemptsMade: 1,
+          firstFailedAt: now,
+          lastFailedAt: now,
+          deadLetteredAt: now,
         },
         opts: { jobId: `bulk-${i}-1` },
       })),

@@ -63,7 +63,7 @@ describe('event metrics rendering', () => {
     expect(s.get(seriesKey('bullmq_exporter_events_read_total', dlq))).toBe(9);
   });
 
-  it('renders only the queues discovery lists: a deleted queue\'s series leave at the next collection', async () => {
+  it("renders only the queues discovery lists: a deleted queue's series leave at the next collection", async () => {
     const e = new Exposition();
     const m = new EventMetrics(e);
     const queues = ['kept', 'deleted'].map((name) => ({ queue: { prefix: 'bull', name }, stats: accounting().toStats() }));

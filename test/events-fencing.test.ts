@@ -72,10 +72,14 @@ describe('a lost fencing counter', () => {
     second.start();
     await batch(20);
 
-    const s = await waitFor('all 60 completions counted', async () => {
-      const st = await stats();
-      return total(st, 'completed') === 60 && st;
-    }, 60_000);
+    const s = await waitFor(
+      'all 60 completions counted',
+      async () => {
+        const st = await stats();
+        return total(st, 'completed') === 60 && st;
+      },
+      60_000,
+    );
     expect(total(s, 'added')).toBe(60);
     await waitFor('the whole stream read', async () => (await stats())?.reader.read === (await entriesAdded()));
     expect((await stats())?.reader.lost).toBe(0);

@@ -94,7 +94,15 @@ describe('read budget', () => {
     const proxy = await burstProxy(redis.port);
     const log = createLogger({ level: 'silent' });
     const reader = () =>
-      new EventReader({ redisUrl: `redis://127.0.0.1:${proxy.port}`, ownPrefix: OWN, log, leaseMs: 30_000, blockMs: 100, readBytes: READ_BYTES, streamsPerRead: 100 });
+      new EventReader({
+        redisUrl: `redis://127.0.0.1:${proxy.port}`,
+        ownPrefix: OWN,
+        log,
+        leaseMs: 30_000,
+        blockMs: 100,
+        readBytes: READ_BYTES,
+        streamsPerRead: 100,
+      });
     const stats = async () => readEventAccounting(raw, OWN);
     const allCompleted = async () => {
       const all = await stats();
@@ -137,14 +145,20 @@ describe('read budget', () => {
     third.setQueues(queues);
     third.start();
     // A queue's first commit of the new term comes after its history was read (the claim alone comes before).
-    await waitFor('every queue committed by the new term', async () => {
-      const now = await Promise.all(queues.map((q) => raw.hget(ownKeys.eventsQueue(OWN, q), 'r|commit_ms')));
-      return third.isLeader && now.every((c, i) => Number(c) > Number(commitsBefore[i]));
-    }, 60_000);
+    await waitFor(
+      'every queue committed by the new term',
+      async () => {
+        const now = await Promise.all(queues.map((q) => raw.hget(ownKeys.eventsQueue(OWN, q), 'r|commit_ms')));
+        return third.isLeader && now.every((c, i) => Number(c) > Number(commitsBefore[i]));
+      },
+      60_000,
+    );
     const takeover = { xread: heldByReader, history: proxy.maxBurst() };
     await third.close();
     await proxy.close();
-    console.log(`[read-budget] largest read (bytes): catching up ${JSON.stringify(catchUp)}, at takeover ${JSON.stringify(takeover)}; budget ${READ_BYTES}; streams hold ${bytesInStreams}`);
+    console.log(
+      `[read-budget] largest read (bytes): catching up ${JSON.stringify(catchUp)}, at takeover ${JSON.stringify(takeover)}; budget ${READ_BYTES}; streams hold ${bytesInStreams}`,
+    );
 
     // Counts stay exact: one completion per queue, none twice.
     expect(await allCompleted()).toBe(true);

@@ -44,7 +44,6 @@ function reader(opts: Partial<EventReaderOptions> = {}): EventReader {
   return r;
 }
 
-
 async function statsOf(q: QueueRef): Promise<QueueEventStats | undefined> {
   return (await readEventAccounting(raw, OWN)).find((x) => x.queue.prefix === q.prefix && x.queue.name === q.name)?.stats;
 }

@@ -42,7 +42,22 @@ interface Sidecar {
 async function startSidecar(own: string, queues: string, extra: string[] = [], leaseS = LEASE_S): Promise<Sidecar> {
   const port = await freePort();
   const cli = spawnCli(
-    ['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.2', '--queues', queues, '--own-prefix', own, '--events-lease', String(leaseS), ...extra],
+    [
+      'sidecar',
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--collect-interval',
+      '0.2',
+      '--queues',
+      queues,
+      '--own-prefix',
+      own,
+      '--events-lease',
+      String(leaseS),
+      ...extra,
+    ],
     { REDIS_URL: redis.url, LOG_LEVEL: 'warn' },
   );
   sidecars.push(cli);
@@ -137,7 +152,8 @@ describe('event accounting across sidecar processes', () => {
     const w = workload(bull.queue(q.name));
     startWorker(q.name);
     await w.add(100);
-    const leaderOf = async () => ((await a.metrics()).get('bullmq_exporter_leader') === 1 ? a : (await b.metrics()).get('bullmq_exporter_leader') === 1 ? b : undefined);
+    const leaderOf = async () =>
+      (await a.metrics()).get('bullmq_exporter_leader') === 1 ? a : (await b.metrics()).get('bullmq_exporter_leader') === 1 ? b : undefined;
     const leader = await waitFor('a leader', leaderOf);
     const standby = leader === a ? b : a;
 
@@ -176,7 +192,11 @@ describe('event accounting across sidecar processes', () => {
     startWorker(q.name);
     const first = await startSidecar('ql-trimmed', q.name);
     // Entries written before the reader first took the queue on are (by design) not history it owes: wait for it.
-    await waitFor('the reader to take the queue on', async () => (await first.metrics()).has(seriesKey('bullmq_exporter_events_read_total', labels(q))), 20_000);
+    await waitFor(
+      'the reader to take the queue on',
+      async () => (await first.metrics()).has(seriesKey('bullmq_exporter_events_read_total', labels(q))),
+      20_000,
+    );
     await w.add(10);
     const before = await caughtUp(first, q);
     expect(before.get(seriesKey('bullmq_exporter_events_lost_total', labels(q)))).toBe(0);
@@ -241,16 +261,20 @@ describe('event accounting across sidecar processes', () => {
     await addAll(20);
 
     // Each replica renders what Redis held at its own last collection: wait until both survivors show it all.
-    await waitFor('every job accounted on both survivors', async () => {
-      for (const s of [a, c]) {
-        const m = await s.metrics();
-        for (const [i, q] of qs.entries()) {
-          const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels(q)));
-          if (read !== (await entriesAdded(q)) || m.get(seriesKey('bullmq_jobs_completed_total', labels(q))) !== loads[i]!.truth.completed) return false;
+    await waitFor(
+      'every job accounted on both survivors',
+      async () => {
+        for (const s of [a, c]) {
+          const m = await s.metrics();
+          for (const [i, q] of qs.entries()) {
+            const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels(q)));
+            if (read !== (await entriesAdded(q)) || m.get(seriesKey('bullmq_jobs_completed_total', labels(q))) !== loads[i]!.truth.completed) return false;
+          }
         }
-      }
-      return true;
-    }, 20_000);
+        return true;
+      },
+      20_000,
+    );
     await oneReaderPerQueue();
     const m = await c.metrics();
     for (const [i, q] of qs.entries()) {

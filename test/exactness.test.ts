@@ -490,13 +490,14 @@ describe('item 7: the smaller wrong numbers', () => {
     await queue.add('digest', { v: 2 }, opts);
     expect(await queue.getDelayedCount(), 'the second replaced the first').toBe(1);
     const s = await caughtUp(own, q);
-    const named = (counter: string, jobName: string) => s.counters.filter((c) => c.counter === counter && c.jobName === jobName).reduce((a, c) => a + c.value, 0);
+    const named = (counter: string, jobName: string) =>
+      s.counters.filter((c) => c.counter === counter && c.jobName === jobName).reduce((a, c) => a + c.value, 0);
     expect(named('deduplicated', 'digest')).toBe(1);
     expect(named('deduplicated', '__other__')).toBe(0);
     expect(named('added', 'digest')).toBe(2);
   });
 
-  it('after obliterate and re-create under the same name, the new stream\'s trimmed entries are all counted lost', async () => {
+  it("after obliterate and re-create under the same name, the new stream's trimmed entries are all counted lost", async () => {
     const own = 'ql-phoenix';
     const q: QueueRef = { prefix: 'bull', name: 'phoenix' };
     const s = await testSidecar(redis.url, { collectInterval: '0.2', discoveryInterval: '3600', ownPrefix: own });
@@ -510,8 +511,9 @@ describe('item 7: the smaller wrong numbers', () => {
     expect(before.reader.lost).toBe(0);
 
     await first.obliterate({ force: true });
-    await waitFor('the obliterated queue dropped and its event state restarted', async () =>
-      !s.discovery.queues().some((x) => x.name === q.name) && (await raw.hget(`${own}:events:q:bull:phoenix`, 'r|cursor')) === '0-0',
+    await waitFor(
+      'the obliterated queue dropped and its event state restarted',
+      async () => !s.discovery.queues().some((x) => x.name === q.name) && (await raw.hget(`${own}:events:q:bull:phoenix`, 'r|cursor')) === '0-0',
     );
 
     const again = bull.queue(q.name, { streams: { events: { maxLen: 20 } } });

@@ -26,7 +26,9 @@ beforeAll(async () => {
   sink = await startSmtpSink();
   dir = mkdtempSync(join(tmpdir(), 'queuelens-export-'));
   h = new WorkerHarness(redis);
-  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken, paged }, maxBytes: MAX_BYTES }).process, { concurrency: 2 });
+  await h.start('export', exportProcessor({ dir, producer: h.producer, chunkRows: 1000, sources: { broken, paged }, maxBytes: MAX_BYTES }).process, {
+    concurrency: 2,
+  });
   const mail = emailProcessor({ smtpUrl: sink.url, from: 'x@queuelens.test' });
   h.onClose(mail.close);
   await h.start('email', mail.process);
@@ -141,10 +143,14 @@ describe('export worker', () => {
     const counts = [12_000, 8_000];
     const jobs = await Promise.all(counts.map((rows) => h.producer.enqueueExport({ format: 'csv', rows, fileName: 'shared.csv' }, { attempts: 1 })));
     const q = h.queue('export');
-    const states = await waitFor('both finished', async () => {
-      const s = await Promise.all(jobs.map((j) => q.getJobState(j.id!)));
-      return s.every((x) => x === 'completed' || x === 'failed') && s;
-    }, 60_000);
+    const states = await waitFor(
+      'both finished',
+      async () => {
+        const s = await Promise.all(jobs.map((j) => q.getJobState(j.id!)));
+        return s.every((x) => x === 'completed' || x === 'failed') && s;
+      },
+      60_000,
+    );
     expect([...states].sort()).toEqual(['completed', 'failed']);
     const winner = states.indexOf('completed');
     const loser = (await q.getJob(jobs[1 - winner]!.id!))!;
@@ -181,7 +187,7 @@ describe('export worker', () => {
 // An export killed mid-write (SIGKILL, OOM) leaves its temp file; the next worker start removes it, and only what
 // is surely abandoned: a live writer's file, another host's fresh one and finished exports stay.
 describe('export temp files a stopped worker left', () => {
-  it('are removed at start-up: this host\'s whose process is gone, and any untouched for over an hour', async () => {
+  it("are removed at start-up: this host's whose process is gone, and any untouched for over an hour", async () => {
     const exportDir = mkdtempSync(join(tmpdir(), 'queuelens-export-sweep-'));
     const uuid = () => randomUUID();
     const here = createHash('sha256').update(hostname()).digest('hex').slice(0, 8);

@@ -76,7 +76,7 @@ describe('sidecar leader faults', () => {
     await finish(raw, work, a);
   }, 120_000);
 
-  it('the leader\'s link to Redis stalled past its lease: the standby leads, totals exact after the link thaws', async () => {
+  it("the leader's link to Redis stalled past its lease: the standby leads, totals exact after the link thaws", async () => {
     const { raw, work, a, b } = await setUp(async (r) => {
       proxy = await startTcpProxy(r.port);
       return `redis://127.0.0.1:${proxy.port}`;

@@ -111,7 +111,11 @@ describe('worker faults', () => {
     expect(bytesB).toBe(bytesA);
     expect(watchB.sizes.every((s) => s === bytesB)).toBe(true);
     // Only the dot-prefixed temp file of the interrupted attempt may be left beside the finished ones.
-    expect(readdirSync(work.dir).filter((f) => !f.startsWith('.')).sort()).toEqual(['fileA.ndjson', 'fileB.ndjson']);
+    expect(
+      readdirSync(work.dir)
+        .filter((f) => !f.startsWith('.'))
+        .sort(),
+    ).toEqual(['fileA.ndjson', 'fileB.ndjson']);
     const job = await queue!.getJob(b);
     expect(job?.attemptsMade).toBeLessThanOrEqual(1);
   }, 58_000);

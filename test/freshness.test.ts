@@ -8,7 +8,17 @@ import { assessHealth } from '../src/http/health.js';
 import { QueueBoard } from '../src/status/queue-board.js';
 
 const LAST_SUCCESS = 1_000_000;
-const snapshot: CollectionSnapshot = { seq: 1, ok: true, finishedAt: LAST_SUCCESS, durationSeconds: 1, lastSuccessAt: LAST_SUCCESS, redisUp: true, queues: [], queuesByPrefix: {}, queuesDropped: 0 };
+const snapshot: CollectionSnapshot = {
+  seq: 1,
+  ok: true,
+  finishedAt: LAST_SUCCESS,
+  durationSeconds: 1,
+  lastSuccessAt: LAST_SUCCESS,
+  redisUp: true,
+  queues: [],
+  queuesByPrefix: {},
+  queuesDropped: 0,
+};
 
 describe('freshness', () => {
   it('/health and the queue board agree at every age, with the configured or a stretched interval', async () => {

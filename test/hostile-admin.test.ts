@@ -42,7 +42,8 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const redrive = (queue: string, payload: unknown) => sidecar.app.inject({ method: 'POST', url: `/admin/dlq/${queue}/redrive`, headers: auth, payload: payload as object });
+const redrive = (queue: string, payload: unknown) =>
+  sidecar.app.inject({ method: 'POST', url: `/admin/dlq/${queue}/redrive`, headers: auth, payload: payload as object });
 
 describe('admin surface under hostile input', () => {
   it('refuses bodies over 1 MiB with 413, before any work', async () => {
@@ -53,7 +54,12 @@ describe('admin surface under hostile input', () => {
     // Without a token, even a huge body is 401 (auth runs before the body is parsed).
     const anon = await sidecar.app.inject({ method: 'POST', url: '/admin/dlq/export/redrive', payload: { pad: 'x'.repeat(1.5 * 1024 * 1024) } });
     expect([401, 413]).toContain(anon.statusCode);
-    const garbled = await sidecar.app.inject({ method: 'POST', url: '/admin/dlq/export/redrive', headers: { ...auth, 'content-type': 'application/json' }, payload: '{"ids": [' });
+    const garbled = await sidecar.app.inject({
+      method: 'POST',
+      url: '/admin/dlq/export/redrive',
+      headers: { ...auth, 'content-type': 'application/json' },
+      payload: '{"ids": [',
+    });
     expect(garbled.statusCode).toBe(400);
   });
 
@@ -83,7 +89,10 @@ describe('admin surface under hostile input', () => {
     const outcomes = responses.flatMap((r) => (r.json() as { outcomes: Array<{ dlqJobId: string; status: string }> }).outcomes);
     for (const id of ids) {
       const mine = outcomes.filter((o) => o.dlqJobId === id);
-      expect(mine.filter((o) => o.status === 'redriven'), id).toHaveLength(1);
+      expect(
+        mine.filter((o) => o.status === 'redriven'),
+        id,
+      ).toHaveLength(1);
       expect(mine.every((o) => ['redriven', 'conflict', 'not-found'].includes(o.status))).toBe(true);
     }
     // In Redis: each dead letter left the DLQ, and the target queue got one job per dead letter, added once.

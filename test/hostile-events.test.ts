@@ -34,7 +34,14 @@ async function sidecar(queues: string): Promise<SidecarProcess> {
 }
 
 async function finished(q: QueueRef, n: number): Promise<void> {
-  await waitFor(`${n} jobs of ${q.name} finished`, async () => (await raw.xlen(queueKey(q, 'events'))) > 0 && (await raw.get(queueKey(q, 'id'))) === String(n) && (await raw.llen(queueKey(q, 'wait'))) + (await raw.llen(queueKey(q, 'active'))) === 0, 30_000);
+  await waitFor(
+    `${n} jobs of ${q.name} finished`,
+    async () =>
+      (await raw.xlen(queueKey(q, 'events'))) > 0 &&
+      (await raw.get(queueKey(q, 'id'))) === String(n) &&
+      (await raw.llen(queueKey(q, 'wait'))) + (await raw.llen(queueKey(q, 'active'))) === 0,
+    30_000,
+  );
 }
 
 describe('hostile events', () => {

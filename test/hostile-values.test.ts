@@ -166,7 +166,14 @@ describe('label and exposition bounds', () => {
     const names = ['a', 'b', 'c', 'd'].map((c) => c.repeat(1000));
     for (const n of names) await bull.queue(n).add('j', {});
     const lines: string[] = [];
-    const config = resolveSidecarConfig({ redisUrl: redis.url, prefixes: 'bull', collectInterval: '60', discoveryInterval: '60', maxQueues: '10', logLevel: 'warn' });
+    const config = resolveSidecarConfig({
+      redisUrl: redis.url,
+      prefixes: 'bull',
+      collectInterval: '60',
+      discoveryInterval: '60',
+      maxQueues: '10',
+      logLevel: 'warn',
+    });
     const s = await createSidecar(config, createLogger({ level: 'warn', destination: new Writable({ write: (c, _e, cb) => (lines.push(String(c)), cb()) }) }));
     await s.refresh();
     const m = parsePromText((await s.app.inject({ url: '/metrics' })).body);

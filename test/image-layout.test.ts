@@ -42,7 +42,12 @@ function stages(): Stage[] {
 const all = stages();
 const runtime = all[all.length - 1]!;
 const instr = (name: string): string[] => runtime.lines.filter((l) => l.toUpperCase().startsWith(`${name} `));
-const jsonArg = (name: string): string[] => JSON.parse(instr(name).at(-1)!.slice(name.length + 1)) as string[];
+const jsonArg = (name: string): string[] =>
+  JSON.parse(
+    instr(name)
+      .at(-1)!
+      .slice(name.length + 1),
+  ) as string[];
 
 /** Where a build stage's output lives in this checkout: its WORKDIR maps to the repository root. */
 function stageSource(stage: string, path: string): string {
@@ -58,7 +63,10 @@ function stageSource(stage: string, path: string): string {
  */
 function installProductionDependencies(target: string): void {
   const r = spawnSync('npm', ['ls', '--omit=dev', '--parseable', '--all'], { cwd: root, encoding: 'utf8' });
-  const packages = r.stdout.split('\n').filter((p) => p.startsWith(join(root, 'node_modules') + '/')).sort();
+  const packages = r.stdout
+    .split('\n')
+    .filter((p) => p.startsWith(join(root, 'node_modules') + '/'))
+    .sort();
   let last = '';
   for (const pkg of packages) {
     if (last !== '' && pkg.startsWith(`${last}/`)) continue; // inside a package already copied
@@ -112,20 +120,35 @@ beforeAll(async () => {
   const env: Record<string, string> = {};
   for (const line of instr('ENV')) for (const m of line.slice(4).matchAll(/(\w+)=(\S+)/g)) env[m[1]!] = m[2]!;
   // The official node image's user `node` is uid/gid 1000.
-  const [user, group] = instr('USER').at(-1)!.slice(5).split(':').map((u) => (u === 'node' ? 1000 : Number(u)));
+  const [user, group] = instr('USER')
+    .at(-1)!
+    .slice(5)
+    .split(':')
+    .map((u) => (u === 'node' ? 1000 : Number(u)));
   const [bin, ...args] = [...jsonArg('ENTRYPOINT'), ...jsonArg('CMD')];
   expect(bin).toBe('node');
   proc = spawn(process.execPath, args, {
     cwd: app,
     uid: user,
     gid: group ?? user,
-    env: { PATH: process.env.PATH, HOME: '/nonexistent', ...env, REDIS_URL: redis.url, QUEUELENS_PORT: String(port), QUEUELENS_HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: {
+      PATH: process.env.PATH,
+      HOME: '/nonexistent',
+      ...env,
+      REDIS_URL: redis.url,
+      QUEUELENS_PORT: String(port),
+      QUEUELENS_HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   for (let i = 0; ; i++) {
-    const ok = await fetch(`${base}/livez`).then((r) => r.ok, () => false);
+    const ok = await fetch(`${base}/livez`).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ok) break;
     if (i > 600 || proc.exitCode !== null) throw new Error(`the sidecar did not start from the image layout:\n${out}`);
     await new Promise((r) => setTimeout(r, 100));
@@ -144,13 +167,16 @@ afterAll(async () => {
   }
 });
 
-describe('the image\'s file layout', () => {
+describe("the image's file layout", () => {
   test('the runtime stage runs as a non-root user from a separate production-dependencies stage', () => {
     const [user] = instr('USER').at(-1)!.slice(5).split(':');
     expect(Number(user)).toBeGreaterThan(0);
     const deps = all.find((s) => runtime.lines.some((l) => l.includes(`--from=${s.name} `) && l.includes('node_modules')));
     expect(deps, 'node_modules comes from a stage of its own').toBeDefined();
-    expect(deps!.lines.some((l) => /npm ci .*--omit=dev/.test(l)), 'that stage installs production dependencies only').toBe(true);
+    expect(
+      deps!.lines.some((l) => /npm ci .*--omit=dev/.test(l)),
+      'that stage installs production dependencies only',
+    ).toBe(true);
   });
 
   test('GET / answers the status page', async () => {

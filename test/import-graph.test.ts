@@ -74,7 +74,10 @@ function architectureRules(): { layers: string[][]; forbidden: Array<[string, st
   const block = (name: string) => {
     const m = new RegExp('```' + name + '\\n([\\s\\S]*?)```').exec(doc);
     if (!m) throw new Error(`docs/architecture.md has no \`\`\`${name} block`);
-    return m[1]!.split('\n').map((l) => l.replace(/#.*/, '').trim()).filter(Boolean);
+    return m[1]!
+      .split('\n')
+      .map((l) => l.replace(/#.*/, '').trim())
+      .filter(Boolean);
   };
   return {
     layers: block('layers').map((l) => l.split(/\s+/)),
@@ -114,7 +117,9 @@ describe('import graph of src/', () => {
 
   it('has no cycle between folders', () => {
     const byFolder = new Map([...folderEdges].map(([a, bs]) => [a, [...bs]]));
-    const found = cycles(byFolder).map((c) => c.map((a) => [...(folderEdges.get(a) ?? [])].filter((b) => c.includes(b)).map((b) => because.get(`${a} -> ${b}`))).flat());
+    const found = cycles(byFolder).map((c) =>
+      c.map((a) => [...(folderEdges.get(a) ?? [])].filter((b) => c.includes(b)).map((b) => because.get(`${a} -> ${b}`))).flat(),
+    );
     expect(found).toEqual([]);
   });
 

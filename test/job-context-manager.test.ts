@@ -22,10 +22,23 @@ describe('JobContextManager', () => {
 
   it('restores the outer context when the function throws, and passes this and arguments through', () => {
     const m = new JobContextManager();
-    expect(() => m.with(ctxOf('a'), () => { throw new Error('boom'); })).toThrow('boom');
+    expect(() =>
+      m.with(ctxOf('a'), () => {
+        throw new Error('boom');
+      }),
+    ).toThrow('boom');
     expect(m.active()).toBe(ROOT_CONTEXT);
     const self = { n: 2 };
-    expect(m.with(ctxOf('a'), function (this: typeof self, x: number) { return this.n * x; }, self, 21)).toBe(42);
+    expect(
+      m.with(
+        ctxOf('a'),
+        function (this: typeof self, x: number) {
+          return this.n * x;
+        },
+        self,
+        21,
+      ),
+    ).toBe(42);
   });
 
   it('keeps nothing past an await: code after it must be handed the context', async () => {

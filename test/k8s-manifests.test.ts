@@ -118,7 +118,10 @@ function restrictedViolations(pod: any): string[] {
 }
 
 test('the restricted check flags what the old manifests lacked (the check can fail)', () => {
-  const old = { securityContext: { runAsNonRoot: true, runAsUser: 1000 }, containers: [{ name: 'sidecar', securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true } }] };
+  const old = {
+    securityContext: { runAsNonRoot: true, runAsUser: 1000 },
+    containers: [{ name: 'sidecar', securityContext: { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true } }],
+  };
   expect(restrictedViolations(old)).toEqual(['container sidecar: capabilities.drop lacks ALL', 'container sidecar: seccompProfile unset']);
 });
 
@@ -155,10 +158,16 @@ describe.each(Object.entries(OVERLAYS))('overlays/%s', (overlay, shape) => {
 
   it('every Deployment selects its own pods, and only those', () => {
     const deployments = ofKind(all, 'Deployment');
-    expect(deployments.map((d) => d.metadata.name).sort()).toEqual(['queuelens-sidecar', 'queuelens-worker-email', 'queuelens-worker-export', 'queuelens-worker-webhook']);
+    expect(deployments.map((d) => d.metadata.name).sort()).toEqual([
+      'queuelens-sidecar',
+      'queuelens-worker-email',
+      'queuelens-worker-export',
+      'queuelens-worker-webhook',
+    ]);
     for (const d of deployments) {
       expect(matches(d.spec.selector.matchLabels, podLabels(d)), d.metadata.name).toBe(true);
-      for (const other of deployments.filter((o) => o !== d)) expect(matches(d.spec.selector.matchLabels, podLabels(other)), `${d.metadata.name} selects ${other.metadata.name}`).toBe(false);
+      for (const other of deployments.filter((o) => o !== d))
+        expect(matches(d.spec.selector.matchLabels, podLabels(other)), `${d.metadata.name} selects ${other.metadata.name}`).toBe(false);
     }
   });
 
@@ -268,17 +277,26 @@ test('base: builds and validates on its own (kubectl apply -k deploy/k8s/base, w
   for (const m of all) expect(() => new MODELS[`${m.apiVersion}/${m.kind}`]!(m).validate()).not.toThrow();
 });
 
-test('an overlay\'s settings set the selector label and the runbook and dashboard link bases', () => {
+test("an overlay's settings set the selector label and the runbook and dashboard link bases", () => {
   const dir = join(tmp, 'custom');
   const base = (p: string) => relative(dir, join(k8s, p));
   spawnSync('mkdir', ['-p', dir]);
   const settingsDoc = parse(readFileSync(join(k8s, 'overlays/ha-sidecars/settings.yaml'), 'utf8')) as { data: Record<string, string> };
-  settingsDoc.data = { prometheusRelease: 'monitoring', runbookBaseUrl: 'https://wiki.example.com/queuelens/runbooks', grafanaUrl: 'https://grafana.example.com' };
+  settingsDoc.data = {
+    prometheusRelease: 'monitoring',
+    runbookBaseUrl: 'https://wiki.example.com/queuelens/runbooks',
+    grafanaUrl: 'https://grafana.example.com',
+  };
   writeFileSync(join(dir, 'settings.yaml'), stringify(settingsDoc));
-  writeFileSync(join(dir, 'kustomization.yaml'), stringify({ namespace: 'shop', resources: [base('base'), 'settings.yaml'], components: [base('components/keda'), base('components/settings')] }));
+  writeFileSync(
+    join(dir, 'kustomization.yaml'),
+    stringify({ namespace: 'shop', resources: [base('base'), 'settings.yaml'], components: [base('components/keda'), base('components/settings')] }),
+  );
   const all = kustomize(dir);
   for (const kind of ['ServiceMonitor', 'PrometheusRule']) expect(ofKind(all, kind)[0]!.metadata.labels?.release, kind).toBe('monitoring');
-  const alerts = ofKind(all, 'PrometheusRule')[0]!.spec.groups.flatMap((g: { rules: any[] }) => g.rules).filter((r: { alert?: string }) => r.alert);
+  const alerts = ofKind(all, 'PrometheusRule')[0]!
+    .spec.groups.flatMap((g: { rules: any[] }) => g.rules)
+    .filter((r: { alert?: string }) => r.alert);
   expect(alerts.length).toBeGreaterThan(10);
   for (const a of alerts) {
     expect(a.annotations.runbook_url).toBe(`https://wiki.example.com/queuelens/runbooks/${a.alert}.md`);

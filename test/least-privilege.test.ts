@@ -63,10 +63,14 @@ describe('least privilege', () => {
     await queue.add('warm-up', {}); // the queue exists before the sidecar starts, so the reader follows it at once
     await s.start();
     const metrics = async () => parsePromText((await s.app.inject({ url: '/metrics' })).body);
-    await waitFor('leader and queue followed', async () => {
-      const m = await metrics();
-      return m.get('bullmq_exporter_leader') === 1 && m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'acl-jobs', state: 'waiting' })) === 1;
-    }, 30_000);
+    await waitFor(
+      'leader and queue followed',
+      async () => {
+        const m = await metrics();
+        return m.get('bullmq_exporter_leader') === 1 && m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'acl-jobs', state: 'waiting' })) === 1;
+      },
+      30_000,
+    );
 
     // Ground truth: 5 jobs plus the warm-up, 2 of which fail for good.
     const worker = new Worker(
@@ -79,16 +83,30 @@ describe('least privilege', () => {
     worker.on('error', () => undefined);
     closers.push(() => worker.close());
     for (let i = 0; i < 5; i += 1) await queue.add('j', { fail: i < 2 });
-    await waitFor('the jobs to finish', async () => {
-      const c = await queue.getJobCounts('completed', 'failed');
-      return c.completed === 4 && c.failed === 2;
-    }, 30_000);
+    await waitFor(
+      'the jobs to finish',
+      async () => {
+        const c = await queue.getJobCounts('completed', 'failed');
+        return c.completed === 4 && c.failed === 2;
+      },
+      30_000,
+    );
 
-    const m = await waitFor('collected and counted', async () => {
-      const x = await metrics();
-      const q = (name: string, extra: Record<string, string> = {}) => x.get(seriesKey(name, { prefix: 'bull', queue: 'acl-jobs', ...extra }));
-      return q('bullmq_queue_jobs', { state: 'completed' }) === 4 && q('bullmq_jobs_completed_total') === 4 && q('bullmq_jobs_failed_total') === 2 && q('bullmq_queue_workers') === 1 && x;
-    }, 30_000);
+    const m = await waitFor(
+      'collected and counted',
+      async () => {
+        const x = await metrics();
+        const q = (name: string, extra: Record<string, string> = {}) => x.get(seriesKey(name, { prefix: 'bull', queue: 'acl-jobs', ...extra }));
+        return (
+          q('bullmq_queue_jobs', { state: 'completed' }) === 4 &&
+          q('bullmq_jobs_completed_total') === 4 &&
+          q('bullmq_jobs_failed_total') === 2 &&
+          q('bullmq_queue_workers') === 1 &&
+          x
+        );
+      },
+      30_000,
+    );
     expect(m.get('bullmq_exporter_up')).toBe(1);
     expect(m.get('bullmq_exporter_redis_up')).toBe(1);
     expect(m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'acl-jobs', state: 'failed' }))).toBe(2);
@@ -106,11 +124,13 @@ describe('least privilege', () => {
     expect(await asSidecar.zcard('bull:acl-jobs:completed')).toBe(4);
     await expect(asSidecar.del('bull:acl-jobs:completed')).rejects.toThrow(/NOPERM/);
     await expect(asSidecar.eval("return redis.call('DEL', KEYS[1])", 1, 'bull:acl-jobs:completed')).rejects.toThrow(/NOPERM/);
-    await expect(asSidecar.call('EVAL_RO', "return redis.call('DEL', KEYS[1])", 1, 'bull:acl-jobs:meta')).rejects.toThrow(/write command|NOPERM|can't access|no permissions|user executing the script/);
+    await expect(asSidecar.call('EVAL_RO', "return redis.call('DEL', KEYS[1])", 1, 'bull:acl-jobs:meta')).rejects.toThrow(
+      /write command|NOPERM|can't access|no permissions|user executing the script/,
+    );
     expect(await asSidecar.zcard('bull:acl-jobs:completed')).toBe(4);
   }, 120_000);
 
-  it('the CLI enqueues and lists dead letters under the workers\' rules', async () => {
+  it("the CLI enqueues and lists dead letters under the workers' rules", async () => {
     const url = `redis://queuelens-workers:workers-secret@127.0.0.1:${redis.port}`;
     const admin = redis.client();
     await admin.call('ACL', 'LOG', 'RESET');

@@ -24,7 +24,10 @@ afterAll(() => {
   rmSync(tmp, { recursive: true, force: true });
 });
 
-const demoDirs = () => readdirSync(tmp).filter((n) => n.startsWith('queuelens-demo-')).sort();
+const demoDirs = () =>
+  readdirSync(tmp)
+    .filter((n) => n.startsWith('queuelens-demo-'))
+    .sort();
 
 describe('leftovers', () => {
   it('a SIGKILLed demo leaves no server running; its temp dirs are gone after the next start', async () => {
@@ -34,7 +37,17 @@ describe('leftovers', () => {
     utimesSync(join(tmp, 'queuelens-demo-redis-ghijkl'), new Date(Date.now() - 2 * 3_600_000), new Date(Date.now() - 2 * 3_600_000));
     const start = async () => {
       // Nothing answers at this REDIS_URL: the demo starts a private redis-server.
-      const args = ['demo', '--redis-url', `redis://127.0.0.1:${await freePort()}`, '--port', String(await freePort()), '--prometheus-port', String(hasPrometheus ? await freePort() : 0), '--jobs-per-second', '20'];
+      const args = [
+        'demo',
+        '--redis-url',
+        `redis://127.0.0.1:${await freePort()}`,
+        '--port',
+        String(await freePort()),
+        '--prometheus-port',
+        String(hasPrometheus ? await freePort() : 0),
+        '--jobs-per-second',
+        '20',
+      ];
       const p = spawnCli(args, { TMPDIR: tmp });
       started.push(p);
       await waitFor('the demo to print its URLs', () => p.output().includes('queuelens demo is running'), 60_000);
@@ -52,7 +65,7 @@ describe('leftovers', () => {
     await first.exited;
     // The watchdogs notice within a second or so; generous for a loaded machine.
     await waitFor('every server of the killed demo to stop', () => servers.every((s) => !alive(s.pid)), 60_000, 200);
-    await waitFor('the servers\' directories removed', () => demoDirs().every((d) => !/^queuelens-demo-(redis|prometheus)-/.test(d)), 60_000, 200);
+    await waitFor("the servers' directories removed", () => demoDirs().every((d) => !/^queuelens-demo-(redis|prometheus)-/.test(d)), 60_000, 200);
     // The export directory has no server to watch it: the next start removes it.
     expect(demoDirs()).toEqual([expect.stringMatching(new RegExp(`^queuelens-demo-exports-${first.proc.pid}-`))]);
 
@@ -70,10 +83,13 @@ describe('leftovers', () => {
       const port = await freePort();
       // A parent shell in the role of npm: killing it leaves the demo reparented.
       const demoArgs = [process.execPath, CLI, 'demo', '--redis-url', redis.url, '--port', String(port), '--prometheus-port', '0', '--log-level', 'silent'];
-      const shell = spawn('sh', ['-c', `${demoArgs.map((a) => `'${a}'`).join(' ')} & echo "pid=$!"; wait`], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, TMPDIR: tmp } });
+      const shell = spawn('sh', ['-c', `${demoArgs.map((a) => `'${a}'`).join(' ')} & echo "pid=$!"; wait`], {
+        stdio: ['ignore', 'pipe', 'pipe'],
+        env: { ...process.env, TMPDIR: tmp },
+      });
       let out = '';
       shell.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const pid = Number((await waitFor('the demo pid', () => /pid=(\d+)/.exec(out)?.[1], 30_000)));
+      const pid = Number(await waitFor('the demo pid', () => /pid=(\d+)/.exec(out)?.[1], 30_000));
       orphans.push(pid);
       await waitFor('the demo running', () => out.includes('queuelens demo is running'), 60_000);
       const r = redis.client();

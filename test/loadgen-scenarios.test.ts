@@ -34,9 +34,18 @@ afterAll(async () => {
 });
 
 const cfg = { mix: { email: 6, webhook: 3, export: 1 }, failureShare: 0.05, webhookTarget: 'http://127.0.0.1:9/hook', exportRows: 10 };
-const report = (output: string) => JSON.parse(output.trim().split('\n').pop()!) as { enqueued: number; counts: Record<string, { sent: number; failing: number }> };
+const report = (output: string) =>
+  JSON.parse(output.trim().split('\n').pop()!) as { enqueued: number; counts: Record<string, { sent: number; failing: number }> };
 const workerConfig = (over: Record<string, string>) =>
-  resolveWorkerConfig({ redisUrl: redis.url, smtpUrl: peers.smtpUrl, webhookAllow: '127.0.0.1', webhookSecret: 'test-secret-123', exportDir, logLevel: 'silent', ...over });
+  resolveWorkerConfig({
+    redisUrl: redis.url,
+    smtpUrl: peers.smtpUrl,
+    webhookAllow: '127.0.0.1',
+    webhookSecret: 'test-secret-123',
+    exportDir,
+    logLevel: 'silent',
+    ...over,
+  });
 
 describe('loadgen scenarios', () => {
   it('plan only jobs their queue accepts, shaped for their alert', () => {
@@ -46,7 +55,8 @@ describe('loadgen scenarios', () => {
         const job = s.plan(n, Math.random);
         validateJob(job.queue, job.data);
         if (name === 'no-workers') expect(job.into).toBe('reports');
-        if (name === 'failing-webhook') expect(job).toMatchObject({ queue: 'webhook', opts: { attempts: 3 }, data: { url: 'http://127.0.0.1:9/hook?status=500' } });
+        if (name === 'failing-webhook')
+          expect(job).toMatchObject({ queue: 'webhook', opts: { attempts: 3 }, data: { url: 'http://127.0.0.1:9/hook?status=500' } });
         if (name === 'backlog') expect(job.data).toMatchObject({ rows: 1000 });
       }
     }
@@ -74,7 +84,21 @@ describe('loadgen scenarios', () => {
     const workers = await startWorkers(workerConfig({}), ['webhook'], createLogger({ level: 'silent' }));
     try {
       const failedBefore = peers.counts.webhooksFailed;
-      const res = await runCli(['loadgen', '--scenario', 'failing-webhook', '--rate', '10', '--duration', '1', '--webhook-target', peers.webhookUrl, '--redis-url', redis.url, '--log-level', 'silent']);
+      const res = await runCli([
+        'loadgen',
+        '--scenario',
+        'failing-webhook',
+        '--rate',
+        '10',
+        '--duration',
+        '1',
+        '--webhook-target',
+        peers.webhookUrl,
+        '--redis-url',
+        redis.url,
+        '--log-level',
+        'silent',
+      ]);
       expect(res.code).toBe(0);
       const sent = report(res.output).counts.webhook!.sent;
       expect(sent).toBeGreaterThanOrEqual(5);
@@ -87,7 +111,7 @@ describe('loadgen scenarios', () => {
     }
   });
 
-  it('stall: a consumer dies holding an export job, and the workers\' stall check reclaims it', async () => {
+  it("stall: a consumer dies holding an export job, and the workers' stall check reclaims it", async () => {
     const workers = await startWorkers(workerConfig({ stalledInterval: '1', lockDuration: '5' }), ['export'], createLogger({ level: 'silent' }));
     const events = new QueueEvents('export', { connection: { host: '127.0.0.1', port: redis.port } });
     const stalled: string[] = [];
@@ -97,15 +121,46 @@ describe('loadgen scenarios', () => {
       // The companion crashes its first consumer after 1 s; 6 s leave room for the lock to expire and be noticed.
       // No planned failures (the consumer could die holding one, which would then rightly fail), and small exports:
       // the reclaimed job goes back behind the others, and they should not take long on a busy CI box.
-      const res = await runCli(['loadgen', '--scenario', 'stall', '--mix', 'export=1', '--rate', '4', '--duration', '6', '--failure-share', '0', '--export-rows', '50', '--redis-url', redis.url, '--log-level', 'silent'], {}, 30_000);
+      const res = await runCli(
+        [
+          'loadgen',
+          '--scenario',
+          'stall',
+          '--mix',
+          'export=1',
+          '--rate',
+          '4',
+          '--duration',
+          '6',
+          '--failure-share',
+          '0',
+          '--export-rows',
+          '50',
+          '--redis-url',
+          redis.url,
+          '--log-level',
+          'silent',
+        ],
+        {},
+        30_000,
+      );
       expect(res.code).toBe(0);
       await waitFor('a stalled event', () => stalled.length > 0, 10_000);
       // The reclaimed job still completes: a stall loses no work.
       const client = redis.client();
-      await waitFor('the stalled job to complete', async () => (await client.zscore('bull:export:completed', stalled[0]!)) !== null, 30_000, 100).catch(async (err: Error) => {
-        const counts = await client.eval("return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}", 4, 'bull:export:wait', 'bull:export:active', 'bull:export:completed', 'bull:export:failed');
-        throw new Error(`${err.message} (export wait/active/completed/failed ${JSON.stringify(counts)}; stalled ${JSON.stringify(stalled)})`);
-      });
+      await waitFor('the stalled job to complete', async () => (await client.zscore('bull:export:completed', stalled[0]!)) !== null, 30_000, 100).catch(
+        async (err: Error) => {
+          const counts = await client.eval(
+            "return {redis.call('LLEN', KEYS[1]), redis.call('LLEN', KEYS[2]), redis.call('ZCARD', KEYS[3]), redis.call('ZCARD', KEYS[4])}",
+            4,
+            'bull:export:wait',
+            'bull:export:active',
+            'bull:export:completed',
+            'bull:export:failed',
+          );
+          throw new Error(`${err.message} (export wait/active/completed/failed ${JSON.stringify(counts)}; stalled ${JSON.stringify(stalled)})`);
+        },
+      );
     } finally {
       await events.close();
       await workers.close();

@@ -19,7 +19,7 @@ describe('loadgen', () => {
   it('plans only valid jobs, in the requested mix and failure share', () => {
     const s = mixedScenario({ mix: { email: 1, webhook: 1, export: 2 }, failureShare: 0.25, webhookTarget: 'http://127.0.0.1:9/h', exportRows: 5 });
     let seed = 42;
-    const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647);
+    const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647;
     const counts: Record<string, number> = { email: 0, webhook: 0, export: 0, failing: 0 };
     for (let n = 0; n < 4000; n += 1) {
       const job = s.plan(n, random);

@@ -21,7 +21,9 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-const specs = Object.values(scripts as Record<string, unknown>).filter((v): v is ScriptSpec<unknown, unknown> => typeof v === 'object' && v !== null && 'file' in v);
+const specs = Object.values(scripts as Record<string, unknown>).filter(
+  (v): v is ScriptSpec<unknown, unknown> => typeof v === 'object' && v !== null && 'file' in v,
+);
 
 describe('Lua script wrappers', () => {
   it('every script file has exactly one wrapper', () => {
@@ -51,7 +53,8 @@ describe('Lua script wrappers', () => {
     await client.set(`${b}a0:lock`, 'worker-1:1');
     await client.set(`${b}a1:lock`, 'worker-2:7');
     await client.hset(`${b}a9`, 'processedOn', T_ACTIVE);
-    const zadd = (key: string, n: number, score: (i: number) => number) => client.zadd(`${b}${key}`, ...Array.from({ length: n }, (_, i) => [score(i), `${key}${i}`]).flat());
+    const zadd = (key: string, n: number, score: (i: number) => number) =>
+      client.zadd(`${b}${key}`, ...Array.from({ length: n }, (_, i) => [score(i), `${key}${i}`]).flat());
     await zadd('prioritized', 4, (i) => i);
     const now = Number((await client.time())[0]) * 1000;
     await zadd('delayed', 12, (i) => (i < 9 ? (now - 60_000) * 4096 + i : (now + 3_600_000) * 4096 + i));
@@ -132,7 +135,14 @@ describe('Lua script wrappers', () => {
     const id = await client.xadd(stream, '*', 'event', 'added', 'jobId', 'j1');
     // The stream's whole history came after installedAt (0): it is read from its beginning.
     expect(await init({ gen: 5, installedAt: '0', queues: [{ hash, stream, fresh: false }] })).toEqual({ cursors: ['0-0'] });
-    expect(await commit({ gen: 5, graceMs: 1000, heartbeatField: 'hb|all', queues: [{ hash, stream, committedId: '0-0', cursor: id!, applied: 1, fields: ['c|x', 3] }] })).toEqual([0]);
+    expect(
+      await commit({
+        gen: 5,
+        graceMs: 1000,
+        heartbeatField: 'hb|all',
+        queues: [{ hash, stream, committedId: '0-0', cursor: id!, applied: 1, fields: ['c|x', 3] }],
+      }),
+    ).toEqual([0]);
     expect(await client.hmget(hash, 'r|cursor', 'r|seen')).toEqual([id, '1']);
     expect(await client.hget(hash, 'c|x')).toBe('3');
     expect(await init({ gen: 4, installedAt: '0', queues: [{ hash, stream, fresh: false }] })).toEqual({ newerGeneration: 5 });

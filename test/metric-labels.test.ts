@@ -100,7 +100,10 @@ describe('metric labels', () => {
     vi.doMock('../src/metrics/definitions.js', async (importOriginal) => {
       const original = await importOriginal<typeof import('../src/metrics/definitions.js')>();
       const renamed = Object.fromEntries(
-        Object.entries(original.METRICS).map(([k, def]) => [k, { ...def, labels: def.labels.map((l) => (l === 'queue' ? 'queue_name' : l === 'outcome' ? 'result' : l)) }]),
+        Object.entries(original.METRICS).map(([k, def]) => [
+          k,
+          { ...def, labels: def.labels.map((l) => (l === 'queue' ? 'queue_name' : l === 'outcome' ? 'result' : l)) },
+        ]),
       );
       return { ...original, METRICS: renamed };
     });

@@ -31,7 +31,21 @@ let receiver: WebhookReceiver;
 let prometheus: RunningPrometheus;
 
 function startSidecar(port: number): CliProcess {
-  return spawnCli(['sidecar', '--redis-url', redis.url, '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.5', '--discovery-interval', '1', '--log-level', 'warn']);
+  return spawnCli([
+    'sidecar',
+    '--redis-url',
+    redis.url,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--collect-interval',
+    '0.5',
+    '--discovery-interval',
+    '1',
+    '--log-level',
+    'warn',
+  ]);
 }
 
 const isAlert = (name: string, status: 'firing' | 'resolved') => (a: NotifiedAlert) => a.labels.alertname === name && a.status === status;
@@ -49,13 +63,20 @@ beforeAll(async () => {
     sidecars.push(startSidecar(port));
   }
   for (const port of ports) {
-    await waitFor(`sidecar on ${port} exporting the email queue`, async () => {
-      const r = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
-      return r?.ok && (await r.text()).includes('queue="email"');
-    }, 20_000);
+    await waitFor(
+      `sidecar on ${port} exporting the email queue`,
+      async () => {
+        const r = await fetch(`http://127.0.0.1:${port}/metrics`).catch(() => undefined);
+        return r?.ok && (await r.text()).includes('queue="email"');
+      },
+      20_000,
+    );
   }
 
-  stack = await startMonitoringStack(testSettings, ports.map((p) => `127.0.0.1:${p}`));
+  stack = await startMonitoringStack(
+    testSettings,
+    ports.map((p) => `127.0.0.1:${p}`),
+  );
   ({ receiver, prometheus } = stack);
 });
 
@@ -104,7 +125,9 @@ test('Redis stopped pages BullMQRedisDown, not BullMQExporterDown, and resolves 
   await redis.kill();
   const down = await receiver.waitForAlert(isAlert('BullMQRedisDown', 'firing'), 40_000);
   expect(down.labels).toMatchObject({ job: settings.exporterJob, severity: 'critical' });
-  expect(down.annotations.description).toBe(`No replica of job ${settings.exporterJob} can reach Redis (bullmq_exporter_redis_up = 0): producers and workers are likely failing too.`);
+  expect(down.annotations.description).toBe(
+    `No replica of job ${settings.exporterJob} can reach Redis (bullmq_exporter_redis_up = 0): producers and workers are likely failing too.`,
+  );
   // Both replicas report a failed collection now; that is Redis' fault, so no replica is paged as down.
   expect((await prometheus.query('bullmq_exporter_up == 0')).length).toBe(2);
   expect((await prometheus.alerts()).filter((a) => a.labels.alertname === 'BullMQExporterDown')).toEqual([]);

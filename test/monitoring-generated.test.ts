@@ -64,6 +64,8 @@ describe('metric contract', () => {
     for (const def of Object.values(METRICS)) {
       expect(METRIC_CONTRACT[def.name], def.name).toEqual({ type: def.type, labels: def.labels });
     }
-    expect(Object.keys(METRIC_CONTRACT).sort()).toEqual([...Object.values(METRICS).map((d) => d.name), 'up', 'process_resident_memory_bytes', 'process_cpu_seconds_total'].sort());
+    expect(Object.keys(METRIC_CONTRACT).sort()).toEqual(
+      [...Object.values(METRICS).map((d) => d.name), 'up', 'process_resident_memory_bytes', 'process_cpu_seconds_total'].sort(),
+    );
   });
 });

@@ -61,11 +61,39 @@ function spawn(args: string[]): CliProcess {
 }
 
 function startWorker(prefix: string, extra: string[] = []): CliProcess {
-  return spawn(['worker', 'webhook', '--prefix', prefix, '--webhook-secret', SECRET, '--webhook-allow', '127.0.0.1/32', '--lock-duration', '1', '--stalled-interval', '1', ...extra]);
+  return spawn([
+    'worker',
+    'webhook',
+    '--prefix',
+    prefix,
+    '--webhook-secret',
+    SECRET,
+    '--webhook-allow',
+    '127.0.0.1/32',
+    '--lock-duration',
+    '1',
+    '--stalled-interval',
+    '1',
+    ...extra,
+  ]);
 }
 
 function startLoadgen(prefix: string, path: string, rate: number, failureShare = 0): CliProcess {
-  return spawn(['loadgen', '--prefix', prefix, '--mix', 'webhook=1', '--failure-share', String(failureShare), '--webhook-target', `${target.url}${path}`, '--rate', String(rate), '--duration', '600']);
+  return spawn([
+    'loadgen',
+    '--prefix',
+    prefix,
+    '--mix',
+    'webhook=1',
+    '--failure-share',
+    String(failureShare),
+    '--webhook-target',
+    `${target.url}${path}`,
+    '--rate',
+    String(rate),
+    '--duration',
+    '600',
+  ]);
 }
 
 async function stop(p: CliProcess, signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
@@ -81,7 +109,9 @@ async function expectPaged(name: string, prefix: string, severity: string, descr
   expect(a.labels).toMatchObject({ prefix, queue: 'webhook', severity });
   expect(a.annotations.description).toMatch(description);
   expect(a.annotations.runbook_url).toBe(`${settings.links.runbookBaseUrl}/${name}.md`);
-  expect(a.annotations.dashboard_url).toBe(`${settings.links.grafanaUrl}/d/queuelens-queue/queuelens-queue?var-namespace=&var-prefix=${prefix}&var-queue=webhook`);
+  expect(a.annotations.dashboard_url).toBe(
+    `${settings.links.grafanaUrl}/d/queuelens-queue/queuelens-queue?var-namespace=&var-prefix=${prefix}&var-queue=webhook`,
+  );
   return a;
 }
 
@@ -128,7 +158,10 @@ beforeAll(async () => {
   for (const p of sidecarPorts) {
     spawn(['sidecar', '--port', String(p), '--host', '127.0.0.1', '--prefixes', 'fail,stall,slo', '--collect-interval', '0.5', '--discovery-interval', '1']);
   }
-  stack = await startMonitoringStack(testSettings, sidecarPorts.map((p) => `127.0.0.1:${p}`));
+  stack = await startMonitoringStack(
+    testSettings,
+    sidecarPorts.map((p) => `127.0.0.1:${p}`),
+  );
 });
 
 afterAll(async () => {
@@ -145,23 +178,47 @@ describe.concurrent('failure scenarios, side by side on their own prefixes', { t
     startWorker('fail');
     startLoadgen('fail', '/fail', 4, 1);
 
-    await expectPaged('BullMQHighFailureRate', 'fail', 'critical', /^100% of the jobs of queue fail:webhook that finished in the last 15s failed for good \(threshold 10%, counted once at least 5 jobs finished\)\.$/);
-    await expectPaged('BullMQDeadLetterQueueGrowing', 'fail', 'warning', /^\d+ jobs of queue fail:webhook were moved to its dead-letter queue in the last 15s \(threshold 0\)\.$/);
-    const notEmpty = await expectPaged('BullMQDeadLetterQueueNotEmpty', 'fail', 'info', /^\d+ jobs sit in the dead-letter queue of fail:webhook: inspect them, then redrive or purge\.$/);
+    await expectPaged(
+      'BullMQHighFailureRate',
+      'fail',
+      'critical',
+      /^100% of the jobs of queue fail:webhook that finished in the last 15s failed for good \(threshold 10%, counted once at least 5 jobs finished\)\.$/,
+    );
+    await expectPaged(
+      'BullMQDeadLetterQueueGrowing',
+      'fail',
+      'warning',
+      /^\d+ jobs of queue fail:webhook were moved to its dead-letter queue in the last 15s \(threshold 0\)\.$/,
+    );
+    const notEmpty = await expectPaged(
+      'BullMQDeadLetterQueueNotEmpty',
+      'fail',
+      'info',
+      /^\d+ jobs sit in the dead-letter queue of fail:webhook: inspect them, then redrive or purge\.$/,
+    );
     expect(Number(/^(\d+)/.exec(notEmpty.annotations.description!)![1])).toBeGreaterThan(0);
 
     target.failing = false;
     await expectResolved('BullMQHighFailureRate', 'fail');
     await expectResolved('BullMQDeadLetterQueueGrowing', 'fail');
     // Nobody redrove them yet: the parked jobs still page (at info).
-    expect((await stack.prometheus.alerts()).some((a) => a.labels.alertname === 'BullMQDeadLetterQueueNotEmpty' && a.labels.prefix === 'fail' && a.state === 'firing')).toBe(true);
+    expect(
+      (await stack.prometheus.alerts()).some(
+        (a) => a.labels.alertname === 'BullMQDeadLetterQueueNotEmpty' && a.labels.prefix === 'fail' && a.state === 'firing',
+      ),
+    ).toBe(true);
 
     // Ground truth from Redis: what the DLQ holds is what the sidecars export and what the redrive moves.
     const dlq = new Queue('webhook-dlq', { connection: { host: '127.0.0.1', port: redis.port }, prefix: 'fail', skipMetasUpdate: true });
     try {
       const parked = await dlq.getWaitingCount();
       expect(parked).toBeGreaterThan(0);
-      await waitFor('both replicas exporting the DLQ depth Redis holds', async () => (await exported('bullmq_dlq_jobs{prefix="fail", queue="webhook"}')) === parked, 20_000, 200);
+      await waitFor(
+        'both replicas exporting the DLQ depth Redis holds',
+        async () => (await exported('bullmq_dlq_jobs{prefix="fail", queue="webhook"}')) === parked,
+        20_000,
+        200,
+      );
       const redrive = await runCli(['dlq', 'redrive', 'webhook', '--all', '--prefix', 'fail', '--redis-url', redis.url]);
       expect(redrive.code, redrive.output).toBe(0);
       expect(JSON.parse(redrive.output.trim().split('\n').at(-1)!)).toMatchObject({ redriven: parked });
@@ -183,7 +240,12 @@ describe.concurrent('failure scenarios, side by side on their own prefixes', { t
 
     target.hanging = false;
     startWorker('stall', ['--webhook-concurrency', '1']);
-    await expectPaged('BullMQJobsStalling', 'stall', 'warning', /^\d+ jobs of queue stall:webhook stalled in the last 10s \(threshold 0\): their worker died or blocked its event loop mid-job\.$/);
+    await expectPaged(
+      'BullMQJobsStalling',
+      'stall',
+      'warning',
+      /^\d+ jobs of queue stall:webhook stalled in the last 10s \(threshold 0\): their worker died or blocked its event loop mid-job\.$/,
+    );
     await expectResolved('BullMQOrphanedActiveJobs', 'stall');
     // Exactly the one job the dead worker held stalled, and the new worker delivered it.
     expect(await exported('bullmq_jobs_stalled_total{prefix="stall", queue="webhook"}')).toBe(1);
@@ -194,13 +256,25 @@ describe.concurrent('failure scenarios, side by side on their own prefixes', { t
   test('jobs waiting past the SLO threshold page the fast and slow wait-time burns; a keeping-up worker resolves them', async () => {
     startLoadgen('slo', '/ok', 4);
     // No worker yet: jobs wait well past the 1 s threshold.
-    await waitFor('the oldest slo job waiting 3 s', async () => (await stack.prometheus.query('bullmq_queue_oldest_waiting_age_seconds{prefix="slo"} > 3')).length > 0, 30_000, 200);
+    await waitFor(
+      'the oldest slo job waiting 3 s',
+      async () => (await stack.prometheus.query('bullmq_queue_oldest_waiting_age_seconds{prefix="slo"} > 3')).length > 0,
+      30_000,
+      200,
+    );
     startWorker('slo');
     for (const [name, severity, burn] of [
       ['BullMQWaitTimeSLOFastBurn', 'critical', '20s/4s at 2x'],
       ['BullMQWaitTimeSLOSlowBurn', 'warning', '40s/8s at 1x'],
     ] as const) {
-      const a = await expectPaged(name, 'slo', severity, new RegExp(`^[\\d.]+% of the jobs of queue slo:webhook waited longer than 1s \\(objective: 90% of jobs taken within 1s; burn ${burn}; counted once 1 jobs were taken in the long window\\)\\.$`));
+      const a = await expectPaged(
+        name,
+        'slo',
+        severity,
+        new RegExp(
+          `^[\\d.]+% of the jobs of queue slo:webhook waited longer than 1s \\(objective: 90% of jobs taken within 1s; burn ${burn}; counted once 1 jobs were taken in the long window\\)\\.$`,
+        ),
+      );
       expect(a.labels.thresholds).toBe('default');
     }
     // The short windows see only the fast waits of a worker that keeps up.

@@ -10,7 +10,18 @@ const TABLES: Array<{ command: string; specs: readonly OptionSpec[]; bad: Record
   {
     command: 'top',
     specs: topOptions,
-    bad: { url: 'redis://x', 'redis-url': 'http://x', 'redis-cluster-nodes': ' , ', prefixes: 'a*', 'own-prefix': 'a b', interval: '0', sort: 'loudness', once: 'maybe', color: 'sometimes', 'log-level': 'loud' },
+    bad: {
+      url: 'redis://x',
+      'redis-url': 'http://x',
+      'redis-cluster-nodes': ' , ',
+      prefixes: 'a*',
+      'own-prefix': 'a b',
+      interval: '0',
+      sort: 'loudness',
+      once: 'maybe',
+      color: 'sometimes',
+      'log-level': 'loud',
+    },
   },
   {
     command: 'demo',

@@ -68,7 +68,10 @@ afterAll(async () => {
  */
 function run(args: string[], env: Record<string, string>, redisUrl = redis.url, plain = false) {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('OTEL_') && !k.startsWith('QUEUELENS_')));
-  const proc = spawn(process.execPath, [...(plain ? [] : ['--import', REGISTER]), CLI, ...args], { env: { ...clean, ...(redisUrl ? { REDIS_URL: redisUrl } : {}), LOG_LEVEL: 'info', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [...(plain ? [] : ['--import', REGISTER]), CLI, ...args], {
+    env: { ...clean, ...(redisUrl ? { REDIS_URL: redisUrl } : {}), LOG_LEVEL: 'info', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
@@ -139,7 +142,12 @@ describe('OTLP/HTTP export', () => {
     expect(smtp.parentSpanId).toBe(proc.spanId);
     expect(spans.some((s) => s.traceId === add.traceId && s.attributes.some((a) => a.key === 'db.system.name' || a.key === 'db.system'))).toBe(true);
     // The worker passes the job's context on explicitly (no AsyncLocalStorage): exactly its two spans, no stray root.
-    expect(spans.filter((s) => s.service === 'mail-worker').map((s) => s.name).sort()).toEqual(['process email', 'smtp send']);
+    expect(
+      spans
+        .filter((s) => s.service === 'mail-worker')
+        .map((s) => s.name)
+        .sort(),
+    ).toEqual(['process email', 'smtp send']);
     expect(JSON.stringify(received)).not.toContain('frank@example.com');
     const types = contentTypes.slice(typesBefore);
     expect(types.length).toBeGreaterThanOrEqual(2);
@@ -155,16 +163,26 @@ describe('OTLP/HTTP export', () => {
       const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '100', OTEL_SERVICE_NAME: 'flags-worker' };
       const bodiesBefore = rawBodies.length;
       // Everything secret on the command line, nothing in the environment (REDIS_URL unset: the flag is the only way in).
-      const worker = run(['worker', 'email,webhook', '--redis-url', locked.url, '--smtp-url', sink.url, '--smtp-from', from, '--webhook-secret', webhookSecret], otel, '');
+      const worker = run(
+        ['worker', 'email,webhook', '--redis-url', locked.url, '--smtp-url', sink.url, '--smtp-from', from, '--webhook-secret', webhookSecret],
+        otel,
+        '',
+      );
       await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
-      const enqueue = run(['enqueue', 'email', '--redis-url', locked.url, '--data', '{"template":"welcome","to":"flag-user@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'flags-api' }, '');
+      const enqueue = run(
+        ['enqueue', 'email', '--redis-url', locked.url, '--data', '{"template":"welcome","to":"flag-user@example.com"}'],
+        { ...otel, OTEL_SERVICE_NAME: 'flags-api' },
+        '',
+      );
       expect(await enqueue.exited).toBe(0);
       await waitFor('worker spans received', () => allSpans().some((s) => s.service === 'flags-worker' && s.name === 'smtp send'), 15_000);
       worker.proc.kill('SIGTERM');
       expect(await worker.exited).toBe(0);
 
       const bodies = rawBodies.slice(bodiesBefore);
-      const resources = bodies.flatMap((b) => (JSON.parse(b) as { resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] } }> }).resourceSpans.map((r) => r.resource.attributes));
+      const resources = bodies.flatMap((b) =>
+        (JSON.parse(b) as { resourceSpans: Array<{ resource: { attributes: OtlpSpan['attributes'] } }> }).resourceSpans.map((r) => r.resource.attributes),
+      );
       const services = new Set(resources.map((attrs) => attrs.find((a) => a.key === 'service.name')?.value.stringValue));
       expect(services).toEqual(new Set(['flags-worker', 'flags-api']));
       for (const attrs of resources) {
@@ -202,7 +220,10 @@ describe('OTLP/HTTP export', () => {
     expect(worker.output()).toContain('QUEUELENS_TRACE_CONTEXT must be "job" or "async" (got "zone")');
     const waiting = () => redis.client().llen('bull:email:wait');
     const before = await waiting();
-    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"ivy@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'json' });
+    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"ivy@example.com"}'], {
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+      OTEL_EXPORTER_OTLP_TRACES_PROTOCOL: 'json',
+    });
     expect(await enqueue.exited).toBe(2);
     expect(enqueue.output()).toContain('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL must be one of http/json, http/protobuf, grpc (got "json")');
     // Nothing was enqueued.
@@ -211,21 +232,47 @@ describe('OTLP/HTTP export', () => {
 
   it('traces every process the README shows when started as the README shows it (the plain binary, no --import)', async () => {
     const otel = { OTEL_EXPORTER_OTLP_ENDPOINT: endpoint, OTEL_BSP_SCHEDULE_DELAY: '100' };
-    const worker = run(['worker', 'email'], { ...otel, OTEL_SERVICE_NAME: 'plain-worker', SMTP_URL: sink.url, QUEUELENS_SHUTDOWN_TIMEOUT: '10' }, redis.url, true);
+    const worker = run(
+      ['worker', 'email'],
+      { ...otel, OTEL_SERVICE_NAME: 'plain-worker', SMTP_URL: sink.url, QUEUELENS_SHUTDOWN_TIMEOUT: '10' },
+      redis.url,
+      true,
+    );
     await waitFor('worker started', () => worker.output().includes('workers started'), 15_000);
-    const enqueue = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"jo@example.com"}'], { ...otel, OTEL_SERVICE_NAME: 'plain-enqueue' }, redis.url, true);
+    const enqueue = run(
+      ['enqueue', 'email', '--data', '{"template":"welcome","to":"jo@example.com"}'],
+      { ...otel, OTEL_SERVICE_NAME: 'plain-enqueue' },
+      redis.url,
+      true,
+    );
     expect(await enqueue.exited).toBe(0);
     const { id } = JSON.parse(enqueue.output().trim().split('\n').pop()!) as { id: string };
-    const loadgen = run(['loadgen', '--rate', '5', '--duration', '1', '--webhook-target', 'http://127.0.0.1:9/h'], { ...otel, OTEL_SERVICE_NAME: 'plain-loadgen', LOG_LEVEL: 'warn' }, redis.url, true);
+    const loadgen = run(
+      ['loadgen', '--rate', '5', '--duration', '1', '--webhook-target', 'http://127.0.0.1:9/h'],
+      { ...otel, OTEL_SERVICE_NAME: 'plain-loadgen', LOG_LEVEL: 'warn' },
+      redis.url,
+      true,
+    );
     expect(await loadgen.exited).toBe(0);
     await waitFor('consumer span of the enqueued job', () => allSpans().some((s) => s.service === 'plain-worker' && s.name === 'process email'), 30_000);
     worker.proc.kill('SIGTERM');
     expect(await worker.exited).toBe(0);
-    const demo = run(['demo', '--redis-url', redis.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '5'], { ...otel, OTEL_SERVICE_NAME: 'plain-demo' }, redis.url, true);
-    await waitFor('demo producer and consumer spans', () => {
-      const names = allSpans().filter((s) => s.service === 'plain-demo').map((s) => s.name);
-      return names.some((n) => n.startsWith('add ')) && names.some((n) => n.startsWith('process '));
-    }, 60_000);
+    const demo = run(
+      ['demo', '--redis-url', redis.url, '--port', String(await freePort()), '--prometheus-port', '0', '--jobs-per-second', '5'],
+      { ...otel, OTEL_SERVICE_NAME: 'plain-demo' },
+      redis.url,
+      true,
+    );
+    await waitFor(
+      'demo producer and consumer spans',
+      () => {
+        const names = allSpans()
+          .filter((s) => s.service === 'plain-demo')
+          .map((s) => s.name);
+        return names.some((n) => n.startsWith('add ')) && names.some((n) => n.startsWith('process '));
+      },
+      60_000,
+    );
     demo.proc.kill('SIGINT');
     expect(await demo.exited).toBe(0);
 
@@ -238,17 +285,36 @@ describe('OTLP/HTTP export', () => {
   });
 
   it('says at start-up when tracing is asked for and cannot work, and still does the job', async () => {
-    const bad = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"kim@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: 'otel-collector:4318' }, redis.url, true);
+    const bad = run(
+      ['enqueue', 'email', '--data', '{"template":"welcome","to":"kim@example.com"}'],
+      { OTEL_EXPORTER_OTLP_ENDPOINT: 'otel-collector:4318' },
+      redis.url,
+      true,
+    );
     expect(await bad.exited).toBe(2);
-    expect(bad.output()).toContain('OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL such as http://otel-collector:4318 (got "otel-collector:4318")');
+    expect(bad.output()).toContain(
+      'OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL such as http://otel-collector:4318 (got "otel-collector:4318")',
+    );
 
     const closed = await freePort(); // nothing listens there
-    const nobody = run(['enqueue', 'email', '--data', '{"template":"welcome","to":"lou@example.com"}'], { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closed}` }, redis.url, true);
+    const nobody = run(
+      ['enqueue', 'email', '--data', '{"template":"welcome","to":"lou@example.com"}'],
+      { OTEL_EXPORTER_OTLP_ENDPOINT: `http://127.0.0.1:${closed}` },
+      redis.url,
+      true,
+    );
     expect(await nobody.exited).toBe(0);
     const out = nobody.output();
-    const { id } = JSON.parse(out.trim().split('\n').find((l) => l.startsWith('{'))!) as { id: string };
+    const { id } = JSON.parse(
+      out
+        .trim()
+        .split('\n')
+        .find((l) => l.startsWith('{'))!,
+    ) as { id: string };
     expect(await redis.client().exists(`bull:email:${id}`)).toBe(1);
-    expect(out).toContain(`queuelens: tracing requested (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${closed}) but nothing answers there (ECONNREFUSED at 127.0.0.1:${closed})`);
+    expect(out).toContain(
+      `queuelens: tracing requested (OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:${closed}) but nothing answers there (ECONNREFUSED at 127.0.0.1:${closed})`,
+    );
     expect(out).not.toMatch(/\n\s+at /); // no stack trace
   });
 

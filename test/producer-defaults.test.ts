@@ -28,7 +28,11 @@ describe('queue defaults on every producer path', () => {
       const exp = await producer.enqueue('export', { format: 'csv', rows: 10 }, unset);
       const q = (name: string) => new Queue(name, { connection: redis.client(), prefix: 'api', skipMetasUpdate: true });
       // What Redis holds, not what the Job object says.
-      for (const [job, queue] of [[email, 'email'], [webhook, 'webhook'], [exp, 'export']] as const) {
+      for (const [job, queue] of [
+        [email, 'email'],
+        [webhook, 'webhook'],
+        [exp, 'export'],
+      ] as const) {
         const stored = await q(queue).getJob(String(job.id));
         expect(stored!.opts.attempts).toBe(jobDefaults[queue].attempts);
         expect(stored!.opts.backoff).toEqual(jobDefaults[queue].backoff);

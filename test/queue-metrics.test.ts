@@ -23,15 +23,21 @@ function queue(prefix: string, name: string, i: number, extra: Partial<QueueStat
 }
 
 function snapshot(seq: number, queues: QueueState[], ok = true): CollectionSnapshot {
-  return { seq, ok, finishedAt: 1, durationSeconds: 0.5, lastSuccessAt: ok ? 1000 : 0, redisUp: ok, queues, queuesByPrefix: { bull: queues.length }, queuesDropped: 0 };
+  return {
+    seq,
+    ok,
+    finishedAt: 1,
+    durationSeconds: 0.5,
+    lastSuccessAt: ok ? 1000 : 0,
+    redisUp: ok,
+    queues,
+    queuesByPrefix: { bull: queues.length },
+    queuesDropped: 0,
+  };
 }
 
 const weird = 'we"ird\\name';
-const queues = [
-  queue('bull', 'email', 0),
-  queue('bull', weird, 1, { workers: undefined }),
-  queue('other', 'email-dlq', 2, { dlqOf: 'email' }),
-];
+const queues = [queue('bull', 'email', 0), queue('bull', weird, 1, { workers: undefined }), queue('other', 'email-dlq', 2, { dlqOf: 'email' })];
 
 describe('queue gauges', () => {
   it('render every value of the snapshot, with escaped labels, in both formats', async () => {

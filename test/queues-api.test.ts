@@ -83,7 +83,11 @@ describe('GET /api/queues', () => {
     expect(email.windows).toEqual({ '1m': null, '15m': null });
     expect(email.health.status).toBe('critical');
     expect(email.health.reasons.map((r) => r.code)).toEqual(['no_workers', 'oldest_job_too_old', 'dead_letters']);
-    expect(email.health.reasons[0]).toMatchObject({ alert: 'BullMQNoWorkers', runbook: '/runbooks/BullMQNoWorkers.md', message: '5 job(s) waiting and no worker connected' });
+    expect(email.health.reasons[0]).toMatchObject({
+      alert: 'BullMQNoWorkers',
+      runbook: '/runbooks/BullMQNoWorkers.md',
+      message: '5 job(s) waiting and no worker connected',
+    });
 
     const webhook = byName(body, 'webhook');
     expect(webhook.jobs.active).toBe(2);
@@ -190,8 +194,10 @@ describe('GET /api/queues', () => {
     await s.close();
   });
 
-  it('names only alerts that exist, and serves each one\'s runbook from docs/runbooks', async () => {
-    const rules = parseYaml(readFileSync(new URL('../alerts/queuelens.rules.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string }> }> };
+  it("names only alerts that exist, and serves each one's runbook from docs/runbooks", async () => {
+    const rules = parseYaml(readFileSync(new URL('../alerts/queuelens.rules.yml', import.meta.url), 'utf8')) as {
+      groups: Array<{ rules: Array<{ alert?: string }> }>;
+    };
     const alerts = new Set(rules.groups.flatMap((g) => g.rules.map((r) => r.alert)).filter(Boolean));
     const schema = JSON.parse(readFileSync(new URL('../docs/api/queues.schema.json', import.meta.url), 'utf8'));
     expect(schema.$defs.reason.properties.code.enum).toEqual(Object.keys(REASONS));
@@ -230,14 +236,28 @@ describe('GET /api/queues', () => {
 });
 
 describe('GET /api/queues with the event reader', () => {
-  const EVENTS = { events: 'true', ownPrefix: 'qlapi', eventsLease: '5', eventsRetention: '3600', jobNameLabel: 'false', maxJobNames: '20', queues: 'acct', collectInterval: '0.3', discoveryInterval: '0.3' };
+  const EVENTS = {
+    events: 'true',
+    ownPrefix: 'qlapi',
+    eventsLease: '5',
+    eventsRetention: '3600',
+    jobNameLabel: 'false',
+    maxJobNames: '20',
+    queues: 'acct',
+    collectInterval: '0.3',
+    discoveryInterval: '0.3',
+  };
 
   it('computes rates, failure ratio and latency quantiles over the window from the accounting', async () => {
     const q = bull.queue('acct');
-    bull.worker('acct', async (job) => {
-      if (job.data.fail) throw new UnrecoverableError('planned failure');
-      await new Promise((r) => setTimeout(r, 60));
-    }, { concurrency: 4 });
+    bull.worker(
+      'acct',
+      async (job) => {
+        if (job.data.fail) throw new UnrecoverableError('planned failure');
+        await new Promise((r) => setTimeout(r, 60));
+      },
+      { concurrency: 4 },
+    );
     // A first sidecar accounts for one warm-up job and persists it; the second starts its history on top of
     // that, so its windows hold exactly the workload below.
     const first = await testSidecar(redis.url, EVENTS);
@@ -248,7 +268,13 @@ describe('GET /api/queues with the event reader', () => {
       // What the reader had done by then, to tell a slow leader from a lost event when this fails.
       const m = await first.scrape();
       const pick = (name: string, labels: Record<string, string> = { prefix: 'bull', queue: 'acct' }) => `${name}=${m.get(seriesKey(name, labels))}`;
-      const state = [pick('bullmq_exporter_leader', {}), pick('bullmq_exporter_events_read_total'), pick('bullmq_jobs_added_total'), pick('bullmq_jobs_completed_total'), pick('bullmq_exporter_up', {})];
+      const state = [
+        pick('bullmq_exporter_leader', {}),
+        pick('bullmq_exporter_events_read_total'),
+        pick('bullmq_jobs_added_total'),
+        pick('bullmq_jobs_completed_total'),
+        pick('bullmq_exporter_up', {}),
+      ];
       throw new Error(`${err.message} (${state.join(', ')}; job counts ${JSON.stringify(await q.getJobCounts())})`);
     });
     const addedBefore = (await first.scrape()).get(seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: 'acct' })) ?? 0;

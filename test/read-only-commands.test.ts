@@ -96,7 +96,12 @@ describe('read-only commands write nothing', () => {
     const sidecar = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'queuelens-ro' });
     try {
       // The event reader has read the streams and persisted its accounting; several collections ran.
-      await waitFor('accounting persisted', async () => (await r.keys('queuelens-ro:*')).length > 1 && (await sidecar.metrics()).has('bullmq_exporter_up') ? true : undefined, 30_000, 200);
+      await waitFor(
+        'accounting persisted',
+        async () => ((await r.keys('queuelens-ro:*')).length > 1 && (await sidecar.metrics()).has('bullmq_exporter_up') ? true : undefined),
+        30_000,
+        200,
+      );
       await waitFor('dead letters seen', async () => [...(await sidecar.metrics()).keys()].some((k) => k.includes('webhook-dlq')) || undefined, 30_000, 200);
     } finally {
       await sidecar.stop();

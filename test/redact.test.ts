@@ -24,7 +24,7 @@ describe('redaction', () => {
     expect(redactString('sent to jane.doe+x@example.co.uk ok')).toBe('sent to ***@example.co.uk ok');
   });
 
-  it('masks the path and query of webhook services\' URLs, which hold their secret, in strings and log lines', () => {
+  it("masks the path and query of webhook services' URLs, which hold their secret, in strings and log lines", () => {
     const cases: Array<[string, string]> = [
       ['https://hooks.slack.com/services/T0001/B0002/slackSECRET1', 'https://hooks.slack.com/***'],
       ['post to https://discord.com/api/webhooks/123/discordSECRET2?wait=true failed', 'post to https://discord.com/*** failed'],
@@ -60,7 +60,7 @@ describe('redaction', () => {
   const ODD_ADDRESSES: Array<[local: string, domain: string]> = [
     ["jean-luc.o'brien", 'corp.example'],
     ["d'artagnan", 'mousquetaires.fr'],
-    ['a!#$%&\'*+/=?^_`{|}~-b', 'x.io'],
+    ["a!#$%&'*+/=?^_`{|}~-b", 'x.io'],
     ['user+tag', 'example.com'],
     ['first.last', 'sub.example.co.uk'],
     ['"john doe"', 'example.com'],
@@ -79,7 +79,14 @@ describe('redaction', () => {
   ];
 
   it('masks the whole local part of valid odd addresses, wherever they sit in a line', () => {
-    const around: Array<[string, string]> = [['', ''], ['sent to ', ' ok'], ['<', '>'], ['(', '), next'], ['mailto:', '?subject=hi'], ['failed for ', '.']];
+    const around: Array<[string, string]> = [
+      ['', ''],
+      ['sent to ', ' ok'],
+      ['<', '>'],
+      ['(', '), next'],
+      ['mailto:', '?subject=hi'],
+      ['failed for ', '.'],
+    ];
     for (const [local, domain] of ODD_ADDRESSES) {
       for (const [before, after] of around) {
         const text = `${before}${local}@${domain}${after}`;
@@ -87,7 +94,7 @@ describe('redaction', () => {
       }
     }
     // Two in one line, and one in a JSON string.
-    expect(redactString("cc o'neil@a.example and \"x y\"@b.example")).toBe('cc ***@a.example and ***@b.example');
+    expect(redactString('cc o\'neil@a.example and "x y"@b.example')).toBe('cc ***@a.example and ***@b.example');
     expect(redactString(JSON.stringify({ to: "o'hara@example.com" }))).toBe('{"to":"***@example.com"}');
     // What is not an address stays as it is.
     for (const text of ['@opentelemetry/api', 'queuelens@1.2.3', 'https://***@host.example/path', 'a @ b']) expect(redactString(text)).toBe(text);
@@ -109,7 +116,12 @@ describe('redaction', () => {
 
   it('masks the whole local part of unusual addresses and of addresses with dotless or unusual domains', () => {
     for (const [address, masked] of UNUSUAL) {
-      for (const [before, after] of [['', ''], ['sent to ', ' ok'], ['<', '>'], ['failed for ', '.']]) {
+      for (const [before, after] of [
+        ['', ''],
+        ['sent to ', ' ok'],
+        ['<', '>'],
+        ['failed for ', '.'],
+      ]) {
         expect(redactString(`${before}${address}${after}`), address).toBe(`${before}${masked}${after}`);
       }
     }
@@ -121,14 +133,18 @@ describe('redaction', () => {
 
   it('keeps the local part of odd addresses out of log lines', () => {
     const { lines, log } = capture();
-    for (const [local, domain] of ODD_ADDRESSES) log.warn({ to: `${local}@${domain}`, err: new Error(`rejected ${local}@${domain}`) }, `bounce from ${local}@${domain}`);
+    for (const [local, domain] of ODD_ADDRESSES)
+      log.warn({ to: `${local}@${domain}`, err: new Error(`rejected ${local}@${domain}`) }, `bounce from ${local}@${domain}`);
     const all = lines.join('');
     for (const [local] of ODD_ADDRESSES) {
       // Every piece of the local part longer than one character (its quotes and dots aside) is gone.
-      for (const piece of local.replace(/^"|"$/g, '').split(/[.'"\\ ]+/).filter((p) => p.length > 2)) expect(all, local).not.toContain(`${piece}@`);
+      for (const piece of local
+        .replace(/^"|"$/g, '')
+        .split(/[.'"\\ ]+/)
+        .filter((p) => p.length > 2))
+        expect(all, local).not.toContain(`${piece}@`);
       expect(all).not.toContain(JSON.stringify(`${local}@`).slice(1, -1));
     }
     for (const [, domain] of ODD_ADDRESSES) expect(all).toContain(`bounce from ***@${domain}`);
   });
 });
-

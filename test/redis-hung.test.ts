@@ -34,8 +34,11 @@ function promtoolRedisDown(values: { up: number; redisUp: number }): { status: n
   // The links are settings of the generated rules; the summary and description are what this test checks.
   const groups = (parse(readFileSync(rules, 'utf8')) as { groups: Array<{ rules: Array<{ alert?: string; annotations?: Record<string, string> }> }> }).groups;
   const links = groups.flatMap((g) => g.rules).find((r) => r.alert === 'BullMQRedisDown')!.annotations!;
-  const series = (name: string, instance: string, v: number) => `      - series: '${name}{job="queuelens", instance="${instance}"}'\n        values: '${v}x10'\n`;
-  const input = ['s1:9487', 's2:9487'].map((i) => series('up', i, 1) + series('bullmq_exporter_up', i, values.up) + series('bullmq_exporter_redis_up', i, values.redisUp)).join('');
+  const series = (name: string, instance: string, v: number) =>
+    `      - series: '${name}{job="queuelens", instance="${instance}"}'\n        values: '${v}x10'\n`;
+  const input = ['s1:9487', 's2:9487']
+    .map((i) => series('up', i, 1) + series('bullmq_exporter_up', i, values.up) + series('bullmq_exporter_redis_up', i, values.redisUp))
+    .join('');
   const test = `rule_files:
   - ${rules}
 evaluation_interval: 1m
@@ -76,10 +79,14 @@ describe('a hung Redis', () => {
     let frozen;
     try {
       // The collection's commands miss their deadline (max(2 s, interval)); the connection itself stays open.
-      frozen = await waitFor('redis_up 0 while Redis hangs', async () => {
-        const m = await metrics();
-        return m.get('bullmq_exporter_redis_up') === 0 ? m : undefined;
-      }, 60_000);
+      frozen = await waitFor(
+        'redis_up 0 while Redis hangs',
+        async () => {
+          const m = await metrics();
+          return m.get('bullmq_exporter_redis_up') === 0 ? m : undefined;
+        },
+        60_000,
+      );
       await waitFor('/readyz 503 while Redis hangs', async () => (await ready()) === 503, 60_000);
       expect(s.redis.status).toBe('ready'); // what main took for "up"
     } finally {
@@ -91,10 +98,14 @@ describe('a hung Redis', () => {
     expect(verdict.out).toContain('SUCCESS');
     expect(verdict.status).toBe(0);
 
-    await waitFor('recovered after SIGCONT', async () => {
-      const m = await metrics();
-      return m.get('bullmq_exporter_redis_up') === 1 && m.get('bullmq_exporter_up') === 1 && (await ready()) === 200;
-    }, 60_000);
+    await waitFor(
+      'recovered after SIGCONT',
+      async () => {
+        const m = await metrics();
+        return m.get('bullmq_exporter_redis_up') === 1 && m.get('bullmq_exporter_up') === 1 && (await ready()) === 200;
+      },
+      60_000,
+    );
     await s.close();
   }, 180_000);
 

@@ -41,7 +41,17 @@ it('an event reader pass that fails every time is logged once, however often it 
       cb();
     },
   });
-  const config = resolveSidecarConfig({ redisUrl: redis.url, port: '9487', host: '127.0.0.1', prefixes: 'bull', collectInterval: '60', discoveryInterval: '60', maxQueues: '5000', logLevel: 'info', eventsLease: '1' });
+  const config = resolveSidecarConfig({
+    redisUrl: redis.url,
+    port: '9487',
+    host: '127.0.0.1',
+    prefixes: 'bull',
+    collectInterval: '60',
+    discoveryInterval: '60',
+    maxQueues: '5000',
+    logLevel: 'info',
+    eventsLease: '1',
+  });
   sidecar = await createSidecar(config, createLogger({ level: 'info', destination }));
   await sidecar.start();
   try {

@@ -26,7 +26,9 @@ const deployments = new Set(
       .map((m) => m.metadata.name),
   ),
 );
-const composeServices = new Set(Object.keys((parseDocument(read('docker-compose.yml'), { merge: true }).toJS({ maxAliasCount: 100 }) as { services: object }).services));
+const composeServices = new Set(
+  Object.keys((parseDocument(read('docker-compose.yml'), { merge: true }).toJS({ maxAliasCount: 100 }) as { services: object }).services),
+);
 const QUEUES = ['email', 'webhook', 'export'];
 
 function firstCommands(name: string): { kubectl: string[]; compose: string[] } {
@@ -45,7 +47,10 @@ describe.each(alertNames)('%s runbook', (name) => {
     const { kubectl, compose } = firstCommands(name);
     expect(kubectl.filter((l) => l.startsWith('kubectl ')).length, kubectl.join('\n')).toBeGreaterThanOrEqual(3);
     expect(compose.length, compose.join('\n')).toBeGreaterThanOrEqual(3);
-    expect(compose.some((l) => l.startsWith('docker compose ') || l.includes('$(docker compose')), compose.join('\n')).toBe(true);
+    expect(
+      compose.some((l) => l.startsWith('docker compose ') || l.includes('$(docker compose')),
+      compose.join('\n'),
+    ).toBe(true);
   });
 
   test('its commands name Deployments and compose services that exist', () => {
@@ -58,7 +63,10 @@ describe.each(alertNames)('%s runbook', (name) => {
     for (const line of compose) {
       const m = /docker compose (?:ps|logs|exec|restart|up -d)(?: --since \S+)?(?: -q)?((?: [a-z0-9<>-]+)+)/.exec(line);
       if (!m) continue;
-      const named = m[1]!.trim().split(' ').filter((w) => !w.startsWith('-'));
+      const named = m[1]!
+        .trim()
+        .split(' ')
+        .filter((w) => !w.startsWith('-'));
       // exec's first word is the service, the rest is its command line.
       for (const s of line.includes('compose exec') ? named.slice(0, 1) : named) {
         for (const q of QUEUES) expect(composeServices, line).toContain(s.replace('<queue>', q));

@@ -26,13 +26,27 @@ beforeAll(async () => {
   await bull.close();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
-  sidecar = spawnCli(['sidecar', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', String(INTERVAL), '--discovery-interval', '1',
-    // What the SIGTERM test checks is a clean, ordered exit; how fast it is (5 s by default) would only measure how
-    // busy this machine is, so the deadline here is generous.
-    '--shutdown-timeout', '60'], {
-    REDIS_URL: redis.url,
-    LOG_LEVEL: 'debug',
-  });
+  sidecar = spawnCli(
+    [
+      'sidecar',
+      '--port',
+      String(port),
+      '--host',
+      '127.0.0.1',
+      '--collect-interval',
+      String(INTERVAL),
+      '--discovery-interval',
+      '1',
+      // What the SIGTERM test checks is a clean, ordered exit; how fast it is (5 s by default) would only measure how
+      // busy this machine is, so the deadline here is generous.
+      '--shutdown-timeout',
+      '60',
+    ],
+    {
+      REDIS_URL: redis.url,
+      LOG_LEVEL: 'debug',
+    },
+  );
   await waitFor('sidecar healthy', async () => (await get('/health').catch(() => ({ status: 0 }))).status === 200, 15_000);
 });
 
@@ -74,16 +88,22 @@ describe('sidecar process', () => {
     const refused = await waitFor('the reason to say the connection was refused', async () => {
       const reasons = reasonsOf((await get('/health')).body);
       expect(reasons).not.toMatch(internals);
-      return reasons.includes(`Redis at redis://:***@127.0.0.1:${redis.port} is unreachable (connect ECONNREFUSED 127.0.0.1:${redis.port}); retrying`) ? reasons : undefined;
+      return reasons.includes(`Redis at redis://:***@127.0.0.1:${redis.port} is unreachable (connect ECONNREFUSED 127.0.0.1:${redis.port}); retrying`)
+        ? reasons
+        : undefined;
     });
     expect(refused).not.toContain(PASSWORD);
 
     await redis.restart();
-    await waitFor('recovered', async () => {
-      const r = await get('/health');
-      const m = parsePromText((await get('/metrics')).body);
-      return r.status === 200 && m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'orders', state: 'waiting' })) === 3;
-    }, 30_000);
+    await waitFor(
+      'recovered',
+      async () => {
+        const r = await get('/health');
+        const m = parsePromText((await get('/metrics')).body);
+        return r.status === 200 && m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'orders', state: 'waiting' })) === 3;
+      },
+      30_000,
+    );
   });
 
   it('exits 0 on SIGTERM, in order, with no unhandled rejection and no password in any log line', async () => {

@@ -36,7 +36,18 @@ beforeAll(async () => {
   // A queue nobody consumes (critical), next to the demo's workload: real workers, peers and load generator.
   const reports = bull.queue('reports');
   for (let i = 0; i < 12; i += 1) await reports.add('build', { i }, { timestamp: Date.now() - 420_000 });
-  stack = await startDemoStack({ redisUrl: redis.url, prefix: 'bull', ownPrefix: OWN_PREFIX_DEFAULT, host: '127.0.0.1', port: 0, rate: 20, prometheusPort: 0, collectIntervalSeconds: 0.5, logLevel: 'silent', log: createLogger({ level: 'silent' }) });
+  stack = await startDemoStack({
+    redisUrl: redis.url,
+    prefix: 'bull',
+    ownPrefix: OWN_PREFIX_DEFAULT,
+    host: '127.0.0.1',
+    port: 0,
+    rate: 20,
+    prometheusPort: 0,
+    collectIntervalSeconds: 0.5,
+    logLevel: 'silent',
+    log: createLogger({ level: 'silent' }),
+  });
   base = stack.sidecarUrl;
   browser = await launchChromium();
 });
@@ -66,7 +77,9 @@ async function openPage(viewport: { width: number; height: number }): Promise<Pa
 /** The payload the page rendered last, and its table as text. */
 async function rendered(page: Page): Promise<{ payload: QueuesResponse; rows: string[][] }> {
   const at = await page.getAttribute('body', 'data-updated');
-  const rows = await page.$$eval('tr.row', (trs) => trs.map((tr) => [tr.getAttribute('data-queue')!, ...[...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())]));
+  const rows = await page.$$eval('tr.row', (trs) =>
+    trs.map((tr) => [tr.getAttribute('data-queue')!, ...[...tr.querySelectorAll('td')].map((td) => td.textContent!.trim())]),
+  );
   const payload = seen.get(at!);
   if (!payload) throw new Error(`the page rendered ${at}, a response it never received`);
   return { payload, rows };
@@ -93,7 +106,9 @@ describe('status page', () => {
     const links = await page.$$eval('tr[data-queue="bull:reports"] ul.reasons a', (as) => as.map((a) => a.getAttribute('href')));
     expect(links).toEqual(['/runbooks/BullMQNoWorkers.md', '/runbooks/BullMQOldestJobTooOld.md']);
     // The demo's accounting reaches the page: a busy queue's throughput is a number, not a dash.
-    await page.waitForFunction(() => /\d/.test(document.querySelector('tr[data-queue="bull:email"] td[data-col="out"]')?.textContent ?? ''), undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => /\d/.test(document.querySelector('tr[data-queue="bull:email"] td[data-col="out"]')?.textContent ?? ''), undefined, {
+      timeout: 15_000,
+    });
     expect(problems).toEqual([]);
     await page.close();
   });
@@ -104,7 +119,9 @@ describe('status page', () => {
     expect(await backlog()).toBe('12');
     const reports = bull.queue('reports');
     for (let i = 0; i < 7; i += 1) await reports.add('build', { late: i });
-    await page.waitForFunction(() => document.querySelector('tr[data-queue="bull:reports"] td[data-col="backlog"]')?.textContent === '19', undefined, { timeout: 15_000 });
+    await page.waitForFunction(() => document.querySelector('tr[data-queue="bull:reports"] td[data-col="backlog"]')?.textContent === '19', undefined, {
+      timeout: 15_000,
+    });
 
     await page.click('th[data-sort="name"]');
     const names = await page.$$eval('tr.row .qname', (els) => els.map((e) => e.textContent!));

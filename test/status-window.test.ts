@@ -143,7 +143,8 @@ function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<Queue
 }
 
 describe('assessQueue', () => {
-  const judge = (s: QueueState, extra: Partial<QueueHealthInput> = {}) => assessQueue({ state: s, deadLetterJobs: 0, deadLetteredLast15m: null, last15m: null, ...extra });
+  const judge = (s: QueueState, extra: Partial<QueueHealthInput> = {}) =>
+    assessQueue({ state: s, deadLetterJobs: 0, deadLetteredLast15m: null, last15m: null, ...extra });
   it('is critical with no workers and a backlog, naming the alert and its runbook', () => {
     const h = judge(state('email', { workers: 0 }, { waiting: 3 }));
     expect(h.status).toBe('critical');
@@ -171,7 +172,9 @@ describe('assessQueue', () => {
   });
   it('says a dead-letter queue is growing, rather than merely not empty, when more jobs than the alert allows arrived in the window', () => {
     const h = judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 6 });
-    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '6 job(s) dead-lettered in the last 15 min; 7 in email-dlq']]);
+    expect(h.reasons.map((r) => [r.code, r.alert, r.message])).toEqual([
+      ['dead_letters_growing', 'BullMQDeadLetterQueueGrowing', '6 job(s) dead-lettered in the last 15 min; 7 in email-dlq'],
+    ]);
     // Two dead letters are not a trend (dlqGrowing.maxAdded = 5): the queue is only not empty.
     expect(judge(state('email'), { deadLetterJobs: 7, deadLetteredLast15m: 2 }).reasons.map((r) => r.code)).toEqual(['dead_letters']);
   });
@@ -213,11 +216,27 @@ describe('QueueBoard', () => {
 
   it('joins dead-letter depth, windows and health, and sorts the worst queue first', async () => {
     const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
-    const queues = [state('email', {}, { waiting: 1 }), state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }), state('stuck', { workers: 0 }, { waiting: 4 })];
+    const queues = [
+      state('email', {}, { waiting: 1 }),
+      state('email-dlq', { workers: 0 }, { waiting: 2, failed: 1, completed: 7 }),
+      state('stuck', { workers: 0 }, { waiting: 4 }),
+    ];
     const id = 'bull\u0000email';
     const dlqId = 'bull\u0000email-dlq';
-    await board.update(snap(1_000_000, queues), new Map([[id, acc(0, 0, 0, [0, 0, 0], 0)], [dlqId, acc(1, 0, 0, [0, 0, 0], 0)]]));
-    await board.update(snap(1_060_000, queues), new Map([[id, acc(120, 90, 10, [50, 80, 90], 100)], [dlqId, acc(7, 0, 0, [0, 0, 0], 0)]]));
+    await board.update(
+      snap(1_000_000, queues),
+      new Map([
+        [id, acc(0, 0, 0, [0, 0, 0], 0)],
+        [dlqId, acc(1, 0, 0, [0, 0, 0], 0)],
+      ]),
+    );
+    await board.update(
+      snap(1_060_000, queues),
+      new Map([
+        [id, acc(120, 90, 10, [50, 80, 90], 100)],
+        [dlqId, acc(7, 0, 0, [0, 0, 0], 0)],
+      ]),
+    );
     const res = board.response({ now: 1_061_000, history: true });
     expect(res.collection).toMatchObject({ ok: true, ageSeconds: 1, intervalSeconds: 5 });
     expect(res.accountingAvailable).toBe(true);

@@ -36,7 +36,12 @@ function plainDecode(reply: Array<[Buffer, RawEntry[]]> | null): StreamBatch[] {
     .filter(([, raw]) => raw.length > 0)
     .map(([stream, raw]) => ({
       stream: stream.toString(),
-      entries: raw.map(([id, fields]): StreamEntry => toEntry(id.toString(), fields.map((f) => f.toString()))),
+      entries: raw.map(([id, fields]): StreamEntry =>
+        toEntry(
+          id.toString(),
+          fields.map((f) => f.toString()),
+        ),
+      ),
       largest: Math.max(...raw.map(([, fields]) => fields.reduce((n, f) => n + f.length, 0))),
     }));
 }

@@ -97,9 +97,18 @@ describe('queuelens top --once (plain text)', () => {
   });
 });
 
-describe('queuelens top --redis-url with a sidecar\'s event accounting', () => {
+describe("queuelens top --redis-url with a sidecar's event accounting", () => {
   it('shows rates read from the accounting the event reader persisted, refreshing as plain text', async () => {
-    const events = await testSidecar(redis.url, { events: 'true', ownPrefix: 'qltop', eventsLease: '5', eventsRetention: '3600', jobNameLabel: 'false', maxJobNames: '20', queues: 'busy', collectInterval: '0.3' });
+    const events = await testSidecar(redis.url, {
+      events: 'true',
+      ownPrefix: 'qltop',
+      eventsLease: '5',
+      eventsRetention: '3600',
+      jobNameLabel: 'false',
+      maxJobNames: '20',
+      queues: 'busy',
+      collectInterval: '0.3',
+    });
     await events.start();
     const busy = bull.queue('busy');
     bull.worker('busy', async () => 'done', { concurrency: 4 });
@@ -108,11 +117,16 @@ describe('queuelens top --redis-url with a sidecar\'s event accounting', () => {
       await waitFor('accounting for busy', async () => ((await events.scrape()).get('bullmq_jobs_completed_total{prefix="bull",queue="busy"}') ?? 0) > 5);
       const top = spawnCli(['top', '--redis-url', redis.url, '--own-prefix', 'qltop', '--interval', '0.5']);
       // Plain tables, one per refresh; from the second one on, busy has a window and real rates.
-      await waitFor('a table with rates', () => {
-        const last = top.output().trim().split('\n\n').pop() ?? '';
-        const row = rowsOf(last).find((r) => r[1] === 'busy');
-        return row !== undefined && /^\d/.test(row[6]!) && Number(row[7]) > 0;
-      }, 15_000, 100);
+      await waitFor(
+        'a table with rates',
+        () => {
+          const last = top.output().trim().split('\n\n').pop() ?? '';
+          const row = rowsOf(last).find((r) => r[1] === 'busy');
+          return row !== undefined && /^\d/.test(row[6]!) && Number(row[7]) > 0;
+        },
+        15_000,
+        100,
+      );
       top.proc.kill('SIGINT');
       expect((await top.exited).code).toBe(0);
       expect(top.output()).not.toContain('\x1b[');
@@ -138,7 +152,10 @@ describe('queuelens top in a terminal', () => {
   it('draws the table, re-sorts on keys, and exits 0 on q, leaving the terminal as it was', async () => {
     const t = start(`--url ${base} --interval 0.5`);
     // The sidecar also finds the queue an earlier test fed (its worker is connected): only this test's queues count.
-    const order = () => rowsOf(t.screen()).map((r) => r[1]).filter((q) => ['zeta', 'mid', 'alpha'].includes(q!));
+    const order = () =>
+      rowsOf(t.screen())
+        .map((r) => r[1])
+        .filter((q) => ['zeta', 'mid', 'alpha'].includes(q!));
     await waitFor('the table', () => order().length === 3 && t.screen().includes('QUEUE'));
     expect(order()).toEqual(['zeta', 'mid', 'alpha']);
     expect(t.screen()).toMatch(/keys: b badness {2}n name/);

@@ -51,7 +51,7 @@ describe('webhook worker', () => {
     expect(signedAt).toBeLessThanOrEqual(Date.now() / 1000);
   });
 
-  it('delivery ids differ between deployments sharing a receiver and after a queue\'s ids start over', async () => {
+  it("delivery ids differ between deployments sharing a receiver and after a queue's ids start over", async () => {
     const connection = { host: '127.0.0.1', port: redis.port };
     const [a, b] = [new Queue('webhook', { connection, prefix: 'deploy-a' }), new Queue('webhook', { connection, prefix: 'deploy-b' })];
     try {
@@ -67,7 +67,12 @@ describe('webhook worker', () => {
       expect(again.id).toBe('1');
       expect(webhookDeliveryId(again)).not.toBe(webhookDeliveryId(ja));
       // A redriven job names the original: the same id as the original's own attempts.
-      expect(webhookDeliveryId({ ...again, id: 'redrive-1', prefix: again.prefix, queueName: again.queueName, timestamp: again.timestamp + 5 }, { originalJobId: '1', originalTimestamp: again.timestamp })).toBe(webhookDeliveryId(again));
+      expect(
+        webhookDeliveryId(
+          { ...again, id: 'redrive-1', prefix: again.prefix, queueName: again.queueName, timestamp: again.timestamp + 5 },
+          { originalJobId: '1', originalTimestamp: again.timestamp },
+        ),
+      ).toBe(webhookDeliveryId(again));
     } finally {
       await Promise.all([a.close(), b.close()]);
     }
@@ -98,12 +103,14 @@ describe('webhook worker', () => {
     const t = 1_700_000_000;
     for (const secret of ['', 'x', '1234567']) {
       // Signed with that same secret: without the check this verifies (an unset WEBHOOK_SECRET on both sides).
-      expect(() => verifyWebhook(secret, body, signWebhook(secret, t, body), { now: t }), JSON.stringify(secret)).toThrow(/verifyWebhook: the secret is (empty|\d characters); .*at least 8 characters/);
+      expect(() => verifyWebhook(secret, body, signWebhook(secret, t, body), { now: t }), JSON.stringify(secret)).toThrow(
+        /verifyWebhook: the secret is (empty|\d characters); .*at least 8 characters/,
+      );
     }
     expect(verifyWebhook('12345678', body, signWebhook('12345678', t, body), { now: t })).toBe(true);
   });
 
-  it('signs with the job\'s own secret when it has one', async () => {
+  it("signs with the job's own secret when it has one", async () => {
     const job = await h.producer.enqueueWebhook({ url: `${rx.url}/own`, event: 'e', payload: null, secret: 'per-job-secret-1' });
     await waitFor('completed', async () => (await state(job.id!)) === 'completed');
     const [d] = deliveriesFor('/own');
@@ -162,7 +169,17 @@ describe('webhook worker', () => {
     const guarded = webhookProcessor({ secret: SECRET, timeoutMs: 500 });
     const before = rx.deliveries.length;
     const port = new URL(rx.url).port;
-    for (const url of [`http://127.0.0.1:${port}/x`, `http://localhost:${port}/x`, 'http://169.254.169.254/latest/meta-data', 'http://10.1.2.3/x', 'http://[::1]:1/x', `http://[::7f00:1]:${port}/x`, 'http://[::a9fe:a9fe]/latest', 'http://[::ffff:127.0.0.1]:1/x', 'http://[::]:1/x']) {
+    for (const url of [
+      `http://127.0.0.1:${port}/x`,
+      `http://localhost:${port}/x`,
+      'http://169.254.169.254/latest/meta-data',
+      'http://10.1.2.3/x',
+      'http://[::1]:1/x',
+      `http://[::7f00:1]:${port}/x`,
+      'http://[::a9fe:a9fe]/latest',
+      'http://[::ffff:127.0.0.1]:1/x',
+      'http://[::]:1/x',
+    ]) {
       const err = await guarded
         .process({ id: '1', queueName: 'webhook' } as never, { url, event: 'e', payload: 1 }, { log: h.log, trace: ROOT_CONTEXT })
         .catch((e: Error) => e);
@@ -174,7 +191,11 @@ describe('webhook worker', () => {
     // An allow-listed host name passes even though it resolves to loopback.
     const byName = webhookProcessor({ secret: SECRET, timeoutMs: 500, allow: ['localhost'] });
     await expect(
-      byName.process({ id: '2', queueName: 'webhook' } as never, { url: `http://localhost:${port}/named`, event: 'e', payload: 1 }, { log: h.log, trace: ROOT_CONTEXT }),
+      byName.process(
+        { id: '2', queueName: 'webhook' } as never,
+        { url: `http://localhost:${port}/named`, event: 'e', payload: 1 },
+        { log: h.log, trace: ROOT_CONTEXT },
+      ),
     ).resolves.toMatchObject({ status: 200 });
   });
 

@@ -47,7 +47,16 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
   {
     command: ['loadgen'],
     specs: loadgenOptions,
-    bad: { ...SHARED, scenario: 'meltdown', rate: '0', duration: '0', 'failure-share': '1.5', mix: 'email=0', 'webhook-target': 'ftp://x', 'export-rows': '-5' },
+    bad: {
+      ...SHARED,
+      scenario: 'meltdown',
+      rate: '0',
+      duration: '0',
+      'failure-share': '1.5',
+      mix: 'email=0',
+      'webhook-target': 'ftp://x',
+      'export-rows': '-5',
+    },
   },
   {
     command: ['dlq', 'list', 'email'],
@@ -88,7 +97,9 @@ describe('worker-side configuration', () => {
     });
 
     it(`${t.command[0]}: with cluster nodes, refuses a prefix without a hash tag and accepts one with`, () => {
-      const resolve = { worker: resolveWorkerConfig, enqueue: resolveEnqueueConfig, loadgen: resolveLoadgenConfig, dlq: resolveDlqConfig }[t.command[0] as 'worker'];
+      const resolve = { worker: resolveWorkerConfig, enqueue: resolveEnqueueConfig, loadgen: resolveLoadgenConfig, dlq: resolveDlqConfig }[
+        t.command[0] as 'worker'
+      ];
       const redisClusterNodes = '127.0.0.1:7000,127.0.0.1:7001';
       expect(() => resolve({ redisClusterNodes })).toThrow(
         new ConfigError('invalid --prefix (QUEUELENS_PREFIX) "bull" with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ' + clusterPrefixProblem('bull')),
@@ -127,7 +138,8 @@ describe('worker-side configuration', () => {
       ['{a{b}', 'a{b'],
       ['pre:{tenant-1}:bull', 'tenant-1'],
     ];
-    const keys = (prefix: string) => ['email', 'webhook-dlq', 'export'].flatMap((q) => ['wait', 'meta', 'events', '1', '1:lock'].map((s) => `${prefix}:${q}:${s}`));
+    const keys = (prefix: string) =>
+      ['email', 'webhook-dlq', 'export'].flatMap((q) => ['wait', 'meta', 'events', '1', '1:lock'].map((s) => `${prefix}:${q}:${s}`));
     for (const [prefix, tag] of cases) {
       expect(prefixHashTag(prefix), prefix).toBe(tag);
       // cluster-key-slot applies Redis's own rule: the ground truth for "one slot".

@@ -47,7 +47,7 @@ afterAll(async () => {
 });
 
 describe('worker health port', () => {
-  test('ready and live once every queue\'s worker runs against a connected Redis', async () => {
+  test("ready and live once every queue's worker runs against a connected Redis", async () => {
     const ready = await until('/readyz', 200);
     expect(ready.queues.map((q) => q.queue).sort()).toEqual(['email', 'webhook']);
     expect(ready.queues.every((q) => q.running && q.redis)).toBe(true);

@@ -38,21 +38,36 @@ const lines = (out: string) =>
 
 describe('worker logs', () => {
   it('warns at start without WEBHOOK_SECRET; each such dead letter and its log line name the reason; trace ids on the key lines', async () => {
-    const worker = spawnCli(['worker', 'webhook', '--webhook-allow', '127.0.0.1'], { REDIS_URL: redis.url, LOG_LEVEL: 'info', OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
+    const worker = spawnCli(['worker', 'webhook', '--webhook-allow', '127.0.0.1'], {
+      REDIS_URL: redis.url,
+      LOG_LEVEL: 'info',
+      OTEL_EXPORTER_OTLP_ENDPOINT: endpoint,
+    });
     try {
       await waitFor('workers started', () => worker.output().includes('workers started'), 60_000);
       const warning = lines(worker.output()).find((l) => String(l.msg).startsWith('WEBHOOK_SECRET is not set'));
       expect(warning).toMatchObject({ reason: NO_WEBHOOK_SECRET });
 
-      const enqueue = (data: object, ...extra: string[]) => runCli(['enqueue', 'webhook', '--data', JSON.stringify(data), ...extra], { REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
+      const enqueue = (data: object, ...extra: string[]) =>
+        runCli(['enqueue', 'webhook', '--data', JSON.stringify(data), ...extra], { REDIS_URL: redis.url, OTEL_EXPORTER_OTLP_ENDPOINT: endpoint });
       const unsigned = JSON.parse((await enqueue({ url: `${rx.url}/unsigned`, event: 'e', payload: 1 })).output.trim().split('\n').pop()!) as { id: string };
-      const failing = JSON.parse((await enqueue({ url: `${rx.url}/down?status=500`, event: 'e', payload: 2, secret: 'job-secret-123' }, '--attempts', '2')).output.trim().split('\n').pop()!) as { id: string };
+      const failing = JSON.parse(
+        (await enqueue({ url: `${rx.url}/down?status=500`, event: 'e', payload: 2, secret: 'job-secret-123' }, '--attempts', '2')).output
+          .trim()
+          .split('\n')
+          .pop()!,
+      ) as { id: string };
 
       const dlq = new Queue('webhook-dlq', { connection: redis.client(), skipMetasUpdate: true });
-      const dead = await waitFor('both dead letters', async () => {
-        const jobs = await dlq.getJobs(['wait']);
-        return jobs.length === 2 ? jobs : undefined;
-      }, 120_000, 200);
+      const dead = await waitFor(
+        'both dead letters',
+        async () => {
+          const jobs = await dlq.getJobs(['wait']);
+          return jobs.length === 2 ? jobs : undefined;
+        },
+        120_000,
+        200,
+      );
       await dlq.close();
       const bySource = (id: string) => dead.find((j) => (j.data as { source: { jobId: string } }).source.jobId === id)!.data as { failedReason: string };
       expect(bySource(unsigned.id).failedReason).toBe(NO_WEBHOOK_SECRET);

@@ -30,7 +30,12 @@ function countJsonSpans(buf) {
 /** Spans in an OTLP ExportTraceServiceRequest: resource_spans (1) > scope_spans (2) > spans (2), nothing decoded. */
 function countProtobufSpans(buf) {
   let n = 0;
-  eachField(buf, 0, buf.length, (f1, s1, e1) => f1 === 1 && eachField(buf, s1, e1, (f2, s2, e2) => f2 === 2 && eachField(buf, s2, e2, (f3) => (n += f3 === 2 ? 1 : 0))));
+  eachField(
+    buf,
+    0,
+    buf.length,
+    (f1, s1, e1) => f1 === 1 && eachField(buf, s1, e1, (f2, s2, e2) => f2 === 2 && eachField(buf, s2, e2, (f3) => (n += f3 === 2 ? 1 : 0))),
+  );
   return n;
 }
 /** Calls fn(field, start, end) for every length-delimited field of the message in buf[start, end). */
@@ -57,4 +62,3 @@ function eachField(buf, start, end, fn) {
     } else throw new Error(`OTLP receiver: unexpected protobuf wire type ${wire}`);
   }
 }
-

@@ -46,7 +46,11 @@ const fmt = (us) => (jobs ? `${(us / jobs).toFixed(1).padStart(7)} µs/job` : `$
 const pct = (us) => `${((us / busy) * 100).toFixed(1).padStart(5)}%`;
 console.log(`${file}: ${(total / 1e6).toFixed(2)} s sampled, busy ${(busy / 1e6).toFixed(2)} s${jobs ? `, ${(busy / jobs).toFixed(1)} µs busy per job` : ''}`);
 console.log('\nself time by package (busy only):');
-for (const [b, us] of [...byBucket].filter(([b]) => b !== '(idle)').sort((a, b) => b[1] - a[1]).slice(0, 30)) console.log(`  ${fmt(us)} ${pct(us)}  ${b}`);
+for (const [b, us] of [...byBucket]
+  .filter(([b]) => b !== '(idle)')
+  .sort((a, b) => b[1] - a[1])
+  .slice(0, 30))
+  console.log(`  ${fmt(us)} ${pct(us)}  ${b}`);
 console.log(`\ntop ${top} functions by self time:`);
 for (const [f, us] of [...byFn].sort((a, b) => b[1] - a[1]).slice(0, top)) console.log(`  ${fmt(us)} ${pct(us)}  ${f}`);
 

@@ -67,8 +67,17 @@ function open(port: number, onAnswer: (c: Conn, ok: boolean) => void): Promise<C
   });
 }
 
-export async function burstScrapers(o: { port: number; path: string; connections: number; ratePerConnection: number; durationS: number; headers: Record<string, string> }): Promise<BurstResult> {
-  const request = `GET ${o.path} HTTP/1.1\r\nHost: 127.0.0.1:${o.port}\r\n${Object.entries(o.headers).map(([k, v]) => `${k}: ${v}\r\n`).join('')}\r\n`;
+export async function burstScrapers(o: {
+  port: number;
+  path: string;
+  connections: number;
+  ratePerConnection: number;
+  durationS: number;
+  headers: Record<string, string>;
+}): Promise<BurstResult> {
+  const request = `GET ${o.path} HTTP/1.1\r\nHost: 127.0.0.1:${o.port}\r\n${Object.entries(o.headers)
+    .map(([k, v]) => `${k}: ${v}\r\n`)
+    .join('')}\r\n`;
   const latencies: number[] = [];
   let errors = 0;
   const conns = await Promise.all(
@@ -106,7 +115,14 @@ export async function burstScrapers(o: { port: number; path: string; connections
   }
   latencies.sort((a, b) => a - b);
   const r = (x: number) => Math.round(x * 10) / 10;
-  return { requests: latencies.length, errors, p50: r(quantile(latencies, 0.5)), p90: r(quantile(latencies, 0.9)), p99: r(quantile(latencies, 0.99)), max: r(latencies.at(-1) ?? NaN) };
+  return {
+    requests: latencies.length,
+    errors,
+    p50: r(quantile(latencies, 0.5)),
+    p90: r(quantile(latencies, 0.9)),
+    p99: r(quantile(latencies, 0.99)),
+    max: r(latencies.at(-1) ?? NaN),
+  };
 }
 
 export interface FloorServer {

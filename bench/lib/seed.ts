@@ -80,9 +80,19 @@ function seedQueue(pipe: Pipe, prefix: string, i: number, now: number): void {
 
   // completed / failed: score = finishedOn.
   const finished = now - 20_000;
-  for (const id of [10, 11, 12]) job(pipe, q, id, { timestamp: now - 30_000, processedOn: finished - 10, finishedOn: finished, ats: 1, atm: 1, returnvalue: '{"ok":true}' });
+  for (const id of [10, 11, 12])
+    job(pipe, q, id, { timestamp: now - 30_000, processedOn: finished - 10, finishedOn: finished, ats: 1, atm: 1, returnvalue: '{"ok":true}' });
   pipe.zadd(queueKey(q, 'completed'), finished, '10', finished, '11', finished, '12');
-  for (const id of [13, 14]) job(pipe, q, id, { timestamp: now - 30_000, processedOn: finished - 10, finishedOn: finished, ats: 1, atm: 1, failedReason: 'boom', stacktrace: '["Error: boom"]' });
+  for (const id of [13, 14])
+    job(pipe, q, id, {
+      timestamp: now - 30_000,
+      processedOn: finished - 10,
+      finishedOn: finished,
+      ats: 1,
+      atm: 1,
+      failedReason: 'boom',
+      stacktrace: '["Error: boom"]',
+    });
   pipe.zadd(queueKey(q, 'failed'), finished, '13', finished, '14');
 
   // active: LPUSHed when taken, so the right end is the longest-running; a live worker holds `<id>:lock`.

@@ -124,7 +124,10 @@ function gauge(text: string, series: string): number | undefined {
 
 /** NODE_OPTIONS the sidecar Deployment sets, so the benchmark runs the process as it is deployed. */
 export function deployedNodeOptions(): string {
-  const docs = parseAllDocuments(readFileSync(MANIFEST, 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } } });
+  const docs = parseAllDocuments(readFileSync(MANIFEST, 'utf8')).map(
+    (d) =>
+      d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } } },
+  );
   const container = docs.find((d) => d.kind === 'Deployment')?.spec?.template?.spec?.containers?.find((c) => c.name === 'sidecar');
   if (!container) throw new Error(`no sidecar container in ${MANIFEST}`);
   return container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
@@ -143,7 +146,20 @@ interface Running {
 async function startSidecar(opts: { redisUrl: string; prefix: string; queues: number }, nodeOptions: string): Promise<Running> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}/metrics`;
-  const args = ['--redis-url', opts.redisUrl, '--port', String(port), '--host', '127.0.0.1', '--prefixes', opts.prefix, '--collect-interval', String(COLLECT_INTERVAL_S), '--log-level', 'warn'];
+  const args = [
+    '--redis-url',
+    opts.redisUrl,
+    '--port',
+    String(port),
+    '--host',
+    '127.0.0.1',
+    '--prefixes',
+    opts.prefix,
+    '--collect-interval',
+    String(COLLECT_INTERVAL_S),
+    '--log-level',
+    'warn',
+  ];
   const env = { ...process.env, NODE_OPTIONS: nodeOptions };
   const proc = spawn(process.execPath, [CLI, 'sidecar', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
@@ -159,7 +175,9 @@ async function startSidecar(opts: { redisUrl: string; prefix: string; queues: nu
     while (seen.size <= COLLECTIONS_BEFORE_RSS) {
       if (proc.exitCode !== null) throw new Error(`sidecar exited with code ${proc.exitCode}`);
       if (Date.now() > deadline) throw new Error('sidecar did not export every queue within 120 s');
-      body = await fetch(url).then((r) => r.text()).catch(() => '');
+      body = await fetch(url)
+        .then((r) => r.text())
+        .catch(() => '');
       const exported = gauge(body, `bullmq_exporter_queues{prefix="${opts.prefix}"}`);
       const last = gauge(body, 'bullmq_exporter_last_collect_timestamp_seconds');
       if (exported === opts.queues && last !== undefined) seen.add(last);
@@ -199,7 +217,8 @@ export async function measureSidecar(opts: { redisUrl: string; prefix: string; q
     const floor = await floorServer(gzipped.body, { 'content-type': gzipped.contentType, 'content-encoding': 'gzip' });
     const floorUrl = `http://127.0.0.1:${floor.port}/metrics`;
     try {
-      const lean = (port: number) => burstScrapers({ port, path: '/metrics', connections: CONNECTIONS, ratePerConnection: PACED_RATE, durationS: DURATION_S, headers: gzipHeaders });
+      const lean = (port: number) =>
+        burstScrapers({ port, path: '/metrics', connections: CONNECTIONS, ratePerConnection: PACED_RATE, durationS: DURATION_S, headers: gzipHeaders });
       // Warm-up of both: JIT, socket buffers.
       await load(s.pid, s.url, 2, gzipHeaders);
       await load(floor.pid, floorUrl, 2, gzipHeaders);

@@ -135,7 +135,12 @@ export class Collector implements SnapshotSource {
     const changed = new Map<string, string>();
     live.forEach(({ ref, nowMs, f }, i) => {
       const before = stored[i] ?? null;
-      const { record, limited: yes } = judgeWorkerLimiter(decodeLimiterRecord(before), { count: f.limiterCount, pttlMs: f.limiterPttl, nowMs, backlog: f.waiting + f.prioritized });
+      const { record, limited: yes } = judgeWorkerLimiter(decodeLimiterRecord(before), {
+        count: f.limiterCount,
+        pttlMs: f.limiterPttl,
+        nowMs,
+        backlog: f.waiting + f.prioritized,
+      });
       const encoded = encodeLimiterRecord(record);
       if (encoded !== before) changed.set(limiterField(ref), encoded);
       if (yes) limited.add(queueId(ref));

@@ -170,9 +170,7 @@ export class QueueDiscovery {
         else notUtf8.push(k);
       }
       if (notUtf8.length > 0) await this.skipNotUtf8(prefix, notUtf8);
-      const candidates = keys
-        .map((k) => parseMetaKey(prefix, k))
-        .filter((r): r is QueueRef => r !== null && this.slotSafe(r) && this.nameFits(r));
+      const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null && this.slotSafe(r) && this.nameFits(r));
       if (candidates.length > 0) {
         for (const ref of await this.confirm(candidates)) {
           const id = queueId(ref);
@@ -271,7 +269,8 @@ export class QueueDiscovery {
     const overBudget = this.capped.length - fit;
     if (overBudget > 0) {
       this.capped = this.capped.slice(0, fit);
-      if (overBudget !== this.overBudget) this.opts.log.warn({ dropped: overBudget, nameBytes: budget }, 'queue names exceed their total byte budget; the rest are not exported');
+      if (overBudget !== this.overBudget)
+        this.opts.log.warn({ dropped: overBudget, nameBytes: budget }, 'queue names exceed their total byte budget; the rest are not exported');
     }
     this.overBudget = overBudget;
     const dropped = all.length - this.capped.length - overBudget;

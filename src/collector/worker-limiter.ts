@@ -38,7 +38,10 @@ export function decodeLimiterRecord(s: string | null | undefined): LimiterRecord
 }
 
 /** One look at a live window (pttl > 0) of a Worker limiter: the updated record and whether it holds jobs back. */
-export function judgeWorkerLimiter(prev: LimiterRecord, look: { count: number; pttlMs: number; nowMs: number; backlog: number }): { record: LimiterRecord; limited: boolean } {
+export function judgeWorkerLimiter(
+  prev: LimiterRecord,
+  look: { count: number; pttlMs: number; nowMs: number; backlog: number },
+): { record: LimiterRecord; limited: boolean } {
   const { count, pttlMs, nowMs, backlog } = look;
   const r = { ...prev };
   const knownDuration = r.durationMs;

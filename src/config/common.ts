@@ -75,13 +75,15 @@ export const prefixOption = option({
 
 /** queuelens's own keys must never land inside the BullMQ prefix it works on. */
 export function distinctPrefixes<C extends { prefix: string; ownPrefix: string }>(cfg: C): C {
-  if (cfg.ownPrefix === cfg.prefix) throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
+  if (cfg.ownPrefix === cfg.prefix)
+    throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(cfg.ownPrefix)}: must differ from --prefix (QUEUELENS_PREFIX)`);
   return cfg;
 }
 
 /** On a Redis Cluster, a prefix without a hash tag would fail at the first BullMQ script: refuse it before connecting. */
 export function clusterPrefix<C extends { prefix: string; redisClusterNodes?: string[] }>(cfg: C): C {
   const problem = cfg.redisClusterNodes?.length ? clusterPrefixProblem(cfg.prefix) : undefined;
-  if (problem) throw new ConfigError(`invalid --prefix (QUEUELENS_PREFIX) ${JSON.stringify(cfg.prefix)} with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ${problem}`);
+  if (problem)
+    throw new ConfigError(`invalid --prefix (QUEUELENS_PREFIX) ${JSON.stringify(cfg.prefix)} with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ${problem}`);
   return cfg;
 }

@@ -17,7 +17,7 @@ export const DOCUMENTED_COMMANDS: Array<{ command: string; what: string; options
   { command: 'dlq list|show|redrive|purge <queue>', what: 'dead-letter queues', options: dlqOptions },
   { command: 'top', what: 'the queues in a terminal', options: topOptions },
   { command: 'demo', what: 'the whole product on this machine', options: demoOptions },
-  { command: 'demo-peers', what: 'the demo\'s SMTP sink and webhook receiver, for docker-compose.yml', options: demoPeersOptions },
+  { command: 'demo-peers', what: "the demo's SMTP sink and webhook receiver, for docker-compose.yml", options: demoPeersOptions },
 ];
 
 export function renderConfigurationDoc(): string {

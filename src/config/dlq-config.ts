@@ -15,9 +15,22 @@ export const dlqOptions = [
     description: 'only jobs dead-lettered at or after this time: ISO date or a duration back from now (30m, 2h, 7d)',
     parse: since,
   }),
-  option({ name: 'all', env: 'QUEUELENS_DLQ_ALL', description: 'act on every dead-lettered job (required when neither --id nor --since is given)', default: 'false', parse: parse.boolean }),
+  option({
+    name: 'all',
+    env: 'QUEUELENS_DLQ_ALL',
+    description: 'act on every dead-lettered job (required when neither --id nor --since is given)',
+    default: 'false',
+    parse: parse.boolean,
+  }),
   option({ name: 'dry-run', env: 'QUEUELENS_DLQ_DRY_RUN', description: 'say what would happen and change nothing', default: 'false', parse: parse.boolean }),
-  option({ name: 'limit', env: 'QUEUELENS_DLQ_LIMIT', arg: '<n>', description: 'most jobs `list` prints', default: '50', parse: parse.number({ min: 1, max: 1_000_000, integer: true }) }),
+  option({
+    name: 'limit',
+    env: 'QUEUELENS_DLQ_LIMIT',
+    arg: '<n>',
+    description: 'most jobs `list` prints',
+    default: '50',
+    parse: parse.number({ min: 1, max: 1_000_000, integer: true }),
+  }),
   logLevelOption,
 ] as const;
 export type DlqConfig = ConfigOf<typeof dlqOptions>;

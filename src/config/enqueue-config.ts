@@ -17,7 +17,13 @@ export const enqueueOptions = [
     parse: parse.string,
   }),
   option({ name: 'delay', env: 'QUEUELENS_JOB_DELAY', arg: '<seconds>', description: 'seconds before the job may run', parse: parse.seconds(0, 365 * 86_400) }),
-  option({ name: 'attempts', env: 'QUEUELENS_JOB_ATTEMPTS', arg: '<n>', description: 'attempts before dead-lettering (default per queue)', parse: parse.number({ min: 1, max: 1000, integer: true }) }),
+  option({
+    name: 'attempts',
+    env: 'QUEUELENS_JOB_ATTEMPTS',
+    arg: '<n>',
+    description: 'attempts before dead-lettering (default per queue)',
+    parse: parse.number({ min: 1, max: 1000, integer: true }),
+  }),
   logLevelOption,
 ] as const;
 export type EnqueueConfig = ConfigOf<typeof enqueueOptions>;

@@ -18,7 +18,14 @@ export const loadgenOptions = [
     default: 'mixed',
     parse: parse.oneOf(SCENARIOS),
   }),
-  option({ name: 'rate', env: 'LOADGEN_RATE', arg: '<jobs/s>', description: 'jobs enqueued per second, spread over the queues', default: '20', parse: parse.number({ min: 0.1, max: 100_000 }) }),
+  option({
+    name: 'rate',
+    env: 'LOADGEN_RATE',
+    arg: '<jobs/s>',
+    description: 'jobs enqueued per second, spread over the queues',
+    default: '20',
+    parse: parse.number({ min: 0.1, max: 100_000 }),
+  }),
   option({ name: 'duration', env: 'LOADGEN_DURATION', arg: '<seconds>', description: 'how long to run', default: '60', parse: parse.seconds(0.1, 7 * 86_400) }),
   option({
     name: 'failure-share',
@@ -45,7 +52,14 @@ export const loadgenOptions = [
     sensitive: true,
     parse: parse.url(['http:', 'https:']),
   }),
-  option({ name: 'export-rows', env: 'LOADGEN_EXPORT_ROWS', arg: '<n>', description: 'rows per generated export', default: '1000', parse: parse.number({ min: 0, max: 100_000_000, integer: true }) }),
+  option({
+    name: 'export-rows',
+    env: 'LOADGEN_EXPORT_ROWS',
+    arg: '<n>',
+    description: 'rows per generated export',
+    default: '1000',
+    parse: parse.number({ min: 0, max: 100_000_000, integer: true }),
+  }),
   logLevelOption,
 ] as const;
 export type LoadgenConfig = ConfigOf<typeof loadgenOptions>;

@@ -2,6 +2,8 @@
 import type { OptionSpec } from './options.js';
 
 export function renderOptionsTable(specs: readonly OptionSpec[]): string {
-  const rows = specs.map((s) => `| \`--${s.name}\` | \`${s.env}\` | ${s.default === undefined ? '–' : `\`${s.default}\``} | ${s.description.replace(/\|/g, '\\|')} |`);
+  const rows = specs.map(
+    (s) => `| \`--${s.name}\` | \`${s.env}\` | ${s.default === undefined ? '–' : `\`${s.default}\``} | ${s.description.replace(/\|/g, '\\|')} |`,
+  );
   return ['| flag | environment variable | default | meaning |', '| --- | --- | --- | --- |', ...rows].join('\n');
 }

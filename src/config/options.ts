@@ -87,11 +87,7 @@ export const parse = {
   number(opts: { min?: number; max?: number; integer?: boolean; what?: string } = {}) {
     const what = opts.what ?? (opts.integer ? 'a whole number' : 'a number');
     const range =
-      opts.min !== undefined && opts.max !== undefined
-        ? ` from ${opts.min} to ${opts.max}`
-        : opts.min !== undefined
-          ? ` of at least ${opts.min}`
-          : '';
+      opts.min !== undefined && opts.max !== undefined ? ` from ${opts.min} to ${opts.max}` : opts.min !== undefined ? ` of at least ${opts.min}` : '';
     return (raw: string): number => {
       const n = Number(raw.trim());
       const bad =

@@ -8,14 +8,16 @@ import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './opt
  * Fastify 5 ignores one (it cannot tell a proxy from a client naming hops of its own), so one is refused here.
  */
 export function parseTrustProxy(raw: string): string[] {
-  if (/^\s*\d+\s*$/.test(raw)) throw new Error('expected the proxies\' addresses or CIDRs (e.g. 10.0.0.0/8,::1), not a hop count: Fastify does not trust X-Forwarded-For by hop count');
+  if (/^\s*\d+\s*$/.test(raw))
+    throw new Error("expected the proxies' addresses or CIDRs (e.g. 10.0.0.0/8,::1), not a hop count: Fastify does not trust X-Forwarded-For by hop count");
   const list = parse.list(raw);
   for (const entry of list) {
     const [address = '', bits, extra] = entry.split('/');
     const family = isIP(address);
     const named = ['loopback', 'linklocal', 'uniquelocal'].includes(entry);
     const bitsOk = bits === undefined || (/^\d{1,3}$/.test(bits) && Number(bits) <= (family === 6 ? 128 : 32));
-    if (!named && (family === 0 || !bitsOk || extra !== undefined)) throw new Error(`expected addresses or CIDRs (e.g. 10.0.0.0/8,::1); ${JSON.stringify(entry)} is neither`);
+    if (!named && (family === 0 || !bitsOk || extra !== undefined))
+      throw new Error(`expected addresses or CIDRs (e.g. 10.0.0.0/8,::1); ${JSON.stringify(entry)} is neither`);
   }
   return list;
 }
@@ -49,7 +51,8 @@ export const sidecarOptions = [
     name: 'shutdown-timeout',
     env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
     arg: '<seconds>',
-    description: 'on SIGTERM/SIGINT, seconds to finish in-flight requests and close Redis before exiting 1 anyway; keep it under the orchestrator\'s grace period (Kubernetes: 30 s)',
+    description:
+      "on SIGTERM/SIGINT, seconds to finish in-flight requests and close Redis before exiting 1 anyway; keep it under the orchestrator's grace period (Kubernetes: 30 s)",
     default: '5',
     parse: parse.seconds(1, 600),
   }),
@@ -80,7 +83,7 @@ export const sidecarOptions = [
     name: 'health-max-oldest-age',
     env: 'QUEUELENS_HEALTH_MAX_OLDEST_AGE',
     arg: '<seconds>',
-    description: '/health turns 503 degraded when a queue\'s oldest waiting job is older (off when unset)',
+    description: "/health turns 503 degraded when a queue's oldest waiting job is older (off when unset)",
     parse: parse.seconds(0, 10 * 86_400),
   }),
   option({
@@ -170,7 +173,8 @@ export const sidecarOptions = [
     name: 'trust-proxy',
     env: 'QUEUELENS_TRUST_PROXY',
     arg: '<addresses>',
-    description: 'believe X-Forwarded-For from these proxies (comma-separated addresses or CIDRs), so the admin throttle keys on the real client; unset = trust no proxy',
+    description:
+      'believe X-Forwarded-For from these proxies (comma-separated addresses or CIDRs), so the admin throttle keys on the real client; unset = trust no proxy',
     parse: parseTrustProxy,
   }),
   logLevelOption,

@@ -54,7 +54,9 @@ export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     // The SDK silently falls back to http://localhost:4318 for an endpoint that is not a URL: spans would vanish.
     url = URL.canParse(endpoint!.trim()) ? new URL(endpoint!.trim()) : undefined;
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      throw new ConfigError(`${variable} must be an http:// or https:// URL such as http://otel-collector:4318 (got ${JSON.stringify(endpoint)}); unset it to trace nothing`);
+      throw new ConfigError(
+        `${variable} must be an http:// or https:// URL such as http://otel-collector:4318 (got ${JSON.stringify(endpoint)}); unset it to trace nothing`,
+      );
     }
   }
   return {
@@ -64,7 +66,9 @@ export function tracingEnv(env: NodeJS.ProcessEnv = process.env, argv: readonly 
     contextManager: (raw as TraceContextMode | undefined) || (isWorker ? 'job' : 'async'),
     tracesProtocol: protocol as OtlpProtocol,
     resourceDetectors: env.OTEL_NODE_RESOURCE_DETECTORS?.trim()
-      ? env.OTEL_NODE_RESOURCE_DETECTORS.split(',').map((d) => d.trim()).filter(Boolean)
+      ? env.OTEL_NODE_RESOURCE_DETECTORS.split(',')
+          .map((d) => d.trim())
+          .filter(Boolean)
       : undefined,
   };
 }

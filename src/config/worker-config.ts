@@ -53,7 +53,15 @@ export const workerOptions = [
     sensitive: true,
     parse: parse.url(['smtp:', 'smtps:']),
   }),
-  option({ name: 'smtp-from', env: 'SMTP_FROM', arg: '<address>', description: 'From: address of every email', default: 'queuelens <noreply@queuelens.local>', sensitive: true, parse: parse.string }),
+  option({
+    name: 'smtp-from',
+    env: 'SMTP_FROM',
+    arg: '<address>',
+    description: 'From: address of every email',
+    default: 'queuelens <noreply@queuelens.local>',
+    sensitive: true,
+    parse: parse.string,
+  }),
   option({
     name: 'webhook-secret',
     env: 'WEBHOOK_SECRET',
@@ -81,7 +89,14 @@ export const workerOptions = [
       return list;
     },
   }),
-  option({ name: 'export-dir', env: 'EXPORT_DIR', arg: '<dir>', description: 'directory export files are written to', default: './exports', parse: parse.string }),
+  option({
+    name: 'export-dir',
+    env: 'EXPORT_DIR',
+    arg: '<dir>',
+    description: 'directory export files are written to',
+    default: './exports',
+    parse: parse.string,
+  }),
   option({
     name: 'export-max-bytes',
     env: 'EXPORT_MAX_BYTES',
@@ -97,7 +112,8 @@ export const workerOptions = [
     name: 'health-port',
     env: 'QUEUELENS_HEALTH_PORT',
     arg: '<port>',
-    description: 'serve GET /livez (every processing loop runs) and /readyz (and Redis answers a PING within 0.8 s) on this port, for Kubernetes probes; 0 = off',
+    description:
+      'serve GET /livez (every processing loop runs) and /readyz (and Redis answers a PING within 0.8 s) on this port, for Kubernetes probes; 0 = off',
     default: '0',
     parse: parse.number({ min: 0, max: 65_535, integer: true }),
   }),
@@ -121,7 +137,7 @@ export const workerOptions = [
     name: 'lock-duration',
     env: 'QUEUELENS_LOCK_DURATION',
     arg: '<seconds>',
-    description: 'job lock time; a crashed worker\'s job is reclaimed after about this plus the stalled interval',
+    description: "job lock time; a crashed worker's job is reclaimed after about this plus the stalled interval",
     default: '30',
     parse: parse.seconds(0.2, 3600),
   }),

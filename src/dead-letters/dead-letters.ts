@@ -43,8 +43,15 @@ export const NOT_A_DEAD_LETTER = 'not a dead letter queuelens wrote (its data ha
 
 export function isDeadLetterRecord(data: unknown): data is DeadLetterRecord {
   const d = data as Partial<DeadLetterRecord> | null;
-  return typeof d === 'object' && d !== null && typeof d.source === 'object' && d.source !== null
-    && typeof d.source.queue === 'string' && typeof d.source.jobId === 'string' && typeof d.deadLetteredAt === 'number';
+  return (
+    typeof d === 'object' &&
+    d !== null &&
+    typeof d.source === 'object' &&
+    d.source !== null &&
+    typeof d.source.queue === 'string' &&
+    typeof d.source.jobId === 'string' &&
+    typeof d.deadLetteredAt === 'number'
+  );
 }
 
 export interface DeadLetterOptions {
@@ -67,7 +74,12 @@ export interface Selection {
   limit?: number;
 }
 
-export type RedriveOutcome = { dlqJobId: string; status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid' | 'conflict'; newJobId?: string; reason?: string };
+export type RedriveOutcome = {
+  dlqJobId: string;
+  status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid' | 'conflict';
+  newJobId?: string;
+  reason?: string;
+};
 
 /** Deterministic: the same failed job always maps to the same DLQ id, so copying twice is a no-op. */
 export function dlqJobId(job: Pick<Job, 'id' | 'timestamp'>): string {
@@ -139,7 +151,10 @@ export class DeadLetters {
     };
     await context.with(parent, () => this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false }));
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
-    this.opts.log?.warn({ queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade, reason: redactString(record.failedReason), ...logFields }, 'job dead-lettered');
+    this.opts.log?.warn(
+      { queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade, reason: redactString(record.failedReason), ...logFields },
+      'job dead-lettered',
+    );
     return id;
   }
 
@@ -183,7 +198,11 @@ export class DeadLetters {
       if (jobs.length < SWEEP_BATCH) break;
     }
     await this.pruneMarkers();
-    if (copied > 0) this.opts.log?.warn({ queue: this.opts.queue, copied }, 'dead-letter sweep copied failed jobs that had no dead-letter copy (a worker crashed, or lost Redis, before copying them)');
+    if (copied > 0)
+      this.opts.log?.warn(
+        { queue: this.opts.queue, copied },
+        'dead-letter sweep copied failed jobs that had no dead-letter copy (a worker crashed, or lost Redis, before copying them)',
+      );
     return copied;
   }
 
@@ -294,9 +313,10 @@ export class DeadLetters {
     // A dead letter of a redriven job still names the job first enqueued, with when it was created: webhook delivery
     // ids derive from both (the id alone repeats once a queue's ids start over).
     const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown; originalTimestamp?: unknown } } | null)?.redrivenFrom;
-    const { originalJobId, originalTimestamp } = typeof earlier?.originalJobId === 'string'
-      ? { originalJobId: earlier.originalJobId, originalTimestamp: typeof earlier.originalTimestamp === 'number' ? earlier.originalTimestamp : undefined }
-      : { originalJobId: rec.source.jobId, originalTimestamp: rec.source.timestamp ?? sourceTimestampOf(dlqId, rec.source.jobId) };
+    const { originalJobId, originalTimestamp } =
+      typeof earlier?.originalJobId === 'string'
+        ? { originalJobId: earlier.originalJobId, originalTimestamp: typeof earlier.originalTimestamp === 'number' ? earlier.originalTimestamp : undefined }
+        : { originalJobId: rec.source.jobId, originalTimestamp: rec.source.timestamp ?? sourceTimestampOf(dlqId, rec.source.jobId) };
     const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId, originalTimestamp, traceMetadata: rec.traceMetadata };
     const newJobId = redriveJobId(dlqId);
     let held: Record<string, unknown> = {};
@@ -321,12 +341,19 @@ export class DeadLetters {
     const own: JobsOptions = {};
     for (const k of REDRIVE_KEPT_OPTS) (own as Record<string, unknown>)[k] = rec.opts[k];
     const kept = isQueueName(rec.source.queue) ? withJobDefaults(rec.source.queue, own) : own;
-    const added = await withSpan(context.active(), `redrive ${rec.source.queue}`, SpanKind.PRODUCER, { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue }, async (span, ctx) => {
-      const link = linkTo(rec.traceMetadata);
-      if (link) span.addLink(link);
-      return this.commitRedrive(ctx, target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
-    });
-    if (!added) return { dlqJobId: dlqId, status: 'conflict', reason: 'its claim ran out before the re-add (another redrive may have taken it over); nothing was added' };
+    const added = await withSpan(
+      context.active(),
+      `redrive ${rec.source.queue}`,
+      SpanKind.PRODUCER,
+      { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue },
+      async (span, ctx) => {
+        const link = linkTo(rec.traceMetadata);
+        if (link) span.addLink(link);
+        return this.commitRedrive(ctx, target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
+      },
+    );
+    if (!added)
+      return { dlqJobId: dlqId, status: 'conflict', reason: 'its claim ran out before the re-add (another redrive may have taken it over); nothing was added' };
     return this.finishRedrive(dlqJob, newJobId);
   }
 
@@ -338,7 +365,15 @@ export class DeadLetters {
    * a successor already added, and which may since have been processed and removed (then the idempotent job id alone
    * would not stop it running twice). On a connection of its own: WATCH is per connection.
    */
-  private async commitRedrive(parent: Context, target: Queue, fence: { claim: string; token: string }, dlqId: string, name: string, data: unknown, opts: JobsOptions): Promise<boolean> {
+  private async commitRedrive(
+    parent: Context,
+    target: Queue,
+    fence: { claim: string; token: string },
+    dlqId: string,
+    name: string,
+    data: unknown,
+    opts: JobsOptions,
+  ): Promise<boolean> {
     const { queue, conn } = await this.fenceQueue(target);
     // The same connection through BullMQ: its transactions know BullMQ's scripts.
     const bull = await bullmqClient(queue);
@@ -352,20 +387,22 @@ export class DeadLetters {
       // BullMQ's own producer span and trace context, as Queue.add makes them.
       // Under the worker's job context manager the active context does not survive the awaits above: BullMQ's add span
       // is made a child of the redrive span explicitly.
-      return (await context.with(parent, () => queue.trace(SpanKind.PRODUCER, 'add', `${queue.name}.${name}`, async (span, metadata) => {
-        const job = new Job(queue, name, data, metadata ? { ...opts, telemetry: { metadata } } : opts, opts.jobId);
-        const multi = bull.multi();
-        // Queued on the transaction synchronously; the promise only settles with the transaction object itself.
-        void job.addJob(multi as never).catch(() => undefined);
-        multi.hdel(this.secretsKey, dlqId);
-        multi.set(this.redrivenKey(dlqId), String(opts.jobId));
-        const results = (await multi.exec()) as Array<[Error | null, unknown]> | null;
-        if (results === null) return false;
-        const failed = results.find(([err]) => err);
-        if (failed) throw failed[0] as Error;
-        span?.setAttributes({ 'bullmq.job.name': name, 'bullmq.job.id': String(opts.jobId) });
-        return true;
-      }))) as boolean;
+      return (await context.with(parent, () =>
+        queue.trace(SpanKind.PRODUCER, 'add', `${queue.name}.${name}`, async (span, metadata) => {
+          const job = new Job(queue, name, data, metadata ? { ...opts, telemetry: { metadata } } : opts, opts.jobId);
+          const multi = bull.multi();
+          // Queued on the transaction synchronously; the promise only settles with the transaction object itself.
+          void job.addJob(multi as never).catch(() => undefined);
+          multi.hdel(this.secretsKey, dlqId);
+          multi.set(this.redrivenKey(dlqId), String(opts.jobId));
+          const results = (await multi.exec()) as Array<[Error | null, unknown]> | null;
+          if (results === null) return false;
+          const failed = results.find(([err]) => err);
+          if (failed) throw failed[0] as Error;
+          span?.setAttributes({ 'bullmq.job.name': name, 'bullmq.job.id': String(opts.jobId) });
+          return true;
+        }),
+      )) as boolean;
     };
     // One commit at a time on the fence connection: a second WATCH would join the first one's transaction.
     const run = this.fenceChain.then(commit, commit);

@@ -79,7 +79,9 @@ export async function claimDemoNamespace(url: string): Promise<DemoNamespace> {
     const ttl = await redis.pttl(claim).catch(() => -2);
     redis.disconnect();
     const wait = ttl > 0 ? `; if it was killed, its claim lapses in ${Math.ceil(ttl / 1000)} s and the next start cleans up` : '';
-    throw new DemoBusyError(`another queuelens demo is running against this Redis (it holds ${claim}${wait}); stop it first, or give this one another Redis with --redis-url`);
+    throw new DemoBusyError(
+      `another queuelens demo is running against this Redis (it holds ${claim}${wait}); stop it first, or give this one another Redis with --redis-url`,
+    );
   }
   // Renewed while this process lives; a demo killed with SIGKILL lets it lapse (or a start on this host takes it
   // over at once), and the next start cleans up.

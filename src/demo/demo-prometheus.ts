@@ -20,10 +20,20 @@ export interface DemoPrometheus {
   close(): Promise<void>;
 }
 
-export async function startDemoPrometheus(o: { target: string; port: number; job: string; log: Logger; intervalSeconds?: number }): Promise<DemoPrometheus | undefined> {
+export async function startDemoPrometheus(o: {
+  target: string;
+  port: number;
+  job: string;
+  log: Logger;
+  intervalSeconds?: number;
+}): Promise<DemoPrometheus | undefined> {
   if (spawnSync('prometheus', ['--version']).error) return undefined;
   const dir = demoTempDir('prometheus');
-  const ruleFiles = existsSync(ALERTS_DIR) ? readdirSync(ALERTS_DIR).filter((f) => /\.ya?ml$/.test(f)).map((f) => join(ALERTS_DIR, f)) : [];
+  const ruleFiles = existsSync(ALERTS_DIR)
+    ? readdirSync(ALERTS_DIR)
+        .filter((f) => /\.ya?ml$/.test(f))
+        .map((f) => join(ALERTS_DIR, f))
+    : [];
   const every = `${o.intervalSeconds ?? 5}s`;
   const config = [
     'global:',
@@ -41,7 +51,12 @@ export async function startDemoPrometheus(o: { target: string; port: number; job
   const url = `http://127.0.0.1:${o.port}`;
   const child: ChildProcess = spawn(
     'prometheus',
-    [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${o.port}`, '--log.level=warn'],
+    [
+      `--config.file=${join(dir, 'prometheus.yml')}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      `--web.listen-address=127.0.0.1:${o.port}`,
+      '--log.level=warn',
+    ],
     // Own process group: Ctrl-C in the terminal reaches the demo, which stops Prometheus after the sidecar.
     { stdio: 'ignore', detached: true },
   );
@@ -63,7 +78,10 @@ export async function startDemoPrometheus(o: { target: string; port: number; job
   };
   const deadline = Date.now() + 20_000;
   for (;;) {
-    const ready = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) }).then((r) => r.ok, () => false);
+    const ready = await fetch(`${url}/-/ready`, { signal: AbortSignal.timeout(1000) }).then(
+      (r) => r.ok,
+      () => false,
+    );
     if (ready) break;
     if (child.exitCode !== null || Date.now() > deadline) {
       o.log.warn({ port: o.port }, 'prometheus did not start; the demo runs without it');

@@ -107,10 +107,19 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     );
     steps.push(() => workers.close());
 
-    const prometheus = o.prometheusPort > 0 ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log }) : undefined;
+    const prometheus =
+      o.prometheusPort > 0
+        ? await startDemoPrometheus({ target: `${host}:${port}`, port: o.prometheusPort, job: settings.exporterJob, log: o.log })
+        : undefined;
     if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
 
-    const loadgenCfg = resolveLoadgenConfig({ redisUrl: o.redisUrl, prefix: o.prefix, webhookTarget: peers.webhookUrl, scenario: DEMO_SCENARIO, logLevel: o.logLevel });
+    const loadgenCfg = resolveLoadgenConfig({
+      redisUrl: o.redisUrl,
+      prefix: o.prefix,
+      webhookTarget: peers.webhookUrl,
+      scenario: DEMO_SCENARIO,
+      logLevel: o.logLevel,
+    });
     const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
     const abort = new AbortController();
     const loadgen = runLoadgen({

@@ -20,7 +20,16 @@ export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
 export type ReaderCounter = (typeof READER_COUNTERS)[number];
 
 /** Hash fields owned by the scripts (src/redis/lua/events-*.lua), never written from memory; `gen` fences them. */
-export const SCRIPT_FIELDS = { cursor: 'r|cursor', seen: 'r|seen', lost: 'r|lost', lagMs: 'r|lag_ms', commitMs: 'r|commit_ms', graceMs: 'r|grace_ms', heartbeat: 'r|hb', gen: 'r|gen' } as const;
+export const SCRIPT_FIELDS = {
+  cursor: 'r|cursor',
+  seen: 'r|seen',
+  lost: 'r|lost',
+  lagMs: 'r|lag_ms',
+  commitMs: 'r|commit_ms',
+  graceMs: 'r|grace_ms',
+  heartbeat: 'r|hb',
+  gen: 'r|gen',
+} as const;
 
 /** Field of the events meta hash where a shard's reader writes its heartbeat (Redis clock ms; see EventReader). */
 export function heartbeatField(shard = 'all'): string {

@@ -206,7 +206,9 @@ export class EventReader {
     this.cmd = createRedis({ ...conn, name: 'queuelens:events', commandTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
     this.cluster = isCluster(this.cmd);
     const readName = 'queuelens:events:read';
-    this.blocking = this.cluster ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null }) : new RawConnection({ url: o.redisUrl, name: readName, log: o.log, readTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
+    this.blocking = this.cluster
+      ? createRedis({ ...conn, name: readName, maxRetriesPerRequest: null })
+      : new RawConnection({ url: o.redisUrl, name: readName, log: o.log, readTimeoutMs: Math.ceil(this.opts.leaseMs / 3) });
     this.scripts = {
       init: bindScript(this.cmd, eventsInit),
       commit: bindScript(this.cmd, eventsCommit),
@@ -297,7 +299,11 @@ export class EventReader {
           // A failure that persists repeats every half second: logged once a minute, with the count in between.
           const msg = (err as Error).message;
           const r = this.failureLog.check(msg);
-          if (r.log) this.o.log.warn({ err: msg, ...(r.repeated ? { repeated: r.repeated } : {}) }, 'event reader pass failed; reloading the state of the queues it was reading');
+          if (r.log)
+            this.o.log.warn(
+              { err: msg, ...(r.repeated ? { repeated: r.repeated } : {}) },
+              'event reader pass failed; reloading the state of the queues it was reading',
+            );
           this.synced = false;
           await this.sleep(500);
         }
@@ -397,7 +403,17 @@ export class EventReader {
       machine.replay(histories[i] ?? []);
       const cursor = cursors[i] as string;
       const q = queues[i] as QueueRef;
-      const state: FollowedQueue = { queue: q, stream: streams[i] as string, hash: hashes[i] as string, acc, machine, readId: cursor, cursor, committedId: cursor, settled: false };
+      const state: FollowedQueue = {
+        queue: q,
+        stream: streams[i] as string,
+        hash: hashes[i] as string,
+        acc,
+        machine,
+        readId: cursor,
+        cursor,
+        committedId: cursor,
+        settled: false,
+      };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
@@ -476,7 +492,7 @@ export class EventReader {
     const width = this.readBudget.plan(total).streams;
     const start = Date.now();
     let got = false;
-    for (let i = 0; i < this.groups.length; ) {
+    for (let i = 0; i < this.groups.length;) {
       const chunk: FollowedQueue[][] = [];
       let streams = 0;
       for (; i < this.groups.length && (chunk.length === 0 || streams + (this.groups[i] as FollowedQueue[]).length <= width); i++) {
@@ -514,7 +530,7 @@ export class EventReader {
    */
   private async readGroup(term: Term, group: FollowedQueue[], block: number | undefined, inFlight = group.length): Promise<boolean> {
     const got = new Set<FollowedQueue>();
-    for (let i = 0; i < group.length; ) {
+    for (let i = 0; i < group.length;) {
       const plan = this.readBudget.plan(inFlight);
       const width = Math.max(1, Math.floor((plan.streams * group.length) / inFlight));
       const slice = group.slice(i, i + width);
@@ -559,7 +575,9 @@ export class EventReader {
       return parseXreadReply(await b.xread({ count, block, streams, maxReplyBytes: capped ? this.readBudget.maxBytes + REPLY_FRAMING : undefined }));
     }
     const reply = (
-      block === undefined ? await b.xreadBuffer('COUNT', count, 'STREAMS', ...streams) : await b.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
+      block === undefined
+        ? await b.xreadBuffer('COUNT', count, 'STREAMS', ...streams)
+        : await b.xreadBuffer('COUNT', count, 'BLOCK', block, 'STREAMS', ...streams)
     ) as XReadReply;
     const out: StreamBatch[] = [];
     for (const [stream, raw] of reply ?? []) if (raw.length > 0) out.push({ stream: stream.toString(), ...decodeEntries(raw) });
@@ -590,7 +608,12 @@ export class EventReader {
     const { lagRefreshMs, blockMs } = this.opts;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
-      const lost = await this.scripts.commit({ gen: term.gen, graceMs: 2 * lagRefreshMs + blockMs, heartbeatField: this.heartbeatField, queues: chunk.map((p) => p.commit) });
+      const lost = await this.scripts.commit({
+        gen: term.gen,
+        graceMs: 2 * lagRefreshMs + blockMs,
+        heartbeatField: this.heartbeatField,
+        queues: chunk.map((p) => p.commit),
+      });
       if (!lost) throw new FencedOut();
       this.checkTerm(term);
       chunk.forEach(({ s, settles }, k) => {

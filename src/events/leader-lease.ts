@@ -134,7 +134,10 @@ export class LeaderLease {
       return;
     }
     this.lastRenewedAt = sentAt;
-    this.opts.log.warn({ lease: this.opts.key, from: this.gen, to: gen, stored }, 'event state carries a generation above the counter (counter lost?); took a higher one');
+    this.opts.log.warn(
+      { lease: this.opts.key, from: this.gen, to: gen, stored },
+      'event state carries a generation above the counter (counter lost?); took a higher one',
+    );
     this.gen = gen;
     this.opts.onChange(true);
   }

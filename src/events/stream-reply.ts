@@ -27,8 +27,24 @@ const DOLLAR = 36;
  * entry. Anything else is decoded as it is.
  */
 const KNOWN_VALUES = [
-  'added', 'waiting', 'active', 'completed', 'failed', 'delayed', 'progress', 'stalled', 'removed', 'drained',
-  'waiting-children', 'deduplicated', 'debounced', 'retries-exhausted', 'duplicated', 'paused', 'resumed', 'cleaned',
+  'added',
+  'waiting',
+  'active',
+  'completed',
+  'failed',
+  'delayed',
+  'progress',
+  'stalled',
+  'removed',
+  'drained',
+  'waiting-children',
+  'deduplicated',
+  'debounced',
+  'retries-exhausted',
+  'duplicated',
+  'paused',
+  'resumed',
+  'cleaned',
   'prioritized',
 ];
 const KNOWN_BY_LENGTH: Array<Array<[Buffer, string]>> = [];
@@ -49,11 +65,14 @@ function knownOrDecoded(b: Buffer, start: number, end: number): string {
 function keep(f: EntryFields, kb: Buffer, k: number, kl: number, vb: Buffer, v: number, vl: number): void {
   const c = kb[k];
   if (kl === 5) {
-    if (c === 101 && kb[k + 1] === 118 && kb[k + 2] === 101 && kb[k + 3] === 110 && kb[k + 4] === 116) f.event = knownOrDecoded(vb, v, v + vl); // event
-    else if (c === 106 && kb[k + 1] === 111 && kb[k + 2] === 98 && kb[k + 3] === 73 && kb[k + 4] === 100) f.jobId = vb.toString('utf8', v, v + vl); // jobId
+    if (c === 101 && kb[k + 1] === 118 && kb[k + 2] === 101 && kb[k + 3] === 110 && kb[k + 4] === 116)
+      f.event = knownOrDecoded(vb, v, v + vl); // event
+    else if (c === 106 && kb[k + 1] === 111 && kb[k + 2] === 98 && kb[k + 3] === 73 && kb[k + 4] === 100)
+      f.jobId = vb.toString('utf8', v, v + vl); // jobId
     else if (c === 100 && kb[k + 1] === 101 && kb[k + 2] === 108 && kb[k + 3] === 97 && kb[k + 4] === 121) f.delay = vb.toString('utf8', v, v + vl); // delay
   } else if (kl === 4) {
-    if (c === 112 && kb[k + 1] === 114 && kb[k + 2] === 101 && kb[k + 3] === 118) f.prev = knownOrDecoded(vb, v, v + vl); // prev
+    if (c === 112 && kb[k + 1] === 114 && kb[k + 2] === 101 && kb[k + 3] === 118)
+      f.prev = knownOrDecoded(vb, v, v + vl); // prev
     else if (c === 110 && kb[k + 1] === 97 && kb[k + 2] === 109 && kb[k + 3] === 101) f.name = vb.toString('utf8', v, v + vl); // name
   } else if (kl === 17 && c === 100 && kb.toString('latin1', k, k + kl) === 'deduplicatedJobId') {
     f.deduplicatedJobId = vb.toString('utf8', v, v + vl);

@@ -170,7 +170,11 @@ function badRequest(reply: FastifyReply, err: z.ZodError) {
 export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Promise<void> {
   await app.register(cookie);
   await app.register(formbody, { bodyLimit: 4096 });
-  const html = (reply: FastifyReply) => reply.type('text/html; charset=utf-8').header('cache-control', 'no-store').header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+  const html = (reply: FastifyReply) =>
+    reply
+      .type('text/html; charset=utf-8')
+      .header('cache-control', 'no-store')
+      .header('content-security-policy', "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
   const throttle = new AuthThrottle(opts.throttle);
   const who = new WeakMap<FastifyRequest, Who>();
   const sessionKey = (id: string) => ownKeys.adminSession(opts.ownPrefix, sessionHash(id));
@@ -179,7 +183,10 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   /** Counts and logs a failed authentication (never the value tried). */
   const failed = (req: FastifyRequest, via: 'bearer' | 'form') => {
     throttle.fail(req.ip, Date.now());
-    opts.log.warn({ ip: req.ip, via, method: req.method, path: redactString(pathOf(req)) }, via === 'form' ? 'admin login with a wrong token' : 'admin request with a wrong Authorization header');
+    opts.log.warn(
+      { ip: req.ip, via, method: req.method, path: redactString(pathOf(req)) },
+      via === 'form' ? 'admin login with a wrong token' : 'admin request with a wrong Authorization header',
+    );
   };
   /** Answers 429 while the client is throttled; the block is logged once. */
   const refuseIfThrottled = (req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined => {
@@ -187,9 +194,16 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     const ms = throttle.blockedFor(req.ip, now);
     if (ms <= 0) return undefined;
     if (throttle.announce(req.ip, now, ms)) {
-      opts.log.warn({ ip: req.ip, failures: throttle.maxFailures, windowSeconds: throttle.windowMs / 1000, retryAfterSeconds: Math.ceil(ms / 1000) }, 'admin authentication throttled: too many failed attempts from this client');
+      opts.log.warn(
+        { ip: req.ip, failures: throttle.maxFailures, windowSeconds: throttle.windowMs / 1000, retryAfterSeconds: Math.ceil(ms / 1000) },
+        'admin authentication throttled: too many failed attempts from this client',
+      );
     }
-    return reply.code(429).header('retry-after', String(Math.ceil(ms / 1000))).header('cache-control', 'no-store').send({ error: 'too many failed attempts', retryAfterSeconds: Math.ceil(ms / 1000) });
+    return reply
+      .code(429)
+      .header('retry-after', String(Math.ceil(ms / 1000)))
+      .header('cache-control', 'no-store')
+      .send({ error: 'too many failed attempts', retryAfterSeconds: Math.ceil(ms / 1000) });
   };
   const openSession = async (req: FastifyRequest): Promise<string | undefined> => {
     const id = sessionId(req.cookies[SESSION_COOKIE], opts.token, Date.now());
@@ -214,7 +228,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     if (header === undefined && path !== '/admin/login') {
       const id = await openSession(req);
       if (id !== undefined) {
-        if (!READS.has(req.method) && crossOrigin(req)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
+        if (!READS.has(req.method) && crossOrigin(req))
+          return reply.code(403).header('cache-control', 'no-store').send({ error: 'cross-origin request refused' });
         who.set(req, { via: 'session', session: sessionTag(id) });
       }
     }
@@ -224,7 +239,11 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
       if (header !== undefined) {
         if (!tokenMatches(header, opts.token)) {
           failed(req, 'bearer');
-          return reply.code(401).header('www-authenticate', 'Bearer realm="queuelens-admin"').header('cache-control', 'no-store').send({ error: 'unauthorized' });
+          return reply
+            .code(401)
+            .header('www-authenticate', 'Bearer realm="queuelens-admin"')
+            .header('cache-control', 'no-store')
+            .send({ error: 'unauthorized' });
         }
         who.set(req, { via: 'bearer' });
       }
@@ -238,7 +257,11 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     // job's data is refused even with writes on: Bull Board shows it masked, and saving would store the masks.
     if (path.startsWith('/admin/queues') && !READS.has(req.method)) {
       if (!opts.writes) return reply.code(403).header('cache-control', 'no-store').send({ error: 'read-only', detail: READ_ONLY_DETAIL });
-      if (/\/update-data\/?$/.test(path)) return reply.code(403).header('cache-control', 'no-store').send({ error: 'refused', detail: 'job data is shown masked; edit it with your own producer code, not through Bull Board' });
+      if (/\/update-data\/?$/.test(path))
+        return reply
+          .code(403)
+          .header('cache-control', 'no-store')
+          .send({ error: 'refused', detail: 'job data is shown masked; edit it with your own producer code, not through Bull Board' });
     }
   });
 
@@ -265,7 +288,13 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
       return html(reply.code(503)).send(loginPage('Sessions are kept in Redis, which did not answer. Try again, or use the bearer header.'));
     }
     opts.log.info({ ip: req.ip, session: sessionTag(id) }, 'admin login');
-    reply.setCookie(SESSION_COOKIE, sessionValue(opts.token, now, id), { path: '/admin', httpOnly: true, sameSite: 'strict', secure: cameOverTls(req), maxAge: SESSION_MS / 1000 });
+    reply.setCookie(SESSION_COOKIE, sessionValue(opts.token, now, id), {
+      path: '/admin',
+      httpOnly: true,
+      sameSite: 'strict',
+      secure: cameOverTls(req),
+      maxAge: SESSION_MS / 1000,
+    });
     return reply.header('cache-control', 'no-store').redirect('/admin/queues/', 303);
   });
   app.get('/admin/logout', async (req, reply) => {
@@ -284,7 +313,8 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
   });
 
   const prefixOf = (p: string | undefined): string | undefined => (p === undefined ? opts.prefixes[0] : opts.prefixes.includes(p) ? p : undefined);
-  const deadLetters = (prefix: string, queue: string) => new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
+  const deadLetters = (prefix: string, queue: string) =>
+    new DeadLetters({ connection: opts.connection, prefix, ownPrefix: opts.ownPrefix, queue, log: opts.log, skipMetasUpdate: true });
 
   app.get('/admin/dlq/:queue', async (req, reply) => {
     const params = queueParam.safeParse(req.params);
@@ -325,7 +355,11 @@ export async function adminRoutes(app: FastifyInstance, opts: AdminOptions): Pro
     if (!params.success) return badRequest(reply, params.error);
     const body = redriveBody.safeParse(req.body ?? {});
     if (!body.success) return badRequest(reply, body.error);
-    if (!opts.writes && !body.data.dryRun) return reply.code(403).header('cache-control', 'no-store').send({ error: 'read-only', detail: `${READ_ONLY_DETAIL} (a dryRun redrive is allowed)` });
+    if (!opts.writes && !body.data.dryRun)
+      return reply
+        .code(403)
+        .header('cache-control', 'no-store')
+        .send({ error: 'read-only', detail: `${READ_ONLY_DETAIL} (a dryRun redrive is allowed)` });
     const prefix = prefixOf(body.data.prefix);
     if (!prefix) return reply.code(400).send({ error: 'bad request', field: 'prefix', detail: `one of ${opts.prefixes.join(', ')}` });
     const dead = deadLetters(prefix, params.data.queue);
@@ -362,7 +396,9 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
       if (wanted.has(id)) continue;
       board.removeQueue(entry.adapter);
       // Not awaited (the request should not wait on it), so it must not become an unhandled rejection.
-      entry.queue.close().catch((err: unknown) => opts.log.warn({ queue: entry.queue.name, err: redactString(String(err)) }, 'closing a queue removed from Bull Board failed'));
+      entry.queue
+        .close()
+        .catch((err: unknown) => opts.log.warn({ queue: entry.queue.name, err: redactString(String(err)) }, 'closing a queue removed from Bull Board failed'));
       shown.delete(id);
     }
     for (const [id, ref] of wanted) {
@@ -380,7 +416,8 @@ async function mountBullBoard(app: FastifyInstance, opts: AdminOptions): Promise
       // Job data, return values, failure reasons, stack traces and logs reach the browser masked as logs are: no
       // secret-named field (a webhook job's `secret`), no email local part, no URL password.
       scope.addHook('onSend', async (req, reply, payload) => {
-        if (!routeOf(req).startsWith('/admin/queues/api/') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('json')) return payload;
+        if (!routeOf(req).startsWith('/admin/queues/api/') || typeof payload !== 'string' || !String(reply.getHeader('content-type') ?? '').includes('json'))
+          return payload;
         try {
           return JSON.stringify(redactJson(JSON.parse(payload)));
         } catch {

@@ -53,7 +53,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   const healthRoute = (report: () => HealthReport) => async (_req: unknown, reply: FastifyReply) => {
     const r = report();
-    return reply.code(r.status === 'ok' ? 200 : 503).header('cache-control', 'no-store').send(r);
+    return reply
+      .code(r.status === 'ok' ? 200 : 503)
+      .header('cache-control', 'no-store')
+      .send(r);
   };
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));

@@ -18,12 +18,7 @@ export interface HealthReport {
   degradedQueues?: Array<{ prefix: string; queue: string; problems: string[] }>;
 }
 
-export function assessHealth(
-  s: CollectionSnapshot | undefined,
-  now: number,
-  collectIntervalSeconds: number,
-  thresholds: HealthThresholds = {},
-): HealthReport {
+export function assessHealth(s: CollectionSnapshot | undefined, now: number, collectIntervalSeconds: number, thresholds: HealthThresholds = {}): HealthReport {
   const reasons: string[] = [];
   const age = collectionAgeSeconds(s, now);
   if (!s) reasons.push('no collection has run yet');
@@ -31,7 +26,8 @@ export function assessHealth(
     if (!s.redisUp) reasons.push('redis connection is down');
     if (!s.ok && s.error) reasons.push(`last collection failed: ${s.error}`);
     if (age === null) reasons.push('no collection has succeeded yet');
-    else if (isStale(s, now, collectIntervalSeconds)) reasons.push(`last successful collection is ${age.toFixed(1)} s old (limit ${staleLimitSeconds(collectIntervalSeconds)} s)`);
+    else if (isStale(s, now, collectIntervalSeconds))
+      reasons.push(`last successful collection is ${age.toFixed(1)} s old (limit ${staleLimitSeconds(collectIntervalSeconds)} s)`);
   }
   const queues = s?.queues.length ?? 0;
   if (reasons.length > 0) return { status: 'unavailable', reasons, lastCollectAgeSeconds: age, queues };

@@ -29,7 +29,9 @@ export async function queuesApi(app: FastifyInstance, opts: QueuesApiOptions): P
     }
     if (matches.length > 1) {
       const prefixes = matches.map((q) => q.prefix);
-      return reply.code(409).send({ error: 'ambiguous', message: `queue ${JSON.stringify(req.params.queue)} exists under prefixes ${prefixes.join(', ')}: add ?prefix=` });
+      return reply
+        .code(409)
+        .send({ error: 'ambiguous', message: `queue ${JSON.stringify(req.params.queue)} exists under prefixes ${prefixes.join(', ')}: add ?prefix=` });
     }
     const { queues: _all, ...rest } = res;
     return reply.send({ ...rest, queue: matches[0] });

@@ -46,7 +46,11 @@ export const exportJobSchema = z.object({
   source: z.string().min(1).default('synthetic'),
   rows: z.number().int().min(0).max(1_000_000_000),
   /** File name under EXPORT_DIR; letters, digits, dot, dash and underscore only so it cannot escape the directory. */
-  fileName: z.string().regex(/^[A-Za-z0-9._-]{1,128}$/).refine((n) => !n.startsWith('.'), 'may not start with a dot').optional(),
+  fileName: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]{1,128}$/)
+    .refine((n) => !n.startsWith('.'), 'may not start with a dot')
+    .optional(),
   /** Who gets the export-ready email. */
   notify: z.email().optional(),
   redrivenFrom,

@@ -36,7 +36,6 @@ export interface Scenario {
   companion?(ctx: CompanionContext): Companion;
 }
 
-
 type ScenarioConfig = Pick<LoadgenConfig, 'mix' | 'failureShare' | 'webhookTarget' | 'exportRows'>;
 
 export function scenarioFor(name: ScenarioName, cfg: ScenarioConfig): Scenario {
@@ -48,7 +47,8 @@ export function scenarioFor(name: ScenarioName, cfg: ScenarioConfig): Scenario {
     case 'no-workers':
       return {
         name,
-        description: 'export jobs into the `reports` queue, which no worker consumes (a deploy that forgot its worker): BullMQNoWorkers, then BullMQOldestJobTooOld',
+        description:
+          'export jobs into the `reports` queue, which no worker consumes (a deploy that forgot its worker): BullMQNoWorkers, then BullMQOldestJobTooOld',
         plan: (n) => ({ queue: 'export', into: 'reports', failing: false, data: { format: 'csv', rows: cfg.exportRows, fileName: `report-${n}.csv` } }),
       };
     case 'failing-webhook':
@@ -58,7 +58,12 @@ export function scenarioFor(name: ScenarioName, cfg: ScenarioConfig): Scenario {
         plan(n) {
           const url = new URL(cfg.webhookTarget);
           url.searchParams.set('status', '500');
-          return { queue: 'webhook', failing: true, data: { url: url.toString(), event: 'loadgen.failing', payload: { n } }, opts: { attempts: 3, backoff: { type: 'fixed', delay: 500 } } };
+          return {
+            queue: 'webhook',
+            failing: true,
+            data: { url: url.toString(), event: 'loadgen.failing', payload: { n } },
+            opts: { attempts: 3, backoff: { type: 'fixed', delay: 500 } },
+          };
         },
       };
     case 'stall':
@@ -71,7 +76,8 @@ export function scenarioFor(name: ScenarioName, cfg: ScenarioConfig): Scenario {
     case 'backlog':
       return {
         name,
-        description: 'large exports (100x --export-rows rows each) faster than the export workers finish them: BullMQBacklogGrowing, then BullMQOldestJobTooOld',
+        description:
+          'large exports (100x --export-rows rows each) faster than the export workers finish them: BullMQBacklogGrowing, then BullMQOldestJobTooOld',
         plan: (n) => ({ queue: 'export', failing: false, data: { format: n % 2 === 0 ? 'csv' : 'ndjson', rows: cfg.exportRows * 100 } }),
       };
   }
@@ -91,7 +97,12 @@ function demoScenario(cfg: ScenarioConfig): Scenario {
       const job = mixed.plan(n, random);
       if (n % 25 === 0 || n % 25 === 1) {
         // A pair with one deduplication id: the first waits 2 s, so the second always finds it and is dropped.
-        return { queue: 'email', failing: false, data: { template: 'welcome', to: `digest-${n}@example.com` }, opts: { deduplication: { id: `digest-${Math.floor(n / 25)}` }, delay: 2000 } };
+        return {
+          queue: 'email',
+          failing: false,
+          data: { template: 'welcome', to: `digest-${n}@example.com` },
+          opts: { deduplication: { id: `digest-${Math.floor(n / 25)}` }, delay: 2000 },
+        };
       }
       if (job.queue === 'webhook' && !job.failing) {
         const url = new URL((job.data as JobInput<'webhook'>).url);
@@ -153,7 +164,11 @@ export function mixedScenario(cfg: Pick<LoadgenConfig, 'mix' | 'failureShare' | 
       const failing = random() < cfg.failureShare;
       switch (queue) {
         case 'email':
-          return { queue, failing, data: { template: n % 5 === 0 ? 'password-reset' : 'welcome', to: `${failing ? 'reject' : 'user'}-${n}@example.com`, vars: { name: `user ${n}` } } };
+          return {
+            queue,
+            failing,
+            data: { template: n % 5 === 0 ? 'password-reset' : 'welcome', to: `${failing ? 'reject' : 'user'}-${n}@example.com`, vars: { name: `user ${n}` } },
+          };
         case 'webhook': {
           const url = new URL(cfg.webhookTarget);
           if (failing) url.searchParams.set('status', '500');

@@ -23,7 +23,7 @@ export const METRICS = {
   queueJobs: {
     name: 'bullmq_queue_jobs',
     type: 'gauge',
-    help: 'Jobs in each state at the last collection (v6 keeps a paused queue\'s jobs in waiting). completed and failed are bounded by the queue\'s retention.',
+    help: "Jobs in each state at the last collection (v6 keeps a paused queue's jobs in waiting). completed and failed are bounded by the queue's retention.",
     labels: [...Q, 'state'],
     source: 'LLEN wait/active, ZCARD prioritized/delayed/waiting-children/completed/failed',
   },
@@ -39,7 +39,8 @@ export const METRICS = {
     type: 'gauge',
     help: 'How long the next job to run has been eligible (enqueue time plus its delay); 0 when nothing waits. A paused queue keeps its true age (BullMQ 5 and 6); the bundled alerts leave paused queues out.',
     labels: Q,
-    source: 'head of wait (or of prioritized when wait is empty): timestamp + opts.delay, or the start of its last attempt if later, or (a flow parent) the finish of its last child if later',
+    source:
+      'head of wait (or of prioritized when wait is empty): timestamp + opts.delay, or the start of its last attempt if later, or (a flow parent) the finish of its last child if later',
   },
   queueDelayedOverdue: {
     name: 'bullmq_queue_delayed_overdue_jobs',
@@ -72,7 +73,7 @@ export const METRICS = {
   queueRateLimited: {
     name: 'bullmq_queue_rate_limited',
     type: 'gauge',
-    help: '1 while the queue\'s rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum. Global limit (queue.setGlobalRateLimit): the max stored in meta. queue.rateLimit()/worker.rateLimit(): always 1 while the window lasts. A Worker `limiter` option, whose max BullMQ never stores: the max is learnt as the highest counter seen, and the flag is 1 only once at least two separate windows (the last ones seen with jobs waiting) were seen at that same max in their first half, i.e. filled early and held there; a look below the max with jobs waiting clears it. What is learnt is kept under the own prefix (`<own>:limiters`), written only when it changes, so replicas and restarts agree. Limits: 0 for the first windows of a limiter (at least two are needed), a limiter that only reaches its max in the second half of its windows (barely binding) is not flagged, and when the collection interval is close to a multiple of the limiter duration the looks can keep falling in the second half of the windows, so a binding limiter may read 0 for a long time.',
+    help: "1 while the queue's rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum. Global limit (queue.setGlobalRateLimit): the max stored in meta. queue.rateLimit()/worker.rateLimit(): always 1 while the window lasts. A Worker `limiter` option, whose max BullMQ never stores: the max is learnt as the highest counter seen, and the flag is 1 only once at least two separate windows (the last ones seen with jobs waiting) were seen at that same max in their first half, i.e. filled early and held there; a look below the max with jobs waiting clears it. What is learnt is kept under the own prefix (`<own>:limiters`), written only when it changes, so replicas and restarts agree. Limits: 0 for the first windows of a limiter (at least two are needed), a limiter that only reaches its max in the second half of its windows (barely binding) is not flagged, and when the collection interval is close to a multiple of the limiter duration the looks can keep falling in the second half of the windows, so a binding limiter may read 0 for a long time.",
     labels: Q,
     source: 'PTTL/GET limiter, HGET meta max',
   },
@@ -109,12 +110,12 @@ export const METRICS = {
     type: 'gauge',
     help: '1 when Redis answers: 0 while the connection is down and while commands get no answer within their deadline (max(2 s, collect interval)), as with a hung Redis.',
     labels: [],
-    source: 'connection state and the last collection\'s command deadline',
+    source: "connection state and the last collection's command deadline",
   },
   exporterCollectDuration: {
     name: 'bullmq_exporter_collect_duration_seconds',
     type: 'gauge',
-    help: 'Wall time of the last collection\'s Redis reads (the first step of a cycle; see bullmq_exporter_cycle_duration_seconds).',
+    help: "Wall time of the last collection's Redis reads (the first step of a cycle; see bullmq_exporter_cycle_duration_seconds).",
     labels: [],
     source: 'collector',
   },
@@ -245,7 +246,8 @@ export const METRICS = {
     type: 'gauge',
     help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up. The oldest, not the newest: whenever events flow the newest unread one is about 0 s old, however far behind the reader is. Keeps growing while the leader commits nothing (stalled or gone); absent for queues discovery no longer lists.',
     labels: Q,
-    source: 'oldest unread entry\'s age at the leader\'s last commit for the queue, plus Redis TIME since that commit (for a caught-up queue: the time since the later of that commit and its shard reader\'s last heartbeat, beyond the leader\'s grace)',
+    source:
+      "oldest unread entry's age at the leader's last commit for the queue, plus Redis TIME since that commit (for a caught-up queue: the time since the later of that commit and its shard reader's last heartbeat, beyond the leader's grace)",
   },
   exporterEventsRead: {
     name: 'bullmq_exporter_events_read_total',
@@ -271,7 +273,7 @@ export const METRICS = {
   exporterEventsEvicted: {
     name: 'bullmq_exporter_events_evicted_total',
     type: 'counter',
-    help: 'Jobs dropped from the reader\'s bounded in-flight map, counted on the queue that lost them (more in flight over all queues than --events-max-in-flight: the queue tracking the most jobs drops its oldest, so one queue cannot starve another; or idle for 24 h); their later events are unmatched. Jobs drain(), clean() or obliterate() removed without an event are forgotten by a reconciliation against Redis each maintenance pass, not evicted.',
+    help: "Jobs dropped from the reader's bounded in-flight map, counted on the queue that lost them (more in flight over all queues than --events-max-in-flight: the queue tracking the most jobs drops its oldest, so one queue cannot starve another; or idle for 24 h); their later events are unmatched. Jobs drain(), clean() or obliterate() removed without an event are forgotten by a reconciliation against Redis each maintenance pass, not evicted.",
     labels: Q,
     source: EVENTS,
   },

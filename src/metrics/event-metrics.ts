@@ -47,7 +47,10 @@ sameLabels([...READER.map((r) => r.def), METRICS.dlqAdded], QUEUE_LABELS);
 const JOB_NAME = labelAfter(METRICS.jobsAdded, QUEUE_LABELS);
 const NAMED_LABELS = [...QUEUE_LABELS, JOB_NAME];
 sameLabels(Object.values(COUNTERS), NAMED_LABELS);
-const HISTOGRAM_LABEL = Object.fromEntries(Object.entries(HISTOGRAMS).map(([kind, def]) => [kind, labelAfter(def, NAMED_LABELS)])) as Record<EventHistogram, string>;
+const HISTOGRAM_LABEL = Object.fromEntries(Object.entries(HISTOGRAMS).map(([kind, def]) => [kind, labelAfter(def, NAMED_LABELS)])) as Record<
+  EventHistogram,
+  string
+>;
 const LE = [...EXPOSED_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 /** Where each exposed bound sits among the stored ones (the +Inf bucket is `count`). */
 const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {

@@ -8,7 +8,14 @@ import { STARTED_AT_ZERO } from './event-metrics.js';
 import { DLQ_GAUGE_SERIES, QUEUE_GAUGE_SERIES } from './queue-metrics.js';
 
 /** Series per queue in the default classic exposition (without --job-name-label), as rendered. */
-export function seriesPerQueue(): { idle: number; completing: number; everyOutcome: number; dlqAddsToSource: number; deadLetterQueue: number; perHistogram: number } {
+export function seriesPerQueue(): {
+  idle: number;
+  completing: number;
+  everyOutcome: number;
+  dlqAddsToSource: number;
+  deadLetterQueue: number;
+  perHistogram: number;
+} {
   // Counters from 0, bullmq_dlq_added_total, reader health (read, unmatched, evicted, lost, lag).
   const base = QUEUE_GAUGE_SERIES + EVENT_COUNTERS.length + 1 + READER_COUNTERS.length + 2;
   const perHistogram = EXPOSED_BUCKETS_SECONDS.length + 3; // finite buckets, +Inf, _sum, _count

@@ -41,7 +41,10 @@ const DLQ_GAUGES: QueueGauge[] = [
 // Label names come from the definitions: a queue's label set (rendered once per queue and shared by every gauge
 // that has exactly those labels), and the one label bullmq_queue_jobs adds to it.
 const QUEUE_LABELS = METRICS.queuePaused.labels;
-sameLabels([...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => g.def), QUEUE_LABELS);
+sameLabels(
+  [...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => g.def),
+  QUEUE_LABELS,
+);
 const STATE_LABEL = labelAfter(METRICS.queueJobs, QUEUE_LABELS);
 
 export class QueueMetrics {

@@ -96,7 +96,10 @@ export function renderPrometheusRule(groups: RuleGroup[], exporterJob: string): 
     apiVersion: 'monitoring.coreos.com/v1',
     kind: 'PrometheusRule',
     // release: kube-prometheus-stack's default rule selector; an overlay's settings.yaml sets it (components/settings).
-    metadata: { name: exporterJob, labels: { 'app.kubernetes.io/name': exporterJob, 'app.kubernetes.io/component': 'alerts', release: 'kube-prometheus-stack' } },
+    metadata: {
+      name: exporterJob,
+      labels: { 'app.kubernetes.io/name': exporterJob, 'app.kubernetes.io/component': 'alerts', release: 'kube-prometheus-stack' },
+    },
     spec: { groups: readable(groups) },
   };
   return `${header}\n${stringify(rule, { lineWidth: 0, aliasDuplicateObjects: false })}`;

@@ -10,10 +10,18 @@ type Describe = (t: QueueThresholds) => string;
 const pct = (r: number): string => `${Number((r * 100).toPrecision(6))}%`;
 
 const QUEUE_ALERTS: Array<[name: string, text: Describe]> = [
-  ['BullMQNoWorkers', (t) => `jobs ready (or delayed jobs overdue) and no worker connected, or nothing active and nothing finished in ${t.noWorkers.window}; for ${t.noWorkers.for}; paused queues excluded`],
+  [
+    'BullMQNoWorkers',
+    (t) =>
+      `jobs ready (or delayed jobs overdue) and no worker connected, or nothing active and nothing finished in ${t.noWorkers.window}; for ${t.noWorkers.for}; paused queues excluded`,
+  ],
   ['BullMQOldestJobTooOld', (t) => `oldest waiting job eligible for more than ${t.oldestJob.maxAgeSeconds} s, for ${t.oldestJob.for}; paused queues excluded`],
   ['BullMQBacklogGrowing', (t) => `added faster than finished over ${t.backlog.window} with more than ${t.backlog.minJobs} jobs ready, for ${t.backlog.for}`],
-  ['BullMQHighFailureRate', (t) => `terminal failures above ${pct(t.failureRate.maxRatio)} of finished jobs over ${t.failureRate.window}, once at least ${t.failureRate.minFinished} finished; for ${t.failureRate.for}`],
+  [
+    'BullMQHighFailureRate',
+    (t) =>
+      `terminal failures above ${pct(t.failureRate.maxRatio)} of finished jobs over ${t.failureRate.window}, once at least ${t.failureRate.minFinished} finished; for ${t.failureRate.for}`,
+  ],
   ['BullMQJobsStalling', (t) => `more than ${t.stalls.maxStalls} stalls in ${t.stalls.window}`],
   ['BullMQOrphanedActiveJobs', (t) => `active jobs with an expired lock, for ${t.orphanedActive.for}`],
   ['BullMQDeadLetterQueueGrowing', (t) => `more than ${t.dlqGrowing.maxAdded} jobs dead-lettered in ${t.dlqGrowing.window}, for ${t.dlqGrowing.for}`],
@@ -40,7 +48,8 @@ export function renderAlertTable(s: MonitoringSettings): string {
       .join('<br>');
     row(name, base, overrides);
   }
-  const slo = (t: QueueThresholds): string => `${pct(t.waitSlo.objective)} of jobs taken within ${t.waitSlo.thresholdSeconds} s, counted once ${t.waitSlo.minJobs} jobs were taken in the long window`;
+  const slo = (t: QueueThresholds): string =>
+    `${pct(t.waitSlo.objective)} of jobs taken within ${t.waitSlo.thresholdSeconds} s, counted once ${t.waitSlo.minJobs} jobs were taken in the long window`;
   const sloOverrides = Object.keys(s.overrides)
     .filter((q) => slo(thresholdsFor(s, q)) !== slo(s.defaults))
     .map((q) => `\`${q}\`: ${slo(thresholdsFor(s, q))}`)

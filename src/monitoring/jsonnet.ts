@@ -14,7 +14,9 @@ export function renderJsonnet(file: string, config: unknown): string {
     maxBuffer: 64 * 1024 * 1024,
   });
   if (r.error) {
-    throw new Error(`jsonnet could not run (${r.error.message}): the monitoring mixin is rendered with it; install it with \`apt-get install -y jsonnet\` (Debian/Ubuntu).`);
+    throw new Error(
+      `jsonnet could not run (${r.error.message}): the monitoring mixin is rendered with it; install it with \`apt-get install -y jsonnet\` (Debian/Ubuntu).`,
+    );
   }
   if (r.status !== 0) throw new Error(`jsonnet failed on mixin/${file}:\n${r.stderr}`);
   return r.stdout;

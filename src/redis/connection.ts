@@ -121,7 +121,14 @@ export class RedisUnreachableError extends Error {
  * on a connection built to reconnect forever. On a Cluster, connecting includes reading the slot map.
  */
 export async function assertRedisReachable(target: Pick<ConnectionOptions, 'url' | 'clusterNodes'>, timeoutMs = 3000): Promise<void> {
-  const probe = createRedis({ ...target, lazyConnect: true, maxRetriesPerRequest: 0, reconnect: false, connectTimeoutMs: timeoutMs, commandTimeoutMs: timeoutMs });
+  const probe = createRedis({
+    ...target,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    reconnect: false,
+    connectTimeoutMs: timeoutMs,
+    commandTimeoutMs: timeoutMs,
+  });
   let reason = '';
   probe.on('error', (err: Error) => (reason ||= err.message));
   try {

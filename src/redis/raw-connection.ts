@@ -220,7 +220,8 @@ export class RawConnection {
    */
   xread(x: XreadCall): Promise<Buffer> {
     if (this.closed) return Promise.reject(new Error('Connection is closed.'));
-    const args = x.block === undefined ? ['XREAD', 'COUNT', x.count, 'STREAMS', ...x.streams] : ['XREAD', 'COUNT', x.count, 'BLOCK', x.block, 'STREAMS', ...x.streams];
+    const args =
+      x.block === undefined ? ['XREAD', 'COUNT', x.count, 'STREAMS', ...x.streams] : ['XREAD', 'COUNT', x.count, 'BLOCK', x.block, 'STREAMS', ...x.streams];
     return new Promise<Buffer>((resolve, reject) => {
       const req: Request = { payload: encode(args), maxReplyBytes: x.maxReplyBytes, blockMs: x.block === 0 ? undefined : (x.block ?? 0), resolve, reject };
       if (this.ready && this.socket) {
@@ -306,7 +307,10 @@ export class RawConnection {
       deadline = undefined;
       timed = head;
       if (head?.blockMs === undefined) return;
-      deadline = setTimeout(() => socket.destroy(new Error('no reply within the read deadline: the link is taken for dead')), head.blockMs + (this.o.readTimeoutMs ?? 5000));
+      deadline = setTimeout(
+        () => socket.destroy(new Error('no reply within the read deadline: the link is taken for dead')),
+        head.blockMs + (this.o.readTimeoutMs ?? 5000),
+      );
       deadline.unref();
     };
     socket.on('data', (chunk: Buffer) => {

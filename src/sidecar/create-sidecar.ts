@@ -54,7 +54,11 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
   const metrics = new QueueMetrics(exposition);
-  const board = new QueueBoard({ collectIntervalSeconds: config.collectInterval, histogramBounds: EVENT_BUCKETS_SECONDS, bullBoardPath: config.adminToken ? '/admin/queues' : undefined });
+  const board = new QueueBoard({
+    collectIntervalSeconds: config.collectInterval,
+    histogramBounds: EVENT_BUCKETS_SECONDS,
+    bullBoardPath: config.adminToken ? '/admin/queues' : undefined,
+  });
   let last: CollectionSnapshot | undefined;
 
   // Event accounting: one leader per shard reads the streams and persists; every replica reads back and renders.
@@ -111,7 +115,11 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     const cycleSeconds = (Date.now() - started) / 1000;
     const next = stretchedInterval(config.collectInterval, cycleSeconds, s.ok);
     if (next !== interval) {
-      if (next > config.collectInterval) log.warn({ cycleSeconds, intervalSeconds: next, configured: config.collectInterval }, 'collection cycles outgrow --collect-interval; stretching the interval instead of serving stale data');
+      if (next > config.collectInterval)
+        log.warn(
+          { cycleSeconds, intervalSeconds: next, configured: config.collectInterval },
+          'collection cycles outgrow --collect-interval; stretching the interval instead of serving stale data',
+        );
       else log.info({ cycleSeconds, intervalSeconds: next }, 'collection cycles fit --collect-interval again');
     }
     interval = next;
@@ -148,7 +156,17 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     readiness: () => assessHealth(last, Date.now(), interval),
     queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: interval }),
     trustProxy: config.trustProxy,
-    admin: config.adminToken ? { token: config.adminToken, writes: config.adminWrites, connection: redis, prefixes: config.prefixes, ownPrefix: config.ownPrefix, queues: () => discovery.queues(), log } : undefined,
+    admin: config.adminToken
+      ? {
+          token: config.adminToken,
+          writes: config.adminWrites,
+          connection: redis,
+          prefixes: config.prefixes,
+          ownPrefix: config.ownPrefix,
+          queues: () => discovery.queues(),
+          log,
+        }
+      : undefined,
   });
 
   // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.

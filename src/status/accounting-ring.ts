@@ -161,9 +161,7 @@ export class AccountingRing {
       gauges.forEach((g, k) => out.gauges[g]!.push(this.pts[i * this.pStride + 2 + k]!));
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
-      counters.forEach((c, k) =>
-        out.rates[c]!.push(both ? resetAware(this.rows[i]![k]!, this.rows[i - 1]![k]!) / dt : null),
-      );
+      counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(this.rows[i]![k]!, this.rows[i - 1]![k]!) / dt : null));
     }
     return out;
   }

@@ -142,7 +142,12 @@ export class QueueBoard {
         workers: q.workers ?? null,
         deadLetter,
         windows,
-        health: assessQueue({ state: q, deadLetterJobs: deadLetter?.jobs ?? 0, deadLetteredLast15m: deadLetter?.addedLast15m ?? null, last15m: windows['15m'] }),
+        health: assessQueue({
+          state: q,
+          deadLetterJobs: deadLetter?.jobs ?? 0,
+          deadLetteredLast15m: deadLetter?.addedLast15m ?? null,
+          last15m: windows['15m'],
+        }),
       };
       if (withHistory && ring) view.history = historyView(ring, hasAccounting);
       return view;

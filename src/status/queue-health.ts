@@ -63,11 +63,17 @@ export function assessQueue(input: QueueHealthInput, t: QueueThresholds = thresh
     const finished = (w.rates.completed + w.rates.failed) * w.seconds;
     const { minFinished, maxRatio } = t.failureRate;
     if (finished >= minFinished && w.failureRatio > maxRatio) {
-      add('high_failure_rate', `${(w.failureRatio * 100).toFixed(1)}% of finished jobs failed in the last ${formatAge(w.seconds)} (limit ${(maxRatio * 100).toFixed(0)}%)`);
+      add(
+        'high_failure_rate',
+        `${(w.failureRatio * 100).toFixed(1)}% of finished jobs failed in the last ${formatAge(w.seconds)} (limit ${(maxRatio * 100).toFixed(0)}%)`,
+      );
     }
   }
   if (w && backlog > t.backlog.minJobs && w.rates.added > w.rates.completed + w.rates.failed) {
-    add('backlog_growing', `${backlog} jobs waiting and more arriving (${w.rates.added.toFixed(2)}/s) than finishing (${(w.rates.completed + w.rates.failed).toFixed(2)}/s)`);
+    add(
+      'backlog_growing',
+      `${backlog} jobs waiting and more arriving (${w.rates.added.toFixed(2)}/s) than finishing (${(w.rates.completed + w.rates.failed).toFixed(2)}/s)`,
+    );
   }
   if (w && w.rates.stalled * w.seconds > t.stalls.maxStalls) {
     add('jobs_stalling', `${Math.round(w.rates.stalled * w.seconds)} job(s) stalled in the last ${formatAge(w.seconds)}`);

@@ -34,7 +34,11 @@ const KEY: Record<Exclude<TopSort, 'badness' | 'name'>, (q: QueueView) => number
 /** Worst (or largest) first; `name` is A to Z; `reverse` flips either. */
 export function sortQueues(queues: readonly QueueView[], sort: TopSort, reverse: boolean): QueueView[] {
   const cmp =
-    sort === 'badness' ? byBadness : sort === 'name' ? (a: QueueView, b: QueueView) => a.name.localeCompare(b.name) || a.prefix.localeCompare(b.prefix) : (a: QueueView, b: QueueView) => KEY[sort](b) - KEY[sort](a) || byBadness(a, b);
+    sort === 'badness'
+      ? byBadness
+      : sort === 'name'
+        ? (a: QueueView, b: QueueView) => a.name.localeCompare(b.name) || a.prefix.localeCompare(b.prefix)
+        : (a: QueueView, b: QueueView) => KEY[sort](b) - KEY[sort](a) || byBadness(a, b);
   const sorted = [...queues].sort(cmp);
   return reverse ? sorted.reverse() : sorted;
 }
@@ -53,7 +57,13 @@ interface Column {
 
 const COLUMNS: Column[] = [
   { title: 'HEALTH', width: 7, left: true, value: (q) => ({ ok: 'ok', warning: 'WARN', critical: 'CRIT' })[q.health.status] },
-  { title: 'QUEUE', sort: 'name', width: 0, left: true, value: (q) => (q.prefix === 'bull' ? q.name : `${q.prefix}:${q.name}`) + (q.paused ? ' (paused)' : '') },
+  {
+    title: 'QUEUE',
+    sort: 'name',
+    width: 0,
+    left: true,
+    value: (q) => (q.prefix === 'bull' ? q.name : `${q.prefix}:${q.name}`) + (q.paused ? ' (paused)' : ''),
+  },
   { title: 'BACKLOG', sort: 'backlog', width: 7, value: (q) => String(q.backlog) },
   { title: 'ACTIVE', width: 6, value: (q) => String(q.jobs.active) },
   { title: 'DELAYED', width: 7, value: (q) => String(q.jobs.delayed) },
@@ -95,7 +105,8 @@ export function renderTop(res: QueuesResponse | undefined, o: TopRenderOptions):
   lines.push(style(fit(`queuelens top · ${o.source} · ${summary} · ${when}`, o.width), ESC.bold));
   if (o.error) lines.push(style(fit(`! ${o.error}`, o.width), ESC.red));
   if (res && !res.collection.ok) lines.push(style(fit(`! collection failing: ${res.collection.error ?? 'unknown error'}`, o.width), ESC.red));
-  if (res && res.collection.ok && !res.accountingAvailable) lines.push(style(fit('rates and latency need the event reader: shown as — until it has data', o.width), ESC.dim));
+  if (res && res.collection.ok && !res.accountingAvailable)
+    lines.push(style(fit('rates and latency need the event reader: shown as — until it has data', o.width), ESC.dim));
 
   const nameWidth = Math.min(32, Math.max(8, ...queues.map((q) => COLUMNS[1]!.value(q).length)));
   let cols = COLUMNS.map((c) => (c.title === 'QUEUE' ? { ...c, width: nameWidth } : c));
@@ -124,7 +135,15 @@ export function renderTop(res: QueuesResponse | undefined, o: TopRenderOptions):
   if (res && queues.length === 0 && res.collection.ok) lines.push('no BullMQ queues found');
   if (o.legend) {
     lines.push('');
-    lines.push(style(fit(`sort: ${o.sort}${o.reverse ? ' (reversed)' : ''} · keys: b badness  n name  d backlog  a age  i in  o out  f fail  l dlq  w workers  r reverse  q quit`, o.width), ESC.dim));
+    lines.push(
+      style(
+        fit(
+          `sort: ${o.sort}${o.reverse ? ' (reversed)' : ''} · keys: b badness  n name  d backlog  a age  i in  o out  f fail  l dlq  w workers  r reverse  q quit`,
+          o.width,
+        ),
+        ESC.dim,
+      ),
+    );
   }
   return lines;
 }

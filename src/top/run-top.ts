@@ -22,7 +22,9 @@ export async function runTop(cfg: TopConfig, source: TopSource, io: TopIo = { st
 async function runPlain(cfg: TopConfig, source: TopSource, io: TopIo): Promise<number> {
   const width = io.stdout.isTTY ? io.stdout.columns : 160;
   const print = (res: QueuesResponse | undefined, error?: string) =>
-    io.stdout.write(`${renderTop(res, { sort: cfg.sort, reverse: false, width, color: cfg.useColor, source: source.label, error, legend: false }).join('\n')}\n`);
+    io.stdout.write(
+      `${renderTop(res, { sort: cfg.sort, reverse: false, width, color: cfg.useColor, source: source.label, error, legend: false }).join('\n')}\n`,
+    );
   if (cfg.once) {
     try {
       const res = await source.read();
@@ -70,7 +72,16 @@ async function runInteractive(cfg: TopConfig, source: TopSource, io: TopIo): Pro
   const done = new Promise<number>((resolve) => (finish = resolve));
 
   const draw = () => {
-    const lines = renderTop(last, { sort, reverse, width: stdout.columns || 80, height: stdout.rows || 24, color: cfg.useColor, source: source.label, error, legend: true });
+    const lines = renderTop(last, {
+      sort,
+      reverse,
+      width: stdout.columns || 80,
+      height: stdout.rows || 24,
+      color: cfg.useColor,
+      source: source.label,
+      error,
+      legend: true,
+    });
     // Home, each line cleared to its end, then everything below cleared: no flicker, no leftovers.
     stdout.write(`\x1b[H${lines.map((l) => `${l}\x1b[K`).join('\r\n')}\x1b[J`);
   };

@@ -28,7 +28,10 @@ export function sidecarSource(baseUrl: string): TopSource {
       try {
         res = await fetch(url, { signal: AbortSignal.timeout(5000), headers: { accept: 'application/json' } });
       } catch (err) {
-        throw new Error(`cannot reach the sidecar at ${safeUrl(url.toString())} (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`, { cause: err });
+        throw new Error(
+          `cannot reach the sidecar at ${safeUrl(url.toString())} (${(err as Error).cause ? String((err as Error & { cause: Error }).cause.message) : (err as Error).message})`,
+          { cause: err },
+        );
       }
       if (!res.ok) throw new Error(`${safeUrl(url.toString())} answered ${res.status}; is this a queuelens sidecar?`);
       return (await res.json()) as QueuesResponse;

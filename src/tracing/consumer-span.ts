@@ -8,7 +8,19 @@
 // (docs/benchmarks.md, Workers). Here an attempt its producer did not sample costs a look at the traceparent's flags,
 // and its context is built only if the processor asks for it (to pass on to a job it enqueues, or for a log line).
 import { randomBytes } from 'node:crypto';
-import { context, propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace, TraceFlags, type Attributes, type Context, type Span, type SpanContext } from '@opentelemetry/api';
+import {
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+  TraceFlags,
+  type Attributes,
+  type Context,
+  type Span,
+  type SpanContext,
+} from '@opentelemetry/api';
 import { TelemetryAttributes, type Job } from 'bullmq';
 import { redactString } from '../log/redact.js';
 import { ATTR, jobContext } from './semconv-telemetry.js';

@@ -20,11 +20,19 @@ if (env.exportEnabled) {
   process.env.OTEL_EXPORTER_OTLP_TRACES_PROTOCOL = env.tracesProtocol;
   const where = `${env.endpoint!.variable}=${env.endpoint!.url.origin}`;
   try {
-    startTracing({ serviceName: env.serviceName, contextManager: env.contextManager, resourceDetectors: env.resourceDetectors, collector: env.endpoint!.url, onExportError: (msg) => process.stderr.write(`queuelens: tracing: spans not delivered to ${env.endpoint!.url.origin} (${msg}); later export errors are not shown\n`) });
+    startTracing({
+      serviceName: env.serviceName,
+      contextManager: env.contextManager,
+      resourceDetectors: env.resourceDetectors,
+      collector: env.endpoint!.url,
+      onExportError: (msg) =>
+        process.stderr.write(`queuelens: tracing: spans not delivered to ${env.endpoint!.url.origin} (${msg}); later export errors are not shown\n`),
+    });
     const { probeCollector } = await import('./probe-collector.js');
     // In the background: start-up does not wait for the collector, and a missing one is said once.
     void probeCollector(env.endpoint!.url).then((problem) => {
-      if (problem) process.stderr.write(`queuelens: tracing requested (${where}) but nothing answers there (${problem}); spans are dropped until a collector listens\n`);
+      if (problem)
+        process.stderr.write(`queuelens: tracing requested (${where}) but nothing answers there (${problem}); spans are dropped until a collector listens\n`);
     });
   } catch (err) {
     process.stderr.write(`queuelens: tracing requested (${where}) but it cannot start: ${(err as Error).message}; running without traces\n`);

@@ -118,7 +118,16 @@ export function startTracing(opts: TracingOptions = {}): () => Promise<void> {
   // OTEL_LOG_LEVEL set: the user chose the SDK's own diagnostics; leave them alone.
   if (opts.onExportError && !process.env.OTEL_LOG_LEVEL) {
     const quiet = () => undefined;
-    diag.setLogger({ error: (msg, ...args) => report([msg, ...args.map((a) => (a instanceof Error ? a.message : String(a)))].join(' ')), warn: quiet, info: quiet, debug: quiet, verbose: quiet }, DiagLogLevel.ERROR);
+    diag.setLogger(
+      {
+        error: (msg, ...args) => report([msg, ...args.map((a) => (a instanceof Error ? a.message : String(a)))].join(' ')),
+        warn: quiet,
+        info: quiet,
+        debug: quiet,
+        verbose: quiet,
+      },
+      DiagLogLevel.ERROR,
+    );
   }
   sdk.start();
   // The instrumentation patches ioredis from a require() hook, but an ESM `import 'ioredis'` bypasses it.

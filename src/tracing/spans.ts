@@ -10,7 +10,13 @@ const tracer = () => trace.getTracer('queuelens');
  * `fn` gets the span's context to hand on (trace headers, nested spans). Its synchronous start also runs with that
  * context active, which is what BullMQ's `add` reads for the producer span.
  */
-export async function withSpan<T>(parent: Context, name: string, kind: SpanKind, attributes: Attributes, fn: (span: Span, ctx: Context) => Promise<T>): Promise<T> {
+export async function withSpan<T>(
+  parent: Context,
+  name: string,
+  kind: SpanKind,
+  attributes: Attributes,
+  fn: (span: Span, ctx: Context) => Promise<T>,
+): Promise<T> {
   const span = tracer().startSpan(name, { kind, attributes }, parent);
   const ctx = trace.setSpan(parent, span);
   try {

@@ -106,7 +106,13 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix);
     // BullMQ runs its Queue, Worker and the Worker's blocking duplicate on this connection; on a Cluster it needs
     // maxRetriesPerRequest null in the node options and the offline queue on, which createRedis sets for null.
-    const connection = createRedis({ url: opts.redisUrl, clusterNodes: opts.clusterNodes, name: `queuelens:${opts.queue}`, maxRetriesPerRequest: null, log: opts.log });
+    const connection = createRedis({
+      url: opts.redisUrl,
+      clusterNodes: opts.clusterNodes,
+      name: `queuelens:${opts.queue}`,
+      maxRetriesPerRequest: null,
+      log: opts.log,
+    });
     this.connection = connection;
     this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, ownPrefix: opts.ownPrefix, queue: opts.queue, log: opts.log });
     this.worker = new Worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {
@@ -171,7 +177,13 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
    */
   async redisAnswers(deadlineMs: number): Promise<boolean> {
     if (this.connection.status !== 'ready') return false;
-    this.ping ??= this.connection.ping().then(() => true, () => false).finally(() => (this.ping = undefined));
+    this.ping ??= this.connection
+      .ping()
+      .then(
+        () => true,
+        () => false,
+      )
+      .finally(() => (this.ping = undefined));
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs)));
     try {
@@ -216,7 +228,10 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       const span = this.attempts.get(job);
       if (job.finishedOn) await this.deadLetters.copy(job, span?.context, span?.logFields());
       else {
-        this.opts.log.info({ queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, reason: err.message, ...span?.logFields() }, 'attempt failed; will retry');
+        this.opts.log.info(
+          { queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, reason: err.message, ...span?.logFields() },
+          'attempt failed; will retry',
+        );
         await DeadLetters.noteFailedAttempt(job);
       }
     } catch (copyErr) {

@@ -118,7 +118,11 @@ export function exportProcessor(opts: ExportProcessorOptions): { process: Proces
       let index = 0;
       for await (const batch of inChunks(source({ rows: data.rows }), chunkRows)) {
         await withSpan(ctx.trace, 'export chunk', SpanKind.INTERNAL, { 'queuelens.export.chunk': index, 'queuelens.export.rows': batch.length }, async () => {
-          await write(data.format === 'csv' ? stringify(batch, { columns: EXPORT_COLUMNS as unknown as string[] }) : `${batch.map((r) => JSON.stringify(r)).join('\n')}\n`);
+          await write(
+            data.format === 'csv'
+              ? stringify(batch, { columns: EXPORT_COLUMNS as unknown as string[] })
+              : `${batch.map((r) => JSON.stringify(r)).join('\n')}\n`,
+          );
         });
         index += 1;
         rows += batch.length;
@@ -187,7 +191,9 @@ async function publish(tmp: string, final: string, sha256: string): Promise<void
     }
   }
   if ((await fileSha256(final)) === sha256) return;
-  throw new UnrecoverableError(`${basename(final)} already exists in the export directory with other content; an export file name is written once: choose another fileName`);
+  throw new UnrecoverableError(
+    `${basename(final)} already exists in the export directory with other content; an export file name is written once: choose another fileName`,
+  );
 }
 
 function fileSha256(path: string): Promise<string> {

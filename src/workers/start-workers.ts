@@ -62,10 +62,13 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
   let closed: Promise<void> | undefined;
   return {
     health: () => workers.map((w) => w.health()),
-    readiness: (deadlineMs) => Promise.all(workers.map(async (w) => {
-      const h = w.health();
-      return { ...h, redis: h.redis && await w.redisAnswers(deadlineMs) };
-    })),
+    readiness: (deadlineMs) =>
+      Promise.all(
+        workers.map(async (w) => {
+          const h = w.health();
+          return { ...h, redis: h.redis && (await w.redisAnswers(deadlineMs)) };
+        }),
+      ),
     close() {
       closed ??= (async () => {
         await Promise.all(workers.map((w) => w.close()));

@@ -12,7 +12,8 @@ import { SsrfGuard } from './ssrf-guard.js';
 import { DELIVERY_HEADER, EVENT_HEADER, SIGNATURE_HEADER, signWebhook } from './webhook-signature.js';
 
 /** The reason in every dead letter of a webhook that could not be signed, and in the worker's start-up warning. */
-export const NO_WEBHOOK_SECRET = 'webhook job has no secret and the worker has no WEBHOOK_SECRET (--webhook-secret): set it and redrive with `queuelens dlq redrive webhook`';
+export const NO_WEBHOOK_SECRET =
+  'webhook job has no secret and the worker has no WEBHOOK_SECRET (--webhook-secret): set it and redrive with `queuelens dlq redrive webhook`';
 
 export interface WebhookProcessorOptions {
   /** Used when a job carries no secret of its own. */
@@ -41,7 +42,10 @@ export function isRetryableStatus(status: number): boolean {
  * receiver apart, and the creation time tells apart the jobs that reuse an id once a queue's ids start over (after an
  * obliterate or a flush).
  */
-export function webhookDeliveryId(job: { prefix: string; queueName: string; id?: string; timestamp: number }, redrivenFrom?: { originalJobId: string; originalTimestamp?: number }): string {
+export function webhookDeliveryId(
+  job: { prefix: string; queueName: string; id?: string; timestamp: number },
+  redrivenFrom?: { originalJobId: string; originalTimestamp?: number },
+): string {
   const [id, created] = redrivenFrom ? [redrivenFrom.originalJobId, redrivenFrom.originalTimestamp ?? job.timestamp] : [job.id, job.timestamp];
   return `${job.prefix}:${job.queueName}:${id}:${created}`;
 }

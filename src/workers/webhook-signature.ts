@@ -35,7 +35,9 @@ export interface VerifyOptions {
  */
 export function verifyWebhook(secret: string, body: string, header: string, opts: VerifyOptions = {}): boolean {
   if (typeof secret !== 'string' || secret.length < MIN_SECRET_LENGTH) {
-    throw new TypeError(`verifyWebhook: the secret is ${typeof secret !== 'string' || secret === '' ? 'empty' : `${secret.length} characters`}; pass the signing secret the sender uses (WEBHOOK_SECRET or the job's secret, at least ${MIN_SECRET_LENGTH} characters)`);
+    throw new TypeError(
+      `verifyWebhook: the secret is ${typeof secret !== 'string' || secret === '' ? 'empty' : `${secret.length} characters`}; pass the signing secret the sender uses (WEBHOOK_SECRET or the job's secret, at least ${MIN_SECRET_LENGTH} characters)`,
+    );
   }
   let timestamp: number | undefined;
   const given: string[] = [];

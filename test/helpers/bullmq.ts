@@ -53,7 +53,12 @@ export class BullFixtures {
 
   async close(): Promise<void> {
     for (const c of this.children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
-    await Promise.allSettled(this.closers.splice(0).reverse().map((c) => c()));
+    await Promise.allSettled(
+      this.closers
+        .splice(0)
+        .reverse()
+        .map((c) => c()),
+    );
   }
 }
 

@@ -7,7 +7,9 @@ import { analysePromQL } from './promql.js';
 
 /** Family names as the sidecar exposes them (histograms without _bucket/_sum/_count); Prometheus's own `up` left out. */
 export function dashboardMetricFamilies(): string[] {
-  const rules = parseYaml(readFileSync(new URL('../../alerts/queuelens.rules.yml', import.meta.url), 'utf8')) as { groups: Array<{ rules: Array<{ record?: string; expr: string }> }> };
+  const rules = parseYaml(readFileSync(new URL('../../alerts/queuelens.rules.yml', import.meta.url), 'utf8')) as {
+    groups: Array<{ rules: Array<{ record?: string; expr: string }> }>;
+  };
   const recorded = new Map<string, string>();
   for (const g of rules.groups) for (const r of g.rules) if (r.record) recorded.set(r.record, r.expr);
   const families = new Set<string>();

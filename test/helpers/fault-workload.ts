@@ -42,7 +42,18 @@ export class FaultWorkload {
 
   /** A real worker process on the export queue; a crashed one's jobs are reclaimed within ~2 s. */
   startWorker(o: WorkerProcessOptions = {}): CliProcess {
-    const args = ['worker', 'export', '--export-dir', this.dir, '--export-concurrency', '4', '--lock-duration', String(o.lockDuration ?? 1), '--stalled-interval', '0.5'];
+    const args = [
+      'worker',
+      'export',
+      '--export-dir',
+      this.dir,
+      '--export-concurrency',
+      '4',
+      '--lock-duration',
+      String(o.lockDuration ?? 1),
+      '--stalled-interval',
+      '0.5',
+    ];
     const w = spawnCli([...args, '--shutdown-timeout', String(o.shutdownTimeout ?? 5)], { REDIS_URL: o.redisUrl ?? this.redis.url, LOG_LEVEL: 'warn' });
     this.workers.push(w);
     return w;
@@ -54,7 +65,9 @@ export class FaultWorkload {
     const batch = Array.from({ length: n }, (_, k) => start + k);
     this.ids.push(...batch.map((i) => idempotentJobId(`fault-${i}`)));
     await Promise.all(
-      batch.map((i) => this.producer.enqueueExport({ format: 'ndjson', rows, source: i % 5 === 0 ? 'missing' : 'synthetic' }, { idempotencyKey: `fault-${i}` })),
+      batch.map((i) =>
+        this.producer.enqueueExport({ format: 'ndjson', rows, source: i % 5 === 0 ? 'missing' : 'synthetic' }, { idempotencyKey: `fault-${i}` }),
+      ),
     );
   }
 
@@ -99,7 +112,10 @@ export class FaultWorkload {
     const failed = new Set(await this.raw.zrange(queueKey(EXPORT, 'failed'), 0, '-1'));
     for (const id of this.ids) expect(Number(completed.has(id)) + Number(failed.has(id)), `job ${id}`).toBe(1);
     expect(completed.size + failed.size).toBe(this.ids.length);
-    const dlq = new Queue(`${EXPORT.name}-dlq`, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });
+    const dlq = new Queue(`${EXPORT.name}-dlq`, {
+      connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null },
+      skipMetasUpdate: true,
+    });
     try {
       await waitFor('every failed job dead-lettered', async () => (await dlq.getWaitingCount()) >= failed.size, 15_000, 100).catch(async (err) => {
         const dead = new Set(((await dlq.getJobs(['wait'])) as Array<Job<DeadLetterRecord>>).map((j) => j.data.source.jobId));

@@ -15,13 +15,19 @@ export async function keyspace(client: Redis, skip?: RegExp): Promise<Record<str
     if (skip?.test(key)) continue;
     const type = await client.type(key);
     const content =
-      type === 'string' ? await client.get(key)
-      : type === 'hash' ? await client.hgetall(key)
-      : type === 'list' ? await client.lrange(key, 0, -1)
-      : type === 'set' ? (await client.smembers(key)).sort()
-      : type === 'zset' ? await client.zrange(key, 0, '-1', 'WITHSCORES')
-      : type === 'stream' ? await client.xrange(key, '-', '+')
-      : type;
+      type === 'string'
+        ? await client.get(key)
+        : type === 'hash'
+          ? await client.hgetall(key)
+          : type === 'list'
+            ? await client.lrange(key, 0, -1)
+            : type === 'set'
+              ? (await client.smembers(key)).sort()
+              : type === 'zset'
+                ? await client.zrange(key, 0, '-1', 'WITHSCORES')
+                : type === 'stream'
+                  ? await client.xrange(key, '-', '+')
+                  : type;
     out[key] = { type, content };
   }
   return out;

@@ -3,7 +3,10 @@ import { execFileSync } from 'node:child_process';
 
 /** pid and command name of every process under `pid`, recursively. */
 export function descendants(pid: number): Array<{ pid: number; comm: string }> {
-  const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' }).trim().split('\n').map((l) => l.trim().split(/\s+/));
+  const rows = execFileSync('ps', ['-eo', 'pid=,ppid=,comm='], { encoding: 'utf8' })
+    .trim()
+    .split('\n')
+    .map((l) => l.trim().split(/\s+/));
   const out: Array<{ pid: number; comm: string }> = [];
   const walk = (parent: number) => {
     for (const [child, ppid, comm] of rows) {

@@ -18,7 +18,9 @@ export function requireBinary(...names: string[]): string {
     if (!probe.error) return name;
   }
   const pkg = PACKAGE[names[0] ?? ''] ?? names[0];
-  throw new Error(`${names.join(' / ')} is not on PATH. The monitoring tests run the real tool: install it with \`apt-get install -y ${pkg}\` (Debian/Ubuntu) and run the tests again.`);
+  throw new Error(
+    `${names.join(' / ')} is not on PATH. The monitoring tests run the real tool: install it with \`apt-get install -y ${pkg}\` (Debian/Ubuntu) and run the tests again.`,
+  );
 }
 
 export interface RunResult {

@@ -72,7 +72,24 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
   const procs: ChildProcess[] = ports.map((port) => {
     const child = spawn(
       'redis-server',
-      ['--port', String(port), '--bind', '127.0.0.1', '--cluster-enabled', 'yes', '--cluster-config-file', `nodes-${port}.conf`, '--cluster-node-timeout', '2000', '--save', '', '--appendonly', 'no', '--dir', dir],
+      [
+        '--port',
+        String(port),
+        '--bind',
+        '127.0.0.1',
+        '--cluster-enabled',
+        'yes',
+        '--cluster-config-file',
+        `nodes-${port}.conf`,
+        '--cluster-node-timeout',
+        '2000',
+        '--save',
+        '',
+        '--appendonly',
+        'no',
+        '--dir',
+        dir,
+      ],
       { stdio: 'ignore' },
     );
     // A test file killed on timeout must not leave its cluster behind.
@@ -84,14 +101,24 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
     for (;;) {
       const c = new Redis({ port, lazyConnect: true, retryStrategy: () => null, maxRetriesPerRequest: 0 });
       c.on('error', () => undefined);
-      const ok = await c.connect().then(() => c.ping()).then(() => true, () => false);
+      const ok = await c
+        .connect()
+        .then(() => c.ping())
+        .then(
+          () => true,
+          () => false,
+        );
       c.disconnect();
       if (ok) break;
       if (Date.now() > deadline) throw new Error(`cluster node ${port} did not start`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'], { encoding: 'utf8' });
+  const create = spawnSync(
+    'redis-cli',
+    ['--cluster', 'create', ...ports.map((p) => `127.0.0.1:${p}`), '--cluster-replicas', String(replicasPerMaster), '--cluster-yes'],
+    { encoding: 'utf8' },
+  );
   if (create.status !== 0) throw new Error(`redis-cli --cluster create failed: ${create.stdout}${create.stderr}`);
   const deadline = Date.now() + 20_000;
   for (;;) {
@@ -108,7 +135,10 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
   }
   const clients: Cluster[] = [];
   const client = (): Cluster => {
-    const c = new Cluster(ports.map((port) => ({ host: '127.0.0.1', port })), { redisOptions: { maxRetriesPerRequest: null } });
+    const c = new Cluster(
+      ports.map((port) => ({ host: '127.0.0.1', port })),
+      { redisOptions: { maxRetriesPerRequest: null } },
+    );
     c.on('error', () => undefined);
     clients.push(c);
     return c;
@@ -136,7 +166,10 @@ export async function startTestCluster(masters = 3, replicasPerMaster = 0): Prom
       // Replicas name their master's node id, which the dead node no longer answers for: read it off a live one.
       const live = ports.filter((_, i) => running(procs[i]!));
       const nodes = (await onNode(live[0]!, (c) => c.cluster('NODES') as Promise<string>)) ?? '';
-      const rows = nodes.trim().split('\n').map((l) => l.split(' '));
+      const rows = nodes
+        .trim()
+        .split('\n')
+        .map((l) => l.split(' '));
       const deadId = rows.find((r) => r[1]?.startsWith(`127.0.0.1:${deadPort}@`))?.[0];
       const replicas = rows.filter((r) => r[3] === deadId).map((r) => Number(/:(\d+)@/.exec(r[1]!)![1]));
       if (!deadId || replicas.length === 0) throw new Error(`the node on ${deadPort} has no replica to fail over to`);

@@ -4,7 +4,10 @@ import { resolveSidecarConfig, type SidecarConfig } from '../../src/config/sidec
 import { createSidecar, type Sidecar } from '../../src/sidecar/create-sidecar.js';
 import { parsePromText, type Series } from './prom-text.js';
 
-export async function testSidecar(redisUrl: string, raw: Record<string, unknown> = {}): Promise<Sidecar & { config: SidecarConfig; scrape(): Promise<Series> }> {
+export async function testSidecar(
+  redisUrl: string,
+  raw: Record<string, unknown> = {},
+): Promise<Sidecar & { config: SidecarConfig; scrape(): Promise<Series> }> {
   const config = resolveSidecarConfig({
     redisUrl,
     port: '9487',

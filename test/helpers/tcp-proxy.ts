@@ -11,7 +11,9 @@ export interface TcpProxy {
 
 export async function startTcpProxy(targetPort: number): Promise<TcpProxy> {
   const port = await freePort();
-  const proc = spawn(process.execPath, [new URL('../fixtures/tcp-proxy.mjs', import.meta.url).pathname, String(port), String(targetPort)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const proc = spawn(process.execPath, [new URL('../fixtures/tcp-proxy.mjs', import.meta.url).pathname, String(port), String(targetPort)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
   await new Promise<void>((resolve, reject) => {
     proc.stdout!.on('data', (d: Buffer) => d.toString().includes('LISTENING') && resolve());
     proc.once('exit', (code) => reject(new Error(`tcp proxy exited with ${code}`)));

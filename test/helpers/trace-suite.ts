@@ -113,7 +113,12 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       rx.script({ status: 500 });
       let jobId = '';
       const traceId = await traced(async () => {
-        jobId = (await h.producer.enqueueWebhook({ url: `${rx.url}/traced/${PATH_TOKEN}`, event: 'e', payload: 1, secret: 'per-job-secret-9' }, fastRetry(3, 'retry-after'))).id!;
+        jobId = (
+          await h.producer.enqueueWebhook(
+            { url: `${rx.url}/traced/${PATH_TOKEN}`, event: 'e', payload: 1, secret: 'per-job-secret-9' },
+            fastRetry(3, 'retry-after'),
+          )
+        ).id!;
       });
       await waitFor('two attempts', () => inTrace(traceId).filter((s) => s.name === 'process webhook').length === 2);
       const all = inTrace(traceId);
@@ -124,7 +129,12 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       expect(calls.map((c) => c.attributes['http.response.status_code']).sort()).toEqual([200, 500]);
       for (const c of calls) {
         expect(c.kind).toBe(SpanKind.CLIENT);
-        expect(c.attributes).toMatchObject({ 'http.request.method': 'POST', 'url.scheme': 'http', 'server.address': '127.0.0.1', 'server.port': Number(new URL(rx.url).port) });
+        expect(c.attributes).toMatchObject({
+          'http.request.method': 'POST',
+          'url.scheme': 'http',
+          'server.address': '127.0.0.1',
+          'server.port': Number(new URL(rx.url).port),
+        });
       }
       expect(attempts.map((a) => a.attributes['messaging.message.id'])).toEqual([jobId, jobId]);
       // The receiver got the trace context of the HTTP span that called it.
@@ -154,7 +164,9 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       const traceId = randomBytes(16).toString('hex');
       const unsampled = trace.setSpanContext(ROOT_CONTEXT, { traceId, spanId: randomBytes(8).toString('hex'), traceFlags: TraceFlags.NONE });
       const job = await context.with(unsampled, () => h.producer.enqueueExport({ format: 'csv', rows: 1500, notify: 'gus@example.com' }));
-      expect(JSON.parse((job.opts as { telemetry: { metadata: string } }).telemetry.metadata).traceparent).toMatch(new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`));
+      expect(JSON.parse((job.opts as { telemetry: { metadata: string } }).telemetry.metadata).traceparent).toMatch(
+        new RegExp(`^00-${traceId}-[0-9a-f]{16}-00$`),
+      );
       await waitFor('export-ready email delivered', () => sink.mails.some((m) => m.envelopeTo.includes('gus@example.com')), 20_000);
       expect(spans().filter((s) => s.spanContext().traceId === traceId)).toEqual([]);
       const lines = h.logLines.map((l) => JSON.parse(l) as Record<string, string>).filter((l) => l.msg === 'export written' && l.jobId === job.id);
@@ -162,7 +174,7 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       expect(lines[0]).toMatchObject({ trace_id: traceId, trace_flags: '00' });
     });
 
-    it('the dead-letter copy is part of the failed job\'s trace, and a redrive links back to it', async () => {
+    it("the dead-letter copy is part of the failed job's trace, and a redrive links back to it", async () => {
       const traceId = await traced(() => h.producer.enqueueEmail({ template: 'welcome', to: 'reject-9@example.com' }));
       await waitFor('dlq add', () => inTrace(traceId).some((s) => s.name === 'add email-dlq.welcome'));
       const all = inTrace(traceId);

@@ -11,7 +11,7 @@ import { createLogger } from '../../log/logger.js';
 export function registerDemoPeers(program: Command): void {
   const cmd = program
     .command('demo-peers')
-    .description('run the demo\'s SMTP sink and webhook receiver, which fail on purpose for the load generator\'s failing jobs');
+    .description("run the demo's SMTP sink and webhook receiver, which fail on purpose for the load generator's failing jobs");
   addOptions(cmd, demoPeersOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveOptions(demoPeersOptions, raw);

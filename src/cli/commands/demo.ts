@@ -18,7 +18,9 @@ import { ensureRedis, NoRedisError } from '../../demo/local-redis.js';
 export function registerDemo(program: Command): void {
   const cmd = program
     .command('demo')
-    .description('run the whole product on this machine: sidecar and status page, three workers with local SMTP and webhook peers, a load mix, Prometheus with the alerts');
+    .description(
+      'run the whole product on this machine: sidecar and status page, three workers with local SMTP and webhook peers, a load mix, Prometheus with the alerts',
+    );
   addOptions(cmd, demoOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveOptions(demoOptions, raw);
@@ -41,13 +43,25 @@ export function registerDemo(program: Command): void {
     try {
       ns = await claimDemoNamespace(redis.url);
     } catch (err) {
-      process.stderr.write(`queuelens demo: ${err instanceof DemoBusyError ? err.message : `cannot use the Redis at ${safeUrl(redis.url)} (${(err as Error).message})`}\n`);
+      process.stderr.write(
+        `queuelens demo: ${err instanceof DemoBusyError ? err.message : `cannot use the Redis at ${safeUrl(redis.url)} (${(err as Error).message})`}\n`,
+      );
       await redis.close();
       process.exit(1);
     }
     let stack: DemoStack;
     try {
-      stack = await startDemoStack({ redisUrl: redis.url, prefix: DEMO_PREFIX, ownPrefix: DEMO_OWN_PREFIX, host: cfg.host, port: cfg.port, rate: cfg.jobsPerSecond, prometheusPort: cfg.prometheusPort, logLevel: cfg.logLevel, log });
+      stack = await startDemoStack({
+        redisUrl: redis.url,
+        prefix: DEMO_PREFIX,
+        ownPrefix: DEMO_OWN_PREFIX,
+        host: cfg.host,
+        port: cfg.port,
+        rate: cfg.jobsPerSecond,
+        prometheusPort: cfg.prometheusPort,
+        logLevel: cfg.logLevel,
+        log,
+      });
     } catch (err) {
       const msg = (err as Error).message;
       process.stderr.write(`queuelens demo: cannot start (${msg})${/EADDRINUSE/.test(msg) ? '; pass --port / QUEUELENS_PORT or --prometheus-port' : ''}\n`);

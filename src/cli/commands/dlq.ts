@@ -29,7 +29,8 @@ export function registerDlq(program: Command): void {
     addOptions(cmd, dlqOptions);
     cmd.action(async (queue: string, raw: Record<string, unknown>) => {
       const cfg = resolveDlqConfig(raw);
-      if (queue.includes(':') || queue.endsWith('-dlq')) throw new ConfigError(`invalid <queue> ${JSON.stringify(queue)}: name the source queue (email, not email-dlq)`);
+      if (queue.includes(':') || queue.endsWith('-dlq'))
+        throw new ConfigError(`invalid <queue> ${JSON.stringify(queue)}: name the source queue (email, not email-dlq)`);
       await runDlq(action, queue, cfg);
     });
   }
@@ -58,7 +59,9 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   // A dry run answers what the real run would.
   if ((action === 'redrive' || action === 'purge') && !(await DeadLetters.exists(connection, cfg.prefix, queue))) {
     connection.disconnect();
-    process.stderr.write(`queuelens: no dead-letter queue ${dlqName(queue)} under prefix ${JSON.stringify(cfg.prefix)}: nothing to ${action} (check the queue name and --prefix)\n`);
+    process.stderr.write(
+      `queuelens: no dead-letter queue ${dlqName(queue)} under prefix ${JSON.stringify(cfg.prefix)}: nothing to ${action} (check the queue name and --prefix)\n`,
+    );
     process.exitCode = 1;
     return;
   }
@@ -81,7 +84,9 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
     } else if (action === 'show') {
       for (const j of jobs) out(JSON.stringify({ id: j.id, name: j.name, ...(redactValue(j.data) as object) }, null, 2));
       if (unmatched.length > 0) {
-        out(`not found in ${queue}-dlq: ${unmatched.join(', ')} (neither a dead-letter id, as \`dlq list ${queue}\` prints, nor a dead-lettered job's original id)`);
+        out(
+          `not found in ${queue}-dlq: ${unmatched.join(', ')} (neither a dead-letter id, as \`dlq list ${queue}\` prints, nor a dead-lettered job's original id)`,
+        );
         process.exitCode = 1;
       }
     } else if (action === 'purge') {
@@ -94,7 +99,10 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
     } else {
       // A dry run validates against the queue without a Queue object that would write its meta.
       const into = producer?.queue(queue) ?? dead.readOnlyQueue(queue);
-      const bar = jobs.length >= BAR_THRESHOLD ? new SingleBar({ stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, format: 'redrive [{bar}] {value}/{total} {eta}s left' }) : undefined;
+      const bar =
+        jobs.length >= BAR_THRESHOLD
+          ? new SingleBar({ stream: process.stderr, noTTYOutput: true, notTTYSchedule: 1000, format: 'redrive [{bar}] {value}/{total} {eta}s left' })
+          : undefined;
       bar?.start(jobs.length, 0);
       const tally: Record<RedriveOutcome['status'], number> = { redriven: 0, 'would-redrive': 0, 'not-found': 0, invalid: 0, conflict: 0 };
       for (const j of jobs) {

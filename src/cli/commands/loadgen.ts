@@ -10,7 +10,9 @@ import { createLogger } from '../../log/logger.js';
 import { shutdownTracing } from '../../tracing/state.js';
 
 export function registerLoadgen(program: Command): void {
-  const cmd = program.command('loadgen').description('enqueue paced jobs: a steady mix (some built to fail), or --scenario to make one alert\'s situation happen');
+  const cmd = program
+    .command('loadgen')
+    .description("enqueue paced jobs: a steady mix (some built to fail), or --scenario to make one alert's situation happen");
   addOptions(cmd, loadgenOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveLoadgenConfig(raw);
@@ -23,7 +25,17 @@ export function registerLoadgen(program: Command): void {
     process.once('SIGTERM', onSignal);
     log.info({ scenario: scenario.name, what: scenario.description, rate: cfg.rate, seconds: cfg.duration }, 'loadgen starting');
     try {
-      const report = await runLoadgen({ producer, scenario, rate: cfg.rate, durationSeconds: cfg.duration, log, redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix, signal: abort.signal });
+      const report = await runLoadgen({
+        producer,
+        scenario,
+        rate: cfg.rate,
+        durationSeconds: cfg.duration,
+        log,
+        redisUrl: cfg.redisUrl,
+        clusterNodes: cfg.redisClusterNodes,
+        prefix: cfg.prefix,
+        signal: abort.signal,
+      });
       process.stdout.write(`${JSON.stringify(report)}\n`);
     } finally {
       process.off('SIGINT', onSignal);

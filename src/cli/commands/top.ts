@@ -10,7 +10,7 @@ import { redisSource, sidecarSource } from '../../top/top-source.js';
 export function registerTop(program: Command): void {
   const cmd = program
     .command('top')
-    .description('show every queue\'s depth, age, rates and health, refreshing in place (q quits); from a sidecar with --url or from Redis');
+    .description("show every queue's depth, age, rates and health, refreshing in place (q quits); from a sidecar with --url or from Redis");
   addOptions(cmd, topOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const cfg = resolveTopConfig(raw, process.stdout.isTTY === true);
@@ -18,7 +18,14 @@ export function registerTop(program: Command): void {
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-top', destination: pino.destination(2) });
     const source = cfg.url
       ? sidecarSource(cfg.url)
-      : redisSource({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefixes: cfg.prefixes, ownPrefix: cfg.ownPrefix, intervalSeconds: cfg.interval, log });
+      : redisSource({
+          redisUrl: cfg.redisUrl,
+          clusterNodes: cfg.redisClusterNodes,
+          prefixes: cfg.prefixes,
+          ownPrefix: cfg.ownPrefix,
+          intervalSeconds: cfg.interval,
+          log,
+        });
     process.exitCode = await runTop(cfg, source);
   });
 }

@@ -13,7 +13,8 @@ import { startWorkers } from '../../workers/start-workers.js';
 export function parseQueueList(raw: string): QueueName[] {
   if (raw === 'all') return [...QUEUE_NAMES];
   const list = raw.split(',').map((s) => s.trim());
-  for (const q of list) if (!isQueueName(q)) throw new ConfigError(`invalid queue ${JSON.stringify(q)}: expected ${QUEUE_NAMES.join(', ')} or all (comma-separated)`);
+  for (const q of list)
+    if (!isQueueName(q)) throw new ConfigError(`invalid queue ${JSON.stringify(q)}: expected ${QUEUE_NAMES.join(', ')} or all (comma-separated)`);
   return [...new Set(list)] as QueueName[];
 }
 
