@@ -40,7 +40,7 @@ beforeAll(async () => {
       // What the SIGTERM test checks is a clean, ordered exit; how fast it is (5 s by default) would only measure how
       // busy this machine is, so the deadline here is generous.
       '--shutdown-timeout',
-      '60',
+      '30',
     ],
     {
       REDIS_URL: redis.url,

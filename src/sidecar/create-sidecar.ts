@@ -208,11 +208,16 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
         // The reader closes alongside the loops: a collection stuck on a hung Redis can take its command
         // timeout twice, and the two waits in a row would not fit the 5 s shutdown deadline.
         // Its close releases the lease, so a standby replica takes over at once.
-        const stopServing = async () => {
-          await app.close();
-          await Promise.all(loops.map((l) => l.stop()));
+        // Each step says when it is done: a shutdown past its deadline then names the step it waited on.
+        const step = async (name: string, run: () => Promise<unknown> | undefined) => {
+          await run();
+          log.debug({ step: name }, 'shutdown step done');
         };
-        await Promise.all([stopServing(), reader?.close()]);
+        const stopServing = async () => {
+          await step('http server closed', () => app.close());
+          await step('collection loops stopped', () => Promise.all(loops.map((l) => l.stop())));
+        };
+        await Promise.all([stopServing(), step('event reader closed', () => reader?.close())]);
         redis.disconnect();
       })();
       return closed;
