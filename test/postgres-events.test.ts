@@ -147,9 +147,12 @@ describe('PostgreSQL event reader', () => {
         return r.watermark;
       }, POLL)
       .toBeGreaterThanOrEqual(top);
-    const truth = await committed(queues);
+    // The watermark proves every row up to `top`; a row a closing BullMQ connection commits after `top` was read is
+    // beyond that proof (seen once in CI: the last row, committed after the head was read), so it is left out.
+    const upTo = (list: string[]) => list.filter((id) => BigInt(id) <= top);
+    const truth = upTo(await committed(queues));
     expect(truth.length).toBeGreaterThan(150);
-    expect(sorted(seen)).toEqual(truth);
+    expect(upTo(sorted(seen))).toEqual(truth);
     expect(new Set(seen).size).toBe(seen.length);
   });
 
