@@ -1,16 +1,15 @@
 // The admin surface's guarantees (docs/security.md): read-only unless writes are enabled, every write logged with who
 // and what and never a payload, no secrets shown by Bull Board, guessing throttled per client with every failure
 // logged, logout and token rotation ending sessions on every replica, and a `Secure` cookie whenever TLS was used.
-import { Writable } from 'node:stream';
 import { Queue, Worker } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
 import { AuthThrottle } from '../src/http/auth-throttle.js';
 import { SESSION_COOKIE } from '../src/http/admin-routes.js';
-import { createLogger } from '../src/log/logger.js';
-import { createSidecar, type Sidecar } from '../src/sidecar/create-sidecar.js';
+import type { Sidecar } from '../src/sidecar/create-sidecar.js';
 import { runCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { testSidecar } from './helpers/sidecar.js';
 
 const TOKEN = 'admin-guard-token-0123456789';
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -25,25 +24,7 @@ interface LogLine {
 
 async function sidecar(raw: Record<string, unknown> = {}) {
   const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(chunk.toString());
-      cb();
-    },
-  });
-  const config = resolveSidecarConfig({
-    redisUrl: redis.url,
-    port: '9487',
-    host: '127.0.0.1',
-    prefixes: 'bull',
-    collectInterval: '60',
-    discoveryInterval: '60',
-    maxQueues: '5000',
-    logLevel: 'info',
-    adminToken: TOKEN,
-    ...raw,
-  });
-  const sc = await createSidecar(config, createLogger({ level: 'info', destination }));
+  const sc = await testSidecar(redis.url, { logLevel: 'info', adminToken: TOKEN, ...raw }, lines);
   started.push(sc);
   await sc.refresh();
   return {

@@ -1,14 +1,12 @@
 // A failure that persists is logged once a minute with its repeat count, not twice a second forever: the event
 // reader retrying a pass Redis refuses every time, and connection errors that alternate.
-import { Writable } from 'node:stream';
 import { Queue } from 'bullmq';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
-import { createLogger } from '../src/log/logger.js';
 import { RepeatLimiter } from '../src/log/repeat-limiter.js';
-import { createSidecar, type Sidecar } from '../src/sidecar/create-sidecar.js';
+import type { Sidecar } from '../src/sidecar/create-sidecar.js';
 import { waitFor } from './helpers/bullmq.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { testSidecar } from './helpers/sidecar.js';
 
 let redis: TestRedis;
 let sidecar: Sidecar | undefined;
@@ -35,24 +33,7 @@ it('an event reader pass that fails every time is logged once, however often it 
     if (args[0]?.toLowerCase() === 'xread' && args.includes('bull:wrongtype:events')) failedReads += 1;
   });
   const lines: string[] = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      lines.push(chunk.toString());
-      cb();
-    },
-  });
-  const config = resolveSidecarConfig({
-    redisUrl: redis.url,
-    port: '9487',
-    host: '127.0.0.1',
-    prefixes: 'bull',
-    collectInterval: '60',
-    discoveryInterval: '60',
-    maxQueues: '5000',
-    logLevel: 'info',
-    eventsLease: '1',
-  });
-  sidecar = await createSidecar(config, createLogger({ level: 'info', destination }));
+  sidecar = await testSidecar(redis.url, { logLevel: 'info', eventsLease: '1' }, lines);
   await sidecar.start();
   try {
     await waitFor('the reader retried the failing pass 8 times', () => failedReads >= 8, 60_000);

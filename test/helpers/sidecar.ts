@@ -1,12 +1,15 @@
 // An in-process sidecar against a test Redis, driven with inject().
+import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { resolveSidecarConfig, type SidecarConfig } from '../../src/config/sidecar-config.js';
 import { createSidecar, type Sidecar } from '../../src/sidecar/create-sidecar.js';
 import { parsePromText, type Series } from './prom-text.js';
 
+/** `logTo`: collects the sidecar's log lines (raw JSON chunks) for tests that assert on what it logs. */
 export async function testSidecar(
   redisUrl: string,
   raw: Record<string, unknown> = {},
+  logTo?: string[],
 ): Promise<Sidecar & { config: SidecarConfig; scrape(): Promise<Series> }> {
   const config = resolveSidecarConfig({
     redisUrl,
@@ -19,7 +22,15 @@ export async function testSidecar(
     logLevel: 'silent',
     ...raw,
   });
-  const sidecar = await createSidecar(config, createLogger({ level: config.logLevel }));
+  const destination = logTo
+    ? new Writable({
+        write(chunk, _enc, cb) {
+          logTo.push(chunk.toString());
+          cb();
+        },
+      })
+    : undefined;
+  const sidecar = await createSidecar(config, createLogger({ level: config.logLevel, destination }));
   return Object.assign(sidecar, {
     config,
     async scrape() {
