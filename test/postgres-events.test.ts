@@ -239,7 +239,7 @@ describe('PostgreSQL event reader', () => {
     expect(e).toEqual({
       id: '1700000000000-42',
       ms: 1_700_000_000_000,
-      fields: { event: 'delayed', jobId: '7', prev: undefined, delay: '1700000000123', name: undefined },
+      fields: { event: 'delayed', jobId: '7', prev: undefined, delay: '1700000000123', name: undefined, deduplicatedJobId: undefined },
     });
   });
 });

@@ -37,6 +37,8 @@ export interface PollResult {
   watermark: bigint;
   /** Ids above the watermark already delivered (the window that is re-read). */
   window: number;
+  /** Queues whose page was full: more rows wait above what this poll read (poll again at once). */
+  behind: string[];
 }
 
 /** What a leader persists to resume exactly (with its accounting, in one transaction). */
@@ -145,6 +147,15 @@ export class PostgresEventReader {
     };
   }
 
+  /**
+   * Queues no longer read (gone from discovery): each keeps a cursor at the watermark, so if it is listed again its
+   * rows committed meanwhile are read from there, not skipped as the watermark moved on without it. (Rows of its
+   * window delivered before, above that cursor, are skipped while they are in the delivered set.)
+   */
+  park(queues: Iterable<string>): void {
+    for (const q of queues) if (this.cursors.get(q) === null) this.cursors.set(q, this.watermark);
+  }
+
   /** One read of the given queues: the events not delivered before, in id order per queue. */
   async poll(queues: string[]): Promise<PollResult> {
     const before = this.watermark;
@@ -231,7 +242,7 @@ export class PostgresEventReader {
     if (this.candidates.length > MAX_CANDIDATES) this.candidates.splice(0, this.candidates.length - MAX_CANDIDATES);
     for (const id of this.delivered) if (id <= this.watermark) this.delivered.delete(id);
 
-    return { events, possibleLoss, watermark: this.watermark, window: this.delivered.size };
+    return { events, possibleLoss, watermark: this.watermark, window: this.delivered.size, behind: [...lastOfFullQueue.keys()] };
   }
 
   /** Calls `onWake(queue)` for every `bullmq_events` notification (payload = queue), on a dedicated connection. */
@@ -269,6 +280,13 @@ export function toStreamEntry(e: PgEvent): StreamEntry {
   return {
     id: `${e.createdAtMs}-${e.id}`,
     ms: e.createdAtMs,
-    fields: { event: e.event, jobId: str(e.data.jobId), prev: str(e.data.prev), delay: str(e.data.delay), name: str(e.data.name) },
+    fields: {
+      event: e.event,
+      jobId: str(e.data.jobId),
+      prev: str(e.data.prev),
+      delay: str(e.data.delay),
+      name: str(e.data.name),
+      deduplicatedJobId: str(e.data.deduplicatedJobId),
+    },
   };
 }

@@ -1,0 +1,235 @@
+// The PostgreSQL event pipeline the sidecar runs (src/postgres/event-follower.ts): fenced lease, exact reader, the
+// lifecycle machine, reader state and accounting committed in one fenced transaction, read back by every replica.
+// Ground truth: what the test enqueued and what BullMQ's tables hold (job states, the event rows themselves).
+import { Writable } from 'node:stream';
+import pg from 'pg';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Job } from 'bullmq';
+import { createLogger } from '../src/log/logger.js';
+import type { QueueEventAccounting } from '../src/events/read-back.js';
+import { commitEventState, readPostgresEventAccounting } from '../src/postgres/accounting-store.js';
+import { PostgresEventFollower, type PostgresEventFollowerOptions } from '../src/postgres/event-follower.js';
+import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
+import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+
+const POLL = { timeout: 60_000, interval: 100 };
+const SCHEMA = 'bullmq';
+const OWN = 'queuelens';
+
+/** What a queue's accounting says, in the shape the ground truth is computed in. */
+interface Summary {
+  counters: Record<string, number>;
+  histograms: Record<string, number>;
+  lost: number;
+  read: number;
+}
+
+function summarize(all: QueueEventAccounting[], queue: string): Summary | undefined {
+  const q = all.find((a) => a.queue.name === queue && a.queue.prefix === SCHEMA);
+  if (!q) return undefined;
+  const counters: Record<string, number> = {};
+  for (const c of q.stats.counters) counters[c.counter] = (counters[c.counter] ?? 0) + c.value;
+  const histograms: Record<string, number> = {};
+  for (const h of q.stats.histograms) histograms[`${h.histogram}:${h.label}`] = (histograms[`${h.histogram}:${h.label}`] ?? 0) + h.count;
+  return { counters, histograms, lost: q.stats.reader.lost, read: q.stats.reader.read };
+}
+
+describe('PostgreSQL event follower', () => {
+  let server: TestPostgres;
+  let bull: PostgresBullFixtures;
+  let pool: pg.Pool;
+  const lines: string[] = [];
+  const log = createLogger({ level: 'info', destination: new Writable({ write: (c: Buffer, _e, cb) => (lines.push(c.toString()), cb()) }) });
+  const followers: PostgresEventFollower[] = [];
+  const pools: pg.Pool[] = [];
+
+  beforeAll(async () => {
+    server = await startTestPostgres();
+    bull = new PostgresBullFixtures(server);
+    await bull.migrate();
+    pool = server.pool(6);
+  });
+  afterAll(async () => {
+    for (const f of followers) await f.close();
+    await bull?.close();
+    for (const p of pools) await p.end().catch(() => undefined);
+    await server?.stop();
+  });
+
+  /** A pool whose sessions carry `name`, so a test can terminate exactly them. */
+  const namedPool = (name: string): pg.Pool => {
+    const p = new pg.Pool({ connectionString: server.url, max: 4, application_name: name, connectionTimeoutMillis: 5_000 });
+    p.on('error', () => undefined);
+    pools.push(p);
+    return p;
+  };
+  const follower = (o: Partial<PostgresEventFollowerOptions> = {}): PostgresEventFollower => {
+    const f = new PostgresEventFollower({ pool: o.pool ?? namedPool('ql-follower'), schema: SCHEMA, ownSchema: OWN, log, leaseMs: 3_000, pollMs: 200, ...o });
+    followers.push(f);
+    return f;
+  };
+  const refs = (...names: string[]) => names.map((name) => ({ prefix: SCHEMA, name }));
+  const readBack = () => readPostgresEventAccounting(pool, { schema: SCHEMA, ownSchema: OWN });
+  const head = async (): Promise<bigint> => BigInt((await pool.query<{ v: string }>('SELECT last_value::text AS v FROM bullmq.event_seq')).rows[0]!.v);
+  const committedWatermark = async (): Promise<bigint> => {
+    const r = await pool.query<{ w: string }>(`SELECT watermark::text AS w FROM ${OWN}.event_reader WHERE source = $1`, [SCHEMA]).catch(() => ({ rows: [] }));
+    return r.rows[0] ? BigInt(r.rows[0].w) : -1n;
+  };
+  /** Waits until the committed watermark passed every id taken so far: the committed accounting covers them all. */
+  const caughtUp = async (): Promise<void> => {
+    const top = await head();
+    await expect.poll(committedWatermark, POLL).toBeGreaterThanOrEqual(top);
+  };
+  const summary = async (queue: string): Promise<Summary | undefined> => summarize(await readBack(), queue);
+  const finished = async (queue: string): Promise<{ completed: number; failed: number; jobs: number }> => {
+    const { rows } = await pool.query<{ state: string; n: string }>(
+      'SELECT state::text AS state, count(*)::text AS n FROM bullmq.job WHERE queue = $1 GROUP BY state',
+      [queue],
+    );
+    const by = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
+    return { completed: by.completed ?? 0, failed: by.failed ?? 0, jobs: rows.reduce((n, r) => n + Number(r.n), 0) };
+  };
+
+  /**
+   * Completions, immediate retries, backoff retries (through `delayed`), final failures, delayed adds and a
+   * deduplicated add, processed by a real BullMQ worker. Returns the ground truth: job rows and states from the job
+   * table, retries from the processor's own calls.
+   */
+  async function workload(name: string, scale = 1): Promise<{ summary: Omit<Summary, 'read'>; processingCompletedMs: number }> {
+    const q = bull.queue(name);
+    let throws = 0;
+    let adds = 0;
+    const add = async (kind: string, opts: Record<string, unknown> = {}) => {
+      adds += 1;
+      await q.add(kind, { kind }, opts);
+    };
+    for (let s = 0; s < scale; s++) {
+      for (let i = 0; i < 6; i++) await add('ok');
+      for (let i = 0; i < 3; i++) await add('retry', { attempts: 2 });
+      for (let i = 0; i < 2; i++) await add('retry', { attempts: 2, backoff: { type: 'fixed', delay: 50 } });
+      for (let i = 0; i < 2; i++) await add('fail', { attempts: 1 });
+      for (let i = 0; i < 2; i++) await add('ok', { delay: 100 });
+      await add('ok', { deduplication: { id: `d-${name}-${s}` } });
+      await add('ok', { deduplication: { id: `d-${name}-${s}` } });
+    }
+    const w = bull.worker(
+      name,
+      async (job: Job) => {
+        const kind = (job.data as { kind: string }).kind;
+        if (kind === 'fail' || (kind === 'retry' && job.attemptsMade === 0)) {
+          throws += 1;
+          throw new Error(`scripted ${kind}`);
+        }
+        return 'done';
+      },
+      { concurrency: 2 },
+    );
+    await expect
+      .poll(async () => {
+        const f = await finished(name);
+        return f.completed + f.failed;
+      }, POLL)
+      .toBe(16 * scale);
+    await w.close();
+    const f = await finished(name);
+    const retried = throws - f.failed;
+    const { rows } = await pool.query<{ ms: string }>(
+      `SELECT coalesce(sum(c.created_at_ms - (SELECT max(a.created_at_ms) FROM bullmq.event a
+                 WHERE a.queue = c.queue AND a.event = 'active' AND a.data->>'jobId' = c.data->>'jobId' AND a.id < c.id)), 0)::text AS ms
+         FROM bullmq.event c WHERE c.queue = $1 AND c.event = 'completed'`,
+      [name],
+    );
+    return {
+      summary: {
+        counters: { added: f.jobs, deduplicated: adds - f.jobs, completed: f.completed, failed: f.failed, retried },
+        histograms: {
+          'wait:first': f.jobs,
+          'wait:retry': retried,
+          'processing:completed': f.completed,
+          'processing:failed': f.failed,
+          'processing:retried': retried,
+          'e2e:completed': f.completed,
+          'e2e:failed': f.failed,
+        },
+        lost: 0,
+      },
+      processingCompletedMs: Number(rows[0]!.ms),
+    };
+  }
+
+  it('counts a scripted workload exactly, and two replicas read back the same accounting from one leader', async () => {
+    const a = follower();
+    const b = follower();
+    a.setQueues(refs('script'));
+    b.setQueues(refs('script'));
+    await a.start();
+    await b.start();
+    await expect.poll(() => Number(a.isLeader) + Number(b.isLeader), POLL).toBe(1);
+    const truth = await workload('script');
+    expect(truth.summary.counters).toMatchObject({ added: 16, deduplicated: 1, completed: 14, failed: 2, retried: 5 });
+    await caughtUp();
+    const got = await summary('script');
+    expect(got).toEqual({ ...truth.summary, read: expect.any(Number) });
+    const rows = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM bullmq.event WHERE queue = 'script'");
+    expect(got!.read).toBe(Number(rows.rows[0]!.n));
+    const all = await readBack();
+    const processing = all.find((x) => x.queue.name === 'script')!.stats.histograms.find((h) => h.histogram === 'processing' && h.label === 'completed')!;
+    expect(Math.round(processing.sumSeconds * 1000)).toBe(truth.processingCompletedMs);
+    // Every replica reads back the same plain data (the lag aside, which ages on the database clock).
+    const strip = (xs: QueueEventAccounting[]) => xs.map((x) => ({ ...x, stats: { ...x.stats, reader: { ...x.stats.reader, lagSeconds: 0 } } }));
+    const other = server.pool(2);
+    expect(strip(await readPostgresEventAccounting(other, { schema: SCHEMA, ownSchema: OWN }))).toEqual(strip(all));
+    expect(Number(a.isLeader) + Number(b.isLeader)).toBe(1);
+    await a.close();
+    await b.close();
+  });
+
+  it('refuses the commit of a deposed leader; the next leader counts what it read exactly once', async () => {
+    // A long lease: the deposed leader neither renews nor notices before it tries to commit.
+    const a = follower({ leaseMs: 60_000 });
+    a.setQueues(refs('deposed'));
+    const q = bull.queue('deposed');
+    await q.add('job', {});
+    await a.start();
+    await expect.poll(() => a.isLeader, POLL).toBe(true);
+    await caughtUp();
+    expect((await summary('deposed'))?.counters.added).toBe(1);
+    // Another replica takes over (the fence moves on) while `a` still believes it leads.
+    await pool.query(`UPDATE ${OWN}.event_lease SET holder = 'intruder', fence = fence + 1 WHERE source = $1`, [SCHEMA]);
+    const mark = lines.length;
+    for (let i = 0; i < 3; i++) await q.add('job', {});
+    await expect.poll(() => lines.slice(mark).some((l) => l.includes('a fenced commit found another fence')), POLL).toBe(true);
+    expect(a.isLeader).toBe(false);
+    // Nothing of what `a` read reached the database.
+    expect((await summary('deposed'))?.counters.added).toBe(1);
+    // The intruder goes away; a new leader resumes from the committed state: each row once.
+    await pool.query(`UPDATE ${OWN}.event_lease SET expires_at = '-infinity' WHERE holder = 'intruder'`);
+    await a.close();
+    const b = follower();
+    b.setQueues(refs('deposed'));
+    await b.start();
+    await expect.poll(() => b.isLeader, POLL).toBe(true);
+    await caughtUp();
+    const { rows } = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM bullmq.job WHERE queue = 'deposed'");
+    expect((await summary('deposed'))?.counters.added).toBe(Number(rows[0]!.n));
+    expect(Number(rows[0]!.n)).toBe(4);
+    await b.close();
+  });
+
+  it('a commit under an old fence changes nothing', async () => {
+    const { rows } = await pool.query<{ fence: string }>(`SELECT fence::text AS fence FROM ${OWN}.event_lease WHERE source = $1`, [SCHEMA]);
+    const current = BigInt(rows[0]!.fence);
+    const before = await pool.query(`SELECT * FROM ${OWN}.event_reader`);
+    const accBefore = await pool.query(`SELECT source, queue, fields FROM ${OWN}.event_accounting ORDER BY queue`);
+    const ok = await commitEventState(pool, OWN, {
+      source: SCHEMA,
+      fence: current - 1n,
+      state: { watermark: 999_999n, delivered: [], queues: [] },
+      readAgoMs: 0,
+      queues: [{ queue: 'deposed', fields: { 'c|added|': 1000 }, behindSinceMs: null }],
+    });
+    expect(ok).toBe(false);
+    expect((await pool.query(`SELECT * FROM ${OWN}.event_reader`)).rows).toEqual(before.rows);
+    expect((await pool.query(`SELECT source, queue, fields FROM ${OWN}.event_accounting ORDER BY queue`)).rows).toEqual(accBefore.rows);
+  });
+});
