@@ -1,10 +1,17 @@
 // The per-queue gauges of BullMQ's PostgreSQL backend, read-only: the same QueueState/CollectionSnapshot the Redis
 // collector produces (src/domain/queue-snapshot.ts), with the schema as the `prefix`. See docs/postgres.md §2.2.
 //
-// One statement per batch of queues, in a READ ONLY transaction under a statement timeout; no FOR UPDATE, so it takes
-// only ACCESS SHARE locks and never waits on, nor delays, a worker's row locks. Every number but the finished counts
-// comes from a partial index over live jobs (job_ready_idx, job_delayed_idx, job_active_idx,
-// job_waiting_children_idx), so its cost does not grow with retained completed/failed jobs.
+// One statement per batch of queues, all in one REPEATABLE READ, READ ONLY transaction (one snapshot) under a
+// statement timeout; no FOR UPDATE, so it takes only ACCESS SHARE locks and never waits on, nor delays, a worker's row
+// locks. Every number but the finished counts comes from a partial index over live jobs (job_ready_idx,
+// job_delayed_idx, job_active_idx, job_waiting_children_idx), so its cost does not grow with retained jobs.
+//
+// The completed/failed counts are O(retained) to count (BullMQ keeps no counter), so they are counted only when they
+// may have changed: every transaction that changes a queue's finished set through BullMQ also inserts an event row of
+// that queue (move_to_completed/failed with their retention deletes, clean, reprocess, dedup removal), except
+// job.remove() and Queue.retryJobs(), which the slow full recount (finishedRecountMs) catches. A queue is recounted when
+// an event of a kind that can change it committed above a watermark proven like the event reader's (docs/postgres.md
+// §2.2): below it every transaction that took an event id has ended, so a late commit cannot hide.
 import pg from 'pg';
 import type { SnapshotSource } from '../domain/backend.js';
 import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
@@ -24,6 +31,37 @@ export interface PostgresSnapshotOptions {
   statementTimeoutMs?: number;
   /** At most this many queues are collected; the rest are counted in queuesDropped. */
   maxQueues?: number;
+  /**
+   * Every queue's completed/failed counts are recounted at least this often (ms), whatever its events say: the bound on
+   * how long job.remove() or Queue.retryJobs() of a finished job (the only BullMQ paths that change the finished set
+   * without an event) can go unseen. 0: recount every queue at every collection (exact always, O(retained)).
+   */
+  finishedRecountMs?: number;
+}
+
+/**
+ * Events that never accompany a change to a queue's completed/failed set (read from BullMQ's SQL, docs/postgres.md
+ * §2.2); `waiting` too unless it left a finished state (reprocess). Any other event, or an unknown one, recounts.
+ */
+const HARMLESS_EVENTS = ['added', 'active', 'progress', 'paused', 'resumed', 'drained', 'delayed', 'stalled', 'duplicated', 'deduplicated', 'waiting-children'];
+
+const MAX_CANDIDATES = 64;
+
+/** A queue's finished counts and the watermark above which an event would mean they may have changed. */
+interface FinishedCounts {
+  completed: number;
+  failed: number;
+  base: bigint;
+  /** How many events that can change them lay above `base` when they were last proven current. */
+  seen: number;
+  /** Date.now() of the last unconditional recount. */
+  countedAt: number;
+}
+
+/** The sequence head read at one collection and the xmax of the next collection's snapshot. */
+interface Candidate {
+  v: bigint;
+  bound?: bigint;
 }
 
 /** One queue's row of the batch statement; bigint columns arrive as strings from pg. */
@@ -40,15 +78,18 @@ interface QueueRow {
   orphaned_active: string;
   oldest_active_ms: string | null;
   waiting_children: string;
-  completed: string;
-  failed: string;
+  /** null when the cached counts still hold. */
+  completed: string | null;
+  failed: string | null;
+  /** Events that can change the finished set above this collection's watermark. */
+  seen: string;
   head_eligible_ms: string | null;
   rl_points: string | null;
   rl_expire_ms: string | null;
   workers: string;
 }
 
-/** The batch statement; `S` is the quoted schema. $1 = queue names. */
+/** The batch statement; `S` is the quoted schema. $1 = queue names, $2 = per queue the watermark of its cached finished counts (null: count them). */
 function queueStatesSql(s: string): string {
   return `
 WITH n AS (SELECT (extract(epoch FROM clock_timestamp()) * 1000)::bigint AS now_ms),
@@ -64,8 +105,9 @@ SELECT q.name, n.now_ms,
   d.delayed, d.delayed_overdue,
   a.active, a.orphaned_active, a.oldest_active_ms,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting-children') AS waiting_children,
-  (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'completed') AS completed,
-  (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'failed') AS failed,
+  CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'completed') END AS completed,
+  CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'failed') END AS failed,
+  h.above_watermark AS seen,
   (SELECT GREATEST(h.added_at_ms, h.process_at_ms, h.processed_at_ms,
             (SELECT max(c.finished_at_ms) FROM ${s}.job_dependency dep
                JOIN ${s}.job c ON c.queue = dep.child_queue AND c.id = dep.child_id
@@ -74,8 +116,22 @@ SELECT q.name, n.now_ms,
     ORDER BY h.priority, h.seq LIMIT 1) AS head_eligible_ms,
   r.points AS rl_points, r.expire_at_ms AS rl_expire_ms,
   (SELECT count(*) FROM apps WHERE apps.app = q.name OR left(apps.app, length(q.name) + 3) = q.name || ':w:') AS workers
-FROM unnest($1::text[]) AS q(name)
+FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(name, base, seen)
 CROSS JOIN n
+CROSS JOIN LATERAL (
+  -- Events that can change the finished set (not in $4, the harmless kinds): how many lie above the cached counts'
+  -- base, and above this collection's watermark $5 (kept with the counts for the next check). Event primary key.
+  SELECT count(*) FILTER (WHERE e.id > q.base) AS above_base, count(*) FILTER (WHERE e.id > $5) AS above_watermark
+    FROM ${s}.event e
+   WHERE e.queue = q.name AND e.id > LEAST(COALESCE(q.base, $5), $5)
+     AND NOT (e.event = ANY ($4::text[]) OR (e.event = 'waiting' AND COALESCE(e.data->>'prev', '') NOT IN ('completed', 'failed')))) h
+CROSS JOIN LATERAL (
+  -- Recount unless exactly the events seen when the counts were taken lie above their base (rows are only added
+  -- there, except by trimming: publish_event deletes ids <= newest id - maxLenEvents, so a prefix, checked too).
+  SELECT q.base IS NULL OR h.above_base <> q.seen
+      OR COALESCE((SELECT max(e.id) FROM ${s}.event e WHERE e.queue = q.name) - q.base >= COALESCE(
+           (SELECT CASE WHEN m.value ~ '^[0-9]{1,9}$' AND m.value::bigint > 0 THEN m.value::bigint END
+              FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents'), 10000), false) AS recount) f
 CROSS JOIN LATERAL (
   SELECT count(*) AS delayed, count(*) FILTER (WHERE j.process_at_ms <= n.now_ms) AS delayed_overdue
     FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'delayed') d
@@ -84,6 +140,13 @@ CROSS JOIN LATERAL (
          min(j.processed_at_ms) AS oldest_active_ms
     FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'active') a
 LEFT JOIN ${s}.rate_limit r ON r.queue = q.name`;
+}
+
+/** The transaction's snapshot bounds and the event sequence head, read after the snapshot was taken. */
+function snapshotSql(s: string): string {
+  return `
+SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
+       (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head`;
 }
 
 /** Distinct queues of the schema: a loose index scan over meta's primary key, one probe per queue. $1 = limit. */
@@ -139,8 +202,15 @@ export class PostgresSnapshotCollector implements SnapshotSource {
   private readonly batchSize: number;
   private readonly timeoutMs: number;
   private readonly maxQueues: number;
+  private readonly recountMs: number;
   private seq = 0;
   private lastSuccessAt = 0;
+  /** Per queue, its finished counts as of the collection that last proved them current. */
+  private readonly finished = new Map<string, FinishedCounts>();
+  /** Every event id <= watermark was taken by a transaction that had ended before the last collection's snapshot. */
+  private watermark = 0n;
+  private candidates: Candidate[] = [];
+  private recounted = 0;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -151,23 +221,67 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     this.batchSize = Math.max(1, opts.batchSize ?? 100);
     this.timeoutMs = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 2_000));
     this.maxQueues = Math.max(0, opts.maxQueues ?? 10_000);
+    this.recountMs = Math.max(0, opts.finishedRecountMs ?? 60_000);
+  }
+
+  /** How many queues had their completed/failed counted (O(their retained jobs)) by the last readQueues(). */
+  get lastRecounted(): number {
+    return this.recounted;
   }
 
   /** Names of the queues in the schema, at most `limit`, in byte order. */
   async discover(limit = this.maxQueues + 1): Promise<string[]> {
-    const rows = await this.readOnly<{ queue: string }>(discoverySql(this.quoted), [limit]);
-    return rows.map((r) => r.queue);
+    return this.transaction(async (client) => (await client.query<{ queue: string }>(discoverySql(this.quoted), [limit])).rows.map((r) => r.queue));
   }
 
-  /** The gauges of the given queues; one statement per batch. */
+  /** The gauges of the given queues: one snapshot, one statement per batch. */
   async readQueues(names: string[]): Promise<QueueState[]> {
-    const out: QueueState[] = [];
     const sql = queueStatesSql(this.quoted);
-    for (let i = 0; i < names.length; i += this.batchSize) {
-      const rows = await this.readOnly<QueueRow>(sql, [names.slice(i, i + this.batchSize)]);
-      for (const row of rows) out.push(toQueueState(this.schema, row));
-    }
-    return out;
+    return this.transaction(async (client) => {
+      const snap = (await client.query<{ xmin: string; xmax: string; head: string }>(snapshotSql(this.quoted))).rows[0]!;
+      const base = this.advance(BigInt(snap.xmin), BigInt(snap.xmax), BigInt(snap.head));
+      const now = Date.now();
+      const out: QueueState[] = [];
+      let recounted = 0;
+      for (let i = 0; i < names.length; i += this.batchSize) {
+        const batch = names.slice(i, i + this.batchSize);
+        const cached = batch.map((name) => {
+          const f = this.finished.get(name);
+          return f === undefined || now - f.countedAt >= this.recountMs ? undefined : f;
+        });
+        const params = [batch, cached.map((f) => f?.base.toString() ?? null), cached.map((f) => f?.seen ?? null), HARMLESS_EVENTS, base.toString()];
+        const { rows } = await client.query<QueueRow>(sql, params);
+        for (const row of rows) {
+          let f = this.finished.get(row.name);
+          if (row.completed !== null || f === undefined) {
+            recounted++;
+            f = { completed: num(row.completed), failed: num(row.failed), base, seen: num(row.seen), countedAt: now };
+            this.finished.set(row.name, f);
+          } else {
+            f.base = base;
+            f.seen = num(row.seen);
+          }
+          out.push(toQueueState(this.schema, { ...row, completed: String(f.completed), failed: String(f.failed) }));
+        }
+      }
+      this.recounted = recounted;
+      return out;
+    });
+  }
+
+  /**
+   * The event reader's watermark proof (docs/postgres.md §2.3), on the collections' snapshots: a sequence head read at
+   * collection k is final once a later snapshot's xmin has passed the xmax of collection k+1's snapshot. Returns the
+   * watermark proven for this snapshot.
+   */
+  private advance(xmin: bigint, xmax: bigint, head: bigint): bigint {
+    for (const c of this.candidates) c.bound ??= xmax;
+    for (const c of this.candidates) if (c.bound !== undefined && c.bound <= xmin && c.v > this.watermark) this.watermark = c.v;
+    this.candidates = this.candidates.filter((c) => c.v > this.watermark);
+    if (head > this.watermark) this.candidates.push({ v: head });
+    // While a long transaction holds xmin back a candidate is added per collection; dropping the oldest only delays it.
+    if (this.candidates.length > MAX_CANDIDATES) this.candidates.splice(0, this.candidates.length - MAX_CANDIDATES);
+    return this.watermark;
   }
 
   /** Discovery plus every queue's gauges, as the Redis collector's snapshot. Never throws: failure is ok=false. */
@@ -189,6 +303,8 @@ export class PostgresSnapshotCollector implements SnapshotSource {
       }
       const queues = await this.readQueues(names);
       markDeadLetterQueues(queues);
+      const watched = new Set(names);
+      for (const name of this.finished.keys()) if (!watched.has(name)) this.finished.delete(name);
       return finish({
         ok: true,
         redisUp: true,
@@ -210,15 +326,15 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     }
   }
 
-  /** One statement in a READ ONLY transaction with a statement timeout (and no JIT: these plans are tiny). */
-  private async readOnly<R extends pg.QueryResultRow>(sql: string, params: unknown[]): Promise<R[]> {
+  /** A REPEATABLE READ, READ ONLY transaction (one snapshot) with a statement timeout (and no JIT: these plans are tiny). */
+  private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     let broken = false;
     try {
-      await client.query(`BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
-      const { rows } = await client.query<R>(sql, params);
+      await client.query(`BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
+      const out = await body(client);
       await client.query('COMMIT');
-      return rows;
+      return out;
     } catch (err) {
       await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
