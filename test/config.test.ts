@@ -31,6 +31,11 @@ const BAD: Record<string, string> = {
   'admin-token': 'short',
   'admin-writes': 'sometimes',
   'trust-proxy': '2',
+  backend: 'mysql',
+  'database-url': 'mysql://db/app',
+  'pg-schema': ' bullmq',
+  'pg-own-schema': 'x'.repeat(64),
+  'pg-statement-timeout': '0',
 };
 
 describe('sidecar configuration', () => {

@@ -87,3 +87,81 @@ export function clusterPrefix<C extends { prefix: string; redisClusterNodes?: st
     throw new ConfigError(`invalid --prefix (QUEUELENS_PREFIX) ${JSON.stringify(cfg.prefix)} with --redis-cluster-nodes (REDIS_CLUSTER_NODES): ${problem}`);
   return cfg;
 }
+
+/** The stores BullMQ runs on. */
+export const BACKENDS = ['redis', 'postgres'] as const;
+export type BackendKind = (typeof BACKENDS)[number];
+
+export const backendOption = option({
+  name: 'backend',
+  env: 'QUEUELENS_BACKEND',
+  arg: '<redis|postgres>',
+  description: "the store BullMQ runs on: redis, or postgres (BullMQ 6's PostgreSQL backend, with --database-url)",
+  default: 'redis',
+  parse: parse.oneOf(BACKENDS),
+});
+
+export const databaseUrlOption = option({
+  name: 'database-url',
+  env: 'DATABASE_URL',
+  arg: '<url>',
+  description:
+    'PostgreSQL of --backend postgres, postgres://user@host:5432/db; TLS and the rest as pg reads them (?sslmode=require, sslrootcert=…), the password in the URL or PGPASSWORD',
+  sensitive: true,
+  parse: parse.url(['postgres:', 'postgresql:']),
+});
+
+/** A PostgreSQL schema name: any identifier pg can quote, but nothing that looks like a mistake. */
+function schemaName(raw: string): string {
+  if (raw.trim() !== raw || raw === '') throw new Error('expected a schema name without leading or trailing spaces');
+  if (Buffer.byteLength(raw) > 63) throw new Error('expected a schema name of at most 63 bytes (PostgreSQL truncates longer identifiers)');
+  if (raw.includes('\u0000')) throw new Error('expected a schema name without NUL');
+  return raw;
+}
+
+export const pgSchemaOption = option({
+  name: 'pg-schema',
+  env: 'QUEUELENS_PG_SCHEMA',
+  arg: '<schema>',
+  description: "BullMQ's schema with --backend postgres (its connection.schema); exported as the prefix label",
+  default: 'bullmq',
+  parse: schemaName,
+});
+
+export const pgOwnSchemaOption = option({
+  name: 'pg-own-schema',
+  env: 'QUEUELENS_PG_OWN_SCHEMA',
+  arg: '<schema>',
+  description: "queuelens's own schema with --backend postgres (event lease, cursor, accounting), created by queuelens; never BullMQ's schema",
+  default: 'queuelens',
+  parse: schemaName,
+});
+
+export const pgStatementTimeoutOption = option({
+  name: 'pg-statement-timeout',
+  env: 'QUEUELENS_PG_STATEMENT_TIMEOUT',
+  arg: '<seconds>',
+  description: 'with --backend postgres, the longest a read may run (SET LOCAL statement_timeout); one that waits on a lock longer fails instead',
+  default: '5',
+  parse: parse.seconds(0.1, 600),
+});
+
+/** The PostgreSQL options of a command that can run on either backend. */
+export const postgresOptions = [backendOption, databaseUrlOption, pgSchemaOption, pgOwnSchemaOption, pgStatementTimeoutOption] as const;
+
+/**
+ * --backend postgres needs a database; queuelens's own schema must not be BullMQ's. Redis needs nothing more.
+ * Errors name the flag, its variable and what to do.
+ */
+export function postgresBackend<C extends { backend: BackendKind; databaseUrl?: string; pgSchema: string; pgOwnSchema: string }>(cfg: C): C {
+  if (cfg.backend !== 'postgres') return cfg;
+  if (cfg.databaseUrl === undefined)
+    throw new ConfigError(
+      '--backend postgres (QUEUELENS_BACKEND) needs --database-url (DATABASE_URL), e.g. postgres://queuelens@db.example:5432/app?sslmode=verify-full; the password may come from PGPASSWORD',
+    );
+  if (cfg.pgOwnSchema === cfg.pgSchema)
+    throw new ConfigError(
+      `invalid --pg-own-schema (QUEUELENS_PG_OWN_SCHEMA) ${JSON.stringify(cfg.pgOwnSchema)}: must differ from --pg-schema (QUEUELENS_PG_SCHEMA), BullMQ's schema, which queuelens never writes`,
+    );
+  return cfg;
+}

@@ -1,6 +1,6 @@
 // The sidecar's validated configuration.
 import { isIP } from 'node:net';
-import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { logLevelOption, ownPrefixOption, postgresBackend, postgresOptions, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 /**
@@ -23,6 +23,7 @@ export function parseTrustProxy(raw: string): string[] {
 }
 
 export const sidecarOptions = [
+  ...postgresOptions,
   redisUrlOption,
   redisClusterNodesOption,
   option({ name: 'port', env: 'QUEUELENS_PORT', arg: '<port>', description: 'HTTP port for /metrics and /health', default: '9487', parse: parse.port }),
@@ -32,7 +33,7 @@ export const sidecarOptions = [
     name: 'queues',
     env: 'QUEUELENS_QUEUES',
     arg: '<list>',
-    description: 'fixed comma-separated queue names (skips discovery); unset = discover with SCAN',
+    description: "fixed comma-separated queue names (skips discovery); unset = discover them (SCAN on Redis, the schema's meta table on PostgreSQL)",
     parse: (raw: string) => {
       const list = parse.list(raw);
       for (const q of list) if (q.includes(':')) throw new Error(`queue name ${JSON.stringify(q)} contains ':', which BullMQ does not allow`);
@@ -60,7 +61,7 @@ export const sidecarOptions = [
     name: 'discovery-interval',
     env: 'QUEUELENS_DISCOVERY_INTERVAL',
     arg: '<seconds>',
-    description: 'seconds between SCAN passes that find new and removed queues',
+    description: 'seconds between discovery passes (SCAN on Redis, a query on PostgreSQL) that find new and removed queues',
     default: '60',
     parse: parse.seconds(0.1, 86_400),
   }),
@@ -183,7 +184,7 @@ export const sidecarOptions = [
 export type SidecarConfig = ConfigOf<typeof sidecarOptions>;
 
 export function resolveSidecarConfig(raw: Record<string, unknown>): SidecarConfig {
-  const config = resolveOptions(sidecarOptions, raw);
+  const config = postgresBackend(resolveOptions(sidecarOptions, raw));
   // queuelens's keys must never sit under a watched BullMQ prefix, where they could look like a queue's.
   if (config.prefixes.includes(config.ownPrefix)) {
     throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(config.ownPrefix)}: must differ from every --prefixes entry`);

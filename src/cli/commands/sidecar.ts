@@ -7,7 +7,9 @@ import { createLogger } from '../../log/logger.js';
 import { createSidecar } from '../../sidecar/create-sidecar.js';
 
 export function registerSidecar(program: Command): void {
-  const cmd = program.command('sidecar').description('export BullMQ queue metrics from Redis to Prometheus on /metrics, with /health, /readyz and /livez');
+  const cmd = program
+    .command('sidecar')
+    .description('export BullMQ queue metrics from Redis or PostgreSQL to Prometheus on /metrics, with /health, /readyz and /livez');
   addOptions(cmd, sidecarOptions);
   cmd.action(async (raw: Record<string, unknown>) => {
     const config = resolveSidecarConfig(raw);
