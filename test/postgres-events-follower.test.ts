@@ -1,7 +1,9 @@
 // The PostgreSQL event pipeline the sidecar runs (src/postgres/event-follower.ts): fenced lease, exact reader, the
 // lifecycle machine, reader state and accounting committed in one fenced transaction, read back by every replica.
 // Ground truth: what the test enqueued and what BullMQ's tables hold (job states, the event rows themselves).
+import { spawn } from 'node:child_process';
 import { Writable } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from 'bullmq';
@@ -231,5 +233,117 @@ describe('PostgreSQL event follower', () => {
     expect(ok).toBe(false);
     expect((await pool.query(`SELECT * FROM ${OWN}.event_reader`)).rows).toEqual(before.rows);
     expect((await pool.query(`SELECT source, queue, fields FROM ${OWN}.event_accounting ORDER BY queue`)).rows).toEqual(accBefore.rows);
+  });
+  it('counts a row whose writer commits after later ids were committed, once', async () => {
+    const f = follower();
+    f.setQueues(refs('late'));
+    const q = bull.queue('late');
+    await q.getVersion();
+    await f.start();
+    await expect.poll(() => f.isLeader, POLL).toBe(true);
+    // BullMQ's own publish_event, left open: it holds an id below the ones committed next.
+    const held = await pool.connect();
+    try {
+      await held.query('BEGIN');
+      const { rows } = await held.query<{ id: string }>(`SELECT bullmq.publish_event('late', 'added', '{"jobId":"held","name":"x"}'::jsonb)::text AS id`);
+      const heldId = BigInt(rows[0]!.id);
+      for (let i = 0; i < 3; i++) await q.add('job', {});
+      const top = await head();
+      await expect.poll(async () => (await summary('late'))?.counters.added, POLL).toBe(3);
+      // While it is open the committed watermark never passes it (a resumed leader would read it too).
+      await new Promise((r) => setTimeout(r, 600));
+      expect(await committedWatermark()).toBeLessThan(heldId);
+      expect(top).toBeGreaterThan(heldId);
+      await held.query('COMMIT');
+    } finally {
+      held.release();
+    }
+    await caughtUp();
+    const { rows } = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM bullmq.event WHERE queue = 'late' AND event = 'added'");
+    expect(Number(rows[0]!.n)).toBe(4);
+    expect((await summary('late'))?.counters.added).toBe(4);
+    await f.close();
+  });
+
+  it('a leader SIGKILLed mid-workload is replaced after its lease: nothing reset, nothing counted twice', async () => {
+    const script = fileURLToPath(new URL('./fixtures/pg-event-follower.mjs', import.meta.url));
+    const child = spawn(process.execPath, [script, server.url, SCHEMA, OWN, '3000', 'killed'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    try {
+      await expect.poll(() => out, POLL).toMatch(/LEADER (\d+)/);
+      const childFence = BigInt(/LEADER (\d+)/.exec(out)![1]!);
+      const standby = follower();
+      standby.setQueues(refs('killed'));
+      await standby.start();
+      const running = workload('killed', 3);
+      // Killed once it committed part of the workload, while jobs are in flight.
+      await expect.poll(async () => (await summary('killed'))?.counters.added ?? 0, POLL).toBeGreaterThan(0);
+      child.kill('SIGKILL');
+      const truth = await running;
+      await expect.poll(() => standby.isLeader, POLL).toBe(true);
+      expect(standby.fence).toBeGreaterThan(childFence);
+      await caughtUp();
+      expect(await summary('killed')).toEqual({ ...truth.summary, read: expect.any(Number) });
+      await standby.close();
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('resumes from the committed watermark after PostgreSQL restarts', async () => {
+    const f = follower();
+    f.setQueues(refs('restart'));
+    const q = bull.queue('restart');
+    for (let i = 0; i < 5; i++) await q.add('job', {});
+    await f.start();
+    await caughtUp();
+    expect((await summary('restart'))?.counters.added).toBe(5);
+    const mark = lines.length;
+    await server.kill();
+    await server.restart();
+    for (let i = 0; i < 5; i++) await q.add('job', {});
+    const w = bull.worker('restart', async () => 'ok');
+    await expect.poll(async () => (await finished('restart')).completed, POLL).toBe(10);
+    await w.close();
+    await caughtUp();
+    const got = await summary('restart');
+    expect(got?.counters).toEqual({ added: 10, completed: 10 });
+    expect(got?.histograms['processing:completed']).toBe(10);
+    // It went on from what it had committed, not from the start of the table.
+    const resumed = lines.slice(mark).find((l) => l.includes('event follower resumes'));
+    expect(resumed).toBeDefined();
+    expect(BigInt((JSON.parse(resumed!) as { watermark: string }).watermark)).toBeGreaterThan(0n);
+    await f.close();
+  });
+
+  it('counts rows trimmed before they were read as lost, exactly, when only that queue wrote meanwhile', async () => {
+    const q = bull.queue('trim', { streams: { events: { maxLen: 20 } } });
+    await q.add('job', {});
+    const first = follower();
+    first.setQueues(refs('trim'));
+    await first.start();
+    await caughtUp();
+    await first.close();
+    const from = await committedWatermark();
+    // No leader while 300 events are written: BullMQ trims all but about the last 20 of them.
+    for (let i = 0; i < 150; i++) await q.add('job', {});
+    const retained = await pool.query<{ event: string; n: string }>(
+      "SELECT event, count(*)::text AS n FROM bullmq.event WHERE queue = 'trim' AND id > $1 GROUP BY event",
+      [from.toString()],
+    );
+    const kept = Object.fromEntries(retained.rows.map((r) => [r.event, Number(r.n)]));
+    const keptRows = (kept.added ?? 0) + (kept.waiting ?? 0);
+    expect(keptRows).toBeLessThan(300);
+    const second = follower();
+    second.setQueues(refs('trim'));
+    await second.start();
+    await caughtUp();
+    const got = await summary('trim');
+    expect(got?.lost).toBe(300 - keptRows);
+    expect(got?.counters.added).toBe(1 + (kept.added ?? 0));
+    expect(got?.read).toBe(2 + keptRows);
+    await second.close();
   });
 });
