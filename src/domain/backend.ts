@@ -1,7 +1,9 @@
-// Owns the seam between queuelens and the store BullMQ runs on: small interfaces over plain data. Above it, the
-// collection cycle (sidecar/collection-cycle.ts), metrics, status and HTTP take a SnapshotSource; below it,
-// collector/ turns a QueueStateSource's readings into snapshots, and redis/queue-state-source.ts reads them from
-// BullMQ on Redis. A second backend (postgres/snapshot.ts: BullMQ on PostgreSQL) is a SnapshotSource beside it.
+// Owns the seam between queuelens and the store BullMQ runs on: small interfaces over plain data. The sidecar and
+// `top` take a SidecarBackend (which queues, their snapshots, the event follower, the accounting read back) and
+// know nothing of the store; backends/ assembles one per store. Under a backend, collector/ turns a
+// QueueStateSource's readings into snapshots (redis/queue-state-source.ts reads them from BullMQ on Redis);
+// postgres/snapshot.ts (BullMQ on PostgreSQL) is a SnapshotSource of its own.
+import type { QueueEventAccounting } from './event-accounting.js';
 import type { QueueRef } from './queue-ref.js';
 import type { CollectionSnapshot } from './queue-snapshot.js';
 
@@ -66,4 +68,57 @@ export interface QueueStateSource {
   /** Workers per queue; undefined when the backend will not list its connections (then the count is absent). */
   workers(refs: readonly QueueRef[], prefixes: readonly string[]): Promise<WorkerCount | undefined>;
   link(): BackendLink;
+}
+
+/** The queues a backend watches: discovered on a slow timer (or a fixed list), read by every collection. */
+export interface QueueList {
+  /** One discovery pass; rejects when the store cannot be read (the caller retries on a short timer). */
+  runPass(): Promise<void>;
+  /** The watched queues, capped (--max-queues); the same array until the list changes. */
+  queues(): readonly QueueRef[];
+  /** Changes whenever queues() does, so a follower is handed a new list only then. */
+  readonly generation: number;
+  /** Discovery passes completed so far (0: the list is only what the configuration fixed). */
+  completedPasses(): number;
+}
+
+/**
+ * The leader-elected event reader of a backend: while it holds the lease (of one shard or all), it reads the
+ * store's job events for the queues it is given and persists their accounting, fenced, in queuelens's own keys or
+ * schema. Every replica, leader or not, reads that accounting back (SidecarBackend.readAccounting).
+ */
+export interface EventFollower {
+  /** Begins competing for the lease and reading; returns once the first attempt is under way. */
+  start(): Promise<void>;
+  /** The queues to follow (discovery's list); queues no longer listed are dropped. */
+  setQueues(refs: readonly QueueRef[]): void;
+  /** Holds a lease now, and it has surely not expired (a hung renewal cannot keep this true). */
+  readonly isLeader: boolean;
+  /** Stops reading and releases the lease so a standby takes over at once. Idempotent. */
+  close(): Promise<void>;
+}
+
+/**
+ * Everything the sidecar (and `top`) reads from the store BullMQ runs on. `Admin` is a store-specific extra the
+ * admin routes need (on Redis, the connection Bull Board and the dead-letter routes use); absent elsewhere.
+ */
+export interface SidecarBackend<Admin = unknown> {
+  readonly kind: 'redis' | 'postgres';
+  /**
+   * Opens the connection(s). Rejects when the store does not answer yet; the backend keeps retrying in the
+   * background (collections fail with `up 0` meanwhile), so the caller logs it and goes on. No-op once called.
+   */
+  connect(): Promise<void>;
+  readonly discovery: QueueList;
+  /** One collection of every queue discovery lists. */
+  readonly snapshots: SnapshotSource;
+  /** Undefined when event reading is off (--no-events) or the backend is read-only (`top`). */
+  readonly events?: EventFollower;
+  /** The accounting the leader(s) persisted, what every replica renders; undefined when the backend has none. */
+  readAccounting?(): Promise<QueueEventAccounting[]>;
+  /** Where the backend points, for the start-up log: no password, token or other secret. */
+  where(): Record<string, unknown>;
+  readonly admin?: Admin;
+  /** Closes the follower (if still open) and every connection. Idempotent. */
+  close(): Promise<void>;
 }

@@ -3,17 +3,29 @@
 // and writes back only the fields a batch changed; every replica parses the same hash into plain data.
 import { EVENT_BUCKETS_SECONDS, bucketIndex } from './buckets.js';
 
-export const EVENT_COUNTERS = ['added', 'completed', 'failed', 'retried', 'stalled', 'deduplicated'] as const;
-export type EventCounter = (typeof EVENT_COUNTERS)[number];
+import {
+  EVENT_COUNTERS,
+  EVENT_HISTOGRAMS,
+  type CounterSeries,
+  type EventCounter,
+  type EventHistogram,
+  type HistogramLabel,
+  type HistogramSeries,
+  type QueueEventStats,
+  type ReaderHealth,
+} from '../domain/event-accounting.js';
 
-/** Each histogram and the values of its one label (`attempt` for wait, `outcome` for the others). */
-export const EVENT_HISTOGRAMS = {
-  wait: ['first', 'retry'],
-  processing: ['completed', 'failed', 'retried'],
-  e2e: ['completed', 'failed'],
-} as const;
-export type EventHistogram = keyof typeof EVENT_HISTOGRAMS;
-export type HistogramLabel<H extends EventHistogram> = (typeof EVENT_HISTOGRAMS)[H][number];
+// The accounting's plain shape lives in domain/ (every layer renders it); re-exported for the state machine's users.
+export { EVENT_COUNTERS, EVENT_HISTOGRAMS } from '../domain/event-accounting.js';
+export type {
+  CounterSeries,
+  EventCounter,
+  EventHistogram,
+  HistogramLabel,
+  HistogramSeries,
+  QueueEventStats,
+  ReaderHealth,
+} from '../domain/event-accounting.js';
 
 /** Reader health counters the leader keeps; the SCRIPT_FIELDS are written by the commit script. */
 export const READER_COUNTERS = ['read', 'unmatched', 'evicted'] as const;
@@ -38,38 +50,6 @@ export function heartbeatField(shard = 'all'): string {
 
 /** `job_name` value for jobs whose name is not tracked: over the cap, or the reader never saw their `added`. */
 export const OTHER_JOB_NAME = '__other__';
-
-export interface CounterSeries {
-  counter: EventCounter;
-  jobName: string;
-  value: number;
-}
-
-export interface HistogramSeries {
-  histogram: EventHistogram;
-  /** The attempt (wait) or outcome (processing, e2e) label value. */
-  label: string;
-  jobName: string;
-  /** Cumulative counts, one per EVENT_BUCKETS_SECONDS bound (the +Inf bucket is `count`). */
-  buckets: number[];
-  count: number;
-  sumSeconds: number;
-}
-
-export interface ReaderHealth {
-  read: number;
-  lost: number;
-  unmatched: number;
-  evicted: number;
-  lagSeconds: number;
-}
-
-/** What every replica renders for one queue: plain data, identical wherever it is read. */
-export interface QueueEventStats {
-  counters: CounterSeries[];
-  histograms: HistogramSeries[];
-  reader: ReaderHealth;
-}
 
 const counterField = (c: EventCounter | ReaderCounter, jobName: string) => `c|${c}|${jobName}`;
 const histField = (h: EventHistogram, label: string, part: number | 'sum' | 'count', jobName: string) => `h|${h}|${label}|${part}|${jobName}`;

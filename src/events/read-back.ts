@@ -7,12 +7,10 @@ import { Slicer } from '../util/slicer.js';
 import type { RedisClient } from '../redis/connection.js';
 import { ownKeys, parseEventsMember } from '../redis/keys.js';
 import { type QueueRef } from '../domain/queue-ref.js';
-import { parseQueueHash, type QueueEventStats } from './accounting.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
+import { parseQueueHash } from './accounting.js';
 
-export interface QueueEventAccounting {
-  queue: QueueRef;
-  stats: QueueEventStats;
-}
+export type { QueueEventAccounting } from '../domain/event-accounting.js';
 
 const SLICE = 500;
 

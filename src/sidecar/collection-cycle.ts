@@ -3,7 +3,7 @@
 // accounting back, and update the queue board behind /api/queues, the status page and `top`.
 import type { SnapshotSource } from '../domain/backend.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
-import type { QueueEventAccounting } from '../events/read-back.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import { boardAccounting } from '../status/event-accounting.js';
 import type { QueueBoard } from '../status/queue-board.js';
 

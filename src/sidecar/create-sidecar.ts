@@ -1,35 +1,30 @@
-// Assembles the sidecar: Redis connection, discovery and collection loops, metrics, HTTP app. Used by the
-// `queuelens sidecar` command and by tests in-process. start() begins the loops; close() undoes everything.
+// Assembles the sidecar over a backend (backends/create-backend.ts picks it by the configuration): discovery and
+// collection loops, metrics, the queue board, the HTTP app. Used by the `queuelens sidecar` command and by tests
+// in-process. start() begins the loops; close() undoes everything. Nothing here knows which store it reads.
 import type { FastifyInstance } from 'fastify';
-import { Collector } from '../collector/collector.js';
-import { QueueDiscovery } from '../collector/discovery.js';
+import { createBackend, type Backend } from '../backends/create-backend.js';
 import { isStale } from '../collector/freshness.js';
-import { RedisLimiterStore } from '../collector/worker-limiter.js';
-import { ownKeys } from '../redis/keys.js';
+import type { QueueList } from '../domain/backend.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { SidecarConfig } from '../config/sidecar-config.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import { EventShards } from '../events/event-shards.js';
-import { readEventAccounting, type QueueEventAccounting } from '../events/read-back.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import { buildApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
 import { startIntervalLoop, type IntervalLoop } from '../util/interval-loop.js';
 import { stretchedInterval } from './stretch.js';
 import type { Logger } from '../log/logger.js';
-import { safeUrl } from '../log/redact.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
 import { Exposition } from '../metrics/exposition.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
-import { createRedis, type RedisClient } from '../redis/connection.js';
-import { RedisQueueStateSource } from '../redis/queue-state-source.js';
 import { queueId } from '../domain/queue-ref.js';
 import { QueueBoard } from '../status/queue-board.js';
 import { runCollectionCycle } from './collection-cycle.js';
 
 export interface Sidecar {
   app: FastifyInstance;
-  redis: RedisClient;
-  discovery: QueueDiscovery;
+  backend: Backend;
+  discovery: QueueList;
   /** The last collection, if any. */
   snapshot(): CollectionSnapshot | undefined;
   start(): Promise<void>;
@@ -38,18 +33,9 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
-export async function createSidecar(config: SidecarConfig, log: Logger): Promise<Sidecar> {
-  const redis = createRedis({
-    url: config.redisUrl,
-    clusterNodes: config.redisClusterNodes,
-    name: 'queuelens:sidecar',
-    log,
-    lazyConnect: true,
-    commandTimeoutMs: Math.max(2000, config.collectInterval * 1000),
-  });
-  const discovery = new QueueDiscovery({ redis, prefixes: config.prefixes, fixedQueues: config.queues, maxQueues: config.maxQueues, log });
-  const limiterStore = new RedisLimiterStore(redis, ownKeys.workerLimiters(config.ownPrefix));
-  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log }), discovery, log, limiterStore });
+/** `backend`: the store to read; by default the one the configuration names. */
+export async function createSidecar(config: SidecarConfig, log: Logger, backend: Backend = createBackend(config, log)): Promise<Sidecar> {
+  const { discovery, events: reader } = backend;
   // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
   // collection, not once a second while scraped.
   const exposition = new Exposition(Math.max(1000, config.collectInterval * 1000));
@@ -61,30 +47,15 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   });
   let last: CollectionSnapshot | undefined;
 
-  // Event accounting: one leader per shard reads the streams and persists; every replica reads back and renders.
-  const eventsOn = config.events;
-  const reader = eventsOn
-    ? new EventShards({
-        client: redis,
-        shards: config.eventsShards,
-        redisUrl: config.redisUrl,
-        clusterNodes: config.redisClusterNodes,
-        ownPrefix: config.ownPrefix,
-        prefixes: config.prefixes,
-        log,
-        leaseMs: config.eventsLease * 1000,
-        retentionMs: config.eventsRetention * 1000,
-        lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
-      })
-    : undefined;
-  const eventMetrics = eventsOn ? new EventMetrics(exposition) : undefined;
+  // Event accounting: one leader per shard reads the events and persists; every replica reads back and renders.
+  const eventMetrics = reader ? new EventMetrics(exposition) : undefined;
   let readBackFailed = false;
   /** Renders the persisted accounting and hands it back (undefined when events are off or unreadable). */
   const readBack = async (): Promise<QueueEventAccounting[] | undefined> => {
-    if (!reader || !eventMetrics) return undefined;
+    if (!reader || !eventMetrics || !backend.readAccounting) return undefined;
     let queues: QueueEventAccounting[] | undefined;
     try {
-      queues = await readEventAccounting(redis, config.ownPrefix);
+      queues = await backend.readAccounting();
       if (readBackFailed) log.info('event accounting read-back recovered');
       readBackFailed = false;
     } catch (err) {
@@ -111,7 +82,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
   };
   const collectOnce = async (): Promise<void> => {
     const started = Date.now();
-    const { snapshot: s } = await runCollectionCycle({ collector, board, readAccounting: readBack, onSnapshot });
+    const { snapshot: s } = await runCollectionCycle({ collector: backend.snapshots, board, readAccounting: readBack, onSnapshot });
     const cycleSeconds = (Date.now() - started) / 1000;
     const next = stretchedInterval(config.collectInterval, cycleSeconds, s.ok);
     if (next !== interval) {
@@ -156,37 +127,36 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
     readiness: () => assessHealth(last, Date.now(), interval),
     queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: interval }),
     trustProxy: config.trustProxy,
-    admin: config.adminToken
-      ? {
-          token: config.adminToken,
-          writes: config.adminWrites,
-          connection: redis,
-          prefixes: config.prefixes,
-          ownPrefix: config.ownPrefix,
-          queues: () => discovery.queues(),
-          log,
-        }
-      : undefined,
+    admin:
+      config.adminToken && backend.admin
+        ? {
+            token: config.adminToken,
+            writes: config.adminWrites,
+            connection: backend.admin,
+            prefixes: config.prefixes,
+            ownPrefix: config.ownPrefix,
+            queues: () => discovery.queues(),
+            log,
+          }
+        : undefined,
   });
 
-  // lazyConnect: nothing happens until start(); a Redis that is down at start is retried in the background.
-  const connect = async (): Promise<void> => {
-    if (redis.status !== 'wait') return;
-    await redis.connect().catch((err: Error) => log.warn({ err: err.message }, 'redis not reachable yet; retrying in the background'));
-  };
+  // Nothing connects until start(); a store that is down at start is retried in the background.
+  const connect = (): Promise<void> =>
+    backend.connect().catch((err: Error) => log.warn({ err: err.message }, `${backend.kind} not reachable yet; retrying in the background`));
   const loops: IntervalLoop[] = [];
   let started = false;
   let closed: Promise<void> | undefined;
 
   return {
     app,
-    redis,
+    backend,
     discovery,
     snapshot: () => last,
     async start() {
       if (started) return;
       started = true;
-      log.info({ redis: safeUrl(config.redisUrl), prefixes: config.prefixes, queues: config.queues ?? 'discover' }, 'sidecar starting');
+      log.info(backend.where(), 'sidecar starting');
       await connect();
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
@@ -218,7 +188,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger): Promise
           await step('collection loops stopped', () => Promise.all(loops.map((l) => l.stop())));
         };
         await Promise.all([stopServing(), step('event reader closed', () => reader?.close())]);
-        redis.disconnect();
+        await backend.close();
       })();
       return closed;
     },

@@ -1,7 +1,7 @@
 // Folds the event reader's persisted accounting (split by job name, attempt and outcome) into the per-queue
 // totals the queue board keeps history of: five counters and the wait and processing histograms.
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import type { QueueEventAccounting } from '../events/read-back.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import { queueId } from '../domain/queue-ref.js';
 import type { CumulativeHistogram } from './accounting-ring.js';
 import type { BoardAccounting } from './queue-board.js';

@@ -2,6 +2,10 @@
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { resolveSidecarConfig, type SidecarConfig } from '../../src/config/sidecar-config.js';
+import { createBackend } from '../../src/backends/create-backend.js';
+import { RedisBackend } from '../../src/backends/redis-backend.js';
+import type { QueueDiscovery } from '../../src/collector/discovery.js';
+import type { RedisClient } from '../../src/redis/connection.js';
 import { createSidecar, type Sidecar } from '../../src/sidecar/create-sidecar.js';
 import { parsePromText, type Series } from './prom-text.js';
 
@@ -10,7 +14,7 @@ export async function testSidecar(
   redisUrl: string,
   raw: Record<string, unknown> = {},
   logTo?: string[],
-): Promise<Sidecar & { config: SidecarConfig; scrape(): Promise<Series> }> {
+): Promise<Sidecar & { config: SidecarConfig; redis: RedisClient; discovery: QueueDiscovery; scrape(): Promise<Series> }> {
   const config = resolveSidecarConfig({
     redisUrl,
     port: '9487',
@@ -30,9 +34,15 @@ export async function testSidecar(
         },
       })
     : undefined;
-  const sidecar = await createSidecar(config, createLogger({ level: config.logLevel, destination }));
+  const log = createLogger({ level: config.logLevel, destination });
+  // The sidecar composes any backend; these tests also reach into the Redis one (its connection, its discovery).
+  const backend = createBackend(config, log);
+  if (!(backend instanceof RedisBackend)) throw new Error(`testSidecar drives a Redis sidecar, not ${backend.kind}`);
+  const sidecar = await createSidecar(config, log, backend);
   return Object.assign(sidecar, {
     config,
+    redis: backend.redis,
+    discovery: backend.discovery,
     async scrape() {
       const res = await sidecar.app.inject({ method: 'GET', url: '/metrics' });
       if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`);

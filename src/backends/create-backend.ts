@@ -1,0 +1,34 @@
+// Owns which store the sidecar reads: the backend named by the configuration, assembled from its slice of the
+// options. The sidecar composes whatever this returns and knows nothing of Redis or PostgreSQL.
+import type { SidecarConfig } from '../config/sidecar-config.js';
+import type { SidecarBackend } from '../domain/backend.js';
+import type { Logger } from '../log/logger.js';
+import type { RedisClient } from '../redis/connection.js';
+import { RedisBackend } from './redis-backend.js';
+
+/** A backend the sidecar can serve; the admin routes (Bull Board, dead letters) need a Redis connection. */
+export type Backend = SidecarBackend<RedisClient>;
+
+export function createBackend(config: SidecarConfig, log: Logger): Backend {
+  return new RedisBackend({
+    redisUrl: config.redisUrl,
+    clusterNodes: config.redisClusterNodes,
+    connectionName: 'queuelens:sidecar',
+    // A command may take as long as a collection interval before the collection counts as failed.
+    commandTimeoutMs: Math.max(2000, config.collectInterval * 1000),
+    prefixes: config.prefixes,
+    fixedQueues: config.queues,
+    maxQueues: config.maxQueues,
+    ownPrefix: config.ownPrefix,
+    log,
+    sharedLimiters: true,
+    events: config.events
+      ? {
+          shards: config.eventsShards,
+          leaseMs: config.eventsLease * 1000,
+          retentionMs: config.eventsRetention * 1000,
+          lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
+        }
+      : undefined,
+  });
+}

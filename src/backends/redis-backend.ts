@@ -1,0 +1,99 @@
+// Owns BullMQ on Redis as a SidecarBackend (domain/backend.ts): one connection shared by discovery (SCAN), the
+// collector over redis/queue-state-source.ts, the sharded event reader and the accounting read-back, opened
+// lazily so a Redis that is down at start is retried in the background. The sidecar and `top` assemble it.
+import { Collector } from '../collector/collector.js';
+import { QueueDiscovery } from '../collector/discovery.js';
+import { RedisLimiterStore } from '../collector/worker-limiter.js';
+import type { SidecarBackend } from '../domain/backend.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
+import { EventShards, type EventShardsOptions } from '../events/event-shards.js';
+import { readEventAccounting } from '../events/read-back.js';
+import type { Logger } from '../log/logger.js';
+import { safeUrl } from '../log/redact.js';
+import { createRedis, type RedisClient } from '../redis/connection.js';
+import { ownKeys } from '../redis/keys.js';
+import { RedisQueueStateSource } from '../redis/queue-state-source.js';
+
+export interface RedisBackendOptions {
+  redisUrl: string;
+  clusterNodes?: readonly string[];
+  /** Connection name shown in CLIENT LIST. */
+  connectionName: string;
+  commandTimeoutMs: number;
+  prefixes: readonly string[];
+  /** Fixed queue names (no SCAN). */
+  fixedQueues?: readonly string[];
+  maxQueues: number;
+  /** queuelens's own keys: persisted accounting, leases, learnt Worker limiters. */
+  ownPrefix: string;
+  log: Logger;
+  /** Keep what is learnt of Worker limiters in Redis, shared by replicas (the sidecar); else in memory (`top`). */
+  sharedLimiters?: boolean;
+  /** Run the event reader (leader-elected, sharded); absent: events off, or read-only (`top`). */
+  events?: Pick<EventShardsOptions, 'shards' | 'leaseMs' | 'retentionMs' | 'lifecycle'>;
+}
+
+export class RedisBackend implements SidecarBackend<RedisClient> {
+  readonly kind = 'redis';
+  readonly redis: RedisClient;
+  readonly discovery: QueueDiscovery;
+  readonly snapshots: Collector;
+  readonly events: EventShards | undefined;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly o: RedisBackendOptions) {
+    const { log } = o;
+    this.redis = createRedis({
+      url: o.redisUrl,
+      clusterNodes: o.clusterNodes,
+      name: o.connectionName,
+      log,
+      lazyConnect: true,
+      commandTimeoutMs: o.commandTimeoutMs,
+    });
+    this.discovery = new QueueDiscovery({ redis: this.redis, prefixes: o.prefixes, fixedQueues: o.fixedQueues, maxQueues: o.maxQueues, log });
+    this.snapshots = new Collector({
+      source: new RedisQueueStateSource({ redis: this.redis, log }),
+      discovery: this.discovery,
+      log,
+      limiterStore: o.sharedLimiters ? new RedisLimiterStore(this.redis, ownKeys.workerLimiters(o.ownPrefix)) : undefined,
+    });
+    this.events = o.events
+      ? new EventShards({
+          ...o.events,
+          client: this.redis,
+          redisUrl: o.redisUrl,
+          clusterNodes: o.clusterNodes,
+          ownPrefix: o.ownPrefix,
+          prefixes: o.prefixes,
+          log,
+        })
+      : undefined;
+  }
+
+  /** Bull Board and the dead-letter routes work on the same connection. */
+  get admin(): RedisClient {
+    return this.redis;
+  }
+
+  async connect(): Promise<void> {
+    if (this.redis.status !== 'wait') return;
+    await this.redis.connect();
+  }
+
+  readAccounting(): Promise<QueueEventAccounting[]> {
+    return readEventAccounting(this.redis, this.o.ownPrefix);
+  }
+
+  where(): Record<string, unknown> {
+    return { redis: safeUrl(this.o.redisUrl), prefixes: this.o.prefixes, queues: this.o.fixedQueues ?? 'discover' };
+  }
+
+  close(): Promise<void> {
+    this.closed ??= (async () => {
+      await this.events?.close();
+      this.redis.disconnect();
+    })();
+    return this.closed;
+  }
+}
