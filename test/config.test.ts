@@ -13,6 +13,7 @@ const BAD: Record<string, string> = {
   prefixes: 'bu*ll',
   queues: 'a:b',
   'collect-interval': '0',
+  'collect-sweep': '-1',
   'shutdown-timeout': '0.5',
   'discovery-interval': 'soon',
   'max-queues': '0',

@@ -93,6 +93,7 @@ describe('Lua script wrappers', () => {
       limiterCount: 11,
       globalRateMax: 13,
       lockOwners: 2,
+      nextDueMs: now + 3_600_000,
     };
     expect(q).toEqual(expected);
     // The fixture means something only while no two fields share a value.

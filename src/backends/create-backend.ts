@@ -22,6 +22,8 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
     ownPrefix: config.ownPrefix,
     log,
     sharedLimiters: true,
+    sweepMs: config.collectSweep * 1000,
+    workersEveryMs: config.collectInterval * 1000,
     events: config.events
       ? {
           shards: config.eventsShards,

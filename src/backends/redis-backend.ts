@@ -1,13 +1,15 @@
 // Owns BullMQ on Redis as a SidecarBackend (domain/backend.ts): one connection shared by discovery (SCAN), the
 // collector over redis/queue-state-source.ts, the sharded event reader and the accounting read-back, opened
 // lazily so a Redis that is down at start is retried in the background. The sidecar and `top` assemble it.
+import { ChangePlan } from '../collector/change-plan.js';
 import { Collector } from '../collector/collector.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import { RedisLimiterStore } from '../collector/worker-limiter.js';
 import type { SidecarBackend } from '../domain/backend.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import { EventShards, type EventShardsOptions } from '../events/event-shards.js';
-import { readEventAccounting } from '../events/read-back.js';
+import { AccountingReadBack } from '../events/accounting-cache.js';
+import { QueueChanges } from '../domain/queue-changes.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { createRedis, type RedisClient } from '../redis/connection.js';
@@ -31,6 +33,13 @@ export interface RedisBackendOptions {
   sharedLimiters?: boolean;
   /** Run the event reader (leader-elected, sharded); absent: events off, or read-only (`top`). */
   events?: Pick<EventShardsOptions, 'shards' | 'leaseMs' | 'retentionMs' | 'lifecycle'>;
+  /**
+   * With the event reader on: collection driven by change (collector/change-plan.ts), every queue read again at
+   * least this often (ms); 0 or absent: every queue at every collection.
+   */
+  sweepMs?: number;
+  /** With change-driven collection, CLIENT LIST at most this often (ms). */
+  workersEveryMs?: number;
 }
 
 export class RedisBackend implements SidecarBackend<RedisClient> {
@@ -39,6 +48,9 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
   readonly discovery: QueueDiscovery;
   readonly snapshots: Collector;
   readonly events: EventShards | undefined;
+  /** What the event reader saw move; undefined unless collection is driven by change. */
+  private readonly changes: QueueChanges | undefined;
+  private readonly accounting: AccountingReadBack;
   private closed: Promise<void> | undefined;
 
   constructor(private readonly o: RedisBackendOptions) {
@@ -52,7 +64,11 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
       commandTimeoutMs: o.commandTimeoutMs,
     });
     this.discovery = new QueueDiscovery({ redis: this.redis, prefixes: o.prefixes, fixedQueues: o.fixedQueues, maxQueues: o.maxQueues, log });
+    const sweepMs = o.sweepMs ?? 0;
+    this.changes = o.events && sweepMs > 0 ? new QueueChanges() : undefined;
     this.snapshots = new Collector({
+      plan: this.changes && new ChangePlan({ changes: this.changes, sweepMs }),
+      workersEveryMs: o.workersEveryMs,
       source: new RedisQueueStateSource({ redis: this.redis, log }),
       discovery: this.discovery,
       log,
@@ -67,8 +83,16 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
           ownPrefix: o.ownPrefix,
           prefixes: o.prefixes,
           log,
+          changes: this.changes,
         })
       : undefined;
+    this.accounting = new AccountingReadBack({ client: this.redis, ownPrefix: o.ownPrefix, changes: this.changes, sweepMs });
+  }
+
+  /** Calls `listener` whenever the event reader saw queues change (a prompt collection); undefined without change data. */
+  get onChange(): ((listener: () => void) => () => void) | undefined {
+    const changes = this.changes;
+    return changes && ((listener) => changes.onStateChange(listener));
   }
 
   /** Bull Board and the dead-letter routes work on the same connection. */
@@ -82,7 +106,7 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
   }
 
   readAccounting(): Promise<QueueEventAccounting[]> {
-    return readEventAccounting(this.redis, this.o.ownPrefix);
+    return this.accounting.read();
   }
 
   where(): Record<string, unknown> {

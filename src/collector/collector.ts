@@ -1,10 +1,11 @@
 // Owns one collection: every watched queue's state read through the backend (domain/backend.ts; on Redis
 // redis/queue-state-source.ts) and turned into the plain snapshot metrics, /health and the board read: the limiter
 // judged, worker counts from connections and locks, unreadable and obliterated queues handled.
-import type { QueueReading, QueueStateSource, SnapshotSource } from '../domain/backend.js';
+import type { QueueLook, QueueReading, QueueStateSource, SnapshotSource, WorkerCount } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
+import type { ChangePlan } from './change-plan.js';
 import type { QueueDiscovery } from './discovery.js';
 import { decodeLimiterRecord, encodeLimiterRecord, judgeWorkerLimiter, MemoryLimiterStore, type LimiterStore } from './worker-limiter.js';
 
@@ -19,6 +20,13 @@ export interface CollectorOptions {
   activeCheckLimit?: number;
   /** What is learnt of Worker limiters (worker-limiter.ts); the sidecar keeps it in Redis, shared by replicas. */
   limiterStore?: LimiterStore;
+  /**
+   * Change-driven collection (change-plan.ts): only the queues whose events moved, those not followed and a sweep
+   * are read; the others keep their last look. Unset: every queue is read at every collection.
+   */
+  plan?: ChangePlan;
+  /** With a plan, CLIENT LIST runs at most this often (ms); the passes between reuse its counts. */
+  workersEveryMs?: number;
 }
 
 /** Above this, the limiter counter was set by queue.rateLimit()/worker.rateLimit() (MAX_SAFE_INTEGER). */
@@ -32,6 +40,7 @@ export class Collector implements SnapshotSource {
   private readonly limiterStore: LimiterStore;
   /** Per queue, the distinct workers holding active-job locks in the last collection (see readQueues). */
   private lockOwners = new Map<string, number>();
+  private lastWorkers: { at: number; count: WorkerCount | undefined } | undefined;
 
   constructor(private readonly opts: CollectorOptions) {
     this.limiterStore = opts.limiterStore ?? new MemoryLimiterStore();
@@ -43,8 +52,8 @@ export class Collector implements SnapshotSource {
     this.seq += 1;
     try {
       // Both in flight at once: CLIENT LIST does not depend on the queue states.
-      const [{ queues, unreadable }, counted] = await Promise.all([this.readQueues(refs), this.opts.source.workers(refs, this.opts.discovery.prefixes)]);
-      if (counted && counted.unknown.length > 0) await this.opts.discovery.suggest(counted.unknown);
+      const [{ queues, unreadable }, { counted, fresh }] = await Promise.all([this.readQueues(refs), this.countWorkers(refs)]);
+      if (fresh && counted && counted.unknown.length > 0) await this.opts.discovery.suggest(counted.unknown);
       const workers = counted?.byQueue;
       // A worker Redis refused a name for (spaces, non-ASCII) is absent from CLIENT LIST; while it runs a job
       // its lock shows it, so the count is the larger of the two.
@@ -58,6 +67,16 @@ export class Collector implements SnapshotSource {
     } catch (err) {
       return this.snapshot(false, started, [], err);
     }
+  }
+
+  /** CLIENT LIST, or with a change plan its last answer while younger than workersEveryMs. */
+  private async countWorkers(refs: readonly QueueRef[]): Promise<{ counted: WorkerCount | undefined; fresh: boolean }> {
+    const last = this.lastWorkers;
+    if (this.opts.plan && last && Date.now() - last.at < (this.opts.workersEveryMs ?? 0)) return { counted: last.count, fresh: false };
+    const at = Date.now();
+    const counted = await this.opts.source.workers(refs, this.opts.discovery.prefixes);
+    this.lastWorkers = { at, count: counted };
+    return { counted, fresh: true };
   }
 
   private noteUnreadable(refs: readonly QueueRef[]): void {
@@ -96,13 +115,20 @@ export class Collector implements SnapshotSource {
   }
 
   private async readQueues(refs: readonly QueueRef[]): Promise<{ queues: QueueState[]; unreadable: QueueRef[] }> {
-    const looks = await this.opts.source.read(refs, this.opts.activeCheckLimit ?? 200);
+    const plan = this.opts.plan?.plan(refs);
+    const fresh = await this.opts.source.read(plan ? plan.read : refs, this.opts.activeCheckLimit ?? 200);
+    // The local clock when the reply came: a kept look is aged from it (change-plan.ts).
+    const readAt = Date.now();
+    const looks = plan ? inOrder(refs, fresh, plan.kept) : fresh;
+    const read = new Set(plan ? fresh : []);
+    const kept: Array<[QueueLook, QueueState]> = [];
     const states: QueueState[] = [];
     const unreadable: QueueRef[] = [];
     this.lockOwners = new Map();
     const needPages: Array<Promise<void>> = [];
     const workerLimited = await this.judgeWorkerLimiters(looks);
-    for (const { ref, nowMs, reading: f } of looks) {
+    for (const look of looks) {
+      const { ref, nowMs, reading: f } = look;
       if (!f) {
         unreadable.push(ref);
         continue;
@@ -115,11 +141,20 @@ export class Collector implements SnapshotSource {
       const state = toQueueState(ref, f, nowMs, workerLimited.has(queueId(ref)));
       this.lockOwners.set(queueId(ref), f.lockOwners);
       states.push(state);
+      if (read.has(look)) kept.push([look, state]);
       if (f.active > f.activeLocksChecked) {
         needPages.push(this.opts.source.countOrphans(ref, f.activeLocksChecked, f.active).then((n) => void (state.orphanedActive += n)));
       }
     }
     await Promise.all(needPages);
+    if (plan) {
+      // Kept with the orphans of the pages read after the look, so a later pass reuses the whole count.
+      for (const [look, state] of kept) {
+        const f = look.reading as QueueReading;
+        this.opts.plan?.keep({ ...look, reading: { ...f, orphanedActive: state.orphanedActive, activeLocksChecked: f.active } }, readAt);
+      }
+      for (const look of fresh) if (!look.reading || look.reading.metaExists === 0) this.opts.plan?.keep(look, readAt);
+    }
     markDeadLetterQueues(states);
     return { queues: states, unreadable };
   }
@@ -148,6 +183,14 @@ export class Collector implements SnapshotSource {
     await this.limiterStore.save(changed);
     return limited;
   }
+}
+
+/** The looks of `refs`, in their order, from the ones just read and the kept ones. */
+function inOrder(refs: readonly QueueRef[], fresh: readonly QueueLook[], kept: readonly QueueLook[]): QueueLook[] {
+  const byId = new Map<string, QueueLook>();
+  for (const l of fresh) byId.set(queueId(l.ref), l);
+  for (const l of kept) byId.set(queueId(l.ref), l);
+  return refs.flatMap((r) => byId.get(queueId(r)) ?? []);
 }
 
 /** A queue's field in the limiter store: `<prefix>:<queue>` (queue names cannot contain ':'). */

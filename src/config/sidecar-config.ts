@@ -49,6 +49,15 @@ export const sidecarOptions = [
     parse: parse.seconds(0.1, 3600),
   }),
   option({
+    name: 'collect-sweep',
+    env: 'QUEUELENS_COLLECT_SWEEP',
+    arg: '<seconds>',
+    description:
+      'with the event reader on, a queue whose events did not move is read again only this often (for what emits no event: a lock expiring, a key edited by hand); the ones that moved are read within about a second. 0 = read every queue at every collection',
+    default: '60',
+    parse: parse.seconds(0, 86_400),
+  }),
+  option({
     name: 'shutdown-timeout',
     env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
     arg: '<seconds>',

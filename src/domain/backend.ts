@@ -36,6 +36,11 @@ export interface QueueReading {
   globalRateMax: number;
   /** Distinct workers holding the locks checked. */
   lockOwners: number;
+  /**
+   * When the earliest delayed job not yet overdue falls due (-1: none): delayedOverdue changes then, with no event,
+   * so a reading kept between looks (collector/change-plan.ts) knows when it goes out of date.
+   */
+  nextDueMs: number;
 }
 
 export interface QueueLook {
@@ -114,6 +119,11 @@ export interface SidecarBackend<Admin = unknown> {
   readonly snapshots: SnapshotSource;
   /** Undefined when event reading is off (--no-events) or the backend is read-only (`top`). */
   readonly events?: EventFollower;
+  /**
+   * Subscribes to "the event follower saw queues change" (unsubscribe returned): the sidecar then collects within
+   * about a second. Undefined when collection is not driven by change.
+   */
+  readonly onChange?: (listener: () => void) => () => void;
   /** The accounting the leader(s) persisted, what every replica renders; undefined when the backend has none. */
   readAccounting?(): Promise<QueueEventAccounting[]>;
   /** Where the backend points, for the start-up log: no password, token or other secret. */

@@ -20,6 +20,7 @@ import { LIFECYCLE_DEFAULTS, QueueLifecycle, type InFlightBudget, type Lifecycle
 import { ReadBudget } from './read-budget.js';
 import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from './stream-reply.js';
 import { heartbeatField } from './accounting.js';
+import type { QueueChanges } from '../domain/queue-changes.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -62,6 +63,13 @@ export interface EventReaderOptions {
   lagRefreshMs?: number;
   /** The in-flight budget to share (all shard readers of a process); default: one of this reader's own. */
   inFlight?: InFlightBudget;
+  /**
+   * Told which queues this reader follows and which of them moved (entries read, accounting committed), so the
+   * collection re-reads only those (collector/change-plan.ts). Shared by every shard reader of a process.
+   */
+  changes?: QueueChanges;
+  /** Called after every change of this reader's leadership (EventShards tells whether it holds them all). */
+  onLeadership?: () => void;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -228,6 +236,7 @@ export class EventReader {
         this.forgetStates();
         this.nextMaintenance = 0;
         this.readBudget.reset();
+        this.o.onLeadership?.();
         if (leader) this.wake?.();
       },
     });
@@ -277,6 +286,8 @@ export class EventReader {
     while (!this.closing) {
       try {
         if (!this.lease.isLeader) {
+          // A lease that ran out without a word (a renewal hanging on Redis): its queues are no longer followed.
+          if (this.states.size > 0) this.forgetStates();
           await this.sleep(this.opts.leaseMs / 5);
           continue;
         }
@@ -312,6 +323,7 @@ export class EventReader {
   }
 
   private forgetStates(): void {
+    this.o.changes?.unfollow([...this.states.values()].map((s) => s.queue));
     for (const s of this.states.values()) s.machine.release();
     this.states.clear();
     this.byStream.clear();
@@ -342,6 +354,7 @@ export class EventReader {
       this.drop(s);
       // Obliterated (its stream is gone): a queue re-created under the name starts from its new stream's start.
       await this.scripts.restart({ hash: s.hash, gen: term.gen, stream: s.stream });
+      this.o.changes?.mark([s.queue], ['accounting']);
     }
     const missing = [...this.wanted].filter(([id]) => !this.states.has(id)).map(([, q]) => q);
     if (this.installedAt === undefined) {
@@ -417,6 +430,7 @@ export class EventReader {
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
     }
+    this.o.changes?.follow(queues);
   }
 
   /**
@@ -559,6 +573,12 @@ export class EventReader {
     }
     // Read in slices, none of which blocked: an idle group must not turn into a busy loop.
     if (got.size === 0 && block !== undefined && this.readBudget.plan(group.length).streams < group.length) await this.sleep(Math.min(block, 50));
+    // Entries are written by the script that changed the queue's keys: those counts are worth a new look now.
+    if (got.size > 0)
+      this.o.changes?.mark(
+        [...got].map((s) => s.queue),
+        ['state'],
+      );
     // A stream that returned nothing is at its end: a held `waiting prev=active` there is a retry.
     for (const s of group) if (!got.has(s)) s.machine.flush();
     await this.commit(term, group, got);
@@ -616,6 +636,10 @@ export class EventReader {
       });
       if (!lost) throw new FencedOut();
       this.checkTerm(term);
+      this.o.changes?.mark(
+        chunk.map((p) => p.s.queue),
+        ['accounting'],
+      );
       chunk.forEach(({ s, settles }, k) => {
         s.acc.clearDirty();
         s.committedId = s.cursor;
@@ -678,6 +702,10 @@ export class EventReader {
         const keys = group.map(([, q]) => ownKeys.eventsQueue(this.o.ownPrefix, q));
         const done = await this.scripts.forget({ gen: term.gen, hashes: keys });
         const gone = group.filter((_, i) => done[i]).map(([m]) => m);
+        this.o.changes?.mark(
+          group.filter((_, i) => done[i]).map(([, q]) => q),
+          ['accounting'],
+        );
         if (gone.length > 0) await this.cmd.zrem(this.keys.index, ...gone);
         forgotten += gone.length;
       }
@@ -689,6 +717,7 @@ export class EventReader {
 
   /** Forgets a queue's state, and gives its tracked jobs back to the shared in-flight budget. */
   private drop(s: FollowedQueue): void {
+    this.o.changes?.unfollow([s.queue]);
     s.machine.release();
     this.states.delete(queueId(s.queue));
     this.byStream.delete(s.stream);

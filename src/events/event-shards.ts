@@ -13,7 +13,7 @@ import { type QueueRef } from '../domain/queue-ref.js';
 import { EventReader, EVENT_READER_DEFAULTS, type EventReaderOptions } from './event-reader.js';
 import { LIFECYCLE_DEFAULTS, type QueueLifecycle } from './lifecycle.js';
 
-export interface EventShardsOptions extends Omit<EventReaderOptions, 'shard' | 'mayAcquire' | 'isMine'> {
+export interface EventShardsOptions extends Omit<EventReaderOptions, 'shard' | 'mayAcquire' | 'isMine' | 'onLeadership'> {
   /** Shards of the queue set; every replica must use the same number. 1 = one leader reads everything. */
   shards: number;
   /** Carries the heartbeat (the sidecar's own connection). */
@@ -47,6 +47,7 @@ export class EventShards {
         // One shard keeps the lease key of an unsharded reader, so upgrades keep one leader.
         shard: o.shards === 1 ? undefined : `${i}-of-${o.shards}`,
         mayAcquire: () => this.held() < this.share,
+        onLeadership: () => o.changes?.setWhole(this.held() === o.shards),
         isMine: (q) => shardOf(q, o.shards) === i,
       });
     });

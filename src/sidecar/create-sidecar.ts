@@ -3,6 +3,7 @@
 // in-process. start() begins the loops; close() undoes everything. Nothing here knows which store it reads.
 import type { FastifyInstance } from 'fastify';
 import { createBackend, type Backend } from '../backends/create-backend.js';
+import { collectOnChange } from '../collector/change-plan.js';
 import { isStale } from '../collector/freshness.js';
 import type { QueueList } from '../domain/backend.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
@@ -145,6 +146,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
   const connect = (): Promise<void> =>
     backend.connect().catch((err: Error) => log.warn({ err: err.message }, `${backend.kind} not reachable yet; retrying in the background`));
   const loops: IntervalLoop[] = [];
+  let stopPrompt: (() => void) | undefined;
   let started = false;
   let closed: Promise<void> | undefined;
 
@@ -161,7 +163,10 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
       // Discovery first so the first collection already sees the queues; a failed pass is retried on a short timer.
       await discoverOnce();
       await reader?.start();
-      loops.push(startIntervalLoop(collectOnce, () => interval * 1000));
+      const collecting = startIntervalLoop(collectOnce, () => interval * 1000);
+      loops.push(collecting);
+      // A queue whose events moved is collected within about a second, not at the next interval.
+      if (backend.onChange) stopPrompt = collectOnChange(backend.onChange, () => void collecting.runNow());
       const discoveryMs = config.discoveryInterval * 1000;
       loops.push(
         // A failed pass is retried within 5 s, whenever it fails; a good one waits the full interval.
@@ -183,6 +188,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
           await run();
           log.debug({ step: name }, 'shutdown step done');
         };
+        stopPrompt?.();
         const stopServing = async () => {
           await step('http server closed', () => app.close());
           await step('collection loops stopped', () => Promise.all(loops.map((l) => l.stop())));

@@ -1,0 +1,210 @@
+// Change-driven collection (collector/change-plan.ts, events/accounting-cache.ts): with the event reader on, a
+// queue whose events did not move is not read again until the sweep; one whose events moved is collected at once;
+// what emits no event (a lock expiring, a hand edit) is caught by the sweep; and after it every gauge equals a
+// full collection's. Ground truth: the commands Redis ran (MONITOR on the private server), what the test enqueued
+// and what Redis holds.
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { QueueState } from '../src/domain/queue-snapshot.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { seriesKey } from './helpers/prom-text.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { testSidecar } from './helpers/sidecar.js';
+
+let redis: TestRedis;
+let bull: BullFixtures;
+const sidecars: Array<Awaited<ReturnType<typeof testSidecar>>> = [];
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  bull = new BullFixtures(redis);
+});
+
+afterEach(async () => {
+  await Promise.all(sidecars.splice(0).map((s) => s.close()));
+});
+
+afterAll(async () => {
+  await bull.close();
+  await redis.stop();
+});
+
+async function sidecar(prefix: string, raw: Record<string, unknown>) {
+  const s = await testSidecar(redis.url, { prefixes: prefix, ownPrefix: `ql-${prefix}`, ...raw });
+  sidecars.push(s);
+  return s;
+}
+
+type Sidecar = Awaited<ReturnType<typeof sidecar>>;
+
+const gauge = async (s: Sidecar, name: string, labels: Record<string, string>) => (await s.scrape()).get(seriesKey(name, labels));
+
+/** The reader follows `queue` (its accounting is rendered) and `n` collections ran since. */
+async function followed(s: Sidecar, prefix: string, queue: string, n = 2): Promise<void> {
+  await waitFor(`${queue} followed`, async () => (await gauge(s, 'bullmq_exporter_events_lag_seconds', { prefix, queue })) !== undefined);
+  const seq = s.snapshot()?.seq ?? 0;
+  await waitFor(`${n} collections`, () => (s.snapshot()?.seq ?? 0) >= seq + n);
+}
+
+describe('change-driven collection', () => {
+  it('does not read a queue again between sweeps while its events do not move; reads the one whose events moved', async () => {
+    const p = 'cd1';
+    await bull.queue('idle', { prefix: p }).add('x', {});
+    const busy = bull.queue('busy', { prefix: p });
+    await busy.add('x', {});
+    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '3600' });
+    await s.start();
+    await followed(s, p, 'idle', 10);
+    await followed(s, p, 'busy');
+
+    const seen: string[][] = [];
+    const monitor = await monitorCommands(redis, (args) => seen.push(args));
+    const seq = s.snapshot()!.seq;
+    // Collections keep running; busy's events move, idle's do not.
+    for (let i = 0; i < 3; i += 1) {
+      await busy.add('y', { i });
+      await waitFor('a collection after the change', () => s.snapshot()!.seq > seq + 2 * (i + 1));
+    }
+    await waitFor('busy depth', async () => (await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'busy', state: 'waiting' })) === 4);
+    monitor.stop();
+    expect(s.snapshot()!.seq).toBeGreaterThanOrEqual(seq + 6);
+
+    // A command on one of the queue's keys other than its events stream (the reader's) is a collection reading it.
+    const reads = (queue: string) => seen.filter((args) => args.some((a) => a.startsWith(`${p}:${queue}:`) && a !== `${p}:${queue}:events`));
+    const accountingReads = (queue: string) => seen.filter((args) => args[0]?.toLowerCase() === 'hgetall' && args[1] === `ql-${p}:events:q:${p}:${queue}`);
+    // The control: MONITOR saw the collector read busy, and read its accounting back.
+    expect(reads('busy').length).toBeGreaterThan(0);
+    expect(accountingReads('busy').length).toBeGreaterThan(0);
+    expect(reads('idle')).toEqual([]);
+    expect(accountingReads('idle')).toEqual([]);
+    // And what it kept is still exact.
+    expect(await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'idle', state: 'waiting' })).toBe(1);
+  });
+
+  it("shows a changed queue's depth and counters after its events, without waiting for an interval or the sweep", async () => {
+    const p = 'cd2';
+    const q = bull.queue('q', { prefix: p });
+    await q.add('first', {});
+    // Neither the interval nor the sweep comes round during the test: only the change can start a collection.
+    const s = await sidecar(p, { collectInterval: '3600', collectSweep: '3600' });
+    await s.start();
+    await followed(s, p, 'q', 0);
+    expect(await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'q', state: 'waiting' })).toBe(1);
+    for (let i = 0; i < 3; i += 1) await q.add('more', { i });
+    const truth = await q.getJobCounts('waiting');
+    expect(truth.waiting).toBe(4);
+    await waitFor('depth on /metrics', async () => (await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'q', state: 'waiting' })) === truth.waiting);
+    await waitFor('counter on /metrics', async () => (await gauge(s, 'bullmq_jobs_added_total', { prefix: p, queue: 'q' })) === 3);
+  });
+
+  it('catches a lock that expires with no event at the sweep', async () => {
+    const p = 'bull'; // the stuck worker fixture's prefix; no other test here uses it
+    const q = bull.queue('locked', { prefix: p });
+    await q.add('stuck', {});
+    const stuck = await bull.stuckWorker('locked', 2000, { skipStalledCheck: true });
+    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '2' });
+    await s.start();
+    await followed(s, p, 'locked');
+    expect(await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'locked', state: 'active' })).toBe(1);
+    expect(await gauge(s, 'bullmq_queue_orphaned_active_jobs', { prefix: p, queue: 'locked' })).toBe(0);
+    const client = redis.client();
+    const lastEvent = async () => (await client.xrevrange(`${p}:locked:events`, '+', '-', 'COUNT', 1))[0]?.[0];
+    const before = await lastEvent();
+    stuck.proc.kill('SIGKILL');
+    await waitFor('lock expiry', async () => (await client.pttl(`${p}:locked:${stuck.jobId}:lock`)) === -2, 30_000);
+    await waitFor('orphan on /metrics', async () => (await gauge(s, 'bullmq_queue_orphaned_active_jobs', { prefix: p, queue: 'locked' })) === 1, 30_000);
+    // Nothing was written to the stream: no event told the collection.
+    expect(await lastEvent()).toBe(before);
+    client.disconnect();
+  });
+
+  it("equals a full collection's every gauge after the sweep, hand edits and delayed jobs falling due included", async () => {
+    const p = 'cd4';
+    const now = Date.now();
+    const waits = bull.queue('waits', { prefix: p });
+    await waits.add('old', {}, { timestamp: now - 120_000 });
+    await waits.add('w', {});
+    await waits.add('p', {}, { priority: 5 });
+    await waits.add('overdue', {}, { timestamp: now - 60_000, delay: 1000 });
+    await waits.add('later', {}, { delay: 3_600_000 });
+    // Falls due during the test, with no event at that moment.
+    await bull.queue('soon', { prefix: p }).add('soon', {}, { delay: 1500 });
+    const paused = bull.queue('edited', { prefix: p });
+    await paused.add('e', {});
+    const finished = bull.queue('finished', { prefix: p });
+    for (let i = 0; i < 3; i += 1) await finished.add('f', { fail: i === 2 });
+    const fw = bull.worker(
+      'finished',
+      async (j) => {
+        if (j.data.fail) throw new Error('boom');
+      },
+      { prefix: p },
+    );
+    await waitFor('finished', async () => (await finished.getJobCounts('completed', 'failed')).failed === 1);
+    await fw.close();
+    const busy = bull.queue('busy', { prefix: p });
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    bull.worker('busy', async () => gate, { prefix: p });
+    await busy.add('long', {});
+    await waitFor('busy active', async () => (await busy.getJobCounts('active')).active === 1);
+
+    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '2' });
+    await s.start();
+    for (const queue of ['waits', 'soon', 'edited', 'finished', 'busy']) await followed(s, p, queue, 1);
+    await waitFor('soon overdue', async () => (await gauge(s, 'bullmq_queue_delayed_overdue_jobs', { prefix: p, queue: 'soon' })) === 1, 30_000);
+
+    // Hand edits that write no event: a job id pushed behind the others, and a pause by HSET.
+    const client = redis.client();
+    await client.lpush(`${p}:edited:wait`, 'by-hand');
+    await client.hset(`${p}:edited:meta`, 'paused', '1');
+    await waitFor('edits seen', async () => {
+      const m = await s.scrape();
+      return (
+        m.get(seriesKey('bullmq_queue_jobs', { prefix: p, queue: 'edited', state: 'waiting' })) === 2 &&
+        m.get(seriesKey('bullmq_queue_paused', { prefix: p, queue: 'edited' })) === 1
+      );
+    });
+
+    const kept = s.snapshot()!;
+    const full = await sidecar(p, { events: 'false', collectSweep: '0', ownPrefix: `ql-${p}-full` });
+    await full.refresh();
+    const fresh = full.snapshot()!;
+    expect(fresh.ok).toBe(true);
+    const byName = (qs: QueueState[]) => new Map(qs.map((q) => [q.ref.name, q]));
+    const a = byName(kept.queues);
+    const b = byName(fresh.queues);
+    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
+    // The kept look is aged from Redis's clock at its read plus the local time since its reply arrived: it can
+    // trail by that reply's transit, a few ms.
+    const elapsed = (fresh.finishedAt - kept.finishedAt) / 1000 + fresh.durationSeconds + kept.durationSeconds + 0.05;
+    for (const [name, x] of a) {
+      const y = b.get(name)!;
+      expect({
+        name,
+        jobs: x.jobs,
+        paused: x.paused,
+        overdue: x.delayedOverdue,
+        orphans: x.orphanedActive,
+        limited: x.rateLimited,
+        workers: x.workers,
+      }).toEqual({
+        name,
+        jobs: y.jobs,
+        paused: y.paused,
+        overdue: y.delayedOverdue,
+        orphans: y.orphanedActive,
+        limited: y.rateLimited,
+        workers: y.workers,
+      });
+      // Ages: the kept look aged by the clock, the fresh one read later.
+      for (const age of ['oldestWaitingAgeSeconds', 'oldestActiveAgeSeconds'] as const) {
+        expect(y[age], `${name} ${age}`).toBeGreaterThanOrEqual(x[age] - 0.01);
+        expect(y[age] - x[age], `${name} ${age}`).toBeLessThanOrEqual(elapsed);
+      }
+    }
+    expect(a.get('waits')!.oldestWaitingAgeSeconds).toBeGreaterThanOrEqual(120);
+    expect(a.get('busy')!.oldestActiveAgeSeconds).toBeGreaterThan(0);
+    release();
+    client.disconnect();
+  });
+});
