@@ -234,6 +234,21 @@ describe('PostgreSQL event follower', () => {
     expect((await pool.query(`SELECT * FROM ${OWN}.event_reader`)).rows).toEqual(before.rows);
     expect((await pool.query(`SELECT source, queue, fields FROM ${OWN}.event_accounting ORDER BY queue`)).rows).toEqual(accBefore.rows);
   });
+  it('is woken by LISTEN: with no fallback poll in reach, each add is counted', async () => {
+    const f = follower({ pollMs: 600_000 });
+    f.setQueues(refs('woken'));
+    const q = bull.queue('woken');
+    await q.getVersion();
+    await f.start();
+    await expect.poll(() => f.isLeader, POLL).toBe(true);
+    await expect.poll(async () => (await summary('woken'))?.counters.added ?? 0, POLL).toBe(0);
+    for (let n = 1; n <= 3; n++) {
+      await q.add('job', {});
+      await expect.poll(async () => (await summary('woken'))?.counters.added, POLL).toBe(n);
+    }
+    await f.close();
+  });
+
   it('counts a row whose writer commits after later ids were committed, once', async () => {
     const f = follower();
     f.setQueues(refs('late'));

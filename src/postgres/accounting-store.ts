@@ -68,6 +68,9 @@ export async function ensureOwnSchema(pool: pg.Pool, ownSchema: string, timeoutM
 export async function inTransaction<T>(pool: pg.Pool, timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
   const client = await pool.connect();
   let broken: Error | boolean = false;
+  // A checked-out client has no listener of the pool's: a connection lost mid-statement would be an uncaught 'error'.
+  const onError = (err: Error): void => void (broken = err);
+  client.on('error', onError);
   try {
     await client.query(`BEGIN; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
     const out = await fn(client);
@@ -77,6 +80,7 @@ export async function inTransaction<T>(pool: pg.Pool, timeoutMs: number, fn: (c:
     await client.query('ROLLBACK').catch(() => (broken = true));
     throw err;
   } finally {
+    client.off('error', onError);
     client.release(broken);
   }
 }

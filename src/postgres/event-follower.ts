@@ -93,7 +93,7 @@ export class PostgresEventFollower {
   private wanted: string[] | undefined;
   private term: Term | undefined;
   private schemaReady = false;
-  private listener: pg.PoolClient | undefined;
+  private listener: pg.Client | undefined;
   private listening: Promise<void> | undefined;
   private loop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
@@ -391,15 +391,20 @@ export class PostgresEventFollower {
     for (const q of t?.queues.values() ?? []) q.machine.release();
   }
 
-  /** LISTEN on a pooled connection of its own, re-established after it breaks (PostgreSQL restarted). */
+  /**
+   * LISTEN on a connection of its own (not a slot of the pool, which the reads and commits share), made with the pool's
+   * settings and re-established after it breaks (PostgreSQL restarted).
+   */
   private listen(): void {
     if (this.listener || this.listening || this.closing) return;
     this.listening = (async () => {
-      const client = await this.pool.connect();
+      const o = this.pool.options;
+      // The pool keeps the password non-enumerable: a spread would drop it.
+      const client = new pg.Client({ ...o, password: o.password, application_name: 'queuelens:events:listen' });
       const broken = (): void => {
         if (this.listener !== client) return;
         this.listener = undefined;
-        client.release(true);
+        void client.end().catch(() => undefined);
         this.wakeUp();
       };
       client.on('error', broken);
@@ -408,13 +413,14 @@ export class PostgresEventFollower {
         if (n.channel === 'bullmq_events') this.wakeUp();
       });
       try {
+        await client.connect();
         await client.query('LISTEN bullmq_events');
       } catch (err) {
-        client.release(true);
+        await client.end().catch(() => undefined);
         throw err;
       }
-      this.listener = client;
-      if (this.closing) await this.stopListening();
+      if (this.closing) await client.end().catch(() => undefined);
+      else this.listener = client;
     })()
       .catch((err: Error) => this.o.log.debug({ err: err.message }, 'LISTEN bullmq_events failed; the fallback poll reads meanwhile'))
       .finally(() => (this.listening = undefined));
@@ -424,9 +430,7 @@ export class PostgresEventFollower {
     await this.listening;
     const c = this.listener;
     this.listener = undefined;
-    if (!c) return;
-    await c.query('UNLISTEN *').catch(() => undefined);
-    c.release(true);
+    await c?.end().catch(() => undefined);
   }
 
   private wakeUp(): void {

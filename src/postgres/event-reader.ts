@@ -165,6 +165,9 @@ export class PostgresEventReader {
     const client = await this.pool.connect();
     let rows: Row[];
     let broken = false;
+    // Checked out, the client has no listener of the pool's: a lost connection must not be an uncaught 'error'.
+    const onError = (): void => void (broken = true);
+    client.on('error', onError);
     try {
       await client.query(`BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
       rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize])).rows;
@@ -173,6 +176,7 @@ export class PostgresEventReader {
       await client.query('ROLLBACK').catch(() => (broken = true));
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
     const first = rows[0]!;

@@ -138,12 +138,16 @@ export class PgLease {
   private async query<R extends pg.QueryResultRow>(text: string, values: unknown[]): Promise<pg.QueryResult<R>> {
     const client = await this.o.pool.connect();
     let broken: Error | undefined;
+    // Checked out, the client has no listener of the pool's: a lost connection must not be an uncaught 'error'.
+    const onError = (err: Error): void => void (broken = err);
+    client.on('error', onError);
     try {
       return await client.query<R>({ text, values, query_timeout: Math.max(1, Math.ceil(this.o.leaseMs / 3)) } as pg.QueryConfig);
     } catch (err) {
       broken = err as Error;
       throw err;
     } finally {
+      client.off('error', onError);
       client.release(broken);
     }
   }
