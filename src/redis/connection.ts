@@ -4,6 +4,7 @@ import { Cluster, Redis, type RedisOptions } from 'ioredis';
 import type { Logger } from '../log/logger.js';
 import { redactString, safeUrl } from '../log/redact.js';
 import { RepeatLimiter } from '../log/repeat-limiter.js';
+import { defineWritingScripts } from './scripts.js';
 
 /** Either kind of client; code that must reach every node uses masters(). */
 export type RedisClient = Redis | Cluster;
@@ -88,6 +89,7 @@ export function createRedis(opts: ConnectionOptions): RedisClient {
         enableAutoPipelining: false,
       })
     : new Redis(opts.url, { ...common, lazyConnect: opts.lazyConnect ?? false, enableAutoPipelining: true });
+  defineWritingScripts(client);
   const where = opts.clusterNodes?.length ? `cluster ${opts.clusterNodes.join(',')}` : safeUrl(opts.url);
   // ioredis repeats an error on every reconnect attempt, and some outages alternate two: each distinct one is logged
   // once a minute, with how often it repeated, until the connection is restored.

@@ -4,8 +4,11 @@
 // A script whose first line is `#!lua flags=no-writes` is sent with EVALSHA_RO/EVAL_RO: Redis then checks its
 // keys for read access only, so a read-only ACL user can run it (EVAL counts every key it is given as written).
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
-import type { RedisClient } from './connection.js';
+import { readFileSync, readdirSync } from 'node:fs';
+import type { Cluster, Redis } from 'ioredis';
+
+// connection.ts defines the scripts on every connection it makes, so this file names the client type itself.
+type RedisClient = Redis | Cluster;
 
 const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
 const NO_WRITES = /^#!lua flags=no-writes\r?\n/;
@@ -60,6 +63,21 @@ function defineScript(client: RedisClient, command: string, file: string): void 
 }
 
 /**
+ * Defines every writing script on a new connection, before its first command. ioredis copies a connection's
+ * scripts into an auto-pipeline when it creates one: a script defined later, while a pipeline is pending, and
+ * called in the same tick, would find no function there (`pipeline[functionName] is not a function`).
+ */
+export function defineWritingScripts(client: RedisClient): void {
+  for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua'))) {
+    if (!readScript(file).readOnly) defineScript(client, commandName(file), file);
+  }
+}
+
+function commandName(file: string): string {
+  return `ql_${file.replace(/\.lua$/, '').replace(/-/g, '_')}`;
+}
+
+/**
  * What a script takes and returns, by name: the one place that knows its KEYS/ARGV order and its reply layout
  * (each documented in the script's header).
  */
@@ -79,7 +97,7 @@ export type CallOf<S> = S extends ScriptSpec<infer A, infer R> ? ScriptCall<A, R
 
 /** Loads `spec`'s script onto `client` (once per connection) and returns its typed call. */
 export function bindScript<A, R>(client: RedisClient, spec: ScriptSpec<A, R>): ScriptCall<A, R> {
-  const command = `ql_${spec.file.replace(/\.lua$/, '').replace(/-/g, '_')}`;
+  const command = commandName(spec.file);
   defineScript(client, command, spec.file);
   const { numberOfKeys } = readScript(spec.file);
   const send = (client as unknown as Record<string, (...args: Args) => Promise<unknown>>)[command]!.bind(client);
