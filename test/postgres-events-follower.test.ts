@@ -8,7 +8,9 @@ import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from 'bullmq';
 import { createLogger } from '../src/log/logger.js';
-import type { QueueEventAccounting } from '../src/events/read-back.js';
+import type { QueueEventAccounting } from '../src/domain/event-accounting.js';
+import { QueueChanges } from '../src/domain/queue-changes.js';
+import { queueId } from '../src/domain/queue-ref.js';
 import { commitEventState, readPostgresEventAccounting } from '../src/postgres/accounting-store.js';
 import { PostgresEventFollower, type PostgresEventFollowerOptions } from '../src/postgres/event-follower.js';
 import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
@@ -234,19 +236,29 @@ describe('PostgreSQL event follower', () => {
     expect((await pool.query(`SELECT * FROM ${OWN}.event_reader`)).rows).toEqual(before.rows);
     expect((await pool.query(`SELECT source, queue, fields FROM ${OWN}.event_accounting ORDER BY queue`)).rows).toEqual(accBefore.rows);
   });
-  it('is woken by LISTEN: with no fallback poll in reach, each add is counted', async () => {
-    const f = follower({ pollMs: 600_000 });
+  it('is woken by LISTEN: with no fallback poll in reach, each add is counted and marks the queue changed', async () => {
+    const changes = new QueueChanges();
+    const f = follower({ pollMs: 600_000, changes });
     f.setQueues(refs('woken'));
     const q = bull.queue('woken');
     await q.getVersion();
     await f.start();
     await expect.poll(() => f.isLeader, POLL).toBe(true);
     await expect.poll(async () => (await summary('woken'))?.counters.added ?? 0, POLL).toBe(0);
+    expect(changes.isWhole).toBe(true);
+    expect(changes.isFollowed(queueId(refs('woken')[0]!))).toBe(true);
+    changes.take('state');
+    changes.take('accounting');
     for (let n = 1; n <= 3; n++) {
       await q.add('job', {});
       await expect.poll(async () => (await summary('woken'))?.counters.added, POLL).toBe(n);
+      expect(changes.take('state')).toEqual(new Set([queueId(refs('woken')[0]!)]));
+      // Marked right after the commit returns, which a read-back may see a moment before.
+      await expect.poll(() => changes.take('accounting').has(queueId(refs('woken')[0]!)), POLL).toBe(true);
     }
     await f.close();
+    expect(changes.isWhole).toBe(false);
+    expect(changes.isFollowed(queueId(refs('woken')[0]!))).toBe(false);
   });
 
   it('counts a row whose writer commits after later ids were committed, once', async () => {

@@ -6,7 +6,7 @@
 // so parseQueueHash() turns it into the same QueueEventStats on both backends.
 import pg from 'pg';
 import { parseQueueHash, SCRIPT_FIELDS } from '../events/accounting.js';
-import type { QueueEventAccounting } from '../events/read-back.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { EventReaderState } from './event-reader.js';
 
 /** queuelens's own schema on PostgreSQL, unless configured. */

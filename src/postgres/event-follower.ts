@@ -8,6 +8,8 @@
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { RepeatLimiter } from '../log/repeat-limiter.js';
+import type { EventFollower } from '../domain/backend.js';
+import type { QueueChanges } from '../domain/queue-changes.js';
 import type { QueueRef } from '../domain/queue-ref.js';
 import { QueueAccounting, SCRIPT_FIELDS } from '../events/accounting.js';
 import { LIFECYCLE_DEFAULTS, QueueLifecycle, type InFlightBudget, type LifecycleOptions, type StreamEntry } from '../events/lifecycle.js';
@@ -46,6 +48,8 @@ export interface PostgresEventFollowerOptions {
   lagRefreshMs?: number;
   /** Rows already counted replayed (not counted) per queue at a takeover, to know the jobs in flight. */
   rebuildEntries?: number;
+  /** Told which queues' rows moved (their state) and whose accounting was committed (change-driven collection). */
+  changes?: QueueChanges;
 }
 
 export const PG_EVENT_FOLLOWER_DEFAULTS = {
@@ -81,7 +85,7 @@ interface Term {
   committedAt: number;
 }
 
-export class PostgresEventFollower {
+export class PostgresEventFollower implements EventFollower {
   private readonly pool: pg.Pool;
   private readonly ownPool: boolean;
   private readonly schema: string;
@@ -132,6 +136,8 @@ export class PostgresEventFollower {
       onChange: (leader) => {
         // Whatever was in memory belongs to the old term: state is reloaded from the database on the next pass.
         this.dropTerm();
+        // One lease covers every queue of the schema: the leader writes all of their accounting.
+        o.changes?.setWhole(leader);
         if (leader) this.wakeUp();
       },
     });
@@ -233,6 +239,7 @@ export class PostgresEventFollower {
       machine.replay(history.get(name) ?? []);
       term.queues.set(name, { name, acc, machine, lost: Number(hashes.get(name)?.[SCRIPT_FIELDS.lost] ?? 0), fresh: true });
     }
+    this.o.changes?.follow(names.map((name) => this.ref(name)));
   }
 
   /**
@@ -276,6 +283,7 @@ export class PostgresEventFollower {
     const gone = [...term.queues.keys()].filter((n) => !wantedSet.has(n));
     if (gone.length > 0) {
       term.reader.park(gone);
+      this.o.changes?.unfollow(gone.map((n) => this.ref(n)));
       for (const n of gone) {
         term.queues.get(n)?.machine.release();
         term.queues.delete(n);
@@ -319,6 +327,12 @@ export class PostgresEventFollower {
       q.acc.reader('read', events.length);
       changed.add(q);
     }
+    // A row is written by the transaction that changed the queue's jobs: its counts are worth a new look.
+    if (byQueue.size > 0)
+      this.o.changes?.mark(
+        [...byQueue.keys()].map((n) => this.ref(n)),
+        ['state'],
+      );
 
     const behind = new Set(r.behind);
     const commits: QueueCommit[] = [];
@@ -346,6 +360,10 @@ export class PostgresEventFollower {
       );
       if (!ok) throw new FencedOut();
       term.committedAt = Date.now();
+      this.o.changes?.mark(
+        commits.map((c) => this.ref(c.queue)),
+        ['accounting'],
+      );
       for (const q of term.queues.values()) {
         q.acc.clearDirty();
         q.fresh = false;
@@ -385,9 +403,14 @@ export class PostgresEventFollower {
     if (this.closing || this.term !== term) throw new TermChanged();
   }
 
+  private ref(name: string): QueueRef {
+    return { prefix: this.schema, name };
+  }
+
   private dropTerm(): void {
     const t = this.term;
     this.term = undefined;
+    if (t) this.o.changes?.unfollow([...t.queues.keys()].map((n) => this.ref(n)));
     for (const q of t?.queues.values() ?? []) q.machine.release();
   }
 
