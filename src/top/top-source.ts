@@ -1,13 +1,11 @@
-// Where `queuelens top` gets its data: a sidecar's /api/queues, or Redis directly through the same discovery,
-// collector, persisted event accounting and queue board the sidecar uses (so both show the same numbers).
-import { Collector } from '../collector/collector.js';
-import { QueueDiscovery } from '../collector/discovery.js';
+// Where `queuelens top` gets its data: a sidecar's /api/queues, or a store directly through a SidecarBackend
+// (domain/backend.ts) and the collection cycle the sidecar runs (sidecar/collection-cycle.ts), with the same
+// discovery, collector, persisted event accounting and queue board (so both show the same numbers).
+import { RedisBackend } from '../backends/redis-backend.js';
+import type { SidecarBackend } from '../domain/backend.js';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import { readEventAccounting } from '../events/read-back.js';
-import { createRedis } from '../redis/connection.js';
-import { RedisQueueStateSource } from '../redis/queue-state-source.js';
 import { runCollectionCycle } from '../sidecar/collection-cycle.js';
 import { QueueBoard } from '../status/queue-board.js';
 import type { QueuesResponse } from '../status/queue-view.js';
@@ -53,28 +51,39 @@ export interface RedisSourceOptions {
 /** A fresh SCAN every this many reads picks up new queues without scanning on every refresh. */
 const DISCOVER_EVERY = 15;
 
-export function redisSource(o: RedisSourceOptions): TopSource {
-  const redis = createRedis({ url: o.redisUrl, clusterNodes: o.clusterNodes, name: 'queuelens:top', log: o.log, lazyConnect: true, commandTimeoutMs: 5000 });
-  const discovery = new QueueDiscovery({ redis, prefixes: o.prefixes, maxQueues: 5000, log: o.log });
-  const collector = new Collector({ source: new RedisQueueStateSource({ redis, log: o.log }), discovery, log: o.log });
-  const board = new QueueBoard({ collectIntervalSeconds: o.intervalSeconds, histogramBounds: EVENT_BUCKETS_SECONDS });
+/** Reads a store directly: discovery every DISCOVER_EVERY reads, one collection cycle per read, read-only. */
+export function backendSource(backend: SidecarBackend, label: string, intervalSeconds: number): TopSource {
+  const { discovery } = backend;
+  const board = new QueueBoard({ collectIntervalSeconds: intervalSeconds, histogramBounds: EVENT_BUCKETS_SECONDS });
   let reads = 0;
   return {
-    label: o.clusterNodes?.length ? `cluster ${o.clusterNodes.join(',')}` : safeUrl(o.redisUrl),
+    label,
     async read() {
-      if (redis.status === 'wait') await redis.connect().catch(() => undefined);
+      await backend.connect().catch(() => undefined);
       if (reads % DISCOVER_EVERY === 0 || discovery.completedPasses() === 0) await discovery.runPass().catch(() => undefined);
       reads += 1;
       await runCollectionCycle({
-        collector,
+        collector: backend.snapshots,
         board,
-        // Read-only: the accounting a sidecar's event reader persisted, if one runs.
-        readAccounting: async (snapshot) => (snapshot.ok ? await readEventAccounting(redis, o.ownPrefix).catch(() => undefined) : undefined),
+        // Read-only: the accounting a sidecar's event follower persisted, if one runs.
+        readAccounting: async (snapshot) => (snapshot.ok && backend.readAccounting ? await backend.readAccounting().catch(() => undefined) : undefined),
       });
       return board.response({ now: Date.now() });
     },
-    async close() {
-      redis.disconnect();
-    },
+    close: () => backend.close(),
   };
+}
+
+export function redisSource(o: RedisSourceOptions): TopSource {
+  const backend = new RedisBackend({
+    redisUrl: o.redisUrl,
+    clusterNodes: o.clusterNodes,
+    connectionName: 'queuelens:top',
+    commandTimeoutMs: 5000,
+    prefixes: o.prefixes,
+    maxQueues: 5000,
+    ownPrefix: o.ownPrefix,
+    log: o.log,
+  });
+  return backendSource(backend, o.clusterNodes?.length ? `cluster ${o.clusterNodes.join(',')}` : safeUrl(o.redisUrl), o.intervalSeconds);
 }

@@ -1,0 +1,96 @@
+// Owns what /metrics shows as time passes, so that a scrape only reads the body: each cycle's snapshot and
+// accounting are rendered once when they arrive, and what time does to them happens here, not on the scrape path:
+// - expiry: when the freshness rule (collector/freshness.ts) calls the last collection stale, a timer armed at
+//   the end of each cycle blanks the queue gauges (`up 0`) and the event series, which come from the same hung
+//   store: no last value is presented as current. /health, /readyz and /api/queues judge by the same rule.
+// - leadership: a lease can lapse between collections (a renewal hung on a stalled link), so the leader flag
+//   follows the event follower every second.
+import { isStale, staleLimitSeconds } from '../collector/freshness.js';
+import type { EventFollower } from '../domain/backend.js';
+import type { QueueEventAccounting } from '../domain/event-accounting.js';
+import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
+import { EventMetrics } from '../metrics/event-metrics.js';
+import { Exposition, type RenderedMetrics } from '../metrics/exposition.js';
+import { QueueMetrics } from '../metrics/queue-metrics.js';
+
+/** How often the leader flag follows the follower's lease. */
+const LEADER_FOLLOW_MS = 1000;
+
+export interface SidecarMetricsOptions {
+  collectIntervalSeconds: number;
+  /** The event follower whose accounting and leadership are rendered; absent: no event series. */
+  events?: EventFollower;
+}
+
+export class SidecarMetrics {
+  private readonly exposition: Exposition;
+  private readonly queues: QueueMetrics;
+  private readonly eventMetrics: EventMetrics | undefined;
+  private expiry: NodeJS.Timeout | undefined;
+  private leaderTimer: NodeJS.Timeout | undefined;
+  private closed = false;
+
+  constructor(private readonly o: SidecarMetricsOptions) {
+    // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
+    // collection, not once a second while scraped.
+    this.exposition = new Exposition(Math.max(1000, o.collectIntervalSeconds * 1000));
+    this.queues = new QueueMetrics(this.exposition);
+    this.eventMetrics = o.events ? new EventMetrics(this.exposition) : undefined;
+    if (o.events) {
+      const events = o.events;
+      this.leaderTimer = setInterval(() => this.eventMetrics?.setLeader(events.isLeader), LEADER_FOLLOW_MS);
+      this.leaderTimer.unref();
+    }
+  }
+
+  /** The /metrics body; a pure read of what the cycles rendered. */
+  render(openMetrics: boolean, acceptGzip: boolean): Promise<RenderedMetrics> {
+    return this.exposition.render(openMetrics, acceptGzip);
+  }
+
+  /** A collection finished (ok or not): its gauges replace the last ones. */
+  collected(s: CollectionSnapshot): Promise<void> {
+    return this.queues.update(s);
+  }
+
+  /**
+   * The accounting read back (undefined: it could not be read, and the event series are absent until it can).
+   * `listed`: the queueId()s discovery lists; the others are not rendered.
+   */
+  async accounting(queues: readonly QueueEventAccounting[] | undefined, listed: ReadonlySet<string>): Promise<void> {
+    await this.eventMetrics?.update({ queues, leader: this.o.events?.isLeader ?? false, listed });
+  }
+
+  /** A whole cycle ended with `last` as the last collection; `intervalSeconds` is the interval now in force. */
+  cycleDone(last: CollectionSnapshot, cycleSeconds: number, intervalSeconds: number): void {
+    this.queues.setCycle(cycleSeconds, intervalSeconds);
+    this.armExpiry(last, intervalSeconds);
+  }
+
+  close(): void {
+    this.closed = true;
+    clearTimeout(this.expiry);
+    clearInterval(this.leaderTimer);
+  }
+
+  /** Blanks the values when `last` turns stale, unless a newer cycle re-arms first. */
+  private armExpiry(last: CollectionSnapshot, intervalSeconds: number): void {
+    clearTimeout(this.expiry);
+    this.expiry = undefined;
+    // Never succeeded: nothing was shown as current, nothing expires (`up 0` already says why).
+    if (this.closed || last.lastSuccessAt <= 0) return;
+    const check = (): void => {
+      const now = Date.now();
+      if (!isStale(last, now, intervalSeconds)) {
+        // Stale one millisecond past the limit (freshness.ts compares strictly); a timer can also fire early.
+        this.expiry = setTimeout(check, last.lastSuccessAt + staleLimitSeconds(intervalSeconds) * 1000 + 1 - now);
+        this.expiry.unref();
+        return;
+      }
+      this.expiry = undefined;
+      // Without queues the event series complete at once: there is nothing to render in slices.
+      if (this.queues.markStale()) void this.eventMetrics?.update({ queues: undefined, leader: this.o.events?.isLeader ?? false });
+    };
+    check();
+  }
+}
