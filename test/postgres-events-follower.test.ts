@@ -373,4 +373,36 @@ describe('PostgreSQL event follower', () => {
     expect(got?.read).toBe(2 + keptRows);
     await second.close();
   });
+  it("needs only the grants docs/postgres.md lists: read on BullMQ's schema and a schema of its own", async () => {
+    await pool.query(`
+      CREATE ROLE ql_events LOGIN PASSWORD 'ev-secret';
+      GRANT USAGE ON SCHEMA bullmq TO ql_events;
+      GRANT SELECT ON bullmq.job, bullmq.meta, bullmq.event, bullmq.rate_limit, bullmq.job_dependency TO ql_events;
+      GRANT SELECT ON SEQUENCE bullmq.event_seq TO ql_events;
+      REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+      CREATE SCHEMA ql_granted AUTHORIZATION ql_events;`);
+    const ro = new pg.Pool({ connectionString: server.urlFor({ user: 'ql_events', password: 'ev-secret' }), max: 3 });
+    ro.on('error', () => undefined);
+    pools.push(ro);
+    // No CREATE on the database: it could not create a schema, and needs not (the schema exists).
+    await expect(ro.query('CREATE SCHEMA ql_other')).rejects.toThrow(/permission denied/);
+    const q = bull.queue('granted');
+    await q.add('job', {});
+    const f = follower({ pool: ro, ownSchema: 'ql_granted' });
+    f.setQueues(refs('granted'));
+    await f.start();
+    await expect.poll(() => f.isLeader, POLL).toBe(true);
+    const top = await head();
+    await expect
+      .poll(
+        async () =>
+          BigInt((await pool.query<{ w: string }>("SELECT watermark::text AS w FROM ql_granted.event_reader WHERE source = 'bullmq'")).rows[0]?.w ?? -1),
+        POLL,
+      )
+      .toBeGreaterThanOrEqual(top);
+    const got = summarize(await readPostgresEventAccounting(ro, { schema: SCHEMA, ownSchema: 'ql_granted' }), 'granted');
+    expect(got?.counters).toEqual({ added: 1 });
+    await expect(ro.query('DELETE FROM bullmq.event')).rejects.toThrow(/permission denied/);
+    await f.close();
+  });
 });
