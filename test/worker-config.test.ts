@@ -11,13 +11,23 @@ import { clusterPrefixProblem, keySlot, prefixHashTag } from '../src/redis/slots
 import { SsrfGuard } from '../src/workers/ssrf-guard.js';
 import { runCli } from './helpers/cli.js';
 
-const SHARED: Record<string, string> = { 'redis-url': 'http://x', 'redis-cluster-nodes': '127.0.0.1', prefix: 'a*b', 'log-level': 'loud' };
+const SHARED: Record<string, string> = {
+  'redis-url': 'http://x',
+  'redis-cluster-nodes': '127.0.0.1',
+  prefix: 'a*b',
+  'log-level': 'loud',
+  backend: 'mongo',
+  'database-url': 'mysql://x',
+  'pg-schema': 'a b',
+  'pg-own-schema': '1x',
+};
 const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Record<string, string> }> = [
   {
     command: ['worker', 'email'],
     specs: workerOptions,
     bad: {
       ...SHARED,
+      migrate: 'maybe',
       'own-prefix': 'a b',
       'smtp-url': 'http://mail',
       'smtp-from': ' ',
@@ -42,13 +52,14 @@ const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Reco
   {
     command: ['enqueue', 'email'],
     specs: enqueueOptions,
-    bad: { ...SHARED, data: '{nope', name: ' ', 'idempotency-key': ' ', delay: '-1', attempts: '0' },
+    bad: { ...SHARED, migrate: 'maybe', data: '{nope', name: ' ', 'idempotency-key': ' ', delay: '-1', attempts: '0' },
   },
   {
     command: ['loadgen'],
     specs: loadgenOptions,
     bad: {
       ...SHARED,
+      migrate: 'maybe',
       scenario: 'meltdown',
       rate: '0',
       duration: '0',

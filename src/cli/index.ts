@@ -5,6 +5,7 @@ import '../tracing/register.js';
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/options.js';
+import { PostgresUnreachableError } from '../jobs/postgres-store.js';
 import { RedisUnreachableError } from '../redis/connection.js';
 import { registerCommands } from './commands/index.js';
 
@@ -33,7 +34,7 @@ try {
     process.stderr.write(`queuelens: ${err.message}\n`);
     process.exit(2);
   }
-  if (err instanceof RedisUnreachableError) {
+  if (err instanceof RedisUnreachableError || err instanceof PostgresUnreachableError) {
     process.stderr.write(`queuelens: ${err.message}\n`);
     process.exit(err.exitCode);
   }

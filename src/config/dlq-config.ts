@@ -1,10 +1,12 @@
 // The validated configuration of `queuelens dlq`: which dead letters (ids, a time, or all) and how.
 import { clusterPrefix, distinctPrefixes, logLevelOption, ownPrefixOption, prefixOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { backendOptions, checkedBackend } from './backend-options.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const dlqOptions = [
   redisUrlOption,
   redisClusterNodesOption,
+  ...backendOptions,
   prefixOption,
   ownPrefixOption,
   option({ name: 'id', env: 'QUEUELENS_DLQ_ID', arg: '<list>', description: 'only these dead-letter job ids (comma-separated)', parse: parse.list }),
@@ -34,7 +36,7 @@ export const dlqOptions = [
   logLevelOption,
 ] as const;
 export type DlqConfig = ConfigOf<typeof dlqOptions>;
-export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => clusterPrefix(distinctPrefixes(resolveOptions(dlqOptions, raw)));
+export const resolveDlqConfig = (raw: Record<string, unknown>): DlqConfig => checkedBackend(clusterPrefix(distinctPrefixes(resolveOptions(dlqOptions, raw))));
 
 /** An ISO time (epoch ms), or a duration back from now, resolved later against Redis's clock (resolveSince). */
 export type Since = { at: number } | { agoMs: number };

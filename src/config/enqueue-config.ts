@@ -1,10 +1,13 @@
 // The validated configuration of `queuelens enqueue`: one job, its data and options.
 import { clusterPrefix, logLevelOption, prefixOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { backendOptions, checkedBackend, migrateOption } from './backend-options.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const enqueueOptions = [
   redisUrlOption,
   redisClusterNodesOption,
+  ...backendOptions,
+  migrateOption,
   prefixOption,
   option({ name: 'data', env: 'QUEUELENS_JOB_DATA', arg: '<json>', description: 'job data as JSON', sensitive: true, parse: json }),
   option({ name: 'name', env: 'QUEUELENS_JOB_NAME', arg: '<name>', description: 'job name (defaults to the queue name)', parse: parse.string }),
@@ -27,7 +30,7 @@ export const enqueueOptions = [
   logLevelOption,
 ] as const;
 export type EnqueueConfig = ConfigOf<typeof enqueueOptions>;
-export const resolveEnqueueConfig = (raw: Record<string, unknown>): EnqueueConfig => clusterPrefix(resolveOptions(enqueueOptions, raw));
+export const resolveEnqueueConfig = (raw: Record<string, unknown>): EnqueueConfig => checkedBackend(clusterPrefix(resolveOptions(enqueueOptions, raw)));
 
 function json(raw: string): unknown {
   try {

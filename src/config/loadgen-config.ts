@@ -1,5 +1,6 @@
 // The validated configuration of `queuelens loadgen`: which scenario, how fast, how long, what mix.
 import { clusterPrefix, logLevelOption, prefixOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { backendOptions, checkedBackend, migrateOption } from './backend-options.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 /** The load scenarios (loadgen/loadgen-scenarios.ts builds each). */
@@ -9,6 +10,8 @@ export type ScenarioName = (typeof SCENARIOS)[number];
 export const loadgenOptions = [
   redisUrlOption,
   redisClusterNodesOption,
+  ...backendOptions,
+  migrateOption,
   prefixOption,
   option({
     name: 'scenario',
@@ -63,7 +66,7 @@ export const loadgenOptions = [
   logLevelOption,
 ] as const;
 export type LoadgenConfig = ConfigOf<typeof loadgenOptions>;
-export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfig => clusterPrefix(resolveOptions(loadgenOptions, raw));
+export const resolveLoadgenConfig = (raw: Record<string, unknown>): LoadgenConfig => checkedBackend(clusterPrefix(resolveOptions(loadgenOptions, raw)));
 
 function mix(raw: string): Record<string, number> {
   const out: Record<string, number> = {};

@@ -1,6 +1,7 @@
 // The validated configuration of `queuelens worker`: the shared connection options plus the workers' own
 // table (SMTP, webhooks, exports, concurrency and rate limits, probes, shutdown); flags and env vars match one to one.
 import { clusterPrefix, distinctPrefixes, logLevelOption, ownPrefixOption, prefixOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { backendOptions, checkedBackend, migrateOption } from './backend-options.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 import { parseAllowEntry } from './webhook-allow.js';
 
@@ -42,6 +43,8 @@ function perQueue<Q extends string>(queue: Q, concurrency: string) {
 export const workerOptions = [
   redisUrlOption,
   redisClusterNodesOption,
+  ...backendOptions,
+  migrateOption,
   prefixOption,
   ownPrefixOption,
   option({
@@ -152,4 +155,5 @@ export const workerOptions = [
   logLevelOption,
 ] as const;
 export type WorkerConfig = ConfigOf<typeof workerOptions>;
-export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig => clusterPrefix(distinctPrefixes(resolveOptions(workerOptions, raw)));
+export const resolveWorkerConfig = (raw: Record<string, unknown>): WorkerConfig =>
+  checkedBackend(clusterPrefix(distinctPrefixes(resolveOptions(workerOptions, raw))));

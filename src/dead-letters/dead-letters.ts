@@ -2,57 +2,37 @@
 // everything needed to understand and replay it), sweeping for copies a crash prevented, and reading,
 // redriving and purging dead-lettered jobs. Nothing here consumes the DLQ: its jobs wait until a human acts.
 import { randomUUID } from 'node:crypto';
-import { context, ROOT_CONTEXT, SpanKind, trace, type Context, type Link } from '@opentelemetry/api';
+import { context, SpanKind, type Context } from '@opentelemetry/api';
 import { Job, Queue, type JobsOptions } from 'bullmq';
 import type { RedisClient } from '../redis/connection.js';
 import { leaseRelease } from '../redis/lua-scripts.js';
 import { bindScript } from '../redis/scripts.js';
-import { dlqName, queueOptions, withJobDefaults } from '../jobs/queue-defaults.js';
-import { isQueueName, validateJob } from '../jobs/schemas.js';
+import { dlqName, queueOptions } from '../jobs/queue-defaults.js';
 import type { Logger } from '../log/logger.js';
-import { redactString, SECRET_KEYS } from '../log/redact.js';
+import { redactString } from '../log/redact.js';
 import { jobKey, ownKeys, queueKey } from '../redis/keys.js';
 import { type QueueRef } from '../domain/queue-ref.js';
-import { jobContext } from '../tracing/semconv-telemetry.js';
 import { withSpan } from '../tracing/spans.js';
 import { activeTelemetry } from '../tracing/state.js';
+import {
+  buildRecord,
+  DLQ_JOB_OPTS,
+  dlqJobId,
+  firstFailure,
+  isDeadLetterRecord,
+  listDeadLetters,
+  noteFailedAttempt,
+  PAGE,
+  redriveJobId,
+  redrivePlan,
+  type DeadLetterQueue,
+  type DeadLetterRecord,
+  type RedriveOutcome,
+  type Selection,
+} from './dead-letter-record.js';
 
-export interface DeadLetterRecord {
-  /** `timestamp`: when the source job was created (BullMQ's job.timestamp); absent in records of older versions. */
-  source: { prefix: string; queue: string; jobId: string; name: string; timestamp?: number };
-  data: unknown;
-  /** The options the job was added with (telemetry context kept separately below). */
-  opts: JobsOptions;
-  failedReason: string;
-  stacktrace: string[];
-  attemptsMade: number;
-  firstFailedAt: number;
-  lastFailedAt: number;
-  deadLetteredAt: number;
-  /** W3C trace context of the producer (`{"traceparent": …}` JSON), so a redrive can link back. */
-  traceMetadata?: string;
-  /** Secret-named fields of `data` (a webhook's `secret`) kept out of this record; a redrive puts them back. */
-  heldSecrets?: string[];
-}
-
-/**
- * Whether a job in a `-dlq` queue is a dead letter queuelens wrote. Anyone can add jobs to any queue (another tool,
- * a user's own queue that happens to end in `-dlq`): listing shows them, redrive refuses them, neither fails on them.
- */
-export const NOT_A_DEAD_LETTER = 'not a dead letter queuelens wrote (its data has no source job): nothing was added';
-
-export function isDeadLetterRecord(data: unknown): data is DeadLetterRecord {
-  const d = data as Partial<DeadLetterRecord> | null;
-  return (
-    typeof d === 'object' &&
-    d !== null &&
-    typeof d.source === 'object' &&
-    d.source !== null &&
-    typeof d.source.queue === 'string' &&
-    typeof d.source.jobId === 'string' &&
-    typeof d.deadLetteredAt === 'number'
-  );
-}
+export { dlqJobId, isDeadLetterRecord, NOT_A_DEAD_LETTER, redriveJobId } from './dead-letter-record.js';
+export type { DeadLetterQueue, DeadLetterRecord, RedriveOutcome, Selection } from './dead-letter-record.js';
 
 export interface DeadLetterOptions {
   connection: RedisClient;
@@ -67,43 +47,12 @@ export interface DeadLetterOptions {
   redriveClaimMs?: number;
 }
 
-export interface Selection {
-  ids?: string[];
-  /** Epoch ms: only jobs dead-lettered at or after. */
-  since?: number;
-  limit?: number;
-}
-
-export type RedriveOutcome = {
-  dlqJobId: string;
-  status: 'redriven' | 'would-redrive' | 'not-found' | 'invalid' | 'conflict';
-  newJobId?: string;
-  reason?: string;
-};
-
-/** Deterministic: the same failed job always maps to the same DLQ id, so copying twice is a no-op. */
-export function dlqJobId(job: Pick<Job, 'id' | 'timestamp'>): string {
-  return `${job.id}-${job.timestamp}`;
-}
-
-/** The source job's creation time from a dead letter id dlqJobId made (records of older versions do not carry it). */
-function sourceTimestampOf(dlqId: string, sourceJobId: string): number | undefined {
-  const rest = dlqId.startsWith(`${sourceJobId}-`) ? dlqId.slice(sourceJobId.length + 1) : '';
-  return /^\d{1,16}$/.test(rest) ? Number(rest) : undefined;
-}
-
-/** The redriven job's id: redriving the same dead letter twice enqueues once. */
-export function redriveJobId(dlqId: string): string {
-  return `redrive-${dlqId}`;
-}
-
-const REDRIVE_KEPT_OPTS = ['attempts', 'backoff', 'removeOnComplete', 'removeOnFail', 'priority', 'lifo'] as const;
-const SWEEP_BATCH = 500;
+const SWEEP_BATCH = PAGE;
 const DLQ_EXISTENCE_KEYS = ['meta', 'id', 'wait', 'paused', 'prioritized', 'delayed', 'active', 'completed', 'failed', 'events'] as const;
 /** Longest a redrive may hold its claim if its process dies mid-way. */
 const REDRIVE_CLAIM_MS = 10_000;
 
-export class DeadLetters {
+export class DeadLetters implements DeadLetterQueue {
   readonly source: QueueRef;
   readonly dlq: Queue;
   private readonly doneKey: string;
@@ -130,26 +79,12 @@ export class DeadLetters {
   async copy(job: Job, parent: Context = context.active(), logFields: Record<string, string> = {}): Promise<string> {
     const id = dlqJobId(job);
     const lastFailedAt = job.finishedOn ?? Date.now();
-    const firstFailedAt = await this.firstFailure(job, lastFailedAt);
-    const { telemetry, jobId: _jobId, ...opts } = job.opts as JobsOptions & { telemetry?: { metadata?: string } };
-    const { data, held } = holdSecrets(job.data);
+    const firstFailedAt = await firstFailure(this.queueOfSource(), job, lastFailedAt);
+    // Redis's clock, not this worker's: `--since` compares dead letters from every worker against one clock.
+    const { record, held } = buildRecord(job, this.source, { firstFailedAt, lastFailedAt, deadLetteredAt: await redisNow(this.opts.connection) });
     // Stored before the copy exists, so no dead letter is ever without the secret its redrive needs.
     if (held) await this.opts.connection.hset(this.secretsKey, id, JSON.stringify(held));
-    const record: DeadLetterRecord = {
-      source: { prefix: this.opts.prefix, queue: this.opts.queue, jobId: String(job.id), name: job.name, timestamp: job.timestamp },
-      data,
-      opts,
-      failedReason: job.failedReason ?? '',
-      stacktrace: job.stacktrace ?? [],
-      attemptsMade: job.attemptsMade,
-      firstFailedAt,
-      lastFailedAt,
-      // Redis's clock, not this worker's: `--since` compares dead letters from every worker against one clock.
-      deadLetteredAt: await redisNow(this.opts.connection),
-      traceMetadata: telemetry?.metadata,
-      ...(held ? { heldSecrets: Object.keys(held) } : {}),
-    };
-    await context.with(parent, () => this.dlq.add(job.name, record, { jobId: id, removeOnComplete: false, removeOnFail: false }));
+    await context.with(parent, () => this.dlq.add(job.name, record, { jobId: id, ...DLQ_JOB_OPTS }));
     await this.opts.connection.zadd(this.doneKey, lastFailedAt, String(job.id));
     this.opts.log?.warn(
       { queue: this.opts.queue, jobId: job.id, dlqJobId: id, attemptsMade: job.attemptsMade, reason: redactString(record.failedReason), ...logFields },
@@ -169,14 +104,8 @@ export class DeadLetters {
   }
 
   /** Records when an attempt first failed (BullMQ keeps only the last), as a job log line. */
-  static async noteFailedAttempt(job: Job): Promise<void> {
-    if (job.attemptsMade <= 1) await job.log(`${FIRST_FAILURE} ${Date.now()}`);
-  }
-
-  private async firstFailure(job: Job, fallback: number): Promise<number> {
-    const { logs } = await this.queueOfSource().getJobLogs(String(job.id), 0, 19, true);
-    for (const line of logs) if (line.startsWith(FIRST_FAILURE)) return Number(line.slice(FIRST_FAILURE.length + 1)) || fallback;
-    return fallback;
+  static noteFailedAttempt(job: Job): Promise<void> {
+    return noteFailedAttempt(job);
   }
 
   /**
@@ -233,40 +162,13 @@ export class DeadLetters {
     return q;
   }
 
-  /**
-   * Dead-lettered jobs, newest first. `ids` may name a dead letter (`<job id>-<timestamp>`) or the source job
-   * (`<job id>`): people copy the id from the failed job as often as from `dlq list`.
-   */
-  async list(sel: Selection = {}): Promise<Array<Job<DeadLetterRecord>>> {
-    if (sel.ids) {
-      const direct = await Promise.all(sel.ids.map((id) => this.dlq.getJob(id)));
-      const missing = sel.ids.filter((_id, i) => direct[i] === undefined);
-      let bySource: string[] = [];
-      if (missing.length > 0) {
-        const waiting = await this.dlq.getRanges(['wait'], 0, -1);
-        bySource = waiting.filter((dlqId) => missing.some((id) => dlqId.startsWith(`${id}-`) && /^\d+$/.test(dlqId.slice(id.length + 1))));
-      }
-      const jobs = [...direct, ...(await Promise.all(bySource.map((id) => this.dlq.getJob(id))))];
-      const seen = new Set<string>();
-      return jobs.filter((j): j is Job<DeadLetterRecord> => {
-        if (j === undefined || seen.has(String(j.id))) return false;
-        seen.add(String(j.id));
-        return sel.since === undefined || j.data.deadLetteredAt >= sel.since;
-      });
-    }
-    const out: Array<Job<DeadLetterRecord>> = [];
-    const limit = sel.limit ?? Number.POSITIVE_INFINITY;
-    for (let start = 0; out.length < limit; start += SWEEP_BATCH) {
-      const jobs = (await this.dlq.getJobs(['wait'], start, start + SWEEP_BATCH - 1)) as Array<Job<DeadLetterRecord>>;
-      for (const j of jobs) {
-        if (!j) continue;
-        if (sel.since !== undefined && j.data.deadLetteredAt < sel.since) return out;
-        out.push(j);
-        if (out.length >= limit) break;
-      }
-      if (jobs.length < SWEEP_BATCH) break;
-    }
-    return out;
+  /** Dead-lettered jobs, newest first (listDeadLetters). */
+  list(sel: Selection = {}): Promise<Array<Job<DeadLetterRecord>>> {
+    return listDeadLetters(this.dlq, sel);
+  }
+
+  now(): Promise<number> {
+    return redisNow(this.opts.connection);
   }
 
   async count(): Promise<number> {
@@ -309,18 +211,9 @@ export class DeadLetters {
   private async redriveClaimed(target: Queue, dlqJob: Job<DeadLetterRecord>, fence?: { claim: string; token: string }): Promise<RedriveOutcome> {
     const rec = dlqJob.data;
     const dlqId = String(dlqJob.id);
-    if (!isDeadLetterRecord(rec)) return { dlqJobId: dlqId, status: 'invalid', reason: NOT_A_DEAD_LETTER };
-    // A dead letter of a redriven job still names the job first enqueued, with when it was created: webhook delivery
-    // ids derive from both (the id alone repeats once a queue's ids start over).
-    const earlier = (rec.data as { redrivenFrom?: { originalJobId?: unknown; originalTimestamp?: unknown } } | null)?.redrivenFrom;
-    const { originalJobId, originalTimestamp } =
-      typeof earlier?.originalJobId === 'string'
-        ? { originalJobId: earlier.originalJobId, originalTimestamp: typeof earlier.originalTimestamp === 'number' ? earlier.originalTimestamp : undefined }
-        : { originalJobId: rec.source.jobId, originalTimestamp: rec.source.timestamp ?? sourceTimestampOf(dlqId, rec.source.jobId) };
-    const redrivenFrom = { queue: dlqName(rec.source.queue), dlqJobId: dlqId, originalJobId, originalTimestamp, traceMetadata: rec.traceMetadata };
     const newJobId = redriveJobId(dlqId);
     let held: Record<string, unknown> = {};
-    if (rec.heldSecrets?.length) {
+    if (isDeadLetterRecord(rec) && rec.heldSecrets?.length) {
       const stored = await this.opts.connection.hget(this.secretsKey, dlqId);
       if (stored !== null) held = JSON.parse(stored) as Record<string, unknown>;
       // Gone and never redriven: the job would be signed with the wrong key (or none), so it is not sent at all.
@@ -329,27 +222,17 @@ export class DeadLetters {
         return { dlqJobId: dlqId, status: 'invalid', reason: `its ${rec.heldSecrets.join(', ')} is missing from ${this.secretsKey}` };
       }
     }
-    const data = { ...(rec.data as Record<string, unknown>), ...held, redrivenFrom };
-    if (isQueueName(rec.source.queue)) {
-      try {
-        validateJob(rec.source.queue, data);
-      } catch (err) {
-        return { dlqJobId: dlqId, status: 'invalid', reason: (err as Error).message };
-      }
-    }
+    const plan = redrivePlan(dlqJob, held);
+    if ('invalid' in plan) return { dlqJobId: dlqId, status: 'invalid', reason: plan.invalid };
     if (!fence) return { dlqJobId: dlqId, status: 'would-redrive', newJobId };
-    const own: JobsOptions = {};
-    for (const k of REDRIVE_KEPT_OPTS) (own as Record<string, unknown>)[k] = rec.opts[k];
-    const kept = isQueueName(rec.source.queue) ? withJobDefaults(rec.source.queue, own) : own;
     const added = await withSpan(
       context.active(),
       `redrive ${rec.source.queue}`,
       SpanKind.PRODUCER,
       { 'messaging.system': 'bullmq', 'messaging.destination.name': rec.source.queue },
       async (span, ctx) => {
-        const link = linkTo(rec.traceMetadata);
-        if (link) span.addLink(link);
-        return this.commitRedrive(ctx, target, fence, dlqId, dlqJob.name, data, { ...kept, jobId: newJobId });
+        if (plan.link) span.addLink(plan.link);
+        return this.commitRedrive(ctx, target, fence, dlqId, plan.name, plan.data, plan.opts);
       },
     );
     if (!added)
@@ -451,24 +334,6 @@ export class DeadLetters {
     this.fence = undefined;
     await Promise.all([this.dlq.close(), this.sourceQueue?.close(), ...this.extraQueues.map((q) => q.close()), fence?.then(closeWithConnection)]);
   }
-}
-
-const FIRST_FAILURE = 'queuelens:first-failure';
-
-/** Splits secret-named top-level fields (SECRET_KEYS, as the log redaction uses) off the job data. */
-function holdSecrets(data: unknown): { data: unknown; held?: Record<string, unknown> } {
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) return { data };
-  const kept: Record<string, unknown> = {};
-  const held: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(data)) (SECRET_KEYS.test(k) && v !== undefined ? held : kept)[k] = v;
-  return Object.keys(held).length > 0 ? { data: kept, held } : { data };
-}
-
-function linkTo(metadata: string | undefined): Link | undefined {
-  if (!metadata) return undefined;
-  // On ROOT_CONTEXT: unreadable metadata then yields no span context at all, not the redrive's own.
-  const sc = trace.getSpanContext(jobContext(ROOT_CONTEXT, metadata));
-  return sc && trace.isSpanContextValid(sc) ? { context: sc, attributes: { 'queuelens.link': 'dead-lettered-original' } } : undefined;
 }
 
 /** Closes a queue and the connection it was given (BullMQ leaves a passed-in connection open). */

@@ -1,19 +1,24 @@
-// Owns enqueueing: validates data against the queue's schema before anything reaches Redis, applies the
+// Owns enqueueing: validates data against the queue's schema before anything reaches the store (Redis or PostgreSQL), applies the
 // per-queue defaults, turns an idempotency key into a deterministic job id, and traces the add.
 import { createHash } from 'node:crypto';
 import { Queue, type Job, type JobsOptions } from 'bullmq';
 import { createRedis, type RedisClient } from '../redis/connection.js';
+import { postgresQueue, type PostgresTarget } from './postgres-store.js';
 import { assertClusterPrefix } from '../redis/slots.js';
 import { activeTelemetry } from '../tracing/state.js';
 import { queueOptions, withJobDefaults } from './queue-defaults.js';
 import { validateJob, type JobData, type JobInput, type QueueName } from './schemas.js';
 
-export interface ProducerOptions {
-  redisUrl: string;
-  /** Redis Cluster seed nodes (`host:port`); the prefix must then carry a hash tag such as `{bull}`. */
-  clusterNodes?: readonly string[];
-  prefix?: string;
-}
+export type ProducerOptions =
+  | {
+      redisUrl: string;
+      /** Redis Cluster seed nodes (`host:port`); the prefix must then carry a hash tag such as `{bull}`. */
+      clusterNodes?: readonly string[];
+      prefix?: string;
+      postgres?: undefined;
+    }
+  /** BullMQ on PostgreSQL (`--backend postgres`). */
+  | { postgres: PostgresTarget };
 
 export interface EnqueueOptions extends Omit<JobsOptions, 'jobId'> {
   /** Job name; defaults to the queue name (email jobs: the template). */
@@ -28,11 +33,12 @@ export function idempotentJobId(key: string): string {
 }
 
 export class Producer {
-  private readonly connection: RedisClient;
+  private readonly connection?: RedisClient;
   private readonly queues = new Map<string, Queue>();
   private closed?: Promise<void>;
 
   constructor(private readonly opts: ProducerOptions) {
+    if (opts.postgres) return;
     if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix ?? 'bull');
     this.connection = createRedis({ url: opts.redisUrl, clusterNodes: opts.clusterNodes, name: 'queuelens:producer', maxRetriesPerRequest: null });
   }
@@ -41,7 +47,9 @@ export class Producer {
   queue(name: string): Queue {
     let q = this.queues.get(name);
     if (!q) {
-      q = new Queue(name, queueOptions({ connection: this.connection, prefix: this.opts.prefix, telemetry: activeTelemetry() }));
+      q = this.opts.postgres
+        ? postgresQueue(this.opts.postgres, name, { telemetry: activeTelemetry() })
+        : new Queue(name, queueOptions({ connection: this.connection!, prefix: this.opts.prefix, telemetry: activeTelemetry() }));
       this.queues.set(name, q);
     }
     return q;
@@ -73,7 +81,7 @@ export class Producer {
   close(): Promise<void> {
     this.closed ??= (async () => {
       await Promise.all([...this.queues.values()].map((q) => q.close()));
-      this.connection.disconnect();
+      this.connection?.disconnect();
     })();
     return this.closed;
   }

@@ -6,6 +6,7 @@ import { makeStall } from './stall-maker.js';
 import type { Logger } from '../log/logger.js';
 import type { EnqueueOptions } from '../jobs/producer.js';
 import type { JobInput, QueueName } from '../jobs/schemas.js';
+import type { PostgresTarget } from '../jobs/postgres-store.js';
 
 export interface PlannedJob<Q extends QueueName = QueueName> {
   queue: Q;
@@ -18,6 +19,8 @@ export interface PlannedJob<Q extends QueueName = QueueName> {
 }
 
 export interface CompanionContext {
+  /** BullMQ on PostgreSQL: then the Redis options are not used. */
+  postgres?: PostgresTarget;
   redisUrl: string;
   clusterNodes?: readonly string[];
   prefix: string;
@@ -122,7 +125,7 @@ function stallEvery(ctx: CompanionContext, everyMs: number, firstMs: number): Co
   let running: Promise<unknown> = Promise.resolve();
   let timer: NodeJS.Timeout | undefined;
   const tick = () => {
-    running = makeStall({ redisUrl: ctx.redisUrl, clusterNodes: ctx.clusterNodes, prefix: ctx.prefix, queue: 'export' })
+    running = makeStall({ postgres: ctx.postgres, redisUrl: ctx.redisUrl, clusterNodes: ctx.clusterNodes, prefix: ctx.prefix, queue: 'export' })
       .then((r) => ctx.log.info({ queue: 'export', took: r.jobId !== undefined }, 'a consumer died holding a job (planned stall)'))
       .finally(() => {
         if (stopped) return;

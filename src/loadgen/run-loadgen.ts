@@ -4,6 +4,7 @@
 import type { Logger } from '../log/logger.js';
 import type { Scenario } from './loadgen-scenarios.js';
 import type { Producer } from '../jobs/producer.js';
+import type { PostgresTarget } from '../jobs/postgres-store.js';
 import { withJobDefaults } from '../jobs/queue-defaults.js';
 import { validateJob, type JobInput, type QueueName } from '../jobs/schemas.js';
 
@@ -22,6 +23,7 @@ export interface LoadgenRun {
   durationSeconds: number;
   log: Logger;
   /** For the scenario's companion. */
+  postgres?: PostgresTarget;
   redisUrl: string;
   clusterNodes?: readonly string[];
   prefix: string;
@@ -32,7 +34,7 @@ export async function runLoadgen(o: LoadgenRun): Promise<LoadgenReport> {
   const counts: LoadgenReport['counts'] = {};
   const started = Date.now();
   const endAt = started + o.durationSeconds * 1000;
-  const companion = o.scenario.companion?.({ redisUrl: o.redisUrl, clusterNodes: o.clusterNodes, prefix: o.prefix, log: o.log });
+  const companion = o.scenario.companion?.({ postgres: o.postgres, redisUrl: o.redisUrl, clusterNodes: o.clusterNodes, prefix: o.prefix, log: o.log });
   let n = 0;
   let lastReport = started;
   const sleep = (ms: number) =>

@@ -2,6 +2,7 @@
 // process that takes one job and dies holding it. Resolves once that process is gone.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import type { PostgresTarget } from '../jobs/postgres-store.js';
 import { watchChild } from '../util/watch-child.js';
 
 // The compiled script, whether this module runs from dist/ or (in tests) from src/: both sit at the same depth.
@@ -12,8 +13,18 @@ export interface StallResult {
   jobId?: string;
 }
 
-export function makeStall(o: { redisUrl: string; clusterNodes?: readonly string[]; prefix: string; queue: string; timeoutMs?: number }): Promise<StallResult> {
-  const args = [o.redisUrl, o.prefix, o.queue, ...(o.clusterNodes?.length ? [o.clusterNodes.join(',')] : [])];
+export function makeStall(o: {
+  postgres?: PostgresTarget;
+  redisUrl: string;
+  clusterNodes?: readonly string[];
+  prefix: string;
+  queue: string;
+  timeoutMs?: number;
+}): Promise<StallResult> {
+  // On PostgreSQL the consumer gets the database URL and BullMQ's schema in place of the Redis URL and prefix.
+  const args = o.postgres
+    ? [o.postgres.databaseUrl, o.postgres.schema, o.queue]
+    : [o.redisUrl, o.prefix, o.queue, ...(o.clusterNodes?.length ? [o.clusterNodes.join(',')] : [])];
   const child = spawn(process.execPath, [SCRIPT, ...args], { stdio: ['ignore', 'pipe', 'ignore'] });
   watchChild(child);
   let jobId: string | undefined;

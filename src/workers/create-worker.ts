@@ -3,17 +3,17 @@
 // failure, and a close() that lets in-flight jobs and dead-letter copies finish.
 import { hostname } from 'node:os';
 import { ROOT_CONTEXT, type Context } from '@opentelemetry/api';
-import { UnrecoverableError, Worker, type Job } from 'bullmq';
+import { UnrecoverableError, type Job, type Worker } from 'bullmq';
 import type { RateLimit } from '../config/worker-config.js';
 import { dlqName } from '../jobs/queue-defaults.js';
 import { validateJob, type JobData, type QueueName } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
-import { createRedis, type RedisClient } from '../redis/connection.js';
-import { assertClusterPrefix } from '../redis/slots.js';
 import { startConsumerSpan, type ConsumerSpan } from '../tracing/consumer-span.js';
 import { tracingEnabled } from '../tracing/state.js';
-import { DeadLetters } from '../dead-letters/dead-letters.js';
+import { noteFailedAttempt, type DeadLetterQueue } from '../dead-letters/dead-letter-record.js';
+import type { PostgresTarget } from '../jobs/postgres-store.js';
+import { PostgresWorkerStore, RedisWorkerStore, type WorkerStore } from './worker-store.js';
 
 export interface ProcessContext {
   /** The attempt's logger: queue, job id, attempt and, when tracing, trace_id/span_id of the consumer span. */
@@ -49,6 +49,8 @@ export type Processor<Q extends QueueName> = (job: Job<JobData<Q>>, data: JobDat
 export interface CreateWorkerOptions<Q extends QueueName> {
   queue: Q;
   process: Processor<Q>;
+  /** BullMQ on PostgreSQL (`--backend postgres`): then the Redis options are not used. */
+  postgres?: PostgresTarget;
   redisUrl: string;
   /** Redis Cluster seed nodes; the prefix must then carry a hash tag such as `{bull}`. */
   clusterNodes?: readonly string[];
@@ -92,32 +94,28 @@ export function backoffDelay(attemptsMade: number, baseMs: number, err?: Error):
 
 export class ManagedWorker<Q extends QueueName = QueueName> {
   readonly worker: Worker;
-  readonly deadLetters: DeadLetters;
-  private readonly connection: RedisClient;
+  readonly deadLetters: DeadLetterQueue;
+  private readonly store: WorkerStore;
   private readonly pending = new Set<Promise<unknown>>();
   /** Each job's last failed attempt, whose context the dead-letter copy after a final failure joins. */
   private readonly attempts = new WeakMap<Job, ConsumerSpan>();
   private readonly tracing = tracingEnabled();
   private closing?: Promise<void>;
   private sweepTimer?: NodeJS.Timeout;
-  private ping?: Promise<boolean>;
 
   constructor(private readonly opts: CreateWorkerOptions<Q>) {
-    if (opts.clusterNodes?.length) assertClusterPrefix(opts.prefix);
-    // BullMQ runs its Queue, Worker and the Worker's blocking duplicate on this connection; on a Cluster it needs
-    // maxRetriesPerRequest null in the node options and the offline queue on, which createRedis sets for null.
-    const connection = createRedis({
-      url: opts.redisUrl,
-      clusterNodes: opts.clusterNodes,
-      name: `queuelens:${opts.queue}`,
-      maxRetriesPerRequest: null,
-      log: opts.log,
-    });
-    this.connection = connection;
-    this.deadLetters = new DeadLetters({ connection, prefix: opts.prefix, ownPrefix: opts.ownPrefix, queue: opts.queue, log: opts.log });
-    this.worker = new Worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {
-      connection,
-      prefix: opts.prefix,
+    this.store = opts.postgres
+      ? new PostgresWorkerStore(opts.postgres)
+      : new RedisWorkerStore({
+          redisUrl: opts.redisUrl,
+          clusterNodes: opts.clusterNodes,
+          prefix: opts.prefix,
+          ownPrefix: opts.ownPrefix,
+          name: `queuelens:${opts.queue}`,
+          log: opts.log,
+        });
+    this.deadLetters = this.store.deadLetters(opts.queue, opts.log);
+    this.worker = this.store.worker(opts.queue, (job: Job, _token?: string, signal?: AbortSignal) => this.run(job as Job<JobData<Q>>, signal), {
       name: `${hostname()}-${process.pid}`,
       concurrency: opts.concurrency ?? 1,
       limiter: opts.rateLimit ? { max: opts.rateLimit.max, duration: opts.rateLimit.durationMs } : undefined,
@@ -139,13 +137,10 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
     });
     this.worker.on('error', (err) => opts.log.error({ queue: opts.queue, err }, 'worker error'));
     // A final failure whose answer from Redis was lost with the connection gets no 'failed' event: ioredis resends
-    // the move after reconnecting and it then finds no lock. Sweeping as soon as Redis answers again copies such a
-    // job now rather than at the next periodic sweep.
-    let lostConnection = false;
-    connection.on('close', () => (lostConnection = true));
-    connection.on('ready', () => {
-      if (!lostConnection || this.sweepTimer === undefined || this.closing) return;
-      lostConnection = false;
+    // the move after reconnecting and it then finds no lock. Sweeping as soon as the store answers again copies such
+    // a job now rather than at the next periodic sweep.
+    this.store.onReconnect(() => {
+      if (this.sweepTimer === undefined || this.closing) return;
       this.sweepNewest('dead-letter sweep after reconnecting failed');
     });
   }
@@ -164,33 +159,15 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
 
   /**
    * What the health port reports: `running` while BullMQ's processing loop runs (false once it stopped, by close()
-   * or an error), `redis` while the worker's connection is ready (false while it reconnects).
+   * or an error), `redis` while the worker's connection to its store (Redis, or PostgreSQL) is ready.
    */
   health(): { queue: Q; running: boolean; redis: boolean } {
-    return { queue: this.opts.queue, running: this.worker.isRunning(), redis: this.connection.status === 'ready' };
+    return { queue: this.opts.queue, running: this.worker.isRunning(), redis: this.store.ready() };
   }
 
-  /**
-   * Whether Redis answers a PING within `deadlineMs`. A hung Redis (frozen, a stalled link) keeps the connection
-   * 'ready' while no command gets an answer, so the status alone would call it ready. At most one PING is in flight:
-   * probes that come while one hangs wait on it rather than pile more onto the stuck connection.
-   */
-  async redisAnswers(deadlineMs: number): Promise<boolean> {
-    if (this.connection.status !== 'ready') return false;
-    this.ping ??= this.connection
-      .ping()
-      .then(
-        () => true,
-        () => false,
-      )
-      .finally(() => (this.ping = undefined));
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<boolean>((resolve) => (timer = setTimeout(() => resolve(false), deadlineMs)));
-    try {
-      return await Promise.race([this.ping, late]);
-    } finally {
-      clearTimeout(timer);
-    }
+  /** Whether the store answers (Redis: a PING) within `deadlineMs`: a hung store keeps its connection 'ready'. */
+  redisAnswers(deadlineMs: number): Promise<boolean> {
+    return this.store.answers(deadlineMs);
   }
 
   private async run(job: Job<JobData<Q>>, signal?: AbortSignal): Promise<unknown> {
@@ -232,7 +209,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
           { queue: this.opts.queue, jobId: job.id, attemptsMade: job.attemptsMade, reason: err.message, ...span?.logFields() },
           'attempt failed; will retry',
         );
-        await DeadLetters.noteFailedAttempt(job);
+        await noteFailedAttempt(job);
       }
     } catch (copyErr) {
       // The start-up sweep copies it later; the job is still safe in `failed`.
@@ -257,7 +234,7 @@ export class ManagedWorker<Q extends QueueName = QueueName> {
       await this.worker.close();
       await Promise.allSettled([...this.pending]);
       await this.deadLetters.close();
-      this.connection.disconnect();
+      await this.store.close();
     })();
     return this.closing;
   }

@@ -1,6 +1,8 @@
 // Starts the traced workers for the given queues in this process (`queuelens worker`, the demo) and returns
 // one close() that lets in-flight jobs finish, then closes the SMTP pool and the producer.
+import { postgresTarget } from '../config/backend-options.js';
 import type { WorkerConfig } from '../config/worker-config.js';
+import { preparePostgres } from '../jobs/postgres-store.js';
 import { Producer } from '../jobs/producer.js';
 import type { QueueName } from '../jobs/schemas.js';
 import type { Logger } from '../log/logger.js';
@@ -18,7 +20,10 @@ export interface RunningWorkers {
 }
 
 export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName[], log: Logger): Promise<RunningWorkers> {
-  const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
+  const postgres = postgresTarget(cfg);
+  // On PostgreSQL: reachable, and BullMQ's schema there (created now with --migrate), or a sentence saying what to do.
+  if (postgres) await preparePostgres(postgres);
+  const producer = new Producer(postgres ? { postgres } : { redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const closers: Array<() => unknown> = [];
   const processors: { [Q in QueueName]: () => Processor<Q> } = {
     email: () => {
@@ -26,7 +31,8 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
       closers.push(p.close);
       return p.process;
     },
-    webhook: () => webhookProcessor({ secret: cfg.webhookSecret, timeoutMs: cfg.webhookTimeout * 1000, allow: cfg.webhookAllow }).process,
+    webhook: () =>
+      webhookProcessor({ secret: cfg.webhookSecret, timeoutMs: cfg.webhookTimeout * 1000, allow: cfg.webhookAllow, namespace: postgres?.schema }).process,
     export: () => exportProcessor({ dir: cfg.exportDir, maxBytes: cfg.exportMaxBytes, producer }).process,
   };
   const settings = {
@@ -38,6 +44,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
     createWorker({
       queue,
       process: processors[queue]() as Processor<QueueName>,
+      postgres,
       redisUrl: cfg.redisUrl,
       clusterNodes: cfg.redisClusterNodes,
       prefix: cfg.prefix,
@@ -58,7 +65,7 @@ export async function startWorkers(cfg: WorkerConfig, queues: readonly QueueName
     if (removed > 0) log.info({ queue: 'export', removed }, 'removed temp files of exports a stopped worker left unfinished');
   }
   await Promise.all(workers.map((w) => w.start()));
-  log.info({ queues }, 'workers started');
+  log.info({ queues, backend: cfg.backend, ...(postgres ? { schema: postgres.schema } : {}) }, 'workers started');
   let closed: Promise<void> | undefined;
   return {
     health: () => workers.map((w) => w.health()),

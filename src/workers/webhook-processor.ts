@@ -20,6 +20,11 @@ export interface WebhookProcessorOptions {
   secret?: string;
   timeoutMs: number;
   allow?: readonly string[];
+  /**
+   * What delivery ids name when jobs carry no key prefix: BullMQ on PostgreSQL has none (job.prefix is ''), so its
+   * schema stands in, as it does for the `prefix` label.
+   */
+  namespace?: string;
 }
 
 const MAX_RESPONSE_BYTES = 64 * 1024;
@@ -65,7 +70,10 @@ export function webhookProcessor(opts: WebhookProcessorOptions): { process: Proc
     }
     const secret = data.secret ?? opts.secret;
     if (!secret) throw new UnrecoverableError(NO_WEBHOOK_SECRET);
-    const deliveryId = webhookDeliveryId(job, data.redrivenFrom);
+    const deliveryId = webhookDeliveryId(
+      { prefix: job.prefix || (opts.namespace ?? ''), queueName: job.queueName, id: job.id, timestamp: job.timestamp },
+      data.redrivenFrom,
+    );
     const body = JSON.stringify({ id: deliveryId, event: data.event, payload: data.payload ?? null });
     const timestamp = Math.floor(Date.now() / 1000);
     const attrs = {

@@ -1,5 +1,5 @@
 // The trace-tree tests, run under both context managers (tracing.test.ts: AsyncLocalStorage; tracing-job-context.test.ts:
-// the explicit job context of `queuelens worker`): producer -> one consumer span per attempt -> SMTP/HTTP/export-chunk
+// the explicit job context of `queuelens worker`), and on BullMQ's PostgreSQL backend (postgres-tracing.test.ts): producer -> one consumer span per attempt -> SMTP/HTTP/export-chunk
 // children, the retry chain, the export -> email chain, the dead-letter copy, log correlation, no stray root span, and
 // no personal data or secret in any span.
 import { exporter, childrenOf, parentId, spans, type Span } from './in-memory-spans.js';
@@ -9,11 +9,13 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { context, ROOT_CONTEXT, SpanKind, trace, TraceFlags } from '@opentelemetry/api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DeadLetters } from '../../src/dead-letters/dead-letters.js';
+import type { DeadLetterQueue } from '../../src/dead-letters/dead-letter-record.js';
+import { preparePostgres } from '../../src/jobs/postgres-store.js';
 import { emailProcessor } from '../../src/workers/email-processor.js';
 import { exportProcessor } from '../../src/workers/export-processor.js';
 import { webhookProcessor } from '../../src/workers/webhook-processor.js';
 import { waitFor } from './bullmq.js';
+import { startTestPostgres, type TestPostgres } from './postgres-server.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
 import { startSmtpSink, type SmtpSink } from './smtp-sink.js';
 import { startWebhookReceiver, type WebhookReceiver } from './webhook-receiver.js';
@@ -22,19 +24,27 @@ import { fastRetry, WorkerHarness } from './workers.js';
 const SECRET = 'trace-test-secret';
 // Slack/Discord/Teams-style: the webhook URL's path is itself a credential.
 const PATH_TOKEN = 'T000-B000-path-token-XXXXXXXX';
-let redis: TestRedis;
+let redis: TestRedis | undefined;
+let pg: TestPostgres | undefined;
 let sink: SmtpSink;
 let rx: WebhookReceiver;
 let h: WorkerHarness;
 let dir: string;
 
-export function defineTraceSuite(mode: 'job' | 'async'): void {
+export function defineTraceSuite(mode: 'job' | 'async', backend: 'redis' | 'postgres' = 'redis'): void {
   beforeAll(async () => {
-    redis = await startTestRedis();
+    if (backend === 'postgres') {
+      pg = await startTestPostgres();
+      const target = { databaseUrl: pg.url, schema: 'bullmq', ownSchema: 'queuelens', migrate: true };
+      await preparePostgres(target);
+      h = WorkerHarness.postgres(target);
+    } else {
+      redis = await startTestRedis();
+      h = new WorkerHarness(redis);
+    }
     sink = await startSmtpSink();
     rx = await startWebhookReceiver(SECRET);
     dir = mkdtempSync(join(tmpdir(), 'queuelens-trace-'));
-    h = new WorkerHarness(redis);
     const mail = emailProcessor({ smtpUrl: sink.url, from: 'x@queuelens.test' });
     h.onClose(mail.close);
     await h.start('email', mail.process);
@@ -47,6 +57,7 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
     await sink?.close();
     await rx?.close();
     await redis?.stop();
+    await pg?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -82,7 +93,7 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
     });
   }
 
-  describe(`traces (${mode} context)`, () => {
+  describe(`traces (${mode} context${backend === 'postgres' ? ', BullMQ on PostgreSQL' : ''})`, () => {
     it('email: request -> add -> process -> smtp send, with messaging attributes; BullMQ finishing the job adds no span', async () => {
       let jobId = '';
       const traceId = await traced(async () => {
@@ -96,7 +107,8 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       expect(parentId(add)).toBe(root.spanContext().spanId);
       expectMessagingAttrs(add, 'email', 'send', jobId);
       // The producer's Redis call comes after an `await` inside BullMQ: only AsyncLocalStorage carries the context there.
-      expect(childrenOf(add, all).some(isRedis)).toBe(mode === 'async');
+      // (On PostgreSQL no instrumentation records the SQL.)
+      expect(childrenOf(add, all).some(isRedis)).toBe(mode === 'async' && backend === 'redis');
       const proc = one(all, 'process email');
       expect(proc.kind).toBe(SpanKind.CONSUMER);
       expect(parentId(proc)).toBe(add.spanContext().spanId);
@@ -184,7 +196,7 @@ export function defineTraceSuite(mode: 'job' | 'async'): void {
       expect(one(childrenOf(proc, all), 'smtp send').status.code).toBe(2);
 
       // A redrive starts a new trace whose redrive span links back to the dead-lettered original.
-      const w = (h as unknown as { workers: Array<{ deadLetters: DeadLetters }> }).workers[0]!;
+      const w = (h as unknown as { workers: Array<{ deadLetters: DeadLetterQueue }> }).workers[0]!;
       const [dl] = (await w.deadLetters.list()).filter((j) => j.data.traceMetadata?.includes(traceId));
       expect(dl).toBeDefined();
       await w.deadLetters.redrive(h.producer.queue('email'), dl!);

@@ -1,7 +1,9 @@
-// In-process queuelens workers against a test Redis, with log capture, closed together at the end.
+// In-process queuelens workers against a test Redis (or BullMQ on a test PostgreSQL: WorkerHarness.postgres), with
+// log capture, closed together at the end.
 import { Writable } from 'node:stream';
 import { Queue, type Job } from 'bullmq';
 import { Producer } from '../../src/jobs/producer.js';
+import { postgresQueue, type PostgresTarget } from '../../src/jobs/postgres-store.js';
 import type { QueueName } from '../../src/jobs/schemas.js';
 import { createLogger, type Logger } from '../../src/log/logger.js';
 import { OWN_PREFIX_DEFAULT } from '../../src/redis/keys.js';
@@ -17,7 +19,15 @@ export class WorkerHarness {
   private readonly queues: Queue[] = [];
   private readonly closers: Array<() => unknown> = [];
 
-  constructor(readonly redis: TestRedis) {
+  /** On BullMQ's PostgreSQL backend; `redis` is then unused. */
+  static postgres(target: PostgresTarget): WorkerHarness {
+    return new WorkerHarness(undefined as unknown as TestRedis, target);
+  }
+
+  constructor(
+    readonly redis: TestRedis,
+    readonly pg?: PostgresTarget,
+  ) {
     const lines = this.logLines;
     const stream = new Writable({
       write(chunk: Buffer, _enc, cb) {
@@ -26,11 +36,21 @@ export class WorkerHarness {
       },
     });
     this.log = createLogger({ level: 'debug', destination: stream });
-    this.producer = new Producer({ redisUrl: redis.url, prefix: 'bull' });
+    this.producer = new Producer(pg ? { postgres: pg } : { redisUrl: redis.url, prefix: 'bull' });
   }
 
   async start<Q extends QueueName>(queue: Q, process: Processor<Q>, opts: Partial<CreateWorkerOptions<Q>> = {}): Promise<ManagedWorker<Q>> {
-    const w = createWorker({ queue, process, redisUrl: this.redis.url, prefix: 'bull', ownPrefix: OWN_PREFIX_DEFAULT, log: this.log, concurrency: 4, ...opts });
+    const w = createWorker({
+      queue,
+      process,
+      postgres: this.pg,
+      redisUrl: this.redis?.url ?? '',
+      prefix: 'bull',
+      ownPrefix: OWN_PREFIX_DEFAULT,
+      log: this.log,
+      concurrency: 4,
+      ...opts,
+    });
     this.workers.push(w as unknown as ManagedWorker);
     await w.start();
     return w;
@@ -42,7 +62,9 @@ export class WorkerHarness {
 
   /** A plain BullMQ queue handle (no meta update), for reading state. */
   queue(name: string): Queue {
-    const q = new Queue(name, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });
+    const q = this.pg
+      ? postgresQueue(this.pg, name, { skipMetasUpdate: true })
+      : new Queue(name, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });
     this.queues.push(q);
     return q;
   }

@@ -8,7 +8,17 @@ import { dlqName } from '../../jobs/queue-defaults.js';
 import { redactString, redactValue } from '../../log/redact.js';
 import { assertRedisReachable, createRedis } from '../../redis/connection.js';
 import { shutdownTracing } from '../../tracing/state.js';
-import { DeadLetters, isDeadLetterRecord, NOT_A_DEAD_LETTER, redisNow, type RedriveOutcome, type Selection } from '../../dead-letters/dead-letters.js';
+import { postgresTarget } from '../../config/backend-options.js';
+import {
+  DeadLetters,
+  isDeadLetterRecord,
+  NOT_A_DEAD_LETTER,
+  type DeadLetterQueue,
+  type RedriveOutcome,
+  type Selection,
+} from '../../dead-letters/dead-letters.js';
+import { PostgresDeadLetters } from '../../dead-letters/postgres-dead-letters.js';
+import { preparePostgres } from '../../jobs/postgres-store.js';
 
 type Action = 'list' | 'show' | 'redrive' | 'purge';
 
@@ -48,29 +58,23 @@ function selection(action: Action, cfg: DlqConfig): Selection {
 
 async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<void> {
   const sel = selection(action, cfg);
-  const target = { url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes };
-  await assertRedisReachable(target);
   // Listing, showing and dry runs write nothing: no Queue object here may (re)write a queue's meta, which would
   // create a phantom `<queue>-dlq` for a typo and reset a producer's stream retention.
   const readOnly = action === 'list' || action === 'show' || cfg.dryRun === true;
-  const connection = createRedis({ ...target, name: 'queuelens:dlq', maxRetriesPerRequest: null });
-  // Redrive and purge act on an existing DLQ only: checked before any Queue object exists, because constructing one
-  // that may write writes its meta, which would turn a typo into a phantom `<queue>-dlq` that top and /metrics show.
-  // A dry run answers what the real run would.
-  if ((action === 'redrive' || action === 'purge') && !(await DeadLetters.exists(connection, cfg.prefix, queue))) {
-    connection.disconnect();
-    process.stderr.write(
-      `queuelens: no dead-letter queue ${dlqName(queue)} under prefix ${JSON.stringify(cfg.prefix)}: nothing to ${action} (check the queue name and --prefix)\n`,
-    );
+  const store = await openStore(action, queue, cfg, readOnly);
+  if (!store) {
     process.exitCode = 1;
     return;
   }
-  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue, skipMetasUpdate: readOnly });
-  const producer = readOnly ? undefined : new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
+  const { dead, closeStore } = store;
+  const postgres = postgresTarget(cfg);
+  const producer = readOnly
+    ? undefined
+    : new Producer(postgres ? { postgres } : { redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
   const out = (line: string) => process.stdout.write(`${line}\n`);
   try {
-    // Dead letters are stamped by Redis's clock; `--since 2h` counts back from it too, whatever this machine's clock says.
-    sel.since = resolveSince(cfg.since, await redisNow(connection));
+    // Dead letters are stamped by the store's clock; `--since 2h` counts back from it too, whatever this machine's clock says.
+    sel.since = resolveSince(cfg.since, await dead.now());
     const jobs = await dead.list(sel);
     // An id given that matched nothing, neither as a dead-letter id nor as the source job's id.
     const unmatched = (cfg.id ?? []).filter((id) => !jobs.some((j) => j.id === id || (isDeadLetterRecord(j.data) && j.data.source.jobId === id)));
@@ -123,7 +127,45 @@ async function runDlq(action: Action, queue: string, cfg: DlqConfig): Promise<vo
   } finally {
     await dead.close();
     await producer?.close();
-    connection.disconnect();
+    closeStore();
     await shutdownTracing();
   }
+}
+
+/**
+ * The dead-letter queue of `queue` on the configured store, or undefined (said on stderr) when a redrive or purge names
+ * a DLQ that does not exist: checked before any Queue object exists, because constructing one that may write writes
+ * its meta, which would turn a typo into a phantom `<queue>-dlq` that top and /metrics show. A dry run answers what
+ * the real run would.
+ */
+async function openStore(
+  action: Action,
+  queue: string,
+  cfg: DlqConfig,
+  readOnly: boolean,
+): Promise<{ dead: DeadLetterQueue; closeStore: () => void } | undefined> {
+  const mustExist = action === 'redrive' || action === 'purge';
+  const missing = (where: string) =>
+    process.stderr.write(
+      `queuelens: no dead-letter queue ${dlqName(queue)} ${where}: nothing to ${action} (check the queue name and ${where.includes('schema') ? '--pg-schema' : '--prefix'})\n`,
+    );
+  const postgres = postgresTarget(cfg);
+  if (postgres) {
+    await preparePostgres(postgres);
+    if (mustExist && !(await PostgresDeadLetters.exists(postgres, queue))) {
+      missing(`in schema ${JSON.stringify(postgres.schema)}`);
+      return undefined;
+    }
+    return { dead: new PostgresDeadLetters({ target: postgres, queue, skipMetasUpdate: readOnly }), closeStore: () => undefined };
+  }
+  const target = { url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes };
+  await assertRedisReachable(target);
+  const connection = createRedis({ ...target, name: 'queuelens:dlq', maxRetriesPerRequest: null });
+  if (mustExist && !(await DeadLetters.exists(connection, cfg.prefix, queue))) {
+    connection.disconnect();
+    missing(`under prefix ${JSON.stringify(cfg.prefix)}`);
+    return undefined;
+  }
+  const dead = new DeadLetters({ connection, prefix: cfg.prefix, ownPrefix: cfg.ownPrefix, queue, skipMetasUpdate: readOnly });
+  return { dead, closeStore: () => connection.disconnect() };
 }

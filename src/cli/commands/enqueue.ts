@@ -2,6 +2,8 @@
 import type { Command } from 'commander';
 import { addOptions, ConfigError } from '../../config/options.js';
 import { enqueueOptions, resolveEnqueueConfig } from '../../config/enqueue-config.js';
+import { postgresTarget } from '../../config/backend-options.js';
+import { preparePostgres } from '../../jobs/postgres-store.js';
 import { Producer } from '../../jobs/producer.js';
 import { isQueueName, JobValidationError, QUEUE_NAMES, type JobInput, type QueueName } from '../../jobs/schemas.js';
 import { assertRedisReachable } from '../../redis/connection.js';
@@ -17,8 +19,10 @@ export function registerEnqueue(program: Command): void {
     const cfg = resolveEnqueueConfig(raw);
     if (!isQueueName(queue)) throw new ConfigError(`invalid queue ${JSON.stringify(queue)}: expected one of ${QUEUE_NAMES.join(', ')}`);
     if (cfg.data === undefined) throw new ConfigError('missing --data (QUEUELENS_JOB_DATA): the job data as JSON');
-    await assertRedisReachable({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
-    const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
+    const postgres = postgresTarget(cfg);
+    if (postgres) await preparePostgres(postgres);
+    else await assertRedisReachable({ url: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes });
+    const producer = new Producer(postgres ? { postgres } : { redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
     try {
       const job = await producer.enqueue(queue as QueueName, cfg.data as JobInput<QueueName>, {
         name: cfg.name,

@@ -4,6 +4,8 @@ import type { Command } from 'commander';
 import { addOptions } from '../../config/options.js';
 import { loadgenOptions, resolveLoadgenConfig } from '../../config/loadgen-config.js';
 import { scenarioFor } from '../../loadgen/loadgen-scenarios.js';
+import { postgresTarget } from '../../config/backend-options.js';
+import { preparePostgres } from '../../jobs/postgres-store.js';
 import { Producer } from '../../jobs/producer.js';
 import { runLoadgen } from '../../loadgen/run-loadgen.js';
 import { createLogger } from '../../log/logger.js';
@@ -18,7 +20,9 @@ export function registerLoadgen(program: Command): void {
     const cfg = resolveLoadgenConfig(raw);
     const log = createLogger({ level: cfg.logLevel, name: 'queuelens-loadgen' });
     const scenario = scenarioFor(cfg.scenario, cfg);
-    const producer = new Producer({ redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
+    const postgres = postgresTarget(cfg);
+    if (postgres) await preparePostgres(postgres);
+    const producer = new Producer(postgres ? { postgres } : { redisUrl: cfg.redisUrl, clusterNodes: cfg.redisClusterNodes, prefix: cfg.prefix });
     const abort = new AbortController();
     const onSignal = () => abort.abort();
     process.once('SIGINT', onSignal);
@@ -31,6 +35,7 @@ export function registerLoadgen(program: Command): void {
         rate: cfg.rate,
         durationSeconds: cfg.duration,
         log,
+        postgres,
         redisUrl: cfg.redisUrl,
         clusterNodes: cfg.redisClusterNodes,
         prefix: cfg.prefix,
