@@ -169,7 +169,7 @@ describe('dead letters on PostgreSQL', () => {
     const outcomes = racers.map((r) => r.redrive(into, dl));
     await waitFor('five redrives waiting on the dead letter', async () => {
       const { rows } = await db.query<{ n: string }>(
-        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'queuelens:dead-letters' AND wait_event_type = 'Lock'",
+        "SELECT count(*) AS n FROM pg_stat_activity WHERE application_name = 'queuelens dead-letters' AND wait_event_type = 'Lock'",
       );
       return Number(rows[0]!.n) === 5;
     });
@@ -198,7 +198,7 @@ describe('dead letters on PostgreSQL', () => {
     );
     const pid = await waitFor('the redrive waiting on the dead letter', async () => {
       const { rows } = await db.query<{ pid: number }>(
-        "SELECT pid FROM pg_stat_activity WHERE application_name = 'queuelens:dead-letters' AND wait_event_type = 'Lock'",
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'queuelens dead-letters' AND wait_event_type = 'Lock'",
       );
       return rows[0]?.pid;
     });

@@ -18,8 +18,8 @@ const SHARED: Record<string, string> = {
   'log-level': 'loud',
   backend: 'mongo',
   'database-url': 'mysql://x',
-  'pg-schema': 'a b',
-  'pg-own-schema': '1x',
+  'pg-schema': ' bullmq',
+  'pg-own-schema': 'x'.repeat(64),
 };
 const TABLES: Array<{ command: string[]; specs: readonly OptionSpec[]; bad: Record<string, string> }> = [
   {

@@ -10,9 +10,17 @@
 import { context, SpanKind, type Context } from '@opentelemetry/api';
 import type { Job, Queue } from 'bullmq';
 import type pg from 'pg';
-import { quoteSchemaName } from 'bullmq';
 import type { QueueRef } from '../domain/queue-ref.js';
-import { createPgPool, databaseNow, inTransaction, postgresQueue, Rollback, transactionQueue, type PostgresTarget } from '../jobs/postgres-store.js';
+import {
+  createPgPool,
+  databaseNow,
+  inTransaction,
+  postgresQueue,
+  quoteIdent,
+  Rollback,
+  transactionQueue,
+  type PostgresTarget,
+} from '../jobs/postgres-store.js';
 import { dlqName } from '../jobs/queue-defaults.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
@@ -43,7 +51,7 @@ export interface PostgresDeadLetterOptions {
 
 /** queuelens's tables in its own schema (`--pg-own-schema`), created on first write. */
 function ownTables(own: string): string[] {
-  const s = quoteSchemaName(own);
+  const s = quoteIdent(own);
   return [
     `CREATE SCHEMA IF NOT EXISTS ${s}`,
     // One row per failed job that has been dead-lettered, so a sweep never copies it twice (nor after a purge).
@@ -69,14 +77,14 @@ export class PostgresDeadLetters implements DeadLetterQueue {
   constructor(private readonly opts: PostgresDeadLetterOptions) {
     const t = opts.target;
     this.source = { prefix: t.schema, name: opts.queue };
-    this.own = quoteSchemaName(t.ownSchema);
-    this.pool = createPgPool(t, 'queuelens:dead-letters');
+    this.own = quoteIdent(t.ownSchema);
+    this.pool = createPgPool(t, 'queuelens dead-letters');
     this.dlq = postgresQueue(t, dlqName(opts.queue), { telemetry: activeTelemetry(), skipMetasUpdate: opts.skipMetasUpdate });
   }
 
   /** Whether `<queue>-dlq` exists in BullMQ's schema: its meta (written by every Queue that may write) or any job. */
   static async exists(target: PostgresTarget, queue: string): Promise<boolean> {
-    const pool = createPgPool(target, 'queuelens:dlq', 1);
+    const pool = createPgPool(target, 'queuelens dlq', 1);
     try {
       const { rows } = await pool.query<{ found: boolean }>(
         'SELECT EXISTS (SELECT 1 FROM meta WHERE queue = $1) OR EXISTS (SELECT 1 FROM job WHERE queue = $1) AS found',

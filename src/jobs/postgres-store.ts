@@ -70,7 +70,7 @@ export function createPgPool(t: PostgresTarget, name: string, max = 2): pg.Pool 
  * sentence about `migrate: true`, which names no option of queuelens.
  */
 export async function preparePostgres(t: PostgresTarget, timeoutMs = 5_000): Promise<void> {
-  const client = new pg.Client({ connectionString: t.databaseUrl, connectionTimeoutMillis: timeoutMs, application_name: 'queuelens:check' });
+  const client = new pg.Client({ connectionString: t.databaseUrl, connectionTimeoutMillis: timeoutMs, application_name: 'queuelens check' });
   client.on('error', () => undefined);
   try {
     await client.connect();
@@ -92,6 +92,11 @@ export async function preparePostgres(t: PostgresTarget, timeoutMs = 5_000): Pro
   } finally {
     await client.end().catch(() => undefined);
   }
+}
+
+/** An identifier quoted for SQL (a schema name may hold any character pg allows). */
+export function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
 }
 
 /** Milliseconds since the epoch by the database's clock: every worker's dead letters are stamped by one clock. */

@@ -110,7 +110,7 @@ export class PostgresWorkerStore implements WorkerStore {
   readonly answers: (deadlineMs: number) => Promise<boolean>;
 
   constructor(private readonly target: PostgresTarget) {
-    this.probe = createPgPool(target, 'queuelens:worker-probe', 1);
+    this.probe = createPgPool(target, 'queuelens worker-probe', 1);
     const select = deadlineProbe(() => this.probe.query('SELECT 1'));
     this.answers = async (deadlineMs) => this.note(await select(deadlineMs));
   }
