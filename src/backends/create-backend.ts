@@ -4,12 +4,15 @@ import type { SidecarConfig } from '../config/sidecar-config.js';
 import type { SidecarBackend } from '../domain/backend.js';
 import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../redis/connection.js';
+import { PostgresBackend } from '../postgres/postgres-backend.js';
+import { queuelensApplicationName } from '../postgres/connection.js';
 import { RedisBackend } from './redis-backend.js';
 
 /** A backend the sidecar can serve; the admin routes (Bull Board, dead letters) need a Redis connection. */
 export type Backend = SidecarBackend<RedisClient>;
 
 export function createBackend(config: SidecarConfig, log: Logger): Backend {
+  if (config.backend === 'postgres') return createPostgresBackend(config, log);
   return new RedisBackend({
     redisUrl: config.redisUrl,
     clusterNodes: config.redisClusterNodes,
@@ -29,6 +32,26 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
           shards: config.eventsShards,
           leaseMs: config.eventsLease * 1000,
           retentionMs: config.eventsRetention * 1000,
+          lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
+        }
+      : undefined,
+  });
+}
+
+/** BullMQ on PostgreSQL: --database-url (resolveSidecarConfig made sure there is one), BullMQ's schema as the prefix. */
+function createPostgresBackend(config: SidecarConfig, log: Logger): PostgresBackend {
+  return new PostgresBackend({
+    databaseUrl: config.databaseUrl!,
+    schema: config.pgSchema,
+    ownSchema: config.pgOwnSchema,
+    statementTimeoutMs: config.pgStatementTimeout * 1000,
+    applicationName: queuelensApplicationName('sidecar'),
+    fixedQueues: config.queues,
+    maxQueues: config.maxQueues,
+    log,
+    events: config.events
+      ? {
+          leaseMs: config.eventsLease * 1000,
           lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
         }
       : undefined,

@@ -7,14 +7,10 @@ import { metaScanPattern, parseMetaKey, queueKey } from '../redis/keys.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { keySlot } from '../redis/slots.js';
 import { MAX_NAME_BYTES, type SkipReason } from '../domain/queue-snapshot.js';
+import { capQueues, warnCapped } from '../domain/queue-budget.js';
 
 /** Skipped queues logged by name at most this many times per process (a flood of hostile names is counted, not logged). */
 const MAX_SKIP_LOGS = 100;
-/**
- * Average name bytes allowed per queue over --max-queues (640 KB for 5,000 queues): every series of a queue
- * repeats its name, so this bounds the exposition with the queue count, however long each name is.
- */
-const NAME_BYTES_PER_QUEUE = 128;
 
 export interface DiscoveryOptions {
   redis: RedisClient;
@@ -256,31 +252,15 @@ export class QueueDiscovery {
   private recap(): void {
     if (!this.stale) return;
     this.stale = false;
-    const all = [...this.known.values()].sort((a, b) => (a.prefix === b.prefix ? cmp(a.name, b.name) : cmp(a.prefix, b.prefix)));
-    this.capped = all.slice(0, this.opts.maxQueues);
-    // Every series of a queue repeats its name: the names' total bounds the exposition with the queue count.
-    const budget = this.opts.maxQueues * NAME_BYTES_PER_QUEUE;
-    let bytes = 0;
-    let fit = 0;
-    for (; fit < this.capped.length; fit += 1) {
-      bytes += Buffer.byteLength((this.capped[fit] as QueueRef).name);
-      if (bytes > budget) break;
-    }
-    const overBudget = this.capped.length - fit;
-    if (overBudget > 0) {
-      this.capped = this.capped.slice(0, fit);
-      if (overBudget !== this.overBudget)
-        this.opts.log.warn({ dropped: overBudget, nameBytes: budget }, 'queue names exceed their total byte budget; the rest are not exported');
-    }
-    this.overBudget = overBudget;
-    const dropped = all.length - this.capped.length - overBudget;
-    if (dropped > 0 && dropped !== this.droppedCount) {
-      this.opts.log.warn({ dropped, maxQueues: this.opts.maxQueues }, 'more queues than --max-queues; the rest are not exported');
-    }
-    this.droppedCount = dropped;
+    const capped = capQueues(this.known.values(), this.opts.maxQueues);
+    warnCapped(
+      (fields, message) => this.opts.log.warn(fields, message),
+      { overBudget: this.overBudget, dropped: this.droppedCount },
+      capped,
+      this.opts.maxQueues,
+    );
+    this.capped = capped.watched;
+    this.overBudget = capped.overBudget;
+    this.droppedCount = capped.dropped;
   }
-}
-
-function cmp(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -37,9 +37,12 @@ export function createPostgresPool(o: PostgresPoolOptions): pg.Pool {
     idleTimeoutMillis: 30_000,
     keepAlive: true,
   });
-  // An idle client whose server went away emits 'error' on the pool: without a listener that would crash the process.
-  // The next query fails and says so; this is only noted.
-  pool.on('error', (err) => o.log?.debug({ err: redactedMessage(err) }, 'idle PostgreSQL connection lost'));
+  // A client whose server went away emits 'error': on the pool while idle, on the client itself while checked out
+  // (pg-pool removes its own listener then). Unheard, either would crash the process when PostgreSQL restarts; the
+  // query under way fails and says so, so these are only noted.
+  const lost = (err: Error) => o.log?.debug({ err: redactedMessage(err) }, 'PostgreSQL connection lost');
+  pool.on('error', lost);
+  pool.on('connect', (client) => client.on('error', lost));
   return pool;
 }
 

@@ -37,6 +37,18 @@ export interface PostgresSnapshotOptions {
    * without an event) can go unseen. 0: recount every queue at every collection (exact always, O(retained)).
    */
   finishedRecountMs?: number;
+  /**
+   * The queues to read (the sidecar's discovery on its own slow timer, postgres/discovery.ts); unset = discover the
+   * schema's queues at every collection.
+   */
+  watched?: () => WatchedQueues;
+}
+
+/** The queues a collection reads, and what the budget left out. */
+export interface WatchedQueues {
+  names: readonly string[];
+  dropped: number;
+  skipped: Partial<Record<SkipReason, number>>;
 }
 
 /**
@@ -203,6 +215,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
   private readonly timeoutMs: number;
   private readonly maxQueues: number;
   private readonly recountMs: number;
+  private readonly watched: (() => WatchedQueues) | undefined;
   private seq = 0;
   private lastSuccessAt = 0;
   /** Per queue, its finished counts as of the collection that last proved them current. */
@@ -222,6 +235,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     this.timeoutMs = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 2_000));
     this.maxQueues = Math.max(0, opts.maxQueues ?? 10_000);
     this.recountMs = Math.max(0, opts.finishedRecountMs ?? 60_000);
+    this.watched = opts.watched;
   }
 
   /** How many queues had their completed/failed counted (O(their retained jobs)) by the last readQueues(). */
@@ -284,6 +298,18 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     return this.watermark;
   }
 
+  /** Every queue of the schema, within --max-queues, names over MAX_NAME_BYTES skipped. */
+  private async discoverAll(): Promise<WatchedQueues> {
+    const found = await this.discover();
+    const skipped: Partial<Record<SkipReason, number>> = {};
+    const names: string[] = [];
+    for (const name of found.slice(0, this.maxQueues)) {
+      if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) skipped.name_too_long = (skipped.name_too_long ?? 0) + 1;
+      else names.push(name);
+    }
+    return { names, dropped: Math.max(0, found.length - this.maxQueues), skipped };
+  }
+
   /** Discovery plus every queue's gauges, as the Redis collector's snapshot. Never throws: failure is ok=false. */
   async collect(): Promise<CollectionSnapshot> {
     const started = performance.now();
@@ -294,14 +320,8 @@ export class PostgresSnapshotCollector implements SnapshotSource {
       return { seq, finishedAt, durationSeconds: (performance.now() - started) / 1000, lastSuccessAt: this.lastSuccessAt, ...s };
     };
     try {
-      const found = await this.discover();
-      const skipped: Partial<Record<SkipReason, number>> = {};
-      const names: string[] = [];
-      for (const name of found.slice(0, this.maxQueues)) {
-        if (Buffer.byteLength(name, 'utf8') > MAX_NAME_BYTES) skipped.name_too_long = (skipped.name_too_long ?? 0) + 1;
-        else names.push(name);
-      }
-      const queues = await this.readQueues(names);
+      const { names, dropped, skipped } = this.watched ? this.watched() : await this.discoverAll();
+      const queues = await this.readQueues([...names]);
       markDeadLetterQueues(queues);
       const watched = new Set(names);
       for (const name of this.finished.keys()) if (!watched.has(name)) this.finished.delete(name);
@@ -310,7 +330,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
         redisUp: true,
         queues,
         queuesByPrefix: { [this.schema]: queues.length },
-        queuesDropped: Math.max(0, found.length - this.maxQueues),
+        queuesDropped: dropped,
         queuesSkipped: skipped,
       });
     } catch (err) {
@@ -348,13 +368,13 @@ export class PostgresSnapshotCollector implements SnapshotSource {
  * Whether the server answered: an error with a SQLSTATE, except the connection classes (08: connection exception;
  * 57P01-57P03: shutting down, crashed, starting up), which mean it is not there to read from.
  */
-function answered(err: unknown): boolean {
+export function answered(err: unknown): boolean {
   const code = (err as { code?: unknown }).code;
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) && !code.startsWith('08') && !/^57P0[1-3]$/.test(code);
 }
 
 /** A sentence a user can act on; never the connection string. */
-function describeError(err: unknown, schema: string): string {
+export function describeError(err: unknown, schema: string): string {
   const e = err as { code?: string; message?: string };
   if (e.code === '57014')
     return `PostgreSQL collection exceeded its statement timeout (schema ${schema}); a lock held on BullMQ's tables or an overloaded server`;

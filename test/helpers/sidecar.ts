@@ -1,9 +1,10 @@
-// An in-process sidecar against a test Redis, driven with inject().
+// An in-process sidecar against a test Redis (or a test PostgreSQL), driven with inject().
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/log/logger.js';
 import { resolveSidecarConfig, type SidecarConfig } from '../../src/config/sidecar-config.js';
 import { createBackend } from '../../src/backends/create-backend.js';
 import { RedisBackend } from '../../src/backends/redis-backend.js';
+import { PostgresBackend } from '../../src/postgres/postgres-backend.js';
 import type { QueueDiscovery } from '../../src/collector/discovery.js';
 import type { RedisClient } from '../../src/redis/connection.js';
 import { createSidecar, type Sidecar } from '../../src/sidecar/create-sidecar.js';
@@ -26,15 +27,7 @@ export async function testSidecar(
     logLevel: 'silent',
     ...raw,
   });
-  const destination = logTo
-    ? new Writable({
-        write(chunk, _enc, cb) {
-          logTo.push(chunk.toString());
-          cb();
-        },
-      })
-    : undefined;
-  const log = createLogger({ level: config.logLevel, destination });
+  const log = testLogger(config, logTo);
   // The sidecar composes any backend; these tests also reach into the Redis one (its connection, its discovery).
   const backend = createBackend(config, log);
   if (!(backend instanceof RedisBackend)) throw new Error(`testSidecar drives a Redis sidecar, not ${backend.kind}`);
@@ -43,10 +36,48 @@ export async function testSidecar(
     config,
     redis: backend.redis,
     discovery: backend.discovery,
-    async scrape() {
-      const res = await sidecar.app.inject({ method: 'GET', url: '/metrics' });
-      if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`);
-      return parsePromText(res.body);
-    },
+    scrape: () => scrape(sidecar),
   });
+}
+
+/** An in-process sidecar with --backend postgres against a test PostgreSQL (BullMQ's schema `bullmq` unless `raw` says). */
+export async function testPostgresSidecar(
+  databaseUrl: string,
+  raw: Record<string, unknown> = {},
+  logTo?: string[],
+): Promise<Sidecar & { config: SidecarConfig; backend: PostgresBackend; scrape(): Promise<Series> }> {
+  const config = resolveSidecarConfig({
+    backend: 'postgres',
+    databaseUrl,
+    port: '9487',
+    host: '127.0.0.1',
+    collectInterval: '60',
+    discoveryInterval: '60',
+    maxQueues: '5000',
+    logLevel: 'silent',
+    ...raw,
+  });
+  const log = testLogger(config, logTo);
+  const backend = createBackend(config, log);
+  if (!(backend instanceof PostgresBackend)) throw new Error(`testPostgresSidecar drives a PostgreSQL sidecar, not ${backend.kind}`);
+  const sidecar = await createSidecar(config, log, backend);
+  return Object.assign(sidecar, { config, backend, scrape: () => scrape(sidecar) });
+}
+
+function testLogger(config: SidecarConfig, logTo: string[] | undefined) {
+  const destination = logTo
+    ? new Writable({
+        write(chunk, _enc, cb) {
+          logTo.push(chunk.toString());
+          cb();
+        },
+      })
+    : undefined;
+  return createLogger({ level: config.logLevel, destination });
+}
+
+async function scrape(sidecar: Sidecar): Promise<Series> {
+  const res = await sidecar.app.inject({ method: 'GET', url: '/metrics' });
+  if (res.statusCode !== 200) throw new Error(`/metrics answered ${res.statusCode}`);
+  return parsePromText(res.body);
 }
