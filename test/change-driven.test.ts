@@ -207,4 +207,51 @@ describe('change-driven collection', () => {
     release();
     client.disconnect();
   });
+
+  it('a replica renders the snapshot the leader wrote, without reading the queues itself; with the leader gone it collects', async () => {
+    const p = 'cd5';
+    const q = bull.queue('r', { prefix: p });
+    await q.add('a', {});
+    await q.add('b', {});
+    const leader = await sidecar(p, { collectInterval: '0.2', collectSweep: '60' });
+    await leader.start();
+    await followed(leader, p, 'r');
+    const replica = await sidecar(p, { collectInterval: '0.2', collectSweep: '60' });
+    await replica.start();
+    const waiting = async (s: Sidecar) => gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'r', state: 'waiting' });
+    await waitFor('replica renders', async () => (await waiting(replica)) === 2);
+
+    // The replica's command connection, by its address in CLIENT LIST.
+    const conn = replica.backend.admin!;
+    const id = String(await conn.client('ID'));
+    const list = String(await conn.client('LIST'));
+    const addr = /^id=(\d+) addr=(\S+)/gm;
+    const replicaAddr = [...list.matchAll(addr)].find((m) => m[1] === id)?.[2];
+    expect(replicaAddr).toBeDefined();
+
+    const seen: Array<{ args: string[]; source?: string }> = [];
+    const monitor = await monitorCommands(redis, (args, source) => seen.push({ args, source }));
+    const seq = replica.snapshot()!.seq;
+    for (let i = 0; i < 3; i += 1) await q.add('more', { i });
+    const truth = (await q.getJobCounts('waiting')).waiting;
+    expect(truth).toBe(5);
+    await waitFor('replica shows the change', async () => (await waiting(replica)) === truth);
+    await waitFor('replica collections', () => replica.snapshot()!.seq >= seq + 3);
+    monitor.stop();
+    const fromReplica = seen.filter((c) => c.source === replicaAddr);
+    expect(fromReplica.some((c) => c.args[0]?.toLowerCase() === 'get' && c.args[1] === `ql-${p}:snapshot`)).toBe(true);
+    // Its queue reads would name the queue's keys (the group script takes each queue's key base).
+    expect(fromReplica.filter((c) => c.args.some((a) => a.startsWith(`${p}:r:`)))).toEqual([]);
+    // And the leader did read the queue (the control).
+    expect(seen.some((c) => c.source !== replicaAddr && c.args.some((a) => a === `${p}:r:`))).toBe(true);
+
+    // The leader leaves: the replica takes the lease over and collects by itself, exact.
+    await leader.close();
+    await q.add('after', {});
+    await waitFor('replica exact alone', async () => (await waiting(replica)) === 6);
+    // Now the leader, it writes the snapshot the others render.
+    const client = redis.client();
+    await waitFor('new leader writes the snapshot', async () => (await client.get(`ql-${p}:snapshot`)) !== null);
+    client.disconnect();
+  });
 });

@@ -26,7 +26,7 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
     log,
     sharedLimiters: true,
     sweepMs: config.collectSweep * 1000,
-    workersEveryMs: config.collectInterval * 1000,
+    intervalSeconds: config.collectInterval,
     events: config.events
       ? {
           shards: config.eventsShards,

@@ -3,9 +3,10 @@
 // lazily so a Redis that is down at start is retried in the background. The sidecar and `top` assemble it.
 import { ChangePlan } from '../collector/change-plan.js';
 import { Collector } from '../collector/collector.js';
+import { RedisSnapshotStore, SharedSnapshots } from '../collector/shared-snapshot.js';
 import { QueueDiscovery } from '../collector/discovery.js';
 import { RedisLimiterStore } from '../collector/worker-limiter.js';
-import type { SidecarBackend } from '../domain/backend.js';
+import type { SidecarBackend, SnapshotSource } from '../domain/backend.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import { EventShards, type EventShardsOptions } from '../events/event-shards.js';
 import { AccountingReadBack } from '../events/accounting-cache.js';
@@ -38,15 +39,16 @@ export interface RedisBackendOptions {
    * least this often (ms); 0 or absent: every queue at every collection.
    */
   sweepMs?: number;
-  /** With change-driven collection, CLIENT LIST at most this often (ms). */
-  workersEveryMs?: number;
+  /** Seconds between collections: with change-driven collection, CLIENT LIST at most this often, and the shared snapshot's freshness. */
+  intervalSeconds?: number;
 }
 
 export class RedisBackend implements SidecarBackend<RedisClient> {
   readonly kind = 'redis';
   readonly redis: RedisClient;
   readonly discovery: QueueDiscovery;
-  readonly snapshots: Collector;
+  /** With change-driven collection, SharedSnapshots over the collector: replicas render what the leader collected. */
+  readonly snapshots: SnapshotSource;
   readonly events: EventShards | undefined;
   /** What the event reader saw move; undefined unless collection is driven by change. */
   private readonly changes: QueueChanges | undefined;
@@ -66,14 +68,24 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
     this.discovery = new QueueDiscovery({ redis: this.redis, prefixes: o.prefixes, fixedQueues: o.fixedQueues, maxQueues: o.maxQueues, log });
     const sweepMs = o.sweepMs ?? 0;
     this.changes = o.events && sweepMs > 0 ? new QueueChanges() : undefined;
-    this.snapshots = new Collector({
-      plan: this.changes && new ChangePlan({ changes: this.changes, sweepMs }),
-      workersEveryMs: o.workersEveryMs,
+    const changes = this.changes;
+    const collector = new Collector({
+      plan: changes && new ChangePlan({ changes, sweepMs }),
+      workersEveryMs: (o.intervalSeconds ?? 0) * 1000,
       source: new RedisQueueStateSource({ redis: this.redis, log }),
       discovery: this.discovery,
       log,
       limiterStore: o.sharedLimiters ? new RedisLimiterStore(this.redis, ownKeys.workerLimiters(o.ownPrefix)) : undefined,
     });
+    this.snapshots = changes
+      ? new SharedSnapshots({
+          collector,
+          store: new RedisSnapshotStore(this.redis, ownKeys.snapshot(o.ownPrefix)),
+          writes: () => changes.isWhole,
+          intervalSeconds: o.intervalSeconds ?? 5,
+          log,
+        })
+      : collector;
     this.events = o.events
       ? new EventShards({
           ...o.events,
@@ -115,6 +127,8 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
 
   close(): Promise<void> {
     this.closed ??= (async () => {
+      // While this replica still holds the shards: it wrote the shared snapshot, if anyone did.
+      if (this.snapshots instanceof SharedSnapshots) await this.snapshots.release();
       await this.events?.close();
       this.redis.disconnect();
     })();

@@ -79,6 +79,8 @@ export const ownKeys = {
   eventsMeta: (own: string) => `${own}:events:meta`,
   /** Hash: per queue (`<prefix>:<queue>`) what the collections learnt of its Worker limiter (collector/worker-limiter.ts). */
   workerLimiters: (own: string) => `${own}:limiters`,
+  /** STRING: the last collection of the replica that holds every event shard, for the others to render (collector/shared-snapshot.ts). */
+  snapshot: (own: string) => `${own}:snapshot`,
   /** Sorted set of queues with event state: member eventsMember(q), score = last time the queue was seen (ms). */
   eventsIndex: (own: string) => `${own}:events:queues`,
   /**

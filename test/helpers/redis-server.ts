@@ -125,7 +125,7 @@ export async function startTestRedis(opts: TestRedisOptions = {}): Promise<TestR
  * output ("Command queue state error", emitted as 'error', the line quoted in it) is parsed from the error and
  * delivered; ignored once stopped. Any other error is thrown by stop().
  */
-export async function monitorCommands(redis: TestRedis, onCommand: (args: string[]) => void): Promise<{ stop(): void }> {
+export async function monitorCommands(redis: TestRedis, onCommand: (args: string[], source?: string) => void): Promise<{ stop(): void }> {
   // Listeners before the connection, not after monitor() resolves: the lines that follow MONITOR's OK in the same
   // chunk are handled before that promise's continuation, and an 'error' with no listener would throw.
   const monitor = redis.client().duplicate({ monitor: true, lazyConnect: true });
@@ -134,14 +134,19 @@ export async function monitorCommands(redis: TestRedis, onCommand: (args: string
   monitor.on('error', (err: Error) => {
     // A line that reaches ioredis while it is not yet (or no longer) reading in monitor mode comes back as this
     // error, the line itself quoted in the message: deliver it rather than fail the test or lose the command.
-    const line = /^Command queue state error\..*Last reply: \S+ \[[^\]]*\] (.*)$/s.exec(err.message);
+    const line = /^Command queue state error\..*Last reply: \S+ \[(?:\d+ )?([^\]]*)\] (.*)$/s.exec(err.message);
     if (line) {
-      if (!stopped) onCommand([...line[1]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')));
+      if (!stopped)
+        onCommand(
+          [...line[2]!.matchAll(/"((?:[^"\\]|\\.)*)"/g)].map((m) => m[1]!.replace(/\\(.)/g, '$1')),
+          line[1],
+        );
       return;
     }
     if (!stopped) failure ??= err;
   });
-  monitor.on('monitor', (_t: string, args: string[]) => onCommand(args));
+  // `source`: the client's address (ip:port), to tell connections apart; unknown for a line parsed from an error.
+  monitor.on('monitor', (_t: string, args: string[], source: string) => onCommand(args, source));
   await new Promise<void>((resolve, reject) => {
     monitor.once('monitoring', () => resolve());
     monitor.connect().catch(reject);
