@@ -6,17 +6,16 @@
 // Redis CPU is the used_cpu_user + used_cpu_sys of the Redis process over the window, net of the floor measured
 // in the same run with no client but the benchmark's own connection. Calls/s count every command Redis ran
 // (scripts' inner commands included, INFO commandstats). Writes its section of docs/benchmarks.md.
-import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { freePort, startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
+import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
 import { loadAverage, machineInfo, table, writeSection } from './lib/report.js';
-import { gauge, scrapeUntil, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
+import { scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { queueName, seedQueues } from './lib/seed.js';
 
-const SIZES = [1000, 10_000];
+const SIZES = (process.env['BENCH_SIZES'] ?? '1000,10000').split(',').map(Number);
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const LUA = new URL('../../src/redis/lua/', import.meta.url);
 /** sha1 → file name of our scripts, to name them in the slow log. */
@@ -37,6 +36,8 @@ interface Row {
   floor: Cost;
   a: Cost;
   b: Cost;
+  /** queuelens with --collect-sweep 0: every queue read at every collection, as before change-driven collection. */
+  before: Cost;
   ql: Cost;
   bodyBytes: number;
   seriesPerQueue: number;
@@ -63,39 +64,24 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
   await Promise.all(queues.map((q) => q.close()));
   shared.disconnect();
 
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}/metrics`;
-  const args = [
-    '--redis-url',
-    server.url,
-    '--port',
-    String(port),
-    '--host',
-    '127.0.0.1',
-    '--prefixes',
-    prefix,
-    '--max-queues',
-    String(size),
-    '--own-prefix',
-    `ql${size}`,
-    '--log-level',
-    'warn',
-  ];
+  // Before change-driven collection: every queue read at every collection (--collect-sweep 0), same settling.
+  const old = await startSidecarProcess({ cli: CLI, redisUrl: server.url, prefix, size, own: `ql${size}old`, extra: ['--collect-sweep', '0'] });
+  let before: Cost;
+  try {
+    await new Promise((r) => setTimeout(r, 30_000));
+    before = await window(admin, async () => undefined);
+  } finally {
+    await old.stop();
+  }
   // Every event-reader script call from start-up on (loading, settling, heartbeats) in the slow log: the longest.
   await admin.config('SET', 'slowlog-log-slower-than', '100');
   await admin.config('SET', 'slowlog-max-len', '1000000');
   await admin.slowlog('RESET');
-  const proc = spawn(process.execPath, [CLI, 'sidecar', ...args], { stdio: ['ignore', 'inherit', 'inherit'] });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  // Every queue exported and its event state loaded (lag series per queue), then 30 s for the reader's one
+  // settling commit per queue and the first collections to pass: what follows is steady state.
+  const sidecar = await startSidecarProcess({ cli: CLI, redisUrl: server.url, prefix, size, own: `ql${size}` });
+  const url = sidecar.url;
   try {
-    // Every queue exported and its event state loaded (lag series per queue), then a minute for the reader's
-    // one settling commit per queue and the first collections to pass: what follows is steady state.
-    await scrapeUntil(
-      url,
-      (body) =>
-        gauge(body, `bullmq_exporter_queues{prefix="${prefix}"}`) === size && (body.match(/^bullmq_exporter_events_lag_seconds\{/gm)?.length ?? 0) === size,
-      300_000,
-    );
     await new Promise((r) => setTimeout(r, 30_000));
     const ql = await window(admin, async () => undefined);
     const log = (await admin.call('SLOWLOG', 'GET', '-1')) as Array<[number, number, number, string[]]>;
@@ -108,10 +94,9 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
     const body = await scrapeUntil(url, () => true, 10_000);
     const one = body.split('\n').filter((l) => !l.startsWith('#') && l.includes(`prefix="${prefix}",queue="`)).length / size;
     admin.disconnect();
-    return { size, floor, a, b, ql, bodyBytes: Buffer.byteLength(body), seriesPerQueue: one, eventsScriptMaxUs, eventsScriptsOver1ms };
+    return { size, floor, a, b, before, ql, bodyBytes: Buffer.byteLength(body), seriesPerQueue: one, eventsScriptMaxUs, eventsScriptsOver1ms };
   } finally {
-    proc.kill('SIGTERM');
-    await exited;
+    await sidecar.stop();
   }
 }
 
@@ -145,10 +130,12 @@ async function main(): Promise<void> {
         'floor CPU (ms)',
         'A CPU (ms)',
         'B CPU (ms)',
+        'queuelens before CPU (ms)',
         'queuelens CPU (ms)',
         'queuelens / B',
         'A calls/s',
         'B calls/s',
+        'queuelens before calls/s',
         'queuelens calls/s',
         '/metrics bytes',
         'series per queue',
@@ -160,10 +147,12 @@ async function main(): Promise<void> {
         r.floor.cpuMs.toFixed(1),
         net(r.a, r.floor),
         net(r.b, r.floor),
+        net(r.before, r.floor),
         net(r.ql, r.floor),
         (Math.max(0, r.ql.cpuMs - r.floor.cpuMs) / Math.max(0.001, r.b.cpuMs - r.floor.cpuMs)).toFixed(2),
         r.a.callsPerS.toFixed(0),
         r.b.callsPerS.toFixed(0),
+        r.before.callsPerS.toFixed(0),
         r.ql.callsPerS.toFixed(0),
         r.bodyBytes,
         r.seriesPerQueue.toFixed(1),

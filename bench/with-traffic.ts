@@ -12,8 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { freePort, startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
-import { gauge, scrapeUntil, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
+import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
+import { gauge, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { queueName, seedQueues } from './lib/seed.js';
 
@@ -25,7 +25,7 @@ const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const CHILD = new URL('./lib/traffic-child.js', import.meta.url).pathname;
 
 interface Variant {
-  cost: Cost;
+  cost: Cost & { jobs: number };
   depthP50: number;
   depthMax: number;
   counterP50: number;
@@ -36,9 +36,9 @@ interface Variant {
 
 interface Row {
   size: number;
-  floor: Cost;
-  a: Cost;
-  b: Cost;
+  floor: Cost & { jobs: number };
+  a: Cost & { jobs: number };
+  b: Cost & { jobs: number };
   before: Variant;
   after: Variant;
 }
@@ -50,6 +50,24 @@ function memory(pid: number): { rss: number; hwm: number } {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
   const kb = (k: string) => Number(status.match(new RegExp(`^${k}:\\s+(\\d+)`, 'm'))?.[1] ?? 0);
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
+}
+
+/** Jobs added so far to the active queues (BullMQ INCRs each queue's `id` on every add). */
+async function jobsAdded(admin: Redis, prefix: string, names: readonly string[]): Promise<number> {
+  const ids = await Promise.all(names.map((n) => admin.get(`${prefix}:${n}:id`)));
+  return ids.reduce((a, v) => a + Number(v ?? 0), 0);
+}
+
+/** A window that also counts the traffic's jobs in it, so its Redis cost can be taken out in proportion. */
+async function trafficWindow(
+  admin: Redis,
+  prefix: string,
+  names: readonly string[],
+  during: (endsAt: number) => Promise<void>,
+): Promise<Cost & { jobs: number }> {
+  const j0 = await jobsAdded(admin, prefix, names);
+  const cost = await window(admin, during);
+  return { ...cost, jobs: (await jobsAdded(admin, prefix, names)) - j0 };
 }
 
 async function startTraffic(server: TestRedis, prefix: string, size: number): Promise<ChildProcess> {
@@ -64,27 +82,25 @@ async function startTraffic(server: TestRedis, prefix: string, size: number): Pr
   return child;
 }
 
-async function sidecar(server: TestRedis, prefix: string, size: number, extra: string[], admin: Redis, idle: string[]): Promise<Variant> {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}/metrics`;
-  const own = `ql${size}${extra.length > 0 ? 'b' : 'a'}`;
-  const args = ['--redis-url', server.url, '--port', String(port), '--host', '127.0.0.1', '--prefixes', prefix, '--max-queues', String(size)];
-  const proc = spawn(process.execPath, [CLI, 'sidecar', ...args, '--own-prefix', own, '--log-level', 'warn', ...extra], {
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
-  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+async function sidecar(
+  server: TestRedis,
+  prefix: string,
+  size: number,
+  extra: string[],
+  admin: Redis,
+  idle: string[],
+  activeNames: string[],
+): Promise<Variant> {
+  const own = `ql${size}${extra.length > 0 ? 'old' : ''}`;
+  const sc = await startSidecarProcess({ cli: CLI, redisUrl: server.url, prefix, size, own, extra });
+  const { url } = sc;
+  const proc = { pid: sc.pid };
   try {
-    await scrapeUntil(
-      url,
-      (body) =>
-        gauge(body, `bullmq_exporter_queues{prefix="${prefix}"}`) === size && (body.match(/^bullmq_exporter_events_lag_seconds\{/gm)?.length ?? 0) === size,
-      300_000,
-    );
     await new Promise((r) => setTimeout(r, SETTLE_MS));
     const depth: number[] = [];
     const counter: number[] = [];
     const rss: number[] = [];
-    const cost = await window(admin, async (endsAt) => {
+    const cost = await trafficWindow(admin, prefix, activeNames, async (endsAt) => {
       const sampler = setInterval(() => rss.push(memory(proc.pid as number).rss), 1000);
       // One probe after another until the window ends: a job added to a queue nobody works on.
       while (Date.now() < endsAt - 6000) {
@@ -122,8 +138,7 @@ async function sidecar(server: TestRedis, prefix: string, size: number, extra: s
       peakMb: m.hwm,
     };
   } finally {
-    proc.kill('SIGTERM');
-    await exited;
+    await sc.stop();
   }
 }
 
@@ -134,14 +149,17 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
   const traffic = await startTraffic(server, prefix, size);
   try {
     await new Promise((r) => setTimeout(r, 5000));
-    const floor = await window(admin, async () => undefined);
+    const activeNames = Array.from({ length: size }, (_, i) => i)
+      .filter(active)
+      .map(queueName);
+    const floor = await trafficWindow(admin, prefix, activeNames, async () => undefined);
     const shared = new Redis({ host: '127.0.0.1', port: server.port, maxRetriesPerRequest: null, connectionName: 'baseline' });
     const queues = Array.from({ length: size }, (_, i) => new Queue(queueName(i), { connection: shared, prefix, skipMetasUpdate: true }));
     await Promise.all(queues.map((q) => q.waitUntilReady()));
-    const a = await window(admin, async () => {
+    const a = await trafficWindow(admin, prefix, activeNames, async () => {
       for (const q of queues) await q.getJobCounts();
     });
-    const b = await window(admin, async () => {
+    const b = await trafficWindow(admin, prefix, activeNames, async () => {
       await Promise.all(queues.map((q) => q.getJobCounts()));
     });
     await Promise.all(queues.map((q) => q.close()));
@@ -150,8 +168,8 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
     const idle = Array.from({ length: size }, (_, i) => i)
       .filter((i) => !active(i) && i % 50 !== 0)
       .map(queueName);
-    const before = await sidecar(server, prefix, size, ['--collect-sweep', '0'], admin, idle);
-    const after = await sidecar(server, prefix, size, [], admin, idle);
+    const before = await sidecar(server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames);
+    const after = await sidecar(server, prefix, size, [], admin, idle, activeNames);
     return { size, floor, a, b, before, after };
   } finally {
     traffic.kill('SIGTERM');
@@ -172,14 +190,17 @@ async function main(): Promise<void> {
       await server.stop();
     }
   }
-  const net = (c: Cost, floor: Cost) => Math.max(0, c.cpuMs - floor.cpuMs);
+  // The floor's Redis CPU per traffic job, times the jobs of the window: the traffic's share of each window.
+  const net = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.cpuMs - (floor.cpuMs / Math.max(1, floor.jobs)) * c.jobs;
   const ms = (n: number) => (n / 1000).toFixed(2);
   const body = [
     machineInfo(load),
     '',
     `Traffic: ${RATE} jobs/s added round-robin over 10% of the queues (queue i with i % 10 = 5), each with one BullMQ Worker`,
     '(concurrency 1, no work), in a child process; the queues are seeded as at rest (bench/lib/seed.ts). Each column is',
-    `one ${WINDOW_S} s window with the traffic running; Redis CPU is net of the floor (the traffic alone) measured in the same run.`,
+    `one ${WINDOW_S} s window with the traffic running. Redis CPU is net of the traffic's share: the floor window (the traffic`,
+    "alone, same run) gives the Redis CPU per job, times the jobs added in the window (the queues' `id` counters), so a",
+    'window in which the traffic ran slower (a busy shared machine) is not credited to the exporter; it can go below 0 by noise.',
     'before: the real sidecar process with `--collect-sweep 0` (every queue read at every collection, every 5 s, as before',
     'change-driven collection); after: its defaults (queues whose events moved read within about a second, a sweep of',
     'the rest every 60 s). Visibility: during the window, one job at a time is added to an idle queue and /metrics',

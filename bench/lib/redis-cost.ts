@@ -1,6 +1,8 @@
 // Redis's own account of what a benchmark window cost it (INFO cpu, INFO commandstats), and /metrics polling, shared
 // by bench/at-rest.ts and bench/with-traffic.ts.
+import { spawn } from 'node:child_process';
 import type { Redis } from 'ioredis';
+import { freePort } from '../../test/helpers/redis-server.js';
 
 export const WINDOW_S = 15;
 
@@ -50,3 +52,47 @@ export const gauge = (text: string, series: string): number | undefined => {
   const line = text.split('\n').find((l) => l.startsWith(`${series} `));
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 };
+
+export interface SidecarProcess {
+  url: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real `queuelens sidecar` process (dist/cli) on `prefix`, with `extra` options, once it exports every queue and
+ * has loaded every queue's event state (a lag series each).
+ */
+export async function startSidecarProcess(o: {
+  cli: string;
+  redisUrl: string;
+  prefix: string;
+  size: number;
+  own: string;
+  extra?: string[];
+}): Promise<SidecarProcess> {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}/metrics`;
+  const args = ['--redis-url', o.redisUrl, '--port', String(port), '--host', '127.0.0.1', '--prefixes', o.prefix, '--max-queues', String(o.size)];
+  const proc = spawn(process.execPath, [o.cli, 'sidecar', ...args, '--own-prefix', o.own, '--log-level', 'warn', ...(o.extra ?? [])], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  const stop = async () => {
+    proc.kill('SIGTERM');
+    await exited;
+  };
+  try {
+    await scrapeUntil(
+      url,
+      (body) =>
+        gauge(body, `bullmq_exporter_queues{prefix="${o.prefix}"}`) === o.size &&
+        (body.match(/^bullmq_exporter_events_lag_seconds\{/gm)?.length ?? 0) === o.size,
+      300_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { url, pid: proc.pid as number, stop };
+}
