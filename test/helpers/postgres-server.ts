@@ -5,12 +5,12 @@
 // else as `nobody`: Node's spawn() takes uid/gid, so no runuser/su sits between the test and the postmaster (a kill
 // reaches the postmaster itself). kill() SIGKILLs the postmaster and its backends and waits for them, so a restart on
 // the same directory is not refused for shared memory still in use.
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { chownSync, closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
-import { watchChild } from '../../src/util/watch-child.js';
+import { findPostgresBinDir, initPostgresDir, postgresServerIdentity, spawnPostgres } from '../../src/demo/local-postgres.js';
 import { freePort } from './redis-server.js';
 
 export interface TestPostgres {
@@ -39,30 +39,11 @@ export interface TestPostgresOptions {
 
 /** The directory of initdb/postgres: PATH first, then Debian's /usr/lib/postgresql/<newest>/bin. */
 export function postgresBinDir(): string {
-  const which = spawnSync('sh', ['-c', 'command -v initdb'], { encoding: 'utf8' });
-  const onPath = which.status === 0 ? which.stdout.trim() : '';
-  if (onPath) {
-    const real = spawnSync('readlink', ['-f', onPath], { encoding: 'utf8' }).stdout.trim() || onPath;
-    return real.slice(0, real.lastIndexOf('/'));
-  }
-  const root = '/usr/lib/postgresql';
-  const versions = existsSync(root) ? readdirSync(root).filter((v) => existsSync(join(root, v, 'bin', 'initdb'))) : [];
-  versions.sort((a, b) => Number(b) - Number(a));
-  if (versions.length > 0) return join(root, versions[0]!, 'bin');
+  const dir = findPostgresBinDir();
+  if (dir) return dir;
   throw new Error(
     'PostgreSQL is not installed (no initdb on PATH or in /usr/lib/postgresql/*/bin). The tests start their own server: install it with `apt-get install -y postgresql` (Debian/Ubuntu) and run the tests again.',
   );
-}
-
-/** uid/gid to run the server as: this process when it is not root, else `postgres` or `nobody`. */
-function serverIdentity(): { uid: number; gid: number } | undefined {
-  if (typeof process.getuid !== 'function' || process.getuid() !== 0) return undefined;
-  for (const user of ['postgres', 'nobody']) {
-    const id = spawnSync('id', ['-u', user], { encoding: 'utf8' });
-    const gid = spawnSync('id', ['-g', user], { encoding: 'utf8' });
-    if (id.status === 0 && gid.status === 0) return { uid: Number(id.stdout.trim()), gid: Number(gid.stdout.trim()) };
-  }
-  throw new Error('running as root and neither a `postgres` nor a `nobody` user exists: postgres refuses to run as root');
 }
 
 function childrenOf(pid: number): number[] {
@@ -108,19 +89,15 @@ function tail(file: string): string {
 
 export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise<TestPostgres> {
   const bin = postgresBinDir();
-  const who = serverIdentity();
+  const who = postgresServerIdentity();
   const port = await freePort();
   const dir = mkdtempSync(join(tmpdir(), 'queuelens-pg-'));
-  const data = join(dir, 'data');
-  if (who) chownSync(dir, who.uid, who.gid);
-  const init = spawnSync(join(bin, 'initdb'), ['-D', data, '-U', 'postgres', '-A', 'trust', '-E', 'UTF8', '--no-locale', '--no-sync'], {
-    encoding: 'utf8',
-    cwd: dir,
-    ...(who ?? {}),
-  });
-  if (init.status !== 0) {
+  let data: string;
+  try {
+    data = initPostgresDir(bin, dir, who);
+  } catch (err) {
     rmSync(dir, { recursive: true, force: true });
-    throw new Error(`initdb failed (${init.status ?? init.signal}): ${init.stderr || init.error?.message}`);
+    throw err;
   }
   const pools: pg.Pool[] = [];
   let proc: ChildProcess | undefined;
@@ -140,12 +117,8 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
       max_connections: '100',
       ...opts.settings,
     };
-    const args = ['-D', data, ...Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`])];
-    const logFd = openSync(join(dir, 'server.log'), 'a');
-    const child = spawn(join(bin, 'postgres'), args, { stdio: ['ignore', logFd, logFd], cwd: dir, detached: true, ...(who ?? {}) });
-    closeSync(logFd);
-    // A test file killed on timeout must not leave its server behind.
-    watchChild(child, dir);
+    // Watched: a test file killed on timeout must not leave its server behind.
+    const child = spawnPostgres(bin, dir, data, settings, who);
     proc = child;
     let exited = false;
     child.once('exit', () => (exited = true));
