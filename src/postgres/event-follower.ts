@@ -23,7 +23,16 @@ import {
   PG_HEARTBEAT_FIELD,
   type QueueCommit,
 } from './accounting-store.js';
-import { PostgresEventReader, toStreamEntry, type EventReaderState, type PgEvent, type PossibleLoss } from './event-reader.js';
+import {
+  EVENT_COLUMNS_SQL,
+  eventOf,
+  PostgresEventReader,
+  toStreamEntry,
+  type EventColumns,
+  type EventReaderState,
+  type PgEvent,
+  type PossibleLoss,
+} from './event-reader.js';
 import { PgLease } from './lease.js';
 import { DEFAULT_BULLMQ_SCHEMA } from './snapshot.js';
 
@@ -256,8 +265,8 @@ export class PostgresEventFollower implements EventFollower {
     const rows = await inTransaction(this.pool, this.opts.statementTimeoutMs, async (c) => {
       await c.query('SET TRANSACTION READ ONLY');
       return (
-        await c.query<{ queue: string; id: string; event: string; data: Record<string, unknown> | null; created_at_ms: string }>(
-          `SELECT q.name AS queue, e.id::text AS id, e.event, e.data, e.created_at_ms::text AS created_at_ms
+        await c.query<EventColumns & { queue: string }>(
+          `SELECT q.name AS queue, ${EVENT_COLUMNS_SQL}
              FROM unnest($1::text[], $2::bigint[], $3::bool[]) AS q(name, upto, follows)
              CROSS JOIN LATERAL (
                SELECT ev.id, ev.event, ev.data, ev.created_at_ms FROM ${s}.event ev
@@ -270,7 +279,7 @@ export class PostgresEventFollower implements EventFollower {
     });
     for (const r of rows) {
       const list = out.get(r.queue) ?? [];
-      list.push(toStreamEntry({ queue: r.queue, id: BigInt(r.id), event: r.event, data: r.data ?? {}, createdAtMs: Number(r.created_at_ms) }));
+      list.push(toStreamEntry(eventOf(r.queue, r)));
       out.set(r.queue, list);
     }
     return out;

@@ -74,22 +74,45 @@ interface Candidate {
   bound?: bigint;
 }
 
-interface Row {
+interface Row extends EventColumns {
   xmin: string;
   xmax: string;
   head: string;
   queue: string | null;
+  max_len: string | null;
+}
+
+/** The columns of an event row the lifecycle needs; `returnvalue`, `failedReason` and the rest stay in the database. */
+export interface EventColumns {
   id: string | null;
   event: string | null;
-  data: Record<string, unknown> | null;
+  job_id: string | null;
+  prev: string | null;
+  delay: string | null;
+  name: string | null;
+  dedup_id: string | null;
   created_at_ms: string | null;
-  full: boolean | null;
-  max_len: string | null;
+}
+
+/** Selects EventColumns of the event row aliased `e` (text, as the lifecycle reads them). */
+export const EVENT_COLUMNS_SQL = `e.id::text AS id, e.event, e.data->>'jobId' AS job_id, e.data->>'prev' AS prev, e.data->>'delay' AS delay,
+  e.data->>'name' AS name, e.data->>'deduplicatedJobId' AS dedup_id, e.created_at_ms::text AS created_at_ms`;
+
+/** An event row as read with EVENT_COLUMNS_SQL (its id not null). */
+export function eventOf(queue: string, r: EventColumns): PgEvent {
+  const data: Record<string, unknown> = {};
+  if (r.job_id !== null) data.jobId = r.job_id;
+  if (r.prev !== null) data.prev = r.prev;
+  if (r.delay !== null) data.delay = r.delay;
+  if (r.name !== null) data.name = r.name;
+  if (r.dedup_id !== null) data.deduplicatedJobId = r.dedup_id;
+  return { queue, id: BigInt(r.id ?? '0'), event: r.event ?? '', data, createdAtMs: Number(r.created_at_ms) };
 }
 
 function pollSql(s: string): string {
   // One statement, one snapshot: the snapshot's xmin/xmax, the sequence head (read after the snapshot was taken), and
-  // per queue the rows above the watermark on the primary key (queue, id). `full` says a queue's page was full.
+  // per queue its trim setting and the rows above the watermark on the primary key (queue, id), only the columns the
+  // lifecycle reads (a `completed` row carries the whole return value).
   return `
 WITH snap AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
@@ -97,17 +120,16 @@ WITH snap AS (
          (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head
 ),
 page AS (
-  SELECT q.name AS queue, e.id, e.event, e.data, e.created_at_ms, e.rn,
-         (SELECT m.value FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents') AS max_len
-    FROM unnest($1::text[], $2::bigint[]) AS q(name, after)
+  SELECT q.ord, q.name AS queue, m.value AS max_len, ${EVENT_COLUMNS_SQL}
+    FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(name, after, ord)
+    LEFT JOIN ${s}.meta m ON m.queue = q.name AND m.field = 'opts.maxLenEvents'
     LEFT JOIN LATERAL (
-      SELECT ev.id, ev.event, ev.data, ev.created_at_ms, row_number() OVER (ORDER BY ev.id) AS rn
+      SELECT ev.id, ev.event, ev.data, ev.created_at_ms
         FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after ORDER BY ev.id LIMIT $3) e ON true
 )
-SELECT snap.xmin, snap.xmax, snap.head, page.queue, page.id::text AS id, page.event, page.data,
-       page.created_at_ms::text AS created_at_ms, page.rn = $3 AS full, page.max_len
+SELECT snap.xmin, snap.xmax, snap.head, page.*
   FROM snap LEFT JOIN page ON true
- ORDER BY page.queue, page.id`;
+ ORDER BY page.ord, page.id::bigint`;
 }
 
 export class PostgresEventReader {
@@ -188,20 +210,23 @@ export class PostgresEventReader {
     const lastOfFullQueue = new Map<string, bigint>();
     const maxLen = new Map<string, bigint>();
     const firstRead = new Map<string, bigint>();
+    const readOf = new Map<string, number>();
     for (const r of rows) {
       if (r.queue === null) continue;
       if (!maxLen.has(r.queue)) maxLen.set(r.queue, parseMaxLen(r.max_len));
       if (r.id === null) continue;
       const id = BigInt(r.id);
       if (!firstRead.has(r.queue)) firstRead.set(r.queue, id);
-      if (r.full) lastOfFullQueue.set(r.queue, id);
+      const n = (readOf.get(r.queue) ?? 0) + 1;
+      readOf.set(r.queue, n);
+      if (n === this.pageSize) lastOfFullQueue.set(r.queue, id);
       // Above the watermark a row may be read again (the window): the delivered set makes that idempotent. At or
       // below it only a catching-up queue reads, from a cursor that only moves forward.
       if (id > before) {
         if (this.delivered.has(id)) continue;
         this.delivered.add(id);
       }
-      events.push({ queue: r.queue, id, event: r.event ?? '', data: r.data ?? {}, createdAtMs: Number(r.created_at_ms) });
+      events.push(eventOf(r.queue, r));
     }
 
     // Trimming deletes a queue's ids <= head - maxLenEvents, a prefix: unread rows above the previous watermark are at
