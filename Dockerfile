@@ -29,9 +29,8 @@ WORKDIR /app
 COPY package.json ./
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-# Read at run time beside dist/: the Lua scripts (src/redis/scripts.ts), the status page and the runbooks it
-# serves at /runbooks (src/http/status-page.ts), the alert rules the demo's Prometheus loads.
-COPY src/redis/lua ./src/redis/lua
+# Read at run time beside dist/: the status page and the runbooks it serves at /runbooks (src/http/status-page.ts),
+# the alert rules the demo's Prometheus loads. The Lua scripts are compiled into dist/ (src/redis/lua-embedded.ts).
 COPY src/http/status-page.html ./src/http/status-page.html
 COPY docs/runbooks ./docs/runbooks
 COPY alerts/queuelens.rules.yml ./alerts/queuelens.rules.yml

@@ -115,6 +115,11 @@ beforeAll(async () => {
   }
   readOnly(layout);
   redis = await startTestRedis();
+  // One queue with one waiting job before the sidecar starts: its collection runs the embedded Lua scripts.
+  const seed = redis.client();
+  await seed.hset('bull:image-layout:meta', 'opts.maxLenEvents', '10000');
+  await seed.rpush('bull:image-layout:wait', '1');
+  seed.disconnect();
   const port = await freePort();
   base = `http://127.0.0.1:${port}`;
   const env: Record<string, string> = {};
@@ -197,8 +202,8 @@ describe("the image's file layout", () => {
   test('the sidecar collects from Redis (its Lua scripts are in the image) without writing to its files', async () => {
     for (let i = 0; ; i++) {
       const text = await (await fetch(`${base}/metrics`)).text();
-      if (/^bullmq_exporter_up 1$/m.test(text)) break;
-      if (i > 600) throw new Error(`bullmq_exporter_up never reached 1:\n${text.slice(0, 2000)}\n${out}`);
+      if (/^bullmq_exporter_up 1$/m.test(text) && text.includes('bullmq_queue_jobs{prefix="bull",queue="image-layout",state="waiting"} 1\n')) break;
+      if (i > 600) throw new Error(`bullmq_exporter_up never reached 1 with the seeded queue read:\n${text.slice(0, 2000)}\n${out}`);
       await new Promise((r) => setTimeout(r, 100));
     }
     expect(proc.exitCode).toBeNull();

@@ -1,16 +1,16 @@
 // Loads queuelens's Lua scripts (src/redis/lua/<name>-<numKeys>.lua) onto a connection, and binds a typed
 // wrapper to each (lua-scripts.ts declares them: arguments and reply by name).
-// The files are read from src/ both when running from src (tests) and from dist (they sit at the same depth).
+// The scripts are embedded in the build (lua-embedded.ts, generated from src/redis/lua/ by `npm run gen:lua`), so
+// the same code runs from src/, dist/, the image and the npm package without reading a file at run time.
 // A script whose first line is `#!lua flags=no-writes` is sent with EVALSHA_RO/EVAL_RO: Redis then checks its
 // keys for read access only, so a read-only ACL user can run it (EVAL counts every key it is given as written).
 import { createHash } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
 import type { Cluster, Redis } from 'ioredis';
+import { LUA_SOURCES } from './lua-embedded.js';
 
 // connection.ts defines the scripts on every connection it makes, so this file names the client type itself.
 type RedisClient = Redis | Cluster;
 
-const LUA_DIR = new URL('../../src/redis/lua/', import.meta.url);
 const NO_WRITES = /^#!lua flags=no-writes\r?\n/;
 
 interface Script {
@@ -28,7 +28,8 @@ export function readScript(file: string): Script {
   const m = /^(.+)-(\d+|n)\.lua$/.exec(file);
   if (!m) throw new Error(`script file ${file} must be named <name>-<numKeys>.lua or <name>-n.lua`);
   const numberOfKeys = m[2] === 'n' ? null : Number(m[2]);
-  const lua = readFileSync(new URL(file, LUA_DIR), 'utf8');
+  const lua = LUA_SOURCES[file];
+  if (lua === undefined) throw new Error(`no script ${file} in src/redis/lua/ (or lua-embedded.ts is out of date: npm run gen:lua)`);
   const script = { lua, numberOfKeys, readOnly: NO_WRITES.test(lua) };
   cache.set(file, script);
   return script;
@@ -68,7 +69,7 @@ function defineScript(client: RedisClient, command: string, file: string): void 
  * called in the same tick, would find no function there (`pipeline[functionName] is not a function`).
  */
 export function defineWritingScripts(client: RedisClient): void {
-  for (const file of readdirSync(LUA_DIR).filter((f) => f.endsWith('.lua'))) {
+  for (const file of Object.keys(LUA_SOURCES)) {
     if (!readScript(file).readOnly) defineScript(client, commandName(file), file);
   }
 }
