@@ -191,7 +191,9 @@ export class PostgresEventReader {
     const onError = (): void => void (broken = true);
     client.on('error', onError);
     try {
-      await client.query(`BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
+      await client.query(
+        `BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off`,
+      );
       rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize])).rows;
       await client.query('COMMIT');
     } catch (err) {
