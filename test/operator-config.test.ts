@@ -12,6 +12,11 @@ const TABLES: Array<{ command: string; specs: readonly OptionSpec[]; bad: Record
     specs: topOptions,
     bad: {
       url: 'redis://x',
+      backend: 'mysql',
+      'database-url': 'mysql://x',
+      'pg-schema': 'x'.repeat(64),
+      'pg-own-schema': ' x',
+      'pg-statement-timeout': '0',
       'redis-url': 'http://x',
       'redis-cluster-nodes': ' , ',
       prefixes: 'a*',

@@ -4,12 +4,17 @@
 // outage (server killed and restarted) seen as up 0 and /health 503, then recovered with fresh values; the password
 // of the connection string never reaches a log line.
 import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
-import { seriesKey, seriesOf, type Series } from './helpers/prom-text.js';
+import { parsePromText, seriesKey, seriesOf, type Series } from './helpers/prom-text.js';
 import { testPostgresSidecar } from './helpers/sidecar.js';
+import { runCli, spawnCli } from './helpers/cli.js';
+import { freePort } from './helpers/redis-server.js';
+import { waitFor } from './helpers/bullmq.js';
 
 const POLL = { timeout: 60_000, interval: 200 };
 const PREFIX = 'bullmq';
@@ -28,6 +33,20 @@ describe('sidecar --backend postgres', () => {
     server = await startTestPostgres();
     bull = new PostgresBullFixtures(server);
     await bull.migrate();
+    // A role that logs in with a password (scram over TCP, unlike the helper's trusted superuser), with the grants
+    // docs/postgres.md lists: read BullMQ's schema, own queuelens's (ql_own: `queuelens` belongs to the superuser's
+    // sidecars of the other tests).
+    const admin = server.pool(1);
+    await admin.query(`
+      CREATE ROLE ql_pw LOGIN PASSWORD '${SECRET}';
+      GRANT USAGE ON SCHEMA bullmq TO ql_pw;
+      GRANT SELECT ON ALL TABLES IN SCHEMA bullmq TO ql_pw;
+      GRANT SELECT ON SEQUENCE bullmq.event_seq TO ql_pw;
+      CREATE SCHEMA ql_own AUTHORIZATION ql_pw;`);
+    const hba = join(server.dir, 'data', 'pg_hba.conf');
+    writeFileSync(hba, `host all ql_pw 127.0.0.1/32 scram-sha-256\n${readFileSync(hba, 'utf8')}`);
+    await admin.query('SELECT pg_reload_conf()');
+    await admin.end();
   });
   afterAll(async () => {
     for (const r of release) r();
@@ -247,14 +266,79 @@ describe('sidecar --backend postgres', () => {
     }
   });
 
+  it('runs as `queuelens sidecar --backend postgres` with DATABASE_URL and PGPASSWORD; `top --backend postgres` shows the same queues', async () => {
+    const port = await freePort();
+    const dbUrl = `postgres://ql_pw@127.0.0.1:${server.port}/postgres?sslmode=disable`;
+    const p = spawnCli(
+      ['sidecar', '--backend', 'postgres', '--port', String(port), '--host', '127.0.0.1', '--collect-interval', '0.3', '--discovery-interval', '0.5'],
+      {
+        DATABASE_URL: dbUrl,
+        PGPASSWORD: SECRET,
+        LOG_LEVEL: 'info',
+      },
+    );
+    try {
+      const scrape = async () => parsePromText(await (await fetch(`http://127.0.0.1:${port}/metrics`, { signal: AbortSignal.timeout(2000) })).text());
+      const m = await waitFor(
+        'the process exports mixed',
+        async () => {
+          const got = await scrape().catch(() => undefined);
+          return got && jobs(got, 'mixed', 'waiting') === 5 ? got : undefined;
+        },
+        60_000,
+      );
+      expect([jobs(m, 'mixed', 'prioritized'), jobs(m, 'work', 'completed'), m.get('bullmq_exporter_up')]).toEqual([2, 3, 1]);
+      const api = (await (await fetch(`http://127.0.0.1:${port}/api/queues`)).json()) as { queues: Array<{ name: string; backlog: number }> };
+
+      // top straight from the database, the password in the URL this time: the same backlog as the sidecar's /api/queues.
+      const top = await runCli(['top', '--once', '--backend', 'postgres', '--database-url', server.urlFor({ user: 'ql_pw', password: SECRET })], {}, 60_000);
+      expect(top.code, top.output).toBe(0);
+      // Queues under a prefix other than BullMQ's default show as <prefix>:<queue>: here the schema.
+      const row = top.output.split('\n').find((l) => /^(ok|WARN|CRIT)\s+bullmq:mixed\s/.test(l));
+      expect(row?.trim().split(/\s+/)[2], top.output).toBe(String(api.queues.find((q) => q.name === 'mixed')!.backlog));
+      expect(top.output).not.toContain(SECRET);
+    } finally {
+      p.proc.kill('SIGTERM');
+      expect((await p.exited).code).toBe(0);
+    }
+    expect(p.output()).toMatch(/sidecar starting/);
+    expect(p.output()).not.toContain(SECRET);
+
+    // A wrong password: up 0, /health 503 saying why, and neither password in the output.
+    const wrong = 'wrong-pa55word-never-logged';
+    const port2 = await freePort();
+    const bad = spawnCli(
+      ['sidecar', '--backend', 'postgres', '--port', String(port2), '--host', '127.0.0.1', '--collect-interval', '0.3', '--pg-own-schema', 'ql_own'],
+      {
+        DATABASE_URL: server.urlFor({ user: 'ql_pw', password: wrong }),
+        PGPASSWORD: SECRET,
+        LOG_LEVEL: 'debug',
+      },
+    );
+    try {
+      const health = await waitFor(
+        'health says why',
+        async () => {
+          const res = await fetch(`http://127.0.0.1:${port2}/health`).catch(() => undefined);
+          const body = res ? await res.text() : '';
+          return res?.status === 503 && /password authentication failed/.test(body) ? body : undefined;
+        },
+        60_000,
+      );
+      expect(health).not.toContain(wrong);
+    } finally {
+      bad.proc.kill('SIGTERM');
+      await bad.exited;
+    }
+    expect(bad.output()).toMatch(/password authentication failed/);
+    expect(bad.output()).not.toContain(wrong);
+    expect(bad.output()).not.toContain(SECRET);
+  });
+
   it('turns up 0 and /health 503 while PostgreSQL is down, recovers by itself with fresh values, and never logs the password', async () => {
-    // A role with a password, so the connection string carries one (loopback trusts it, but it is in the URL).
-    const admin = server.pool(1);
-    await admin.query(`CREATE ROLE ql_pw LOGIN SUPERUSER PASSWORD '${SECRET}'`);
-    await admin.end();
     const logs: string[] = [];
     const url = server.urlFor({ user: 'ql_pw', password: SECRET });
-    const s = await sidecar({ collectInterval: '0.3', discoveryInterval: '0.5', logLevel: 'debug' }, logs, url);
+    const s = await sidecar({ collectInterval: '0.3', discoveryInterval: '0.5', logLevel: 'debug', pgOwnSchema: 'ql_own' }, logs, url);
     await s.start();
     await expect.poll(async () => (await s.scrape()).get(seriesKey('bullmq_queue_jobs', { prefix: PREFIX, queue: 'held', state: 'waiting' })), POLL).toBe(1);
 

@@ -1,6 +1,7 @@
 // The sidecar's validated configuration.
 import { isIP } from 'node:net';
-import { logLevelOption, ownPrefixOption, postgresBackend, postgresOptions, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { checkedBackend } from './backend-options.js';
+import { logLevelOption, ownPrefixOption, postgresOptions, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { ConfigError, option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 /**
@@ -193,7 +194,7 @@ export const sidecarOptions = [
 export type SidecarConfig = ConfigOf<typeof sidecarOptions>;
 
 export function resolveSidecarConfig(raw: Record<string, unknown>): SidecarConfig {
-  const config = postgresBackend(resolveOptions(sidecarOptions, raw));
+  const config = checkedBackend(resolveOptions(sidecarOptions, raw));
   // queuelens's keys must never sit under a watched BullMQ prefix, where they could look like a queue's.
   if (config.prefixes.includes(config.ownPrefix)) {
     throw new ConfigError(`invalid --own-prefix (QUEUELENS_OWN_PREFIX) ${JSON.stringify(config.ownPrefix)}: must differ from every --prefixes entry`);

@@ -1,5 +1,6 @@
 // `queuelens top`'s validated configuration.
-import { logLevelOption, ownPrefixOption, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
+import { checkedBackend } from './backend-options.js';
+import { logLevelOption, ownPrefixOption, postgresOptions, prefixesOption, redisClusterNodesOption, redisUrlOption } from './common.js';
 import { option, parse, resolveOptions, type ConfigOf } from './options.js';
 
 export const TOP_SORTS = ['badness', 'name', 'backlog', 'age', 'in', 'out', 'fail', 'dlq', 'workers'] as const;
@@ -10,10 +11,11 @@ export const topOptions = [
     name: 'url',
     env: 'QUEUELENS_URL',
     arg: '<url>',
-    description: 'sidecar to read /api/queues from, e.g. http://127.0.0.1:9487; unset = read Redis directly',
+    description: 'sidecar to read /api/queues from, e.g. http://127.0.0.1:9487; unset = read the store directly (Redis, or PostgreSQL with --backend postgres)',
     sensitive: true,
     parse: parse.url(['http:', 'https:']),
   }),
+  ...postgresOptions,
   redisUrlOption,
   redisClusterNodesOption,
   prefixesOption,
@@ -50,6 +52,8 @@ export type TopConfig = ConfigOf<typeof topOptions> & { useColor: boolean };
 
 export function resolveTopConfig(raw: Record<string, unknown>, isTty: boolean, env: NodeJS.ProcessEnv = process.env): TopConfig {
   const cfg = resolveOptions(topOptions, raw);
+  // With --url the store options are unused: nothing to check.
+  if (cfg.url === undefined) checkedBackend(cfg);
   const useColor = cfg.color === 'always' || (cfg.color === 'auto' && isTty && env.NO_COLOR === undefined);
   return { ...cfg, useColor };
 }

@@ -1,6 +1,8 @@
 // Where `queuelens top` gets its data: a sidecar's /api/queues, or a store directly through a SidecarBackend
 // (domain/backend.ts) and the collection cycle the sidecar runs (sidecar/collection-cycle.ts), with the same
 // discovery, collector, persisted event accounting and queue board (so both show the same numbers).
+import { PostgresBackend } from '../postgres/postgres-backend.js';
+import { postgresWhere, queuelensApplicationName } from '../postgres/connection.js';
 import { RedisBackend } from '../backends/redis-backend.js';
 import type { SidecarBackend } from '../domain/backend.js';
 import type { Logger } from '../log/logger.js';
@@ -86,4 +88,29 @@ export function redisSource(o: RedisSourceOptions): TopSource {
     log: o.log,
   });
   return backendSource(backend, o.clusterNodes?.length ? `cluster ${o.clusterNodes.join(',')}` : safeUrl(o.redisUrl), o.intervalSeconds);
+}
+
+export interface PostgresSourceOptions {
+  databaseUrl: string;
+  /** BullMQ's schema (the prefix). */
+  schema: string;
+  /** Where a sidecar's event follower commits its accounting (rates and latency come from there). */
+  ownSchema: string;
+  statementTimeoutMs: number;
+  intervalSeconds: number;
+  log: Logger;
+}
+
+/** BullMQ on PostgreSQL, read-only: no event follower, the accounting a sidecar committed read back. */
+export function postgresSource(o: PostgresSourceOptions): TopSource {
+  const backend = new PostgresBackend({
+    databaseUrl: o.databaseUrl,
+    schema: o.schema,
+    ownSchema: o.ownSchema,
+    statementTimeoutMs: o.statementTimeoutMs,
+    applicationName: queuelensApplicationName('top'),
+    maxQueues: 5000,
+    log: o.log,
+  });
+  return backendSource(backend, `${postgresWhere(o.databaseUrl)} schema ${o.schema}`, o.intervalSeconds);
 }
