@@ -52,6 +52,18 @@ of scrapers cost Redis nothing extra, and every replica of the sidecar exports t
 | --- | --- | --- | --- | --- |
 ${rows}
 
+## On PostgreSQL (\`--backend postgres\`)
+
+The same metrics, names and labels, so dashboards, alerts, the status page, \`/api/queues\` and \`queuelens top\` work
+unchanged. BullMQ's PostgreSQL backend has no key prefix: every queue lives in one schema (\`connection.schema\`,
+\`bullmq\` by default), so **\`prefix\` is the schema** (\`--pg-schema\`), and \`queue\` the \`queue\` column.
+\`bullmq_exporter_redis_up\` says whether PostgreSQL answers. The sources differ (docs/postgres.md §1-2): the job
+counts are \`count(*)\` over the backend's partial indexes by \`state\` (prioritized = waiting with \`priority > 0\`),
+paused is the \`meta\` row \`paused\`, an orphaned active job is \`state = 'active' AND locked_until_ms < now\`,
+workers are the sessions named \`<queue>\` or \`<queue>:w:<name>\` in \`pg_stat_activity\` (BullMQ's
+\`application_name\`), and the event counters and histograms come from the \`event\` table, read by the leader of
+the schema and committed in queuelens's own schema (\`--pg-own-schema\`).
+
 ## Cardinality
 
 Series per queue in the default exposition (classic histograms; without \`--job-name-label\`, which multiplies the
