@@ -9,7 +9,7 @@ import { eventsMember, ownKeys, parseEventsMember } from '../redis/keys.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 import { Slicer } from '../util/slicer.js';
-import { parseQueueHash } from './accounting.js';
+import { lagMs, parseQueueHash, type QueueEventStats } from './accounting.js';
 import { readEventAccounting, type QueueEventAccounting } from './read-back.js';
 
 export interface AccountingReadBackOptions {
@@ -24,8 +24,8 @@ export interface AccountingReadBackOptions {
 const SLICE = 500;
 
 export class AccountingReadBack {
-  /** The last hash read per index member (non-empty ones only). */
-  private hashes = new Map<string, Record<string, string>>();
+  /** The last hash read per index member (non-empty ones only), and what it parsed to (its lag aged again each read). */
+  private hashes = new Map<string, { hash: Record<string, string>; stats: QueueEventStats }>();
   private members: Set<string> | undefined;
   private epoch = -1;
   private fullAt = 0;
@@ -61,25 +61,29 @@ export class AccountingReadBack {
       return !this.hashes.has(m) || dirty.has(id) || !changes.isFollowed(id);
     });
     this.lastReads = stale.length;
+    const slicer = new Slicer();
     for (let start = 0; start < stale.length; start += SLICE) {
       const slice = stale.slice(start, start + SLICE);
       const replies = await Promise.all(slice.map(({ q }) => client.hgetall(ownKeys.eventsQueue(ownPrefix, q))));
-      replies.forEach((h, i) => {
+      for (const [i, h] of replies.entries()) {
+        if (slicer.due()) await slicer.yield();
         const { m } = slice[i] as { m: string };
         // A queue forgotten meanwhile has an empty hash: it leaves the index too.
-        if (Object.keys(h).length > 0) this.hashes.set(m, h);
+        if (Object.keys(h).length > 0) this.hashes.set(m, { hash: h, stats: parseQueueHash(h, nowMs, heartbeats) });
         else {
           this.hashes.delete(m);
           this.members?.delete(m);
         }
-      });
+      }
     }
     const out: QueueEventAccounting[] = [];
-    const slicer = new Slicer();
     for (const { m, q } of queues) {
       if (slicer.due()) await slicer.yield();
-      const h = this.hashes.get(m);
-      if (h) out.push({ queue: q, stats: parseQueueHash(h, nowMs, heartbeats) });
+      const kept = this.hashes.get(m);
+      if (!kept) continue;
+      // Only the lag moves with the clock; the counters and histograms are the hash's.
+      kept.stats = { ...kept.stats, reader: { ...kept.stats.reader, lagSeconds: lagMs(kept.hash, nowMs, heartbeats) / 1000 } };
+      out.push({ queue: q, stats: kept.stats });
     }
     return out;
   }

@@ -190,7 +190,8 @@ export function parseQueueHash(hash: Record<string, string>, nowMs?: number, hea
   return { counters, histograms, reader };
 }
 
-function lagMs(hash: Record<string, string>, nowMs: number | undefined, heartbeats: Readonly<Record<string, string>> = {}): number {
+/** A queue's reader lag (ms) from its stored hash, aged to `nowMs` with the shards' heartbeats (parseQueueHash's). */
+export function lagMs(hash: Record<string, string>, nowMs: number | undefined, heartbeats: Readonly<Record<string, string>> = {}): number {
   const stored = Number(hash[SCRIPT_FIELDS.lagMs] ?? 0);
   const commitMs = Number(hash[SCRIPT_FIELDS.commitMs]);
   if (nowMs === undefined || !Number.isFinite(commitMs)) return stored;
