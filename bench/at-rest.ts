@@ -10,9 +10,9 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
+import type { TestRedis } from '../test/helpers/redis-server.js';
 import { loadAverage, machineInfo, table, writeSection } from './lib/report.js';
-import { scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
+import { eachSize, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { queueName, seedQueues } from './lib/seed.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000,10000').split(',').map(Number);
@@ -102,16 +102,7 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
 
 async function main(): Promise<void> {
   const load = loadAverage();
-  const rows: Row[] = [];
-  for (const size of SIZES) {
-    const server = await startTestRedis();
-    try {
-      rows.push(await measure(server, size));
-      console.log(JSON.stringify(rows.at(-1)));
-    } finally {
-      await server.stop();
-    }
-  }
+  const rows = await eachSize(SIZES, measure);
   const net = (c: Cost, floor: Cost) => Math.max(0, c.cpuMs - floor.cpuMs).toFixed(1);
   const body = [
     machineInfo(load),

@@ -12,8 +12,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
-import { startTestRedis, type TestRedis } from '../test/helpers/redis-server.js';
-import { gauge, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
+import type { TestRedis } from '../test/helpers/redis-server.js';
+import { eachSize, gauge, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { queueName, seedQueues } from './lib/seed.js';
 
@@ -32,6 +32,8 @@ interface Variant {
   probes: number;
   rssMb: number;
   peakMb: number;
+  /** Median bullmq_exporter_cycle_duration_seconds seen by the probes. */
+  cycleS: number;
 }
 
 interface Row {
@@ -100,6 +102,7 @@ async function sidecar(
     const depth: number[] = [];
     const counter: number[] = [];
     const rss: number[] = [];
+    const cycles: number[] = [];
     const cost = await trafficWindow(admin, prefix, activeNames, async (endsAt) => {
       const sampler = setInterval(() => rss.push(memory(proc.pid as number).rss), 1000);
       // One probe after another until the window ends: a job added to a queue nobody works on.
@@ -117,6 +120,8 @@ async function sidecar(
         while ((dDepth === undefined || dCounter === undefined) && Date.now() - t0 < 15_000) {
           const body = await fetch(url).then((r) => r.text());
           const t = Date.now() - t0;
+          const cycle = gauge(body, 'bullmq_exporter_cycle_duration_seconds');
+          if (cycle !== undefined) cycles.push(cycle);
           if (dDepth === undefined && (gauge(body, `bullmq_queue_jobs{${labels},state="waiting"}`) ?? 0) > waiting0) dDepth = t;
           if (dCounter === undefined && (gauge(body, `bullmq_jobs_added_total{${labels}}`) ?? 0) > added0) dCounter = t;
           await new Promise((r) => setTimeout(r, POLL_MS));
@@ -136,6 +141,7 @@ async function sidecar(
       probes: depth.length,
       rssMb: median(rss),
       peakMb: m.hwm,
+      cycleS: median(cycles),
     };
   } finally {
     await sc.stop();
@@ -180,16 +186,7 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
 async function main(): Promise<void> {
   const load = loadAverage();
   const started = Date.now();
-  const rows: Row[] = [];
-  for (const size of SIZES) {
-    const server = await startTestRedis();
-    try {
-      rows.push(await measure(server, size));
-      console.log(JSON.stringify(rows.at(-1)));
-    } finally {
-      await server.stop();
-    }
-  }
+  const rows = await eachSize(SIZES, measure);
   // The floor's Redis CPU per traffic job, times the jobs of the window: the traffic's share of each window.
   const net = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.cpuMs - (floor.cpuMs / Math.max(1, floor.jobs)) * c.jobs;
   const ms = (n: number) => (n / 1000).toFixed(2);
@@ -205,7 +202,8 @@ async function main(): Promise<void> {
     'change-driven collection); after: its defaults (queues whose events moved read within about a second, a sweep of',
     'the rest every 60 s). Visibility: during the window, one job at a time is added to an idle queue and /metrics',
     `polled every ${POLL_MS} ms until its depth (bullmq_queue_jobs waiting) and its bullmq_jobs_added_total move; p50 over`,
-    'the probes. RSS: median of one sample a second during the window; peak: VmHWM since start.',
+    'the probes. RSS: median of one sample a second during the window; peak: VmHWM since start. Cycle: the median',
+    'bullmq_exporter_cycle_duration_seconds the probes saw (a whole cycle: collection, read-back, rendering, board).',
     `Run time of the whole benchmark: ${Math.round((Date.now() - started) / 1000)} s.`,
     '',
     table(
@@ -228,6 +226,7 @@ async function main(): Promise<void> {
         'probes',
         'before RSS / peak (MB)',
         'after RSS / peak (MB)',
+        'cycle before / after (s)',
       ],
       rows.map((r) => [
         r.size,
@@ -248,6 +247,7 @@ async function main(): Promise<void> {
         `${r.before.probes} / ${r.after.probes}`,
         `${r.before.rssMb.toFixed(0)} / ${r.before.peakMb.toFixed(0)}`,
         `${r.after.rssMb.toFixed(0)} / ${r.after.peakMb.toFixed(0)}`,
+        `${r.before.cycleS.toFixed(2)} / ${r.after.cycleS.toFixed(2)}`,
       ]),
     ),
   ].join('\n');

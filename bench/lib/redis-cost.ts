@@ -2,7 +2,7 @@
 // by bench/at-rest.ts and bench/with-traffic.ts.
 import { spawn } from 'node:child_process';
 import type { Redis } from 'ioredis';
-import { freePort } from '../../test/helpers/redis-server.js';
+import { freePort, startTestRedis, type TestRedis } from '../../test/helpers/redis-server.js';
 
 export const WINDOW_S = 15;
 
@@ -95,4 +95,19 @@ export async function startSidecarProcess(o: {
     throw err;
   }
   return { url, pid: proc.pid as number, stop };
+}
+
+/** `measure` at each size, each on a private redis-server of its own; each row is printed as it comes. */
+export async function eachSize<R>(sizes: readonly number[], measure: (server: TestRedis, size: number) => Promise<R>): Promise<R[]> {
+  const rows: R[] = [];
+  for (const size of sizes) {
+    const server = await startTestRedis();
+    try {
+      rows.push(await measure(server, size));
+      console.log(JSON.stringify(rows.at(-1)));
+    } finally {
+      await server.stop();
+    }
+  }
+  return rows;
 }
