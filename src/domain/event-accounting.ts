@@ -28,6 +28,13 @@ export interface HistogramSeries {
   jobName: string;
   /** Cumulative counts, one per EVENT_BUCKETS_SECONDS bound (the +Inf bucket is `count`). */
   buckets: number[];
+  /**
+   * The same observations in the exponential buckets of a native histogram (NATIVE_SCHEMA): count per bucket
+   * index, only the populated ones, and the observations of 0 ms (the zero bucket). Missing what was observed
+   * before the accounting kept them (the exposition then serves that series as a classic histogram only).
+   */
+  native?: Map<number, number>;
+  nativeZero?: number;
   count: number;
   sumSeconds: number;
 }

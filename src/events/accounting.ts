@@ -1,7 +1,7 @@
 // Owns the cumulative event accounting of one queue and its encoding as the fields of one Redis hash:
 // counters, histogram buckets and the reader's own health counters. The leader keeps an instance in memory
 // and writes back only the fields a batch changed; every replica parses the same hash into plain data.
-import { EVENT_BUCKETS_SECONDS, bucketIndex } from './buckets.js';
+import { EVENT_BUCKETS_SECONDS, bucketIndex, nativeBucketIndex } from './buckets.js';
 
 import {
   EVENT_COUNTERS,
@@ -52,7 +52,10 @@ export function heartbeatField(shard = 'all'): string {
 export const OTHER_JOB_NAME = '__other__';
 
 const counterField = (c: EventCounter | ReaderCounter, jobName: string) => `c|${c}|${jobName}`;
-const histField = (h: EventHistogram, label: string, part: number | 'sum' | 'count', jobName: string) => `h|${h}|${label}|${part}|${jobName}`;
+const histField = (h: EventHistogram, label: string, part: number | string, jobName: string) => `h|${h}|${label}|${part}|${jobName}`;
+/** Part of a native bucket's field: `n<index>`, and `nz` for the zero bucket. */
+const NATIVE_PART = 'n';
+const NATIVE_ZERO = 'nz';
 const readerField = (c: ReaderCounter) => `r|${c}`;
 
 /** Receives what the lifecycle machine derives from the stream. */
@@ -95,6 +98,9 @@ export class QueueAccounting implements AccountingSink {
     this.add(f[bucketIndex(v)] as string, 1);
     this.add(f[n] as string, v);
     this.add(f[n + 1] as string, 1);
+    // The native (exponential) bucket too: one more field per populated bucket, so /metrics can serve native
+    // histograms whose buckets are exact counts rather than a redistribution of the fixed ones.
+    this.add(histField(histogram, label, v === 0 ? NATIVE_ZERO : `${NATIVE_PART}${nativeBucketIndex(v / 1000)}`, jobName), 1);
   }
 
   reader(counter: ReaderCounter, n = 1): void {
@@ -164,13 +170,17 @@ export function parseQueueHash(hash: Record<string, string>, nowMs?: number, hea
       const key = `${histogram}|${label}|${jobName}`;
       let s = hist.get(key);
       if (!s) {
-        s = { histogram, label, jobName, buckets: [], count: 0, sumSeconds: 0, raw: new Array<number>(nb + 1).fill(0) };
+        s = { histogram, label, jobName, buckets: [], count: 0, sumSeconds: 0, native: new Map(), nativeZero: 0, raw: new Array<number>(nb + 1).fill(0) };
         hist.set(key, s);
       }
       const part = parts[3] as string;
       if (part === 'sum') s.sumSeconds = value / 1000;
       else if (part === 'count') s.count = value;
-      else {
+      else if (part === NATIVE_ZERO) s.nativeZero = value;
+      else if (part.startsWith(NATIVE_PART)) {
+        const i = Number(part.slice(NATIVE_PART.length));
+        if (Number.isInteger(i)) s.native.set(i, value);
+      } else {
         const i = Number(part);
         if (Number.isInteger(i) && i >= 0 && i <= nb) s.raw[i] = value;
       }
