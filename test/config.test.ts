@@ -23,6 +23,7 @@ const BAD: Record<string, string> = {
   'events-max-in-flight': '0',
   events: 'maybe',
   'job-name-label': 'sometimes',
+  histograms: 'per-job',
   'max-job-names': '0',
   'own-prefix': 'own*',
   'events-lease': '0.5',

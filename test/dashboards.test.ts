@@ -69,12 +69,18 @@ describe.each(dashboards)('$file', ({ d }) => {
     }
   });
 
-  test('quantiles come only from histogram_quantile over bucket rates summed by le', () => {
+  test('quantiles come only from histogram_quantile over bucket rates summed by le, or over native histograms summed', () => {
     for (const { panel, expr } of queries(d)) {
       expect(expr, `${panel}: quantile_over_time is not a histogram quantile`).not.toMatch(/(?<!histogram_)quantile(_over_time)?\s*\(/);
       const a = analysePromQL(substituteVariables(expr));
       for (const q of a.quantiles) {
         expect(q.aggregation?.op, `${panel}: ${expr}`).toBe('sum');
+        // The native form (docs/metrics.md): a rate of the native histogram itself, which has no le.
+        const native = /^sum by \([^)]*\) \(rate\(([a-z0-9_]+)\{/.exec(q.arg)?.[1];
+        if (native !== undefined) {
+          expect(contract.get(native)?.type, `${panel}: ${q.arg}`).toBe('histogram_native');
+          continue;
+        }
         expect(q.aggregation?.by, `${panel}: ${expr}`).toContain('le');
         expect(q.arg, `${panel}: histogram_quantile must read buckets`).toMatch(/_bucket(:rate\w+)?[{[]/);
       }

@@ -135,7 +135,8 @@ describe('hostile events', () => {
     m = await caughtUp(s, raw, q);
     expect(metric(m, 'bullmq_jobs_completed_total', q)).toBe(36);
     expect(metric(m, 'bullmq_jobs_added_total', q)).toBe(31);
-    expect(metric(m, 'bullmq_job_processing_seconds_count', q, { outcome: 'completed' })).toBe(30);
+    // Every observed attempt (outcomes are summed on /metrics: the series budget); all 30 completed.
+    expect(metric(m, 'bullmq_job_processing_seconds_count', q)).toBe(30);
     await s.stop();
   }, 40_000);
 });

@@ -41,7 +41,8 @@ describe('HTTP', () => {
     // Prometheus asks for gzip.
     const gz = await s.app.inject({ url: '/metrics', headers: { 'accept-encoding': 'gzip' } });
     expect(gz.headers['content-encoding']).toBe('gzip');
-    expect(gz.headers['vary']).toBe('accept-encoding');
+    // The body also depends on Accept now (protobuf, OpenMetrics, text).
+    expect(gz.headers['vary']).toBe('accept, accept-encoding');
     expect(gunzipSync(gz.rawPayload).toString()).toContain('bullmq_queue_jobs{prefix="bull",queue="backlog",state="waiting"} 5');
     expect(text.headers['content-encoding']).toBeUndefined();
     await s.close();

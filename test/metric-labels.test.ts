@@ -102,7 +102,7 @@ describe('metric labels', () => {
       const renamed = Object.fromEntries(
         Object.entries(original.METRICS).map(([k, def]) => [
           k,
-          { ...def, labels: def.labels.map((l) => (l === 'queue' ? 'queue_name' : l === 'outcome' ? 'result' : l)) },
+          { ...def, labels: def.labels.map((l) => (l === 'queue' ? 'queue_name' : l === 'state' ? 'job_state' : l)) },
         ]),
       );
       return { ...original, METRICS: renamed };
@@ -110,7 +110,7 @@ describe('metric labels', () => {
     const { text, metrics } = await render();
     const all = samples(text, metrics);
     expect(all.filter((s) => s.labels.includes('queue_name')).length).toBeGreaterThan(100);
-    expect(all.filter((s) => s.labels.includes('result')).length).toBeGreaterThan(10);
+    expect(all.filter((s) => s.labels.includes('job_state')).length).toBeGreaterThan(10);
     for (const { line, labels } of all) {
       expect(labels, line).not.toContain('queue');
       expect(labels, line).not.toContain('outcome');

@@ -50,7 +50,8 @@ describe('queue gauges', () => {
       for (const q of queues) {
         const l = { prefix: q.ref.prefix, queue: q.ref.name };
         for (const [state, n] of Object.entries(q.jobs)) expect(s.get(seriesKey('bullmq_queue_jobs', { ...l, state }))).toBe(n);
-        expect(s.get(seriesKey('bullmq_queue_paused', l))).toBe(q.paused ? 1 : 0);
+        // Only while paused (the series budget, docs/metrics.md): absent, not 0, otherwise.
+        expect(s.get(seriesKey('bullmq_queue_paused', l))).toBe(q.paused ? 1 : undefined);
         expect(s.get(seriesKey('bullmq_queue_oldest_waiting_age_seconds', l))).toBe(q.oldestWaitingAgeSeconds);
         expect(s.get(seriesKey('bullmq_queue_delayed_overdue_jobs', l))).toBe(q.delayedOverdue);
         expect(s.get(seriesKey('bullmq_queue_oldest_active_age_seconds', l))).toBe(q.oldestActiveAgeSeconds);

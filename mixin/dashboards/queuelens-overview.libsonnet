@@ -804,7 +804,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
@@ -813,7 +813,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
@@ -822,7 +822,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {
@@ -875,7 +875,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
@@ -884,7 +884,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
@@ -893,7 +893,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {
@@ -946,7 +946,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p50"]),
           "refId": "A",
           "datasource": {
@@ -955,7 +955,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p95"]),
           "refId": "B",
           "datasource": {
@@ -964,7 +964,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": std.join('', [std.join('', [std.join('', ["{{", l, "}}/"]) for l in c.deploymentLabels]), "{{prefix}}:{{queue}} p99"]),
           "refId": "C",
           "datasource": {

@@ -112,7 +112,7 @@ function(c) {
   "annotations": {},
   "title": "queuelens / Queue",
   "uid": "queuelens-queue",
-  "description": "One row per selected queue: state, flow, latency by outcome, stalls, dead letters, the wait-time SLO and the event reader.",
+  "description": "One row per selected queue: state, flow, latency, stalls, dead letters, the wait-time SLO and the event reader.",
   "tags": [
     "queuelens",
     "bullmq",
@@ -456,7 +456,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_paused{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_paused{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})\nor\nmax by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}) * 0"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {
@@ -707,7 +707,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_jobs_deduplicated:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_jobs_deduplicated:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}\nor\nprefix_queue:bullmq_jobs_added:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 0"]),
           "legendFormat": "deduplicated",
           "refId": "E",
           "datasource": {
@@ -822,7 +822,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": "p50",
           "refId": "A",
           "datasource": {
@@ -831,7 +831,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": "p95",
           "refId": "B",
           "datasource": {
@@ -840,7 +840,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))"]),
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_wait_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_wait_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
           "legendFormat": "p99",
           "refId": "C",
           "datasource": {
@@ -879,8 +879,8 @@ function(c) {
         },
         "overrides": [],
       },
-      "title": "Processing time by outcome",
-      "description": "One attempt: p50 and p95 for completed, failed and retried attempts.",
+      "title": "Processing time",
+      "description": "One attempt, from taken to done, whatever its outcome: p50, p95, p99 (the flow panel counts the outcomes).",
       "datasource": {
         "type": "prometheus",
         "uid": "${datasource}",
@@ -893,8 +893,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
-          "legendFormat": "{{outcome}} p50",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p50",
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -902,9 +902,18 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_processing_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
-          "legendFormat": "{{outcome}} p95",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p95",
           "refId": "B",
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+        },
+        {
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_processing_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_processing_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p99",
+          "refId": "C",
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
@@ -941,8 +950,8 @@ function(c) {
         },
         "overrides": [],
       },
-      "title": "End-to-end time by outcome",
-      "description": "Added to final outcome: p50 and p95 for completed and failed jobs.",
+      "title": "End-to-end time",
+      "description": "Added to final outcome, completed or failed, retries included: p50, p95, p99.",
       "datasource": {
         "type": "prometheus",
         "uid": "${datasource}",
@@ -955,8 +964,8 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
-          "legendFormat": "{{outcome}} p50",
+          "expr": std.join('', ["histogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.5, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p50",
           "refId": "A",
           "datasource": {
             "type": "prometheus",
@@ -964,9 +973,18 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, outcome, le) (max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, job_name, outcome, le) (rate(bullmq_job_e2e_seconds_bucket{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[$__rate_interval]))))"]),
-          "legendFormat": "{{outcome}} p95",
+          "expr": std.join('', ["histogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.95, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p95",
           "refId": "B",
+          "datasource": {
+            "type": "prometheus",
+            "uid": "${datasource}",
+          },
+        },
+        {
+          "expr": std.join('', ["histogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue, le) (prefix_queue_le:bullmq_job_e2e_seconds_bucket:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}))\nor\nhistogram_quantile(0.99, sum by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (rate(bullmq_job_e2e_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}[", std.toString(c.dashboardWindow), "])))"]),
+          "legendFormat": "p99",
+          "refId": "C",
           "datasource": {
             "type": "prometheus",
             "uid": "${datasource}",
@@ -1204,7 +1222,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_unmatched:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}"]),
+          "expr": std.join('', ["prefix_queue:bullmq_exporter_events_unmatched:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}\nor\nprefix_queue:bullmq_exporter_events_read:rate", std.toString(c.dashboardWindow), "{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"} * 0"]),
           "legendFormat": "unmatched/s",
           "refId": "D",
           "datasource": {

@@ -36,6 +36,10 @@
       window,
     ],
 
+  // The same per-queue rate of a native histogram's count or sum (fn: histogram_count, histogram_sum).
+  nativeRate(fn, histogram, window, matchers=[])::
+    'sum by (%s) (max by (%s) (%s(rate(%s[%s]))))' % [self.by, std.join(', ', self.key + ['job_name']), fn, self.sel(histogram, matchers), window],
+
   // A per-queue gauge deduplicated over replicas.
   queueGauge(gauge, matchers=[]):: 'max by (%s) (%s)' % [self.by, self.sel(gauge, matchers)],
 

@@ -21,9 +21,9 @@ local counters = [
 ];
 // Histograms whose per-queue bucket, count and sum rates the rules record for the dashboards.
 local histograms = [
-  ['bullmq_job_wait_seconds', 'attempt'],
-  ['bullmq_job_processing_seconds', 'outcome'],
-  ['bullmq_job_e2e_seconds', 'outcome'],
+  'bullmq_job_wait_seconds',
+  'bullmq_job_processing_seconds',
+  'bullmq_job_e2e_seconds',
 ];
 
 local rateRecord(base, window) = 'prefix_queue:%s:rate%s' % [base, window];
@@ -255,8 +255,11 @@ function(config)
     keyF=p.durationSeconds,
   );
   local sloVariants = variants('waitSlo');
+  // A Prometheus that ingests the sidecar's native histograms (protobuf exposition) has no _bucket/_count series:
+  // each ratio has a native form after `or`. Summing replicas' native histograms scales them alike, which leaves
+  // a fraction unchanged; a native count is deduplicated with max like a classic one.
   local sloRecords = [
-    local dedup(series) = 'sum by (%s) (max by (%s, job_name, attempt) (rate(%s[%s])))' % [K, K, series, w];
+    local dedup(series) = 'sum by (%s) (max by (%s, job_name) (rate(%s[%s])))' % [K, K, series, w];
     {
       record: sloErrorRecord(w),
       expr: lines([
@@ -265,6 +268,8 @@ function(config)
         '  /',
         '  ' + dedup(sel('bullmq_job_wait_seconds_count', v.matchers)),
         ')',
+        'or',
+        '1 - histogram_fraction(0, %s, sum by (%s) (rate(%s[%s])))' % [p.num(v.t.thresholdSeconds), K, sel('bullmq_job_wait_seconds', v.matchers), w],
       ]),
     } + (if std.length(v.labels) > 0 then { labels: v.labels } else {})
     for v in sloVariants
@@ -275,7 +280,11 @@ function(config)
   local takenRecords = [
     {
       record: takenRecord(w),
-      expr: 'sum by (%s) (max by (%s, job_name, attempt) (increase(%s[%s])))' % [K, K, sel('bullmq_job_wait_seconds_count', v.matchers), w],
+      expr: lines([
+        'sum by (%s) (max by (%s, job_name) (increase(%s[%s])))' % [K, K, sel('bullmq_job_wait_seconds_count', v.matchers), w],
+        'or',
+        'sum by (%s) (max by (%s, job_name) (histogram_count(increase(%s[%s]))))' % [K, K, sel('bullmq_job_wait_seconds', v.matchers), w],
+      ]),
     } + (if std.length(v.labels) > 0 then { labels: v.labels } else {})
     for v in sloVariants
     for w in std.sort(longWindows, keyF=p.durationSeconds)
@@ -388,9 +397,9 @@ function(config)
       for win in windowsOf('bullmq_jobs_finished')
     ] + std.flattenArrays([
       [
-        { record: histogramRecord(h[0], 'bucket', w), expr: p.queueRate(h[0] + '_bucket', w, keep=['le'], extra=[h[1]]) },
-        { record: histogramRecord(h[0], 'count', w), expr: p.queueRate(h[0] + '_count', w, extra=[h[1]]) },
-        { record: histogramRecord(h[0], 'sum', w), expr: p.queueRate(h[0] + '_sum', w, extra=[h[1]]) },
+        { record: histogramRecord(h, 'bucket', w), expr: p.queueRate(h + '_bucket', w, keep=['le']) },
+        { record: histogramRecord(h, 'count', w), expr: lines([p.queueRate(h + '_count', w), 'or', p.nativeRate('histogram_count', h, w)]) },
+        { record: histogramRecord(h, 'sum', w), expr: lines([p.queueRate(h + '_sum', w), 'or', p.nativeRate('histogram_sum', h, w)]) },
       ]
       for h in histograms
     ]);

@@ -23,6 +23,13 @@ export function parseTrustProxy(raw: string): string[] {
   return list;
 }
 
+/**
+ * Where the latency histograms are rendered (--histograms): per queue (the default), per prefix only (fleets: the
+ * queue label is absent, so every query that sums by queue keeps working and reads the prefix), or not at all.
+ */
+export const HISTOGRAM_MODES = ['per-queue', 'per-prefix', 'off'] as const;
+export type HistogramMode = (typeof HISTOGRAM_MODES)[number];
+
 export const sidecarOptions = [
   ...postgresOptions,
   redisUrlOption,
@@ -119,6 +126,15 @@ export const sidecarOptions = [
     description: 'add a job_name label (learned from added events, capped by --max-job-names) to the event metrics',
     default: 'false',
     parse: parse.boolean,
+  }),
+  option({
+    name: 'histograms',
+    env: 'QUEUELENS_HISTOGRAMS',
+    arg: '<per-queue|per-prefix|off>',
+    description:
+      'latency histograms (wait, processing, end-to-end) per queue; per-prefix for large fleets (one set per prefix, without the queue label: dashboards and the wait-time SLO alerts read the prefix); off for none. docs/metrics.md, cardinality',
+    default: 'per-queue',
+    parse: parse.oneOf(HISTOGRAM_MODES),
   }),
   option({
     name: 'max-job-names',

@@ -179,7 +179,7 @@ export function parseQueueHash(hash: Record<string, string>, nowMs?: number, hea
       else if (part === NATIVE_ZERO) s.nativeZero = value;
       else if (part.startsWith(NATIVE_PART)) {
         const i = Number(part.slice(NATIVE_PART.length));
-        if (Number.isInteger(i)) s.native.set(i, value);
+        if (Number.isInteger(i)) s.native!.set(i, value);
       } else {
         const i = Number(part);
         if (Number.isInteger(i) && i >= 0 && i <= nb) s.raw[i] = value;

@@ -3,7 +3,7 @@ import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, t
 import { MAX_NAME_BYTES } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import type { QueuesResponse } from '../status/queue-view.js';
-import type { RenderedMetrics } from '../metrics/exposition.js';
+import type { ExpositionFormat, RenderedMetrics } from '../metrics/exposition.js';
 import type { AdminOptions } from './admin-routes.js';
 import type { HealthReport } from './health.js';
 import { queuesApi } from './queues-api.js';
@@ -11,8 +11,8 @@ import { statusPage } from './status-page.js';
 
 export interface AppDeps {
   log: Logger;
-  /** Renders the exposition body; openMetrics and gzip when the scraper asked for them. */
-  renderMetrics: (openMetrics: boolean, acceptGzip: boolean) => Promise<RenderedMetrics>;
+  /** Renders the exposition body in the negotiated format; gzip when the scraper asked for it. */
+  renderMetrics: (format: ExpositionFormat, acceptGzip: boolean) => Promise<RenderedMetrics>;
   /** Health including the optional per-queue thresholds (/health). */
   health: () => HealthReport;
   /** Readiness: Redis and collection freshness only (/readyz). */
@@ -43,8 +43,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const accept = req.headers.accept ?? '';
     // Prometheus asks for gzip; the body is compressed once per render, not per scrape.
     const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
-    const m = await deps.renderMetrics(accept.includes('application/openmetrics-text'), gzip);
-    reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept-encoding');
+    const m = await deps.renderMetrics(negotiateFormat(accept), gzip);
+    reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept, accept-encoding');
     if (m.contentEncoding) reply.header('content-encoding', m.contentEncoding);
     return reply.send(m.body);
   });
@@ -71,4 +71,25 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   }
 
   return app;
+}
+
+/**
+ * The exposition format of a scrape's Accept header: the supported type with the highest q (the first listed on
+ * a tie), the Prometheus text format when none is named. Protobuf only as Prometheus asks for it, the delimited
+ * MetricFamily stream (what it sends with native histograms enabled); OpenMetrics as before.
+ */
+export function negotiateFormat(accept: string): ExpositionFormat {
+  let best: { format: ExpositionFormat; q: number } = { format: 'text', q: -1 };
+  for (const part of accept.split(',')) {
+    const [type = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    const param = (name: string) => params.find((p) => p.startsWith(`${name}=`))?.slice(name.length + 1);
+    const q = Number(param('q') ?? 1);
+    let format: ExpositionFormat | undefined;
+    if (type === 'application/vnd.google.protobuf') {
+      if (param('proto') === 'io.prometheus.client.metricfamily' && param('encoding') === 'delimited') format = 'protobuf';
+    } else if (type === 'application/openmetrics-text') format = 'openmetrics';
+    else if (type === 'text/plain' || type === '*/*' || type === 'text/*') format = 'text';
+    if (format !== undefined && Number.isFinite(q) && q > 0 && q > best.q) best = { format, q };
+  }
+  return best.format;
 }

@@ -3,14 +3,16 @@
 // series are written as exposition text once per collection and replaced wholesale; when the read-back failed
 // they are absent rather than stale. The series budget per queue is in docs/metrics.md (cardinality).
 import { dlqSource } from '../domain/queue-snapshot.js';
-import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
-import type { EventCounter, EventHistogram } from '../events/accounting.js';
+import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS, NATIVE_SCHEMA } from '../events/buckets.js';
+import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram, type HistogramSeries } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { Slicer } from '../util/slicer.js';
 import { queueId } from '../domain/queue-ref.js';
+import type { HistogramMode } from '../config/sidecar-config.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { escapeLabel, header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
+import { nativeKey, type NativeBuckets } from './exposition-protobuf.js';
 
 export interface EventsView {
   /** Undefined when the read-back failed. */
@@ -31,26 +33,32 @@ const COUNTERS: Record<EventCounter, MetricDef> = {
   stalled: METRICS.jobsStalled,
   deduplicated: METRICS.jobsDeduplicated,
 };
+/**
+ * Counters that start at their first increment instead of 0 (the series budget, docs/metrics.md): only queues
+ * that use deduplication ever have one, and no alert reads its rate.
+ */
+const SPARSE_COUNTERS: ReadonlySet<EventCounter> = new Set(['deduplicated']);
 const HISTOGRAMS: Record<EventHistogram, MetricDef> = { wait: METRICS.jobWait, processing: METRICS.jobProcessing, e2e: METRICS.jobE2e };
-// Label names come from the definitions: a queue's set (rendered once per queue), the optional job name the
-// counters and histograms add to it, and the one label each histogram adds after that (attempt, outcome).
+export const HISTOGRAM_KINDS = Object.keys(EVENT_HISTOGRAMS) as EventHistogram[];
+// Label names come from the definitions: a queue's set (rendered once per queue) and the optional job name the
+// counters and histograms add to it. The accounting keeps attempts and outcomes apart (the status board reads
+// them); /metrics sums them: no dashboard or alert reads a latency by attempt or outcome, and at 10 series per
+// classic histogram the split was most of a queue's series.
 const QUEUE_LABELS = METRICS.exporterEventsRead.labels;
 type ReaderStats = QueueEventAccounting['stats']['reader'];
-const READER: ReadonlyArray<{ def: MetricDef; value: (r: ReaderStats) => number }> = [
+const READER: ReadonlyArray<{ def: MetricDef; value: (r: ReaderStats) => number; sparse?: true }> = [
   { def: METRICS.exporterEventsRead, value: (r) => r.read },
   { def: METRICS.exporterEventsLost, value: (r) => r.lost },
-  { def: METRICS.exporterEventsUnmatched, value: (r) => r.unmatched },
-  { def: METRICS.exporterEventsEvicted, value: (r) => r.evicted },
+  // Zero in a healthy deployment, and no alert reads them: they appear with their first count.
+  { def: METRICS.exporterEventsUnmatched, value: (r) => r.unmatched, sparse: true },
+  { def: METRICS.exporterEventsEvicted, value: (r) => r.evicted, sparse: true },
   { def: METRICS.exporterEventsLag, value: (r) => r.lagSeconds },
 ];
 sameLabels([...READER.map((r) => r.def), METRICS.dlqAdded], QUEUE_LABELS);
 const JOB_NAME = labelAfter(METRICS.jobsAdded, QUEUE_LABELS);
 const NAMED_LABELS = [...QUEUE_LABELS, JOB_NAME];
-sameLabels(Object.values(COUNTERS), NAMED_LABELS);
-const HISTOGRAM_LABEL = Object.fromEntries(Object.entries(HISTOGRAMS).map(([kind, def]) => [kind, labelAfter(def, NAMED_LABELS)])) as Record<
-  EventHistogram,
-  string
->;
+sameLabels([...Object.values(COUNTERS), ...Object.values(HISTOGRAMS)], NAMED_LABELS);
+const [PREFIX_LABEL] = QUEUE_LABELS;
 const LE = [...EXPOSED_BUCKETS_SECONDS.map((b) => `le="${b}"`), 'le="+Inf"'];
 /** Where each exposed bound sits among the stored ones (the +Inf bucket is `count`). */
 const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {
@@ -59,22 +67,52 @@ const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {
   return i;
 });
 /**
- * The series started at 0 once a queue has seen a job (see below): first takes and completions, which every
- * working queue has. Failures, retries and retry waits start at their first event: zero histograms for outcomes
- * that never happen were most of a large fleet's series.
+ * Breadth of the native histograms' zero bucket: observations are whole milliseconds, so it holds exactly the
+ * 0 ms ones. Non-zero also marks a histogram without observations as native to Prometheus (its parser takes a
+ * histogram with no spans and a zero threshold of 0 for a classic one).
  */
-export const STARTED_AT_ZERO: ReadonlyArray<[EventHistogram, string]> = [
-  ['wait', 'first'],
-  ['processing', 'completed'],
-  ['e2e', 'completed'],
-];
+export const NATIVE_ZERO_THRESHOLD = 2 ** -128;
+
+/** One histogram series: attempts and outcomes (and, per prefix, queues) summed. */
+interface Merged {
+  /** Cumulative, one per EVENT_BUCKETS_SECONDS bound. */
+  buckets: number[];
+  count: number;
+  sum: number;
+  /** Undefined once a part lacks native buckets (observed before the accounting kept them). */
+  native: Map<number, number> | undefined;
+  zero: number;
+}
+
+const emptyMerged = (): Merged => ({ buckets: new Array<number>(EVENT_BUCKETS_SECONDS.length).fill(0), count: 0, sum: 0, native: new Map(), zero: 0 });
+
+function mergeInto(m: Merged, h: Pick<HistogramSeries, 'buckets' | 'count' | 'sumSeconds' | 'native' | 'nativeZero'>): void {
+  for (let i = 0; i < m.buckets.length; i += 1) m.buckets[i]! += h.buckets[i] ?? h.count;
+  m.count += h.count;
+  m.sum += h.sumSeconds;
+  let inNative = h.nativeZero ?? 0;
+  for (const n of h.native?.values() ?? []) inNative += n;
+  if (inNative !== h.count) m.native = undefined;
+  if (m.native === undefined) return;
+  for (const [i, n] of h.native ?? []) m.native.set(i, (m.native.get(i) ?? 0) + n);
+  m.zero += h.nativeZero ?? 0;
+}
+
+/**
+ * Event series every exported queue carries (docs/metrics.md, cardinality): its counters from 0 but the sparse
+ * ones, bullmq_dlq_added_total (its own 0, or its dead-letter queue's adds) and the reader health but the sparse.
+ */
+export const EVENT_SERIES_PER_QUEUE = Object.keys(COUNTERS).length - SPARSE_COUNTERS.size + 1 + READER.filter((r) => !r.sparse).length;
 
 export class EventMetrics {
   private readonly leader;
   private isLeader = false;
   private generation = 0;
 
-  constructor(private readonly exposition: Exposition) {
+  constructor(
+    private readonly exposition: Exposition,
+    private readonly histograms: HistogramMode = 'per-queue',
+  ) {
     this.leader = exposition.gauge(METRICS.exporterLeader);
     this.leader.set(0);
     void this.update({ queues: undefined, leader: false });
@@ -97,11 +135,21 @@ export class EventMetrics {
     const slicer = new Slicer();
     this.setLeader(view.leader);
     const lines = new Map<MetricDef, string[]>();
+    const native = new Map<string, NativeBuckets>();
     const out = (def: MetricDef, line: string) => {
       const l = lines.get(def);
       if (l) l.push(line);
       else lines.set(def, [line]);
     };
+    /** `labels` without le; `pairs` the same labels as values, for the protobuf exposition's native buckets. */
+    const histogram = (def: MetricDef, labels: string, pairs: ReadonlyArray<readonly [string, string]>, m: Merged) => {
+      LE.forEach((le, i) => out(def, `${def.name}_bucket{${labels},${le}} ${num(m.buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? m.count)}\n`));
+      out(def, `${def.name}_sum{${labels}} ${num(m.sum)}\n${def.name}_count{${labels}} ${num(m.count)}\n`);
+      if (m.native)
+        native.set(nativeKey(def.name, pairs), { schema: NATIVE_SCHEMA, zeroThreshold: NATIVE_ZERO_THRESHOLD, zeroCount: m.zero, buckets: m.native });
+    };
+    /** --histograms per-prefix: prefix -> kind -> merged over its queues; a prefix is in it once one of its queues saw a job. */
+    const perPrefix = new Map<string, Map<EventHistogram, Merged>>();
 
     // A dead-letter queue is `<q>-dlq` whose source `<q>` exists (markDeadLetterQueues); sources whose dead-letter
     // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see below).
@@ -124,10 +172,10 @@ export class EventMetrics {
       const q = renderLabels(QUEUE_LABELS, [queue.prefix, queue.name]);
       const withName = (jobName: string) => (jobName === '' ? q : `${q},${JOB_NAME}="${escapeLabel(jobName)}"`);
       for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
-      // Every queue gets every counter from 0: rate() cannot see the first increment of a series born at 1.
+      // Every queue gets its counters from 0: rate() cannot see the first increment of a series born at 1.
       // (With job_name labels the names are not known in advance; those series start at their first event.)
       for (const kind of Object.keys(COUNTERS) as EventCounter[]) {
-        if (!stats.counters.some((c) => c.counter === kind)) out(COUNTERS[kind], `${COUNTERS[kind].name}{${q}} 0\n`);
+        if (!SPARSE_COUNTERS.has(kind) && !stats.counters.some((c) => c.counter === kind)) out(COUNTERS[kind], `${COUNTERS[kind].name}{${q}} 0\n`);
       }
       const source = sourceOf(queue);
       if (source !== undefined) {
@@ -138,35 +186,52 @@ export class EventMetrics {
         // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
         out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${q}} 0\n`);
       }
-      /** `buckets` cumulative without +Inf (shorter means the rest equal `count`). */
-      const histogram = (kind: EventHistogram, label: string, jobName: string, buckets: readonly number[], count: number, sumSeconds: number) => {
-        const def = HISTOGRAMS[kind];
-        const l = `${withName(jobName)},${HISTOGRAM_LABEL[kind]}="${label}"`;
-        LE.forEach((le, i) => out(def, `${def.name}_bucket{${l},${le}} ${num(buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? count)}\n`));
-        out(def, `${def.name}_sum{${l}} ${num(sumSeconds)}\n${def.name}_count{${l}} ${num(count)}\n`);
-      };
-      // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
-      if (source !== undefined) {
-        reader(stats, q);
-        continue;
+      for (const { def, value, sparse } of READER) {
+        const v = value(stats.reader);
+        if (!sparse || v > 0) out(def, `${def.name}{${q}} ${num(v)}\n`);
       }
-      for (const h of stats.histograms) histogram(h.histogram, h.label, h.jobName, h.buckets, h.count, h.sumSeconds);
+      // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
+      if (source !== undefined || this.histograms === 'off') continue;
+
       // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
       // exactly the first observation of a wait series, and the wait-time SLO alerts must see it. Only for queues
-      // that have seen a job at all: 168 zero samples per idle queue would make /metrics of a large, mostly idle
+      // that have seen a job at all: 30 zero samples per idle queue would make /metrics of a large, mostly idle
       // fleet tens of megabytes, and an idle queue's first job arrives (as `added`) before it can wait or finish.
       const seenAJob = stats.counters.some((c) => c.value > 0);
-      for (const [kind, value] of seenAJob ? STARTED_AT_ZERO : []) {
-        if (!stats.histograms.some((h) => h.histogram === kind && h.label === value)) histogram(kind, value, '', [], 0, 0);
+      if (this.histograms === 'per-prefix') {
+        if (!seenAJob && stats.histograms.length === 0) continue;
+        let kinds = perPrefix.get(queue.prefix);
+        if (!kinds) perPrefix.set(queue.prefix, (kinds = new Map(HISTOGRAM_KINDS.map((k) => [k, emptyMerged()]))));
+        for (const h of stats.histograms) mergeInto(kinds.get(h.histogram)!, h);
+        continue;
       }
-      reader(stats, q);
+      const merged = new Map<string, { kind: EventHistogram; jobName: string; m: Merged }>();
+      for (const h of stats.histograms) {
+        const key = `${h.histogram}|${h.jobName}`;
+        let e = merged.get(key);
+        if (!e) merged.set(key, (e = { kind: h.histogram, jobName: h.jobName, m: emptyMerged() }));
+        mergeInto(e.m, h);
+      }
+      if (seenAJob) {
+        for (const kind of HISTOGRAM_KINDS) {
+          if (![...merged.values()].some((e) => e.kind === kind)) merged.set(`${kind}|`, { kind, jobName: '', m: emptyMerged() });
+        }
+      }
+      for (const { kind, jobName, m } of merged.values()) {
+        const pairs: Array<readonly [string, string]> = [
+          [QUEUE_LABELS[0]!, queue.prefix],
+          [QUEUE_LABELS[1]!, queue.name],
+        ];
+        if (jobName !== '') pairs.push([JOB_NAME, jobName]);
+        histogram(HISTOGRAMS[kind], withName(jobName), pairs, m);
+      }
     }
-    function reader(stats: QueueEventAccounting['stats'], q: string): void {
-      for (const { def, value } of READER) out(def, `${def.name}{${q}} ${num(value(stats.reader))}\n`);
+    for (const [prefix, kinds] of perPrefix) {
+      for (const [kind, m] of kinds) histogram(HISTOGRAMS[kind], renderLabels([PREFIX_LABEL!], [prefix]), [[PREFIX_LABEL!, prefix]], m);
     }
 
     if (generation !== this.generation) return;
     const text = (openMetrics: boolean) => [...lines].map(([def, l]) => header(def, openMetrics) + l.join('')).join('');
-    this.exposition.setEventText(text(false), text(true));
+    this.exposition.setEventText(text(false), text(true), native);
   }
 }

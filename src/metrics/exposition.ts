@@ -7,6 +7,7 @@ import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
+import { encodeFamilies, parseText, PROTOBUF_CONTENT_TYPE, type NativeBuckets } from './exposition-protobuf.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 const gzip = promisify(gzipCb);
@@ -15,6 +16,15 @@ const compress = (body: Promise<Buffer>) => body.then((b) => gzip(b, { level: zl
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
+
+/** What a scrape negotiated: the Prometheus text format, OpenMetrics, or protobuf (native histograms). */
+export type ExpositionFormat = 'text' | 'openmetrics' | 'protobuf';
+const FORMATS: readonly ExpositionFormat[] = ['text', 'openmetrics', 'protobuf'];
+const CONTENT_TYPES: Record<ExpositionFormat, string> = {
+  text: PROMETHEUS_CONTENT_TYPE,
+  openmetrics: OPENMETRICS_CONTENT_TYPE,
+  protobuf: PROTOBUF_CONTENT_TYPE,
+};
 
 const LINT_FAILING_DEFAULTS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
 
@@ -50,7 +60,10 @@ export class Exposition {
   private version = 0;
   private collectionBytes = Buffer.alloc(0);
   private eventBytes: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
-  private readonly rendered: [Rendered?, Rendered?] = [];
+  private eventNative: ReadonlyMap<string, NativeBuckets> = new Map();
+  /** The protobuf of the collection's and events' families, for the texts it was encoded from. */
+  private protoMiddle?: { collection: Buffer; events: Buffer; bytes: Buffer };
+  private readonly rendered: [Rendered?, Rendered?, Rendered?] = [];
 
   /** @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render. */
   constructor(private readonly liveMaxAgeMs = 1000) {
@@ -90,10 +103,12 @@ export class Exposition {
 
   /**
    * Sets the pre-rendered text of the event metrics (event-metrics.ts), one per format: counters are named
-   * differently in OpenMetrics. No blank lines, every line ending in a newline. Marks the body stale.
+   * differently in OpenMetrics. No blank lines, every line ending in a newline. `native`: the native buckets of
+   * the latency histograms in that text, for the protobuf exposition. Marks the body stale.
    */
-  setEventText(prometheus: string, openMetrics: string): void {
+  setEventText(prometheus: string, openMetrics: string, native: ReadonlyMap<string, NativeBuckets> = new Map()): void {
     this.eventBytes = [Buffer.from(prometheus), Buffer.from(openMetrics)];
+    this.eventNative = native;
     this.version += 1;
   }
 
@@ -108,8 +123,10 @@ export class Exposition {
     this.version += 1;
   }
 
-  async render(openMetrics: boolean, acceptGzip = false): Promise<RenderedMetrics> {
-    const i = openMetrics ? 1 : 0;
+  /** @param format a negotiated format; true/false for OpenMetrics/the Prometheus text format. */
+  async render(format: ExpositionFormat | boolean, acceptGzip = false): Promise<RenderedMetrics> {
+    const f: ExpositionFormat = format === true ? 'openmetrics' : format === false ? 'text' : format;
+    const i = FORMATS.indexOf(f) as 0 | 1 | 2;
     let r = this.rendered[i];
     const now = Date.now();
     if (r === undefined || r.version !== this.version) {
@@ -129,14 +146,14 @@ export class Exposition {
         () => (current.next = undefined),
       );
     }
-    const contentType = openMetrics ? OPENMETRICS_CONTENT_TYPE : PROMETHEUS_CONTENT_TYPE;
+    const contentType = CONTENT_TYPES[f];
     if (!acceptGzip) return { contentType, body: await r.body };
     r.gzipped ??= compress(r.body);
     return { contentType, body: await r.gzipped, contentEncoding: 'gzip' };
   }
 
-  private startRender(i: 0 | 1, now: number, gzipped = false): Rendered {
-    const r: Rendered = { version: this.version, at: now, body: this.renderText(i) };
+  private startRender(i: 0 | 1 | 2, now: number, gzipped = false): Rendered {
+    const r: Rendered = { version: this.version, at: now, body: i === 2 ? this.renderProtobuf() : this.renderText(i) };
     if (gzipped) r.gzipped = compress(r.body);
     // A failed render must not be served forever.
     r.body.catch(() => {
@@ -153,6 +170,25 @@ export class Exposition {
     if (i === 1) head = head.replace(/# EOF\n?$/, '');
     const tail = await this.live[i].metrics();
     return Buffer.concat([Buffer.from(head), collection, events, Buffer.from(tail)]);
+  }
+
+  /**
+   * The protobuf exposition: the same families as the text (parsed back from it, see exposition-protobuf.ts),
+   * the latency histograms with native buckets. The collection's and events' part is encoded once per change of
+   * their text, not per render: process metrics re-render the body every liveMaxAgeMs.
+   */
+  private async renderProtobuf(): Promise<Buffer> {
+    const collection = this.collectionBytes;
+    const events = this.eventBytes[0];
+    const native = this.eventNative;
+    const [head, tail] = await Promise.all([this.cached[0].metrics(), this.live[0].metrics()]);
+    let middle = this.protoMiddle;
+    if (middle?.collection !== collection || middle.events !== events) {
+      const bytes = encodeFamilies([...parseText(collection.toString()), ...parseText(events.toString(), native)]);
+      middle = { collection, events, bytes };
+      this.protoMiddle = middle;
+    }
+    return Buffer.concat([encodeFamilies(parseText(head)), middle.bytes, encodeFamilies(parseText(tail))]);
   }
 
   private add<M extends AnyMetric>(metric: M): M {

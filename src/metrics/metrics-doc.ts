@@ -1,29 +1,40 @@
 // Renders docs/metrics.md from the metric definitions, so the documentation cannot drift from the code.
-import { EVENT_COUNTERS, EVENT_HISTOGRAMS, READER_COUNTERS } from '../events/accounting.js';
-import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS } from '../events/buckets.js';
+import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS, NATIVE_SCHEMA } from '../events/buckets.js';
+import { METRICS, type MetricDef } from './definitions.js';
+import { EVENT_SERIES_PER_QUEUE, HISTOGRAM_KINDS } from './event-metrics.js';
 
 const EVENT_BUCKET_COUNT = EVENT_BUCKETS_SECONDS.length;
-import { METRICS, type MetricDef } from './definitions.js';
-import { STARTED_AT_ZERO } from './event-metrics.js';
 import { DLQ_GAUGE_SERIES, QUEUE_GAUGE_SERIES } from './queue-metrics.js';
 
-/** Series per queue in the default classic exposition (without --job-name-label), as rendered. */
-export function seriesPerQueue(): {
+/** Series of one queue, as Prometheus stores them, in one exposition mode (without --job-name-label). */
+export interface QueueSeries {
+  /** Exported, but no job seen yet: no histogram. */
   idle: number;
-  completing: number;
-  everyOutcome: number;
+  /** Jobs seen, of any outcome (first takes, retries, completions, failures, stalls). */
+  withTraffic: number;
+}
+
+/** Series per queue in each mode (docs/metrics.md, cardinality); test/series-budget.test.ts measures them. */
+export function seriesPerQueue(): {
+  classic: QueueSeries;
+  native: QueueSeries;
+  /** --histograms per-prefix or off: the same in both formats. */
+  aggregate: QueueSeries;
+  /** One histogram per prefix under --histograms per-prefix (the prefix carries it, once one of its queues saw a job). */
+  perPrefix: { classic: number; native: number };
   dlqAddsToSource: number;
   deadLetterQueue: number;
   perHistogram: number;
 } {
-  // Counters from 0, bullmq_dlq_added_total, reader health (read, unmatched, evicted, lost, lag).
-  const base = QUEUE_GAUGE_SERIES + EVENT_COUNTERS.length + 1 + READER_COUNTERS.length + 2;
+  const base = QUEUE_GAUGE_SERIES + EVENT_SERIES_PER_QUEUE;
   const perHistogram = EXPOSED_BUCKETS_SECONDS.length + 3; // finite buckets, +Inf, _sum, _count
-  const every = Object.values(EVENT_HISTOGRAMS).reduce((n, labels) => n + labels.length, 0);
+  const kinds = HISTOGRAM_KINDS.length;
   return {
-    idle: base,
-    completing: base + STARTED_AT_ZERO.length * perHistogram,
-    everyOutcome: base + every * perHistogram,
+    classic: { idle: base, withTraffic: base + kinds * perHistogram },
+    // A native histogram is one series, whatever its buckets.
+    native: { idle: base, withTraffic: base + kinds },
+    aggregate: { idle: base, withTraffic: base },
+    perPrefix: { classic: kinds * perHistogram, native: kinds },
     dlqAddsToSource: DLQ_GAUGE_SERIES,
     // Its own gauges, counters and reader health; no histograms, and its adds are its source's dlq_added.
     deadLetterQueue: base - 1,
@@ -66,18 +77,35 @@ the schema and committed in queuelens's own schema (\`--pg-own-schema\`).
 
 ## Cardinality
 
-Series per queue in the default exposition (classic histograms; without \`--job-name-label\`, which multiplies the
-event counters and histograms by the job names seen, capped). The accounting keeps ${EVENT_BUCKETS} bucket bounds;
-/metrics renders ${EXPOSED} of them (\`${EXPOSED_LIST}\` s and +Inf: exact cumulative counts, reaching 6 h and
-holding the wait-time SLO thresholds), so one histogram series set costs ${n.perHistogram} series.
+Series per queue, as Prometheus stores them, in each mode (without \`--job-name-label\`, which multiplies the event
+counters and histograms by the job names seen, capped). The latency histograms are \`bullmq_job_wait_seconds\`,
+\`bullmq_job_processing_seconds\` and \`bullmq_job_e2e_seconds\`, one series set each per queue: attempts
+(first, retry) and outcomes (completed, failed, retried) are kept apart in the accounting (the status board reads
+them) but summed on /metrics, because no dashboard or alert reads a latency by attempt or outcome; the job
+counters say how many of each there were.
 
-| queue | series |
-| --- | --- |
-| idle (no job seen yet; no histogram) | ${n.idle} |
-| with traffic, jobs completing (first-take wait, completed processing and end-to-end histograms) | ${n.completing} |
-| ... with a dead-letter queue (its depth and age, under the source queue) | +${n.dlqAddsToSource} |
-| every outcome seen (retry waits, failed and retried attempts, failed jobs: each series appears with its first event) | ${n.everyOutcome} |
-| a dead-letter queue itself (no latency histograms: its jobs are parked, not run) | ${n.deadLetterQueue} |
+- **classic** (the Prometheus text format and OpenMetrics): the accounting keeps ${EVENT_BUCKETS} bucket bounds;
+  /metrics renders ${EXPOSED} of them (\`${EXPOSED_LIST}\` s and +Inf: exact cumulative counts, reaching 6 h and
+  holding the wait-time SLO thresholds), so one histogram costs ${n.perHistogram} series.
+- **native**: when Prometheus negotiates the protobuf exposition (it does with \`--enable-feature=native-histograms\`),
+  each histogram is one native histogram (schema ${NATIVE_SCHEMA}: buckets 19% wide, exact counts kept by the accounting
+  from 1 ms to beyond 6 h). The protobuf carries the classic buckets too, for a Prometheus that negotiates protobuf
+  but keeps classic histograms (\`scrape_classic_histograms\`); one that ingests native histograms ignores them.
+- **per-prefix** / **off** (\`--histograms\`): no histogram per queue; per prefix one set (${n.perPrefix.classic} series
+  classic, ${n.perPrefix.native} native) without the \`queue\` label, or none. Queries that sum by queue keep working and
+  read the prefix; the bundled wait-time SLO alerts then page per prefix (\`queue=""\`).
+
+| queue | classic | native | per-prefix or off |
+| --- | --- | --- | --- |
+| idle (exported, no job seen yet) | ${n.classic.idle} | ${n.native.idle} | ${n.aggregate.idle} |
+| with traffic (any outcomes: first takes, retries, completions, failures, stalls) | ${n.classic.withTraffic} | ${n.native.withTraffic} | ${n.aggregate.withTraffic} |
+| ... with a dead-letter queue (its depth and age, under the source queue) | +${n.dlqAddsToSource} | +${n.dlqAddsToSource} | +${n.dlqAddsToSource} |
+| a dead-letter queue itself (no latency histograms: its jobs are parked, not run) | ${n.deadLetterQueue} | ${n.deadLetterQueue} | ${n.deadLetterQueue} |
+
+Series that are 0 for almost every queue and that no alert reads from 0 appear with their first non-zero value
+instead: \`bullmq_queue_paused\` (only while paused), \`bullmq_jobs_deduplicated_total\`,
+\`bullmq_exporter_events_unmatched_total\` and \`bullmq_exporter_events_evicted_total\` (not counted above).
+test/series-budget.test.ts measures every column against a real sidecar's /metrics.
 
 A queue discovery no longer lists (deleted, obliterated) leaves /metrics at the next collection; its accounting
 stays in Redis for the retention, in case it comes back. \`bullmq_exporter_build_info\` names the version serving.

@@ -42,9 +42,9 @@ type CounterBase =
 
 /** Histograms whose per-queue bucket, count and sum rates the rules record for the dashboards. */
 export const HISTOGRAMS = {
-  bullmq_job_wait_seconds: 'attempt',
-  bullmq_job_processing_seconds: 'outcome',
-  bullmq_job_e2e_seconds: 'outcome',
+  bullmq_job_wait_seconds: true,
+  bullmq_job_processing_seconds: true,
+  bullmq_job_e2e_seconds: true,
 } as const;
 
 /** Name of a recorded per-queue counter rate. */

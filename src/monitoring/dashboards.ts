@@ -124,10 +124,14 @@ function stat(title: string, description: string, unit: string, expr: string, op
   return p;
 }
 
-/** p50/p95/p99 of a histogram per queue, from the recorded per-queue bucket rates. */
+/**
+ * p50/p95/p99 of a histogram per queue, from the recorded per-queue bucket rates, or (a Prometheus that ingests
+ * the sidecar's native histograms has no buckets to record) from the native histogram: summing its replicas
+ * scales every bucket alike, which leaves a quantile unchanged.
+ */
 function quantiles({ Q, BY, LEGEND }: Keys, h: keyof typeof HISTOGRAMS, window: MonitoringSettings['dashboardWindow']): Target[] {
   return QUANTILES.map((q) => [
-    `histogram_quantile(${q}, sum by (${BY}, le) (${histogramRecord(h, 'bucket', window)}{${Q}}))`,
+    `histogram_quantile(${q}, sum by (${BY}, le) (${histogramRecord(h, 'bucket', window)}{${Q}}))\nor\nhistogram_quantile(${q}, sum by (${BY}) (rate(${h}{${Q}}[${window}])))`,
     `${LEGEND} p${Math.round(q * 100)}`,
   ]);
 }
@@ -401,12 +405,9 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
     s,
     'queuelens / Queue',
     QUEUE_DASHBOARD.uid,
-    'One row per selected queue: state, flow, latency by outcome, stalls, dead letters, the wait-time SLO and the event reader.',
+    'One row per selected queue: state, flow, latency, stalls, dead letters, the wait-time SLO and the event reader.',
   );
-  const outcomeQuantile = (h: 'bullmq_job_processing_seconds' | 'bullmq_job_e2e_seconds', q: number): Target => [
-    `histogram_quantile(${q}, sum by (${BY}, outcome, le) (max by (${BY}, job_name, outcome, le) (rate(${h}_bucket{${Q}}[$__rate_interval]))))`,
-    `{{outcome}} p${Math.round(q * 100)}`,
-  ];
+  const strip = (targets: Target[]): Target[] => targets.map(([e, l]) => [e, l.replace(`${LEGEND} `, '')] as Target);
   const burnWindows = [...new Set([...s.burnRates.fast, ...s.burnRates.slow].map((p) => p.long))];
 
   b.withRow(new RowBuilder('$prefix:$queue').repeat('queue'))
@@ -420,7 +421,15 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
       }),
     )
     .withPanel(stat('Workers', 'Worker connections.', 'short', `max by (${BY}) (bullmq_queue_workers{${Q}})`, { width: 3 }))
-    .withPanel(stat('Paused', '1 when the queue is paused.', 'short', `max by (${BY}) (bullmq_queue_paused{${Q}})`, { width: 3, red: 1 }))
+    .withPanel(
+      stat(
+        'Paused',
+        '1 when the queue is paused.',
+        'short',
+        `max by (${BY}) (bullmq_queue_paused{${Q}})\nor\nmax by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}}) * 0`,
+        { width: 3, red: 1 },
+      ),
+    )
     .withPanel(stat('Rate limited', '1 while the rate limiter holds jobs back.', 'short', `max by (${BY}) (bullmq_queue_rate_limited{${Q}})`, { width: 3 }))
     .withPanel(stat('Dead-lettered', 'Jobs in the dead-letter queue.', 'short', `max by (${BY}) (bullmq_dlq_jobs{${Q}})`, { width: 3, red: 1 }))
     .withPanel(
@@ -442,7 +451,8 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
           [`${rateRecord('bullmq_jobs_completed', w)}{${Q}}`, 'completed'],
           [`${rateRecord('bullmq_jobs_failed', w)}{${Q}}`, 'failed'],
           [`${rateRecord('bullmq_jobs_retried', w)}{${Q}}`, 'retried'],
-          [`${rateRecord('bullmq_jobs_deduplicated', w)}{${Q}}`, 'deduplicated'],
+          // Absent until the queue's first deduplication (docs/metrics.md, cardinality): 0 until then.
+          [`${rateRecord('bullmq_jobs_deduplicated', w)}{${Q}}\nor\n${rateRecord('bullmq_jobs_added', w)}{${Q}} * 0`, 'deduplicated'],
         ],
         { width: 8 },
       ),
@@ -459,30 +469,22 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
         { width: 8 },
       ),
     )
+    .withPanel(timeseries('Wait time', 'Eligible to taken: p50, p95, p99.', 's', strip(quantiles(k, 'bullmq_job_wait_seconds', w)), { width: 8 }))
     .withPanel(
       timeseries(
-        'Wait time',
-        'Eligible to taken: p50, p95, p99.',
+        'Processing time',
+        'One attempt, from taken to done, whatever its outcome: p50, p95, p99 (the flow panel counts the outcomes).',
         's',
-        quantiles(k, 'bullmq_job_wait_seconds', w).map(([e, l]) => [e, l.replace(`${LEGEND} `, '')] as Target),
+        strip(quantiles(k, 'bullmq_job_processing_seconds', w)),
         { width: 8 },
       ),
     )
     .withPanel(
       timeseries(
-        'Processing time by outcome',
-        'One attempt: p50 and p95 for completed, failed and retried attempts.',
+        'End-to-end time',
+        'Added to final outcome, completed or failed, retries included: p50, p95, p99.',
         's',
-        [0.5, 0.95].flatMap((q) => [outcomeQuantile('bullmq_job_processing_seconds', q)]),
-        { width: 8 },
-      ),
-    )
-    .withPanel(
-      timeseries(
-        'End-to-end time by outcome',
-        'Added to final outcome: p50 and p95 for completed and failed jobs.',
-        's',
-        [0.5, 0.95].flatMap((q) => [outcomeQuantile('bullmq_job_e2e_seconds', q)]),
+        strip(quantiles(k, 'bullmq_job_e2e_seconds', w)),
         { width: 8 },
       ),
     )
@@ -518,7 +520,7 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
           [`max by (${BY}) (bullmq_exporter_events_lag_seconds{${Q}})`, 'lag (s)'],
           [`${rateRecord('bullmq_exporter_events_read', w)}{${Q}}`, 'read/s'],
           [`${rateRecord('bullmq_exporter_events_lost', w)}{${Q}}`, 'lost/s'],
-          [`${rateRecord('bullmq_exporter_events_unmatched', w)}{${Q}}`, 'unmatched/s'],
+          [`${rateRecord('bullmq_exporter_events_unmatched', w)}{${Q}}\nor\n${rateRecord('bullmq_exporter_events_read', w)}{${Q}} * 0`, 'unmatched/s'],
         ],
         { width: 8 },
       ),

@@ -27,15 +27,17 @@ export const METRIC_CONTRACT: Readonly<Record<string, ContractMetric>> = {
 /** Labels every scraped series has. */
 export const TARGET_LABELS = ['job', 'instance'] as const;
 
-/** Every series name a query may select, histograms expanded into _bucket/_count/_sum, with its type and labels. */
-export function contractSeries(): Map<string, { type: ContractType | 'histogram_bucket' | 'histogram_total'; labels: readonly string[] }> {
-  const out = new Map<string, { type: ContractType | 'histogram_bucket' | 'histogram_total'; labels: readonly string[] }>();
+/** Every series name a query may select, histograms expanded into _bucket/_count/_sum and the native one, with its type and labels. */
+export function contractSeries(): Map<string, { type: ContractType | 'histogram_bucket' | 'histogram_total' | 'histogram_native'; labels: readonly string[] }> {
+  const out = new Map<string, { type: ContractType | 'histogram_bucket' | 'histogram_total' | 'histogram_native'; labels: readonly string[] }>();
   for (const [name, m] of Object.entries(METRIC_CONTRACT)) {
     const labels = [...m.labels, ...TARGET_LABELS];
     if (m.type === 'histogram') {
       out.set(`${name}_bucket`, { type: 'histogram_bucket', labels: [...labels, 'le'] });
       out.set(`${name}_count`, { type: 'histogram_total', labels });
       out.set(`${name}_sum`, { type: 'histogram_total', labels });
+      // The native histogram, when Prometheus negotiates the protobuf exposition (docs/metrics.md).
+      out.set(name, { type: 'histogram_native', labels });
     } else {
       out.set(name, { type: m.type, labels });
     }

@@ -10,7 +10,8 @@ import type { EventFollower } from '../domain/backend.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import { EventMetrics } from '../metrics/event-metrics.js';
-import { Exposition, type RenderedMetrics } from '../metrics/exposition.js';
+import { Exposition, type ExpositionFormat, type RenderedMetrics } from '../metrics/exposition.js';
+import type { HistogramMode } from '../config/sidecar-config.js';
 import { QueueMetrics } from '../metrics/queue-metrics.js';
 
 /** How often the leader flag follows the follower's lease. */
@@ -20,6 +21,8 @@ export interface SidecarMetricsOptions {
   collectIntervalSeconds: number;
   /** The event follower whose accounting and leadership are rendered; absent: no event series. */
   events?: EventFollower;
+  /** --histograms: where the latency histograms are rendered; default per queue. */
+  histograms?: HistogramMode;
 }
 
 export class SidecarMetrics {
@@ -35,7 +38,7 @@ export class SidecarMetrics {
     // collection, not once a second while scraped.
     this.exposition = new Exposition(Math.max(1000, o.collectIntervalSeconds * 1000));
     this.queues = new QueueMetrics(this.exposition);
-    this.eventMetrics = o.events ? new EventMetrics(this.exposition) : undefined;
+    this.eventMetrics = o.events ? new EventMetrics(this.exposition, o.histograms) : undefined;
     if (o.events) {
       const events = o.events;
       this.leaderTimer = setInterval(() => this.eventMetrics?.setLeader(events.isLeader), LEADER_FOLLOW_MS);
@@ -44,8 +47,8 @@ export class SidecarMetrics {
   }
 
   /** The /metrics body; a pure read of what the cycles rendered. */
-  render(openMetrics: boolean, acceptGzip: boolean): Promise<RenderedMetrics> {
-    return this.exposition.render(openMetrics, acceptGzip);
+  render(format: ExpositionFormat | boolean, acceptGzip: boolean): Promise<RenderedMetrics> {
+    return this.exposition.render(format, acceptGzip);
   }
 
   /** A collection finished (ok or not): its gauges replace the last ones. */
