@@ -12,6 +12,11 @@ export interface MetricDef {
   /** Where the value comes from, for the docs. */
   source: string;
   buckets?: readonly number[];
+  /**
+   * The series is absent while its value is 0 (it is for nearly every queue, and no alert reads it from 0): the
+   * series budget, docs/metrics.md (cardinality).
+   */
+  sparse?: true;
 }
 
 const Q = ['prefix', 'queue'] as const;
@@ -33,6 +38,7 @@ export const METRICS = {
     help: '1 when the queue is paused; absent while it is not (a flag that is 0 for almost every queue is a series per queue for nothing; the bundled rules read it with `unless ... == 1`).',
     labels: Q,
     source: 'HEXISTS meta paused',
+    sparse: true,
   },
   queueOldestWaitingAge: {
     name: 'bullmq_queue_oldest_waiting_age_seconds',
@@ -202,6 +208,7 @@ export const METRICS = {
     help: 'Adds that deduplication discarded or that replaced a pending job; the series appears with the first one (only queues that use deduplication have it). With keepLastIfActive the add BullMQ keeps for after the active job counts as added when it is created, not here; the adds it replaced do.',
     labels: QJ,
     source: `deduplicated events; ${EVENTS}`,
+    sparse: true,
   },
   jobWait: {
     name: 'bullmq_job_wait_seconds',
@@ -269,6 +276,7 @@ export const METRICS = {
     help: 'Attempt ends whose start the reader never saw (started before it, or lost): counted, but without a duration. The series appears with the first one.',
     labels: Q,
     source: EVENTS,
+    sparse: true,
   },
   exporterEventsEvicted: {
     name: 'bullmq_exporter_events_evicted_total',
@@ -276,6 +284,7 @@ export const METRICS = {
     help: "Jobs dropped from the reader's bounded in-flight map, counted on the queue that lost them (more in flight over all queues than --events-max-in-flight: the queue tracking the most jobs drops its oldest, so one queue cannot starve another; or idle for 24 h); their later events are unmatched. Jobs drain(), clean() or obliterate() removed without an event are forgotten by a reconciliation against Redis each maintenance pass, not evicted. The series appears with the first eviction.",
     labels: Q,
     source: EVENTS,
+    sparse: true,
   },
 } as const satisfies Record<string, MetricDef>;
 

@@ -34,10 +34,10 @@ const COUNTERS: Record<EventCounter, MetricDef> = {
   deduplicated: METRICS.jobsDeduplicated,
 };
 /**
- * Counters that start at their first increment instead of 0 (the series budget, docs/metrics.md): only queues
- * that use deduplication ever have one, and no alert reads its rate.
+ * Counters that start at their first increment instead of 0 (MetricDef.sparse: the series budget, docs/metrics.md):
+ * only queues that use deduplication ever have one, and no alert reads its rate.
  */
-const SPARSE_COUNTERS: ReadonlySet<EventCounter> = new Set(['deduplicated']);
+const SPARSE_COUNTERS: ReadonlySet<EventCounter> = new Set((Object.keys(COUNTERS) as EventCounter[]).filter((c) => COUNTERS[c].sparse));
 const HISTOGRAMS: Record<EventHistogram, MetricDef> = { wait: METRICS.jobWait, processing: METRICS.jobProcessing, e2e: METRICS.jobE2e };
 export const HISTOGRAM_KINDS = Object.keys(EVENT_HISTOGRAMS) as EventHistogram[];
 // Label names come from the definitions: a queue's set (rendered once per queue) and the optional job name the
@@ -46,12 +46,12 @@ export const HISTOGRAM_KINDS = Object.keys(EVENT_HISTOGRAMS) as EventHistogram[]
 // classic histogram the split was most of a queue's series.
 const QUEUE_LABELS = METRICS.exporterEventsRead.labels;
 type ReaderStats = QueueEventAccounting['stats']['reader'];
-const READER: ReadonlyArray<{ def: MetricDef; value: (r: ReaderStats) => number; sparse?: true }> = [
+const READER: ReadonlyArray<{ def: MetricDef; value: (r: ReaderStats) => number }> = [
   { def: METRICS.exporterEventsRead, value: (r) => r.read },
   { def: METRICS.exporterEventsLost, value: (r) => r.lost },
   // Zero in a healthy deployment, and no alert reads them: they appear with their first count.
-  { def: METRICS.exporterEventsUnmatched, value: (r) => r.unmatched, sparse: true },
-  { def: METRICS.exporterEventsEvicted, value: (r) => r.evicted, sparse: true },
+  { def: METRICS.exporterEventsUnmatched, value: (r) => r.unmatched },
+  { def: METRICS.exporterEventsEvicted, value: (r) => r.evicted },
   { def: METRICS.exporterEventsLag, value: (r) => r.lagSeconds },
 ];
 sameLabels([...READER.map((r) => r.def), METRICS.dlqAdded], QUEUE_LABELS);
@@ -102,7 +102,7 @@ function mergeInto(m: Merged, h: Pick<HistogramSeries, 'buckets' | 'count' | 'su
  * Event series every exported queue carries (docs/metrics.md, cardinality): its counters from 0 but the sparse
  * ones, bullmq_dlq_added_total (its own 0, or its dead-letter queue's adds) and the reader health but the sparse.
  */
-export const EVENT_SERIES_PER_QUEUE = Object.keys(COUNTERS).length - SPARSE_COUNTERS.size + 1 + READER.filter((r) => !r.sparse).length;
+export const EVENT_SERIES_PER_QUEUE = Object.keys(COUNTERS).length - SPARSE_COUNTERS.size + 1 + READER.filter((r) => !r.def.sparse).length;
 
 export class EventMetrics {
   private readonly leader;
@@ -186,9 +186,9 @@ export class EventMetrics {
         // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
         out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${q}} 0\n`);
       }
-      for (const { def, value, sparse } of READER) {
+      for (const { def, value } of READER) {
         const v = value(stats.reader);
-        if (!sparse || v > 0) out(def, `${def.name}{${q}} ${num(v)}\n`);
+        if (!def.sparse || v > 0) out(def, `${def.name}{${q}} ${num(v)}\n`);
       }
       // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
       if (source !== undefined || this.histograms === 'off') continue;

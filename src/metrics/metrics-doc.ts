@@ -47,6 +47,10 @@ export function renderMetricsDoc(defs: Record<string, MetricDef> = METRICS): str
     .map((d) => `| \`${d.name}\` | ${d.type} | ${d.labels.map((l) => `\`${l}\``).join(', ') || '–'} | ${escape(d.help)} | ${escape(d.source)} |`)
     .join('\n');
   const n = seriesPerQueue();
+  const sparse = Object.values(defs)
+    .filter((d) => d.sparse)
+    .map((d) => `\`${d.name}\``)
+    .join(', ');
   const EVENT_BUCKETS = EVENT_BUCKET_COUNT;
   const EXPOSED = EXPOSED_BUCKETS_SECONDS.length;
   const EXPOSED_LIST = EXPOSED_BUCKETS_SECONDS.join(', ');
@@ -103,8 +107,7 @@ counters say how many of each there were.
 | a dead-letter queue itself (no latency histograms: its jobs are parked, not run) | ${n.deadLetterQueue} | ${n.deadLetterQueue} | ${n.deadLetterQueue} |
 
 Series that are 0 for almost every queue and that no alert reads from 0 appear with their first non-zero value
-instead: \`bullmq_queue_paused\` (only while paused), \`bullmq_jobs_deduplicated_total\`,
-\`bullmq_exporter_events_unmatched_total\` and \`bullmq_exporter_events_evicted_total\` (not counted above).
+instead (not counted above): ${sparse}.
 test/series-budget.test.ts measures every column against a real sidecar's /metrics.
 
 A queue discovery no longer lists (deleted, obliterated) leaves /metrics at the next collection; its accounting

@@ -16,8 +16,6 @@ import { header, labelAfter, num, renderLabels, sameLabels } from './exposition-
 interface QueueGauge {
   def: MetricDef;
   value: (q: QueueState) => number | undefined;
-  /** Absent in the usual case (see its help): not in the series count of a queue. */
-  sparse?: true;
 }
 
 const bit = (b: boolean) => (b ? 1 : 0);
@@ -26,7 +24,7 @@ const parkedInDlq = (q: QueueState) => JOB_STATES.reduce((sum, st) => (st === 'c
 
 const QUEUE_GAUGES: QueueGauge[] = [
   // Only while paused: see its help (the series budget, docs/metrics.md).
-  { def: METRICS.queuePaused, value: (q) => (q.paused ? 1 : undefined), sparse: true },
+  { def: METRICS.queuePaused, value: (q) => (q.paused ? 1 : undefined) },
   { def: METRICS.queueOldestWaitingAge, value: (q) => q.oldestWaitingAgeSeconds },
   { def: METRICS.queueDelayedOverdue, value: (q) => q.delayedOverdue },
   { def: METRICS.queueOldestActiveAge, value: (q) => q.oldestActiveAgeSeconds },
@@ -149,7 +147,7 @@ async function renderQueueGauges(queues: readonly QueueState[], slicer: Slicer):
 
 /** The text of a collection without queues: every family's header and no series. */
 /** Series one queue's gauges cost (docs/metrics.md, cardinality), and what its dead-letter queue adds to it. */
-export const QUEUE_GAUGE_SERIES = JOB_STATES.length + QUEUE_GAUGES.filter((g) => !g.sparse).length;
+export const QUEUE_GAUGE_SERIES = JOB_STATES.length + QUEUE_GAUGES.filter((g) => !g.def.sparse).length;
 export const DLQ_GAUGE_SERIES = DLQ_GAUGES.length;
 
 const EMPTY_TEXT = header(METRICS.queueJobs) + [...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => header(g.def)).join('');
