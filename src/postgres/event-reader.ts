@@ -80,6 +80,8 @@ interface Row extends EventColumns {
   head: string;
   queue: string | null;
   max_len: string | null;
+  /** The queue's first row above its cursor, delivered or not (where trimming stopped). */
+  first_id: string | null;
 }
 
 /** The columns of an event row the lifecycle needs; `returnvalue`, `failedReason` and the rest stay in the database. */
@@ -120,12 +122,13 @@ WITH snap AS (
          (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head
 ),
 page AS (
-  SELECT q.ord, q.name AS queue, m.value AS max_len, ${EVENT_COLUMNS_SQL}
+  SELECT q.ord, q.name AS queue, m.value AS max_len, f.id::text AS first_id, ${EVENT_COLUMNS_SQL}
     FROM unnest($1::text[], $2::bigint[]) WITH ORDINALITY AS q(name, after, ord)
     LEFT JOIN ${s}.meta m ON m.queue = q.name AND m.field = 'opts.maxLenEvents'
+    LEFT JOIN LATERAL (SELECT ev.id FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after ORDER BY ev.id LIMIT 1) f ON true
     LEFT JOIN LATERAL (
       SELECT ev.id, ev.event, ev.data, ev.created_at_ms
-        FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after ORDER BY ev.id LIMIT $3) e ON true
+        FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after AND ev.id <> ALL($4::bigint[]) ORDER BY ev.id LIMIT $3) e ON true
 )
 SELECT snap.xmin, snap.xmax, snap.head, page.*
   FROM snap LEFT JOIN page ON true
@@ -194,7 +197,9 @@ export class PostgresEventReader {
       await client.query(
         `BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off`,
       );
-      rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize])).rows;
+      // The window's rows delivered already are not sent again (PostgreSQL hashes the list): a page holds only rows
+      // not delivered, so its last row still bounds what this poll proves.
+      rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize, [...this.delivered].map(String)])).rows;
       await client.query('COMMIT');
     } catch (err) {
       await client.query('ROLLBACK').catch(() => (broken = true));
@@ -215,10 +220,12 @@ export class PostgresEventReader {
     const readOf = new Map<string, number>();
     for (const r of rows) {
       if (r.queue === null) continue;
-      if (!maxLen.has(r.queue)) maxLen.set(r.queue, parseMaxLen(r.max_len));
+      if (!maxLen.has(r.queue)) {
+        maxLen.set(r.queue, parseMaxLen(r.max_len));
+        if (r.first_id !== null) firstRead.set(r.queue, BigInt(r.first_id));
+      }
       if (r.id === null) continue;
       const id = BigInt(r.id);
-      if (!firstRead.has(r.queue)) firstRead.set(r.queue, id);
       const n = (readOf.get(r.queue) ?? 0) + 1;
       readOf.set(r.queue, n);
       if (n === this.pageSize) lastOfFullQueue.set(r.queue, id);
