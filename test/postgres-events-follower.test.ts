@@ -261,6 +261,45 @@ describe('PostgreSQL event follower', () => {
     expect(changes.isFollowed(queueId(refs('woken')[0]!))).toBe(false);
   });
 
+  it('follows a queue with a hostile name and job names that hold the field separator', async () => {
+    const name = `we'ird "q" ü|$1 ;-- \\`;
+    const f = follower({ lifecycle: { jobNameLabel: true } });
+    f.setQueues(refs(name));
+    const q = bull.queue(name);
+    await q.add('a|b', {});
+    await q.add(`x'y"z`, {});
+    await f.start();
+    const w = bull.worker(name, async () => 'ok');
+    await expect.poll(async () => (await finished(name)).completed, POLL).toBe(2);
+    await w.close();
+    await caughtUp();
+    const acc = (await readBack()).find((a) => a.queue.name === name)!;
+    const completed = acc.stats.counters.filter((c) => c.counter === 'completed').map((c) => [c.jobName, c.value]);
+    expect(completed.sort()).toEqual([
+      ['a|b', 1],
+      [`x'y"z`, 1],
+    ]);
+    await f.close();
+  });
+
+  it('deletes the accounting of a queue gone longer than the retention, and only of such a queue', async () => {
+    const f = follower({ retentionMs: 0, maintenanceMs: 100 });
+    f.setQueues(refs('kept', 'dropped'));
+    for (const n of ['kept', 'dropped']) await bull.queue(n).add('job', {});
+    await f.start();
+    await caughtUp();
+    expect((await summary('dropped'))?.counters.added).toBe(1);
+    const ours = await pool.query<{ queue: string }>(`SELECT queue FROM ${OWN}.event_accounting WHERE source = $1`, [SCHEMA]);
+    const others = ours.rows.map((r) => r.queue).filter((q) => q !== 'kept' && q !== 'dropped');
+    f.setQueues(refs('kept', ...others));
+    await expect.poll(async () => (await summary('dropped'))?.counters.added, POLL).toBeUndefined();
+    expect((await summary('kept'))?.counters.added).toBe(1);
+    // Listed again, it is a new queue to the reader: read from its oldest retained row.
+    f.setQueues(refs('kept', 'dropped', ...others));
+    await expect.poll(async () => (await summary('dropped'))?.counters.added, POLL).toBe(1);
+    await f.close();
+  });
+
   it('counts a row whose writer commits after later ids were committed, once', async () => {
     const f = follower();
     f.setQueues(refs('late'));

@@ -148,8 +148,7 @@ export interface EventCommit {
 export async function commitEventState(pool: pg.Pool, ownSchema: string, commit: EventCommit, timeoutMs = 5_000): Promise<boolean> {
   const s = pg.escapeIdentifier(ownSchema);
   return inTransaction(pool, timeoutMs, async (c) => {
-    const fenced = await c.query(`UPDATE ${s}.event_lease SET fence = fence WHERE source = $1 AND fence = $2`, [commit.source, commit.fence.toString()]);
-    if (fenced.rowCount !== 1) return false;
+    if (!(await holdsFence(c, s, commit.source, commit.fence))) return false;
     const nowMs = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
     await c.query(
       `INSERT INTO ${s}.event_reader AS r (source, fence, watermark, delivered, queues, heartbeat_ms, committed_at)
@@ -184,6 +183,39 @@ export async function commitEventState(pool: pg.Pool, ownSchema: string, commit:
       );
     }
     return true;
+  });
+}
+
+/**
+ * Locks the lease row for this transaction if it still carries `fence`: a takeover (which updates that row) then waits
+ * for the transaction, or the transaction finds the new fence and must write nothing.
+ */
+async function holdsFence(c: pg.ClientBase, quotedOwnSchema: string, source: string, fence: bigint): Promise<boolean> {
+  const r = await c.query(`UPDATE ${quotedOwnSchema}.event_lease SET fence = fence WHERE source = $1 AND fence = $2`, [source, fence.toString()]);
+  return r.rowCount === 1;
+}
+
+/**
+ * Deletes, fenced, the accounting of queues of `source` not in `keep` and not committed for `retentionMs` (database
+ * clock): queues gone (obliterated, or no longer discovered) that long. The deleted queue names, or undefined when
+ * fenced out.
+ */
+export async function deleteGoneAccounting(
+  pool: pg.Pool,
+  ownSchema: string,
+  o: { source: string; fence: bigint; keep: readonly string[]; retentionMs: number },
+  timeoutMs = 5_000,
+): Promise<string[] | undefined> {
+  const s = pg.escapeIdentifier(ownSchema);
+  return inTransaction(pool, timeoutMs, async (c) => {
+    if (!(await holdsFence(c, s, o.source, o.fence))) return undefined;
+    const { rows } = await c.query<{ queue: string }>(
+      `DELETE FROM ${s}.event_accounting
+        WHERE source = $1 AND NOT (queue = ANY($2::text[])) AND updated_at < clock_timestamp() - $3 * interval '1 millisecond'
+        RETURNING queue`,
+      [o.source, o.keep, Math.max(0, Math.floor(o.retentionMs))],
+    );
+    return rows.map((r) => r.queue);
   });
 }
 

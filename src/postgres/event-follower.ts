@@ -15,6 +15,7 @@ import { QueueAccounting, SCRIPT_FIELDS } from '../events/accounting.js';
 import { LIFECYCLE_DEFAULTS, QueueLifecycle, type InFlightBudget, type LifecycleOptions, type StreamEntry } from '../events/lifecycle.js';
 import {
   commitEventState,
+  deleteGoneAccounting,
   ensureOwnSchema,
   inTransaction,
   loadAccounting,
@@ -59,6 +60,10 @@ export interface PostgresEventFollowerOptions {
   rebuildEntries?: number;
   /** Told which queues' rows moved (their state) and whose accounting was committed (change-driven collection). */
   changes?: QueueChanges;
+  /** The accounting of a queue no longer listed is deleted once it was not committed for this long. */
+  retentionMs?: number;
+  /** How often the leader looks for such queues. */
+  maintenanceMs?: number;
 }
 
 export const PG_EVENT_FOLLOWER_DEFAULTS = {
@@ -68,6 +73,8 @@ export const PG_EVENT_FOLLOWER_DEFAULTS = {
   statementTimeoutMs: 5_000,
   lagRefreshMs: 1_000,
   rebuildEntries: 1_000,
+  retentionMs: 7 * 86_400_000,
+  maintenanceMs: 60_000,
 };
 
 /** A fenced commit matched no lease row: another replica took over. */
@@ -92,6 +99,8 @@ interface Term {
   budget: InFlightBudget;
   /** Local clock of the last commit (the heartbeat is due lagRefreshMs after it). */
   committedAt: number;
+  /** Local clock of the next look for queues gone longer than the retention. */
+  nextMaintenance: number;
 }
 
 export class PostgresEventFollower implements EventFollower {
@@ -134,6 +143,8 @@ export class PostgresEventFollower implements EventFollower {
       statementTimeoutMs: o.statementTimeoutMs ?? d.statementTimeoutMs,
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
       rebuildEntries: o.rebuildEntries ?? d.rebuildEntries,
+      retentionMs: o.retentionMs ?? d.retentionMs,
+      maintenanceMs: o.maintenanceMs ?? d.maintenanceMs,
     };
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.lease = new PgLease({
@@ -202,6 +213,7 @@ export class PostgresEventFollower implements EventFollower {
         this.listen();
         const fence = this.lease.fence;
         if (this.term?.fence !== fence) this.term = await this.load(fence);
+        if (Date.now() >= this.term.nextMaintenance) await this.maintain(this.term);
         const again = await this.pass(this.term);
         this.failureLog.reset();
         if (!again) await this.sleep(this.opts.pollMs);
@@ -231,7 +243,14 @@ export class PostgresEventFollower implements EventFollower {
       statementTimeoutMs: this.opts.statementTimeoutMs,
       state,
     });
-    const term: Term = { fence, reader, queues: new Map(), budget: { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() }, committedAt: 0 };
+    const term: Term = {
+      fence,
+      reader,
+      queues: new Map(),
+      budget: { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() },
+      committedAt: 0,
+      nextMaintenance: 0,
+    };
     this.o.log.info({ schema: this.schema, fence: fence.toString(), watermark: (state?.watermark ?? 0n).toString() }, 'event follower resumes');
     return term;
   }
@@ -283,6 +302,26 @@ export class PostgresEventFollower implements EventFollower {
       out.set(r.queue, list);
     }
     return out;
+  }
+
+  /** Deletes the accounting of queues gone longer than the retention, fenced; the reader forgets them too. */
+  private async maintain(term: Term): Promise<void> {
+    term.nextMaintenance = Date.now() + this.opts.maintenanceMs;
+    const deleted = await deleteGoneAccounting(
+      this.pool,
+      this.ownSchema,
+      { source: this.schema, fence: term.fence, keep: this.wanted ?? [], retentionMs: this.opts.retentionMs },
+      this.opts.statementTimeoutMs,
+    );
+    if (deleted === undefined) throw new FencedOut();
+    this.checkTerm(term);
+    if (deleted.length === 0) return;
+    term.reader.forget(deleted);
+    this.o.changes?.mark(
+      deleted.map((n) => this.ref(n)),
+      ['accounting'],
+    );
+    this.o.log.info({ schema: this.schema, forgotten: deleted.length }, 'deleted event accounting of queues gone longer than the retention');
   }
 
   /** One poll, applied and committed. True when rows wait beyond what the poll could read (poll again at once). */

@@ -181,6 +181,14 @@ export class PostgresEventReader {
     for (const q of queues) if (this.cursors.get(q) === null) this.cursors.set(q, this.watermark);
   }
 
+  /** Forgets queues entirely (their accounting was deleted): listed again, each is read from its oldest retained row. */
+  forget(queues: Iterable<string>): void {
+    for (const q of queues) {
+      this.cursors.delete(q);
+      this.lossReported.delete(q);
+    }
+  }
+
   /** One read of the given queues: the events not delivered before, in id order per queue. */
   async poll(queues: string[]): Promise<PollResult> {
     const before = this.watermark;
