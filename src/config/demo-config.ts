@@ -1,9 +1,15 @@
 // `queuelens demo`'s options.
-import { logLevelOption, redisUrlOption } from './common.js';
+import { backendOption, databaseUrlOption, logLevelOption, redisUrlOption } from './common.js';
 import { option, parse } from './options.js';
 
 export const demoOptions = [
   redisUrlOption,
+  backendOption,
+  {
+    ...databaseUrlOption,
+    description:
+      'with --backend postgres: the PostgreSQL the demo uses (schemas queuelens_demo and queuelens_demo_sidecar); unset or not answering = a private server (initdb) removed on exit',
+  },
   option({
     name: 'port',
     env: 'QUEUELENS_PORT',
@@ -33,7 +39,7 @@ export const demoOptions = [
     name: 'keep',
     env: 'QUEUELENS_DEMO_KEEP',
     description:
-      "keep the demo's Redis keys (prefixes queuelens-demo and queuelens-demo-sidecar) on exit, for a look afterwards; the next demo start removes them",
+      "keep the demo's Redis keys (prefixes queuelens-demo and queuelens-demo-sidecar), or its PostgreSQL schemas, on exit, for a look afterwards; the next demo start removes them",
     parse: parse.boolean,
   }),
   // Quiet by default: the demo's dead letters are planned, and the printed URLs should stay readable.

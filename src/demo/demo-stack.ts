@@ -9,6 +9,7 @@ import { resolveSidecarConfig } from '../config/sidecar-config.js';
 import { resolveWorkerConfig } from '../config/worker-config.js';
 import { resolveLoadgenConfig } from '../config/loadgen-config.js';
 import { scenarioFor } from '../loadgen/loadgen-scenarios.js';
+import { preparePostgres } from '../jobs/postgres-store.js';
 import { Producer } from '../jobs/producer.js';
 import { runLoadgen } from '../loadgen/run-loadgen.js';
 import { QUEUE_NAMES } from '../jobs/schemas.js';
@@ -19,6 +20,7 @@ import { startWorkers } from '../workers/start-workers.js';
 import { startDemoPeers } from './demo-peers.js';
 import { startDemoPrometheus, type DemoPrometheus } from './demo-prometheus.js';
 import { demoTempDir } from './demo-tmp.js';
+import { DEMO_PG_OWN_SCHEMA, DEMO_PG_SCHEMA } from './postgres-demo-namespace.js';
 
 /** The load mix of the demo; docker-compose.yml's loadgen runs the same (test/compose-failures.test.ts). */
 export const DEMO_SCENARIO = 'demo';
@@ -27,6 +29,8 @@ export const DEMO_WORKER_TIMINGS = { lockDuration: '10', stalledInterval: '5' };
 
 export interface DemoStackOptions {
   redisUrl: string;
+  /** BullMQ on PostgreSQL: the demo's queues in the schema queuelens_demo of this database (the Redis URL is unused). */
+  databaseUrl?: string;
   /** BullMQ prefix of the demo's queues, and where queuelens keeps its own state (`queuelens demo`: its own pair). */
   prefix?: string;
   ownPrefix?: string;
@@ -61,9 +65,15 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     steps.push(() => peers.close());
 
     const adminToken = randomBytes(18).toString('base64url');
+    // On PostgreSQL every part names the same database and the demo's two schemas; the workers create BullMQ's.
+    const store = o.databaseUrl
+      ? { backend: 'postgres', databaseUrl: o.databaseUrl, pgSchema: DEMO_PG_SCHEMA, pgOwnSchema: DEMO_PG_OWN_SCHEMA }
+      : { redisUrl: o.redisUrl };
+    const postgres = o.databaseUrl ? { databaseUrl: o.databaseUrl, schema: DEMO_PG_SCHEMA, ownSchema: DEMO_PG_OWN_SCHEMA, migrate: true } : undefined;
+    if (postgres) await preparePostgres(postgres);
     const sidecar = await createSidecar(
       resolveSidecarConfig({
-        redisUrl: o.redisUrl,
+        ...store,
         prefixes: o.prefix,
         ownPrefix: o.ownPrefix,
         host: o.host,
@@ -87,7 +97,7 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     steps.push(async () => rmSync(exportDir, { recursive: true, force: true }));
     const workers = await startWorkers(
       resolveWorkerConfig({
-        redisUrl: o.redisUrl,
+        ...store,
         prefix: o.prefix,
         ownPrefix: o.ownPrefix,
         smtpUrl: peers.smtpUrl,
@@ -114,13 +124,13 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
     if (prometheus) steps.splice(1, 0, () => prometheus.close()); // stopped after the sidecar it scrapes
 
     const loadgenCfg = resolveLoadgenConfig({
-      redisUrl: o.redisUrl,
+      ...store,
       prefix: o.prefix,
       webhookTarget: peers.webhookUrl,
       scenario: DEMO_SCENARIO,
       logLevel: o.logLevel,
     });
-    const producer = new Producer({ redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
+    const producer = new Producer(postgres ? { postgres } : { redisUrl: o.redisUrl, prefix: loadgenCfg.prefix });
     const abort = new AbortController();
     const loadgen = runLoadgen({
       producer,
@@ -128,6 +138,7 @@ export async function startDemoStack(o: DemoStackOptions): Promise<DemoStack> {
       rate: o.rate,
       durationSeconds: 7 * 86_400,
       log: o.log,
+      postgres,
       redisUrl: o.redisUrl,
       prefix: loadgenCfg.prefix,
       signal: abort.signal,

@@ -5,13 +5,13 @@
 // (test/helpers/postgres-server.ts) starts its servers with the same pieces.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chownSync, closeSync, existsSync, openSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { safeUrl } from '../log/redact.js';
 import { watchChild } from '../util/watch-child.js';
 import { demoTempDir } from './demo-tmp.js';
+import { freeLoopbackPort } from './local-redis.js';
 
 export class NoPostgresError extends Error {}
 
@@ -92,17 +92,6 @@ export async function pingPostgres(url: string, timeoutMs = 1500): Promise<boole
   } finally {
     await client.end().catch(() => undefined);
   }
-}
-
-async function freeLoopbackPort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const a = srv.address();
-      srv.close(() => resolve(typeof a === 'object' && a ? a.port : 0));
-    });
-  });
 }
 
 export async function ensurePostgres(url: string | undefined, log: Logger): Promise<LocalPostgres> {

@@ -38,7 +38,8 @@ export async function pingRedis(url: string, timeoutMs = 1500): Promise<boolean>
   }
 }
 
-async function freeLoopbackPort(): Promise<number> {
+/** A free TCP port on 127.0.0.1 (the private servers of the demo listen there). */
+export async function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const srv = createServer();
     srv.on('error', reject);

@@ -14,6 +14,8 @@ import { installShutdown } from '../../shutdown/shutdown.js';
 import { createLogger } from '../../log/logger.js';
 import { safeUrl } from '../../log/redact.js';
 import { ensureRedis, NoRedisError } from '../../demo/local-redis.js';
+import { ensurePostgres, NoPostgresError } from '../../demo/local-postgres.js';
+import { claimPostgresDemoNamespace, DEMO_PG_OWN_SCHEMA, DEMO_PG_SCHEMA } from '../../demo/postgres-demo-namespace.js';
 
 export function registerDemo(program: Command): void {
   const cmd = program
@@ -28,11 +30,13 @@ export function registerDemo(program: Command): void {
     process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection (bug): please report it'));
     // What an earlier demo killed before it could clean up left in the temp directory.
     const staleDirs = removeStaleDemoDirs();
+    const onPostgres = cfg.backend === 'postgres';
     let redis;
     try {
-      redis = await ensureRedis(cfg.redisUrl, log);
+      // On PostgreSQL, `redis` is the database: the one at DATABASE_URL, else a private server.
+      redis = onPostgres ? await ensurePostgres(cfg.databaseUrl, log) : await ensureRedis(cfg.redisUrl, log);
     } catch (err) {
-      if (err instanceof NoRedisError) {
+      if (err instanceof NoRedisError || err instanceof NoPostgresError) {
         process.stderr.write(`queuelens demo: ${err.message}\n`);
         process.exit(1);
       }
@@ -41,10 +45,10 @@ export function registerDemo(program: Command): void {
     // The demo's own corner of this Redis: a developer's queues named email/webhook/export under `bull` stay untouched.
     let ns: DemoNamespace;
     try {
-      ns = await claimDemoNamespace(redis.url);
+      ns = onPostgres ? await claimPostgresDemoNamespace(redis.url) : await claimDemoNamespace(redis.url);
     } catch (err) {
       process.stderr.write(
-        `queuelens demo: ${err instanceof DemoBusyError ? err.message : `cannot use the Redis at ${safeUrl(redis.url)} (${(err as Error).message})`}\n`,
+        `queuelens demo: ${err instanceof DemoBusyError ? err.message : `cannot use the ${onPostgres ? 'PostgreSQL' : 'Redis'} at ${safeUrl(redis.url)} (${(err as Error).message})`}\n`,
       );
       await redis.close();
       process.exit(1);
@@ -53,6 +57,7 @@ export function registerDemo(program: Command): void {
     try {
       stack = await startDemoStack({
         redisUrl: redis.url,
+        databaseUrl: onPostgres ? redis.url : undefined,
         prefix: DEMO_PREFIX,
         ownPrefix: DEMO_OWN_PREFIX,
         host: cfg.host,
@@ -72,12 +77,16 @@ export function registerDemo(program: Command): void {
     const base = stack.sidecarUrl;
     // The copy-paste commands name the Redis in use whichever it is: without it they would talk to REDIS_URL or the
     // default, not to this demo. Credentials are never printed: masked, with a note to pass them in REDIS_URL.
-    const shownUrl = safeUrl(redis.url);
+    // A private server's URL holds no secret (its superuser has no password): shown as is, so the commands work.
+    const shownUrl = redis.private ? redis.url : safeUrl(redis.url);
     const masked = shownUrl !== redis.url;
-    const redisArg = ` --redis-url ${shellWord(shownUrl)}`;
+    const redisArg = onPostgres
+      ? ` --backend postgres --database-url ${shellWord(shownUrl)} --pg-schema ${DEMO_PG_SCHEMA} --pg-own-schema ${DEMO_PG_OWN_SCHEMA}`
+      : ` --redis-url ${shellWord(shownUrl)}`;
+    const mine = onPostgres ? `its schemas ${DEMO_PG_SCHEMA} and ${DEMO_PG_OWN_SCHEMA}` : `keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*`;
     const where = redis.private
       ? '(private, removed on exit)'
-      : `(yours: the demo writes only keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*, ${cfg.keep ? 'kept on exit (--keep)' : 'removed on exit (--keep keeps them)'})`;
+      : `(yours: the demo writes only ${mine}, ${cfg.keep ? 'kept on exit (--keep)' : 'removed on exit (--keep keeps them)'})`;
     process.stdout.write(
       [
         '',
@@ -86,21 +95,29 @@ export function registerDemo(program: Command): void {
         `  metrics       ${base}/metrics`,
         `  health        ${base}/health`,
         `  JSON API      ${base}/api/queues`,
-        `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: log in in the browser, or send "Authorization: Bearer <token>")`,
+        onPostgres
+          ? '  Bull Board    not on PostgreSQL (the admin routes need Redis)'
+          : `  Bull Board    ${base}/admin/queues   (admin token ${stack.adminToken}: log in in the browser, or send "Authorization: Bearer <token>")`,
         stack.prometheus
           ? `  Prometheus    ${stack.prometheus.alertsUrl}   (${stack.prometheus.ruleFiles.length} rule file(s) from alerts/)`
           : cfg.prometheusPort === 0
             ? '  Prometheus    off (--prometheus-port 0)'
             : `  Prometheus    not started: \`prometheus\` is not on PATH (apt-get install -y prometheus) or port ${cfg.prometheusPort} is taken (--prometheus-port)`,
-        `  Redis         ${safeUrl(redis.url)} ${where}`,
-        ...(ns.staleRemoved > 0 ? [`                removed ${ns.staleRemoved} key(s) an earlier demo run left behind`] : []),
+        `  ${onPostgres ? 'PostgreSQL' : 'Redis     '}    ${shownUrl} ${where}`,
+        ...(ns.staleRemoved > 0 ? [`                removed ${ns.staleRemoved} ${onPostgres ? 'schema(s)' : 'key(s)'} an earlier demo run left behind`] : []),
         ...(staleDirs > 0 ? [`  Temp files    removed ${staleDirs} directory(ies) an earlier demo run left behind in ${tmpdir()}`] : []),
         `  SMTP sink     ${stack.smtpUrl}   webhook receiver ${stack.webhookUrl}`,
         '',
         `  in a terminal:      npx queuelens top --url ${base}`,
-        `  dead letters:       npx queuelens dlq list webhook --prefix ${DEMO_PREFIX} --own-prefix ${DEMO_OWN_PREFIX}${redisArg}`,
-        `  make alerts fire:   npx queuelens loadgen --prefix ${DEMO_PREFIX}${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
-        ...(masked ? ['  (the Redis URL is shown masked: set REDIS_URL to the real one, credentials included, and leave out --redis-url)'] : []),
+        `  dead letters:       npx queuelens dlq list webhook${onPostgres ? '' : ` --prefix ${DEMO_PREFIX} --own-prefix ${DEMO_OWN_PREFIX}`}${redisArg}`,
+        `  make alerts fire:   npx queuelens loadgen${onPostgres ? '' : ` --prefix ${DEMO_PREFIX}`}${redisArg} --webhook-target ${stack.webhookUrl} --scenario <${SCENARIOS.filter((s) => s !== 'mixed' && s !== 'demo').join('|')}>`,
+        ...(masked
+          ? [
+              onPostgres
+                ? '  (the database URL is shown masked: set DATABASE_URL to the real one, credentials included, and leave out --database-url)'
+                : '  (the Redis URL is shown masked: set REDIS_URL to the real one, credentials included, and leave out --redis-url)',
+            ]
+          : []),
         '  Ctrl-C to stop',
         '',
       ].join('\n'),
@@ -113,14 +130,18 @@ export function registerDemo(program: Command): void {
           run: async () => {
             if (cfg.keep && !redis.private) {
               await ns.release();
-              process.stdout.write(`queuelens demo: kept its keys in ${safeUrl(redis.url)} under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*\n`);
+              process.stdout.write(
+                onPostgres
+                  ? `queuelens demo: kept ${mine} in ${safeUrl(redis.url)}\n`
+                  : `queuelens demo: kept its keys in ${safeUrl(redis.url)} under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*\n`,
+              );
             } else {
               const n = await ns.removeKeys();
-              if (!redis.private) process.stdout.write(`queuelens demo: removed its ${n} key(s) from ${safeUrl(redis.url)}\n`);
+              if (!redis.private) process.stdout.write(`queuelens demo: removed its ${n} ${onPostgres ? 'schema(s)' : 'key(s)'} from ${safeUrl(redis.url)}\n`);
             }
           },
         },
-        { name: 'redis', run: () => redis.close() },
+        { name: onPostgres ? 'postgres' : 'redis', run: () => redis.close() },
       ],
       { log, timeoutMs: 20_000, watchParent: true },
     );
