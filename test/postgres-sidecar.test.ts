@@ -63,22 +63,7 @@ describe('sidecar --backend postgres', () => {
 
   it('exports every gauge per state as BullMQ and the jobs themselves say, with the schema as the prefix', async () => {
     // Waiting, prioritized, delayed (two not due, one overdue: no worker fetches on this queue), a flow parent.
-    const q = bull.queue('mixed');
-    const plain: Job[] = [];
-    for (let i = 0; i < 3; i++) plain.push(await q.add('plain', { i }));
-    await q.add('prio', {}, { priority: 1 });
-    await q.add('prio', {}, { priority: 7 });
-    await q.add('later', {}, { delay: 3_600_000 });
-    await q.add('later', {}, { delay: 3_600_000 });
-    await q.add('due', {}, { delay: 1 });
-    await bull.flow().add({
-      name: 'parent',
-      queueName: 'mixed',
-      children: [
-        { name: 'child', queueName: 'mixed', data: {} },
-        { name: 'child', queueName: 'mixed', data: {} },
-      ],
-    });
+    const { plain } = await bull.addMixedJobs('mixed');
     // Paused with a backlog; a dead-letter queue beside its source.
     const held = bull.queue('held');
     await held.add('a', {});
@@ -264,6 +249,15 @@ describe('sidecar --backend postgres', () => {
     } finally {
       await other.close();
     }
+  });
+
+  it('says the admin surface is off on PostgreSQL instead of serving it half', async () => {
+    const logs: string[] = [];
+    const s = await sidecar({ adminToken: 'a-token-of-sixteen+', logLevel: 'warn' }, logs);
+    expect(logs.join('')).toMatch(/--admin-token is set, but the admin surface .* needs --backend redis/);
+    expect(logs.join('')).not.toContain('a-token-of-sixteen+');
+    const res = await s.app.inject({ url: '/admin/queues', headers: { authorization: 'Bearer a-token-of-sixteen+' } });
+    expect(res.statusCode).toBe(404);
   });
 
   it('runs as `queuelens sidecar --backend postgres` with DATABASE_URL and PGPASSWORD; `top --backend postgres` shows the same queues', async () => {

@@ -40,22 +40,8 @@ describe('PostgreSQL snapshot', () => {
 
   it('counts each state like BullMQ getJobCounts(), with overdue delayed and the head job age', async () => {
     const q = bull.queue('mixed');
-    const plain: Job[] = [];
-    for (let i = 0; i < 3; i++) plain.push(await q.add('plain', { i }));
-    await q.add('prio', {}, { priority: 1 });
-    await q.add('prio', {}, { priority: 7 });
-    await q.add('later', {}, { delay: 3_600_000 });
-    await q.add('later', {}, { delay: 3_600_000 });
     // Due almost at once, but no worker fetches on this queue, so it stays delayed: overdue.
-    const due = await q.add('due', {}, { delay: 1 });
-    await bull.flow().add({
-      name: 'parent',
-      queueName: 'mixed',
-      children: [
-        { name: 'child', queueName: 'mixed', data: {} },
-        { name: 'child', queueName: 'mixed', data: {} },
-      ],
-    });
+    const { plain, due } = await bull.addMixedJobs('mixed');
 
     await expect.poll(async () => (await stateOf('mixed')).delayedOverdue, POLL).toBe(1);
     const before = Date.now();

@@ -40,6 +40,8 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
 
 /** BullMQ on PostgreSQL: --database-url (resolveSidecarConfig made sure there is one), BullMQ's schema as the prefix. */
 function createPostgresBackend(config: SidecarConfig, log: Logger): PostgresBackend {
+  // Bull Board and the dead-letter routes work on a Redis connection: on PostgreSQL the admin surface stays off.
+  if (config.adminToken) log.warn('--admin-token is set, but the admin surface (Bull Board, dead-letter routes) needs --backend redis; it is off');
   return new PostgresBackend({
     databaseUrl: config.databaseUrl!,
     schema: config.pgSchema,

@@ -1,5 +1,5 @@
 // Real BullMQ producers and workers on the PostgreSQL backend, closed together at the end.
-import { FlowProducer, Queue, Worker, createPostgresBackend, type Processor, type QueueOptions, type WorkerOptions } from 'bullmq';
+import { FlowProducer, Queue, Worker, createPostgresBackend, type Job, type Processor, type QueueOptions, type WorkerOptions } from 'bullmq';
 import type { TestPostgres } from './postgres-server.js';
 
 type PgConnection = { connectionString: string; schema?: string; migrate?: boolean; max?: number };
@@ -42,6 +42,31 @@ export class PostgresBullFixtures {
     const f = new FlowProducer({ connection: this.connection }, createPostgresBackend);
     this.closers.push(() => f.close());
     return f as unknown as FlowProducer;
+  }
+
+  /**
+   * Every waiting-side state in one queue, none run (no worker): 3 plain jobs and the 2 children of a flow waiting,
+   * 2 prioritized, 3 delayed of which one is due at once (overdue while no worker fetches), the flow's parent waiting
+   * for its children. Returns the plain jobs (the first is the head) and the due one.
+   */
+  async addMixedJobs(name: string): Promise<{ plain: Job[]; due: Job }> {
+    const q = this.queue(name);
+    const plain: Job[] = [];
+    for (let i = 0; i < 3; i++) plain.push(await q.add('plain', { i }));
+    await q.add('prio', {}, { priority: 1 });
+    await q.add('prio', {}, { priority: 7 });
+    await q.add('later', {}, { delay: 3_600_000 });
+    await q.add('later', {}, { delay: 3_600_000 });
+    const due = await q.add('due', {}, { delay: 1 });
+    await this.flow().add({
+      name: 'parent',
+      queueName: name,
+      children: [
+        { name: 'child', queueName: name, data: {} },
+        { name: 'child', queueName: name, data: {} },
+      ],
+    });
+    return { plain, due };
   }
 
   async close(): Promise<void> {

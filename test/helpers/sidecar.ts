@@ -10,23 +10,16 @@ import type { RedisClient } from '../../src/redis/connection.js';
 import { createSidecar, type Sidecar } from '../../src/sidecar/create-sidecar.js';
 import { parsePromText, type Series } from './prom-text.js';
 
+/** Long intervals (tests drive collections with refresh()), no logs. */
+const BASE = { port: '9487', host: '127.0.0.1', collectInterval: '60', discoveryInterval: '60', maxQueues: '5000', logLevel: 'silent' };
+
 /** `logTo`: collects the sidecar's log lines (raw JSON chunks) for tests that assert on what it logs. */
 export async function testSidecar(
   redisUrl: string,
   raw: Record<string, unknown> = {},
   logTo?: string[],
 ): Promise<Sidecar & { config: SidecarConfig; redis: RedisClient; discovery: QueueDiscovery; scrape(): Promise<Series> }> {
-  const config = resolveSidecarConfig({
-    redisUrl,
-    port: '9487',
-    host: '127.0.0.1',
-    prefixes: 'bull',
-    collectInterval: '60',
-    discoveryInterval: '60',
-    maxQueues: '5000',
-    logLevel: 'silent',
-    ...raw,
-  });
+  const config = resolveSidecarConfig({ ...BASE, redisUrl, prefixes: 'bull', ...raw });
   const log = testLogger(config, logTo);
   // The sidecar composes any backend; these tests also reach into the Redis one (its connection, its discovery).
   const backend = createBackend(config, log);
@@ -46,17 +39,7 @@ export async function testPostgresSidecar(
   raw: Record<string, unknown> = {},
   logTo?: string[],
 ): Promise<Sidecar & { config: SidecarConfig; backend: PostgresBackend; scrape(): Promise<Series> }> {
-  const config = resolveSidecarConfig({
-    backend: 'postgres',
-    databaseUrl,
-    port: '9487',
-    host: '127.0.0.1',
-    collectInterval: '60',
-    discoveryInterval: '60',
-    maxQueues: '5000',
-    logLevel: 'silent',
-    ...raw,
-  });
+  const config = resolveSidecarConfig({ ...BASE, backend: 'postgres', databaseUrl, ...raw });
   const log = testLogger(config, logTo);
   const backend = createBackend(config, log);
   if (!(backend instanceof PostgresBackend)) throw new Error(`testPostgresSidecar drives a PostgreSQL sidecar, not ${backend.kind}`);
