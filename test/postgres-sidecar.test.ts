@@ -139,7 +139,8 @@ describe('sidecar --backend postgres', () => {
     ]);
     expect([jobs(m, 'work', 'completed'), jobs(m, 'work', 'failed'), jobs(m, 'work', 'active')]).toEqual([3, 2, 1]);
     expect(gauge(m, 'bullmq_queue_paused', 'held')).toBe(1);
-    expect(gauge(m, 'bullmq_queue_paused', 'mixed')).toBe(0);
+    // Sparse: a queue that is not paused has no paused series (or 0).
+    expect(gauge(m, 'bullmq_queue_paused', 'mixed') ?? 0).toBe(0);
     expect(jobs(m, 'held', 'waiting')).toBe(1);
     expect(gauge(m, 'bullmq_queue_workers', 'work')).toBe(2);
     expect(gauge(m, 'bullmq_queue_workers', 'mixed')).toBe(0);
@@ -221,10 +222,10 @@ describe('sidecar --backend postgres', () => {
       const s = await sidecar({ pgSchema: 'jobs_b', maxQueues: '3', pgOwnSchema: 'ql_b' });
       await s.refresh();
       let m = await s.scrape();
-      expect(seriesOf(m, 'bullmq_queue_paused')).toEqual([
-        seriesKey('bullmq_queue_paused', { prefix: 'jobs_b', queue: 'b1' }),
-        seriesKey('bullmq_queue_paused', { prefix: 'jobs_b', queue: 'b2' }),
-        seriesKey('bullmq_queue_paused', { prefix: 'jobs_b', queue: 'b3' }),
+      expect(seriesOf(m, 'bullmq_queue_oldest_waiting_age_seconds')).toEqual([
+        seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b1' }),
+        seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b2' }),
+        seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b3' }),
       ]);
       expect(m.get(seriesKey('bullmq_exporter_queues_dropped', { reason: 'max_queues' }))).toBe(1);
       expect(m.get(seriesKey('bullmq_exporter_queues', { prefix: 'jobs_b' }))).toBe(3);
