@@ -54,6 +54,7 @@ function createPostgresBackend(config: SidecarConfig, log: Logger): PostgresBack
     events: config.events
       ? {
           leaseMs: config.eventsLease * 1000,
+          retentionMs: config.eventsRetention * 1000,
           lifecycle: { jobNameLabel: config.jobNameLabel, maxJobNames: config.maxJobNames, maxInFlight: config.eventsMaxInFlight },
         }
       : undefined,

@@ -27,7 +27,7 @@ export interface PostgresBackendOptions {
   maxQueues: number;
   log: Logger;
   /** Run the event follower (leader-elected by a fenced lease in the own schema); absent: events off, or read-only (`top`). */
-  events?: { leaseMs: number; lifecycle: Partial<LifecycleOptions> };
+  events?: { leaseMs: number; retentionMs?: number; lifecycle: Partial<LifecycleOptions> };
 }
 
 /**
@@ -72,6 +72,7 @@ export class PostgresBackend implements SidecarBackend {
           ownSchema: o.ownSchema,
           log,
           leaseMs: o.events.leaseMs,
+          retentionMs: o.events.retentionMs,
           lifecycle: o.events.lifecycle,
           statementTimeoutMs: o.statementTimeoutMs,
         })
