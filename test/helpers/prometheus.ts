@@ -203,6 +203,16 @@ export interface PrometheusOptions {
   evaluationInterval?: string;
   /** Base config; default: the repo's prometheus.yml. */
   configFile?: string;
+  /** More command-line flags, e.g. --enable-feature=native-histograms. */
+  extraArgs?: string[];
+}
+
+/** A native histogram sample as the query API renders it. */
+export interface NativeHistogramSample {
+  count: string;
+  sum: string;
+  /** [boundary rule, lower, upper, count] per populated bucket. */
+  buckets?: Array<[number, string, string, string]>;
 }
 
 export interface InstantSample {
@@ -214,6 +224,8 @@ export interface RunningPrometheus {
   url: string;
   /** Instant query; throws with Prometheus' error text on a bad query. */
   query(expr: string): Promise<InstantSample[]>;
+  /** Instant query, the result as the API returns it (a native histogram sample has `histogram`, not `value`). */
+  queryRaw(expr: string): Promise<Array<{ metric: Record<string, string>; value?: [number, string]; histogram?: [number, NativeHistogramSample] }>>;
   /** Alerts as the rule manager sees them (pending and firing). */
   alerts(): Promise<Array<{ labels: Record<string, string>; state: string; value: string }>>;
   stop(): Promise<void>;
@@ -250,6 +262,7 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<RunningP
     `--web.listen-address=127.0.0.1:${port}`,
     // Send firing alerts again every second instead of every minute, so resolutions and retries show quickly.
     '--rules.alert.resend-delay=1s',
+    ...(opts.extraArgs ?? []),
   ]);
   const api = async <T>(path: string): Promise<T> => {
     const r = await fetch(`${url}${path}`);
@@ -263,6 +276,10 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<RunningP
     async query(expr) {
       const data = await api<{ result: Array<{ metric: Record<string, string>; value: [number, string] }> }>(`/api/v1/query?query=${encodeURIComponent(expr)}`);
       return data.result.map((s) => ({ metric: s.metric, value: Number(s.value[1]) }));
+    },
+    async queryRaw(expr) {
+      type Raw = Array<{ metric: Record<string, string>; value?: [number, string]; histogram?: [number, NativeHistogramSample] }>;
+      return (await api<{ result: Raw }>(`/api/v1/query?query=${encodeURIComponent(expr)}`)).result;
     },
     async alerts() {
       return (await api<{ alerts: Array<{ labels: Record<string, string>; state: string; value: string }> }>('/api/v1/alerts')).alerts;
