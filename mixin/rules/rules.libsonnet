@@ -73,24 +73,29 @@ function(config)
   local severity(name) =
     assert std.objectHas(c.severities, name) : 'settings.severities has no entry for ' + name;
     c.severities[name];
-  local alert(name, expr, forDuration, summary, description, perQueue=true, sev=null, labels={}) = {
-    alert: name,
-    expr: expr,
-    labels: { severity: if sev == null then severity(name) else sev } + labels,
-    annotations: { summary: summary, description: description } + links(name, perQueue),
-  } + (if p.durationSeconds(forDuration) > 0 then { 'for': forDuration } else {});
+  // One alert from its description, by name: name, expr, for, summary, description; perQueue (default true: the
+  // dashboard link opens the queue), severity (default: settings.severities[name]), labels (added to severity).
+  local alert(a) =
+    local d = { perQueue: true, severity: null, labels: {} } + a;
+    {
+      alert: d.name,
+      expr: d.expr,
+      labels: { severity: if d.severity == null then severity(d.name) else d.severity } + d.labels,
+      annotations: { summary: d.summary, description: d.description } + links(d.name, d.perQueue),
+    } + (if p.durationSeconds(d['for']) > 0 then { 'for': d['for'] } else {});
 
   local job = 'job=%s' % p.str(c.exporterJob);
   local sel(name, matchers) = p.sel(name, matchers);
 
-  // Each per-queue alert: its settings key, the counter rates it reads per window, and its text.
+  // Each per-queue alert: its settings key, the counter rates it reads per window, and build(): its expr, summary and
+  // description by name (alert() takes every alert as such an object, never by position).
   local queueAlertDefs = [
     {
       name: 'BullMQNoWorkers',
       key: 'noWorkers',
       needs(t):: [['bullmq_jobs_finished', t.window]],
-      build(m, t):: [
-        lines([
+      build(m, t):: {
+        expr: lines([
           '(',
           '  ' + p.runnableJobs(m),
           '  + ' + p.queueGauge('bullmq_queue_delayed_overdue_jobs', m),
@@ -108,23 +113,23 @@ function(config)
           'unless on (%s)' % K,
           p.queueGauge('bullmq_queue_paused', m) + ' == 1',
         ]),
-        'No worker consumes queue ' + Q,
-        '{{ $value }} jobs of queue %s are ready to run (waiting, prioritized or overdue delayed), and no worker is connected or none finished a job in the last %s.' % [Q, t.window],
-      ],
+        summary: 'No worker consumes queue ' + Q,
+        description: '{{ $value }} jobs of queue %s are ready to run (waiting, prioritized or overdue delayed), and no worker is connected or none finished a job in the last %s.' % [Q, t.window],
+      },
     },
     {
       name: 'BullMQOldestJobTooOld',
       key: 'oldestJob',
       needs(t):: [],
-      build(m, t):: [
-        lines([
+      build(m, t):: {
+        expr: lines([
           '%s > %s' % [p.queueGauge('bullmq_queue_oldest_waiting_age_seconds', m), p.num(t.maxAgeSeconds)],
           'unless on (%s)' % K,
           p.queueGauge('bullmq_queue_paused', m) + ' == 1',
         ]),
-        'Jobs of queue %s wait too long' % Q,
-        'The next job of queue %s has been ready to run for {{ $value | humanizeDuration }} (threshold %s).' % [Q, p.humanSeconds(t.maxAgeSeconds)],
-      ],
+        summary: 'Jobs of queue %s wait too long' % Q,
+        description: 'The next job of queue %s has been ready to run for {{ $value | humanizeDuration }} (threshold %s).' % [Q, p.humanSeconds(t.maxAgeSeconds)],
+      },
     },
     {
       name: 'BullMQBacklogGrowing',
@@ -133,8 +138,8 @@ function(config)
       build(m, t)::
         local added = sel(rateRecord('bullmq_jobs_added', t.window), m);
         local finished = sel(rateRecord('bullmq_jobs_finished', t.window), m);
-        [
-          lines([
+        {
+          expr: lines([
             '(',
             '  ' + added,
             '  - (%s or %s * 0)' % [finished, added],
@@ -142,9 +147,9 @@ function(config)
             'and on (%s)' % K,
             '%s > %s' % [p.runnableJobs(m), p.num(t.minJobs)],
           ]),
-          'Backlog of queue %s keeps growing' % Q,
-          'Queue %s takes in {{ $value | humanize }} more jobs per minute than it finishes (over %s), with more than %s jobs waiting.' % [Q, t.window, p.num(t.minJobs)],
-        ],
+          summary: 'Backlog of queue %s keeps growing' % Q,
+          description: 'Queue %s takes in {{ $value | humanize }} more jobs per minute than it finishes (over %s), with more than %s jobs waiting.' % [Q, t.window, p.num(t.minJobs)],
+        },
     },
     {
       name: 'BullMQHighFailureRate',
@@ -153,75 +158,75 @@ function(config)
       build(m, t)::
         local failed = sel(rateRecord('bullmq_jobs_failed', t.window), m);
         local finished = sel(rateRecord('bullmq_jobs_finished', t.window), m);
-        [
-          lines([
+        {
+          expr: lines([
             '%s / %s > %s' % [failed, finished, p.num(t.maxRatio)],
             'and on (%s)' % K,
             '%s * %s >= %s' % [finished, p.num(p.durationSeconds(t.window)), p.num(t.minFinished)],
           ]),
-          'Many jobs of queue %s fail' % Q,
-          '{{ $value | humanizePercentage }} of the jobs of queue %s that finished in the last %s failed for good (threshold %s, counted once at least %s jobs finished).' % [Q, t.window, p.percent(t.maxRatio), p.num(t.minFinished)],
-        ],
+          summary: 'Many jobs of queue %s fail' % Q,
+          description: '{{ $value | humanizePercentage }} of the jobs of queue %s that finished in the last %s failed for good (threshold %s, counted once at least %s jobs finished).' % [Q, t.window, p.percent(t.maxRatio), p.num(t.minFinished)],
+        },
     },
     {
       name: 'BullMQJobsStalling',
       key: 'stalls',
       needs(t):: [['bullmq_jobs_stalled', t.window]],
-      build(m, t):: [
-        '%s * %s > %s' % [sel(rateRecord('bullmq_jobs_stalled', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxStalls)],
-        'Jobs of queue %s stall' % Q,
-        '{{ $value | printf "%%.0f" }} jobs of queue %s stalled in the last %s (threshold %s): their worker died or blocked its event loop mid-job.' % [Q, t.window, p.num(t.maxStalls)],
-      ],
+      build(m, t):: {
+        expr: '%s * %s > %s' % [sel(rateRecord('bullmq_jobs_stalled', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxStalls)],
+        summary: 'Jobs of queue %s stall' % Q,
+        description: '{{ $value | printf "%%.0f" }} jobs of queue %s stalled in the last %s (threshold %s): their worker died or blocked its event loop mid-job.' % [Q, t.window, p.num(t.maxStalls)],
+      },
     },
     {
       name: 'BullMQOrphanedActiveJobs',
       key: 'orphanedActive',
       needs(t):: [],
-      build(m, t):: [
-        '%s > 0' % p.queueGauge('bullmq_queue_orphaned_active_jobs', m),
-        'Active jobs of queue %s lost their worker' % Q,
-        '{{ $value }} active jobs of queue %s have an expired lock and nobody reclaims them: no live worker runs the stall check.' % Q,
-      ],
+      build(m, t):: {
+        expr: '%s > 0' % p.queueGauge('bullmq_queue_orphaned_active_jobs', m),
+        summary: 'Active jobs of queue %s lost their worker' % Q,
+        description: '{{ $value }} active jobs of queue %s have an expired lock and nobody reclaims them: no live worker runs the stall check.' % Q,
+      },
     },
     {
       name: 'BullMQDeadLetterQueueGrowing',
       key: 'dlqGrowing',
       needs(t):: [['bullmq_dlq_added', t.window]],
-      build(m, t):: [
-        '%s * %s > %s' % [sel(rateRecord('bullmq_dlq_added', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxAdded)],
-        'Jobs of queue %s are being dead-lettered' % Q,
-        '{{ $value | printf "%%.0f" }} jobs of queue %s were moved to its dead-letter queue in the last %s (threshold %s).' % [Q, t.window, p.num(t.maxAdded)],
-      ],
+      build(m, t):: {
+        expr: '%s * %s > %s' % [sel(rateRecord('bullmq_dlq_added', t.window), m), p.num(p.durationSeconds(t.window)), p.num(t.maxAdded)],
+        summary: 'Jobs of queue %s are being dead-lettered' % Q,
+        description: '{{ $value | printf "%%.0f" }} jobs of queue %s were moved to its dead-letter queue in the last %s (threshold %s).' % [Q, t.window, p.num(t.maxAdded)],
+      },
     },
     {
       name: 'BullMQDeadLetterQueueNotEmpty',
       key: 'dlqNotEmpty',
       needs(t):: [],
-      build(m, t):: [
-        '%s > 0' % p.queueGauge('bullmq_dlq_jobs', m),
-        'Dead-letter queue of %s holds jobs' % Q,
-        '{{ $value }} jobs sit in the dead-letter queue of %s: inspect them, then redrive or purge.' % Q,
-      ],
+      build(m, t):: {
+        expr: '%s > 0' % p.queueGauge('bullmq_dlq_jobs', m),
+        summary: 'Dead-letter queue of %s holds jobs' % Q,
+        description: '{{ $value }} jobs sit in the dead-letter queue of %s: inspect them, then redrive or purge.' % Q,
+      },
     },
     {
       name: 'BullMQEventsLost',
       key: 'eventsLost',
       needs(t):: [['bullmq_exporter_events_lost', t.window]],
-      build(m, t):: [
-        '%s * %s > 0' % [sel(rateRecord('bullmq_exporter_events_lost', t.window), m), p.num(p.durationSeconds(t.window))],
-        'Counters of queue %s miss events' % Q,
-        '{{ $value | printf "%%.0f" }} events of queue %s were trimmed from its stream before queuelens read them in the last %s: its counters and latency histograms undercount.' % [Q, t.window],
-      ],
+      build(m, t):: {
+        expr: '%s * %s > 0' % [sel(rateRecord('bullmq_exporter_events_lost', t.window), m), p.num(p.durationSeconds(t.window))],
+        summary: 'Counters of queue %s miss events' % Q,
+        description: '{{ $value | printf "%%.0f" }} events of queue %s were trimmed from its stream before queuelens read them in the last %s: its counters and latency histograms undercount.' % [Q, t.window],
+      },
     },
     {
       name: 'BullMQEventsLagging',
       key: 'eventsLag',
       needs(t):: [],
-      build(m, t):: [
-        '%s > %s' % [p.queueGauge('bullmq_exporter_events_lag_seconds', m), p.num(t.maxLagSeconds)],
-        'Event reader lags on queue %s' % Q,
-        'The oldest event of queue %s the reader has not processed is {{ $value | humanizeDuration }} old (threshold %s), or the leader has not committed for that long: its counters and latencies are late, and events may be trimmed before they are read.' % [Q, p.humanSeconds(t.maxLagSeconds)],
-      ],
+      build(m, t):: {
+        expr: '%s > %s' % [p.queueGauge('bullmq_exporter_events_lag_seconds', m), p.num(t.maxLagSeconds)],
+        summary: 'Event reader lags on queue %s' % Q,
+        description: 'The oldest event of queue %s the reader has not processed is {{ $value | humanizeDuration }} old (threshold %s), or the leader has not committed for that long: its counters and latencies are late, and events may be trimmed before they are read.' % [Q, p.humanSeconds(t.maxLagSeconds)],
+      },
     },
   ];
 
@@ -231,7 +236,7 @@ function(config)
     else lines(['(', expr, ')', 'unless on (%s)' % K, p.deadLetterQueues()]);
   local queueAlerts = [
     local built = def.build(v.matchers, v.t);
-    alert(def.name, scoped(def.name, built[0]), v.t['for'], built[1], built[2], labels=v.labels)
+    alert(built { name: def.name, expr: scoped(def.name, built.expr), 'for': v.t['for'], labels: v.labels })
     for def in queueAlertDefs
     for v in variants(def.key)
   ];
@@ -307,31 +312,31 @@ function(config)
     local objective = '%s of jobs taken within %s' % [p.percent(t.objective), p.humanSeconds(t.thresholdSeconds)];
     local windowsText(pairs) = std.join(' or ', ['%s/%s at %sx' % [b.long, b.short, p.num(b.factor)] for b in pairs]);
     [
-      alert(
-        'BullMQWaitTimeSLOFastBurn',
-        burnExpr(burn.fast),
-        burn.fastFor,
-        'Queue %s burns its wait-time error budget fast' % Q,
-        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.fast), p.num(t.minJobs)],
-        labels=v.labels,
-      ),
-      alert(
-        'BullMQWaitTimeSLOSlowBurn',
-        burnExpr(burn.slow),
-        burn.slowFor,
-        'Queue %s burns its wait-time error budget' % Q,
-        '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.slow), p.num(t.minJobs)],
-        labels=v.labels,
-      ),
+      alert({
+        name: 'BullMQWaitTimeSLOFastBurn',
+        expr: burnExpr(burn.fast),
+        'for': burn.fastFor,
+        summary: 'Queue %s burns its wait-time error budget fast' % Q,
+        description: '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.fast), p.num(t.minJobs)],
+        labels: v.labels,
+      }),
+      alert({
+        name: 'BullMQWaitTimeSLOSlowBurn',
+        expr: burnExpr(burn.slow),
+        'for': burn.slowFor,
+        summary: 'Queue %s burns its wait-time error budget' % Q,
+        description: '{{ $value | humanizePercentage }} of the jobs of queue %s waited longer than %s (objective: %s; burn %s; counted once %s jobs were taken in the long window).' % [Q, p.humanSeconds(t.thresholdSeconds), objective, windowsText(burn.slow), p.num(t.minJobs)],
+        labels: v.labels,
+      }),
     ]
     for v in sloVariants
   ]);
 
   // ---- the exporter itself ----
   local exporterAlerts = [
-    alert(
-      'BullMQExporterDown',
-      lines([
+    alert({
+      name: 'BullMQExporterDown',
+      expr: lines([
         'up{%s} == 0' % job,
         'or',
         '(',
@@ -340,48 +345,48 @@ function(config)
         '  max by (%s) (bullmq_exporter_redis_up{%s}) == 0' % [J, job],
         ')',
       ]),
-      c.exporter.downFor,
-      'queuelens replica {{ $labels.instance }} is down',
-      'queuelens replica {{ $labels.instance }} (job {{ $labels.job }}) cannot be scraped or its last collection failed (value {{ $value }}) while Redis answers. Whether other replicas still serve the metrics is not known from this alert: the critical BullMQExporterDown fires when none does.',
-      perQueue=false,
-    ),
-    alert(
-      'BullMQExporterDown',
-      lines([
+      'for': c.exporter.downFor,
+      summary: 'queuelens replica {{ $labels.instance }} is down',
+      description: 'queuelens replica {{ $labels.instance }} (job {{ $labels.job }}) cannot be scraped or its last collection failed (value {{ $value }}) while Redis answers. Whether other replicas still serve the metrics is not known from this alert: the critical BullMQExporterDown fires when none does.',
+      perQueue: false,
+    }),
+    alert({
+      name: 'BullMQExporterDown',
+      expr: lines([
         'absent((up{%s} == 1) and on (job, instance) (bullmq_exporter_up{%s} == 1))' % [job, job],
         'unless on ()',
         'max(bullmq_exporter_redis_up{%s}) == 0' % job,
       ]),
-      c.exporter.downFor,
-      'No queuelens replica is collecting',
-      'No replica of job %s is up and collecting: queue metrics are missing and every BullMQ alert is blind.' % c.exporterJob,
-      perQueue=false,
-      sev='critical',
-    ),
-    alert(
-      'BullMQRedisDown',
-      'max by (%s) (bullmq_exporter_redis_up{%s}) == 0' % [J, job],
-      c.exporter.redisDownFor,
-      'queuelens cannot reach Redis',
-      'No replica of job {{ $labels.job }} can reach Redis (bullmq_exporter_redis_up = {{ $value }}): producers and workers are likely failing too.',
-      perQueue=false,
-    ),
-    alert(
-      'BullMQEventReaderNoLeader',
-      'max by (%s) (bullmq_exporter_leader{%s}) == 0' % [J, job],
-      c.exporter.noLeaderFor,
-      'No queuelens replica reads the event streams',
-      'No replica of job {{ $labels.job }} holds the event-reader lease (leader = {{ $value }}): job counters and latency histograms have stopped.',
-      perQueue=false,
-    ),
-    alert(
-      'BullMQExporterQueuesDropped',
-      'max by (%s, reason) (bullmq_exporter_queues_dropped{%s}) > 0' % [J, job],
-      c.exporter.queuesDroppedFor,
-      'queuelens leaves queues unmonitored',
-      '{{ $value }} queues found by job {{ $labels.job }} are not monitored (reason {{ $labels.reason }}: beyond --max-queues, a name too long or not UTF-8, or unreadable).',
-      perQueue=false,
-    ),
+      'for': c.exporter.downFor,
+      summary: 'No queuelens replica is collecting',
+      description: 'No replica of job %s is up and collecting: queue metrics are missing and every BullMQ alert is blind.' % c.exporterJob,
+      perQueue: false,
+      severity: 'critical',
+    }),
+    alert({
+      name: 'BullMQRedisDown',
+      expr: 'max by (%s) (bullmq_exporter_redis_up{%s}) == 0' % [J, job],
+      'for': c.exporter.redisDownFor,
+      summary: 'queuelens cannot reach Redis',
+      description: 'No replica of job {{ $labels.job }} can reach Redis (bullmq_exporter_redis_up = {{ $value }}): producers and workers are likely failing too.',
+      perQueue: false,
+    }),
+    alert({
+      name: 'BullMQEventReaderNoLeader',
+      expr: 'max by (%s) (bullmq_exporter_leader{%s}) == 0' % [J, job],
+      'for': c.exporter.noLeaderFor,
+      summary: 'No queuelens replica reads the event streams',
+      description: 'No replica of job {{ $labels.job }} holds the event-reader lease (leader = {{ $value }}): job counters and latency histograms have stopped.',
+      perQueue: false,
+    }),
+    alert({
+      name: 'BullMQExporterQueuesDropped',
+      expr: 'max by (%s, reason) (bullmq_exporter_queues_dropped{%s}) > 0' % [J, job],
+      'for': c.exporter.queuesDroppedFor,
+      summary: 'queuelens leaves queues unmonitored',
+      description: '{{ $value }} queues found by job {{ $labels.job }} are not monitored (reason {{ $labels.reason }}: beyond --max-queues, a name too long or not UTF-8, or unreadable).',
+      perQueue: false,
+    }),
   ];
 
   // ---- recording rules ----
