@@ -62,6 +62,8 @@ describe('queuelens demo --backend postgres', () => {
       90_000,
     );
     expect((await metric(port, 'bullmq_queue_workers', { prefix: 'queuelens_demo' })).get('email')).toBeGreaterThan(0);
+    // The planned stall (a consumer on PostgreSQL that dies holding an export job) is reclaimed and counted.
+    await waitFor('a stalled export job counted', async () => ((await metric(port, 'bullmq_jobs_stalled_total')).get('export') ?? 0) >= 1, 90_000);
     p.proc.kill('SIGINT');
     expect(await p.exited).toEqual({ code: 0, signal: null });
     expect(demoDirs(pid)).toEqual([]);
