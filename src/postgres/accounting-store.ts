@@ -8,6 +8,7 @@ import pg from 'pg';
 import { parseQueueHash, SCRIPT_FIELDS } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { EventReaderState } from './event-reader.js';
+import { inTransaction } from './transaction.js';
 
 /** queuelens's own schema on PostgreSQL, unless configured. */
 export const DEFAULT_OWN_SCHEMA = 'queuelens';
@@ -56,33 +57,12 @@ export function isMissingRelation(err: unknown): boolean {
  */
 export async function ensureOwnSchema(pool: pg.Pool, ownSchema: string, timeoutMs = 5_000): Promise<void> {
   const s = pg.escapeIdentifier(ownSchema);
-  await inTransaction(pool, timeoutMs, async (c) => {
+  await inTransaction(pool, { timeoutMs }, async (c) => {
     await c.query("SELECT pg_advisory_xact_lock(hashtext('queuelens:schema:' || $1))", [ownSchema]);
     const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [ownSchema]);
     if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${s}`);
     await c.query(ddl(s));
   });
-}
-
-/** Runs `fn` in one transaction with a statement timeout; a connection that failed is not reused. */
-export async function inTransaction<T>(pool: pg.Pool, timeoutMs: number, fn: (c: pg.PoolClient) => Promise<T>): Promise<T> {
-  const client = await pool.connect();
-  let broken: Error | boolean = false;
-  // A checked-out client has no listener of the pool's: a connection lost mid-statement would be an uncaught 'error'.
-  const onError = (err: Error): void => void (broken = err);
-  client.on('error', onError);
-  try {
-    await client.query(`BEGIN; SET LOCAL statement_timeout = ${Math.max(1, Math.floor(timeoutMs))}`);
-    const out = await fn(client);
-    await client.query('COMMIT');
-    return out;
-  } catch (err) {
-    await client.query('ROLLBACK').catch(() => (broken = true));
-    throw err;
-  } finally {
-    client.off('error', onError);
-    client.release(broken);
-  }
 }
 
 /** What a leader persisted: the reader's state, or undefined before any commit. */
@@ -147,7 +127,7 @@ export interface EventCommit {
  */
 export async function commitEventState(pool: pg.Pool, ownSchema: string, commit: EventCommit, timeoutMs = 5_000): Promise<boolean> {
   const s = pg.escapeIdentifier(ownSchema);
-  return inTransaction(pool, timeoutMs, async (c) => {
+  return inTransaction(pool, { timeoutMs }, async (c) => {
     if (!(await holdsFence(c, s, commit.source, commit.fence))) return false;
     const nowMs = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
     await c.query(
@@ -207,7 +187,7 @@ export async function deleteGoneAccounting(
   timeoutMs = 5_000,
 ): Promise<string[] | undefined> {
   const s = pg.escapeIdentifier(ownSchema);
-  return inTransaction(pool, timeoutMs, async (c) => {
+  return inTransaction(pool, { timeoutMs }, async (c) => {
     if (!(await holdsFence(c, s, o.source, o.fence))) return undefined;
     const { rows } = await c.query<{ queue: string }>(
       `DELETE FROM ${s}.event_accounting
@@ -235,8 +215,7 @@ export async function readPostgresEventAccounting(pool: pg.Pool, o: ReadBackOpti
   const s = pg.escapeIdentifier(o.ownSchema ?? DEFAULT_OWN_SCHEMA);
   const timeout = Math.max(1, Math.floor(o.statementTimeoutMs ?? 5_000));
   try {
-    return await inTransaction(pool, timeout, async (c) => {
-      await c.query('SET TRANSACTION READ ONLY');
+    return await inTransaction(pool, { timeoutMs: timeout, mode: 'READ ONLY' }, async (c) => {
       const { rows } = await c.query<{ queue: string; fields: Record<string, unknown>; now_ms: string; heartbeat_ms: string | null }>(
         `SELECT a.queue, a.fields, (extract(epoch FROM clock_timestamp()) * 1000)::bigint::text AS now_ms,
                 (SELECT r.heartbeat_ms::text FROM ${s}.event_reader r WHERE r.source = $1) AS heartbeat_ms

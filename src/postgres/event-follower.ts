@@ -17,7 +17,6 @@ import {
   commitEventState,
   deleteGoneAccounting,
   ensureOwnSchema,
-  inTransaction,
   loadAccounting,
   loadReaderState,
   DEFAULT_OWN_SCHEMA,
@@ -35,6 +34,7 @@ import {
   type PossibleLoss,
 } from './event-reader.js';
 import { PgLease } from './lease.js';
+import { inTransaction } from './transaction.js';
 import { DEFAULT_BULLMQ_SCHEMA } from './snapshot.js';
 
 export interface PostgresEventFollowerOptions {
@@ -236,7 +236,7 @@ export class PostgresEventFollower implements EventFollower {
 
   /** A new term: the committed reader state and accounting, and the rows already counted replayed uncounted. */
   private async load(fence: bigint): Promise<Term> {
-    const state = await inTransaction(this.pool, this.opts.statementTimeoutMs, (c) => loadReaderState(c, this.ownSchema, this.schema));
+    const state = await inTransaction(this.pool, { timeoutMs: this.opts.statementTimeoutMs }, (c) => loadReaderState(c, this.ownSchema, this.schema));
     const reader = new PostgresEventReader(this.pool, {
       schema: this.schema,
       pageSize: this.opts.pageSize,
@@ -259,7 +259,7 @@ export class PostgresEventFollower implements EventFollower {
   private async follow(term: Term, names: string[]): Promise<void> {
     const state = term.reader.state();
     const cursors = new Map(state.queues ?? []);
-    const hashes = await inTransaction(this.pool, this.opts.statementTimeoutMs, (c) => loadAccounting(c, this.ownSchema, this.schema, names));
+    const hashes = await inTransaction(this.pool, { timeoutMs: this.opts.statementTimeoutMs }, (c) => loadAccounting(c, this.ownSchema, this.schema, names));
     const history = await this.history(names, state, cursors);
     for (const name of names) {
       const acc = QueueAccounting.fromHash(hashes.get(name) ?? {});
@@ -281,8 +281,7 @@ export class PostgresEventFollower implements EventFollower {
     const s = pg.escapeIdentifier(this.schema);
     const upTo = known.map((n) => (cursors.get(n) ?? state.watermark).toString());
     const follows = known.map((n) => cursors.get(n) === null);
-    const rows = await inTransaction(this.pool, this.opts.statementTimeoutMs, async (c) => {
-      await c.query('SET TRANSACTION READ ONLY');
+    const rows = await inTransaction(this.pool, { timeoutMs: this.opts.statementTimeoutMs, mode: 'READ ONLY' }, async (c) => {
       return (
         await c.query<EventColumns & { queue: string }>(
           `SELECT q.name AS queue, ${EVENT_COLUMNS_SQL}
@@ -431,8 +430,7 @@ export class PostgresEventFollower implements EventFollower {
     const s = pg.escapeIdentifier(this.schema);
     const lo = ranges.reduce((m, r) => (r.fromId < m ? r.fromId : m), ranges[0]!.fromId);
     const hi = ranges.reduce((m, r) => (r.toId > m ? r.toId : m), ranges[0]!.toId);
-    const present = await inTransaction(this.pool, this.opts.statementTimeoutMs, async (c) => {
-      await c.query('SET TRANSACTION READ ONLY');
+    const present = await inTransaction(this.pool, { timeoutMs: this.opts.statementTimeoutMs, mode: 'READ ONLY' }, async (c) => {
       const { rows } = await c.query<{ id: string }>(`SELECT id::text AS id FROM ${s}.event WHERE id > $1 AND id <= $2`, [lo.toString(), hi.toString()]);
       return rows.map((x) => BigInt(x.id));
     });

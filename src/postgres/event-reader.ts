@@ -13,6 +13,7 @@
 import pg from 'pg';
 import type { StreamEntry } from '../events/lifecycle.js';
 import { DEFAULT_BULLMQ_SCHEMA } from './snapshot.js';
+import { inTransaction } from './transaction.js';
 
 export interface PgEvent {
   queue: string;
@@ -195,27 +196,14 @@ export class PostgresEventReader {
     for (const q of queues) if (!this.cursors.has(q)) this.cursors.set(q, this.fresh ? null : 0n);
     this.fresh = false;
     const after = queues.map((q) => (this.cursors.get(q) ?? before).toString());
-    const client = await this.pool.connect();
-    let rows: Row[];
-    let broken = false;
-    // Checked out, the client has no listener of the pool's: a lost connection must not be an uncaught 'error'.
-    const onError = (): void => void (broken = true);
-    client.on('error', onError);
-    try {
-      await client.query(
-        `BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off; SET LOCAL enable_bitmapscan = off`,
-      );
-      // The window's rows delivered already are not sent again (PostgreSQL hashes the list): a page holds only rows
-      // not delivered, so its last row still bounds what this poll proves.
-      rows = (await client.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize, [...this.delivered].map(String)])).rows;
-      await client.query('COMMIT');
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => (broken = true));
-      throw err;
-    } finally {
-      client.off('error', onError);
-      client.release(broken);
-    }
+    // The window's rows delivered already are not sent again (PostgreSQL hashes the list): a page holds only rows
+    // not delivered, so its last row still bounds what this poll proves. Pages are read in id order by the primary
+    // key; a bitmap scan would read and sort every row above the cursor to return the first page.
+    const rows = await inTransaction(
+      this.pool,
+      { timeoutMs: this.timeoutMs, mode: 'READ ONLY', settings: { jit: 'off', enable_bitmapscan: 'off' } },
+      async (c) => (await c.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize, [...this.delivered].map(String)])).rows,
+    );
     const first = rows[0]!;
     const xmin = BigInt(first.xmin);
     const xmax = BigInt(first.xmax);
