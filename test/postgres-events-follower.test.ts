@@ -300,6 +300,21 @@ describe('PostgreSQL event follower', () => {
     await f.close();
   });
 
+  it('shows no lag while a leader keeps up, and growing lag on every replica once none does', async () => {
+    const f = follower({ lagRefreshMs: 200 });
+    f.setQueues(refs('lagging'));
+    await bull.queue('lagging').add('job', {});
+    await f.start();
+    await caughtUp();
+    const lag = async () => (await readBack()).find((a) => a.queue.name === 'lagging')?.stats.reader.lagSeconds;
+    await expect.poll(lag, POLL).toBe(0);
+    await f.close();
+    // No heartbeat any more: past the grace, the caught-up queue's lag grows with the database clock.
+    await expect.poll(lag, POLL).toBeGreaterThan(0);
+    const first = (await lag())!;
+    await expect.poll(lag, POLL).toBeGreaterThan(first);
+  });
+
   it('counts a row whose writer commits after later ids were committed, once', async () => {
     const f = follower();
     f.setQueues(refs('late'));
