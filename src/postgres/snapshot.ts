@@ -15,6 +15,7 @@
 import pg from 'pg';
 import type { SnapshotSource } from '../domain/backend.js';
 import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
+import { inTransaction } from './transaction.js';
 
 /** BullMQ's default schema (`DEFAULT_SCHEMA` in bullmq's postgres/migrator). */
 export const DEFAULT_BULLMQ_SCHEMA = 'bullmq';
@@ -347,20 +348,8 @@ export class PostgresSnapshotCollector implements SnapshotSource {
   }
 
   /** A REPEATABLE READ, READ ONLY transaction (one snapshot) with a statement timeout (and no JIT: these plans are tiny). */
-  private async transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    const client = await this.pool.connect();
-    let broken = false;
-    try {
-      await client.query(`BEGIN TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = ${this.timeoutMs}; SET LOCAL jit = off`);
-      const out = await body(client);
-      await client.query('COMMIT');
-      return out;
-    } catch (err) {
-      await client.query('ROLLBACK').catch(() => (broken = true));
-      throw err;
-    } finally {
-      client.release(broken);
-    }
+  private transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
+    return inTransaction(this.pool, { timeoutMs: this.timeoutMs, mode: 'ISOLATION LEVEL REPEATABLE READ READ ONLY', settings: { jit: 'off' } }, body);
   }
 }
 
