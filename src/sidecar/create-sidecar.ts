@@ -28,7 +28,6 @@ export interface Sidecar {
 }
 
 /** `backend`: the store to read; by default the one the configuration names. */
-/** `backend`: the store to read; by default the one the configuration names. */
 export async function createSidecar(config: SidecarConfig, log: Logger, backend: Backend = createBackend(config, log)): Promise<Sidecar> {
   const { discovery, events } = backend;
   const metrics = new SidecarMetrics({ collectIntervalSeconds: config.collectInterval, events, histograms: config.histograms });
