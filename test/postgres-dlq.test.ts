@@ -286,5 +286,39 @@ describe('dead letters on PostgreSQL: job ids', () => {
     expect((second.data.data as { redrivenFrom: { originalJobId: string } }).redrivenFrom.originalJobId).toBe(job.id);
     expect((await workerDeadLetters().redrive(h.producer.queue('webhook'), second)).status).toBe('redriven');
     expect(await jobsWithId('webhook', redriveJobId(String(second.id)))).toBe(1);
+    // It fails again (the URL always answers 500): a third dead letter, and only one.
+    await waitFor('third dead letter', async () => (await copiesOf(redriveJobId(String(second.id)))) === 1);
+  });
+
+  it('redrives a large selection in one command with a progress bar', async () => {
+    const dlq = postgresQueue(target, 'webhook-dlq', { skipMetasUpdate: true });
+    const now = Date.now();
+    await dlq.addBulk(
+      Array.from({ length: 150 }, (_, i) => ({
+        name: 'webhook',
+        data: {
+          source: { prefix: 'bullmq', queue: 'webhook', jobId: `bulk-${i}`, name: 'webhook' },
+          data: { url: `${rx.url}/bulk`, event: 'bulk', payload: i },
+          opts: { attempts: 1 },
+          failedReason: 'x',
+          stacktrace: [],
+          attemptsMade: 1,
+          firstFailedAt: now,
+          lastFailedAt: now,
+          deadLetteredAt: now,
+        },
+        opts: { jobId: `bulk-${i}-1` },
+      })),
+    );
+    await dlq.close();
+    const all = await h.queue('webhook-dlq').getWaitingCount();
+    expect(all).toBeGreaterThanOrEqual(150);
+    const res = await cli('dlq', 'redrive', 'webhook', '--all');
+    expect(res.code).toBe(0);
+    expect(res.output).toContain(`"redriven":${all}`);
+    expect(res.output).toContain('redrive [');
+    await waitFor('150 bulk deliveries', () => rx.deliveries.filter((d) => d.path === '/bulk').length === 150, 60_000);
+    const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM bullmq.job WHERE queue = 'webhook' AND id LIKE 'redrive-bulk-%'");
+    expect(Number(rows[0]!.n)).toBe(150);
   });
 });

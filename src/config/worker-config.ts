@@ -116,7 +116,7 @@ export const workerOptions = [
     env: 'QUEUELENS_HEALTH_PORT',
     arg: '<port>',
     description:
-      'serve GET /livez (every processing loop runs) and /readyz (and Redis answers a PING within 0.8 s) on this port, for Kubernetes probes; 0 = off',
+      'serve GET /livez (every processing loop runs) and /readyz (and Redis answers a PING, or PostgreSQL a SELECT 1, within 0.8 s) on this port, for Kubernetes probes; 0 = off',
     default: '0',
     parse: parse.number({ min: 0, max: 65_535, integer: true }),
   }),

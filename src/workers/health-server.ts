@@ -1,7 +1,8 @@
 // The workers' health port for Kubernetes probes (`--health-port`). /livez answers 200 while every processing
 // loop runs: a blocked event loop does not answer at all, a loop that stopped answers 503, and either way the
 // kubelet restarts the pod. /readyz also needs every worker's Redis connection ready and answering a PING within
-// PING_DEADLINE_MS (a hung Redis keeps connections open): a worker that cannot reach Redis takes no jobs, and a
+// PING_DEADLINE_MS (a hung Redis keeps connections open; with --backend postgres, the database answering a SELECT 1,
+// reported under the same `redis` key): a worker that cannot reach its store takes no jobs, and a
 // rollout should wait for it. Plain node:http, so workers load no web framework.
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
