@@ -71,6 +71,9 @@ const root = protobuf.Root.fromJSON({
 });
 
 export const MetricFamily = root.lookupType('io.prometheus.client.MetricFamily');
+export const Metric = root.lookupType('io.prometheus.client.Metric');
+/** Field 4 of MetricFamily (repeated Metric), length-delimited: its tag byte. */
+export const METRIC_FIELD_TAG = (4 << 3) | 2;
 
 export const METRIC_TYPE = { counter: 0, gauge: 1, summary: 2, untyped: 3, histogram: 4 } as const;
 

@@ -76,26 +76,51 @@ export const NATIVE_ZERO_THRESHOLD = 2 ** -128;
 /** One histogram series: attempts and outcomes (and, per prefix, queues) summed. */
 interface Merged {
   /** Cumulative, one per EVENT_BUCKETS_SECONDS bound. */
-  buckets: number[];
+  buckets: readonly number[];
   count: number;
   sum: number;
   /** Undefined once a part lacks native buckets (observed before the accounting kept them). */
-  native: Map<number, number> | undefined;
+  native: ReadonlyMap<number, number> | undefined;
   zero: number;
+  /** False while it is one accounting series, shared rather than copied (the common case: no retry, no failure). */
+  owned: boolean;
 }
 
-const emptyMerged = (): Merged => ({ buckets: new Array<number>(EVENT_BUCKETS_SECONDS.length).fill(0), count: 0, sum: 0, native: new Map(), zero: 0 });
+const EMPTY: Merged = { buckets: new Array<number>(EVENT_BUCKETS_SECONDS.length).fill(0), count: 0, sum: 0, native: new Map(), zero: 0, owned: false };
 
-function mergeInto(m: Merged, h: Pick<HistogramSeries, 'buckets' | 'count' | 'sumSeconds' | 'native' | 'nativeZero'>): void {
-  for (let i = 0; i < m.buckets.length; i += 1) m.buckets[i]! += h.buckets[i] ?? h.count;
-  m.count += h.count;
-  m.sum += h.sumSeconds;
-  let inNative = h.nativeZero ?? 0;
-  for (const n of h.native?.values() ?? []) inNative += n;
-  if (inNative !== h.count) m.native = undefined;
-  if (m.native === undefined) return;
-  for (const [i, n] of h.native ?? []) m.native.set(i, (m.native.get(i) ?? 0) + n);
-  m.zero += h.nativeZero ?? 0;
+type Part = Pick<HistogramSeries, 'buckets' | 'count' | 'sumSeconds' | 'native' | 'nativeZero'>;
+
+/** Whether a part's native buckets hold all its observations (older accounting may lack them). */
+function nativeComplete(h: Part): boolean {
+  let n = h.nativeZero ?? 0;
+  for (const c of h.native?.values() ?? []) n += c;
+  return n === h.count;
+}
+
+const asMerged = (h: Part): Merged => ({
+  buckets: h.buckets,
+  count: h.count,
+  sum: h.sumSeconds,
+  native: nativeComplete(h) ? (h.native ?? new Map()) : undefined,
+  zero: h.nativeZero ?? 0,
+  owned: false,
+});
+
+/** `m` plus `h`: `m` itself once owned, else a copy (the accounting's arrays and maps are never written). */
+function merge(m: Merged | undefined, h: Part): Merged {
+  if (m === undefined) return asMerged(h);
+  const out: Merged = m.owned ? m : { ...m, buckets: [...m.buckets], native: m.native && new Map(m.native), owned: true };
+  const buckets = out.buckets as number[];
+  for (let i = 0; i < buckets.length; i += 1) buckets[i]! += h.buckets[i] ?? h.count;
+  out.count += h.count;
+  out.sum += h.sumSeconds;
+  if (!nativeComplete(h)) out.native = undefined;
+  if (out.native) {
+    const native = out.native as Map<number, number>;
+    for (const [i, n] of h.native ?? []) native.set(i, (native.get(i) ?? 0) + n);
+    out.zero += h.nativeZero ?? 0;
+  }
+  return out;
 }
 
 /**
@@ -201,21 +226,21 @@ export class EventMetrics {
       if (this.histograms === 'per-prefix') {
         if (!seenAJob && stats.histograms.length === 0) continue;
         let kinds = perPrefix.get(queue.prefix);
-        if (!kinds) perPrefix.set(queue.prefix, (kinds = new Map(HISTOGRAM_KINDS.map((k) => [k, emptyMerged()]))));
-        for (const h of stats.histograms) mergeInto(kinds.get(h.histogram)!, h);
+        if (!kinds) perPrefix.set(queue.prefix, (kinds = new Map(HISTOGRAM_KINDS.map((k) => [k, EMPTY]))));
+        for (const h of stats.histograms) kinds.set(h.histogram, merge(kinds.get(h.histogram), h));
         continue;
       }
       const merged = new Map<string, { kind: EventHistogram; jobName: string; m: Merged }>();
+      const kindsSeen = new Set<EventHistogram>();
       for (const h of stats.histograms) {
         const key = `${h.histogram}|${h.jobName}`;
-        let e = merged.get(key);
-        if (!e) merged.set(key, (e = { kind: h.histogram, jobName: h.jobName, m: emptyMerged() }));
-        mergeInto(e.m, h);
+        const e = merged.get(key);
+        if (e) e.m = merge(e.m, h);
+        else merged.set(key, { kind: h.histogram, jobName: h.jobName, m: asMerged(h) });
+        kindsSeen.add(h.histogram);
       }
       if (seenAJob) {
-        for (const kind of HISTOGRAM_KINDS) {
-          if (![...merged.values()].some((e) => e.kind === kind)) merged.set(`${kind}|`, { kind, jobName: '', m: emptyMerged() });
-        }
+        for (const kind of HISTOGRAM_KINDS) if (!kindsSeen.has(kind)) merged.set(`${kind}|`, { kind, jobName: '', m: EMPTY });
       }
       for (const { kind, jobName, m } of merged.values()) {
         const pairs: Array<readonly [string, string]> = [

@@ -7,7 +7,8 @@ import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
-import { encodeFamilies, parseText, PROTOBUF_CONTENT_TYPE, type NativeBuckets } from './exposition-protobuf.js';
+import { Slicer } from '../util/slicer.js';
+import { encodeFamilies, encodeFamiliesSliced, parseText, parseTextSliced, PROTOBUF_CONTENT_TYPE, type NativeBuckets } from './exposition-protobuf.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 const gzip = promisify(gzipCb);
@@ -184,8 +185,9 @@ export class Exposition {
     const [head, tail] = await Promise.all([this.cached[0].metrics(), this.live[0].metrics()]);
     let middle = this.protoMiddle;
     if (middle?.collection !== collection || middle.events !== events) {
-      const bytes = encodeFamilies([...parseText(collection.toString()), ...parseText(events.toString(), native)]);
-      middle = { collection, events, bytes };
+      const slicer = new Slicer();
+      const families = [...(await parseTextSliced(collection.toString(), new Map(), slicer)), ...(await parseTextSliced(events.toString(), native, slicer))];
+      middle = { collection, events, bytes: await encodeFamiliesSliced(families, slicer) };
       this.protoMiddle = middle;
     }
     return Buffer.concat([encodeFamilies(parseText(head)), middle.bytes, encodeFamilies(parseText(tail))]);
