@@ -11,6 +11,7 @@ import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../redis/connection.js';
 import { generationAdvance, leaseRelease, leaseRenew } from '../redis/lua-scripts.js';
 import { bindScript, type CallOf } from '../redis/scripts.js';
+import { LeaseTicks } from '../util/lease-ticks.js';
 
 export interface LeaderLeaseOptions {
   client: RedisClient;
@@ -31,7 +32,7 @@ export class LeaderLease {
   private held = false;
   /** When the last successful acquire or renewal was SENT: Redis set the expiry no earlier than that. */
   private lastRenewedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly ticks: LeaseTicks;
   private ticking = false;
   private closed = false;
   private readonly client: RedisClient;
@@ -44,6 +45,7 @@ export class LeaderLease {
     this.renew = bindScript(opts.client, leaseRenew);
     this.releaseScript = bindScript(opts.client, leaseRelease);
     this.advance = bindScript(opts.client, generationAdvance);
+    this.ticks = new LeaseTicks({ leaseMs: opts.leaseMs, held: () => this.held, step: () => this.tick() });
   }
 
   /**
@@ -70,16 +72,7 @@ export class LeaderLease {
    * or gone) it retries within 250 ms.
    */
   start(): void {
-    if (this.timer || this.closed) return;
-    const tick = (): void => {
-      void this.tick().then((ok) => {
-        if (this.closed) return;
-        const every = this.held ? this.opts.leaseMs / 3 : this.opts.leaseMs / 5;
-        this.timer = setTimeout(tick, ok ? every : Math.min(250, every));
-        this.timer.unref();
-      });
-    };
-    tick();
+    if (!this.closed) this.ticks.start();
   }
 
   /** One acquire-or-renew step; false when Redis could not be asked. */
@@ -150,7 +143,7 @@ export class LeaderLease {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.timer);
+    this.ticks.stop();
     await this.release();
   }
 

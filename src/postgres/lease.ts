@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
+import { LeaseTicks } from '../util/lease-ticks.js';
 
 export interface PgLeaseOptions {
   pool: pg.Pool;
@@ -26,13 +27,14 @@ export class PgLease {
   private fenceValue = 0n;
   /** When the last successful acquire or renewal was SENT: the database set the expiry no earlier than that. */
   private lastRenewedAt = 0;
-  private timer: NodeJS.Timeout | undefined;
+  private readonly ticks: LeaseTicks;
   private ticking = false;
   private closed = false;
   private readonly table: string;
 
   constructor(private readonly o: PgLeaseOptions) {
     this.table = `${pg.escapeIdentifier(o.ownSchema)}.event_lease`;
+    this.ticks = new LeaseTicks({ leaseMs: o.leaseMs, held: () => this.held, step: () => this.tick() });
   }
 
   /** Held and surely not expired yet (a renewal that hangs cannot keep this true past the lease). */
@@ -45,18 +47,9 @@ export class PgLease {
     return this.held ? this.fenceValue : 0n;
   }
 
-  /** Tries at once, then renews every third of the lease (a standby tries every fifth); 250 ms after an error. */
+  /** Tries at once, then renews every third of the lease (a standby tries every fifth); 250 ms after an error (LeaseTicks). */
   start(): void {
-    if (this.timer || this.closed) return;
-    const tick = (): void => {
-      void this.tick().then((ok) => {
-        if (this.closed) return;
-        const every = this.held ? this.o.leaseMs / 3 : this.o.leaseMs / 5;
-        this.timer = setTimeout(tick, ok ? every : Math.min(250, every));
-        this.timer.unref();
-      });
-    };
-    tick();
+    if (!this.closed) this.ticks.start();
   }
 
   private async tick(): Promise<boolean> {
@@ -110,7 +103,7 @@ export class PgLease {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.timer);
+    this.ticks.stop();
     await this.release();
   }
 
