@@ -20,17 +20,12 @@ import { settings, type MonitoringSettings } from '../src/thresholds/monitoring-
 import { waitFor } from './helpers/bullmq.js';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
 import { panelQueries, substituteVariables, type Dashboard } from './helpers/dashboards.js';
-import { startPrometheus, type RunningPrometheus } from './helpers/prometheus.js';
+import { startPrometheus, TEST_BURN_RATES, type RunningPrometheus } from './helpers/prometheus.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const testSettings: MonitoringSettings = {
   ...settings,
-  burnRates: {
-    fast: [{ long: '20s', short: '4s', factor: 2 }],
-    slow: [{ long: '40s', short: '8s', factor: 1 }],
-    fastFor: '1s',
-    slowFor: '1s',
-  },
+  burnRates: TEST_BURN_RATES,
   // 1 s is a bucket bound of the classic wait histogram and of every native schema.
   defaults: { ...settings.defaults, waitSlo: { thresholdSeconds: 1, objective: 0.9, minJobs: 1 } },
 };

@@ -12,18 +12,13 @@ import { settings, type MonitoringSettings } from '../src/thresholds/monitoring-
 import { waitFor } from './helpers/bullmq.js';
 import { runCli, spawnCli, type CliProcess } from './helpers/cli.js';
 import { loadDashboards, panelQueries, substituteVariables, type Dashboard } from './helpers/dashboards.js';
-import { startMonitoringStack, type MonitoringStack, type NotifiedAlert } from './helpers/prometheus.js';
+import { startMonitoringStack, TEST_BURN_RATES, type MonitoringStack, type NotifiedAlert } from './helpers/prometheus.js';
 import { freePort, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 /** The real rules with every window and `for` scaled to seconds; thresholds as shipped where they fit a test. */
 const testSettings: MonitoringSettings = {
   ...settings,
-  burnRates: {
-    fast: [{ long: '20s', short: '4s', factor: 2 }],
-    slow: [{ long: '40s', short: '8s', factor: 1 }],
-    fastFor: '1s',
-    slowFor: '1s',
-  },
+  burnRates: TEST_BURN_RATES,
   defaults: {
     ...settings.defaults,
     failureRate: { ...settings.defaults.failureRate, minFinished: 5, window: '15s', for: '1s' },

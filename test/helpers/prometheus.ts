@@ -287,6 +287,14 @@ export async function startPrometheus(opts: PrometheusOptions): Promise<RunningP
   };
 }
 
+/** The wait-time SLO burn windows scaled to seconds, for end-to-end tests (the shipped ones span 1 h to 3 d). */
+export const TEST_BURN_RATES: MonitoringSettings['burnRates'] = {
+  fast: [{ long: '20s', short: '4s', factor: 2 }],
+  slow: [{ long: '40s', short: '8s', factor: 1 }],
+  fastFor: '1s',
+  slowFor: '1s',
+};
+
 export interface MonitoringStack {
   receiver: WebhookReceiver;
   alertmanager: RunningAlertmanager;
