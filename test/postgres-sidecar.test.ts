@@ -4,7 +4,7 @@
 // outage (server killed and restarted) seen as up 0 and /health 503, then recovered with fresh values; the password
 // of the connection string never reaches a log line.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -371,4 +371,46 @@ describe('sidecar --backend postgres', () => {
     expect(text).not.toContain(SECRET);
     expect(text).not.toContain(encodeURIComponent(SECRET));
   });
+
+  it('turns up 0 while PostgreSQL hangs (stopped, connections open), and recovers when it answers again', async () => {
+    const s = await sidecar({ collectInterval: '0.3', pgStatementTimeout: '1' });
+    await s.start();
+    await expect.poll(async () => (await s.scrape()).get('bullmq_exporter_up'), POLL).toBe(1);
+    // The postmaster and every backend stopped: sockets stay open, nothing answers, not even a cancel.
+    const postmaster = Number(readFileSync(join(server.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    const pids = [postmaster, ...childrenOf(postmaster)];
+    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    try {
+      await expect
+        .poll(async () => {
+          const m = await s.scrape();
+          return [m.get('bullmq_exporter_up'), m.get('bullmq_exporter_redis_up'), seriesOf(m, 'bullmq_queue_jobs').length];
+        }, POLL)
+        .toEqual([0, 0, 0]);
+      expect((await s.app.inject({ url: '/health' })).statusCode).toBe(503);
+    } finally {
+      for (const pid of pids) process.kill(pid, 'SIGCONT');
+    }
+    await expect
+      .poll(async () => {
+        const m = await s.scrape();
+        return [m.get('bullmq_exporter_up'), jobs(m, 'held', 'waiting')];
+      }, POLL)
+      .toEqual([1, 2]);
+    expect((await s.app.inject({ url: '/health' })).statusCode).toBe(200);
+    await s.close();
+  });
 });
+
+/** Pids whose parent is `pid` (PostgreSQL's backends call setsid(), so they are found by parent, not group). */
+function childrenOf(pid: number): number[] {
+  return readdirSync('/proc').flatMap((entry) => {
+    if (!/^\d+$/.test(entry)) return [];
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid ? [Number(entry)] : [];
+    } catch {
+      return [];
+    }
+  });
+}
