@@ -65,6 +65,9 @@ export class Collector implements SnapshotSource {
       this.lastSuccessAt = Date.now();
       return this.snapshot(true, started, queues, undefined, unreadable.length);
     } catch (err) {
+      // What was kept may no longer hold after an outage (a restart without persistence, a failover that lost
+      // writes): the next good collection reads every queue.
+      this.opts.plan?.clear();
       return this.snapshot(false, started, [], err);
     }
   }
