@@ -152,12 +152,13 @@ async function main(): Promise<void> {
       ]),
     ),
     '',
-    'What moved: the event reader no longer commits idle queues (it did every 5 s per queue: HGET, HSET, HINCRBY,',
-    'XINFO each); at rest it sends only paced non-blocking XREADs and one heartbeat per 5 s. What remains is the',
-    "collector's full pass every 5 s (one script per queue slice, about 15 reads per queue inside it) and the",
-    "read-back of every queue's accounting hash each pass: queuelens still re-reads every queue at each collection,",
-    'so at rest it costs Redis more than B, which reads each queue once per 15 s. Change-driven collection (issue 16)',
-    'is what would close that gap; it is not built yet.',
+    'queuelens before: the same process with `--collect-sweep 0` (every queue read at every collection, as before',
+    'change-driven collection), in the same run. What moved: with its defaults the leader reads again only the queues',
+    'whose events moved (none here) and sweeps the others once per `--collect-sweep` (60 s, a share each pass); the',
+    'read-back reads again only the accounting the leader committed, and everything once per sweep period. What remains',
+    "at rest: that sweep (each queue once a minute, about 15 reads inside the group script), the reader's paced",
+    'non-blocking XREADs over every stream (about once a second) and its heartbeat, the shared snapshot written each',
+    "pass, CLIENT LIST, and discovery's SCAN once a minute.",
   ].join('\n');
   writeSection(new URL('../../docs/benchmarks.md', import.meta.url), '## At rest: Redis cost against getJobCounts() exporters (issue 16)', body);
 }
