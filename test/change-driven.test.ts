@@ -6,6 +6,7 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueState } from '../src/domain/queue-snapshot.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { collectOnChange } from '../src/collector/change-plan.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
@@ -253,5 +254,44 @@ describe('change-driven collection', () => {
     const client = redis.client();
     await waitFor('new leader writes the snapshot', async () => (await client.get(`ql-${p}:snapshot`)) !== null);
     client.disconnect();
+  });
+});
+
+describe('collectOnChange', () => {
+  it('runs one prompt collection at a time: changes during one start a single next one, not one each', async () => {
+    const listeners: Array<() => void> = [];
+    const onChange = (l: () => void) => {
+      listeners.push(l);
+      return () => undefined;
+    };
+    let calls = 0;
+    const releases: Array<() => void> = [];
+    const stop = collectOnChange(
+      onChange,
+      () =>
+        new Promise<void>((resolve) => {
+          calls += 1;
+          releases.push(resolve);
+        }),
+      0,
+    );
+    const change = () => listeners.forEach((l) => l());
+    change();
+    await waitFor('first collection', () => calls === 1);
+    for (let i = 0; i < 100; i += 1) change();
+    // Well past the batching delay: still the one, since it has not finished.
+    await new Promise((r) => setTimeout(r, 300));
+    expect(calls).toBe(1);
+    releases.shift()!();
+    await waitFor('one next collection', () => calls === 2);
+    // Nothing changed during the second: no third, whatever the 100 marks before it.
+    releases.shift()!();
+    await new Promise((r) => setTimeout(r, 300));
+    expect(calls).toBe(2);
+    change();
+    await waitFor('a third after a new change', () => calls === 3);
+    releases.shift()!();
+    expect(calls).toBe(3);
+    stop();
   });
 });

@@ -126,23 +126,41 @@ const PROMPT_BATCH_MS = 50;
 
 /**
  * Starts `collect` soon after queues change, so a change is on /metrics within about a second instead of a whole
- * collect interval, and batches the changes of a busy fleet into at most one such collection per `gapMs`.
- * Returns the function that stops it.
+ * collect interval, and batches the changes of a busy fleet: one such collection at a time, at most one per
+ * `gapMs`, and the marks that arrive while one runs start a single next one. Returns the function that stops it.
  */
-export function collectOnChange(onChange: (listener: () => void) => () => void, collect: () => void, gapMs = PROMPT_GAP_MS): () => void {
+export function collectOnChange(onChange: (listener: () => void) => () => void, collect: () => Promise<void>, gapMs = PROMPT_GAP_MS): () => void {
   let timer: NodeJS.Timeout | undefined;
+  let running = false;
+  let pending = false;
+  let stopped = false;
   let lastAt = 0;
-  const off = onChange(() => {
-    if (timer) return;
-    const wait = Math.max(PROMPT_BATCH_MS, lastAt + gapMs - Date.now());
-    timer = setTimeout(() => {
-      timer = undefined;
-      lastAt = Date.now();
-      collect();
-    }, wait);
+  const schedule = (): void => {
+    if (stopped || timer) return;
+    if (running) {
+      pending = true;
+      return;
+    }
+    timer = setTimeout(fire, Math.max(PROMPT_BATCH_MS, lastAt + gapMs - Date.now()));
     timer.unref();
-  });
+  };
+  const fire = (): void => {
+    timer = undefined;
+    running = true;
+    lastAt = Date.now();
+    void collect()
+      .catch(() => undefined)
+      .finally(() => {
+        running = false;
+        if (pending) {
+          pending = false;
+          schedule();
+        }
+      });
+  };
+  const off = onChange(schedule);
   return () => {
+    stopped = true;
     off();
     clearTimeout(timer);
   };

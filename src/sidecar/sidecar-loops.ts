@@ -60,7 +60,7 @@ export class SidecarLoops {
     this.loops.push(collecting);
     // A queue whose events moved is collected within about a second, not at the next interval.
     const { onChange } = this.o.backend;
-    if (onChange) this.stopPrompt = collectOnChange(onChange, () => void collecting.runNow());
+    if (onChange) this.stopPrompt = collectOnChange(onChange, () => collecting.runNow());
     const discoveryMs = this.o.discoveryIntervalSeconds * 1000;
     this.loops.push(
       startIntervalLoop(
