@@ -6,6 +6,7 @@ import { redriveJobId } from '../src/dead-letters/dead-letters.js';
 import { verifyWebhook } from '../src/workers/webhook-signature.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import { waitFor } from './helpers/bullmq.js';
+import { bulkWebhookDeadLetters } from './helpers/dead-letter-fixtures.js';
 import { runCli } from './helpers/cli.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -275,24 +276,7 @@ describe('dead-letter queue', () => {
 
   it('redrives a large selection in one command with a progress bar', async () => {
     const dlq = new Queue('webhook-dlq', { connection: { host: '127.0.0.1', port: redis.port }, skipMetasUpdate: true });
-    const now = Date.now();
-    await dlq.addBulk(
-      Array.from({ length: 150 }, (_, i) => ({
-        name: 'webhook',
-        data: {
-          source: { prefix: 'bull', queue: 'webhook', jobId: `bulk-${i}`, name: 'webhook' },
-          data: { url: `${rx.url}/bulk`, event: 'bulk', payload: i },
-          opts: { attempts: 1 },
-          failedReason: 'x',
-          stacktrace: [],
-          attemptsMade: 1,
-          firstFailedAt: now,
-          lastFailedAt: now,
-          deadLetteredAt: now,
-        },
-        opts: { jobId: `bulk-${i}-1` },
-      })),
-    );
+    await dlq.addBulk(bulkWebhookDeadLetters('bull', `${rx.url}/bulk`, 150));
     await dlq.close();
     const res = await cli('dlq', 'redrive', 'webhook', '--all');
     expect(res.code).toBe(0);

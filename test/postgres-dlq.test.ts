@@ -11,6 +11,7 @@ import { verifyWebhook } from '../src/workers/webhook-signature.js';
 import { webhookProcessor } from '../src/workers/webhook-processor.js';
 import type { Job } from 'bullmq';
 import { waitFor } from './helpers/bullmq.js';
+import { bulkWebhookDeadLetters } from './helpers/dead-letter-fixtures.js';
 import { runCli } from './helpers/cli.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
 import { startWebhookReceiver, type WebhookReceiver } from './helpers/webhook-receiver.js';
@@ -292,24 +293,7 @@ describe('dead letters on PostgreSQL: job ids', () => {
 
   it('redrives a large selection in one command with a progress bar', async () => {
     const dlq = postgresQueue(target, 'webhook-dlq', { skipMetasUpdate: true });
-    const now = Date.now();
-    await dlq.addBulk(
-      Array.from({ length: 150 }, (_, i) => ({
-        name: 'webhook',
-        data: {
-          source: { prefix: 'bullmq', queue: 'webhook', jobId: `bulk-${i}`, name: 'webhook' },
-          data: { url: `${rx.url}/bulk`, event: 'bulk', payload: i },
-          opts: { attempts: 1 },
-          failedReason: 'x',
-          stacktrace: [],
-          attemptsMade: 1,
-          firstFailedAt: now,
-          lastFailedAt: now,
-          deadLetteredAt: now,
-        },
-        opts: { jobId: `bulk-${i}-1` },
-      })),
-    );
+    await dlq.addBulk(bulkWebhookDeadLetters('bullmq', `${rx.url}/bulk`, 150));
     await dlq.close();
     const all = await h.queue('webhook-dlq').getWaitingCount();
     expect(all).toBeGreaterThanOrEqual(150);
