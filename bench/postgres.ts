@@ -8,6 +8,7 @@
 //     backlog.
 // Writes its section of docs/benchmarks.md.
 import { execFileSync } from 'node:child_process';
+import { copyFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Queue, Worker, createPostgresBackend } from 'bullmq';
 import pg from 'pg';
@@ -20,8 +21,11 @@ const SECTION = '## PostgreSQL backend: collection and event reading (issue 18)'
 const LOAD_AT_START = loadAverage();
 /** PG_BENCH_QUICK=1: a small run to check the bench itself (its numbers mean nothing; it writes no section). */
 const QUICK = process.env.PG_BENCH_QUICK === '1';
-const QUEUE_COUNTS = QUICK ? [10, 50] : [100, 1_000];
-const RETAINED = QUICK ? [1_000, 10_000] : [100_000, 1_000_000];
+const list = (v: string | undefined) => v?.split(',').map(Number);
+const QUEUE_COUNTS = list(process.env.PG_BENCH_QUEUES) ?? (QUICK ? [10, 50] : [100, 1_000]);
+const RETAINED = list(process.env.PG_BENCH_RETAINED) ?? (QUICK ? [1_000, 10_000] : [100_000, 1_000_000]);
+/** PG_BENCH_EXPLAIN=<file>: auto_explain every statement over 20 ms (ANALYZE, BUFFERS) and copy the server log there. */
+const EXPLAIN = process.env.PG_BENCH_EXPLAIN;
 /** Of the retained finished jobs, every 10th failed (as the earlier measurement in docs/postgres.md). */
 const FAILED_EVERY = 10;
 const WARMUP = 3;
@@ -461,7 +465,13 @@ function pgVersion(): string {
 async function main(): Promise<void> {
   const started = Date.now();
   const server = await startTestPostgres({
-    settings: { shared_preload_libraries: 'pg_stat_statements', max_connections: '200', shared_buffers: '512MB', 'pg_stat_statements.track': 'top' },
+    settings: {
+      shared_preload_libraries: EXPLAIN ? 'pg_stat_statements,auto_explain' : 'pg_stat_statements',
+      max_connections: '200',
+      shared_buffers: '512MB',
+      'pg_stat_statements.track': 'top',
+      ...(EXPLAIN ? { 'auto_explain.log_min_duration': '20ms', 'auto_explain.log_analyze': 'on', 'auto_explain.log_buffers': 'on' } : {}),
+    },
   });
   const admin = server.pool(2);
   const scenarios: Scenario[] = [];
@@ -491,7 +501,7 @@ async function main(): Promise<void> {
     const ev = await measureEvents(server);
     console.error(JSON.stringify(ev));
     const body = report(rows, ev, started);
-    if (QUICK) console.log(body);
+    if (QUICK || process.env.PG_BENCH_QUEUES || process.env.PG_BENCH_RETAINED) console.log(body);
     else writeSection(new URL('../../docs/benchmarks.md', import.meta.url), SECTION, body);
   } catch (err) {
     console.error('bench failed:', err);
@@ -499,6 +509,7 @@ async function main(): Promise<void> {
   } finally {
     // BullMQ's own clients report the server going away as errors: the run is over by then.
     process.on('uncaughtException', () => undefined);
+    if (EXPLAIN) copyFileSync(`${server.dir}/server.log`, EXPLAIN);
     await server.stop();
   }
 }

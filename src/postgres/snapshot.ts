@@ -12,6 +12,7 @@
 // job.remove() and Queue.retryJobs(), which the slow full recount (finishedRecountMs) catches. A queue is recounted when
 // an event of a kind that can change it committed above a watermark proven like the event reader's (docs/postgres.md
 // §2.2): below it every transaction that took an event id has ended, so a late commit cannot hide.
+import { createHash } from 'node:crypto';
 import pg from 'pg';
 import type { SnapshotSource } from '../domain/backend.js';
 import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
@@ -111,7 +112,7 @@ apps AS MATERIALIZED (
    WHERE datname = current_database() AND application_name <> ''
 )
 SELECT q.name, n.now_ms,
-  EXISTS (SELECT 1 FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'paused' AND m.value = '1') AS paused,
+  COALESCE((SELECT m.value = '1' FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'paused'), false) AS paused,
   (SELECT m.value FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'max') AS rate_max,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority = 0) AS waiting,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority > 0) AS prioritized,
@@ -251,7 +252,10 @@ export class PostgresSnapshotCollector implements SnapshotSource {
 
   /** The gauges of the given queues: one snapshot, one statement per batch. */
   async readQueues(names: string[]): Promise<QueueState[]> {
-    const sql = queueStatesSql(this.quoted);
+    // A named statement: planned once per connection (a generic plan: the batch statement takes longer to plan than to
+    // run), not at every collection.
+    const text = queueStatesSql(this.quoted);
+    const name = `queuelens_states_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
     return this.transaction(async (client) => {
       const snap = (await client.query<{ xmin: string; xmax: string; head: string }>(snapshotSql(this.quoted))).rows[0]!;
       const base = this.advance(BigInt(snap.xmin), BigInt(snap.xmax), BigInt(snap.head));
@@ -265,7 +269,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
           return f === undefined || now - f.countedAt >= this.recountMs ? undefined : f;
         });
         const params = [batch, cached.map((f) => f?.base.toString() ?? null), cached.map((f) => f?.seen ?? null), HARMLESS_EVENTS, base.toString()];
-        const { rows } = await client.query<QueueRow>(sql, params);
+        const { rows } = await client.query<QueueRow>({ name, text, values: params });
         for (const row of rows) {
           let f = this.finished.get(row.name);
           if (row.completed !== null || f === undefined) {
@@ -347,9 +351,16 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     }
   }
 
-  /** A REPEATABLE READ, READ ONLY transaction (one snapshot) with a statement timeout (and no JIT: these plans are tiny). */
+  /**
+   * A REPEATABLE READ, READ ONLY transaction (one snapshot) with a statement timeout, no JIT (these plans are tiny) and
+   * generic plans for named statements.
+   */
   private transaction<T>(body: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-    return inTransaction(this.pool, { timeoutMs: this.timeoutMs, mode: 'ISOLATION LEVEL REPEATABLE READ READ ONLY', settings: { jit: 'off' } }, body);
+    return inTransaction(
+      this.pool,
+      { timeoutMs: this.timeoutMs, mode: 'ISOLATION LEVEL REPEATABLE READ READ ONLY', settings: { jit: 'off', plan_cache_mode: 'force_generic_plan' } },
+      body,
+    );
   }
 }
 
