@@ -4,7 +4,7 @@
 //   the end of each cycle blanks the queue gauges (`up 0`) and the event series, which come from the same hung
 //   store: no last value is presented as current. /health, /readyz and /api/queues judge by the same rule.
 // - leadership: a lease can lapse between collections (a renewal hung on a stalled link), so the leader flag
-//   follows the event follower every second.
+//   follows the event follower every second, and is brought up to date at each scrape (render()).
 import { isStale, staleLimitSeconds } from '../collector/freshness.js';
 import type { EventFollower } from '../domain/backend.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
@@ -46,8 +46,13 @@ export class SidecarMetrics {
     }
   }
 
-  /** The /metrics body; a pure read of what the cycles rendered. */
+  /**
+   * The /metrics body: what the cycles rendered, with the leader flag as of now. The flag is a function of the
+   * clock (a lease lapses the moment its last renewal is a lease old), so a timer alone would show two leaders for
+   * up to its period after another replica took over; it changes the body only when leadership changed.
+   */
   render(format: ExpositionFormat | boolean, acceptGzip: boolean): Promise<RenderedMetrics> {
+    if (this.o.events) this.eventMetrics?.setLeader(this.o.events.isLeader);
     return this.exposition.render(format, acceptGzip);
   }
 
