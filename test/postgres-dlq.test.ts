@@ -4,7 +4,7 @@
 // what BullMQ's tables and queuelens's own tables hold, read with SQL.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { redriveJobId, type DeadLetterRecord } from '../src/dead-letters/dead-letter-record.js';
+import { NOT_A_DEAD_LETTER, redriveJobId, type DeadLetterRecord } from '../src/dead-letters/dead-letter-record.js';
 import { PostgresDeadLetters } from '../src/dead-letters/postgres-dead-letters.js';
 import { postgresQueue, postgresWorker, preparePostgres, type PostgresTarget } from '../src/jobs/postgres-store.js';
 import { verifyWebhook } from '../src/workers/webhook-signature.js';
@@ -304,5 +304,19 @@ describe('dead letters on PostgreSQL: job ids', () => {
     await waitFor('150 bulk deliveries', () => rx.deliveries.filter((d) => d.path === '/bulk').length === 150, 60_000);
     const { rows } = await db.query<{ n: string }>("SELECT count(*) AS n FROM bullmq.job WHERE queue = 'webhook' AND id LIKE 'redrive-bulk-%'");
     expect(Number(rows[0]!.n)).toBe(150);
+  });
+
+  it('a job in the DLQ that queuelens did not write is listed, and a redrive refuses it without adding or removing anything', async () => {
+    const dlq = postgresQueue(target, 'webhook-dlq', { skipMetasUpdate: true });
+    await dlq.add('foreign', { hello: 'world' }, { jobId: 'foreign-1' });
+    await dlq.close();
+    const list = await cli('dlq', 'list', 'webhook');
+    expect(list.code).toBe(0);
+    expect(list.output).toContain(`foreign-1\tforeign\t${NOT_A_DEAD_LETTER}`);
+    const res = await cli('dlq', 'redrive', 'webhook', '--id', 'foreign-1');
+    expect(res.code).toBe(1);
+    expect(res.output).toContain(`foreign-1\tinvalid\t${NOT_A_DEAD_LETTER}`);
+    expect(await jobsWithId('webhook-dlq', 'foreign-1')).toBe(1);
+    expect(await jobsWithId('webhook', redriveJobId('foreign-1'))).toBe(0);
   });
 });
