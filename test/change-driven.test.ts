@@ -81,6 +81,21 @@ describe('change-driven collection', () => {
     expect(await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'idle', state: 'waiting' })).toBe(1);
   });
 
+  it('with events off (--no-events) reads every queue at every collection, as before', async () => {
+    const p = 'cd6';
+    await bull.queue('idle', { prefix: p }).add('x', {});
+    const s = await sidecar(p, { events: 'false', collectInterval: '0.2' });
+    await s.start();
+    await waitFor('first collection', async () => (await gauge(s, 'bullmq_queue_jobs', { prefix: p, queue: 'idle', state: 'waiting' })) === 1);
+    const seen: string[][] = [];
+    const monitor = await monitorCommands(redis, (args) => seen.push(args));
+    const seq = s.snapshot()!.seq;
+    await waitFor('three collections', () => s.snapshot()!.seq >= seq + 3);
+    monitor.stop();
+    const reads = seen.filter((args) => args[0]?.toLowerCase() === 'evalsha_ro' && args.includes(`${p}:idle:`));
+    expect(reads.length).toBeGreaterThanOrEqual(2);
+  });
+
   it("shows a changed queue's depth and counters after its events, without waiting for an interval or the sweep", async () => {
     const p = 'cd2';
     const q = bull.queue('q', { prefix: p });
