@@ -95,9 +95,11 @@ counters say how many of each there were.
   each histogram is one native histogram (schema ${NATIVE_SCHEMA}: buckets 19% wide, exact counts kept by the accounting
   from 1 ms to beyond 6 h). The protobuf carries the classic buckets too, for a Prometheus that negotiates protobuf
   but keeps classic histograms (\`scrape_classic_histograms\`); one that ingests native histograms ignores them.
+  A series observed partly before the accounting kept native buckets (an upgrade) is served classic-only until
+  its accounting is retired or reset.
 - **per-prefix** / **off** (\`--histograms\`): no histogram per queue; per prefix one set (${n.perPrefix.classic} series
-  classic, ${n.perPrefix.native} native) without the \`queue\` label, or none. Queries that sum by queue keep working and
-  read the prefix; the bundled wait-time SLO alerts then page per prefix (\`queue=""\`).
+  classic, ${n.perPrefix.native} native) without the \`queue\` (and \`job_name\`) label, or none. Queries that sum by queue keep working and
+  read the prefix; the bundled wait-time SLO alerts then page per prefix (without a \`queue\` label).
 
 | queue | classic | native | per-prefix or off |
 | --- | --- | --- | --- |
