@@ -1,7 +1,7 @@
 // Owns one collection: every watched queue's state read through the backend (domain/backend.ts; on Redis
 // redis/queue-state-source.ts) and turned into the plain snapshot metrics, /health and the board read: the limiter
 // judged, worker counts from connections and locks, unreadable and obliterated queues handled.
-import type { QueueLook, QueueReading, QueueStateSource, SnapshotSource, WorkerCount } from '../domain/backend.js';
+import type { CollectOptions, QueueLook, QueueReading, QueueStateSource, SnapshotSource, WorkerCount } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
@@ -46,7 +46,11 @@ export class Collector implements SnapshotSource {
     this.limiterStore = opts.limiterStore ?? new MemoryLimiterStore();
   }
 
-  async collect(): Promise<CollectionSnapshot> {
+  async collect(o: CollectOptions = {}): Promise<CollectionSnapshot> {
+    if (o.full) {
+      this.opts.plan?.clear();
+      this.lastWorkers = undefined;
+    }
     const started = performance.now();
     const refs = this.opts.discovery.queues();
     this.seq += 1;

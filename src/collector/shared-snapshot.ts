@@ -4,7 +4,7 @@
 // render is judged by the one freshness rule (collector/freshness.ts) through its age on Redis's clock: the key
 // expires when it would turn stale, and a replica finding none (no leader yet, a leader gone or stuck) collects
 // by itself as before.
-import type { SnapshotSource } from '../domain/backend.js';
+import type { CollectOptions, SnapshotSource } from '../domain/backend.js';
 import { markDeadLetterQueues, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import { staleLimitSeconds } from './freshness.js';
@@ -86,12 +86,12 @@ export class SharedSnapshots implements SnapshotSource {
 
   constructor(private readonly o: SharedSnapshotsOptions) {}
 
-  async collect(): Promise<CollectionSnapshot> {
-    if (!this.o.writes()) {
+  async collect(o: CollectOptions = {}): Promise<CollectionSnapshot> {
+    if (!this.o.writes() && !o.full) {
       const shared = await this.readShared();
       if (shared) return this.hand(shared, 'shared');
     }
-    const s = await this.o.collector.collect();
+    const s = await this.o.collector.collect(o);
     if (s.ok && this.o.writes()) await this.write(s);
     return this.hand(s, 'collected');
   }

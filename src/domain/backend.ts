@@ -9,7 +9,15 @@ import type { CollectionSnapshot } from './queue-snapshot.js';
 
 /** One collection of every watched queue, as plain data: what every consumer above the seam reads. */
 export interface SnapshotSource {
-  collect(): Promise<CollectionSnapshot>;
+  /**
+   * `full`: read every queue and count every worker now, reusing nothing a change-driven source keeps between
+   * passes (an explicit refresh).
+   */
+  collect(o?: CollectOptions): Promise<CollectionSnapshot>;
+}
+
+export interface CollectOptions {
+  full?: boolean;
 }
 
 /** One queue as a backend read it in one look: counts, and times in ms of the backend's clock (-1: none). */

@@ -15,6 +15,8 @@ export interface CollectionCycleOptions {
   readAccounting: (s: CollectionSnapshot) => Promise<readonly QueueEventAccounting[] | undefined>;
   /** Called with each snapshot before the accounting is read. */
   onSnapshot?: (s: CollectionSnapshot) => Promise<void>;
+  /** Read every queue now (an explicit refresh), whatever a change-driven collector would keep. */
+  full?: boolean;
 }
 
 export interface CycleResult {
@@ -23,7 +25,7 @@ export interface CycleResult {
 }
 
 export async function runCollectionCycle(o: CollectionCycleOptions): Promise<CycleResult> {
-  const snapshot = await o.collector.collect();
+  const snapshot = await o.collector.collect({ full: o.full });
   await o.onSnapshot?.(snapshot);
   const accounting = await o.readAccounting(snapshot);
   await o.board.update(snapshot, accounting && boardAccounting(accounting));

@@ -22,7 +22,7 @@ export interface Sidecar {
   /** The last collection, if any. */
   snapshot(): CollectionSnapshot | undefined;
   start(): Promise<void>;
-  /** Runs a discovery pass and a collection now (tests, admin). */
+  /** Runs a discovery pass and a full collection now, every queue and worker read (tests, admin). */
   refresh(): Promise<void>;
   close(): Promise<void>;
 }
@@ -92,7 +92,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
     async refresh() {
       await connect();
       await loops.discoverOnce();
-      await loops.collectOnce();
+      await loops.collectOnce(true);
     },
     close() {
       closed ??= (async () => {

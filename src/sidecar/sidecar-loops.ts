@@ -93,7 +93,8 @@ export class SidecarLoops {
     }
   }
 
-  async collectOnce(): Promise<void> {
+  /** One cycle; `full`: every queue and worker read now (an explicit refresh). */
+  async collectOnce(full = false): Promise<void> {
     const { log, collectIntervalSeconds: configured } = this.o;
     const started = Date.now();
     const { snapshot: s } = await runCollectionCycle({
@@ -101,6 +102,7 @@ export class SidecarLoops {
       board: this.o.board,
       readAccounting: () => this.readBack(),
       onSnapshot: (snapshot) => this.collected(snapshot),
+      full,
     });
     const cycleSeconds = (Date.now() - started) / 1000;
     const next = stretchedInterval(configured, cycleSeconds, s.ok);
