@@ -1,7 +1,7 @@
 // A worker on BullMQ's PostgreSQL backend through a database restart: /readyz's probe says not ready while the server is
 // down and ready again once it is back, and the worker takes and finishes jobs again without being restarted.
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { preparePostgres, type PostgresTarget } from '../src/jobs/postgres-store.js';
+import { postgresQueue, postgresWorker, preparePostgres, type PostgresTarget } from '../src/jobs/postgres-store.js';
 import { emailProcessor } from '../src/workers/email-processor.js';
 import { waitFor } from './helpers/bullmq.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
@@ -11,10 +11,11 @@ import { WorkerHarness } from './helpers/workers.js';
 let server: TestPostgres;
 let sink: SmtpSink;
 let h: WorkerHarness;
+let target: PostgresTarget;
 
 beforeAll(async () => {
   server = await startTestPostgres();
-  const target: PostgresTarget = { databaseUrl: server.url, schema: 'bullmq', ownSchema: 'queuelens', migrate: true };
+  target = { databaseUrl: server.url, schema: 'bullmq', ownSchema: 'queuelens', migrate: true };
   await preparePostgres(target);
   sink = await startSmtpSink();
   h = WorkerHarness.postgres(target);
@@ -43,4 +44,29 @@ it('is not ready while PostgreSQL is down, ready again when it is back, and proc
 
   await h.producer.enqueueEmail({ template: 'welcome', to: 'after@example.com' });
   await waitFor('the mail after the restart delivered', () => sink.mails.some((m) => m.envelopeTo.includes('after@example.com')), 60_000);
+}, 180_000);
+
+it('a final failure left uncopied is copied once PostgreSQL is back from an outage, not at the next periodic sweep', async () => {
+  const w = (h as unknown as { workers: Array<import('../src/workers/create-worker.js').ManagedWorker> }).workers[0]!;
+  // The state a lost reply leaves: failed for good, no dead letter (a plain worker fails it while ours is paused).
+  await w.worker.pause();
+  const raw = postgresQueue(target, 'email', { skipMetasUpdate: true });
+  const orphan = await raw.add('welcome', { template: 'welcome', to: 'orphan@example.com' }, { attempts: 1 });
+  const plain = postgresWorker(target, 'email', async () => {
+    throw new Error('failed while the reply was lost');
+  });
+  await waitFor('orphan failed', async () => (await raw.getJobState(orphan.id!)) === 'failed');
+  await plain.close();
+  await raw.close();
+  w.worker.resume();
+  const copies = async () => (await h.dlqJobs('email')).filter((j) => j.data.source.jobId === orphan.id).length;
+  expect(await copies()).toBe(0);
+
+  await server.shutdown();
+  // The worker notices by itself (its connection fails), with no /readyz prober asking.
+  await waitFor('the worker to notice the outage', () => w.health().redis === false, 60_000);
+  await server.restart();
+  // The periodic sweep runs every 5 minutes: within this wait only the sweep after reconnecting can copy it.
+  await waitFor('the orphan dead-lettered', async () => (await copies()) === 1, 60_000);
+  expect(w.health().redis).toBe(true);
 }, 180_000);

@@ -106,6 +106,8 @@ export class PostgresWorkerStore implements WorkerStore {
   private readonly probe: pg.Pool;
   private up = true;
   private lost = false;
+  private retry?: NodeJS.Timeout;
+  private closed = false;
   private readonly reconnected: Array<() => void> = [];
   readonly answers: (deadlineMs: number) => Promise<boolean>;
 
@@ -115,10 +117,20 @@ export class PostgresWorkerStore implements WorkerStore {
     this.answers = async (deadlineMs) => this.note(await select(deadlineMs));
   }
 
+  /**
+   * Records what a probe found. Once the database was lost it is asked again every second until it answers (nothing
+   * else would ask without a /readyz prober), so "reachable again" is noticed within about a second, as ioredis's
+   * 'ready' is on Redis.
+   */
   private note(up: boolean): boolean {
-    if (!up) this.lost = true;
-    else if (this.lost) {
+    if (this.closed) return up;
+    if (!up) {
+      this.lost = true;
+      this.retry ??= setInterval(() => void this.answers(2_000), 1_000).unref();
+    } else if (this.lost) {
       this.lost = false;
+      clearInterval(this.retry);
+      this.retry = undefined;
       for (const fn of this.reconnected) fn();
     }
     this.up = up;
@@ -145,6 +157,10 @@ export class PostgresWorkerStore implements WorkerStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.retry);
+    this.retry = undefined;
+    this.reconnected.length = 0;
     await this.probe.end().catch(() => undefined);
   }
 }

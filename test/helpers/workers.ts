@@ -17,6 +17,7 @@ export class WorkerHarness {
   readonly producer: Producer;
   private readonly workers: ManagedWorker[] = [];
   private readonly queues: Queue[] = [];
+  private readonly pgQueues = new Map<string, Queue>();
   private readonly closers: Array<() => unknown> = [];
 
   /** On BullMQ's PostgreSQL backend; `redis` is then unused. */
@@ -62,10 +63,14 @@ export class WorkerHarness {
 
   /** A plain BullMQ queue handle (no meta update), for reading state. */
   queue(name: string): Queue {
+    // On PostgreSQL each Queue has a pool of its own: one per name, or a test polling for a minute runs out of connections.
+    const cached = this.pg ? this.pgQueues.get(name) : undefined;
+    if (cached) return cached;
     const q = this.pg
       ? postgresQueue(this.pg, name, { skipMetasUpdate: true })
       : new Queue(name, { connection: { host: '127.0.0.1', port: this.redis.port, maxRetriesPerRequest: null }, skipMetasUpdate: true });
     this.queues.push(q);
+    if (this.pg) this.pgQueues.set(name, q);
     return q;
   }
 
