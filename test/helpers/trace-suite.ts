@@ -197,9 +197,9 @@ export function defineTraceSuite(mode: 'job' | 'async', backend: 'redis' | 'post
 
       // A redrive starts a new trace whose redrive span links back to the dead-lettered original.
       const w = (h as unknown as { workers: Array<{ deadLetters: DeadLetterQueue }> }).workers[0]!;
-      const [dl] = (await w.deadLetters.list()).filter((j) => j.data.traceMetadata?.includes(traceId));
-      expect(dl).toBeDefined();
-      await w.deadLetters.redrive(h.producer.queue('email'), dl!);
+      // On PostgreSQL BullMQ's add span ends before the copy's transaction commits: wait for the dead letter itself.
+      const dl = await waitFor('the dead letter', async () => (await w.deadLetters.list()).find((j) => j.data.traceMetadata?.includes(traceId)));
+      await w.deadLetters.redrive(h.producer.queue('email'), dl);
       const redrive = spans().find((s) => s.name === 'redrive email')!;
       expect(redrive.kind).toBe(SpanKind.PRODUCER);
       expect(redrive.spanContext().traceId).not.toBe(traceId);
