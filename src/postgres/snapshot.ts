@@ -129,8 +129,8 @@ SELECT q.name, n.now_ms,
      FROM ${s}.job h WHERE h.queue = q.name AND h.state = 'waiting'
     ORDER BY h.priority, h.seq LIMIT 1) AS head_eligible_ms,
   r.points AS rl_points, r.expire_at_ms AS rl_expire_ms,
-  (SELECT count(*) FROM apps WHERE apps.app = q.name OR left(apps.app, length(q.name) + 3) = q.name || ':w:') AS workers
-FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS q(name, base, seen)
+  (SELECT count(*) FROM apps WHERE apps.app = q.app OR left(apps.app, length(q.wprefix)) = q.wprefix) AS workers
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $6::text[], $7::text[]) AS q(name, base, seen, app, wprefix)
 CROSS JOIN n
 CROSS JOIN LATERAL (
   -- Events that can change the finished set (not in $4, the harmless kinds): how many lie above the cached counts'
@@ -160,7 +160,25 @@ LEFT JOIN ${s}.rate_limit r ON r.queue = q.name`;
 function snapshotSql(s: string): string {
   return `
 SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin, pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
-       (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head`;
+       (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head,
+       current_setting('server_version_num')::int AS version`;
+}
+
+/** Longest `application_name` PostgreSQL keeps (NAMEDATALEN - 1 bytes); a longer one is cut. */
+const MAX_APP_NAME_BYTES = 63;
+
+/**
+ * The `application_name` PostgreSQL shows in pg_stat_activity for a session that set `name`: every byte outside
+ * printable ASCII replaced (by `?` before PostgreSQL 16, by a `\xNN` escape from 16 on), then cut to 63 bytes. A
+ * worker of a queue named `café` or with a name over 63 bytes is registered under that form, not the queue name.
+ */
+export function sessionNameOf(name: string, serverVersionNum: number): string {
+  let out = '';
+  for (const b of Buffer.from(name, 'utf8')) {
+    if (b >= 32 && b <= 126) out += String.fromCharCode(b);
+    else out += serverVersionNum >= 160000 ? `\\x${b.toString(16).padStart(2, '0')}` : '?';
+  }
+  return out.slice(0, MAX_APP_NAME_BYTES);
 }
 
 /** Distinct queues of the schema: a loose index scan over meta's primary key, one probe per queue. $1 = limit. */
@@ -257,7 +275,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     const text = queueStatesSql(this.quoted);
     const name = `queuelens_states_${createHash('sha1').update(text).digest('hex').slice(0, 16)}`;
     return this.transaction(async (client) => {
-      const snap = (await client.query<{ xmin: string; xmax: string; head: string }>(snapshotSql(this.quoted))).rows[0]!;
+      const snap = (await client.query<{ xmin: string; xmax: string; head: string; version: number }>(snapshotSql(this.quoted))).rows[0]!;
       const base = this.advance(BigInt(snap.xmin), BigInt(snap.xmax), BigInt(snap.head));
       const now = Date.now();
       const out: QueueState[] = [];
@@ -268,7 +286,18 @@ export class PostgresSnapshotCollector implements SnapshotSource {
           const f = this.finished.get(name);
           return f === undefined || now - f.countedAt >= this.recountMs ? undefined : f;
         });
-        const params = [batch, cached.map((f) => f?.base.toString() ?? null), cached.map((f) => f?.seen ?? null), HARMLESS_EVENTS, base.toString()];
+        // How the queue's workers show in pg_stat_activity: `<queue>` and `<queue>:w:<worker name>`, as PostgreSQL stores them.
+        const apps = batch.map((n) => sessionNameOf(n, snap.version));
+        const prefixes = batch.map((n) => sessionNameOf(`${n}:w:`, snap.version));
+        const params = [
+          batch,
+          cached.map((f) => f?.base.toString() ?? null),
+          cached.map((f) => f?.seen ?? null),
+          HARMLESS_EVENTS,
+          base.toString(),
+          apps,
+          prefixes,
+        ];
         const { rows } = await client.query<QueueRow>({ name, text, values: params });
         for (const row of rows) {
           let f = this.finished.get(row.name);
