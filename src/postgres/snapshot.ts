@@ -70,6 +70,12 @@ interface FinishedCounts {
   seen: number;
   /** Date.now() of the last unconditional recount. */
   countedAt: number;
+  /**
+   * The transaction that last wrote the queue's meta `version` row (its xmin), null without one. Every `Queue` writes
+   * it when constructed, and `obliterate` deletes it with the queue's jobs and events without publishing any event: a
+   * different value (or none) means the queue may have been obliterated (and re-created) since the counts were taken.
+   */
+  gen: string | null;
 }
 
 /** The sequence head read at one collection and the xmax of the next collection's snapshot. */
@@ -97,6 +103,8 @@ interface QueueRow {
   failed: string | null;
   /** Events that can change the finished set above this collection's watermark. */
   seen: string;
+  /** xmin of meta `version` (see FinishedCounts.gen). */
+  gen: string | null;
   head_eligible_ms: string | null;
   rl_points: string | null;
   rl_expire_ms: string | null;
@@ -121,7 +129,7 @@ SELECT q.name, n.now_ms,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting-children') AS waiting_children,
   CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'completed') END AS completed,
   CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'failed') END AS failed,
-  h.above_watermark AS seen,
+  h.above_watermark AS seen, g.gen,
   (SELECT GREATEST(h.added_at_ms, h.process_at_ms, h.processed_at_ms,
             (SELECT max(c.finished_at_ms) FROM ${s}.job_dependency dep
                JOIN ${s}.job c ON c.queue = dep.child_queue AND c.id = dep.child_id
@@ -130,8 +138,9 @@ SELECT q.name, n.now_ms,
     ORDER BY h.priority, h.seq LIMIT 1) AS head_eligible_ms,
   r.points AS rl_points, r.expire_at_ms AS rl_expire_ms,
   (SELECT count(*) FROM apps WHERE apps.app = q.app OR left(apps.app, length(q.wprefix)) = q.wprefix) AS workers
-FROM unnest($1::text[], $2::bigint[], $3::bigint[], $6::text[], $7::text[]) AS q(name, base, seen, app, wprefix)
+FROM unnest($1::text[], $2::bigint[], $3::bigint[], $6::text[], $7::text[], $8::text[]) AS q(name, base, seen, app, wprefix, gen)
 CROSS JOIN n
+CROSS JOIN LATERAL (SELECT (SELECT m.xmin::text FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'version') AS gen) g
 CROSS JOIN LATERAL (
   -- Events that can change the finished set (not in $4, the harmless kinds): how many lie above the cached counts'
   -- base, and above this collection's watermark $5 (kept with the counts for the next check). Event primary key.
@@ -142,7 +151,7 @@ CROSS JOIN LATERAL (
 CROSS JOIN LATERAL (
   -- Recount unless exactly the events seen when the counts were taken lie above their base (rows are only added
   -- there, except by trimming: publish_event deletes ids <= newest id - maxLenEvents, so a prefix, checked too).
-  SELECT q.base IS NULL OR h.above_base <> q.seen
+  SELECT q.base IS NULL OR h.above_base <> q.seen OR g.gen IS DISTINCT FROM q.gen
       OR COALESCE((SELECT max(e.id) FROM ${s}.event e WHERE e.queue = q.name) - q.base >= COALESCE(
            (SELECT CASE WHEN m.value ~ '^[0-9]{1,9}$' AND m.value::bigint > 0 THEN m.value::bigint END
               FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents'), 10000), false) AS recount) f
@@ -297,13 +306,14 @@ export class PostgresSnapshotCollector implements SnapshotSource {
           base.toString(),
           apps,
           prefixes,
+          cached.map((f) => f?.gen ?? null),
         ];
         const { rows } = await client.query<QueueRow>({ name, text, values: params });
         for (const row of rows) {
           let f = this.finished.get(row.name);
           if (row.completed !== null || f === undefined) {
             recounted++;
-            f = { completed: num(row.completed), failed: num(row.failed), base, seen: num(row.seen), countedAt: now };
+            f = { completed: num(row.completed), failed: num(row.failed), base, seen: num(row.seen), countedAt: now, gen: row.gen };
             this.finished.set(row.name, f);
           } else {
             f.base = base;
