@@ -4,7 +4,7 @@
 // outage (server killed and restarted) seen as up 0 and /health 503, then recovered with fresh values; the password
 // of the connection string never reaches a log line.
 import { spawnSync } from 'node:child_process';
-import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Job, JobType } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -341,12 +341,7 @@ describe('sidecar --backend postgres', () => {
     for (const r of release.splice(0)) r();
     await bull.close();
     await server.kill();
-    await expect
-      .poll(async () => {
-        const m = await s.scrape();
-        return [m.get('bullmq_exporter_up'), m.get('bullmq_exporter_redis_up'), seriesOf(m, 'bullmq_queue_jobs').length];
-      }, POLL)
-      .toEqual([0, 0, 0]);
+    await seesDown(s);
     const health = await s.app.inject({ url: '/health' });
     expect(health.statusCode).toBe(503);
     expect(health.body).toMatch(/PostgreSQL at 127\.0\.0\.1:\d+\/postgres is unreachable/);
@@ -356,12 +351,7 @@ describe('sidecar --backend postgres', () => {
     // Fresh values: a job added after the restart is counted.
     bull = new PostgresBullFixtures(server);
     await bull.queue('held').add('after-restart', {});
-    await expect
-      .poll(async () => {
-        const m = await s.scrape();
-        return [m.get('bullmq_exporter_up'), jobs(m, 'held', 'waiting')];
-      }, POLL)
-      .toEqual([1, 2]);
+    await seesHeldWaiting(s, 2);
     expect((await s.app.inject({ url: '/health' })).statusCode).toBe(200);
     await s.close();
 
@@ -377,40 +367,37 @@ describe('sidecar --backend postgres', () => {
     await s.start();
     await expect.poll(async () => (await s.scrape()).get('bullmq_exporter_up'), POLL).toBe(1);
     // The postmaster and every backend stopped: sockets stay open, nothing answers, not even a cancel.
-    const postmaster = Number(readFileSync(join(server.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
-    const pids = [postmaster, ...childrenOf(postmaster)];
-    for (const pid of pids) process.kill(pid, 'SIGSTOP');
+    const thaw = server.freeze();
     try {
-      await expect
-        .poll(async () => {
-          const m = await s.scrape();
-          return [m.get('bullmq_exporter_up'), m.get('bullmq_exporter_redis_up'), seriesOf(m, 'bullmq_queue_jobs').length];
-        }, POLL)
-        .toEqual([0, 0, 0]);
+      await seesDown(s);
       expect((await s.app.inject({ url: '/health' })).statusCode).toBe(503);
     } finally {
-      for (const pid of pids) process.kill(pid, 'SIGCONT');
+      thaw();
     }
-    await expect
-      .poll(async () => {
-        const m = await s.scrape();
-        return [m.get('bullmq_exporter_up'), jobs(m, 'held', 'waiting')];
-      }, POLL)
-      .toEqual([1, 2]);
+    await seesHeldWaiting(s, 2);
     expect((await s.app.inject({ url: '/health' })).statusCode).toBe(200);
     await s.close();
   });
 });
 
-/** Pids whose parent is `pid` (PostgreSQL's backends call setsid(), so they are found by parent, not group). */
-function childrenOf(pid: number): number[] {
-  return readdirSync('/proc').flatMap((entry) => {
-    if (!/^\d+$/.test(entry)) return [];
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid ? [Number(entry)] : [];
-    } catch {
-      return [];
-    }
-  });
+type Scraped = { scrape(): Promise<Series> };
+
+/** Waits until /metrics says the store is gone: up 0, redis_up 0, and no queue series left from before. */
+async function seesDown(s: Scraped): Promise<void> {
+  await expect
+    .poll(async () => {
+      const m = await s.scrape();
+      return [m.get('bullmq_exporter_up'), m.get('bullmq_exporter_redis_up'), seriesOf(m, 'bullmq_queue_jobs').length];
+    }, POLL)
+    .toEqual([0, 0, 0]);
+}
+
+/** Waits until /metrics is up again with a fresh count of the held queue. */
+async function seesHeldWaiting(s: Scraped, waiting: number): Promise<void> {
+  await expect
+    .poll(async () => {
+      const m = await s.scrape();
+      return [m.get('bullmq_exporter_up'), jobs(m, 'held', 'waiting')];
+    }, POLL)
+    .toEqual([1, waiting]);
 }

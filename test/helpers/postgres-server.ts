@@ -29,6 +29,8 @@ export interface TestPostgres {
   restart(): Promise<void>;
   /** Fast shutdown (SIGINT): open transactions are rolled back, clients are disconnected. */
   shutdown(): Promise<void>;
+  /** SIGSTOP the postmaster and its backends (a hung server: sockets open, nothing answers); returns the SIGCONT. */
+  freeze(): () => void;
   stop(): Promise<void>;
 }
 
@@ -171,6 +173,15 @@ export async function startTestPostgres(opts: TestPostgresOptions = {}): Promise
     kill: () => terminate('SIGKILL', true),
     restart: launch,
     shutdown: () => terminate('SIGINT', false),
+    freeze() {
+      const pid = proc?.pid;
+      if (pid === undefined) throw new Error('postgres is not running');
+      const pids = [pid, ...childrenOf(pid)];
+      for (const p of pids) killQuietly(p, 'SIGSTOP');
+      return () => {
+        for (const p of pids) killQuietly(p, 'SIGCONT');
+      };
+    },
     async stop() {
       for (const p of pools.splice(0)) await p.end().catch(() => undefined);
       await terminate('SIGINT', false);
