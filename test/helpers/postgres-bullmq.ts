@@ -1,5 +1,5 @@
 // Real BullMQ producers and workers on the PostgreSQL backend, closed together at the end.
-import { FlowProducer, Queue, Worker, createPostgresBackend, type Job, type Processor, type QueueOptions, type WorkerOptions } from 'bullmq';
+import { FlowProducer, Queue, Worker, createPostgresBackend, type Job, type JobType, type Processor, type QueueOptions, type WorkerOptions } from 'bullmq';
 import type { TestPostgres } from './postgres-server.js';
 
 type PgConnection = { connectionString: string; schema?: string; migrate?: boolean; max?: number };
@@ -67,6 +67,25 @@ export class PostgresBullFixtures {
       ],
     });
     return { plain, due };
+  }
+
+  /**
+   * BullMQ's own getJobCounts() of a queue, keyed like QueueState.jobs. BullMQ counts a paused queue's waiting jobs as
+   * `paused`; queuelens keeps them in waiting (with the paused flag), so they are added there.
+   */
+  async countsOf(name: string): Promise<Record<'waiting' | 'prioritized' | 'delayed' | 'active' | 'waiting_children' | 'completed' | 'failed', number>> {
+    const types = ['waiting', 'paused', 'prioritized', 'delayed', 'active', 'waiting-children', 'completed', 'failed'] as JobType[];
+    const t: Record<string, number | undefined> = await this.queue(name).getJobCounts(...types);
+    const n = (k: string) => t[k] ?? 0;
+    return {
+      waiting: n('waiting') + n('paused'),
+      prioritized: n('prioritized'),
+      delayed: n('delayed'),
+      active: n('active'),
+      waiting_children: n('waiting-children'),
+      completed: n('completed'),
+      failed: n('failed'),
+    };
   }
 
   async close(): Promise<void> {
