@@ -207,6 +207,13 @@ describe('sidecar --backend postgres', () => {
     try {
       await other.migrate();
       for (const name of ['b1', 'b2', 'b3', 'b4']) await other.queue(name).add('j', {});
+      // A Queue writes its meta row (what discovery reads) beside, not before, its first job: waited for.
+      const meta = server.pool(1);
+      const metaWritten = async (names: string[]) =>
+        expect
+          .poll(async () => (await meta.query(`SELECT count(DISTINCT queue)::int AS n FROM jobs_b.meta WHERE queue = ANY ($1)`, [names])).rows[0].n, POLL)
+          .toBe(names.length);
+      await metaWritten(['b1', 'b2', 'b3', 'b4']);
       const s = await sidecar({ pgSchema: 'jobs_b', maxQueues: '3', pgOwnSchema: 'ql_b' });
       let m: Series = new Map();
       // Collected until the collection succeeds (a loaded machine can time a first statement out).
@@ -217,7 +224,8 @@ describe('sidecar --backend postgres', () => {
           return m.get('bullmq_exporter_up');
         }, POLL)
         .toBe(1);
-      expect(seriesOf(m, 'bullmq_queue_oldest_waiting_age_seconds')).toEqual([
+      // The first three names in byte order (the series' order in the exposition is not part of the contract).
+      expect(seriesOf(m, 'bullmq_queue_oldest_waiting_age_seconds').sort()).toEqual([
         seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b1' }),
         seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b2' }),
         seriesKey('bullmq_queue_oldest_waiting_age_seconds', { prefix: 'jobs_b', queue: 'b3' }),
@@ -228,8 +236,9 @@ describe('sidecar --backend postgres', () => {
       // A new queue that sorts first waits for the next discovery pass: collections do not discover.
       const a0 = other.queue('a0');
       await a0.add('j', {});
+      await metaWritten(['a0']);
       const collected = await s.backend.snapshots.collect();
-      expect(collected.queues.map((q) => q.ref.name)).toEqual(['b1', 'b2', 'b3']);
+      expect(collected.queues.map((q) => q.ref.name).sort()).toEqual(['b1', 'b2', 'b3']);
       await s.refresh();
       m = await s.scrape();
       expect(jobs(m, 'a0', 'waiting', 'jobs_b')).toBe(1);
@@ -238,7 +247,6 @@ describe('sidecar --backend postgres', () => {
 
       // An obliterated queue goes at the next pass.
       await a0.obliterate({ force: true });
-      const meta = server.pool(1);
       expect((await meta.query(`SELECT count(*)::int AS n FROM jobs_b.meta WHERE queue = 'a0'`)).rows[0].n).toBe(0);
       await s.refresh();
       expect(s.discovery.queues().map((q) => q.name)).toEqual(['b1', 'b2', 'b3']);
