@@ -31,7 +31,17 @@ const TABLES: Array<{ command: string; specs: readonly OptionSpec[]; bad: Record
   {
     command: 'demo',
     specs: demoOptions,
-    bad: { 'redis-url': 'http://x', port: '70000', host: ' ', 'jobs-per-second': '0', 'prometheus-port': '-1', 'log-level': 'loud', keep: 'maybe' },
+    bad: {
+      'redis-url': 'http://x',
+      backend: 'mysql',
+      'database-url': 'mysql://x',
+      port: '70000',
+      host: ' ',
+      'jobs-per-second': '0',
+      'prometheus-port': '-1',
+      'log-level': 'loud',
+      keep: 'maybe',
+    },
   },
 ];
 
