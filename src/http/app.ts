@@ -93,3 +93,21 @@ export function negotiateFormat(accept: string): ExpositionFormat {
   }
   return best.format;
 }
+
+/** How long requests in flight at shutdown get to finish before their connections are cut. */
+const DRAIN_MS = 2000;
+
+/**
+ * Stops serving: in-flight requests get DRAIN_MS to finish (new ones are answered 503), then every connection still
+ * open is cut. A connection holding half a request (headers never ended: a stuck scraper, a port scanner) is not
+ * idle, so without the cut the close would wait for Node's headers timeout, past any shutdown deadline.
+ */
+export async function closeApp(app: FastifyInstance): Promise<void> {
+  const cut = setTimeout(() => app.server.closeAllConnections(), DRAIN_MS);
+  cut.unref();
+  try {
+    await app.close();
+  } finally {
+    clearTimeout(cut);
+  }
+}

@@ -8,7 +8,7 @@ import type { SidecarConfig } from '../config/sidecar-config.js';
 import type { QueueList } from '../domain/backend.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS } from '../events/buckets.js';
-import { buildApp } from '../http/app.js';
+import { buildApp, closeApp } from '../http/app.js';
 import { assessHealth } from '../http/health.js';
 import type { Logger } from '../log/logger.js';
 import { QueueBoard } from '../status/queue-board.js';
@@ -105,7 +105,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
           log.debug({ step: name }, 'shutdown step done');
         };
         const stopServing = async () => {
-          await step('http server closed', () => app.close());
+          await step('http server closed', () => closeApp(app));
           await step('collection loops stopped', () => loops.stop());
         };
         await Promise.all([stopServing(), step('event reader closed', () => events?.close())]);
