@@ -133,6 +133,34 @@ describe('change-driven collection', () => {
     client.disconnect();
   });
 
+  it('sweeps a queue whose lock can expire at the sweep period, an idle one only at the idle period, and still catches the expiry', async () => {
+    const p = 'bull'; // the stuck worker fixture's prefix
+    const q = bull.queue('risky', { prefix: p });
+    await q.add('stuck', {});
+    const stuck = await bull.stuckWorker('risky', 2000, { skipStalledCheck: true });
+    await bull.queue('calm', { prefix: p }).add('x', {});
+    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '1', collectSweepIdle: '3600', ownPrefix: 'ql-bull-risk' });
+    await s.start();
+    await followed(s, p, 'risky');
+    await followed(s, p, 'calm');
+
+    // Ground truth: the collection's group script calls MONITOR sees naming each queue's key base.
+    const seen: string[][] = [];
+    const monitor = await monitorCommands(redis, (args) => seen.push(args));
+    const sweeps = (queue: string) => seen.filter((args) => /^evalsha/i.test(args[0] ?? '') && args.includes(`${p}:${queue}:`)).length;
+    // Several sweep periods: the queue at risk is read at each (its events do not move: the worker is stuck).
+    await waitFor('risky swept 4 times', () => sweeps('risky') >= 4, 60_000);
+    monitor.stop();
+    expect(sweeps('calm')).toBe(0);
+
+    // The worker dies: its lock expires with no event, and the sweep still finds the orphan.
+    const client = redis.client();
+    stuck.proc.kill('SIGKILL');
+    await waitFor('lock expiry', async () => (await client.pttl(`${p}:risky:${stuck.jobId}:lock`)) === -2, 30_000);
+    await waitFor('orphan on /metrics', async () => (await gauge(s, 'bullmq_queue_orphaned_active_jobs', { prefix: p, queue: 'risky' })) === 1, 30_000);
+    client.disconnect();
+  });
+
   it("equals a full collection's every gauge after the sweep, hand edits and delayed jobs falling due included", async () => {
     const p = 'cd4';
     const now = Date.now();
@@ -164,7 +192,8 @@ describe('change-driven collection', () => {
     await busy.add('long', {});
     await waitFor('busy active', async () => (await busy.getJobCounts('active')).active === 1);
 
-    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '2' });
+    // Hand edits on queues with no active job: swept at the idle period, here the same as the sweep.
+    const s = await sidecar(p, { collectInterval: '0.2', collectSweep: '2', collectSweepIdle: '2' });
     await s.start();
     for (const queue of ['waits', 'soon', 'edited', 'finished', 'busy']) await followed(s, p, queue, 1);
     await waitFor('soon overdue', async () => (await gauge(s, 'bullmq_queue_delayed_overdue_jobs', { prefix: p, queue: 'soon' })) === 1, 30_000);

@@ -14,6 +14,7 @@ const BAD: Record<string, string> = {
   queues: 'a:b',
   'collect-interval': '0',
   'collect-sweep': '-1',
+  'collect-sweep-idle': 'never',
   'shutdown-timeout': '0.5',
   'discovery-interval': 'soon',
   'max-queues': '0',

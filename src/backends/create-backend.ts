@@ -26,6 +26,7 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
     log,
     sharedLimiters: true,
     sweepMs: config.collectSweep * 1000,
+    idleSweepMs: config.collectSweepIdle * 1000,
     intervalSeconds: config.collectInterval,
     events: config.events
       ? {

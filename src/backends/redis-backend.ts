@@ -39,6 +39,8 @@ export interface RedisBackendOptions {
    * least this often (ms); 0 or absent: every queue at every collection.
    */
   sweepMs?: number;
+  /** A queue with no active job is swept only this often (ms; at least sweepMs); absent: sweepMs. */
+  idleSweepMs?: number;
   /** Seconds between collections: with change-driven collection, CLIENT LIST at most this often, and the shared snapshot's freshness. */
   intervalSeconds?: number;
 }
@@ -70,7 +72,7 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
     this.changes = o.events && sweepMs > 0 ? new QueueChanges() : undefined;
     const changes = this.changes;
     const collector = new Collector({
-      plan: changes && new ChangePlan({ changes, sweepMs }),
+      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs }),
       workersEveryMs: (o.intervalSeconds ?? 0) * 1000,
       source: new RedisQueueStateSource({ redis: this.redis, log }),
       discovery: this.discovery,
@@ -98,7 +100,10 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
           changes: this.changes,
         })
       : undefined;
-    this.accounting = new AccountingReadBack({ client: this.redis, ownPrefix: o.ownPrefix, changes: this.changes, sweepMs });
+    // The accounting hashes change only by the readers' commits, which mark them: no lock expires there, so the
+    // idle period is their sweep.
+    const accountingSweepMs = Math.max(sweepMs, o.idleSweepMs ?? sweepMs);
+    this.accounting = new AccountingReadBack({ client: this.redis, ownPrefix: o.ownPrefix, changes: this.changes, sweepMs: accountingSweepMs });
   }
 
   /** Calls `listener` whenever the event reader saw queues change (a prompt collection); undefined without change data. */

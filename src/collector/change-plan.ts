@@ -5,14 +5,23 @@
 // those never read or unreadable; those whose look goes out of date with time alone (a delayed job falling due, a
 // live rate limiter); and a slow sweep through all the others, for what emits no event (a lock expiring, a key
 // edited by hand, a drain or obliterate): each queue at least once per sweep period, a share of them per pass.
+// The sweep is paced by risk: a queue whose last look held an active job whose lock can expire before the idle
+// sweep comes round (its worker dying now: every lock a live worker renews) is read once per sweep period; one
+// with nothing that can change without an event (no such lock; a delayed job falling due and a live limiter are
+// handled above) only once per idle sweep period, so at rest it costs Redis a tenth as much. What such a queue can miss for that long: writes that emit no event (raw Redis commands, a
+// drain or clean, an obliterate).
 import type { QueueLook, QueueReading } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 
 export interface ChangePlanOptions {
   changes: QueueChanges;
-  /** Every followed queue is read again at least this often (ms). */
+  /** A followed queue with an active job (a lock that can expire unseen) is read again at least this often (ms). */
   sweepMs: number;
+  /**
+   * A followed queue with no active job is read again at least this often (ms); at least sweepMs. Unset: sweepMs.
+   */
+  idleSweepMs?: number;
   /** Local clock (ms); tests may drive it. */
   now?: () => number;
 }
@@ -30,36 +39,57 @@ export interface Plan {
   kept: QueueLook[];
 }
 
+/**
+ * A fixed rotation through the queue list that yields a share of it proportional to the time since the last pass,
+ * so each position comes up once per period however often passes run, and the picks are spread over the period.
+ */
+class Rotation {
+  private cursor = 0;
+  /** Quota carried between passes (a fraction of a queue per pass adds up). */
+  private credit = 0;
+
+  constructor(private readonly periodMs: number) {}
+
+  take(size: number, elapsedMs: number): Set<number> {
+    this.credit = Math.min(size, this.credit + (size * elapsedMs) / this.periodMs);
+    const quota = Math.floor(this.credit);
+    this.credit -= quota;
+    const picked = new Set<number>();
+    if (size === 0) return picked;
+    this.cursor %= size;
+    for (let k = 0; k < quota; k += 1) picked.add((this.cursor + k) % size);
+    this.cursor = (this.cursor + quota) % size;
+    return picked;
+  }
+}
+
 export class ChangePlan {
   private kept = new Map<string, Kept>();
-  private cursor = 0;
   private lastPlanAt: number | undefined;
-  /** Sweep quota carried between passes (a fraction of a queue per pass adds up). */
-  private credit = 0;
+  /** The sweep of the queues at risk (an active job), and the slow one of every queue. */
+  private readonly riskRotation: Rotation;
+  private readonly idleRotation: Rotation;
+  private readonly idleSweepMs: number;
   private readonly now: () => number;
   /** Queues read per reason in the last pass (for the log and tests). */
   lastCounts = { changed: 0, swept: 0, other: 0, kept: 0 };
 
   constructor(private readonly o: ChangePlanOptions) {
     this.now = o.now ?? Date.now;
+    this.idleSweepMs = Math.max(o.sweepMs, o.idleSweepMs ?? o.sweepMs);
+    this.riskRotation = new Rotation(o.sweepMs);
+    this.idleRotation = new Rotation(this.idleSweepMs);
   }
 
   plan(refs: readonly QueueRef[]): Plan {
     const now = this.now();
     const changed = this.o.changes.take('state');
-    // The sweep: a share of the queues proportional to the time since the last pass, in a fixed rotation, so each
-    // is read once per sweep period however often passes run, and the reads are spread over the period.
     const elapsed = this.lastPlanAt === undefined ? 0 : now - this.lastPlanAt;
     this.lastPlanAt = now;
-    this.credit = Math.min(refs.length, this.credit + (refs.length * elapsed) / this.o.sweepMs);
-    const quota = Math.floor(this.credit);
-    this.credit -= quota;
-    const swept = new Set<number>();
-    if (refs.length > 0) {
-      this.cursor %= refs.length;
-      for (let k = 0; k < quota; k += 1) swept.add((this.cursor + k) % refs.length);
-      this.cursor = (this.cursor + quota) % refs.length;
-    }
+    // Two rotations: every queue comes up once per sweep period in the first, read only when it is at risk, and
+    // once per idle sweep period in the second, read whatever it holds.
+    const risky = this.riskRotation.take(refs.length, elapsed);
+    const slow = this.idleRotation.take(refs.length, elapsed);
     const read: QueueRef[] = [];
     const kept: QueueLook[] = [];
     const counts = { changed: 0, swept: 0, other: 0, kept: 0 };
@@ -69,8 +99,8 @@ export class ChangePlan {
       live.add(id);
       const k = this.kept.get(id);
       if (changed.has(id)) counts.changed += 1;
-      else if (swept.has(i)) counts.swept += 1;
-      else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.o.sweepMs || outOfDate(k, now)) counts.other += 1;
+      else if (slow.has(i) || (risky.has(i) && k !== undefined && this.atRisk(k, now))) counts.swept += 1;
+      else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.sweepOf(k, now) || outOfDate(k, now)) counts.other += 1;
       else {
         counts.kept += 1;
         kept.push(aged(k, now));
@@ -95,6 +125,20 @@ export class ChangePlan {
       return;
     }
     this.kept.set(id, { look, readAt });
+  }
+
+  /** The sweep period of a kept look: the short one while it may change with no event. */
+  private sweepOf(k: Kept, now: number): number {
+    return this.atRisk(k, now) ? this.o.sweepMs : this.idleSweepMs;
+  }
+
+  /**
+   * An active job's lock can expire (an orphan, with no event) before the idle sweep would read the queue again
+   * (at the latest twice its period after this look): a lock a live worker keeps renewing always is.
+   */
+  private atRisk(k: Kept, now: number): boolean {
+    const f = k.look.reading as QueueReading;
+    return f.active > 0 && f.lockExpiresMs >= 0 && f.lockExpiresMs <= backendNow(k, now) + 2 * this.idleSweepMs;
   }
 
   /** Drops every kept look (the next pass reads every queue). */

@@ -66,6 +66,15 @@ export const sidecarOptions = [
     parse: parse.seconds(0, 86_400),
   }),
   option({
+    name: 'collect-sweep-idle',
+    env: 'QUEUELENS_COLLECT_SWEEP_IDLE',
+    arg: '<seconds>',
+    description:
+      'with the event reader on, a queue with no active job (nothing in it changes without an event, but a write that emits none: a raw Redis command, a drain or clean) is swept only this often instead of every --collect-sweep; so such a write to an idle queue can take this long to show. At least --collect-sweep',
+    default: '600',
+    parse: parse.seconds(0, 86_400),
+  }),
+  option({
     name: 'shutdown-timeout',
     env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
     arg: '<seconds>',

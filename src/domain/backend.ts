@@ -49,6 +49,11 @@ export interface QueueReading {
    * so a reading kept between looks (collector/change-plan.ts) knows when it goes out of date.
    */
   nextDueMs: number;
+  /**
+   * The earliest an active job's lock can expire with no event (should its worker die now; -1: none can), so a
+   * kept reading knows how long no orphan can appear unseen.
+   */
+  lockExpiresMs: number;
 }
 
 export interface QueueLook {

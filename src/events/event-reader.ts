@@ -45,6 +45,13 @@ export interface EventReaderOptions {
   /** Streams per XREAD call (bounds each call and each commit script). */
   streamsPerRead?: number;
   blockMs?: number;
+  /**
+   * Standalone, several groups of streams: the longest pause between two polling rounds that found nothing. The
+   * pause starts at blockMs and doubles with each idle round up to this, so idle streams cost Redis a fifth as
+   * much; the first event after a quiet spell waits at most this long, the ones after it at most blockMs.
+   * Default: 5 × blockMs.
+   */
+  idlePollMs?: number;
   /** History replayed (not counted) per queue when taking over, to know the jobs already in flight. */
   rebuildEntries?: number;
   /** How often the leader marks present queues and forgets vanished ones. */
@@ -180,6 +187,9 @@ export class EventReader {
   private rotation = 0;
   /** Consecutive XREADs that returned nothing; a whole idle round over the groups pauses the reads. */
   private idleReads = 0;
+  /** Consecutive idle rounds: each doubles the pause, up to idlePollMs. */
+  private idleRounds = 0;
+  private readonly idlePollMs: number;
   /** Local clock at the start of the round under way, and of the last round that read every group. */
   private roundStart: number | undefined;
   private lastRound: number | undefined;
@@ -204,6 +214,7 @@ export class EventReader {
       pollMs: o.pollMs ?? d.pollMs,
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
+    this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
@@ -253,9 +264,15 @@ export class EventReader {
 
   /** The queues to follow (from discovery). Takes effect on the next pass. */
   setQueues(queues: readonly QueueRef[]): void {
+    const before = this.wanted;
     this.wanted = new Map(queues.map((q) => [queueId(q), q]));
     this.wantedVersion += 1;
     this.synced = false;
+    // A new queue joins now, not after an idle pause.
+    if ([...this.wanted.keys()].some((id) => !before.has(id))) {
+      this.idleRounds = 0;
+      this.wake?.();
+    }
   }
 
   start(): void {
@@ -479,10 +496,13 @@ export class EventReader {
     }
     if (groups > 1 && this.idleReads >= groups) {
       // A whole round found nothing. A blocking XREAD costs Redis about 1 µs per stream it waits on, five
-      // times a non-blocking one, so idle streams are polled once per blockMs instead: about 0.2 µs of Redis
-      // time per stream per second, and the first event after a quiet spell waits at most blockMs.
+      // times a non-blocking one, so idle streams are polled instead, blockMs apart at first and less often
+      // the longer they stay idle (up to idlePollMs): at rest about 0.1 µs of Redis time per stream per
+      // second, and the first event after a quiet spell waits at most idlePollMs. Nothing else is sent
+      // meanwhile: no commit (a settled queue is not written) and one heartbeat per round.
       this.idleReads = 0;
-      await this.sleep(this.opts.blockMs);
+      this.idleRounds += 1;
+      await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, this.idleRounds - 1)));
       return;
     }
     const index = this.rotation++ % groups;
@@ -492,6 +512,7 @@ export class EventReader {
     // starved by idle ones.
     const got = await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined);
     this.idleReads = got ? 0 : this.idleReads + 1;
+    if (got) this.idleRounds = 0;
     if (index === groups - 1 && this.roundStart !== undefined) this.lastRound = this.roundStart;
   }
 
@@ -625,12 +646,13 @@ export class EventReader {
         s.cursor = id;
       }
     }
-    const { lagRefreshMs, blockMs } = this.opts;
+    const { lagRefreshMs } = this.opts;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
       const lost = await this.scripts.commit({
         gen: term.gen,
-        graceMs: 2 * lagRefreshMs + blockMs,
+        // The heartbeat stands for the round that started before the longest idle pause.
+        graceMs: 2 * lagRefreshMs + this.idlePollMs,
         heartbeatField: this.heartbeatField,
         queues: chunk.map((p) => p.commit),
       });

@@ -27,6 +27,7 @@ export const QUEUE_FIELDS = [
   'globalRateMax',
   'lockOwners',
   'nextDueMs',
+  'lockExpiresMs',
 ] as const;
 export type QueueField = (typeof QUEUE_FIELDS)[number];
 /** One queue as get-queue-states read it: the backend-neutral reading (-1 stands for "none", see the script's header). */
