@@ -646,13 +646,15 @@ export class EventReader {
         s.cursor = id;
       }
     }
-    const { lagRefreshMs } = this.opts;
+    const { lagRefreshMs, blockMs } = this.opts;
+    // The heartbeat stands for the round that started before the longest pause between rounds: one blocking read
+    // of a single group, or the idle pause of several (standalone; Cluster polls pollMs apart).
+    const pauseMs = !this.cluster && this.groups.length > 1 ? this.idlePollMs : blockMs;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
       const lost = await this.scripts.commit({
         gen: term.gen,
-        // The heartbeat stands for the round that started before the longest idle pause.
-        graceMs: 2 * lagRefreshMs + this.idlePollMs,
+        graceMs: 2 * lagRefreshMs + pauseMs,
         heartbeatField: this.heartbeatField,
         queues: chunk.map((p) => p.commit),
       });
