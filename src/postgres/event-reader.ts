@@ -3,9 +3,11 @@
 // Ids come from one global sequence and rows commit out of id order, so a forward `id > cursor` read skips a row whose
 // transaction commits after a later id was read. This reader keeps a watermark F (every event with id <= F that will
 // ever be visible has been delivered), re-reads the short window above it and remembers which ids of the window it
-// delivered. F moves to the sequence head V read at poll k once a later snapshot's xmin has passed the xmax of the
-// snapshot of poll k+1: every transaction that took an id <= V(k) then has ended, and the poll that proves it read
-// (in that same snapshot) every committed row up to V(k).
+// delivered. F moves to the sequence head V read at poll k once (a) a later snapshot's xmin has passed the xmax of the
+// snapshot of poll k+1, and (b) none of the transactions that held a write lock on `event` at poll k+1 still held it
+// at a poll before that snapshot: every transaction that took an id <= V(k) then has ended, and the poll that proves
+// it read (in that same snapshot) every committed row up to V(k). (a) alone is not enough: an INSERT takes its id
+// (the column default nextval) before PostgreSQL gives its transaction an xid, but after it locked `event`.
 //
 // Loss: BullMQ trims by id (`id <= head - maxLenEvents`) and keeps no lifetime counter, so rows trimmed unread cannot
 // be counted; the reader proves "nothing lost" at every poll and reports each id range in which unread rows of a queue
@@ -73,12 +75,18 @@ interface Candidate {
   v: bigint;
   /** xmax of the following poll's snapshot; undefined until that poll. */
   bound?: bigint;
+  /** The transactions (virtual ids) writing `event` at the following poll; undefined until that poll. */
+  writers?: ReadonlySet<string>;
+  /** None of `writers` held its lock any more at an earlier poll: snapshots taken from the next poll on see them ended. */
+  cleared?: boolean;
 }
 
 interface Row extends EventColumns {
   xmin: string;
   xmax: string;
   head: string;
+  /** Virtual transaction ids of the other sessions holding RowExclusiveLock on `event` (read after the snapshot). */
+  writers: string[];
   queue: string | null;
   max_len: string | null;
   /** The queue's first row above its cursor, delivered or not (where trimming stopped). */
@@ -115,12 +123,18 @@ export function eventOf(queue: string, r: EventColumns): PgEvent {
 function pollSql(s: string): string {
   // One statement, one snapshot: the snapshot's xmin/xmax, the sequence head (read after the snapshot was taken), and
   // per queue its trim setting and the rows above the watermark on the primary key (queue, id), only the columns the
-  // lifecycle reads (a `completed` row carries the whole return value).
+  // lifecycle reads (a `completed` row carries the whole return value). And the transactions writing `event` now:
+  // every INSERT holds RowExclusiveLock on it from before it takes its id (the column default) to its end, while its
+  // xid comes only at its first tuple write. pg_locks is a live view (not of the snapshot) readable by any role.
   return `
 WITH snap AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot())::text AS xmin,
          pg_snapshot_xmax(pg_current_snapshot())::text AS xmax,
-         (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head
+         (SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM ${s}.event_seq)::text AS head,
+         ARRAY(SELECT l.virtualtransaction FROM pg_locks l
+                WHERE l.locktype = 'relation' AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+                  AND l.relation = $5::text::regclass AND l.mode = 'RowExclusiveLock' AND l.granted
+                  AND l.pid IS DISTINCT FROM pg_backend_pid()) AS writers
 ),
 page AS (
   SELECT q.ord, q.name AS queue, m.value AS max_len, f.id::text AS first_id, ${EVENT_COLUMNS_SQL}
@@ -131,13 +145,15 @@ page AS (
       SELECT ev.id, ev.event, ev.data, ev.created_at_ms
         FROM ${s}.event ev WHERE ev.queue = q.name AND ev.id > q.after AND ev.id <> ALL($4::bigint[]) ORDER BY ev.id LIMIT $3) e ON true
 )
-SELECT snap.xmin, snap.xmax, snap.head, page.*
+SELECT snap.xmin, snap.xmax, snap.head, snap.writers, page.*
   FROM snap LEFT JOIN page ON true
  ORDER BY page.ord, page.id::bigint`;
 }
 
 export class PostgresEventReader {
   private readonly quoted: string;
+  /** The event relation, as a regclass literal. */
+  private readonly eventRelation: string;
   private readonly pageSize: number;
   private readonly timeoutMs: number;
   private watermark: bigint;
@@ -156,6 +172,7 @@ export class PostgresEventReader {
     opts: EventReaderOptions = {},
   ) {
     this.quoted = pg.escapeIdentifier(opts.schema ?? DEFAULT_BULLMQ_SCHEMA);
+    this.eventRelation = `${this.quoted}.event`;
     this.pageSize = Math.max(1, opts.pageSize ?? 1_000);
     this.timeoutMs = Math.max(1, Math.floor(opts.statementTimeoutMs ?? 5_000));
     this.watermark = opts.state?.watermark ?? 0n;
@@ -202,12 +219,13 @@ export class PostgresEventReader {
     const rows = await inTransaction(
       this.pool,
       { timeoutMs: this.timeoutMs, mode: 'READ ONLY', settings: { jit: 'off', enable_bitmapscan: 'off' } },
-      async (c) => (await c.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize, [...this.delivered].map(String)])).rows,
+      async (c) => (await c.query<Row>(pollSql(this.quoted), [queues, after, this.pageSize, [...this.delivered].map(String), this.eventRelation])).rows,
     );
     const first = rows[0]!;
     const xmin = BigInt(first.xmin);
     const xmax = BigInt(first.xmax);
     const head = BigInt(first.head);
+    const writers = new Set(first.writers);
 
     const events: PgEvent[] = [];
     const lastOfFullQueue = new Map<string, bigint>();
@@ -262,11 +280,17 @@ export class PostgresEventReader {
       }
     }
 
-    // Advance the watermark: candidates get their bound from this snapshot, then those whose bound is below this
-    // snapshot's xmin are final; a queue whose page was full caps it at its last row read.
-    for (const c of this.candidates) c.bound ??= xmax;
+    // Advance the watermark: candidates get their bound and writers from this poll, then those whose bound is below
+    // this snapshot's xmin and whose writers were seen gone at an earlier poll (before this snapshot) are final; a
+    // queue whose page was full caps it at its last row read.
+    for (const c of this.candidates) {
+      c.bound ??= xmax;
+      c.writers ??= writers;
+    }
     let next = this.watermark;
-    for (const c of this.candidates) if (c.bound !== undefined && c.bound <= xmin && c.v > next) next = c.v;
+    for (const c of this.candidates) if (c.cleared === true && c.bound! <= xmin && c.v > next) next = c.v;
+    // Writers seen gone now (this poll read the locks after its snapshot) count from the next poll's snapshot on.
+    for (const c of this.candidates) if (c.cleared !== true && ![...c.writers!].some((w) => writers.has(w))) c.cleared = true;
     // A following queue whose page was full caps it at its last row read (a catching-up one has its own cursor).
     for (const [q, last] of lastOfFullQueue) if (!catchingUp.has(q) && last < next) next = last;
     if (next > this.watermark) this.watermark = next;
