@@ -152,7 +152,7 @@ SELECT snap.xmin, snap.xmax, snap.head, snap.writers, page.*
 
 export class PostgresEventReader {
   private readonly quoted: string;
-  /** The event relation, as a regclass literal. */
+  /** The event relation's qualified name (the poll casts it to regclass). */
   private readonly eventRelation: string;
   private readonly pageSize: number;
   private readonly timeoutMs: number;
