@@ -59,6 +59,17 @@ describe('PostgreSQL snapshot', () => {
     expect(headAt + s.oldestWaitingAgeSeconds * 1000).toBeLessThanOrEqual(after + 1);
   });
 
+  it('finds a queue that has jobs but no meta row (producers with skipMetasUpdate, or a meta write still in flight)', async () => {
+    const q = bull.queue('no-meta', { skipMetasUpdate: true });
+    await q.add('a', {});
+    await q.add('b', {});
+    // Ground truth from the database: jobs, and no meta row for the queue.
+    const pool = server.pool(1);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM bullmq.meta WHERE queue = 'no-meta'`)).rows[0].n).toBe(0);
+    expect((await pool.query(`SELECT count(*)::int AS n FROM bullmq.job WHERE queue = 'no-meta'`)).rows[0].n).toBe(2);
+    expect((await stateOf('no-meta')).jobs.waiting).toBe(2);
+  });
+
   it('reports a paused queue, its backlog, and a dead-letter queue beside its source', async () => {
     const q = bull.queue('orders');
     const dlq = bull.queue('orders-dlq');

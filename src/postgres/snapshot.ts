@@ -190,13 +190,20 @@ export function sessionNameOf(name: string, serverVersionNum: number): string {
   return out.slice(0, MAX_APP_NAME_BYTES);
 }
 
-/** Distinct queues of the schema: a loose index scan over meta's primary key, one probe per queue. $1 = limit. */
+/**
+ * Distinct queues of the schema, in byte order: a loose index scan over the primary keys of meta, job and event (each
+ * starts with the queue), one probe of each per queue. A queue exists as soon as any of the three holds a row of it:
+ * a producer with skipMetasUpdate (or a FlowProducer alone) writes jobs and events but no meta row, and a Queue's meta
+ * write can land after its first job. $1 = limit.
+ */
 function discoverySql(s: string): string {
+  const next = (t: string, after: string) => `(SELECT x.queue FROM ${s}.${t} x ${after} ORDER BY x.queue LIMIT 1)`;
+  const least = (after: string) => `LEAST(${['meta', 'job', 'event'].map((t) => next(t, after)).join(', ')})`;
   return `
 WITH RECURSIVE q AS (
-  (SELECT m.queue FROM ${s}.meta m ORDER BY m.queue LIMIT 1)
+  SELECT ${least('')} AS queue
   UNION ALL
-  SELECT (SELECT m.queue FROM ${s}.meta m WHERE m.queue > q.queue ORDER BY m.queue LIMIT 1) FROM q WHERE q.queue IS NOT NULL
+  SELECT ${least('WHERE x.queue > q.queue')} FROM q WHERE q.queue IS NOT NULL
 )
 SELECT queue FROM q WHERE queue IS NOT NULL LIMIT $1`;
 }
