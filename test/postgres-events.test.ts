@@ -94,41 +94,51 @@ describe('PostgreSQL event reader', () => {
     const reader = new PostgresEventReader(pool);
     const delivered: string[] = [];
     delivered.push(...ids((await reader.poll(['no-xid'])).events));
-
-    const writer = await pool.connect();
+    // A reader of the table (another replica, BullMQ's QueueEvents) holding its transaction open throughout: it holds
+    // a lock on event too (AccessShareLock), which must not hold the watermark back.
+    const other = await pool.connect();
+    await other.query('BEGIN');
+    await other.query('SELECT count(*) FROM bullmq.event');
     try {
-      await writer.query('BEGIN');
-      await writer.query('LOCK TABLE bullmq.event IN ROW EXCLUSIVE MODE');
-      const id = BigInt((await writer.query<{ id: string }>("SELECT nextval('bullmq.event_seq')::text AS id")).rows[0]!.id);
-      const xid = await writer.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid');
-      expect(xid.rows[0]!.xid).toBeNull();
-      // Later ids commit around it, and the reader polls again and again meanwhile.
-      for (let i = 0; i < 2; i++) await q.add('job', { i });
-      for (let i = 0; i < 6; i++) {
-        const r = await reader.poll(['no-xid']);
-        delivered.push(...ids(r.events));
-        expect(r.watermark).toBeLessThan(id);
+      const writer = await pool.connect();
+      try {
+        await writer.query('BEGIN');
+        await writer.query('LOCK TABLE bullmq.event IN ROW EXCLUSIVE MODE');
+        const id = BigInt((await writer.query<{ id: string }>("SELECT nextval('bullmq.event_seq')::text AS id")).rows[0]!.id);
+        const xid = await writer.query<{ xid: string | null }>('SELECT pg_current_xact_id_if_assigned()::text AS xid');
+        expect(xid.rows[0]!.xid).toBeNull();
+        // Later ids commit around it, and the reader polls again and again meanwhile.
+        for (let i = 0; i < 2; i++) await q.add('job', { i });
+        for (let i = 0; i < 6; i++) {
+          const r = await reader.poll(['no-xid']);
+          delivered.push(...ids(r.events));
+          expect(r.watermark).toBeLessThan(id);
+        }
+        expect(delivered).not.toContain(id.toString());
+        expect(delivered.length).toBe(4);
+        // Now the row, as BullMQ writes it (the id explicit: it was taken above), and COMMIT.
+        await writer.query(
+          "INSERT INTO bullmq.event (queue, id, event, data, created_at_ms) VALUES ($1, $2, 'waiting', $3::jsonb, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+          ['no-xid', id.toString(), JSON.stringify({ jobId: 'held' })],
+        );
+        await writer.query('COMMIT');
+      } finally {
+        await writer.query('ROLLBACK'); // a no-op after COMMIT; ends the transaction if an assertion failed
+        writer.release();
       }
-      expect(delivered).not.toContain(id.toString());
-      expect(delivered.length).toBe(4);
-      // Now the row, as BullMQ writes it (the id explicit: it was taken above), and COMMIT.
-      await writer.query(
-        "INSERT INTO bullmq.event (queue, id, event, data, created_at_ms) VALUES ($1, $2, 'waiting', $3::jsonb, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
-        ['no-xid', id.toString(), JSON.stringify({ jobId: 'held' })],
-      );
-      await writer.query('COMMIT');
+      await q.add('job', { after: true });
+      const top = await head();
+      await expect
+        .poll(async () => {
+          const r = await reader.poll(['no-xid']);
+          delivered.push(...ids(r.events));
+          return r.watermark;
+        }, POLL)
+        .toBeGreaterThanOrEqual(top);
     } finally {
-      writer.release();
+      await other.query('COMMIT');
+      other.release();
     }
-    await q.add('job', { after: true });
-    const top = await head();
-    await expect
-      .poll(async () => {
-        const r = await reader.poll(['no-xid']);
-        delivered.push(...ids(r.events));
-        return r.watermark;
-      }, POLL)
-      .toBeGreaterThanOrEqual(top);
     expect(sorted(delivered)).toEqual(await committed(['no-xid']));
     expect(new Set(delivered).size).toBe(delivered.length);
     expect(delivered.length).toBe(7);
