@@ -210,7 +210,14 @@ export class PostgresEventReader {
   /** One read of the given queues: the events not delivered before, in id order per queue. */
   async poll(queues: string[]): Promise<PollResult> {
     const before = this.watermark;
-    for (const q of queues) if (!this.cursors.has(q)) this.cursors.set(q, this.fresh ? null : 0n);
+    // A reader with no state meets every queue of its first poll here: what those queues trimmed before it is their
+    // history, not a loss (docs/postgres.md §2.3, "not counted"); their loss ranges start above this poll's cutoff.
+    const firstSight = new Set<string>();
+    for (const q of queues) {
+      if (this.cursors.has(q)) continue;
+      this.cursors.set(q, this.fresh ? null : 0n);
+      if (this.fresh) firstSight.add(q);
+    }
     this.fresh = false;
     const after = queues.map((q) => (this.cursors.get(q) ?? before).toString());
     // The window's rows delivered already are not sent again (PostgreSQL hashes the list): a page holds only rows
@@ -264,7 +271,7 @@ export class PostgresEventReader {
       const reported = this.lossReported.get(queue);
       if (reported !== undefined && reported > from) from = reported;
       if (cutoff > from) {
-        possibleLoss.push({ queue, fromId: from, toId: cutoff });
+        if (!firstSight.has(queue)) possibleLoss.push({ queue, fromId: from, toId: cutoff });
         this.lossReported.set(queue, cutoff);
       }
     }
