@@ -1,39 +1,23 @@
 // Adversarial probe (issue 18): PostgreSQL SIGKILLed and restarted in the middle of a workload (producers adding,
 // workers finishing, the event leader reading), as a crash does it: open transactions lost, the event sequence jumping
 // ahead on recovery. Ground truth: the `event` table after the workload. Nothing may be counted twice or lost.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { describe, expect, it } from 'vitest';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 import { seriesKey } from './helpers/prom-text.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
 
 const POLL = { timeout: 120_000, interval: 300 };
 const Q = 'crashy';
 
 describe('adversary: PostgreSQL crash mid-workload under the sidecar', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  let sidecar: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
-
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-  });
-  afterAll(async () => {
-    await sidecar?.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
-  });
+  const pg = usePostgresSuite();
 
   it('counts exactly what the event table holds after a crash and restart in the middle of the workload', async () => {
-    const q = bull.queue(Q);
+    const q = pg.bull.queue(Q);
     await q.add('first', {});
-    const s = await testPostgresSidecar(server.url);
-    sidecar = s;
+    const s = await pg.sidecar();
     await s.refresh();
     await s.start();
-    const w = bull.worker(Q, async () => new Promise((r) => setTimeout(() => r(1), 5)), { concurrency: 2, lockDuration: 2_000, stalledInterval: 1_000 });
+    const w = pg.bull.worker(Q, async () => new Promise((r) => setTimeout(() => r(1), 5)), { concurrency: 2, lockDuration: 2_000, stalledInterval: 1_000 });
     let added = 0;
     const produce = async (n: number) => {
       for (let i = 0; i < n; i++) {
@@ -47,10 +31,10 @@ describe('adversary: PostgreSQL crash mid-workload under the sidecar', () => {
       }
     };
     await produce(60);
-    await server.kill();
+    await pg.server.kill();
     const during = produce(20);
     await new Promise((r) => setTimeout(r, 300));
-    await server.restart();
+    await pg.server.restart();
     await during;
     await produce(60);
     expect(added).toBeGreaterThan(100);
@@ -63,7 +47,7 @@ describe('adversary: PostgreSQL crash mid-workload under the sidecar', () => {
       .toBe(0);
     await w.close();
 
-    const pool = server.pool(1);
+    const pool = pg.server.pool(1);
     const truth = async () => {
       const rows = (await pool.query<{ event: string; n: string }>('SELECT event, count(*)::text AS n FROM bullmq.event WHERE queue = $1 GROUP BY event', [Q]))
         .rows;

@@ -2,33 +2,21 @@
 // waits in another queue, on PostgreSQL: the gauges against the job table, the counters against the adds the test
 // made, the oldest waiting age of a released parent from its last child's finish.
 import type { Job } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { usePostgresSuite, type TestPostgresSidecar } from './helpers/postgres-suite.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
 
 const POLL = { timeout: 90_000, interval: 250 };
 
 describe('adversary: debounce and flows on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  let sidecar: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
+  const pg = usePostgresSuite();
+  let sidecar: TestPostgresSidecar | undefined;
 
   beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-    await bull.queue('debounced').add('seed', {}, { delay: 3_600_000 });
-    const s = await testPostgresSidecar(server.url, { discoveryInterval: 0.5 });
-    sidecar = s;
-    await s.refresh();
-    await s.start();
-  });
-  afterAll(async () => {
-    await sidecar?.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
+    await pg.bull.queue('debounced').add('seed', {}, { delay: 3_600_000 });
+    sidecar = await pg.sidecar({ discoveryInterval: 0.5 });
+    await sidecar.refresh();
+    await sidecar.start();
   });
 
   const read = async (): Promise<Series> => {
@@ -38,12 +26,12 @@ describe('adversary: debounce and flows on PostgreSQL', () => {
   const at = (m: Series, metric: string, queue: string, extra: Record<string, string> = {}) => m.get(seriesKey(metric, { prefix: 'bullmq', queue, ...extra }));
 
   it('counts a debounced add that replaced the pending job as deduplicated, and one job delayed', async () => {
-    const q = bull.queue('debounced');
+    const q = pg.bull.queue('debounced');
     const opts = { delay: 3_600_000, deduplication: { id: 'd', ttl: 3_600_000, extend: true, replace: true } };
     await q.add('v1', { v: 1 }, opts);
     await q.add('v2', { v: 2 }, opts);
     await q.add('v3', { v: 3 }, opts);
-    const pool = server.pool(1);
+    const pool = pg.server.pool(1);
     const rows = (await pool.query<{ name: string }>("SELECT name FROM bullmq.job WHERE queue = 'debounced' AND dedup_id = 'd'")).rows;
     expect(rows.map((r) => r.name)).toEqual(['v3']);
     const ev = new Map(
@@ -65,7 +53,7 @@ describe('adversary: debounce and flows on PostgreSQL', () => {
   });
 
   it('ages a flow parent released in another queue from its last child’s finish, not from its creation', async () => {
-    await bull.flow().add({
+    await pg.bull.flow().add({
       name: 'parent',
       queueName: 'parents',
       children: [
@@ -73,12 +61,12 @@ describe('adversary: debounce and flows on PostgreSQL', () => {
         { name: 'c', queueName: 'children', data: {} },
       ],
     });
-    const parents = bull.queue('parents');
+    const parents = pg.bull.queue('parents');
     const created = (await parents.getJobs(['waiting-children']))[0]!;
     await new Promise((r) => setTimeout(r, 1_500));
-    bull.worker('children', async (j: Job) => j.id);
+    pg.bull.worker('children', async (j: Job) => j.id);
     await expect.poll(async () => (await parents.getJobCounts('waiting')).waiting, POLL).toBe(1);
-    const children = await bull.queue('children').getJobs(['completed']);
+    const children = await pg.bull.queue('children').getJobs(['completed']);
     const lastFinish = Math.max(...children.map((c) => c.finishedOn!));
     expect(lastFinish - created.timestamp).toBeGreaterThanOrEqual(1_500);
     const before = Date.now();

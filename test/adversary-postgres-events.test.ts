@@ -4,36 +4,21 @@
 // priorities with pause/resume, delayed jobs becoming due. Two replicas are started only after the workload (the
 // retained history is read), and must render the same counters.
 import type { Job } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { describe, expect, it } from 'vitest';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
 
 const POLL = { timeout: 90_000, interval: 250 };
 const PREFIX = 'bullmq';
 const Q = 'adv-ev';
 
 describe('adversary: event counters on PostgreSQL against the event table', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  const sidecars: Array<{ close(): Promise<void> }> = [];
-
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-  });
-  afterAll(async () => {
-    for (const s of sidecars) await s.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
-  });
+  const pg = usePostgresSuite();
 
   it('counts a stalled job, retries, a failure, dedup, retention and a paused backlog exactly as the event table says, on two late replicas', async () => {
-    const q = bull.queue(Q);
+    const q = pg.bull.queue(Q);
     // 1. A job whose worker stops renewing its lock and goes away: another worker reclaims it (stalled) and runs it.
-    const hang = bull.worker(Q, () => new Promise(() => undefined), { lockDuration: 1_000, stalledInterval: 3_600_000 });
+    const hang = pg.bull.worker(Q, () => new Promise(() => undefined), { lockDuration: 1_000, stalledInterval: 3_600_000 });
     await q.add('stall', {});
     await expect.poll(async () => (await q.getJobCounts('active')).active, POLL).toBe(1);
     await hang.close(true);
@@ -46,7 +31,7 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
       if (job.name === 'doomed') throw new Error('never');
       return 1;
     };
-    bull.worker(Q, processor, { lockDuration: 1_000, stalledInterval: 500, concurrency: 2 });
+    pg.bull.worker(Q, processor, { lockDuration: 1_000, stalledInterval: 500, concurrency: 2 });
     await expect.poll(async () => (await q.getJobCounts('completed')).completed, POLL).toBe(1);
 
     // 2. Paused with a backlog of prioritized and plain jobs, a delayed job becoming due, dedup, then resumed.
@@ -65,7 +50,7 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
     // Finished: stall 1, prio 2, plain 2 (one retained), soon 1, dedup 1, flaky 2 → 9 completed events; doomed failed.
     await expect
       .poll(async () => {
-        const rows = await server
+        const rows = await pg.server
           .pool(1)
           .query<{ event: string; n: string }>(
             "SELECT event, count(*)::text AS n FROM bullmq.event WHERE queue = $1 AND event IN ('completed','failed') GROUP BY event ORDER BY event",
@@ -77,7 +62,7 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
     expect(attemptsOfRetry).toBe(4);
 
     // Ground truth from the event table.
-    const pool = server.pool(1);
+    const pool = pg.server.pool(1);
     const byKind = new Map(
       (await pool.query<{ event: string; n: string }>('SELECT event, count(*)::text AS n FROM bullmq.event WHERE queue = $1 GROUP BY event', [Q])).rows.map(
         (r) => [r.event, Number(r.n)],
@@ -88,10 +73,8 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
     expect(byKind.get('deduplicated')).toBe(1);
 
     // Two replicas started after the workload.
-    const a = await testPostgresSidecar(server.url);
-    sidecars.push(a);
-    const b = await testPostgresSidecar(server.url);
-    sidecars.push(b);
+    const a = await pg.sidecar();
+    const b = await pg.sidecar();
     for (const s of [a, b]) {
       await s.refresh();
       await s.start();

@@ -2,28 +2,19 @@
 // PostgreSQL, against what the database holds: a queue held by a worker's own limiter (never stored in `meta`) reads
 // rate limited; a queue held by its global concurrency does not; a LIFO job at the head gives the oldest waiting age
 // of the job that runs next.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import type { QueueState } from '../src/domain/queue-snapshot.js';
 import { PostgresSnapshotCollector } from '../src/postgres/snapshot.js';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 
 const POLL = { timeout: 60_000, interval: 200 };
 
 describe('adversary: limiter, concurrency and LIFO gauges on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
+  const pg = usePostgresSuite();
   let collector: PostgresSnapshotCollector;
 
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-    collector = new PostgresSnapshotCollector(server.pool(2));
-  });
-  afterAll(async () => {
-    await bull?.close();
-    await server?.stop();
+  beforeAll(() => {
+    collector = new PostgresSnapshotCollector(pg.server.pool(2));
   });
 
   const stateOf = async (name: string): Promise<QueueState> => {
@@ -33,8 +24,8 @@ describe('adversary: limiter, concurrency and LIFO gauges on PostgreSQL', () => 
   };
 
   it('reads a queue held by its worker’s own limiter as rate limited, with the held jobs waiting', async () => {
-    const q = bull.queue('limited');
-    bull.worker('limited', async () => 1, { limiter: { max: 1, duration: 3_600_000 } });
+    const q = pg.bull.queue('limited');
+    pg.bull.worker('limited', async () => 1, { limiter: { max: 1, duration: 3_600_000 } });
     for (let i = 0; i < 3; i++) await q.add('j', {});
     await expect.poll(async () => (await q.getJobCounts('completed')).completed, POLL).toBe(1);
     const s = await stateOf('limited');
@@ -43,11 +34,11 @@ describe('adversary: limiter, concurrency and LIFO gauges on PostgreSQL', () => 
   });
 
   it('does not read a queue held by its global concurrency as rate limited', async () => {
-    const q = bull.queue('capped');
+    const q = pg.bull.queue('capped');
     await q.setGlobalConcurrency(1);
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
-    bull.worker('capped', () => held, { concurrency: 4 });
+    pg.bull.worker('capped', () => held, { concurrency: 4 });
     for (let i = 0; i < 3; i++) await q.add('j', {});
     await expect.poll(async () => (await q.getJobCounts('active')).active, POLL).toBe(1);
     const s = await stateOf('capped');
@@ -57,7 +48,7 @@ describe('adversary: limiter, concurrency and LIFO gauges on PostgreSQL', () => 
   });
 
   it('takes the oldest waiting age from the job that runs next when a LIFO job jumps the line', async () => {
-    const q = bull.queue('lifo');
+    const q = pg.bull.queue('lifo');
     await q.add('old', {});
     await new Promise((r) => setTimeout(r, 50));
     const young = await q.add('young', {}, { lifo: true });

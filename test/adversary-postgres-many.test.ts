@@ -3,29 +3,14 @@
 // `queuelens sidecar --backend postgres`: every queue found, every waiting gauge and added counter equal to what was
 // enqueued, the DLQ series on the source queue.
 import { Queue, createPostgresBackend } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { describe, expect, it } from 'vitest';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
 
 const POLL = { timeout: 120_000, interval: 500 };
 
 describe('adversary: hundreds of queues on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  let sidecar: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
-
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-  });
-  afterAll(async () => {
-    await sidecar?.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
-  });
+  const pg = usePostgresSuite();
 
   it('finds every queue and exports each one’s waiting jobs and adds exactly', async () => {
     const hostile = [`it's`, 'a"b', 'back\\slash', 'ünï-队列-🚀', `long-${'z'.repeat(195)}`, 'src', 'src-dlq', 'src-dlq-dlq', 'orphan-dlq'];
@@ -33,15 +18,14 @@ describe('adversary: hundreds of queues on PostgreSQL', () => {
     const enqueued = new Map<string, number>();
     for (const [i, name] of names.entries()) {
       // One Queue at a time, closed after its adds: hundreds of open pools would exhaust the server's connections.
-      const q = new Queue(name, { connection: bull.connection }, createPostgresBackend);
+      const q = new Queue(name, { connection: pg.bull.connection }, createPostgresBackend);
       // Some plain queues get no job; every hostile one gets 1 to 3.
       const n = i < 240 ? i % 4 : 1 + (i % 3);
       for (let j = 0; j < n; j++) await q.add('j', { j });
       await q.close();
       enqueued.set(name, n);
     }
-    const s = await testPostgresSidecar(server.url);
-    sidecar = s;
+    const s = await pg.sidecar();
     await s.refresh();
     await s.start();
     const read = async (): Promise<Series> => {
@@ -58,7 +42,7 @@ describe('adversary: hundreds of queues on PostgreSQL', () => {
       .toEqual([]);
     const m = await read();
     // The queues BullMQ knows are those with a meta row (a Queue closed before writing its meta, with no job, is none).
-    const known = await server.pool(1).query<{ queue: string }>('SELECT DISTINCT queue FROM bullmq.meta');
+    const known = await pg.server.pool(1).query<{ queue: string }>('SELECT DISTINCT queue FROM bullmq.meta');
     const knownNames = new Set(known.rows.map((r) => r.queue));
     for (const [name, n] of enqueued) if (n > 0) expect(knownNames.has(name), name).toBe(true);
     expect(m.get(seriesKey('bullmq_exporter_queues', { prefix: 'bullmq' }))).toBe(knownNames.size);

@@ -2,29 +2,20 @@
 // the queue's jobs, events and meta and publishes no event, so a collector that recounts completed/failed only when an
 // event says they may have changed keeps the old queue's counts. Ground truth: getJobCounts() of the new queue.
 import type { Job } from 'bullmq';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PostgresSnapshotCollector } from '../src/postgres/snapshot.js';
 import type { QueueState } from '../src/domain/queue-snapshot.js';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 
 const POLL = { timeout: 60_000, interval: 200 };
 
 describe('adversary: obliterate and re-create on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
+  const pg = usePostgresSuite();
   let collector: PostgresSnapshotCollector;
 
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
+  beforeAll(() => {
     // No periodic recount within the test: only what the database says may trigger one.
-    collector = new PostgresSnapshotCollector(server.pool(2), { finishedRecountMs: 3_600_000 });
-  });
-  afterAll(async () => {
-    await bull?.close();
-    await server?.stop();
+    collector = new PostgresSnapshotCollector(pg.server.pool(2), { finishedRecountMs: 3_600_000 });
   });
 
   const stateOf = async (name: string): Promise<QueueState | undefined> => {
@@ -34,8 +25,8 @@ describe('adversary: obliterate and re-create on PostgreSQL', () => {
   };
 
   it('forgets the finished jobs of an obliterated queue, whether or not it is re-created before the next collection', async () => {
-    const first = bull.queue('phoenix');
-    const w = bull.worker('phoenix', async (job: Job) => {
+    const first = pg.bull.queue('phoenix');
+    const w = pg.bull.worker('phoenix', async (job: Job) => {
       if (job.name === 'bad') throw new Error('no');
       return 1;
     });
@@ -48,7 +39,7 @@ describe('adversary: obliterate and re-create on PostgreSQL', () => {
 
     // Obliterated and, before the next collection, re-created with two waiting jobs and no worker.
     await first.obliterate({ force: true });
-    const second = bull.queue('phoenix');
+    const second = pg.bull.queue('phoenix');
     await second.add('again', {});
     await second.add('again', {});
     const truth = await second.getJobCounts('waiting', 'completed', 'failed');
@@ -56,7 +47,7 @@ describe('adversary: obliterate and re-create on PostgreSQL', () => {
     expect((await stateOf('phoenix'))?.jobs).toMatchObject(truth);
 
     // Obliterated again and left gone: while still listed, nothing of it remains.
-    const w2 = bull.worker('phoenix', async () => 1);
+    const w2 = pg.bull.worker('phoenix', async () => 1);
     await expect.poll(async () => (await second.getJobCounts('completed')).completed, POLL).toBe(2);
     await w2.close();
     for (let i = 0; i < 4; i++) expect((await stateOf('phoenix'))?.jobs).toMatchObject({ waiting: 0, completed: 2 });

@@ -1,40 +1,25 @@
 // Adversarial probe (issue 18): a job scheduler (repeatable job) on PostgreSQL. Ground truth: the scheduler's jobs in
 // the `job` table (ids `repeat:<scheduler>:<millis>`) and their completions.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { describe, expect, it } from 'vitest';
+import { usePostgresSuite, type TestPostgresSidecar } from './helpers/postgres-suite.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
 
 const POLL = { timeout: 90_000, interval: 250 };
 const Q = 'sched';
 
 describe('adversary: job schedulers on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  let sidecar: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
-
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-  });
-  afterAll(async () => {
-    await sidecar?.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
-  });
+  const pg = usePostgresSuite();
 
   /** A plain job and a scheduler every 300 ms, run until 4 jobs completed; the ground truth of the job table. */
   const workload = async (name: string) => {
-    const q = bull.queue(name);
+    const q = pg.bull.queue(name);
     await q.add('plain', {});
     await q.upsertJobScheduler('every-300', { every: 300 }, { name: 'tick', data: {} });
-    const w = bull.worker(name, async () => 1);
+    const w = pg.bull.worker(name, async () => 1);
     await expect.poll(async () => (await q.getJobCounts('completed')).completed, POLL).toBeGreaterThanOrEqual(4);
     await q.removeJobScheduler('every-300');
     await w.close();
-    const pool = server.pool(1);
+    const pool = pg.server.pool(1);
     const count = async (sql: string) => Number((await pool.query<{ n: string }>(sql, [name])).rows[0]!.n);
     return {
       completed: await count("SELECT count(*)::text AS n FROM bullmq.job WHERE queue = $1 AND state = 'completed'"),
@@ -44,12 +29,13 @@ describe('adversary: job schedulers on PostgreSQL', () => {
     };
   };
 
+  let sidecar: TestPostgresSidecar | undefined;
   const started = async () => {
     if (sidecar) return sidecar;
-    const s = await testPostgresSidecar(server.url, { discoveryInterval: 0.5 });
-    sidecar = s;
+    const s = await pg.sidecar({ discoveryInterval: 0.5 });
     await s.refresh();
     await s.start();
+    sidecar = s;
     return s;
   };
 

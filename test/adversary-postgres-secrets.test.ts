@@ -1,30 +1,22 @@
 // Adversarial probe (issue 18): the database password never reaches a log line, /metrics, /health or /api/queues,
 // whatever form the connection string carries it in: a `password` query parameter (pg reads it), percent-encoded
 // characters, characters a URL parser refuses. The role does not exist, so every collection fails and says why.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
+import { describe, expect, it } from 'vitest';
+import { usePostgresSuite, type TestPostgresSidecar } from './helpers/postgres-suite.js';
 
 describe('adversary: the PostgreSQL password in odd places of the URL', () => {
-  let server: TestPostgres;
+  const pg = usePostgresSuite();
 
-  beforeAll(async () => {
-    server = await startTestPostgres();
-  });
-  afterAll(async () => {
-    await server?.stop();
-  });
-
-  const base = () => `127.0.0.1:${server.port}/postgres`;
+  const base = () => `127.0.0.1:${pg.server.port}/postgres`;
   it.each([
     ['a password query parameter', (s: string) => `postgres://no_such_role@${base()}?password=${s}`, 'Qp4ramSecret'],
     ['percent-encoded characters', (s: string) => `postgres://no_such_role:${s}%2F%40x@${base()}`, 'Enc0dedSecret'],
     ['a space in the password', (s: string) => `postgres://no_such_role:${s} x@${base()}`, 'Sp4ceSecret'],
   ])('never shows a password given as %s', async (_what, url, secret) => {
     const logs: string[] = [];
-    let s: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
+    let s: TestPostgresSidecar;
     try {
-      s = await testPostgresSidecar(url(secret), { logLevel: 'debug' }, logs);
+      s = await pg.sidecar({ logLevel: 'debug' }, logs, url(secret));
     } catch (err) {
       // Refusing the URL is fine, as long as the refusal does not echo the secret.
       expect(String((err as Error).message)).not.toContain(secret);

@@ -1,54 +1,38 @@
 // Adversarial probe (issue 18): `queuelens top --backend postgres` against the sidecar's /api/queues for queues with
 // hostile names, a unicode queue with workers and a dead-letter queue: the same backlog, workers and DLQ depth.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { QueuesResponse } from '../src/status/queue-view.js';
 import { runCli } from './helpers/cli.js';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
-import { testPostgresSidecar } from './helpers/sidecar.js';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 
 const POLL = { timeout: 60_000, interval: 250 };
 
 describe('adversary: top --backend postgres against /api/queues', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
-  let sidecar: Awaited<ReturnType<typeof testPostgresSidecar>> | undefined;
-
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-  });
-  afterAll(async () => {
-    await sidecar?.close().catch(() => undefined);
-    await bull?.close();
-    await server?.stop();
-  });
+  const pg = usePostgresSuite();
 
   it('shows the backlog, workers and DLQ depth the sidecar serves', async () => {
     // Backlogs 1..4, a unicode queue held by two busy workers, a DLQ of two.
     const names = ['café', `it's "q"`, 'plain', 'src'];
     for (const [i, name] of names.entries()) {
-      const q = bull.queue(name);
+      const q = pg.bull.queue(name);
       for (let j = 0; j <= i; j++) await q.add('j', {});
     }
-    const dlq = bull.queue('src-dlq');
+    const dlq = pg.bull.queue('src-dlq');
     await dlq.add('dead', {});
     await dlq.add('dead', {});
     const hold = new Promise(() => undefined);
-    bull.worker('café', () => hold);
-    bull.worker('café', () => hold, { name: 'deux' });
-    await expect.poll(async () => (await bull.queue('café').getJobCounts('active')).active, POLL).toBe(1);
+    pg.bull.worker('café', () => hold);
+    pg.bull.worker('café', () => hold, { name: 'deux' });
+    await expect.poll(async () => (await pg.bull.queue('café').getJobCounts('active')).active, POLL).toBe(1);
 
-    const s = await testPostgresSidecar(server.url);
-    sidecar = s;
+    const s = await pg.sidecar();
     const api = async (): Promise<QueuesResponse> => {
       await s.refresh();
       return JSON.parse((await s.app.inject({ method: 'GET', url: '/api/queues' })).body) as QueuesResponse;
     };
     await expect.poll(async () => (await api()).queues.find((q) => q.name === 'café')?.workers, POLL).toBe(2);
     const served = await api();
-    const top = await runCli(['top', '--once', '--backend', 'postgres', '--database-url', server.url, '--sort', 'name'], { COLUMNS: '200' }, 60_000);
+    const top = await runCli(['top', '--once', '--backend', 'postgres', '--database-url', pg.server.url, '--sort', 'name'], { COLUMNS: '200' }, 60_000);
     expect(top.code, top.output).toBe(0);
     const header = top.output.split('\n').find((l) => l.startsWith('HEALTH'))!;
     for (const name of names) {

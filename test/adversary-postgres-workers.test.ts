@@ -1,26 +1,17 @@
 // Adversarial probe (issue 18): the `workers` gauge on PostgreSQL counts sessions by `application_name`, which
 // PostgreSQL stores truncated to 63 bytes and with non-ASCII bytes replaced. Ground truth: the Worker objects started.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { PostgresSnapshotCollector, sessionNameOf } from '../src/postgres/snapshot.js';
-import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
-import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
+import { usePostgresSuite } from './helpers/postgres-suite.js';
 
 const POLL = { timeout: 60_000, interval: 200 };
 
 describe('adversary: workers gauge on PostgreSQL', () => {
-  let server: TestPostgres;
-  let bull: PostgresBullFixtures;
+  const pg = usePostgresSuite();
   let collector: PostgresSnapshotCollector;
 
-  beforeAll(async () => {
-    server = await startTestPostgres();
-    bull = new PostgresBullFixtures(server);
-    await bull.migrate();
-    collector = new PostgresSnapshotCollector(server.pool(2));
-  });
-  afterAll(async () => {
-    await bull?.close();
-    await server?.stop();
+  beforeAll(() => {
+    collector = new PostgresSnapshotCollector(pg.server.pool(2));
   });
 
   const workersOf = async (): Promise<Map<string, number | undefined>> => {
@@ -41,9 +32,9 @@ describe('adversary: workers gauge on PostgreSQL', () => {
     ['unicode', 'café-队列'],
     ['longer than 63 bytes', `long-${'x'.repeat(80)}`],
   ])('counts the workers of a queue whose name is %s', async (_what, name) => {
-    await bull.queue(name).add('j', {});
-    const w1 = bull.worker(name, async () => 1);
-    const w2 = bull.worker(name, async () => 1, { name: 'second' });
+    await pg.bull.queue(name).add('j', {});
+    const w1 = pg.bull.worker(name, async () => 1);
+    const w2 = pg.bull.worker(name, async () => 1, { name: 'second' });
     await w1.waitUntilReady();
     await w2.waitUntilReady();
     await expect.poll(async () => (await workersOf()).get(name), POLL).toBe(2);
