@@ -82,5 +82,5 @@ describe('adversary: PostgreSQL crash mid-workload under the sidecar', () => {
     const m = await s.scrape();
     expect(m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bullmq', queue: Q, state: 'completed' }))).toBe(counts.completed);
     expect(m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bullmq', queue: Q, state: 'failed' }))).toBe(counts.failed);
-  });
+  }, 300_000);
 });

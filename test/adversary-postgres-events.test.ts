@@ -109,5 +109,5 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
     expect(truth.added).toBe(10);
     await expect.poll(() => counters(a), POLL).toEqual(truth);
     await expect.poll(() => counters(b), POLL).toEqual(truth);
-  });
+  }, 300_000);
 });

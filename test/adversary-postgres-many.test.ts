@@ -61,5 +61,5 @@ describe('adversary: hundreds of queues on PostgreSQL', () => {
         ];
       }, POLL)
       .toEqual([enqueued.get('src-dlq'), enqueued.get('src-dlq-dlq')]);
-  });
+  }, 300_000);
 });

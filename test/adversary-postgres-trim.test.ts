@@ -69,7 +69,7 @@ describe('adversary: trimmed events while no leader reads', () => {
     const out = await run(['trim-one'], 150);
     expect(out['trim-one']!.trimmed).toBeGreaterThan(0);
     expect(out['trim-one']!.lost).toBe(out['trim-one']!.trimmed);
-  });
+  }, 300_000);
 
   it('never undercounts what two interleaved queues lost', async () => {
     const out = await run(['trim-a', 'trim-b'], 400);
@@ -79,7 +79,7 @@ describe('adversary: trimmed events while no leader reads', () => {
       expect(out[n]!.trimmed).toBeGreaterThan(0);
       expect(out[n]!.lost).toBeGreaterThanOrEqual(out[n]!.trimmed);
     }
-  });
+  }, 300_000);
 
   it('counts nothing lost for history trimmed before any reader ran (docs/postgres.md §2.3, "not counted")', async () => {
     const q = pg.bull.queue('trim-before', EVENTS);
@@ -93,5 +93,5 @@ describe('adversary: trimmed events while no leader reads', () => {
     await s.start();
     await expect.poll(async () => (await counters(s, 'trim-before')).read, POLL).toBe(retained);
     expect((await counters(s, 'trim-before')).lost).toBe(0);
-  });
+  }, 300_000);
 });
