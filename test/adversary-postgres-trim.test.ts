@@ -19,7 +19,7 @@ describe('adversary: trimmed events while no leader reads', () => {
     return { read: m.get(key('bullmq_exporter_events_read_total')) ?? 0, lost: m.get(key('bullmq_exporter_events_lost_total')) ?? 0 };
   };
 
-  const run = async (queues: string[], adds: number) => {
+  const run = async (queues: string[], adds: number, settled = true) => {
     const qs = queues.map((n) => pg.bull.queue(n, EVENTS));
     for (const q of qs) await q.add('j', {});
     const first = await pg.sidecar();
@@ -30,13 +30,15 @@ describe('adversary: trimmed events while no leader reads', () => {
     // watermark 0, the next one counts the ids of anything obliterated before, here the migration queue's `paused`
     // row, as lost too: 234 for 233.)
     const pool = pg.server.pool(1);
-    const head = BigInt((await pool.query<{ v: string }>('SELECT last_value::text AS v FROM bullmq.event_seq')).rows[0]!.v);
-    await expect
-      .poll(
-        async () => BigInt((await pool.query<{ w: string }>('SELECT max(watermark)::text AS w FROM queuelens.event_reader')).rows[0]!.w ?? '0') >= head,
-        POLL,
-      )
-      .toBe(true);
+    if (settled) {
+      const head = BigInt((await pool.query<{ v: string }>('SELECT last_value::text AS v FROM bullmq.event_seq')).rows[0]!.v);
+      await expect
+        .poll(
+          async () => BigInt((await pool.query<{ w: string }>('SELECT max(watermark)::text AS w FROM queuelens.event_reader')).rows[0]!.w ?? '0') >= head,
+          POLL,
+        )
+        .toBe(true);
+    }
     await first.close();
     // No reader: the queues write interleaved, and trim. BullMQ trims a queue only when one of its own new ids is a
     // multiple of 256, so strictly alternating adds (two rows each) could leave one queue untrimmed: every seventh
@@ -64,6 +66,17 @@ describe('adversary: trimmed events while no leader reads', () => {
     await second.close();
     return out;
   };
+
+  // OPEN: a first leader stopped before its watermark first advanced (about two polls) leaves watermark 0; the next
+  // leader's loss ranges then start at 0 and count ids from before the queue existed as lost: here the migration
+  // queue's `paused` row (obliterated before any sidecar ran) makes 234 for 233 rows actually trimmed (first in the file:
+  // a test before it lets the watermark pass that row). Fixing it needs
+  // the per-queue loss floor (the lossReported of event-reader.ts) in the persisted reader state.
+  it.skip('counts exactly what one queue lost, even when the leader before stopped at once', async () => {
+    const out = await run(['trim-early'], 150, false);
+    expect(out['trim-early']!.trimmed).toBeGreaterThan(0);
+    expect(out['trim-early']!.lost).toBe(out['trim-early']!.trimmed);
+  }, 300_000);
 
   it('counts exactly what one queue lost while it alone wrote', async () => {
     const out = await run(['trim-one'], 150);
