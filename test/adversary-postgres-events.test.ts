@@ -5,11 +5,9 @@
 // retained history is read), and must render the same counters.
 import type { Job } from 'bullmq';
 import { describe, expect, it } from 'vitest';
-import { usePostgresSuite } from './helpers/postgres-suite.js';
-import { seriesKey, type Series } from './helpers/prom-text.js';
+import { eventCounters, freshMetrics, usePostgresSuite } from './helpers/postgres-suite.js';
 
 const POLL = { timeout: 90_000, interval: 250 };
-const PREFIX = 'bullmq';
 const Q = 'adv-ev';
 
 describe('adversary: event counters on PostgreSQL against the event table', () => {
@@ -79,21 +77,8 @@ describe('adversary: event counters on PostgreSQL against the event table', () =
       await s.refresh();
       await s.start();
     }
-    const key = (name: string) => seriesKey(name, { prefix: PREFIX, queue: Q });
-    const counters = async (s: typeof a): Promise<Record<string, number | undefined>> => {
-      await s.refresh();
-      const m: Series = await s.scrape();
-      return {
-        added: m.get(key('bullmq_jobs_added_total')),
-        completed: m.get(key('bullmq_jobs_completed_total')),
-        failed: m.get(key('bullmq_jobs_failed_total')),
-        retried: m.get(key('bullmq_jobs_retried_total')),
-        stalled: m.get(key('bullmq_jobs_stalled_total')),
-        deduplicated: m.get(key('bullmq_jobs_deduplicated_total')),
-        read: m.get(key('bullmq_exporter_events_read_total')),
-        lost: m.get(key('bullmq_exporter_events_lost_total')),
-      };
-    };
+    const counters = async (s: typeof a) =>
+      eventCounters(await freshMetrics(s), Q, ['added', 'completed', 'failed', 'retried', 'stalled', 'deduplicated', 'read', 'lost']);
     const truth = {
       added: byKind.get('added'),
       completed: 9,

@@ -3,8 +3,8 @@
 // event table. The survivor takes over and every replica renders the same counters, equal to the table.
 import { describe, expect, it } from 'vitest';
 import { spawnCli, type CliProcess } from './helpers/cli.js';
-import { usePostgresSuite } from './helpers/postgres-suite.js';
-import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
+import { eventCounters, usePostgresSuite } from './helpers/postgres-suite.js';
+import { parsePromText, type Series } from './helpers/prom-text.js';
 import { freePort } from './helpers/redis-server.js';
 
 const POLL = { timeout: 120_000, interval: 300 };
@@ -47,16 +47,7 @@ describe('adversary: sidecar replicas and a leader SIGKILL on PostgreSQL', () =>
         return undefined;
       }
     };
-    const key = (name: string) => seriesKey(name, { prefix: 'bullmq', queue: Q });
-    const counters = (m: Series | undefined) =>
-      m && {
-        added: m.get(key('bullmq_jobs_added_total')),
-        completed: m.get(key('bullmq_jobs_completed_total')),
-        failed: m.get(key('bullmq_jobs_failed_total')),
-        retried: m.get(key('bullmq_jobs_retried_total')),
-        read: m.get(key('bullmq_exporter_events_read_total')),
-        lost: m.get(key('bullmq_exporter_events_lost_total')),
-      };
+    const counters = (m: Series | undefined) => m && eventCounters(m, Q, ['added', 'completed', 'failed', 'retried', 'read', 'lost']);
     try {
       const a = await start();
       const b = await start();

@@ -3,7 +3,7 @@
 import { afterAll, beforeAll } from 'vitest';
 import { PostgresBullFixtures } from './postgres-bullmq.js';
 import { startTestPostgres, type TestPostgres } from './postgres-server.js';
-import type { Series } from './prom-text.js';
+import { seriesKey, type Series } from './prom-text.js';
 import { testPostgresSidecar } from './sidecar.js';
 
 export type TestPostgresSidecar = Awaited<ReturnType<typeof testPostgresSidecar>>;
@@ -50,4 +50,21 @@ export function usePostgresSuite(): PostgresSuite {
 export async function freshMetrics(s: TestPostgresSidecar): Promise<Series> {
   await s.refresh();
   return s.scrape();
+}
+
+const EVENT_COUNTERS = {
+  added: 'bullmq_jobs_added_total',
+  completed: 'bullmq_jobs_completed_total',
+  failed: 'bullmq_jobs_failed_total',
+  retried: 'bullmq_jobs_retried_total',
+  stalled: 'bullmq_jobs_stalled_total',
+  deduplicated: 'bullmq_jobs_deduplicated_total',
+  read: 'bullmq_exporter_events_read_total',
+  lost: 'bullmq_exporter_events_lost_total',
+} as const;
+export type EventCounter = keyof typeof EVENT_COUNTERS;
+
+/** The named event counters of one queue of schema `bullmq` in a scrape (undefined where a series is absent). */
+export function eventCounters<K extends EventCounter>(m: Series, queue: string, names: readonly K[]): Record<K, number | undefined> {
+  return Object.fromEntries(names.map((n) => [n, m.get(seriesKey(EVENT_COUNTERS[n], { prefix: 'bullmq', queue }))])) as Record<K, number | undefined>;
 }
