@@ -348,6 +348,9 @@ describe('sidecar --backend postgres', () => {
     const health = await s.app.inject({ url: '/health' });
     expect(health.statusCode).toBe(503);
     expect(health.body).toMatch(/PostgreSQL at 127\.0\.0\.1:\d+\/postgres is unreachable/);
+    // Every reason names the store that is down: nothing on this backend talks of Redis.
+    expect(health.json().reasons).toContain('PostgreSQL connection is down');
+    expect(health.body).not.toMatch(/redis/i);
     expect((await s.app.inject({ url: '/api/queues' })).json().queues).toEqual([]);
 
     await server.restart();

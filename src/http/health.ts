@@ -1,4 +1,4 @@
-// Decides /health and /readyz from the last collection: ready when Redis answers and the last collection is
+// Decides /health and /readyz from the last collection: ready when the store (Redis or PostgreSQL) answers and the last collection is
 // fresh; /health may also turn "degraded" on per-queue thresholds, which are off unless configured.
 import { collectionAgeSeconds, isStale, staleLimitSeconds } from '../collector/freshness.js';
 import { backlogOf, type CollectionSnapshot } from '../domain/queue-snapshot.js';
@@ -7,6 +7,11 @@ export interface HealthThresholds {
   maxWaiting?: number;
   maxOldestAgeSeconds?: number;
   minWorkers?: number;
+}
+
+export interface HealthOptions extends HealthThresholds {
+  /** The store the reasons name: 'Redis' (default) or 'PostgreSQL'. */
+  store?: string;
 }
 
 export interface HealthReport {
@@ -18,12 +23,12 @@ export interface HealthReport {
   degradedQueues?: Array<{ prefix: string; queue: string; problems: string[] }>;
 }
 
-export function assessHealth(s: CollectionSnapshot | undefined, now: number, collectIntervalSeconds: number, thresholds: HealthThresholds = {}): HealthReport {
+export function assessHealth(s: CollectionSnapshot | undefined, now: number, collectIntervalSeconds: number, thresholds: HealthOptions = {}): HealthReport {
   const reasons: string[] = [];
   const age = collectionAgeSeconds(s, now);
   if (!s) reasons.push('no collection has run yet');
   else {
-    if (!s.redisUp) reasons.push('redis connection is down');
+    if (!s.redisUp) reasons.push(`${thresholds.store ?? 'Redis'} connection is down`);
     if (!s.ok && s.error) reasons.push(`last collection failed: ${s.error}`);
     if (age === null) reasons.push('no collection has succeeded yet');
     else if (isStale(s, now, collectIntervalSeconds))

@@ -45,13 +45,14 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
     log,
   });
 
-  const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers };
+  const store = backend.kind === 'postgres' ? 'PostgreSQL' : 'Redis';
+  const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers, store };
   const app = await buildApp({
     log,
     renderMetrics: (om, gz) => metrics.render(om, gz),
     // The freshness rule, with the interval in force, as /metrics' expiry and the board apply it.
     health: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, thresholds),
-    readiness: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds),
+    readiness: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, { store }),
     queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds }),
     trustProxy: config.trustProxy,
     admin:
