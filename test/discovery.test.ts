@@ -2,7 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BullFixtures } from './helpers/bullmq.js';
 import { seriesKey, seriesOf } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 
 let redis: TestRedis;
@@ -43,6 +43,33 @@ describe('queue discovery', () => {
     expect(m.get(seriesKey('bullmq_exporter_queues', { prefix: 'bull' }))).toBe(2);
     expect(m.get(seriesKey('bullmq_exporter_queues', { prefix: 'other' }))).toBe(1);
     expect(m.get(seriesKey('bullmq_queue_jobs', { prefix: 'other', queue: 'gamma', state: 'waiting' }))).toBe(1);
+    await s.close();
+  });
+
+  it('a pass confirms only the queues it did not know: no HMGET per known queue, while a new one is still checked', async () => {
+    const s = await testSidecar(redis.url);
+    await s.refresh();
+    expect(names(s)).toEqual(['bull/alpha', 'bull/beta']);
+    const epsilon = bull.queue('epsilon');
+    await epsilon.add('x', {});
+    const seen: string[][] = [];
+    const monitor = await monitorCommands(redis, (args) => seen.push(args));
+    await s.discovery.runPass();
+    // Ground truth: a command MONITOR saw after the pass (the pass's own are in order before it).
+    const marker = redis.client();
+    await marker.ping('after-pass');
+    marker.disconnect();
+    await (async () => {
+      for (let i = 0; i < 200 && !seen.some((a) => a.includes('after-pass')); i += 1) await new Promise((r) => setTimeout(r, 25));
+    })();
+    monitor.stop();
+    expect(seen.some((a) => a.includes('after-pass'))).toBe(true);
+    const confirms = seen.filter((a) => a[0]?.toLowerCase() === 'hmget').map((a) => a[1]);
+    expect(confirms).toContain('bull:epsilon:meta');
+    expect(confirms).not.toContain('bull:alpha:meta');
+    expect(confirms).not.toContain('bull:beta:meta');
+    expect(names(s)).toEqual(['bull/alpha', 'bull/beta', 'bull/epsilon']);
+    await epsilon.obliterate({ force: true });
     await s.close();
   });
 

@@ -167,8 +167,16 @@ export class QueueDiscovery {
       }
       if (notUtf8.length > 0) await this.skipNotUtf8(prefix, notUtf8);
       const candidates = keys.map((k) => parseMetaKey(prefix, k)).filter((r): r is QueueRef => r !== null && this.slotSafe(r) && this.nameFits(r));
-      if (candidates.length > 0) {
-        for (const ref of await this.confirm(candidates)) {
+      // A queue already known was confirmed when found; each collection reading it checks its meta again (and
+      // forgets it once BullMQ's fields are gone), so a pass confirms only the new ones: at rest no HMGET per queue.
+      const fresh: QueueRef[] = [];
+      for (const ref of candidates) {
+        const id = queueId(ref);
+        if (this.known.has(id)) seen.set(id, ref);
+        else fresh.push(ref);
+      }
+      if (fresh.length > 0) {
+        for (const ref of await this.confirm(fresh)) {
           const id = queueId(ref);
           seen.set(id, ref);
           if (!this.known.has(id)) this.add(ref);
