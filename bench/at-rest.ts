@@ -16,6 +16,8 @@ import { eachSize, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost
 import { queueName, seedQueues } from './lib/seed.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000,10000').split(',').map(Number);
+/** queuelens is measured over one default discovery interval, so its window holds exactly one SCAN pass. */
+const QL_WINDOW_S = 60;
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const LUA = new URL('../../src/redis/lua/', import.meta.url);
 /** sha1 → file name of our scripts, to name them in the slow log. */
@@ -83,7 +85,7 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
   const url = sidecar.url;
   try {
     await new Promise((r) => setTimeout(r, 30_000));
-    const ql = await window(admin, async () => undefined);
+    const ql = await window(admin, async () => undefined, QL_WINDOW_S);
     const log = (await admin.call('SLOWLOG', 'GET', '-1')) as Array<[number, number, number, string[]]>;
     const own = log.filter((e) => /^evalsha$/i.test(String(e[3][0])) && e[3].some((a) => String(a).includes(`ql${size}:events:q:`)));
     const eventsScriptMaxUs = Math.max(0, ...own.map((e) => Number(e[2])));
@@ -114,6 +116,8 @@ async function main(): Promise<void> {
     "The reader's scripts: SLOWLOG (wall time inside Redis, so a busy machine can only make them look slower) of every",
     'event-state script call from the start of the sidecar to the end of its window (loading every queue, the one',
     'settling commit per queue, 25 queues per call).',
+    `queuelens (after) is measured over ${QL_WINDOW_S} s, one default --discovery-interval, so its window holds one discovery`,
+    'SCAN pass, and scaled to 15 s; the others over 15 s.',
     '',
     table(
       [
@@ -154,11 +158,26 @@ async function main(): Promise<void> {
     '',
     'queuelens before: the same process with `--collect-sweep 0` (every queue read at every collection, as before',
     'change-driven collection), in the same run. What moved: with its defaults the leader reads again only the queues',
-    'whose events moved (none here) and sweeps the others once per `--collect-sweep` (60 s, a share each pass); the',
-    'read-back reads again only the accounting the leader committed, and everything once per sweep period. What remains',
-    "at rest: that sweep (each queue once a minute, about 15 reads inside the group script), the reader's paced",
-    'non-blocking XREADs over every stream (about once a second) and its heartbeat, the shared snapshot written each',
-    "pass, CLIENT LIST, and discovery's SCAN once a minute.",
+    "whose events moved (none here); it sweeps a queue once per `--collect-sweep` (60 s) only while an active job's lock",
+    'could expire before the idle sweep (the seeded locks run 2 h), the others once per `--collect-sweep-idle` (600 s),',
+    'a share each pass; the read-back reads again only the accounting the leader committed, and everything once per idle',
+    "sweep period; the reader polls idle streams 1 s apart at first, then up to 5 s apart. What remains at rest: discovery's",
+    'SCAN once a minute over the whole keyspace (about 28,000 keys here; its share is in the table below), those paced XREADs and',
+    'the heartbeat, the idle sweep, the shared snapshot written each pass, and CLIENT LIST.',
+    '',
+    "Where queuelens's Redis time goes at rest (INFO commandstats over its window; usec per 15 s; a script's inner",
+    'commands are counted in its EVALSHA and listed by name as well):',
+    '',
+    ...rows.flatMap((r) => [
+      table(
+        ['queues', 'command', 'calls/s', 'Redis time per 15 s (ms)'],
+        [...(r.ql.commands ?? new Map<string, { callsPerS: number; usec: number }>())]
+          .sort((x, y) => y[1].usec - x[1].usec)
+          .slice(0, 12)
+          .map(([name, c]) => [r.size, name.replace('|', '\\|'), c.callsPerS.toFixed(1), (c.usec / 1000).toFixed(2)]),
+      ),
+      '',
+    ]),
   ].join('\n');
   writeSection(new URL('../../docs/benchmarks.md', import.meta.url), '## At rest: Redis cost against getJobCounts() exporters (issue 16)', body);
 }

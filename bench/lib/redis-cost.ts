@@ -7,8 +7,11 @@ import { freePort, startTestRedis, type TestRedis } from '../../test/helpers/red
 export const WINDOW_S = 15;
 
 export interface Cost {
+  /** Redis CPU per WINDOW_S (a longer window is scaled down to it). */
   cpuMs: number;
   callsPerS: number;
+  /** Per command (INFO commandstats, scripts' inner commands listed by name too): calls/s and usec per WINDOW_S. */
+  commands?: Map<string, { callsPerS: number; usec: number }>;
 }
 
 export async function cpuUsec(admin: Redis): Promise<number> {
@@ -17,23 +20,34 @@ export async function cpuUsec(admin: Redis): Promise<number> {
   return Math.round((v('used_cpu_user') + v('used_cpu_sys')) * 1e6);
 }
 
-export async function calls(admin: Redis): Promise<number> {
+/** INFO commandstats: calls and usec per command. */
+export async function commandStats(admin: Redis): Promise<Map<string, { calls: number; usec: number }>> {
   const info = (await admin.info('commandstats')) as string;
-  let n = 0;
-  for (const m of info.matchAll(/^cmdstat_[^:]+:calls=(\d+)/gm)) n += Number(m[1]);
-  return n;
+  const out = new Map<string, { calls: number; usec: number }>();
+  for (const m of info.matchAll(/^cmdstat_([^:]+):calls=(\d+),usec=(\d+)/gm)) out.set(m[1] as string, { calls: Number(m[2]), usec: Number(m[3]) });
+  return out;
 }
 
-/** Runs `during` for one window and returns the Redis CPU and calls of that window (the admin's own few included). */
-export async function window(admin: Redis, during: (endsAt: number) => Promise<void>): Promise<Cost> {
-  const endsAt = Date.now() + WINDOW_S * 1000;
+/**
+ * Runs `during` for one window (`seconds`, WINDOW_S unless told) and returns the Redis CPU and calls of that window
+ * (the admin's own few included), scaled to WINDOW_S, with the per-command split.
+ */
+export async function window(admin: Redis, during: (endsAt: number) => Promise<void>, seconds = WINDOW_S): Promise<Cost> {
+  const endsAt = Date.now() + seconds * 1000;
   const cpu0 = await cpuUsec(admin);
-  const calls0 = await calls(admin);
+  const stats0 = await commandStats(admin);
   await during(endsAt);
   await new Promise((r) => setTimeout(r, Math.max(0, endsAt - Date.now())));
   const cpu1 = await cpuUsec(admin);
-  const calls1 = await calls(admin);
-  return { cpuMs: (cpu1 - cpu0) / 1000, callsPerS: (calls1 - calls0) / WINDOW_S };
+  const stats1 = await commandStats(admin);
+  const commands = new Map<string, { callsPerS: number; usec: number }>();
+  let n = 0;
+  for (const [name, { calls: c, usec }] of stats1) {
+    const before = stats0.get(name) ?? { calls: 0, usec: 0 };
+    n += c - before.calls;
+    if (c > before.calls) commands.set(name, { callsPerS: (c - before.calls) / seconds, usec: ((usec - before.usec) * WINDOW_S) / seconds });
+  }
+  return { cpuMs: ((cpu1 - cpu0) / 1000) * (WINDOW_S / seconds), callsPerS: n / seconds, commands };
 }
 
 export async function scrapeUntil(url: string, done: (body: string) => boolean, timeoutMs: number): Promise<string> {
