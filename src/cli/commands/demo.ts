@@ -74,6 +74,32 @@ export function registerDemo(program: Command): void {
       await redis.close();
       process.exit(1);
     }
+    const mine = onPostgres ? `its schemas ${DEMO_PG_SCHEMA} and ${DEMO_PG_OWN_SCHEMA}` : `keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*`;
+    // Before the banner: whoever reads 'queuelens demo is running' may press Ctrl-C at once, and a SIGINT that
+    // arrives before the handler is installed kills the process with nothing cleaned up.
+    installShutdown(
+      [
+        { name: 'demo', run: () => stack.close() },
+        {
+          name: 'demo keys',
+          run: async () => {
+            if (cfg.keep && !redis.private) {
+              await ns.release();
+              process.stdout.write(
+                onPostgres
+                  ? `queuelens demo: kept ${mine} in ${safeUrl(redis.url)}\n`
+                  : `queuelens demo: kept its keys in ${safeUrl(redis.url)} under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*\n`,
+              );
+            } else {
+              const n = await ns.removeKeys();
+              if (!redis.private) process.stdout.write(`queuelens demo: removed its ${n} ${onPostgres ? 'schema(s)' : 'key(s)'} from ${safeUrl(redis.url)}\n`);
+            }
+          },
+        },
+        { name: onPostgres ? 'postgres' : 'redis', run: () => redis.close() },
+      ],
+      { log, timeoutMs: 20_000, watchParent: true },
+    );
     const base = stack.sidecarUrl;
     // The copy-paste commands name the Redis in use whichever it is: without it they would talk to REDIS_URL or the
     // default, not to this demo. Credentials are never printed: masked, with a note to pass them in REDIS_URL.
@@ -83,7 +109,6 @@ export function registerDemo(program: Command): void {
     const redisArg = onPostgres
       ? ` --backend postgres --database-url ${shellWord(shownUrl)} --pg-schema ${DEMO_PG_SCHEMA} --pg-own-schema ${DEMO_PG_OWN_SCHEMA}`
       : ` --redis-url ${shellWord(shownUrl)}`;
-    const mine = onPostgres ? `its schemas ${DEMO_PG_SCHEMA} and ${DEMO_PG_OWN_SCHEMA}` : `keys under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*`;
     const where = redis.private
       ? '(private, removed on exit)'
       : `(yours: the demo writes only ${mine}, ${cfg.keep ? 'kept on exit (--keep)' : 'removed on exit (--keep keeps them)'})`;
@@ -121,29 +146,6 @@ export function registerDemo(program: Command): void {
         '  Ctrl-C to stop',
         '',
       ].join('\n'),
-    );
-    installShutdown(
-      [
-        { name: 'demo', run: () => stack.close() },
-        {
-          name: 'demo keys',
-          run: async () => {
-            if (cfg.keep && !redis.private) {
-              await ns.release();
-              process.stdout.write(
-                onPostgres
-                  ? `queuelens demo: kept ${mine} in ${safeUrl(redis.url)}\n`
-                  : `queuelens demo: kept its keys in ${safeUrl(redis.url)} under ${DEMO_PREFIX}:* and ${DEMO_OWN_PREFIX}:*\n`,
-              );
-            } else {
-              const n = await ns.removeKeys();
-              if (!redis.private) process.stdout.write(`queuelens demo: removed its ${n} ${onPostgres ? 'schema(s)' : 'key(s)'} from ${safeUrl(redis.url)}\n`);
-            }
-          },
-        },
-        { name: onPostgres ? 'postgres' : 'redis', run: () => redis.close() },
-      ],
-      { log, timeoutMs: 20_000, watchParent: true },
     );
   });
 }
