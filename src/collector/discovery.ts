@@ -1,5 +1,8 @@
 // Owns the set of queues the sidecar watches: SCAN for `<prefix>:*:meta` hashes on a slow timer, in small
 // slices with the cursor carried between them, or a fixed list from the configuration. Never on the scrape path.
+// A pass SCANs only when Redis's own counters say a queue may have appeared or vanished since the last full pass
+// (see evidence()), and at least once per fullScanEveryMs regardless: at rest a pass costs two INFO calls per
+// node instead of a walk over every key, retained jobs included.
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from '../log/logger.js';
 import { isCluster, masters, type RedisClient } from '../redis/connection.js';
@@ -12,6 +15,27 @@ import { capQueues, warnCapped } from '../domain/queue-budget.js';
 /** Skipped queues logged by name at most this many times per process (a flood of hostile names is counted, not logged). */
 const MAX_SKIP_LOGS = 100;
 
+/** A full SCAN pass at least this often, whatever the evidence says (what evidence() cannot see, see there). */
+export const FULL_SCAN_EVERY_MS = 10 * 60_000;
+
+/**
+ * Commands that create, delete or move keys wholesale, counted by Redis in INFO commandstats (also when a script
+ * or MULTI runs them). Every way BullMQ creates a queue's keys writes an event (XADD: a job added by a producer,
+ * with or without skipMetasUpdate, a flow, a scheduler, a pause), and obliterate() DELetes them. The sidecar sends
+ * none of these at rest. HSET is not among them: the sidecar's own heartbeat sends it every second.
+ */
+const KEY_COMMANDS = ['xadd', 'del', 'unlink', 'rename', 'renamenx', 'restore', 'copy', 'move', 'migrate', 'swapdb', 'flushdb', 'flushall'];
+
+/** What one node's INFO says about how its keyspace may have changed. */
+interface NodeEvidence {
+  /** run_id and the calls of KEY_COMMANDS: any difference means a queue may have appeared or vanished. */
+  commands: string;
+  /** INFO keyspace: the number of keys of each database. */
+  keyspace: string;
+  /** expired_keys + evicted_keys: keys that left without a command. */
+  leftAlone: number;
+}
+
 export interface DiscoveryOptions {
   redis: RedisClient;
   prefixes: readonly string[];
@@ -23,6 +47,8 @@ export interface DiscoveryOptions {
   scanCount?: number;
   /** SCAN calls before yielding to the event loop. */
   callsPerSlice?: number;
+  /** A full SCAN at least this often even when no evidence says the keyspace changed (FULL_SCAN_EVERY_MS); 0: every pass. */
+  fullScanEveryMs?: number;
 }
 
 export class QueueDiscovery {
@@ -42,6 +68,9 @@ export class QueueDiscovery {
   private skippedCounts: Partial<Record<SkipReason, number>> = {};
   private skipping = new Map<string, SkipReason>();
   private readonly skipWarned = new Set<string>();
+  /** Each node's evidence read just before the last full pass began, and when that was (local clock). */
+  private lastFull: { at: number; nodes: NodeEvidence[] } | undefined;
+  private scans = 0;
 
   constructor(private readonly opts: DiscoveryOptions) {
     if (opts.fixedQueues) {
@@ -112,6 +141,11 @@ export class QueueDiscovery {
     return this.passes;
   }
 
+  /** Passes that walked the keyspace with SCAN (the others found no evidence of a change). */
+  scanPasses(): number {
+    return this.scans;
+  }
+
   /** Called by the collector when a queue's meta hash is gone (obliterated): drop it now, not at the next pass. */
   forget(ref: QueueRef): void {
     if (this.isFixed) return;
@@ -122,12 +156,59 @@ export class QueueDiscovery {
     }
   }
 
-  /** One full SCAN pass over every prefix. New queues appear as soon as they are found; vanished ones go at the end. */
+  /**
+   * One pass: a full SCAN over every prefix, unless no evidence says a queue may have appeared or vanished since
+   * the last one (and that one is younger than fullScanEveryMs). New queues appear as soon as they are found;
+   * vanished ones go at the end.
+   */
   async runPass(): Promise<void> {
     if (this.isFixed) {
       this.passes += 1;
       return;
     }
+    const startedAt = Date.now();
+    // Read before the SCAN, so that a change landing during it is seen by the next pass. Unreadable (INFO denied,
+    // renamed): every pass SCANs, as before.
+    const evidence = await this.evidence().catch(() => undefined);
+    if (evidence && this.unchangedSinceLastFull(evidence, startedAt)) {
+      this.passes += 1;
+      return;
+    }
+    await this.fullPass();
+    this.lastFull = evidence && { at: startedAt, nodes: evidence };
+    this.scans += 1;
+  }
+
+  private unchangedSinceLastFull(now: NodeEvidence[], at: number): boolean {
+    const last = this.lastFull;
+    if (!last || at - last.at >= (this.opts.fullScanEveryMs ?? FULL_SCAN_EVERY_MS) || last.nodes.length !== now.length) return false;
+    return now.every((n, i) => {
+      const before = last.nodes[i] as NodeEvidence;
+      // A key count that moved while no key expired or was evicted: something created or deleted keys (a
+      // Queue object writing its meta hash before any job). When keys expire meanwhile (an idle worker's
+      // stalled-check key every 30 s) the count cannot tell the two apart, and only the commands and the
+      // periodic full SCAN speak for it.
+      return n.commands === before.commands && (n.keyspace === before.keyspace || n.leftAlone !== before.leftAlone);
+    });
+  }
+
+  /** Each node's INFO (server, stats, keyspace) and INFO commandstats, reduced to what evidence compares. */
+  private async evidence(): Promise<NodeEvidence[]> {
+    return Promise.all(
+      masters(this.opts.redis).map(async (node) => {
+        const [info, stats] = await Promise.all([node.info(), node.info('commandstats')]);
+        const field = (k: string) => new RegExp(`^${k}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
+        const calls = KEY_COMMANDS.map((c) => new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? '0');
+        return {
+          commands: [field('run_id'), ...calls].join(' '),
+          keyspace: [...info.matchAll(/^db\d+:keys=\d+/gm)].map((m) => m[0]).join(' '),
+          leftAlone: Number(field('expired_keys') || 0) + Number(field('evicted_keys') || 0),
+        };
+      }),
+    );
+  }
+
+  private async fullPass(): Promise<void> {
     const seen = new Map<string, QueueRef>();
     this.skipping = new Map();
     for (const prefix of this.opts.prefixes) await this.scanPrefix(prefix, seen);
