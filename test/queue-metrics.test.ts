@@ -55,9 +55,9 @@ describe('queue gauges', () => {
         expect(s.get(seriesKey('bullmq_queue_oldest_waiting_age_seconds', l))).toBe(q.oldestWaitingAgeSeconds);
         expect(s.get(seriesKey('bullmq_queue_delayed_overdue_jobs', l))).toBe(q.delayedOverdue);
         expect(s.get(seriesKey('bullmq_queue_oldest_active_age_seconds', l))).toBe(q.oldestActiveAgeSeconds);
-        expect(s.get(seriesKey('bullmq_queue_orphaned_active_jobs', l))).toBe(q.orphanedActive);
+        expect(s.get(seriesKey('bullmq_queue_orphaned_active_jobs', l))).toBe(q.orphanedActive || undefined);
         expect(s.get(seriesKey('bullmq_queue_workers', l))).toBe(q.workers);
-        expect(s.get(seriesKey('bullmq_queue_rate_limited', l))).toBe(q.rateLimited ? 1 : 0);
+        expect(s.get(seriesKey('bullmq_queue_rate_limited', l))).toBe(q.rateLimited ? 1 : undefined);
       }
       expect(text).toContain(`queue="we\\"ird\\\\name"`);
       const dlq = { prefix: 'other', queue: 'email' };

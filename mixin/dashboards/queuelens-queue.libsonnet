@@ -504,7 +504,7 @@ function(c) {
       },
       "targets": [
         {
-          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_rate_limited{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_rate_limited{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})\nor\nmax by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}) * 0"]),
           "legendFormat": "",
           "refId": "A",
           "datasource": {

@@ -65,9 +65,10 @@ export const METRICS = {
   queueOrphanedActive: {
     name: 'bullmq_queue_orphaned_active_jobs',
     type: 'gauge',
-    help: 'Active jobs whose lock has expired: their worker died and BullMQ has not reclaimed them yet.',
+    help: 'Active jobs whose lock has expired: their worker died and BullMQ has not reclaimed them yet. Absent while 0 (the series budget; the bundled alert reads it with `> 0`).',
     labels: Q,
     source: 'PTTL <job>:lock = -2 for every id in active',
+    sparse: true,
   },
   queueWorkers: {
     name: 'bullmq_queue_workers',
@@ -79,9 +80,10 @@ export const METRICS = {
   queueRateLimited: {
     name: 'bullmq_queue_rate_limited',
     type: 'gauge',
-    help: "1 while the queue's rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum. Global limit (queue.setGlobalRateLimit): the max stored in meta. queue.rateLimit()/worker.rateLimit(): always 1 while the window lasts. A Worker `limiter` option, whose max BullMQ never stores: the max is learnt as the highest counter seen, and the flag is 1 only once at least two separate windows (the last ones seen with jobs waiting) were seen at that same max in their first half, i.e. filled early and held there; a look below the max with jobs waiting clears it. What is learnt is kept under the own prefix (`<own>:limiters`), written only when it changes, so replicas and restarts agree. Limits: 0 for the first windows of a limiter (at least two are needed), a limiter that only reaches its max in the second half of its windows (barely binding) is not flagged, and when the collection interval is close to a multiple of the limiter duration the looks can keep falling in the second half of the windows, so a binding limiter may read 0 for a long time.",
+    help: "1 while the queue's rate limiter holds jobs back: a limiter window open, jobs waiting and its counter at the maximum. Global limit (queue.setGlobalRateLimit): the max stored in meta. queue.rateLimit()/worker.rateLimit(): always 1 while the window lasts. A Worker `limiter` option, whose max BullMQ never stores: the max is learnt as the highest counter seen, and the flag is 1 only once at least two separate windows (the last ones seen with jobs waiting) were seen at that same max in their first half, i.e. filled early and held there; a look below the max with jobs waiting clears it. What is learnt is kept under the own prefix (`<own>:limiters`), written only when it changes, so replicas and restarts agree. Limits: 0 for the first windows of a limiter (at least two are needed), a limiter that only reaches its max in the second half of its windows (barely binding) is not flagged, and when the collection interval is close to a multiple of the limiter duration the looks can keep falling in the second half of the windows, so a binding limiter may read 0 for a long time. Absent while 0 (the series budget).",
     labels: Q,
     source: 'PTTL/GET limiter, HGET meta max',
+    sparse: true,
   },
   dlqJobs: {
     name: 'bullmq_dlq_jobs',

@@ -106,6 +106,7 @@ counters say how many of each there were.
 | idle (exported, no job seen yet) | ${n.classic.idle} | ${n.native.idle} | ${n.aggregate.idle} |
 | with traffic (any outcomes: first takes, retries, completions, failures, stalls) | ${n.classic.withTraffic} | ${n.native.withTraffic} | ${n.aggregate.withTraffic} |
 | ... with a dead-letter queue (its depth and age, under the source queue) | +${n.dlqAddsToSource} | +${n.dlqAddsToSource} | +${n.dlqAddsToSource} |
+| with traffic and a dead-letter queue, in all | ${n.classic.withTraffic + n.dlqAddsToSource} | ${n.native.withTraffic + n.dlqAddsToSource} | ${n.aggregate.withTraffic + n.dlqAddsToSource} |
 | a dead-letter queue itself (no latency histograms: its jobs are parked, not run) | ${n.deadLetterQueue} | ${n.deadLetterQueue} | ${n.deadLetterQueue} |
 
 Series that are 0 for almost every queue and that no alert reads from 0 appear with their first non-zero value

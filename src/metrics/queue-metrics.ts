@@ -18,19 +18,19 @@ interface QueueGauge {
   value: (q: QueueState) => number | undefined;
 }
 
-const bit = (b: boolean) => (b ? 1 : 0);
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
 const parkedInDlq = (q: QueueState) => JOB_STATES.reduce((sum, st) => (st === 'completed' ? sum : sum + q.jobs[st]), 0);
 
 const QUEUE_GAUGES: QueueGauge[] = [
-  // Only while paused: see its help (the series budget, docs/metrics.md).
+  // Only while paused (orphaned active jobs, rate limited: only while non-zero): see their help (the series budget,
+  // docs/metrics.md).
   { def: METRICS.queuePaused, value: (q) => (q.paused ? 1 : undefined) },
   { def: METRICS.queueOldestWaitingAge, value: (q) => q.oldestWaitingAgeSeconds },
   { def: METRICS.queueDelayedOverdue, value: (q) => q.delayedOverdue },
   { def: METRICS.queueOldestActiveAge, value: (q) => q.oldestActiveAgeSeconds },
-  { def: METRICS.queueOrphanedActive, value: (q) => q.orphanedActive },
+  { def: METRICS.queueOrphanedActive, value: (q) => q.orphanedActive || undefined },
   { def: METRICS.queueWorkers, value: (q) => q.workers },
-  { def: METRICS.queueRateLimited, value: (q) => bit(q.rateLimited) },
+  { def: METRICS.queueRateLimited, value: (q) => (q.rateLimited ? 1 : undefined) },
 ];
 
 /** Dead-letter gauges are labelled with the source queue's name. */

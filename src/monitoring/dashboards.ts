@@ -430,7 +430,15 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
         { width: 3, red: 1 },
       ),
     )
-    .withPanel(stat('Rate limited', '1 while the rate limiter holds jobs back.', 'short', `max by (${BY}) (bullmq_queue_rate_limited{${Q}})`, { width: 3 }))
+    .withPanel(
+      stat(
+        'Rate limited',
+        '1 while the rate limiter holds jobs back.',
+        'short',
+        `max by (${BY}) (bullmq_queue_rate_limited{${Q}})\nor\nmax by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}}) * 0`,
+        { width: 3 },
+      ),
+    )
     .withPanel(stat('Dead-lettered', 'Jobs in the dead-letter queue.', 'short', `max by (${BY}) (bullmq_dlq_jobs{${Q}})`, { width: 3, red: 1 }))
     .withPanel(
       timeseries(
