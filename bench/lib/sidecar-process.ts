@@ -255,3 +255,48 @@ export async function measureSidecar(opts: { redisUrl: string; prefix: string; q
     await s.stop();
   }
 }
+
+/** Resident memory (VmRSS) and its high-water mark (VmHWM) of a process, in MB. */
+export function memoryMb(pid: number): { rss: number; hwm: number } {
+  return { rss: statusMb(pid, 'VmRSS'), hwm: statusMb(pid, 'VmHWM') };
+}
+
+export interface DeployedSidecar {
+  pid: number;
+  port: number;
+  url: string;
+  /** NODE_OPTIONS it runs with. */
+  nodeOptions: string;
+  /** performance.now() when it was spawned. */
+  spawnedAt: number;
+  exited(): boolean;
+  stop(): Promise<void>;
+}
+
+/**
+ * The real `queuelens sidecar` as the image and the Deployment run it: the image's entry point
+ * (`node --import ./dist/tracing/register.js dist/cli/index.js`, Dockerfile) with the Deployment's NODE_OPTIONS
+ * (deploy/k8s/base/sidecar.yaml), its defaults, and `extra` options. Returns as soon as it is spawned.
+ */
+export async function spawnDeployedSidecar(o: { redisUrl: string; prefix: string; own: string; extra?: string[] }): Promise<DeployedSidecar> {
+  const port = await freePort();
+  const nodeOptions = deployedNodeOptions();
+  const register = new URL('../../../dist/tracing/register.js', import.meta.url).pathname;
+  const args = ['--import', register, CLI, 'sidecar', '--redis-url', o.redisUrl, '--port', String(port), '--host', '127.0.0.1'];
+  args.push('--prefixes', o.prefix, '--own-prefix', o.own, '--log-level', 'warn', ...(o.extra ?? []));
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
+  const spawnedAt = performance.now();
+  const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
+  return {
+    pid: proc.pid!,
+    port,
+    url: `http://127.0.0.1:${port}/metrics`,
+    nodeOptions,
+    spawnedAt,
+    exited: () => proc.exitCode !== null || proc.signalCode !== null,
+    async stop() {
+      proc.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
