@@ -21,6 +21,7 @@ import { ReadBudget } from './read-budget.js';
 import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from './stream-reply.js';
 import { heartbeatField } from './accounting.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
+import { IdleGate } from './idle-gate.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -189,6 +190,8 @@ export class EventReader {
   private idleReads = 0;
   /** Consecutive idle rounds: each doubles the pause, up to idlePollMs. */
   private idleRounds = 0;
+  /** Standalone: skips idle rounds while Redis's XADD count stands still (idle-gate.ts). */
+  private readonly gate: IdleGate;
   private readonly idlePollMs: number;
   /** Local clock at the start of the round under way, and of the last round that read every group. */
   private roundStart: number | undefined;
@@ -215,6 +218,7 @@ export class EventReader {
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
+    this.gate = new IdleGate(() => this.cmd.info('commandstats'), this.opts.maintenanceMs);
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
@@ -399,6 +403,7 @@ export class EventReader {
     this.rotation = 0;
     this.roundStart = undefined;
     this.lastRound = undefined;
+    this.gate.moved();
     this.synced = version === this.wantedVersion;
   }
 
@@ -500,9 +505,16 @@ export class EventReader {
       // the longer they stay idle (up to idlePollMs): at rest about 0.1 µs of Redis time per stream per
       // second, and the first event after a quiet spell waits at most idlePollMs. Nothing else is sent
       // meanwhile: no commit (a settled queue is not written) and one heartbeat per round.
+      // Redis's XADD count gates the next round (idle-gate.ts): unchanged, the round is skipped.
       this.idleReads = 0;
-      this.idleRounds += 1;
-      await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, this.idleRounds - 1)));
+      if (this.gate.counts()) this.idleRounds += 1;
+      await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, Math.max(0, this.idleRounds - 1))));
+      const checkedAt = Date.now();
+      if (await this.gate.skip()) {
+        // Nothing was written to any stream since the last round found them all at their end: as good as a round.
+        this.lastRound = checkedAt;
+        this.idleReads = groups;
+      }
       return;
     }
     const index = this.rotation++ % groups;
@@ -512,7 +524,10 @@ export class EventReader {
     // starved by idle ones.
     const got = await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined);
     this.idleReads = got ? 0 : this.idleReads + 1;
-    if (got) this.idleRounds = 0;
+    if (got) {
+      this.idleRounds = 0;
+      this.gate.moved();
+    }
     if (index === groups - 1 && this.roundStart !== undefined) this.lastRound = this.roundStart;
   }
 
