@@ -1,62 +1,75 @@
-// Benchmark of the exposition formats (issue 16): what one queue with traffic costs on /metrics in each mode:
-// series as Prometheus stores them, body bytes (plain and gzipped), and the CPU to render the body once per
-// collection, in process, at 1,000 and 10,000 queues. Every queue has seen traffic: 50 first takes, completions
-// and end-to-end times spread over 5 ms .. 2.7 s (about 15 native buckets per histogram). The series counts come
-// from seriesPerQueue(), which test/series-budget.test.ts checks against a real sidecar.
+// Benchmark of the /metrics exposition (issue 16), in process, no Redis: at 1,000 and 10,000 queues that have all
+// seen traffic (50 first takes, completions and end-to-end times spread over 5 ms .. 2.7 s each: about 15 native
+// buckets per histogram), per format (Prometheus text, protobuf with native histograms):
+// - a full render (every queue rendered: the first collection) and an incremental one (10% of the queues changed:
+//   their gauges and their accounting), each until the new body is served: wall time and the longest event-loop
+//   block (a 1 ms timer's largest gap);
+// - the baseline in the same run, the old protobuf path: the text body parsed back into MetricFamily messages and
+//   encoded (bench/lib/parse-back.ts, the code src/metrics/exposition.ts used before, in the same slices);
+// - body bytes per queue (plain, gzipped) and series per queue (seriesPerQueue(), checked against a real sidecar by
+//   test/series-budget.test.ts);
+// - /metrics latency with 50 concurrent scrapers (bench/lib/scrapers.ts: every second all 50 ask at once, gzip)
+//   against a node:http server in this process, while incremental renders run every second; the same load against
+//   a bare server answering the same bytes from another process (floorServer) is what the client and machine add.
+// BENCH_SIZES=1000 limits the sizes (a 10,000-queue run is heavy on a shared machine).
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { gzipSync } from 'node:zlib';
 import { QueueAccounting } from '../src/events/accounting.js';
 import { JOB_STATES, type CollectionSnapshot } from '../src/domain/queue-snapshot.js';
-import type { HistogramMode } from '../src/config/sidecar-config.js';
+import type { QueueEventAccounting } from '../src/events/read-back.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition, type ExpositionFormat } from '../src/metrics/exposition.js';
 import { seriesPerQueue } from '../src/metrics/metrics-doc.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
+import { Slicer } from '../src/util/slicer.js';
+import { encodeFamiliesSliced, parseTextSliced } from './lib/parse-back.js';
 import { loadAverage, machineInfo, table, writeSection } from './lib/report.js';
+import { burstScrapers, floorServer, type BurstResult } from './lib/scrapers.js';
 
-const SIZES = [1_000, 10_000];
+const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
+const SCRAPE_SECONDS = Number(process.env.BENCH_SCRAPE_SECONDS ?? 10);
 const SECTION = '## Exposition formats (issue 16)';
 const LOAD_AT_START = loadAverage();
+const PROTOBUF_ACCEPT = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 
-function accounting(): QueueAccounting {
+function accounting(extra: number): QueueAccounting {
   const acc = new QueueAccounting();
-  for (const c of ['added', 'completed'] as const) for (let k = 0; k < 50; k += 1) acc.count(c, '');
-  for (let k = 0; k < 50; k += 1) {
+  for (const c of ['added', 'completed'] as const) for (let k = 0; k < 50 + extra; k += 1) acc.count(c, '');
+  for (let k = 0; k < 50 + extra; k += 1) {
     acc.observe('wait', 'first', '', 5 + k * 37);
     acc.observe('processing', 'completed', '', 20 + k * 11);
     acc.observe('e2e', 'completed', '', 40 + k * 53);
   }
-  acc.reader('read', 150);
+  acc.reader('read', 150 + extra);
   return acc;
 }
 
-interface Row {
-  queues: number;
-  mode: string;
-  series: number;
-  bytes: number;
-  gzipped: number;
-  renderMs: number;
-  longestBlockMs: number;
+const statsByMoves = new Map<number, QueueEventAccounting['stats']>();
+/** The accounting of a queue that moved `m` times (built once: the bench measures rendering, not this). */
+function stats(m: number): QueueEventAccounting['stats'] {
+  let st = statsByMoves.get(m);
+  if (!st) statsByMoves.set(m, (st = accounting(m).toStats()));
+  return st;
 }
 
-async function measure(n: number, histograms: HistogramMode, format: ExpositionFormat): Promise<Row> {
-  const e = new Exposition();
-  const queueMetrics = new QueueMetrics(e);
-  const events = new EventMetrics(e, histograms);
-  const queues = Array.from({ length: n }, (_, i) => ({ queue: { prefix: 'bull', name: `queue-${i}` }, stats: accounting().toStats() }));
-  const jobs = Object.fromEntries(JOB_STATES.map((s) => [s, 1])) as CollectionSnapshot['queues'][number]['jobs'];
+/** The state of round `round`: each round, the queues of one residue mod 10 move once more (10% per round). */
+function world(n: number, round: number): { snapshot: CollectionSnapshot; queues: QueueEventAccounting[] } {
+  const moved = (i: number) => Math.floor((round + 9 - (i % 10)) / 10);
+  const queues = Array.from({ length: n }, (_, i) => ({ queue: { prefix: 'bull', name: `queue-${i}` }, stats: stats(moved(i)) }));
   const snapshot = {
-    seq: 1,
+    seq: round + 1,
     ok: true,
     redisUp: true,
     durationSeconds: 0.1,
     lastSuccessAt: Date.now(),
     queuesDropped: 0,
     queuesByPrefix: { bull: n },
-    queues: queues.map((q) => ({
+    queues: queues.map((q, i) => ({
       ref: q.queue,
-      jobs,
+      jobs: Object.fromEntries(JOB_STATES.map((s) => [s, 1 + moved(i)])) as CollectionSnapshot['queues'][number]['jobs'],
       paused: false,
-      oldestWaitingAgeSeconds: 0,
+      oldestWaitingAgeSeconds: moved(i),
       delayedOverdue: 0,
       oldestActiveAgeSeconds: 0,
       orphanedActive: 0,
@@ -64,61 +77,211 @@ async function measure(n: number, histograms: HistogramMode, format: ExpositionF
       rateLimited: false,
     })),
   } as unknown as CollectionSnapshot;
-  await queueMetrics.update(snapshot);
-  const start = performance.now();
-  let last = start;
+  return { snapshot, queues };
+}
+
+/** Wall time of `f` and the longest event-loop block meanwhile. */
+async function timed(f: () => Promise<unknown>): Promise<{ ms: number; blockMs: number }> {
+  let last = performance.now();
   let longest = 0;
   const tick = setInterval(() => {
     const now = performance.now();
     longest = Math.max(longest, now - last);
     last = now;
   }, 1);
-  await events.update({ queues, leader: true });
-  const plain = await e.render(format);
-  const renderMs = performance.now() - start;
+  const start = performance.now();
+  await f();
+  const ms = performance.now() - start;
   clearInterval(tick);
   longest = Math.max(longest, performance.now() - last);
-  const gzipped = await e.render(format, true);
-  const s = seriesPerQueue();
-  const series = histograms === 'per-queue' ? (format === 'protobuf' ? s.native.withTraffic : s.classic.withTraffic) : s.aggregate.withTraffic;
+  return { ms, blockMs: longest };
+}
+
+interface Sidecar {
+  e: Exposition;
+  qm: QueueMetrics;
+  em: EventMetrics;
+}
+
+function sidecar(): Sidecar {
+  const e = new Exposition(60_000);
+  return { e, qm: new QueueMetrics(e), em: new EventMetrics(e) };
+}
+
+async function update(s: Sidecar, w: ReturnType<typeof world>): Promise<void> {
+  await s.qm.update(w.snapshot);
+  await s.em.update({ queues: w.queues, leader: true });
+}
+
+function serve(e: Exposition, format: ExpositionFormat): Promise<Server> {
+  const server = createServer((req, res) => {
+    req.resume();
+    e.render(format, true).then(
+      (m) => {
+        res.writeHead(200, {
+          'content-type': m.contentType,
+          'content-length': m.body.length,
+          ...(m.contentEncoding ? { 'content-encoding': m.contentEncoding } : {}),
+        });
+        res.end(m.body);
+      },
+      () => {
+        res.writeHead(500, { 'content-length': 0 });
+        res.end();
+      },
+    );
+  });
+  server.keepAliveTimeout = 72_000;
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve(server)));
+}
+
+interface Row {
+  queues: number;
+  format: string;
+  series: number;
+  bytes: number;
+  gzipped: number;
+  fullMs: number;
+  fullBlockMs: number;
+  incrementalMs: number;
+  incrementalBlockMs: number;
+  rendered: number;
+  oldMs?: number;
+  oldBlockMs?: number;
+  scrape: BurstResult;
+  renders: number;
+  floor: BurstResult;
+}
+
+async function measure(n: number, format: 'text' | 'protobuf'): Promise<Row> {
+  const s = sidecar();
+  await s.e.render(format); // scraped in this format from the start: every update writes its body
+  const w0 = world(n, 0);
+  const full = await timed(() => update(s, w0));
+  const w1 = world(n, 1);
+  const incremental = await timed(() => update(s, w1));
+  const rendered = s.em.lastRendered;
+  const body = (await s.e.render(format)).body;
+  const gzipped = gzipSync(body, { level: 1 }).length;
+
+  let old: { ms: number; blockMs: number } | undefined;
+  if (format === 'protobuf') {
+    const text = (await s.e.render('text')).body.toString();
+    old = await timed(async () => {
+      const slicer = new Slicer();
+      await encodeFamiliesSliced(await parseTextSliced(text, new Map(), slicer), slicer);
+    });
+  }
+
+  // 50 scrapers while an incremental render (10% of queues) lands every second.
+  const server = await serve(s.e, format);
+  const headers = { 'accept-encoding': 'gzip', ...(format === 'protobuf' ? { accept: PROTOBUF_ACCEPT } : {}) };
+  let renders = 0;
+  let stop = false;
+  const renderer = (async () => {
+    for (let round = 2; !stop; round += 1) {
+      await new Promise((r) => setTimeout(r, 1000));
+      if (stop) break;
+      await update(s, world(n, round));
+      renders += 1;
+    }
+  })();
+  const scrape = await burstScrapers({
+    port: (server.address() as AddressInfo).port,
+    path: '/metrics',
+    connections: 50,
+    ratePerConnection: 1,
+    durationS: SCRAPE_SECONDS,
+    headers,
+  });
+  stop = true;
+  await renderer;
+  server.close();
+  server.closeAllConnections();
+  const floor = await floorServer(gzipSync(body, { level: 1 }), { 'content-type': 'text/plain', 'content-encoding': 'gzip' });
+  const floorResult = await burstScrapers({ port: floor.port, path: '/metrics', connections: 50, ratePerConnection: 1, durationS: SCRAPE_SECONDS, headers });
+  await floor.stop();
+
+  const sp = seriesPerQueue();
   return {
     queues: n,
-    mode: `${format}, --histograms ${histograms}`,
-    series,
-    bytes: plain.body.length / n,
-    gzipped: gzipped.body.length / n,
-    renderMs,
-    longestBlockMs: longest,
+    format,
+    series: format === 'protobuf' ? sp.native.withTraffic : sp.classic.withTraffic,
+    bytes: body.length / n,
+    gzipped: gzipped / n,
+    fullMs: full.ms,
+    fullBlockMs: full.blockMs,
+    incrementalMs: incremental.ms,
+    incrementalBlockMs: incremental.blockMs,
+    rendered,
+    oldMs: old?.ms,
+    oldBlockMs: old?.blockMs,
+    scrape,
+    renders,
+    floor: floorResult,
   };
 }
 
 const rows: Row[] = [];
+const loads: string[] = [];
 for (const n of SIZES) {
-  for (const [histograms, format] of [
-    ['per-queue', 'text'],
-    ['per-queue', 'protobuf'],
-    ['per-prefix', 'text'],
-    ['per-prefix', 'protobuf'],
-  ] as const) {
-    const r = await measure(n, histograms, format);
+  for (const format of ['text', 'protobuf'] as const) {
+    const r = await measure(n, format);
     rows.push(r);
+    loads.push(loadAverage());
     process.stdout.write(`${JSON.stringify(r)}\n`);
   }
 }
 
+const f0 = (x: number | undefined) => (x === undefined ? '–' : x.toFixed(0));
 writeSection(
   new URL('../../docs/benchmarks.md', import.meta.url),
   SECTION,
-  `${machineInfo(LOAD_AT_START)}
-- bench/exposition.ts (\`npm run bench:exposition\`), in process: the accounting read back, rendered (event
-  series and queue gauges) and served once in each format; no Redis. Every queue has seen traffic.
+  `${machineInfo(LOAD_AT_START)}; load average at the end ${loads.at(-1) ?? '?'}
+- bench/exposition.ts (\`npm run bench:exposition\`), in process, no Redis: queue gauges and event accounting of
+  queues that have all seen traffic, rendered and served. **full**: every queue rendered (the first collection);
+  **10% changed**: an update in which a tenth of the queues moved (gauges and accounting), the rest keep their
+  rendered fragment; both until the new body is written and served (the gauges and the event series each publish
+  one). **old protobuf path** (baseline, same run): the text body parsed back and encoded, as before (no native
+  buckets in it here; it was 3.9 s at 10,000 queues with them). Longest block: the largest gap of a 1 ms timer.
+- /metrics: 50 keep-alive scrapers asking at the same instant every second for ${SCRAPE_SECONDS} s (gzip), against a
+  node:http server in the same process while a 10%-changed update lands every second; **floor**: the same load
+  against a bare server answering the same gzipped bytes from another process.
 
 ${table(
-  ['queues', 'format and mode', 'series per queue', 'body bytes per queue', 'gzipped bytes per queue', 'render once (ms)', 'longest event-loop block (ms)'],
-  rows.map((r) => [r.queues, r.mode, r.series, r.bytes.toFixed(0), r.gzipped.toFixed(0), r.renderMs.toFixed(0), r.longestBlockMs.toFixed(0)]),
+  [
+    'queues',
+    'format',
+    'series per queue',
+    'body bytes per queue',
+    'gzipped per queue',
+    'full render (ms)',
+    'longest block (ms)',
+    '10% changed (ms)',
+    'longest block (ms)',
+    'queues re-rendered',
+    'old protobuf path (ms)',
+    'its longest block (ms)',
+  ],
+  rows.map((r) => [
+    r.queues,
+    r.format,
+    r.series,
+    f0(r.bytes),
+    f0(r.gzipped),
+    f0(r.fullMs),
+    f0(r.fullBlockMs),
+    f0(r.incrementalMs),
+    f0(r.incrementalBlockMs),
+    r.rendered,
+    f0(r.oldMs),
+    f0(r.oldBlockMs),
+  ]),
 )}
 
-The protobuf body is built from the rendered text (parsed back, then encoded with protobufjs, in slices) once per
-collection, and only when a Prometheus scrapes it: its render time is that CPU. Body bytes per queue are about
-half the text's; a native histogram is one series where a classic one is ten.`,
+${table(
+  ['queues', 'format', 'scrapes', 'errors', 'renders meanwhile', 'p50 (ms)', 'p99 (ms)', 'max (ms)', 'floor p50 (ms)', 'floor p99 (ms)'],
+  rows.map((r) => [r.queues, r.format, r.scrape.requests, r.scrape.errors, r.renders, r.scrape.p50, r.scrape.p99, r.scrape.max, r.floor.p50, r.floor.p99]),
+)}
+`,
 );

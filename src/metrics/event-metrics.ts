@@ -4,15 +4,15 @@
 // they are absent rather than stale. The series budget per queue is in docs/metrics.md (cardinality).
 import { dlqSource } from '../domain/queue-snapshot.js';
 import { EVENT_BUCKETS_SECONDS, EXPOSED_BUCKETS_SECONDS, NATIVE_SCHEMA } from '../events/buckets.js';
-import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram, type HistogramSeries } from '../events/accounting.js';
+import { EVENT_HISTOGRAMS, type EventCounter, type EventHistogram, type HistogramSeries, type QueueEventStats } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../events/read-back.js';
 import { Slicer } from '../util/slicer.js';
-import { queueId } from '../domain/queue-ref.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { HistogramMode } from '../config/sidecar-config.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
-import { escapeLabel, header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
-import { nativeKey, type NativeBuckets } from './exposition-protobuf.js';
+import { escapeLabel, labelAfter, labelPairs, renderLabels, sameLabels } from './exposition-text.js';
+import { FragmentSet, FragmentWriter, type Fragment, type Pairs } from './exposition-fragments.js';
 
 export interface EventsView {
   /** Undefined when the read-back failed. */
@@ -133,6 +133,10 @@ export class EventMetrics {
   private readonly leader;
   private isLeader = false;
   private generation = 0;
+  /** Each rendered queue's fragment, by queueId(), as last rendered. */
+  private fragments = new Map<string, Fragment>();
+  /** Queues whose series the last update rendered again (the others kept their fragment): tests, the bench. */
+  lastRendered = 0;
 
   constructor(
     private readonly exposition: Exposition,
@@ -148,36 +152,24 @@ export class EventMetrics {
     if (leader === this.isLeader) return;
     this.isLeader = leader;
     this.leader.set(leader ? 1 : 0);
-    this.exposition.invalidate();
+    // A scrape must not show a lapsed lease as held: it waits for the new body.
+    this.exposition.invalidate(true);
   }
 
   /**
-   * Renders in slices (see Slicer); the new text replaces the old once complete, unless a later update started
-   * meanwhile. Without queues it completes synchronously.
+   * Renders the queues whose accounting changed (the others keep their fragment), in slices (see Slicer); the new
+   * series replace the old together once the body is written, unless a later update started meanwhile. Without
+   * queues it completes at once.
    */
   async update(view: EventsView): Promise<void> {
     const generation = ++this.generation;
     const slicer = new Slicer();
     this.setLeader(view.leader);
-    const lines = new Map<MetricDef, string[]>();
-    const native = new Map<string, NativeBuckets>();
-    const out = (def: MetricDef, line: string) => {
-      const l = lines.get(def);
-      if (l) l.push(line);
-      else lines.set(def, [line]);
-    };
-    /** `labels` without le; `pairs` the same labels as values, for the protobuf exposition's native buckets. */
-    const histogram = (def: MetricDef, labels: string, pairs: ReadonlyArray<readonly [string, string]>, m: Merged) => {
-      LE.forEach((le, i) => out(def, `${def.name}_bucket{${labels},${le}} ${num(m.buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? m.count)}\n`));
-      out(def, `${def.name}_sum{${labels}} ${num(m.sum)}\n${def.name}_count{${labels}} ${num(m.count)}\n`);
-      if (m.native)
-        native.set(nativeKey(def.name, pairs), { schema: NATIVE_SCHEMA, zeroThreshold: NATIVE_ZERO_THRESHOLD, zeroCount: m.zero, buckets: m.native });
-    };
     /** --histograms per-prefix: prefix -> kind -> merged over its queues; a prefix is in it once one of its queues saw a job. */
     const perPrefix = new Map<string, Map<EventHistogram, Merged>>();
 
     // A dead-letter queue is `<q>-dlq` whose source `<q>` exists (markDeadLetterQueues); sources whose dead-letter
-    // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see below).
+    // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see renderQueue).
     const present = new Set((view.queues ?? []).map(({ queue }) => `${queue.prefix}:${queue.name}`));
     const sourceOf = (queue: { prefix: string; name: string }): string | undefined => {
       const source = dlqSource(queue.name);
@@ -189,74 +181,127 @@ export class EventMetrics {
       if (source !== undefined) dlqSources.add(`${queue.prefix}:${source}`);
     }
 
+    const fragments = new Map<string, Fragment>();
+    const list: Fragment[] = [];
+    let rendered = 0;
     for (const { queue, stats } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
       // A queue discovery no longer lists (deleted, obliterated) leaves /metrics at once: its accounting is kept
       // (for the retention) in case it comes back, but nobody wants its series for a week.
-      if (view.listed && !view.listed.has(queueId(queue))) continue;
-      const q = renderLabels(QUEUE_LABELS, [queue.prefix, queue.name]);
-      const withName = (jobName: string) => (jobName === '' ? q : `${q},${JOB_NAME}="${escapeLabel(jobName)}"`);
-      for (const c of stats.counters) out(COUNTERS[c.counter], `${COUNTERS[c.counter].name}{${withName(c.jobName)}} ${num(c.value)}\n`);
-      // Every queue gets its counters from 0: rate() cannot see the first increment of a series born at 1.
-      // (With job_name labels the names are not known in advance; those series start at their first event.)
-      for (const kind of Object.keys(COUNTERS) as EventCounter[]) {
-        if (!SPARSE_COUNTERS.has(kind) && !stats.counters.some((c) => c.counter === kind)) out(COUNTERS[kind], `${COUNTERS[kind].name}{${q}} 0\n`);
-      }
+      const id = queueId(queue);
+      if (view.listed && !view.listed.has(id)) continue;
       const source = sourceOf(queue);
-      if (source !== undefined) {
-        const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);
-        out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${renderLabels(QUEUE_LABELS, [queue.prefix, source])}} ${num(added)}\n`);
-      } else if (!dlqSources.has(`${queue.prefix}:${queue.name}`)) {
-        // The dead-letter queue appears with its first dead letter: without a 0 before it, a queue's first
-        // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
-        out(METRICS.dlqAdded, `${METRICS.dlqAdded.name}{${q}} 0\n`);
+      const hasDlq = dlqSources.has(`${queue.prefix}:${queue.name}`);
+      const fp = fingerprint(stats, source, hasDlq);
+      let fr = this.fragments.get(id);
+      if (fr?.fp !== fp) {
+        fr = this.renderQueue(queue, stats, source, hasDlq, fp);
+        rendered += 1;
       }
-      for (const { def, value } of READER) {
-        const v = value(stats.reader);
-        if (!def.sparse || v > 0) out(def, `${def.name}{${q}} ${num(v)}\n`);
-      }
-      // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
-      if (source !== undefined || this.histograms === 'off') continue;
-
-      // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
-      // exactly the first observation of a wait series, and the wait-time SLO alerts must see it. Only for queues
-      // that have seen a job at all: 30 zero samples per idle queue would make /metrics of a large, mostly idle
-      // fleet tens of megabytes, and an idle queue's first job arrives (as `added`) before it can wait or finish.
-      const seenAJob = stats.counters.some((c) => c.value > 0);
-      if (this.histograms === 'per-prefix') {
-        if (!seenAJob && stats.histograms.length === 0) continue;
+      fragments.set(id, fr);
+      list.push(fr);
+      if (this.histograms === 'per-prefix' && source === undefined) {
+        // Merged over the prefix's queues, changed or not: a handful of series, rendered every time below.
+        if (!stats.counters.some((c) => c.value > 0) && stats.histograms.length === 0) continue;
         let kinds = perPrefix.get(queue.prefix);
         if (!kinds) perPrefix.set(queue.prefix, (kinds = new Map(HISTOGRAM_KINDS.map((k) => [k, EMPTY]))));
         for (const h of stats.histograms) kinds.set(h.histogram, merge(kinds.get(h.histogram), h));
-        continue;
-      }
-      const merged = new Map<string, { kind: EventHistogram; jobName: string; m: Merged }>();
-      const kindsSeen = new Set<EventHistogram>();
-      for (const h of stats.histograms) {
-        const key = `${h.histogram}|${h.jobName}`;
-        const e = merged.get(key);
-        if (e) e.m = merge(e.m, h);
-        else merged.set(key, { kind: h.histogram, jobName: h.jobName, m: asMerged(h) });
-        kindsSeen.add(h.histogram);
-      }
-      if (seenAJob) {
-        for (const kind of HISTOGRAM_KINDS) if (!kindsSeen.has(kind)) merged.set(`${kind}|`, { kind, jobName: '', m: EMPTY });
-      }
-      for (const { kind, jobName, m } of merged.values()) {
-        const pairs: Array<readonly [string, string]> = [
-          [QUEUE_LABELS[0]!, queue.prefix],
-          [QUEUE_LABELS[1]!, queue.name],
-        ];
-        if (jobName !== '') pairs.push([JOB_NAME, jobName]);
-        histogram(HISTOGRAMS[kind], withName(jobName), pairs, m);
       }
     }
     for (const [prefix, kinds] of perPrefix) {
-      for (const [kind, m] of kinds) histogram(HISTOGRAMS[kind], renderLabels([PREFIX_LABEL!], [prefix]), [[PREFIX_LABEL!, prefix]], m);
+      const w = new FragmentWriter(FAMILIES.length);
+      const labels = renderLabels([PREFIX_LABEL!], [prefix]);
+      const pairs = labelPairs([PREFIX_LABEL!], [prefix]);
+      for (const [kind, m] of kinds) writeHistogram(w, kind, labels, pairs, m);
+      list.push(w.finish(''));
     }
 
     if (generation !== this.generation) return;
-    const text = (openMetrics: boolean) => [...lines].map(([def, l]) => header(def, openMetrics) + l.join('')).join('');
-    this.exposition.setEventText(text(false), text(true), native);
+    this.fragments = fragments;
+    this.lastRendered = rendered;
+    await this.exposition.publish('events', new FragmentSet(FAMILIES, list));
   }
+
+  /** One queue's event series: counters, its dead-letter adds, the reader's health, its latency histograms. */
+  private renderQueue(queue: QueueRef, stats: QueueEventStats, source: string | undefined, hasDlq: boolean, fp: string): Fragment {
+    const w = new FragmentWriter(FAMILIES.length);
+    const values = [queue.prefix, queue.name];
+    const q = renderLabels(QUEUE_LABELS, values);
+    const pairs = labelPairs(QUEUE_LABELS, values);
+    const withName = (jobName: string) => (jobName === '' ? q : `${q},${JOB_NAME}="${escapeLabel(jobName)}"`);
+    const pairsWithName = (jobName: string): Pairs => (jobName === '' ? pairs : [...pairs, [JOB_NAME, jobName]]);
+    for (const c of stats.counters) w.sample(COUNTER_AT[c.counter], COUNTERS[c.counter], withName(c.jobName), pairsWithName(c.jobName), c.value);
+    // Every queue gets its counters from 0: rate() cannot see the first increment of a series born at 1.
+    // (With job_name labels the names are not known in advance; those series start at their first event.)
+    for (const kind of Object.keys(COUNTERS) as EventCounter[]) {
+      if (!SPARSE_COUNTERS.has(kind) && !stats.counters.some((c) => c.counter === kind)) w.sample(COUNTER_AT[kind], COUNTERS[kind], q, pairs, 0);
+    }
+    if (source !== undefined) {
+      const added = stats.counters.reduce((sum, c) => (c.counter === 'added' ? sum + c.value : sum), 0);
+      const src = [queue.prefix, source];
+      w.sample(DLQ_ADDED_AT, METRICS.dlqAdded, renderLabels(QUEUE_LABELS, src), labelPairs(QUEUE_LABELS, src), added);
+    } else if (!hasDlq) {
+      // The dead-letter queue appears with its first dead letter: without a 0 before it, a queue's first
+      // dead letters never reach rate() and BullMQDeadLetterQueueGrowing stays silent.
+      w.sample(DLQ_ADDED_AT, METRICS.dlqAdded, q, pairs, 0);
+    }
+    READER.forEach(({ def, value }, k) => {
+      const v = value(stats.reader);
+      if (!def.sparse || v > 0) w.sample(READER_AT + k, def, q, pairs, v);
+    });
+    // A dead-letter queue's jobs are parked, not run: its latency says nothing, its count is bullmq_dlq_added_total.
+    if (source !== undefined || this.histograms !== 'per-queue') return w.finish(fp);
+
+    // Histograms start from 0 too, for the same reason: the burst of slow waits that ends a backlog is
+    // exactly the first observation of a wait series, and the wait-time SLO alerts must see it. Only for queues
+    // that have seen a job at all: 30 zero samples per idle queue would make /metrics of a large, mostly idle
+    // fleet tens of megabytes, and an idle queue's first job arrives (as `added`) before it can wait or finish.
+    const seenAJob = stats.counters.some((c) => c.value > 0);
+    const merged = new Map<string, { kind: EventHistogram; jobName: string; m: Merged }>();
+    const kindsSeen = new Set<EventHistogram>();
+    for (const h of stats.histograms) {
+      const key = `${h.histogram}|${h.jobName}`;
+      const e = merged.get(key);
+      if (e) e.m = merge(e.m, h);
+      else merged.set(key, { kind: h.histogram, jobName: h.jobName, m: asMerged(h) });
+      kindsSeen.add(h.histogram);
+    }
+    if (seenAJob) {
+      for (const kind of HISTOGRAM_KINDS) if (!kindsSeen.has(kind)) merged.set(`${kind}|`, { kind, jobName: '', m: EMPTY });
+    }
+    for (const { kind, jobName, m } of merged.values()) writeHistogram(w, kind, withName(jobName), pairsWithName(jobName), m);
+    return w.finish(fp);
+  }
+}
+
+/** The families of the event series, in body order. */
+const FAMILIES: readonly MetricDef[] = [...Object.values(COUNTERS), METRICS.dlqAdded, ...READER.map((r) => r.def), ...Object.values(HISTOGRAMS)];
+const COUNTER_AT = Object.fromEntries((Object.keys(COUNTERS) as EventCounter[]).map((c) => [c, FAMILIES.indexOf(COUNTERS[c])])) as Record<EventCounter, number>;
+const DLQ_ADDED_AT = FAMILIES.indexOf(METRICS.dlqAdded);
+const READER_AT = FAMILIES.indexOf(READER[0]!.def);
+const HISTOGRAM_AT = Object.fromEntries(HISTOGRAM_KINDS.map((k) => [k, FAMILIES.indexOf(HISTOGRAMS[k])])) as Record<EventHistogram, number>;
+const LE_BOUNDS = [...EXPOSED_BUCKETS_SECONDS];
+
+function writeHistogram(w: FragmentWriter, kind: EventHistogram, labels: string, pairs: Pairs, m: Merged): void {
+  w.histogram(HISTOGRAM_AT[kind], HISTOGRAMS[kind], labels, pairs, {
+    bounds: LE_BOUNDS,
+    le: LE,
+    cumulative: LE.map((_, i) => m.buckets[EXPOSED_AT[i] ?? Number.POSITIVE_INFINITY] ?? m.count),
+    sum: m.sum,
+    count: m.count,
+    native: m.native && { schema: NATIVE_SCHEMA, zeroThreshold: NATIVE_ZERO_THRESHOLD, zeroCount: m.zero, buckets: m.native },
+  });
+}
+
+/**
+ * What a queue's event series are rendered from, as a string: equal strings, equal fragments. A histogram is
+ * named by its count, sum and whether its native buckets are complete: observations only add, so a bucket cannot
+ * change without its count changing. Names are length-prefixed, so no job name can make two inputs look alike.
+ */
+function fingerprint(stats: QueueEventStats, source: string | undefined, hasDlq: boolean): string {
+  let fp = `${source === undefined ? '-' : `${source.length}:${source}`}${hasDlq ? '+' : ''}`;
+  for (const c of stats.counters) fp += `|${c.counter}${c.jobName.length}:${c.jobName}=${c.value}`;
+  for (const h of stats.histograms) fp += `|${h.histogram}/${h.label}${h.jobName.length}:${h.jobName}=${h.count},${h.sumSeconds},${nativeComplete(h) ? 1 : 0}`;
+  const r = stats.reader;
+  return `${fp}|${r.read},${r.lost},${r.unmatched},${r.evicted},${r.lagSeconds}`;
 }

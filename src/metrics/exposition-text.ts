@@ -3,7 +3,7 @@
 import type { MetricDef } from './definitions.js';
 
 /** HELP and TYPE lines. OpenMetrics names a counter family without its `_total` suffix; the samples keep it. */
-export function header(def: MetricDef, openMetrics = false): string {
+export function header(def: Pick<MetricDef, 'name' | 'help' | 'type'>, openMetrics = false): string {
   const name = openMetrics && def.type === 'counter' ? def.name.replace(/_total$/, '') : def.name;
   return `# HELP ${name} ${escapeHelp(def.help)}\n# TYPE ${name} ${def.type}\n`;
 }
@@ -55,4 +55,14 @@ export function num(v: number): string {
   if (Number.isNaN(v)) return 'NaN';
   if (!Number.isFinite(v)) return v > 0 ? '+Inf' : '-Inf';
   return String(v);
+}
+
+/** The label pairs renderLabels writes, unescaped, for the protobuf exposition: the same names, the same omissions. */
+export function labelPairs(names: readonly string[], values: ReadonlyArray<string | undefined>): Array<[string, string]> {
+  const out: Array<[string, string]> = [];
+  for (let i = 0; i < values.length; i += 1) {
+    const v = values[i];
+    if (v !== undefined && v !== '') out.push([names[i]!, v]);
+  }
+  return out;
 }

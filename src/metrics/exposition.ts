@@ -1,19 +1,21 @@
-// Owns the private registries and the /metrics body. Queue and exporter metrics change only once per
-// collection, so their text is rendered once per collection (the queue gauges arrive already rendered, see
-// queue-metrics.ts); process metrics are re-read when older than `liveMaxAgeMs`. The whole body is kept as
-// bytes (and gzipped once, on demand), and concurrent scrapes share one render: with 1,000 queues the body
-// is ~1 MB, and rendering or compressing it per scrape would make 50 concurrent scrapers queue behind each other.
+// Owns the private registries and the /metrics body. The queue gauges and event series arrive as fragments
+// (exposition-fragments.ts: text and protobuf per queue, re-rendered only for queues that changed); the exporter's
+// self-metrics and the process metrics come from prom-client, the latter re-read when older than `liveMaxAgeMs`.
+// Each format's body is written whole, in slices, and kept as bytes (gzipped once, on demand); concurrent scrapes
+// share it, and while the next one is written they are served the previous complete one: with 10,000 queues a
+// body is tens of MB, and writing or compressing it per scrape would make 50 scrapers queue behind each other.
 import { promisify } from 'node:util';
 import { gzip as gzipCb, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
 import { Slicer } from '../util/slicer.js';
-import { encodeFamilies, encodeFamiliesSliced, parseText, parseTextSliced, PROTOBUF_CONTENT_TYPE, type NativeBuckets } from './exposition-protobuf.js';
+import { PROTOBUF_CONTENT_TYPE } from './exposition-protobuf.js';
+import { assemble, encodeRegistry, FragmentSet } from './exposition-fragments.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 const gzip = promisify(gzipCb);
 /** In the libuv thread pool, so the event loop serves other scrapes meanwhile. */
-const compress = (body: Promise<Buffer>) => body.then((b) => gzip(b, { level: zlib.Z_BEST_SPEED }));
+const compress = (body: Buffer) => gzip(body, { level: zlib.Z_BEST_SPEED });
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -44,27 +46,31 @@ export interface RenderedMetrics {
   contentEncoding?: 'gzip';
 }
 
-interface Rendered {
-  /** Collection version the text was rendered for. */
+/** A complete body of one format. */
+interface Built {
+  /** The version of the values it was written from (every change of a value bumps the version). */
   version: number;
   at: number;
-  body: Promise<Buffer>;
+  body: Buffer;
   gzipped?: Promise<Buffer>;
-  /** Its replacement with fresh process metrics, being rendered while this one is still served. */
-  next?: Rendered;
 }
+
+/** The parts of the body rendered from the collection (queue gauges) and the event accounting. */
+export type FragmentPart = 'collection' | 'events';
 
 export class Exposition {
   // The same metric objects are registered in a Prometheus-text and an OpenMetrics registry.
   private readonly cached = [new Registry(), openMetricsRegistry()] as const;
   private readonly live = [new Registry(), openMetricsRegistry()] as const;
   private version = 0;
-  private collectionBytes = Buffer.alloc(0);
-  private eventBytes: [Buffer, Buffer] = [Buffer.alloc(0), Buffer.alloc(0)];
-  private eventNative: ReadonlyMap<string, NativeBuckets> = new Map();
-  /** The protobuf of the collection's and events' families, for the texts it was encoded from. */
-  private protoMiddle?: { collection: Buffer; events: Buffer; bytes: Buffer };
-  private readonly rendered: [Rendered?, Rendered?, Rendered?] = [];
+  /** No scrape is answered with a body older than this version (a leader flag that changed, a published part). */
+  private required = 0;
+  private readonly parts: Record<FragmentPart, FragmentSet> = { collection: FragmentSet.empty([]), events: FragmentSet.empty([]) };
+  /** Per format: the body served, the one being written, whether it was ever scraped (and with gzip). */
+  private readonly current: [Built?, Built?, Built?] = [];
+  private readonly building: Array<{ version: number; promise: Promise<Built> } | undefined> = [];
+  private readonly wanted = [false, false, false];
+  private readonly gzipWanted = [false, false, false];
 
   /** @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render. */
   constructor(private readonly liveMaxAgeMs = 1000) {
@@ -97,100 +103,129 @@ export class Exposition {
     return this.add(new Histogram({ name: def.name, help: def.help, labelNames: [...def.labels], buckets: [...(def.buckets ?? [])], registers: [] }));
   }
 
-  /** Marks the body stale after a gauge changed between collections. */
-  invalidate(): void {
+  /**
+   * A prom-client value changed between collections. `urgent`: the next scrape must see it (it waits for a new
+   * body); otherwise new bodies are written at once in the background, and scrapes keep the current one meanwhile.
+   */
+  invalidate(urgent = false): void {
     this.version += 1;
+    const version = this.version;
+    if (urgent) {
+      this.required = version;
+      return;
+    }
+    this.writeWanted(version).then(
+      () => (this.required = Math.max(this.required, version)),
+      () => undefined,
+    );
+  }
+
+  /** Bodies at `version` or later of every format that was scraped. */
+  private async writeWanted(version: number): Promise<void> {
+    await Promise.all(FORMATS.map((_, i) => (this.wanted[i] ? this.upTo(i as 0 | 1 | 2, version) : undefined)));
   }
 
   /**
-   * Sets the pre-rendered text of the event metrics (event-metrics.ts), one per format: counters are named
-   * differently in OpenMetrics. No blank lines, every line ending in a newline. `native`: the native buckets of
-   * the latency histograms in that text, for the protobuf exposition. Marks the body stale.
+   * Replaces one part's fragments (queue gauges or event series, see exposition-fragments.ts) and writes new
+   * bodies of the formats that were scraped; resolves once they are served. Meanwhile scrapes get the previous
+   * complete bodies, never a partial one (`urgent`: they wait for the new one). Call it after setting the
+   * prom-client values of the same change.
    */
-  setEventText(prometheus: string, openMetrics: string, native: ReadonlyMap<string, NativeBuckets> = new Map()): void {
-    this.eventBytes = [Buffer.from(prometheus), Buffer.from(openMetrics)];
-    this.eventNative = native;
+  async publish(part: FragmentPart, set: FragmentSet, urgent = false): Promise<void> {
+    this.parts[part] = set;
     this.version += 1;
-  }
-
-  /**
-   * Sets the pre-rendered text of the collection's gauges (valid in both formats: gauges only, every line
-   * ending in a newline, no blank lines) and marks the body stale. Call it last when a collection changes
-   * metric values, so the next render sees them all.
-   */
-  setCollectionText(text: string): void {
-    // Encoded once here, not at every render: stale process metrics re-render the body between collections.
-    this.collectionBytes = Buffer.from(text);
-    this.version += 1;
+    const version = this.version;
+    // Values that must not be served any more (stale ones): scrapes wait for the new body.
+    if (urgent) this.required = version;
+    await this.writeWanted(version);
+    this.required = Math.max(this.required, version);
   }
 
   /** @param format a negotiated format; true/false for OpenMetrics/the Prometheus text format. */
   async render(format: ExpositionFormat | boolean, acceptGzip = false): Promise<RenderedMetrics> {
     const f: ExpositionFormat = format === true ? 'openmetrics' : format === false ? 'text' : format;
     const i = FORMATS.indexOf(f) as 0 | 1 | 2;
-    let r = this.rendered[i];
-    const now = Date.now();
-    if (r === undefined || r.version !== this.version) {
-      // New collection values: every scrape from now on waits for them.
-      r = this.startRender(i, now);
-      this.rendered[i] = r;
-    } else if (now - r.at >= this.liveMaxAgeMs && r.next === undefined) {
-      // Only the process metrics are stale: keep serving this body while a fresh one is rendered and
-      // compressed (off the event loop), so no scrape waits for that; the next scrapes get the fresh one.
-      const current = r;
-      const next = this.startRender(i, now, current.gzipped !== undefined);
-      current.next = next;
-      Promise.all([next.body, next.gzipped]).then(
-        () => {
-          if (this.rendered[i] === current) this.rendered[i] = next;
-        },
-        () => (current.next = undefined),
-      );
+    this.wanted[i] = true;
+    if (acceptGzip) this.gzipWanted[i] = true;
+    let r = this.current[i];
+    if (r === undefined || r.version < this.required) r = await this.upTo(i, this.required);
+    else if (r.version !== this.version || Date.now() - r.at >= this.liveMaxAgeMs) {
+      // Newer values that need not be waited for, or only the process metrics are stale: this body is served
+      // while the next is written and compressed (sliced, and off the event loop), the next scrapes get that one.
+      this.refresh(i).catch(() => undefined);
     }
     const contentType = CONTENT_TYPES[f];
-    if (!acceptGzip) return { contentType, body: await r.body };
+    if (!acceptGzip) return { contentType, body: r.body };
     r.gzipped ??= compress(r.body);
     return { contentType, body: await r.gzipped, contentEncoding: 'gzip' };
   }
 
-  private startRender(i: 0 | 1 | 2, now: number, gzipped = false): Rendered {
-    const r: Rendered = { version: this.version, at: now, body: i === 2 ? this.renderProtobuf() : this.renderText(i) };
-    if (gzipped) r.gzipped = compress(r.body);
-    // A failed render must not be served forever.
-    r.body.catch(() => {
-      if (this.rendered[i] === r) this.rendered[i] = undefined;
-    });
-    r.gzipped?.catch(() => undefined);
-    return r;
-  }
-
-  private async renderText(i: 0 | 1): Promise<Buffer> {
-    const collection = this.collectionBytes;
-    const events = this.eventBytes[i];
-    let head = await this.cached[i].metrics();
-    if (i === 1) head = head.replace(/# EOF\n?$/, '');
-    const tail = await this.live[i].metrics();
-    return Buffer.concat([Buffer.from(head), collection, events, Buffer.from(tail)]);
-  }
-
-  /**
-   * The protobuf exposition: the same families as the text (parsed back from it, see exposition-protobuf.ts),
-   * the latency histograms with native buckets. The collection's and events' part is encoded once per change of
-   * their text, not per render: process metrics re-render the body every liveMaxAgeMs.
-   */
-  private async renderProtobuf(): Promise<Buffer> {
-    const collection = this.collectionBytes;
-    const events = this.eventBytes[0];
-    const native = this.eventNative;
-    const [head, tail] = await Promise.all([this.cached[0].metrics(), this.live[0].metrics()]);
-    let middle = this.protoMiddle;
-    if (middle?.collection !== collection || middle.events !== events) {
-      const slicer = new Slicer();
-      const families = [...(await parseTextSliced(collection.toString(), new Map(), slicer)), ...(await parseTextSliced(events.toString(), native, slicer))];
-      middle = { collection, events, bytes: await encodeFamiliesSliced(families, slicer) };
-      this.protoMiddle = middle;
+  /** A body of format i at `version` or later. */
+  private async upTo(i: 0 | 1 | 2, version: number): Promise<Built> {
+    for (;;) {
+      const r = this.current[i];
+      if (r !== undefined && r.version >= version) return r;
+      await this.refresh(i);
     }
-    return Buffer.concat([encodeFamilies(parseText(head)), middle.bytes, encodeFamilies(parseText(tail))]);
+  }
+
+  /** The body being written for format i if it covers the current version, else a new one, written after it. */
+  private refresh(i: 0 | 1 | 2): Promise<Built> {
+    const pending = this.building[i];
+    if (pending && pending.version === this.version) return pending.promise;
+    const after = pending
+      ? pending.promise.then(
+          () => undefined,
+          () => undefined,
+        )
+      : Promise.resolve();
+    const promise = after.then(async () => {
+      const b = await this.write(i);
+      if (this.gzipWanted[i]) {
+        b.gzipped = compress(b.body);
+        await b.gzipped;
+      }
+      const cur = this.current[i];
+      if (cur === undefined || cur.version <= b.version) this.current[i] = b;
+      return b;
+    });
+    const entry = { version: this.version, promise };
+    this.building[i] = entry;
+    const done = () => {
+      if (this.building[i] === entry) this.building[i] = undefined;
+    };
+    promise.then(done, done);
+    return promise;
+  }
+
+  /** Writes a whole body of format i from the parts as they are now. */
+  private async write(i: 0 | 1 | 2): Promise<Built> {
+    const version = this.version;
+    const at = Date.now();
+    const parts = [this.parts.collection, this.parts.events];
+    const slicer = new Slicer();
+    if (i === 2) {
+      const [head, tail] = await Promise.all([encodeRegistry(this.cached[0]), encodeRegistry(this.live[0])]);
+      const size = head.length + parts.reduce((n, p) => n + p.protoSize(), 0) + tail.length;
+      const body = await assemble(size, async (t) => {
+        let pos = head.copy(t, 0);
+        for (const p of parts) pos = await p.writeProto(t, pos, slicer);
+        return pos + tail.copy(t, pos);
+      });
+      return { version, at, body };
+    }
+    const om = i === 1;
+    let headText = await this.cached[i].metrics();
+    if (om) headText = headText.replace(/# EOF\n?$/, '');
+    const head = Buffer.from(headText);
+    const tail = Buffer.from(await this.live[i].metrics());
+    const size = head.length + parts.reduce((n, p) => n + p.textSize(om), 0) + tail.length;
+    const body = await assemble(size, async (t) => {
+      let pos = head.copy(t, 0);
+      for (const p of parts) pos = await p.writeText(om, t, pos, slicer);
+      return pos + tail.copy(t, pos);
+    });
+    return { version, at, body };
   }
 
   private add<M extends AnyMetric>(metric: M): M {

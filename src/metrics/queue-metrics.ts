@@ -10,7 +10,9 @@ import { JOB_STATES, SKIP_REASONS } from '../domain/queue-snapshot.js';
 import { Slicer } from '../util/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
-import { header, labelAfter, num, renderLabels, sameLabels } from './exposition-text.js';
+import { labelAfter, labelPairs, renderLabels, sameLabels } from './exposition-text.js';
+import { FragmentSet, FragmentWriter, type Fragment } from './exposition-fragments.js';
+import { queueId } from '../domain/queue-ref.js';
 
 /** One queue gauge: its definition and how to read it from a queue (undefined = no series for that queue). */
 interface QueueGauge {
@@ -60,6 +62,10 @@ export class QueueMetrics {
   private readonly interval;
   private lastSeq = 0;
   private staleSeq = -1;
+  /** Each exported queue's fragment, by queueId(), as last rendered. */
+  private fragments = new Map<string, Fragment>();
+  /** Queues whose gauges the last update rendered again (the others kept their fragment): tests, the bench. */
+  lastRendered = 0;
 
   constructor(private readonly exposition: Exposition) {
     const e = exposition;
@@ -76,7 +82,7 @@ export class QueueMetrics {
     this.up.set(0);
     this.redisUp.set(0);
     this.errors.inc(0);
-    e.setCollectionText(EMPTY_TEXT);
+    void e.publish('collection', EMPTY);
   }
 
   /** After each whole cycle: how long it took and the interval now in force (sidecar/stretch.ts). */
@@ -95,15 +101,18 @@ export class QueueMetrics {
     this.staleSeq = this.lastSeq;
     this.queues.reset();
     this.up.set(0);
-    this.exposition.setCollectionText(EMPTY_TEXT);
+    void this.exposition.publish('collection', EMPTY, true);
     return true;
   }
 
-  /** Renders in slices (see Slicer); the new values appear together once the whole text is ready. */
+  /**
+   * Renders the queues whose values changed, in slices (see Slicer); the new values appear together once the
+   * whole body is written.
+   */
   async update(s: CollectionSnapshot): Promise<void> {
     if (s.seq === this.lastSeq) return;
     this.lastSeq = s.seq;
-    const text = await renderQueueGauges(s.queues, new Slicer());
+    const { set, fragments, rendered } = await renderQueueGauges(s.queues, this.fragments, new Slicer());
     // A newer collection, or markStale(), got there while this one rendered.
     if (this.lastSeq !== s.seq || this.staleSeq === s.seq) return;
     this.queues.reset();
@@ -115,39 +124,74 @@ export class QueueMetrics {
     this.dropped.set({ reason: 'max_queues' }, s.queuesDropped);
     for (const reason of SKIP_REASONS) this.dropped.set({ reason }, s.queuesSkipped?.[reason] ?? 0);
     for (const [prefix, n] of Object.entries(s.queuesByPrefix)) this.queues.set({ prefix }, n);
-    this.exposition.setCollectionText(text);
+    this.fragments = fragments;
+    this.lastRendered = rendered;
+    await this.exposition.publish('collection', set);
   }
 }
 
-/** Exposition text of every queue gauge; identical in the Prometheus text format and OpenMetrics (gauges only, no blank lines). */
-async function renderQueueGauges(queues: readonly QueueState[], slicer: Slicer): Promise<string> {
-  const labels = queues.map((q) => renderLabels(QUEUE_LABELS, [q.ref.prefix, q.ref.name]));
-  const dlqs = queues.flatMap((q) => (q.dlqOf === undefined ? [] : [{ q, l: renderLabels(QUEUE_LABELS, [q.ref.prefix, q.dlqOf]) }]));
-  const parts: string[] = [];
+/** The families of the queue gauges, in body order: the job counts, the queue gauges, the dead-letter gauges. */
+const FAMILIES: readonly MetricDef[] = [METRICS.queueJobs, ...QUEUE_GAUGES.map((g) => g.def), ...DLQ_GAUGES.map((g) => g.def)];
+const DLQ_AT = 1 + QUEUE_GAUGES.length;
 
-  parts.push(header(METRICS.queueJobs));
-  for (const [i, q] of queues.entries()) {
-    for (const st of JOB_STATES) parts.push(`${METRICS.queueJobs.name}{${labels[i]!},${STATE_LABEL}="${st}"} ${num(q.jobs[st])}\n`);
+/** What a queue's gauges are rendered from: equal strings, equal fragments (the key carries its names). */
+function fingerprint(q: QueueState): string {
+  let fp = q.dlqOf === undefined ? '' : `${q.dlqOf.length}:${q.dlqOf}`;
+  for (const st of JOB_STATES) fp += `|${q.jobs[st]}`;
+  for (const g of QUEUE_GAUGES) fp += `|${g.value(q)}`;
+  for (const g of DLQ_GAUGES) fp += `|${g.value(q)}`;
+  return fp;
+}
+
+function renderQueue(q: QueueState, fp: string): Fragment {
+  const w = new FragmentWriter(FAMILIES.length);
+  const values = [q.ref.prefix, q.ref.name];
+  const labels = renderLabels(QUEUE_LABELS, values);
+  const pairs = labelPairs(QUEUE_LABELS, values);
+  for (const st of JOB_STATES) w.sample(0, METRICS.queueJobs, `${labels},${STATE_LABEL}="${st}"`, [...pairs, [STATE_LABEL, st]], q.jobs[st]);
+  QUEUE_GAUGES.forEach((g, k) => {
+    const v = g.value(q);
+    if (v !== undefined) w.sample(1 + k, g.def, labels, pairs, v);
+  });
+  if (q.dlqOf !== undefined) {
+    const source = [q.ref.prefix, q.dlqOf];
+    const l = renderLabels(QUEUE_LABELS, source);
+    const p = labelPairs(QUEUE_LABELS, source);
+    DLQ_GAUGES.forEach((g, k) => w.sample(DLQ_AT + k, g.def, l, p, g.value(q)!));
+  }
+  return w.finish(fp);
+}
+
+/**
+ * Every queue's gauges as fragments, in snapshot order: a queue whose values did not change since `kept` was
+ * rendered keeps its fragment (most queues, once collection is driven by change); the others are rendered again.
+ */
+async function renderQueueGauges(
+  queues: readonly QueueState[],
+  kept: ReadonlyMap<string, Fragment>,
+  slicer: Slicer,
+): Promise<{ set: FragmentSet; fragments: Map<string, Fragment>; rendered: number }> {
+  const fragments = new Map<string, Fragment>();
+  const list: Fragment[] = [];
+  let rendered = 0;
+  for (const q of queues) {
     if (slicer.due()) await slicer.yield();
-  }
-  for (const g of QUEUE_GAUGES) {
-    parts.push(header(g.def));
-    for (const [i, q] of queues.entries()) {
-      if (slicer.due()) await slicer.yield();
-      const v = g.value(q);
-      if (v !== undefined) parts.push(`${g.def.name}{${labels[i]!}} ${num(v)}\n`);
+    const key = queueId(q.ref);
+    const fp = fingerprint(q);
+    let fr = kept.get(key);
+    if (fr?.fp !== fp) {
+      fr = renderQueue(q, fp);
+      rendered += 1;
     }
+    fragments.set(key, fr);
+    list.push(fr);
   }
-  for (const g of DLQ_GAUGES) {
-    parts.push(header(g.def));
-    for (const { q, l } of dlqs) parts.push(`${g.def.name}{${l}} ${num(g.value(q)!)}\n`);
-  }
-  return parts.join('');
+  return { set: new FragmentSet(FAMILIES, list, true), fragments, rendered };
 }
 
-/** The text of a collection without queues: every family's header and no series. */
 /** Series one queue's gauges cost (docs/metrics.md, cardinality), and what its dead-letter queue adds to it. */
 export const QUEUE_GAUGE_SERIES = JOB_STATES.length + QUEUE_GAUGES.filter((g) => !g.def.sparse).length;
 export const DLQ_GAUGE_SERIES = DLQ_GAUGES.length;
 
-const EMPTY_TEXT = header(METRICS.queueJobs) + [...QUEUE_GAUGES, ...DLQ_GAUGES].map((g) => header(g.def)).join('');
+/** A collection without queues: every family's header and no series. */
+const EMPTY = FragmentSet.empty(FAMILIES, true);

@@ -1,0 +1,270 @@
+// Rendering proportional to change. Each queue's series are rendered once, in the Prometheus text format and as
+// protobuf Metric messages at the same time, into one fragment per queue (its bytes family by family); a fragment
+// is kept while its inputs (a fingerprint of the values) do not change, so a collection in which 10% of the queues
+// moved renders 10% of them. A body is then written from the fragments family by family (the text format wants a
+// family's samples together, under one header), copying bytes, in slices (see Slicer). Text and protobuf come from
+// the same call with the same labels and values, so the two expositions cannot disagree.
+import protobuf from 'protobufjs';
+import type client from 'prom-client';
+import { METRIC_FIELD_TAG, METRIC_TYPE, Metric, MetricFamily, type HistogramMessage, type MetricFamilyMessage, type MetricMessage } from './client-model.js';
+import type { MetricDef } from './definitions.js';
+import { header, num } from './exposition-text.js';
+import { nativeFields, type NativeBuckets } from './exposition-protobuf.js';
+import type { Slicer } from '../util/slicer.js';
+
+export type FamilySpec = Pick<MetricDef, 'name' | 'help' | 'type'>;
+/** Label names and values, unescaped, in the order the text writes them. */
+export type Pairs = ReadonlyArray<readonly [string, string]>;
+
+/** One queue's (or one prefix's) series: per family, its text lines and its encoded Metric fields, as byte ranges. */
+export interface Fragment {
+  /** What it was rendered from: equal fingerprints render equal bytes. */
+  fp: string;
+  text: Buffer;
+  /** Family f's text is text[textOff[f], textOff[f + 1]). */
+  textOff: Uint32Array;
+  proto: Buffer;
+  protoOff: Uint32Array;
+}
+
+/** Protobuf field tags inside a Metric: the value message of each type, and the double inside it. */
+const VALUE_TAG: Record<MetricDef['type'], number> = { gauge: (2 << 3) | 2, counter: (3 << 3) | 2, histogram: (7 << 3) | 2 };
+const LABEL_TAG = (1 << 3) | 2;
+const DOUBLE_TAG = (1 << 3) | 1;
+
+export class FragmentWriter {
+  private readonly text: string[];
+  private readonly proto: Array<protobuf.Writer | undefined>;
+
+  constructor(private readonly families: number) {
+    this.text = new Array<string>(families).fill('');
+    this.proto = new Array<protobuf.Writer | undefined>(families);
+  }
+
+  /** A gauge or counter sample. `labels` is `pairs` as exposition text (escaped, see renderLabels). */
+  sample(f: number, def: FamilySpec, labels: string, pairs: Pairs, value: number): void {
+    this.text[f] += labels === '' ? `${def.name} ${num(value)}\n` : `${def.name}{${labels}} ${num(value)}\n`;
+    const w = this.writer(f).uint32(METRIC_FIELD_TAG).fork();
+    writeLabels(w, pairs);
+    w.uint32(VALUE_TAG[def.type]).fork().uint32(DOUBLE_TAG).double(value).ldelim();
+    w.ldelim();
+  }
+
+  /**
+   * A histogram: `cumulative` holds one count per bound and the +Inf one (= count); `le` the `le="…"` label text of
+   * each. With native buckets the protobuf carries them beside the classic ones.
+   */
+  histogram(
+    f: number,
+    def: FamilySpec,
+    labels: string,
+    pairs: Pairs,
+    h: { bounds: readonly number[]; le: readonly string[]; cumulative: readonly number[]; sum: number; count: number; native?: NativeBuckets },
+  ): void {
+    const sep = labels === '' ? '' : ',';
+    let t = '';
+    for (let i = 0; i < h.le.length; i += 1) t += `${def.name}_bucket{${labels}${sep}${h.le[i]!}} ${num(h.cumulative[i]!)}\n`;
+    const l = labels === '' ? '' : `{${labels}}`;
+    this.text[f] += `${t}${def.name}_sum${l} ${num(h.sum)}\n${def.name}_count${l} ${num(h.count)}\n`;
+    const msg: HistogramMessage = {
+      sampleCount: h.count,
+      sampleSum: h.sum,
+      bucket: h.le.map((_, i) => ({ cumulativeCount: h.cumulative[i]!, upperBound: h.bounds[i] ?? Number.POSITIVE_INFINITY })),
+      ...(h.native ? nativeFields(h.native) : {}),
+    };
+    const bytes = Metric.encode({ label: pairs.map(([name, value]) => ({ name, value })), histogram: msg } as unknown as Record<string, unknown>).finish();
+    this.writer(f).uint32(METRIC_FIELD_TAG).bytes(bytes);
+  }
+
+  finish(fp: string): Fragment {
+    const textOff = new Uint32Array(this.families + 1);
+    const protoOff = new Uint32Array(this.families + 1);
+    const parts: Uint8Array[] = [];
+    for (let f = 0; f < this.families; f += 1) {
+      textOff[f + 1] = textOff[f]! + Buffer.byteLength(this.text[f]!);
+      const bytes = this.proto[f]?.finish();
+      protoOff[f + 1] = protoOff[f]! + (bytes?.length ?? 0);
+      if (bytes) parts.push(bytes);
+    }
+    return { fp, text: Buffer.from(this.text.join('')), textOff, proto: Buffer.concat(parts), protoOff };
+  }
+
+  private writer(f: number): protobuf.Writer {
+    return (this.proto[f] ??= protobuf.Writer.create());
+  }
+}
+
+function writeLabels(w: protobuf.Writer, pairs: Pairs): void {
+  for (const [name, value] of pairs) w.uint32(LABEL_TAG).fork().uint32(10).string(name).uint32(18).string(value).ldelim();
+}
+
+/**
+ * The fragments of one part of the body (the queue gauges, or the event series), in body order, with their
+ * families. `alwaysHeader`: the text carries a family's HELP/TYPE even without samples (the protobuf never
+ * carries an empty family).
+ */
+export class FragmentSet {
+  private readonly textBytes: number[];
+  private readonly protoBytes: number[];
+
+  constructor(
+    readonly families: readonly FamilySpec[],
+    readonly fragments: readonly Fragment[],
+    private readonly alwaysHeader = false,
+  ) {
+    this.textBytes = new Array<number>(families.length).fill(0);
+    this.protoBytes = new Array<number>(families.length).fill(0);
+    for (const fr of fragments) {
+      for (let f = 0; f < families.length; f += 1) {
+        this.textBytes[f]! += fr.textOff[f + 1]! - fr.textOff[f]!;
+        this.protoBytes[f]! += fr.protoOff[f + 1]! - fr.protoOff[f]!;
+      }
+    }
+  }
+
+  static empty(families: readonly FamilySpec[], alwaysHeader = false): FragmentSet {
+    return new FragmentSet(families, [], alwaysHeader);
+  }
+
+  textSize(openMetrics: boolean): number {
+    let n = 0;
+    for (let f = 0; f < this.families.length; f += 1) {
+      if (this.textBytes[f] === 0 && !this.alwaysHeader) continue;
+      n += Buffer.byteLength(header(this.families[f]!, openMetrics)) + this.textBytes[f]!;
+    }
+    return n;
+  }
+
+  async writeText(openMetrics: boolean, target: Buffer, at: number, slicer: Slicer): Promise<number> {
+    let pos = at;
+    for (let f = 0; f < this.families.length; f += 1) {
+      if (this.textBytes[f] === 0 && !this.alwaysHeader) continue;
+      pos += target.write(header(this.families[f]!, openMetrics), pos);
+      if (this.textBytes[f] === 0) continue;
+      for (const fr of this.fragments) {
+        const a = fr.textOff[f]!;
+        const b = fr.textOff[f + 1]!;
+        if (b > a) pos += fr.text.copy(target, pos, a, b);
+        if (slicer.due()) await slicer.yield();
+      }
+    }
+    return pos;
+  }
+
+  protoSize(): number {
+    let n = 0;
+    for (let f = 0; f < this.families.length; f += 1) {
+      if (this.protoBytes[f] === 0) continue;
+      const len = familyHead(this.families[f]!).length + this.protoBytes[f]!;
+      n += varintLength(len) + len;
+    }
+    return n;
+  }
+
+  /** Length-delimited MetricFamily messages: each family's head, then its Metric fields from every fragment. */
+  async writeProto(target: Buffer, at: number, slicer: Slicer): Promise<number> {
+    let pos = at;
+    for (let f = 0; f < this.families.length; f += 1) {
+      if (this.protoBytes[f] === 0) continue;
+      const head = familyHead(this.families[f]!);
+      pos = writeVarint(target, pos, head.length + this.protoBytes[f]!);
+      pos += head.copy(target, pos);
+      for (const fr of this.fragments) {
+        const a = fr.protoOff[f]!;
+        const b = fr.protoOff[f + 1]!;
+        if (b > a) pos += fr.proto.copy(target, pos, a, b);
+        if (slicer.due()) await slicer.yield();
+      }
+    }
+    return pos;
+  }
+}
+
+const heads = new Map<string, Buffer>();
+/** A MetricFamily's name, help and type fields (its metrics follow as field 4). */
+function familyHead(def: FamilySpec): Buffer {
+  let h = heads.get(def.name);
+  if (!h) {
+    h = Buffer.from(MetricFamily.encode({ name: def.name, help: def.help, type: METRIC_TYPE[def.type] }).finish());
+    heads.set(def.name, h);
+  }
+  return h;
+}
+
+function varintLength(n: number): number {
+  let len = 1;
+  while (n >= 0x80) {
+    n = Math.floor(n / 128);
+    len += 1;
+  }
+  return len;
+}
+
+function writeVarint(target: Buffer, at: number, n: number): number {
+  let pos = at;
+  while (n >= 0x80) {
+    target[pos++] = (n & 0x7f) | 0x80;
+    n = Math.floor(n / 128);
+  }
+  target[pos++] = n;
+  return pos;
+}
+
+/**
+ * prom-client's own metrics (the exporter's self-metrics, the process metrics) as length-delimited MetricFamily
+ * messages, from the registry's values (getMetricsAsJSON), not from its text.
+ */
+export async function encodeRegistry(registry: client.Registry): Promise<Buffer> {
+  const families = await registry.getMetricsAsJSON();
+  const out: Uint8Array[] = [];
+  for (const m of families) {
+    const type = METRIC_TYPE[m.type as unknown as keyof typeof METRIC_TYPE] ?? METRIC_TYPE.untyped;
+    const values = m.values as Array<{ value: number; labels: Record<string, string | number>; metricName?: string }>;
+    const metric: MetricMessage[] = [];
+    if (type === METRIC_TYPE.histogram || type === METRIC_TYPE.summary) {
+      const bound = type === METRIC_TYPE.histogram ? 'le' : 'quantile';
+      const series = new Map<string, MetricMessage>();
+      for (const v of values) {
+        const label = Object.entries(v.labels)
+          .filter(([k]) => k !== bound)
+          .map(([name, value]) => ({ name, value: String(value) }));
+        const key = JSON.stringify(label);
+        let s = series.get(key);
+        if (!s) {
+          s =
+            type === METRIC_TYPE.histogram
+              ? { label, histogram: { sampleCount: 0, sampleSum: 0, bucket: [] } }
+              : { label, summary: { sampleCount: 0, sampleSum: 0, quantile: [] } };
+          series.set(key, s);
+          metric.push(s);
+        }
+        const part = (s.histogram ?? s.summary)!;
+        const suffix = (v.metricName ?? m.name).slice(m.name.length);
+        if (suffix === '_sum') part.sampleSum = v.value;
+        else if (suffix === '_count') part.sampleCount = v.value;
+        else {
+          const at = bound in v.labels ? Number(String(v.labels[bound]).replace(/^\+?Inf$/, 'Infinity')) : Number.NaN;
+          if (s.histogram) s.histogram.bucket.push({ cumulativeCount: v.value, upperBound: at });
+          else s.summary!.quantile.push({ quantile: at, value: v.value });
+        }
+      }
+    } else {
+      const field = type === METRIC_TYPE.counter ? 'counter' : type === METRIC_TYPE.gauge ? 'gauge' : 'untyped';
+      for (const v of values) {
+        metric.push({ label: Object.entries(v.labels).map(([name, value]) => ({ name, value: String(value) })), [field]: { value: v.value } });
+      }
+    }
+    if (metric.length === 0) continue;
+    const msg: MetricFamilyMessage = { name: m.name, help: m.help, type, metric };
+    out.push(MetricFamily.encodeDelimited(msg as unknown as Record<string, unknown>).finish());
+  }
+  return Buffer.concat(out);
+}
+
+/** Bytes written in order into one new buffer of `size`, in slices. */
+export async function assemble(size: number, write: (target: Buffer) => Promise<number>): Promise<Buffer> {
+  const target = Buffer.allocUnsafe(size);
+  const end = await write(target);
+  if (end !== size) throw new Error(`exposition body: ${end} bytes written, ${size} expected`);
+  return target;
+}
