@@ -283,5 +283,15 @@ ${table(
   ['queues', 'format', 'scrapes', 'errors', 'renders meanwhile', 'p50 (ms)', 'p99 (ms)', 'max (ms)', 'floor p50 (ms)', 'floor p99 (ms)'],
   rows.map((r) => [r.queues, r.format, r.scrape.requests, r.scrape.errors, r.renders, r.scrape.p50, r.scrape.p99, r.scrape.max, r.floor.p50, r.floor.p99]),
 )}
+
+What moved (the previous run of this section, same machine, before this change: at 10,000 queues the text render
+took 1,382 ms with a 652 ms event-loop block, and the protobuf 3,934 ms of CPU with a 636 ms block, because it
+parsed the rendered text back): each queue's series are now written once, in text and as protobuf Metric
+messages from the same values (src/metrics/exposition-fragments.ts), and kept while their inputs are unchanged,
+so an update costs what changed plus copying the body together; the protobuf needs no text at all. Bodies are
+written in slices for the formats that are scraped, and scrapes keep getting the previous complete body until the
+next one is written. Series per queue with traffic: 50 classic, 23 native (52 and 25 with a dead-letter queue;
+orphaned-active and rate-limited gauges are absent while 0). The longest block is a 1 ms timer's largest gap on a
+shared 2-CPU machine: it includes time the process was not scheduled at all (see the load averages).
 `,
 );

@@ -159,7 +159,8 @@ export class EventMetrics {
   /**
    * Renders the queues whose accounting changed (the others keep their fragment), in slices (see Slicer); the new
    * series replace the old together once the body is written, unless a later update started meanwhile. Without
-   * queues it completes at once.
+   * queues (stale, or the read-back failed) no scrape gets the old series any more, not even while the body is
+   * written.
    */
   async update(view: EventsView): Promise<void> {
     const generation = ++this.generation;
@@ -170,13 +171,18 @@ export class EventMetrics {
 
     // A dead-letter queue is `<q>-dlq` whose source `<q>` exists (markDeadLetterQueues); sources whose dead-letter
     // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see renderQueue).
-    const present = new Set((view.queues ?? []).map(({ queue }) => `${queue.prefix}:${queue.name}`));
+    const present = new Set<string>();
+    for (const { queue } of view.queues ?? []) {
+      if (slicer.due()) await slicer.yield();
+      present.add(`${queue.prefix}:${queue.name}`);
+    }
     const sourceOf = (queue: { prefix: string; name: string }): string | undefined => {
       const source = dlqSource(queue.name);
       return source !== undefined && present.has(`${queue.prefix}:${source}`) ? source : undefined;
     };
     const dlqSources = new Set<string>();
     for (const { queue } of view.queues ?? []) {
+      if (slicer.due()) await slicer.yield();
       const source = sourceOf(queue);
       if (source !== undefined) dlqSources.add(`${queue.prefix}:${source}`);
     }
@@ -219,7 +225,7 @@ export class EventMetrics {
     if (generation !== this.generation) return;
     this.fragments = fragments;
     this.lastRendered = rendered;
-    await this.exposition.publish('events', new FragmentSet(FAMILIES, list));
+    await this.exposition.publish('events', new FragmentSet(FAMILIES, list), view.queues === undefined);
   }
 
   /** One queue's event series: counters, its dead-letter adds, the reader's health, its latency histograms. */

@@ -34,20 +34,32 @@ const DOUBLE_TAG = (1 << 3) | 1;
 
 export class FragmentWriter {
   private readonly text: string[];
-  private readonly proto: Array<protobuf.Writer | undefined>;
+  /** The encoded Metric fields in the order written, and the family and end of each. */
+  private proto = Buffer.allocUnsafe(1024);
+  private len = 0;
+  private readonly fam: number[] = [];
+  private readonly ends: number[] = [];
 
   constructor(private readonly families: number) {
     this.text = new Array<string>(families).fill('');
-    this.proto = new Array<protobuf.Writer | undefined>(families);
   }
 
   /** A gauge or counter sample. `labels` is `pairs` as exposition text (escaped, see renderLabels). */
   sample(f: number, def: FamilySpec, labels: string, pairs: Pairs, value: number): void {
     this.text[f] += labels === '' ? `${def.name} ${num(value)}\n` : `${def.name}{${labels}} ${num(value)}\n`;
-    const w = this.writer(f).uint32(METRIC_FIELD_TAG).fork();
-    writeLabels(w, pairs);
-    w.uint32(VALUE_TAG[def.type]).fork().uint32(DOUBLE_TAG).double(value).ldelim();
-    w.ldelim();
+    // Metric { label..., gauge|counter { double value } }, written by hand: a queue has ~20 of them per render.
+    const l = labelBytes(pairs);
+    const metricLength = l.length + 11;
+    this.room(1 + 5 + metricLength);
+    const b = this.proto;
+    b[this.len++] = METRIC_FIELD_TAG;
+    this.len = writeVarint(b, this.len, metricLength);
+    this.len += l.copy(b, this.len);
+    b[this.len++] = VALUE_TAG[def.type];
+    b[this.len++] = 9;
+    b[this.len++] = DOUBLE_TAG;
+    this.len = b.writeDoubleLE(value, this.len);
+    this.mark(f);
   }
 
   /**
@@ -73,29 +85,70 @@ export class FragmentWriter {
       ...(h.native ? nativeFields(h.native) : {}),
     };
     const bytes = Metric.encode({ label: pairs.map(([name, value]) => ({ name, value })), histogram: msg } as unknown as Record<string, unknown>).finish();
-    this.writer(f).uint32(METRIC_FIELD_TAG).bytes(bytes);
+    this.room(1 + 5 + bytes.length);
+    this.proto[this.len++] = METRIC_FIELD_TAG;
+    this.len = writeVarint(this.proto, this.len, bytes.length);
+    this.proto.set(bytes, this.len);
+    this.len += bytes.length;
+    this.mark(f);
   }
 
   finish(fp: string): Fragment {
     const textOff = new Uint32Array(this.families + 1);
     const protoOff = new Uint32Array(this.families + 1);
-    const parts: Uint8Array[] = [];
+    const perFamily = new Array<number>(this.families).fill(0);
+    let start = 0;
+    let ordered = true;
+    for (let k = 0; k < this.fam.length; k += 1) {
+      perFamily[this.fam[k]!]! += this.ends[k]! - start;
+      start = this.ends[k]!;
+      if (k > 0 && this.fam[k]! < this.fam[k - 1]!) ordered = false;
+    }
     for (let f = 0; f < this.families; f += 1) {
       textOff[f + 1] = textOff[f]! + Buffer.byteLength(this.text[f]!);
-      const bytes = this.proto[f]?.finish();
-      protoOff[f + 1] = protoOff[f]! + (bytes?.length ?? 0);
-      if (bytes) parts.push(bytes);
+      protoOff[f + 1] = protoOff[f]! + perFamily[f]!;
     }
-    return { fp, text: Buffer.from(this.text.join('')), textOff, proto: Buffer.concat(parts), protoOff };
+    // Not from Buffer's shared pool: a fragment outlives its neighbours there, and would keep their 8 KB slab alive.
+    const proto = Buffer.allocUnsafeSlow(this.len);
+    if (ordered) this.proto.copy(proto, 0, 0, this.len);
+    else {
+      // Written out of family order (counters with job names): each sample moved to its family's range.
+      const at = Array.from(protoOff.subarray(0, this.families));
+      start = 0;
+      for (let k = 0; k < this.fam.length; k += 1) {
+        const f = this.fam[k]!;
+        at[f]! += this.proto.copy(proto, at[f]!, start, this.ends[k]!);
+        start = this.ends[k]!;
+      }
+    }
+    const text = Buffer.allocUnsafeSlow(textOff[this.families]!);
+    text.write(this.text.join(''));
+    return { fp, text, textOff, proto, protoOff };
   }
 
-  private writer(f: number): protobuf.Writer {
-    return (this.proto[f] ??= protobuf.Writer.create());
+  private room(n: number): void {
+    if (this.len + n <= this.proto.length) return;
+    const b = Buffer.allocUnsafe(Math.max(this.proto.length * 2, this.len + n));
+    this.proto.copy(b, 0, 0, this.len);
+    this.proto = b;
+  }
+
+  private mark(f: number): void {
+    this.fam.push(f);
+    this.ends.push(this.len);
   }
 }
 
-function writeLabels(w: protobuf.Writer, pairs: Pairs): void {
+const labelCache = new WeakMap<Pairs, Buffer>();
+/** LabelPair fields (Metric field 1) of `pairs`, encoded once per pairs array. */
+function labelBytes(pairs: Pairs): Buffer {
+  let b = labelCache.get(pairs);
+  if (b) return b;
+  const w = protobuf.Writer.create();
   for (const [name, value] of pairs) w.uint32(LABEL_TAG).fork().uint32(10).string(name).uint32(18).string(value).ldelim();
+  b = Buffer.from(w.finish());
+  labelCache.set(pairs, b);
+  return b;
 }
 
 /**

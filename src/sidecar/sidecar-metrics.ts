@@ -96,7 +96,7 @@ export class SidecarMetrics {
         return;
       }
       this.expiry = undefined;
-      // Without queues the event series complete at once: there is nothing to render in slices.
+      // Without queues nothing is rendered, and no scrape gets the old series once this is called.
       if (this.queues.markStale()) void this.eventMetrics?.update({ queues: undefined, leader: this.o.events?.isLeader ?? false });
     };
     check();
