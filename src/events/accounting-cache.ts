@@ -9,7 +9,7 @@ import { eventsMember, ownKeys, parseEventsMember } from '../redis/keys.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 import { Slicer } from '../util/slicer.js';
-import { lagMs, parseQueueHash, type QueueEventStats } from './accounting.js';
+import { lagMs, parseQueueHash, SCRIPT_FIELDS, type QueueEventStats } from './accounting.js';
 import { readEventAccounting, type QueueEventAccounting } from './read-back.js';
 
 export interface AccountingReadBackOptions {
@@ -23,10 +23,31 @@ export interface AccountingReadBackOptions {
 
 const SLICE = 500;
 
+/** The only fields of a queue's hash that lagMs() reads: what is kept of a hash between reads. */
+const LAG_FIELDS = [SCRIPT_FIELDS.lagMs, SCRIPT_FIELDS.commitMs, SCRIPT_FIELDS.heartbeat, SCRIPT_FIELDS.graceMs] as const;
+
+function lagFields(hash: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const f of LAG_FIELDS) if (hash[f] !== undefined) out[f] = hash[f];
+  return out;
+}
+
+interface Kept {
+  /** The four fields lagMs() reads, not the whole hash (a queue with traffic has hundreds of fields). */
+  lag: Record<string, string>;
+  /** Handed out as is while its lag stays the same, so a consumer can tell an unchanged queue by identity. */
+  stats: QueueEventStats;
+}
+
 export class AccountingReadBack {
-  /** The last hash read per index member (non-empty ones only), and what it parsed to (its lag aged again each read). */
-  private hashes = new Map<string, { hash: Record<string, string>; stats: QueueEventStats }>();
+  /**
+   * Per index member (non-empty hashes only): what the last read parsed to, and the fields its lag is aged from.
+   * Memory per queue: its parsed stats, not its raw hash.
+   */
+  private hashes = new Map<string, Kept>();
   private members: Set<string> | undefined;
+  /** Index member -> its queue and queueId(), parsed once per member rather than at every read. */
+  private parsed = new Map<string, { q: QueueRef; id: string } | null>();
   private epoch = -1;
   private fullAt = 0;
   /** Hashes read from Redis in the last call (tests, the log). */
@@ -52,14 +73,18 @@ export class AccountingReadBack {
     const heartbeats = await client.hgetall(ownKeys.eventsMeta(ownPrefix));
     const [sec, usec] = await client.time();
     const nowMs = Number(sec) * 1000 + Math.floor(Number(usec) / 1000);
-    const queues = [...this.members].flatMap((m) => {
-      const q = parseEventsMember(m);
-      return q ? [{ m, q }] : [];
-    });
-    const stale = queues.filter(({ m, q }) => {
-      const id = queueId(q);
-      return !this.hashes.has(m) || dirty.has(id) || !changes.isFollowed(id);
-    });
+    const queues: Array<{ m: string; q: QueueRef; id: string }> = [];
+    for (const m of this.members) {
+      let p = this.parsed.get(m);
+      if (p === undefined) {
+        const q = parseEventsMember(m);
+        p = q ? { q, id: queueId(q) } : null;
+        this.parsed.set(m, p);
+      }
+      if (p) queues.push({ m, ...p });
+    }
+    if (this.parsed.size > this.members.size) for (const m of this.parsed.keys()) if (!this.members.has(m)) this.parsed.delete(m);
+    const stale = queues.filter(({ m, id }) => !this.hashes.has(m) || dirty.has(id) || !changes.isFollowed(id));
     this.lastReads = stale.length;
     const slicer = new Slicer();
     for (let start = 0; start < stale.length; start += SLICE) {
@@ -69,7 +94,7 @@ export class AccountingReadBack {
         if (slicer.due()) await slicer.yield();
         const { m } = slice[i] as { m: string };
         // A queue forgotten meanwhile has an empty hash: it leaves the index too.
-        if (Object.keys(h).length > 0) this.hashes.set(m, { hash: h, stats: parseQueueHash(h, nowMs, heartbeats) });
+        if (Object.keys(h).length > 0) this.hashes.set(m, { lag: lagFields(h), stats: parseQueueHash(h, nowMs, heartbeats) });
         else {
           this.hashes.delete(m);
           this.members?.delete(m);
@@ -81,8 +106,9 @@ export class AccountingReadBack {
       if (slicer.due()) await slicer.yield();
       const kept = this.hashes.get(m);
       if (!kept) continue;
-      // Only the lag moves with the clock; the counters and histograms are the hash's.
-      kept.stats = { ...kept.stats, reader: { ...kept.stats.reader, lagSeconds: lagMs(kept.hash, nowMs, heartbeats) / 1000 } };
+      // Only the lag moves with the clock; the counters and histograms are the hash's. Unchanged, the same object.
+      const lagSeconds = lagMs(kept.lag, nowMs, heartbeats) / 1000;
+      if (lagSeconds !== kept.stats.reader.lagSeconds) kept.stats = { ...kept.stats, reader: { ...kept.stats.reader, lagSeconds } };
       out.push({ queue: q, stats: kept.stats });
     }
     return out;
