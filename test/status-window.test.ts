@@ -274,7 +274,75 @@ describe('QueueBoard', () => {
   });
 });
 
+describe('QueueBoard.responseJson (what /api/queues sends)', () => {
+  const snapOf = (at: number, names: string[]): CollectionSnapshot => ({
+    seq: at,
+    ok: true,
+    finishedAt: at,
+    durationSeconds: 0.001,
+    lastSuccessAt: at,
+    redisUp: true,
+    queues: names.map((n, i) => state(n, { oldestWaitingAgeSeconds: i % 7 }, { waiting: i % 5 })),
+    queuesByPrefix: { bull: names.length },
+    queuesDropped: 0,
+  });
+  const names = Array.from({ length: 300 }, (_, i) => `q${i}`);
+  const accounting = (added: number) =>
+    new Map(
+      names.map((n) => [
+        `bull\u0000${n}`,
+        {
+          counters: { added, completed: added, failed: 0, retried: 0, stalled: 0 },
+          wait: { buckets: [added, added, added], count: added, sum: added },
+          processing: { buckets: [0, 0, 0], count: 0, sum: 0 },
+        },
+      ]),
+    );
+
+  it('is the same document as response(), with and without history, and for a stale board', async () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
+    await board.update(snapOf(1_000_000, names), accounting(0));
+    await board.update(snapOf(1_030_000, names), accounting(30));
+    for (const history of [false, true]) {
+      const opts = { now: 1_031_000, history, intervalSeconds: 5 };
+      expect(JSON.parse(await board.responseJson(opts))).toEqual(JSON.parse(JSON.stringify(board.response(opts))));
+    }
+    const stale = { now: 1_030_000 + 60_000 };
+    expect(JSON.parse(await board.responseJson(stale))).toEqual(JSON.parse(JSON.stringify(board.response(stale))));
+  });
+
+  it('builds the queue views in slices, so other callbacks run meanwhile, and once per collection', async () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS, sliceMs: 0 });
+    await board.update(snapOf(1_000_000, names), accounting(0));
+    let done = false;
+    let ranBefore = false;
+    const json = board.responseJson({ now: 1_000_500 }).then((t) => ((done = true), t));
+    setImmediate(() => (ranBefore = !done));
+    const [a, b] = await Promise.all([json, board.responseJson({ now: 1_000_500 })]);
+    expect(ranBefore).toBe(true);
+    expect(a).toBe(b);
+    expect(JSON.parse(a).queues).toHaveLength(names.length);
+  });
+});
+
 describe('boardAccounting', () => {
+  it('folds an unchanged queue once: the same stats arrays give the same totals, new ones are folded again', () => {
+    const acc = new EventAccounting();
+    acc.count('added', 'a');
+    acc.observe('wait', 'first', 'a', 30);
+    const stats = acc.toStats();
+    const queue = { prefix: 'bull', name: 'q' };
+    const first = boardAccounting([{ queue, stats }]).get('bull\u0000q')!;
+    // The read-back hands out an unchanged queue's arrays again with only its lag aged (a new stats object).
+    const aged = { ...stats, reader: { ...stats.reader, lagSeconds: 3 } };
+    expect(boardAccounting([{ queue, stats: aged }]).get('bull\u0000q')).toBe(first);
+    acc.count('added', 'a');
+    const moved = boardAccounting([{ queue, stats: acc.toStats() }]).get('bull\u0000q')!;
+    expect(moved).not.toBe(first);
+    expect(moved.counters.added).toBe(2);
+    expect(first.counters.added).toBe(1);
+  });
+
   it('sums counters and histograms over job names, attempts and outcomes', () => {
     const acc = new EventAccounting();
     acc.count('added', 'a');

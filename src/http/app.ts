@@ -19,6 +19,8 @@ export interface AppDeps {
   readiness: () => HealthReport;
   /** The queue board (/api/queues, the status page at /). */
   queues: (opts: { history: boolean }) => QueuesResponse;
+  /** The same as JSON text, built in slices (QueueBoard.responseJson); absent: queues() serialised per request. */
+  queuesJson?: (opts: { history: boolean }) => Promise<string>;
   /** --trust-proxy: the proxies whose X-Forwarded-For gives the client address (req.ip); absent = none. */
   trustProxy?: string[];
   /** The admin surface (DLQ routes, Bull Board); absent = off, /admin/* is 404. */
@@ -61,7 +63,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/health', healthRoute(deps.health));
   app.get('/readyz', healthRoute(deps.readiness));
 
-  await app.register(queuesApi, { queues: deps.queues });
+  await app.register(queuesApi, { queues: deps.queues, queuesJson: deps.queuesJson });
   await app.register(statusPage);
   // Encapsulated: its bearer-token hook guards its own routes only. Loaded only when configured: Bull Board,
   // BullMQ and zod add ~25 MB to a process that does not serve them.

@@ -4,6 +4,8 @@ import type { QueuesResponse } from '../status/queue-view.js';
 
 export interface QueuesApiOptions {
   queues: (opts: { history: boolean }) => QueuesResponse;
+  /** The same document as JSON text, built without blocking (QueueBoard.responseJson); absent: queues() serialised. */
+  queuesJson?: (opts: { history: boolean }) => Promise<string>;
 }
 
 interface Query {
@@ -15,7 +17,10 @@ const wantsHistory = (q: Query) => q.history === '1' || q.history === 'true';
 
 export async function queuesApi(app: FastifyInstance, opts: QueuesApiOptions): Promise<void> {
   app.get<{ Querystring: Query }>('/api/queues', async (req, reply) => {
-    return reply.header('cache-control', 'no-store').send(opts.queues({ history: wantsHistory(req.query) }));
+    reply.header('cache-control', 'no-store');
+    const history = wantsHistory(req.query);
+    if (opts.queuesJson) return reply.type('application/json; charset=utf-8').send(await opts.queuesJson({ history }));
+    return reply.send(opts.queues({ history }));
   });
 
   app.get<{ Params: { queue: string }; Querystring: Query }>('/api/queues/:queue', async (req, reply) => {

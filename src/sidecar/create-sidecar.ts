@@ -54,6 +54,7 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
     health: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, thresholds),
     readiness: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, { store }),
     queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds }),
+    queuesJson: ({ history }) => board.responseJson({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds }),
     trustProxy: config.trustProxy,
     admin:
       config.adminToken && backend.admin

@@ -24,6 +24,8 @@ export interface QueueBoardOptions {
   maxPoints?: number;
   horizonSeconds?: number;
   bullBoardPath?: string;
+  /** Slice length (ms) of the passes over every queue (util/slicer.ts); tests set 0 to yield at every check. */
+  sliceMs?: number;
 }
 
 const GAUGES = ['backlog', 'active', 'delayed', 'oldestWaitingAgeSeconds', 'deadLetterJobs'] as const;
@@ -36,6 +38,11 @@ export class QueueBoard {
   private last: CollectionSnapshot | undefined;
   /** Views of the last collection: several pages and `top`s polling cost one build per collection. */
   private cached: { seq: number; history: boolean; views: QueueView[] } | undefined;
+  /**
+   * The `queues` array of /api/queues as JSON, per collection and history flag, built in slices: at 10,000 queues
+   * building and serialising the views takes about a second, which a scrape arriving meanwhile must not wait for.
+   */
+  private json = new Map<boolean, { seq: number; built: Promise<{ text: string; accountingAvailable: boolean }> }>();
 
   constructor(private readonly opts: QueueBoardOptions) {}
 
@@ -50,7 +57,7 @@ export class QueueBoard {
     const seen = new Set<string>();
     const withAccounting = new Set<string>();
     // In slices (see Slicer); the board answers from the previous collection until every ring has its point.
-    const slicer = new Slicer();
+    const slicer = new Slicer(this.opts.sliceMs);
     for (const q of s.queues) {
       if (slicer.due()) await slicer.yield();
       const id = queueId(q.ref);
@@ -78,10 +85,14 @@ export class QueueBoard {
     for (const id of this.rings.keys()) if (!seen.has(id)) this.rings.delete(id);
     this.withAccounting = withAccounting;
     this.last = s;
+    // What was built for the last collection is not kept past it (tens of MB at 10,000 queues); a build under way
+    // still answers the requests waiting on it.
+    this.cached = undefined;
+    this.json.clear();
   }
 
   /** `intervalSeconds`: the collection interval in force (stretched past the configured one for a large fleet). */
-  response(opts: { now: number; history?: boolean; intervalSeconds?: number }): QueuesResponse {
+  response(opts: { now: number; history?: boolean; intervalSeconds?: number; withQueues?: boolean }): QueuesResponse {
     const s = this.last;
     const interval = opts.intervalSeconds ?? this.opts.collectIntervalSeconds;
     // A collection hanging on a stalled Redis: like /metrics and /health (the same rule), stop showing the last
@@ -89,7 +100,7 @@ export class QueueBoard {
     const limit = staleLimitSeconds(interval);
     const stale = isStale(s, opts.now, interval);
     const ok = s?.ok === true && !stale;
-    const queues = ok ? this.cachedViews(s, opts.history ?? false) : [];
+    const queues = ok && opts.withQueues !== false ? this.cachedViews(s, opts.history ?? false) : [];
     let error: string | null = s?.error ?? null;
     if (s === undefined) error = 'no collection has run yet';
     else if (stale) error = `no collection finished in the last ${limit} s; Redis may be stalled`;
@@ -110,6 +121,46 @@ export class QueueBoard {
     };
   }
 
+  /**
+   * response() as the JSON text /api/queues sends, the same document: the queue views are built and serialised in
+   * slices, once per collection (and history flag) however many clients poll; the envelope (ages, generatedAt) is
+   * made per request.
+   */
+  async responseJson(opts: { now: number; history?: boolean; intervalSeconds?: number }): Promise<string> {
+    const history = opts.history ?? false;
+    const s = this.last;
+    const envelope = this.response({ ...opts, history, withQueues: false });
+    if (!envelope.collection.ok || s === undefined) return JSON.stringify(envelope);
+    let entry = this.json.get(history);
+    if (entry?.seq !== s.seq) {
+      entry = { seq: s.seq, built: this.serialise(s, history) };
+      this.json.set(history, entry);
+    }
+    const { text, accountingAvailable } = await entry.built;
+    // The board may have moved on meanwhile; this answer is the collection it started from, consistent in itself.
+    const { queues: _none, ...rest } = envelope;
+    const head = JSON.stringify({ ...rest, accountingAvailable });
+    return `${head.slice(0, -1)},"queues":${text}}`;
+  }
+
+  /** The views of `s`, sorted, as a JSON array, in slices. */
+  private async serialise(s: CollectionSnapshot, history: boolean): Promise<{ text: string; accountingAvailable: boolean }> {
+    const slicer = new Slicer(this.opts.sliceMs);
+    const dlq = deadLetterIndex(s.queues);
+    const rows: QueueView[] = [];
+    for (const q of s.queues) {
+      if (slicer.due()) await slicer.yield();
+      rows.push(this.view(q, dlq, history));
+    }
+    rows.sort(byBadness);
+    const parts: string[] = [];
+    for (const v of rows) {
+      if (slicer.due()) await slicer.yield();
+      parts.push(JSON.stringify(v));
+    }
+    return { text: `[${parts.join(',')}]`, accountingAvailable: rows.some((q) => q.windows['1m'] !== null) };
+  }
+
   private cachedViews(s: CollectionSnapshot, history: boolean): QueueView[] {
     if (this.cached?.seq !== s.seq || this.cached.history !== history) this.cached = { seq: s.seq, history, views: this.views(s, history) };
     return this.cached.views;
@@ -117,42 +168,43 @@ export class QueueBoard {
 
   private views(s: CollectionSnapshot, withHistory: boolean): QueueView[] {
     const dlq = deadLetterIndex(s.queues);
-    const rows = s.queues.map((q) => {
-      const id = queueId(q.ref);
-      const ring = this.rings.get(id);
-      const hasAccounting = this.withAccounting.has(id);
-      const windows = {
-        '1m': hasAccounting ? windowView(ring?.window(WINDOWS['1m'])) : null,
-        '15m': hasAccounting ? windowView(ring?.window(WINDOWS['15m'])) : null,
-      };
-      const d = dlq.get(id);
-      const deadLetter = d ? { queue: d.ref.name, jobs: parkedJobs(d), oldestAgeSeconds: d.oldestWaitingAgeSeconds, addedLast15m: this.deadLettered(d) } : null;
-      const view: QueueView = {
-        prefix: q.ref.prefix,
-        name: q.ref.name,
-        deadLetterOf: q.dlqOf ?? null,
-        jobs: { ...q.jobs },
-        backlog: backlogOf(q),
-        paused: q.paused,
-        rateLimited: q.rateLimited,
-        oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds,
-        oldestActiveAgeSeconds: q.oldestActiveAgeSeconds,
-        delayedOverdue: q.delayedOverdue,
-        orphanedActive: q.orphanedActive,
-        workers: q.workers ?? null,
-        deadLetter,
-        windows,
-        health: assessQueue({
-          state: q,
-          deadLetterJobs: deadLetter?.jobs ?? 0,
-          deadLetteredLast15m: deadLetter?.addedLast15m ?? null,
-          last15m: windows['15m'],
-        }),
-      };
-      if (withHistory && ring) view.history = historyView(ring, hasAccounting);
-      return view;
-    });
-    return rows.sort(byBadness);
+    return s.queues.map((q) => this.view(q, dlq, withHistory)).sort(byBadness);
+  }
+
+  private view(q: QueueState, dlq: ReadonlyMap<string, QueueState>, withHistory: boolean): QueueView {
+    const id = queueId(q.ref);
+    const ring = this.rings.get(id);
+    const hasAccounting = this.withAccounting.has(id);
+    const windows = {
+      '1m': hasAccounting ? windowView(ring?.window(WINDOWS['1m'])) : null,
+      '15m': hasAccounting ? windowView(ring?.window(WINDOWS['15m'])) : null,
+    };
+    const d = dlq.get(id);
+    const deadLetter = d ? { queue: d.ref.name, jobs: parkedJobs(d), oldestAgeSeconds: d.oldestWaitingAgeSeconds, addedLast15m: this.deadLettered(d) } : null;
+    const view: QueueView = {
+      prefix: q.ref.prefix,
+      name: q.ref.name,
+      deadLetterOf: q.dlqOf ?? null,
+      jobs: { ...q.jobs },
+      backlog: backlogOf(q),
+      paused: q.paused,
+      rateLimited: q.rateLimited,
+      oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds,
+      oldestActiveAgeSeconds: q.oldestActiveAgeSeconds,
+      delayedOverdue: q.delayedOverdue,
+      orphanedActive: q.orphanedActive,
+      workers: q.workers ?? null,
+      deadLetter,
+      windows,
+      health: assessQueue({
+        state: q,
+        deadLetterJobs: deadLetter?.jobs ?? 0,
+        deadLetteredLast15m: deadLetter?.addedLast15m ?? null,
+        last15m: windows['15m'],
+      }),
+    };
+    if (withHistory && ring) view.history = historyView(ring, hasAccounting);
+    return view;
   }
 
   /** Jobs added to a dead-letter queue over the last 15 minutes, from its own accounting. */
