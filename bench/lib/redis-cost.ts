@@ -12,7 +12,18 @@ export interface Cost {
   callsPerS: number;
   /** Per command (INFO commandstats, scripts' inner commands listed by name too): calls/s and usec per WINDOW_S. */
   commands?: Map<string, { callsPerS: number; usec: number }>;
+  /**
+   * Redis command time per WINDOW_S (ms): INFO commandstats usec of every command, each counted once whether a
+   * client or a script ran it; the scripts' own Lua overhead (their EVAL/EVALSHA time beyond the commands inside)
+   * is left out, since commandstats cannot tell it apart. Steadier than the process CPU (no event loop, no socket
+   * I/O, no background tasks), and it leaves out more of a script-heavy client's cost (BullMQ's getJobCounts) than
+   * of a client that sends plain commands.
+   */
+  commandMs: number;
 }
+
+/** Script commands: their usec already holds the time of the commands they ran, which are counted by name too. */
+const SCRIPT_COMMANDS = /^(eval|evalsha|eval_ro|evalsha_ro|fcall|fcall_ro)$/;
 
 export async function cpuUsec(admin: Redis): Promise<number> {
   const info = (await admin.info('cpu')) as string;
@@ -47,7 +58,9 @@ export async function window(admin: Redis, during: (endsAt: number) => Promise<v
     n += c - before.calls;
     if (c > before.calls) commands.set(name, { callsPerS: (c - before.calls) / seconds, usec: ((usec - before.usec) * WINDOW_S) / seconds });
   }
-  return { cpuMs: ((cpu1 - cpu0) / 1000) * (WINDOW_S / seconds), callsPerS: n / seconds, commands };
+  let usec = 0;
+  for (const [name, c] of commands) if (!SCRIPT_COMMANDS.test(name)) usec += c.usec;
+  return { cpuMs: ((cpu1 - cpu0) / 1000) * (WINDOW_S / seconds), callsPerS: n / seconds, commands, commandMs: usec / 1000 };
 }
 
 export async function scrapeUntil(url: string, done: (body: string) => boolean, timeoutMs: number): Promise<string> {
