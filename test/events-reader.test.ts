@@ -249,14 +249,14 @@ describe('fencing and leadership', () => {
     expect(await write(7, '0-0', '1-0', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
     expect(await claim(7)).toEqual({ cursors: ['0-0'] });
-    expect(await write(7, '0-0', '1-0', 5)).toEqual([0]);
+    expect(await write(7, '0-0', '1-0', 5)).toEqual([{ lost: 0, caughtUp: false }]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
     expect(await claim(8)).toEqual({ cursors: ['1-0'] });
     expect(await write(7, '1-0', '2-0', 6)).toBeNull();
     expect(await claim(7)).toEqual({ newerGeneration: 8 }); // refused, naming the stored generation
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await write(8, '1-0', '2-0', 6)).toEqual([0]);
+    expect(await write(8, '1-0', '2-0', 6)).toEqual([{ lost: 0, caughtUp: false }]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
     await expect(write(8, '3-0', '4-0', 9)).rejects.toThrow(/ROLLEDBACK/);
@@ -520,6 +520,44 @@ describe('lag', () => {
     // A new event after the quiet spell is still seen.
     await bull.queue(queues[1]!.name).add('j', {});
     await waitFor('the new job counted', async () => total((await statsOf(queues[1]!))!, 'added') === 2);
+    await r.close();
+  });
+
+  it('commits a queue once for what it read when that commit found its stream caught up (no second, settling commit)', async () => {
+    OWN = 'ql-lag-once';
+    // Several XREAD groups, as at scale, so empty reads of the queue follow its read.
+    const queues: QueueRef[] = [0, 1, 2].map((i) => ({ prefix: 'bull', name: `lag-once-${i}` }));
+    const q = queues[1]!;
+    const r = reader({ ...LAG, streamsPerRead: 2 });
+    r.setQueues(queues);
+    r.start();
+    await waitFor('registered', async () => (await readEventAccounting(raw, OWN)).length === queues.length);
+    await sleep(1000);
+    const hash = ownKeys.eventsQueue(OWN, q);
+    // Ground truth: the commit calls that reach Redis for this queue's hash (EVALSHA names it among its keys).
+    let commits = 0;
+    for (let attempt = 1; ; attempt++) {
+      commits = 0;
+      const monitor = await monitorCommands(redis, (args) => {
+        if (/^evalsha$/i.test(args[0] ?? '') && args.includes(hash)) commits += 1;
+      });
+      // One job: its `added` and `waiting` entries come from one BullMQ script, so one XREAD reads both.
+      const before = (await statsOf(q)) ? total((await statsOf(q))!, 'added') : 0;
+      await bull.queue(q.name).add('j', {});
+      await waitFor('the job counted', async () => total((await statsOf(q))!, 'added') === before + 1);
+      // Many empty rounds of the queue's group after it (rounds are 100 ms apart at most, then paced to 500 ms).
+      await sleep(2500);
+      try {
+        monitor.stop();
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
+      }
+    }
+    expect(commits).toBe(1);
+    // That one commit stored the queue as caught up; the shard's heartbeat vouches for it from then on.
+    expect(Number(await raw.hget(hash, SCRIPT_FIELDS.lagMs))).toBe(0);
+    expect(await raw.hget(hash, SCRIPT_FIELDS.heartbeat)).toBe('hb|all');
     await r.close();
   });
 

@@ -642,7 +642,8 @@ export class EventReader {
 
   /**
    * Commits the queues that applied entries, and once more each queue whose stream was found at its end since
-   * (that commit settles its lag and loss count). A settled queue with nothing new is not written at all.
+   * (that commit settles its lag and loss count) unless its last commit already found nothing past its cursor.
+   * A settled queue with nothing new is not written at all.
    */
   private async commit(term: Term, group: FollowedQueue[], got: ReadonlySet<FollowedQueue>): Promise<void> {
     const pending: Array<{ s: FollowedQueue; commit: EventsCommitQueue; settles: boolean }> = [];
@@ -667,13 +668,13 @@ export class EventReader {
     const pauseMs = !this.cluster && this.groups.length > 1 ? this.idlePollMs : blockMs;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
-      const lost = await this.scripts.commit({
+      const results = await this.scripts.commit({
         gen: term.gen,
         graceMs: 2 * lagRefreshMs + pauseMs,
         heartbeatField: this.heartbeatField,
         queues: chunk.map((p) => p.commit),
       });
-      if (!lost) throw new FencedOut();
+      if (!results) throw new FencedOut();
       this.checkTerm(term);
       this.o.changes?.mark(
         chunk.map((p) => p.s.queue),
@@ -682,9 +683,11 @@ export class EventReader {
       chunk.forEach(({ s, settles }, k) => {
         s.acc.clearDirty();
         s.committedId = s.cursor;
-        // Nothing was read before this commit: the stream was at its end, the script stored lag 0 and the loss.
-        s.settled = settles;
-        const n = lost[k] ?? 0;
+        // Nothing was read before this commit, or the script found nothing past the cursor: the stream was at its
+        // end, the script stored lag 0 and the loss, so the next empty read of it needs no commit of its own.
+        const result = results[k];
+        s.settled = settles || result?.caughtUp === true;
+        const n = result?.lost ?? 0;
         if (n > 0) {
           // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.
           s.machine.resetJobs();

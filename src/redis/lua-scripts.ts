@@ -174,12 +174,25 @@ export interface EventsCommitQueue {
   fields: ReadonlyArray<string | number>;
 }
 
-/** null: a newer term claimed one of the queues; else per queue the entries newly counted lost. */
-export const eventsCommit: ScriptSpec<{ gen: number; graceMs: number; heartbeatField: string; queues: readonly EventsCommitQueue[] }, number[] | null> = {
+/** Per queue committed: the entries newly counted lost, and whether its stream held nothing past the cursor. */
+export interface EventsCommitResult {
+  lost: number;
+  caughtUp: boolean;
+}
+
+/** null: a newer term claimed one of the queues; else one result per queue. */
+export const eventsCommit: ScriptSpec<
+  { gen: number; graceMs: number; heartbeatField: string; queues: readonly EventsCommitQueue[] },
+  EventsCommitResult[] | null
+> = {
   file: 'events-commit-n.lua',
   keys: (a) => a.queues.map((q) => q.hash),
   args: (a) => [a.gen, a.graceMs, a.heartbeatField, ...a.queues.flatMap((q) => [q.stream, q.committedId, q.cursor, q.applied, q.fields.length, ...q.fields])],
-  decode: (reply) => (reply === null ? null : (reply as unknown[]).map(Number)),
+  decode: (reply) => {
+    if (reply === null) return null;
+    const flat = (reply as unknown[]).map(Number);
+    return Array.from({ length: flat.length / 2 }, (_, i) => ({ lost: flat[2 * i] as number, caughtUp: flat[2 * i + 1] === 1 }));
+  },
 };
 
 /** Per queue: true when its state was deleted, false when a newer term claimed it. */

@@ -23,7 +23,9 @@
   then per queue:  its events stream (an argument, not a key: see events-init-n.lua), cursor the caller last
                    committed or loaded, cursor (last applied id), number of entries applied (0: only refresh
                    the lag), number of field/value args F, F args
-  Returns false when a newer term has claimed one of the queues, else the entries newly counted lost per queue.
+  Returns false when a newer term has claimed one of the queues, else per queue two numbers: the entries newly
+  counted lost, and 1 when the stream held nothing past the cursor (caught up: the caller need not commit the
+  queue again to settle its lag while the stream stays idle), else 0.
 ]]
 local n = #KEYS
 local a = 4
@@ -64,7 +66,7 @@ for i = 1, n do
   a = a + nf
   redis.call('HSET', hash, 'r|cursor', cursor)
   local seen = redis.call('HINCRBY', hash, 'r|seen', applied)
-  local lost, lag = 0, 0
+  local lost, lag, caughtUp = 0, 0, 0
   local r = redis.pcall('XINFO', 'STREAM', stream)
   if type(r) == 'table' and not r.err then
     local s = {}
@@ -72,6 +74,7 @@ for i = 1, n do
     local unread
     if s['last-generated-id'] == cursor or s['length'] == 0 then
       unread = 0
+      caughtUp = 1
     elseif after(s['recorded-first-entry-id'], cursor) then
       unread = s['length']
       lag = now - parseId(s['recorded-first-entry-id'])
@@ -94,6 +97,7 @@ for i = 1, n do
     end
   end
   redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2], 'r|hb', ARGV[3])
-  out[i] = lost
+  out[2 * i - 1] = lost
+  out[2 * i] = caughtUp
 end
 return out
