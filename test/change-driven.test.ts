@@ -6,7 +6,10 @@
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueState } from '../src/domain/queue-snapshot.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { collectOnChange } from '../src/collector/change-plan.js';
+import { BUSY_REREAD_MS, ChangePlan, collectOnChange } from '../src/collector/change-plan.js';
+import type { QueueReading } from '../src/domain/backend.js';
+import { QueueChanges } from '../src/domain/queue-changes.js';
+import { queueId, type QueueRef } from '../src/domain/queue-ref.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
@@ -39,9 +42,13 @@ type Sidecar = Awaited<ReturnType<typeof sidecar>>;
 
 const gauge = async (s: Sidecar, name: string, labels: Record<string, string>) => (await s.scrape()).get(seriesKey(name, labels));
 
-/** The reader follows `queue` (its accounting is rendered) and `n` collections ran since. */
+/**
+ * The reader follows `queue` (its accounting is rendered) and `n` collections ran since, after the period in which a
+ * change of a queue read just before is deferred (BUSY_REREAD_MS; following a queue marks it changed).
+ */
 async function followed(s: Sidecar, prefix: string, queue: string, n = 2): Promise<void> {
   await waitFor(`${queue} followed`, async () => (await gauge(s, 'bullmq_exporter_events_lag_seconds', { prefix, queue })) !== undefined);
+  await new Promise((r) => setTimeout(r, BUSY_REREAD_MS));
   const seq = s.snapshot()?.seq ?? 0;
   await waitFor(`${n} collections`, () => (s.snapshot()?.seq ?? 0) >= seq + n);
 }
@@ -298,6 +305,74 @@ describe('change-driven collection', () => {
     const client = redis.client();
     await waitFor('new leader writes the snapshot', async () => (await client.get(`ql-${p}:snapshot`)) !== null);
     client.disconnect();
+  });
+});
+
+describe('ChangePlan pacing of busy queues', () => {
+  const reading: QueueReading = {
+    metaExists: 1,
+    paused: 0,
+    waiting: 1,
+    active: 0,
+    prioritized: 0,
+    delayed: 0,
+    waitingChildren: 0,
+    completed: 0,
+    failed: 0,
+    delayedOverdue: 0,
+    headEligibleMs: 0,
+    oldestActiveStartMs: -1,
+    orphanedActive: 0,
+    activeLocksChecked: 0,
+    limiterPttl: -2,
+    limiterCount: 0,
+    globalRateMax: -1,
+    lockOwners: 0,
+    nextDueMs: -1,
+    lockExpiresMs: -1,
+  };
+
+  it('reads a queue whose events keep moving at most once per busyRereadMs, and what moved meanwhile right after it', () => {
+    let now = 1_000_000;
+    const changes = new QueueChanges();
+    const plan = new ChangePlan({ changes, sweepMs: 3_600_000, busyRereadMs: 1000, now: () => now });
+    const busy: QueueRef = { prefix: 'p', name: 'busy' };
+    const quiet: QueueRef = { prefix: 'p', name: 'quiet' };
+    const refs = [busy, quiet];
+    let marks = 0;
+    changes.onStateChange(() => (marks += 1));
+    changes.follow(refs);
+    // What a pass reads, and the looks it keeps (as the collector does).
+    const pass = (): string[] => {
+      const { read } = plan.plan(refs);
+      for (const ref of read) plan.keep({ ref, nowMs: now, reading });
+      return read.map((r) => r.name);
+    };
+    expect(pass()).toEqual(['busy', 'quiet']);
+    // Prompt collections 500 ms apart while busy's events keep moving: read at 0, 1000, 2000, not at every pass.
+    const readsOfBusy: number[] = [];
+    for (let t = 500; t <= 2500; t += 500) {
+      now = 1_000_000 + t;
+      changes.mark([busy], ['state']);
+      if (pass().includes('busy')) readsOfBusy.push(t);
+    }
+    expect(readsOfBusy).toEqual([1000, 2000]);
+    // The change deferred at 2500 stays marked, so a pass reads it once the period is up with no new event, and
+    // each deferral marks it again, which is what starts the next prompt collection (collectOnChange listens).
+    now = 1_000_000 + 2600;
+    const marksBefore = marks;
+    expect(pass()).toEqual([]);
+    expect(plan.lastCounts.deferred).toBe(1);
+    expect(marks).toBe(marksBefore + 1);
+    now = 1_000_000 + 3000;
+    expect(pass()).toEqual(['busy']);
+    expect(pass()).toEqual([]);
+    // A queue quiet for longer than the period is read at the first pass after its change.
+    changes.mark([quiet], ['state']);
+    expect(pass()).toEqual(['quiet']);
+    expect(changes.take('state')).toEqual(new Set());
+    expect(plan.lastCounts.deferred).toBe(0);
+    expect(queueId(busy)).not.toBe(queueId(quiet));
   });
 });
 

@@ -9,7 +9,8 @@
 // sweep comes round (its worker dying now: every lock a live worker renews) is read once per sweep period; one
 // with nothing that can change without an event (no such lock; a delayed job falling due and a live limiter are
 // handled above) only once per idle sweep period, so at rest it costs Redis a tenth as much. What such a queue can miss for that long: writes that emit no event (raw Redis commands, a
-// drain or clean, an obliterate).
+// drain or clean, an obliterate). A queue whose events keep moving is read at most once per busyRereadMs (1 s): its
+// changes reach /metrics within about that, and a fleet of busy queues is not re-read at every prompt collection.
 import type { QueueLook, QueueReading } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
@@ -22,9 +23,18 @@ export interface ChangePlanOptions {
    * A followed queue with no active job is read again at least this often (ms); at least sweepMs. Unset: sweepMs.
    */
   idleSweepMs?: number;
+  /**
+   * A queue whose events moved is read again at most this often (ms): a queue busy all the time is read about once
+   * per this period however often prompt collections run; one quiet until now is read at the next pass. What moved
+   * in between stays marked, so it is read as soon as the period is up. Default BUSY_REREAD_MS.
+   */
+  busyRereadMs?: number;
   /** Local clock (ms); tests may drive it. */
   now?: () => number;
 }
+
+/** See ChangePlanOptions.busyRereadMs: a prompt collection runs at most every PROMPT_GAP_MS, so twice as often. */
+export const BUSY_REREAD_MS = 1000;
 
 interface Kept {
   look: QueueLook;
@@ -71,14 +81,16 @@ export class ChangePlan {
   private readonly idleRotation: Rotation;
   private readonly idleSweepMs: number;
   private readonly now: () => number;
-  /** Queues read per reason in the last pass (for the log and tests). */
-  lastCounts = { changed: 0, swept: 0, other: 0, kept: 0 };
+  /** Queues read per reason in the last pass (for the log and tests); deferred: moved, but read too recently. */
+  lastCounts = { changed: 0, swept: 0, other: 0, kept: 0, deferred: 0 };
+  private readonly busyRereadMs: number;
 
   constructor(private readonly o: ChangePlanOptions) {
     this.now = o.now ?? Date.now;
     this.idleSweepMs = Math.max(o.sweepMs, o.idleSweepMs ?? o.sweepMs);
     this.riskRotation = new Rotation(o.sweepMs);
     this.idleRotation = new Rotation(this.idleSweepMs);
+    this.busyRereadMs = o.busyRereadMs ?? BUSY_REREAD_MS;
   }
 
   plan(refs: readonly QueueRef[]): Plan {
@@ -92,12 +104,20 @@ export class ChangePlan {
     const slow = this.idleRotation.take(refs.length, elapsed);
     const read: QueueRef[] = [];
     const kept: QueueLook[] = [];
-    const counts = { changed: 0, swept: 0, other: 0, kept: 0 };
+    const counts = { changed: 0, swept: 0, other: 0, kept: 0, deferred: 0 };
     const live = new Set<string>();
+    const deferred: QueueRef[] = [];
     refs.forEach((ref, i) => {
       const id = queueId(ref);
       live.add(id);
       const k = this.kept.get(id);
+      if (changed.has(id) && k !== undefined && now - k.readAt < this.busyRereadMs && this.o.changes.isFollowed(id) && !outOfDate(k, now)) {
+        // Read less than a period ago: kept for now, and marked again, so the pass after the period reads it.
+        counts.deferred += 1;
+        deferred.push(ref);
+        kept.push(aged(k, now));
+        return;
+      }
       if (changed.has(id)) counts.changed += 1;
       else if (slow.has(i) || (risky.has(i) && k !== undefined && this.atRisk(k, now))) counts.swept += 1;
       else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.sweepOf(k, now) || outOfDate(k, now)) counts.other += 1;
@@ -111,6 +131,8 @@ export class ChangePlan {
     // Forget queues no longer listed.
     if (this.kept.size > live.size) for (const id of this.kept.keys()) if (!live.has(id)) this.kept.delete(id);
     this.lastCounts = counts;
+    // Marked again after the plan is made: the mark starts the next prompt collection (collectOnChange).
+    if (deferred.length > 0) this.o.changes.mark(deferred, ['state']);
     return { read, kept };
   }
 
