@@ -16,11 +16,15 @@ import type { TestRedis } from '../test/helpers/redis-server.js';
 import { eachSize, gauge, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { queueName, seedQueues } from './lib/seed.js';
+import { commandTime, type CommandTime } from './lib/command-time.js';
+import { describe } from './lib/redis-stats.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000').split(',').map(Number);
 const RATE = 120;
 const POLL_MS = 50;
 const SETTLE_MS = 20_000;
+/** The window whose every command is logged (SLOWLOG at 0 µs) to split the sidecar's Redis time by command. */
+const ATTRIBUTION_S = 10;
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const CHILD = new URL('./lib/traffic-child.js', import.meta.url).pathname;
 
@@ -34,6 +38,10 @@ interface Variant {
   peakMb: number;
   /** Median bullmq_exporter_cycle_duration_seconds seen by the probes. */
   cycleS: number;
+  /** The sidecar's own commands (by client name) in a window of their own after the measured one, per WINDOW_S. */
+  time: CommandTime;
+  /** Its commands of at least 1 ms (SLOWLOG) during the measured window. */
+  slow: Array<{ usec: number; command: string }>;
 }
 
 interface Row {
@@ -41,6 +49,9 @@ interface Row {
   floor: Cost & { jobs: number };
   a: Cost & { jobs: number };
   b: Cost & { jobs: number };
+  /** One pass of A and of B (one window's work), every command logged. */
+  aTime: CommandTime;
+  bTime: CommandTime;
   before: Variant;
   after: Variant;
 }
@@ -103,6 +114,11 @@ async function sidecar(
     const counter: number[] = [];
     const rss: number[] = [];
     const cycles: number[] = [];
+    // Commands of ours at or above 1 ms of Redis time during the window (SLOWLOG at 1000 µs logs only those, so
+    // it costs nothing measurable; wall time inside Redis, so a preempted Redis can only make them look slower).
+    const [, threshold] = (await admin.config('GET', 'slowlog-log-slower-than')) as [string, string];
+    await admin.slowlog('RESET');
+    await admin.config('SET', 'slowlog-log-slower-than', '1000');
     const cost = await trafficWindow(admin, prefix, activeNames, async (endsAt) => {
       const sampler = setInterval(() => rss.push(memory(proc.pid as number).rss), 1000);
       // One probe after another until the window ends: a job added to a queue nobody works on.
@@ -132,8 +148,20 @@ async function sidecar(
       }
       clearInterval(sampler);
     });
+    await admin.config('SET', 'slowlog-log-slower-than', threshold);
+    const slow = ((await admin.slowlog('GET', -1)) as Array<[number, number, number, string[], string, string]>)
+      .filter(([, , , , addr, client]) => addr !== '?:0' && client.startsWith('queuelens'))
+      .map(([, , usec, args]) => ({ usec, command: describe(args) }));
     const m = memory(proc.pid as number);
+    const time = await commandTime(
+      admin,
+      (name) => name.startsWith('queuelens'),
+      () => new Promise((r) => setTimeout(r, ATTRIBUTION_S * 1000)),
+      WINDOW_S / ATTRIBUTION_S,
+    );
     return {
+      slow,
+      time,
       cost,
       depthP50: median(depth),
       depthMax: Math.max(...depth),
@@ -168,6 +196,23 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
     const b = await trafficWindow(admin, prefix, activeNames, async () => {
       await Promise.all(queues.map((q) => q.getJobCounts()));
     });
+    const baseline = (name: string) => name === 'baseline';
+    const aTime = await commandTime(
+      admin,
+      baseline,
+      async () => {
+        for (const q of queues) await q.getJobCounts();
+      },
+      1,
+    );
+    const bTime = await commandTime(
+      admin,
+      baseline,
+      async () => {
+        await Promise.all(queues.map((q) => q.getJobCounts()));
+      },
+      1,
+    );
     await Promise.all(queues.map((q) => q.close()));
     shared.disconnect();
     // Idle queues for the probes: each probed once (not active, not paused).
@@ -176,11 +221,16 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
       .map(queueName);
     const before = await sidecar(server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames);
     const after = await sidecar(server, prefix, size, [], admin, idle, activeNames);
-    return { size, floor, a, b, before, after };
+    return { size, floor, a, b, aTime, bTime, before, after };
   } finally {
     traffic.kill('SIGTERM');
     admin.disconnect();
   }
+}
+
+function longest(t: CommandTime): string {
+  const [cmd, e] = [...t.by].sort((x, y) => y[1].maxUsec - x[1].maxUsec)[0] ?? ['-', { maxUsec: 0 }];
+  return `${e.maxUsec} (${cmd})`;
 }
 
 async function main(): Promise<void> {
@@ -227,6 +277,10 @@ async function main(): Promise<void> {
         'before RSS / peak (MB)',
         'after RSS / peak (MB)',
         'cycle before / after (s)',
+        'A / B / before / after command time (ms)',
+        'after / B (command time)',
+        'longest command before / after (µs, SLOWLOG at 0)',
+        'commands ≥ 1 ms before / after (window, longest µs)',
       ],
       rows.map((r) => [
         r.size,
@@ -248,7 +302,38 @@ async function main(): Promise<void> {
         `${r.before.rssMb.toFixed(0)} / ${r.before.peakMb.toFixed(0)}`,
         `${r.after.rssMb.toFixed(0)} / ${r.after.peakMb.toFixed(0)}`,
         `${r.before.cycleS.toFixed(2)} / ${r.after.cycleS.toFixed(2)}`,
+        [r.aTime, r.bTime, r.before.time, r.after.time].map((t) => ms(t.usec)).join(' / '),
+        (r.after.time.usec / Math.max(1, r.bTime.usec)).toFixed(2),
+        `${longest(r.before.time)} / ${longest(r.after.time)}`,
+        [r.before, r.after]
+          .map(
+            (v) =>
+              `${v.slow.length}${v.slow.length > 0 ? ` (${Math.max(...v.slow.map((x) => x.usec))}, ${v.slow.sort((x, y) => y.usec - x.usec)[0]?.command})` : ''}`,
+          )
+          .join(' / '),
       ]),
+    ),
+    '',
+    "Where the sidecar's Redis time goes with traffic: every command of its connections (client names `queuelens:*`)",
+    `logged by SLOWLOG at a 0 µs threshold for ${ATTRIBUTION_S} s right after the measured window (no probes then), scaled to ${WINDOW_S} s;`,
+    "a script's inner commands are inside its own time. The command time columns above are these sums; A's and B's",
+    'are one pass of getJobCounts() over every queue (their work per window) logged the same way.',
+    '',
+    table(
+      ['queues', 'variant', 'command', 'calls/s', `Redis time per ${WINDOW_S} s (ms)`, 'longest call (µs)'],
+      rows.flatMap((r) =>
+        (
+          [
+            ['before', r.before.time],
+            ['after', r.after.time],
+          ] as const
+        ).flatMap(([variant, t]) =>
+          [...t.by]
+            .sort((x, y) => y[1].usec - x[1].usec)
+            .slice(0, 10)
+            .map(([cmd, e]) => [r.size, variant, cmd, (e.calls / ATTRIBUTION_S).toFixed(1), ms(e.usec), e.maxUsec]),
+        ),
+      ),
     ),
   ].join('\n');
   writeSection(
