@@ -52,27 +52,17 @@ function discovery(fullScanEveryMs?: number): { d: QueueDiscovery; close(): void
 }
 
 describe('discovery paced by evidence', () => {
-  it('a job added to a new queue by a producer with no worker makes the next pass SCAN and find it', async () => {
+  it.each([
+    ['a producer with no worker', 'gamma', {}],
+    ['a producer with skipMetasUpdate', 'delta', { skipMetasUpdate: true }],
+  ])('a job added to a new queue by %s makes the next pass SCAN and find it', async (_, name, opts) => {
     const { d, close } = discovery();
     try {
       await pass(d);
       expect(await pass(d)).toBe(0);
-      await bull.queue('gamma').add('x', {});
+      await bull.queue(name, opts).add('x', {});
       expect(await pass(d)).toBeGreaterThan(0);
-      expect(names(d)).toContain('gamma');
-    } finally {
-      close();
-    }
-  });
-
-  it('a producer with skipMetasUpdate adding to a new queue is found at the next pass', async () => {
-    const { d, close } = discovery();
-    try {
-      await pass(d);
-      expect(await pass(d)).toBe(0);
-      await bull.queue('delta', { skipMetasUpdate: true }).add('x', {});
-      expect(await pass(d)).toBeGreaterThan(0);
-      expect(names(d)).toContain('delta');
+      expect(names(d)).toContain(name);
     } finally {
       close();
     }
