@@ -47,6 +47,8 @@ export interface Plan {
   read: QueueRef[];
   /** Kept looks aged to now, for the queues not read. */
   kept: QueueLook[];
+  /** The queues of `read` (queueId) that only the sweep reads now: a backend may look further for what emits no event. */
+  swept: Set<string>;
 }
 
 /**
@@ -105,6 +107,7 @@ export class ChangePlan {
     const read: QueueRef[] = [];
     const kept: QueueLook[] = [];
     const counts = { changed: 0, swept: 0, other: 0, kept: 0, deferred: 0 };
+    const swept = new Set<string>();
     const live = new Set<string>();
     const deferred: QueueRef[] = [];
     refs.forEach((ref, i) => {
@@ -119,8 +122,10 @@ export class ChangePlan {
         return;
       }
       if (changed.has(id)) counts.changed += 1;
-      else if (slow.has(i) || (risky.has(i) && k !== undefined && this.atRisk(k, now))) counts.swept += 1;
-      else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.sweepOf(k, now) || outOfDate(k, now)) counts.other += 1;
+      else if (slow.has(i) || (risky.has(i) && k !== undefined && this.atRisk(k, now))) {
+        counts.swept += 1;
+        swept.add(id);
+      } else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.sweepOf(k, now) || outOfDate(k, now)) counts.other += 1;
       else {
         counts.kept += 1;
         kept.push(aged(k, now));
@@ -133,7 +138,7 @@ export class ChangePlan {
     this.lastCounts = counts;
     // Marked again after the plan is made: the mark starts the next prompt collection (collectOnChange).
     if (deferred.length > 0) this.o.changes.mark(deferred, ['state']);
-    return { read, kept };
+    return { read, kept, swept };
   }
 
   /**
