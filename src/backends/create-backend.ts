@@ -52,6 +52,9 @@ function createPostgresBackend(config: SidecarConfig, log: Logger): PostgresBack
     fixedQueues: config.queues,
     maxQueues: config.maxQueues,
     log,
+    sweepMs: config.collectSweep * 1000,
+    idleSweepMs: config.collectSweepIdle * 1000,
+    intervalSeconds: config.collectInterval,
     events: config.events
       ? {
           leaseMs: config.eventsLease * 1000,

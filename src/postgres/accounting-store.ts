@@ -1,5 +1,6 @@
 // Owns queuelens's own schema on PostgreSQL (docs/postgres.md §2.4): the event lease, the reader state (watermark,
-// delivered ids, per-queue cursors) and the per-queue event accounting, plus the one fenced transaction that commits
+// delivered ids, per-queue cursors), the per-queue event accounting and the leader's shared collection
+// (snapshot-store.ts), plus the one fenced transaction that commits
 // reader state and accounting together, and the read-back every replica renders. BullMQ's schema is only read.
 //
 // The accounting of a queue is one jsonb object with the same field names as the Redis hash (events/accounting.ts),
@@ -40,6 +41,11 @@ CREATE TABLE IF NOT EXISTS ${s}.event_accounting (
   fields     jsonb NOT NULL,
   updated_at timestamptz NOT NULL,
   PRIMARY KEY (source, queue)
+);
+CREATE TABLE IF NOT EXISTS ${s}.collection_snapshot (
+  source     text PRIMARY KEY,
+  encoded    text NOT NULL,
+  expires_ms bigint NOT NULL
 );`;
 }
 

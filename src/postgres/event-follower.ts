@@ -374,12 +374,6 @@ export class PostgresEventFollower implements EventFollower {
       q.acc.reader('read', events.length);
       changed.add(q);
     }
-    // A row is written by the transaction that changed the queue's jobs: its counts are worth a new look.
-    if (byQueue.size > 0)
-      this.o.changes?.mark(
-        [...byQueue.keys()].map((n) => this.ref(n)),
-        ['state'],
-      );
 
     const behind = new Set(r.behind);
     const commits: QueueCommit[] = [];
@@ -411,6 +405,11 @@ export class PostgresEventFollower implements EventFollower {
         commits.map((c) => this.ref(c.queue)),
         ['accounting'],
       );
+      // A row is written by the transaction that changed the queue's jobs: its counts are worth a new look (so are
+      // those of a queue whose rows were trimmed unread). Marked once committed, so the prompt collection this starts
+      // renders the accounting of the same rows.
+      const moved = [...changed].map((q) => this.ref(q.name));
+      if (moved.length > 0) this.o.changes?.mark(moved, ['state']);
       for (const q of term.queues.values()) {
         q.acc.clearDirty();
         q.fresh = false;

@@ -1,9 +1,15 @@
 // Owns BullMQ on PostgreSQL as a SidecarBackend (domain/backend.ts): one pool (postgres/connection.ts, statement
 // timeout, never the password in a log) shared by discovery of the schema's queues on a slow timer (discovery.ts), the
 // read-only collection (snapshot.ts, worker counts from pg_stat_activity included), the fenced event follower and the
-// accounting read-back (event-follower.ts, accounting-store.ts). backends/create-backend.ts assembles it for the sidecar.
+// accounting read-back (event-follower.ts, accounting-store.ts). With the follower on and a sweep, collection is driven
+// by change as on Redis: the follower marks the queues whose events moved (domain/queue-changes.ts), the shared
+// planner (collector/change-plan.ts) re-reads those and sweeps the rest, and the leader's collection is shared through
+// the own schema (snapshot-store.ts, collector/shared-snapshot.ts). backends/create-backend.ts assembles it.
 import type pg from 'pg';
-import type { SidecarBackend, SnapshotSource } from '../domain/backend.js';
+import { ChangePlan } from '../collector/change-plan.js';
+import { SharedSnapshots } from '../collector/shared-snapshot.js';
+import type { CollectOptions, SidecarBackend, SnapshotSource } from '../domain/backend.js';
+import { QueueChanges } from '../domain/queue-changes.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { LifecycleOptions } from '../events/lifecycle.js';
@@ -13,6 +19,7 @@ import { createPostgresPool, postgresWhere, redactedMessage } from './connection
 import { PostgresQueueDiscovery } from './discovery.js';
 import { PostgresEventFollower } from './event-follower.js';
 import { answered, describeError, PostgresSnapshotCollector } from './snapshot.js';
+import { PostgresSnapshotStore } from './snapshot-store.js';
 
 export interface PostgresBackendOptions {
   databaseUrl: string;
@@ -28,6 +35,16 @@ export interface PostgresBackendOptions {
   log: Logger;
   /** Run the event follower (leader-elected by a fenced lease in the own schema); absent: events off, or read-only (`top`). */
   events?: { leaseMs: number; retentionMs?: number; lifecycle: Partial<LifecycleOptions> };
+  /**
+   * With the event follower on: collection driven by change (collector/change-plan.ts), a queue whose events did not
+   * move read again at least this often (ms) while an active job's lock can expire; 0 or absent: every queue at
+   * every collection.
+   */
+  sweepMs?: number;
+  /** A queue with nothing that can change without an event is swept only this often (ms; at least sweepMs). */
+  idleSweepMs?: number;
+  /** Seconds between collections: the shared snapshot's freshness and how often workers of unread queues are counted. */
+  intervalSeconds?: number;
 }
 
 /**
@@ -43,6 +60,8 @@ export class PostgresBackend implements SidecarBackend {
   readonly collector: PostgresSnapshotCollector;
   readonly snapshots: SnapshotSource;
   readonly events: PostgresEventFollower | undefined;
+  /** What the event follower saw move; undefined unless collection is driven by change. */
+  private readonly changes: QueueChanges | undefined;
   private connected: Promise<void> | undefined;
   private closed: Promise<void> | undefined;
 
@@ -58,13 +77,29 @@ export class PostgresBackend implements SidecarBackend {
       maxQueues: o.maxQueues,
       log,
     });
+    const sweepMs = o.sweepMs ?? 0;
+    this.changes = o.events && sweepMs > 0 ? new QueueChanges() : undefined;
+    const changes = this.changes;
+    const intervalSeconds = o.intervalSeconds ?? 5;
     this.collector = new PostgresSnapshotCollector(this.pool, {
       schema: o.schema,
       statementTimeoutMs: o.statementTimeoutMs,
       maxQueues: o.maxQueues,
       watched: () => this.discovery.watched(),
+      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs }),
+      workersEveryMs: intervalSeconds * 1000,
     });
-    this.snapshots = { collect: () => this.collect() };
+    const own: SnapshotSource = { collect: (c) => this.collect(c) };
+    // The leader (its lease covers every queue of the schema) writes its collection; the others render it.
+    this.snapshots = changes
+      ? new SharedSnapshots({
+          collector: own,
+          store: new PostgresSnapshotStore(this.pool, o.ownSchema, o.schema),
+          writes: () => changes.isWhole,
+          intervalSeconds,
+          log,
+        })
+      : own;
     this.events = o.events
       ? new PostgresEventFollower({
           pool: this.pool,
@@ -75,8 +110,15 @@ export class PostgresBackend implements SidecarBackend {
           retentionMs: o.events.retentionMs,
           lifecycle: o.events.lifecycle,
           statementTimeoutMs: o.statementTimeoutMs,
+          changes,
         })
       : undefined;
+  }
+
+  /** Calls `listener` whenever the event follower saw queues change (a prompt collection); undefined without change data. */
+  get onChange(): ((listener: () => void) => () => void) | undefined {
+    const changes = this.changes;
+    return changes && ((listener) => changes.onStateChange(listener));
   }
 
   /** Checks that the server answers; pg connects per query, so a server down now is simply retried by the next one. */
@@ -101,6 +143,8 @@ export class PostgresBackend implements SidecarBackend {
 
   close(): Promise<void> {
     this.closed ??= (async () => {
+      // While this replica still holds the lease: it wrote the shared snapshot, if anyone did.
+      if (this.snapshots instanceof SharedSnapshots) await this.snapshots.release();
       await this.events?.close();
       await this.pool.end().catch(() => undefined);
     })();
@@ -116,8 +160,8 @@ export class PostgresBackend implements SidecarBackend {
     }
   }
 
-  private async collect(): Promise<CollectionSnapshot> {
-    const s = await this.collector.collect();
+  private async collect(c?: CollectOptions): Promise<CollectionSnapshot> {
+    const s = await this.collector.collect(c);
     if (s.ok || s.redisUp || s.error === undefined) return s;
     return {
       ...s,

@@ -14,7 +14,9 @@
 // §2.2): below it every transaction that took an event id has ended, so a late commit cannot hide.
 import { createHash } from 'node:crypto';
 import pg from 'pg';
-import type { SnapshotSource } from '../domain/backend.js';
+import type { ChangePlan } from '../collector/change-plan.js';
+import type { CollectOptions, QueueLook, QueueReading, SnapshotSource } from '../domain/backend.js';
+import { queueId } from '../domain/queue-ref.js';
 import { MAX_NAME_BYTES, backlogOf, markDeadLetterQueues, type CollectionSnapshot, type QueueState, type SkipReason } from '../domain/queue-snapshot.js';
 import { inTransaction } from './transaction.js';
 
@@ -44,6 +46,14 @@ export interface PostgresSnapshotOptions {
    * schema's queues at every collection.
    */
   watched?: () => WatchedQueues;
+  /**
+   * Change-driven collection (collector/change-plan.ts, the same planner as on Redis): only the queues whose events
+   * moved, those not followed and a risk-paced sweep are read; the others keep their last look, aged by the clock.
+   * Unset: every queue is read at every collection.
+   */
+  plan?: ChangePlan;
+  /** With a plan, the workers of the queues not read are counted (pg_stat_activity) at most this often (ms). */
+  workersEveryMs?: number;
 }
 
 /** The queues a collection reads, and what the budget left out. */
@@ -94,9 +104,13 @@ interface QueueRow {
   prioritized: string;
   delayed: string;
   delayed_overdue: string;
+  /** When the earliest delayed job not yet overdue falls due (null: none). */
+  next_due_ms: string | null;
   active: string;
   orphaned_active: string;
   oldest_active_ms: string | null;
+  /** The earliest lock of an active job that has not expired yet (null: none). */
+  lock_expires_ms: string | null;
   waiting_children: string;
   /** null when the cached counts still hold. */
   completed: string | null;
@@ -124,8 +138,8 @@ SELECT q.name, n.now_ms,
   (SELECT m.value FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'max') AS rate_max,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority = 0) AS waiting,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting' AND j.priority > 0) AS prioritized,
-  d.delayed, d.delayed_overdue,
-  a.active, a.orphaned_active, a.oldest_active_ms,
+  d.delayed, d.delayed_overdue, d.next_due_ms,
+  a.active, a.orphaned_active, a.oldest_active_ms, a.lock_expires_ms,
   (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'waiting-children') AS waiting_children,
   CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'completed') END AS completed,
   CASE WHEN f.recount THEN (SELECT count(*) FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'failed') END AS failed,
@@ -156,14 +170,25 @@ CROSS JOIN LATERAL (
            (SELECT CASE WHEN m.value ~ '^[0-9]{1,9}$' AND m.value::bigint > 0 THEN m.value::bigint END
               FROM ${s}.meta m WHERE m.queue = q.name AND m.field = 'opts.maxLenEvents'), 10000), false) AS recount) f
 CROSS JOIN LATERAL (
-  SELECT count(*) AS delayed, count(*) FILTER (WHERE j.process_at_ms <= n.now_ms) AS delayed_overdue
+  SELECT count(*) AS delayed, count(*) FILTER (WHERE j.process_at_ms <= n.now_ms) AS delayed_overdue,
+         min(j.process_at_ms) FILTER (WHERE j.process_at_ms > n.now_ms) AS next_due_ms
     FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'delayed') d
 CROSS JOIN LATERAL (
   SELECT count(*) AS active, count(*) FILTER (WHERE j.locked_until_ms < n.now_ms) AS orphaned_active,
-         min(j.processed_at_ms) AS oldest_active_ms
+         min(j.processed_at_ms) AS oldest_active_ms,
+         min(j.locked_until_ms) FILTER (WHERE j.locked_until_ms >= n.now_ms) AS lock_expires_ms
     FROM ${s}.job j WHERE j.queue = q.name AND j.state = 'active') a
 LEFT JOIN ${s}.rate_limit r ON r.queue = q.name`;
 }
+
+/** Workers of each queue ($1 names, $2 their session names, $3 their worker session prefixes): the batch statement's count. */
+const workersSql = `
+WITH apps AS MATERIALIZED (
+  SELECT application_name AS app FROM pg_stat_activity
+   WHERE datname = current_database() AND application_name <> ''
+)
+SELECT q.name, (SELECT count(*) FROM apps WHERE apps.app = q.app OR left(apps.app, length(q.wprefix)) = q.wprefix) AS workers
+  FROM unnest($1::text[], $2::text[], $3::text[]) AS q(name, app, wprefix)`;
 
 /** The transaction's snapshot bounds and the event sequence head, read after the snapshot was taken. */
 function snapshotSql(s: string): string {
@@ -210,38 +235,79 @@ SELECT queue FROM q WHERE queue IS NOT NULL LIMIT $1`;
 
 const num = (v: string | null): number => (v === null ? 0 : Number(v));
 
-/** One row of the batch statement as the QueueState the Redis collector would have produced. */
-export function toQueueState(schema: string, row: QueueRow): QueueState {
+/** One row of the batch statement as a look (domain/backend.ts), in ms of the database clock (-1: none). */
+export function lookOf(schema: string, row: QueueRow): QueueLook {
   const nowMs = num(row.now_ms);
-  const jobs = {
-    waiting: num(row.waiting),
-    prioritized: num(row.prioritized),
-    delayed: num(row.delayed),
-    active: num(row.active),
-    waiting_children: num(row.waiting_children),
-    completed: num(row.completed),
-    failed: num(row.failed),
-  };
-  const ageSeconds = (ms: string | null): number => (ms === null ? 0 : Math.max(0, nowMs - Number(ms)) / 1000);
-  const state: QueueState = {
+  const ms = (v: string | null): number => (v === null ? -1 : Number(v));
+  const expireMs = ms(row.rl_expire_ms);
+  const rateMax = row.rate_max === null ? Number.NaN : Number(row.rate_max);
+  const active = num(row.active);
+  return {
     ref: { prefix: schema, name: row.name },
+    nowMs,
+    reading: {
+      metaExists: 1,
+      paused: row.paused ? 1 : 0,
+      waiting: num(row.waiting),
+      active,
+      prioritized: num(row.prioritized),
+      delayed: num(row.delayed),
+      waitingChildren: num(row.waiting_children),
+      completed: num(row.completed),
+      failed: num(row.failed),
+      delayedOverdue: num(row.delayed_overdue),
+      headEligibleMs: ms(row.head_eligible_ms),
+      oldestActiveStartMs: ms(row.oldest_active_ms),
+      orphanedActive: num(row.orphaned_active),
+      activeLocksChecked: active,
+      limiterPttl: expireMs > nowMs ? expireMs - nowMs : 0,
+      limiterCount: num(row.rl_points),
+      // -1: no `max` in meta (a worker's own limiter.max never reaches the database).
+      globalRateMax: Number.isFinite(rateMax) ? rateMax : -1,
+      lockOwners: 0,
+      nextDueMs: ms(row.next_due_ms),
+      lockExpiresMs: ms(row.lock_expires_ms),
+    },
+  };
+}
+
+/** A look (read now, or kept and aged by collector/change-plan.ts) as the QueueState the Redis collector would have produced. */
+export function stateOf(look: QueueLook, workers: number): QueueState {
+  const f = look.reading as QueueReading;
+  const ageSeconds = (ms: number): number => (ms < 0 ? 0 : Math.max(0, look.nowMs - ms) / 1000);
+  const jobs = {
+    waiting: f.waiting,
+    prioritized: f.prioritized,
+    delayed: f.delayed,
+    active: f.active,
+    waiting_children: f.waitingChildren,
+    completed: f.completed,
+    failed: f.failed,
+  };
+  const state: QueueState = {
+    ref: look.ref,
     jobs,
-    paused: row.paused,
-    oldestWaitingAgeSeconds: ageSeconds(row.head_eligible_ms),
-    delayedOverdue: num(row.delayed_overdue),
-    oldestActiveAgeSeconds: jobs.active > 0 ? ageSeconds(row.oldest_active_ms) : 0,
-    orphanedActive: num(row.orphaned_active),
-    workers: num(row.workers),
+    paused: f.paused === 1,
+    oldestWaitingAgeSeconds: ageSeconds(f.headEligibleMs),
+    delayedOverdue: f.delayedOverdue,
+    oldestActiveAgeSeconds: jobs.active > 0 ? ageSeconds(f.oldestActiveStartMs) : 0,
+    orphanedActive: f.orphanedActive,
+    workers,
     rateLimited: false,
   };
-  const points = num(row.rl_points);
-  if (row.rl_expire_ms !== null && Number(row.rl_expire_ms) > nowMs && points > 0) {
+  const points = f.limiterCount;
+  if (f.limiterPttl > 0 && points > 0) {
     if (points >= MANUAL_RATE_LIMIT) state.rateLimited = true;
-    else if (row.rate_max !== null && Number.isFinite(Number(row.rate_max))) state.rateLimited = points >= Number(row.rate_max);
+    else if (f.globalRateMax >= 0) state.rateLimited = points >= f.globalRateMax;
     // A worker's own limiter.max never reaches the database: an open window with jobs waiting and none running.
     else state.rateLimited = backlogOf(state) > 0 && jobs.active === 0;
   }
   return state;
+}
+
+/** One row of the batch statement as the QueueState the Redis collector would have produced. */
+export function toQueueState(schema: string, row: QueueRow): QueueState {
+  return stateOf(lookOf(schema, row), num(row.workers));
 }
 
 export class PostgresSnapshotCollector implements SnapshotSource {
@@ -260,6 +326,12 @@ export class PostgresSnapshotCollector implements SnapshotSource {
   private watermark = 0n;
   private candidates: Candidate[] = [];
   private recounted = 0;
+  private readonly plan: ChangePlan | undefined;
+  private readonly workersEveryMs: number;
+  /** With a plan: workers per queue as last counted, for the queues a pass does not read. */
+  private workerCounts = new Map<string, number>();
+  private workersAt = 0;
+  private serverVersion: number | undefined;
 
   constructor(
     private readonly pool: pg.Pool,
@@ -272,6 +344,8 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     this.maxQueues = Math.max(0, opts.maxQueues ?? 10_000);
     this.recountMs = Math.max(0, opts.finishedRecountMs ?? 60_000);
     this.watched = opts.watched;
+    this.plan = opts.plan;
+    this.workersEveryMs = Math.max(0, opts.workersEveryMs ?? 0);
   }
 
   /** How many queues had their completed/failed counted (O(their retained jobs)) by the last readQueues(). */
@@ -286,6 +360,14 @@ export class PostgresSnapshotCollector implements SnapshotSource {
 
   /** The gauges of the given queues: one snapshot, one statement per batch. */
   async readQueues(names: string[]): Promise<QueueState[]> {
+    return (await this.readLooks(names)).map(({ look, workers }) => stateOf(look, workers));
+  }
+
+  /**
+   * The given queues' looks and worker counts: one snapshot, one statement per batch. Those named in `recount` have
+   * their finished counts counted whatever their events say (a sweep: job.remove() and Queue.retryJobs() write none).
+   */
+  private async readLooks(names: string[], recount?: ReadonlySet<string>): Promise<Array<{ look: QueueLook; workers: number }>> {
     // A named statement: planned once per connection (a generic plan: the batch statement takes longer to plan than to
     // run), not at every collection.
     const text = queueStatesSql(this.quoted);
@@ -293,14 +375,15 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     return this.transaction(async (client) => {
       const snap = (await client.query<{ xmin: string; xmax: string; head: string; version: number }>(snapshotSql(this.quoted))).rows[0]!;
       const base = this.advance(BigInt(snap.xmin), BigInt(snap.xmax), BigInt(snap.head));
+      this.serverVersion = snap.version;
       const now = Date.now();
-      const out: QueueState[] = [];
+      const out: Array<{ look: QueueLook; workers: number }> = [];
       let recounted = 0;
       for (let i = 0; i < names.length; i += this.batchSize) {
         const batch = names.slice(i, i + this.batchSize);
         const cached = batch.map((name) => {
           const f = this.finished.get(name);
-          return f === undefined || now - f.countedAt >= this.recountMs ? undefined : f;
+          return f === undefined || now - f.countedAt >= this.recountMs || recount?.has(name) ? undefined : f;
         });
         // How the queue's workers show in pg_stat_activity: `<queue>` and `<queue>:w:<worker name>`, as PostgreSQL stores them.
         const apps = batch.map((n) => sessionNameOf(n, snap.version));
@@ -326,7 +409,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
             f.base = base;
             f.seen = num(row.seen);
           }
-          out.push(toQueueState(this.schema, { ...row, completed: String(f.completed), failed: String(f.failed) }));
+          out.push({ look: lookOf(this.schema, { ...row, completed: String(f.completed), failed: String(f.failed) }), workers: num(row.workers) });
         }
       }
       this.recounted = recounted;
@@ -349,6 +432,54 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     return this.watermark;
   }
 
+  /**
+   * Change-driven: reads the queues the plan names (the others keep their last look, aged), and counts the workers of
+   * the queues not read at most every workersEveryMs (a worker connecting writes no event), even when there are none.
+   */
+  private async readPlanned(names: readonly string[], plan: ChangePlan): Promise<QueueState[]> {
+    const { read, kept, swept } = plan.plan(names.map((name) => ({ prefix: this.schema, name })));
+    const recount = new Set(read.filter((r) => swept.has(queueId(r))).map((r) => r.name));
+    const fresh =
+      read.length > 0
+        ? await this.readLooks(
+            read.map((r) => r.name),
+            recount,
+          )
+        : [];
+    // The local clock when the reply came: a kept look is aged from it.
+    const readAt = Date.now();
+    for (const { look, workers } of fresh) {
+      plan.keep(look, readAt);
+      this.workerCounts.set(look.ref.name, workers);
+    }
+    // Also how a collection that reads no queue learns the server is gone (as CLIENT LIST does on Redis).
+    if (Date.now() - this.workersAt >= this.workersEveryMs) {
+      const counted = await this.countWorkers(kept.map((k) => k.ref.name));
+      for (const [name, n] of counted) this.workerCounts.set(name, n);
+      this.workersAt = Date.now();
+    }
+    const byName = new Map<string, QueueState>();
+    for (const { look, workers } of fresh) byName.set(look.ref.name, stateOf(look, workers));
+    for (const look of kept) byName.set(look.ref.name, stateOf(look, this.workerCounts.get(look.ref.name) ?? 0));
+    const live = new Set(names);
+    for (const name of this.workerCounts.keys()) if (!live.has(name)) this.workerCounts.delete(name);
+    return names.flatMap((n) => byName.get(n) ?? []);
+  }
+
+  /** Workers per queue from pg_stat_activity alone (none of BullMQ's tables), as the batch statement counts them. */
+  private async countWorkers(names: readonly string[]): Promise<Map<string, number>> {
+    return this.transaction(async (client) => {
+      this.serverVersion ??= Number((await client.query<{ v: string }>("SELECT current_setting('server_version_num') AS v")).rows[0]!.v);
+      const version = this.serverVersion;
+      const { rows } = await client.query<{ name: string; workers: string }>(workersSql, [
+        names,
+        names.map((n) => sessionNameOf(n, version)),
+        names.map((n) => sessionNameOf(`${n}:w:`, version)),
+      ]);
+      return new Map(rows.map((r) => [r.name, Number(r.workers)]));
+    });
+  }
+
   /** Every queue of the schema, within --max-queues, names over MAX_NAME_BYTES skipped. */
   private async discoverAll(): Promise<WatchedQueues> {
     const found = await this.discover();
@@ -362,7 +493,11 @@ export class PostgresSnapshotCollector implements SnapshotSource {
   }
 
   /** Discovery plus every queue's gauges, as the Redis collector's snapshot. Never throws: failure is ok=false. */
-  async collect(): Promise<CollectionSnapshot> {
+  async collect(o: CollectOptions = {}): Promise<CollectionSnapshot> {
+    if (o.full) {
+      this.plan?.clear();
+      this.workersAt = 0;
+    }
     const started = performance.now();
     const seq = ++this.seq;
     const finish = (s: Omit<CollectionSnapshot, 'seq' | 'finishedAt' | 'durationSeconds' | 'lastSuccessAt'>): CollectionSnapshot => {
@@ -372,7 +507,7 @@ export class PostgresSnapshotCollector implements SnapshotSource {
     };
     try {
       const { names, dropped, skipped } = this.watched ? this.watched() : await this.discoverAll();
-      const queues = await this.readQueues([...names]);
+      const queues = this.plan ? await this.readPlanned(names, this.plan) : await this.readQueues([...names]);
       markDeadLetterQueues(queues);
       const watched = new Set(names);
       for (const name of this.finished.keys()) if (!watched.has(name)) this.finished.delete(name);
@@ -385,6 +520,8 @@ export class PostgresSnapshotCollector implements SnapshotSource {
         queuesSkipped: skipped,
       });
     } catch (err) {
+      // What was kept may no longer hold after an outage (a restore, a failover): the next good collection reads all.
+      this.plan?.clear();
       const reachable = answered(err);
       return finish({
         ok: false,
