@@ -14,15 +14,7 @@ import {
   type MetricMessage,
 } from '../../src/metrics/client-model.js';
 
-export const PROTOBUF_CONTENT_TYPE = 'application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited';
-
-/** The native buckets of one histogram series: count per bucket index of `schema`, and the zero bucket. */
-export interface NativeBuckets {
-  schema: number;
-  zeroThreshold: number;
-  zeroCount: number;
-  buckets: ReadonlyMap<number, number>;
-}
+import { nativeFields, type NativeBuckets } from '../../src/metrics/exposition-protobuf.js';
 
 /**
  * Identifies a histogram series across the text and the native side channel: its name and its labels but le, in
@@ -185,28 +177,9 @@ function belongs(f: Family, sample: string): boolean {
   return sample.startsWith(f.msg.name) && (suffix === '_sum' || suffix === '_count' || (f.kind === 'histogram' && suffix === '_bucket'));
 }
 
-/** Spans and deltas of the populated buckets; a no-op span when there are none (see NATIVE_ZERO_THRESHOLD). */
+/** The native fields, as the sidecar writes them (one implementation: src/metrics/exposition-protobuf.ts). */
 function addNative(h: HistogramMessage, n: NativeBuckets | undefined): void {
-  if (!n) return;
-  h.schema = n.schema;
-  h.zeroThreshold = n.zeroThreshold;
-  h.zeroCount = n.zeroCount;
-  const indices = [...n.buckets.keys()].filter((i) => (n.buckets.get(i) ?? 0) > 0).sort((a, b) => a - b);
-  const spans: Array<{ offset: number; length: number }> = [];
-  const deltas: number[] = [];
-  let prevIndex = 0;
-  let prevCount = 0;
-  for (const [k, i] of indices.entries()) {
-    const last = spans.at(-1);
-    if (last && i === prevIndex + 1) last.length += 1;
-    else spans.push({ offset: k === 0 ? i : i - prevIndex - 1, length: 1 });
-    const c = n.buckets.get(i)!;
-    deltas.push(c - prevCount);
-    prevCount = c;
-    prevIndex = i;
-  }
-  h.positiveSpan = spans.length > 0 ? spans : [{ offset: 0, length: 0 }];
-  h.positiveDelta = deltas;
+  if (n) Object.assign(h, nativeFields(n));
 }
 
 function parseSample(line: string): { name: string; labels: LabelPair[]; value: number } {

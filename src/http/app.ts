@@ -48,7 +48,8 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const m = await deps.renderMetrics(negotiateFormat(accept), gzip);
     reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept, accept-encoding');
     if (m.contentEncoding) reply.header('content-encoding', m.contentEncoding);
-    return reply.send(m.body);
+    // The body's chunks as they are kept (tens of MB at 10,000 queues are not joined per body), with its length.
+    return reply.header('content-length', m.length).send(m.stream());
   });
 
   app.get('/livez', async () => ({ status: 'ok' }));

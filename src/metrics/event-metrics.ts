@@ -153,7 +153,7 @@ export class EventMetrics {
     this.isLeader = leader;
     this.leader.set(leader ? 1 : 0);
     // A scrape must not show a lapsed lease as held: it waits for the new body.
-    this.exposition.invalidate(true);
+    this.exposition.invalidate();
   }
 
   /**

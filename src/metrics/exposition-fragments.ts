@@ -10,7 +10,7 @@ import { METRIC_FIELD_TAG, METRIC_TYPE, Metric, MetricFamily, type HistogramMess
 import type { MetricDef } from './definitions.js';
 import { header, num } from './exposition-text.js';
 import { nativeFields, type NativeBuckets } from './exposition-protobuf.js';
-import type { Slicer } from '../util/slicer.js';
+import { Slicer } from '../util/slicer.js';
 
 export type FamilySpec = Pick<MetricDef, 'name' | 'help' | 'type'>;
 /** Label names and values, unescaped, in the order the text writes them. */
@@ -159,6 +159,8 @@ function labelBytes(pairs: Pairs): Buffer {
 export class FragmentSet {
   private readonly textBytes: number[];
   private readonly protoBytes: number[];
+  /** The set written out whole, per format (text, OpenMetrics, protobuf), once asked for. */
+  private readonly written: Array<Promise<Buffer> | undefined> = [];
 
   constructor(
     readonly families: readonly FamilySpec[],
@@ -177,6 +179,25 @@ export class FragmentSet {
 
   static empty(families: readonly FamilySpec[], alwaysHeader = false): FragmentSet {
     return new FragmentSet(families, [], alwaysHeader);
+  }
+
+  /**
+   * The set's bytes in format i (0 text, 1 OpenMetrics, 2 protobuf), written once, in slices, and kept: a body
+   * written again because the other part or the process metrics changed copies them whole instead of copying
+   * every fragment again.
+   */
+  bytes(i: 0 | 1 | 2): Promise<Buffer> {
+    let w = this.written[i];
+    if (!w) {
+      const slicer = new Slicer();
+      w =
+        i === 2
+          ? assemble(this.protoSize(), (t) => this.writeProto(t, 0, slicer))
+          : assemble(this.textSize(i === 1), (t) => this.writeText(i === 1, t, 0, slicer));
+      this.written[i] = w;
+      w.catch(() => (this.written[i] = undefined));
+    }
+    return w;
   }
 
   textSize(openMetrics: boolean): number {

@@ -1,21 +1,31 @@
 // Owns the private registries and the /metrics body. The queue gauges and event series arrive as fragments
 // (exposition-fragments.ts: text and protobuf per queue, re-rendered only for queues that changed); the exporter's
 // self-metrics and the process metrics come from prom-client, the latter re-read when older than `liveMaxAgeMs`.
-// Each format's body is written whole, in slices, and kept as bytes (gzipped once, on demand); concurrent scrapes
-// share it, and while the next one is written they are served the previous complete one: with 10,000 queues a
-// body is tens of MB, and writing or compressing it per scrape would make 50 scrapers queue behind each other.
-import { promisify } from 'node:util';
-import { gzip as gzipCb, constants as zlib } from 'node:zlib';
+// Each part is written out once per change and format, in slices; a body is the list of those chunks (never
+// joined: sent and gzipped chunk by chunk), gzipped once, on demand. Concurrent scrapes share it, and while the
+// next one is written they are served the previous complete one: with 10,000 queues a body is tens of MB, and
+// writing or compressing it per scrape would make 50 scrapers queue behind each other.
+import { Readable } from 'node:stream';
+import { createGzip, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
-import { Slicer } from '../util/slicer.js';
 import { PROTOBUF_CONTENT_TYPE } from './exposition-protobuf.js';
-import { assemble, encodeRegistry, FragmentSet } from './exposition-fragments.js';
+import { encodeRegistry, FragmentSet } from './exposition-fragments.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
-const gzip = promisify(gzipCb);
 /** In the libuv thread pool, so the event loop serves other scrapes meanwhile. */
-const compress = (body: Buffer) => gzip(body, { level: zlib.Z_BEST_SPEED });
+/** One gzip stream over the chunks of a body, compressed in the thread pool; the chunks are never joined. */
+function compress(chunks: readonly Buffer[]): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const z = createGzip({ level: zlib.Z_BEST_SPEED });
+    const out: Buffer[] = [];
+    z.on('data', (d: Buffer) => out.push(d));
+    z.once('end', () => resolve(Buffer.concat(out)));
+    z.once('error', reject);
+    for (const c of chunks) z.write(c);
+    z.end();
+  });
+}
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -41,9 +51,30 @@ type AnyMetric = client.Gauge<string> | client.Counter<string> | client.Histogra
 
 export interface RenderedMetrics {
   contentType: string;
-  body: Buffer;
+  /** The body in one buffer (joined on first use: the HTTP route sends `stream()` instead). */
+  readonly body: Buffer;
+  length: number;
+  /** The body's bytes, from its chunks as they are kept (no copy of tens of MB per body). */
+  stream(): Readable;
   /** Set when the body is gzip-compressed. */
   contentEncoding?: 'gzip';
+}
+
+function rendered(contentType: string, chunks: readonly Buffer[], contentEncoding?: 'gzip'): RenderedMetrics {
+  let joined: Buffer | undefined;
+  return {
+    contentType,
+    get body() {
+      return (joined ??= chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    },
+    length: chunks.reduce((n, c) => n + c.length, 0),
+    stream: () =>
+      Readable.from(
+        chunks.filter((c) => c.length > 0),
+        { objectMode: false },
+      ),
+    ...(contentEncoding ? { contentEncoding } : {}),
+  };
 }
 
 /** A complete body of one format. */
@@ -51,7 +82,8 @@ interface Built {
   /** The version of the values it was written from (every change of a value bumps the version). */
   version: number;
   at: number;
-  body: Buffer;
+  /** prom-client's head, the collection's and the events' bytes, the process metrics: the body, in order. */
+  chunks: readonly Buffer[];
   gzipped?: Promise<Buffer>;
 }
 
@@ -104,20 +136,12 @@ export class Exposition {
   }
 
   /**
-   * A prom-client value changed between collections. `urgent`: the next scrape must see it (it waits for a new
-   * body); otherwise new bodies are written at once in the background, and scrapes keep the current one meanwhile.
+   * A prom-client value changed between collections (cycle timing, the leader flag): the next scrape waits for a
+   * body with it. Cheap: only prom-client's own families are rendered again, the parts' bytes are kept.
    */
-  invalidate(urgent = false): void {
+  invalidate(): void {
     this.version += 1;
-    const version = this.version;
-    if (urgent) {
-      this.required = version;
-      return;
-    }
-    this.writeWanted(version).then(
-      () => (this.required = Math.max(this.required, version)),
-      () => undefined,
-    );
+    this.required = this.version;
   }
 
   /** Bodies at `version` or later of every format that was scraped. */
@@ -155,9 +179,9 @@ export class Exposition {
       this.refresh(i).catch(() => undefined);
     }
     const contentType = CONTENT_TYPES[f];
-    if (!acceptGzip) return { contentType, body: r.body };
-    r.gzipped ??= compress(r.body);
-    return { contentType, body: await r.gzipped, contentEncoding: 'gzip' };
+    if (!acceptGzip) return rendered(contentType, r.chunks);
+    r.gzipped ??= compress(r.chunks);
+    return rendered(contentType, [await r.gzipped], 'gzip');
   }
 
   /** A body of format i at `version` or later. */
@@ -182,7 +206,7 @@ export class Exposition {
     const promise = after.then(async () => {
       const b = await this.write(i);
       if (this.gzipWanted[i]) {
-        b.gzipped = compress(b.body);
+        b.gzipped = compress(b.chunks);
         await b.gzipped;
       }
       const cur = this.current[i];
@@ -198,34 +222,22 @@ export class Exposition {
     return promise;
   }
 
-  /** Writes a whole body of format i from the parts as they are now. */
+  /** Writes a whole body of format i from the parts as they are now: prom-client's head, the parts, the process metrics. */
   private async write(i: 0 | 1 | 2): Promise<Built> {
     const version = this.version;
     const at = Date.now();
     const parts = [this.parts.collection, this.parts.events];
-    const slicer = new Slicer();
-    if (i === 2) {
-      const [head, tail] = await Promise.all([encodeRegistry(this.cached[0]), encodeRegistry(this.live[0])]);
-      const size = head.length + parts.reduce((n, p) => n + p.protoSize(), 0) + tail.length;
-      const body = await assemble(size, async (t) => {
-        let pos = head.copy(t, 0);
-        for (const p of parts) pos = await p.writeProto(t, pos, slicer);
-        return pos + tail.copy(t, pos);
-      });
-      return { version, at, body };
+    let head: Buffer;
+    let tail: Buffer;
+    if (i === 2) [head, tail] = await Promise.all([encodeRegistry(this.cached[0]), encodeRegistry(this.live[0])]);
+    else {
+      let headText = await this.cached[i].metrics();
+      if (i === 1) headText = headText.replace(/# EOF\n?$/, '');
+      head = Buffer.from(headText);
+      tail = Buffer.from(await this.live[i].metrics());
     }
-    const om = i === 1;
-    let headText = await this.cached[i].metrics();
-    if (om) headText = headText.replace(/# EOF\n?$/, '');
-    const head = Buffer.from(headText);
-    const tail = Buffer.from(await this.live[i].metrics());
-    const size = head.length + parts.reduce((n, p) => n + p.textSize(om), 0) + tail.length;
-    const body = await assemble(size, async (t) => {
-      let pos = head.copy(t, 0);
-      for (const p of parts) pos = await p.writeText(om, t, pos, slicer);
-      return pos + tail.copy(t, pos);
-    });
-    return { version, at, body };
+    const middle = await Promise.all(parts.map((p) => p.bytes(i)));
+    return { version, at, chunks: [head, ...middle, tail] };
   }
 
   private add<M extends AnyMetric>(metric: M): M {
