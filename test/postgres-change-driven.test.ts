@@ -98,6 +98,29 @@ describe('change-driven collection on PostgreSQL', () => {
     await s.close();
   });
 
+  it('an idle event follower reads the sequence head, not every queue’s rows, and still sees the next row', async () => {
+    const q = pgs.bull.queue('cd-quiet');
+    await q.add('x', {});
+    const s = await pgs.sidecar({ queues: 'cd-quiet', collectInterval: '0.2', pgOwnSchema: 'queuelens_quiet' });
+    await s.start();
+    await followed(s, 'cd-quiet', 2);
+    // The watermark reaches the head a poll or two after the last row: then the follower is quiet.
+    await waitFor('quiet', () => {
+      const rec = record();
+      return new Promise<boolean>((resolve) => setTimeout(() => resolve(rec.stop().filter((c) => c.text.includes('first_id')).length === 0), 2_500));
+    });
+    const rec = record();
+    await new Promise((r) => setTimeout(r, 3_000));
+    const log = rec.stop();
+    // The fallback poll comes round every second: it read only the head.
+    expect(log.filter((c) => c.text.includes('event_seq') && !c.text.includes('first_id')).length).toBeGreaterThanOrEqual(2);
+    expect(log.filter((c) => c.text.includes('first_id'))).toEqual([]);
+    await q.add('y', {});
+    await waitFor('next row counted', async () => (await gauge(s, 'bullmq_jobs_added_total', { prefix: 'bullmq', queue: 'cd-quiet' })) === 2);
+    await waitFor('depth', async () => (await jobs(s, 'cd-quiet', 'waiting')) === 2);
+    await s.close();
+  });
+
   it('with events off reads every queue at every collection, as before', async () => {
     await pgs.bull.queue('cd-off').add('x', {});
     const s = await pgs.sidecar({ queues: 'cd-off', events: 'false', collectInterval: '0.2' });

@@ -3,8 +3,8 @@
 // to the same lifecycle machine as on Redis (events/lifecycle.ts → QueueAccounting), and commits the reader state and
 // the accounting in one transaction that checks the fence (accounting-store.ts). It is woken by LISTEN on BullMQ's
 // `bullmq_events` channel, with a slow fallback poll (BullMQ skips some NOTIFYs under concurrency, and the watermark
-// needs a later snapshot to advance). Replicas that are not leader do nothing here; every replica renders the
-// committed accounting with readPostgresEventAccounting().
+// needs a later snapshot to advance); at rest a pass reads only the sequence head. Replicas that are not leader do
+// nothing here; every replica renders the committed accounting with readPostgresEventAccounting().
 import pg from 'pg';
 import type { Logger } from '../log/logger.js';
 import { RepeatLimiter } from '../log/repeat-limiter.js';
@@ -101,6 +101,12 @@ interface Term {
   committedAt: number;
   /** Local clock of the next look for queues gone longer than the retention. */
   nextMaintenance: number;
+  /**
+   * The event sequence head up to which every row has been delivered (a poll read nothing, was behind on no queue,
+   * and its watermark passed the head read before it); undefined after any other poll. While the head stays there,
+   * no row can have been written since (every row takes an id from the sequence first): the pass skips the poll.
+   */
+  quietHead?: bigint;
 }
 
 export class PostgresEventFollower implements EventFollower {
@@ -342,8 +348,17 @@ export class PostgresEventFollower implements EventFollower {
 
     const { delivered: deliveredBefore, watermark: watermarkBefore } = term.reader.state();
     const readAt = Date.now();
-    const r = await term.reader.poll(wanted);
+    // At rest one statement (the sequence head) instead of a poll of every queue's rows.
+    const head = await this.head();
     this.checkTerm(term);
+    const quiet = term.quietHead !== undefined && head === term.quietHead && gone.length === 0 && missing.length === 0;
+    const r = quiet ? { events: [], possibleLoss: [], watermark: watermarkBefore, window: 0, behind: [] } : await term.reader.poll(wanted);
+    this.checkTerm(term);
+    if (!quiet) {
+      const after = term.reader.state();
+      const caughtUp = r.events.length === 0 && r.behind.length === 0 && r.possibleLoss.length === 0 && (after.queues ?? []).every(([, c]) => c === null);
+      term.quietHead = caughtUp && after.watermark >= head ? head : undefined;
+    }
 
     const byQueue = new Map<string, PgEvent[]>();
     for (const e of r.events) {
@@ -442,6 +457,15 @@ export class PostgresEventFollower implements EventFollower {
       if (n > 0) out.set(r.queue, (out.get(r.queue) ?? 0) + n);
     }
     return out;
+  }
+
+  /** The last id BullMQ's event sequence handed out (taken, committed or not). */
+  private async head(): Promise<bigint> {
+    const s = pg.escapeIdentifier(this.schema);
+    const { rows } = await this.pool.query<{ head: string }>(
+      `SELECT (CASE WHEN is_called THEN last_value ELSE last_value - 1 END)::text AS head FROM ${s}.event_seq`,
+    );
+    return BigInt(rows[0]!.head);
   }
 
   private checkTerm(term: Term): void {
