@@ -249,14 +249,14 @@ describe('fencing and leadership', () => {
     expect(await write(7, '0-0', '1-0', 5)).toBeNull();
     expect(await client.exists(hash)).toBe(0);
     expect(await claim(7)).toEqual({ cursors: ['0-0'] });
-    expect(await write(7, '0-0', '1-0', 5)).toEqual([{ lost: 0, caughtUp: false }]);
+    expect(await write(7, '0-0', '1-0', 5)).toEqual([{ lost: 0, caughtUp: false, length: -1 }]);
     // Term 8 claims; term 7 (paused past its lease) can neither commit nor claim back.
     expect(await claim(8)).toEqual({ cursors: ['1-0'] });
     expect(await write(7, '1-0', '2-0', 6)).toBeNull();
     expect(await claim(7)).toEqual({ newerGeneration: 8 }); // refused, naming the stored generation
     expect(await client.hget(hash, 'c|added|')).toBe('5');
     expect(await client.hget(hash, 'r|gen')).toBe('8');
-    expect(await write(8, '1-0', '2-0', 6)).toEqual([{ lost: 0, caughtUp: false }]);
+    expect(await write(8, '1-0', '2-0', 6)).toEqual([{ lost: 0, caughtUp: false, length: -1 }]);
     expect(await client.hget(hash, 'c|added|')).toBe('6');
     // A caller whose memory is ahead of the stored cursor (the hash rolled back in a failover) writes nothing.
     await expect(write(8, '3-0', '4-0', 9)).rejects.toThrow(/ROLLEDBACK/);
@@ -396,6 +396,48 @@ describe('many queues', () => {
       expect(total(s, 'added')).toBe(10 * (i + 1));
       expect(s.reader).toMatchObject({ lost: 0, unmatched: 0 });
     }
+    await r.close();
+  });
+});
+
+describe('pacing', () => {
+  it('with entries arriving all the time, starts a read at most once per minRoundMs, and still reads every entry', async () => {
+    OWN = 'ql-paced';
+    const q: QueueRef = { prefix: 'bull', name: 'paced' };
+    const stream = queueKey(q, 'events');
+    const r = reader({ blockMs: 400, minRoundMs: 200 });
+    r.setQueues([q]);
+    r.start();
+    await waitFor('registered', () => statsOf(q));
+    // A stream that retains far more than arrives per pause (as BullMQ's default 10,000 entries): pacing is safe.
+    let written = 0;
+    for (; written < 2000; written += 1) await raw.xadd(stream, '*', 'event', 'added', 'jobId', `j${written}`, 'name', 'x');
+    await waitFor('the first entries read', async () => total((await statsOf(q))!, 'added') === written);
+    // Ground truth: the XREADs of this stream that reach Redis while an entry is written every 10 ms for 2 s.
+    let reads = 0;
+    for (let attempt = 1; ; attempt++) {
+      reads = 0;
+      const monitor = await monitorCommands(redis, (args) => {
+        if (/^xread$/i.test(args[0] ?? '') && args.includes(stream)) reads += 1;
+      });
+      const started = Date.now();
+      while (Date.now() - started < 2000) {
+        await raw.xadd(stream, '*', 'event', 'added', 'jobId', `j${written}`, 'name', 'x');
+        written += 1;
+        await sleep(10);
+      }
+      const elapsed = Date.now() - started;
+      try {
+        monitor.stop();
+        // One read per 200 ms, plus the one under way when the window opened.
+        expect(reads).toBeLessThanOrEqual(Math.ceil(elapsed / 200) + 1);
+        break;
+      } catch (err) {
+        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
+      }
+    }
+    expect(reads).toBeGreaterThan(0);
+    await waitFor('every entry read', async () => total((await statsOf(q))!, 'added') === written);
     await r.close();
   });
 });

@@ -145,7 +145,7 @@ describe('Lua script wrappers', () => {
         heartbeatField: 'hb|all',
         queues: [{ hash, stream, committedId: '0-0', cursor: id!, applied: 1, fields: ['c|x', 3] }],
       }),
-    ).toEqual([{ lost: 0, caughtUp: true }]);
+    ).toEqual([{ lost: 0, caughtUp: true, length: 1 }]);
     expect(await client.hmget(hash, 'r|cursor', 'r|seen')).toEqual([id, '1']);
     expect(await client.hget(hash, 'c|x')).toBe('3');
     expect(await init({ gen: 4, installedAt: '0', queues: [{ hash, stream, fresh: false }] })).toEqual({ newerGeneration: 5 });

@@ -47,6 +47,14 @@ export interface EventReaderOptions {
   streamsPerRead?: number;
   blockMs?: number;
   /**
+   * Standalone: the shortest time between the starts of two rounds over the groups (with one group, two reads).
+   * With traffic every round finds entries, so without it the reader reads and commits as fast as round trips
+   * allow, and its Redis time grows with the machine's speed rather than with the traffic. A change waits at most
+   * this long for its read; collections started by changes are at least collector/change-plan.ts's PROMPT_GAP_MS
+   * (500 ms) apart anyway. Default: blockMs / 2.
+   */
+  minRoundMs?: number;
+  /**
    * Standalone, several groups of streams: the longest pause between two polling rounds that found nothing. The
    * pause starts at blockMs and doubles with each idle round up to this, so idle streams cost Redis a fifth as
    * much; the first event after a quiet spell waits at most this long, the ones after it at most blockMs.
@@ -193,6 +201,14 @@ export class EventReader {
   /** Standalone: skips idle rounds while Redis's XADD count stands still (idle-gate.ts). */
   private readonly gate: IdleGate;
   private readonly idlePollMs: number;
+  private readonly minRoundMs: number;
+  /**
+   * The round under way read, from some stream, a full batch or more than a quarter of what the stream retains:
+   * the next round starts at once, since waiting minRoundMs could let trimming take entries before they are read.
+   */
+  private crowded = false;
+  /** Local clock at the start of the round before the one under way (entries per round → entries per pause). */
+  private previousRoundStart: number | undefined;
   /** Local clock at the start of the round under way, and of the last round that read every group. */
   private roundStart: number | undefined;
   private lastRound: number | undefined;
@@ -218,6 +234,7 @@ export class EventReader {
       lagRefreshMs: o.lagRefreshMs ?? d.lagRefreshMs,
     };
     this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
+    this.minRoundMs = Math.min(this.opts.blockMs, o.minRoundMs ?? this.opts.blockMs / 2);
     this.gate = new IdleGate(() => this.cmd.info('commandstats'), this.opts.maintenanceMs);
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
@@ -517,8 +534,20 @@ export class EventReader {
       }
       return;
     }
-    const index = this.rotation++ % groups;
-    if (index === 0) this.roundStart = Date.now();
+    const index = this.rotation % groups;
+    if (index === 0 && this.roundStart !== undefined && !this.crowded) {
+      const early = this.roundStart + this.minRoundMs - Date.now();
+      if (early > 0) {
+        await this.sleep(early);
+        return;
+      }
+    }
+    this.rotation += 1;
+    if (index === 0) {
+      this.previousRoundStart = this.roundStart;
+      this.roundStart = Date.now();
+      this.crowded = false;
+    }
     const group = this.groups[index] as FollowedQueue[];
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones.
@@ -602,6 +631,7 @@ export class EventReader {
         if (!s) continue;
         this.readBudget.observe(largest);
         s.machine.apply(entries, entries.length < plan.count);
+        if (entries.length >= plan.count) this.crowded = true;
         s.readId = (entries.at(-1) as StreamEntry).id;
         got.add(s);
       }
@@ -680,13 +710,18 @@ export class EventReader {
         chunk.map((p) => p.s.queue),
         ['accounting'],
       );
-      chunk.forEach(({ s, settles }, k) => {
+      chunk.forEach(({ s, settles, commit }, k) => {
         s.acc.clearDirty();
         s.committedId = s.cursor;
         // Nothing was read before this commit, or the script found nothing past the cursor: the stream was at its
         // end, the script stored lag 0 and the loss, so the next empty read of it needs no commit of its own.
         const result = results[k];
         s.settled = settles || result?.caughtUp === true;
+        if (result && result.length >= 0 && commit.applied > 0) {
+          // The entries it read came in over about one round: at that rate, what would a pause of minRoundMs let in?
+          const roundMs = Math.max(1, Date.now() - (this.previousRoundStart ?? this.roundStart ?? Date.now()));
+          if (((commit.applied * Math.max(roundMs, this.minRoundMs)) / roundMs) * 4 > result.length) this.crowded = true;
+        }
         const n = result?.lost ?? 0;
         if (n > 0) {
           // Entries of this queue were trimmed before they were read: tracked jobs may have moved on unseen.

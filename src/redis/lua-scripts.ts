@@ -178,6 +178,8 @@ export interface EventsCommitQueue {
 export interface EventsCommitResult {
   lost: number;
   caughtUp: boolean;
+  /** The stream's length after the commit; -1 when it does not exist. */
+  length: number;
 }
 
 /** null: a newer term claimed one of the queues; else one result per queue. */
@@ -191,7 +193,11 @@ export const eventsCommit: ScriptSpec<
   decode: (reply) => {
     if (reply === null) return null;
     const flat = (reply as unknown[]).map(Number);
-    return Array.from({ length: flat.length / 2 }, (_, i) => ({ lost: flat[2 * i] as number, caughtUp: flat[2 * i + 1] === 1 }));
+    return Array.from({ length: flat.length / 3 }, (_, i) => ({
+      lost: flat[3 * i] as number,
+      caughtUp: flat[3 * i + 1] === 1,
+      length: flat[3 * i + 2] as number,
+    }));
   },
 };
 

@@ -23,9 +23,10 @@
   then per queue:  its events stream (an argument, not a key: see events-init-n.lua), cursor the caller last
                    committed or loaded, cursor (last applied id), number of entries applied (0: only refresh
                    the lag), number of field/value args F, F args
-  Returns false when a newer term has claimed one of the queues, else per queue two numbers: the entries newly
-  counted lost, and 1 when the stream held nothing past the cursor (caught up: the caller need not commit the
-  queue again to settle its lag while the stream stays idle), else 0.
+  Returns false when a newer term has claimed one of the queues, else per queue three numbers: the entries newly
+  counted lost; 1 when the stream held nothing past the cursor (caught up: the caller need not commit the queue
+  again to settle its lag while the stream stays idle), else 0; and the stream's length (-1: no stream), which
+  tells the caller how many entries it may leave unread for a while before trimming takes them.
 ]]
 local n = #KEYS
 local a = 4
@@ -66,11 +67,12 @@ for i = 1, n do
   a = a + nf
   redis.call('HSET', hash, 'r|cursor', cursor)
   local seen = redis.call('HINCRBY', hash, 'r|seen', applied)
-  local lost, lag, caughtUp = 0, 0, 0
+  local lost, lag, caughtUp, length = 0, 0, 0, -1
   local r = redis.pcall('XINFO', 'STREAM', stream)
   if type(r) == 'table' and not r.err then
     local s = {}
     for x = 1, #r, 2 do s[r[x]] = r[x + 1] end
+    length = s['length']
     local unread
     if s['last-generated-id'] == cursor or s['length'] == 0 then
       unread = 0
@@ -97,7 +99,8 @@ for i = 1, n do
     end
   end
   redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2], 'r|hb', ARGV[3])
-  out[2 * i - 1] = lost
-  out[2 * i] = caughtUp
+  out[3 * i - 2] = lost
+  out[3 * i - 1] = caughtUp
+  out[3 * i] = length
 end
 return out
