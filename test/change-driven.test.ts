@@ -4,12 +4,12 @@
 // full collection's. Ground truth: the commands Redis ran (MONITOR on the private server), what the test enqueued
 // and what Redis holds.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import type { QueueState } from '../src/domain/queue-snapshot.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { BUSY_REREAD_MS, ChangePlan, collectOnChange } from '../src/collector/change-plan.js';
 import type { QueueReading } from '../src/domain/backend.js';
 import { QueueChanges } from '../src/domain/queue-changes.js';
 import { queueId, type QueueRef } from '../src/domain/queue-ref.js';
+import { expectKeptEqualsFull } from './helpers/kept-vs-full.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
@@ -220,40 +220,7 @@ describe('change-driven collection', () => {
     const kept = s.snapshot()!;
     const full = await sidecar(p, { events: 'false', collectSweep: '0', ownPrefix: `ql-${p}-full` });
     await full.refresh();
-    const fresh = full.snapshot()!;
-    expect(fresh.ok).toBe(true);
-    const byName = (qs: QueueState[]) => new Map(qs.map((q) => [q.ref.name, q]));
-    const a = byName(kept.queues);
-    const b = byName(fresh.queues);
-    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-    // The kept look is aged from Redis's clock at its read plus the local time since its reply arrived: it can
-    // trail by that reply's transit, a few ms.
-    const elapsed = (fresh.finishedAt - kept.finishedAt) / 1000 + fresh.durationSeconds + kept.durationSeconds + 0.05;
-    for (const [name, x] of a) {
-      const y = b.get(name)!;
-      expect({
-        name,
-        jobs: x.jobs,
-        paused: x.paused,
-        overdue: x.delayedOverdue,
-        orphans: x.orphanedActive,
-        limited: x.rateLimited,
-        workers: x.workers,
-      }).toEqual({
-        name,
-        jobs: y.jobs,
-        paused: y.paused,
-        overdue: y.delayedOverdue,
-        orphans: y.orphanedActive,
-        limited: y.rateLimited,
-        workers: y.workers,
-      });
-      // Ages: the kept look aged by the clock, the fresh one read later.
-      for (const age of ['oldestWaitingAgeSeconds', 'oldestActiveAgeSeconds'] as const) {
-        expect(y[age], `${name} ${age}`).toBeGreaterThanOrEqual(x[age] - 0.01);
-        expect(y[age] - x[age], `${name} ${age}`).toBeLessThanOrEqual(elapsed);
-      }
-    }
+    const a = expectKeptEqualsFull(kept, full.snapshot()!);
     expect(a.get('waits')!.oldestWaitingAgeSeconds).toBeGreaterThanOrEqual(120);
     expect(a.get('busy')!.oldestActiveAgeSeconds).toBeGreaterThan(0);
     release();

@@ -6,9 +6,9 @@
 // enqueued and what BullMQ's tables hold.
 import pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { QueueState } from '../src/domain/queue-snapshot.js';
 import { waitFor } from './helpers/bullmq.js';
 import { usePostgresSuite, type TestPostgresSidecar } from './helpers/postgres-suite.js';
+import { expectKeptEqualsFull } from './helpers/kept-vs-full.js';
 import { seriesKey } from './helpers/prom-text.js';
 
 interface Sent {
@@ -217,31 +217,7 @@ describe('change-driven collection on PostgreSQL', () => {
     const kept = s.snapshot()!;
     const full = await pgs.sidecar({ queues: names.join(','), events: 'false', collectSweep: '0', pgOwnSchema: 'queuelens_full' });
     await full.refresh();
-    const fresh = full.snapshot()!;
-    expect(fresh.ok).toBe(true);
-    const byName = (qs: QueueState[]) => new Map(qs.map((q) => [q.ref.name, q]));
-    const a = byName(kept.queues);
-    const b = byName(fresh.queues);
-    expect([...a.keys()].sort()).toEqual([...b.keys()].sort());
-    const elapsed = (fresh.finishedAt - kept.finishedAt) / 1000 + fresh.durationSeconds + kept.durationSeconds + 0.05;
-    for (const [name, x] of a) {
-      const y = b.get(name)!;
-      const gauges = (q: QueueState) => ({
-        name,
-        jobs: q.jobs,
-        paused: q.paused,
-        overdue: q.delayedOverdue,
-        orphans: q.orphanedActive,
-        limited: q.rateLimited,
-        workers: q.workers,
-      });
-      expect(gauges(x)).toEqual(gauges(y));
-      // Ages: the kept look aged by the clock, the fresh one read later.
-      for (const age of ['oldestWaitingAgeSeconds', 'oldestActiveAgeSeconds'] as const) {
-        expect(y[age], `${name} ${age}`).toBeGreaterThanOrEqual(x[age] - 0.01);
-        expect(y[age] - x[age], `${name} ${age}`).toBeLessThanOrEqual(elapsed);
-      }
-    }
+    const a = expectKeptEqualsFull(kept, full.snapshot()!);
     expect(a.get('cd-waits')!.oldestWaitingAgeSeconds).toBeGreaterThanOrEqual(120);
     expect(a.get('cd-active')!.oldestActiveAgeSeconds).toBeGreaterThan(0);
     release();
