@@ -1124,7 +1124,7 @@ function(c) {
           },
         },
         {
-          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_orphaned_active_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})"]),
+          "expr": std.join('', ["max by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_orphaned_active_jobs{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"})\nor\nmax by (", std.join('', [std.join('', [l, ", "]) for l in c.deploymentLabels]), "prefix, queue) (bullmq_queue_oldest_waiting_age_seconds{", std.join('', [std.join('', [l, "=~\"$", l, "\", "]) for l in c.deploymentLabels]), "prefix=~\"$prefix\", queue=~\"$queue\"}) * 0"]),
           "legendFormat": "orphaned active",
           "refId": "B",
           "datasource": {

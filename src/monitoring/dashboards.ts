@@ -512,7 +512,11 @@ export function buildQueueDashboard(s: MonitoringSettings): Dashboard {
         'short',
         [
           [`${rateRecord('bullmq_jobs_stalled', w)}{${Q}} * 60`, 'stalled/min'],
-          [`max by (${BY}) (bullmq_queue_orphaned_active_jobs{${Q}})`, 'orphaned active'],
+          // Absent while 0 (the series budget): 0 from the queue's other gauges then.
+          [
+            `max by (${BY}) (bullmq_queue_orphaned_active_jobs{${Q}})\nor\nmax by (${BY}) (bullmq_queue_oldest_waiting_age_seconds{${Q}}) * 0`,
+            'orphaned active',
+          ],
           [`max by (${BY}) (bullmq_dlq_jobs{${Q}})`, 'dead-lettered'],
           [`${rateRecord('bullmq_dlq_added', w)}{${Q}} * 60`, 'dead-lettered/min'],
         ],
