@@ -18,6 +18,13 @@ export interface RedisQueueStateSourceOptions {
   groupSize?: number;
   /** Ids of a long active list checked per call after the group call (paged from its right end). */
   orphanPageSize?: number;
+  /**
+   * Group calls in flight at once (default 64: ~1,000 queues, ~20 ms of Redis time). Each call's command timeout
+   * runs from when it is sent, so with every group of 50,000 queues sent at once the last ones waited behind
+   * 3,000 others and timed out on a busy Redis, failing the whole collection; in waves, a call waits for at most
+   * one wave.
+   */
+  maxInFlight?: number;
 }
 
 export class RedisQueueStateSource implements QueueStateSource {
@@ -32,7 +39,12 @@ export class RedisQueueStateSource implements QueueStateSource {
 
   async read(refs: readonly QueueRef[], activeCheckLimit: number): Promise<QueueLook[]> {
     const groups = groupBySlot(refs, queueBase, this.o.groupSize ?? 16, isCluster(this.o.redis));
-    const replies = await Promise.all(groups.map((g) => this.getQueueStates({ bases: g.map(queueBase), activeCheckLimit })));
+    const wave = Math.max(1, this.o.maxInFlight ?? 64);
+    const replies: Array<Awaited<ReturnType<typeof this.getQueueStates>>> = [];
+    for (let start = 0; start < groups.length; start += wave) {
+      const calls = groups.slice(start, start + wave).map((g) => this.getQueueStates({ bases: g.map(queueBase), activeCheckLimit }));
+      replies.push(...(await Promise.all(calls)));
+    }
     const out: QueueLook[] = [];
     for (const [g, group] of groups.entries()) {
       const { nowMs, queues } = replies[g]!;
