@@ -214,13 +214,20 @@ export class FragmentSet {
     for (let f = 0; f < this.families.length; f += 1) {
       if (this.textBytes[f] === 0 && !this.alwaysHeader) continue;
       pos += target.write(header(this.families[f]!, openMetrics), pos);
-      if (this.textBytes[f] === 0) continue;
-      for (const fr of this.fragments) {
-        const a = fr.textOff[f]!;
-        const b = fr.textOff[f + 1]!;
-        if (b > a) pos += fr.text.copy(target, pos, a, b);
-        if (slicer.due()) await slicer.yield();
-      }
+      if (this.textBytes[f] !== 0) pos = await this.copyFamily(f, 'text', target, pos, slicer);
+    }
+    return pos;
+  }
+
+  /** Family f's bytes of every fragment, in order, in one format. */
+  private async copyFamily(f: number, format: 'text' | 'proto', target: Buffer, at: number, slicer: Slicer): Promise<number> {
+    let pos = at;
+    for (const fr of this.fragments) {
+      const off = format === 'text' ? fr.textOff : fr.protoOff;
+      const a = off[f]!;
+      const b = off[f + 1]!;
+      if (b > a) pos += fr[format].copy(target, pos, a, b);
+      if (slicer.due()) await slicer.yield();
     }
     return pos;
   }
@@ -243,12 +250,7 @@ export class FragmentSet {
       const head = familyHead(this.families[f]!);
       pos = writeVarint(target, pos, head.length + this.protoBytes[f]!);
       pos += head.copy(target, pos);
-      for (const fr of this.fragments) {
-        const a = fr.protoOff[f]!;
-        const b = fr.protoOff[f + 1]!;
-        if (b > a) pos += fr.proto.copy(target, pos, a, b);
-        if (slicer.due()) await slicer.yield();
-      }
+      pos = await this.copyFamily(f, 'proto', target, pos, slicer);
     }
     return pos;
   }
