@@ -120,6 +120,9 @@ function compareIds(a: string, b: string): number {
  */
 const COMMIT_QUEUES = 25;
 
+/** A stream retaining fewer entries than this is read again at once (no minRoundMs pause) while it moves. */
+const PACE_MIN_RETAINED = 1000;
+
 /** Longest close() waits for the loop, the lease release and QUIT (the sidecar's whole shutdown has 5 s). */
 const CLOSE_MS = 1500;
 
@@ -203,8 +206,9 @@ export class EventReader {
   private readonly idlePollMs: number;
   private readonly minRoundMs: number;
   /**
-   * The round under way read, from some stream, a full batch or more than a quarter of what the stream retains:
-   * the next round starts at once, since waiting minRoundMs could let trimming take entries before they are read.
+   * The round under way read, from some stream, a full batch, or entries at a rate that a minRoundMs pause would
+   * bring to more than a quarter of what the stream retains, or from a stream retaining under PACE_MIN_RETAINED: the
+   * next round starts at once, since a pause could let trimming take entries before they are read.
    */
   private crowded = false;
   /** Local clock at the start of the round before the one under way (entries per round → entries per pause). */
@@ -720,7 +724,10 @@ export class EventReader {
         if (result && result.length >= 0 && commit.applied > 0) {
           // The entries it read came in over about one round: at that rate, what would a pause of minRoundMs let in?
           const roundMs = Math.max(1, Date.now() - (this.previousRoundStart ?? this.roundStart ?? Date.now()));
-          if (((commit.applied * Math.max(roundMs, this.minRoundMs)) / roundMs) * 4 > result.length) this.crowded = true;
+          const perPause = (commit.applied * Math.max(roundMs, this.minRoundMs)) / roundMs;
+          // A stream retaining little (a small maxLenEvents, or a new stream whose cap is not known yet) is never
+          // left waiting: estimates of a rate are rough, and a burst could outrun what it keeps.
+          if (result.length < PACE_MIN_RETAINED || perPause * 4 > result.length) this.crowded = true;
         }
         const n = result?.lost ?? 0;
         if (n > 0) {
