@@ -57,6 +57,25 @@ function histo(s: QueueEventStats, histogram: string, label: string, jobName: st
   return { count: h?.count ?? 0, sumMs: (h?.sumSeconds ?? 0) * 1000 };
 }
 
+/**
+ * Runs `during` with MONITOR on, `onCommand` seeing each command. ioredis now and then fails a MONITOR connection
+ * whose first lines race its switch into monitor mode ("Command queue state error"); such a window proves nothing
+ * either way and is watched again, after `reset` (which clears what onCommand collected).
+ */
+async function watched(onCommand: (args: string[]) => void, reset: () => void, during: () => Promise<void>): Promise<void> {
+  for (let attempt = 1; ; attempt++) {
+    reset();
+    const monitor = await monitorCommands(redis, onCommand);
+    await during();
+    try {
+      monitor.stop();
+      return;
+    } catch (err) {
+      if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
+    }
+  }
+}
+
 async function entriesAdded(q: QueueRef): Promise<number> {
   const info = (await raw.call('XINFO', 'STREAM', queueKey(q, 'events'))) as unknown[];
   return Number(info[info.indexOf('entries-added') + 1]);
@@ -415,27 +434,24 @@ describe('pacing', () => {
     await waitFor('the first entries read', async () => total((await statsOf(q))!, 'added') === written);
     // Ground truth: the XREADs of this stream that reach Redis while an entry is written every 10 ms for 2 s.
     let reads = 0;
-    for (let attempt = 1; ; attempt++) {
-      reads = 0;
-      const monitor = await monitorCommands(redis, (args) => {
+    let elapsed = 0;
+    await watched(
+      (args) => {
         if (/^xread$/i.test(args[0] ?? '') && args.includes(stream)) reads += 1;
-      });
-      const started = Date.now();
-      while (Date.now() - started < 2000) {
-        await raw.xadd(stream, '*', 'event', 'added', 'jobId', `j${written}`, 'name', 'x');
-        written += 1;
-        await sleep(10);
-      }
-      const elapsed = Date.now() - started;
-      try {
-        monitor.stop();
-        // One read per 200 ms, plus the one under way when the window opened.
-        expect(reads).toBeLessThanOrEqual(Math.ceil(elapsed / 200) + 1);
-        break;
-      } catch (err) {
-        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
-      }
-    }
+      },
+      () => (reads = 0),
+      async () => {
+        const started = Date.now();
+        while (Date.now() - started < 2000) {
+          await raw.xadd(stream, '*', 'event', 'added', 'jobId', `j${written}`, 'name', 'x');
+          written += 1;
+          await sleep(10);
+        }
+        elapsed = Date.now() - started;
+      },
+    );
+    // One read per 200 ms, plus the one under way when the window opened.
+    expect(reads).toBeLessThanOrEqual(Math.ceil(elapsed / 200) + 1);
     expect(reads).toBeGreaterThan(0);
     await waitFor('every entry read', async () => total((await statsOf(q))!, 'added') === written);
     await r.close();
@@ -529,25 +545,19 @@ describe('lag', () => {
     const firstBeat = await hb();
     let perQueue: string[] = [];
     let reads = 0;
-    // ioredis now and then fails a MONITOR connection whose first lines race its switch into monitor mode
-    // ("Command queue state error"); such a window proves nothing either way and is watched again.
-    for (let attempt = 1; ; attempt++) {
-      perQueue = [];
-      reads = 0;
-      const monitor = await monitorCommands(redis, (args) => {
+    await watched(
+      (args) => {
         const cmd = (args[0] ?? '').toLowerCase();
         if (cmd === 'xread') {
           if (mine(args)) reads += 1;
         } else if (mine(args)) perQueue.push(args.join(' '));
-      });
-      await sleep(3000);
-      try {
-        monitor.stop();
-        break;
-      } catch (err) {
-        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
-      }
-    }
+      },
+      () => {
+        perQueue = [];
+        reads = 0;
+      },
+      async () => void (await sleep(3000)),
+    );
     expect(perQueue).toEqual([]);
     // Nothing was written to any stream: the reader checks Redis's XADD count instead of reading them
     // (events/idle-gate.ts, test/events-idle-gate.test.ts), and the heartbeat keeps being written.
@@ -578,24 +588,20 @@ describe('lag', () => {
     const hash = ownKeys.eventsQueue(OWN, q);
     // Ground truth: the commit calls that reach Redis for this queue's hash (EVALSHA names it among its keys).
     let commits = 0;
-    for (let attempt = 1; ; attempt++) {
-      commits = 0;
-      const monitor = await monitorCommands(redis, (args) => {
+    await watched(
+      (args) => {
         if (/^evalsha$/i.test(args[0] ?? '') && args.includes(hash)) commits += 1;
-      });
-      // One job: its `added` and `waiting` entries come from one BullMQ script, so one XREAD reads both.
-      const before = (await statsOf(q)) ? total((await statsOf(q))!, 'added') : 0;
-      await bull.queue(q.name).add('j', {});
-      await waitFor('the job counted', async () => total((await statsOf(q))!, 'added') === before + 1);
-      // Many empty rounds of the queue's group after it (rounds are 100 ms apart at most, then paced to 500 ms).
-      await sleep(2500);
-      try {
-        monitor.stop();
-        break;
-      } catch (err) {
-        if (attempt >= 3 || !/Command queue state error/.test((err as Error).message)) throw err;
-      }
-    }
+      },
+      () => (commits = 0),
+      async () => {
+        // One job: its `added` and `waiting` entries come from one BullMQ script, so one XREAD reads both.
+        const before = (await statsOf(q)) ? total((await statsOf(q))!, 'added') : 0;
+        await bull.queue(q.name).add('j', {});
+        await waitFor('the job counted', async () => total((await statsOf(q))!, 'added') === before + 1);
+        // Many empty rounds of the queue's group after it.
+        await sleep(2500);
+      },
+    );
     expect(commits).toBe(1);
     // That one commit stored the queue as caught up; the shard's heartbeat vouches for it from then on.
     expect(Number(await raw.hget(hash, SCRIPT_FIELDS.lagMs))).toBe(0);
