@@ -16,7 +16,8 @@ import type { TestRedis } from '../test/helpers/redis-server.js';
 import { eachSize, gauge, scrapeUntil, startSidecarProcess, window, WINDOW_S, type Cost } from './lib/redis-cost.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { queueName, seedQueues } from './lib/seed.js';
-import { commandTime, type CommandTime } from './lib/command-time.js';
+import { commandTime, nameScripts, type CommandTime } from './lib/command-time.js';
+import { pathToFileURL } from 'node:url';
 import { describe } from './lib/redis-stats.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000').split(',').map(Number);
@@ -27,6 +28,15 @@ const SETTLE_MS = 20_000;
 const ATTRIBUTION_S = 10;
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const CHILD = new URL('./lib/traffic-child.js', import.meta.url).pathname;
+/** BENCH_BASELINE_CLI: another build's dist/cli/index.js, run with its defaults as one more column. */
+const BASELINE_CLI = process.env['BENCH_BASELINE_CLI'];
+/** The sizes at which the baseline build runs too (BENCH_BASELINE_SIZES, default 1000). */
+const BASELINE_SIZES = (process.env['BENCH_BASELINE_SIZES'] ?? '1000').split(',').map(Number);
+if (BASELINE_CLI) {
+  // Its scripts by name in the split (they differ from this build's where it changed them).
+  const embedded = new URL('../redis/lua-embedded.js', pathToFileURL(BASELINE_CLI)).href;
+  nameScripts(((await import(embedded)) as { LUA_SOURCES: Record<string, string> }).LUA_SOURCES, ' (baseline)');
+}
 
 interface Variant {
   cost: Cost & { jobs: number };
@@ -54,6 +64,7 @@ interface Row {
   bTime: CommandTime;
   before: Variant;
   after: Variant;
+  baseline?: Variant;
 }
 
 /** Queue i is active when i % 10 === 5: 10% of them, none paused, none with a seeded orphan. */
@@ -96,6 +107,7 @@ async function startTraffic(server: TestRedis, prefix: string, size: number): Pr
 }
 
 async function sidecar(
+  cli: string,
   server: TestRedis,
   prefix: string,
   size: number,
@@ -104,8 +116,8 @@ async function sidecar(
   idle: string[],
   activeNames: string[],
 ): Promise<Variant> {
-  const own = `ql${size}${extra.length > 0 ? 'old' : ''}`;
-  const sc = await startSidecarProcess({ cli: CLI, redisUrl: server.url, prefix, size, own, extra });
+  const own = `ql${size}${cli !== CLI ? 'base' : extra.length > 0 ? 'old' : ''}`;
+  const sc = await startSidecarProcess({ cli, redisUrl: server.url, prefix, size, own, extra });
   const { url } = sc;
   const proc = { pid: sc.pid };
   try {
@@ -219,9 +231,11 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
     const idle = Array.from({ length: size }, (_, i) => i)
       .filter((i) => !active(i) && i % 50 !== 0)
       .map(queueName);
-    const before = await sidecar(server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames);
-    const after = await sidecar(server, prefix, size, [], admin, idle, activeNames);
-    return { size, floor, a, b, aTime, bTime, before, after };
+    const before = await sidecar(CLI, server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames);
+    const after = await sidecar(CLI, server, prefix, size, [], admin, idle, activeNames);
+    // Another build's defaults in the same run (BASELINE_CLI), e.g. the code before a change, for what it moved.
+    const base = BASELINE_CLI && BASELINE_SIZES.includes(size) ? await sidecar(BASELINE_CLI, server, prefix, size, [], admin, idle, activeNames) : undefined;
+    return { size, floor, a, b, aTime, bTime, before, after, baseline: base };
   } finally {
     traffic.kill('SIGTERM');
     admin.disconnect();
@@ -240,6 +254,8 @@ async function main(): Promise<void> {
   // The floor's Redis CPU per traffic job, times the jobs of the window: the traffic's share of each window.
   const net = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.cpuMs - (floor.cpuMs / Math.max(1, floor.jobs)) * c.jobs;
   const ms = (n: number) => (n / 1000).toFixed(2);
+  // The same for Redis's command time (INFO commandstats, each command once).
+  const netCommand = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.commandMs - (floor.commandMs / Math.max(1, floor.jobs)) * c.jobs;
   const body = [
     machineInfo(load),
     '',
@@ -277,7 +293,8 @@ async function main(): Promise<void> {
         'before RSS / peak (MB)',
         'after RSS / peak (MB)',
         'cycle before / after (s)',
-        'A / B / before / after command time (ms)',
+        'A / B / before / after command time, INFO commandstats net of the floor (ms)',
+        'A / B / before / after command time, SLOWLOG of own clients (ms)',
         'after / B (command time)',
         'longest command before / after (µs, SLOWLOG at 0)',
         'commands ≥ 1 ms before / after (window, longest µs)',
@@ -302,6 +319,7 @@ async function main(): Promise<void> {
         `${r.before.rssMb.toFixed(0)} / ${r.before.peakMb.toFixed(0)}`,
         `${r.after.rssMb.toFixed(0)} / ${r.after.peakMb.toFixed(0)}`,
         `${r.before.cycleS.toFixed(2)} / ${r.after.cycleS.toFixed(2)}`,
+        [r.a, r.b, r.before.cost, r.after.cost].map((c) => netCommand(c, r.floor).toFixed(1)).join(' / '),
         [r.aTime, r.bTime, r.before.time, r.after.time].map((t) => ms(t.usec)).join(' / '),
         (r.after.time.usec / Math.max(1, r.bTime.usec)).toFixed(2),
         `${longest(r.before.time)} / ${longest(r.after.time)}`,
@@ -335,6 +353,60 @@ async function main(): Promise<void> {
         ),
       ),
     ),
+    ...(rows.some((r) => r.baseline)
+      ? [
+          '',
+          `Another build in the same run (BENCH_BASELINE_CLI, with its defaults): ${process.env['BENCH_BASELINE_LABEL'] ?? BASELINE_CLI}.`,
+          '',
+          table(
+            [
+              'queues',
+              'variant',
+              'CPU net (ms)',
+              'command time net, commandstats (ms)',
+              'command time, SLOWLOG (ms)',
+              'calls/s',
+              'depth p50 / max (s)',
+              'counter p50 (s)',
+              'RSS / peak (MB)',
+            ],
+            rows.flatMap((r) =>
+              (
+                [
+                  ['baseline', r.baseline],
+                  ['after', r.after],
+                ] as const
+              ).flatMap(([variant, v]) =>
+                v
+                  ? [
+                      [
+                        r.size,
+                        variant,
+                        net(v.cost, r.floor).toFixed(1),
+                        netCommand(v.cost, r.floor).toFixed(1),
+                        ms(v.time.usec),
+                        v.cost.callsPerS.toFixed(0),
+                        `${ms(v.depthP50)} / ${ms(v.depthMax)}`,
+                        ms(v.counterP50),
+                        `${v.rssMb.toFixed(0)} / ${v.peakMb.toFixed(0)}`,
+                      ],
+                    ]
+                  : [],
+              ),
+            ),
+          ),
+          '',
+          table(
+            ['queues', 'command (baseline build)', 'calls/s', `Redis time per ${WINDOW_S} s (ms)`, 'longest call (µs)'],
+            rows.flatMap((r) =>
+              [...(r.baseline?.time.by ?? [])]
+                .sort((x, y) => y[1].usec - x[1].usec)
+                .slice(0, 10)
+                .map(([cmd, e]) => [r.size, cmd, (e.calls / ATTRIBUTION_S).toFixed(1), ms(e.usec), e.maxUsec]),
+            ),
+          ),
+        ]
+      : []),
   ].join('\n');
   writeSection(
     new URL('../../docs/benchmarks.md', import.meta.url),

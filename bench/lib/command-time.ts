@@ -18,7 +18,16 @@ export interface CommandTime {
   by: Map<string, { calls: number; usec: number; maxUsec: number }>;
 }
 
-const SCRIPTS = new Map(Object.entries(LUA_SOURCES).map(([file, lua]) => [createHash('sha1').update(lua).digest('hex'), file]));
+const SCRIPTS = new Map<string, string>();
+
+/** Names the scripts of `sources` (file → text, as lua-embedded.ts) in the split; `tag` marks another build's. */
+export function nameScripts(sources: Readonly<Record<string, string>>, tag = ''): void {
+  for (const [file, lua] of Object.entries(sources)) {
+    const sha = createHash('sha1').update(lua).digest('hex');
+    if (!SCRIPTS.has(sha)) SCRIPTS.set(sha, `${file}${tag}`);
+  }
+}
+nameScripts(LUA_SOURCES);
 
 function label(args: string[]): string {
   const cmd = (args[0] ?? '?').toUpperCase();
