@@ -526,10 +526,11 @@ export class EventReader {
       // the longer they stay idle (up to idlePollMs): at rest about 0.1 µs of Redis time per stream per
       // second, and the first event after a quiet spell waits at most idlePollMs. Nothing else is sent
       // meanwhile: no commit (a settled queue is not written) and one heartbeat per round.
-      // Redis's XADD count gates the next round (idle-gate.ts): unchanged, the round is skipped.
+      // Redis's XADD count gates the next round (idle-gate.ts): unchanged, the round is skipped, and the checks
+      // back off as the rounds did (an INFO of a Redis that served many kinds of commands takes 20-80 µs).
       this.idleReads = 0;
-      if (this.gate.counts()) this.idleRounds += 1;
-      await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, Math.max(0, this.idleRounds - 1))));
+      this.idleRounds += 1;
+      await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, this.idleRounds - 1)));
       const checkedAt = Date.now();
       if (await this.gate.skip()) {
         // Nothing was written to any stream since the last round found them all at their end: as good as a round.
