@@ -3,6 +3,9 @@
 //     PostgresSnapshotCollector against BullMQ's own getJobCounts() of every queue, one after another (as exporters do),
 //     on the same database. Wall time, and database time from pg_stat_statements (each side connects as its own role,
 //     so its statements are summed apart from the workers').
+//  1b. At rest (nothing moving), per 15 s: the sidecar as deployed (createSidecar, event follower on, defaults) with
+//     collection on the interval over every queue (--collect-sweep 0, as before change-driven collection) and driven by
+//     change (the default sweeps), against an exporter calling getJobCounts() of every queue once per 15 s scrape.
 //  2. Event reading: the rate BullMQ-on-PostgreSQL workers produce events at, flat out (add + complete), with the
 //     reader following them under the backend's default retention (lost = 0?), and the rate the reader sustains on a
 //     backlog.
@@ -12,7 +15,11 @@ import { copyFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { Queue, Worker, createPostgresBackend } from 'bullmq';
 import pg from 'pg';
+import { createBackend } from '../src/backends/create-backend.js';
+import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
+import { createLogger } from '../src/log/logger.js';
 import { PostgresEventReader } from '../src/postgres/event-reader.js';
+import { createSidecar } from '../src/sidecar/create-sidecar.js';
 import { PostgresSnapshotCollector } from '../src/postgres/snapshot.js';
 import { postgresBinDir, startTestPostgres, type TestPostgres } from '../test/helpers/postgres-server.js';
 import { loadAverage, median, table, writeSection } from './lib/report.js';
@@ -36,6 +43,9 @@ const TARGETS = { speedup: 4, flat: 1.5, readerRatio: 5 };
 const LIVE = { waiting: 2, prioritized: 1, delayed: 1 };
 /** Queues (per database) with a worker holding one job active. */
 const HELD = 5;
+/** At rest: each side is measured over this window (s) after a settling time, and reported per 15 s. */
+const AT_REST_S = Number(process.env.PG_BENCH_AT_REST_S ?? (QUICK ? 15 : 60));
+const AT_REST_SETTLE_S = QUICK ? 8 : 15;
 
 const queueName = (i: number) => `q${String(i).padStart(4, '0')}`;
 /**
@@ -305,6 +315,72 @@ async function measureCollection(admin: pg.Pool, server: TestPostgres, s: Scenar
   return row;
 }
 
+interface AtRestRow {
+  n: number;
+  retained: number;
+  /** Per 15 s. */
+  before: Sample;
+  after: Sample;
+  baseline: Sample;
+  /** Collections the after side ran in its window, and the queues it read in them (change plan). */
+  afterCollections: number;
+}
+
+const per15 = (x: Sample, seconds: number): Sample => {
+  const k = 15 / seconds;
+  return { wallMs: x.wallMs * k, dbMs: x.dbMs * k, calls: x.calls * k, buffers: x.buffers * k };
+};
+
+/**
+ * The sidecar at rest on scenario `s`, as deployed (event follower on, 5 s interval, discovery), logging in as
+ * ql_bench: collection over every queue at every interval (`sweep` 0) or driven by change (the defaults). Settles
+ * (the first collection reads and recounts every queue; the follower takes the lease and catches up), then its
+ * database work over AT_REST_S, per 15 s.
+ */
+async function sidecarAtRest(admin: pg.Pool, server: TestPostgres, s: Scenario, sweep: string | undefined): Promise<{ sample: Sample; collections: number }> {
+  const config = resolveSidecarConfig({
+    backend: 'postgres',
+    databaseUrl: server.urlFor({ user: 'ql_bench', database: s.db }),
+    port: '9487',
+    host: '127.0.0.1',
+    logLevel: 'silent',
+    maxQueues: '5000',
+    ...(sweep === undefined ? {} : { collectSweep: sweep }),
+  });
+  const log = createLogger({ level: config.logLevel });
+  const sidecar = await createSidecar(config, log, createBackend(config, log));
+  await sidecar.start();
+  await sleep(AT_REST_SETTLE_S * 1000);
+  const seq = sidecar.snapshot()?.seq ?? 0;
+  const sample = await timed(admin, 'ql_bench', () => sleep(AT_REST_S * 1000));
+  const collections = (sidecar.snapshot()?.seq ?? 0) - seq;
+  await sidecar.close();
+  return { sample: per15(sample, AT_REST_S), collections };
+}
+
+/** `admin`: a pool on the database pg_stat_statements was created in. */
+async function measureAtRest(admin: pg.Pool, server: TestPostgres, s: Scenario): Promise<AtRestRow> {
+  const before = await sidecarAtRest(admin, server, s, '0');
+  const after = await sidecarAtRest(admin, server, s, undefined);
+  // An exporter scraped every 15 s: getJobCounts() of every queue once, one after another (median of 3).
+  const baseline: Sample[] = [];
+  for (let r = 0; r < 3; r++)
+    baseline.push(
+      await timed(admin, 'bl_bench', async () => {
+        for (const q of s.queues) await q.getJobCounts();
+      }),
+    );
+  const mid = (k: keyof Sample) => median(baseline.map((b) => b[k]));
+  return {
+    n: s.n,
+    retained: s.retained,
+    before: before.sample,
+    after: after.sample,
+    baseline: { wallMs: mid('wallMs'), dbMs: mid('dbMs'), calls: mid('calls'), buffers: mid('buffers') },
+    afterCollections: after.collections,
+  };
+}
+
 interface EventResult {
   producedPerS: number;
   jobsPerS: number;
@@ -497,6 +573,14 @@ async function main(): Promise<void> {
         rows.push(row);
       }
     }
+    const atRest: AtRestRow[] = [];
+    for (const s of scenarios) {
+      const row = await measureAtRest(admin, server, s);
+      console.error(
+        `at rest, ${s.n} queues: before ${fmt(row.before.dbMs)} ms DB / ${fmt(row.before.buffers, 0)} buffers, after ${fmt(row.after.dbMs)} / ${fmt(row.after.buffers, 0)}, getJobCounts ${fmt(row.baseline.dbMs)} / ${fmt(row.baseline.buffers, 0)} per 15 s`,
+      );
+      atRest.push(row);
+    }
     for (const s of scenarios) {
       for (const r of s.release) r();
       await Promise.all(s.workers.map((w) => w.close(true)));
@@ -505,7 +589,7 @@ async function main(): Promise<void> {
     }
     const ev = await measureEvents(server);
     console.error(JSON.stringify(ev));
-    const body = report(rows, ev, started);
+    const body = report(rows, atRest, ev, started);
     if (QUICK || process.env.PG_BENCH_QUEUES || process.env.PG_BENCH_RETAINED) console.log(body);
     else writeSection(new URL('../../docs/benchmarks.md', import.meta.url), SECTION, body);
   } catch (err) {
@@ -519,7 +603,7 @@ async function main(): Promise<void> {
   }
 }
 
-function report(rows: CollectionRow[], ev: EventResult, started: number): string {
+function report(rows: CollectionRow[], atRest: AtRestRow[], ev: EventResult, started: number): string {
   const at = (n: number, retained: number) => rows.find((r) => r.n === n && r.retained === retained)!;
   const big = Math.max(...QUEUE_COUNTS);
   const [small, large] = RETAINED as [number, number];
@@ -564,6 +648,39 @@ function report(rows: CollectionRow[], ev: EventResult, started: number): string
       `${med(r.steady, 'calls')} / ${med(r.baseline, 'calls')}`,
     ]),
   );
+  const restAt = (n: number) => atRest.find((r) => r.n === n)!;
+  const restTable = table(
+    [
+      'queues',
+      'retained',
+      'before: interval over every queue, DB (ms / 15 s)',
+      'buffers / 15 s',
+      'statements / 15 s',
+      'after: driven by change, DB (ms / 15 s)',
+      'buffers / 15 s',
+      'statements / 15 s',
+      'getJobCounts every 15 s, DB (ms)',
+      'buffers',
+      'statements',
+      'after / before (buffers)',
+      'after / getJobCounts (buffers)',
+    ],
+    atRest.map((r) => [
+      r.n.toLocaleString('en-US'),
+      r.retained.toLocaleString('en-US'),
+      fmt(r.before.dbMs),
+      fmt(r.before.buffers, 0),
+      fmt(r.before.calls, 0),
+      fmt(r.after.dbMs),
+      fmt(r.after.buffers, 0),
+      fmt(r.after.calls, 0),
+      fmt(r.baseline.dbMs),
+      fmt(r.baseline.buffers, 0),
+      fmt(r.baseline.calls, 0),
+      `${fmt(r.after.buffers / r.before.buffers, 2)}×`,
+      `${fmt(r.after.buffers / r.baseline.buffers, 2)}×`,
+    ]),
+  );
   const seedLine = rows.map((r) => `${r.n.toLocaleString('en-US')} queues to ${r.retained.toLocaleString('en-US')} in ${fmt(r.seedS)} s`).join(', ');
   const sAt = at(big, large);
   return `
@@ -585,6 +702,12 @@ ${collTable}
 Targets: ≥ ${TARGETS.speedup}× faster than getJobCounts at ${big.toLocaleString('en-US')} queues with ${large.toLocaleString('en-US')} retained, as the sidecar runs it (steady): ${fmt(speedup(sAt, 'steady'), 2)}× (${yes(speedup(sAt, 'steady') >= TARGETS.speedup)}); in the worst case, every queue's finished jobs counted (the first collection, then one per 60 s): ${fmt(speedup(sAt, 'recount'), 2)}× (${yes(speedup(sAt, 'recount') >= TARGETS.speedup)}). Flat as retained grows 10× (${small.toLocaleString('en-US')} → ${large.toLocaleString('en-US')}), judged on the work (shared buffers touched, which CPU contention on this shared machine does not inflate; "flat" = at most ${TARGETS.flat}×): steady ${QUEUE_COUNTS.map((n) => `${fmt(flatBuf('steady', n), 2)}× buffers (${fmt(flatDb('steady', n), 2)}× DB time, ${fmt(flat('steady', n), 2)}× wall) at ${n.toLocaleString('en-US')} queues`).join(', ')} (${yes(QUEUE_COUNTS.every((n) => flatBuf('steady', n) <= TARGETS.flat))}); full recount ${QUEUE_COUNTS.map((n) => `${fmt(flatBuf('recount', n), 2)}× buffers at ${n.toLocaleString('en-US')} queues`).join(', ')} (not flat: BullMQ keeps no counter, docs/postgres.md §2.2).
 
 How to read it: wall and DB times move with what else runs on this shared 2-core machine (see the load average), so flatness is judged on shared buffers, which count the work. A steady collection costs about 30 buffers per queue (a dozen index probes: live states, head job, meta, rate limit, the event check), whatever the queue retains; a full recount adds an index-only scan of every retained finished job (about 1 buffer per 100-300 of them), so with few retained jobs per queue it costs no more than the check. getJobCounts reads every job of the queue through the primary key, heap included.
+
+**At rest** (issue 16 on PostgreSQL): after the collection rows, in the same databases (${large.toLocaleString('en-US')} retained, nothing moving; the ${HELD} held workers idle), the sidecar as deployed (\`createSidecar\`, the event follower on, \`--collect-interval\` 5, discovery every 60 s, logging in as its own role) runs ${AT_REST_SETTLE_S} s to settle (its first collection reads and recounts every queue, the follower takes the lease), then its statements are summed over ${AT_REST_S} s and scaled to 15 s: **before**, collection on the interval over every queue (\`--collect-sweep 0\`: what every release before change-driven collection did, completed/failed recounted every 60 s); **after**, driven by change with the default sweeps (60 s for a queue whose lock can expire, 600 s otherwise; a swept queue's finished jobs are recounted). Both columns run this release's event follower (idle, a wake-up reads only the sequence head; the release before read every queue's rows every second on top of the "before" column) and its 1 s heartbeat commit, and the discovery pass when it falls in the window. **getJobCounts**: an exporter scraped every 15 s, \`getJobCounts()\` of every queue once, one after another (median of 3), in the same run.
+
+${restTable}
+
+At ${big.toLocaleString('en-US')} queues at rest, driven by change: ${fmt(restAt(big).after.buffers / restAt(big).before.buffers, 2)}× the buffers of collecting every queue on the interval, and ${fmt(restAt(big).after.buffers / restAt(big).baseline.buffers, 2)}× those of getJobCounts() every 15 s (DB time ${fmt(restAt(big).after.dbMs / restAt(big).before.dbMs, 2)}× and ${fmt(restAt(big).after.dbMs / restAt(big).baseline.dbMs, 2)}×).
 
 **Event reading.** One queue, 2 BullMQ workers (concurrency 50, noop processor) and a producer adding in bulk (50 per \`addBulk\`, at most 2,000 ahead of the workers) in this process, flat out for ${WORKER_SECONDS} s after 3 s of warm-up; the produced rate is the growth of \`event_seq\` over that window. Meanwhile the reader (\`PostgresEventReader\`, default page 1,000) follows, woken by LISTEN \`bullmq_events\` and a 200 ms timer, as the sidecar would; retention is BullMQ's default (\`maxLenEvents\` 10,000). Then the reader's own speed: a fresh reader reads a backlog of ${ev.backlogRows.toLocaleString('en-US')} event rows of 16 queues, interleaved in id order as concurrent queues write them (rows copied from the workers' events; the queues' \`maxLenEvents\` raised so none of it is trimmable), as fast as it polls.
 
