@@ -3,6 +3,7 @@
 // one is in the other with the same value, and both equal what the workload did. Rendering is proportional to
 // change: an update re-renders only the queues whose values moved, and what it serves is byte for byte what a
 // fresh render of everything gives; while a new body is written, scrapes get the previous complete one.
+import { gunzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { JOB_STATES, type CollectionSnapshot, type QueueState } from '../src/domain/queue-snapshot.js';
@@ -254,6 +255,8 @@ describe('rendering proportional to change', () => {
     }
     await publishing;
     const after = (await e.render('text')).body;
+    // Gzipped, the same bytes: one member per part, read as one stream.
+    expect(gunzipSync((await e.render('text', true)).body).equals(after)).toBe(true);
     expect(after.equals(before)).toBe(false);
     for (const b of during) expect(b.equals(before) || b.equals(after)).toBe(true);
     const m = parsePromText(after.toString());

@@ -159,8 +159,9 @@ function labelBytes(pairs: Pairs): Buffer {
 export class FragmentSet {
   private readonly textBytes: number[];
   private readonly protoBytes: number[];
-  /** The set written out whole, per format (text, OpenMetrics, protobuf), once asked for. */
+  /** The set written out whole, per format (text, OpenMetrics, protobuf), once asked for; and gzipped. */
   private readonly written: Array<Promise<Buffer> | undefined> = [];
+  private readonly compressed: Array<Promise<Buffer> | undefined> = [];
 
   constructor(
     readonly families: readonly FamilySpec[],
@@ -186,6 +187,17 @@ export class FragmentSet {
    * written again because the other part or the process metrics changed copies them whole instead of copying
    * every fragment again.
    */
+  /** bytes(i) compressed with `compress`, once. */
+  gzipped(i: 0 | 1 | 2, compress: (chunks: Buffer[]) => Promise<Buffer>): Promise<Buffer> {
+    let c = this.compressed[i];
+    if (!c) {
+      c = this.bytes(i).then((b) => compress([b]));
+      this.compressed[i] = c;
+      c.catch(() => (this.compressed[i] = undefined));
+    }
+    return c;
+  }
+
   bytes(i: 0 | 1 | 2): Promise<Buffer> {
     let w = this.written[i];
     if (!w) {

@@ -1,8 +1,8 @@
 // Owns the private registries and the /metrics body. The queue gauges and event series arrive as fragments
 // (exposition-fragments.ts: text and protobuf per queue, re-rendered only for queues that changed); the exporter's
 // self-metrics and the process metrics come from prom-client, the latter re-read when older than `liveMaxAgeMs`.
-// Each part is written out once per change and format, in slices; a body is the list of those chunks (never
-// joined: sent and gzipped chunk by chunk), gzipped once, on demand. Concurrent scrapes share it, and while the
+// Each part is written out once per change and format, in slices, and gzipped once (a gzip member); a body is the
+// list of those chunks (never joined: sent chunk by chunk), its gzip the list of their members. Concurrent scrapes share it, and while the
 // next one is written they are served the previous complete one: with 10,000 queues a body is tens of MB, and
 // writing or compressing it per scrape would make 50 scrapers queue behind each other.
 import { Readable } from 'node:stream';
@@ -14,7 +14,18 @@ import { encodeRegistry, FragmentSet } from './exposition-fragments.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
 /** In the libuv thread pool, so the event loop serves other scrapes meanwhile. */
-/** One gzip stream over the chunks of a body, compressed in the thread pool; the chunks are never joined. */
+/**
+ * The gzip of a body as members: prom-client's head and the process metrics compressed each time, each part's
+ * bytes once per part (kept with it), so a new body costs the compression of what changed. Members follow each
+ * other in one stream, which gzip readers (Go's, zlib's) read as the concatenation.
+ */
+function gzipMembers(b: Built, i: 0 | 1 | 2): Promise<Buffer[]> {
+  const head = b.chunks[0]!;
+  const tail = b.chunks.at(-1)!;
+  return Promise.all([compress([head]), ...b.parts.map((p) => p.gzipped(i, compress)), compress([tail])]);
+}
+
+/** One gzip member over the chunks, compressed in the thread pool; the chunks are never joined. */
 function compress(chunks: readonly Buffer[]): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const z = createGzip({ level: zlib.Z_BEST_SPEED });
@@ -84,7 +95,13 @@ interface Built {
   at: number;
   /** prom-client's head, the collection's and the events' bytes, the process metrics: the body, in order. */
   chunks: readonly Buffer[];
-  gzipped?: Promise<Buffer>;
+  /** The parts it was written from, whose gzip members are kept with them. */
+  parts: readonly FragmentSet[];
+  /** One gzip member per chunk (concatenated members are one gzip stream: RFC 1952, 2.2). */
+  gzipped?: Promise<Buffer[]>;
+  /** What scrapes of it get, shared: one object per body and encoding. */
+  plain?: RenderedMetrics;
+  compressed?: Promise<RenderedMetrics>;
 }
 
 /** The parts of the body rendered from the collection (queue gauges) and the event accounting. */
@@ -179,9 +196,11 @@ export class Exposition {
       this.refresh(i).catch(() => undefined);
     }
     const contentType = CONTENT_TYPES[f];
-    if (!acceptGzip) return rendered(contentType, r.chunks);
-    r.gzipped ??= compress(r.chunks);
-    return rendered(contentType, [await r.gzipped], 'gzip');
+    if (!acceptGzip) return (r.plain ??= rendered(contentType, r.chunks));
+    const built = r;
+    built.gzipped ??= gzipMembers(built, i);
+    built.compressed ??= built.gzipped.then((members) => rendered(contentType, members, 'gzip'));
+    return built.compressed;
   }
 
   /** A body of format i at `version` or later. */
@@ -206,7 +225,7 @@ export class Exposition {
     const promise = after.then(async () => {
       const b = await this.write(i);
       if (this.gzipWanted[i]) {
-        b.gzipped = compress(b.chunks);
+        b.gzipped = gzipMembers(b, i);
         await b.gzipped;
       }
       const cur = this.current[i];
@@ -237,7 +256,7 @@ export class Exposition {
       tail = Buffer.from(await this.live[i].metrics());
     }
     const middle = await Promise.all(parts.map((p) => p.bytes(i)));
-    return { version, at, chunks: [head, ...middle, tail] };
+    return { version, at, chunks: [head, ...middle, tail], parts };
   }
 
   private add<M extends AnyMetric>(metric: M): M {
