@@ -45,6 +45,10 @@ const BASELINE = new URL('./lib/baseline-exporter.js', import.meta.url).pathname
 const GZIP = { accept: 'text/plain', 'accept-encoding': 'gzip' };
 
 interface Poll {
+  /** Seconds since spawn. */
+  atS?: number;
+  /** Why a poll got no body. */
+  error?: string;
   complete: boolean;
   queues: number;
   lag: number;
@@ -77,6 +81,8 @@ interface Row {
   firstFullS: number;
   polls: number;
   incomplete: number;
+  /** The first incomplete polls, as seen. */
+  incompleteSample: Poll[];
   intervalS: { min: number; max: number };
   cycleS: { median: number; max: number };
   rssMb: number;
@@ -240,11 +246,14 @@ async function measure(size: number): Promise<Row> {
     let polling = true;
     const pid = sc.pid;
     const url = sc.url;
+    const spawnedAt = sc.spawnedAt;
     const poller = (async () => {
       while (polling) {
         const started = performance.now();
-        const r = await scrape(url).catch(() => undefined);
-        const p = r ? poll(r.text, size) : { complete: false, queues: 0, lag: 0 };
+        let error: string | undefined;
+        const r = await scrape(url).catch((err: Error) => void (error = err.message));
+        const p: Poll = r ? poll(r.text, size) : { complete: false, queues: 0, lag: 0, error };
+        p.atS = Math.round((started - spawnedAt) / 100) / 10;
         polls.push(p);
         if (r && p.complete) {
           bodyBytes = Buffer.byteLength(r.text);
@@ -291,7 +300,9 @@ async function measure(size: number): Promise<Row> {
 
     // The baselines at the same size, traffic still running; a burst of 50 where one pass takes seconds, not minutes.
     const burst = size <= 10_000;
-    const baselines = [await baseline(server, prefix, size, 'A', burst), await baseline(server, prefix, size, 'B', burst)];
+    // BENCH_BASELINES=0 leaves them out (a quick look at the sidecar alone; the docs want them).
+    const baselines =
+      process.env['BENCH_BASELINES'] === '0' ? [] : [await baseline(server, prefix, size, 'A', burst), await baseline(server, prefix, size, 'B', burst)];
     const slow = await slowlog(admin);
     const intervals = polls.flatMap((p) => (p.intervalS === undefined ? [] : [p.intervalS]));
     const cycles = polls.flatMap((p) => (p.cycleS === undefined ? [] : [p.cycleS]));
@@ -302,6 +313,7 @@ async function measure(size: number): Promise<Row> {
       firstFullS,
       polls: polls.length,
       incomplete: polls.filter((p) => !p.complete).length,
+      incompleteSample: polls.filter((p) => !p.complete).slice(0, 8),
       intervalS: { min: Math.min(...intervals), max: Math.max(...intervals) },
       cycleS: { median: median(cycles), max: Math.max(...cycles) },
       rssMb: median(rss),
