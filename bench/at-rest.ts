@@ -275,7 +275,7 @@ async function main(): Promise<void> {
     'change-driven collection), in the same run, one 15 s window (`BENCH_BEFORE_SIZES`, 1,000 only by default: at 10,000',
     'it did not export every queue within 300 s on this shared machine). What remains of queuelens at rest: the sweep of',
     "idle queues (one share of them per pass, each once per `--collect-sweep-idle`), the reader's check of Redis's XADD",
-    "count once a second (one INFO) and its one real round a minute, the shard's heartbeat (TIME + HSET a second),",
+    "count (one INFO, 1 s to 5 s apart) and its one real round a minute, the shard's heartbeat (TIME + HSET a second),",
     "discovery's evidence (two INFO a minute) and its forced SCAN every 10 min, the shared snapshot written each pass,",
     'and CLIENT LIST.',
     '',
