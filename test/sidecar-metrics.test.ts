@@ -107,6 +107,27 @@ describe('sidecar metrics over time', () => {
     }
   });
 
+  it("a new collection keeps its gauges shown while the rest of its cycle outlasts the previous one's limit", async () => {
+    const m = new SidecarMetrics({ collectIntervalSeconds: INTERVAL });
+    try {
+      // The previous cycle's collection is 1 s short of the limit when it ends.
+      const before = snapshot(Date.now() - (staleLimitSeconds(INTERVAL) - 1) * 1000);
+      await m.collected(before);
+      m.cycleDone(before, 0.01, INTERVAL);
+      // The next collection succeeds now; its cycle (read-back, rendering, board) has not ended yet.
+      const now = { ...snapshot(Date.now()), seq: 2 };
+      now.queues = [{ ...now.queues[0]!, jobs: { ...now.queues[0]!.jobs, waiting: 7 } }];
+      await m.collected(now);
+      await waitFor("past the previous collection's limit", () => Date.now() > before.lastSuccessAt + staleLimitSeconds(INTERVAL) * 1000 + 200, 30_000);
+      const seen = await scrape(m);
+      expect(isStale(now, Date.now(), INTERVAL), 'the machine took the whole limit to get here; run again').toBe(false);
+      expect(seen.get('bullmq_exporter_up')).toBe(1);
+      expect(seen.get(WAITING)).toBe(7);
+    } finally {
+      m.close();
+    }
+  });
+
   it("follows the event follower's leadership between collections", async () => {
     const events = follower();
     const m = new SidecarMetrics({ collectIntervalSeconds: INTERVAL, events });

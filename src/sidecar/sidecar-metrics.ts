@@ -32,10 +32,13 @@ export class SidecarMetrics {
   private expiry: NodeJS.Timeout | undefined;
   private leaderTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  /** The interval in force as of the last cycle's end (seconds): what freshness is judged against meanwhile. */
+  private intervalSeconds: number;
 
   constructor(private readonly o: SidecarMetricsOptions) {
     // Process metrics as fresh as the queue gauges: the ~1 MB body of 1,000 queues is then rebuilt once per
     // collection, not once a second while scraped.
+    this.intervalSeconds = o.collectIntervalSeconds;
     this.exposition = new Exposition(Math.max(1000, o.collectIntervalSeconds * 1000));
     this.queues = new QueueMetrics(this.exposition);
     this.eventMetrics = o.events ? new EventMetrics(this.exposition, o.histograms) : undefined;
@@ -56,9 +59,14 @@ export class SidecarMetrics {
     return this.exposition.render(format, acceptGzip);
   }
 
-  /** A collection finished (ok or not): its gauges replace the last ones. */
-  collected(s: CollectionSnapshot): Promise<void> {
-    return this.queues.update(s);
+  /**
+   * A collection finished (ok or not): its gauges replace the last ones, and its age is what expires them from now
+   * on. Not only at the cycle's end: the rest of a cycle (read-back, rendering, the board) can outlast the stale limit
+   * of the previous collection at 50,000 queues, and that expiry blanked the gauges just rendered from this one.
+   */
+  async collected(s: CollectionSnapshot): Promise<void> {
+    await this.queues.update(s);
+    this.armExpiry(s, this.intervalSeconds);
   }
 
   /**
@@ -71,6 +79,7 @@ export class SidecarMetrics {
 
   /** A whole cycle ended with `last` as the last collection; `intervalSeconds` is the interval now in force. */
   cycleDone(last: CollectionSnapshot, cycleSeconds: number, intervalSeconds: number): void {
+    this.intervalSeconds = intervalSeconds;
     this.queues.setCycle(cycleSeconds, intervalSeconds);
     this.armExpiry(last, intervalSeconds);
   }
