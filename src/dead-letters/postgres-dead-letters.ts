@@ -22,6 +22,7 @@ import {
   type PostgresTarget,
 } from '../jobs/postgres-store.js';
 import { dlqName } from '../jobs/queue-defaults.js';
+import { createOwnSchema } from '../postgres/accounting-store.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
 import { withSpan } from '../tracing/spans.js';
@@ -53,7 +54,6 @@ export interface PostgresDeadLetterOptions {
 function ownTables(own: string): string[] {
   const s = quoteIdent(own);
   return [
-    `CREATE SCHEMA IF NOT EXISTS ${s}`,
     // One row per failed job that has been dead-lettered, so a sweep never copies it twice (nor after a purge).
     `CREATE TABLE IF NOT EXISTS ${s}.dead_letter_marker (
        bull_schema text NOT NULL, queue text NOT NULL, dlq_job_id text NOT NULL, job_id text NOT NULL, failed_at_ms bigint NOT NULL,
@@ -101,6 +101,8 @@ export class PostgresDeadLetters implements DeadLetterQueue {
     this.tables ??= (async () => {
       if (await this.tablesExist()) return;
       await inTransaction(this.pool, async (c) => {
+        // The schema under the lock every creator of it takes (the sidecar's event follower creates it too).
+        await createOwnSchema(c, this.opts.target.ownSchema);
         await c.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['queuelens:dead-letter-tables']);
         for (const ddl of ownTables(this.opts.target.ownSchema)) await c.query(ddl);
       });

@@ -62,13 +62,21 @@ export function isMissingRelation(err: unknown): boolean {
  * when missing, so a role granted an existing schema (docs/postgres.md §2.5) needs no CREATE on the database.
  */
 export async function ensureOwnSchema(pool: pg.Pool, ownSchema: string, timeoutMs = 5_000): Promise<void> {
-  const s = pg.escapeIdentifier(ownSchema);
   await inTransaction(pool, { timeoutMs }, async (c) => {
-    await c.query("SELECT pg_advisory_xact_lock(hashtext('queuelens:schema:' || $1))", [ownSchema]);
-    const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [ownSchema]);
-    if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${s}`);
-    await c.query(ddl(s));
+    await createOwnSchema(c, ownSchema);
+    await c.query(ddl(pg.escapeIdentifier(ownSchema)));
   });
+}
+
+/**
+ * Inside the caller's transaction: creates the own schema when missing, holding until that transaction ends the
+ * advisory lock every creator of this schema takes (the event follower here, the workers' dead letters): one creates
+ * it, the others find it. Its DDL after this is serialized with theirs too.
+ */
+export async function createOwnSchema(c: pg.ClientBase, ownSchema: string): Promise<void> {
+  await c.query("SELECT pg_advisory_xact_lock(hashtext('queuelens:schema:' || $1))", [ownSchema]);
+  const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [ownSchema]);
+  if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${pg.escapeIdentifier(ownSchema)}`);
 }
 
 /** What a leader persisted: the reader's state, or undefined before any commit. */
