@@ -2,10 +2,11 @@
 // lifecycle machine, reader state and accounting committed in one fenced transaction, read back by every replica.
 // Ground truth: what the test enqueued and what BullMQ's tables hold (job states, the event rows themselves).
 import { spawn } from 'node:child_process';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Job } from 'bullmq';
 import { createLogger } from '../src/log/logger.js';
 import type { QueueEventAccounting } from '../src/domain/event-accounting.js';
@@ -53,8 +54,12 @@ describe('PostgreSQL event follower', () => {
     await bull.migrate();
     pool = server.pool(6);
   });
+  // Each test's followers are closed after it, passed or failed: one left running would keep the lease (renewing it
+  // for ever) and every later test would wait for a leadership it can never get.
+  afterEach(async () => {
+    for (const f of followers.splice(0)) await f.close();
+  });
   afterAll(async () => {
-    for (const f of followers) await f.close();
     await bull?.close();
     for (const p of pools) await p.end().catch(() => undefined);
     await server?.stop();
@@ -244,23 +249,86 @@ describe('PostgreSQL event follower', () => {
     f.setQueues(refs('woken'));
     const q = bull.queue('woken');
     await q.getVersion();
+    const id = queueId(refs('woken')[0]!);
     await f.start();
-    await expect.poll(() => f.isLeader, POLL).toBe(true);
-    await expect.poll(async () => (await summary('woken'))?.counters.added ?? 0, POLL).toBe(0);
+    // Leadership comes first; the queue is followed on the term's first pass, and its first commit (the fresh
+    // queue's fields, nothing counted) follows that pass.
+    await expect.poll(() => f.isLeader && changes.isFollowed(id), POLL).toBe(true);
+    await expect.poll(async () => (await summary('woken'))?.read, POLL).toBe(0);
     expect(changes.isWhole).toBe(true);
-    expect(changes.isFollowed(queueId(refs('woken')[0]!))).toBe(true);
-    changes.take('state');
-    changes.take('accounting');
+    // Collected across polls: a take() may come between the commit and the marks made right after it returns.
+    const seen = { state: new Set<string>(), accounting: new Set<string>() };
+    const marked = (kind: 'state' | 'accounting') => {
+      for (const x of changes.take(kind)) seen[kind].add(x);
+      return seen[kind];
+    };
     for (let n = 1; n <= 3; n++) {
+      changes.take('state');
+      changes.take('accounting');
+      seen.state.clear();
+      seen.accounting.clear();
       await q.add('job', {});
       await expect.poll(async () => (await summary('woken'))?.counters.added, POLL).toBe(n);
-      expect(changes.take('state')).toEqual(new Set([queueId(refs('woken')[0]!)]));
       // Marked right after the commit returns, which a read-back may see a moment before.
-      await expect.poll(() => changes.take('accounting').has(queueId(refs('woken')[0]!)), POLL).toBe(true);
+      await expect.poll(() => marked('state').has(id) && marked('accounting').has(id), POLL).toBe(true);
+      expect(marked('state')).toEqual(new Set([id]));
     }
     await f.close();
     expect(changes.isWhole).toBe(false);
-    expect(changes.isFollowed(queueId(refs('woken')[0]!))).toBe(false);
+    expect(changes.isFollowed(id)).toBe(false);
+  });
+
+  it('reads at once when LISTEN takes effect: a row NOTIFYed before it is not left for the fallback poll', async () => {
+    // A proxy to the server that holds the LISTEN session's link (its startup names it) until released, and passes
+    // every other link through: the follower's term starts, commits and sleeps before its LISTEN takes effect.
+    const held: Array<() => void> = [];
+    let holding = true;
+    const links = new Set<Socket>();
+    const proxy = createServer((client) => {
+      const upstream = createConnection(Number(new URL(server.url).port), '127.0.0.1');
+      for (const x of [client, upstream]) {
+        links.add(x);
+        x.on('error', () => undefined);
+        x.on('close', () => links.delete(x));
+      }
+      let listenLink: boolean | undefined;
+      client.on('data', (d: Buffer) => {
+        listenLink ??= d.includes('queuelens:events:listen');
+        if (listenLink && holding) held.push(() => upstream.write(d));
+        else upstream.write(d);
+      });
+      upstream.on('data', (d: Buffer) => client.write(d));
+      client.on('close', () => upstream.destroy());
+      upstream.on('close', () => client.destroy());
+    });
+    await new Promise<void>((resolve) => proxy.listen(0, '127.0.0.1', resolve));
+    const release = () => {
+      holding = false;
+      for (const send of held.splice(0)) send();
+    };
+    try {
+      const url = new URL(server.url);
+      url.port = String((proxy.address() as { port: number }).port);
+      // No connection timeout: the held LISTEN session waits for the release, however long the test takes.
+      const proxied = new pg.Pool({ connectionString: url.toString(), max: 4, application_name: 'ql-proxied' });
+      proxied.on('error', () => undefined);
+      pools.push(proxied);
+      const f = follower({ pool: proxied, pollMs: 600_000 });
+      f.setQueues(refs('listen-late'));
+      const q = bull.queue('listen-late');
+      await q.getVersion();
+      await f.start();
+      // The term's first pass committed the fresh queue, and its LISTEN session is on the way but held.
+      await expect.poll(async () => (await summary('listen-late'))?.read, POLL).toBe(0);
+      await expect.poll(() => held.length, POLL).toBeGreaterThan(0);
+      await q.add('job', {});
+      release();
+      await expect.poll(async () => (await summary('listen-late'))?.counters.added, POLL).toBe(1);
+    } finally {
+      release();
+      for (const x of links) x.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
   });
 
   it('follows a queue with a hostile name and job names that hold the field separator', async () => {

@@ -512,7 +512,13 @@ export class PostgresEventFollower implements EventFollower {
         throw err;
       }
       if (this.closing) await client.end().catch(() => undefined);
-      else this.listener = client;
+      else {
+        this.listener = client;
+        // A NOTIFY sent before LISTEN took effect reached no one: a pass now reads the rows written meanwhile, or they
+        // would wait for the fallback poll (the first pass of a term, or one after the connection broke, can end
+        // before LISTEN does).
+        this.wakeUp();
+      }
     })()
       .catch((err: Error) => this.o.log.debug({ err: err.message }, 'LISTEN bullmq_events failed; the fallback poll reads meanwhile'))
       .finally(() => (this.listening = undefined));
