@@ -12,8 +12,9 @@ import { createLogger } from '../src/log/logger.js';
 import type { QueueEventAccounting } from '../src/domain/event-accounting.js';
 import { QueueChanges } from '../src/domain/queue-changes.js';
 import { queueId } from '../src/domain/queue-ref.js';
-import { commitEventState, readPostgresEventAccounting } from '../src/postgres/accounting-store.js';
+import { commitEventState, ensureOwnSchema, readPostgresEventAccounting } from '../src/postgres/accounting-store.js';
 import { PostgresEventFollower, type PostgresEventFollowerOptions } from '../src/postgres/event-follower.js';
+import { PgLease } from '../src/postgres/lease.js';
 import { PostgresBullFixtures } from './helpers/postgres-bullmq.js';
 import { startTestPostgres, type TestPostgres } from './helpers/postgres-server.js';
 
@@ -227,6 +228,24 @@ describe('PostgreSQL event follower', () => {
     await b.close();
   });
 
+  it('a commit refused under an earlier fence does not end the term held now (the lease lost and taken again meanwhile)', async () => {
+    await ensureOwnSchema(pool, OWN);
+    const lease = new PgLease({ pool: namedPool('ql-lease'), ownSchema: OWN, source: 'lease-terms', leaseMs: 600_000, log, onChange: () => undefined });
+    try {
+      lease.start();
+      await expect.poll(() => lease.isLeader, POLL).toBe(true);
+      const now = lease.fence;
+      // A pass of the term before came back from a commit the lease row refused: it belongs to that term only.
+      lease.lost('a fenced commit found another fence', now - 1n);
+      expect(lease.isLeader).toBe(true);
+      expect(lease.fence).toBe(now);
+      lease.lost('a fenced commit found another fence', now);
+      expect(lease.isLeader).toBe(false);
+    } finally {
+      await lease.close();
+    }
+  });
+
   it('a commit under an old fence changes nothing', async () => {
     const { rows } = await pool.query<{ fence: string }>(`SELECT fence::text AS fence FROM ${OWN}.event_lease WHERE source = $1`, [SCHEMA]);
     const current = BigInt(rows[0]!.fence);
@@ -306,6 +325,7 @@ describe('PostgreSQL event follower', () => {
       holding = false;
       for (const send of held.splice(0)) send();
     };
+    let f: PostgresEventFollower | undefined;
     try {
       const url = new URL(server.url);
       url.port = String((proxy.address() as { port: number }).port);
@@ -313,7 +333,7 @@ describe('PostgreSQL event follower', () => {
       const proxied = new pg.Pool({ connectionString: url.toString(), max: 4, application_name: 'ql-proxied' });
       proxied.on('error', () => undefined);
       pools.push(proxied);
-      const f = follower({ pool: proxied, pollMs: 600_000 });
+      f = follower({ pool: proxied, pollMs: 600_000 });
       f.setQueues(refs('listen-late'));
       const q = bull.queue('listen-late');
       await q.getVersion();
@@ -326,6 +346,8 @@ describe('PostgreSQL event follower', () => {
       await expect.poll(async () => (await summary('listen-late'))?.counters.added, POLL).toBe(1);
     } finally {
       release();
+      // Closed while its links still work: it releases the lease for the tests after it.
+      await f?.close();
       for (const x of links) x.destroy();
       await new Promise((resolve) => proxy.close(resolve));
     }

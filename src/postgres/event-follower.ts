@@ -77,8 +77,12 @@ export const PG_EVENT_FOLLOWER_DEFAULTS = {
   maintenanceMs: 60_000,
 };
 
-/** A fenced commit matched no lease row: another replica took over. */
-class FencedOut extends Error {}
+/** A fenced commit under `fence` matched no lease row: another term (of another replica, or a later one of this) began. */
+class FencedOut extends Error {
+  constructor(readonly fence: bigint) {
+    super('a fenced commit found another fence');
+  }
+}
 /** Leadership changed while a pass waited on the database: its in-memory state belongs to an old term. */
 class TermChanged extends Error {}
 
@@ -229,7 +233,7 @@ export class PostgresEventFollower implements EventFollower {
         this.dropTerm();
         if (err instanceof TermChanged) continue;
         if (err instanceof FencedOut) {
-          this.lease.lost('a fenced commit found another fence');
+          this.lease.lost('a fenced commit found another fence', err.fence);
           continue;
         }
         const msg = (err as Error).message;
@@ -318,7 +322,7 @@ export class PostgresEventFollower implements EventFollower {
       { source: this.schema, fence: term.fence, keep: this.wanted ?? [], retentionMs: this.opts.retentionMs },
       this.opts.statementTimeoutMs,
     );
-    if (deleted === undefined) throw new FencedOut();
+    if (deleted === undefined) throw new FencedOut(term.fence);
     this.checkTerm(term);
     if (deleted.length === 0) return;
     term.reader.forget(deleted);
@@ -414,7 +418,7 @@ export class PostgresEventFollower implements EventFollower {
         { source: this.schema, fence: term.fence, state, readAgoMs: Date.now() - readAt, queues: commits },
         this.opts.statementTimeoutMs,
       );
-      if (!ok) throw new FencedOut();
+      if (!ok) throw new FencedOut(term.fence);
       term.committedAt = Date.now();
       this.o.changes?.mark(
         commits.map((c) => this.ref(c.queue)),

@@ -95,9 +95,13 @@ export class PgLease {
     }
   }
 
-  /** A fenced commit found another fence: leadership is gone. */
-  lost(reason: string): void {
-    if (this.held) this.lose(reason);
+  /**
+   * A fenced commit under `fence` found another fence: leadership of that term is gone. A commit of an earlier term can
+   * come back after this replica lost the lease and took it again (a pass that waited out a lease under CPU
+   * starvation): it says nothing about the term held now, which stays.
+   */
+  lost(reason: string, fence: bigint): void {
+    if (this.held && fence === this.fenceValue) this.lose(reason);
   }
 
   async close(): Promise<void> {
