@@ -1,0 +1,87 @@
+// Commit pacing of the event reader: while a queue's events keep coming, its accounting and cursor are committed
+// (one script call, atomically) about once a second, not once per read. Ground truth: the commit script calls
+// Redis ran (MONITOR), Redis's own clock for the span of the traffic, and what was enqueued.
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { QueueEventStats } from '../src/events/accounting.js';
+import { EventReader } from '../src/events/event-reader.js';
+import { readEventAccounting } from '../src/events/read-back.js';
+import type { QueueRef } from '../src/domain/queue-ref.js';
+import { createLogger } from '../src/log/logger.js';
+import { ownKeys } from '../src/redis/keys.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const OWN = 'ql-pacing';
+let redis: TestRedis;
+let raw: Redis;
+let bull: BullFixtures;
+
+beforeAll(async () => {
+  redis = await startTestRedis();
+  raw = redis.client();
+  bull = new BullFixtures(redis);
+});
+afterAll(async () => {
+  raw?.disconnect();
+  await bull?.close();
+  await redis?.stop();
+});
+
+async function added(q: QueueRef): Promise<number> {
+  const s: QueueEventStats | undefined = (await readEventAccounting(raw, OWN)).find((x) => x.queue.name === q.name)?.stats;
+  return s?.counters.filter((c) => c.counter === 'added').reduce((a, c) => a + c.value, 0) ?? 0;
+}
+
+async function redisMs(): Promise<number> {
+  const [s, us] = await raw.time();
+  return Number(s) * 1000 + Number(us) / 1000;
+}
+
+describe('event reader commit pacing', () => {
+  it('commits a busy queue about once a second, and counts every event once', async () => {
+    const busy: QueueRef = { prefix: 'bull', name: 'pace-busy' };
+    const quiet: QueueRef = { prefix: 'bull', name: 'pace-quiet' };
+    const r = new EventReader({
+      redisUrl: redis.url,
+      ownPrefix: OWN,
+      log: createLogger({ level: 'silent' }),
+      leaseMs: 3000,
+      blockMs: 100,
+      maintenanceMs: 600_000,
+    });
+    const hash = ownKeys.eventsQueue(OWN, busy);
+    let commits = 0;
+    // A stream retaining a few thousand entries, as BullMQ's do at work (a young, short stream is committed at once:
+    // trimming could take what a next leader would have to read again). There before the reader: not counted.
+    const retained = 1500;
+    await bull.queue(busy.name).addBulk(Array.from({ length: retained }, (_, i) => ({ name: 'old', data: { i } })));
+    try {
+      r.setQueues([busy, quiet]);
+      r.start();
+      await waitFor('registered', async () => (await readEventAccounting(raw, OWN)).length === 2);
+      await bull.queue(busy.name).add('j', {});
+      await waitFor('first job counted', async () => (await added(busy)) === 1);
+      // Commit script calls naming the busy queue's state hash (the heartbeat field is one of their arguments).
+      const monitor = await monitorCommands(redis, (args) => {
+        if (args[0]?.toLowerCase() === 'evalsha' && args.includes(hash) && args.includes('hb|all')) commits += 1;
+      });
+      const jobs = 120;
+      const from = await redisMs();
+      for (let i = 0; i < jobs; i++) {
+        await bull.queue(busy.name).add('j', { i });
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      const spanS = ((await redisMs()) - from) / 1000;
+      await waitFor('every job counted', async () => (await added(busy)) === jobs + 1);
+      monitor.stop();
+      // Reads every ~50 ms would commit about once per add; paced, about once per second of traffic (+ the last one,
+      // and one for the round that found the stream at its end).
+      expect(spanS).toBeGreaterThan(1);
+      expect(commits).toBeLessThanOrEqual(Math.ceil(spanS) + 3);
+      expect(await added(quiet)).toBe(0);
+    } finally {
+      await r.close();
+    }
+  });
+});
