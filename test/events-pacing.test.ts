@@ -84,4 +84,35 @@ describe('event reader commit pacing', () => {
       await r.close();
     }
   });
+
+  it('claims queues at start-up at most 10 per script call (each call well under 1 ms of Redis time)', async () => {
+    const own = 'ql-pacing-init';
+    const queues: QueueRef[] = Array.from({ length: 25 }, (_, i) => ({ prefix: 'bull', name: `init-${i}` }));
+    for (const q of queues) await bull.queue(q.name).add('j', {});
+    const widths: number[] = [];
+    // Script calls (EVAL the first time, then EVALSHA) on this reader's state hashes, commits (those carry the
+    // heartbeat field) aside: the claims.
+    const monitor = await monitorCommands(redis, (args) => {
+      if (/^eval/i.test(args[0] ?? '') && args[3]?.startsWith(own) && !args.includes('hb|all')) widths.push(Number(args[2]));
+    });
+    const r = new EventReader({
+      redisUrl: redis.url,
+      ownPrefix: own,
+      log: createLogger({ level: 'silent' }),
+      leaseMs: 3000,
+      blockMs: 100,
+      maintenanceMs: 600_000,
+    });
+    try {
+      r.setQueues(queues);
+      r.start();
+      await waitFor('registered', async () => (await readEventAccounting(raw, own)).length === queues.length);
+      // MONITOR's lines arrive on a connection of their own, after the replies.
+      await waitFor('every claim seen', async () => widths.reduce((a, b) => a + b, 0) >= queues.length);
+      monitor.stop();
+      expect(Math.max(...widths)).toBeLessThanOrEqual(10);
+    } finally {
+      await r.close();
+    }
+  });
 });
