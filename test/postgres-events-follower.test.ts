@@ -465,6 +465,53 @@ describe('PostgreSQL event follower', () => {
     }
   });
 
+  it('a leader frozen mid-commit past its lease (SIGSTOP: CPU starvation at its worst) is replaced; resumed, it counts nothing twice', async () => {
+    const script = fileURLToPath(new URL('./fixtures/pg-event-follower.mjs', import.meta.url));
+    const child = spawn(process.execPath, [script, server.url, SCHEMA, OWN, '3000', 'paused'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const blocker = await pool.connect();
+    try {
+      await expect.poll(() => out, POLL).toMatch(/LEADER (\d+)/);
+      const childFence = BigInt(/LEADER (\d+)/.exec(out)![1]!);
+      const standby = follower();
+      standby.setQueues(refs('paused'));
+      await standby.start();
+      const q = bull.queue('paused');
+      await q.add('job', {});
+      await expect.poll(async () => (await summary('paused'))?.counters.added ?? 0, POLL).toBe(1);
+      // The leader's next commit waits inside its transaction, past the fence check that locked the lease row.
+      await blocker.query(`BEGIN; LOCK TABLE ${OWN}.event_reader IN EXCLUSIVE MODE`);
+      for (let i = 0; i < 3; i++) await q.add('job', {});
+      await expect
+        .poll(async () => {
+          const { rows } = await pool.query(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = 'queuelens:events' AND wait_event_type = 'Lock' AND query LIKE '%event_reader%'",
+          );
+          return rows.length;
+        }, POLL)
+        .toBe(1);
+      // Frozen there: its statement completes once the table is free, and its transaction then sits idle on the lease row.
+      child.kill('SIGSTOP');
+      await blocker.query('COMMIT');
+      await expect.poll(() => standby.isLeader, POLL).toBe(true);
+      expect(standby.fence).toBeGreaterThan(childFence);
+      // Thawed, it goes on from where it stopped: whatever it read under its old fence is refused.
+      child.kill('SIGCONT');
+      for (let i = 0; i < 2; i++) await q.add('job', {});
+      await caughtUp();
+      const { rows } = await pool.query<{ n: string }>("SELECT count(*)::text AS n FROM bullmq.job WHERE queue = 'paused'");
+      expect(Number(rows[0]!.n)).toBe(6);
+      expect((await summary('paused'))?.counters.added).toBe(6);
+    } finally {
+      await blocker.query('ROLLBACK').catch(() => undefined);
+      blocker.release();
+      child.kill('SIGCONT');
+      child.kill('SIGKILL');
+    }
+  });
+
   it('resumes from the committed watermark after PostgreSQL restarts', async () => {
     const f = follower();
     f.setQueues(refs('restart'));

@@ -9,7 +9,7 @@ import pg from 'pg';
 import { parseQueueHash, SCRIPT_FIELDS } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { EventReaderState } from './event-reader.js';
-import { inTransaction } from './transaction.js';
+import { inTransaction, type TransactionOptions } from './transaction.js';
 
 /** queuelens's own schema on PostgreSQL, unless configured. */
 export const DEFAULT_OWN_SCHEMA = 'queuelens';
@@ -134,14 +134,23 @@ export interface EventCommit {
 }
 
 /**
+ * A transaction that locks the lease row (holdsFence) ends on the server when its client goes quiet in it for `idleMs`:
+ * a leader frozen mid-commit (paused, starved of CPU) would otherwise hold the row, and so the lease, from every other
+ * replica until it runs again. Its commit then fails, and it reloads the committed state like after any failed commit.
+ */
+function fencedTransaction(timeoutMs: number, idleMs: number): TransactionOptions {
+  return { timeoutMs, settings: { idle_in_transaction_session_timeout: String(Math.max(1, Math.floor(idleMs))) } };
+}
+
+/**
  * Commits the reader state and the accounting of the queues that changed in one transaction that first checks the
  * fence: `UPDATE event_lease … WHERE fence = $mine` locks the lease row (a takeover's UPDATE of that row waits for this
  * commit, or this one finds the new fence) and matches nothing once another replica took the lease. Returns false
  * (and writes nothing) when fenced out.
  */
-export async function commitEventState(pool: pg.Pool, ownSchema: string, commit: EventCommit, timeoutMs = 5_000): Promise<boolean> {
+export async function commitEventState(pool: pg.Pool, ownSchema: string, commit: EventCommit, timeoutMs = 5_000, idleMs = timeoutMs): Promise<boolean> {
   const s = pg.escapeIdentifier(ownSchema);
-  return inTransaction(pool, { timeoutMs }, async (c) => {
+  return inTransaction(pool, fencedTransaction(timeoutMs, idleMs), async (c) => {
     if (!(await holdsFence(c, s, commit.source, commit.fence))) return false;
     const nowMs = '(extract(epoch FROM clock_timestamp()) * 1000)::bigint';
     await c.query(
@@ -199,9 +208,10 @@ export async function deleteGoneAccounting(
   ownSchema: string,
   o: { source: string; fence: bigint; keep: readonly string[]; retentionMs: number },
   timeoutMs = 5_000,
+  idleMs = timeoutMs,
 ): Promise<string[] | undefined> {
   const s = pg.escapeIdentifier(ownSchema);
-  return inTransaction(pool, { timeoutMs }, async (c) => {
+  return inTransaction(pool, fencedTransaction(timeoutMs, idleMs), async (c) => {
     if (!(await holdsFence(c, s, o.source, o.fence))) return undefined;
     const { rows } = await c.query<{ queue: string }>(
       `DELETE FROM ${s}.event_accounting

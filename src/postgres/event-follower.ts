@@ -321,6 +321,7 @@ export class PostgresEventFollower implements EventFollower {
       this.ownSchema,
       { source: this.schema, fence: term.fence, keep: this.wanted ?? [], retentionMs: this.opts.retentionMs },
       this.opts.statementTimeoutMs,
+      this.opts.leaseMs,
     );
     if (deleted === undefined) throw new FencedOut(term.fence);
     this.checkTerm(term);
@@ -417,6 +418,8 @@ export class PostgresEventFollower implements EventFollower {
         this.ownSchema,
         { source: this.schema, fence: term.fence, state, readAgoMs: Date.now() - readAt, queues: commits },
         this.opts.statementTimeoutMs,
+        // Frozen mid-commit, this leader holds the lease row from a takeover no longer than a lease.
+        this.opts.leaseMs,
       );
       if (!ok) throw new FencedOut(term.fence);
       term.committedAt = Date.now();
