@@ -438,15 +438,21 @@ describe('PostgreSQL event follower', () => {
     await f.close();
   });
 
-  it('a leader SIGKILLed mid-workload is replaced after its lease: nothing reset, nothing counted twice', async () => {
+  /** A follower in a process of its own (test/fixtures/pg-event-follower.mjs, a 3 s lease) following `queue`; `out` is its output so far. */
+  const leaderProcess = (queue: string) => {
     const script = fileURLToPath(new URL('./fixtures/pg-event-follower.mjs', import.meta.url));
-    const child = spawn(process.execPath, [script, server.url, SCHEMA, OWN, '3000', 'killed'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const child = spawn(process.execPath, [script, server.url, SCHEMA, OWN, '3000', queue], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (c: Buffer) => (text += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (text += c.toString()));
+    return { child, out: () => text };
+  };
+
+  it('a leader SIGKILLed mid-workload is replaced after its lease: nothing reset, nothing counted twice', async () => {
+    const { child, out } = leaderProcess('killed');
     try {
-      await expect.poll(() => out, POLL).toMatch(/LEADER (\d+)/);
-      const childFence = BigInt(/LEADER (\d+)/.exec(out)![1]!);
+      await expect.poll(out, POLL).toMatch(/LEADER (\d+)/);
+      const childFence = BigInt(/LEADER (\d+)/.exec(out())![1]!);
       const standby = follower();
       standby.setQueues(refs('killed'));
       await standby.start();
@@ -466,15 +472,11 @@ describe('PostgreSQL event follower', () => {
   });
 
   it('a leader frozen mid-commit past its lease (SIGSTOP: CPU starvation at its worst) is replaced; resumed, it counts nothing twice', async () => {
-    const script = fileURLToPath(new URL('./fixtures/pg-event-follower.mjs', import.meta.url));
-    const child = spawn(process.execPath, [script, server.url, SCHEMA, OWN, '3000', 'paused'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
-    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const { child, out } = leaderProcess('paused');
     const blocker = await pool.connect();
     try {
-      await expect.poll(() => out, POLL).toMatch(/LEADER (\d+)/);
-      const childFence = BigInt(/LEADER (\d+)/.exec(out)![1]!);
+      await expect.poll(out, POLL).toMatch(/LEADER (\d+)/);
+      const childFence = BigInt(/LEADER (\d+)/.exec(out())![1]!);
       const standby = follower();
       standby.setQueues(refs('paused'));
       await standby.start();
