@@ -115,4 +115,55 @@ describe('event reader commit pacing', () => {
       await r.close();
     }
   });
+
+  it('XREADs a quiet stream among busy ones only now and then, and still reads its first event after the quiet spell', async () => {
+    const own = 'ql-pacing-quiet';
+    const queues: QueueRef[] = Array.from({ length: 6 }, (_, i) => ({ prefix: 'bull', name: `mix-${i}` }));
+    const [busy, , , , quiet] = queues as [QueueRef, QueueRef, QueueRef, QueueRef, QueueRef];
+    // Three XREAD groups of two streams: the busy one shares no group with the quiet one.
+    const r = new EventReader({
+      redisUrl: redis.url,
+      ownPrefix: own,
+      log: createLogger({ level: 'silent' }),
+      leaseMs: 3000,
+      blockMs: 100,
+      streamsPerRead: 2,
+      maintenanceMs: 600_000,
+    });
+    const addedIn = async (q: QueueRef) =>
+      (await readEventAccounting(raw, own))
+        .find((x) => x.queue.name === q.name)
+        ?.stats.counters.filter((c) => c.counter === 'added')
+        .reduce((a, c) => a + c.value, 0) ?? 0;
+    let busyReads = 0;
+    let quietReads = 0;
+    // The busy stream retains a few thousand entries, as at work (a short one is read again at once, no pause).
+    await bull.queue(busy.name).addBulk(Array.from({ length: 1500 }, (_, i) => ({ name: 'old', data: { i } })));
+    try {
+      r.setQueues(queues);
+      r.start();
+      await waitFor('registered', async () => (await readEventAccounting(raw, own)).length === queues.length);
+      const monitor = await monitorCommands(redis, (args) => {
+        if (args[0]?.toLowerCase() !== 'xread') return;
+        if (args.includes(`bull:${busy.name}:events`)) busyReads += 1;
+        if (args.includes(`bull:${quiet.name}:events`)) quietReads += 1;
+      });
+      const jobs = 100;
+      for (let i = 0; i < jobs; i++) {
+        await bull.queue(busy.name).add('j', { i });
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      await waitFor('every busy job counted', async () => (await addedIn(busy)) === jobs);
+      monitor.stop();
+      // Every round read every group: the quiet stream as often as the busy one. Now: a full round now and then.
+      expect(busyReads).toBeGreaterThan(10);
+      expect(quietReads * 3).toBeLessThan(busyReads);
+      // The first event after the quiet spell is read (and counted once), busy neighbours or not.
+      await bull.queue(quiet.name).add('j', {});
+      await waitFor('the quiet queue counted', async () => (await addedIn(quiet)) === 1);
+      expect(await addedIn(busy)).toBe(jobs);
+    } finally {
+      await r.close();
+    }
+  });
 });

@@ -135,6 +135,15 @@ const INIT_QUEUES = 10;
  */
 const COMMIT_PACE_MS = 1000;
 
+/**
+ * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS; every
+ * stream is read in a full round at least FULL_ROUND_MS apart (and before an idle pause, see readBatch). XREAD costs
+ * Redis per stream named, so with traffic its cost follows the busy streams, not all of them; the first event after
+ * a quiet spell, on a stream among busy ones, is read within about FULL_ROUND_MS + minRoundMs (2 s by default).
+ */
+const QUIET_AFTER_MS = 5000;
+const FULL_ROUND_MS = 1500;
+
 /** A stream retaining fewer entries than this is read again at once (no minRoundMs pause) while it moves. */
 const PACE_MIN_RETAINED = 1000;
 
@@ -160,6 +169,8 @@ interface FollowedQueue {
   settled: boolean;
   /** Entries applied (in memory) since the last commit: held back by COMMIT_PACE_MS. */
   unsent: number;
+  /** Local clock at which its stream last returned entries (0: not this term). */
+  movedAt: number;
   /** Local clock of the last commit of this queue (0: none this term). */
   committedAt: number;
   /** The stream's length the last commit returned (-1: unknown, or no stream). */
@@ -245,6 +256,11 @@ export class EventReader {
   private wake: (() => void) | undefined;
   /** Queues whose applied entries wait for their commit (COMMIT_PACE_MS). */
   private readonly deferred = new Set<FollowedQueue>();
+  /** The round under way reads every stream (else only those that moved within QUIET_AFTER_MS). */
+  private fullRound = true;
+  /** Local clock at the start of the last full round; the next round is full when set. */
+  private fullAt = 0;
+  private forceFull = true;
   /** release() callers waiting for the loop to commit every deferred queue first. */
   private flushWaiters: Array<() => void> = [];
   /** Shutdown's last commit runs after `closing` is set: checkTerm lets it through. */
@@ -488,6 +504,7 @@ export class EventReader {
     for (const p of prefixes) if (!known.has(p)) await this.cmd.hsetnx(this.keys.meta, watchedField(p), now);
     this.groups = groupBySlot([...this.states.values()], (s) => s.stream, this.opts.streamsPerRead, this.cluster);
     this.rotation = 0;
+    this.forceFull = true;
     this.roundStart = undefined;
     this.lastRound = undefined;
     this.gate.moved();
@@ -536,6 +553,7 @@ export class EventReader {
         committedId: cursor,
         settled: false,
         unsent: 0,
+        movedAt: 0,
         committedAt: 0,
         retained: -1,
       };
@@ -599,12 +617,18 @@ export class EventReader {
       // back off as the rounds did (an INFO of a Redis that served many kinds of commands takes 20-80 µs).
       this.idleReads = 0;
       this.idleRounds += 1;
+      // The gate's base is taken before a round that reads every stream.
+      this.forceFull = true;
       await this.sleep(Math.min(this.idlePollMs, this.opts.blockMs * 2 ** Math.min(20, this.idleRounds - 1)));
       const checkedAt = Date.now();
       if (await this.gate.skip()) {
         // Nothing was written to any stream since the last round found them all at their end: as good as a round.
         this.lastRound = checkedAt;
         this.idleReads = groups;
+      } else {
+        // The gate took its base now: a whole round of every stream, from the first group, must follow before it
+        // may skip (a partial round, or the rest of one, would leave a quiet stream's new entry unread).
+        this.rotation = 0;
       }
       return;
     }
@@ -621,17 +645,28 @@ export class EventReader {
       this.previousRoundStart = this.roundStart;
       this.roundStart = Date.now();
       this.crowded = false;
+      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= FULL_ROUND_MS;
+      if (this.fullRound) this.fullAt = this.roundStart;
+      this.forceFull = false;
     }
-    const group = this.groups[index] as FollowedQueue[];
+    const all = this.groups[index] as FollowedQueue[];
+    // A round that is not full names only the streams that moved lately (a group with none is not read at all).
+    const now = Date.now();
+    const group = this.fullRound ? all : all.filter((s) => now - s.movedAt < QUIET_AFTER_MS || this.deferred.has(s));
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones.
-    const got = await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined);
+    const got = group.length > 0 && (await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined));
+    // A round that found nothing, full or not, leads to the idle pause; its gate check never skips the first time
+    // after entries were read (moved()), and a round after a check that did not skip is full (forceFull).
     this.idleReads = got ? 0 : this.idleReads + 1;
     if (got) {
       this.idleRounds = 0;
       this.gate.moved();
     }
-    if (index === groups - 1 && this.roundStart !== undefined) this.lastRound = this.roundStart;
+    if (index === groups - 1 && this.roundStart !== undefined) {
+      // The heartbeat vouches for every stream read to its end since: full rounds only.
+      if (this.fullRound) this.lastRound = this.roundStart;
+    }
   }
 
   /**
@@ -707,6 +742,7 @@ export class EventReader {
         s.machine.apply(entries, entries.length < plan.count);
         if (entries.length >= plan.count) this.crowded = true;
         s.readId = (entries.at(-1) as StreamEntry).id;
+        s.movedAt = Date.now();
         got.add(s);
       }
       i += slice.length;
