@@ -131,9 +131,12 @@ const INIT_QUEUES = 10;
  * While its events keep coming, a queue's accounting and cursor are committed (together, atomically) at most this
  * often: the commit script's per-queue cost (about 18 µs) then follows the busy queues, not the rounds. Entries read
  * but not committed yet are read again by a next leader from the committed cursor, counted once. A stream that
- * retains little (see PACE_MIN_RETAINED, the length each commit returns), shutdown and a lease handover commit at once.
+ * retains little next to what was read (the length each commit returns), shutdown and a lease handover commit at once.
  */
 const COMMIT_PACE_MS = 1000;
+
+/** A stream retaining fewer entries (a small maxLenEvents) is committed at every read, as before pacing. */
+const DEFER_MIN_RETAINED = 200;
 
 /**
  * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS; every
@@ -860,11 +863,12 @@ export class EventReader {
   }
 
   /**
-   * Whether a queue's commit may wait (COMMIT_PACE_MS): committed less than that ago, and its stream retains enough
-   * that what was read since is a small part of it (trimming could otherwise take entries a next leader must read).
+   * Whether a queue's commit may wait (COMMIT_PACE_MS): committed less than that ago, and what was read since is at
+   * most a quarter of what its stream retains, at least DEFER_MIN_RETAINED (trimming could otherwise take entries a
+   * next leader must read). A young stream below its cap qualifies too: nothing is trimmed from it yet.
    */
   private mayDefer(s: FollowedQueue, now: number): boolean {
-    return now - s.committedAt < COMMIT_PACE_MS && s.retained >= PACE_MIN_RETAINED && s.unsent * 4 <= s.retained;
+    return now - s.committedAt < COMMIT_PACE_MS && s.retained >= DEFER_MIN_RETAINED && s.unsent * 4 <= s.retained;
   }
 
   /**
