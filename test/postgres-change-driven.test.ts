@@ -70,29 +70,47 @@ describe('change-driven collection on PostgreSQL', () => {
     await pgs.bull.queue('cd-idle').add('x', {});
     const busy = pgs.bull.queue('cd-busy');
     await busy.add('x', {});
-    const s = await pgs.sidecar({
-      queues: 'cd-idle,cd-busy',
-      collectInterval: '0.2',
-      collectSweep: '3600',
-      collectSweepIdle: '3600',
-      pgOwnSchema: 'queuelens_idle',
-    });
+    const lines: string[] = [];
+    const s = await pgs.sidecar(
+      {
+        queues: 'cd-idle,cd-busy',
+        collectInterval: '0.2',
+        collectSweep: '3600',
+        collectSweepIdle: '3600',
+        pgOwnSchema: 'queuelens_idle',
+        logLevel: 'info',
+      },
+      lines,
+    );
     await s.start();
     await followed(s, 'cd-idle', 5);
     await followed(s, 'cd-busy');
 
-    const rec = record();
-    const seq = s.snapshot()!.seq;
-    for (let i = 0; i < 3; i += 1) {
-      await busy.add('y', { i });
-      await waitFor('a collection after the change', () => s.snapshot()!.seq > seq + 2 * (i + 1));
+    // Measured over a window in which the follower kept its term and every collection succeeded. A term started again
+    // (a pass failed under load, a renewal came late) follows every queue anew and marks it changed, and a failed
+    // collection drops what was kept: the collection then rightly reads cd-idle. Such a window proves nothing, and the
+    // next one is measured.
+    const termRestarted = (from: number) =>
+      lines.slice(from).some((l) => /event follower resumes|pass failed|lost event reader leadership|collection failed/.test(l));
+    let waiting = 1;
+    for (let attempt = 1; ; attempt += 1) {
+      const mark = lines.length;
+      const rec = record();
+      const seq = s.snapshot()!.seq;
+      for (let i = 0; i < 3; i += 1) {
+        await busy.add('y', { i });
+        await waitFor('a collection after the change', () => s.snapshot()!.seq > seq + 2 * (i + 1));
+      }
+      waiting += 3;
+      await waitFor('busy depth', async () => (await jobs(s, 'cd-busy', 'waiting')) === waiting);
+      const log = rec.stop();
+      if (termRestarted(mark) && attempt < 5) continue;
+      expect(s.snapshot()!.seq).toBeGreaterThanOrEqual(seq + 6);
+      // The control: the collection read busy after its events moved.
+      expect(readsOf(log, 'cd-busy').length).toBeGreaterThan(0);
+      expect(readsOf(log, 'cd-idle')).toEqual([]);
+      break;
     }
-    await waitFor('busy depth', async () => (await jobs(s, 'cd-busy', 'waiting')) === 4);
-    const log = rec.stop();
-    expect(s.snapshot()!.seq).toBeGreaterThanOrEqual(seq + 6);
-    // The control: the collection read busy after its events moved.
-    expect(readsOf(log, 'cd-busy').length).toBeGreaterThan(0);
-    expect(readsOf(log, 'cd-idle')).toEqual([]);
     // And what it kept is still exact.
     expect(await jobs(s, 'cd-idle', 'waiting')).toBe(1);
     await s.close();
