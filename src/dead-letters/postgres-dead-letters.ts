@@ -22,7 +22,7 @@ import {
   type PostgresTarget,
 } from '../jobs/postgres-store.js';
 import { dlqName } from '../jobs/queue-defaults.js';
-import { createOwnSchema } from '../postgres/accounting-store.js';
+import { createOwnSchema } from '../jobs/postgres-store.js';
 import type { Logger } from '../log/logger.js';
 import { redactString } from '../log/redact.js';
 import { withSpan } from '../tracing/spans.js';

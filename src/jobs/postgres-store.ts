@@ -159,3 +159,14 @@ export function transactionBackend(client: pg.PoolClient, schema: string): Backe
 export function transactionQueue(client: pg.PoolClient, schema: string, name: string, opts: Pick<PgQueueOptions, 'telemetry'> = {}): Queue {
   return new Queue(name, { ...opts, prefix: schema, connection: {} as never, skipMetasUpdate: true }, transactionBackend(client, schema)) as unknown as Queue;
 }
+
+/**
+ * Inside the caller's transaction: creates the own schema when missing, holding until that transaction ends the
+ * advisory lock every creator of this schema takes (the sidecar's event follower, postgres/accounting-store.ts, and the workers' dead letters): one creates
+ * it, the others find it. Its DDL after this is serialized with theirs too.
+ */
+export async function createOwnSchema(c: pg.ClientBase, ownSchema: string): Promise<void> {
+  await c.query("SELECT pg_advisory_xact_lock(hashtext('queuelens:schema:' || $1))", [ownSchema]);
+  const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [ownSchema]);
+  if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${pg.escapeIdentifier(ownSchema)}`);
+}

@@ -10,6 +10,7 @@ import { parseQueueHash, SCRIPT_FIELDS } from '../events/accounting.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { EventReaderState } from './event-reader.js';
 import { inTransaction, type TransactionOptions } from './transaction.js';
+import { createOwnSchema } from '../jobs/postgres-store.js';
 
 /** queuelens's own schema on PostgreSQL, unless configured. */
 export const DEFAULT_OWN_SCHEMA = 'queuelens';
@@ -66,17 +67,6 @@ export async function ensureOwnSchema(pool: pg.Pool, ownSchema: string, timeoutM
     await createOwnSchema(c, ownSchema);
     await c.query(ddl(pg.escapeIdentifier(ownSchema)));
   });
-}
-
-/**
- * Inside the caller's transaction: creates the own schema when missing, holding until that transaction ends the
- * advisory lock every creator of this schema takes (the event follower here, the workers' dead letters): one creates
- * it, the others find it. Its DDL after this is serialized with theirs too.
- */
-export async function createOwnSchema(c: pg.ClientBase, ownSchema: string): Promise<void> {
-  await c.query("SELECT pg_advisory_xact_lock(hashtext('queuelens:schema:' || $1))", [ownSchema]);
-  const exists = await c.query('SELECT 1 FROM pg_namespace WHERE nspname = $1', [ownSchema]);
-  if (exists.rowCount === 0) await c.query(`CREATE SCHEMA ${pg.escapeIdentifier(ownSchema)}`);
 }
 
 /** What a leader persisted: the reader's state, or undefined before any commit. */
