@@ -28,8 +28,8 @@ afterAll(async () => {
   await redis?.stop();
 });
 
-async function added(q: QueueRef): Promise<number> {
-  const s: QueueEventStats | undefined = (await readEventAccounting(raw, OWN)).find((x) => x.queue.name === q.name)?.stats;
+async function added(q: QueueRef, own = OWN): Promise<number> {
+  const s: QueueEventStats | undefined = (await readEventAccounting(raw, own)).find((x) => x.queue.name === q.name)?.stats;
   return s?.counters.filter((c) => c.counter === 'added').reduce((a, c) => a + c.value, 0) ?? 0;
 }
 
@@ -130,11 +130,6 @@ describe('event reader commit pacing', () => {
       streamsPerRead: 2,
       maintenanceMs: 600_000,
     });
-    const addedIn = async (q: QueueRef) =>
-      (await readEventAccounting(raw, own))
-        .find((x) => x.queue.name === q.name)
-        ?.stats.counters.filter((c) => c.counter === 'added')
-        .reduce((a, c) => a + c.value, 0) ?? 0;
     let busyReads = 0;
     let quietReads = 0;
     // The busy stream retains a few thousand entries, as at work (a short one is read again at once, no pause).
@@ -153,15 +148,15 @@ describe('event reader commit pacing', () => {
         await bull.queue(busy.name).add('j', { i });
         await new Promise((res) => setTimeout(res, 20));
       }
-      await waitFor('every busy job counted', async () => (await addedIn(busy)) === jobs);
+      await waitFor('every busy job counted', async () => (await added(busy, own)) === jobs);
       monitor.stop();
       // Every round read every group: the quiet stream as often as the busy one. Now: a full round now and then.
       expect(busyReads).toBeGreaterThan(10);
       expect(quietReads * 3).toBeLessThan(busyReads);
       // The first event after the quiet spell is read (and counted once), busy neighbours or not.
       await bull.queue(quiet.name).add('j', {});
-      await waitFor('the quiet queue counted', async () => (await addedIn(quiet)) === 1);
-      expect(await addedIn(busy)).toBe(jobs);
+      await waitFor('the quiet queue counted', async () => (await added(quiet, own)) === 1);
+      expect(await added(busy, own)).toBe(jobs);
     } finally {
       await r.close();
     }
