@@ -60,13 +60,17 @@ export class SidecarMetrics {
   }
 
   /**
-   * A collection finished (ok or not): its gauges replace the last ones, and its age is what expires them from now
-   * on. Not only at the cycle's end: the rest of a cycle (read-back, rendering, the board) can outlast the stale limit
-   * of the previous collection at 50,000 queues, and that expiry blanked the gauges just rendered from this one.
+   * A collection finished (ok or not): its gauges replace the last ones. The previous collection's expiry is
+   * disarmed now, not at the cycle's end: the rest of a cycle (read-back, rendering, the board) can outlast the
+   * previous collection's stale limit at 50,000 queues, and that expiry blanked the gauges just rendered from this
+   * one. A successful collection is judged from its cycle's end on, against the interval that cycle leaves in force
+   * (a long first cycle stretches it; judged against the configured one, it blanked itself before its cycle ended);
+   * a failed one keeps the age of the last success and is judged now.
    */
   async collected(s: CollectionSnapshot): Promise<void> {
     await this.queues.update(s);
-    this.armExpiry(s, this.intervalSeconds);
+    if (s.ok) this.disarmExpiry();
+    else this.armExpiry(s, this.intervalSeconds);
   }
 
   /**
@@ -91,9 +95,13 @@ export class SidecarMetrics {
   }
 
   /** Blanks the values when `last` turns stale, unless a newer cycle re-arms first. */
-  private armExpiry(last: CollectionSnapshot, intervalSeconds: number): void {
+  private disarmExpiry(): void {
     clearTimeout(this.expiry);
     this.expiry = undefined;
+  }
+
+  private armExpiry(last: CollectionSnapshot, intervalSeconds: number): void {
+    this.disarmExpiry();
     // Never succeeded: nothing was shown as current, nothing expires (`up 0` already says why).
     if (this.closed || last.lastSuccessAt <= 0) return;
     const check = (): void => {
