@@ -3,6 +3,7 @@
 // again; a queue paused, resumed, paused) with no other queue moving; at every step the text and the protobuf
 // exposition of the leader and of a replica carry the same series with the same values, and equal what Redis
 // holds. Ground truth: the lock keys' PTTL of the active ids, getJobCounts(), isPaused().
+import { gunzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 import type { Queue } from 'bullmq';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -34,15 +35,18 @@ function mine(key: string): boolean {
   return key.startsWith('bullmq_queue_') && !key.includes('_age_seconds') && QUEUES.some((q) => key.includes(`queue="${q}"`));
 }
 
-async function textOf(s: Sidecar): Promise<Series> {
-  const res = await s.app.inject({ url: '/metrics' });
-  return new Map([...parsePromText(res.body)].filter(([k]) => mine(k)));
+async function textOf(s: Sidecar, gzip = false): Promise<Series> {
+  const res = await s.app.inject({ url: '/metrics', headers: gzip ? { 'accept-encoding': 'gzip' } : {} });
+  if (gzip) expect(res.headers['content-encoding']).toBe('gzip');
+  const body = gzip ? gunzipSync(res.rawPayload).toString() : res.body;
+  return new Map([...parsePromText(body)].filter(([k]) => mine(k)));
 }
 
-async function protoOf(s: Sidecar): Promise<Series> {
-  const res = await s.app.inject({ url: '/metrics', headers: { accept: PROTOBUF } });
+async function protoOf(s: Sidecar, gzip = false): Promise<Series> {
+  const res = await s.app.inject({ url: '/metrics', headers: { accept: PROTOBUF, ...(gzip ? { 'accept-encoding': 'gzip' } : {}) } });
   expect(res.headers['content-type']).toContain('application/vnd.google.protobuf');
-  const r = protobuf.Reader.create(res.rawPayload);
+  if (gzip) expect(res.headers['content-encoding']).toBe('gzip');
+  const r = protobuf.Reader.create(gzip ? gunzipSync(res.rawPayload) : res.rawPayload);
   const out: Series = new Map();
   while (r.pos < r.len) {
     const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true, defaults: true }) as {
@@ -80,7 +84,7 @@ async function truth(flip: Queue, still: Queue): Promise<Map<string, number | un
   }
 }
 
-/** Waits until the leader's text equals Redis, then until all four expositions agree series by series. */
+/** Waits until the leader's text equals Redis, then until all eight expositions (text, protobuf, each gzipped or not) agree. */
 async function agreed(step: string, leader: Sidecar, replica: Sidecar, flip: Queue, still: Queue): Promise<Series> {
   const want = await truth(flip, still);
   let seen = '';
@@ -99,7 +103,16 @@ async function agreed(step: string, leader: Sidecar, replica: Sidecar, flip: Que
   return waitFor(
     `${step}: text and protobuf of leader and replica agree`,
     async () => {
-      const all = [await textOf(leader), await protoOf(leader), await textOf(replica), await protoOf(replica)];
+      const all = [
+        await textOf(leader),
+        await protoOf(leader),
+        await textOf(leader, true),
+        await protoOf(leader, true),
+        await textOf(replica),
+        await protoOf(replica),
+        await textOf(replica, true),
+        await protoOf(replica, true),
+      ];
       last = all.map(sorted).join('\n');
       if (!all.every((s) => sorted(s) === sorted(all[0]!))) return false;
       for (const [k, v] of want) if (all[0]!.get(k) !== v) return false;
@@ -112,7 +125,7 @@ async function agreed(step: string, leader: Sidecar, replica: Sidecar, flip: Que
 }
 
 describe('adversary: gauges to 0 and back under partial re-renders', () => {
-  it('orphaned-active and paused (both absent while 0) flip 1 -> 0 -> 1: leader and replica, text and protobuf, equal Redis at every step', async () => {
+  it('orphaned-active and paused (both absent while 0) flip 1 -> 0 -> 1: leader and replica, text and protobuf, plain and gzip, equal Redis at every step', async () => {
     const flip = bull.queue('flip', { prefix: P });
     const still = bull.queue('still', { prefix: P });
     await still.add('x', {});
