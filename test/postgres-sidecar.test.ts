@@ -286,7 +286,11 @@ describe('sidecar --backend postgres', () => {
         60_000,
       );
       expect([jobs(m, 'mixed', 'prioritized'), jobs(m, 'work', 'completed'), m.get('bullmq_exporter_up')]).toEqual([2, 3, 1]);
-      const api = (await (await fetch(`http://127.0.0.1:${port}/api/queues`)).json()) as { queues: Array<{ name: string; backlog: number }> };
+      // The board takes a collection after /metrics does (its read-back and views come later in the cycle).
+      const api = await waitFor('/api/queues lists mixed', async () => {
+        const got = (await (await fetch(`http://127.0.0.1:${port}/api/queues`)).json()) as { queues: Array<{ name: string; backlog: number }> };
+        return got.queues.some((q) => q.name === 'mixed') ? got : undefined;
+      });
 
       // top straight from the database, the password in the URL this time: the same backlog as the sidecar's /api/queues.
       const top = await runCli(['top', '--once', '--backend', 'postgres', '--database-url', server.urlFor({ user: 'ql_pw', password: SECRET })], {}, 60_000);
