@@ -9,6 +9,8 @@ import { createLogger } from '../src/log/logger.js';
 import { queueKey } from '../src/redis/keys.js';
 import type { QueueRef } from '../src/domain/queue-ref.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { seriesKey } from './helpers/prom-text.js';
+import { testSidecar } from './helpers/sidecar.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 const log = createLogger({ level: 'silent' });
@@ -138,4 +140,49 @@ describe('adversary: paced commits under a capped stream', () => {
     expect(after?.reader.read).toBe(s.reader.read);
     expect(after?.reader.lost).toBe(s.reader.lost);
   });
+});
+
+describe('adversary: deleted and re-created under a running sidecar', () => {
+  // The same arithmetic with the sidecar running: a queue's keys deleted and at once re-created (one transaction, so
+  // no discovery pass sees it gone and the reader never stops following it) with a burst that outruns its capped
+  // stream. Every entry of the old stream and of the new one must end up read or counted lost, exactly once.
+  it.skip('FINDING: keys deleted and re-created with a burst into a capped stream while followed: lost falls short by the old stream entries seen', async () => {
+    const q: QueueRef = { prefix: 'bull', name: 'reborn-live' };
+    const s = await testSidecar(redis.url, { ownPrefix: 'ql-adv-reborn-live', collectInterval: '0.2', discoveryInterval: '0.5' });
+    try {
+      await s.start();
+      const before = bull.queue(q.name, { streams: { events: { maxLen: 50 } } });
+      await before.add('first', {});
+      const labels = { prefix: q.prefix, queue: q.name };
+      await waitFor('followed', async () => (await s.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === 1);
+      for (let i = 0; i < 20; i++) await before.add('j', { i });
+      const oldAdded = (await streamInfo(q)).added;
+      await waitFor('old stream read', async () => (await s.scrape()).get(seriesKey('bullmq_exporter_events_read_total', labels)) === oldAdded);
+      const keys = await raw.keys('bull:reborn-live:*');
+      const meta = await raw.hgetall(queueKey(q, 'meta'));
+      const tx = raw.multi();
+      tx.del(...keys);
+      tx.hset(queueKey(q, 'meta'), meta);
+      for (let i = 0; i < 400; i++) tx.xadd(queueKey(q, 'events'), 'MAXLEN', '~', '50', '*', 'event', 'added', 'jobId', `n${i}`, 'name', 'j');
+      await tx.exec();
+      const now = await streamInfo(q);
+      expect(now.added).toBe(400);
+      let last = '';
+      await waitFor(
+        'both streams accounted for',
+        async () => {
+          const m = await s.scrape();
+          const read = m.get(seriesKey('bullmq_exporter_events_read_total', labels)) ?? 0;
+          const lost = m.get(seriesKey('bullmq_exporter_events_lost_total', labels)) ?? 0;
+          last = JSON.stringify({ read, lost, oldAdded, retained: now.length });
+          return read === oldAdded + now.length && lost === 400 - now.length;
+        },
+        20_000,
+      ).catch((err: Error) => {
+        throw new Error(`${err.message}: ${last}`);
+      });
+    } finally {
+      await s.close();
+    }
+  }, 60_000);
 });
