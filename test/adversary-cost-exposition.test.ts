@@ -86,23 +86,25 @@ async function truth(flip: Queue, still: Queue): Promise<Map<string, number | un
 
 /** Waits until the leader's text equals Redis, then until all eight expositions (text, protobuf, each gzipped or not) agree. */
 async function agreed(step: string, leader: Sidecar, replica: Sidecar, flip: Queue, still: Queue): Promise<Series> {
-  const want = await truth(flip, still);
+  // Redis is read again at every try: under load a live worker's lock can lapse for a moment and come back.
   let seen = '';
   await waitFor(
     `${step}: leader text equals Redis`,
     async () => {
+      const want = await truth(flip, still);
       const t = await textOf(leader);
-      seen = sorted(t);
+      seen = `want ${JSON.stringify([...want])}\nseen ${sorted(t)}`;
       return [...want].every(([k, v]) => t.get(k) === v);
     },
     60_000,
   ).catch((err: Error) => {
-    throw new Error(`${err.message}\nwant ${JSON.stringify([...want])}\nseen ${seen}`);
+    throw new Error(`${err.message}\n${seen}`);
   });
   let last = '';
   return waitFor(
     `${step}: text and protobuf of leader and replica agree`,
     async () => {
+      const want = await truth(flip, still);
       const all = [
         await textOf(leader),
         await protoOf(leader),
@@ -130,7 +132,7 @@ describe('adversary: gauges to 0 and back under partial re-renders', () => {
     const still = bull.queue('still', { prefix: P });
     await still.add('x', {});
     await flip.add('stuck', {});
-    const stuck1 = await bull.stuckWorker('flip', 1000, { skipStalledCheck: true });
+    const stuck1 = await bull.stuckWorker('flip', 3000, { skipStalledCheck: true });
     const raw = { prefixes: P, ownPrefix: 'ql-adv-flip', collectInterval: '0.2', collectSweep: '1', events: 'true' };
     const leader = await testSidecar(redis.url, raw);
     await leader.start();
@@ -160,7 +162,7 @@ describe('adversary: gauges to 0 and back under partial re-renders', () => {
 
       // And back.
       await flip.add('stuck', {});
-      const stuck2 = await bull.stuckWorker('flip', 1000, { skipStalledCheck: true });
+      const stuck2 = await bull.stuckWorker('flip', 3000, { skipStalledCheck: true });
       stuck2.proc.kill('SIGKILL');
       await waitFor('second lock expiry', async () => (await c.pttl(`${P}:flip:${stuck2.jobId}:lock`)) === -2, 30_000);
       await still.pause();
