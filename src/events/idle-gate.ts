@@ -2,13 +2,17 @@
 // Redis counts every XADD it runs, BullMQ's scripts' included (INFO commandstats). When the count has not moved
 // since just before a round that found every stream at its end, no stream can hold an unread entry, and the next
 // round is skipped: one INFO (20-80 µs of Redis time, whatever the number of queues) instead of an XREAD of
-// every stream (about 0.3-1 µs per stream). A real round is still read at least every `forceMs`, which bounds
-// what a reset counter (a restart, CONFIG RESETSTAT) that lands on the same number could hide. When INFO cannot be
-// read (an ACL without +info), every round is read, as without the gate.
+// every stream (about 0.3-1 µs per stream). A reset of the counters (a restart, CONFIG RESETSTAT) followed by as many
+// XADDs as before would land on the same number: the INFO calls count in the same reply tells, since each check
+// adds one INFO to it, so a count that did not grow by at least that is a reset, and that round is read. A real
+// round is still read at least every `forceMs`. When INFO cannot be read (an ACL without +info), every round is
+// read, as without the gate.
 
 export class IdleGate {
   /** XADD calls counted just before the round that followed the last check. */
   private base: string | undefined;
+  /** INFO calls in the last check's reply: the next reply holds at least one more (that check's own INFO). */
+  private infoCalls = -1;
   private readAt = 0;
   private usable = true;
 
@@ -24,15 +28,20 @@ export class IdleGate {
   async skip(): Promise<boolean> {
     if (!this.usable) return false;
     let calls: string;
+    let reset: boolean;
     try {
-      calls = /^cmdstat_xadd:calls=(\d+)/m.exec(await this.commandStats())?.[1] ?? '0';
+      const stats = await this.commandStats();
+      calls = /^cmdstat_xadd:calls=(\d+)/m.exec(stats)?.[1] ?? '0';
+      const infoCalls = Number(/^cmdstat_info:calls=(\d+)/m.exec(stats)?.[1] ?? 0);
+      reset = infoCalls <= this.infoCalls;
+      this.infoCalls = infoCalls;
     } catch (err) {
       // Not allowed (an ACL without +info, a renamed command): for good. Anything else: read this round.
       if (/NOPERM|unknown command/i.test((err as Error).message)) this.usable = false;
       return false;
     }
     const now = Date.now();
-    if (this.base === calls && now - this.readAt < this.forceMs) return true;
+    if (!reset && this.base === calls && now - this.readAt < this.forceMs) return true;
     this.base = calls;
     this.readAt = now;
     return false;
