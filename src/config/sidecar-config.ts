@@ -70,7 +70,7 @@ export const sidecarOptions = [
     env: 'QUEUELENS_COLLECT_SWEEP_IDLE',
     arg: '<seconds>',
     description:
-      'with the event reader on, a queue with no active job (nothing in it changes without an event, but a write that emits none: a raw Redis command, a drain or clean; on PostgreSQL SQL by hand, job.remove() of a finished job, Queue.retryJobs()) is swept only this often instead of every --collect-sweep; so such a write to an idle queue can take this long to show. At least --collect-sweep',
+      'with the event reader on, a queue with no active job (nothing in it changes without an event, but a write that emits none: a raw Redis command, a drain or clean, Queue.rateLimit() while no job is active; on PostgreSQL SQL by hand, job.remove() of a finished job, Queue.retryJobs()) is swept only this often instead of every --collect-sweep; so such a write to an idle queue can take this long to show. At least --collect-sweep',
     default: '600',
     parse: parse.seconds(0, 86_400),
   }),

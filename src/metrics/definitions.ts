@@ -268,7 +268,7 @@ export const METRICS = {
   exporterEventsLost: {
     name: 'bullmq_exporter_events_lost_total',
     type: 'counter',
-    help: 'Stream entries trimmed away before the reader saw them (counted exactly, with XINFO STREAM entries-added). Event counters undercount by what is lost here. A queue born after the reader first watched its prefix (from its first sync on, even while the prefix held no queue) counts its whole trimmed history here (and reads what its stream still holds); so does one whose oldest retained entry is newer than the time the reader was installed. Queues that existed before start at their last entry, with nothing counted or lost.',
+    help: "Stream entries trimmed away before the reader saw them (counted exactly, with XINFO STREAM entries-added). Event counters undercount by what is lost here. A queue born after the reader first watched its prefix (from its first sync on, even while the prefix held no queue) counts its whole trimmed history here (and reads what its stream still holds); so does one whose oldest retained entry is newer than the time the reader was installed. Queues that existed before start at their last entry, with nothing counted or lost. One known undercount: a queue obliterated and re-created under the same name while no reader ran (or in one transaction), so that its deletion was never seen, is short by the old stream's entries already read.",
     labels: Q,
     source: `XINFO STREAM entries-added, length and first entry vs the cursor; ${EVENTS}`,
   },
