@@ -32,8 +32,8 @@ async function calls(command: string): Promise<number> {
   return Number(new RegExp(`^cmdstat_${command}:calls=(\\d+)`, 'm').exec(await raw.info('commandstats'))?.[1] ?? 0);
 }
 
-async function added(q: QueueRef): Promise<number> {
-  const s: QueueEventStats | undefined = (await readEventAccounting(raw, OWN)).find((x) => x.queue.name === q.name)?.stats;
+async function added(q: QueueRef, own = OWN): Promise<number> {
+  const s: QueueEventStats | undefined = (await readEventAccounting(raw, own)).find((x) => x.queue.name === q.name)?.stats;
   return s?.counters.filter((c) => c.counter === 'added').reduce((a, c) => a + c.value, 0) ?? 0;
 }
 
@@ -80,4 +80,55 @@ describe('event reader at rest', () => {
       await r.close();
     }
   });
+});
+
+// CONFIG RESETSTAT (or a restart) resets the XADD count the gate compares; writes after the reset that bring it back
+// to the very number the gate holds must not leave an unread entry behind a skipped round (found by an adversarial
+// review, when the shard's heartbeat kept the queue's lag at 0). Its own prefix: a fresh set of followed queues.
+const RESET_OWN = 'ql-idle-reset';
+
+describe('idle gate and a reset XADD count', () => {
+  it('CONFIG RESETSTAT followed by exactly as many XADDs as the gate last saw does not hide a new event (was a finding: lag 0 until maintenanceMs)', async () => {
+    const queues: QueueRef[] = [0, 1, 2, 3, 4].map((i) => ({ prefix: 'bull', name: `reset-${i}` }));
+    const r = new EventReader({
+      redisUrl: redis.url,
+      ownPrefix: RESET_OWN,
+      log: createLogger({ level: 'silent' }),
+      leaseMs: 2000,
+      blockMs: 100,
+      streamsPerRead: 2,
+      maintenanceMs: 600_000,
+    });
+    try {
+      r.setQueues(queues);
+      r.start();
+      await waitFor('registered', async () => (await readEventAccounting(raw, RESET_OWN)).length === queues.length);
+      for (const q of queues) await bull.queue(q.name).add('j', {});
+      await waitFor('every job counted', async () => {
+        for (const q of queues) if ((await added(q, RESET_OWN)) !== 1) return false;
+        return true;
+      });
+      await waitFor('the reader quiet', async () => {
+        const x = await calls('xread');
+        await new Promise((res) => setTimeout(res, 500));
+        return (await calls('xread')) === x;
+      });
+      // The gate's base is the XADD count now. In one transaction: reset the stats, XADD to an unrelated stream
+      // until one short of it, and one BullMQ-shaped 'added' entry to a followed stream.
+      const base = await calls('xadd');
+      const tx = raw.multi();
+      tx.config('RESETSTAT');
+      for (let i = 0; i < base - 1; i++) tx.xadd('unrelated', '*', 'n', String(i));
+      tx.xadd('bull:reset-2:events', '*', 'event', 'added', 'jobId', 'raw-1', 'name', 'j');
+      await tx.exec();
+      expect(await calls('xadd')).toBe(base);
+      const infos = await calls('info');
+      // Ten of the reader's checks later (each one INFO commandstats; ours add one per look), the entry is read.
+      await waitFor('ten checks', async () => (await calls('info')) - infos >= 2 * 10 + 10, 60_000, 200);
+      expect(Number(await raw.hget(ownKeys.eventsQueue(RESET_OWN, queues[2]!), SCRIPT_FIELDS.lagMs))).toBe(0);
+      expect(await added(queues[2]!, RESET_OWN)).toBe(2);
+    } finally {
+      await r.close();
+    }
+  }, 120_000);
 });
