@@ -55,6 +55,30 @@ interface Poll {
   intervalS?: number;
   cycleS?: number;
   up?: number;
+  /** The sidecar's own event-loop delay (prom-client: monitorEventLoopDelay, reset at each render of the process metrics, ~1 s). */
+  lagP99S?: number;
+  lagMaxS?: number;
+}
+
+/** The sidecar's GC pauses (prom-client's nodejs_gc_duration_seconds, cumulative) at one moment. */
+interface GcTotals {
+  count: number;
+  sumS: number;
+  /** Pauses longer than 0.1 s and 1 s. */
+  over100ms: number;
+  over1s: number;
+  majorCount: number;
+  majorSumS: number;
+}
+
+/** What the sidecar's process metrics say of the scrape window. */
+interface LoopStats {
+  /** Polls during the scrapers that carried event-loop delay values. */
+  samples: number;
+  lagP99MedianMs: number;
+  lagP99MaxMs: number;
+  lagMaxMs: number;
+  gc: GcTotals;
 }
 
 interface Baseline {
@@ -92,6 +116,7 @@ interface Row {
   gzipBytes: number;
   sidecar: BurstResult;
   floor: BurstResult;
+  loop: LoopStats;
   baselines: Baseline[];
   slow: SlowEntry[];
 }
@@ -110,6 +135,18 @@ function scrape(url: string, headers: Record<string, string> = GZIP): Promise<{ 
         const text = res.headers['content-encoding'] === 'gzip' ? gunzipSync(raw).toString() : raw.toString();
         resolve({ gzip: raw, text, ms: performance.now() - t0 });
       });
+      res.on('error', reject);
+    }).on('error', reject);
+  });
+}
+
+/** The body as sent, unread. */
+function fetchRaw(url: string, headers: Record<string, string> = GZIP): Promise<{ raw: Buffer; encoding?: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, { headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (d: Buffer) => chunks.push(d));
+      res.on('end', () => resolve({ raw: Buffer.concat(chunks), encoding: res.headers['content-encoding'] }));
       res.on('error', reject);
     }).on('error', reject);
   });
@@ -136,6 +173,39 @@ function poll(text: string, size: number): Poll {
     intervalS: value(text, 'bullmq_exporter_collect_interval_seconds'),
     cycleS: value(text, 'bullmq_exporter_cycle_duration_seconds'),
     up: value(text, 'bullmq_exporter_up'),
+    lagP99S: value(text, 'nodejs_eventloop_lag_p99_seconds'),
+    lagMaxS: value(text, 'nodejs_eventloop_lag_max_seconds'),
+  };
+}
+
+const GC_KINDS = ['minor', 'major', 'incremental', 'weakcb'];
+
+/** The GC pause totals in a body: count, sum and the pauses over 0.1 s / 1 s from the histogram's buckets. */
+function gcTotals(text: string): GcTotals {
+  const t: GcTotals = { count: 0, sumS: 0, over100ms: 0, over1s: 0, majorCount: 0, majorSumS: 0 };
+  for (const kind of GC_KINDS) {
+    const count = value(text, `nodejs_gc_duration_seconds_count{kind="${kind}"}`) ?? 0;
+    const sum = value(text, `nodejs_gc_duration_seconds_sum{kind="${kind}"}`) ?? 0;
+    t.count += count;
+    t.sumS += sum;
+    t.over100ms += count - (value(text, `nodejs_gc_duration_seconds_bucket{le="0.1",kind="${kind}"}`) ?? count);
+    t.over1s += count - (value(text, `nodejs_gc_duration_seconds_bucket{le="1",kind="${kind}"}`) ?? count);
+    if (kind === 'major') {
+      t.majorCount = count;
+      t.majorSumS = sum;
+    }
+  }
+  return t;
+}
+
+function gcDiff(a: GcTotals, b: GcTotals): GcTotals {
+  return {
+    count: b.count - a.count,
+    sumS: b.sumS - a.sumS,
+    over100ms: b.over100ms - a.over100ms,
+    over1s: b.over1s - a.over1s,
+    majorCount: b.majorCount - a.majorCount,
+    majorSumS: b.majorSumS - a.majorSumS,
   };
 }
 
@@ -222,7 +292,14 @@ async function measure(size: number): Promise<Row> {
     const t0 = performance.now();
 
     // The sidecar from spawn to its first full /metrics.
-    sc = await spawnDeployedSidecar({ redisUrl: server.url, prefix, own: `ql${size}`, extra: ['--max-queues', String(size)] });
+    sc = await spawnDeployedSidecar({
+      redisUrl: server.url,
+      prefix,
+      own: `ql${size}`,
+      extra: ['--max-queues', String(size)],
+      // For a look inside (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`); the numbers in docs/benchmarks.md are without.
+      nodeFlags: process.env['BENCH_SIDECAR_NODE_FLAGS']?.split(' ').filter(Boolean),
+    });
     let firstFullS = NaN;
     for (;;) {
       if (sc.exited()) throw new Error('the sidecar exited');
@@ -247,17 +324,29 @@ async function measure(size: number): Promise<Row> {
     const pid = sc.pid;
     const url = sc.url;
     const spawnedAt = sc.spawnedAt;
+    // While the scrapers run, a poll keeps its gzip bytes and is read afterwards: decompressing and searching
+    // 16 MB of text in this process, which also runs the scrapers' client, would delay their answers' reading.
+    let deferring = false;
+    const deferred: Array<{ atS: number; raw: Buffer; encoding?: string }> = [];
+    const windowPolls: Poll[] = [];
     const poller = (async () => {
       while (polling) {
         const started = performance.now();
-        let error: string | undefined;
-        const r = await scrape(url).catch((err: Error) => void (error = err.message));
-        const p: Poll = r ? poll(r.text, size) : { complete: false, queues: 0, lag: 0, error };
-        p.atS = Math.round((started - spawnedAt) / 100) / 10;
-        polls.push(p);
-        if (r && p.complete) {
-          bodyBytes = Buffer.byteLength(r.text);
-          gzipBytes = r.gzip.length;
+        const atS = Math.round((started - spawnedAt) / 100) / 10;
+        if (deferring) {
+          const r = await fetchRaw(url).catch((err: Error) => err);
+          if (r instanceof Error) polls.push({ complete: false, queues: 0, lag: 0, error: r.message, atS });
+          else deferred.push({ atS, ...r });
+        } else {
+          let error: string | undefined;
+          const r = await scrape(url).catch((err: Error) => void (error = err.message));
+          const p: Poll = r ? poll(r.text, size) : { complete: false, queues: 0, lag: 0, error };
+          p.atS = atS;
+          polls.push(p);
+          if (r && p.complete) {
+            bodyBytes = Buffer.byteLength(r.text);
+            gzipBytes = r.gzip.length;
+          }
         }
         await new Promise((res) => setTimeout(res, Math.max(0, POLL_MS - (performance.now() - started))));
       }
@@ -267,7 +356,9 @@ async function measure(size: number): Promise<Row> {
     await new Promise((r) => setTimeout(r, WINDOW_S * 1000));
 
     // 50 scrapers at once, each once a second, against the sidecar and then a bare server answering its bytes.
-    const bytes = (await scrape(url)).gzip;
+    const before = await scrape(url);
+    const bytes = before.gzip;
+    deferring = true;
     const sidecar = await burstScrapers({
       port: sc.port,
       path: '/metrics',
@@ -279,6 +370,24 @@ async function measure(size: number): Promise<Row> {
     clearInterval(sampler);
     polling = false;
     await poller;
+    const after = await scrape(url);
+    for (const d of deferred) {
+      const text = d.encoding === 'gzip' ? gunzipSync(d.raw).toString() : d.raw.toString();
+      const p = { ...poll(text, size), atS: d.atS };
+      polls.push(p);
+      windowPolls.push(p);
+    }
+    polls.sort((a, b) => (a.atS ?? 0) - (b.atS ?? 0));
+    const lagP99 = windowPolls.flatMap((p) => (p.lagP99S === undefined ? [] : [p.lagP99S * 1000])).sort((a, b) => a - b);
+    const lagMax = windowPolls.flatMap((p) => (p.lagMaxS === undefined ? [] : [p.lagMaxS * 1000]));
+    const loop: LoopStats = {
+      samples: lagP99.length,
+      lagP99MedianMs: median(lagP99),
+      lagP99MaxMs: Math.max(...lagP99),
+      lagMaxMs: Math.max(...lagMax),
+      gc: gcDiff(gcTotals(before.text), gcTotals(after.text)),
+    };
+    console.log(`${size}: event loop and GC over the scrapers: ${JSON.stringify(loop)}`);
     const mem = memoryMb(pid);
     const floorSrv = await floorServer(bytes, { 'content-type': 'text/plain; version=0.0.4', 'content-encoding': 'gzip' });
     let floor: BurstResult;
@@ -323,6 +432,7 @@ async function measure(size: number): Promise<Row> {
       gzipBytes,
       sidecar,
       floor,
+      loop,
       baselines,
       slow,
     };
@@ -392,6 +502,32 @@ async function main(): Promise<void> {
         `${(r.bodyBytes / 1e6).toFixed(1)} / ${(r.gzipBytes / 1e6).toFixed(2)}`,
         lat(r.sidecar),
         lat(r.floor),
+      ]),
+    ),
+    '',
+    `The sidecar's event loop and GC while the ${SCRAPERS} scrapers ran, from its own process metrics (prom-client):`,
+    'event-loop delay p99 and max of `monitorEventLoopDelay` (10 ms resolution, reset at each render of the process',
+    'metrics, about once a second; one value per poll: a window no poll saw is missing), GC pauses from',
+    '`nodejs_gc_duration_seconds` (cumulative; read just before and just after the scrapers).',
+    '',
+    table(
+      [
+        'queues',
+        'polls with values',
+        'event-loop delay p99: median / max of polls (ms)',
+        'event-loop delay max (ms)',
+        'GC pauses: count / total (s)',
+        'of them major: count / total (s)',
+        'pauses over 100 ms / over 1 s',
+      ],
+      rows.map((r) => [
+        r.size.toLocaleString('en-US'),
+        r.loop.samples,
+        `${r.loop.lagP99MedianMs.toFixed(0)} / ${r.loop.lagP99MaxMs.toFixed(0)}`,
+        r.loop.lagMaxMs.toFixed(0),
+        `${r.loop.gc.count} / ${r.loop.gc.sumS.toFixed(2)}`,
+        `${r.loop.gc.majorCount} / ${r.loop.gc.majorSumS.toFixed(2)}`,
+        `${r.loop.gc.over100ms} / ${r.loop.gc.over1s}`,
       ]),
     ),
     '',

@@ -278,11 +278,18 @@ export interface DeployedSidecar {
  * (`node --import ./dist/tracing/register.js dist/cli/index.js`, Dockerfile) with the Deployment's NODE_OPTIONS
  * (deploy/k8s/base/sidecar.yaml), its defaults, and `extra` options. Returns as soon as it is spawned.
  */
-export async function spawnDeployedSidecar(o: { redisUrl: string; prefix: string; own: string; extra?: string[] }): Promise<DeployedSidecar> {
+export async function spawnDeployedSidecar(o: {
+  redisUrl: string;
+  prefix: string;
+  own: string;
+  extra?: string[];
+  /** node flags before the entry point (a profile, a GC trace: BENCH_SIDECAR_NODE_FLAGS in bench/scale.ts). */
+  nodeFlags?: string[];
+}): Promise<DeployedSidecar> {
   const port = await freePort();
   const nodeOptions = deployedNodeOptions();
   const register = new URL('../../../dist/tracing/register.js', import.meta.url).pathname;
-  const args = ['--import', register, CLI, 'sidecar', '--redis-url', o.redisUrl, '--port', String(port), '--host', '127.0.0.1'];
+  const args = [...(o.nodeFlags ?? []), '--import', register, CLI, 'sidecar', '--redis-url', o.redisUrl, '--port', String(port), '--host', '127.0.0.1'];
   args.push('--prefixes', o.prefix, '--own-prefix', o.own, '--log-level', 'warn', ...(o.extra ?? []));
   const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
   const spawnedAt = performance.now();
