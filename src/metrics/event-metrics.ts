@@ -190,6 +190,8 @@ export class EventMetrics {
     const fragments = new Map<string, Fragment>();
     const list: Fragment[] = [];
     let rendered = 0;
+    /** Reused queue after queue (finish() empties it). */
+    const writer = new FragmentWriter(FAMILIES.length);
     for (const { queue, stats } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
       // A queue discovery no longer lists (deleted, obliterated) leaves /metrics at once: its accounting is kept
@@ -201,7 +203,7 @@ export class EventMetrics {
       const fp = fingerprint(stats, source, hasDlq);
       let fr = this.fragments.get(id);
       if (fr?.fp !== fp) {
-        fr = this.renderQueue(queue, stats, source, hasDlq, fp);
+        fr = this.renderQueue(writer, queue, stats, source, hasDlq, fp);
         rendered += 1;
       }
       fragments.set(id, fr);
@@ -229,8 +231,7 @@ export class EventMetrics {
   }
 
   /** One queue's event series: counters, its dead-letter adds, the reader's health, its latency histograms. */
-  private renderQueue(queue: QueueRef, stats: QueueEventStats, source: string | undefined, hasDlq: boolean, fp: string): Fragment {
-    const w = new FragmentWriter(FAMILIES.length);
+  private renderQueue(w: FragmentWriter, queue: QueueRef, stats: QueueEventStats, source: string | undefined, hasDlq: boolean, fp: string): Fragment {
     const values = [queue.prefix, queue.name];
     const q = renderLabels(QUEUE_LABELS, values);
     const pairs = labelPairs(QUEUE_LABELS, values);

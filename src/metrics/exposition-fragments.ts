@@ -4,7 +4,6 @@
 // moved renders 10% of them. A body is then written from the fragments family by family (the text format wants a
 // family's samples together, under one header), copying bytes, in slices (see Slicer). Text and protobuf come from
 // the same call with the same labels and values, so the two expositions cannot disagree.
-import protobuf from 'protobufjs';
 import type client from 'prom-client';
 import { METRIC_FIELD_TAG, METRIC_TYPE, Metric, MetricFamily, type HistogramMessage, type MetricFamilyMessage, type MetricMessage } from './client-model.js';
 import type { MetricDef } from './definitions.js';
@@ -48,13 +47,12 @@ export class FragmentWriter {
   sample(f: number, def: FamilySpec, labels: string, pairs: Pairs, value: number): void {
     this.text[f] += labels === '' ? `${def.name} ${num(value)}\n` : `${def.name}{${labels}} ${num(value)}\n`;
     // Metric { label..., gauge|counter { double value } }, written by hand: a queue has ~20 of them per render.
-    const l = labelBytes(pairs);
-    const metricLength = l.length + 11;
+    const metricLength = labelsLength(pairs) + 11;
     this.room(1 + 5 + metricLength);
     const b = this.proto;
     b[this.len++] = METRIC_FIELD_TAG;
     this.len = writeVarint(b, this.len, metricLength);
-    this.len += l.copy(b, this.len);
+    this.len = writeLabels(b, this.len, pairs);
     b[this.len++] = VALUE_TAG[def.type];
     b[this.len++] = 9;
     b[this.len++] = DOUBLE_TAG;
@@ -93,6 +91,7 @@ export class FragmentWriter {
     this.mark(f);
   }
 
+  /** The fragment written since the last finish(); the writer is then empty, ready for the next one. */
   finish(fp: string): Fragment {
     const textOff = new Uint32Array(this.families + 1);
     const protoOff = new Uint32Array(this.families + 1);
@@ -109,7 +108,11 @@ export class FragmentWriter {
       protoOff[f + 1] = protoOff[f]! + perFamily[f]!;
     }
     // Not from Buffer's shared pool: a fragment outlives its neighbours there, and would keep their 8 KB slab alive.
-    const proto = Buffer.allocUnsafeSlow(this.len);
+    // One store for its text and protobuf: one allocation (and one backing store for the GC to track) per fragment.
+    const textLength = textOff[this.families]!;
+    const store = Buffer.allocUnsafeSlow(textLength + this.len);
+    const text = store.subarray(0, textLength);
+    const proto = store.subarray(textLength);
     if (ordered) this.proto.copy(proto, 0, 0, this.len);
     else {
       // Written out of family order (counters with job names): each sample moved to its family's range.
@@ -121,9 +124,17 @@ export class FragmentWriter {
         start = this.ends[k]!;
       }
     }
-    const text = Buffer.allocUnsafeSlow(textOff[this.families]!);
-    text.write(this.text.join(''));
+    for (let f = 0; f < this.families; f += 1) text.write(this.text[f]!, textOff[f]!);
+    this.reset();
     return { fp, text, textOff, proto, protoOff };
+  }
+
+  /** Empty again, its scratch space kept: one writer renders queue after queue (finish() calls it). */
+  private reset(): void {
+    this.text.fill('');
+    this.len = 0;
+    this.fam.length = 0;
+    this.ends.length = 0;
   }
 
   private room(n: number): void {
@@ -139,16 +150,41 @@ export class FragmentWriter {
   }
 }
 
-const labelCache = new WeakMap<Pairs, Buffer>();
-/** LabelPair fields (Metric field 1) of `pairs`, encoded once per pairs array. */
-function labelBytes(pairs: Pairs): Buffer {
-  let b = labelCache.get(pairs);
-  if (b) return b;
-  const w = protobuf.Writer.create();
-  for (const [name, value] of pairs) w.uint32(LABEL_TAG).fork().uint32(10).string(name).uint32(18).string(value).ldelim();
-  b = Buffer.from(w.finish());
-  labelCache.set(pairs, b);
-  return b;
+/** One LabelPair message's length: name (field 1) and value (field 2), both strings. */
+function labelPairLength(name: string, value: string): number {
+  const n = Buffer.byteLength(name);
+  const v = Buffer.byteLength(value);
+  return 2 + varintLength(n) + n + varintLength(v) + v;
+}
+
+/** The bytes writeLabels() writes for `pairs`. */
+function labelsLength(pairs: Pairs): number {
+  let len = 0;
+  for (const [name, value] of pairs) {
+    const pair = labelPairLength(name, value);
+    len += 1 + varintLength(pair) + pair;
+  }
+  return len;
+}
+
+/**
+ * `pairs` as LabelPair fields (Metric field 1) at `at`, written by hand into the target: nothing is allocated or
+ * kept per sample (it was a protobufjs Writer and a Buffer per label set, most of the heap churn of re-rendering a
+ * queue whose age moved).
+ */
+function writeLabels(target: Buffer, at: number, pairs: Pairs): number {
+  let pos = at;
+  for (const [name, value] of pairs) {
+    target[pos++] = LABEL_TAG;
+    pos = writeVarint(target, pos, labelPairLength(name, value));
+    target[pos++] = 10;
+    pos = writeVarint(target, pos, Buffer.byteLength(name));
+    pos += target.write(name, pos);
+    target[pos++] = 18;
+    pos = writeVarint(target, pos, Buffer.byteLength(value));
+    pos += target.write(value, pos);
+  }
+  return pos;
 }
 
 /**

@@ -143,12 +143,21 @@ function fingerprint(q: QueueState): string {
   return fp;
 }
 
-function renderQueue(q: QueueState, fp: string): Fragment {
-  const w = new FragmentWriter(FAMILIES.length);
+/** The state label of bullmq_queue_jobs, as text after a queue's labels and as a label pair, per state. */
+const STATE_TEXT = JOB_STATES.map((st) => `,${STATE_LABEL}="${st}"`);
+const STATE_PAIRS = JOB_STATES.map((st) => [STATE_LABEL, st] as const);
+
+/** `w`: the writer of the whole pass, reused queue after queue (finish() empties it). */
+function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
   const values = [q.ref.prefix, q.ref.name];
   const labels = renderLabels(QUEUE_LABELS, values);
   const pairs = labelPairs(QUEUE_LABELS, values);
-  for (const st of JOB_STATES) w.sample(0, METRICS.queueJobs, `${labels},${STATE_LABEL}="${st}"`, [...pairs, [STATE_LABEL, st]], q.jobs[st]);
+  // One array for the seven states, its last pair swapped per state (the writer keeps no reference to it).
+  const withState: Array<readonly [string, string]> = [...pairs, STATE_PAIRS[0]!];
+  JOB_STATES.forEach((st, k) => {
+    withState[pairs.length] = STATE_PAIRS[k]!;
+    w.sample(0, METRICS.queueJobs, labels + STATE_TEXT[k]!, withState, q.jobs[st]);
+  });
   QUEUE_GAUGES.forEach((g, k) => {
     const v = g.value(q);
     if (v !== undefined) w.sample(1 + k, g.def, labels, pairs, v);
@@ -174,13 +183,14 @@ async function renderQueueGauges(
   const fragments = new Map<string, Fragment>();
   const list: Fragment[] = [];
   let rendered = 0;
+  const w = new FragmentWriter(FAMILIES.length);
   for (const q of queues) {
     if (slicer.due()) await slicer.yield();
     const key = queueId(q.ref);
     const fp = fingerprint(q);
     let fr = kept.get(key);
     if (fr?.fp !== fp) {
-      fr = renderQueue(q, fp);
+      fr = renderQueue(q, fp, w);
       rendered += 1;
     }
     fragments.set(key, fr);
