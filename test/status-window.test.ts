@@ -103,26 +103,160 @@ describe('AccountingRing', () => {
   it('stores an unchanged accounting once: an idle queue keeps one row however many points it has', () => {
     const ring = new AccountingRing(layout, { maxPoints: 8, horizonMs: 10_000_000 });
     const h = (count: number) => ({ buckets: [count, count, count], count, sum: count * 0.5 });
+    const row = 1 + BOUNDS.length + 1; // the counter, then the buckets and the count
     for (let t = 0; t < 20; t += 1) ring.push(sample(t * 10_000, 7, h(3), t));
     expect(ring.size).toBe(8);
-    expect(ring.accountingRows).toBe(1);
-    // Traffic: new rows only where the numbers moved, and windows read across shared and new rows.
+    expect(ring.accountingNumbers).toBe(row);
+    // Traffic: older points keep only what moved, as [index, difference] pairs, and windows read across them.
     const busy = new AccountingRing(layout, { maxPoints: 100, horizonMs: 10_000_000 });
     for (let t = 0; t < 5; t += 1) busy.push(sample(t * 10_000, 7, h(3)));
     busy.push(sample(50_000, 9, h(5)));
     busy.push(sample(60_000, 9, h(5)));
     busy.push(sample(70_000, 12, h(5)));
-    expect(busy.accountingRows).toBe(3);
+    // 40 s -> 50 s: the counter and the two observations above 5 (the count's own bucket); 60 s -> 70 s: the counter.
+    expect(busy.accountingNumbers).toBe(row + 4 + 2);
     const w = busy.window(30)!;
     expect(w.increase('c')).toBe(5); // 12 at 70 s minus 7 at 40 s
     expect(w.observations('h')).toBe(2);
     expect(busy.history().rates.c).toEqual([null, 0, 0, 0, 0, 0.2, 0, 0.3]);
-    // A point without histograms is not the same row as one with them, even with equal counters.
+    // A point without histograms is kept whole, even with equal counters.
     busy.push(sample(80_000, 12));
-    expect(busy.accountingRows).toBe(4);
+    expect(busy.accountingNumbers).toBe(2 * row + 4 + 2);
     expect(busy.window(10)!.observations('h')).toBe(0);
   });
+
+  it('answers every window and history exactly as a ring keeping every sample whole (random traffic, resets, gaps, thinning)', () => {
+    const bounds = [0.1, 1, 5, 30];
+    const wide = { gauges: ['g', 'age'], counters: ['a', 'b'], histograms: ['w', 'p'], bounds };
+    let seed = 7;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    for (const maxPoints of [3, 8, 64]) {
+      const ring = new AccountingRing(wide, { maxPoints, horizonMs: 300_000 });
+      const model = new WholeSamples(wide, { maxPoints, horizonMs: 300_000 });
+      const totals = { a: 0, b: 0, w: new Array<number>(bounds.length + 1).fill(0), p: new Array<number>(bounds.length + 1).fill(0) };
+      let at = 1_700_000_000_000;
+      for (let step = 0; step < 400; step += 1) {
+        at += Math.floor(rnd() * 9000);
+        const roll = rnd();
+        // Mostly small moves; sometimes none, a reset, a huge jump (past 2^50: kept whole), a fraction, or a gap.
+        if (roll < 0.03) Object.assign(totals, { a: 0, b: 0, w: totals.w.map(() => 0), p: totals.p.map(() => 0) });
+        else if (roll < 0.05) totals.a += 2 ** 51;
+        else if (roll < 0.07) totals.b += 0.5;
+        else if (roll > 0.3) {
+          totals.a += Math.floor(rnd() * 4);
+          totals.b += rnd() < 0.1 ? 3_000_000_000 : Math.floor(rnd() * 2);
+          for (const h of [totals.w, totals.p]) if (rnd() < 0.6) h[Math.floor(rnd() * h.length)]! += 1 + Math.floor(rnd() * 3);
+        }
+        const cumulative = (per: number[]) => per.map((_, i) => per.slice(0, i + 1).reduce((x, y) => x + y, 0));
+        const hist = (per: number[]) => {
+          const c = cumulative(per);
+          return { buckets: c.slice(0, bounds.length), count: c[bounds.length]!, sum: c[bounds.length]! * 0.37 };
+        };
+        const gap = rnd() < 0.04;
+        const noHist = rnd() < 0.04;
+        const s: AccountingSample = {
+          at,
+          gauges: { g: step % 5, age: rnd() * 100 },
+          counters: gap ? undefined : { a: totals.a, b: totals.b },
+          histograms: gap ? undefined : noHist ? { w: hist(totals.w) } : { w: hist(totals.w), p: hist(totals.p) },
+        };
+        ring.push(s);
+        model.push(s);
+        expect(ring.history()).toEqual(model.history());
+        for (const seconds of [5, 30, 60, 200, 900]) {
+          const got = ring.window(seconds);
+          const want = model.window(seconds);
+          expect(got === null).toBe(want === null);
+          if (!got || !want) continue;
+          expect(got.seconds).toBe(want.seconds);
+          for (const c of ['a', 'b']) expect([got.increase(c), got.rate(c)]).toEqual([want.increase(c), want.rate(c)]);
+          for (const h of ['w', 'p']) {
+            expect(got.observations(h)).toBe(want.observations(h));
+            for (const q of [0.5, 0.95, 0.99]) expect(got.quantile(h, q)).toBe(want.quantile(h, q));
+          }
+        }
+      }
+    }
+  });
 });
+
+/**
+ * The ring's contract written the plain way, as ground truth for its storage: every sample kept whole, the same
+ * thinning (the interior point with the closest neighbours goes, the older on ties; past the horizon only the
+ * newest older point stays), windows from the newest point at or before the start, quantiles of the differences.
+ */
+class WholeSamples {
+  private kept: AccountingSample[] = [];
+
+  constructor(
+    private readonly layout: { gauges: string[]; counters: string[]; histograms: string[]; bounds: number[] },
+    private readonly opts: { maxPoints: number; horizonMs: number },
+  ) {}
+
+  push(s: AccountingSample): void {
+    const k = this.kept;
+    if (k.length > 0 && s.at < k[k.length - 1]!.at) return;
+    k.push(s);
+    while (k.length > 2 && k[1]!.at <= s.at - this.opts.horizonMs) k.shift();
+    if (k.length > this.opts.maxPoints) {
+      let drop = 1;
+      for (let i = 2; i < k.length - 1; i += 1) if (k[i + 1]!.at - k[i - 1]!.at < k[drop + 1]!.at - k[drop - 1]!.at) drop = i;
+      k.splice(drop, 1);
+    }
+  }
+
+  window(seconds: number) {
+    const k = this.kept;
+    const last = k[k.length - 1];
+    if (k.length < 2 || !last?.counters) return null;
+    let base: AccountingSample | undefined;
+    for (let i = k.length - 2; i >= 0 && k[i]!.counters; i -= 1) {
+      base = k[i];
+      if (k[i]!.at <= last.at - seconds * 1000) break;
+    }
+    if (!base || base.at >= last.at) return null;
+    const covered = (last.at - base.at) / 1000;
+    const increase = (c: string) => {
+      const now = last.counters![c]!;
+      const then = base.counters![c]!;
+      return now >= then ? now - then : now;
+    };
+    const delta = (h: string) => {
+      const now = last.histograms?.[h];
+      if (!now) return { buckets: [] as number[], count: 0 };
+      const then = base.histograms?.[h];
+      const reset = !then || now.count < then.count;
+      const buckets = this.layout.bounds.map((_, b) => now.buckets[b]! - (reset ? 0 : then.buckets[b]!));
+      return { buckets, count: now.count - (reset ? 0 : then.count) };
+    };
+    return {
+      seconds: covered,
+      increase,
+      rate: (c: string) => increase(c) / covered,
+      observations: (h: string) => delta(h).count,
+      quantile: (h: string, q: number) => histogramQuantile(q, this.layout.bounds, delta(h).buckets, delta(h).count),
+    };
+  }
+
+  history() {
+    const k = this.kept;
+    const gauges = Object.fromEntries(this.layout.gauges.map((g) => [g, k.map((s) => s.gauges[g] ?? 0)]));
+    const rates = Object.fromEntries(
+      this.layout.counters.map((c) => [
+        c,
+        k.map((s, i) => {
+          const prev = k[i - 1];
+          const dt = prev ? (s.at - prev.at) / 1000 : 0;
+          if (!prev?.counters || !s.counters || !(dt > 0)) return null;
+          const now = s.counters[c]!;
+          const then = prev.counters[c]!;
+          return (now >= then ? now - then : now) / dt;
+        }),
+      ]),
+    );
+    return { t: k.map((s) => s.at / 1000), gauges, rates };
+  }
+}
 
 function state(name: string, over: Partial<QueueState> = {}, jobs: Partial<QueueState['jobs']> = {}): QueueState {
   const all = Object.fromEntries(JOB_STATES.map((s) => [s, 0])) as QueueState['jobs'];

@@ -60,10 +60,11 @@ export class AccountingRing {
   /** Per point: at, flags, gauges. */
   private pts: Float64Array;
   /**
-   * Per point: counters, then per histogram its buckets, count and sum; null without accounting. A point whose
-   * accounting equals the one before shares that row, so an idle queue keeps one row, not one per point.
+   * Per point: its accounting (null without), either whole (a Row: counters, then per histogram its cumulative
+   * buckets and count) or as a Change back from the next point, which then has the same flags. The newest point,
+   * and any whose values are not exact integers, is whole; the others cost what moved between two points.
    */
-  private rows: Array<Float64Array | null> = [];
+  private rows: Array<Row | Change | null> = [];
   private n = 0;
   private cap: number;
   private readonly pStride: number;
@@ -76,9 +77,10 @@ export class AccountingRing {
   ) {
     if (opts.maxPoints < 3) throw new Error('an accounting ring needs room for at least 3 points');
     this.pStride = 2 + layout.gauges.length;
-    this.hStride = layout.bounds.length + 2;
+    // Buckets then count: the count is the +Inf bucket, the last cumulative one (the sum is never read back).
+    this.hStride = layout.bounds.length + 1;
     this.aStride = layout.counters.length + layout.histograms.length * this.hStride;
-    // Gauges in one flat buffer grown by doubling (no object per point); accounting rows only where it changed.
+    // Gauges in one flat buffer grown by doubling (no object per point); accounting as whole rows or changes.
     this.cap = Math.min(8, opts.maxPoints + 1);
     this.pts = new Float64Array(this.cap * this.pStride);
   }
@@ -87,9 +89,11 @@ export class AccountingRing {
     return this.n;
   }
 
-  /** Distinct accounting rows held: what the ring's memory grows with besides the gauges. */
-  get accountingRows(): number {
-    return new Set(this.rows.filter((r) => r !== null)).size;
+  /** Accounting numbers held (whole rows and changes): what the ring's memory grows with besides the gauges. */
+  get accountingNumbers(): number {
+    let held = 0;
+    for (const r of this.rows) if (r) held += r.length;
+    return held;
   }
 
   push(sample: AccountingSample): void {
@@ -120,17 +124,17 @@ export class AccountingRing {
     if (base < 0 || this.at(base) >= this.at(last)) return null;
     const covered = (this.at(last) - this.at(base)) / 1000;
     const { counters, histograms, bounds } = this.layout;
+    const cur = this.rows[last] as Row;
+    const old = this.rowAt(base);
     const increase = (name: string): number => {
       const c = counters.indexOf(name);
       if (c < 0) throw new Error(`unknown counter ${name}`);
-      return resetAware(this.rows[last]![c]!, this.rows[base]![c]!);
+      return resetAware(cur[c]!, old[c]!);
     };
     const histDelta = (name: string): { buckets: number[]; count: number } => {
       const h = histograms.indexOf(name);
       if (h < 0) throw new Error(`unknown histogram ${name}`);
       if (!this.hasHist(last, h)) return { buckets: [], count: 0 };
-      const cur = this.rows[last]!;
-      const old = this.rows[base]!;
       const o = this.histOffset(h);
       const nb = bounds.length;
       // A histogram whose count went down was reset: everything it holds happened inside the window.
@@ -156,12 +160,18 @@ export class AccountingRing {
     const out: RingHistory = { t: [], gauges: {}, rates: {} };
     for (const g of gauges) out.gauges[g] = [];
     for (const c of counters) out.rates[c] = [];
+    // Every point's row, newest first, each from the one after it.
+    const whole = new Array<Row | null>(this.n).fill(null);
+    for (let i = this.n - 1; i >= 0; i -= 1) {
+      const r = this.rows[i]!;
+      whole[i] = r === null || r instanceof Float64Array ? r : this.back(whole[i + 1]!, r, new Float64Array(this.aStride));
+    }
     for (let i = 0; i < this.n; i += 1) {
       out.t.push(this.at(i) / 1000);
       gauges.forEach((g, k) => out.gauges[g]!.push(this.pts[i * this.pStride + 2 + k]!));
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
-      counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(this.rows[i]![k]!, this.rows[i - 1]![k]!) / dt : null));
+      counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(whole[i]![k]!, whole[i - 1]![k]!) / dt : null));
     }
     return out;
   }
@@ -170,12 +180,16 @@ export class AccountingRing {
     return this.pts[i * this.pStride]!;
   }
 
+  private flags(i: number): number {
+    return this.pts[i * this.pStride + 1]!;
+  }
+
   private hasCounters(i: number): boolean {
-    return (this.pts[i * this.pStride + 1]! & 1) !== 0;
+    return (this.flags(i) & 1) !== 0;
   }
 
   private hasHist(i: number, h: number): boolean {
-    return (this.pts[i * this.pStride + 1]! & (2 << h)) !== 0;
+    return (this.flags(i) & (2 << h)) !== 0;
   }
 
   private histOffset(h: number): number {
@@ -195,11 +209,14 @@ export class AccountingRing {
       if (s.histograms?.[name]) flags |= 2 << h;
     });
     this.pts[o + 1] = flags;
-    const prev = i > 0 && this.pts[(i - 1) * this.pStride + 1] === flags ? this.rows[i - 1]! : null;
-    this.rows[i] = flags === 0 ? null : prev && this.sameRow(prev, s) ? prev : this.row(s);
+    const row = flags === 0 ? null : this.row(s);
+    this.rows[i] = row;
+    // The point before keeps only what changed since it, when the two can be told apart exactly.
+    const prev = i > 0 ? this.rows[i - 1] : null;
+    if (row && prev instanceof Float64Array && this.flags(i - 1) === flags) this.rows[i - 1] = this.change(row, prev) ?? prev;
   }
 
-  private row(s: AccountingSample): Float64Array {
+  private row(s: AccountingSample): Row {
     const { counters, histograms, bounds } = this.layout;
     const row = new Float64Array(this.aStride);
     counters.forEach((c, k) => (row[k] = s.counters?.[c] ?? 0));
@@ -209,30 +226,117 @@ export class AccountingRing {
       const ho = this.histOffset(h);
       for (let b = 0; b < bounds.length; b += 1) row[ho + b] = src.buckets[b] ?? 0;
       row[ho + bounds.length] = src.count;
-      row[ho + bounds.length + 1] = src.sum;
     });
     return row;
   }
 
-  /** Whether the sample's accounting equals `row` (a row with the same flags). */
-  private sameRow(row: Float64Array, s: AccountingSample): boolean {
-    const { counters, histograms, bounds } = this.layout;
-    for (let k = 0; k < counters.length; k += 1) if (row[k] !== (s.counters?.[counters[k]!] ?? 0)) return false;
-    for (let h = 0; h < histograms.length; h += 1) {
-      const src = s.histograms?.[histograms[h]!];
-      if (!src) continue;
-      const ho = this.histOffset(h);
-      if (row[ho + bounds.length] !== src.count || row[ho + bounds.length + 1] !== src.sum) return false;
-      for (let b = 0; b < bounds.length; b += 1) if (row[ho + b] !== (src.buckets[b] ?? 0)) return false;
+  /**
+   * `older` as a Change back from `newer`: the indexes and differences of what moved, a histogram's taken per
+   * bucket (one observation moves one entry, not every cumulative bucket above it). Null unless both rows hold
+   * integers small enough for every difference and its undoing to be exact.
+   */
+  private change(newer: Row, older: Row): Change | null {
+    if (!exactIntegers(newer) || !exactIntegers(older)) return null;
+    const c = this.layout.counters.length;
+    const out = scratch;
+    let len = 0;
+    let prev = 0;
+    for (let k = 0; k < this.aStride; k += 1) {
+      const d = newer[k]! - older[k]!;
+      // Inside a histogram, each entry's difference less the one of the bucket below it.
+      const inHist = k >= c && (k - c) % this.hStride !== 0;
+      const v = inHist ? d - prev : d;
+      prev = d;
+      if (v !== 0) {
+        out[len++] = k;
+        out[len++] = v;
+      }
     }
-    return true;
+    if (len === 0) return UNCHANGED;
+    // Most of the row moved (a pair costs two numbers): the whole row is smaller.
+    return len < this.aStride ? out.slice(0, len) : null;
+  }
+
+  /** `newer` with `change` undone, into `out` (may be `newer`). */
+  private back(newer: Row, change: Change, out: Row): Row {
+    if (out !== newer) out.set(newer);
+    const c = this.layout.counters.length;
+    for (let p = 0; p < change.length; p += 2) {
+      const k = change[p]!;
+      const v = change[p + 1]!;
+      if (k < c) {
+        out[k]! -= v;
+        continue;
+      }
+      // A per-bucket difference moves its bucket and every cumulative one above it, up to the count.
+      const end = c + (Math.floor((k - c) / this.hStride) + 1) * this.hStride;
+      for (let j = k; j < end; j += 1) out[j]! -= v;
+    }
+    return out;
+  }
+
+  /** Point i's whole row (it carries accounting). */
+  private rowAt(i: number): Row {
+    const r = this.rows[i]!;
+    if (r instanceof Float64Array) return r;
+    let j = i + 1;
+    while (!(this.rows[j] instanceof Float64Array)) j += 1;
+    const out = new Float64Array(this.rows[j] as Row);
+    for (let k = j - 1; k >= i; k -= 1) this.back(out, this.rows[k] as Change, out);
+    return out;
   }
 
   private remove(i: number): void {
+    const r = this.rows[i]!;
+    const before = i > 0 ? this.rows[i - 1] : null;
+    // The point before, kept as a change back to this one, now reaches back from the point after.
+    if (before && !(before instanceof Float64Array)) {
+      if (r instanceof Float64Array) this.rows[i - 1] = this.back(r, before, new Float64Array(this.aStride));
+      else if (r) this.rows[i - 1] = merge(before, r);
+    }
     this.pts.copyWithin(i * this.pStride, (i + 1) * this.pStride, this.n * this.pStride);
     this.rows.splice(i, 1);
     this.n -= 1;
   }
+}
+
+/** A point's accounting values in full (see AccountingRing.rows). */
+type Row = Float64Array;
+/** [index, difference, ...], indexes ascending: what a point's row differs by from the next point's. */
+type Change = readonly number[];
+const UNCHANGED: Change = Object.freeze([]);
+const scratch: number[] = [];
+/** Integers up to 2^50: their differences, and sums of those, stay exact in a double. */
+const EXACT_LIMIT = 2 ** 50;
+
+function exactIntegers(row: Row): boolean {
+  for (let k = 0; k < row.length; k += 1) if (!Number.isInteger(row[k]) || Math.abs(row[k]!) > EXACT_LIMIT) return false;
+  return true;
+}
+
+/** Two changes back to back (a from b's point, b from the next) as one: the differences add up. */
+function merge(a: Change, b: Change): Change {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    const ka = i < a.length ? a[i]! : Number.POSITIVE_INFINITY;
+    const kb = j < b.length ? b[j]! : Number.POSITIVE_INFINITY;
+    const k = Math.min(ka, kb);
+    let v = 0;
+    if (ka === k) {
+      v += a[i + 1]!;
+      i += 2;
+    }
+    if (kb === k) {
+      v += b[j + 1]!;
+      j += 2;
+    }
+    if (v !== 0) out.push(k, v);
+  }
+  return out.length === 0 ? UNCHANGED : out.slice();
 }
 
 function grow(buf: Float64Array, length: number): Float64Array {
