@@ -7,6 +7,7 @@ import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
 import { AccountingRing, type AccountingSample } from '../src/status/accounting-ring.js';
 import { boardAccounting } from '../src/status/event-accounting.js';
 import { histogramQuantile } from '../src/status/histogram-quantile.js';
+import { PointColumns } from '../src/status/point-columns.js';
 import { QueueBoard, type BoardAccounting } from '../src/status/queue-board.js';
 import { assessQueue, formatAge, type QueueHealthInput } from '../src/status/queue-health.js';
 
@@ -127,7 +128,7 @@ describe('AccountingRing', () => {
 
   it('answers every window and history exactly as a ring keeping every sample whole (random traffic, resets, gaps, thinning)', () => {
     const bounds = [0.1, 1, 5, 30];
-    const wide = { gauges: ['g', 'age'], counters: ['a', 'b'], histograms: ['w', 'p'], bounds };
+    const wide = { gauges: ['g', 'age', 'z'], counters: ['a', 'b'], histograms: ['w', 'p'], bounds };
     let seed = 7;
     const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
     for (const maxPoints of [3, 8, 64]) {
@@ -156,7 +157,12 @@ describe('AccountingRing', () => {
         const noHist = rnd() < 0.04;
         const s: AccountingSample = {
           at,
-          gauges: { g: step % 5, age: rnd() * 100 },
+          // Gauges steady for stretches, then moving; -0 and NaN come back as pushed.
+          gauges: {
+            g: Math.floor(step / 37) % 3 === 0 ? 3 : step % 5,
+            age: step % 150 < 90 ? 0 : rnd() * 100,
+            z: step % 97 === 0 ? -0 : step % 89 === 0 ? NaN : 0,
+          },
           counters: gap ? undefined : { a: totals.a, b: totals.b },
           histograms: gap ? undefined : noHist ? { w: hist(totals.w) } : { w: hist(totals.w), p: hist(totals.p) },
         };
@@ -177,6 +183,34 @@ describe('AccountingRing', () => {
         }
       }
     }
+  });
+});
+
+describe('PointColumns', () => {
+  it('keeps a steady column once and a moving one per point, back to once when it is steady over every point held', () => {
+    const cols = new PointColumns(3, 9);
+    const held: number[][] = [];
+    const push = (v: number[]) => {
+      cols.push(v);
+      held.push(v);
+      if (held.length > 8) {
+        const drop = v[0]! % 2000 === 0 ? 0 : 4; // the oldest, or one inside
+        cols.remove(drop);
+        held.splice(drop, 1);
+      }
+      expect(Array.from({ length: cols.size }, (_, i) => [0, 1, 2].map((c) => cols.get(i, c)))).toEqual(held);
+    };
+    for (let t = 0; t < 20; t += 1) push([t * 1000, 1, 7]);
+    expect(cols.perPoint).toBe(1); // only the time moves
+    push([20_000, 1, -0]);
+    push([21_000, 1, 9.5]);
+    expect(cols.perPoint).toBe(2);
+    for (let t = 22; t < 60; t += 1) push([t * 1000, 1, 9.5]);
+    // Every point held has 9.5 again (the burst has aged out): the column is kept once again.
+    expect(cols.perPoint).toBe(1);
+    push([60_000, Number.NaN, 9.5]);
+    push([61_000, Number.NaN, 9.5]);
+    expect(cols.perPoint).toBe(2);
   });
 });
 

@@ -4,6 +4,7 @@
 // spot goes, so a young history stays fine-grained and an old one thins out evenly over the horizon.
 // Pure: no Redis, no clock.
 import { histogramQuantile } from './histogram-quantile.js';
+import { PointColumns } from './point-columns.js';
 
 export interface CumulativeHistogram {
   /** Cumulative counts, one per bound of the layout. */
@@ -57,8 +58,8 @@ export interface RingHistory {
 }
 
 export class AccountingRing {
-  /** Per point: at, flags, gauges. */
-  private pts: Float64Array;
+  /** Per point: at, flags, gauges (each column kept once while it does not move). */
+  private readonly pts: PointColumns;
   /**
    * Per point: its accounting (null without), either whole (a Row: counters, then per histogram its cumulative
    * buckets and count) or as a Change back from the next point, which then has the same flags. The newest point,
@@ -66,8 +67,6 @@ export class AccountingRing {
    */
   private rows: Array<Row | Change | null> = [];
   private n = 0;
-  private cap: number;
-  private readonly pStride: number;
   private readonly aStride: number;
   private readonly hStride: number;
 
@@ -76,13 +75,10 @@ export class AccountingRing {
     private readonly opts: RingOptions,
   ) {
     if (opts.maxPoints < 3) throw new Error('an accounting ring needs room for at least 3 points');
-    this.pStride = 2 + layout.gauges.length;
     // Buckets then count: the count is the +Inf bucket, the last cumulative one (the sum is never read back).
     this.hStride = layout.bounds.length + 1;
     this.aStride = layout.counters.length + layout.histograms.length * this.hStride;
-    // Gauges in one flat buffer grown by doubling (no object per point); accounting as whole rows or changes.
-    this.cap = Math.min(8, opts.maxPoints + 1);
-    this.pts = new Float64Array(this.cap * this.pStride);
+    this.pts = new PointColumns(2 + layout.gauges.length, opts.maxPoints + 1);
   }
 
   get size(): number {
@@ -168,7 +164,7 @@ export class AccountingRing {
     }
     for (let i = 0; i < this.n; i += 1) {
       out.t.push(this.at(i) / 1000);
-      gauges.forEach((g, k) => out.gauges[g]!.push(this.pts[i * this.pStride + 2 + k]!));
+      gauges.forEach((g, k) => out.gauges[g]!.push(this.pts.get(i, 2 + k)));
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
       counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(whole[i]![k]!, whole[i - 1]![k]!) / dt : null));
@@ -177,11 +173,11 @@ export class AccountingRing {
   }
 
   private at(i: number): number {
-    return this.pts[i * this.pStride]!;
+    return this.pts.get(i, 0);
   }
 
   private flags(i: number): number {
-    return this.pts[i * this.pStride + 1]!;
+    return this.pts.get(i, 1);
   }
 
   private hasCounters(i: number): boolean {
@@ -197,23 +193,41 @@ export class AccountingRing {
   }
 
   private write(i: number, s: AccountingSample): void {
-    if (i + 1 > this.cap) {
-      this.cap = Math.min(this.opts.maxPoints + 1, Math.max(8, this.cap * 2));
-      this.pts = grow(this.pts, this.cap * this.pStride);
-    }
-    const o = i * this.pStride;
-    this.pts[o] = s.at;
-    this.layout.gauges.forEach((g, k) => (this.pts[o + 2 + k] = s.gauges[g] ?? 0));
     let flags = s.counters ? 1 : 0;
     this.layout.histograms.forEach((name, h) => {
       if (s.histograms?.[name]) flags |= 2 << h;
     });
-    this.pts[o + 1] = flags;
+    point[0] = s.at;
+    point[1] = flags;
+    this.layout.gauges.forEach((g, k) => (point[2 + k] = s.gauges[g] ?? 0));
+    point.length = 2 + this.layout.gauges.length;
+    this.pts.push(point);
+    const prev = i > 0 ? this.rows[i - 1] : null;
+    const follows = flags !== 0 && prev instanceof Float64Array && this.flags(i - 1) === flags;
+    // An idle queue's accounting equals the point before: that row moves up, the point before keeps nothing.
+    if (follows && this.sameRow(prev, s)) {
+      this.rows[i] = prev;
+      this.rows[i - 1] = UNCHANGED;
+      return;
+    }
     const row = flags === 0 ? null : this.row(s);
     this.rows[i] = row;
     // The point before keeps only what changed since it, when the two can be told apart exactly.
-    const prev = i > 0 ? this.rows[i - 1] : null;
-    if (row && prev instanceof Float64Array && this.flags(i - 1) === flags) this.rows[i - 1] = this.change(row, prev) ?? prev;
+    if (row && follows) this.rows[i - 1] = this.change(row, prev) ?? prev;
+  }
+
+  /** Whether the sample's accounting equals `row` (a row with the same flags). */
+  private sameRow(row: Row, s: AccountingSample): boolean {
+    const { counters, histograms, bounds } = this.layout;
+    for (let k = 0; k < counters.length; k += 1) if (row[k] !== (s.counters?.[counters[k]!] ?? 0)) return false;
+    for (let h = 0; h < histograms.length; h += 1) {
+      const src = s.histograms?.[histograms[h]!];
+      if (!src) continue;
+      const ho = this.histOffset(h);
+      if (row[ho + bounds.length] !== src.count) return false;
+      for (let b = 0; b < bounds.length; b += 1) if (row[ho + b] !== (src.buckets[b] ?? 0)) return false;
+    }
+    return true;
   }
 
   private row(s: AccountingSample): Row {
@@ -279,8 +293,11 @@ export class AccountingRing {
   private rowAt(i: number): Row {
     const r = this.rows[i]!;
     if (r instanceof Float64Array) return r;
-    let j = i + 1;
-    while (!(this.rows[j] instanceof Float64Array)) j += 1;
+    let j = i;
+    let moved = false;
+    for (; !(this.rows[j] instanceof Float64Array); j += 1) moved ||= this.rows[j]!.length > 0;
+    // Nothing changed since: the newer row is this one's too (an idle queue's windows copy nothing).
+    if (!moved) return this.rows[j] as Row;
     const out = new Float64Array(this.rows[j] as Row);
     for (let k = j - 1; k >= i; k -= 1) this.back(out, this.rows[k] as Change, out);
     return out;
@@ -294,7 +311,7 @@ export class AccountingRing {
       if (r instanceof Float64Array) this.rows[i - 1] = this.back(r, before, new Float64Array(this.aStride));
       else if (r) this.rows[i - 1] = merge(before, r);
     }
-    this.pts.copyWithin(i * this.pStride, (i + 1) * this.pStride, this.n * this.pStride);
+    this.pts.remove(i);
     this.rows.splice(i, 1);
     this.n -= 1;
   }
@@ -305,6 +322,8 @@ type Row = Float64Array;
 /** [index, difference, ...], indexes ascending: what a point's row differs by from the next point's. */
 type Change = readonly number[];
 const UNCHANGED: Change = Object.freeze([]);
+/** A point's columns as pushed (at, flags, gauges), reused. */
+const point: number[] = [];
 const scratch: number[] = [];
 /** Integers up to 2^50: their differences, and sums of those, stay exact in a double. */
 const EXACT_LIMIT = 2 ** 50;
@@ -337,12 +356,6 @@ function merge(a: Change, b: Change): Change {
     if (v !== 0) out.push(k, v);
   }
   return out.length === 0 ? UNCHANGED : out.slice();
-}
-
-function grow(buf: Float64Array, length: number): Float64Array {
-  const out = new Float64Array(length);
-  out.set(buf.subarray(0, Math.min(buf.length, length)));
-  return out;
 }
 
 function resetAware(cur: number, old: number): number {
