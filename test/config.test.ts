@@ -15,6 +15,7 @@ const BAD: Record<string, string> = {
   'collect-interval': '0',
   'collect-sweep': '-1',
   'collect-sweep-idle': 'never',
+  'collect-busy-max': '0.5',
   'shutdown-timeout': '0.5',
   'discovery-interval': 'soon',
   'max-queues': '0',

@@ -129,6 +129,8 @@ describe('event reader commit pacing', () => {
       blockMs: 100,
       streamsPerRead: 2,
       maintenanceMs: 600_000,
+      // No pace: every round names the busy stream (read pacing has a test of its own).
+      commitPaceMs: () => 0,
     });
     let busyReads = 0;
     let quietReads = 0;
@@ -157,6 +159,71 @@ describe('event reader commit pacing', () => {
       await bull.queue(quiet.name).add('j', {});
       await waitFor('the quiet queue counted', async () => (await added(quiet, own)) === 1);
       expect(await added(busy, own)).toBe(jobs);
+    } finally {
+      await r.close();
+    }
+  });
+  it('reads a busy stream about once per pace while it can wait, and a burst into it at once, before trimming takes any of it', async () => {
+    const own = 'ql-pacing-burst';
+    const busy: QueueRef = { prefix: 'bull', name: 'burst-busy' };
+    const other: QueueRef = { prefix: 'bull', name: 'burst-other' };
+    // The busy stream keeps about 1,000 entries (BullMQ trims it at every add), filled before the reader: not counted.
+    const q = bull.queue(busy.name, { streams: { events: { maxLen: 1000 } } });
+    await q.addBulk(Array.from({ length: 600 }, (_, i) => ({ name: 'old', data: { i } })));
+    // Two groups (one stream each) read without blocking; a pace of 20 s (the lag's grace above it, 2 × 10 s + 0.5 s).
+    const r = new EventReader({
+      redisUrl: redis.url,
+      ownPrefix: own,
+      log: createLogger({ level: 'silent' }),
+      leaseMs: 3000,
+      blockMs: 100,
+      streamsPerRead: 1,
+      lagRefreshMs: 10_000,
+      maintenanceMs: 600_000,
+      commitPaceMs: () => 20_000,
+    });
+    const stream = `bull:${busy.name}:events`;
+    let reads = 0;
+    const stats = async () => (await readEventAccounting(raw, own)).find((x) => x.queue.name === busy.name)?.stats;
+    try {
+      r.setQueues([busy, other]);
+      r.start();
+      await waitFor('registered', async () => (await readEventAccounting(raw, own)).length === 2);
+      await q.add('j', {});
+      await waitFor('first job counted', async () => (await added(busy, own)) === 1);
+      const monitor = await monitorCommands(redis, (args) => {
+        if (args[0]?.toLowerCase() !== 'xread') return;
+        if (args.includes(stream)) reads += 1;
+      });
+      // A steady trickle, 4 jobs (8 entries) a second: its rate times the pace stays under a quarter of what it keeps.
+      const steady = 16;
+      const from = await redisMs();
+      for (let i = 0; i < steady; i++) {
+        await q.add('j', { i });
+        await new Promise((res) => setTimeout(res, 250));
+      }
+      const steadyReads = reads;
+      const steadyS = ((await redisMs()) - from) / 1000;
+      // Then 1,500 jobs (3,000 entries, three times what the stream keeps) within a second or two.
+      const burst = 1500;
+      for (let i = 0; i < burst; i += 50) {
+        await q.addBulk(Array.from({ length: 50 }, (_, k) => ({ name: 'b', data: { k } })));
+        await new Promise((res) => setTimeout(res, 20));
+      }
+      // Every job counted, or entries trimmed before they were read (then counted as lost).
+      await waitFor(
+        'every job counted, or a loss',
+        async () => (await added(busy, own)) === 1 + steady + burst || ((await stats())?.reader.lost ?? 0) > 0,
+        60_000,
+      );
+      monitor.stop();
+      // Rounds start every 50 ms (blockMs / 2): unpaced, every job's entries in a read of their own and the stream
+      // named in the rounds between (16 reads and more, about 80). Paced: the few reads that learn its rate and
+      // the guard's base, then one per 20 s pace.
+      expect(steadyReads).toBeLessThanOrEqual(6 + Math.ceil(steadyS / 20));
+      // Nothing was trimmed before it was read: every job counted once, no loss.
+      expect((await stats())?.reader.lost).toBe(0);
+      expect(await added(busy, own)).toBe(1 + steady + burst);
     } finally {
       await r.close();
     }

@@ -27,6 +27,7 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
     sharedLimiters: true,
     sweepMs: config.collectSweep * 1000,
     idleSweepMs: config.collectSweepIdle * 1000,
+    busyMaxMs: config.collectBusyMax * 1000,
     intervalSeconds: config.collectInterval,
     events: config.events
       ? {

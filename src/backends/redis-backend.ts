@@ -1,7 +1,8 @@
 // Owns BullMQ on Redis as a SidecarBackend (domain/backend.ts): one connection shared by discovery (SCAN), the
 // collector over redis/queue-state-source.ts, the sharded event reader and the accounting read-back, opened
 // lazily so a Redis that is down at start is retried in the background. The sidecar and `top` assemble it.
-import { ChangePlan } from '../collector/change-plan.js';
+import { BUSY_REREAD_MS, ChangePlan } from '../collector/change-plan.js';
+import { DemandPace } from '../collector/demand-pace.js';
 import { Collector } from '../collector/collector.js';
 import { RedisSnapshotStore, SharedSnapshots } from '../collector/shared-snapshot.js';
 import { QueueDiscovery } from '../collector/discovery.js';
@@ -43,7 +44,16 @@ export interface RedisBackendOptions {
   idleSweepMs?: number;
   /** Seconds between collections: with change-driven collection, CLIENT LIST at most this often, and the shared snapshot's freshness. */
   intervalSeconds?: number;
+  /**
+   * With change-driven collection: the longest period (ms) at which a queue whose events keep moving is re-read and
+   * its accounting committed, while its data is asked for seldom or not at all (collector/demand-pace.ts). At most
+   * BUSY_REREAD_MS means every second whoever asks. Default DEMAND_MAX_MS.
+   */
+  busyMaxMs?: number;
 }
+
+/** See RedisBackendOptions.busyMaxMs: a Prometheus scraping every 15 s gets a busy queue read once per half scrape. */
+export const DEMAND_MAX_MS = 7500;
 
 export class RedisBackend implements SidecarBackend<RedisClient> {
   readonly kind = 'redis';
@@ -55,6 +65,8 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
   /** What the event reader saw move; undefined unless collection is driven by change. */
   private readonly changes: QueueChanges | undefined;
   private readonly accounting: AccountingReadBack;
+  /** How often a busy queue is brought up to date (with change-driven collection). */
+  private readonly demand: DemandPace | undefined;
   private closed: Promise<void> | undefined;
 
   constructor(private readonly o: RedisBackendOptions) {
@@ -71,8 +83,12 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
     const sweepMs = o.sweepMs ?? 0;
     this.changes = o.events && sweepMs > 0 ? new QueueChanges() : undefined;
     const changes = this.changes;
+    const maxMs = Math.max(BUSY_REREAD_MS, o.busyMaxMs ?? DEMAND_MAX_MS);
+    const demand = changes && new DemandPace({ minMs: BUSY_REREAD_MS, maxMs, shared: { client: this.redis, key: ownKeys.demand(o.ownPrefix) } });
+    this.demand = demand;
+    const busyMs = demand && (() => demand.periodMs());
     const collector = new Collector({
-      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs }),
+      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs, busyRereadMs: busyMs }),
       workersEveryMs: (o.intervalSeconds ?? 0) * 1000,
       source: new RedisQueueStateSource({ redis: this.redis, log }),
       discovery: this.discovery,
@@ -98,6 +114,7 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
           prefixes: o.prefixes,
           log,
           changes: this.changes,
+          commitPaceMs: busyMs,
         })
       : undefined;
     // The accounting hashes change only by the readers' commits, which mark them: no lock expires there, so the
@@ -124,6 +141,10 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
 
   readAccounting(): Promise<QueueEventAccounting[]> {
     return this.accounting.read();
+  }
+
+  requested(): void {
+    this.demand?.requested();
   }
 
   where(): Record<string, unknown> {

@@ -9,8 +9,9 @@
 // sweep comes round (its worker dying now: every lock a live worker renews) is read once per sweep period; one
 // with nothing that can change without an event (no such lock; a delayed job falling due and a live limiter are
 // handled above) only once per idle sweep period, so at rest it costs Redis a tenth as much. What such a queue can miss for that long: writes that emit no event (raw Redis commands, a
-// drain or clean, an obliterate). A queue whose events keep moving is read at most once per busyRereadMs (1 s): its
-// changes reach /metrics within about that, and a fleet of busy queues is not re-read at every prompt collection.
+// drain or clean, an obliterate). A queue whose events keep moving is read at most once per busy period: 1 s, or
+// with the sidecar's demand-pace.ts as often as its data is asked for (1 s to 7.5 s by default); its changes reach
+// /metrics within about that, and a fleet of busy queues is not re-read at every prompt collection.
 import type { QueueLook, QueueReading } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
@@ -26,9 +27,10 @@ export interface ChangePlanOptions {
   /**
    * A queue whose events moved is read again at most this often (ms): a queue busy all the time is read about once
    * per this period however often prompt collections run; one quiet until now is read at the next pass. What moved
-   * in between stays marked, so it is read as soon as the period is up. Default BUSY_REREAD_MS.
+   * in between stays marked, so it is read as soon as the period is up. Default BUSY_REREAD_MS. A function is asked
+   * at each pass (demand-pace.ts: the period follows how often the data is asked for).
    */
-  busyRereadMs?: number;
+  busyRereadMs?: number | (() => number);
   /** Local clock (ms); tests may drive it. */
   now?: () => number;
 }
@@ -85,14 +87,15 @@ export class ChangePlan {
   private readonly now: () => number;
   /** Queues read per reason in the last pass (for the log and tests); deferred: moved, but read too recently. */
   lastCounts = { changed: 0, swept: 0, other: 0, kept: 0, deferred: 0 };
-  private readonly busyRereadMs: number;
+  private readonly busyRereadMs: () => number;
 
   constructor(private readonly o: ChangePlanOptions) {
     this.now = o.now ?? Date.now;
     this.idleSweepMs = Math.max(o.sweepMs, o.idleSweepMs ?? o.sweepMs);
     this.riskRotation = new Rotation(o.sweepMs);
     this.idleRotation = new Rotation(this.idleSweepMs);
-    this.busyRereadMs = o.busyRereadMs ?? BUSY_REREAD_MS;
+    const busy = o.busyRereadMs ?? BUSY_REREAD_MS;
+    this.busyRereadMs = typeof busy === 'number' ? () => busy : busy;
   }
 
   plan(refs: readonly QueueRef[]): Plan {
@@ -110,11 +113,12 @@ export class ChangePlan {
     const swept = new Set<string>();
     const live = new Set<string>();
     const deferred: QueueRef[] = [];
+    const busyMs = changed.size > 0 ? this.busyRereadMs() : 0;
     refs.forEach((ref, i) => {
       const id = queueId(ref);
       live.add(id);
       const k = this.kept.get(id);
-      if (changed.has(id) && k !== undefined && now - k.readAt < this.busyRereadMs && this.o.changes.isFollowed(id) && !outOfDate(k, now)) {
+      if (changed.has(id) && k !== undefined && now - k.readAt < busyMs && this.o.changes.isFollowed(id) && !outOfDate(k, now)) {
         // Read less than a period ago: kept for now, and marked again, so the pass after the period reads it.
         counts.deferred += 1;
         deferred.push(ref);

@@ -75,6 +75,15 @@ export const sidecarOptions = [
     parse: parse.seconds(0, 86_400),
   }),
   option({
+    name: 'collect-busy-max',
+    env: 'QUEUELENS_COLLECT_BUSY_MAX',
+    arg: '<seconds>',
+    description:
+      "with the event reader on, a queue whose events keep moving is read again, and its event counters committed, about as often as the sidecar's data is asked for (half the recent gap between requests for /metrics, /api/queues or the status page at any replica), at least once a second and at most this often apart; so with Prometheus scraping every 15 s each busy queue is read every 7.5 s, and with a poller every second about once a second. 1 = once a second whoever asks (the Redis time of busy queues then grows with their number, not with how often anyone looks)",
+    default: '7.5',
+    parse: parse.seconds(1, 60),
+  }),
+  option({
     name: 'shutdown-timeout',
     env: 'QUEUELENS_SHUTDOWN_TIMEOUT',
     arg: '<seconds>',

@@ -139,6 +139,11 @@ export interface SidecarBackend<Admin = unknown> {
   readonly onChange?: (listener: () => void) => () => void;
   /** The accounting the leader(s) persisted, what every replica renders; undefined when the backend has none. */
   readAccounting?(): Promise<QueueEventAccounting[]>;
+  /**
+   * Someone looked at the data (/metrics, /api/queues, the status page): with change-driven collection a busy queue
+   * is brought up to date about as often as that (collector/demand-pace.ts). Cheap and synchronous; optional.
+   */
+  requested?(): void;
   /** Where the backend points, for the start-up log: no password, token or other secret. */
   where(): Record<string, unknown>;
   readonly admin?: Admin;

@@ -22,6 +22,7 @@ import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from 
 import { heartbeatField } from './accounting.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 import { IdleGate } from './idle-gate.js';
+import { BurstGuard } from './burst-guard.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -86,6 +87,13 @@ export interface EventReaderOptions {
   changes?: QueueChanges;
   /** Called after every change of this reader's leadership (EventShards tells whether it holds them all). */
   onLeadership?: () => void;
+  /**
+   * While its events keep coming, a queue's accounting and cursor are committed at most once per this period (ms),
+   * asked at each commit: the sidecar passes collector/demand-pace.ts's busy period, so counters are committed about
+   * as often as anyone looks at them. Default COMMIT_PACE_MS. The rules that commit at once (see mayDefer) hold
+   * whatever it says.
+   */
+  commitPaceMs?: () => number;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -129,7 +137,7 @@ const INIT_QUEUES = 10;
 
 /**
  * While its events keep coming, a queue's accounting and cursor are committed (together, atomically) at most this
- * often: the commit script's per-queue cost (about 18 µs) then follows the busy queues, not the rounds. Entries read
+ * often by default (EventReaderOptions.commitPaceMs): the commit script's per-queue cost (about 18 µs) then follows the busy queues, not the rounds. Entries read
  * but not committed yet are read again by a next leader from the committed cursor, counted once. A stream that
  * retains little next to what was read (the length each commit returns), shutdown and a lease handover commit at once.
  */
@@ -139,10 +147,11 @@ const COMMIT_PACE_MS = 1000;
 const DEFER_MIN_RETAINED = 200;
 
 /**
- * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS; every
- * stream is read in a full round at least FULL_ROUND_MS apart (and before an idle pause, see readBatch). XREAD costs
- * Redis per stream named, so with traffic its cost follows the busy streams, not all of them; the first event after
- * a quiet spell, on a stream among busy ones, is read within about FULL_ROUND_MS + minRoundMs (2 s by default).
+ * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS (or two
+ * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or the pace if longer (and
+ * before an idle pause, see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
+ * streams, not all of them; the first event after a quiet spell, on a stream among busy ones, is read within about
+ * FULL_ROUND_MS + minRoundMs (2 s) while the data is asked for every few seconds, within about the pace otherwise.
  */
 const QUIET_AFTER_MS = 5000;
 const FULL_ROUND_MS = 1500;
@@ -170,7 +179,7 @@ interface FollowedQueue {
    * this queue's lag from now on, and an idle stream costs no write at all.
    */
   settled: boolean;
-  /** Entries applied (in memory) since the last commit: held back by COMMIT_PACE_MS. */
+  /** Entries applied (in memory) since the last commit: held back by the commit pace. */
   unsent: number;
   /** Local clock at which its stream last returned entries (0: not this term). */
   movedAt: number;
@@ -178,6 +187,12 @@ interface FollowedQueue {
   committedAt: number;
   /** The stream's length the last commit returned (-1: unknown, or no stream). */
   retained: number;
+  /** Local clock of the last read that returned entries (0: none this term). */
+  readAt: number;
+  /** Entries per ms its stream got between its last two reads that returned any (Infinity: unknown, or a full batch). */
+  rate: number;
+  /** BurstGuard.excess when it was last read: what came since beyond the known rates may all be in this stream. */
+  excessAtRead: number;
 }
 
 interface Term {
@@ -238,6 +253,8 @@ export class EventReader {
   private idleRounds = 0;
   /** Standalone: skips idle rounds while Redis's XADD count stands still (idle-gate.ts). */
   private readonly gate: IdleGate;
+  /** Standalone: what Redis's XADD count grew by beyond the busy streams' known rates (read pacing, readPaced). */
+  private readonly bursts: BurstGuard;
   private readonly idlePollMs: number;
   private readonly minRoundMs: number;
   /**
@@ -257,7 +274,7 @@ export class EventReader {
   private loop: Promise<void> | undefined;
   private closing: Promise<void> | undefined;
   private wake: (() => void) | undefined;
-  /** Queues whose applied entries wait for their commit (COMMIT_PACE_MS). */
+  /** Queues whose applied entries wait for their commit (the commit pace). */
   private readonly deferred = new Set<FollowedQueue>();
   /** The round under way reads every stream (else only those that moved within QUIET_AFTER_MS). */
   private fullRound = true;
@@ -286,6 +303,7 @@ export class EventReader {
     this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
     this.minRoundMs = Math.min(this.opts.blockMs, o.minRoundMs ?? this.opts.blockMs / 2);
     this.gate = new IdleGate(() => this.cmd.info('commandstats'), this.opts.maintenanceMs);
+    this.bursts = new BurstGuard(() => this.cmd.info('commandstats'));
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
@@ -433,7 +451,7 @@ export class EventReader {
     for (const w of waiters) w();
   }
 
-  /** Commits every queue whose commit COMMIT_PACE_MS holds back (shutdown, lease handover), while leader. */
+  /** Commits every queue whose commit the pace holds back (shutdown, lease handover), while leader. */
   private async flushDeferred(term?: Term): Promise<void> {
     if (this.deferred.size === 0 || !this.lease.isLeader) return;
     const t = term ?? { token: this.lease.token, gen: this.lease.generation };
@@ -559,6 +577,9 @@ export class EventReader {
         movedAt: 0,
         committedAt: 0,
         retained: -1,
+        readAt: 0,
+        rate: Infinity,
+        excessAtRead: 0,
       };
       this.states.set(queueId(q), state);
       this.byStream.set(state.stream, state);
@@ -644,25 +665,35 @@ export class EventReader {
       }
     }
     this.rotation += 1;
+    const pace = this.commitPaceMs();
     if (index === 0) {
       this.previousRoundStart = this.roundStart;
       this.roundStart = Date.now();
       this.crowded = false;
-      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= FULL_ROUND_MS;
+      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= Math.max(FULL_ROUND_MS, pace);
       if (this.fullRound) this.fullAt = this.roundStart;
       this.forceFull = false;
     }
     const all = this.groups[index] as FollowedQueue[];
-    // A round that is not full names only the streams that moved lately (a group with none is not read at all).
+    // A round that is not full names only the streams that moved lately (a group with none is not read at all); no
+    // round names a busy stream read less than the pace ago that can safely wait (readPaced).
     const now = Date.now();
-    const group = this.fullRound ? all : all.filter((s) => now - s.movedAt < QUIET_AFTER_MS || this.deferred.has(s));
+    if (index === 0) await this.bursts.check(this.states.values(), now);
+    let paced = false;
+    const group = all.filter((s) => {
+      if (!this.fullRound && now - s.movedAt >= Math.max(QUIET_AFTER_MS, 2 * pace) && !this.deferred.has(s)) return false;
+      if (!this.readPaced(s, now, pace)) return true;
+      paced = true;
+      return false;
+    });
     // One group blocks the full time. Several are read in turn without blocking, so a busy group is never
     // starved by idle ones.
     const got = group.length > 0 && (await this.readGroupOrForget(term, group, groups === 1 ? this.opts.blockMs : undefined));
     // A round that found nothing, full or not, leads to the idle pause; its gate check never skips the first time
-    // after entries were read (moved()), and a round after a check that did not skip is full (forceFull).
-    this.idleReads = got ? 0 : this.idleReads + 1;
-    if (got) {
+    // after entries were read (moved()), and a round after a check that did not skip is full (forceFull). A busy
+    // stream left out is not idle: the rounds (and the burst guard's checks) go on minRoundMs apart.
+    this.idleReads = got || paced ? 0 : this.idleReads + 1;
+    if (got || paced) {
       this.idleRounds = 0;
       this.gate.moved();
     }
@@ -745,7 +776,11 @@ export class EventReader {
         s.machine.apply(entries, entries.length < plan.count);
         if (entries.length >= plan.count) this.crowded = true;
         s.readId = (entries.at(-1) as StreamEntry).id;
-        s.movedAt = Date.now();
+        const at = Date.now();
+        s.rate = entries.length >= plan.count || s.readAt === 0 ? Infinity : entries.length / Math.max(1, at - s.readAt);
+        s.readAt = at;
+        s.excessAtRead = this.bursts.excess;
+        s.movedAt = at;
         got.add(s);
       }
       i += slice.length;
@@ -791,6 +826,7 @@ export class EventReader {
   private async commit(term: Term, group: FollowedQueue[], got: ReadonlySet<FollowedQueue>, force = false): Promise<void> {
     const pending: Array<{ s: FollowedQueue; commit: EventsCommitQueue; settles: boolean }> = [];
     const now = Date.now();
+    let paceMs: number | undefined;
     for (const s of group) {
       const { id, count } = s.machine.takeApplied();
       if (id !== undefined && count > 0) {
@@ -804,7 +840,7 @@ export class EventReader {
         const fields = s.acc.dirtyFields();
         if (fields.length === 0 && (s.settled || got.has(s))) continue;
         pending.push({ s, commit: { hash: s.hash, stream: s.stream, committedId: s.committedId, cursor: s.cursor, applied: 0, fields }, settles: !got.has(s) });
-      } else if (!force && this.mayDefer(s, now)) {
+      } else if (!force && this.mayDefer(s, now, (paceMs ??= this.commitPaceMs()))) {
         this.deferred.add(s);
       } else {
         const fields = s.acc.dirtyFields();
@@ -815,15 +851,11 @@ export class EventReader {
         });
       }
     }
-    const { lagRefreshMs, blockMs } = this.opts;
-    // The heartbeat stands for the round that started before the longest pause between rounds: one blocking read
-    // of a single group, or the idle pause of several (standalone; Cluster polls pollMs apart).
-    const pauseMs = !this.cluster && this.groups.length > 1 ? this.idlePollMs : blockMs;
     for (let i = 0; i < pending.length; i += COMMIT_QUEUES) {
       const chunk = pending.slice(i, i + COMMIT_QUEUES);
       const results = await this.scripts.commit({
         gen: term.gen,
-        graceMs: 2 * lagRefreshMs + pauseMs,
+        graceMs: this.graceMs(),
         heartbeatField: this.heartbeatField,
         queues: chunk.map((p) => p.commit),
       });
@@ -837,7 +869,8 @@ export class EventReader {
         s.acc.clearDirty();
         s.committedId = s.cursor;
         s.unsent = 0;
-        s.committedAt = now;
+        // As of the read it covers: the next read, a pace after this one, finds the commit due too.
+        s.committedAt = got.has(s) ? Math.min(now, s.readAt) : now;
         s.retained = results[k]?.length ?? -1;
         this.deferred.delete(s);
         // Nothing was read before this commit, or the script found nothing past the cursor: the stream was at its
@@ -863,12 +896,43 @@ export class EventReader {
   }
 
   /**
-   * Whether a queue's commit may wait (COMMIT_PACE_MS): committed less than that ago, and what was read since is at
-   * most a quarter of what its stream retains, at least DEFER_MIN_RETAINED (trimming could otherwise take entries a
-   * next leader must read). A young stream below its cap qualifies too: nothing is trimmed from it yet.
+   * Whether a queue's commit may wait (the pace, `paceMs`): committed less than that ago, and what was read since is
+   * at most a quarter of what its stream retains, at least DEFER_MIN_RETAINED (trimming could otherwise take entries
+   * a next leader must read). A young stream below its cap qualifies too: nothing is trimmed from it yet.
    */
-  private mayDefer(s: FollowedQueue, now: number): boolean {
-    return now - s.committedAt < COMMIT_PACE_MS && s.retained >= DEFER_MIN_RETAINED && s.unsent * 4 <= s.retained;
+  private mayDefer(s: FollowedQueue, now: number, paceMs: number): boolean {
+    return now - s.committedAt < paceMs && s.retained >= DEFER_MIN_RETAINED && s.unsent * 4 <= s.retained;
+  }
+
+  /**
+   * The pace of a busy queue's commits and reads: the configured one, at most the lag's grace, so that a stream left
+   * unread for a pace hides no more of its lag than the grace hides of any stream's.
+   */
+  private commitPaceMs(): number {
+    return Math.min(this.o.commitPaceMs?.() ?? COMMIT_PACE_MS, this.graceMs());
+  }
+
+  /**
+   * How long a caught-up queue's lag stays 0 after its commit or the shard's heartbeat (stored with each commit): the
+   * heartbeat stands for the round that started before the longest pause between rounds, one blocking read of a
+   * single group, or the idle pause of several (standalone; Cluster polls pollMs apart).
+   */
+  private graceMs(): number {
+    const { lagRefreshMs, blockMs } = this.opts;
+    return 2 * lagRefreshMs + (!this.cluster && this.groups.length > 1 ? this.idlePollMs : blockMs);
+  }
+
+  /**
+   * Standalone: whether a busy stream is left out of a round. Its entries would wait for their commit anyway (the
+   * pace), and an XREAD costs Redis about 3.5 µs per stream that returns entries plus 0.3 µs per entry, so a busy
+   * stream is read once per pace rather than every round. Only while it can safely wait: entries read from it less
+   * than a pace ago, at a known rate; what is unsent, what that rate brings until the pace is up, and whatever Redis's
+   * XADD count grew by beyond every known rate since its read (burst-guard.ts: a burst anywhere may be in this
+   * stream) stay within a quarter of what it retains, at least DEFER_MIN_RETAINED, as for a deferred commit.
+   */
+  private readPaced(s: FollowedQueue, now: number, paceMs: number): boolean {
+    if (s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < DEFER_MIN_RETAINED) return false;
+    return (s.unsent + s.rate * paceMs + this.bursts.since(s.readAt, s.excessAtRead)) * 4 <= s.retained;
   }
 
   /**

@@ -81,6 +81,8 @@ export const ownKeys = {
   workerLimiters: (own: string) => `${own}:limiters`,
   /** STRING: the last collection of the replica that holds every event shard, for the others to render (collector/shared-snapshot.ts). */
   snapshot: (own: string) => `${own}:snapshot`,
+  /** Hash: per sidecar replica, how often its data is asked for (collector/demand-pace.ts); expires when none is asked. */
+  demand: (own: string) => `${own}:demand`,
   /** Sorted set of queues with event state: member eventsMember(q), score = last time the queue was seen (ms). */
   eventsIndex: (own: string) => `${own}:events:queues`,
   /**

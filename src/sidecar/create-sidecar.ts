@@ -47,14 +47,25 @@ export async function createSidecar(config: SidecarConfig, log: Logger, backend:
 
   const store = backend.kind === 'postgres' ? 'PostgreSQL' : 'Redis';
   const thresholds = { maxWaiting: config.healthMaxWaiting, maxOldestAgeSeconds: config.healthMaxOldestAge, minWorkers: config.healthMinWorkers, store };
+  // Each look at the data paces how often busy queues are brought up to date (collector/demand-pace.ts).
+  const looked = (): void => backend.requested?.();
   const app = await buildApp({
     log,
-    renderMetrics: (om, gz) => metrics.render(om, gz),
+    renderMetrics: (om, gz) => {
+      looked();
+      return metrics.render(om, gz);
+    },
     // The freshness rule, with the interval in force, as /metrics' expiry and the board apply it.
     health: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, thresholds),
     readiness: () => assessHealth(loops.snapshot, Date.now(), loops.intervalSeconds, { store }),
-    queues: ({ history }) => board.response({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds }),
-    queuesJson: ({ history }) => board.responseJson({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds }),
+    queues: ({ history }) => {
+      looked();
+      return board.response({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds });
+    },
+    queuesJson: ({ history }) => {
+      looked();
+      return board.responseJson({ now: Date.now(), history, intervalSeconds: loops.intervalSeconds });
+    },
     trustProxy: config.trustProxy,
     admin:
       config.adminToken && backend.admin
