@@ -2,12 +2,14 @@
 // over them, in a child process), at 1,000 queues (BENCH_SIZES=1000,10000 for more), in one run:
 //   floor       the traffic alone
 //   A, B        BullMQ getJobCounts() of every queue once per window, sequential (A) and all at once (B)
-//   before      the real `queuelens sidecar` with --collect-sweep 0: every queue read at every collection (5 s)
-//   after       the same with its defaults: change-driven collection (sweep 60 s)
-// Redis CPU per window net of the floor, calls/s (INFO commandstats, script-inner commands included), the
-// visibility delay of a change (a job added to an idle queue: until /metrics shows its depth, and its added
-// counter, polled every POLL_MS), and the sidecar's RSS (sampled each second) and peak (VmHWM). Writes its section
-// of docs/benchmarks.md.
+//   after       the real `queuelens sidecar` with its defaults (freshness of busy queues paced by demand)
+//   baseline    another build's sidecar (BENCH_BASELINE_CLI), e.g. the code before a change
+//   before      BENCH_BEFORE=1: this build with --collect-sweep 0 (every queue read at every collection)
+// Each sidecar is asked for its data as Prometheus would (/metrics every 15 s), then by a 1 s poller, then by the
+// visibility probes (a job added to an idle queue, /metrics polled every POLL_MS until its depth and its added
+// counter move); for the first two, the Redis CPU of a window net of the floor and the command time of the
+// sidecar's own connections (SLOWLOG) in a window of its own, asked for the same way. Also the sidecar's RSS
+// (sampled each second) and peak (VmHWM). Writes its section of docs/benchmarks.md.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { Queue } from 'bullmq';
@@ -23,9 +25,19 @@ import { describe } from './lib/redis-stats.js';
 const SIZES = (process.env['BENCH_SIZES'] ?? '1000').split(',').map(Number);
 const RATE = 120;
 const POLL_MS = 50;
-const SETTLE_MS = 20_000;
-/** The window whose every command is logged (SLOWLOG at 0 µs) to split the sidecar's Redis time by command. */
-const ATTRIBUTION_S = 10;
+/** Prometheus's scrape interval, and the 1 s poller's. */
+const SCRAPE_MS = 15_000;
+const POLLER_MS = 1000;
+/** Scraped this long before the windows (two scrapes: the pacing has seen the gap between them). */
+const SETTLE_MS = 35_000;
+const POLLER_SETTLE_MS = 6000;
+/**
+ * The scraped windows last this long (four scrapes), scaled to WINDOW_S: one discovery pass (every 60 s; with traffic
+ * each is a SCAN of the keyspace) falls in each, as in every minute of a deployment.
+ */
+const SCRAPED_S = 60;
+/** BENCH_BEFORE=1: also this build with --collect-sweep 0 (every queue at every collection). */
+const BEFORE = process.env['BENCH_BEFORE'] === '1';
 const CLI = new URL('../../dist/cli/index.js', import.meta.url).pathname;
 const CHILD = new URL('./lib/traffic-child.js', import.meta.url).pathname;
 /** BENCH_BASELINE_CLI: another build's dist/cli/index.js, run with its defaults as one more column. */
@@ -38,7 +50,19 @@ if (BASELINE_CLI) {
   nameScripts(((await import(embedded)) as { LUA_SOURCES: Record<string, string> }).LUA_SOURCES, ' (baseline)');
 }
 
+/** The sidecar's Redis cost in one way of asking for its data: used_cpu and commandstats, then its own commands. */
+interface Asked {
+  cost: Cost & { jobs: number };
+  /** The sidecar's own commands (by client name) in a window of their own right after, asked for the same way. */
+  time: CommandTime;
+}
+
 interface Variant {
+  /** /metrics scraped every SCRAPE_MS, as Prometheus (and B) would. */
+  scraped: Asked;
+  /** /metrics polled every POLLER_MS. */
+  polled: Asked;
+  /** The visibility window: probes polling every POLL_MS. */
   cost: Cost & { jobs: number };
   depthP50: number;
   depthMax: number;
@@ -48,9 +72,7 @@ interface Variant {
   peakMb: number;
   /** Median bullmq_exporter_cycle_duration_seconds seen by the probes. */
   cycleS: number;
-  /** The sidecar's own commands (by client name) in a window of their own after the measured one, per WINDOW_S. */
-  time: CommandTime;
-  /** Its commands of at least 1 ms (SLOWLOG) during the measured window. */
+  /** Its commands of at least 1 ms (SLOWLOG) during the visibility window. */
   slow: Array<{ usec: number; command: string }>;
 }
 
@@ -62,9 +84,7 @@ interface Row {
   /** One pass of A and of B (one window's work), every command logged. */
   aTime: CommandTime;
   bTime: CommandTime;
-  before: Variant;
-  after: Variant;
-  baseline?: Variant;
+  variants: Array<[string, Variant]>;
 }
 
 /** Queue i is active when i % 10 === 5: 10% of them, none paused, none with a seeded orphan. */
@@ -88,10 +108,12 @@ async function trafficWindow(
   prefix: string,
   names: readonly string[],
   during: (endsAt: number) => Promise<void>,
+  seconds = WINDOW_S,
 ): Promise<Cost & { jobs: number }> {
   const j0 = await jobsAdded(admin, prefix, names);
-  const cost = await window(admin, during);
-  return { ...cost, jobs: (await jobsAdded(admin, prefix, names)) - j0 };
+  const cost = await window(admin, during, seconds);
+  // Jobs per WINDOW_S, as the cost.
+  return { ...cost, jobs: (((await jobsAdded(admin, prefix, names)) - j0) * WINDOW_S) / seconds };
 }
 
 async function startTraffic(server: TestRedis, prefix: string, size: number): Promise<ChildProcess> {
@@ -105,6 +127,26 @@ async function startTraffic(server: TestRedis, prefix: string, size: number): Pr
   });
   return child;
 }
+
+/** GETs `url` every `everyMs` (the first at once) until stopped, one at a time, as a scraper does. */
+function scraper(url: string, everyMs: number): () => Promise<void> {
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      const t = Date.now();
+      await fetch(url)
+        .then((r) => r.text())
+        .catch(() => '');
+      while (!stopped && Date.now() - t < everyMs) await new Promise((r) => setTimeout(r, Math.min(100, everyMs)));
+    }
+  })();
+  return async () => {
+    stopped = true;
+    await loop;
+  };
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function sidecar(
   cli: string,
@@ -120,8 +162,19 @@ async function sidecar(
   const sc = await startSidecarProcess({ cli, redisUrl: server.url, prefix, size, own, extra });
   const { url } = sc;
   const proc = { pid: sc.pid };
+  const ours = (name: string) => name.startsWith('queuelens');
   try {
-    await new Promise((r) => setTimeout(r, SETTLE_MS));
+    // Asked for as Prometheus would: two scrapes before the windows, so the pacing has seen the gap between them.
+    let stop = scraper(url, SCRAPE_MS);
+    await sleep(SETTLE_MS);
+    const scrapedCost = await trafficWindow(admin, prefix, activeNames, async () => undefined, SCRAPED_S);
+    const scrapedTime = await commandTime(admin, ours, () => sleep(SCRAPED_S * 1000), WINDOW_S / SCRAPED_S);
+    await stop();
+    stop = scraper(url, POLLER_MS);
+    await sleep(POLLER_SETTLE_MS);
+    const polledCost = await trafficWindow(admin, prefix, activeNames, async () => undefined);
+    const polledTime = await commandTime(admin, ours, () => sleep(WINDOW_S * 1000), 1);
+    await stop();
     const depth: number[] = [];
     const counter: number[] = [];
     const rss: number[] = [];
@@ -152,7 +205,7 @@ async function sidecar(
           if (cycle !== undefined) cycles.push(cycle);
           if (dDepth === undefined && (gauge(body, `bullmq_queue_jobs{${labels},state="waiting"}`) ?? 0) > waiting0) dDepth = t;
           if (dCounter === undefined && (gauge(body, `bullmq_jobs_added_total{${labels}}`) ?? 0) > added0) dCounter = t;
-          await new Promise((r) => setTimeout(r, POLL_MS));
+          await sleep(POLL_MS);
         }
         depth.push(dDepth ?? 15_000);
         counter.push(dCounter ?? 15_000);
@@ -165,15 +218,10 @@ async function sidecar(
       .filter(([, , , , addr, client]) => addr !== '?:0' && client.startsWith('queuelens'))
       .map(([, , usec, args]) => ({ usec, command: describe(args) }));
     const m = memory(proc.pid as number);
-    const time = await commandTime(
-      admin,
-      (name) => name.startsWith('queuelens'),
-      () => new Promise((r) => setTimeout(r, ATTRIBUTION_S * 1000)),
-      WINDOW_S / ATTRIBUTION_S,
-    );
     return {
+      scraped: { cost: scrapedCost, time: scrapedTime },
+      polled: { cost: polledCost, time: polledTime },
       slow,
-      time,
       cost,
       depthP50: median(depth),
       depthMax: Math.max(...depth),
@@ -231,188 +279,128 @@ async function measure(server: TestRedis, size: number): Promise<Row> {
     const idle = Array.from({ length: size }, (_, i) => i)
       .filter((i) => !active(i) && i % 50 !== 0)
       .map(queueName);
-    const before = await sidecar(CLI, server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames);
-    const after = await sidecar(CLI, server, prefix, size, [], admin, idle, activeNames);
+    const variants: Array<[string, Variant]> = [['after', await sidecar(CLI, server, prefix, size, [], admin, idle, activeNames)]];
     // Another build's defaults in the same run (BASELINE_CLI), e.g. the code before a change, for what it moved.
-    const base = BASELINE_CLI && BASELINE_SIZES.includes(size) ? await sidecar(BASELINE_CLI, server, prefix, size, [], admin, idle, activeNames) : undefined;
-    return { size, floor, a, b, aTime, bTime, before, after, baseline: base };
+    if (BASELINE_CLI && BASELINE_SIZES.includes(size))
+      variants.push(['baseline', await sidecar(BASELINE_CLI, server, prefix, size, [], admin, idle, activeNames)]);
+    if (BEFORE) variants.push(['before', await sidecar(CLI, server, prefix, size, ['--collect-sweep', '0'], admin, idle, activeNames)]);
+    return { size, floor, a, b, aTime, bTime, variants };
   } finally {
     traffic.kill('SIGTERM');
     admin.disconnect();
   }
 }
 
-function longest(t: CommandTime): string {
-  const [cmd, e] = [...t.by].sort((x, y) => y[1].maxUsec - x[1].maxUsec)[0] ?? ['-', { maxUsec: 0 }];
-  return `${e.maxUsec} (${cmd})`;
-}
-
 async function main(): Promise<void> {
   const load = loadAverage();
   const started = Date.now();
   const rows = await eachSize(SIZES, measure);
+  const loadAfter = loadAverage();
   // The floor's Redis CPU per traffic job, times the jobs of the window: the traffic's share of each window.
   const net = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.cpuMs - (floor.cpuMs / Math.max(1, floor.jobs)) * c.jobs;
   const ms = (n: number) => (n / 1000).toFixed(2);
-  // The same for Redis's command time (INFO commandstats, each command once).
-  const netCommand = (c: Cost & { jobs: number }, floor: Cost & { jobs: number }) => c.commandMs - (floor.commandMs / Math.max(1, floor.jobs)) * c.jobs;
+  const rate = (c: { jobs: number }) => (c.jobs / WINDOW_S).toFixed(0);
   const body = [
     machineInfo(load),
+    `- load average at the end: ${loadAfter}`,
     '',
-    `Traffic: ${RATE} jobs/s added round-robin over 10% of the queues (queue i with i % 10 = 5), each with one BullMQ Worker`,
-    '(concurrency 1, no work), in a child process; the queues are seeded as at rest (bench/lib/seed.ts). Each column is',
-    `one ${WINDOW_S} s window with the traffic running. Redis CPU is net of the traffic's share: the floor window (the traffic`,
-    "alone, same run) gives the Redis CPU per job, times the jobs added in the window (the queues' `id` counters), so a",
-    'window in which the traffic ran slower (a busy shared machine) is not credited to the exporter; it can go below 0 by noise.',
-    'before: the real sidecar process with `--collect-sweep 0` (every queue read at every collection, every 5 s, as before',
-    'change-driven collection); after: its defaults (queues whose events moved read within about a second, a sweep of',
-    'the rest every 60 s). Visibility: during the window, one job at a time is added to an idle queue and /metrics',
-    `polled every ${POLL_MS} ms until its depth (bullmq_queue_jobs waiting) and its bullmq_jobs_added_total move; p50 over`,
-    'the probes. RSS: median of one sample a second during the window; peak: VmHWM since start. Cycle: the median',
-    'bullmq_exporter_cycle_duration_seconds the probes saw (a whole cycle: collection, read-back, rendering, board).',
+    `Traffic: ${RATE} jobs/s asked for, added round-robin over 10% of the queues (queue i with i % 10 = 5), each with one`,
+    'BullMQ Worker (concurrency 1, no work), in a child process; the queues are seeded as at rest (bench/lib/seed.ts).',
+    `Each window is ${WINDOW_S} s with the traffic running; jobs/s is what the traffic achieved in it (the queues' \`id\``,
+    "counters). Redis CPU (used_cpu of the process) is net of the traffic's share: the floor window (the traffic alone,",
+    'same run) gives the Redis CPU per job, times the jobs added in the window; it can go below 0 by noise. Command time:',
+    `every command of the sidecar's connections (client names \`queuelens:*\`) logged by SLOWLOG at 0 µs in a ${WINDOW_S} s window`,
+    "of its own right after the CPU window, asked for the same way (a script's inner commands inside its own time); A's",
+    "and B's: one pass of getJobCounts() over every queue (their work per window), logged the same way.",
+    `Each sidecar is asked for its data in three ways, one after another: **scraped**, /metrics every ${SCRAPE_MS / 1000} s as`,
+    `Prometheus would (and as A and B are charged: one pass per ${WINDOW_S} s), after ${SETTLE_MS / 1000} s of the same, in windows of ${SCRAPED_S} s`,
+    `scaled to ${WINDOW_S} s (so that the discovery pass, every 60 s, a SCAN of the keyspace with traffic, falls in each); **polled**, /metrics`,
+    `every ${POLLER_MS / 1000} s, after ${POLLER_SETTLE_MS / 1000} s of the same; **visibility**: one job at a time added to an idle queue and /metrics`,
+    `polled every ${POLL_MS} ms until its depth (bullmq_queue_jobs waiting) and its bullmq_jobs_added_total move (p50 over the probes).`,
+    'after: this build, defaults (a busy queue brought up to date as often as its data is asked for, 1 to 7.5 s);',
+    `baseline: ${process.env['BENCH_BASELINE_LABEL'] ?? BASELINE_CLI ?? '(none)'}, defaults (busy queues every second, whoever asks);`,
+    'before: this build with `--collect-sweep 0` (every queue at every collection). RSS: median of one sample a second in',
+    'the visibility window; peak: VmHWM since start.',
     `Run time of the whole benchmark: ${Math.round((Date.now() - started) / 1000)} s.`,
+    '',
+    table(
+      ['queues', 'floor CPU (ms)', 'floor jobs/s', 'A CPU (ms)', 'B CPU (ms)', 'A / B command time, SLOWLOG (ms)', 'A / B calls/s'],
+      rows.map((r) => [
+        r.size,
+        r.floor.cpuMs.toFixed(1),
+        rate(r.floor),
+        net(r.a, r.floor).toFixed(1),
+        net(r.b, r.floor).toFixed(1),
+        `${ms(r.aTime.usec)} / ${ms(r.bTime.usec)}`,
+        `${r.a.callsPerS.toFixed(0)} / ${r.b.callsPerS.toFixed(0)}`,
+      ]),
+    ),
     '',
     table(
       [
         'queues',
-        'floor CPU (ms)',
-        'A CPU (ms)',
-        'B CPU (ms)',
-        'before CPU (ms)',
-        'after CPU (ms)',
-        'after / B',
-        'A calls/s',
-        'B calls/s',
-        'before calls/s',
-        'after calls/s',
-        'before depth p50 / max (s)',
-        'after depth p50 / max (s)',
-        'before counter p50 (s)',
-        'after counter p50 (s)',
+        'variant',
+        `scraped: command time (ms per ${WINDOW_S} s)`,
+        'scraped: / B',
+        'scraped: CPU net (ms)',
+        'scraped: jobs/s',
+        `polled ${POLLER_MS / 1000} s: command time (ms)`,
+        'polled: / B',
+        'polled: CPU net (ms)',
+        'polled: jobs/s',
+        'visibility: depth p50 / max (s)',
+        'counter p50 (s)',
         'probes',
-        'before RSS / peak (MB)',
-        'after RSS / peak (MB)',
-        'cycle before / after (s)',
-        'A / B / before / after command time, INFO commandstats net of the floor (ms)',
-        'A / B / before / after command time, SLOWLOG of own clients (ms)',
-        'after / B (command time)',
-        'longest command before / after (µs, SLOWLOG at 0)',
-        'commands ≥ 1 ms before / after (window, longest µs)',
+        'visibility: CPU net (ms), jobs/s',
+        'RSS / peak (MB)',
+        'cycle (s)',
+        'commands ≥ 1 ms (visibility window, longest µs)',
       ],
-      rows.map((r) => [
-        r.size,
-        r.floor.cpuMs.toFixed(1),
-        net(r.a, r.floor).toFixed(1),
-        net(r.b, r.floor).toFixed(1),
-        net(r.before.cost, r.floor).toFixed(1),
-        net(r.after.cost, r.floor).toFixed(1),
-        (net(r.after.cost, r.floor) / Math.max(0.001, net(r.b, r.floor))).toFixed(2),
-        r.a.callsPerS.toFixed(0),
-        r.b.callsPerS.toFixed(0),
-        r.before.cost.callsPerS.toFixed(0),
-        r.after.cost.callsPerS.toFixed(0),
-        `${ms(r.before.depthP50)} / ${ms(r.before.depthMax)}`,
-        `${ms(r.after.depthP50)} / ${ms(r.after.depthMax)}`,
-        ms(r.before.counterP50),
-        ms(r.after.counterP50),
-        `${r.before.probes} / ${r.after.probes}`,
-        `${r.before.rssMb.toFixed(0)} / ${r.before.peakMb.toFixed(0)}`,
-        `${r.after.rssMb.toFixed(0)} / ${r.after.peakMb.toFixed(0)}`,
-        `${r.before.cycleS.toFixed(2)} / ${r.after.cycleS.toFixed(2)}`,
-        [r.a, r.b, r.before.cost, r.after.cost].map((c) => netCommand(c, r.floor).toFixed(1)).join(' / '),
-        [r.aTime, r.bTime, r.before.time, r.after.time].map((t) => ms(t.usec)).join(' / '),
-        (r.after.time.usec / Math.max(1, r.bTime.usec)).toFixed(2),
-        `${longest(r.before.time)} / ${longest(r.after.time)}`,
-        [r.before, r.after]
-          .map(
-            (v) =>
-              `${v.slow.length}${v.slow.length > 0 ? ` (${Math.max(...v.slow.map((x) => x.usec))}, ${v.slow.sort((x, y) => y.usec - x.usec)[0]?.command})` : ''}`,
-          )
-          .join(' / '),
-      ]),
+      rows.flatMap((r) =>
+        r.variants.map(([name, v]) => [
+          r.size,
+          name,
+          ms(v.scraped.time.usec),
+          (v.scraped.time.usec / Math.max(1, r.bTime.usec)).toFixed(2),
+          net(v.scraped.cost, r.floor).toFixed(1),
+          rate(v.scraped.cost),
+          ms(v.polled.time.usec),
+          (v.polled.time.usec / Math.max(1, r.bTime.usec)).toFixed(2),
+          net(v.polled.cost, r.floor).toFixed(1),
+          rate(v.polled.cost),
+          `${ms(v.depthP50)} / ${ms(v.depthMax)}`,
+          ms(v.counterP50),
+          v.probes,
+          `${net(v.cost, r.floor).toFixed(1)}, ${rate(v.cost)}`,
+          `${v.rssMb.toFixed(0)} / ${v.peakMb.toFixed(0)}`,
+          v.cycleS.toFixed(2),
+          `${v.slow.length}${v.slow.length > 0 ? ` (${Math.max(...v.slow.map((x) => x.usec))}, ${[...v.slow].sort((x, y) => y.usec - x.usec)[0]?.command})` : ''}`,
+        ]),
+      ),
     ),
     '',
-    "Where the sidecar's Redis time goes with traffic: every command of its connections (client names `queuelens:*`)",
-    `logged by SLOWLOG at a 0 µs threshold for ${ATTRIBUTION_S} s right after the measured window (no probes then), scaled to ${WINDOW_S} s;`,
-    "a script's inner commands are inside its own time. The command time columns above are these sums; A's and B's",
-    'are one pass of getJobCounts() over every queue (their work per window) logged the same way.',
+    "Where each sidecar's Redis time goes (the command-time windows above), by command:",
     '',
     table(
-      ['queues', 'variant', 'command', 'calls/s', `Redis time per ${WINDOW_S} s (ms)`, 'longest call (µs)'],
+      ['queues', 'variant', 'asked', 'command', 'calls/s', `Redis time per ${WINDOW_S} s (ms)`, 'longest call (µs)'],
       rows.flatMap((r) =>
-        (
-          [
-            ['before', r.before.time],
-            ['after', r.after.time],
-          ] as const
-        ).flatMap(([variant, t]) =>
-          [...t.by]
-            .sort((x, y) => y[1].usec - x[1].usec)
-            .slice(0, 10)
-            .map(([cmd, e]) => [r.size, variant, cmd, (e.calls / ATTRIBUTION_S).toFixed(1), ms(e.usec), e.maxUsec]),
+        r.variants.flatMap(([name, v]) =>
+          (
+            [
+              ['scraped', v.scraped.time],
+              ['polled', v.polled.time],
+            ] as const
+          ).flatMap(([asked, t]) =>
+            [...t.by]
+              .sort((x, y) => y[1].usec - x[1].usec)
+              .slice(0, 8)
+              .map(([cmd, e]) => [r.size, name, asked, cmd, (e.calls / WINDOW_S).toFixed(1), ms(e.usec), e.maxUsec]),
+          ),
         ),
       ),
     ),
-    ...(rows.some((r) => r.baseline)
-      ? [
-          '',
-          `Another build in the same run (BENCH_BASELINE_CLI, with its defaults): ${process.env['BENCH_BASELINE_LABEL'] ?? BASELINE_CLI}.`,
-          '',
-          table(
-            [
-              'queues',
-              'variant',
-              'CPU net (ms)',
-              'command time net, commandstats (ms)',
-              'command time, SLOWLOG (ms)',
-              'calls/s',
-              'depth p50 / max (s)',
-              'counter p50 (s)',
-              'RSS / peak (MB)',
-            ],
-            rows.flatMap((r) =>
-              (
-                [
-                  ['baseline', r.baseline],
-                  ['after', r.after],
-                ] as const
-              ).flatMap(([variant, v]) =>
-                v
-                  ? [
-                      [
-                        r.size,
-                        variant,
-                        net(v.cost, r.floor).toFixed(1),
-                        netCommand(v.cost, r.floor).toFixed(1),
-                        ms(v.time.usec),
-                        v.cost.callsPerS.toFixed(0),
-                        `${ms(v.depthP50)} / ${ms(v.depthMax)}`,
-                        ms(v.counterP50),
-                        `${v.rssMb.toFixed(0)} / ${v.peakMb.toFixed(0)}`,
-                      ],
-                    ]
-                  : [],
-              ),
-            ),
-          ),
-          '',
-          table(
-            ['queues', 'command (baseline build)', 'calls/s', `Redis time per ${WINDOW_S} s (ms)`, 'longest call (µs)'],
-            rows.flatMap((r) =>
-              [...(r.baseline?.time.by ?? [])]
-                .sort((x, y) => y[1].usec - x[1].usec)
-                .slice(0, 10)
-                .map(([cmd, e]) => [r.size, cmd, (e.calls / ATTRIBUTION_S).toFixed(1), ms(e.usec), e.maxUsec]),
-            ),
-          ),
-        ]
-      : []),
   ].join('\n');
-  writeSection(
-    new URL('../../docs/benchmarks.md', import.meta.url),
-    '## With traffic: change-driven collection against getJobCounts() exporters (issue 16)',
-    body,
-  );
+  writeSection(new URL('../../docs/benchmarks.md', import.meta.url), '## With traffic, freshness paced by demand (issue 16)', body);
 }
 
 await main();
