@@ -239,6 +239,44 @@ describe('rendering proportional to change', () => {
     expect(qm.lastRendered).toBe(0);
   });
 
+  it('a queue whose only change is its age keeps its fragment; its ages, waiting and active, dead-letter too, are exact', async () => {
+    const N = 300;
+    const e = new Exposition(60_000);
+    const qm = new QueueMetrics(e);
+    await qm.update(snapshot(1, N, () => 0));
+    expect(qm.lastRendered).toBe(N);
+    // Every queue's ages move with the clock, nothing else does.
+    const aged = (seq: number, by: number) => {
+      const s = snapshot(seq, N, () => 0);
+      for (const q of s.queues) {
+        q.oldestWaitingAgeSeconds += by;
+        q.oldestActiveAgeSeconds += by / 2;
+      }
+      return s;
+    };
+    const next = aged(2, 7.25);
+    await qm.update(next);
+    expect(qm.lastRendered).toBe(0);
+    const fresh = new Exposition(60_000);
+    await new QueueMetrics(fresh).update(next);
+    const [text, proto] = await bodies(e);
+    expect([text, proto]).toEqual(await bodies(fresh));
+    // Every queue's ages as set, in both formats (hostile names and dead-letter queues' sources included).
+    const fromProto = new Map(JSON.parse(proto!) as Array<[string, number]>);
+    const fromText = parsePromText(text!);
+    for (const series of [fromProto, fromText]) {
+      for (const q of next.queues) {
+        const labels = { prefix: 'bull', queue: q.ref.name };
+        expect(series.get(seriesKey('bullmq_queue_oldest_waiting_age_seconds', labels))).toBe(q.oldestWaitingAgeSeconds);
+        expect(series.get(seriesKey('bullmq_queue_oldest_active_age_seconds', labels))).toBe(q.oldestActiveAgeSeconds);
+        if (q.dlqOf !== undefined) {
+          expect(series.get(seriesKey('bullmq_dlq_oldest_age_seconds', { prefix: 'bull', queue: q.dlqOf }))).toBe(q.oldestWaitingAgeSeconds);
+        }
+      }
+    }
+    expect(next.queues.some((q) => q.dlqOf !== undefined && q.ref.name.includes('"'))).toBe(true);
+  });
+
   it('serves the previous complete body while the next is written, and the new one once published', async () => {
     const N = 2000;
     const e = new Exposition(60_000);

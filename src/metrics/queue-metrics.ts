@@ -11,13 +11,15 @@ import { Slicer } from '../util/slicer.js';
 import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { labelAfter, labelPairs, renderLabels, sameLabels } from './exposition-text.js';
-import { FragmentSet, FragmentWriter, type Fragment } from './exposition-fragments.js';
+import { FragmentSet, FragmentWriter, type Fragment, type Pairs } from './exposition-fragments.js';
 import { queueId } from '../domain/queue-ref.js';
 
 /** One queue gauge: its definition and how to read it from a queue (undefined = no series for that queue). */
 interface QueueGauge {
   def: MetricDef;
   value: (q: QueueState) => number | undefined;
+  /** An age: it moves with the clock while nothing else about the queue does (rendered for all queues at once). */
+  age?: true;
 }
 
 const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
@@ -27,9 +29,9 @@ const QUEUE_GAUGES: QueueGauge[] = [
   // Only while paused (orphaned active jobs, rate limited: only while non-zero): see their help (the series budget,
   // docs/metrics.md).
   { def: METRICS.queuePaused, value: (q) => (q.paused ? 1 : undefined) },
-  { def: METRICS.queueOldestWaitingAge, value: (q) => q.oldestWaitingAgeSeconds },
+  { def: METRICS.queueOldestWaitingAge, value: (q) => q.oldestWaitingAgeSeconds, age: true },
   { def: METRICS.queueDelayedOverdue, value: (q) => q.delayedOverdue },
-  { def: METRICS.queueOldestActiveAge, value: (q) => q.oldestActiveAgeSeconds },
+  { def: METRICS.queueOldestActiveAge, value: (q) => q.oldestActiveAgeSeconds, age: true },
   { def: METRICS.queueOrphanedActive, value: (q) => q.orphanedActive || undefined },
   { def: METRICS.queueWorkers, value: (q) => q.workers },
   { def: METRICS.queueRateLimited, value: (q) => (q.rateLimited ? 1 : undefined) },
@@ -38,7 +40,7 @@ const QUEUE_GAUGES: QueueGauge[] = [
 /** Dead-letter gauges are labelled with the source queue's name. */
 const DLQ_GAUGES: QueueGauge[] = [
   { def: METRICS.dlqJobs, value: parkedInDlq },
-  { def: METRICS.dlqOldestAge, value: (q) => q.oldestWaitingAgeSeconds },
+  { def: METRICS.dlqOldestAge, value: (q) => q.oldestWaitingAgeSeconds, age: true },
 ];
 
 // Label names come from the definitions: a queue's label set (rendered once per queue and shared by every gauge
@@ -64,7 +66,10 @@ export class QueueMetrics {
   private staleSeq = -1;
   /** Each exported queue's fragment, by queueId(), as last rendered. */
   private fragments = new Map<string, Fragment>();
-  /** Queues whose gauges the last update rendered again (the others kept their fragment): tests, the bench. */
+  /**
+   * Queues whose fragment the last update rendered again (the others kept theirs): tests, the bench. The ages are
+   * not in it: they are written for every queue at each update, into one fragment (renderAges).
+   */
   lastRendered = 0;
 
   constructor(private readonly exposition: Exposition) {
@@ -134,12 +139,12 @@ export class QueueMetrics {
 const FAMILIES: readonly MetricDef[] = [METRICS.queueJobs, ...QUEUE_GAUGES.map((g) => g.def), ...DLQ_GAUGES.map((g) => g.def)];
 const DLQ_AT = 1 + QUEUE_GAUGES.length;
 
-/** What a queue's gauges are rendered from: equal strings, equal fragments (the key carries its names). */
+/** What a queue's own fragment (every gauge but the ages) is rendered from: equal strings, equal fragments. */
 function fingerprint(q: QueueState): string {
   let fp = q.dlqOf === undefined ? '' : `${q.dlqOf.length}:${q.dlqOf}`;
   for (const st of JOB_STATES) fp += `|${q.jobs[st]}`;
-  for (const g of QUEUE_GAUGES) fp += `|${g.value(q)}`;
-  for (const g of DLQ_GAUGES) fp += `|${g.value(q)}`;
+  for (const g of QUEUE_GAUGES) if (!g.age) fp += `|${g.value(q)}`;
+  for (const g of DLQ_GAUGES) if (!g.age) fp += `|${g.value(q)}`;
   return fp;
 }
 
@@ -147,7 +152,7 @@ function fingerprint(q: QueueState): string {
 const STATE_TEXT = JOB_STATES.map((st) => `,${STATE_LABEL}="${st}"`);
 const STATE_PAIRS = JOB_STATES.map((st) => [STATE_LABEL, st] as const);
 
-/** `w`: the writer of the whole pass, reused queue after queue (finish() empties it). */
+/** A queue's gauges but its ages. `w`: the writer of the whole pass, reused queue after queue (finish() empties it). */
 function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
   const values = [q.ref.prefix, q.ref.name];
   const labels = renderLabels(QUEUE_LABELS, values);
@@ -158,7 +163,14 @@ function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
     withState[pairs.length] = STATE_PAIRS[k]!;
     w.sample(0, METRICS.queueJobs, labels + STATE_TEXT[k]!, withState, q.jobs[st]);
   });
+  writeGauges(w, q, false, labels, pairs);
+  return w.finish(fp);
+}
+
+/** The gauges of `q` that are ages (`ages`), or those that are not; `labels`/`pairs`: its own label set. */
+function writeGauges(w: FragmentWriter, q: QueueState, ages: boolean, labels: string, pairs: Pairs): void {
   QUEUE_GAUGES.forEach((g, k) => {
+    if ((g.age ?? false) !== ages) return;
     const v = g.value(q);
     if (v !== undefined) w.sample(1 + k, g.def, labels, pairs, v);
   });
@@ -166,9 +178,40 @@ function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
     const source = [q.ref.prefix, q.dlqOf];
     const l = renderLabels(QUEUE_LABELS, source);
     const p = labelPairs(QUEUE_LABELS, source);
-    DLQ_GAUGES.forEach((g, k) => w.sample(DLQ_AT + k, g.def, l, p, g.value(q)!));
+    DLQ_GAUGES.forEach((g, k) => {
+      if ((g.age ?? false) === ages) w.sample(DLQ_AT + k, g.def, l, p, g.value(q)!);
+    });
   }
-  return w.finish(fp);
+}
+
+/**
+ * Every queue's ages, in snapshot order, as one fragment after the queues' own: an age moves with the clock, so at
+ * each collection most queues with a backlog have a new one while nothing else about them changed. Written whole
+ * each time (a few samples per queue, one store), it leaves every other gauge of such a queue in its kept fragment.
+ */
+async function renderAges(queues: readonly QueueState[], slicer: Slicer): Promise<Fragment> {
+  const w = new FragmentWriter(FAMILIES.length);
+  // Family by family, so that the writer's bytes are in body order already (finish() copies them in one piece).
+  for (const [k, g] of QUEUE_GAUGES.entries()) {
+    if (!g.age) continue;
+    for (const q of queues) {
+      if (slicer.due()) await slicer.yield();
+      const v = g.value(q);
+      if (v === undefined) continue;
+      const values = [q.ref.prefix, q.ref.name];
+      w.sample(1 + k, g.def, renderLabels(QUEUE_LABELS, values), labelPairs(QUEUE_LABELS, values), v);
+    }
+  }
+  for (const [k, g] of DLQ_GAUGES.entries()) {
+    if (!g.age) continue;
+    for (const q of queues) {
+      if (slicer.due()) await slicer.yield();
+      if (q.dlqOf === undefined) continue;
+      const source = [q.ref.prefix, q.dlqOf];
+      w.sample(DLQ_AT + k, g.def, renderLabels(QUEUE_LABELS, source), labelPairs(QUEUE_LABELS, source), g.value(q)!);
+    }
+  }
+  return w.finish('');
 }
 
 /**
@@ -196,6 +239,8 @@ async function renderQueueGauges(
     fragments.set(key, fr);
     list.push(fr);
   }
+  // After every queue's own fragment: within each age family its samples are in queue order, as if each queue's.
+  list.push(await renderAges(queues, slicer));
   return { set: new FragmentSet(FAMILIES, list, true), fragments, rendered };
 }
 
