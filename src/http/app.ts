@@ -48,7 +48,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     const m = await deps.renderMetrics(negotiateFormat(accept), gzip);
     reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept, accept-encoding');
     if (m.contentEncoding) reply.header('content-encoding', m.contentEncoding);
-    // The body's chunks as they are kept (tens of MB at 10,000 queues are not joined per body), with its length.
+    // A gzipped body (what Prometheus asks for: 0.75 MB at 10,000 queues) is sent as one buffer, joined once per body
+    // and shared by every scrape of it, in one write like any static file; a plain one as its chunks as they are kept
+    // (tens of MB at 10,000 queues are not copied per body), with its length.
+    if (m.contentEncoding === 'gzip') return reply.header('content-length', m.length).send(m.body);
     return reply.header('content-length', m.length).send(m.stream());
   });
 

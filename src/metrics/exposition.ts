@@ -62,7 +62,7 @@ type AnyMetric = client.Gauge<string> | client.Counter<string> | client.Histogra
 
 export interface RenderedMetrics {
   contentType: string;
-  /** The body in one buffer (joined on first use: the HTTP route sends `stream()` instead). */
+  /** The body in one buffer, joined on first use and kept with it (the HTTP route sends a gzipped body so, a plain one by `stream()`). */
   readonly body: Buffer;
   length: number;
   /** The body's bytes, from its chunks as they are kept (no copy of tens of MB per body). */
