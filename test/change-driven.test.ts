@@ -1,14 +1,17 @@
 // Change-driven collection (collector/change-plan.ts, events/accounting-cache.ts): with the event reader on, a
 // queue whose events did not move is not read again until the sweep; one whose events moved is collected at once;
 // what emits no event (a lock expiring, a hand edit) is caught by the sweep; and after it every gauge equals a
-// full collection's. Ground truth: the commands Redis ran (MONITOR on the private server), what the test enqueued
-// and what Redis holds.
+// full collection's; a queue whose events keep moving is re-read about as often as anyone asks for the data, at
+// any replica (collector/demand-pace.ts). Ground truth: the commands Redis ran (MONITOR on the private server), what
+// the test enqueued and what Redis holds.
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { BUSY_REREAD_MS, ChangePlan, collectOnChange } from '../src/collector/change-plan.js';
 import type { QueueReading } from '../src/domain/backend.js';
 import { QueueChanges } from '../src/domain/queue-changes.js';
 import { queueId, type QueueRef } from '../src/domain/queue-ref.js';
+import { readEventAccounting } from '../src/events/read-back.js';
+import { ownKeys } from '../src/redis/keys.js';
 import { expectKeptEqualsFull } from './helpers/kept-vs-full.js';
 import { seriesKey } from './helpers/prom-text.js';
 import { monitorCommands, startTestRedis, type TestRedis } from './helpers/redis-server.js';
@@ -271,6 +274,68 @@ describe('change-driven collection', () => {
     // Now the leader, it writes the snapshot the others render.
     const client = redis.client();
     await waitFor('new leader writes the snapshot', async () => (await client.get(`ql-${p}:snapshot`)) !== null);
+    client.disconnect();
+  });
+});
+
+describe('freshness paced by demand', () => {
+  it("re-reads a busy queue once per --collect-busy-max while nobody asks, about every second while a replica's /metrics is polled, and stays exact", async () => {
+    const p = 'dp1';
+    const own = `ql-${p}`;
+    const q = bull.queue('busy', { prefix: p });
+    await q.add('first', {});
+    const opts = { collectInterval: '1', collectSweep: '3600', collectBusyMax: '30' };
+    const leader = await sidecar(p, opts);
+    await leader.start();
+    // Followed, without asking the leader for anything: its accounting is in Redis.
+    const client = redis.client();
+    await waitFor('the leader follows the queue', async () => (await readEventAccounting(client, own)).some((a) => a.queue.name === 'busy'));
+    const replica = await sidecar(p, opts);
+    await replica.start();
+
+    // The leader's collections reading the queue: its group script names the queue's key base.
+    const reads: number[] = [];
+    const monitor = await monitorCommands(redis, (args) => {
+      if (/^evalsha/i.test(args[0] ?? '') && args.includes(`${p}:busy:`)) reads.push(Date.now());
+    });
+    const redisSeconds = async () => Number((await client.time())[0]);
+    let added = 1;
+    let producing = true;
+    const producer = (async () => {
+      while (producing) {
+        await q.add('j', { added });
+        added += 1;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    try {
+      // Nobody asks either sidecar for 10 s of Redis's clock: at most one read in (the first change), not ten.
+      const quietFrom = await redisSeconds();
+      await waitFor('10 s', async () => (await redisSeconds()) - quietFrom >= 10, 60_000, 500);
+      const quietReads = reads.length;
+      expect(quietReads).toBeLessThanOrEqual(2);
+      // Its /metrics polled (the replica's, not the leader's): the replica writes how often it is asked, the
+      // leader reads it, and re-reads the busy queue about once a second again.
+      const poll = setInterval(() => void replica.scrape().catch(() => undefined), 200);
+      try {
+        await waitFor('five more reads', () => reads.length >= quietReads + 5, 30_000);
+        const demand = await client.hgetall(ownKeys.demand(own));
+        expect(Object.keys(demand).length).toBeGreaterThan(0);
+      } finally {
+        clearInterval(poll);
+      }
+    } finally {
+      producing = false;
+      await producer;
+      monitor.stop();
+    }
+    // Exact: the replica renders the leader's snapshot and accounting, what Redis holds and what was enqueued.
+    const labels = { prefix: p, queue: 'busy' };
+    const waiting = (await q.getJobCounts('waiting')).waiting;
+    // 'first' and the producer's added - 1 jobs; only the producer's were added while the reader followed the queue.
+    expect(waiting).toBe(added);
+    await waitFor('depth exact', async () => (await replica.scrape()).get(seriesKey('bullmq_queue_jobs', { ...labels, state: 'waiting' })) === waiting);
+    await waitFor('added exact', async () => (await replica.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === added - 1);
     client.disconnect();
   });
 });

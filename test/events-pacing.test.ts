@@ -4,7 +4,7 @@
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { QueueEventStats } from '../src/events/accounting.js';
-import { EventReader } from '../src/events/event-reader.js';
+import { EventReader, type EventReaderOptions } from '../src/events/event-reader.js';
 import { readEventAccounting } from '../src/events/read-back.js';
 import type { QueueRef } from '../src/domain/queue-ref.js';
 import { createLogger } from '../src/log/logger.js';
@@ -38,18 +38,16 @@ async function redisMs(): Promise<number> {
   return Number(s) * 1000 + Number(us) / 1000;
 }
 
+/** A reader as these tests run it (short lease and block, no maintenance pass), with `o` on top. */
+function pacingReader(ownPrefix: string, o: Partial<EventReaderOptions> = {}): EventReader {
+  return new EventReader({ redisUrl: redis.url, ownPrefix, log: createLogger({ level: 'silent' }), leaseMs: 3000, blockMs: 100, maintenanceMs: 600_000, ...o });
+}
+
 describe('event reader commit pacing', () => {
   it('commits a busy queue about once a second, and counts every event once', async () => {
     const busy: QueueRef = { prefix: 'bull', name: 'pace-busy' };
     const quiet: QueueRef = { prefix: 'bull', name: 'pace-quiet' };
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: OWN,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 3000,
-      blockMs: 100,
-      maintenanceMs: 600_000,
-    });
+    const r = pacingReader(OWN);
     const hash = ownKeys.eventsQueue(OWN, busy);
     let commits = 0;
     // A stream retaining a few thousand entries, as BullMQ's do at work (a young, short stream is committed at once:
@@ -95,14 +93,7 @@ describe('event reader commit pacing', () => {
     const monitor = await monitorCommands(redis, (args) => {
       if (/^eval/i.test(args[0] ?? '') && args[3]?.startsWith(own) && !args.includes('hb|all')) widths.push(Number(args[2]));
     });
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: own,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 3000,
-      blockMs: 100,
-      maintenanceMs: 600_000,
-    });
+    const r = pacingReader(own);
     try {
       r.setQueues(queues);
       r.start();
@@ -121,17 +112,8 @@ describe('event reader commit pacing', () => {
     const queues: QueueRef[] = Array.from({ length: 6 }, (_, i) => ({ prefix: 'bull', name: `mix-${i}` }));
     const [busy, , , , quiet] = queues as [QueueRef, QueueRef, QueueRef, QueueRef, QueueRef];
     // Three XREAD groups of two streams: the busy one shares no group with the quiet one.
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: own,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 3000,
-      blockMs: 100,
-      streamsPerRead: 2,
-      maintenanceMs: 600_000,
-      // No pace: every round names the busy stream (read pacing has a test of its own).
-      commitPaceMs: () => 0,
-    });
+    // No pace: every round names the busy stream (read pacing has a test of its own).
+    const r = pacingReader(own, { streamsPerRead: 2, commitPaceMs: () => 0 });
     let busyReads = 0;
     let quietReads = 0;
     // The busy stream retains a few thousand entries, as at work (a short one is read again at once, no pause).
@@ -171,17 +153,7 @@ describe('event reader commit pacing', () => {
     const q = bull.queue(busy.name, { streams: { events: { maxLen: 1000 } } });
     await q.addBulk(Array.from({ length: 600 }, (_, i) => ({ name: 'old', data: { i } })));
     // Two groups (one stream each) read without blocking; a pace of 20 s (the lag's grace above it, 2 × 10 s + 0.5 s).
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: own,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 3000,
-      blockMs: 100,
-      streamsPerRead: 1,
-      lagRefreshMs: 10_000,
-      maintenanceMs: 600_000,
-      commitPaceMs: () => 20_000,
-    });
+    const r = pacingReader(own, { streamsPerRead: 1, lagRefreshMs: 10_000, commitPaceMs: () => 20_000 });
     const stream = `bull:${busy.name}:events`;
     let reads = 0;
     const stats = async () => (await readEventAccounting(raw, own)).find((x) => x.queue.name === busy.name)?.stats;
