@@ -394,7 +394,7 @@ async function main(): Promise<void> {
             [...t.by]
               .sort((x, y) => y[1].usec - x[1].usec)
               .slice(0, 8)
-              .map(([cmd, e]) => [r.size, name, asked, cmd, (e.calls / WINDOW_S).toFixed(1), ms(e.usec), e.maxUsec]),
+              .map(([cmd, e]) => [r.size, name, asked, cmd, (e.calls / (asked === 'scraped' ? SCRAPED_S : WINDOW_S)).toFixed(1), ms(e.usec), e.maxUsec]),
           ),
         ),
       ),

@@ -148,13 +148,14 @@ const DEFER_MIN_RETAINED = 200;
 
 /**
  * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS (or two
- * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or the pace if longer (and
+ * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or half the pace if longer (and
  * before an idle pause, see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
  * streams, not all of them; the first event after a quiet spell, on a stream among busy ones, is read within about
- * FULL_ROUND_MS + minRoundMs (2 s) while the data is asked for every few seconds, within about the pace otherwise.
+ * FULL_ROUND_MS + minRoundMs (1.5 s) while the data is asked for every second or two, within about half the pace
+ * otherwise.
  */
 const QUIET_AFTER_MS = 5000;
-const FULL_ROUND_MS = 1500;
+const FULL_ROUND_MS = 1000;
 
 /** A stream retaining fewer entries than this is read again at once (no minRoundMs pause) while it moves. */
 const PACE_MIN_RETAINED = 1000;
@@ -670,7 +671,7 @@ export class EventReader {
       this.previousRoundStart = this.roundStart;
       this.roundStart = Date.now();
       this.crowded = false;
-      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= Math.max(FULL_ROUND_MS, pace);
+      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= Math.max(FULL_ROUND_MS, pace / 2);
       if (this.fullRound) this.fullAt = this.roundStart;
       this.forceFull = false;
     }
