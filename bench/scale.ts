@@ -23,7 +23,7 @@ import { LUA_SOURCES } from '../src/redis/lua-embedded.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { burstScrapers, floorServer, type BurstResult } from './lib/scrapers.js';
 import { queueName, seedQueues } from './lib/seed.js';
-import { memoryMb, spawnDeployedSidecar, type DeployedSidecar } from './lib/sidecar-process.js';
+import { cpuMs, memoryMb, spawnDeployedSidecar, type DeployedSidecar } from './lib/sidecar-process.js';
 
 const SIZES = (process.env['BENCH_SIZES'] ?? '10000,50000').split(',').map(Number);
 /** Jobs/s added over the active queues. */
@@ -79,6 +79,8 @@ interface LoopStats {
   lagP99MaxMs: number;
   lagMaxMs: number;
   gc: GcTotals;
+  /** The sidecar's CPU time (user + system) over the scrape window, per second of it: what it costs, whoever else runs. */
+  cpuPerS: number;
 }
 
 interface Baseline {
@@ -357,6 +359,7 @@ async function measure(size: number): Promise<Row> {
 
     // 50 scrapers at once, each once a second, against the sidecar and then a bare server answering its bytes.
     const before = await scrape(url);
+    const cpu0 = { ms: cpuMs(pid), at: performance.now() };
     const bytes = before.gzip;
     deferring = true;
     const sidecar = await burstScrapers({
@@ -370,6 +373,7 @@ async function measure(size: number): Promise<Row> {
     clearInterval(sampler);
     polling = false;
     await poller;
+    const cpuPerS = (cpuMs(pid) - cpu0.ms) / (performance.now() - cpu0.at);
     const after = await scrape(url);
     for (const d of deferred) {
       const text = d.encoding === 'gzip' ? gunzipSync(d.raw).toString() : d.raw.toString();
@@ -386,6 +390,7 @@ async function measure(size: number): Promise<Row> {
       lagP99MaxMs: Math.max(...lagP99),
       lagMaxMs: Math.max(...lagMax),
       gc: gcDiff(gcTotals(before.text), gcTotals(after.text)),
+      cpuPerS,
     };
     console.log(`${size}: event loop and GC over the scrapers: ${JSON.stringify(loop)}`);
     const mem = memoryMb(pid);
@@ -507,8 +512,9 @@ async function main(): Promise<void> {
     '',
     `The sidecar's event loop and GC while the ${SCRAPERS} scrapers ran, from its own process metrics (prom-client):`,
     'event-loop delay p99 and max of `monitorEventLoopDelay` (10 ms resolution, reset at each render of the process',
-    'metrics, about once a second; one value per poll: a window no poll saw is missing), GC pauses from',
-    '`nodejs_gc_duration_seconds` (cumulative; read just before and just after the scrapers).',
+    'metrics, at most every collect interval (5 s); one value per poll), GC pauses from',
+    "`nodejs_gc_duration_seconds` (cumulative; read just before and just after the scrapers), and the sidecar's CPU time",
+    'over the scrapers per second of them (/proc).',
     '',
     table(
       [
@@ -519,6 +525,7 @@ async function main(): Promise<void> {
         'GC pauses: count / total (s)',
         'of them major: count / total (s)',
         'pauses over 100 ms / over 1 s',
+        'sidecar CPU (s per s)',
       ],
       rows.map((r) => [
         r.size.toLocaleString('en-US'),
@@ -528,6 +535,7 @@ async function main(): Promise<void> {
         `${r.loop.gc.count} / ${r.loop.gc.sumS.toFixed(2)}`,
         `${r.loop.gc.majorCount} / ${r.loop.gc.majorSumS.toFixed(2)}`,
         `${r.loop.gc.over100ms} / ${r.loop.gc.over1s}`,
+        r.loop.cpuPerS.toFixed(2),
       ]),
     ),
     '',
