@@ -58,6 +58,8 @@ interface Poll {
   /** The sidecar's own event-loop delay (prom-client: monitorEventLoopDelay, reset at each render of the process metrics, ~1 s). */
   lagP99S?: number;
   lagMaxS?: number;
+  /** The sidecar's V8 heap in use (nodejs_heap_size_used_bytes, MB): its low point follows the live heap. */
+  heapUsedMb?: number;
 }
 
 /** The sidecar's GC pauses (prom-client's nodejs_gc_duration_seconds, cumulative) at one moment. */
@@ -113,6 +115,8 @@ interface Row {
   cycleS: { median: number; max: number };
   rssMb: number;
   rssMaxMb: number;
+  /** Lowest and median V8 heap in use over the polls from the first full set on. */
+  heapUsedMb: { min: number; median: number };
   peakMb: number;
   bodyBytes: number;
   gzipBytes: number;
@@ -124,6 +128,15 @@ interface Row {
 }
 
 const active = (i: number) => i % 10 === 5;
+
+/**
+ * The Deployment's --max-old-space-size covers up to 10,000 queues; a larger fleet raises it as docs/scaling.md
+ * ("Memory per queue") says, 512 MB per 10,000 queues, and so does the benchmark (a flag on the command line wins
+ * over NODE_OPTIONS).
+ */
+function oldSpaceFlag(size: number): string[] {
+  return size > 10_000 ? [`--max-old-space-size=${Math.ceil(size / 10_000) * 512}`] : [];
+}
 
 /** The body as sent and decompressed. */
 function scrape(url: string, headers: Record<string, string> = GZIP): Promise<{ gzip: Buffer; text: string; ms: number }> {
@@ -177,6 +190,7 @@ function poll(text: string, size: number): Poll {
     up: value(text, 'bullmq_exporter_up'),
     lagP99S: value(text, 'nodejs_eventloop_lag_p99_seconds'),
     lagMaxS: value(text, 'nodejs_eventloop_lag_max_seconds'),
+    heapUsedMb: (value(text, 'nodejs_heap_size_used_bytes') ?? Number.NaN) / 2 ** 20,
   };
 }
 
@@ -300,7 +314,7 @@ async function measure(size: number): Promise<Row> {
       own: `ql${size}`,
       extra: ['--max-queues', String(size)],
       // For a look inside (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`); the numbers in docs/benchmarks.md are without.
-      nodeFlags: process.env['BENCH_SIDECAR_NODE_FLAGS']?.split(' ').filter(Boolean),
+      nodeFlags: [...oldSpaceFlag(size), ...(process.env['BENCH_SIDECAR_NODE_FLAGS']?.split(' ').filter(Boolean) ?? [])],
     });
     let firstFullS = NaN;
     for (;;) {
@@ -420,6 +434,7 @@ async function measure(size: number): Promise<Row> {
     const slow = await slowlog(admin);
     const intervals = polls.flatMap((p) => (p.intervalS === undefined ? [] : [p.intervalS]));
     const cycles = polls.flatMap((p) => (p.cycleS === undefined ? [] : [p.cycleS]));
+    const heaps = polls.flatMap((p) => (p.heapUsedMb === undefined || Number.isNaN(p.heapUsedMb) ? [] : [p.heapUsedMb]));
     return {
       size,
       active: names.length,
@@ -432,6 +447,7 @@ async function measure(size: number): Promise<Row> {
       cycleS: { median: median(cycles), max: Math.max(...cycles) },
       rssMb: median(rss),
       rssMaxMb: Math.max(...rss),
+      heapUsedMb: { min: Math.min(...heaps), median: median(heaps) },
       peakMb: mem.hwm,
       bodyBytes,
       gzipBytes,
@@ -469,13 +485,16 @@ async function main(): Promise<void> {
     `- load average at the end of each size: ${loads.join('; ')}; run time ${Math.round((Date.now() - started) / 1000)} s`,
     '',
     'The sidecar runs as deployed: the image entry point (`node --import ./dist/tracing/register.js dist/cli/index.js',
-    "sidecar`) with the Deployment's NODE_OPTIONS, defaults otherwise, `--max-queues` at the size. Seeded queues as in",
+    "sidecar`) with the Deployment's NODE_OPTIONS and GLIBC_TUNABLES (above 10,000 queues `--max-old-space-size` raised by the sizing rule of",
+    'docs/scaling.md, 512 MB per 10,000 queues), defaults otherwise, `--max-queues` at the size. Seeded queues as in',
     `bench/lib/seed.ts (16 jobs each); traffic: ${RATE} jobs/s added round-robin over 10% of the queues, at most ${MAX_ACTIVE}`,
     '(one BullMQ Worker each, concurrency 1, in a child process), from before the sidecar starts to the end. /metrics is polled',
     `every ${POLL_MS / 1000} s from spawn: "first full" is the time to the first body holding every queue's depth`,
     '(`bullmq_queue_jobs{state="waiting"}`) and event lag series; from then on every poll must hold them all (settling',
     `${SETTLE_S} s, the RSS window ${WINDOW_S} s, the scrapers). RSS: median (and max) of one sample a second over the window;`,
-    `peak: VmHWM at the end. Scrapers: ${SCRAPERS} keep-alive connections, all asking at once, ${SCRAPE_RATE} scrape/s each,`,
+    'peak: VmHWM at the end. V8 heap used: `nodejs_heap_size_used_bytes` of the polls from the first full set on (its low',
+    'point, right after a major GC, is about the live JS heap; Buffers and typed arrays live outside it).',
+    `Scrapers: ${SCRAPERS} keep-alive connections, all asking at once, ${SCRAPE_RATE} scrape/s each,`,
     `gzip, ${SCRAPE_S} s (bench/lib/scrapers.ts); the floor is a bare node:http server answering the same bytes, right after.`,
     'A and B: a tiny exporter process answering each scrape with BullMQ `getJobCounts()` of every queue, one after',
     `another (A) or all at once (B), 7 series per queue (bench/lib/baseline-exporter.ts), traffic still running; one burst`,
@@ -492,6 +511,7 @@ async function main(): Promise<void> {
         'interval in force min–max (s)',
         'cycle median / max (s)',
         'RSS median / max / peak (MB)',
+        'V8 heap used min / median (MB)',
         'body text / gzip (MB)',
         `/metrics, ${SCRAPERS} scrapers: p50 / p99 / max`,
         'floor p50 / p99 / max',
@@ -504,6 +524,7 @@ async function main(): Promise<void> {
         `${r.intervalS.min}–${r.intervalS.max}`,
         `${r.cycleS.median.toFixed(2)} / ${r.cycleS.max.toFixed(2)}`,
         `${mb(r.rssMb)} / ${mb(r.rssMaxMb)} / ${mb(r.peakMb)}`,
+        `${mb(r.heapUsedMb.min)} / ${mb(r.heapUsedMb.median)}`,
         `${(r.bodyBytes / 1e6).toFixed(1)} / ${(r.gzipBytes / 1e6).toFixed(2)}`,
         lat(r.sidecar),
         lat(r.floor),

@@ -124,13 +124,23 @@ function gauge(text: string, series: string): number | undefined {
 
 /** NODE_OPTIONS the sidecar Deployment sets, so the benchmark runs the process as it is deployed. */
 export function deployedNodeOptions(): string {
+  return deployedEnvValue('NODE_OPTIONS') ?? '';
+}
+
+/** The Deployment's glibc malloc settings (GLIBC_TUNABLES), when it sets them: they move RSS as much as V8's flags. */
+function deployedMalloc(): Record<string, string> {
+  const tunables = deployedEnvValue('GLIBC_TUNABLES');
+  return tunables === undefined ? {} : { GLIBC_TUNABLES: tunables };
+}
+
+function deployedEnvValue(name: string): string | undefined {
   const docs = parseAllDocuments(readFileSync(MANIFEST, 'utf8')).map(
     (d) =>
       d.toJS() as { kind?: string; spec?: { template?: { spec?: { containers?: Array<{ name: string; env?: Array<{ name: string; value?: string }> }> } } } },
   );
   const container = docs.find((d) => d.kind === 'Deployment')?.spec?.template?.spec?.containers?.find((c) => c.name === 'sidecar');
   if (!container) throw new Error(`no sidecar container in ${MANIFEST}`);
-  return container.env?.find((e) => e.name === 'NODE_OPTIONS')?.value ?? '';
+  return container.env?.find((e) => e.name === name)?.value;
 }
 
 interface Running {
@@ -160,7 +170,7 @@ async function startSidecar(opts: { redisUrl: string; prefix: string; queues: nu
     '--log-level',
     'warn',
   ];
-  const env = { ...process.env, NODE_OPTIONS: nodeOptions };
+  const env = { ...process.env, ...deployedMalloc(), NODE_OPTIONS: nodeOptions };
   const proc = spawn(process.execPath, [CLI, 'sidecar', ...args], { stdio: ['ignore', 'inherit', 'inherit'], env });
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   const stop = async () => {
@@ -291,7 +301,10 @@ export async function spawnDeployedSidecar(o: {
   const register = new URL('../../../dist/tracing/register.js', import.meta.url).pathname;
   const args = [...(o.nodeFlags ?? []), '--import', register, CLI, 'sidecar', '--redis-url', o.redisUrl, '--port', String(port), '--host', '127.0.0.1'];
   args.push('--prefixes', o.prefix, '--own-prefix', o.own, '--log-level', 'warn', ...(o.extra ?? []));
-  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, NODE_OPTIONS: nodeOptions } });
+  const proc = spawn(process.execPath, args, {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    env: { ...process.env, ...deployedMalloc(), NODE_OPTIONS: nodeOptions },
+  });
   const spawnedAt = performance.now();
   const exited = new Promise<void>((resolve) => proc.once('exit', () => resolve()));
   return {
