@@ -220,9 +220,12 @@ describe.each(Object.entries(OVERLAYS))('overlays/%s', (overlay, shape) => {
       const c = containerOf(d);
       const known = c.args[0] === 'sidecar' ? sidecarEnv : workerEnv;
       for (const e of c.env) {
-        // OTEL_* are read by the OpenTelemetry SDK itself (src/tracing/register.ts), NODE_OPTIONS by node.
-        if (!e.name.startsWith('OTEL_') && e.name !== 'NODE_OPTIONS') expect(known.has(e.name), `${d.metadata.name}: ${e.name}`).toBe(true);
+        // OTEL_* are read by the OpenTelemetry SDK itself (src/tracing/register.ts), NODE_OPTIONS by node, GLIBC_TUNABLES by glibc.
+        const byOthers = e.name.startsWith('OTEL_') || e.name === 'NODE_OPTIONS' || e.name === 'GLIBC_TUNABLES';
+        if (!byOthers) expect(known.has(e.name), `${d.metadata.name}: ${e.name}`).toBe(true);
         if (e.name === 'NODE_OPTIONS') expect(e.value, `${d.metadata.name}: only V8 heap sizing`).toMatch(/^(--max-(semi|old)-space-size=\d+ ?)+$/);
+        if (e.name === 'GLIBC_TUNABLES')
+          expect(e.value, `${d.metadata.name}: only malloc sizing`).toMatch(/^glibc\.malloc\.[a-z_]+=\d+(:glibc\.malloc\.[a-z_]+=\d+)*$/);
         const ref = e.valueFrom?.secretKeyRef;
         if (ref) {
           expect(ref.name).toBe(secret.metadata.name);
