@@ -1,8 +1,9 @@
 // Owns a bounded history of one queue's cumulative accounting (counters and histogram buckets) and gauges,
 // one sample per collection, and what can be derived from it: rates and histogram quantiles over a trailing
 // window, and per-point series for charts. At most maxPoints are kept: when full, the point in the densest
-// spot goes, so a young history stays fine-grained and an old one thins out evenly over the horizon.
-// Pure: no Redis, no clock.
+// spot goes, so a young history stays fine-grained and an old one thins out evenly over the horizon. Memory
+// follows what moves: an older point keeps only how its accounting differs from the next one (exact integer
+// differences), and a gauge that does not move is kept once (point-columns.ts). Pure: no Redis, no clock.
 import { histogramQuantile } from './histogram-quantile.js';
 import { PointColumns } from './point-columns.js';
 

@@ -217,7 +217,7 @@ export class QueueBoard {
   private newRing(): AccountingRing {
     return new AccountingRing(
       { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
-      // 64 points over 15 minutes: about one per 15 s once full, ~30 KB per queue (bench/status-board.ts).
+      // 64 points over 15 minutes: about one per 15 s once full; 2-3 KB per queue, +5.5 KB with traffic (docs/scaling.md).
       { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
     );
   }
