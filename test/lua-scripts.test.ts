@@ -148,6 +148,13 @@ describe('Lua script wrappers', () => {
     ).toEqual([{ lost: 0, caughtUp: true, length: 1 }]);
     expect(await client.hmget(hash, 'r|cursor', 'r|seen')).toEqual([id, '1']);
     expect(await client.hget(hash, 'c|x')).toBe('3');
+    // A commit that applied entries leaves the queue open: no grace, no heartbeat (its lag ages from the commit).
+    expect(await client.hmget(hash, 'r|lag_ms', 'r|grace_ms', 'r|hb')).toEqual(['0', '0', '']);
+    // One that applies nothing, its stream at its end, settles it: the heartbeat vouches for it, with the grace.
+    expect(
+      await commit({ gen: 5, graceMs: 1000, heartbeatField: 'hb|all', queues: [{ hash, stream, committedId: id!, cursor: id!, applied: 0, fields: [] }] }),
+    ).toEqual([{ lost: 0, caughtUp: true, length: 1 }]);
+    expect(await client.hmget(hash, 'r|lag_ms', 'r|grace_ms', 'r|hb')).toEqual(['0', '1000', 'hb|all']);
     expect(await init({ gen: 4, installedAt: '0', queues: [{ hash, stream, fresh: false }] })).toEqual({ newerGeneration: 5 });
     await client.hset('lua:{e}:j1', 'name', 'kept');
     expect(await gone({ stream, base: 'lua:{e}:', ids: ['j1', 'j2'] })).toEqual({ lastId: id, gone: [false, true] });

@@ -874,10 +874,13 @@ export class EventReader {
         s.committedAt = got.has(s) ? Math.min(now, s.readAt) : now;
         s.retained = results[k]?.length ?? -1;
         this.deferred.delete(s);
-        // Nothing was read before this commit, or the script found nothing past the cursor: the stream was at its
-        // end, the script stored lag 0 and the loss, so the next empty read of it needs no commit of its own.
+        // Nothing was read before this commit, or it applied nothing and the script found nothing past the cursor:
+        // the stream was at its end, the script stored lag 0 (vouched for by the heartbeat from then on) and the
+        // loss, so the next empty read of it needs no commit of its own. A commit that applied entries stays open
+        // (the script ages its lag from the commit, with no grace): its stream keeps moving and what comes next may
+        // wait for the pace, so the next read that finds the stream at its end commits it once more to settle it.
         const result = results[k];
-        s.settled = settles || result?.caughtUp === true;
+        s.settled = settles || (result?.caughtUp === true && commit.applied === 0);
         if (result && result.length >= 0 && commit.applied > 0) {
           // The entries it read came in over about one round: at that rate, what would a pause of minRoundMs let in?
           const roundMs = Math.max(1, Date.now() - (this.previousRoundStart ?? this.roundStart ?? Date.now()));
@@ -902,7 +905,8 @@ export class EventReader {
    * a next leader must read). A young stream below its cap qualifies too: nothing is trimmed from it yet.
    */
   private mayDefer(s: FollowedQueue, now: number, paceMs: number): boolean {
-    return now - s.committedAt < paceMs && s.retained >= DEFER_MIN_RETAINED && s.unsent * 4 <= s.retained;
+    // A settled queue's lag is vouched for by the heartbeat: what it reads now is committed at once, which opens it.
+    return !s.settled && now - s.committedAt < paceMs && s.retained >= DEFER_MIN_RETAINED && s.unsent * 4 <= s.retained;
   }
 
   /**
@@ -932,7 +936,9 @@ export class EventReader {
    * stream) stay within a quarter of what it retains, at least DEFER_MIN_RETAINED, as for a deferred commit.
    */
   private readPaced(s: FollowedQueue, now: number, paceMs: number): boolean {
-    if (s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < DEFER_MIN_RETAINED) return false;
+    // Never a settled queue: the heartbeat, which vouches for every stream a full round read to its end, would vouch
+    // for what such a stream holds unread (an open queue's lag ages from its commit instead).
+    if (s.settled || s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < DEFER_MIN_RETAINED) return false;
     return (s.unsent + s.rate * paceMs + this.bursts.since(s.readAt, s.excessAtRead)) * 4 <= s.retained;
   }
 

@@ -256,7 +256,7 @@ export const METRICS = {
     help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up. The oldest, not the newest: whenever events flow the newest unread one is about 0 s old, however far behind the reader is. Keeps growing while the leader commits nothing (stalled or gone); absent for queues discovery no longer lists.',
     labels: Q,
     source:
-      "oldest unread entry's age at the leader's last commit for the queue, plus Redis TIME since that commit (for a caught-up queue: the time since the later of that commit and its shard reader's last heartbeat, beyond the leader's grace)",
+      "oldest unread entry's age at the leader's last commit for the queue, plus Redis TIME since that commit (for a queue caught up at a commit that applied nothing: the time since the later of that commit and its shard reader's last heartbeat, beyond the leader's grace; at one that applied entries, which leaves the queue open to the commit pace: the time since that commit)",
   },
   exporterEventsRead: {
     name: 'bullmq_exporter_events_read_total',

@@ -17,7 +17,8 @@
   KEYS[i]          queue i's state hash (ownKeys.eventsQueue), i = 1..n; all in one slot with the streams
   ARGV[1]          generation of the caller's term
   ARGV[2]          grace (ms): how late the next commit (or the shard's heartbeat) of a caught-up queue may be
-                   before it counts as lag
+                   before it counts as lag; stored only by a queue's commit that applies nothing (see below: one that
+                   applies entries stores 0 and no heartbeat)
   ARGV[3]          the field of the events meta hash holding the heartbeat of the caller's shard, stored with
                    each queue so that read-back ages a caught-up queue's lag from the later of the two
   then per queue:  its events stream (an argument, not a key: see events-init-n.lua), cursor the caller last
@@ -98,7 +99,13 @@ for i = 1, n do
       end
     end
   end
-  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', ARGV[2], 'r|hb', ARGV[3])
+  -- A commit that applied entries leaves its queue open: its stream keeps moving, and what comes next may wait for
+  -- the caller's pace (left unread, or read and not committed yet) while the shard's heartbeat goes on. Its lag then
+  -- ages from this commit, with no grace and no heartbeat, so it covers every event the stored counters miss; the
+  -- caller's next commit of the queue that applies nothing (its stream found at its end) vouches for it again.
+  local grace, hb = ARGV[2], ARGV[3]
+  if applied > 0 then grace, hb = 0, '' end
+  redis.call('HSET', hash, 'r|lag_ms', math.max(0, lag), 'r|commit_ms', now, 'r|grace_ms', grace, 'r|hb', hb)
   out[3 * i - 2] = lost
   out[3 * i - 1] = caughtUp
   out[3 * i] = length
