@@ -1,0 +1,263 @@
+// Adversarial (session 23): /metrics over real sockets from a sidecar process, name-heavy queues (UTF-8, quotes,
+// backslashes, long names), some busy, latency histograms with rare buckets (one job in 25 takes over a second).
+// Only plain text is asked for 15 s; then 50 scrapes at once in every format (text, OpenMetrics, protobuf, each
+// plain and gzipped), the first of each format since the start, while collections run. Every body must be whole
+// (Content-Length = bytes received, gzip decodes, OpenMetrics ends with # EOF), and bodies from the same collection
+// (same bullmq_exporter_last_collect_timestamp_seconds) must carry the same bullmq_* series with the same values,
+// whatever their format. Then, at rest, the numbers equal Redis's (getJobCounts) and the worker's own counts.
+import http from 'node:http';
+import { gunzipSync } from 'node:zlib';
+import protobuf from 'protobufjs';
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MetricFamily } from '../src/metrics/client-model.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+
+let redis: TestRedis | undefined;
+let raw: Redis | undefined;
+let bull: BullFixtures | undefined;
+const sidecars: SidecarProcess[] = [];
+
+afterEach(async () => {
+  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
+  await bull?.close();
+  bull = undefined;
+  raw?.disconnect();
+  await redis?.stop();
+});
+
+const PROTOBUF = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
+const OPENMETRICS = 'application/openmetrics-text;version=1.0.0';
+type Format = 'text' | 'openmetrics' | 'protobuf';
+const ACCEPT: Record<Format, string> = { text: 'text/plain;version=0.0.4', openmetrics: OPENMETRICS, protobuf: PROTOBUF };
+
+interface Got {
+  format: Format;
+  gzip: boolean;
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  bytes: Buffer;
+}
+
+function get(port: number, format: Format, gzip: boolean): Promise<Got> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(
+      { host: '127.0.0.1', port, path: '/metrics', headers: { accept: ACCEPT[format], ...(gzip ? { 'accept-encoding': 'gzip' } : {}) }, agent: false },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ format, gzip, status: res.statusCode ?? 0, headers: res.headers, bytes: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
+}
+
+interface Decoded {
+  name: string;
+  metric: Array<{
+    label: Array<{ name: string; value: string }>;
+    gauge?: { value: number };
+    counter?: { value: number };
+    untyped?: { value: number };
+    histogram?: { sampleCount: number; sampleSum: number; bucket: Array<{ cumulativeCount: number; upperBound: number }> };
+  }>;
+}
+
+function protoSeries(body: Buffer): Series {
+  const r = protobuf.Reader.create(body);
+  const out: Series = new Map();
+  while (r.pos < r.len) {
+    const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true, defaults: true }) as Decoded;
+    for (const m of f.metric) {
+      const labels = Object.fromEntries(m.label.map((l) => [l.name, l.value]));
+      const put = (key: string, v: number) => {
+        expect(out.has(key), `${key} twice in the protobuf`).toBe(false);
+        out.set(key, v);
+      };
+      if (m.histogram) {
+        const h = m.histogram;
+        for (const b of h.bucket)
+          put(seriesKey(`${f.name}_bucket`, { ...labels, le: b.upperBound === Infinity ? '+Inf' : String(b.upperBound) }), b.cumulativeCount);
+        put(seriesKey(`${f.name}_sum`, labels), h.sampleSum);
+        put(seriesKey(`${f.name}_count`, labels), h.sampleCount);
+      } else put(seriesKey(f.name, labels), (m.gauge ?? m.counter ?? m.untyped)!.value);
+    }
+  }
+  return out;
+}
+
+/** A whole body as series (bullmq_* only: process metrics are re-read at each render), after checking it is whole. */
+function bodySeries(g: Got): Series {
+  expect(g.status).toBe(200);
+  expect(Number(g.headers['content-length']), `${g.format} gzip=${g.gzip}: Content-Length vs bytes received`).toBe(g.bytes.length);
+  expect(g.headers['content-encoding']).toBe(g.gzip ? 'gzip' : undefined);
+  const body = g.gzip ? gunzipSync(g.bytes) : g.bytes;
+  let all: Series;
+  if (g.format === 'protobuf') {
+    expect(g.headers['content-type']).toContain('application/vnd.google.protobuf');
+    all = protoSeries(body);
+  } else {
+    const text = body.toString('utf8');
+    if (g.format === 'openmetrics') {
+      expect(g.headers['content-type']).toContain('application/openmetrics-text');
+      expect(text.endsWith('# EOF\n')).toBe(true);
+    } else expect(text.endsWith('\n')).toBe(true);
+    all = parsePromText(text);
+  }
+  return new Map([...all].filter(([k]) => k.startsWith('bullmq_') && (g.format !== 'openmetrics' || !k.includes('_created'))));
+}
+
+/** Series OpenMetrics names alike (queue and dead-letter gauges, event counters): the text's others differ in name. */
+const comparable = (format: Format, k: string) => format !== 'openmetrics' || /^bullmq_(queue|dlq|jobs|exporter_events)_/.test(k);
+
+const NAMES = [
+  ...Array.from({ length: 20 }, (_, i) => `очередь-${i}`),
+  ...Array.from({ length: 20 }, (_, i) => `队列-${i}-${'x'.repeat(60)}`),
+  ...Array.from({ length: 10 }, (_, i) => `q"uote\\back-${i}`),
+  ...Array.from({ length: 10 }, (_, i) => `plain-${i}`),
+];
+const BUSY = NAMES.filter((_, i) => i % 6 === 0);
+
+describe('adversary s23: 50 scrapes of every format at once after text only, name-heavy queues', () => {
+  it('every body whole, one collection per body, formats agree, and the numbers equal Redis at rest', async () => {
+    redis = await startTestRedis();
+    raw = redis.client();
+    bull = new BullFixtures(redis);
+    const queues = new Map(NAMES.map((n) => [n, bull!.queue(n)]));
+    for (const [n, q] of queues) await q.add('seed', { n });
+    const done = new Map<string, { completed: number; failed: number }>(BUSY.map((n) => [n, { completed: 0, failed: 0 }]));
+    let taken = 0;
+    for (const n of BUSY) {
+      const w = bull.worker(
+        n,
+        async (job) => {
+          taken += 1;
+          if (taken % 25 === 0) await new Promise((r) => setTimeout(r, 1100));
+          if ((job.data as { i?: number }).i !== undefined && (job.data as { i: number }).i % 7 === 0) throw new Error('planned');
+        },
+        { concurrency: 4 },
+      );
+      // The seed jobs may be done before the sidecar follows the queue: only the producer's are counted.
+      w.on('completed', (job) => {
+        if ((job.data as { i?: number }).i !== undefined) done.get(n)!.completed += 1;
+      });
+      w.on('failed', (job) => {
+        if ((job?.data as { i?: number } | undefined)?.i !== undefined) done.get(n)!.failed += 1;
+      });
+    }
+    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql' });
+    sidecars.push(s);
+    await waitFor(
+      'every queue exported',
+      async () => {
+        const m = await s.metrics();
+        return NAMES.every((n) => m.has(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: n, state: 'waiting' })));
+      },
+      60_000,
+      500,
+    );
+
+    let producing = true;
+    let i = 0;
+    const produce = (async () => {
+      while (producing) {
+        await Promise.all(BUSY.map((n) => queues.get(n)!.add('j', { i: i++ })));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    // Text only, plain, for 15 s.
+    const from = Date.now();
+    while (Date.now() - from < 15_000) {
+      bodySeries(await get(s.port, 'text', false));
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    // 50 at once, every format, twice (the second batch lands on another collection).
+    const formats: Array<[Format, boolean]> = [];
+    for (let k = 0; k < 50; k++) formats.push([(['protobuf', 'openmetrics', 'text'] as const)[k % 3]!, k % 2 === 0]);
+    const bodies: Array<{ g: Got; series: Series }> = [];
+    for (let round = 0; round < 2; round++) {
+      const got = await Promise.all(formats.map(([f, gz]) => get(s.port, f, gz)));
+      for (const g of got) bodies.push({ g, series: bodySeries(g) });
+      await new Promise((r) => setTimeout(r, 700));
+    }
+    const byCollection = new Map<number, Array<{ g: Got; series: Series }>>();
+    for (const b of bodies) {
+      const at = b.series.get('bullmq_exporter_last_collect_timestamp_seconds') ?? NaN;
+      expect(Number.isFinite(at)).toBe(true);
+      byCollection.set(at, [...(byCollection.get(at) ?? []), b]);
+    }
+    let compared = 0;
+    for (const group of byCollection.values()) {
+      const ref = group.find((b) => b.g.format === 'text') ?? group.find((b) => b.g.format === 'protobuf');
+      if (!ref) continue;
+      for (const b of group) {
+        if (b === ref) continue;
+        const keys = [...ref.series.keys()].filter((k) => comparable(b.g.format, k));
+        for (const k of keys) expect(b.series.get(k), `${b.g.format} gzip=${b.g.gzip} ${k}`).toBe(ref.series.get(k));
+        const theirs = [...b.series.keys()].filter((k) => comparable(b.g.format, k) && (ref.g.format !== 'openmetrics' || comparable('openmetrics', k)));
+        if (b.g.format !== 'openmetrics') expect(theirs.length).toBe(keys.length);
+        compared += 1;
+      }
+    }
+    console.log(`${bodies.length} bodies over ${byCollection.size} collections, ${compared} compared with a same-collection reference`);
+    expect(compared).toBeGreaterThan(50);
+
+    producing = false;
+    await produce;
+    await waitFor(
+      'every job done',
+      async () => {
+        for (const n of BUSY) {
+          const c = await queues.get(n)!.getJobCounts('waiting', 'active', 'delayed');
+          if ((c.waiting ?? 0) + (c.active ?? 0) + (c.delayed ?? 0) > 0) return false;
+        }
+        return true;
+      },
+      120_000,
+      200,
+    );
+    // At rest: every body in every format agrees with Redis and with the worker.
+    let last = '';
+    await waitFor(
+      'every format equals Redis at rest',
+      async () => {
+        const no = (what: string) => {
+          last = what;
+          return false;
+        };
+        for (const [f, gz] of [
+          ['text', false],
+          ['protobuf', true],
+          ['openmetrics', true],
+          ['text', true],
+        ] as const) {
+          const m = bodySeries(await get(s.port, f, gz));
+          for (const [n, q] of queues) {
+            const c = await q.getJobCounts('waiting', 'completed', 'failed', 'active');
+            for (const state of ['waiting', 'completed', 'failed', 'active'] as const) {
+              const got = m.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: n, state }));
+              if (got !== c[state]) return no(`${f} ${n} ${state} ${got} vs ${c[state]}`);
+            }
+            const d = done.get(n);
+            if (d) {
+              if (m.get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: n })) !== d.completed) return false;
+              if ((m.get(seriesKey('bullmq_jobs_failed_total', { prefix: 'bull', queue: n })) ?? 0) !== d.failed) return false;
+              if (f !== 'openmetrics' && m.get(seriesKey('bullmq_job_processing_seconds_count', { prefix: 'bull', queue: n })) !== d.completed + d.failed)
+                return false;
+            }
+          }
+        }
+        return true;
+      },
+      60_000,
+      1000,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}: ${last}`);
+    });
+  }, 300_000);
+});
