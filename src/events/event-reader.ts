@@ -137,9 +137,10 @@ const INIT_QUEUES = 10;
 
 /**
  * While its events keep coming, a queue's accounting and cursor are committed (together, atomically) at most this
- * often by default (EventReaderOptions.commitPaceMs): the commit script's per-queue cost (about 18 µs) then follows the busy queues, not the rounds. Entries read
- * but not committed yet are read again by a next leader from the committed cursor, counted once. A stream that
- * retains little next to what was read (the length each commit returns), shutdown and a lease handover commit at once.
+ * often by default (EventReaderOptions.commitPaceMs): the commit script's per-queue cost (about 18 µs) then follows
+ * the busy queues, not the rounds. Entries read but not committed yet are read again by a next leader from the
+ * committed cursor, counted once. A stream that retains little next to what was read (the length each commit
+ * returns), shutdown and a lease handover commit at once.
  */
 const COMMIT_PACE_MS = 1000;
 
@@ -148,8 +149,8 @@ const DEFER_MIN_RETAINED = 200;
 
 /**
  * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS (or two
- * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or half the pace if longer (and
- * before an idle pause, see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
+ * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or half the pace if longer
+ * (and before an idle pause, see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
  * streams, not all of them; the first event after a quiet spell, on a stream among busy ones, is read within about
  * FULL_ROUND_MS + minRoundMs (1.5 s) while the data is asked for every second or two, within about half the pace
  * otherwise.
@@ -933,12 +934,14 @@ export class EventReader {
    * stream is read once per pace rather than every round. Only while it can safely wait: entries read from it less
    * than a pace ago, at a known rate; what is unsent, what that rate brings until the pace is up, and whatever Redis's
    * XADD count grew by beyond every known rate since its read (burst-guard.ts: a burst anywhere may be in this
-   * stream) stay within a quarter of what it retains, at least DEFER_MIN_RETAINED, as for a deferred commit.
+   * stream) stay within a quarter of what it retains, as for a deferred commit. A stream retaining few entries (young,
+   * or a small maxLenEvents) is paced only while all that stays small, and its commit is not deferred (mayDefer): each
+   * of its reads commits.
    */
   private readPaced(s: FollowedQueue, now: number, paceMs: number): boolean {
     // Never a settled queue: the heartbeat, which vouches for every stream a full round read to its end, would vouch
     // for what such a stream holds unread (an open queue's lag ages from its commit instead).
-    if (s.settled || s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < DEFER_MIN_RETAINED) return false;
+    if (s.settled || s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < 0) return false;
     return (s.unsent + s.rate * paceMs + this.bursts.since(s.readAt, s.excessAtRead)) * 4 <= s.retained;
   }
 
