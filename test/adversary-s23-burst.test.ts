@@ -1,0 +1,81 @@
+// Adversarial (session 23): the read pacing's burst guard (events/burst-guard.ts, event-reader.ts readPaced). A
+// stream capped at 500 entries gets a slow steady trickle long enough for the reader to learn its rate and leave it
+// out of rounds for a pace (nobody scrapes: the pace is the longest), then a sudden burst on that same stream, 400 or
+// 1,000 entries a second (as fast as the adds go) for 3 s, spread in small adds: a reader reading it every half second, as before the pacing,
+// keeps up with that; one that waited a whole pace would see entries trimmed away. Ground truth: XINFO entries-added
+// (read + lost must equal it) and the jobs the test added; lost must be 0.
+import type { Redis } from 'ioredis';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ownKeys } from '../src/redis/keys.js';
+import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+
+let redis: TestRedis | undefined;
+let raw: Redis | undefined;
+let bull: BullFixtures | undefined;
+const sidecars: SidecarProcess[] = [];
+
+afterEach(async () => {
+  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
+  await bull?.close();
+  bull = undefined;
+  raw?.disconnect();
+  await redis?.stop();
+});
+
+const Q = { prefix: 'bull', name: 'trickle' };
+
+describe('adversary s23: a burst on a stream the reader paces', () => {
+  it.each([20, 50])(
+    'a capped stream paced slowly, then %i jobs (2 entries each) every 100 ms for 3 s: nothing lost, every add counted',
+    async (perTick) => {
+      redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
+      raw = redis.client();
+      bull = new BullFixtures(redis);
+      const q = bull.queue(Q.name, { streams: { events: { maxLen: 500 } } });
+      await q.add('seed', {});
+      const from = await entriesAdded(raw, Q);
+      const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1, extraArgs: ['--collect-busy-max', '30'] });
+      sidecars.push(s);
+      await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+      let jobs = 0;
+      const add = async (n: number) => {
+        await q.addBulk(Array.from({ length: n }, () => ({ name: 'j', data: { i: jobs } })));
+        jobs += n;
+      };
+      // A trickle: 5 jobs (10 entries) a second for 15 s of Redis's clock; the stream fills past 200 (pacing's floor).
+      const t0 = Number((await raw.time())[0]);
+      while (Number((await raw.time())[0]) - t0 < 15) {
+        await add(1);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      // The burst: perTick jobs (2 entries each) every 100 ms for 3 s.
+      const t1 = Number((await raw.time())[0]);
+      while (Number((await raw.time())[0]) - t1 < 3) {
+        await add(perTick);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      // Every entry since the reader followed the stream read or counted lost (the seed's are before it).
+      const m = await waitFor(
+        'the whole stream accounted for',
+        async () => {
+          const n = await s.metrics();
+          const all = metric(n, 'bullmq_exporter_events_read_total', Q) + metric(n, 'bullmq_exporter_events_lost_total', Q);
+          return all === (await entriesAdded(raw!, Q)) - from && n;
+        },
+        60_000,
+        200,
+      );
+      const read = metric(m, 'bullmq_exporter_events_read_total', Q);
+      const lost = metric(m, 'bullmq_exporter_events_lost_total', Q);
+      console.log(
+        `burst: read ${read} lost ${lost} vs entries-added ${(await entriesAdded(raw, Q)) - from}; added ${metric(m, 'bullmq_jobs_added_total', Q)} vs ${jobs}`,
+      );
+      expect(read + lost).toBe((await entriesAdded(raw, Q)) - from);
+      expect(lost).toBe(0);
+      expect(metric(m, 'bullmq_jobs_added_total', Q)).toBe(jobs);
+    },
+    180_000,
+  );
+});
