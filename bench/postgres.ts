@@ -348,7 +348,7 @@ async function sidecarAtRest(admin: pg.Pool, server: TestPostgres, s: Scenario, 
     ...(sweep === undefined ? {} : { collectSweep: sweep }),
   });
   const log = createLogger({ level: config.logLevel });
-  const sidecar = await createSidecar(config, log, createBackend(config, log));
+  const sidecar = await createSidecar(config, log, await createBackend(config, log));
   await sidecar.start();
   await sleep(AT_REST_SETTLE_S * 1000);
   const seq = sidecar.snapshot()?.seq ?? 0;

@@ -4,14 +4,14 @@ import type { SidecarConfig } from '../config/sidecar-config.js';
 import type { SidecarBackend } from '../domain/backend.js';
 import type { Logger } from '../log/logger.js';
 import type { RedisClient } from '../redis/connection.js';
-import { PostgresBackend } from '../postgres/postgres-backend.js';
-import { queuelensApplicationName } from '../postgres/connection.js';
+import type { PostgresBackend } from '../postgres/postgres-backend.js';
 import { RedisBackend } from './redis-backend.js';
 
 /** A backend the sidecar can serve; the admin routes (Bull Board, dead letters) need a Redis connection. */
 export type Backend = SidecarBackend<RedisClient>;
 
-export function createBackend(config: SidecarConfig, log: Logger): Backend {
+/** Loads the PostgreSQL backend (pg, BullMQ) only when the configuration names it: a Redis sidecar never carries them. */
+export async function createBackend(config: SidecarConfig, log: Logger): Promise<Backend> {
   if (config.backend === 'postgres') return createPostgresBackend(config, log);
   return new RedisBackend({
     redisUrl: config.redisUrl,
@@ -41,7 +41,11 @@ export function createBackend(config: SidecarConfig, log: Logger): Backend {
 }
 
 /** BullMQ on PostgreSQL: --database-url (resolveSidecarConfig made sure there is one), BullMQ's schema as the prefix. */
-function createPostgresBackend(config: SidecarConfig, log: Logger): PostgresBackend {
+async function createPostgresBackend(config: SidecarConfig, log: Logger): Promise<PostgresBackend> {
+  const [{ PostgresBackend }, { queuelensApplicationName }] = await Promise.all([
+    import('../postgres/postgres-backend.js'),
+    import('../postgres/connection.js'),
+  ]);
   // Bull Board and the dead-letter routes work on a Redis connection: on PostgreSQL the admin surface stays off.
   if (config.adminToken) log.warn('--admin-token is set, but the admin surface (Bull Board, dead-letter routes) needs --backend redis; it is off');
   return new PostgresBackend({

@@ -5,7 +5,7 @@ import '../tracing/register.js';
 import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { ConfigError } from '../config/options.js';
-import { PostgresUnreachableError } from '../jobs/postgres-store.js';
+import { PostgresUnreachableError } from '../jobs/postgres-unreachable.js';
 import { RedisUnreachableError } from '../redis/connection.js';
 import { registerCommands } from './commands/index.js';
 

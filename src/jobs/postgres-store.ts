@@ -9,13 +9,11 @@ import pg from 'pg';
 import type { PostgresTarget } from '../config/backend-options.js';
 import { redactString, safeUrl } from '../log/redact.js';
 import { EVENTS_MAX_LEN } from './queue-defaults.js';
+import { PostgresUnreachableError } from './postgres-unreachable.js';
+
+export { PostgresUnreachableError } from './postgres-unreachable.js';
 
 export type { PostgresTarget } from '../config/backend-options.js';
-
-export class PostgresUnreachableError extends Error {
-  readonly code = 'E_POSTGRES_UNREACHABLE';
-  readonly exitCode = 1;
-}
 
 /** BullMQ's `connection` option: a config object, so BullMQ pins the schema in every connection's search_path. */
 export function bullConnection(t: PostgresTarget, max = 4): { connectionString: string; schema: string; max: number } {

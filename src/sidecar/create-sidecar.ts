@@ -27,8 +27,9 @@ export interface Sidecar {
   close(): Promise<void>;
 }
 
-/** `backend`: the store to read; by default the one the configuration names. */
-export async function createSidecar(config: SidecarConfig, log: Logger, backend: Backend = createBackend(config, log)): Promise<Sidecar> {
+/** `given`: the store to read; by default the one the configuration names. */
+export async function createSidecar(config: SidecarConfig, log: Logger, given?: Backend): Promise<Sidecar> {
+  const backend = given ?? (await createBackend(config, log));
   const { discovery, events } = backend;
   const metrics = new SidecarMetrics({ collectIntervalSeconds: config.collectInterval, events, histograms: config.histograms });
   const board = new QueueBoard({

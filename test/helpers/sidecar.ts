@@ -22,7 +22,7 @@ export async function testSidecar(
   const config = resolveSidecarConfig({ ...BASE, redisUrl, prefixes: 'bull', ...raw });
   const log = testLogger(config, logTo);
   // The sidecar composes any backend; these tests also reach into the Redis one (its connection, its discovery).
-  const backend = createBackend(config, log);
+  const backend = await createBackend(config, log);
   if (!(backend instanceof RedisBackend)) throw new Error(`testSidecar drives a Redis sidecar, not ${backend.kind}`);
   const sidecar = await createSidecar(config, log, backend);
   return Object.assign(sidecar, {
@@ -41,7 +41,7 @@ export async function testPostgresSidecar(
 ): Promise<Sidecar & { config: SidecarConfig; backend: PostgresBackend; scrape(): Promise<Series> }> {
   const config = resolveSidecarConfig({ ...BASE, backend: 'postgres', databaseUrl, ...raw });
   const log = testLogger(config, logTo);
-  const backend = createBackend(config, log);
+  const backend = await createBackend(config, log);
   if (!(backend instanceof PostgresBackend)) throw new Error(`testPostgresSidecar drives a PostgreSQL sidecar, not ${backend.kind}`);
   const sidecar = await createSidecar(config, log, backend);
   return Object.assign(sidecar, { config, backend, scrape: () => scrape(sidecar) });
