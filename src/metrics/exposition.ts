@@ -115,14 +115,21 @@ export class Exposition {
   /** No scrape is answered with a body older than this version (a leader flag that changed, a published part). */
   private required = 0;
   private readonly parts: Record<FragmentPart, FragmentSet> = { collection: FragmentSet.empty([]), events: FragmentSet.empty([]) };
-  /** Per format: the body served, the one being written, whether it was ever scraped (and with gzip). */
+  /** Per format: the body served, the one being written, when it was last scraped (and with gzip; 0: never). */
   private readonly current: [Built?, Built?, Built?] = [];
   private readonly building: Array<{ version: number; promise: Promise<Built> } | undefined> = [];
-  private readonly wanted = [false, false, false];
-  private readonly gzipWanted = [false, false, false];
+  private readonly wantedAt = [0, 0, 0];
+  private readonly gzipWantedAt = [0, 0, 0];
 
-  /** @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render. */
-  constructor(private readonly liveMaxAgeMs = 1000) {
+  /**
+   * @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render.
+   * @param formatKeepMs a format (or its gzip) not scraped for this long is no longer written at each change, and
+   *   its body is let go (tens of MB at 10,000 queues); the next scrape of it waits for a whole new body.
+   */
+  constructor(
+    private readonly liveMaxAgeMs = 1000,
+    private readonly formatKeepMs = 5 * 60_000,
+  ) {
     for (const r of this.live) {
       collectDefaultMetrics({ register: r });
       // Gauges named *_total: `promtool check metrics` flags them, and they add little to a sidecar.
@@ -161,9 +168,24 @@ export class Exposition {
     this.required = this.version;
   }
 
-  /** Bodies at `version` or later of every format that was scraped. */
+  /** Bodies at `version` or later of every format scraped lately; the bodies of the others are let go. */
   private async writeWanted(version: number): Promise<void> {
-    await Promise.all(FORMATS.map((_, i) => (this.wanted[i] ? this.upTo(i as 0 | 1 | 2, version) : undefined)));
+    await Promise.all(
+      FORMATS.map((_, i) => {
+        if (this.lately(this.wantedAt[i]!)) return this.upTo(i as 0 | 1 | 2, version);
+        this.current[i] = undefined;
+        return undefined;
+      }),
+    );
+  }
+
+  private lately(at: number): boolean {
+    return at > 0 && Date.now() - at < this.formatKeepMs;
+  }
+
+  /** The formats whose bodies are kept now (scraped within `formatKeepMs`, or not yet let go). */
+  keptFormats(): ExpositionFormat[] {
+    return FORMATS.filter((_, i) => this.current[i] !== undefined);
   }
 
   /**
@@ -186,8 +208,8 @@ export class Exposition {
   async render(format: ExpositionFormat | boolean, acceptGzip = false): Promise<RenderedMetrics> {
     const f: ExpositionFormat = format === true ? 'openmetrics' : format === false ? 'text' : format;
     const i = FORMATS.indexOf(f) as 0 | 1 | 2;
-    this.wanted[i] = true;
-    if (acceptGzip) this.gzipWanted[i] = true;
+    this.wantedAt[i] = Date.now();
+    if (acceptGzip) this.gzipWantedAt[i] = this.wantedAt[i]!;
     let r = this.current[i];
     if (r === undefined || r.version < this.required) r = await this.upTo(i, this.required);
     else if (r.version !== this.version || Date.now() - r.at >= this.liveMaxAgeMs) {
@@ -208,7 +230,9 @@ export class Exposition {
     for (;;) {
       const r = this.current[i];
       if (r !== undefined && r.version >= version) return r;
-      await this.refresh(i);
+      // Its own result, not this.current[i]: a format let go meanwhile is not kept, yet this scrape has its body.
+      const b = await this.refresh(i);
+      if (b.version >= version) return b;
     }
   }
 
@@ -224,7 +248,7 @@ export class Exposition {
       : Promise.resolve();
     const promise = after.then(async () => {
       const b = await this.write(i);
-      if (this.gzipWanted[i]) {
+      if (this.lately(this.gzipWantedAt[i]!)) {
         b.gzipped = gzipMembers(b, i);
         await b.gzipped;
       }
