@@ -3,24 +3,16 @@
 // delayed jobs and retries with backoff, the leader SIGKILLed mid-traffic with its committed cursor behind. Ground
 // truth: the ids add() returned, the workers' own completed/failed events, getJobCounts at rest, XINFO entries-added.
 import { FlowProducer, Queue, Worker, type Job } from 'bullmq5';
-import type { Redis } from 'ioredis';
 import { afterEach, describe, it } from 'vitest';
-import { SCRIPT_FIELDS } from '../src/events/accounting.js';
-import { ownKeys } from '../src/redis/keys.js';
 import { waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { cursorBehind, followed, leaseHolder, leaseMoved, processHarness } from './helpers/process-harness.js';
+import { entriesAdded, metric } from './helpers/sidecar-process.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
+const harness = processHarness();
+/** The BullMQ 5 clients, closed before the harness stops Redis (after-hooks run last registered first). */
 const closers: Array<() => Promise<unknown>> = [];
-const sidecars: SidecarProcess[] = [];
-
 afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
   for (const c of closers.splice(0).reverse()) await c().catch(() => undefined);
-  raw?.disconnect();
-  await redis?.stop();
 });
 
 const Q = { prefix: 'bull', name: 'five' };
@@ -28,22 +20,17 @@ const STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children
 
 describe('adversary s23: BullMQ 5 under slow pacing and a leader SIGKILL', () => {
   it('every counter, histogram count and gauge exact at rest', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
+    const { redis, raw, sidecar } = await harness.start();
     const connection = { host: '127.0.0.1', port: redis.port, password: redis.password, maxRetriesPerRequest: null };
     const q = new Queue(Q.name, { connection });
     closers.push(() => q.close());
     await q.add('seed', {}, { delay: 3_600_000, jobId: 'seed' });
     const from = await entriesAdded(raw, Q);
-    const start = async () => {
-      const s = await startSidecarProcess({ redisUrl: redis!.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1, extraArgs: ['--collect-busy-max', '30'] });
-      sidecars.push(s);
-      return s;
-    };
+    const start = () => sidecar({ queues: Q.name, leaseSeconds: 1, extraArgs: ['--collect-busy-max', '30'] });
     const a = await start();
-    const held: string = await waitFor('a holds the lease', async () => (await raw!.get(ownKeys.leader('ql'))) ?? undefined, 30_000, 100);
+    const held = await leaseHolder(raw);
     const b = await start();
-    await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+    await followed(raw, Q);
 
     const seen = { completed: 0, failed: 0, retried: 0, taken: 0 };
     const ids = new Set<string>();
@@ -90,26 +77,10 @@ describe('adversary s23: BullMQ 5 under slow pacing and a leader SIGKILL', () =>
         await new Promise((r) => setTimeout(r, 50));
       }
     })();
-    await waitFor('traffic', async () => (await raw!.xlen('bull:five:events')) > 1500, 60_000, 200);
-    await waitFor(
-      'the committed cursor behind the stream',
-      async () => {
-        const cursor = await raw!.hget(ownKeys.eventsQueue('ql', Q), SCRIPT_FIELDS.cursor);
-        return cursor !== null && (await raw!.xrange('bull:five:events', `(${cursor}`, '+', 'COUNT', 10)).length >= 10;
-      },
-      60_000,
-      5,
-    );
+    await waitFor('traffic', async () => (await raw.xlen('bull:five:events')) > 1500, 60_000, 200);
+    await cursorBehind(raw, Q, 10);
     a.cli.proc.kill('SIGKILL');
-    await waitFor(
-      'b holds the lease',
-      async () => {
-        const v = await raw!.get(ownKeys.leader('ql'));
-        return v !== null && v !== held;
-      },
-      30_000,
-      100,
-    );
+    await leaseMoved(raw, held);
     const at = seen.completed;
     await waitFor('more done under b', () => seen.completed > at + 200, 60_000, 100);
     producing = false;
@@ -130,7 +101,7 @@ describe('adversary s23: BullMQ 5 under slow pacing and a leader SIGKILL', () =>
         want(
           'read + lost',
           metric(m, 'bullmq_exporter_events_read_total', Q) + metric(m, 'bullmq_exporter_events_lost_total', Q),
-          (await entriesAdded(raw!, Q)) - from,
+          (await entriesAdded(raw, Q)) - from,
         );
         want('lost', metric(m, 'bullmq_exporter_events_lost_total', Q), 0);
         want('added', metric(m, 'bullmq_jobs_added_total', Q), ids.size);

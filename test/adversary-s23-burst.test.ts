@@ -6,25 +6,12 @@
 // trimmed away. Ground truth: XINFO entries-added (read + lost must equal it) and the jobs the test added; lost must
 // be 0. The stream capped at 120 with 40 jobs per 100 ms lost 282 of 1,950 entries (added_total 834 of 975) while
 // streams retaining under 200 entries were read-paced (99e38de); none at the session's start nor after.
-import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ownKeys } from '../src/redis/keys.js';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
+import { followed, processHarness } from './helpers/process-harness.js';
+import { entriesAdded, metric } from './helpers/sidecar-process.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const Q = { prefix: 'bull', name: 'trickle' };
 
@@ -37,15 +24,12 @@ describe('adversary s23: a burst on a stream the reader paces', () => {
   ])(
     'a stream capped at $maxLen paced slowly (a job every $trickleMs ms), then $perTick jobs (2 entries each) every 100 ms for 3 s: nothing lost, every add counted',
     async ({ maxLen, trickleMs, perTick }) => {
-      redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
-      raw = redis.client();
-      bull = new BullFixtures(redis);
+      const { raw, bull, sidecar } = await harness.start(['--stream-node-max-entries', '10']);
       const q = bull.queue(Q.name, { streams: { events: { maxLen } } });
       await q.add('seed', {});
       const from = await entriesAdded(raw, Q);
-      const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1, extraArgs: ['--collect-busy-max', '30'] });
-      sidecars.push(s);
-      await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+      const s = await sidecar({ queues: Q.name, leaseSeconds: 1, extraArgs: ['--collect-busy-max', '30'] });
+      await followed(raw, Q);
       let jobs = 0;
       const add = async (n: number) => {
         await q.addBulk(Array.from({ length: n }, () => ({ name: 'j', data: { i: jobs } })));
@@ -69,7 +53,7 @@ describe('adversary s23: a burst on a stream the reader paces', () => {
         async () => {
           const n = await s.metrics();
           const all = metric(n, 'bullmq_exporter_events_read_total', Q) + metric(n, 'bullmq_exporter_events_lost_total', Q);
-          return all === (await entriesAdded(raw!, Q)) - from && n;
+          return all === (await entriesAdded(raw, Q)) - from && n;
         },
         60_000,
         200,

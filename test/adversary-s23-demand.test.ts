@@ -5,32 +5,15 @@
 // busy again. Ground truth: the jobs the test added (no worker: waiting = added), LLEN of wait, XINFO entries-added.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
-import { ownKeys } from '../src/redis/keys.js';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
+import { followed, processHarness, redisMs, redisSecondsPass } from './helpers/process-harness.js';
+import { entriesAdded, metric } from './helpers/sidecar-process.js';
 import type { Series } from './helpers/prom-text.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const Q = { prefix: 'bull', name: 'busy' };
-const redisMs = async (r: Redis) => {
-  const [s, us] = await r.time();
-  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
-};
-
 /** Adds one job every `everyMs`, recording Redis's clock at each add (the same clock the lag is read against). */
 function producer(q: Queue, r: Redis, everyMs: number) {
   const addedAt: number[] = [];
@@ -62,17 +45,14 @@ function producer(q: Queue, r: Redis, everyMs: number) {
  */
 describe('adversary s23: what the first scrape after a silence says about its age', () => {
   it('counters miss no event older than the exported lag after a silence (adversary finding: it said 0 while events 2.4-2.9 s old were missing)', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-    bull = new BullFixtures(redis);
+    const { raw, bull, sidecar } = await harness.start();
     const q = bull.queue(Q.name);
-    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1 });
-    sidecars.push(s);
+    const s = await sidecar({ queues: Q.name, leaseSeconds: 1 });
     await q.add('first', {});
-    await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+    await followed(raw, Q);
     const p = producer(q, raw, 50);
-    const from = await redisMs(raw);
-    await waitFor('20 s of Redis clock, nobody asking', async () => (await redisMs(raw!)) - from >= 20_000, 60_000, 500);
+    // 20 s of Redis's clock, nobody asking.
+    await redisSecondsPass(raw, 20);
     const before = p.addedAt.length;
     const m = await s.metrics();
     const at = await redisMs(raw);
@@ -87,20 +67,17 @@ describe('adversary s23: what the first scrape after a silence says about its ag
 
 describe('adversary s23: a scraper after a long silence, a queue busy -> idle -> busy', () => {
   it('the first scrape after 20 s unasked: its numbers never run ahead of Redis, and every number is exact once the queue rests, with the pace kept slow', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-    bull = new BullFixtures(redis);
+    const { raw, bull, sidecar } = await harness.start();
     const q = bull.queue(Q.name);
     await q.add('first', {});
     // The reader starts at the stream's end: what is there before it follows the queue is neither read nor lost.
     const before0 = await entriesAdded(raw, Q);
-    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1 });
-    sidecars.push(s);
-    await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+    const s = await sidecar({ queues: Q.name, leaseSeconds: 1 });
+    await followed(raw, Q);
 
     const p = producer(q, raw, 50);
-    const from = await redisMs(raw);
-    await waitFor('20 s of Redis clock, nobody asking', async () => (await redisMs(raw!)) - from >= 20_000, 60_000, 500);
+    // 20 s of Redis's clock, nobody asking.
+    await redisSecondsPass(raw, 20);
     const before = p.addedAt.length;
     const m: Series = await s.metrics();
     const at = await redisMs(raw);
@@ -132,13 +109,13 @@ describe('adversary s23: a scraper after a long silence, a queue busy -> idle ->
         const read = metric(n, 'bullmq_exporter_events_read_total', Q);
         const lost = metric(n, 'bullmq_exporter_events_lost_total', Q);
         console.log(
-          `rest: waiting ${metric(n, 'bullmq_queue_jobs', Q, { state: 'waiting' })} vs ${await raw!.llen('bull:busy:wait')}, added ${metric(n, 'bullmq_jobs_added_total', Q)} vs ${jobs}, ` +
-            `read ${read} lost ${lost} vs ${(await entriesAdded(raw!, Q)) - before0}, lag ${metric(n, 'bullmq_exporter_events_lag_seconds', Q)}`,
+          `rest: waiting ${metric(n, 'bullmq_queue_jobs', Q, { state: 'waiting' })} vs ${await raw.llen('bull:busy:wait')}, added ${metric(n, 'bullmq_jobs_added_total', Q)} vs ${jobs}, ` +
+            `read ${read} lost ${lost} vs ${(await entriesAdded(raw, Q)) - before0}, lag ${metric(n, 'bullmq_exporter_events_lag_seconds', Q)}`,
         );
         const ok =
-          metric(n, 'bullmq_queue_jobs', Q, { state: 'waiting' }) === (await raw!.llen('bull:busy:wait')) &&
+          metric(n, 'bullmq_queue_jobs', Q, { state: 'waiting' }) === (await raw.llen('bull:busy:wait')) &&
           metric(n, 'bullmq_jobs_added_total', Q) === jobs &&
-          read + lost === (await entriesAdded(raw!, Q)) - before0 &&
+          read + lost === (await entriesAdded(raw, Q)) - before0 &&
           metric(n, 'bullmq_exporter_events_lag_seconds', Q) === 0;
         return ok && n;
       },

@@ -5,25 +5,13 @@
 // Ground truth: what the test added (the ids add() returned), what the workers saw (their own completed/failed
 // events), and what Redis holds at rest (getJobCounts for every state the sidecar exports).
 import { Worker, type Job, type Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, describe, it } from 'vitest';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { describe, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
 import { seriesKey, type Series } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { entriesAdded, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { processHarness } from './helpers/process-harness.js';
+import { entriesAdded } from './helpers/sidecar-process.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const STATES = ['waiting', 'active', 'delayed', 'prioritized', 'waiting-children', 'completed', 'failed'] as const;
 const at = (m: Series, name: string, queue: string, extra: Record<string, string> = {}) => m.get(seriesKey(name, { prefix: 'bull', queue, ...extra }));
@@ -46,15 +34,12 @@ function watch(w: Worker): Seen {
 
 describe('adversary s23: BullMQ features while the pace is slow', () => {
   it('every gauge equals getJobCounts at rest, every counter what was added and what the workers saw', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-    bull = new BullFixtures(redis);
+    const { raw, bull, sidecar } = await harness.start();
     const names = ['flow', 'sched', 'dedup', 'prio', 'limited', 'retry', 'stall', 'kept', 'reborn'];
-    const queues: Record<string, Queue> = Object.fromEntries(names.map((n) => [n, bull!.queue(n)]));
+    const queues: Record<string, Queue> = Object.fromEntries(names.map((n) => [n, bull.queue(n)]));
     // Each queue exists before the sidecar starts (its reader then counts from the stream's end: adds after start only).
     for (const n of names) await queues[n]!.add('seed', { seed: true }, { delay: 3_600_000, jobId: `seed-${n}` });
-    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql', extraArgs: ['--collect-busy-max', '30'] });
-    sidecars.push(s);
+    const s = await sidecar({ extraArgs: ['--collect-busy-max', '30'] });
     await waitFor(
       'every queue followed',
       async () => {
@@ -217,7 +202,7 @@ describe('adversary s23: BullMQ features while the pace is slow', () => {
         want('stall completed', at(m, 'bullmq_jobs_completed_total', 'stall'), 1);
         want('reborn waiting', at(m, 'bullmq_queue_jobs', 'reborn', { state: 'waiting' }), 12);
         const rebornRead = (at(m, 'bullmq_exporter_events_read_total', 'reborn') ?? 0) + (at(m, 'bullmq_exporter_events_lost_total', 'reborn') ?? 0);
-        const rebornNew = await entriesAdded(raw!, { prefix: 'bull', name: 'reborn' });
+        const rebornNew = await entriesAdded(raw, { prefix: 'bull', name: 'reborn' });
         if (rebornRead < rebornNew || rebornRead > rebornNew + oldEntries)
           wrong.push(`reborn read + lost ${rebornRead} vs ${rebornNew} (+ up to ${oldEntries})`);
         const rebornAdded = at(m, 'bullmq_jobs_added_total', 'reborn') ?? 0;

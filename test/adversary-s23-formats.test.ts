@@ -4,30 +4,15 @@
 // of every format (text, OpenMetrics, protobuf, plain and gzipped) must be whole and from one change: every queue at
 // the same count, a count that was published, never lower than one an earlier finished scrape saw.
 import { gunzipSync } from 'node:zlib';
-import protobuf from 'protobufjs';
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting } from '../src/events/accounting.js';
-import { MetricFamily } from '../src/metrics/client-model.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition } from '../src/metrics/exposition.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
+import { protobufSeries } from './helpers/protobuf-series.js';
 
 const QUEUES = Array.from({ length: 40 }, (_, i) => (i % 3 === 0 ? `очередь-${i}` : i % 3 === 1 ? `q"${i}\\x` : `plain-${i}`));
 const key = (name: string) => seriesKey('bullmq_jobs_added_total', { prefix: 'bull', queue: name });
-
-function protobufAdded(body: Buffer): Map<string, number> {
-  const r = protobuf.Reader.create(body);
-  const out = new Map<string, number>();
-  while (r.pos < r.len) {
-    const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true }) as {
-      name: string;
-      metric: Array<{ label: Array<{ name: string; value: string }>; counter?: { value: number } }>;
-    };
-    if (f.name !== 'bullmq_jobs_added_total') continue;
-    for (const m of f.metric) out.set(seriesKey(f.name, Object.fromEntries(m.label.map((l) => [l.name, l.value]))), m.counter!.value);
-  }
-  return out;
-}
 
 type Format = 'text' | 'openmetrics' | 'protobuf';
 
@@ -69,7 +54,7 @@ describe('adversary s23: formats let go, asked for again all at once while value
             const r = await e.render(f, gz);
             expect(r.length).toBe(r.body.length);
             const body = gz ? gunzipSync(r.body) : r.body;
-            const counts = f === 'protobuf' ? protobufAdded(body) : parsePromText(body.toString('utf8'));
+            const counts = f === 'protobuf' ? protobufSeries(body) : parsePromText(body.toString('utf8'));
             if (f === 'openmetrics') expect(body.toString('utf8').endsWith('# EOF\n')).toBe(true);
             const values = QUEUES.map((q) => counts.get(key(q)));
             // One change per body: every queue at the same count, one that was published.

@@ -3,43 +3,28 @@
 // traffic goes on, then the new leader left unasked (the pace slow again) until the traffic ends. Ground truth: the
 // jobs added and the worker's own completions and failures; Redis's entries-added; getJobCounts at rest.
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ownKeys } from '../src/redis/keys.js';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { waitFor } from './helpers/bullmq.js';
+import { followed, leaseHolder, leaseMoved, processHarness, redisSecondsPass } from './helpers/process-harness.js';
+import { entriesAdded, metric } from './helpers/sidecar-process.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const Q = { prefix: 'bull', name: 'handed' };
 
 describe('adversary s23: leader handover while the demand is at the replica only', () => {
   it('counters, histogram counts and gauges exact after a graceful handover and a slow-paced new leader', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-    bull = new BullFixtures(redis);
+    const { raw, bull, sidecar } = await harness.start();
     const q = bull.queue(Q.name);
     const start = async () => {
-      const s = await startSidecarProcess({ redisUrl: redis!.url, ownPrefix: 'ql', queues: Q.name, leaseSeconds: 1 });
-      sidecars.push(s);
+      const s = await sidecar({ queues: Q.name, leaseSeconds: 1 });
       return s;
     };
     const a = await start();
-    const held: string = await waitFor('a holds the lease', async () => (await raw!.get(ownKeys.leader('ql'))) ?? undefined, 30_000, 100);
+    const held = await leaseHolder(raw);
     const b = await start();
-    await waitFor('the reader follows the queue', async () => (await raw!.exists(ownKeys.eventsQueue('ql', Q))) === 1, 30_000, 200);
+    await followed(raw, Q);
     const from = await entriesAdded(raw, Q).catch(() => 0);
 
     const seen = { added: 0, completed: 0, failed: 0, retried: 0, taken: 0 };
@@ -65,24 +50,14 @@ describe('adversary s23: leader handover while the demand is at the replica only
     })();
     // Demand at the replica only, for 10 s of Redis's clock.
     const poll = setInterval(() => void b.metrics().catch(() => undefined), 1000);
-    const t0 = Number((await raw.time())[0]);
-    await waitFor('10 s polled at b', async () => Number((await raw!.time())[0]) - t0 >= 10, 60_000, 500);
+    await redisSecondsPass(raw, 10);
     expect(Object.keys(await raw.hgetall(ownKeys.demand('ql'))).length).toBeGreaterThan(0);
     // Graceful handover while traffic goes on.
     await a.stop();
-    await waitFor(
-      'b holds the lease',
-      async () => {
-        const v = await raw!.get(ownKeys.leader('ql'));
-        return v !== null && v !== held;
-      },
-      30_000,
-      100,
-    );
+    await leaseMoved(raw, held);
     clearInterval(poll);
     // The new leader unasked for 10 s, then the traffic ends.
-    const t1 = Number((await raw.time())[0]);
-    await waitFor('10 s unasked', async () => Number((await raw!.time())[0]) - t1 >= 10, 60_000, 500);
+    await redisSecondsPass(raw, 10);
     producing = false;
     await produce;
     await waitFor('every job settled', () => seen.completed + seen.failed === seen.added, 60_000, 100);
@@ -107,7 +82,7 @@ describe('adversary s23: leader handover while the demand is at the replica only
           gFailed: metric(m, 'bullmq_queue_jobs', Q, { state: 'failed' }),
         };
         const want = {
-          readLost: (await entriesAdded(raw!, Q)) - from,
+          readLost: (await entriesAdded(raw, Q)) - from,
           lost: 0,
           added: seen.added,
           completed: seen.completed,

@@ -6,26 +6,12 @@
 // must equal it), and the jobs the test added, completed, retried and failed (the worker's own events): on the
 // uncapped queue every counter and every histogram's count exact.
 import type { Job } from 'bullmq';
-import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
-import { SCRIPT_FIELDS } from '../src/events/accounting.js';
-import { ownKeys } from '../src/redis/keys.js';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { caughtUp, entriesAdded, metric, startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
+import { cursorBehind, leaseHolder, leaseMoved, processHarness } from './helpers/process-harness.js';
+import { caughtUp, entriesAdded, metric, type SidecarProcess } from './helpers/sidecar-process.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const CAPPED = { prefix: 'bull', name: 'capped' };
 const WIDE = { prefix: 'bull', name: 'wide' };
@@ -41,31 +27,25 @@ interface Truth {
 
 describe('adversary s23: leader killed twice while paced slowly, a capped stream under bursts', () => {
   it('read + lost = entries-added on the capped stream; every counter and histogram count exact on the uncapped one', async () => {
-    redis = await startTestRedis({ args: ['--stream-node-max-entries', '10'] });
-    raw = redis.client();
-    bull = new BullFixtures(redis);
+    const { raw, bull, sidecar } = await harness.start(['--stream-node-max-entries', '10']);
     const start = async () => {
-      const s = await startSidecarProcess({
-        redisUrl: redis!.url,
-        ownPrefix: 'ql',
+      const s = await sidecar({
         queues: `${CAPPED.name},${WIDE.name}`,
         leaseSeconds: 1,
         extraArgs: ['--collect-busy-max', '30'],
       });
-      sidecars.push(s);
       return s;
     };
-    const leaderKey = ownKeys.leader('ql');
     const a = await start();
-    const held: string = await waitFor('a holds the lease', async () => (await raw!.get(leaderKey)) ?? undefined, 30_000, 100);
+    const held = await leaseHolder(raw);
     const b = await start();
 
     const truth: Record<string, Truth> = {};
     const queues = [CAPPED, WIDE].map((q) => {
       truth[q.name] = { added: 0, completed: 0, failed: 0, retried: 0, taken: 0 };
       const t = truth[q.name] as Truth;
-      const producer = bull!.queue(q.name, q === CAPPED ? { streams: { events: { maxLen: 400 } } } : {});
-      const w = bull!.worker(
+      const producer = bull.queue(q.name, q === CAPPED ? { streams: { events: { maxLen: 400 } } } : {});
+      const w = bull.worker(
         q.name,
         async (job: Job) => {
           t.taken += 1;
@@ -94,37 +74,19 @@ describe('adversary s23: leader killed twice while paced slowly, a capped stream
       }),
     );
 
-    const behind = (q: typeof CAPPED, n: number) =>
-      waitFor(
-        `the committed cursor of ${q.name} behind its stream`,
-        async () => {
-          const cursor = await raw!.hget(ownKeys.eventsQueue('ql', q), SCRIPT_FIELDS.cursor);
-          return cursor !== null && (await raw!.xrange(`bull:${q.name}:events`, `(${cursor}`, '+', 'COUNT', n)).length >= n;
-        },
-        60_000,
-        5,
-      );
     const kill = async (s: SidecarProcess, was: string) => {
       // One burst on the capped stream, then the kill while what was read of the wide one is not committed.
       burst = true;
       await new Promise((r) => setTimeout(r, 120));
       burst = false;
-      await behind(WIDE, 20);
+      await cursorBehind(raw, WIDE, 20);
       s.cli.proc.kill('SIGKILL');
-      return waitFor(
-        'a new lease holder',
-        async () => {
-          const v = await raw!.get(leaderKey);
-          return v !== null && v !== was && v;
-        },
-        30_000,
-        100,
-      );
+      return leaseMoved(raw, was);
     };
-    await waitFor('traffic on both', async () => (await raw!.xlen('bull:capped:events')) >= 350 && (await raw!.xlen('bull:wide:events')) >= 350, 60_000, 100);
+    await waitFor('traffic on both', async () => (await raw.xlen('bull:capped:events')) >= 350 && (await raw.xlen('bull:wide:events')) >= 350, 60_000, 100);
     const heldB = await kill(a, held);
     const c = await start();
-    await waitFor('more traffic', async () => (await entriesAdded(raw!, WIDE)) > 3000, 60_000, 200);
+    await waitFor('more traffic', async () => (await entriesAdded(raw, WIDE)) > 3000, 60_000, 200);
     await kill(b, heldB);
     await waitFor('c leads', async () => (await c.metrics()).get('bullmq_exporter_leader') === 1, 30_000, 200);
     producing = false;

@@ -7,27 +7,13 @@
 // whatever their format. Then, at rest, the numbers equal Redis's (getJobCounts) and the worker's own counts.
 import http from 'node:http';
 import { gunzipSync } from 'node:zlib';
-import protobuf from 'protobufjs';
-import type { Redis } from 'ioredis';
-import { afterEach, describe, expect, it } from 'vitest';
-import { MetricFamily } from '../src/metrics/client-model.js';
-import { BullFixtures, waitFor } from './helpers/bullmq.js';
+import { describe, expect, it } from 'vitest';
+import { waitFor } from './helpers/bullmq.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
-import { startSidecarProcess, type SidecarProcess } from './helpers/sidecar-process.js';
+import { protobufSeries } from './helpers/protobuf-series.js';
+import { processHarness } from './helpers/process-harness.js';
 
-let redis: TestRedis | undefined;
-let raw: Redis | undefined;
-let bull: BullFixtures | undefined;
-const sidecars: SidecarProcess[] = [];
-
-afterEach(async () => {
-  await Promise.all(sidecars.splice(0).map((s) => s.stop()));
-  await bull?.close();
-  bull = undefined;
-  raw?.disconnect();
-  await redis?.stop();
-});
+const harness = processHarness();
 
 const PROTOBUF = 'application/vnd.google.protobuf;proto=io.prometheus.client.MetricFamily;encoding=delimited';
 const OPENMETRICS = 'application/openmetrics-text;version=1.0.0';
@@ -57,40 +43,6 @@ function get(port: number, format: Format, gzip: boolean): Promise<Got> {
   });
 }
 
-interface Decoded {
-  name: string;
-  metric: Array<{
-    label: Array<{ name: string; value: string }>;
-    gauge?: { value: number };
-    counter?: { value: number };
-    untyped?: { value: number };
-    histogram?: { sampleCount: number; sampleSum: number; bucket: Array<{ cumulativeCount: number; upperBound: number }> };
-  }>;
-}
-
-function protoSeries(body: Buffer): Series {
-  const r = protobuf.Reader.create(body);
-  const out: Series = new Map();
-  while (r.pos < r.len) {
-    const f = MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true, defaults: true }) as Decoded;
-    for (const m of f.metric) {
-      const labels = Object.fromEntries(m.label.map((l) => [l.name, l.value]));
-      const put = (key: string, v: number) => {
-        expect(out.has(key), `${key} twice in the protobuf`).toBe(false);
-        out.set(key, v);
-      };
-      if (m.histogram) {
-        const h = m.histogram;
-        for (const b of h.bucket)
-          put(seriesKey(`${f.name}_bucket`, { ...labels, le: b.upperBound === Infinity ? '+Inf' : String(b.upperBound) }), b.cumulativeCount);
-        put(seriesKey(`${f.name}_sum`, labels), h.sampleSum);
-        put(seriesKey(`${f.name}_count`, labels), h.sampleCount);
-      } else put(seriesKey(f.name, labels), (m.gauge ?? m.counter ?? m.untyped)!.value);
-    }
-  }
-  return out;
-}
-
 /** A whole body as series (bullmq_* only: process metrics are re-read at each render), after checking it is whole. */
 function bodySeries(g: Got): Series {
   expect(g.status).toBe(200);
@@ -100,7 +52,7 @@ function bodySeries(g: Got): Series {
   let all: Series;
   if (g.format === 'protobuf') {
     expect(g.headers['content-type']).toContain('application/vnd.google.protobuf');
-    all = protoSeries(body);
+    all = protobufSeries(body);
   } else {
     const text = body.toString('utf8');
     if (g.format === 'openmetrics') {
@@ -125,10 +77,8 @@ const BUSY = NAMES.filter((_, i) => i % 6 === 0);
 
 describe('adversary s23: 50 scrapes of every format at once after text only, name-heavy queues', () => {
   it('every body whole, one collection per body, formats agree, and the numbers equal Redis at rest', async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-    bull = new BullFixtures(redis);
-    const queues = new Map(NAMES.map((n) => [n, bull!.queue(n)]));
+    const { bull, sidecar } = await harness.start();
+    const queues = new Map(NAMES.map((n) => [n, bull.queue(n)]));
     for (const [n, q] of queues) await q.add('seed', { n });
     const done = new Map<string, { completed: number; failed: number }>(BUSY.map((n) => [n, { completed: 0, failed: 0 }]));
     let taken = 0;
@@ -150,8 +100,7 @@ describe('adversary s23: 50 scrapes of every format at once after text only, nam
         if ((job?.data as { i?: number } | undefined)?.i !== undefined) done.get(n)!.failed += 1;
       });
     }
-    const s = await startSidecarProcess({ redisUrl: redis.url, ownPrefix: 'ql' });
-    sidecars.push(s);
+    const s = await sidecar();
     await waitFor(
       'every queue exported',
       async () => {

@@ -1,0 +1,101 @@
+// One test's world for process-level adversarial tests: a private Redis, a raw client on it, BullMQ fixtures and
+// the sidecar processes started, all stopped after each test (registers its own afterEach). Plus what those tests
+// ask of Redis again and again: its clock, the event lease holder, a stream's committed cursor lagging behind.
+import type { Redis } from 'ioredis';
+import { afterEach } from 'vitest';
+import { SCRIPT_FIELDS } from '../../src/events/accounting.js';
+import type { QueueRef } from '../../src/domain/queue-ref.js';
+import { ownKeys, queueKey } from '../../src/redis/keys.js';
+import { BullFixtures, waitFor } from './bullmq.js';
+import { startTestRedis, type TestRedis } from './redis-server.js';
+import { startSidecarProcess, type SidecarProcess, type SidecarProcessOptions } from './sidecar-process.js';
+
+export interface ProcessHarness {
+  redis: TestRedis;
+  raw: Redis;
+  bull: BullFixtures;
+  /** A sidecar process on this Redis (own prefix 'ql' unless told), stopped after the test. */
+  sidecar(o?: Partial<SidecarProcessOptions>): Promise<SidecarProcess>;
+}
+
+export function processHarness(): { start(redisArgs?: string[]): Promise<ProcessHarness> } {
+  let redis: TestRedis | undefined;
+  let raw: Redis | undefined;
+  let bull: BullFixtures | undefined;
+  const sidecars: SidecarProcess[] = [];
+  afterEach(async () => {
+    await Promise.all(sidecars.splice(0).map((s) => s.stop()));
+    await bull?.close();
+    bull = undefined;
+    raw?.disconnect();
+    raw = undefined;
+    await redis?.stop();
+    redis = undefined;
+  });
+  return {
+    async start(redisArgs?: string[]) {
+      const r = await startTestRedis(redisArgs ? { args: redisArgs } : undefined);
+      redis = r;
+      raw = r.client();
+      bull = new BullFixtures(r);
+      return {
+        redis: r,
+        raw,
+        bull,
+        async sidecar(o = {}) {
+          const s = await startSidecarProcess({ redisUrl: r.url, ownPrefix: 'ql', ...o });
+          sidecars.push(s);
+          return s;
+        },
+      };
+    },
+  };
+}
+
+/** Redis's clock, ms. */
+export async function redisMs(raw: Redis): Promise<number> {
+  const [s, us] = await raw.time();
+  return Number(s) * 1000 + Math.floor(Number(us) / 1000);
+}
+
+/** Waits until `seconds` of Redis's clock have passed (no request to any sidecar meanwhile). */
+export async function redisSecondsPass(raw: Redis, seconds: number): Promise<void> {
+  const from = await redisMs(raw);
+  await waitFor(`${seconds} s of Redis's clock`, async () => (await redisMs(raw)) - from >= seconds * 1000, 60_000 + seconds * 2000, 500);
+}
+
+/** The event lease's holder, as Redis has it (watching it asks no sidecar for anything). */
+export function leaseHolder(raw: Redis): Promise<string> {
+  return waitFor('a lease holder', async () => (await raw.get(ownKeys.leader('ql'))) ?? undefined, 30_000, 100);
+}
+
+/** Waits until the lease is held by another than `was`. */
+export function leaseMoved(raw: Redis, was: string): Promise<string> {
+  return waitFor(
+    'a new lease holder',
+    async () => {
+      const v = await raw.get(ownKeys.leader('ql'));
+      return v !== null && v !== was && v;
+    },
+    30_000,
+    100,
+  );
+}
+
+/** Waits until the reader's committed cursor of `q` is at least `n` entries behind its stream's end. */
+export function cursorBehind(raw: Redis, q: QueueRef, n: number): Promise<true> {
+  return waitFor(
+    `the committed cursor of ${q.name} behind its stream`,
+    async () => {
+      const cursor = await raw.hget(ownKeys.eventsQueue('ql', q), SCRIPT_FIELDS.cursor);
+      return cursor !== null && (await raw.xrange(queueKey(q, 'events'), `(${cursor}`, '+', 'COUNT', n)).length >= n;
+    },
+    60_000,
+    5,
+  );
+}
+
+/** Waits until the reader follows `q` (its accounting hash exists). */
+export function followed(raw: Redis, q: QueueRef): Promise<true> {
+  return waitFor(`the reader follows ${q.name}`, async () => (await raw.exists(ownKeys.eventsQueue('ql', q))) === 1, 30_000, 200);
+}
