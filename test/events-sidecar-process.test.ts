@@ -133,7 +133,11 @@ describe('event accounting across sidecar processes', () => {
     const ma = await caughtUp(a, q);
     expect(ma.get(seriesKey('bullmq_jobs_completed_total', labels(q)))).toBe(w.truth.completed);
     await caughtUp(b, q);
-    // Both have collected after the last batch: their event series are the same, value for value.
+    // Both have collected after the leader settled the queue (its stream found at its end after the last commit that
+    // applied entries: lag 0 from then on, vouched for by the heartbeat; until then the lag ages from that commit, on
+    // each replica's own read-back): their event series are the same, value for value.
+    const lag = seriesKey('bullmq_exporter_events_lag_seconds', labels(q));
+    await waitFor('both see the queue settled', async () => (await a.metrics()).get(lag) === 0 && (await b.metrics()).get(lag) === 0, 20_000);
     await new Promise((r) => setTimeout(r, 500));
     const [fa, fb] = [await a.metrics(), await b.metrics()];
     expect(eventSeries(fa)).toEqual(eventSeries(fb));
