@@ -14,6 +14,7 @@ import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
+import { protobufSeries } from './helpers/protobuf-series.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { testSidecar } from './helpers/sidecar.js';
 
@@ -39,29 +40,6 @@ function decode(body: Buffer): Decoded[] {
   const r = protobuf.Reader.create(body);
   const out: Decoded[] = [];
   while (r.pos < r.len) out.push(MetricFamily.toObject(MetricFamily.decodeDelimited(r), { longs: Number, arrays: true, defaults: true }) as Decoded);
-  return out;
-}
-
-/** The protobuf as the text's series map; process metrics (re-read at each render) left out. */
-function asSeries(families: Decoded[]): Series {
-  const out: Series = new Map();
-  for (const f of families) {
-    if (!f.name.startsWith('bullmq_')) continue;
-    for (const m of f.metric) {
-      const labels = Object.fromEntries(m.label.map((l) => [l.name, l.value]));
-      const put = (key: string, v: number) => {
-        expect(out.has(key), `${key} twice in the protobuf`).toBe(false);
-        out.set(key, v);
-      };
-      if (m.histogram) {
-        const h = m.histogram;
-        for (const b of h.bucket)
-          put(seriesKey(`${f.name}_bucket`, { ...labels, le: b.upperBound === Infinity ? '+Inf' : String(b.upperBound) }), b.cumulativeCount);
-        put(seriesKey(`${f.name}_sum`, labels), h.sampleSum);
-        put(seriesKey(`${f.name}_count`, labels), h.sampleCount);
-      } else put(seriesKey(f.name, labels), (m.gauge ?? m.counter ?? m.untyped)!.value);
-    }
-  }
   return out;
 }
 
@@ -128,7 +106,7 @@ describe('text and protobuf agree', () => {
         const res = await s.app.inject({ url: '/metrics', headers: { accept: PROTOBUF } });
         expect(res.headers['content-type']).toContain('application/vnd.google.protobuf');
         families = decode(res.rawPayload);
-        proto = asSeries(families);
+        proto = ours(protobufSeries(res.rawPayload));
         if (JSON.stringify([...proto].sort()) === JSON.stringify([...text].sort())) break;
       }
 
@@ -199,7 +177,7 @@ function accounting(i: number, extra: number) {
 /** Both parts, both formats, as bytes; process metrics (re-read each render) cut off. */
 async function bodies(e: Exposition): Promise<string[]> {
   const text = (await e.render('text')).body.toString();
-  const proto = asSeries(decode((await e.render('protobuf')).body));
+  const proto = ours(protobufSeries((await e.render('protobuf')).body));
   return [text.slice(text.indexOf('# HELP bullmq_queue_jobs'), text.indexOf('# HELP process_')), JSON.stringify([...proto])];
 }
 
