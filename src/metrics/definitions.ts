@@ -253,7 +253,7 @@ export const METRICS = {
   exporterEventsLag: {
     name: 'bullmq_exporter_events_lag_seconds',
     type: 'gauge',
-    help: 'Age of the oldest event the reader has not processed yet; 0 when it is caught up. The oldest, not the newest: whenever events flow the newest unread one is about 0 s old, however far behind the reader is. Keeps growing while the leader commits nothing (stalled or gone); absent for queues discovery no longer lists.',
+    help: "Age of the oldest event the reader has not processed yet; 0 when it is caught up. While a queue's events keep coming and its counters are committed at the busy pace, the time since their last commit: every event they miss is younger. The oldest, not the newest: whenever events flow the newest unread one is about 0 s old, however far behind the reader is. Keeps growing while the leader commits nothing (stalled or gone); absent for queues discovery no longer lists.",
     labels: Q,
     source:
       "oldest unread entry's age at the leader's last commit for the queue, plus Redis TIME since that commit (for a queue caught up at a commit that applied nothing: the time since the later of that commit and its shard reader's last heartbeat, beyond the leader's grace; at one that applied entries, which leaves the queue open to the commit pace: the time since that commit)",
