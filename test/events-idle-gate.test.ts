@@ -37,28 +37,41 @@ async function added(q: QueueRef, own = OWN): Promise<number> {
   return s?.counters.filter((c) => c.counter === 'added').reduce((a, c) => a + c.value, 0) ?? 0;
 }
 
+/**
+ * A reader in three XREAD groups (idle rounds are paced polls; one group alone would block instead) following
+ * `queues` under `own`, once one job added to each is counted.
+ */
+async function followingOneJobEach(own: string, queues: QueueRef[]): Promise<EventReader> {
+  const r = new EventReader({
+    redisUrl: redis.url,
+    ownPrefix: own,
+    log: createLogger({ level: 'silent' }),
+    leaseMs: 2000,
+    blockMs: 100,
+    streamsPerRead: 2,
+    maintenanceMs: 600_000,
+  });
+  try {
+    r.setQueues(queues);
+    r.start();
+    await waitFor('registered', async () => (await readEventAccounting(raw, own)).length === queues.length);
+    for (const q of queues) await bull.queue(q.name).add('j', {});
+    await waitFor('every job counted', async () => {
+      for (const q of queues) if ((await added(q, own)) !== 1) return false;
+      return true;
+    });
+    return r;
+  } catch (err) {
+    await r.close();
+    throw err;
+  }
+}
+
 describe('event reader at rest', () => {
   it('sends no XREAD while no stream is written, keeps beating, and reads the first event after the quiet spell', async () => {
     const queues: QueueRef[] = [0, 1, 2, 3, 4].map((i) => ({ prefix: 'bull', name: `gate-${i}` }));
-    // Three XREAD groups: idle rounds are paced polls (one group alone would block instead).
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: OWN,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 2000,
-      blockMs: 100,
-      streamsPerRead: 2,
-      maintenanceMs: 600_000,
-    });
+    const r = await followingOneJobEach(OWN, queues);
     try {
-      r.setQueues(queues);
-      r.start();
-      await waitFor('registered', async () => (await readEventAccounting(raw, OWN)).length === queues.length);
-      for (const q of queues) await bull.queue(q.name).add('j', {});
-      await waitFor('every job counted', async () => {
-        for (const q of queues) if ((await added(q)) !== 1) return false;
-        return true;
-      });
       // Settled: the reader checks Redis's counts (INFO) instead of reading. Watched over at least ten checks.
       await waitFor('the reader quiet', async () => {
         const x = await calls('xread');
@@ -90,24 +103,8 @@ const RESET_OWN = 'ql-idle-reset';
 describe('idle gate and a reset XADD count', () => {
   it('CONFIG RESETSTAT followed by exactly as many XADDs as the gate last saw does not hide a new event (was a finding: lag 0 until maintenanceMs)', async () => {
     const queues: QueueRef[] = [0, 1, 2, 3, 4].map((i) => ({ prefix: 'bull', name: `reset-${i}` }));
-    const r = new EventReader({
-      redisUrl: redis.url,
-      ownPrefix: RESET_OWN,
-      log: createLogger({ level: 'silent' }),
-      leaseMs: 2000,
-      blockMs: 100,
-      streamsPerRead: 2,
-      maintenanceMs: 600_000,
-    });
+    const r = await followingOneJobEach(RESET_OWN, queues);
     try {
-      r.setQueues(queues);
-      r.start();
-      await waitFor('registered', async () => (await readEventAccounting(raw, RESET_OWN)).length === queues.length);
-      for (const q of queues) await bull.queue(q.name).add('j', {});
-      await waitFor('every job counted', async () => {
-        for (const q of queues) if ((await added(q, RESET_OWN)) !== 1) return false;
-        return true;
-      });
       await waitFor('the reader quiet', async () => {
         const x = await calls('xread');
         await new Promise((res) => setTimeout(res, 500));
