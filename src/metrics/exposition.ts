@@ -1,42 +1,50 @@
 // Owns the private registries and the /metrics body. The queue gauges and event series arrive as fragments
 // (exposition-fragments.ts: text and protobuf per queue, re-rendered only for queues that changed); the exporter's
 // self-metrics and the process metrics come from prom-client, the latter re-read when older than `liveMaxAgeMs`.
-// Each part is written out once per change and format, in slices, and gzipped once (a gzip member); a body is the
-// list of those chunks (never joined: sent chunk by chunk), its gzip the list of their members. Concurrent scrapes share it, and while the
-// next one is written they are served the previous complete one: with 10,000 queues a body is tens of MB, and
-// writing or compressing it per scrape would make 50 scrapers queue behind each other.
+// Each part is gzipped once per change and format (a gzip member), fed straight from its fragments; its plain bytes
+// are written out in one buffer only for plain scrapes. A body is the list of those chunks (never joined: sent chunk
+// by chunk), its gzip the list of their members. Concurrent scrapes share it, and while the next one is written they
+// are served the previous complete one: with 10,000 queues a body is tens of MB, and writing or compressing it per
+// scrape would make 50 scrapers queue behind each other.
 import { Readable } from 'node:stream';
 import { createGzip, constants as zlib } from 'node:zlib';
 import client from 'prom-client';
 import type { MetricDef } from './definitions.js';
 import { PROTOBUF_CONTENT_TYPE } from './exposition-protobuf.js';
-import { encodeRegistry, FragmentSet } from './exposition-fragments.js';
+import { encodeRegistry, FragmentSet, type GzipOf } from './exposition-fragments.js';
 
 const { Registry, Gauge, Counter, Histogram, collectDefaultMetrics } = client;
-/** In the libuv thread pool, so the event loop serves other scrapes meanwhile. */
 /**
  * The gzip of a body as members: prom-client's head and the process metrics compressed each time, each part's
  * bytes once per part (kept with it), so a new body costs the compression of what changed. Members follow each
  * other in one stream, which gzip readers (Go's, zlib's) read as the concatenation.
  */
 function gzipMembers(b: Built, i: 0 | 1 | 2): Promise<Buffer[]> {
-  const head = b.chunks[0]!;
-  const tail = b.chunks.at(-1)!;
-  return Promise.all([compress([head]), ...b.parts.map((p) => p.gzipped(i, compress)), compress([tail])]);
+  const one = (c: Buffer) => gzipOf(async (emit) => emit(c));
+  return Promise.all([one(b.head), ...b.parts.map((p) => p.gzipped(i, gzipOf)), one(b.tail)]);
 }
 
-/** One gzip member over the chunks, compressed in the thread pool; the chunks are never joined. */
-function compress(chunks: readonly Buffer[]): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
+/**
+ * One gzip member over the bytes `produce` emits, compressed in the libuv thread pool (the event loop serves other
+ * scrapes meanwhile). Each emitted buffer is taken before the next is produced, so what is compressed is never held
+ * whole; only the (small) output is.
+ */
+export const gzipOf: GzipOf = (produce) =>
+  new Promise((resolve, reject) => {
     const z = createGzip({ level: zlib.Z_BEST_SPEED });
     const out: Buffer[] = [];
     z.on('data', (d: Buffer) => out.push(d));
     z.once('end', () => resolve(Buffer.concat(out)));
     z.once('error', reject);
-    for (const c of chunks) z.write(c);
-    z.end();
+    const emit = (c: Buffer) => new Promise<void>((res, rej) => z.write(c, (err) => (err ? rej(err) : res())));
+    produce(emit).then(
+      () => z.end(),
+      (err: unknown) => {
+        z.destroy();
+        reject(err as Error);
+      },
+    );
   });
-}
 
 export const PROMETHEUS_CONTENT_TYPE = Registry.PROMETHEUS_CONTENT_TYPE;
 export const OPENMETRICS_CONTENT_TYPE = Registry.OPENMETRICS_CONTENT_TYPE;
@@ -93,14 +101,15 @@ interface Built {
   /** The version of the values it was written from (every change of a value bumps the version). */
   version: number;
   at: number;
-  /** prom-client's head, the collection's and the events' bytes, the process metrics: the body, in order. */
-  chunks: readonly Buffer[];
+  /** prom-client's head and the process metrics: the body is head, the parts' bytes, tail. */
+  head: Buffer;
+  tail: Buffer;
   /** The parts it was written from, whose gzip members are kept with them. */
   parts: readonly FragmentSet[];
   /** One gzip member per chunk (concatenated members are one gzip stream: RFC 1952, 2.2). */
   gzipped?: Promise<Buffer[]>;
-  /** What scrapes of it get, shared: one object per body and encoding. */
-  plain?: RenderedMetrics;
+  /** What scrapes of it get, shared: one object per body and encoding (plain: with the parts' bytes written out). */
+  plain?: Promise<RenderedMetrics>;
   compressed?: Promise<RenderedMetrics>;
 }
 
@@ -120,6 +129,7 @@ export class Exposition {
   private readonly building: Array<{ version: number; promise: Promise<Built> } | undefined> = [];
   private readonly wantedAt = [0, 0, 0];
   private readonly gzipWantedAt = [0, 0, 0];
+  private readonly plainWantedAt = [0, 0, 0];
 
   /**
    * @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render.
@@ -210,6 +220,7 @@ export class Exposition {
     const i = FORMATS.indexOf(f) as 0 | 1 | 2;
     this.wantedAt[i] = Date.now();
     if (acceptGzip) this.gzipWantedAt[i] = this.wantedAt[i]!;
+    else this.plainWantedAt[i] = this.wantedAt[i]!;
     let r = this.current[i];
     if (r === undefined || r.version < this.required) r = await this.upTo(i, this.required);
     else if (r.version !== this.version || Date.now() - r.at >= this.liveMaxAgeMs) {
@@ -217,12 +228,17 @@ export class Exposition {
       // while the next is written and compressed (sliced, and off the event loop), the next scrapes get that one.
       this.refresh(i).catch(() => undefined);
     }
-    const contentType = CONTENT_TYPES[f];
-    if (!acceptGzip) return (r.plain ??= rendered(contentType, r.chunks));
-    const built = r;
-    built.gzipped ??= gzipMembers(built, i);
-    built.compressed ??= built.gzipped.then((members) => rendered(contentType, members, 'gzip'));
-    return built.compressed;
+    return acceptGzip ? this.compressed(r, i) : this.plain(r, i);
+  }
+
+  /** A body's plain bytes: the parts' written out (kept with them), between the head and the tail. */
+  private plain(b: Built, i: 0 | 1 | 2): Promise<RenderedMetrics> {
+    return (b.plain ??= Promise.all(b.parts.map((p) => p.bytes(i))).then((middle) => rendered(CONTENT_TYPES[FORMATS[i]!], [b.head, ...middle, b.tail])));
+  }
+
+  private compressed(b: Built, i: 0 | 1 | 2): Promise<RenderedMetrics> {
+    b.gzipped ??= gzipMembers(b, i);
+    return (b.compressed ??= b.gzipped.then((members) => rendered(CONTENT_TYPES[FORMATS[i]!], members, 'gzip')));
   }
 
   /** A body of format i at `version` or later. */
@@ -248,10 +264,8 @@ export class Exposition {
       : Promise.resolve();
     const promise = after.then(async () => {
       const b = await this.write(i);
-      if (this.lately(this.gzipWantedAt[i]!)) {
-        b.gzipped = gzipMembers(b, i);
-        await b.gzipped;
-      }
+      // Served once ready in the encodings scraped lately: a plain body only if plain scrapes came.
+      await Promise.all([this.lately(this.gzipWantedAt[i]!) && this.compressed(b, i), this.lately(this.plainWantedAt[i]!) && this.plain(b, i)]);
       const cur = this.current[i];
       if (cur === undefined || cur.version <= b.version) this.current[i] = b;
       return b;
@@ -265,7 +279,7 @@ export class Exposition {
     return promise;
   }
 
-  /** Writes a whole body of format i from the parts as they are now: prom-client's head, the parts, the process metrics. */
+  /** A body of format i from the parts as they are now: prom-client's head, the parts, the process metrics. */
   private async write(i: 0 | 1 | 2): Promise<Built> {
     const version = this.version;
     const at = Date.now();
@@ -279,8 +293,7 @@ export class Exposition {
       head = Buffer.from(headText);
       tail = Buffer.from(await this.live[i].metrics());
     }
-    const middle = await Promise.all(parts.map((p) => p.bytes(i)));
-    return { version, at, chunks: [head, ...middle, tail], parts };
+    return { version, at, head, tail, parts };
   }
 
   private add<M extends AnyMetric>(metric: M): M {
