@@ -440,6 +440,73 @@ describe('QueueBoard', () => {
     expect(hung.queues).toEqual([]);
     expect(hung.collection).toMatchObject({ ok: false, error: 'no collection finished in the last 15 s; Redis may be stalled' });
   });
+  it('answers, for a queue quiet for longer than its ring holds and then busy, and for one that left and came back, what rings fed every sample give', async () => {
+    const board = new QueueBoard({ collectIntervalSeconds: 1, histogramBounds: BOUNDS });
+    // The reference: one ring per queue fed each sample directly, the one that left started again on its return.
+    const rings = new Map<string, AccountingRing>();
+    const ring = () =>
+      new AccountingRing(
+        {
+          gauges: ['backlog', 'active', 'delayed', 'oldestWaitingAgeSeconds', 'deadLetterJobs'],
+          counters: ['added', 'completed', 'failed', 'retried', 'stalled'],
+          histograms: ['wait', 'processing'],
+          bounds: BOUNDS,
+        },
+        { maxPoints: 64, horizonMs: 900_000 },
+      );
+    const refs = new Map(['quiet', 'busy', 'gone'].map((n) => [n, { prefix: 'bull', name: n }]));
+    const quietAcc = acc(5, 5, 0, [5, 5, 5], 5);
+    for (let k = 1; k <= 140; k += 1) {
+      const at = 1_000_000 + k * 1000;
+      const names = k > 50 && k <= 80 ? ['quiet', 'busy'] : ['quiet', 'busy', 'gone'];
+      const queues = names.map((n) => ({ ...state(n, {}, { waiting: n === 'busy' ? k : 3 }), ref: refs.get(n)!, oldestWaitingAgeSeconds: k / 2 }));
+      const accounting = new Map<string, BoardAccounting>();
+      for (const n of names) {
+        // quiet: the same object for 120 collections, then a completion per collection.
+        const a =
+          n === 'quiet' ? (k <= 120 ? quietAcc : acc(5 + k - 120, 5 + k - 120, 0, [5, 5 + k - 120, 5 + k - 120], 5 + k - 120)) : acc(k, k, k % 3, [k, k, k], k);
+        accounting.set(`bull\u0000${n}`, a);
+      }
+      await board.update(snap(at, queues), accounting);
+      for (const q of queues) {
+        const n = q.ref.name;
+        if (!names.includes('gone')) rings.delete('gone');
+        if (!rings.has(n)) rings.set(n, ring());
+        const a = accounting.get(`bull\u0000${n}`)!;
+        rings
+          .get(n)!
+          .push({
+            at,
+            gauges: { backlog: q.jobs.waiting, active: 0, delayed: 0, oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds, deadLetterJobs: 0 },
+            counters: a.counters,
+            histograms: { wait: a.wait, processing: a.processing },
+          });
+      }
+    }
+    const views = board.response({ now: 1_140_000, history: true }).queues;
+    expect(views.map((v) => v.name).sort()).toEqual(['busy', 'gone', 'quiet']);
+    for (const v of views) {
+      const r = rings.get(v.name)!;
+      const h = r.history();
+      expect(v.history!.t).toEqual(h.t);
+      expect(v.history!.backlog).toEqual(h.gauges.backlog);
+      expect(v.history!.oldestWaitingAgeSeconds).toEqual(h.gauges.oldestWaitingAgeSeconds);
+      expect(v.history!.addedPerSecond).toEqual(h.rates.added);
+      for (const [name, secs] of [
+        ['1m', 60],
+        ['15m', 900],
+      ] as const) {
+        const w = r.window(secs)!;
+        expect(v.windows[name]!.seconds).toBe(w.seconds);
+        expect(v.windows[name]!.rates.completed).toBe(w.rate('completed'));
+        expect(v.windows[name]!.wait.p50).toBe(w.quantile('wait', 0.5));
+      }
+    }
+    // By hand: quiet completed 20 in its last 20 s, nothing before; gone's history starts at its return (k = 81).
+    const quiet = views.find((v) => v.name === 'quiet')!;
+    expect(quiet.windows['1m']!.rates.completed).toBeCloseTo(20 / quiet.windows['1m']!.seconds, 12);
+    expect(views.find((v) => v.name === 'gone')!.history!.t[0]).toBe(1081);
+  });
 });
 
 describe('QueueBoard.responseJson (what /api/queues sends)', () => {

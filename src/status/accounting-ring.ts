@@ -59,7 +59,12 @@ export interface RingHistory {
 }
 
 export class AccountingRing {
-  /** Per point: at, flags, gauges (each column kept once while it does not move). */
+  /**
+   * Per point: its time (ms), in a plain array of its own: the thinning at every push scans them all, a
+   * collection at a time for every queue of the fleet.
+   */
+  private ts = new Float64Array(8);
+  /** Per point: flags, gauges (each column kept once while it does not move). */
   private readonly pts: PointColumns;
   /**
    * Per point: its accounting (null without), either whole (a Row: counters, then per histogram its cumulative
@@ -79,7 +84,7 @@ export class AccountingRing {
     // Buckets then count: the count is the +Inf bucket, the last cumulative one (the sum is never read back).
     this.hStride = layout.bounds.length + 1;
     this.aStride = layout.counters.length + layout.histograms.length * this.hStride;
-    this.pts = new PointColumns(2 + layout.gauges.length, opts.maxPoints + 1);
+    this.pts = new PointColumns(1 + layout.gauges.length, opts.maxPoints + 1);
   }
 
   get size(): number {
@@ -165,7 +170,7 @@ export class AccountingRing {
     }
     for (let i = 0; i < this.n; i += 1) {
       out.t.push(this.at(i) / 1000);
-      gauges.forEach((g, k) => out.gauges[g]!.push(this.pts.get(i, 2 + k)));
+      gauges.forEach((g, k) => out.gauges[g]!.push(this.pts.get(i, 1 + k)));
       const dt = i > 0 ? (this.at(i) - this.at(i - 1)) / 1000 : 0;
       const both = i > 0 && this.hasCounters(i) && this.hasCounters(i - 1) && dt > 0;
       counters.forEach((c, k) => out.rates[c]!.push(both ? resetAware(whole[i]![k]!, whole[i - 1]![k]!) / dt : null));
@@ -174,11 +179,11 @@ export class AccountingRing {
   }
 
   private at(i: number): number {
-    return this.pts.get(i, 0);
+    return this.ts[i]!;
   }
 
   private flags(i: number): number {
-    return this.pts.get(i, 1);
+    return this.pts.get(i, 0);
   }
 
   private hasCounters(i: number): boolean {
@@ -194,14 +199,18 @@ export class AccountingRing {
   }
 
   private write(i: number, s: AccountingSample): void {
+    const { histograms, gauges } = this.layout;
     let flags = s.counters ? 1 : 0;
-    this.layout.histograms.forEach((name, h) => {
-      if (s.histograms?.[name]) flags |= 2 << h;
-    });
-    point[0] = s.at;
-    point[1] = flags;
-    this.layout.gauges.forEach((g, k) => (point[2 + k] = s.gauges[g] ?? 0));
-    point.length = 2 + this.layout.gauges.length;
+    if (s.histograms) for (let h = 0; h < histograms.length; h += 1) if (s.histograms[histograms[h]!]) flags |= 2 << h;
+    if (i >= this.ts.length) {
+      const grown = new Float64Array(Math.min(this.opts.maxPoints + 1, this.ts.length * 2));
+      grown.set(this.ts);
+      this.ts = grown;
+    }
+    this.ts[i] = s.at;
+    point[0] = flags;
+    for (let k = 0; k < gauges.length; k += 1) point[1 + k] = s.gauges[gauges[k]!] ?? 0;
+    point.length = 1 + gauges.length;
     this.pts.push(point);
     const prev = i > 0 ? this.rows[i - 1] : null;
     const follows = flags !== 0 && prev instanceof Float64Array && this.flags(i - 1) === flags;
@@ -313,6 +322,7 @@ export class AccountingRing {
       else if (r) this.rows[i - 1] = merge(before, r);
     }
     this.pts.remove(i);
+    this.ts.copyWithin(i, i + 1, this.n);
     this.rows.splice(i, 1);
     this.n -= 1;
   }
@@ -323,7 +333,7 @@ type Row = Float64Array;
 /** [index, difference, ...], indexes ascending: what a point's row differs by from the next point's. */
 type Change = readonly number[];
 const UNCHANGED: Change = Object.freeze([]);
-/** A point's columns as pushed (at, flags, gauges), reused. */
+/** A point's columns as pushed (flags, gauges), reused. */
 const point: number[] = [];
 const scratch: number[] = [];
 /** Integers up to 2^50: their differences, and sums of those, stay exact in a double. */

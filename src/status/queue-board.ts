@@ -31,10 +31,13 @@ export interface QueueBoardOptions {
 const GAUGES = ['backlog', 'active', 'delayed', 'oldestWaitingAgeSeconds', 'deadLetterJobs'] as const;
 const COUNTERS = ['added', 'completed', 'failed', 'retried', 'stalled'] as const;
 const WINDOWS = { '1m': 60, '15m': 900 } as const;
+const EMPTY_HISTOGRAM: CumulativeHistogram = { buckets: [], count: 0, sum: 0 };
 
 export class QueueBoard {
-  private readonly rings = new Map<string, AccountingRing>();
+  /** Per queue, its history and the board pass (update) that last saw it: a ring not seen by a pass is dropped. */
+  private readonly rings = new Map<string, { ring: AccountingRing; seen: number }>();
   private withAccounting = new Set<string>();
+  private passes = 0;
   private last: CollectionSnapshot | undefined;
   /** Views of the last collection: several pages and `top`s polling cost one build per collection. */
   private cached: { seq: number; history: boolean; views: QueueView[] } | undefined;
@@ -54,35 +57,45 @@ export class QueueBoard {
       return;
     }
     const dlq = deadLetterIndex(s.queues);
-    const seen = new Set<string>();
+    // A collection's pass over every queue allocates nothing per queue but a new ring (one sample object reused:
+    // the ring copies what it keeps), and marks the rings it saw by a pass number instead of building sets
+    // of ids: at 10,000 queues every ~0.5 s, what this pass leaves for the GC is what the scrapes wait on.
+    const mark = ++this.passes;
     const withAccounting = new Set<string>();
+    const gauges = { backlog: 0, active: 0, delayed: 0, oldestWaitingAgeSeconds: 0, deadLetterJobs: 0 };
+    const histograms: { wait: CumulativeHistogram; processing: CumulativeHistogram } = { wait: EMPTY_HISTOGRAM, processing: EMPTY_HISTOGRAM };
+    const sample: { at: number; gauges: typeof gauges; counters?: BoardAccounting['counters']; histograms?: typeof histograms } = { at: s.finishedAt, gauges };
     // In slices (see Slicer); the board answers from the previous collection until every ring has its point.
     const slicer = new Slicer(this.opts.sliceMs);
     for (const q of s.queues) {
       if (slicer.due()) await slicer.yield();
       const id = queueId(q.ref);
-      seen.add(id);
-      let ring = this.rings.get(id);
-      if (!ring) {
-        ring = this.newRing();
-        this.rings.set(id, ring);
+      let entry = this.rings.get(id);
+      if (!entry) {
+        entry = { ring: this.newRing(), seen: mark };
+        this.rings.set(id, entry);
       }
+      entry.seen = mark;
       const acc = accounting?.get(id);
       if (acc) withAccounting.add(id);
-      ring.push({
-        at: s.finishedAt,
-        gauges: {
-          backlog: backlogOf(q),
-          active: q.jobs.active,
-          delayed: q.jobs.delayed,
-          oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds,
-          deadLetterJobs: dlq.get(id) ? parkedJobs(dlq.get(id)!) : 0,
-        },
-        counters: acc?.counters,
-        histograms: acc ? { wait: acc.wait, processing: acc.processing } : undefined,
-      });
+      const d = dlq.get(id);
+      gauges.backlog = backlogOf(q);
+      gauges.active = q.jobs.active;
+      gauges.delayed = q.jobs.delayed;
+      gauges.oldestWaitingAgeSeconds = q.oldestWaitingAgeSeconds;
+      gauges.deadLetterJobs = d ? parkedJobs(d) : 0;
+      if (acc) {
+        histograms.wait = acc.wait;
+        histograms.processing = acc.processing;
+        sample.counters = acc.counters;
+        sample.histograms = histograms;
+      } else {
+        sample.counters = undefined;
+        sample.histograms = undefined;
+      }
+      entry.ring.push(sample);
     }
-    for (const id of this.rings.keys()) if (!seen.has(id)) this.rings.delete(id);
+    for (const [id, entry] of this.rings) if (entry.seen !== mark) this.rings.delete(id);
     this.withAccounting = withAccounting;
     this.last = s;
     // What was built for the last collection is not kept past it (tens of MB at 10,000 queues); a build under way
@@ -173,7 +186,7 @@ export class QueueBoard {
 
   private view(q: QueueState, dlq: ReadonlyMap<string, QueueState>, withHistory: boolean): QueueView {
     const id = queueId(q.ref);
-    const ring = this.rings.get(id);
+    const ring = this.rings.get(id)?.ring;
     const hasAccounting = this.withAccounting.has(id);
     const windows = {
       '1m': hasAccounting ? windowView(ring?.window(WINDOWS['1m'])) : null,
@@ -211,7 +224,7 @@ export class QueueBoard {
   private deadLettered(d: QueueState): number | null {
     const id = queueId(d.ref);
     if (!this.withAccounting.has(id)) return null;
-    return this.rings.get(id)?.window(WINDOWS['15m'])?.increase('added') ?? null;
+    return this.rings.get(id)?.ring.window(WINDOWS['15m'])?.increase('added') ?? null;
   }
 
   private newRing(): AccountingRing {
