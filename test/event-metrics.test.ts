@@ -64,6 +64,55 @@ describe('event metrics rendering', () => {
     expect(s.get(seriesKey('bullmq_exporter_events_read_total', dlq))).toBe(9);
   });
 
+  it('keeps a queue whose stats object is handed out again, and renders it again when its dead-letter queue appears', async () => {
+    const e = new Exposition(0);
+    const m = new EventMetrics(e);
+    const email = { prefix: 'bull', name: 'email' };
+    const stats = accounting().toStats();
+    await m.update({ leader: true, queues: [{ queue: email, stats }] });
+    expect(m.lastRendered).toBe(1);
+    const q = { prefix: 'bull', queue: 'email' };
+    expect(parsePromText((await e.render(false)).body.toString()).get(seriesKey('bullmq_dlq_added_total', q))).toBe(0);
+    // The same object (the read-back's unchanged queue): nothing is rendered again.
+    await m.update({ leader: true, queues: [{ queue: email, stats }] });
+    expect(m.lastRendered).toBe(0);
+    // Same stats object, but email-dlq now exists: email's own 0 gives way to the dead-letter queue's adds.
+    const dlqStats = accounting().toStats();
+    await m.update({
+      leader: true,
+      queues: [
+        { queue: email, stats },
+        { queue: { prefix: 'bull', name: 'email-dlq' }, stats: dlqStats },
+      ],
+    });
+    const text = (await e.render(false)).body.toString();
+    expect(text.match(/^bullmq_dlq_added_total\{prefix="bull",queue="email"\}/gm)).toHaveLength(1);
+    expect(parsePromText(text).get(seriesKey('bullmq_dlq_added_total', q))).toBe(2);
+    const fresh = new Exposition(0);
+    await new EventMetrics(fresh).update({
+      leader: true,
+      queues: [
+        { queue: email, stats },
+        { queue: { prefix: 'bull', name: 'email-dlq' }, stats: dlqStats },
+      ],
+    });
+    expect(ours({ body: Buffer.from(text) })).toEqual(ours(await fresh.render(false)));
+    // An equal stats object, new (a sweep read the hash again): its fingerprint matches, nothing is rendered.
+    await m.update({
+      leader: true,
+      queues: [
+        { queue: { ...email }, stats: accounting().toStats() },
+        { queue: { prefix: 'bull', name: 'email-dlq' }, stats: dlqStats },
+      ],
+    });
+    expect(m.lastRendered).toBe(0);
+    // And a new count on the same queue shows.
+    const more = accounting();
+    more.count('completed', '');
+    await m.update({ leader: true, queues: [{ queue: email, stats: more.toStats() }] });
+    expect(parsePromText((await e.render(false)).body.toString()).get(seriesKey('bullmq_jobs_completed_total', q))).toBe(2);
+  });
+
   it("renders only the queues discovery lists: a deleted queue's series leave at the next collection", async () => {
     const e = new Exposition();
     const m = new EventMetrics(e);
@@ -123,3 +172,11 @@ describe('event metrics rendering', () => {
     expect(parsePromText(body).get('bullmq_exporter_leader')).toBe(0);
   });
 });
+
+/** The body's own series lines (the process metrics move between two renders). */
+function ours(r: { body: Buffer }): string[] {
+  return r.body
+    .toString()
+    .split('\n')
+    .filter((l) => l.startsWith('bullmq_'));
+}

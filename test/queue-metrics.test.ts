@@ -96,4 +96,38 @@ describe('queue gauges', () => {
     expect(gz2.body).toBe(gz.body);
     expect(gunzipSync(gz.body).equals(plain.body)).toBe(true);
   });
+  it('re-renders a queue when any one of its own values moves, and only its ages otherwise, as a fresh render would', async () => {
+    const base = queue('bull', 'email', 0);
+    const moves: Array<Partial<QueueState>> = [
+      { oldestWaitingAgeSeconds: 9.5, oldestActiveAgeSeconds: 3 }, // ages only: the fragment is kept
+      { jobs: { ...base.jobs, failed: 99 } },
+      { paused: !base.paused },
+      { delayedOverdue: 0 },
+      { orphanedActive: 0 },
+      { workers: undefined },
+      { workers: 0 },
+      { rateLimited: !base.rateLimited },
+      { dlqOf: 'other' },
+    ];
+    for (const [k, move] of moves.entries()) {
+      const e = new Exposition(0);
+      const m = new QueueMetrics(e);
+      // The same ref, as discovery hands it out collection after collection.
+      await m.update(snapshot(1, [base]));
+      const moved = { ...base, ...move };
+      await m.update(snapshot(2, [moved]));
+      expect(m.lastRendered).toBe(k === 0 ? 0 : 1);
+      const fresh = new Exposition(0);
+      await new QueueMetrics(fresh).update(snapshot(2, [moved]));
+      expect(ours(await e.render(false))).toEqual(ours(await fresh.render(false)));
+    }
+  });
 });
+
+/** The body's own series lines (the process metrics move between two renders). */
+function ours(r: { body: Buffer }): string[] {
+  return r.body
+    .toString()
+    .split('\n')
+    .filter((l) => l.startsWith('bullmq_'));
+}

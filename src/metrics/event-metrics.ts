@@ -73,6 +73,14 @@ const EXPOSED_AT = EXPOSED_BUCKETS_SECONDS.map((b) => {
  */
 export const NATIVE_ZERO_THRESHOLD = 2 ** -128;
 
+/** A queue's rendered event series and what they were rendered from (the stats object, as handed in). */
+interface Kept {
+  stats: QueueEventStats;
+  source: string | undefined;
+  hasDlq: boolean;
+  fragment: Fragment;
+}
+
 /** One histogram series: attempts and outcomes (and, per prefix, queues) summed. */
 interface Merged {
   /** Cumulative, one per EVENT_BUCKETS_SECONDS bound. */
@@ -133,8 +141,8 @@ export class EventMetrics {
   private readonly leader;
   private isLeader = false;
   private generation = 0;
-  /** Each rendered queue's fragment, by queueId(), as last rendered. */
-  private fragments = new Map<string, Fragment>();
+  /** Each rendered queue's fragment, by queueId(), as last rendered, with what it was rendered from. */
+  private fragments = new Map<string, Kept>();
   /** Queues whose series the last update rendered again (the others kept their fragment): tests, the bench. */
   lastRendered = 0;
 
@@ -171,23 +179,24 @@ export class EventMetrics {
 
     // A dead-letter queue is `<q>-dlq` whose source `<q>` exists (markDeadLetterQueues); sources whose dead-letter
     // queue exists are in dlqSources, the others get bullmq_dlq_added_total 0 (see renderQueue).
+    // By queueId() (cached on each ref): only a `<q>-dlq` name costs a string built here.
     const present = new Set<string>();
     for (const { queue } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
-      present.add(`${queue.prefix}:${queue.name}`);
+      present.add(queueId(queue));
     }
-    const sourceOf = (queue: { prefix: string; name: string }): string | undefined => {
+    const sourceOf = (queue: QueueRef): string | undefined => {
       const source = dlqSource(queue.name);
-      return source !== undefined && present.has(`${queue.prefix}:${source}`) ? source : undefined;
+      return source !== undefined && present.has(queueId({ prefix: queue.prefix, name: source })) ? source : undefined;
     };
     const dlqSources = new Set<string>();
     for (const { queue } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
       const source = sourceOf(queue);
-      if (source !== undefined) dlqSources.add(`${queue.prefix}:${source}`);
+      if (source !== undefined) dlqSources.add(queueId({ prefix: queue.prefix, name: source }));
     }
 
-    const fragments = new Map<string, Fragment>();
+    const fragments = new Map<string, Kept>();
     const list: Fragment[] = [];
     let rendered = 0;
     /** Reused queue after queue (finish() empties it). */
@@ -199,15 +208,18 @@ export class EventMetrics {
       const id = queueId(queue);
       if (view.listed && !view.listed.has(id)) continue;
       const source = sourceOf(queue);
-      const hasDlq = dlqSources.has(`${queue.prefix}:${queue.name}`);
-      const fp = fingerprint(stats, source, hasDlq);
-      let fr = this.fragments.get(id);
-      if (fr?.fp !== fp) {
-        fr = this.renderQueue(writer, queue, stats, source, hasDlq, fp);
-        rendered += 1;
+      const hasDlq = dlqSources.has(id);
+      let kept = this.fragments.get(id);
+      // The read-back hands an unchanged queue's stats out as the same object (events/accounting-cache.ts): then
+      // nothing it is rendered from moved, and its fingerprint need not be built again (2 s of a 10,000-queue run).
+      if (kept?.stats !== stats || kept.source !== source || kept.hasDlq !== hasDlq) {
+        const fp = fingerprint(stats, source, hasDlq);
+        const fr = kept?.fragment.fp === fp ? kept.fragment : this.renderQueue(writer, queue, stats, source, hasDlq, fp);
+        if (fr !== kept?.fragment) rendered += 1;
+        kept = { stats, source, hasDlq, fragment: fr };
       }
-      fragments.set(id, fr);
-      list.push(fr);
+      fragments.set(id, kept);
+      list.push(kept.fragment);
       if (this.histograms === 'per-prefix' && source === undefined) {
         // Merged over the prefix's queues, changed or not: a handful of series, rendered every time below.
         if (!stats.counters.some((c) => c.value > 0) && stats.histograms.length === 0) continue;

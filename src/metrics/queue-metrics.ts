@@ -12,7 +12,7 @@ import { METRICS, type MetricDef } from './definitions.js';
 import type { Exposition } from './exposition.js';
 import { labelAfter, labelPairs, renderLabels, sameLabels } from './exposition-text.js';
 import { FragmentSet, FragmentWriter, type Fragment, type Pairs } from './exposition-fragments.js';
-import { queueId } from '../domain/queue-ref.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 
 /** One queue gauge: its definition and how to read it from a queue (undefined = no series for that queue). */
 interface QueueGauge {
@@ -64,8 +64,8 @@ export class QueueMetrics {
   private readonly interval;
   private lastSeq = 0;
   private staleSeq = -1;
-  /** Each exported queue's fragment, by queueId(), as last rendered. */
-  private fragments = new Map<string, Fragment>();
+  /** Each exported queue's fragment, by queueId(), as last rendered, with the values it was rendered from. */
+  private fragments = new Map<string, Kept>();
   /**
    * Queues whose fragment the last update rendered again (the others kept theirs): tests, the bench. The ages are
    * not in it: they are written for every queue at each update, into one fragment (renderAges).
@@ -139,13 +139,46 @@ export class QueueMetrics {
 const FAMILIES: readonly MetricDef[] = [METRICS.queueJobs, ...QUEUE_GAUGES.map((g) => g.def), ...DLQ_GAUGES.map((g) => g.def)];
 const DLQ_AT = 1 + QUEUE_GAUGES.length;
 
-/** What a queue's own fragment (every gauge but the ages) is rendered from: equal strings, equal fragments. */
-function fingerprint(q: QueueState): string {
-  let fp = q.dlqOf === undefined ? '' : `${q.dlqOf.length}:${q.dlqOf}`;
-  for (const st of JOB_STATES) fp += `|${q.jobs[st]}`;
-  for (const g of QUEUE_GAUGES) if (!g.age) fp += `|${g.value(q)}`;
-  for (const g of DLQ_GAUGES) if (!g.age) fp += `|${g.value(q)}`;
-  return fp;
+/** The gauges that are not ages, queue and dead-letter ones: what a queue's own fragment is rendered from. */
+const OWN_GAUGES = [...QUEUE_GAUGES, ...DLQ_GAUGES].filter((g) => !g.age);
+
+/** A queue's fragment and the values it was rendered from: its dead-letter source, job counts and own gauges. */
+interface Kept {
+  fragment: Fragment;
+  dlqOf: string | undefined;
+  values: Array<number | undefined>;
+}
+
+/**
+ * Whether `q` renders the fragment `kept` was rendered from, compared value by value (Object.is: exactly what was
+ * written), with nothing built per queue: at every collection this runs for each queue of the fleet.
+ */
+function unchanged(kept: Kept, q: QueueState): boolean {
+  if (kept.dlqOf !== q.dlqOf) return false;
+  const v = kept.values;
+  for (let k = 0; k < JOB_STATES.length; k += 1) if (!Object.is(v[k], q.jobs[JOB_STATES[k]!])) return false;
+  for (let k = 0; k < OWN_GAUGES.length; k += 1) if (!Object.is(v[JOB_STATES.length + k], OWN_GAUGES[k]!.value(q))) return false;
+  return true;
+}
+
+function valuesOf(q: QueueState): Array<number | undefined> {
+  return [...JOB_STATES.map((st) => q.jobs[st]), ...OWN_GAUGES.map((g) => g.value(q))];
+}
+
+/**
+ * A queue's own label set, as text and as pairs, built once per ref (discovery hands out the same refs collection
+ * after collection): the ages are written for every queue at each collection. Never written to by the writer.
+ */
+const labelsByRef = new WeakMap<QueueRef, { labels: string; pairs: Pairs }>();
+
+function queueLabels(ref: QueueRef): { labels: string; pairs: Pairs } {
+  let out = labelsByRef.get(ref);
+  if (out === undefined) {
+    const values = [ref.prefix, ref.name];
+    out = { labels: renderLabels(QUEUE_LABELS, values), pairs: labelPairs(QUEUE_LABELS, values) };
+    labelsByRef.set(ref, out);
+  }
+  return out;
 }
 
 /** The state label of bullmq_queue_jobs, as text after a queue's labels and as a label pair, per state. */
@@ -153,10 +186,8 @@ const STATE_TEXT = JOB_STATES.map((st) => `,${STATE_LABEL}="${st}"`);
 const STATE_PAIRS = JOB_STATES.map((st) => [STATE_LABEL, st] as const);
 
 /** A queue's gauges but its ages. `w`: the writer of the whole pass, reused queue after queue (finish() empties it). */
-function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
-  const values = [q.ref.prefix, q.ref.name];
-  const labels = renderLabels(QUEUE_LABELS, values);
-  const pairs = labelPairs(QUEUE_LABELS, values);
+function renderQueue(q: QueueState, w: FragmentWriter): Fragment {
+  const { labels, pairs } = queueLabels(q.ref);
   // One array for the seven states, its last pair swapped per state (the writer keeps no reference to it).
   const withState: Array<readonly [string, string]> = [...pairs, STATE_PAIRS[0]!];
   JOB_STATES.forEach((st, k) => {
@@ -164,7 +195,7 @@ function renderQueue(q: QueueState, fp: string, w: FragmentWriter): Fragment {
     w.sample(0, METRICS.queueJobs, labels + STATE_TEXT[k]!, withState, q.jobs[st]);
   });
   writeGauges(w, q, false, labels, pairs);
-  return w.finish(fp);
+  return w.finish('');
 }
 
 /** The gauges of `q` that are ages (`ages`), or those that are not; `labels`/`pairs`: its own label set. */
@@ -198,8 +229,8 @@ async function renderAges(queues: readonly QueueState[], slicer: Slicer): Promis
       if (slicer.due()) await slicer.yield();
       const v = g.value(q);
       if (v === undefined) continue;
-      const values = [q.ref.prefix, q.ref.name];
-      w.sample(1 + k, g.def, renderLabels(QUEUE_LABELS, values), labelPairs(QUEUE_LABELS, values), v);
+      const { labels, pairs } = queueLabels(q.ref);
+      w.sample(1 + k, g.def, labels, pairs, v);
     }
   }
   for (const [k, g] of DLQ_GAUGES.entries()) {
@@ -220,24 +251,23 @@ async function renderAges(queues: readonly QueueState[], slicer: Slicer): Promis
  */
 async function renderQueueGauges(
   queues: readonly QueueState[],
-  kept: ReadonlyMap<string, Fragment>,
+  kept: ReadonlyMap<string, Kept>,
   slicer: Slicer,
-): Promise<{ set: FragmentSet; fragments: Map<string, Fragment>; rendered: number }> {
-  const fragments = new Map<string, Fragment>();
+): Promise<{ set: FragmentSet; fragments: Map<string, Kept>; rendered: number }> {
+  const fragments = new Map<string, Kept>();
   const list: Fragment[] = [];
   let rendered = 0;
   const w = new FragmentWriter(FAMILIES.length);
   for (const q of queues) {
     if (slicer.due()) await slicer.yield();
     const key = queueId(q.ref);
-    const fp = fingerprint(q);
-    let fr = kept.get(key);
-    if (fr?.fp !== fp) {
-      fr = renderQueue(q, fp, w);
+    let k = kept.get(key);
+    if (k === undefined || !unchanged(k, q)) {
+      k = { fragment: renderQueue(q, w), dlqOf: q.dlqOf, values: valuesOf(q) };
       rendered += 1;
     }
-    fragments.set(key, fr);
-    list.push(fr);
+    fragments.set(key, k);
+    list.push(k.fragment);
   }
   // After every queue's own fragment: within each age family its samples are in queue order, as if each queue's.
   list.push(await renderAges(queues, slicer));
