@@ -6,7 +6,7 @@
 import { collectOnChange } from '../collector/change-plan.js';
 import type { QueueEventAccounting } from '../domain/event-accounting.js';
 import type { SidecarBackend } from '../domain/backend.js';
-import { queueId } from '../domain/queue-ref.js';
+import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { CollectionSnapshot } from '../domain/queue-snapshot.js';
 import type { Logger } from '../log/logger.js';
 import type { QueueBoard } from '../status/queue-board.js';
@@ -36,6 +36,7 @@ export class SidecarLoops {
   private readBackFailed = false;
   private readonly loops: IntervalLoop[] = [];
   private stopPrompt: (() => void) | undefined;
+  private listed: { queues: readonly QueueRef[]; ids: ReadonlySet<string> } | undefined;
 
   constructor(private readonly o: SidecarLoopsOptions) {
     this.interval = o.collectIntervalSeconds;
@@ -150,7 +151,13 @@ export class SidecarLoops {
       if (!this.readBackFailed) log.warn({ err: (err as Error).message }, 'cannot read the event accounting back; event metrics are absent until it works');
       this.readBackFailed = true;
     }
-    await this.o.metrics.accounting(queues, new Set(backend.discovery.queues().map(queueId)));
+    await this.o.metrics.accounting(queues, this.listedIds(backend.discovery.queues()));
     return queues;
+  }
+
+  /** The ids of discovery's list, built again only when the list is a new array (QueueList.queues()). */
+  private listedIds(queues: readonly QueueRef[]): ReadonlySet<string> {
+    if (this.listed?.queues !== queues) this.listed = { queues, ids: new Set(queues.map(queueId)) };
+    return this.listed.ids;
   }
 }
