@@ -73,6 +73,8 @@ export class AccountingRing {
    */
   private rows: Array<Row | Change | null> = [];
   private n = 0;
+  /** The `source` of the last point pushed (see push). */
+  private lastSource: object | undefined;
   private readonly aStride: number;
   private readonly hStride: number;
 
@@ -98,9 +100,16 @@ export class AccountingRing {
     return held;
   }
 
-  push(sample: AccountingSample): void {
+  /**
+   * `source`: what the sample's accounting was read from, when the caller's objects are never written once made
+   * (the board's totals per read-back, status/event-accounting.ts): pushed again with the same source, the
+   * accounting is known equal to the last point's without comparing it number by number.
+   */
+  push(sample: AccountingSample, source?: object): void {
     if (this.n > 0 && sample.at < this.at(this.n - 1)) return; // a clock step backwards: keep history monotonic
-    this.write(this.n, sample);
+    const same = source !== undefined && source === this.lastSource;
+    this.lastSource = source;
+    this.write(this.n, sample, same);
     this.n += 1;
     // Past the horizon only the newest older point matters: it is the base of the longest window.
     while (this.n > 2 && this.at(1) <= sample.at - this.opts.horizonMs) this.remove(0);
@@ -198,7 +207,7 @@ export class AccountingRing {
     return this.layout.counters.length + h * this.hStride;
   }
 
-  private write(i: number, s: AccountingSample): void {
+  private write(i: number, s: AccountingSample, same: boolean): void {
     const { histograms, gauges } = this.layout;
     let flags = s.counters ? 1 : 0;
     if (s.histograms) for (let h = 0; h < histograms.length; h += 1) if (s.histograms[histograms[h]!]) flags |= 2 << h;
@@ -215,7 +224,7 @@ export class AccountingRing {
     const prev = i > 0 ? this.rows[i - 1] : null;
     const follows = flags !== 0 && prev instanceof Float64Array && this.flags(i - 1) === flags;
     // An idle queue's accounting equals the point before: that row moves up, the point before keeps nothing.
-    if (follows && this.sameRow(prev, s)) {
+    if (follows && (same || this.sameRow(prev, s))) {
       this.rows[i] = prev;
       this.rows[i - 1] = UNCHANGED;
       return;

@@ -93,7 +93,8 @@ export class QueueBoard {
         sample.counters = undefined;
         sample.histograms = undefined;
       }
-      entry.ring.push(sample);
+      // The totals are the same object while a queue's accounting does not move (boardAccounting), never written.
+      entry.ring.push(sample, acc);
     }
     for (const [id, entry] of this.rings) if (entry.seen !== mark) this.rings.delete(id);
     this.withAccounting = withAccounting;
