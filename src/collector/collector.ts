@@ -149,8 +149,9 @@ export class Collector implements SnapshotSource {
         await this.limiterStore.forget(limiterField(ref));
         continue;
       }
-      const state = toQueueState(ref, f, nowMs, workerLimited.has(queueId(ref)));
-      this.lockOwners.set(queueId(ref), f.lockOwners);
+      const id = queueId(ref);
+      const state = toQueueState(ref, f, nowMs, workerLimited.has(id));
+      this.lockOwners.set(id, f.lockOwners);
       states.push(state);
       if (read.has(look)) kept.push([look, state]);
       if (f.active > f.activeLocksChecked) {
@@ -201,7 +202,12 @@ function inOrder(refs: readonly QueueRef[], fresh: readonly QueueLook[], kept: r
   const byId = new Map<string, QueueLook>();
   for (const l of fresh) byId.set(queueId(l.ref), l);
   for (const l of kept) byId.set(queueId(l.ref), l);
-  return refs.flatMap((r) => byId.get(queueId(r)) ?? []);
+  const out: QueueLook[] = [];
+  for (const r of refs) {
+    const l = byId.get(queueId(r));
+    if (l !== undefined) out.push(l);
+  }
+  return out;
 }
 
 /** A queue's field in the limiter store: `<prefix>:<queue>` (queue names cannot contain ':'). */
