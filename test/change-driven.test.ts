@@ -340,6 +340,61 @@ describe('freshness paced by demand', () => {
   });
 });
 
+describe('freshness timed before predicted scrapes', () => {
+  it('brings a busy queue up to date once per scrape gap, shortly before each scrape, and stays exact', async () => {
+    const p = 'dp2';
+    const q = bull.queue('busy', { prefix: p });
+    await q.add('first', {});
+    const s = await sidecar(p, { collectInterval: '1', collectSweep: '3600' });
+    await s.start();
+    await followed(s, p, 'busy');
+    const client = redis.client();
+    const start = Date.now();
+    const reads: number[] = [];
+    const monitor = await monitorCommands(redis, (args) => {
+      if (/^evalsha/i.test(args[0] ?? '') && args.includes(`${p}:busy:`)) reads.push(Date.now() - start);
+    });
+    let added = 1;
+    let producing = true;
+    const producer = (async () => {
+      while (producing) {
+        await q.add('j', { added });
+        added += 1;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
+    // Scraped every 5 s, as Prometheus would (longer than twice LEAD_MS: the looks recur).
+    const GAP = 5000;
+    const scrapes: number[] = [];
+    try {
+      for (let i = 0; i < 8; i += 1) {
+        const at = start + i * GAP;
+        await new Promise((r) => setTimeout(r, Math.max(0, at - Date.now())));
+        scrapes.push(Date.now() - start);
+        await s.scrape();
+      }
+    } finally {
+      producing = false;
+      await producer;
+      monitor.stop();
+    }
+    // From the fourth scrape on (three looks make a period): each gap holds a read, and at most one per gap (plus
+    // one of slack for a scrape late on a busy machine); half the gap (2.5 s) read it twice per gap.
+    const from = scrapes[3] as number;
+    const to = scrapes[7] as number;
+    const inWindow = reads.filter((r) => r > from && r <= to);
+    for (let i = 4; i <= 7; i += 1) expect(reads.some((r) => r > (scrapes[i - 1] as number) && r <= (scrapes[i] as number))).toBe(true);
+    expect(inWindow.length).toBeLessThanOrEqual(5);
+    // Exact: what Redis holds and what was enqueued.
+    const labels = { prefix: p, queue: 'busy' };
+    const waiting = (await q.getJobCounts('waiting')).waiting;
+    expect(waiting).toBe(added);
+    await waitFor('depth exact', async () => (await s.scrape()).get(seriesKey('bullmq_queue_jobs', { ...labels, state: 'waiting' })) === waiting);
+    await waitFor('added exact', async () => (await s.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === added - 1);
+    client.disconnect();
+  });
+});
+
 describe('ChangePlan pacing of busy queues', () => {
   const reading: QueueReading = {
     metaExists: 1,

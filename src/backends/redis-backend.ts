@@ -115,6 +115,7 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
           log,
           changes: this.changes,
           commitPaceMs: busyMs,
+          paceSpacingMs: demand && (() => demand.spacingMs()),
         })
       : undefined;
     // The accounting hashes change only by the readers' commits, which mark them: no lock expires there, so the

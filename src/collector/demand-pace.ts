@@ -1,14 +1,18 @@
 // Owns how often a busy queue is brought up to date: as often as the sidecar's data is asked for, not more. A queue
 // whose events keep moving is re-read (change-plan.ts) and its event accounting committed (events/event-reader.ts)
-// once per busy period; the period is half the recent gap between looks at the data (/metrics, /api/queues, the
-// status page) at any replica, from minMs (1 s: a fast poller sees a change within about a second) up to maxMs (a
-// Prometheus scraping every 15 s gets each busy queue read once or twice between two scrapes). With nobody asking,
-// maxMs. Every number stays what Redis held when it was read; only how often a busy queue is read follows demand. A
-// queue quiet until now is read at the next pass whatever the period, and the commit rules that keep events from
-// being trimmed unread (see event-reader.ts mayDefer) do not wait for it.
-// Replicas render the leader's shared snapshot (shared-snapshot.ts), so each one tells the leader how often it is
-// asked: one field of one hash under the own prefix (its mean gap and a count of looks), written at most every
-// PUBLISH_MS while it is asked; whoever paces reads that hash at most every REFRESH_MS, only while it paces.
+// once per busy period. While the looks at the data (/metrics, /api/queues, the status page) at any replica recur at
+// a steady period longer than 2 × LEAD_MS (Prometheus every 15 s; an HA pair at two phases; up to three), each busy
+// queue is brought up to date once per predicted look, LEAD_MS before it, so a scrape sees data about LEAD_MS old at
+// one refresh per look, at most 2 × maxMs apart. Otherwise (looks irregular, more frequent, or late by more than half
+// their period) the period is half the recent gap between looks, from minMs (1 s: a fast poller sees a change within
+// about a second) up to maxMs; with nobody asking, maxMs. Every number stays what Redis held when it was read; only
+// how often a busy queue is read follows demand. A queue quiet until now is read at the next pass whatever the
+// period, and the commit rules that keep events from being trimmed unread (see event-reader.ts mayDefer) do not
+// wait for it.
+// Replicas render the leader's shared snapshot (shared-snapshot.ts), so each one tells the leader how it is asked:
+// one field of one hash under the own prefix (its mean gap, a count of looks and, while they recur, their period
+// and its last looks), written at most every PUBLISH_MS while it is asked; whoever paces reads that hash at most
+// every REFRESH_MS, only while it paces.
 import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 
@@ -33,24 +37,50 @@ export interface DemandPaceOptions {
 
 /** Requests closer together than this are one look (a burst of scrapers, a page loading its parts). */
 const LOOK_MS = 250;
-/** The gap is the mean of this many gaps between the last looks. */
+/** Without a steady period, the gap is the mean of this many gaps between the last looks. */
 const GAPS = 2;
+/** Looks kept: enough to find the period of up to MAX_PHASES scrapers at different phases (an HA Prometheus pair). */
+const HISTORY = 6;
+const MAX_PHASES = 3;
+/** Differences between looks MAX_PHASES apart within this share of their mean: the looks recur at that period. */
+const TOLERANCE = 0.2;
+/**
+ * A busy queue is brought up to date this long before a predicted look: a reader round (0.5 s), its commit, the
+ * prompt collection that follows (0.5 s apart) and the collection itself, with margin. Looks recurring more often
+ * than twice this keep the half-gap rule.
+ */
+export const LEAD_MS = 2000;
 /** A replica writes its field at most this often while it is asked, and whoever paces reads the hash this often. */
 const PUBLISH_MS = 2000;
 const REFRESH_MS = 2000;
 /** A replica's field not changed for this long is deleted (a replica gone; one asked writes every PUBLISH_MS). */
 const STALE_MS = 60_000;
 
+/** Looks that recur: every `periodMs`, the last ones at `looks` (the clock of whoever looked, oldest first). */
+interface Recurring {
+  periodMs: number;
+  looks: number[];
+}
+
 interface Remote {
   value: string;
   gapMs: number;
+  recurring: Recurring | undefined;
   /** Local clock when this value was first seen. */
   seenAt: number;
 }
 
+/** What one source of looks asks for: the age at which a busy queue is due now, and the time to its next refresh. */
+interface Pace {
+  dueMs: number;
+  spacingMs: number;
+  /** Timed before predicted looks (else half the gap). */
+  recurs: boolean;
+}
+
 export class DemandPace {
   private readonly now: () => number;
-  /** Local clock of the last looks, oldest first (at most GAPS + 1). */
+  /** Local clock of the last looks, oldest first (at most HISTORY). */
   private looks: number[] = [];
   private lookCount = 0;
   private readonly replica = `${hostname()}:${process.pid}:${randomUUID()}`;
@@ -59,9 +89,12 @@ export class DemandPace {
   private refreshedAt = -Infinity;
   private refreshing = false;
   private remote = new Map<string, Remote>();
+  /** Longest due age while looks recur: 2 × maxMs (15 s by default; the lagging alert needs 30 s), minMs if maxMs is. */
+  private readonly recurringMaxMs: number;
 
   constructor(private readonly o: DemandPaceOptions) {
     this.now = o.now ?? Date.now;
+    this.recurringMaxMs = o.maxMs <= o.minMs ? o.minMs : 2 * o.maxMs;
   }
 
   /** Someone looked at the data (a request for /metrics, /api/queues, the status page). Cheap: no await. */
@@ -70,29 +103,72 @@ export class DemandPace {
     const last = this.looks.at(-1);
     if (last !== undefined && now - last < LOOK_MS) return;
     this.looks.push(now);
-    if (this.looks.length > GAPS + 1) this.looks.shift();
+    if (this.looks.length > HISTORY) this.looks.shift();
     this.lookCount += 1;
     this.publish(now);
   }
 
-  /** The period (ms) at which a busy queue is brought up to date now. */
+  /**
+   * The age (ms) at which a busy queue is due to be brought up to date now: read, committed, its stream read, if it
+   * was last brought up to date longer ago than this. While looks recur at a steady period (Prometheus: 15 s), that
+   * is the time since the last refresh point, LEAD_MS before each predicted look (a queue brought up to date since
+   * is not due again before the next one): once per look, the data about LEAD_MS old when it is looked at. Else half
+   * the recent gap between looks, from minMs to maxMs.
+   */
   periodMs(): number {
+    return this.pace().dueMs;
+  }
+
+  /** About how long (ms) from now until a busy queue brought up to date now is due again (at least periodMs()). */
+  spacingMs(): number {
+    const p: Omit<Pace, 'recurs'> = this.pace();
+    return Math.max(p.dueMs, p.spacingMs);
+  }
+
+  private pace(): Omit<Pace, 'recurs'> {
     const now = this.now();
     this.refresh(now);
-    let gap = this.localGap(now);
+    const paces: Pace[] = [this.sourcePace(now, this.localGap(now), recurring(this.looks))];
     for (const r of this.remote.values()) {
       // Its looks reach us up to PUBLISH_MS + REFRESH_MS late: only a longer silence tells that they stopped.
-      gap = Math.min(gap, Math.max(r.gapMs, now - r.seenAt - PUBLISH_MS - REFRESH_MS));
+      paces.push(this.sourcePace(now, Math.max(r.gapMs, now - r.seenAt - PUBLISH_MS - REFRESH_MS), r.recurring));
     }
-    return Math.min(this.o.maxMs, Math.max(this.o.minMs, gap / 2));
+    // At most maxMs apart, or 2 × maxMs while some looks recur (each refreshed for; minMs if maxMs is).
+    const cap = paces.some((p) => p.recurs) ? this.recurringMaxMs : Math.max(this.o.minMs, this.o.maxMs);
+    return { dueMs: Math.min(cap, ...paces.map((p) => p.dueMs)), spacingMs: Math.min(cap, ...paces.map((p) => p.spacingMs)) };
+  }
+
+  /** One source of looks: before each of its predicted looks while they recur, else half its gap. */
+  private sourcePace(now: number, gapMs: number, r: Recurring | undefined): Pace {
+    const { minMs, maxMs } = this.o;
+    const half = Math.max(minMs, gapMs / 2);
+    const halfGap = { dueMs: half, spacingMs: half, recurs: false };
+    if (!r || r.periodMs <= 2 * LEAD_MS || maxMs <= minMs) return halfGap;
+    const next = r.looks.map((l) => l + r.periodMs);
+    // A look more than half a period late: they stopped or changed; the time since the last one stands for the gap.
+    if (now > Math.min(...next) + r.periodMs / 2) return halfGap;
+    // Refresh points: before each of the last looks (the refresh that served it) and each predicted one; one within
+    // LEAD_MS after another is served by it.
+    const points: number[] = [];
+    for (const p of [...r.looks, ...next].map((l) => l - LEAD_MS).sort((a, b) => a - b)) {
+      const kept = points.at(-1);
+      if (kept === undefined || p - kept >= LEAD_MS) points.push(p);
+    }
+    const due = points.filter((p) => p <= now).at(-1) ?? (points[0] as number);
+    const following = points.find((p) => p > now) ?? due + r.periodMs;
+    // Not raised to minMs: a queue read since the refresh point is not due again before the next one, and one read
+    // before it is (if that was less than minMs earlier, the next look still finds it at most LEAD_MS + minMs old).
+    // (+1: a queue read at the refresh point itself counts as read since.)
+    return { dueMs: now - due + 1, spacingMs: Math.max(minMs, following - due), recurs: true };
   }
 
   /** The gap between this process's looks: the mean of the last GAPS, or the time since the last look if longer. */
   private localGap(now: number): number {
-    const n = this.looks.length;
+    const looks = this.looks.slice(-(GAPS + 1));
+    const n = looks.length;
     if (n < 2) return Infinity;
-    const mean = ((this.looks[n - 1] as number) - (this.looks[0] as number)) / (n - 1);
-    return Math.max(mean, now - (this.looks[n - 1] as number));
+    const mean = ((looks[n - 1] as number) - (looks[0] as number)) / (n - 1);
+    return Math.max(mean, now - (looks[n - 1] as number));
   }
 
   private publish(now: number): void {
@@ -103,9 +179,12 @@ export class DemandPace {
     this.publishedAt = now;
     this.published = this.lookCount;
     const { client, key } = shared;
-    // Best effort: without it the leader paces by its own requests only.
+    // `gap:count`, then while the looks recur `:period:look,look…` (this clock; replicas' clocks agree to NTP's skew,
+    // which LEAD_MS's margin absorbs). Best effort: without it the leader paces by its own requests only.
+    const r = recurring(this.looks);
+    const tail = r && r.periodMs > 2 * LEAD_MS ? `:${Math.round(r.periodMs)}:${r.looks.map((l) => Math.round(l)).join(',')}` : '';
     void client
-      .hset(key, this.replica, `${Math.round(gap)}:${this.lookCount}`)
+      .hset(key, this.replica, `${Math.round(gap)}:${this.lookCount}${tail}`)
       .then(() => client.pexpire(key, STALE_MS))
       .catch(() => undefined);
   }
@@ -127,7 +206,7 @@ export class DemandPace {
           const before = this.remote.get(field);
           const seenAt = before && before.value === value ? before.seenAt : at;
           if (at - seenAt > STALE_MS) stale.push(field);
-          else next.set(field, { value, seenAt, gapMs: Number(value.split(':')[0]) || Infinity });
+          else next.set(field, { value, seenAt, ...parseRemote(value) });
         }
         this.remote = next;
         if (stale.length > 0) return client.hdel(key, ...stale);
@@ -138,4 +217,31 @@ export class DemandPace {
         this.refreshing = false;
       });
   }
+}
+
+/**
+ * Whether the looks recur: the smallest number of phases m (one scraper, an HA pair, three) such that the looks m
+ * apart are a steady period apart (the last max(2, m) such differences within TOLERANCE of their mean); then the
+ * period and the last m looks.
+ */
+function recurring(looks: readonly number[]): Recurring | undefined {
+  const n = looks.length;
+  for (let m = 1; m <= MAX_PHASES; m += 1) {
+    const k = Math.max(2, m);
+    if (n < m + k) break;
+    const diffs: number[] = [];
+    for (let i = n - k; i < n; i += 1) diffs.push((looks[i] as number) - (looks[i - m] as number));
+    const mean = diffs.reduce((a, b) => a + b, 0) / k;
+    if (diffs.every((d) => Math.abs(d - mean) <= TOLERANCE * mean)) return { periodMs: mean, looks: looks.slice(n - m) };
+  }
+  return undefined;
+}
+
+/** A replica's field: `gap:count[:period:look,look…]`. */
+function parseRemote(value: string): { gapMs: number; recurring: Recurring | undefined } {
+  const [gap, , period, looks] = value.split(':');
+  const gapMs = Number(gap) || Infinity;
+  const periodMs = Number(period);
+  const at = (looks ?? '').split(',').map(Number).filter(Number.isFinite);
+  return { gapMs, recurring: periodMs > 0 && at.length > 0 && looks ? { periodMs, looks: at } : undefined };
 }

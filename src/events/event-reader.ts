@@ -94,6 +94,12 @@ export interface EventReaderOptions {
    * whatever it says.
    */
   commitPaceMs?: () => number;
+  /**
+   * About how long until a busy queue brought up to date now is due again (demand-pace.ts spacingMs: longer than
+   * commitPaceMs just after a refresh timed before a predicted look). Projects what a paced stream takes in until its
+   * next read (readPaced) and spaces the full rounds. Default: commitPaceMs.
+   */
+  paceSpacingMs?: () => number;
 }
 
 export const EVENT_READER_DEFAULTS = {
@@ -149,8 +155,9 @@ const DEFER_MIN_RETAINED = 200;
 
 /**
  * Standalone, several groups: a round XREADs only the streams that returned entries within QUIET_AFTER_MS (or two
- * paces, if longer); every stream is read in a full round at least FULL_ROUND_MS apart, or half the pace if longer
- * (and before an idle pause, see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
+ * paces' spacing, at most the lag's grace, if longer); every stream is read in a full round at least FULL_ROUND_MS
+ * apart, or half that spacing if longer, and at once when busy queues fall due (so before each predicted look), and
+ * before an idle pause (see readBatch). XREAD costs Redis per stream named, so with traffic its cost follows the busy
  * streams, not all of them; the first event after a quiet spell, on a stream among busy ones, is read within about
  * FULL_ROUND_MS + minRoundMs (1.5 s) while the data is asked for every second or two, within about half the pace
  * otherwise.
@@ -668,11 +675,16 @@ export class EventReader {
     }
     this.rotation += 1;
     const pace = this.commitPaceMs();
+    const spacing = this.paceSpacingMs(pace);
     if (index === 0) {
       this.previousRoundStart = this.roundStart;
       this.roundStart = Date.now();
       this.crowded = false;
-      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= Math.max(FULL_ROUND_MS, pace / 2);
+      // Half the spacing apart (at most half the lag's grace, as before looks were predicted: a burst into a quiet
+      // stream waits no longer for its read), and at once when busy queues fall due (a refresh before a predicted
+      // look: a quiet stream's first event is read for it too).
+      const fullEvery = Math.max(FULL_ROUND_MS, Math.min(pace, Math.min(spacing, this.graceMs()) / 2));
+      this.fullRound = groups === 1 || this.forceFull || this.roundStart - this.fullAt >= fullEvery;
       if (this.fullRound) this.fullAt = this.roundStart;
       this.forceFull = false;
     }
@@ -683,8 +695,8 @@ export class EventReader {
     if (index === 0) await this.bursts.check(this.states.values(), now);
     let paced = false;
     const group = all.filter((s) => {
-      if (!this.fullRound && now - s.movedAt >= Math.max(QUIET_AFTER_MS, 2 * pace) && !this.deferred.has(s)) return false;
-      if (!this.readPaced(s, now, pace)) return true;
+      if (!this.fullRound && now - s.movedAt >= Math.max(QUIET_AFTER_MS, 2 * Math.min(spacing, this.graceMs())) && !this.deferred.has(s)) return false;
+      if (!this.readPaced(s, now, pace, spacing)) return true;
       paced = true;
       return false;
     });
@@ -911,11 +923,17 @@ export class EventReader {
   }
 
   /**
-   * The pace of a busy queue's commits and reads: the configured one, at most the lag's grace, so that a stream left
-   * unread for a pace hides no more of its lag than the grace hides of any stream's.
+   * The pace of a busy queue's commits and reads: the age at which they fall due now. Not bounded by the lag's grace:
+   * paced reads and deferred commits are for open queues only, whose exported lag ages from their last commit (no
+   * grace, no heartbeat), so however long the pace, the lag says how old their counters are.
    */
   private commitPaceMs(): number {
-    return Math.min(this.o.commitPaceMs?.() ?? COMMIT_PACE_MS, this.graceMs());
+    return this.o.commitPaceMs?.() ?? COMMIT_PACE_MS;
+  }
+
+  /** See EventReaderOptions.paceSpacingMs: at least `pace`. */
+  private paceSpacingMs(pace: number): number {
+    return Math.max(pace, this.o.paceSpacingMs?.() ?? pace);
   }
 
   /**
@@ -939,11 +957,12 @@ export class EventReader {
    * late, and a stream capped at 120 takes that burst in a tenth of a second (adversary-s23-burst.test.ts: 40 jobs per
    * 100 ms lost 282 of 1,950 entries, none when read every round).
    */
-  private readPaced(s: FollowedQueue, now: number, paceMs: number): boolean {
+  private readPaced(s: FollowedQueue, now: number, paceMs: number, spacingMs: number): boolean {
     // Never a settled queue: the heartbeat, which vouches for every stream a full round read to its end, would vouch
     // for what such a stream holds unread (an open queue's lag ages from its commit instead).
     if (s.settled || s.readAt === 0 || !Number.isFinite(s.rate) || now - s.readAt >= paceMs || s.retained < DEFER_MIN_RETAINED) return false;
-    return (s.unsent + s.rate * paceMs + this.bursts.since(s.readAt, s.excessAtRead)) * 4 <= s.retained;
+    // What it takes in until its next read: at most the spacing after this one (a refresh due later than the pace).
+    return (s.unsent + s.rate * spacingMs + this.bursts.since(s.readAt, s.excessAtRead)) * 4 <= s.retained;
   }
 
   /**
