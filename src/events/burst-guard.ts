@@ -1,11 +1,122 @@
 // Owns the read pacing's guard against bursts (event-reader.ts readPaced): a busy stream is left out of rounds for up
 // to a pace only while what reaches it meanwhile cannot outrun what it retains. Its own rate is known from its last
-// reads; a sudden burst is not, so once per round the guard reads Redis's XADD count (INFO commandstats, every XADD,
-// BullMQ's scripts' included) and adds up how far it grew beyond the rates of every stream read lately: that excess,
+// reads; a sudden burst is not, so once per round the guard reads Redis's XADD count (LATENCY HISTOGRAM XADD, or INFO
+// commandstats where that cannot be used: XaddCounter; every XADD, BullMQ's scripts' included) and adds up how far it grew beyond the rates of every stream read lately: that excess,
 // summed since a stream's read, may all be in that stream. Positive and negative errors of the rates cancel in the
 // sum; XADDs to streams nobody follows (another prefix, another application) only make pacing rarer. A stream read
 // before the count's base was (re)taken is not vouched for. When INFO cannot be read (an ACL without +info), no
 // stream is paced, as before the guard.
+
+/** Redis's count of XADD calls, and of the command that read it (it grows by one at each read: else a reset). */
+export interface XaddCount {
+  xadd: number;
+  reads: number;
+}
+
+/** What the guard's counter needs of the connection (ioredis, standalone). */
+export interface CounterClient {
+  info(section: string): Promise<string>;
+  call(command: string, ...args: string[]): Promise<unknown>;
+  multi(): { call(command: string, ...args: string[]): unknown; info(section: string): unknown; exec(): Promise<Array<[Error | null, unknown]> | null> };
+}
+
+/**
+ * Every this often, the histogram's count is checked against INFO commandstats in one MULTI: a `CONFIG SET
+ * latency-tracking no` (the histogram stops counting) is seen by then, and the guard falls back to INFO for good.
+ */
+const CROSS_CHECK_MS = 10_000;
+
+/**
+ * Reads Redis's XADD count cheaply: LATENCY HISTOGRAM XADD (Redis 7: one command's calls, about a tenth of the reply
+ * of INFO commandstats, which lists every command Redis ran) while latency tracking is on, else INFO commandstats.
+ * Both count the same calls (Redis updates the count and the histogram together, scripts' inner calls included),
+ * but the histogram only while `latency-tracking` is on: switched off, its own count (LATENCY|HISTOGRAM) stops
+ * growing, which the guard takes as a reset from the second check after the switch (a reply counts the calls before
+ * it, the one before the switch included), so XADDs in those two checks' time (up to a second) may go unseen: the
+ * one way this counts less than INFO, and only around a CONFIG SET latency-tracking no. A cross-check every
+ * CROSS_CHECK_MS compares the two counts atomically and whether the histogram counts at all (its own count, read
+ * twice); a difference that moved, tracking off, or an error (Redis 6, an ACL without +latency) switches to INFO
+ * commandstats for good. The first read is such a cross-check.
+ */
+export class XaddCounter {
+  private histogram = true;
+  private checkedAt = -Infinity;
+  /** cmdstat_xadd minus the histogram's xadd calls at the last cross-check (-1: none yet). */
+  private offset = -1;
+
+  /** `client`: the connection, asked at each read (the reader opens it after constructing this). */
+  constructor(
+    private readonly connection: () => CounterClient,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  private get client(): CounterClient {
+    return this.connection();
+  }
+
+  /** Whether the counts come from LATENCY HISTOGRAM (for tests and the log). */
+  get cheap(): boolean {
+    return this.histogram;
+  }
+
+  async read(): Promise<XaddCount> {
+    if (this.histogram) {
+      try {
+        const at = this.now();
+        if (at - this.checkedAt >= CROSS_CHECK_MS) {
+          this.checkedAt = at;
+          // Atomically: the histogram twice (its own count grows by one in between only while tracking is on) and INFO.
+          const tx = this.client.multi();
+          tx.call('LATENCY', 'HISTOGRAM', 'xadd', 'latency|histogram');
+          tx.call('LATENCY', 'HISTOGRAM', 'latency|histogram');
+          tx.info('commandstats');
+          const replies = (await tx.exec()) ?? [];
+          const failed = replies.find(([e]) => e);
+          if (replies.length !== 3 || failed) throw failed?.[0] ?? new Error('MULTI failed');
+          const counts = histogramCalls(replies[0]?.[1]);
+          const again = histogramCalls(replies[1]?.[1]);
+          const offset = infoCount(String(replies[2]?.[1])).xadd - counts.xadd;
+          if (again.reads !== counts.reads + 1 || (this.offset >= 0 && offset !== this.offset)) throw new Error('latency tracking off');
+          this.offset = offset;
+          return counts;
+        }
+        return histogramCalls(await this.client.call('LATENCY', 'HISTOGRAM', 'xadd', 'latency|histogram'));
+      } catch {
+        // Without +latency INFO may still be allowed: the guard finds out. Its own count restarts with INFO's, so this
+        // read is a reset (nothing read before it is vouched for).
+        this.histogram = false;
+        return { xadd: infoCount(await this.client.info('commandstats')).xadd, reads: -1 };
+      }
+    }
+    return infoCount(await this.client.info('commandstats'));
+  }
+}
+
+/** calls of `xadd` and `latency|histogram` in a LATENCY HISTOGRAM reply (flat name/map pairs; RESP2; absent: 0). */
+function histogramCalls(reply: unknown): XaddCount {
+  let xadd = 0;
+  let reads = 0;
+  if (!Array.isArray(reply)) throw new Error('unexpected LATENCY HISTOGRAM reply');
+  for (let i = 0; i + 1 < reply.length; i += 2) {
+    const name = String(reply[i]).toLowerCase();
+    const body = reply[i + 1];
+    if (!Array.isArray(body)) continue;
+    const k = body.findIndex((x) => String(x) === 'calls');
+    const calls = k >= 0 ? Number(body[k + 1]) : NaN;
+    if (!Number.isFinite(calls)) continue;
+    if (name === 'xadd') xadd = calls;
+    else if (name === 'latency|histogram') reads = calls;
+  }
+  return { xadd, reads };
+}
+
+/** XADD's and INFO's calls in INFO commandstats. */
+function infoCount(stats: string): XaddCount {
+  return {
+    xadd: Number(/^cmdstat_xadd:calls=(\d+)/m.exec(stats)?.[1] ?? 0),
+    reads: Number(/^cmdstat_info:calls=(\d+)/m.exec(stats)?.[1] ?? 0),
+  };
+}
 
 /** What the guard needs of a followed stream. */
 export interface PacedStream {
@@ -17,7 +128,7 @@ export interface PacedStream {
 
 /**
  * Checks at most this often, as often as the reader's rounds start by default (an INFO commandstats costs Redis
- * 50-100 µs). A burst has to fill the three quarters of a stream that readPaced keeps free within about this long
+ * 50-150 µs with traffic; LATENCY HISTOGRAM XADD a fraction of that). A burst has to fill the three quarters of a stream that readPaced keeps free within about this long
  * (plus a round) to take entries unread: 1,500 entries a second into a stream keeping 1,000, 15,000 into one keeping
  * BullMQ's default 10,000; a stream read every round fares no better against a burst of a whole stream in a round.
  */
@@ -31,9 +142,9 @@ export class BurstGuard {
   usable = true;
   private base = 0;
   private at = 0;
-  private infoCalls = -1;
+  private reads = -1;
 
-  constructor(private readonly commandStats: () => Promise<string>) {}
+  constructor(private readonly count: () => Promise<XaddCount>) {}
 
   /**
    * Before a round, at most every CHECK_MS (what comes in between is in the next check's growth). Nothing is read (no
@@ -56,12 +167,12 @@ export class BurstGuard {
     let calls: number;
     let reset: boolean;
     try {
-      const stats = await this.commandStats();
-      calls = Number(/^cmdstat_xadd:calls=(\d+)/m.exec(stats)?.[1] ?? 0);
-      // Each check adds one INFO: a count that did not grow is a reset (CONFIG RESETSTAT, a restart).
-      const infoCalls = Number(/^cmdstat_info:calls=(\d+)/m.exec(stats)?.[1] ?? 0);
-      reset = infoCalls <= this.infoCalls || calls < this.base;
-      this.infoCalls = infoCalls;
+      const c = await this.count();
+      calls = c.xadd;
+      // Each check adds one read: a count that did not grow is a reset (CONFIG RESETSTAT, a restart, latency
+      // tracking switched off, the counter switching to INFO).
+      reset = c.reads <= this.reads || calls < this.base;
+      this.reads = c.reads;
     } catch (err) {
       if (/NOPERM|unknown command/i.test((err as Error).message)) this.usable = false;
       this.baseAt = -1;

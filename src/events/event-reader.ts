@@ -22,7 +22,7 @@ import { decodeEntries, parseXreadReply, type RawEntry, type StreamBatch } from 
 import { heartbeatField } from './accounting.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 import { IdleGate } from './idle-gate.js';
-import { BurstGuard } from './burst-guard.js';
+import { BurstGuard, XaddCounter, type CounterClient } from './burst-guard.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -312,7 +312,8 @@ export class EventReader {
     this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
     this.minRoundMs = Math.min(this.opts.blockMs, o.minRoundMs ?? this.opts.blockMs / 2);
     this.gate = new IdleGate(() => this.cmd.info('commandstats'), this.opts.maintenanceMs);
-    this.bursts = new BurstGuard(() => this.cmd.info('commandstats'));
+    const xadds = new XaddCounter(() => this.cmd as unknown as CounterClient);
+    this.bursts = new BurstGuard(() => xadds.read());
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });

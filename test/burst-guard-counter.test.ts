@@ -1,0 +1,88 @@
+// The burst guard's XADD count (events/burst-guard.ts XaddCounter): LATENCY HISTOGRAM XADD while latency tracking is
+// on (a reply of one command instead of INFO commandstats' every command), the same count as INFO's, scripts' inner
+// XADDs included; switching latency tracking off makes the guard vouch for nothing read before, and the cross-check
+// moves it to INFO commandstats for good. Ground truth: INFO commandstats of the same private Redis.
+import type { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { BurstGuard, XaddCounter, type CounterClient } from '../src/events/burst-guard.js';
+import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+
+const infoXadds = async (r: Redis) => Number(/^cmdstat_xadd:calls=(\d+)/m.exec(await r.info('commandstats'))?.[1] ?? 0);
+
+describe('XaddCounter (real Redis)', () => {
+  let redis: TestRedis;
+  let raw: Redis;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    raw = redis.client();
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.stop();
+  });
+
+  it('counts what INFO commandstats counts with LATENCY HISTOGRAM, and moves to INFO when latency tracking stops', async () => {
+    let now = 1_000_000;
+    const counter = new XaddCounter(
+      () => raw as unknown as CounterClient,
+      () => now,
+    );
+    const guard = new BurstGuard(() => counter.read());
+    const stream = { readAt: 0, rate: 0 };
+    await raw.xadd('s', '*', 'a', '1');
+    await raw.eval("redis.call('XADD', KEYS[1], '*', 'b', '2') return 1", 1, 's');
+    // The first read is the cross-check (MULTI with INFO): the same count.
+    const first = await counter.read();
+    expect(counter.cheap).toBe(true);
+    expect(first.xadd).toBe(await infoXadds(raw));
+    for (let i = 0; i < 5; i += 1) await raw.xadd('s', '*', 'i', String(i));
+    now += 1000;
+    const second = await counter.read();
+    expect(second.xadd).toBe(await infoXadds(raw));
+    expect(second.reads).toBeGreaterThan(first.reads);
+
+    // The guard: a base, then a stream read after it is vouched for (what grew beyond its rate: 3 XADDs).
+    await guard.check([{ readAt: now, rate: 0 }], now);
+    stream.readAt = now + 1;
+    now += 600;
+    for (let i = 0; i < 3; i += 1) await raw.xadd('s', '*', 'j', String(i));
+    await guard.check([stream], now);
+    expect(guard.since(stream.readAt, 0)).toBe(3);
+
+    // Latency tracking switched off: the histogram stops counting, and so does its own count (the reply holds the
+    // calls before it: the first one after the switch still shows the one before it), so the second check after it
+    // is a reset: nothing read before it is vouched for.
+    await raw.config('SET', 'latency-tracking', 'no');
+    try {
+      for (let i = 0; i < 4; i += 1) await raw.xadd('s', '*', 'k', String(i));
+      now += 600;
+      await guard.check([stream], now);
+      now += 600;
+      await guard.check([stream], now);
+      expect(guard.since(stream.readAt, 0)).toBe(Infinity);
+      expect(guard.baseAt).toBe(now);
+      // The cross-check (10 s on) finds the two counts apart: INFO from then on, and that read is a reset too.
+      now += 10_000;
+      await guard.check([stream], now);
+      expect(counter.cheap).toBe(false);
+      expect(guard.baseAt).toBe(now);
+      const viaInfo = await counter.read();
+      expect(viaInfo.xadd).toBe(await infoXadds(raw));
+      // And the guard counts through INFO as before.
+      stream.readAt = now + 1;
+      now += 600;
+      for (let i = 0; i < 2; i += 1) await raw.xadd('s', '*', 'm', String(i));
+      await guard.check([stream], now);
+      expect(guard.since(stream.readAt, guard.excess - 2)).toBe(2);
+      // With latency tracking off from the start, the first read (a cross-check) already counts through INFO.
+      const fresh = new XaddCounter(
+        () => raw as unknown as CounterClient,
+        () => now,
+      );
+      expect((await fresh.read()).xadd).toBe(await infoXadds(raw));
+      expect(fresh.cheap).toBe(false);
+    } finally {
+      await raw.config('SET', 'latency-tracking', 'yes');
+    }
+  });
+});
