@@ -79,7 +79,7 @@ export const sidecarOptions = [
     env: 'QUEUELENS_COLLECT_BUSY_MAX',
     arg: '<seconds>',
     description:
-      "with the event reader on, a queue whose events keep moving is read again, and its event counters committed, about as often as the sidecar's data is asked for (half the recent gap between requests for /metrics, /api/queues or the status page at any replica), at least once a second and at most this often apart; so with Prometheus scraping every 15 s each busy queue is read every 7.5 s, and with a poller every second about once a second. 1 = once a second whoever asks (the Redis time of busy queues then grows with their number, not with how often anyone looks)",
+      "with the event reader on, a queue whose events keep moving is read again, and its event counters committed, about as often as the sidecar's data is asked for (requests for /metrics, /api/queues or the status page at any replica): while those recur at a steady period longer than 4 s (Prometheus; an HA pair), once per expected request, about 2 s before it, and at most twice this apart; otherwise every half the recent gap between requests, at least once a second and at most this often apart. So with Prometheus scraping every 15 s each busy queue is read once per scrape, about 2 s before it, and with a poller every second about once a second. 1 = once a second whoever asks (the Redis time of busy queues then grows with their number, not with how often anyone looks)",
     default: '7.5',
     parse: parse.seconds(1, 60),
   }),
