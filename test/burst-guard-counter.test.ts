@@ -3,25 +3,17 @@
 // XADDs included; switching latency tracking off makes the guard vouch for nothing read before, and the cross-check
 // moves it to INFO commandstats for good. Ground truth: INFO commandstats of the same private Redis.
 import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { BurstGuard, XaddCounter, type CounterClient } from '../src/events/burst-guard.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { privateRedis } from './helpers/redis-server.js';
 
 const infoXadds = async (r: Redis) => Number(/^cmdstat_xadd:calls=(\d+)/m.exec(await r.info('commandstats'))?.[1] ?? 0);
 
 describe('XaddCounter (real Redis)', () => {
-  let redis: TestRedis;
-  let raw: Redis;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-  });
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
-  });
+  const server = privateRedis();
 
   it('counts what INFO commandstats counts with LATENCY HISTOGRAM, and moves to INFO when latency tracking stops', async () => {
+    const { raw } = server;
     let now = 1_000_000;
     const counter = new XaddCounter(
       () => raw as unknown as CounterClient,

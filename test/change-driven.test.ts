@@ -278,6 +278,47 @@ describe('change-driven collection', () => {
   });
 });
 
+/** The collections reading `${prefix}:busy` (its group script names the queue's key base), ms since `start`. */
+async function readsOfBusy(prefix: string, start = 0): Promise<{ reads: number[]; stop(): void }> {
+  const reads: number[] = [];
+  const monitor = await monitorCommands(redis, (args) => {
+    if (/^evalsha/i.test(args[0] ?? '') && args.includes(`${prefix}:busy:`)) reads.push(Date.now() - start);
+  });
+  return { reads, stop: () => monitor.stop() };
+}
+
+/** Adds a job to `q` every 100 ms until stopped; `added`: one more than the jobs it added (the test's 'first'). */
+function produce(q: ReturnType<BullFixtures['queue']>): { readonly added: number; stop(): Promise<void> } {
+  let added = 1;
+  let producing = true;
+  const done = (async () => {
+    while (producing) {
+      await q.add('j', { added });
+      added += 1;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
+  return {
+    get added() {
+      return added;
+    },
+    async stop() {
+      producing = false;
+      await done;
+    },
+  };
+}
+
+/** `s` shows the busy queue as Redis holds it and as `added` says ('first' and the producer's jobs, no worker). */
+async function expectBusyExact(s: Sidecar, q: ReturnType<BullFixtures['queue']>, prefix: string, added: number): Promise<void> {
+  const labels = { prefix, queue: 'busy' };
+  const waiting = (await q.getJobCounts('waiting')).waiting;
+  expect(waiting).toBe(added);
+  await waitFor('depth exact', async () => (await s.scrape()).get(seriesKey('bullmq_queue_jobs', { ...labels, state: 'waiting' })) === waiting);
+  // Only the producer's were added while the reader followed the queue.
+  await waitFor('added exact', async () => (await s.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === added - 1);
+}
+
 describe('freshness paced by demand', () => {
   it("re-reads a busy queue once per --collect-busy-max while nobody asks, about every second while a replica's /metrics is polled, and stays exact", async () => {
     const p = 'dp1';
@@ -293,21 +334,10 @@ describe('freshness paced by demand', () => {
     const replica = await sidecar(p, opts);
     await replica.start();
 
-    // The leader's collections reading the queue: its group script names the queue's key base.
-    const reads: number[] = [];
-    const monitor = await monitorCommands(redis, (args) => {
-      if (/^evalsha/i.test(args[0] ?? '') && args.includes(`${p}:busy:`)) reads.push(Date.now());
-    });
+    // The leader's collections reading the queue.
+    const { reads, stop } = await readsOfBusy(p);
     const redisSeconds = async () => Number((await client.time())[0]);
-    let added = 1;
-    let producing = true;
-    const producer = (async () => {
-      while (producing) {
-        await q.add('j', { added });
-        added += 1;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
+    const producer = produce(q);
     try {
       // Nobody asks either sidecar for 10 s of Redis's clock: at most one read in (the first change), not ten.
       const quietFrom = await redisSeconds();
@@ -325,17 +355,11 @@ describe('freshness paced by demand', () => {
         clearInterval(poll);
       }
     } finally {
-      producing = false;
-      await producer;
-      monitor.stop();
+      await producer.stop();
+      stop();
     }
     // Exact: the replica renders the leader's snapshot and accounting, what Redis holds and what was enqueued.
-    const labels = { prefix: p, queue: 'busy' };
-    const waiting = (await q.getJobCounts('waiting')).waiting;
-    // 'first' and the producer's added - 1 jobs; only the producer's were added while the reader followed the queue.
-    expect(waiting).toBe(added);
-    await waitFor('depth exact', async () => (await replica.scrape()).get(seriesKey('bullmq_queue_jobs', { ...labels, state: 'waiting' })) === waiting);
-    await waitFor('added exact', async () => (await replica.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === added - 1);
+    await expectBusyExact(replica, q, p, producer.added);
     client.disconnect();
   });
 });
@@ -348,21 +372,9 @@ describe('freshness timed before predicted scrapes', () => {
     const s = await sidecar(p, { collectInterval: '1', collectSweep: '3600' });
     await s.start();
     await followed(s, p, 'busy');
-    const client = redis.client();
     const start = Date.now();
-    const reads: number[] = [];
-    const monitor = await monitorCommands(redis, (args) => {
-      if (/^evalsha/i.test(args[0] ?? '') && args.includes(`${p}:busy:`)) reads.push(Date.now() - start);
-    });
-    let added = 1;
-    let producing = true;
-    const producer = (async () => {
-      while (producing) {
-        await q.add('j', { added });
-        added += 1;
-        await new Promise((r) => setTimeout(r, 100));
-      }
-    })();
+    const { reads, stop } = await readsOfBusy(p, start);
+    const producer = produce(q);
     // Scraped every 5 s, as Prometheus would (longer than twice LEAD_MS: the looks recur).
     const GAP = 5000;
     const scrapes: number[] = [];
@@ -374,9 +386,8 @@ describe('freshness timed before predicted scrapes', () => {
         await s.scrape();
       }
     } finally {
-      producing = false;
-      await producer;
-      monitor.stop();
+      await producer.stop();
+      stop();
     }
     // From the fourth scrape on (three looks make a period): each gap holds a read, and at most one per gap (plus
     // one of slack for a scrape late on a busy machine); half the gap (2.5 s) read it twice per gap.
@@ -386,12 +397,7 @@ describe('freshness timed before predicted scrapes', () => {
     for (let i = 4; i <= 7; i += 1) expect(reads.some((r) => r > (scrapes[i - 1] as number) && r <= (scrapes[i] as number))).toBe(true);
     expect(inWindow.length).toBeLessThanOrEqual(5);
     // Exact: what Redis holds and what was enqueued.
-    const labels = { prefix: p, queue: 'busy' };
-    const waiting = (await q.getJobCounts('waiting')).waiting;
-    expect(waiting).toBe(added);
-    await waitFor('depth exact', async () => (await s.scrape()).get(seriesKey('bullmq_queue_jobs', { ...labels, state: 'waiting' })) === waiting);
-    await waitFor('added exact', async () => (await s.scrape()).get(seriesKey('bullmq_jobs_added_total', labels)) === added - 1);
-    client.disconnect();
+    await expectBusyExact(s, q, p, producer.added);
   });
 });
 

@@ -1,8 +1,7 @@
 // How often a busy queue is brought up to date (collector/demand-pace.ts): half the recent gap between looks at the
 // data, between the shortest and the longest period, and the looks at another replica reach the one that paces through
 // the hash under the own prefix. Ground truth: the looks the test makes on a clock it drives, and what Redis holds.
-import type { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { ChangePlan } from '../src/collector/change-plan.js';
 import { DemandPace, LEAD_MS } from '../src/collector/demand-pace.js';
 import type { QueueReading } from '../src/domain/backend.js';
@@ -10,7 +9,7 @@ import { QueueChanges } from '../src/domain/queue-changes.js';
 import type { QueueRef } from '../src/domain/queue-ref.js';
 import { ownKeys } from '../src/redis/keys.js';
 import { waitFor } from './helpers/bullmq.js';
-import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
+import { privateRedis } from './helpers/redis-server.js';
 
 const MIN = 1000;
 const MAX = 7500;
@@ -141,18 +140,10 @@ describe('DemandPace, looks that recur', () => {
 });
 
 describe('DemandPace, replicas sharing one hash (real Redis)', () => {
-  let redis: TestRedis;
-  let raw: Redis;
-  beforeAll(async () => {
-    redis = await startTestRedis();
-    raw = redis.client();
-  });
-  afterAll(async () => {
-    raw?.disconnect();
-    await redis?.stop();
-  });
+  const server = privateRedis();
 
   it("paces the leader by a replica's looks, and drops them once they stop", async () => {
+    const { raw } = server;
     const key = ownKeys.demand('ql-demand');
     let now = 5_000_000;
     const shared = { client: raw, key };
@@ -185,6 +176,7 @@ describe('DemandPace, replicas sharing one hash (real Redis)', () => {
   });
 
   it("refreshes a busy queue before each of a replica's predicted scrapes, once per gap, the leader asked nothing", async () => {
+    const { raw } = server;
     const key = ownKeys.demand('ql-demand-recurring');
     const clock = { now: 7_000_000 };
     const shared = { client: raw, key };

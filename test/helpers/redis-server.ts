@@ -6,6 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
+import { afterAll, beforeAll } from 'vitest';
 import { watchChild } from '../../src/util/watch-child.js';
 
 export interface TestRedis {
@@ -156,6 +157,31 @@ export async function monitorCommands(redis: TestRedis, onCommand: (args: string
       stopped = true;
       monitor.disconnect();
       if (failure) throw failure;
+    },
+  };
+}
+
+/**
+ * A private Redis for the enclosing describe (vitest beforeAll/afterAll) and one raw client on it: read `raw` and
+ * `redis` inside the tests.
+ */
+export function privateRedis(): { readonly redis: TestRedis; readonly raw: Redis } {
+  let redis: TestRedis | undefined;
+  let raw: Redis | undefined;
+  beforeAll(async () => {
+    redis = await startTestRedis();
+    raw = redis.client();
+  });
+  afterAll(async () => {
+    raw?.disconnect();
+    await redis?.stop();
+  });
+  return {
+    get redis() {
+      return redis as TestRedis;
+    },
+    get raw() {
+      return raw as Redis;
     },
   };
 }
