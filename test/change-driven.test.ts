@@ -469,6 +469,50 @@ describe('ChangePlan pacing of busy queues', () => {
   });
 });
 
+describe('ChangePlan sweep of busy queues (sweepLikeAnyRead)', () => {
+  const atRisk = { metaExists: 1, waiting: 0, active: 1, limiterPttl: -2, nextDueMs: -1, lockExpiresMs: 0, orphanedActive: 0 } as QueueReading;
+
+  /**
+   * 60 queues, one busy with an active job whose events are read every 15 s, passes 500 ms apart: the times (s) busy
+   * was read, and which of them the sweep's.
+   */
+  function run(sweepLikeAnyRead: boolean, busyUntilMs: number, untilMs: number): { reads: number[]; swept: number[] } {
+    let now = 10_000_000;
+    const changes = new QueueChanges();
+    const refs: QueueRef[] = Array.from({ length: 60 }, (_, i) => ({ prefix: 'p', name: i === 0 ? 'busy' : `q${i}` }));
+    changes.follow(refs);
+    const plan = new ChangePlan({ changes, sweepMs: 60_000, idleSweepMs: 600_000, busyRereadMs: 1000, sweepLikeAnyRead, now: () => now });
+    const busy = refs[0] as QueueRef;
+    const reads: number[] = [];
+    const swept: number[] = [];
+    for (let t = 0; t <= untilMs; t += 500) {
+      now = 10_000_000 + t;
+      // Its events read once per 15 s (a paced reader, one refresh per scrape): marked then.
+      if (t < busyUntilMs && t % 15_000 === 0) changes.mark([busy], ['state']);
+      const p = plan.plan(refs);
+      for (const ref of p.read) plan.keep({ ref, nowMs: now, reading: { ...atRisk, lockExpiresMs: now + 30_000 } });
+      if (p.read.some((r) => r.name === 'busy')) reads.push(t / 1000);
+      if (p.swept.has(queueId(busy))) swept.push(t / 1000);
+    }
+    return { reads, swept };
+  }
+
+  it('does not sweep a busy queue it re-reads anyway, and still reads one at risk within the sweep period of its last read', () => {
+    const plain = run(false, 180_000, 180_000);
+    const spared = run(true, 180_000, 180_000);
+    // Busy for 3 minutes, re-read every 15 s: the plain sweep adds its own reads (one a minute, at 1, 61 and 121 s),
+    // sweepLikeAnyRead only the idle sweep's (every queue once per 10 minutes, whatever it holds: its turn at 10 s).
+    expect(plain.swept).toEqual([1, 10, 61, 121]);
+    expect(spared.swept).toEqual([10]);
+    expect(spared.reads.length).toBeLessThan(plain.reads.length);
+    // Busy for a minute, then no event for three: read at least once per sweep period (60 s) all along.
+    const quiet = run(true, 60_000, 240_000);
+    const gaps = quiet.reads.slice(1).map((r, i) => r - (quiet.reads[i] as number));
+    expect(Math.max(...gaps)).toBeLessThanOrEqual(60);
+    expect(quiet.reads.at(-1)).toBeGreaterThanOrEqual(180);
+  });
+});
+
 describe('collectOnChange', () => {
   it('runs one prompt collection at a time: changes during one start a single next one, not one each', async () => {
     const listeners: Array<() => void> = [];

@@ -88,7 +88,7 @@ export class RedisBackend implements SidecarBackend<RedisClient> {
     this.demand = demand;
     const busyMs = demand && (() => demand.periodMs());
     const collector = new Collector({
-      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs, busyRereadMs: busyMs }),
+      plan: changes && new ChangePlan({ changes, sweepMs, idleSweepMs: o.idleSweepMs, busyRereadMs: busyMs, sweepLikeAnyRead: true }),
       workersEveryMs: (o.intervalSeconds ?? 0) * 1000,
       source: new RedisQueueStateSource({ redis: this.redis, log }),
       discovery: this.discovery,

@@ -11,7 +11,9 @@
 // handled above) only once per idle sweep period, so at rest it costs Redis a tenth as much. What such a queue can miss for that long: writes that emit no event (raw Redis commands, a
 // drain or clean, an obliterate). A queue whose events keep moving is read at most once per busy period: 1 s, or
 // with the sidecar's demand-pace.ts as often as its data is asked for (1 s to 7.5 s by default); its changes reach
-// /metrics within about that, and a fleet of busy queues is not re-read at every prompt collection.
+// /metrics within about that, and a fleet of busy queues is not re-read at every prompt collection. Where a sweep
+// reads a queue as any read does (Redis), a queue read lately is not swept at its turn but sweepMs after that read
+// unless read again before (sweepLikeAnyRead): busy queues, re-read anyway, cost the sweep nothing.
 import type { QueueLook, QueueReading } from '../domain/backend.js';
 import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
@@ -31,6 +33,13 @@ export interface ChangePlanOptions {
    * at each pass (demand-pace.ts: the period follows how often the data is asked for).
    */
   busyRereadMs?: number | (() => number);
+  /**
+   * The backend's sweep reads a queue no differently from any other read (Redis: the same script; PostgreSQL
+   * recounts what a swept queue holds, so not there): a queue at risk read less than sweepMs before its turn in the
+   * sweep is not read for it, but once sweepMs after that read if nothing reads it before; still at least once per
+   * sweepMs. Spares the sweep's reads of busy queues, which are re-read anyway.
+   */
+  sweepLikeAnyRead?: boolean;
   /** Local clock (ms); tests may drive it. */
   now?: () => number;
 }
@@ -88,6 +97,8 @@ export class ChangePlan {
   /** Queues read per reason in the last pass (for the log and tests); deferred: moved, but read too recently. */
   lastCounts = { changed: 0, swept: 0, other: 0, kept: 0, deferred: 0 };
   private readonly busyRereadMs: () => number;
+  /** Queues at risk whose turn in the sweep came while their last read was recent (sweepLikeAnyRead). */
+  private readonly sweepOwed = new Set<string>();
 
   constructor(private readonly o: ChangePlanOptions) {
     this.now = o.now ?? Date.now;
@@ -125,8 +136,17 @@ export class ChangePlan {
         kept.push(aged(k, now));
         return;
       }
+      const owed = this.sweepOwed.has(id);
+      if (risky.has(i) && k !== undefined && !owed && this.o.sweepLikeAnyRead && now - k.readAt < this.o.sweepMs && this.atRisk(k, now)) {
+        // Read lately for another reason: owed a read sweepMs after that one, unless something reads it before.
+        this.sweepOwed.add(id);
+      }
       if (changed.has(id)) counts.changed += 1;
-      else if (slow.has(i) || (risky.has(i) && k !== undefined && this.atRisk(k, now))) {
+      else if (
+        slow.has(i) ||
+        (risky.has(i) && k !== undefined && !this.sweepOwed.has(id) && this.atRisk(k, now)) ||
+        (k !== undefined && this.sweepOwed.has(id) && now - k.readAt >= this.o.sweepMs)
+      ) {
         counts.swept += 1;
         swept.add(id);
       } else if (!k || !this.o.changes.isFollowed(id) || now - k.readAt >= 2 * this.sweepOf(k, now) || outOfDate(k, now)) counts.other += 1;
@@ -136,9 +156,11 @@ export class ChangePlan {
         return;
       }
       read.push(ref);
+      this.sweepOwed.delete(id);
     });
     // Forget queues no longer listed.
     if (this.kept.size > live.size) for (const id of this.kept.keys()) if (!live.has(id)) this.kept.delete(id);
+    if (this.sweepOwed.size > 0) for (const id of this.sweepOwed) if (!live.has(id)) this.sweepOwed.delete(id);
     this.lastCounts = counts;
     // Marked again after the plan is made: the mark starts the next prompt collection (collectOnChange).
     if (deferred.length > 0) this.o.changes.mark(deferred, ['state']);
