@@ -42,8 +42,16 @@ const GAPS = 2;
 /** Looks kept: enough to find the period of up to MAX_PHASES scrapers at different phases (an HA Prometheus pair). */
 const HISTORY = 6;
 const MAX_PHASES = 3;
-/** Differences between looks MAX_PHASES apart within this share of their mean: the looks recur at that period. */
+/**
+ * Differences between looks m apart within this share of their mean, and within TOLERANCE_MS of it: the looks recur
+ * at that period. A look that strays further from the period can arrive before the refresh timed for it (LEAD_MS
+ * less the reader round and collection it takes) and find data a whole period old: one scrape 1.5 s late, or gaps
+ * alternating 13.5 and 16.5 s, left the next look with a busy queue read 13.5 s before it
+ * (test/adversary-s24-pace.test.ts); random gaps of 2-22 s fitted three phases 35 s apart within 20%. TOLERANCE_MS
+ * leaves room for the sidecar's own event-loop delay (up to a few hundred ms at 10,000 queues) in when a look is seen.
+ */
 const TOLERANCE = 0.2;
+const TOLERANCE_MS = 500;
 /**
  * A busy queue is brought up to date this long before a predicted look: a reader round (0.5 s), its commit, the
  * prompt collection that follows (0.5 s apart) and the collection itself, with margin. Looks recurring more often
@@ -221,7 +229,7 @@ export class DemandPace {
 
 /**
  * Whether the looks recur: the smallest number of phases m (one scraper, an HA pair, three) such that the looks m
- * apart are a steady period apart (the last max(2, m) such differences within TOLERANCE of their mean); then the
+ * apart are a steady period apart (the last max(2, m) such differences within TOLERANCE of their mean and TOLERANCE_MS); then the
  * period and the last m looks.
  */
 function recurring(looks: readonly number[]): Recurring | undefined {
@@ -232,7 +240,8 @@ function recurring(looks: readonly number[]): Recurring | undefined {
     const diffs: number[] = [];
     for (let i = n - k; i < n; i += 1) diffs.push((looks[i] as number) - (looks[i - m] as number));
     const mean = diffs.reduce((a, b) => a + b, 0) / k;
-    if (diffs.every((d) => Math.abs(d - mean) <= TOLERANCE * mean)) return { periodMs: mean, looks: looks.slice(n - m) };
+    const tolerance = Math.min(TOLERANCE * mean, TOLERANCE_MS);
+    if (diffs.every((d) => Math.abs(d - mean) <= tolerance)) return { periodMs: mean, looks: looks.slice(n - m) };
   }
   return undefined;
 }
