@@ -145,11 +145,14 @@ export class EventMetrics {
   private fragments = new Map<string, Kept>();
   /** Queues whose series the last update rendered again (the others kept their fragment): tests, the bench. */
   lastRendered = 0;
+  /** The view of the last update (rendered again for a first protobuf scrape). */
+  private lastView: EventsView | undefined;
 
   constructor(
     private readonly exposition: Exposition,
     private readonly histograms: HistogramMode = 'per-queue',
   ) {
+    exposition.onProtobufWanted('events', () => (this.lastView ? this.update(this.lastView) : Promise.resolve()));
     this.leader = exposition.gauge(METRICS.exporterLeader);
     this.leader.set(0);
     void this.update({ queues: undefined, leader: false });
@@ -172,7 +175,10 @@ export class EventMetrics {
    */
   async update(view: EventsView): Promise<void> {
     const generation = ++this.generation;
+    this.lastView = view;
     const slicer = new Slicer();
+    // Fragments with their protobuf only while protobuf is scraped; a kept one must have the formats wanted now.
+    const proto = this.exposition.protobufWanted();
     this.setLeader(view.leader);
     /** --histograms per-prefix: prefix -> kind -> merged over its queues; a prefix is in it once one of its queues saw a job. */
     const perPrefix = new Map<string, Map<EventHistogram, Merged>>();
@@ -201,6 +207,7 @@ export class EventMetrics {
     let rendered = 0;
     /** Reused queue after queue (finish() empties it). */
     const writer = new FragmentWriter(FAMILIES.length);
+    writer.withProto = proto;
     for (const { queue, stats } of view.queues ?? []) {
       if (slicer.due()) await slicer.yield();
       // A queue discovery no longer lists (deleted, obliterated) leaves /metrics at once: its accounting is kept
@@ -212,9 +219,9 @@ export class EventMetrics {
       let kept = this.fragments.get(id);
       // The read-back hands an unchanged queue's stats out as the same object (events/accounting-cache.ts): then
       // nothing it is rendered from moved, and its fingerprint need not be built again (2 s of a 10,000-queue run).
-      if (kept?.stats !== stats || kept.source !== source || kept.hasDlq !== hasDlq) {
+      if (kept?.stats !== stats || kept.source !== source || kept.hasDlq !== hasDlq || kept.fragment.proto !== proto) {
         const fp = fingerprint(stats, source, hasDlq);
-        const fr = kept?.fragment.fp === fp ? kept.fragment : this.renderQueue(writer, queue, stats, source, hasDlq, fp);
+        const fr = kept?.fragment.fp === fp && kept.fragment.proto === proto ? kept.fragment : this.renderQueue(writer, queue, stats, source, hasDlq, fp);
         if (fr !== kept?.fragment) rendered += 1;
         kept = { stats, source, hasDlq, fragment: fr };
       }
@@ -230,6 +237,7 @@ export class EventMetrics {
     }
     for (const [prefix, kinds] of perPrefix) {
       const w = new FragmentWriter(FAMILIES.length);
+      w.withProto = proto;
       const labels = renderLabels([PREFIX_LABEL!], [prefix]);
       const pairs = labelPairs([PREFIX_LABEL!], [prefix]);
       for (const [kind, m] of kinds) writeHistogram(w, kind, labels, pairs, m);

@@ -130,6 +130,12 @@ export class Exposition {
   private readonly wantedAt = [0, 0, 0];
   private readonly gzipWantedAt = [0, 0, 0];
   private readonly plainWantedAt = [0, 0, 0];
+  /** Per part: renders its last input again, now with the protobuf (the part's renderer, onProtobufWanted()). */
+  private readonly protoRenderers = new Map<FragmentPart, () => Promise<void>>();
+  /** Protobuf bodies waiting for both parts to carry their protobuf: woken at each publish. */
+  private protoWaiters: Array<() => void> = [];
+  /** Protobuf bodies being written: while one waits, the renderers write the protobuf whatever `formatKeepMs`. */
+  private protoWaiting = 0;
 
   /**
    * @param liveMaxAgeMs how stale process metrics may be, so a burst of scrapes shares one render.
@@ -178,11 +184,53 @@ export class Exposition {
     this.required = this.version;
   }
 
+  /**
+   * Whether the renderers write each fragment's protobuf: only once protobuf was scraped within `formatKeepMs`
+   * (Prometheus without native histograms never asks for it; its bytes are ~8 MB at 10,000 queues with traffic).
+   */
+  protobufWanted(): boolean {
+    return this.protoWaiting > 0 || this.lately(this.wantedAt[2]!);
+  }
+
+  /**
+   * `rerender` renders the part's last input again (with the protobuf, as protobufWanted() now says) and publishes
+   * it: called when a protobuf scrape finds the part rendered without it. The scrape waits for that body.
+   */
+  onProtobufWanted(part: FragmentPart, rerender: () => Promise<void>): void {
+    this.protoRenderers.set(part, rerender);
+  }
+
+  /** Whether the parts published now carry their protobuf (tests, the bench). */
+  get partsWithProtobuf(): boolean {
+    return this.parts.collection.proto && this.parts.events.proto;
+  }
+
+  /** The parts as they are now, once both carry their protobuf (rendered again for it when they do not). */
+  private async partsWithProto(): Promise<FragmentSet[]> {
+    this.protoWaiting += 1;
+    try {
+      for (;;) {
+        const parts = [this.parts.collection, this.parts.events];
+        if (parts.every((p) => p.proto)) return parts;
+        const published = new Promise<void>((resolve) => this.protoWaiters.push(resolve));
+        for (const [part, rerender] of this.protoRenderers) if (!this.parts[part].proto) rerender().catch(() => undefined);
+        await published;
+      }
+    } finally {
+      this.protoWaiting -= 1;
+    }
+  }
+
   /** Bodies at `version` or later of every format scraped lately; the bodies of the others are let go. */
   private async writeWanted(version: number): Promise<void> {
     await Promise.all(
       FORMATS.map((_, i) => {
-        if (this.lately(this.wantedAt[i]!)) return this.upTo(i as 0 | 1 | 2, version);
+        if (this.lately(this.wantedAt[i]!)) {
+          // A part still rendered without its protobuf: its renderer publishes it again with it, and that
+          // publish writes the body (a protobuf scrape meanwhile waits for it, see partsWithProto()).
+          if (i === 2 && !(this.parts.collection.proto && this.parts.events.proto)) return undefined;
+          return this.upTo(i as 0 | 1 | 2, version);
+        }
         this.current[i] = undefined;
         return undefined;
       }),
@@ -207,6 +255,9 @@ export class Exposition {
   async publish(part: FragmentPart, set: FragmentSet, urgent = false): Promise<void> {
     this.parts[part] = set;
     this.version += 1;
+    const waiters = this.protoWaiters;
+    this.protoWaiters = [];
+    for (const wake of waiters) wake();
     const version = this.version;
     // Values that must not be served any more (stale ones): scrapes wait for the new body.
     if (urgent) this.required = version;
@@ -281,9 +332,10 @@ export class Exposition {
 
   /** A body of format i from the parts as they are now: prom-client's head, the parts, the process metrics. */
   private async write(i: 0 | 1 | 2): Promise<Built> {
+    // Protobuf: the first scrape after a text-only period waits for the parts rendered with their protobuf.
+    const parts = i === 2 ? await this.partsWithProto() : [this.parts.collection, this.parts.events];
     const version = this.version;
     const at = Date.now();
-    const parts = [this.parts.collection, this.parts.events];
     let head: Buffer;
     let tail: Buffer;
     if (i === 2) [head, tail] = await Promise.all([encodeRegistry(this.cached[0]), encodeRegistry(this.live[0])]);

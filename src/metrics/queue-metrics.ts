@@ -71,9 +71,12 @@ export class QueueMetrics {
    * not in it: they are written for every queue at each update, into one fragment (renderAges).
    */
   lastRendered = 0;
+  /** The snapshot the published fragments were rendered from (rendered again for a first protobuf scrape). */
+  private last: CollectionSnapshot | undefined;
 
   constructor(private readonly exposition: Exposition) {
     const e = exposition;
+    e.onProtobufWanted('collection', () => this.rerender());
     this.up = e.gauge(METRICS.exporterUp);
     this.redisUp = e.gauge(METRICS.exporterRedisUp);
     this.duration = e.gauge(METRICS.exporterCollectDuration);
@@ -117,7 +120,7 @@ export class QueueMetrics {
   async update(s: CollectionSnapshot): Promise<void> {
     if (s.seq === this.lastSeq) return;
     this.lastSeq = s.seq;
-    const { set, fragments, rendered } = await renderQueueGauges(s.queues, this.fragments, new Slicer());
+    const { set, fragments, rendered } = await renderQueueGauges(s.queues, this.fragments, new Slicer(), this.exposition.protobufWanted());
     // A newer collection, or markStale(), got there while this one rendered.
     if (this.lastSeq !== s.seq || this.staleSeq === s.seq) return;
     this.queues.reset();
@@ -129,6 +132,19 @@ export class QueueMetrics {
     this.dropped.set({ reason: 'max_queues' }, s.queuesDropped);
     for (const reason of SKIP_REASONS) this.dropped.set({ reason }, s.queuesSkipped?.[reason] ?? 0);
     for (const [prefix, n] of Object.entries(s.queuesByPrefix)) this.queues.set({ prefix }, n);
+    this.fragments = fragments;
+    this.lastRendered = rendered;
+    this.last = s;
+    await this.exposition.publish('collection', set);
+  }
+
+  /** The last snapshot's fragments rendered again as protobufWanted() now says; its values are already set. */
+  private async rerender(): Promise<void> {
+    const s = this.last;
+    // An update under way (or a stale mark) publishes instead.
+    if (s === undefined || this.lastSeq !== s.seq || this.staleSeq === s.seq) return;
+    const { set, fragments, rendered } = await renderQueueGauges(s.queues, this.fragments, new Slicer(), this.exposition.protobufWanted());
+    if (this.lastSeq !== s.seq || this.staleSeq === s.seq) return;
     this.fragments = fragments;
     this.lastRendered = rendered;
     await this.exposition.publish('collection', set);
@@ -220,8 +236,9 @@ function writeGauges(w: FragmentWriter, q: QueueState, ages: boolean, labels: st
  * each collection most queues with a backlog have a new one while nothing else about them changed. Written whole
  * each time (a few samples per queue, one store), it leaves every other gauge of such a queue in its kept fragment.
  */
-async function renderAges(queues: readonly QueueState[], slicer: Slicer): Promise<Fragment> {
+async function renderAges(queues: readonly QueueState[], slicer: Slicer, proto: boolean): Promise<Fragment> {
   const w = new FragmentWriter(FAMILIES.length);
+  w.withProto = proto;
   // Family by family, so that the writer's bytes are in body order already (finish() copies them in one piece).
   for (const [k, g] of QUEUE_GAUGES.entries()) {
     if (!g.age) continue;
@@ -253,16 +270,19 @@ async function renderQueueGauges(
   queues: readonly QueueState[],
   kept: ReadonlyMap<string, Kept>,
   slicer: Slicer,
+  proto: boolean,
 ): Promise<{ set: FragmentSet; fragments: Map<string, Kept>; rendered: number }> {
   const fragments = new Map<string, Kept>();
   const list: Fragment[] = [];
   let rendered = 0;
   const w = new FragmentWriter(FAMILIES.length);
+  w.withProto = proto;
   for (const q of queues) {
     if (slicer.due()) await slicer.yield();
     const key = queueId(q.ref);
     let k = kept.get(key);
-    if (k === undefined || !unchanged(k, q)) {
+    // With or without its protobuf as wanted now: a queue keeps its fragment only if it has the same formats.
+    if (k === undefined || k.fragment.proto !== proto || !unchanged(k, q)) {
       k = { fragment: renderQueue(q, w), dlqOf: q.dlqOf, values: valuesOf(q) };
       rendered += 1;
     }
@@ -270,7 +290,7 @@ async function renderQueueGauges(
     list.push(k.fragment);
   }
   // After every queue's own fragment: within each age family its samples are in queue order, as if each queue's.
-  list.push(await renderAges(queues, slicer));
+  list.push(await renderAges(queues, slicer, proto));
   return { set: new FragmentSet(FAMILIES, list, true), fragments, rendered };
 }
 
