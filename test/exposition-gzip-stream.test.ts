@@ -4,18 +4,14 @@
 // (it gets one complete body, the previous or the new). Ground truth: the plain bytes the same set writes, and the
 // text of each published state.
 import { get, type IncomingHttpHeaders } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gunzipSync, gzipSync, constants as zlib } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { QueueAccounting } from '../src/events/accounting.js';
-import { buildApp } from '../src/http/app.js';
-import type { HealthReport } from '../src/http/health.js';
-import { createLogger } from '../src/log/logger.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { FragmentSet, FragmentWriter, type FamilySpec } from '../src/metrics/exposition-fragments.js';
 import { Exposition, gzipOf } from '../src/metrics/exposition.js';
 import { renderLabels } from '../src/metrics/exposition-text.js';
-import type { QueuesResponse } from '../src/status/queue-view.js';
+import { serveMetrics } from './helpers/metrics-app.js';
 
 const FAMILIES: FamilySpec[] = [
   { name: 'a_jobs', help: 'A.', type: 'gauge' },
@@ -74,16 +70,7 @@ describe('/metrics over HTTP, gzip fed from fragments', () => {
       for (const n of names) for (let k = 0; k < added; k += 1) accounts.get(n)!.count('added', '');
       await m.update({ leader: true, queues: names.map((name) => ({ queue: { prefix: 'bull', name }, stats: accounts.get(name)!.toStats() })) });
     };
-    const ok = (): HealthReport => ({ status: 'ok' }) as unknown as HealthReport;
-    const app = await buildApp({
-      log: createLogger({ level: 'silent' }),
-      renderMetrics: (format, acceptGzip) => e.render(format, acceptGzip),
-      health: ok,
-      readiness: ok,
-      queues: () => ({}) as unknown as QueuesResponse,
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = app.server.address() as AddressInfo;
+    const { port, close } = await serveMetrics(e);
     try {
       await publish(1);
       const zipped = await scrape(port, true);
@@ -110,7 +97,7 @@ describe('/metrics over HTTP, gzip fed from fragments', () => {
       expect(queueLines(gunzipSync(bodies.at(-1)!.body).toString())).toEqual(expected[1]);
       expect(queueLines((await scrape(port, false)).body.toString())).toEqual(expected[1]);
     } finally {
-      await app.close();
+      await close();
     }
   });
 });

@@ -3,21 +3,17 @@
 // at 10,000 queues. The first protobuf scrape after a text-only period has the parts rendered again and gets a
 // complete body: checked over real HTTP, decoded, series by series against the text body of the same values.
 import { get } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import type { CollectionSnapshot, QueueState } from '../src/domain/queue-snapshot.js';
 import { QueueAccounting } from '../src/events/accounting.js';
-import { buildApp } from '../src/http/app.js';
-import type { HealthReport } from '../src/http/health.js';
-import { createLogger } from '../src/log/logger.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition } from '../src/metrics/exposition.js';
 import { PROTOBUF_CONTENT_TYPE } from '../src/metrics/exposition-protobuf.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
-import type { QueuesResponse } from '../src/status/queue-view.js';
 import { parsePromText } from './helpers/prom-text.js';
 import { protobufSeries } from './helpers/protobuf-series.js';
+import { serveMetrics } from './helpers/metrics-app.js';
 
 const PROTOBUF_ACCEPT = `${PROTOBUF_CONTENT_TYPE},text/plain;version=0.0.4;q=0.5`;
 
@@ -77,16 +73,7 @@ describe('protobuf rendered only while scraped', () => {
       for (let j = 0; j <= k % 5; j += 1) a.count('added', j % 2 === 0 ? '' : 'send');
       if (k % 4 === 0) a.count('completed', '');
     }
-    const ok = (): HealthReport => ({ status: 'ok' }) as unknown as HealthReport;
-    const app = await buildApp({
-      log: createLogger({ level: 'silent' }),
-      renderMetrics: (format, acceptGzip) => e.render(format, acceptGzip),
-      health: ok,
-      readiness: ok,
-      queues: () => ({}) as unknown as QueuesResponse,
-    });
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const { port } = app.server.address() as AddressInfo;
+    const { port, close } = await serveMetrics(e);
     try {
       // A text-only period of three collections.
       for (let seq = 1; seq <= 3; seq += 1) {
@@ -120,7 +107,7 @@ describe('protobuf rendered only while scraped', () => {
       const [p2, t2] = [await scrape(port, PROTOBUF_ACCEPT), await scrape(port, 'text/plain;version=0.0.4')];
       expect(queueSeries(protobufSeries(p2.body))).toEqual(queueSeries(parsePromText(t2.body.toString())));
     } finally {
-      await app.close();
+      await close();
     }
   });
 
