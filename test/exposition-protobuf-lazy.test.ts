@@ -111,6 +111,18 @@ describe('protobuf rendered only while scraped', () => {
     }
   });
 
+  it('renders the protobuf again without bringing back a lease that lapsed since the last update', async () => {
+    const e = new Exposition(60_000);
+    const events = new EventMetrics(e);
+    const a = new QueueAccounting();
+    a.count('added', '');
+    await events.update({ leader: true, queues: [{ queue: { prefix: 'bull', name: 'q' }, stats: a.toStats() }] });
+    events.setLeader(false);
+    const series = protobufSeries((await e.render('protobuf')).body);
+    expect(series.get('bullmq_exporter_leader')).toBe(0);
+    expect(e.partsWithProtobuf).toBe(true);
+  });
+
   it('drops the protobuf again once it is not scraped for the keep time', async () => {
     const e = new Exposition(1000, 0);
     const events = new EventMetrics(e);

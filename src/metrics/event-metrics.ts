@@ -152,7 +152,8 @@ export class EventMetrics {
     private readonly exposition: Exposition,
     private readonly histograms: HistogramMode = 'per-queue',
   ) {
-    exposition.onProtobufWanted('events', () => (this.lastView ? this.update(this.lastView) : Promise.resolve()));
+    // The last view again, with the lease as held now (setLeader() may have seen it lapse since).
+    exposition.onProtobufWanted('events', () => (this.lastView ? this.update({ ...this.lastView, leader: this.isLeader }) : Promise.resolve()));
     this.leader = exposition.gauge(METRICS.exporterLeader);
     this.leader.set(0);
     void this.update({ queues: undefined, leader: false });
