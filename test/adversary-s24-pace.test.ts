@@ -64,4 +64,35 @@ describe('adversary s24: busy queues refreshed before predicted looks', () => {
     for (let t = 0, i = 0; t <= 300_000; t += i % 2 === 0 ? 13_500 : 16_500, i += 1) looks.push(t);
     for (const age of agesAtLooks(looks, 60_000)) expect(age).toBeLessThanOrEqual(MAX + VISIBLE_MS + PASS_MS);
   });
+  it('a 15 s scraper that misses one scrape in four is not fitted as two phases 45 s apart', () => {
+    // Before two phases were fitted from every kept look: 0, 15, 30, (45 missed), 60, 75 fitted an HA pair with a 45 s
+    // period (only the last two differences were checked), and the scrape at 90 found the queue read 15 s before it.
+    const looks = every(15_000, 300_000).filter((t) => (t / 15_000) % 4 !== 3);
+    for (const age of agesAtLooks(looks, 60_000)) expect(age).toBeLessThanOrEqual(MAX + VISIBLE_MS + PASS_MS);
+  });
+
+  it('two Prometheus 15 s apart in phase by 2.5 and 7.5 s: LEAD_MS before each look (what holds)', () => {
+    for (const phases of [
+      [0, 2500],
+      [0, 7500],
+    ]) {
+      const looks = every(15_000, 300_000)
+        .flatMap((t) => phases.map((p) => t + p))
+        .sort((a, b) => a - b);
+      const ages = agesAtLooks(looks, 90_000);
+      for (const age of ages) expect(age).toBeLessThanOrEqual(LEAD_MS);
+    }
+  });
+
+  // FINDING (minor, left): three Prometheus every 15 s at phases 0/4/9 s make gaps 4, 5, 6 s; one phase is fitted
+  // from the last two gaps when two neighbours are within 500 ms (4 and 4.5 s, 5 and 6 s: period 4.5 or 5.5 s), so the
+  // refresh is timed for a look that does not come and two of every three scrapes find the queue read 3.5 and 4 s
+  // before them instead of LEAD_MS (with reads visible 1 s after they are made). Fitting one phase from every kept
+  // look would fix it but keeps a stray look (a curl) from a fit for five more looks.
+  it.skip('FINDING: three Prometheus at phases 0/4/9 s find data LEAD_MS old', () => {
+    const looks = every(15_000, 300_000)
+      .flatMap((t) => [t, t + 4000, t + 9000])
+      .sort((a, b) => a - b);
+    for (const age of agesAtLooks(looks, 90_000)) expect(age).toBeLessThanOrEqual(LEAD_MS);
+  });
 });

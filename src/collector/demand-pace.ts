@@ -229,13 +229,16 @@ export class DemandPace {
 
 /**
  * Whether the looks recur: the smallest number of phases m (one scraper, an HA pair, three) such that the looks m
- * apart are a steady period apart (the last max(2, m) such differences within TOLERANCE of their mean and TOLERANCE_MS); then the
- * period and the last m looks.
+ * apart are a steady period apart (the last two such differences for one phase, every one among the kept looks for
+ * two or three phases, and at least two; each within TOLERANCE of their mean and TOLERANCE_MS); then the period and
+ * the last m looks. Two or three phases from every kept look, not the last two differences: a 15 s scraper that
+ * missed one look (0, 15, 30, 60, 75) fitted two phases 45 s apart, and the look at 90 found data a period old. One
+ * phase from the last two: a stray look (a curl) delays the fit by two looks only.
  */
 function recurring(looks: readonly number[]): Recurring | undefined {
   const n = looks.length;
   for (let m = 1; m <= MAX_PHASES; m += 1) {
-    const k = Math.max(2, m);
+    const k = Math.max(2, Math.min(2 * m, n - m));
     if (n < m + k) break;
     const diffs: number[] = [];
     for (let i = n - k; i < n; i += 1) diffs.push((looks[i] as number) - (looks[i - m] as number));
