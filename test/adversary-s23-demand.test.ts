@@ -3,36 +3,15 @@
 // Redis holds at that instant, and what the lag and collection timestamp say about how old it is; then the queue goes
 // idle (busy -> idle) with scrapes 10 s apart (demand that keeps the pace slow) until every number is exact, then
 // busy again. Ground truth: the jobs the test added (no worker: waiting = added), LLEN of wait, XINFO entries-added.
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
-import { followed, processHarness, redisMs, redisSecondsPass } from './helpers/process-harness.js';
+import { followed, processHarness, producer, redisMs, redisSecondsPass } from './helpers/process-harness.js';
 import { entriesAdded, metric } from './helpers/sidecar-process.js';
 import type { Series } from './helpers/prom-text.js';
 
 const harness = processHarness();
 
 const Q = { prefix: 'bull', name: 'busy' };
-/** Adds one job every `everyMs`, recording Redis's clock at each add (the same clock the lag is read against). */
-function producer(q: Queue, r: Redis, everyMs: number) {
-  const addedAt: number[] = [];
-  let on = true;
-  const done = (async () => {
-    while (on) {
-      await q.add('j', { i: addedAt.length });
-      addedAt.push(await redisMs(r));
-      await new Promise((res) => setTimeout(res, everyMs));
-    }
-  })();
-  return {
-    addedAt,
-    async stop() {
-      on = false;
-      await done;
-    },
-  };
-}
 
 /**
  * Was an adversary FINDING, fixed by 2398ae0 (a busy queue's exported lag covers what the commit pace holds back):

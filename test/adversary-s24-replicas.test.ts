@@ -2,36 +2,13 @@
 // phases 3 s apart (the leader paces busy queues by the replica's looks, read through the shared demand hash, on top
 // of its own), then the leader SIGKILLed mid-pace while the producer keeps adding and the survivor is scraped.
 // Ground truth: the jobs the producer added (no worker: waiting = added + 1) and what Redis holds.
-import type { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
-import { followed, leaseHolder, processHarness, redisMs } from './helpers/process-harness.js';
+import { followed, leaseHolder, processHarness, producer, redisMs, sleepUntil } from './helpers/process-harness.js';
 import { metric, type SidecarProcess } from './helpers/sidecar-process.js';
 
 const harness = processHarness();
 const Q = { prefix: 'bull', name: 'busy' };
-
-function producer(q: Queue, r: Redis, everyMs: number) {
-  const addedAt: number[] = [];
-  let on = true;
-  const done = (async () => {
-    while (on) {
-      await q.add('j', { i: addedAt.length });
-      addedAt.push(await redisMs(r));
-      await new Promise((res) => setTimeout(res, everyMs));
-    }
-  })();
-  return {
-    addedAt,
-    async stop() {
-      on = false;
-      await done;
-    },
-  };
-}
-
-const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
 
 describe('adversary s24: replicas scraped at two phases, the leader killed mid-pace', () => {
   it('counters stay within the exported lag at both replicas, never ahead, and exact after the handover', async () => {

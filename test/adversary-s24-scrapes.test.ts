@@ -3,33 +3,13 @@
 // scraper that stops and a fast poller that joins. At each scrape, against what the producer added (Redis's clock at
 // each add; no worker: waiting = added) and what Redis holds: numbers never ahead of Redis, the counters miss no event
 // older than the exported lag, and how old the waiting gauge is.
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { describe, expect, it } from 'vitest';
-import { followed, processHarness, redisMs } from './helpers/process-harness.js';
+import { followed, processHarness, producer, redisMs, sleepUntil } from './helpers/process-harness.js';
 import { metric, type SidecarProcess } from './helpers/sidecar-process.js';
 
 const harness = processHarness();
 const Q = { prefix: 'bull', name: 'busy' };
-
-function producer(q: Queue, r: Redis, everyMs: number) {
-  const addedAt: number[] = [];
-  let on = true;
-  const done = (async () => {
-    while (on) {
-      await q.add('j', { i: addedAt.length });
-      addedAt.push(await redisMs(r));
-      await new Promise((res) => setTimeout(res, everyMs));
-    }
-  })();
-  return {
-    addedAt,
-    async stop() {
-      on = false;
-      await done;
-    },
-  };
-}
 
 interface Seen {
   label: string;
@@ -56,8 +36,6 @@ async function scrapeAt(s: SidecarProcess, raw: Redis, p: ReturnType<typeof prod
   );
   return seen;
 }
-
-const sleepUntil = (t: number) => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
 
 describe('adversary s24: scrapes against a busy queue paced by predicted looks', () => {
   it('a steady 5 s scraper, one late scrape, a poller joining and leaving: counters within the lag, numbers never ahead', async () => {

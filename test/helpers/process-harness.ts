@@ -1,6 +1,7 @@
 // One test's world for process-level adversarial tests: a private Redis, a raw client on it, BullMQ fixtures and
 // the sidecar processes started, all stopped after each test (registers its own afterEach). Plus what those tests
 // ask of Redis again and again: its clock, the event lease holder, a stream's committed cursor lagging behind.
+import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterEach } from 'vitest';
 import { SCRIPT_FIELDS } from '../../src/events/accounting.js';
@@ -99,3 +100,26 @@ export function cursorBehind(raw: Redis, q: QueueRef, n: number): Promise<true> 
 export function followed(raw: Redis, q: QueueRef): Promise<true> {
   return waitFor(`the reader follows ${q.name}`, async () => (await raw.exists(ownKeys.eventsQueue('ql', q))) === 1, 30_000, 200);
 }
+
+/** Adds one job every `everyMs`, recording Redis's clock at each add (the same clock the lag is read against). */
+export function producer(q: Queue, r: Redis, everyMs: number): { addedAt: number[]; stop(): Promise<void> } {
+  const addedAt: number[] = [];
+  let on = true;
+  const done = (async () => {
+    while (on) {
+      await q.add('j', { i: addedAt.length });
+      addedAt.push(await redisMs(r));
+      await new Promise((res) => setTimeout(res, everyMs));
+    }
+  })();
+  return {
+    addedAt,
+    async stop() {
+      on = false;
+      await done;
+    },
+  };
+}
+
+/** Resolves at local time `t` (ms), at once if past. */
+export const sleepUntil = (t: number): Promise<unknown> => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
