@@ -44,7 +44,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get('/metrics', async (req, reply) => {
     const accept = req.headers.accept ?? '';
     // Prometheus asks for gzip; the body is compressed once per render, not per scrape.
-    const gzip = /\bgzip\b/.test(req.headers['accept-encoding'] ?? '');
+    const gzip = acceptsGzip(req.headers['accept-encoding']);
     const m = await deps.renderMetrics(negotiateFormat(accept), gzip);
     reply.header('content-type', m.contentType).header('cache-control', 'no-store').header('vary', 'accept, accept-encoding');
     if (m.contentEncoding) reply.header('content-encoding', m.contentEncoding);
@@ -116,4 +116,18 @@ export async function closeApp(app: FastifyInstance): Promise<void> {
   } finally {
     clearTimeout(cut);
   }
+}
+
+/**
+ * Whether an Accept-Encoding header allows gzip (RFC 9110, 12.5.3): `gzip` (or `x-gzip`), any case, unless its
+ * weight is 0 (`gzip;q=0`: the client refuses it, and got a gzipped body it could not read).
+ */
+export function acceptsGzip(header: string | undefined): boolean {
+  for (const part of (header ?? '').split(',')) {
+    const [name = '', ...params] = part.split(';').map((x) => x.trim().toLowerCase());
+    if (name !== 'gzip' && name !== 'x-gzip') continue;
+    const q = params.find((x) => x.startsWith('q='));
+    return q === undefined || Number(q.slice(2)) > 0;
+  }
+  return false;
 }
