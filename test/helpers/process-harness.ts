@@ -3,13 +3,13 @@
 // ask of Redis again and again: its clock, the event lease holder, a stream's committed cursor lagging behind.
 import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { afterEach } from 'vitest';
+import { afterEach, expect } from 'vitest';
 import { SCRIPT_FIELDS } from '../../src/events/accounting.js';
 import type { QueueRef } from '../../src/domain/queue-ref.js';
 import { ownKeys, queueKey } from '../../src/redis/keys.js';
 import { BullFixtures, waitFor } from './bullmq.js';
 import { startTestRedis, type TestRedis } from './redis-server.js';
-import { startSidecarProcess, type SidecarProcess, type SidecarProcessOptions } from './sidecar-process.js';
+import { metric, startSidecarProcess, type SidecarProcess, type SidecarProcessOptions } from './sidecar-process.js';
 
 export interface ProcessHarness {
   redis: TestRedis;
@@ -123,3 +123,26 @@ export function producer(q: Queue, r: Redis, everyMs: number): { addedAt: number
 
 /** Resolves at local time `t` (ms), at once if past. */
 export const sleepUntil = (t: number): Promise<unknown> => new Promise((r) => setTimeout(r, Math.max(0, t - Date.now())));
+
+/**
+ * One scrape of `s` against what `p` added to `q` (one job added before it: waiting = added + 1): its numbers never
+ * ahead of Redis, how old the waiting gauge and the counters are (the first job each one misses: its age at the
+ * scrape, Redis's clock), the exported lag and whether `s` leads; `row` says it all for the log.
+ */
+export async function scrapeBusy(s: SidecarProcess, raw: Redis, p: ReturnType<typeof producer>, q: QueueRef, label: string) {
+  const before = p.addedAt.length;
+  const m = await s.metrics();
+  const at = await redisMs(raw);
+  const after = p.addedAt.length;
+  const waiting = metric(m, 'bullmq_queue_jobs', q, { state: 'waiting' });
+  const added = metric(m, 'bullmq_jobs_added_total', q);
+  const lagMs = metric(m, 'bullmq_exporter_events_lag_seconds', q) * 1000;
+  const leader = m.get('bullmq_exporter_leader') ?? -1;
+  expect(waiting).toBeLessThanOrEqual(after + 1);
+  expect(added).toBeLessThanOrEqual(after);
+  const missed = (n: number) => (n < before ? at - (p.addedAt[n] as number) : 0);
+  const gaugeAgeMs = missed(waiting - 1);
+  const counterAgeMs = missed(added);
+  const row = `${label} (leader ${leader}): waiting ${waiting} added ${added} of ${before}..${after}; gauge ${gaugeAgeMs} ms old, counters ${counterAgeMs} ms; lag ${lagMs} ms`;
+  return { gaugeAgeMs, counterAgeMs, lagMs, row };
+}
