@@ -473,14 +473,12 @@ describe('QueueBoard', () => {
         if (!names.includes('gone')) rings.delete('gone');
         if (!rings.has(n)) rings.set(n, ring());
         const a = accounting.get(`bull\u0000${n}`)!;
-        rings
-          .get(n)!
-          .push({
-            at,
-            gauges: { backlog: q.jobs.waiting, active: 0, delayed: 0, oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds, deadLetterJobs: 0 },
-            counters: a.counters,
-            histograms: { wait: a.wait, processing: a.processing },
-          });
+        rings.get(n)!.push({
+          at,
+          gauges: { backlog: q.jobs.waiting, active: 0, delayed: 0, oldestWaitingAgeSeconds: q.oldestWaitingAgeSeconds, deadLetterJobs: 0 },
+          counters: a.counters,
+          histograms: { wait: a.wait, processing: a.processing },
+        });
       }
     }
     const views = board.response({ now: 1_140_000, history: true }).queues;
