@@ -468,8 +468,12 @@ describe('retention', () => {
     r.start();
     await waitFor('both registered', async () => (await statsOf(keep)) && (await statsOf(gone)));
     r.setQueues([keep]);
-    await waitFor('the vanished queue forgotten', async () => (await raw.exists(ownKeys.eventsQueue(OWN, gone))) === 0);
-    expect(await raw.zscore(ownKeys.eventsIndex(OWN), 'bull:vanished')).toBeNull();
+    // Its hash is deleted first, then its index member in a command of its own (a CI run with two CPU hogs saw the
+    // hash gone and the member still there): both must go.
+    await waitFor(
+      'the vanished queue forgotten',
+      async () => (await raw.exists(ownKeys.eventsQueue(OWN, gone))) === 0 && (await raw.zscore(ownKeys.eventsIndex(OWN), 'bull:vanished')) === null,
+    );
     await sleep(400);
     expect(await statsOf(keep)).toBeDefined();
     await r.close();
