@@ -72,7 +72,9 @@ describe('adversary s24: the board after a quiet stretch', () => {
             adds >= surelyIn &&
             v.jobs.waiting === c.waiting &&
             v.jobs.completed === c.completed &&
-            (q.name !== 'b-0' || (done <= completed && done === adds));
+            // A job added just before the window's base and completed after it counts as a completion, not an add
+            // (the worker runs one job at a time: at most one such job; a CI run with two CPU hogs: 221 adds, 222 done).
+            (q.name !== 'b-0' || (done <= completed && Math.abs(done - adds) <= 1));
         }
         return ok;
       },
