@@ -64,10 +64,22 @@ const REFRESH_MS = 2000;
 /** A replica's field not changed for this long is deleted (a replica gone; one asked writes every PUBLISH_MS). */
 const STALE_MS = 60_000;
 
-/** Looks that recur: every `periodMs`, the last ones at `looks` (the clock of whoever looked, oldest first). */
+/**
+ * A look that came more than this before the earliest predicted one found the refresh timed for it not yet made
+ * (reads are made LEAD_MS before, and seen by a scrape about a second later): the data it found was up to a period old.
+ */
+const EARLY_MS = LEAD_MS / 2;
+
+/**
+ * Looks that recur: every `periodMs`, the last ones at `looks` (the clock of whoever looked, oldest first); `shaky`:
+ * fitted from the last two gaps only, or one of the last HISTORY looks came more than EARLY_MS before the look
+ * predicted then (a jittery scraper, a stray look, a shorter period), so a busy queue is also read at least every
+ * maxMs, as by the half-gap rule.
+ */
 interface Recurring {
   periodMs: number;
   looks: number[];
+  shaky?: boolean;
 }
 
 interface Remote {
@@ -91,6 +103,8 @@ export class DemandPace {
   /** Local clock of the last looks, oldest first (at most HISTORY). */
   private looks: number[] = [];
   private lookCount = 0;
+  /** lookCount of the last look that came more than EARLY_MS before the earliest predicted one (-Infinity: none). */
+  private earlyLook = -Infinity;
   private readonly replica = `${hostname()}:${process.pid}:${randomUUID()}`;
   private publishedAt = -Infinity;
   private published = 0;
@@ -110,6 +124,8 @@ export class DemandPace {
     const now = this.now();
     const last = this.looks.at(-1);
     if (last !== undefined && now - last < LOOK_MS) return;
+    const r = recurring(this.looks);
+    if (r && now < Math.min(...r.looks) + r.periodMs - EARLY_MS) this.earlyLook = this.lookCount + 1;
     this.looks.push(now);
     if (this.looks.length > HISTORY) this.looks.shift();
     this.lookCount += 1;
@@ -136,7 +152,7 @@ export class DemandPace {
   private pace(): Omit<Pace, 'recurs'> {
     const now = this.now();
     this.refresh(now);
-    const paces: Pace[] = [this.sourcePace(now, this.localGap(now), recurring(this.looks))];
+    const paces: Pace[] = [this.sourcePace(now, this.localGap(now), this.recurring())];
     for (const r of this.remote.values()) {
       // Its looks reach us up to PUBLISH_MS + REFRESH_MS late: only a longer silence tells that they stopped.
       paces.push(this.sourcePace(now, Math.max(r.gapMs, now - r.seenAt - PUBLISH_MS - REFRESH_MS), r.recurring));
@@ -166,8 +182,17 @@ export class DemandPace {
     const following = points.find((p) => p > now) ?? due + r.periodMs;
     // Not raised to minMs: a queue read since the refresh point is not due again before the next one, and one read
     // before it is (if that was less than minMs earlier, the next look still finds it at most LEAD_MS + minMs old).
-    // (+1: a queue read at the refresh point itself counts as read since.)
-    return { dueMs: now - due + 1, spacingMs: Math.max(minMs, following - due), recurs: true };
+    // (+1: a queue read at the refresh point itself counts as read since.) Shaky: also at least every maxMs, so a look
+    // that comes before its refresh finds data at most about maxMs old, not a period (a scraper with ±2.5 s jitter
+    // found it 13-16 s old).
+    const cap = r.shaky ? maxMs : Infinity;
+    return { dueMs: Math.min(cap, now - due + 1), spacingMs: Math.min(cap, Math.max(minMs, following - due)), recurs: true };
+  }
+
+  /** Whether this process's looks recur, and whether one came early lately (shaky). */
+  private recurring(): Recurring | undefined {
+    const r = recurring(this.looks);
+    return r && this.lookCount - this.earlyLook < HISTORY ? { ...r, shaky: true } : r;
   }
 
   /** The gap between this process's looks: the mean of the last GAPS, or the time since the last look if longer. */
@@ -187,10 +212,10 @@ export class DemandPace {
     this.publishedAt = now;
     this.published = this.lookCount;
     const { client, key } = shared;
-    // `gap:count`, then while the looks recur `:period:look,look…` (this clock; replicas' clocks agree to NTP's skew,
+    // `gap:count`, then while the looks recur `:period:look,look…[:shaky]` (this clock; replicas' clocks agree to NTP's skew,
     // which LEAD_MS's margin absorbs). Best effort: without it the leader paces by its own requests only.
-    const r = recurring(this.looks);
-    const tail = r && r.periodMs > 2 * LEAD_MS ? `:${Math.round(r.periodMs)}:${r.looks.map((l) => Math.round(l)).join(',')}` : '';
+    const r = this.recurring();
+    const tail = r && r.periodMs > 2 * LEAD_MS ? `:${Math.round(r.periodMs)}:${r.looks.map((l) => Math.round(l)).join(',')}${r.shaky ? ':shaky' : ''}` : '';
     void client
       .hset(key, this.replica, `${Math.round(gap)}:${this.lookCount}${tail}`)
       .then(() => client.pexpire(key, STALE_MS))
@@ -228,32 +253,52 @@ export class DemandPace {
 }
 
 /**
- * Whether the looks recur: the smallest number of phases m (one scraper, an HA pair, three) such that the looks m
- * apart are a steady period apart (the last two such differences for one phase, every one among the kept looks for
- * two or three phases, and at least two; each within TOLERANCE of their mean and TOLERANCE_MS); then the period and
- * the last m looks. Two or three phases from every kept look, not the last two differences: a 15 s scraper that
- * missed one look (0, 15, 30, 60, 75) fitted two phases 45 s apart, and the look at 90 found data a period old. One
- * phase from the last two: a stray look (a curl) delays the fit by two looks only.
+ * Whether the looks recur: a number of phases m (one scraper, an HA pair, three) such that the looks m apart are a
+ * steady period apart (each difference within TOLERANCE of their mean and TOLERANCE_MS); then the period and the last
+ * m looks. First from every kept look, the best fit: the smallest m unless a larger one fits less than half as far off
+ * (FIT_MARGIN). Three Prometheus every 15 s at phases 0/4/9 s make gaps 4, 5, 6 s, whose last two (4 and 4.5 s, 5 and
+ * 6 s) fitted one phase every 4.5 or 5.5 s, and two of every three scrapes found data 3.5-4 s old; at phases 0/3/6 s
+ * every 10 s two phases fitted within 500 ms (every 6.5 s), three exactly. A 15 s scraper that missed one look in
+ * four (0, 15, 30, 60, 75, 90) is three phases every 60 s, which it is. Failing that, one phase from the last two
+ * differences (shaky), so that a stray look (a curl) or a scraper's new period delays the fit by two looks only, not
+ * until it leaves the kept looks.
  */
 function recurring(looks: readonly number[]): Recurring | undefined {
   const n = looks.length;
-  for (let m = 1; m <= MAX_PHASES; m += 1) {
-    const k = Math.max(2, Math.min(2 * m, n - m));
-    if (n < m + k) break;
-    const diffs: number[] = [];
-    for (let i = n - k; i < n; i += 1) diffs.push((looks[i] as number) - (looks[i - m] as number));
-    const mean = diffs.reduce((a, b) => a + b, 0) / k;
-    const tolerance = Math.min(TOLERANCE * mean, TOLERANCE_MS);
-    if (diffs.every((d) => Math.abs(d - mean) <= tolerance)) return { periodMs: mean, looks: looks.slice(n - m) };
+  let best: { offMs: number; fit: Recurring } | undefined;
+  for (let m = 1; m <= MAX_PHASES && n >= m + 2; m += 1) {
+    const fit = steady(looks, m, n - m);
+    if (fit && (!best || fit.offMs * FIT_MARGIN < best.offMs)) best = fit;
   }
-  return undefined;
+  return best?.fit ?? lastTwo(looks);
 }
 
-/** A replica's field: `gap:count[:period:look,look…]`. */
+/** A larger number of phases is preferred to a smaller one that fits only if its looks are more than this many times closer. */
+const FIT_MARGIN = 2;
+
+/** Whether the last k differences between looks m apart are steady: their mean, and the largest distance from it. */
+function steady(looks: readonly number[], m: number, k: number): { offMs: number; fit: Recurring } | undefined {
+  const n = looks.length;
+  if (k < 1 || n < m + k) return undefined;
+  const diffs: number[] = [];
+  for (let i = n - k; i < n; i += 1) diffs.push((looks[i] as number) - (looks[i - m] as number));
+  const mean = diffs.reduce((a, b) => a + b, 0) / k;
+  const offMs = Math.max(...diffs.map((d) => Math.abs(d - mean)));
+  if (offMs > Math.min(TOLERANCE * mean, TOLERANCE_MS)) return undefined;
+  return { offMs, fit: { periodMs: mean, looks: looks.slice(n - m) } };
+}
+
+/** One phase from the last two differences (a stray look or a new period behind them): shaky. */
+function lastTwo(looks: readonly number[]): Recurring | undefined {
+  const fit = steady(looks, 1, 2)?.fit;
+  return fit && { ...fit, shaky: true };
+}
+
+/** A replica's field: `gap:count[:period:look,look…[:shaky]]`. */
 function parseRemote(value: string): { gapMs: number; recurring: Recurring | undefined } {
-  const [gap, , period, looks] = value.split(':');
+  const [gap, , period, looks, shaky] = value.split(':');
   const gapMs = Number(gap) || Infinity;
   const periodMs = Number(period);
   const at = (looks ?? '').split(',').map(Number).filter(Number.isFinite);
-  return { gapMs, recurring: periodMs > 0 && at.length > 0 && looks ? { periodMs, looks: at } : undefined };
+  return { gapMs, recurring: periodMs > 0 && at.length > 0 && looks ? { periodMs, looks: at, shaky: shaky === 'shaky' } : undefined };
 }
