@@ -136,3 +136,86 @@ describe('discovery paced by evidence', () => {
     }
   });
 });
+
+describe('discovery with traffic on known queues (standalone: the stream proof)', () => {
+  /** One key expired, as a worker's stalled check makes one every stalledInterval: the key count then says nothing. */
+  async function expireOne(): Promise<void> {
+    const c = redis.client();
+    await c.set('test:expiring', '1', 'PX', 1);
+    while ((await c.exists('test:expiring')) === 1) await new Promise((r) => setTimeout(r, 2));
+    c.disconnect();
+  }
+
+  it('passes with traffic on known queues send no SCAN once the moving streams are watched; a new queue still makes the next pass SCAN and find it', async () => {
+    const { d, close } = discovery();
+    const [iota, kappa] = [bull.queue('iota'), bull.queue('kappa')];
+    const traffic = async () => {
+      await iota.add('x', {});
+      await kappa.add('x', {});
+      await kappa.add('x', {});
+      await expireOne();
+    };
+    try {
+      await traffic();
+      await pass(d);
+      await traffic();
+      // Not watched yet: the XADDs cannot be placed, so this pass SCANs; its census sees iota and kappa move.
+      expect(await pass(d)).toBeGreaterThan(0);
+      for (let i = 0; i < 3; i += 1) {
+        await traffic();
+        expect(await pass(d)).toBe(0);
+      }
+      expect(names(d)).toEqual(expect.arrayContaining(['iota', 'kappa']));
+      await traffic();
+      await bull.queue('lambda', { skipMetasUpdate: true }).add('x', {});
+      expect(await pass(d)).toBeGreaterThan(0);
+      expect(names(d)).toContain('lambda');
+      await traffic();
+      expect(await pass(d)).toBe(0);
+      // A job to a known queue whose stream is not watched: no proof (a SCAN), and it is watched from then on.
+      await traffic();
+      await bull.queue('lambda').add('x', {});
+      expect(await pass(d)).toBeGreaterThan(0);
+      await traffic();
+      await bull.queue('lambda').add('x', {});
+      expect(await pass(d)).toBe(0);
+      // An XADD to a stream no queue owns is no proof either.
+      await traffic();
+      const c = redis.client();
+      await c.xadd('other:stream', '*', 'k', 'v');
+      c.disconnect();
+      expect(await pass(d)).toBeGreaterThan(0);
+      expect(d.completedPasses() - d.scanPasses()).toBe(5);
+    } finally {
+      close();
+    }
+  });
+
+  it('a queue whose keys are DELeted while traffic runs on others is dropped at the next pass, by a look at the known metas instead of a SCAN', async () => {
+    const { d, close } = discovery();
+    const [mu, theta] = [bull.queue('mu'), bull.queue('theta')];
+    await theta.add('x', {});
+    const traffic = async () => {
+      await mu.add('x', {});
+      await expireOne();
+    };
+    try {
+      await pass(d);
+      await traffic();
+      expect(await pass(d)).toBeGreaterThan(0);
+      await traffic();
+      expect(await pass(d)).toBe(0);
+      expect(names(d)).toContain('theta');
+      // As a clean-up script would (obliterate() pauses first, an XADD to theta's stream: that pass SCANs).
+      const c = redis.client();
+      await c.del(...(await c.keys('bull:theta:*')));
+      c.disconnect();
+      await traffic();
+      expect(await pass(d)).toBe(0);
+      expect(names(d)).not.toContain('theta');
+      expect(names(d)).toContain('mu');
+    } finally {
+      close();
+    }
+  });
+});

@@ -191,4 +191,25 @@ describe('Lua script wrappers', () => {
     expect(await forget({ gen: 5, hashes: [hash] })).toEqual([true]);
     expect(await client.exists(hash)).toBe(0);
   });
+
+  it("discovery-look: entries-added with the server's XADD count in one step, lengths, and which metas are BullMQ's", async () => {
+    const look = bindScript(client, scripts.discoveryLook);
+    const xadds = async () => Number(/cmdstat_xadd:calls=(\d+)/.exec(await client.info('commandstats'))?.[1] ?? 0);
+    await client.xadd('look:a:events', '*', 'event', 'added');
+    await client.xadd('look:a:events', '*', 'event', 'added');
+    await client.xadd('look:a:events', 'MAXLEN', '1', '*', 'event', 'added');
+    await client.set('look:c:events', 'not a stream');
+    const keys = ['look:a:events', 'look:b:events', 'look:c:events'];
+    const runId = /run_id:(\w+)/.exec(await client.info('server'))?.[1];
+    // entries-added counts every add, trimmed or not; a stream that does not exist has had none; another type: -1.
+    expect(await look({ mode: 'added', keys })).toEqual({ runId, xadds: await xadds(), values: [3, 0, -1] });
+    expect(await look({ mode: 'length', keys })).toEqual({ runId: '', xadds: -1, values: [1, 0, -1] });
+    await client.hset('look:a:meta', 'opts.maxLenEvents', '10000');
+    await client.hset('look:b:meta', 'version', 'bullmq:6');
+    await client.hset('look:c:meta', 'paused', '1');
+    await client.set('look:d:meta', 'x');
+    const metas = ['look:a:meta', 'look:b:meta', 'look:c:meta', 'look:d:meta', 'look:e:meta'];
+    expect(await look({ mode: 'meta', keys: metas })).toEqual({ runId: '', xadds: -1, values: [1, 1, 0, 0, 0] });
+    expect(await look({ mode: 'added', keys: [] })).toEqual({ runId, xadds: await xadds(), values: [] });
+  });
 });

@@ -2,7 +2,9 @@
 // slices with the cursor carried between them, or a fixed list from the configuration. Never on the scrape path.
 // A pass SCANs only when Redis's own counters say a queue may have appeared or vanished since the last full pass
 // (see evidence()), and at least once per fullScanEveryMs regardless: at rest a pass costs two INFO calls per
-// node instead of a walk over every key, retained jobs included.
+// node instead of a walk over every key, retained jobs included. With traffic (XADDs and DELs all the time) a
+// standalone Redis needs no SCAN either while redis/stream-proof.ts proves that every XADD went to a known queue's
+// stream; removals then cost a look at the known queues' meta hashes instead.
 import { isUtf8 } from 'node:buffer';
 import type { Logger } from '../log/logger.js';
 import { isCluster, masters, type RedisClient } from '../redis/connection.js';
@@ -11,6 +13,7 @@ import { queueId, type QueueRef } from '../domain/queue-ref.js';
 import { keySlot } from '../redis/slots.js';
 import { MAX_NAME_BYTES, type SkipReason } from '../domain/queue-snapshot.js';
 import { capQueues, warnCapped } from '../domain/queue-budget.js';
+import { StreamProof } from '../redis/stream-proof.js';
 
 /** Skipped queues logged by name at most this many times per process (a flood of hostile names is counted, not logged). */
 const MAX_SKIP_LOGS = 100;
@@ -22,14 +25,22 @@ export const FULL_SCAN_EVERY_MS = 10 * 60_000;
  * Commands that create, delete or move keys wholesale, counted by Redis in INFO commandstats (also when a script
  * or MULTI runs them). Every way BullMQ creates a queue's keys writes an event (XADD: a job added by a producer,
  * with or without skipMetasUpdate, a flow, a scheduler, a pause), and obliterate() DELetes them. The sidecar sends
- * none of these at rest. HSET is not among them: the sidecar's own heartbeat sends it every second.
+ * none of these at rest. HSET is not among them: the sidecar's own heartbeat sends it every second. XSETID can set
+ * a stream's entries-added, which the stream proof counts on.
  */
-const KEY_COMMANDS = ['xadd', 'del', 'unlink', 'rename', 'renamenx', 'restore', 'copy', 'move', 'migrate', 'swapdb', 'flushdb', 'flushall'];
+const KEY_COMMANDS = ['rename', 'renamenx', 'restore', 'copy', 'move', 'migrate', 'swapdb', 'flushdb', 'flushall', 'xsetid'];
+/** Sent by BullMQ all the time under traffic (events; a finished job's lock, removeOnComplete): see runPass(). */
+const ADD_COMMANDS = ['xadd'];
+const REMOVE_COMMANDS = ['del', 'unlink'];
 
 /** What one node's INFO says about how its keyspace may have changed. */
 interface NodeEvidence {
   /** run_id and the calls of KEY_COMMANDS: any difference means a queue may have appeared or vanished. */
   commands: string;
+  /** The calls of ADD_COMMANDS: a queue may have appeared (unless the stream proof says where they went). */
+  adds: string;
+  /** The calls of REMOVE_COMMANDS: a queue may have vanished. */
+  removes: string;
   /** INFO keyspace: the number of keys of each database. */
   keyspace: string;
   /** expired_keys + evicted_keys: keys that left without a command. */
@@ -71,12 +82,20 @@ export class QueueDiscovery {
   /** Each node's evidence read just before the last full pass began, and when that was (local clock). */
   private lastFull: { at: number; nodes: NodeEvidence[] } | undefined;
   private scans = 0;
+  /** Standalone Redis only: where the XADDs went (redis/stream-proof.ts); undefined in a Cluster or where it failed. */
+  private proof: StreamProof | undefined;
+  /**
+   * Each node's ADD_COMMANDS and REMOVE_COMMANDS calls read before the last pass that accounted for them: a full
+   * pass, or one the stream proof held for (which also looked at the metas when removals had moved).
+   */
+  private settled: Array<Pick<NodeEvidence, 'adds' | 'removes'>> = [];
 
   constructor(private readonly opts: DiscoveryOptions) {
     if (opts.fixedQueues) {
       for (const prefix of opts.prefixes) for (const name of opts.fixedQueues) this.known.set(queueId({ prefix, name }), { prefix, name });
       this.stale = true;
     }
+    if (!opts.fixedQueues && !isCluster(opts.redis)) this.proof = new StreamProof(opts.redis);
   }
 
   get isFixed(): boolean {
@@ -174,12 +193,24 @@ export class QueueDiscovery {
       this.passes += 1;
       return;
     }
+    if (evidence && (await this.provenSinceLastFull(evidence, startedAt))) {
+      this.passes += 1;
+      return;
+    }
+    await this.restartProof();
     await this.fullPass();
+    await this.proof?.noted([...this.known.values()]).catch(() => undefined);
     this.lastFull = evidence && { at: startedAt, nodes: evidence };
+    this.settled = evidence ?? [];
     this.scans += 1;
   }
 
   private unchangedSinceLastFull(now: NodeEvidence[], at: number): boolean {
+    return this.quietSinceLastFull(now, at, (n, i) => n.adds === this.settled[i]?.adds && n.removes === this.settled[i]?.removes);
+  }
+
+  /** The key commands, key count and age of the last full pass allow skipping a SCAN, and `more` agrees. */
+  private quietSinceLastFull(now: NodeEvidence[], at: number, more: (n: NodeEvidence, node: number) => boolean): boolean {
     const last = this.lastFull;
     if (!last || at - last.at >= (this.opts.fullScanEveryMs ?? FULL_SCAN_EVERY_MS) || last.nodes.length !== now.length) return false;
     return now.every((n, i) => {
@@ -188,7 +219,31 @@ export class QueueDiscovery {
       // Queue object writing its meta hash before any job). When keys expire meanwhile (an idle worker's
       // stalled-check key every 30 s) the count cannot tell the two apart, and only the commands and the
       // periodic full SCAN speak for it.
-      return n.commands === before.commands && (n.keyspace === before.keyspace || n.leftAlone !== before.leftAlone);
+      return n.commands === before.commands && (n.keyspace === before.keyspace || n.leftAlone !== before.leftAlone) && more(n, i);
+    });
+  }
+
+  /**
+   * Traffic without a SCAN (standalone): XADDs that the stream proof accounts for all went to known queues, so
+   * none appeared; removals since the last look at the known queues' metas are found by looking again (HMGET of
+   * each meta in a script, ~1 µs a queue, against a SCAN's walk over every job's keys).
+   */
+  private async provenSinceLastFull(now: NodeEvidence[], at: number): Promise<boolean> {
+    const proof = this.proof;
+    if (!proof || now.length !== 1 || !this.quietSinceLastFull(now, at, () => true)) return false;
+    if (!(await proof.proves(new Set(this.known.keys())).catch(() => false))) return false;
+    if (now[0]!.removes !== this.settled[0]?.removes) {
+      for (const ref of await proof.gone([...this.known.values()])) this.forget(ref);
+    }
+    this.settled = now;
+    return true;
+  }
+
+  /** Before a SCAN: the stream proof's next starting point (a failure leaves it without one: SCANs until the next). */
+  private async restartProof(): Promise<void> {
+    await this.proof?.restart([...this.known.values()]).catch((err: Error) => {
+      // Redis < 7 has no EVALSHA_RO: no proof on this server, SCAN as before.
+      if (/unknown command/i.test(err.message)) this.proof = undefined;
     });
   }
 
@@ -198,9 +253,11 @@ export class QueueDiscovery {
       masters(this.opts.redis).map(async (node) => {
         const [info, stats] = await Promise.all([node.info(), node.info('commandstats')]);
         const field = (k: string) => new RegExp(`^${k}:(.*)$`, 'm').exec(info)?.[1]?.trim() ?? '';
-        const calls = KEY_COMMANDS.map((c) => new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? '0');
+        const calls = (commands: string[]) => commands.map((c) => new RegExp(`^cmdstat_${c}:calls=(\\d+)`, 'm').exec(stats)?.[1] ?? '0');
         return {
-          commands: [field('run_id'), ...calls].join(' '),
+          commands: [field('run_id'), ...calls(KEY_COMMANDS)].join(' '),
+          adds: calls(ADD_COMMANDS).join(' '),
+          removes: calls(REMOVE_COMMANDS).join(' '),
           keyspace: [...info.matchAll(/^db\d+:keys=\d+/gm)].map((m) => m[0]).join(' '),
           leftAlone: Number(field('expired_keys') || 0) + Number(field('evicted_keys') || 0),
         };

@@ -233,3 +233,25 @@ export const eventsGone: ScriptSpec<{ stream: string; base: string; ids: readonl
     return { lastId: String(last), gone: flags.map((x) => Number(x) === 1) };
   },
 };
+
+// ---- discovery-look-n.lua: discovery's looks at known queues' keys (redis/stream-proof.ts) ----
+
+export interface DiscoveryLookReply {
+  /** 'added' only: the server's run_id and its XADD calls so far, read with the values in one atomic step. */
+  runId: string;
+  xadds: number;
+  /** Per key asked, in order (see the script's header; -1: not what the mode reads). */
+  values: number[];
+}
+
+export const discoveryLook: ScriptSpec<{ mode: 'added' | 'length' | 'meta'; keys: readonly string[] }, DiscoveryLookReply> = {
+  file: 'discovery-look-n.lua',
+  keys: (a) => [...a.keys],
+  args: (a) => [a.mode],
+  decode: (reply, a) => {
+    const [runId = '', xadds = '', list = ''] = String(reply).split(';');
+    const values = list === '' ? [] : list.split(',').map(Number);
+    if (values.length !== a.keys.length || values.some((v) => !Number.isInteger(v))) throw new Error('unexpected reply shape from discovery-look');
+    return { runId, xadds: xadds === '' ? -1 : Number(xadds), values };
+  },
+};
