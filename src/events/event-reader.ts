@@ -311,8 +311,9 @@ export class EventReader {
     };
     this.idlePollMs = Math.max(this.opts.blockMs, o.idlePollMs ?? 5 * this.opts.blockMs);
     this.minRoundMs = Math.min(this.opts.blockMs, o.minRoundMs ?? this.opts.blockMs / 2);
-    this.gate = new IdleGate(() => this.cmd.info('commandstats'), this.opts.maintenanceMs);
+    // One XADD count for the idle gate and the burst guard (LATENCY HISTOGRAM XADD, else INFO commandstats).
     const xadds = new XaddCounter(() => this.cmd as unknown as CounterClient);
+    this.gate = new IdleGate(() => xadds.read(), this.opts.maintenanceMs);
     this.bursts = new BurstGuard(() => xadds.read());
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };

@@ -1,23 +1,25 @@
 // Owns the decision to skip an idle polling round of the event reader (standalone Redis, several XREAD groups).
-// Redis counts every XADD it runs, BullMQ's scripts' included (INFO commandstats). When the count has not moved
-// since just before a round that found every stream at its end, no stream can hold an unread entry, and the next
-// round is skipped: one INFO (20-80 µs of Redis time, whatever the number of queues) instead of an XREAD of
-// every stream (about 0.3-1 µs per stream). A reset of the counters (a restart, CONFIG RESETSTAT) followed by as many
-// XADDs as before would land on the same number: the INFO calls count in the same reply tells, since each check
-// adds one INFO to it, so a count that did not grow by at least that is a reset, and that round is read. A real
-// round is still read at least every `forceMs`. When INFO cannot be read (an ACL without +info), every round is
-// read, as without the gate.
+// Redis counts every XADD it runs, BullMQ's scripts' included. When the count has not moved since just before a round
+// that found every stream at its end, no stream can hold an unread entry, and the next round is skipped: one small
+// command (whatever the number of queues) instead of an XREAD of every stream (about 0.3-1 µs per stream). The count
+// is the burst guard's (burst-guard.ts XaddCounter, one counter for both): LATENCY HISTOGRAM XADD while Redis's latency
+// tracking is on, cross-checked against INFO commandstats every 10 s, else INFO commandstats. A reset of the counters
+// (a restart, CONFIG RESETSTAT, the counter switching to INFO) followed by as many XADDs as before would land on the
+// same number: the reading command's own count in the same reply tells, since each check adds one to it, so a count
+// that did not grow by at least that is a reset, and that round is read. A real round is still read at least every
+// `forceMs`. When neither count can be read (an ACL without +info), every round is read, as without the gate.
+import type { XaddCount } from './burst-guard.js';
 
 export class IdleGate {
   /** XADD calls counted just before the round that followed the last check. */
-  private base: string | undefined;
-  /** INFO calls in the last check's reply: the next reply holds at least one more (that check's own INFO). */
-  private infoCalls = -1;
+  private base: number | undefined;
+  /** The reading command's calls in the last check's reply: the next reply holds at least one more (that check's own). */
+  private reads = -1;
   private readAt = 0;
   private usable = true;
 
   constructor(
-    private readonly commandStats: () => Promise<string>,
+    private readonly count: () => Promise<XaddCount>,
     private readonly forceMs: number,
   ) {}
 
@@ -27,14 +29,13 @@ export class IdleGate {
    */
   async skip(): Promise<boolean> {
     if (!this.usable) return false;
-    let calls: string;
+    let calls: number;
     let reset: boolean;
     try {
-      const stats = await this.commandStats();
-      calls = /^cmdstat_xadd:calls=(\d+)/m.exec(stats)?.[1] ?? '0';
-      const infoCalls = Number(/^cmdstat_info:calls=(\d+)/m.exec(stats)?.[1] ?? 0);
-      reset = infoCalls <= this.infoCalls;
-      this.infoCalls = infoCalls;
+      const c = await this.count();
+      calls = c.xadd;
+      reset = c.reads <= this.reads;
+      this.reads = c.reads;
     } catch (err) {
       // Not allowed (an ACL without +info, a renamed command): for good. Anything else: read this round.
       if (/NOPERM|unknown command/i.test((err as Error).message)) this.usable = false;
