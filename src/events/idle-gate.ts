@@ -7,7 +7,9 @@
 // (a restart, CONFIG RESETSTAT, the counter switching to INFO) followed by as many XADDs as before would land on the
 // same number: the reading command's own count in the same reply tells, since each check adds one to it, so a count
 // that did not grow by at least that is a reset, and that round is read. A real round is still read at least every
-// `forceMs`. When neither count can be read (an ACL without +info), every round is read, as without the gate.
+// `forceMs`. When neither count can be read (an ACL without +info), every round is read, as without the gate. As for
+// the guard, a `CONFIG SET latency-tracking no` can hide the XADDs between it and the next check (the histogram stops
+// counting, its own count with it, seen as a reset one check later): that round is read one check (at most 5 s) late.
 import type { XaddCount } from './burst-guard.js';
 
 export class IdleGate {
