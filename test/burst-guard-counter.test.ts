@@ -53,8 +53,9 @@ describe('XaddCounter (real Redis)', () => {
       await guard.check([stream], now);
       expect(guard.since(stream.readAt, 0)).toBe(Infinity);
       expect(guard.baseAt).toBe(now);
-      // The cross-check (10 s on) finds the two counts apart: INFO from then on, and that read is a reset too.
-      now += 10_000;
+      // The read after one whose own count did not grow is a cross-check (not a minute on): it finds tracking off,
+      // INFO from then on, and that read is a reset too.
+      now += 600;
       await guard.check([stream], now);
       expect(counter.cheap).toBe(false);
       expect(guard.baseAt).toBe(now);
@@ -76,5 +77,38 @@ describe('XaddCounter (real Redis)', () => {
     } finally {
       await raw.config('SET', 'latency-tracking', 'yes');
     }
+  });
+
+  it('at rest one LATENCY HISTOGRAM a read and INFO once a minute; tracking switched off and on between reads is caught by then', async () => {
+    const { raw } = server;
+    await raw.config('SET', 'latency-tracking', 'yes');
+    let now = 5_000_000;
+    const counter = new XaddCounter(
+      () => raw as unknown as CounterClient,
+      () => now,
+    );
+    const infoCalls = async () => Number(/^cmdstat_info:calls=(\d+)/m.exec(await raw.info('commandstats'))?.[1] ?? 0);
+    // The first test switched tracking off while XADDs ran: the histogram is behind INFO by that much from the start.
+    const behind = (await infoXadds(raw)) - (await counter.read()).xadd;
+    // Reads 5 s apart (the idle gate's at rest) for 55 s: no INFO but the two of ours around them.
+    const infos = await infoCalls();
+    for (let i = 0; i < 11; i += 1) {
+      now += 5000;
+      await counter.read();
+    }
+    expect((await infoCalls()) - infos).toBe(1);
+    expect(counter.cheap).toBe(true);
+    // Switched off and on between two reads: the histogram misses those XADDs while its own count grows (not a reset).
+    await raw.config('SET', 'latency-tracking', 'no');
+    for (let i = 0; i < 3; i += 1) await raw.xadd('t', '*', 'o', String(i));
+    await raw.config('SET', 'latency-tracking', 'yes');
+    now += 1000;
+    const missed = await counter.read();
+    expect(missed.xadd).toBe((await infoXadds(raw)) - behind - 3);
+    // The minute's cross-check finds the counts apart: INFO for good, a reset, the count exact again.
+    now += 60_000;
+    const after = await counter.read();
+    expect(counter.cheap).toBe(false);
+    expect(after).toEqual({ xadd: await infoXadds(raw), reads: -1 });
   });
 });

@@ -21,20 +21,23 @@ export interface CounterClient {
 }
 
 /**
- * Every this often, the histogram's count is checked against INFO commandstats in one MULTI: a `CONFIG SET
- * latency-tracking no` (the histogram stops counting) is seen by then, and the guard falls back to INFO for good.
+ * Every this often, the histogram's count is checked against INFO commandstats in one MULTI (and at the read after one
+ * whose own count did not grow): latency tracking switched off and on again between two reads (XADDs the histogram
+ * missed) is seen by then, and the counter falls back to INFO for good. Once a minute: at rest the idle gate's checks
+ * (1 to 5 s apart) are one LATENCY HISTOGRAM each, an INFO commandstats only at this check.
  */
-const CROSS_CHECK_MS = 10_000;
+const CROSS_CHECK_MS = 60_000;
 
 /**
  * Reads Redis's XADD count cheaply: LATENCY HISTOGRAM XADD (Redis 7: one command's calls, about a tenth of the reply
  * of INFO commandstats, which lists every command Redis ran) while latency tracking is on, else INFO commandstats.
  * Both count the same calls (Redis updates the count and the histogram together, scripts' inner calls included),
  * but the histogram only while `latency-tracking` is on: switched off, its own count (LATENCY|HISTOGRAM) stops
- * growing, which the guard takes as a reset from the second check after the switch (a reply counts the calls before
- * it, the one before the switch included), so XADDs in those two checks' time (up to a second) may go unseen: the
- * one way this counts less than INFO, and only around a CONFIG SET latency-tracking no. A cross-check every
- * CROSS_CHECK_MS compares the two counts atomically and whether the histogram counts at all (its own count, read
+ * growing, which the guard and the idle gate take as a reset from the second check after the switch (a reply counts
+ * the calls before it, the one before the switch included), so XADDs in those two checks' time (up to a second with
+ * traffic, 10 s at rest) may go unseen: the one way this counts less than INFO, and only around a CONFIG SET
+ * latency-tracking no (switched on again before the second check: until the next cross-check). That read makes the
+ * next one a cross-check. A cross-check every CROSS_CHECK_MS compares the two counts atomically and whether the histogram counts at all (its own count, read
  * twice); a difference that moved, tracking off, or an error (Redis 6, an ACL without +latency) switches to INFO
  * commandstats for good. The first read is such a cross-check.
  */
@@ -43,6 +46,8 @@ export class XaddCounter {
   private checkedAt = -Infinity;
   /** cmdstat_xadd minus the histogram's xadd calls at the last cross-check (-1: none yet). */
   private offset = -1;
+  /** The histogram's own count in the last reply (-1: none yet). */
+  private reads = -1;
 
   /** `client`: the connection, asked at each read (the reader opens it after constructing this). */
   constructor(
@@ -78,9 +83,15 @@ export class XaddCounter {
           const offset = infoCount(String(replies[2]?.[1])).xadd - counts.xadd;
           if (again.reads !== counts.reads + 1 || (this.offset >= 0 && offset !== this.offset)) throw new Error('latency tracking off');
           this.offset = offset;
+          this.reads = again.reads;
           return counts;
         }
-        return histogramCalls(await this.client.call('LATENCY', 'HISTOGRAM', 'xadd', 'latency|histogram'));
+        const counts = histogramCalls(await this.client.call('LATENCY', 'HISTOGRAM', 'xadd', 'latency|histogram'));
+        // Its own count did not grow: tracking off, or the stats reset (CONFIG RESETSTAT, a restart). A reset for the
+        // callers; the next read tells which.
+        if (counts.reads <= this.reads) this.checkedAt = -Infinity;
+        this.reads = counts.reads;
+        return counts;
       } catch {
         // Without +latency INFO may still be allowed: the guard finds out. Its own count restarts with INFO's, so this
         // read is a reset (nothing read before it is vouched for).

@@ -3,13 +3,14 @@
 // that found every stream at its end, no stream can hold an unread entry, and the next round is skipped: one small
 // command (whatever the number of queues) instead of an XREAD of every stream (about 0.3-1 µs per stream). The count
 // is the burst guard's (burst-guard.ts XaddCounter, one counter for both): LATENCY HISTOGRAM XADD while Redis's latency
-// tracking is on, cross-checked against INFO commandstats every 10 s, else INFO commandstats. A reset of the counters
+// tracking is on, cross-checked against INFO commandstats once a minute, else INFO commandstats. A reset of the counters
 // (a restart, CONFIG RESETSTAT, the counter switching to INFO) followed by as many XADDs as before would land on the
 // same number: the reading command's own count in the same reply tells, since each check adds one to it, so a count
 // that did not grow by at least that is a reset, and that round is read. A real round is still read at least every
 // `forceMs`. When neither count can be read (an ACL without +info), every round is read, as without the gate. As for
 // the guard, a `CONFIG SET latency-tracking no` can hide the XADDs between it and the next check (the histogram stops
-// counting, its own count with it, seen as a reset one check later): that round is read one check (at most 5 s) late.
+// counting, its own count with it, seen as a reset one check later): that round is read one check (at most 5 s) late;
+// switched off and on again between two checks, until the counter's cross-check (a minute) or `forceMs`.
 import type { XaddCount } from './burst-guard.js';
 
 export class IdleGate {
