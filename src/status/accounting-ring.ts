@@ -58,12 +58,68 @@ export interface RingHistory {
   rates: Record<string, Array<number | null>>;
 }
 
-export class AccountingRing {
+/**
+ * The times (ms) of a ring's points, never written once made: rings pushed the same times with the same options
+ * (a board's rings, one push per collection) hold the same Times, so a fleet keeps one copy of them instead of one
+ * per queue, and the thinning (which scans them all) runs once per collection instead of once per queue.
+ */
+class Times {
+  /** The last step taken from these times: the rings that hold them take the same one, one after another. */
+  private memo: { at: number; maxPoints: number; horizonMs: number; step: TimesStep | null } | undefined;
+
+  constructor(
+    readonly ts: Float64Array,
+    readonly n: number,
+  ) {}
+
   /**
-   * Per point: its time (ms), in a plain array of its own: the thinning at every push scans them all, a
-   * collection at a time for every queue of the fleet.
+   * These times with `at` pushed, then what the ring's bounds drop (see AccountingRing.push), and the indexes
+   * dropped, in the order dropped; null when `at` is older than the newest point (a clock step backwards).
    */
-  private ts = new Float64Array(8);
+  step(at: number, opts: RingOptions): TimesStep | null {
+    const m = this.memo;
+    if (m !== undefined && Object.is(m.at, at) && m.maxPoints === opts.maxPoints && m.horizonMs === opts.horizonMs) return m.step;
+    const step = this.take(at, opts);
+    this.memo = { at, maxPoints: opts.maxPoints, horizonMs: opts.horizonMs, step };
+    return step;
+  }
+
+  private take(at: number, opts: RingOptions): TimesStep | null {
+    const { ts } = this;
+    let n = this.n;
+    if (n > 0 && at < ts[n - 1]!) return null;
+    const w = new Float64Array(n + 1);
+    w.set(ts.subarray(0, n));
+    w[n++] = at;
+    const removed: number[] = [];
+    const remove = (i: number): void => {
+      w.copyWithin(i, i + 1, n);
+      n -= 1;
+      removed.push(i);
+    };
+    // Past the horizon only the newest older point matters: it is the base of the longest window.
+    while (n > 2 && w[1]! <= at - opts.horizonMs) remove(0);
+    if (n > opts.maxPoints) {
+      // Drop the interior point whose neighbours are closest together (ties: the older one).
+      let drop = 1;
+      for (let i = 2; i < n - 1; i += 1) if (w[i + 1]! - w[i - 1]! < w[drop + 1]! - w[drop - 1]!) drop = i;
+      remove(drop);
+    }
+    return { times: new Times(n === w.length ? w : w.slice(0, n), n), removed };
+  }
+}
+
+interface TimesStep {
+  times: Times;
+  removed: readonly number[];
+}
+
+/** No point yet: where every ring starts. */
+const NO_TIMES = new Times(new Float64Array(0), 0);
+
+export class AccountingRing {
+  /** Per point: its time (ms), shared with every ring pushed the same times (see Times). */
+  private times = NO_TIMES;
   /** Per point: flags, gauges (each column kept once while it does not move). */
   private readonly pts: PointColumns;
   /**
@@ -106,19 +162,15 @@ export class AccountingRing {
    * accounting is known equal to the last point's without comparing it number by number.
    */
   push(sample: AccountingSample, source?: object): void {
-    if (this.n > 0 && sample.at < this.at(this.n - 1)) return; // a clock step backwards: keep history monotonic
+    const step = this.times.step(sample.at, this.opts);
+    if (step === null) return; // a clock step backwards: keep history monotonic
     const same = source !== undefined && source === this.lastSource;
     this.lastSource = source;
     this.write(this.n, sample, same);
     this.n += 1;
-    // Past the horizon only the newest older point matters: it is the base of the longest window.
-    while (this.n > 2 && this.at(1) <= sample.at - this.opts.horizonMs) this.remove(0);
-    if (this.n > this.opts.maxPoints) {
-      // Drop the interior point whose neighbours are closest together (ties: the older one).
-      let drop = 1;
-      for (let i = 2; i < this.n - 1; i += 1) if (this.at(i + 1) - this.at(i - 1) < this.at(drop + 1) - this.at(drop - 1)) drop = i;
-      this.remove(drop);
-    }
+    // The points the bounds drop (Times.take), in the same order.
+    for (const i of step.removed) this.remove(i);
+    this.times = step.times;
   }
 
   /** Stats over the trailing `seconds`, or null without two points that both carry accounting. */
@@ -188,7 +240,7 @@ export class AccountingRing {
   }
 
   private at(i: number): number {
-    return this.ts[i]!;
+    return this.times.ts[i]!;
   }
 
   private flags(i: number): number {
@@ -211,12 +263,6 @@ export class AccountingRing {
     const { histograms, gauges } = this.layout;
     let flags = s.counters ? 1 : 0;
     if (s.histograms) for (let h = 0; h < histograms.length; h += 1) if (s.histograms[histograms[h]!]) flags |= 2 << h;
-    if (i >= this.ts.length) {
-      const grown = new Float64Array(Math.min(this.opts.maxPoints + 1, this.ts.length * 2));
-      grown.set(this.ts);
-      this.ts = grown;
-    }
-    this.ts[i] = s.at;
     point[0] = flags;
     for (let k = 0; k < gauges.length; k += 1) point[1 + k] = s.gauges[gauges[k]!] ?? 0;
     point.length = 1 + gauges.length;
@@ -260,7 +306,7 @@ export class AccountingRing {
       for (let b = 0; b < bounds.length; b += 1) row[ho + b] = src.buckets[b] ?? 0;
       row[ho + bounds.length] = src.count;
     });
-    return row;
+    return zeroRow(row);
   }
 
   /**
@@ -331,7 +377,6 @@ export class AccountingRing {
       else if (r) this.rows[i - 1] = merge(before, r);
     }
     this.pts.remove(i);
-    this.ts.copyWithin(i, i + 1, this.n);
     this.rows.splice(i, 1);
     this.n -= 1;
   }
@@ -347,6 +392,17 @@ const point: number[] = [];
 const scratch: number[] = [];
 /** Integers up to 2^50: their differences, and sums of those, stay exact in a double. */
 const EXACT_LIMIT = 2 ** 50;
+
+/** One row of +0s per length, shared by every ring: rows are never written once made (back() writes copies). */
+const zeroRows = new Map<number, Row>();
+
+/** `row`, or the shared row of zeros it equals (a queue that never saw a job costs no row of its own). */
+function zeroRow(row: Row): Row {
+  for (let k = 0; k < row.length; k += 1) if (!Object.is(row[k], 0)) return row;
+  let zeros = zeroRows.get(row.length);
+  if (!zeros) zeroRows.set(row.length, (zeros = row));
+  return zeros;
+}
 
 function exactIntegers(row: Row): boolean {
   for (let k = 0; k < row.length; k += 1) if (!Number.isInteger(row[k]) || Math.abs(row[k]!) > EXACT_LIMIT) return false;

@@ -5,7 +5,7 @@ import { isStale, staleLimitSeconds } from '../collector/freshness.js';
 import { backlogOf, parkedJobs, type CollectionSnapshot, type QueueState } from '../domain/queue-snapshot.js';
 import { Slicer } from '../util/slicer.js';
 import { queueId } from '../domain/queue-ref.js';
-import { AccountingRing, type CumulativeHistogram, type WindowStats } from './accounting-ring.js';
+import { AccountingRing, type CumulativeHistogram, type RingLayout, type RingOptions, type WindowStats } from './accounting-ring.js';
 import { assessQueue } from './queue-health.js';
 import { API_VERSION, type QueueHistory, type QueuesResponse, type QueueView, type WindowView } from './queue-view.js';
 
@@ -46,6 +46,7 @@ export class QueueBoard {
    * building and serialising the views takes about a second, which a scrape arriving meanwhile must not wait for.
    */
   private json = new Map<boolean, { seq: number; built: Promise<{ text: string; accountingAvailable: boolean }> }>();
+  private ringShape: { layout: RingLayout; opts: RingOptions } | undefined;
 
   constructor(private readonly opts: QueueBoardOptions) {}
 
@@ -229,11 +230,13 @@ export class QueueBoard {
   }
 
   private newRing(): AccountingRing {
-    return new AccountingRing(
-      { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
+    // One layout and one set of options for every ring (not two objects per queue).
+    this.ringShape ??= {
+      layout: { gauges: GAUGES, counters: COUNTERS, histograms: ['wait', 'processing'], bounds: this.opts.histogramBounds },
       // 64 points over 15 minutes: about one per 15 s once full; 2-3 KB per queue, +5.5 KB with traffic (docs/scaling.md).
-      { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
-    );
+      opts: { maxPoints: this.opts.maxPoints ?? 64, horizonMs: (this.opts.horizonSeconds ?? 900) * 1000 },
+    };
+    return new AccountingRing(this.ringShape.layout, this.ringShape.opts);
   }
 }
 
