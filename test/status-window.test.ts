@@ -186,6 +186,48 @@ describe('AccountingRing', () => {
   });
 });
 
+describe('AccountingRing times shared between rings', () => {
+  it('answers for each of many rings pushed the same collections, joining at different times, with other bounds and clock steps, as a ring of its own', () => {
+    const layout = { gauges: ['g'], counters: ['c'], histograms: [], bounds: [] };
+    let seed = 11;
+    const rnd = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rings: Array<{ ring: AccountingRing; model: WholeSamples; c: number }> = [];
+    let at = 1_700_000_000_000;
+    for (let step = 0; step < 300; step += 1) {
+      // Rings join now and then, two at once with other bounds; each pass pushes every ring the same time, in an
+      // order that changes, and now and then one ring alone gets a time of its own (its history leaves the others').
+      if (step % 23 === 0) {
+        for (const opts of [
+          { maxPoints: 8, horizonMs: 120_000 },
+          { maxPoints: 5, horizonMs: 60_000 },
+        ]) {
+          rings.push({ ring: new AccountingRing(layout, opts), model: new WholeSamples(layout, { ...opts }), c: 0 });
+        }
+      }
+      // Mostly forwards, sometimes a step backwards (ignored by every ring alike).
+      at += rnd() < 0.05 ? -3000 : Math.floor(rnd() * 9000);
+      const order = rings.map((_, i) => i).sort(() => rnd() - 0.5);
+      const alone = rnd() < 0.1 ? order[0] : -1;
+      for (const i of order) {
+        const r = rings[i]!;
+        r.c += Math.floor(rnd() * 3);
+        const s: AccountingSample = { at: i === alone ? at - 1 : at, gauges: { g: r.c % 4 }, counters: { c: r.c } };
+        r.ring.push(s);
+        r.model.push(s);
+      }
+      for (const { ring, model } of rings) {
+        expect(ring.history()).toEqual(model.history());
+        for (const seconds of [10, 60, 900]) {
+          const got = ring.window(seconds);
+          const want = model.window(seconds);
+          expect(got === null).toBe(want === null);
+          if (got && want) expect([got.seconds, got.increase('c')]).toEqual([want.seconds, want.increase('c')]);
+        }
+      }
+    }
+  });
+});
+
 describe('PointColumns', () => {
   it('keeps a steady column once and a moving one per point, back to once when it is steady over every point held', () => {
     const cols = new PointColumns(3, 9);
@@ -574,6 +616,36 @@ describe('boardAccounting', () => {
     expect(moved).not.toBe(first);
     expect(moved.counters.added).toBe(2);
     expect(first.counters.added).toBe(1);
+  });
+
+  it('hands every queue whose totals are all zeros one shared object, equal to its own fold', () => {
+    const idle = new EventAccounting();
+    idle.reader('read', 3); // read entries of no job, and a deduplication: no board number moves
+    idle.count('deduplicated', 'a');
+    const other = new EventAccounting();
+    other.reader('unmatched');
+    const busy = new EventAccounting();
+    busy.count('stalled', 'a');
+    const got = boardAccounting([
+      { queue: { prefix: 'bull', name: 'idle' }, stats: idle.toStats() },
+      { queue: { prefix: 'bull', name: 'other' }, stats: other.toStats() },
+      { queue: { prefix: 'bull', name: 'busy' }, stats: busy.toStats() },
+    ]);
+    const zeros = { buckets: EVENT_BUCKETS_SECONDS.map(() => 0), count: 0, sum: 0 };
+    const a = got.get('bull\u0000idle')!;
+    expect({
+      ...a,
+      wait: { ...a.wait, buckets: Array.from(a.wait.buckets) },
+      processing: { ...a.processing, buckets: Array.from(a.processing.buckets) },
+    }).toEqual({
+      counters: { added: 0, completed: 0, failed: 0, retried: 0, stalled: 0 },
+      wait: zeros,
+      processing: zeros,
+    });
+    expect(got.get('bull\u0000other')).toBe(a);
+    expect(Object.isFrozen(a) && Object.isFrozen(a.counters) && Object.isFrozen(a.wait.buckets)).toBe(true);
+    expect(got.get('bull\u0000busy')).not.toBe(a);
+    expect(got.get('bull\u0000busy')!.counters.stalled).toBe(1);
   });
 
   it('sums counters and histograms over job names, attempts and outcomes', () => {

@@ -12,6 +12,25 @@ import type { BoardAccounting } from './queue-board.js';
  */
 const folded = new WeakMap<QueueEventAccounting['stats']['counters'], { histograms: QueueEventAccounting['stats']['histograms']; totals: BoardAccounting }>();
 
+const zeroHistogram = (): CumulativeHistogram =>
+  Object.freeze({ buckets: Object.freeze(new Array<number>(EVENT_BUCKETS_SECONDS.length).fill(0)), count: 0, sum: 0 });
+/** The totals of every queue whose accounting is all zeros; never written (nor is any totals object). */
+const ZERO: BoardAccounting = Object.freeze({
+  counters: Object.freeze({ added: 0, completed: 0, failed: 0, retried: 0, stalled: 0 }),
+  wait: zeroHistogram(),
+  processing: zeroHistogram(),
+});
+
+/** Whether every number of `t` is +0 (Object.is: ZERO stands for a fold only where it equals it bit for bit). */
+function isZero(t: BoardAccounting): boolean {
+  for (const v of Object.values(t.counters)) if (!Object.is(v, 0)) return false;
+  for (const h of [t.wait, t.processing]) {
+    if (!Object.is(h.count, 0) || !Object.is(h.sum, 0)) return false;
+    for (let i = 0; i < h.buckets.length; i += 1) if (!Object.is(h.buckets[i], 0)) return false;
+  }
+  return true;
+}
+
 /** Keyed by queueId(), as QueueBoard.update() takes it. */
 export function boardAccounting(queues: readonly QueueEventAccounting[]): Map<string, BoardAccounting> {
   const out = new Map<string, BoardAccounting>();
@@ -35,7 +54,9 @@ export function boardAccounting(queues: readonly QueueEventAccounting[]): Map<st
       }
       return { buckets, count, sum: total };
     };
-    const totals = { counters, wait: sum('wait'), processing: sum('processing') };
+    const made = { counters, wait: sum('wait'), processing: sum('processing') };
+    // A queue that never saw a job (most of a large idle fleet) shares one set of zeros.
+    const totals = isZero(made) ? ZERO : made;
     folded.set(stats.counters, { histograms: stats.histograms, totals });
     out.set(queueId(queue), totals);
   }
