@@ -21,8 +21,9 @@ export interface Fragment {
   fp: string;
   /**
    * All of it in one buffer (one object and one backing store per fragment, not one per part: 20,000 fragments
-   * at 10,000 queues): its text family by family, its protobuf family by family, then two tables of families + 1
-   * uint32 (LE) offsets into the buffer, where each family's text and protobuf start (see familyStart()).
+   * at 10,000 queues): its text family by family, its protobuf family by family, then the tables of families + 1
+   * offsets into the buffer where each family's text (and, with its protobuf, each family's protobuf) starts, LE,
+   * uint16 when the whole store fits in 64 KB (every queue's does) and uint32 otherwise (see familyStart()).
    */
   store: Buffer;
   /** Whether its protobuf was written (FragmentWriter.withProto); without it its protobuf ranges are empty. */
@@ -31,8 +32,20 @@ export interface Fragment {
 
 /** Where family f's bytes (f = families: the end of the last) start in a fragment's store, in one format. */
 function familyStart(fr: Fragment, families: number, format: 'text' | 'proto', f: number): number {
-  const tables = fr.store.length - 8 * (families + 1);
-  return fr.store.readUInt32LE(tables + 4 * ((format === 'text' ? 0 : families + 1) + f));
+  const width = offsetWidth(fr.store.length);
+  const tables = fr.store.length - width * (families + 1) * (fr.proto ? 2 : 1);
+  // Without its protobuf every protobuf range is empty, at the end of the text.
+  if (format === 'proto' && !fr.proto) return tables;
+  const at = tables + width * ((format === 'text' ? 0 : families + 1) + f);
+  return width === 2 ? fr.store.readUInt16LE(at) : fr.store.readUInt32LE(at);
+}
+
+/**
+ * Bytes per offset of a store this long: 2 up to 64 KB (offsets of 16 bits then reach every byte of it). The
+ * writer picks 2 whenever the store written with 2 fits, so the length alone tells the reader.
+ */
+function offsetWidth(storeLength: number): 2 | 4 {
+  return storeLength <= 0xffff ? 2 : 4;
 }
 
 /** Protobuf field tags inside a Metric: the value message of each type, and the double inside it. */
@@ -131,7 +144,10 @@ export class FragmentWriter {
     // One store for its text and protobuf: one allocation (and one backing store for the GC to track) per fragment.
     const textLength = textOff[this.families]!;
     const tables = textLength + this.len;
-    const store = Buffer.allocUnsafeSlow(tables + 8 * (this.families + 1));
+    // The offset tables (see Fragment.store): the protobuf's only when it was written, 16-bit offsets if they fit.
+    const entries = (this.families + 1) * (this.withProto ? 2 : 1);
+    const width = offsetWidth(tables + 2 * entries);
+    const store = Buffer.allocUnsafeSlow(tables + width * entries);
     const proto = store.subarray(textLength, tables);
     if (ordered) this.proto.copy(proto, 0, 0, this.len);
     else {
@@ -145,9 +161,10 @@ export class FragmentWriter {
       }
     }
     for (let f = 0; f < this.families; f += 1) store.write(this.text[f]!, textOff[f]!);
+    const put = (v: number, i: number): number => (width === 2 ? store.writeUInt16LE(v, tables + 2 * i) : store.writeUInt32LE(v, tables + 4 * i));
     for (let f = 0; f <= this.families; f += 1) {
-      store.writeUInt32LE(textOff[f]!, tables + 4 * f);
-      store.writeUInt32LE(textLength + protoOff[f]!, tables + 4 * (this.families + 1 + f));
+      put(textOff[f]!, f);
+      if (this.withProto) put(textLength + protoOff[f]!, this.families + 1 + f);
     }
     const fragment = { fp, store, proto: this.withProto };
     this.reset();
