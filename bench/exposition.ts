@@ -16,7 +16,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { gzipSync } from 'node:zlib';
 import { QueueAccounting } from '../src/events/accounting.js';
-import { JOB_STATES, type CollectionSnapshot } from '../src/domain/queue-snapshot.js';
+import type { CollectionSnapshot } from '../src/domain/queue-snapshot.js';
 import type { QueueEventAccounting } from '../src/events/read-back.js';
 import { EventMetrics } from '../src/metrics/event-metrics.js';
 import { Exposition, type ExpositionFormat } from '../src/metrics/exposition.js';
@@ -25,6 +25,7 @@ import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { Slicer } from '../src/util/slicer.js';
 import { encodeFamiliesSliced, parseTextSliced } from './lib/parse-back.js';
 import { loadAverage, machineInfo, table, writeSection } from './lib/report.js';
+import { benchSnapshot } from './lib/snapshot.js';
 import { burstScrapers, floorServer, type BurstResult } from './lib/scrapers.js';
 
 const SIZES = (process.env.BENCH_SIZES ?? '1000,10000').split(',').map(Number);
@@ -57,26 +58,11 @@ function stats(m: number): QueueEventAccounting['stats'] {
 function world(n: number, round: number): { snapshot: CollectionSnapshot; queues: QueueEventAccounting[] } {
   const moved = (i: number) => Math.floor((round + 9 - (i % 10)) / 10);
   const queues = Array.from({ length: n }, (_, i) => ({ queue: { prefix: 'bull', name: `queue-${i}` }, stats: stats(moved(i)) }));
-  const snapshot = {
-    seq: round + 1,
-    ok: true,
-    redisUp: true,
-    durationSeconds: 0.1,
-    lastSuccessAt: Date.now(),
-    queuesDropped: 0,
-    queuesByPrefix: { bull: n },
-    queues: queues.map((q, i) => ({
-      ref: q.queue,
-      jobs: Object.fromEntries(JOB_STATES.map((s) => [s, 1 + moved(i)])) as CollectionSnapshot['queues'][number]['jobs'],
-      paused: false,
-      oldestWaitingAgeSeconds: moved(i),
-      delayedOverdue: 0,
-      oldestActiveAgeSeconds: 0,
-      orphanedActive: 0,
-      workers: 1,
-      rateLimited: false,
-    })),
-  } as unknown as CollectionSnapshot;
+  const snapshot = benchSnapshot(
+    round + 1,
+    'bull',
+    queues.map((q, i) => ({ ref: q.queue, jobs: 1 + moved(i), age: moved(i) })),
+  );
   return { snapshot, queues };
 }
 
