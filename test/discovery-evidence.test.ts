@@ -191,6 +191,37 @@ describe('discovery with traffic on known queues (standalone: the stream proof)'
     }
   });
 
+  it("an XSETID that raises a watched stream's entries-added by the XADDs a new queue got does not hide that queue", async () => {
+    const { d, close } = discovery();
+    const xi = bull.queue('xi');
+    const c = redis.client();
+    const traffic = async () => {
+      await xi.add('x', {});
+      await expireOne();
+    };
+    try {
+      await traffic();
+      await pass(d);
+      await traffic();
+      expect(await pass(d)).toBeGreaterThan(0);
+      await traffic();
+      expect(await pass(d)).toBe(0);
+      // A queue made by hand (its meta, one event), and xi's stream told it had one more entry than it had: the
+      // XADD count and the watched streams' gains agree, so only the XSETID itself can give it away.
+      await c.hset('bull:omicron:meta', 'version', 'bullmq:6');
+      await c.xadd('bull:omicron:events', '*', 'event', 'added');
+      const info = (await c.xinfo('STREAM', 'bull:xi:events')) as unknown[];
+      const field = (k: string) => info[info.indexOf(k) + 1];
+      await c.call('XSETID', 'bull:xi:events', String(field('last-generated-id')), 'ENTRIESADDED', String(Number(field('entries-added')) + 1));
+      await expireOne();
+      expect(await pass(d)).toBeGreaterThan(0);
+      expect(names(d)).toContain('omicron');
+    } finally {
+      c.disconnect();
+      close();
+    }
+  });
+
   it('a queue whose keys are DELeted while traffic runs on others is dropped at the next pass, by a look at the known metas instead of a SCAN', async () => {
     const { d, close } = discovery();
     const [mu, theta] = [bull.queue('mu'), bull.queue('theta')];
