@@ -8,6 +8,8 @@ import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { queueId } from '../src/domain/queue-ref.js';
 import { QueueBoard, type BoardAccounting } from '../src/status/queue-board.js';
+import { boardAccounting } from '../src/status/event-accounting.js';
+import { QueueAccounting as EventAccounting } from '../src/events/accounting.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 
 const SIZES = [10, 100, 1_000, 5_000];
@@ -110,8 +112,11 @@ async function measure(size: number): Promise<Row> {
   return { size, boardMs: median(board_), baselineMs: median(baseline), responseMs: median(response), bytes, historyMs: median(history), historyBytes };
 }
 
-/** none: no accounting (events off); busy: accounting changes every collection; idle: it never changes. */
-async function historyMemory(mode: 'none' | 'busy' | 'idle'): Promise<number> {
+/**
+ * none: no accounting (events off); busy: accounting changes every collection; idle: it never changes; zero: it is
+ * all zeros (a queue the reader follows that never saw a job), folded as the sidecar does (boardAccounting).
+ */
+async function historyMemory(mode: 'none' | 'busy' | 'idle' | 'zero'): Promise<number> {
   const size = 1_000;
   const queues = Array.from({ length: size }, (_, i) => queue(i));
   const used = () => {
@@ -122,9 +127,9 @@ async function historyMemory(mode: 'none' | 'busy' | 'idle'): Promise<number> {
   const before = used();
   const board = new QueueBoard({ collectIntervalSeconds: 5, histogramBounds: BOUNDS });
   const idle = accounting(queues, 7);
-  for (let t = 0; t < COLLECTIONS; t += 1) {
-    await board.update(snapshot(queues, 1_700_000_000_000 + t * 5000, t), mode === 'none' ? undefined : mode === 'idle' ? idle : accounting(queues, t));
-  }
+  const zero = boardAccounting(queues.map((q) => ({ queue: q.ref, stats: new EventAccounting().toStats() })));
+  const fed = { none: () => undefined, idle: () => idle, zero: () => zero, busy: (t: number) => accounting(queues, t) }[mode];
+  for (let t = 0; t < COLLECTIONS; t += 1) await board.update(snapshot(queues, 1_700_000_000_000 + t * 5000, t), fed(t));
   const kb = (used() - before) / 1024 / size;
   if (board.response({ now: 1_700_000_400_000 }).queues.length !== size) throw new Error('board lost queues');
   return kb;
@@ -136,6 +141,7 @@ const loadAtStart = loadAverage();
 const gaugesKb = await historyMemory('none');
 const busyKb = await historyMemory('busy');
 const idleKb = await historyMemory('idle');
+const zeroKb = await historyMemory('zero');
 const rows: Row[] = [];
 for (const size of SIZES) rows.push(await measure(size));
 const fmt = (ms: number) => ms.toFixed(ms < 1 ? 3 : 1);
@@ -158,7 +164,7 @@ ${table(
   ]),
 )}
 
-History memory once the 15-minute history is full (64 points per queue, heap + array buffers): **${busyKb.toFixed(1)} KB per queue whose accounting changes at every collection**, **${idleKb.toFixed(1)} KB per idle queue** (accounting unchanged: a point whose counters and histograms equal the previous point's shares its row), **${gaugesKb.toFixed(1)} KB per queue without accounting** (events off, or a queue the reader has not seen). At 1,000 queues: ${((busyKb * 1000) / 1024).toFixed(1)} MB all busy, ${((idleKb * 1000) / 1024).toFixed(1)} MB all idle, ${((gaugesKb * 1000) / 1024).toFixed(1)} MB without accounting. The sidecar's RSS (section above) is read over the first minute, before the rings are full; its seeded queues are idle, so at steady state they add the idle figure, and a fleet of busy queues the busy one.
+History memory once the 15-minute history is full (64 points per queue, heap + array buffers): **${busyKb.toFixed(1)} KB per queue whose accounting changes at every collection**, **${idleKb.toFixed(1)} KB per idle queue** (accounting unchanged: a point whose counters and histograms equal the previous point's shares its row), **${zeroKb.toFixed(1)} KB per queue that never saw a job** (its totals and row of zeros shared), **${gaugesKb.toFixed(1)} KB per queue without accounting** (events off, or a queue the reader has not seen). At 1,000 queues: ${((busyKb * 1000) / 1024).toFixed(1)} MB all busy, ${((idleKb * 1000) / 1024).toFixed(1)} MB all idle, ${((gaugesKb * 1000) / 1024).toFixed(1)} MB without accounting. The sidecar's RSS (section above) is read over the first minute, before the rings are full; its seeded queues are idle, so at steady state they add the idle figure, and a fleet of busy queues the busy one.
 `;
 writeSection(new URL('../../docs/benchmarks.md', import.meta.url), SECTION, body);
 process.stdout.write(`${SECTION}\n\n${body}`);
