@@ -6,6 +6,7 @@ import type { CollectionSnapshot, QueueState } from '../src/domain/queue-snapsho
 import { Exposition } from '../src/metrics/exposition.js';
 import { QueueMetrics } from '../src/metrics/queue-metrics.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
+import { protobufSeries } from './helpers/protobuf-series.js';
 
 function queue(prefix: string, name: string, i: number, extra: Partial<QueueState> = {}): QueueState {
   return {
@@ -86,6 +87,24 @@ describe('queue gauges', () => {
     const back = parsePromText((await e.render(false)).body.toString());
     expect(back.get(seriesKey('bullmq_queue_jobs', { prefix: 'bull', queue: 'email', state: 'failed' }))).toBe(6);
     expect(back.get(seriesKey('bullmq_queue_paused', { prefix: 'bull', queue: weird }))).toBeUndefined();
+  });
+
+  it('a first protobuf scrape after text-only renders carries every queue series, labels as in the text', async () => {
+    // Without the protobuf the label pairs are not built (only the protobuf is written from them): the first
+    // protobuf render builds them, for a queue rendered again and for one that keeps its text-only fragment.
+    const e = new Exposition();
+    const m = new QueueMetrics(e);
+    await m.update(snapshot(1, queues));
+    const moved = [queues[0]!, { ...queues[1]!, workers: 3 }, queues[2]!];
+    await m.update(snapshot(2, moved));
+    expect(e.partsWithProtobuf).toBe(false);
+    const proto = protobufSeries((await e.render('protobuf')).body);
+    const text = parsePromText((await e.render(false)).body.toString());
+    const own = (s: Map<string, number>) => new Map([...s].filter(([k]) => /^bullmq_(queue|dlq)_/.test(k)));
+    // 3 x 7 job counts, 1 paused, 3 x 5 other gauges, 2 rate limited, 2 dead-letter ones.
+    expect(own(text).size).toBe(21 + 1 + 15 + 2 + 2);
+    expect(own(proto)).toEqual(own(text));
+    expect(proto.get(seriesKey('bullmq_queue_workers', { prefix: 'bull', queue: weird }))).toBe(3);
   });
 
   it('serves one gzip body per render that inflates to the same text', async () => {

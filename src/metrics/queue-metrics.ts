@@ -182,17 +182,39 @@ function valuesOf(q: QueueState): Array<number | undefined> {
 }
 
 /**
- * A queue's own label set, as text and as pairs, built once per ref (discovery hands out the same refs collection
- * after collection): the ages are written for every queue at each collection. Never written to by the writer.
+ * A queue's own label set as text, built once per ref (discovery hands out the same refs collection after
+ * collection): the ages are written for every queue at each collection. Kept flat: built by appending, a label set
+ * is a tree of string pieces, several times the bytes of its text (10,000 of them are held). Never written to.
  */
-const labelsByRef = new WeakMap<QueueRef, { labels: string; pairs: Pairs }>();
+const labelsByRef = new WeakMap<QueueRef, string>();
 
-function queueLabels(ref: QueueRef): { labels: string; pairs: Pairs } {
+function queueLabels(ref: QueueRef): string {
   let out = labelsByRef.get(ref);
   if (out === undefined) {
-    const values = [ref.prefix, ref.name];
-    out = { labels: renderLabels(QUEUE_LABELS, values), pairs: labelPairs(QUEUE_LABELS, values) };
+    out = flat(renderLabels(QUEUE_LABELS, [ref.prefix, ref.name]));
     labelsByRef.set(ref, out);
+  }
+  return out;
+}
+
+/** `s` as one sequential string, exactly its characters (JSON round-trips every string, lone surrogates too). */
+function flat(s: string): string {
+  return JSON.parse(JSON.stringify(s)) as string;
+}
+
+/**
+ * A queue's own label set as pairs: only the protobuf is written from them (FragmentWriter.sample ignores them
+ * without it), so they are built only for a writer that writes it, at the first protobuf render of the ref.
+ */
+const pairsByRef = new WeakMap<QueueRef, Pairs>();
+const NO_PAIRS: Pairs = [];
+
+function queuePairs(ref: QueueRef, w: FragmentWriter): Pairs {
+  if (!w.withProto) return NO_PAIRS;
+  let out = pairsByRef.get(ref);
+  if (out === undefined) {
+    out = labelPairs(QUEUE_LABELS, [ref.prefix, ref.name]);
+    pairsByRef.set(ref, out);
   }
   return out;
 }
@@ -203,7 +225,8 @@ const STATE_PAIRS = JOB_STATES.map((st) => [STATE_LABEL, st] as const);
 
 /** A queue's gauges but its ages. `w`: the writer of the whole pass, reused queue after queue (finish() empties it). */
 function renderQueue(q: QueueState, w: FragmentWriter): Fragment {
-  const { labels, pairs } = queueLabels(q.ref);
+  const labels = queueLabels(q.ref);
+  const pairs = queuePairs(q.ref, w);
   // One array for the seven states, its last pair swapped per state (the writer keeps no reference to it).
   const withState: Array<readonly [string, string]> = [...pairs, STATE_PAIRS[0]!];
   JOB_STATES.forEach((st, k) => {
@@ -246,8 +269,7 @@ async function renderAges(queues: readonly QueueState[], slicer: Slicer, proto: 
       if (slicer.due()) await slicer.yield();
       const v = g.value(q);
       if (v === undefined) continue;
-      const { labels, pairs } = queueLabels(q.ref);
-      w.sample(1 + k, g.def, labels, pairs, v);
+      w.sample(1 + k, g.def, queueLabels(q.ref), queuePairs(q.ref, w), v);
     }
   }
   for (const [k, g] of DLQ_GAUGES.entries()) {
