@@ -3,6 +3,8 @@
 // then jobs added after the operator switched latency tracking off, after CONFIG RESETSTAT (the histogram and
 // commandstats back to zero), with tracking on again, and off and on again between two reads. Ground truth: the jobs
 // added (each once); bullmq_jobs_added_total must reach exactly them each time, and waiting equal getJobCounts().
+// What it guards is exactness across the switches (no entry counted twice or missed when the counts go back to zero),
+// not the gate's delay: with the guard's tracking-off detection mutated away the jobs were still counted as fast.
 import { describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
 import { followed, processHarness, redisSecondsPass } from './helpers/process-harness.js';
