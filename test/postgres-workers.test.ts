@@ -155,7 +155,8 @@ describe('queuelens on BullMQ’s PostgreSQL backend', () => {
     expect((await worker.exited).code).toBe(0);
     expect(worker.output()).not.toContain('bob@example.com');
     expect(worker.output()).not.toContain('pw-not-for-logs');
-  });
+    // Ten CLI processes in turn (6-12 s each at load 14-20 on 2 CPUs): the default 60 s ran out there.
+  }, 240_000);
 
   it('loadgen enqueues exactly what it reports, into the PostgreSQL tables', async () => {
     // A schema of its own: a test above that timed out keeps running (vitest does not stop its body) and its enqueues
