@@ -64,6 +64,7 @@ export async function startDemoPrometheus(o: {
   watchChild(child, dir);
   const stop = async (): Promise<void> => {
     if (child.exitCode === null && child.signalCode === null) {
+      child.ref(); // as local-redis.ts close(): else the process may exit before Prometheus and its directory are gone
       await new Promise<void>((resolve) => {
         const kill = setTimeout(() => child.kill('SIGKILL'), 5000);
         kill.unref();

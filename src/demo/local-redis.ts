@@ -80,6 +80,9 @@ export async function ensureRedis(url: string, log: Logger): Promise<LocalRedis>
     private: true,
     async close() {
       if (child.exitCode === null) {
+        // Referenced again while it stops: unreferenced, nothing else may keep the event loop alive, and the demo
+        // would exit 0 before the server's exit and this directory's removal (left to the watchdog, a second later).
+        child.ref();
         await new Promise<void>((resolve) => {
           child.once('exit', () => resolve());
           child.kill('SIGTERM');
