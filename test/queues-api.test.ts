@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
+import { ownKeys } from '../src/redis/keys.js';
 import { REASONS } from '../src/status/queue-health.js';
 import type { QueuesResponse, QueueView } from '../src/status/queue-view.js';
 import { assertMatchesSchema } from './helpers/api-schema.js';
@@ -262,6 +263,16 @@ describe('GET /api/queues with the event reader', () => {
     // that, so its windows hold exactly the workload below.
     const first = await testSidecar(redis.url, EVENTS);
     await first.start();
+    // The reader counts a stream from its first entry only once it follows the queue (its hash exists; a stream first
+    // seen with history starts at its end): on a loaded machine the leader's reader starts a while after start().
+    const raw = redis.client();
+    await waitFor(
+      'the reader follows acct',
+      async () => (await raw.exists(ownKeys.eventsQueue(EVENTS.ownPrefix, { prefix: 'bull', name: 'acct' }))) === 1,
+      60_000,
+      100,
+    );
+    raw.disconnect();
     await q.add('warm', {});
     const completed = (s: typeof first) => async () => (await s.scrape()).get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'acct' }));
     await waitFor('the warm-up job in the accounting', async () => (await completed(first)()) === 1).catch(async (err: Error) => {
