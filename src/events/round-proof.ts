@@ -13,9 +13,7 @@
 // the next step proves nothing either.
 // The equality can only hold falsely if a stream gained entries without an XADD counted: RENAME, COPY, MOVE, SWAPDB,
 // RESTORE, DEBUG (RELOAD), a replica's full sync (REPLICAOF, FAILOVER); if a weighed stream's entries-added moved
-// without one (XSETID ... ENTRIESADDED); or if the counts restarted (a restart: the run id; CONFIG RESETSTAT: each
-// step ECHOes once before its INFO, and ECHO's count must have grown by exactly one since the last step, since
-// RESETSTAT's own count reads 1 after every reset and any other count can be brought back by hand). Any of
+// without one (XSETID ... ENTRIESADDED); or if the counts restarted (CONFIG RESETSTAT, a restart: the run id). Any of
 // those between two steps, as every other doubt (a read cut by COUNT, a stream not at its end at the last step, XADDs
 // to streams not followed, failed or NOMKSTREAM XADDs, trimmed entries, a weighed stream re-created), proves nothing,
 // and the reader reads a real full round.
@@ -50,8 +48,7 @@ export interface ProofClient {
 interface Stats {
   runId: string;
   xadd: number;
-  /** ECHO's calls: one per step (the step's own), unless the counts were reset or another client ECHOes. */
-  echo: number;
+  info: number;
   /** The watched commands' calls, as one string. */
   watched: string;
 }
@@ -137,16 +134,13 @@ export class RoundProof {
     const weighing = [...new Set([...weigh, ...weighedBefore.keys()])];
     try {
       const tx = this.connection().multi();
-      tx.call('ECHO', 'queuelens round proof');
       tx.call('INFO', 'server', 'commandstats');
       for (const stream of weighing) tx.call('XINFO', 'STREAM', stream);
       for (let i = 0; i < reads.length; i += perCall) {
         const part = reads.slice(i, i + perCall);
         tx.xreadBuffer('COUNT', count, 'STREAMS', ...part.map((r) => r.stream), ...part.map((r) => r.id));
       }
-      const all = (await tx.exec()) ?? [];
-      if (all[0]?.[0]) throw all[0][0];
-      replies = all.slice(1);
+      replies = (await tx.exec()) ?? [];
       // An XINFO may fail on its own (the stream is gone): that stream's weight is unknown, the rest stands.
       const failed = replies.find(([e], i) => e && (i === 0 || i > weighing.length));
       if (failed || replies.length !== 1 + weighing.length + Math.ceil(reads.length / perCall)) throw failed?.[0] ?? new Error('MULTI failed');
@@ -193,7 +187,7 @@ export class RoundProof {
       stats.runId !== '' &&
       stats.runId === b.runId &&
       stats.watched === b.watched &&
-      stats.echo === b.echo + 1 &&
+      stats.info > b.info &&
       stats.xadd - b.xadd === this.read + gained;
     if (proved) this.failures = 0;
     else if (b !== undefined && ++this.failures >= FAILS_BEFORE_REST) this.rest = Math.min(2 ** (this.failures - FAILS_BEFORE_REST), MAX_REST);
@@ -224,7 +218,7 @@ function parseStats(info: string): Stats {
   return {
     runId: /^run_id:(\w+)/m.exec(info)?.[1] ?? '',
     xadd: calls.get('xadd') ?? 0,
-    echo: calls.get('echo') ?? 0,
+    info: calls.get('info') ?? 0,
     watched: PROOF_WATCHED.map((c) => calls.get(c) ?? 0).join(','),
   };
 }
