@@ -23,7 +23,6 @@ import { heartbeatField } from './accounting.js';
 import type { QueueChanges } from '../domain/queue-changes.js';
 import { IdleGate } from './idle-gate.js';
 import { BurstGuard, XaddCounter, type CounterClient } from './burst-guard.js';
-import { RoundProof, type ProofClient } from './round-proof.js';
 
 export interface EventReaderOptions {
   redisUrl: string;
@@ -166,12 +165,6 @@ const DEFER_MIN_RETAINED = 200;
 const QUIET_AFTER_MS = 5000;
 const FULL_ROUND_MS = 1000;
 
-/**
- * Streams one proven round (provenRound) reads at most: two XREADs of the default 100 in one transaction, about the
- * Redis time of a round that is not full.
- */
-const MAX_PROVEN = 200;
-
 /** A stream retaining fewer entries than this is read again at once (no minRoundMs pause) while it moves. */
 const PACE_MIN_RETAINED = 1000;
 
@@ -270,10 +263,6 @@ export class EventReader {
   private readonly gate: IdleGate;
   /** Standalone: what Redis's XADD count grew by beyond the busy streams' known rates (read pacing, readPaced). */
   private readonly bursts: BurstGuard;
-  /** Standalone: lets a full round read only the streams that moved (round-proof.ts). */
-  private readonly proof: RoundProof;
-  /** Full rounds that a proof stood for (for tests and the log). */
-  provenRounds = 0;
   private readonly idlePollMs: number;
   private readonly minRoundMs: number;
   /**
@@ -325,7 +314,6 @@ export class EventReader {
     const xadds = new XaddCounter(() => this.cmd as unknown as CounterClient);
     this.gate = new IdleGate(() => xadds.read(), this.opts.maintenanceMs);
     this.bursts = new BurstGuard(() => xadds.read());
-    this.proof = new RoundProof(() => this.cmd as unknown as ProofClient);
     this.lifecycle = { ...LIFECYCLE_DEFAULTS, ...o.lifecycle };
     this.budget = o.inFlight ?? { max: this.lifecycle.maxInFlight, used: 0, holders: new Set() };
     this.readBudget = new ReadBudget({ maxBytes: this.opts.readBytes, maxCount: this.opts.count });
@@ -551,7 +539,6 @@ export class EventReader {
     this.roundStart = undefined;
     this.lastRound = undefined;
     this.gate.moved();
-    this.proof.invalidate();
     this.synced = version === this.wantedVersion;
   }
 
@@ -714,12 +701,9 @@ export class EventReader {
     // round names a busy stream read less than the pace ago that can safely wait (readPaced).
     const now = Date.now();
     if (index === 0) await this.bursts.check(this.states.values(), now);
-    const quietMs = Math.max(QUIET_AFTER_MS, 2 * Math.min(spacing, this.graceMs()));
-    const quiet = (s: FollowedQueue) => now - s.movedAt >= quietMs && !this.deferred.has(s);
-    if (index === 0 && this.fullRound && (await this.provenRound(term, quiet, (s) => this.readPaced(s, now, pace, spacing)))) return;
     let paced = false;
     const group = all.filter((s) => {
-      if (!this.fullRound && quiet(s)) return false;
+      if (!this.fullRound && now - s.movedAt >= Math.max(QUIET_AFTER_MS, 2 * Math.min(spacing, this.graceMs())) && !this.deferred.has(s)) return false;
       if (!this.readPaced(s, now, pace, spacing)) return true;
       paced = true;
       return false;
@@ -739,77 +723,6 @@ export class EventReader {
       // The heartbeat vouches for every stream read to its end since: full rounds only.
       if (this.fullRound) this.lastRound = this.roundStart;
     }
-  }
-
-  /**
-   * Standalone, several groups, a full round due: first one atomic step (round-proof.ts) reading the streams a round
-   * that is not full would read and those whose lag is open (a full round settles them), and weighing the paced ones
-   * (their entries-added; one weighed at the last step too is not read: the pace holds). When it proves every other
-   * stream at its end, it stands for the full round: what it read is committed and the heartbeat vouches from the
-   * round's start (never for a paced stream: its lag is open); true. Otherwise (or when the step cannot be taken) the
-   * full round is read as before, and what the step read is committed with its group there. At most MAX_PROVEN
-   * streams, within the budget of one read: each command of the step holds Redis in the same transaction.
-   */
-  private async provenRound(term: Term, quiet: (s: FollowedQueue) => boolean, paced: (s: FollowedQueue) => boolean): Promise<boolean> {
-    if (this.groups.length < 2 || !this.proof.due()) return false;
-    const weigh: FollowedQueue[] = [];
-    const reads: FollowedQueue[] = [];
-    for (const s of this.states.values()) {
-      const weighed = this.proof.weighs(s.stream);
-      if (paced(s)) {
-        weigh.push(s);
-        if (weighed) continue;
-      }
-      if (!quiet(s) || !s.settled || weighed) reads.push(s);
-    }
-    const plan = this.readBudget.plan(reads.length);
-    if (reads.length + weigh.length > MAX_PROVEN || plan.streams < reads.length) {
-      this.proof.invalidate();
-      return false;
-    }
-    let step;
-    try {
-      step = await this.proof.step(
-        this.byStream.keys(),
-        reads.map((s) => ({ stream: s.stream, id: s.readId })),
-        plan.count,
-        this.opts.streamsPerRead,
-        weigh.map((s) => s.stream),
-      );
-    } catch {
-      return false;
-    }
-    this.checkTerm(term);
-    this.readBudget.grow();
-    const got = new Set<FollowedQueue>();
-    for (const { stream, raw } of step.batches) {
-      const s = this.byStream.get(stream);
-      if (!s) continue;
-      const { entries, largest } = decodeEntries(raw);
-      this.applyRead(s, entries, largest, plan.count, got);
-    }
-    if (got.size > 0)
-      this.o.changes?.mark(
-        [...got].map((s) => s.queue),
-        ['state'],
-      );
-    if (!step.proved) return false;
-    const read = new Set(reads);
-    for (const s of reads) if (!got.has(s)) s.machine.flush();
-    for (const group of this.groups) {
-      const part = group.filter((s) => read.has(s));
-      if (part.length > 0) await this.commit(term, part, got);
-    }
-    // The round is over: the next one starts from the first group.
-    this.rotation = 0;
-    this.idleReads = got.size > 0 ? 0 : this.groups.length;
-    if (got.size > 0) {
-      this.idleRounds = 0;
-      this.gate.moved();
-    }
-    this.lastRound = this.roundStart;
-    this.provenRounds += 1;
-    return true;
   }
 
   /**
@@ -878,15 +791,20 @@ export class EventReader {
       }
       this.checkTerm(term);
       this.readBudget.grow();
-      const returned = new Set<string>();
       for (const { stream, entries, largest } of batches) {
         const s = this.byStream.get(stream);
         if (!s) continue;
-        returned.add(stream);
-        this.proof.observe(stream, entries.length, entries.length < plan.count);
-        this.applyRead(s, entries, largest, plan.count, got);
+        this.readBudget.observe(largest);
+        s.machine.apply(entries, entries.length < plan.count);
+        if (entries.length >= plan.count) this.crowded = true;
+        s.readId = (entries.at(-1) as StreamEntry).id;
+        const at = Date.now();
+        s.rate = entries.length >= plan.count || s.readAt === 0 ? Infinity : entries.length / Math.max(1, at - s.readAt);
+        s.readAt = at;
+        s.excessAtRead = this.bursts.excess;
+        s.movedAt = at;
+        got.add(s);
       }
-      for (const s of slice) if (!returned.has(s.stream)) this.proof.observe(s.stream, 0, true);
       i += slice.length;
     }
     // Read in slices, none of which blocked: an idle group must not turn into a busy loop.
@@ -901,20 +819,6 @@ export class EventReader {
     for (const s of group) if (!got.has(s)) s.machine.flush();
     await this.commit(term, group, got);
     return got.size > 0;
-  }
-
-  /** Feeds what one read returned from a stream (`count`: the read's COUNT) and notes its pace. */
-  private applyRead(s: FollowedQueue, entries: StreamEntry[], largest: number, count: number, got: Set<FollowedQueue>): void {
-    this.readBudget.observe(largest);
-    s.machine.apply(entries, entries.length < count);
-    if (entries.length >= count) this.crowded = true;
-    s.readId = (entries.at(-1) as StreamEntry).id;
-    const at = Date.now();
-    s.rate = entries.length >= count || s.readAt === 0 ? Infinity : entries.length / Math.max(1, at - s.readAt);
-    s.readAt = at;
-    s.excessAtRead = this.bursts.excess;
-    s.movedAt = at;
-    got.add(s);
   }
 
   /**
