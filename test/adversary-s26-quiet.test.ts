@@ -160,7 +160,7 @@ describe('adversary s26: quiet queues beside a busy one, events written every ot
         return (
           metric(m, 'bullmq_jobs_added_total', ref('busy')) === jobs &&
           metric(m, 'bullmq_jobs_completed_total', ref('busy')) === jobs + 1 &&
-          left.waiting + left.active + left.delayed === 0
+          (left.waiting ?? 0) + (left.active ?? 0) + (left.delayed ?? 0) === 0
         );
       },
       60_000,
