@@ -1,3 +1,5 @@
+// Note: events/round-proof.ts, the proof named below, was tried in session 26 and reverted (6817083, 9f9dfdb); on main
+// these workloads hold the real full rounds and the idle gate to the same bounds, and any later proof with them.
 // Adversarial (session 26): BullMQ's own features, each writing its events its own way, beside 150 idle queues (two
 // read groups: the event reader's full rounds may be stood for by a proof that only moved streams got XADDs,
 // events/round-proof.ts). Two prefixes, queues born while the sidecar runs (read from their first entry): a flow

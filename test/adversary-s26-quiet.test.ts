@@ -1,3 +1,5 @@
+// Note: events/round-proof.ts, the proof named below, was tried in session 26 and reverted (6817083, 9f9dfdb); on main
+// these workloads hold the real full rounds and the idle gate to the same bounds, and any later proof with them.
 // Adversarial (session 26): quiet queues beside busy ones, against the event reader's rounds that may skip quiet
 // streams when Redis's XADD count proves nothing reached them (events/round-proof.ts). A real sidecar process on a
 // real Redis: 150 idle queues, one busy queue (a producer and a worker), and quiet queues that each get, after a quiet

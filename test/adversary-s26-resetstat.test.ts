@@ -1,3 +1,5 @@
+// Note: events/round-proof.ts, the proof named below, was tried in session 26 and reverted (6817083, 9f9dfdb); on main
+// these workloads hold the real full rounds and the idle gate to the same bounds, and any later proof with them.
 // Adversarial (session 26): the event reader's proof that a full round may read only the streams that moved
 // (events/round-proof.ts: Redis's XADD count, read atomically with the moved streams, grew by exactly the entries read)
 // against a CONFIG RESETSTAT. The proof takes "config|resetstat" among the commands after which nothing is proved;
