@@ -13,7 +13,7 @@
 // entries-added of the quiet queue's stream against the reader's read + lost, and the one `added` event.
 import { describe, expect, it } from 'vitest';
 import { waitFor } from './helpers/bullmq.js';
-import { followed, processHarness, redisMs, redisSecondsPass } from './helpers/process-harness.js';
+import { exportedAgeMs, followed, processHarness, QUIET_SLACK_MS, redisMs, redisSecondsPass } from './helpers/process-harness.js';
 import { entriesAdded, metric } from './helpers/sidecar-process.js';
 import { queueKey } from '../src/redis/keys.js';
 
@@ -88,15 +88,13 @@ async function resetAttack(echo: boolean): Promise<void> {
     const read = metric(m, 'bullmq_exporter_events_read_total', T);
     const lost = metric(m, 'bullmq_exporter_events_lost_total', T);
     const lagMs = metric(m, 'bullmq_exporter_events_lag_seconds', T) * 1000;
-    const collectedAt = (m.get('bullmq_exporter_last_collect_timestamp_seconds') ?? 0) * 1000;
-    const cycleMs = (m.get('bullmq_exporter_cycle_duration_seconds') ?? 0) * 1000;
     counted = added === 1 && read + lost === (await entriesAdded(raw, T)) - base;
     const missedAge = counted ? 0 : at - addedAt;
     const row = `+${at - addedAt} ms: added ${added} of 1, read ${read} lost ${lost} of ${(await entriesAdded(raw, T)) - base}, lag ${lagMs} ms`;
     console.log(row);
     // The documented first read after a quiet spell (5 s) plus the longest grace (7 s) within which a caught-up
     // queue's lag stays 0, aged to the scrape by the collection's own timestamp and cycle.
-    const over = missedAge - (lagMs + 12_000 + (at - collectedAt) + cycleMs);
+    const over = missedAge - (lagMs + QUIET_SLACK_MS + exportedAgeMs(m, at));
     if (over > worst) [worst, worstRow] = [over, row];
     await new Promise((r) => setTimeout(r, 1000));
   }

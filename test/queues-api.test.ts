@@ -7,10 +7,10 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVENT_BUCKETS_SECONDS } from '../src/events/buckets.js';
-import { ownKeys } from '../src/redis/keys.js';
 import { REASONS } from '../src/status/queue-health.js';
 import type { QueuesResponse, QueueView } from '../src/status/queue-view.js';
 import { assertMatchesSchema } from './helpers/api-schema.js';
+import { followed } from './helpers/process-harness.js';
 import { BullFixtures, waitFor } from './helpers/bullmq.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 import { seriesKey } from './helpers/prom-text.js';
@@ -266,12 +266,7 @@ describe('GET /api/queues with the event reader', () => {
     // The reader counts a stream from its first entry only once it follows the queue (its hash exists; a stream first
     // seen with history starts at its end): on a loaded machine the leader's reader starts a while after start().
     const raw = redis.client();
-    await waitFor(
-      'the reader follows acct',
-      async () => (await raw.exists(ownKeys.eventsQueue(EVENTS.ownPrefix, { prefix: 'bull', name: 'acct' }))) === 1,
-      60_000,
-      100,
-    );
+    await followed(raw, { prefix: 'bull', name: 'acct' }, EVENTS.ownPrefix, 60_000);
     raw.disconnect();
     await q.add('warm', {});
     const completed = (s: typeof first) => async () => (await s.scrape()).get(seriesKey('bullmq_jobs_completed_total', { prefix: 'bull', queue: 'acct' }));
