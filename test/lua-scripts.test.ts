@@ -128,6 +128,23 @@ describe('Lua script wrappers', () => {
     expect(await advance({ counterKey: 'lua:gen', floor: 5 })).toBe(43);
   });
 
+  it('get-queue-states: a clamped field is written as the exact integer, not in float notation', async () => {
+    // Lua's own number formatting (%.14g) wrote the clamp 2^53 - 1 as 9.007199254741e+15, which decodes to
+    // 9007199254741000: setGlobalRateLimit(Infinity) stores max 'Infinity', and a limiter count may be anything.
+    const b = 'lua:{clamp}:';
+    await client.hset(`${b}meta`, 'opts.maxLenEvents', 10_000, 'max', 'Infinity');
+    await client.set(`${b}limiter`, '1e400', 'PX', 600_000);
+    await client.set(`${b}x:lock`, 'w:1', 'PX', 600_000);
+    await client.lpush(`${b}active`, 'x');
+    await client.hset(`${b}x`, 'processedOn', '-1e400');
+    const reply = await bindScript(client, scripts.getQueueStates)({ bases: [b], activeCheckLimit: 5 });
+    const q = reply.queues[0]!;
+    expect(q.globalRateMax).toBe(Number.MAX_SAFE_INTEGER);
+    expect(q.limiterCount).toBe(Number.MAX_SAFE_INTEGER);
+    expect(q.oldestActiveStartMs).toBe(-Number.MAX_SAFE_INTEGER);
+    expect(q.active).toBe(1);
+  });
+
   it('the commit counts nothing lost when a re-created stream is read in batches, the first not caught up', async () => {
     // The reader follows a stream deleted and re-created (obliterate) and reads the new one in two batches while it
     // grows: the first commit finds entries past its cursor. Before, that commit left the loss for the next, whose
