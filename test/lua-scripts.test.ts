@@ -145,6 +145,32 @@ describe('Lua script wrappers', () => {
     expect(q.active).toBe(1);
   });
 
+  it('the commit makes a wide state hash a hash table, every field kept, and leaves a narrow one alone', async () => {
+    // A listpack finds each field written by a scan from its start (a third of the commit's instructions with ~50
+    // fields); the commit converts a hash of 32 fields or more through a long field it deletes again.
+    const init = bindScript(client, scripts.eventsInit);
+    const commit = bindScript(client, scripts.eventsCommit);
+    const base = { gen: 3, graceMs: 1000, heartbeatField: 'hb|all' };
+    const fieldsOf = (n: number) => Array.from({ length: n }, (_, i) => [`h|wait|first|n-${i}|`, i * 7]).flat();
+    const state = async (n: number) => {
+      const stream = `lua:{w${n}}:events`;
+      const hash = `lua:{w${n}}:state`;
+      const id = (await client.xadd(stream, '*', 'event', 'added', 'jobId', '1'))!;
+      expect(await init({ gen: 3, installedAt: '0', queues: [{ hash, stream, fresh: false }] })).toEqual({ cursors: ['0-0'] });
+      expect(await commit({ ...base, queues: [{ hash, stream, committedId: '0-0', cursor: id, applied: 1, fields: fieldsOf(n) }] })).toEqual([
+        { lost: 0, caughtUp: true, length: 1 },
+      ]);
+      const all = await client.hgetall(hash);
+      for (let i = 0; i < n; i += 1) expect(all[`h|wait|first|n-${i}|`]).toBe(String(i * 7));
+      expect(all['r|cursor']).toBe(id);
+      expect(all['r|seen']).toBe('1');
+      expect(Object.keys(all).filter((f) => !f.startsWith('h|') && !f.startsWith('r|'))).toEqual([]);
+      return client.object('ENCODING', hash);
+    };
+    expect(await state(40)).toBe('hashtable');
+    expect(await state(6)).toBe('listpack');
+  });
+
   it('the commit counts nothing lost when a re-created stream is read in batches, the first not caught up', async () => {
     // The reader follows a stream deleted and re-created (obliterate) and reads the new one in two batches while it
     // grows: the first commit finds entries past its cursor. Before, that commit left the loss for the next, whose
