@@ -37,19 +37,24 @@ local a = 4
   WIDE fields; commits that write at least 8 fields look (a queue writing fewer finds them cheaply anyway). Redis keeps
   a hash of up to hash-max-listpack-entries fields (128 to 512) as a listpack, where every field written is found by
   a scan from its start: with ~50 fields that scan was a third of this script's instructions (callgrind), and a hash
-  table finds a field at once. Redis converts a listpack hash when a value is
-  longer than hash-max-listpack-value, so a field that long is written and deleted again; the hash stays a table
-  (until a restart loads it back as a listpack, when the next commit converts it again). It costs Redis memory: about
-  twice the listpack's (MEMORY USAGE of 50 fields: 1.8 KB as a listpack, 3.8 KB as a table), so some 2 KB more per
-  busy queue. HGETALL (the read-back) costs no more: a fifth fewer instructions on the table. Encodings other than
-  listpack/ziplist are left alone, as is a server that refuses OBJECT.
+  table finds a field at once. Redis converts a listpack hash when a value is longer than hash-max-listpack-value, so
+  a field that long is written and deleted again; the hash stays a table (until a restart loads it back as a
+  listpack, when the next commit converts it again). Where hash-max-listpack-value is set above the field's 4,097
+  bytes, the hash stays a listpack and says so in `x|listpack`, so that later commits do not try again. It costs Redis
+  memory: about twice the listpack's (MEMORY USAGE of 50 fields: 1.8 KB as a listpack, 3.8 KB as a table), some 2 KB
+  more per busy queue. HGETALL (the read-back, which takes only c|, h| and r| fields) costs no more: a fifth fewer
+  instructions on the table. Encodings other than listpack/ziplist are left alone, as is a server that refuses OBJECT.
 ]]
 local WIDE = 32
-local function widen(hash)
+local function isListpack(hash)
   local ok, enc = pcall(redis.call, 'OBJECT', 'ENCODING', hash)
-  if not ok or (enc ~= 'listpack' and enc ~= 'ziplist') or redis.call('HLEN', hash) < WIDE then return end
+  return ok and (enc == 'listpack' or enc == 'ziplist')
+end
+local function widen(hash)
+  if not isListpack(hash) or redis.call('HLEN', hash) < WIDE or redis.call('HEXISTS', hash, 'x|listpack') == 1 then return end
   redis.call('HSET', hash, 'x|widen', string.rep('-', 4097))
   redis.call('HDEL', hash, 'x|widen')
+  if isListpack(hash) then redis.call('HSET', hash, 'x|listpack', '1') end
 end
 for i = 1, n do
   local hash = KEYS[i]
