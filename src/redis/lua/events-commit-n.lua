@@ -33,29 +33,20 @@ local n = #KEYS
 local a = 4
 
 --[[
-  A busy queue's hash (a few dozen fields: counters and histogram buckets) is turned into a hash table once it holds
-  WIDE fields; commits that write at least 8 fields look (a queue writing fewer finds them cheaply anyway). Redis keeps
-  a hash of up to hash-max-listpack-entries fields (128 to 512) as a listpack, where every field written is found by
-  a scan from its start: with ~50 fields that scan was a third of this script's instructions (callgrind), and a hash
-  table finds a field at once. Redis converts a listpack hash when a value is longer than hash-max-listpack-value, so
-  a field that long is written and deleted again; the hash stays a table (until a restart loads it back as a
-  listpack, when the next commit converts it again). Where hash-max-listpack-value is set above the field's 4,097
-  bytes, the hash stays a listpack and says so in `x|listpack`, so that later commits do not try again. It costs Redis
-  memory: about twice the listpack's (MEMORY USAGE of 50 fields: 1.8 KB as a listpack, 3.8 KB as a table), some 2 KB
-  more per busy queue. HGETALL (the read-back, which takes only c|, h| and r| fields) costs no more: a fifth fewer
-  instructions on the table. Encodings other than listpack/ziplist are left alone, as is a server that refuses OBJECT.
+  A busy queue's hash (a few dozen fields: counters and histogram buckets) is made a hash table once it holds WIDE
+  fields before a commit that writes at least 8 (a queue writing fewer finds them cheaply anyway). Redis keeps a
+  hash of up to hash-max-listpack-entries fields (128 to 512) as a listpack, where every field written is found by a
+  scan from its start: with ~50 fields that scan was a third of this script's instructions (callgrind), and a hash
+  table finds a field at once. Redis makes a hash a table when one of its values is longer than
+  hash-max-listpack-value (64 bytes unless configured), and keeps it one (a restart loads it as one too), so such a
+  hash gets the field `x|table` with a value of 65 bytes (HSETNX: written once; read-back takes only c|, h| and r|
+  fields). Nothing else is asked of Redis: no OBJECT, no HDEL, which the sidecar's least-privilege ACL user is not
+  given. Where hash-max-listpack-value is set higher, the hash stays a listpack, as before. It costs Redis memory:
+  about twice the listpack's (MEMORY USAGE of 50 fields: 1.8 KB as a listpack, 3.8 KB as a table), some 2 KB more
+  per busy queue. HGETALL (the read-back) costs no more: a fifth fewer instructions on the table.
 ]]
 local WIDE = 32
-local function isListpack(hash)
-  local ok, enc = pcall(redis.call, 'OBJECT', 'ENCODING', hash)
-  return ok and (enc == 'listpack' or enc == 'ziplist')
-end
-local function widen(hash)
-  if not isListpack(hash) or redis.call('HLEN', hash) < WIDE or redis.call('HEXISTS', hash, 'x|listpack') == 1 then return end
-  redis.call('HSET', hash, 'x|widen', string.rep('-', 4097))
-  redis.call('HDEL', hash, 'x|widen')
-  if isListpack(hash) then redis.call('HSET', hash, 'x|listpack', '1') end
-end
+local TABLE_VALUE = string.rep('-', 65)
 for i = 1, n do
   local hash = KEYS[i]
   if redis.call('HGET', hash, 'r|gen') ~= ARGV[1] then return false end
@@ -83,6 +74,13 @@ for i = 1, n do
   local hash, stream = KEYS[i], ARGV[a]
   local cursor, applied, nf = ARGV[a + 2], tonumber(ARGV[a + 3]), tonumber(ARGV[a + 4])
   a = a + 5
+  -- Before this queue's fields are written, and in pcall: a server that refuses either command (an ACL other than the
+  -- documented one) leaves the hash as it was and the commit whole (a refusal after the fields would leave them
+  -- written without their cursor: read again and counted twice).
+  if nf >= 16 then
+    local ok, len = pcall(redis.call, 'HLEN', hash)
+    if ok and len >= WIDE then pcall(redis.call, 'HSETNX', hash, 'x|table', TABLE_VALUE) end
+  end
   -- HSET in slices: unpack() is bounded by the Lua C stack.
   local j = 0
   while j < nf do
@@ -90,7 +88,6 @@ for i = 1, n do
     redis.call('HSET', hash, unpack(ARGV, a + j, a + j + k - 1))
     j = j + k
   end
-  if nf >= 16 then widen(hash) end
   a = a + nf
   redis.call('HSET', hash, 'r|cursor', cursor)
   local seen = redis.call('HINCRBY', hash, 'r|seen', applied)
