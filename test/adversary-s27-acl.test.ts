@@ -5,7 +5,6 @@
 // but not its cursor, so the reader applied the batch twice (alpha: 15 completions of 8). The commit now asks only HLEN
 // and HSETNX (both in the documented rules), in pcall, before the queue's fields are written; a user refused them is
 // tested at the script level in adversary-s27-widen.test.ts (the sidecar itself needs both elsewhere).
-import { readFileSync } from 'node:fs';
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,24 +12,13 @@ import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
 import { createLogger } from '../src/log/logger.js';
 import { createSidecar } from '../src/sidecar/create-sidecar.js';
 import { waitFor } from './helpers/bullmq.js';
+import { documentedAcl } from './helpers/documented-acl.js';
 import { parsePromText, seriesKey, type Series } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 let redis: TestRedis;
 let admin: Redis;
 const closers: Array<() => Promise<unknown>> = [];
-
-/** The documented `ACL SETUSER <user> …` rules of docs/security.md, as arguments, with its password filled in. */
-function documentedAcl(user: string, password: string): string[] {
-  const doc = readFileSync(new URL('../docs/security.md', import.meta.url), 'utf8');
-  const line = doc.split('\n').find((l) => l.startsWith(`ACL SETUSER ${user} `));
-  if (!line) throw new Error(`docs/security.md has no "ACL SETUSER ${user}" line`);
-  return line
-    .trim()
-    .split(/\s+/)
-    .slice(2)
-    .map((a) => (a.startsWith('>') ? `>${password}` : a));
-}
 
 beforeAll(async () => {
   redis = await startTestRedis({ password: 'admin-secret' });

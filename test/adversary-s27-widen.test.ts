@@ -2,12 +2,12 @@
 // `x|table` of 65 bytes, longer than the default hash-max-listpack-value) under Redis configurations that change
 // encodings: listpack limits, an RDB reload (DEBUG RELOAD), a replica, and a user refused the commands it uses. Every
 // field the commits wrote must read back exactly, and nothing but the accounting (c|, h|, r|) and x|table may stay.
-import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as scripts from '../src/redis/lua-scripts.js';
 import { bindScript } from '../src/redis/scripts.js';
 import { waitFor } from './helpers/bullmq.js';
+import { documentedAcl } from './helpers/documented-acl.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 let redis: TestRedis;
@@ -133,13 +133,7 @@ describe('adversary s27: the commit widen', () => {
   });
 
   it('a user refused HSETNX (+@read, -hsetnx on top of the documented rules): a commit applies all or nothing', async () => {
-    const doc = readFileSync(new URL('../docs/security.md', import.meta.url), 'utf8');
-    const line = doc.split('\n').find((l) => l.startsWith('ACL SETUSER queuelens-sidecar '))!;
-    const rules = line
-      .trim()
-      .split(/\s+/)
-      .slice(3)
-      .map((a) => (a.startsWith('>') ? '>pw' : a));
+    const rules = documentedAcl('queuelens-sidecar', 'pw').slice(1);
     await client.call('ACL', 'SETUSER', 'adv-reader', ...rules, '+@read', '-hsetnx');
     const asUser = redis.client();
     await asUser.call('AUTH', 'adv-reader', 'pw');

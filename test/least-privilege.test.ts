@@ -2,7 +2,6 @@
 // to it), and BullMQ workers as a user without dangerous commands: collection, worker counts and the event
 // reader all work, Redis's ACL LOG records no denial, and the sidecar's user really cannot write a BullMQ key.
 // The ACL rules are read from docs/security.md, so the documented rules are the tested ones.
-import { readFileSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
@@ -11,24 +10,13 @@ import { resolveSidecarConfig } from '../src/config/sidecar-config.js';
 import { createLogger } from '../src/log/logger.js';
 import { createSidecar } from '../src/sidecar/create-sidecar.js';
 import { waitFor } from './helpers/bullmq.js';
+import { documentedAcl } from './helpers/documented-acl.js';
 import { runCli } from './helpers/cli.js';
 import { parsePromText, seriesKey } from './helpers/prom-text.js';
 import { startTestRedis, type TestRedis } from './helpers/redis-server.js';
 
 let redis: TestRedis;
 const closers: Array<() => Promise<unknown>> = [];
-
-/** The `ACL SETUSER <user> …` line of docs/security.md, as arguments, with its password placeholder filled in. */
-function documentedAcl(user: string, password: string): string[] {
-  const doc = readFileSync(new URL('../docs/security.md', import.meta.url), 'utf8');
-  const line = doc.split('\n').find((l) => l.startsWith(`ACL SETUSER ${user} `));
-  if (!line) throw new Error(`docs/security.md has no "ACL SETUSER ${user}" line`);
-  return line
-    .trim()
-    .split(/\s+/)
-    .slice(2)
-    .map((a) => (a.startsWith('>') ? `>${password}` : a));
-}
 
 beforeAll(async () => {
   redis = await startTestRedis({ password: 'admin-secret' });
