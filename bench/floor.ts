@@ -12,6 +12,7 @@
 import { Queue, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { startTestRedis } from '../test/helpers/redis-server.js';
+import { commandStats } from './lib/redis-cost.js';
 import { loadAverage, machineInfo, median, table, writeSection } from './lib/report.js';
 import { queueName, seedQueues } from './lib/seed.js';
 
@@ -23,17 +24,11 @@ const PREFIX = 'floor';
 const STATES = ['waiting', 'prioritized', 'delayed', 'active', 'waiting-children', 'completed', 'failed'] as const;
 const active = (i: number) => i % 10 === 5;
 
-/** Redis's own time (µs) and calls of one command so far (INFO commandstats). */
-async function stat(admin: Redis, command: string): Promise<{ calls: number; usec: number }> {
-  const m = new RegExp(`^cmdstat_${command}:calls=(\\d+),usec=(\\d+)`, 'm').exec(await admin.info('commandstats'));
-  return { calls: Number(m?.[1] ?? 0), usec: Number(m?.[2] ?? 0) };
-}
-
 /** Redis time per call of `command` while `run` runs (it must send only that command of that kind). */
 async function timed(admin: Redis, command: string, run: () => Promise<unknown>): Promise<number> {
-  const a = await stat(admin, command);
+  const a = (await commandStats(admin)).get(command) ?? { calls: 0, usec: 0 };
   await run();
-  const b = await stat(admin, command);
+  const b = (await commandStats(admin)).get(command) ?? { calls: 0, usec: 0 };
   if (b.calls === a.calls) throw new Error(`no ${command} was counted`);
   return (b.usec - a.usec) / (b.calls - a.calls);
 }

@@ -186,7 +186,8 @@ local function readQueue(b)
   local nextDue = -1
   if delayed > overdue then
     -- The earliest job not overdue is ranked right after the overdue ones.
-    local first = rcall('ZRANGE', b .. 'delayed', string.format('%d', overdue), string.format('%d', overdue), 'WITHSCORES')
+    local rank = string.format('%d', overdue)
+    local first = rcall('ZRANGE', b .. 'delayed', rank, rank, 'WITHSCORES')
     local score = num(first[2])
     if score then nextDue = math.floor(score / 4096) end
   end
